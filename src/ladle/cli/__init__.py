@@ -1,0 +1,1 @@
+"""The ``ladle`` command line: a thin layer over the library, one module per resource group."""

@@ -1,0 +1,86 @@
+"""Shared CLI plumbing: the global options, the store, output formats and error handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ladle.errors import LadleError
+from ladle.store import FeatureStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class CliContext:
+    """Options shared by every command (``--chdir``, ``--feature-store-yaml``)."""
+
+    chdir: Path
+    feature_store_yaml: Path | None
+    _store: FeatureStore | None = field(default=None, repr=False)
+
+    def store(self) -> FeatureStore:
+        """The feature store of the repo the CLI was pointed at."""
+        if self._store is None:
+            self._store = FeatureStore(repo_path=self.chdir, fs_yaml_file=self.feature_store_yaml)
+        return self._store
+
+
+def pass_context(func: F) -> F:
+    """Decorator giving a command the :class:`CliContext` as first argument."""
+    return click.pass_obj(func)  # type: ignore[return-value]
+
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn Ladle's errors into one readable line on stderr and exit status 1."""
+    try:
+        yield
+    except LadleError as exc:
+        err_console.print(f"[bold red]Error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+def output_option(func: F) -> F:
+    """Add ``--output table|json``."""
+    return click.option(
+        "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True,
+        help="Print a table for people or JSON for programs.",
+    )(func)  # type: ignore[return-value]
+
+
+def emit(rows: Sequence[dict[str, Any]], output: str, title: str = "") -> None:
+    """Print rows as a rich table or as JSON."""
+    if output == "json":
+        click.echo(json.dumps(list(rows), indent=2, default=str))
+        return
+    if not rows:
+        console.print(f"no {title or 'rows'}")
+        return
+    table = Table(title=title or None)
+    for column in rows[0]:
+        table.add_column(str(column))
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row.values()))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return "" if value is None else str(value)

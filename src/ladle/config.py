@@ -1,0 +1,197 @@
+"""``feature_store.yaml`` (Feast's keys) and its dict form, validated with clear errors.
+
+Discovery: ``FeatureStore(repo_path=...)`` reads ``<repo_path>/feature_store.yaml``; ``config=`` takes
+the same content as a dict (or a :class:`RepoConfig`). ``${VAR}`` and ``${VAR:-default}`` are expanded
+from the environment in every string. Relative paths are relative to the repo directory.
+
+Backend blocks (``online_store``, ``offline_store``) are validated by the backend's own config model,
+found through its entry point; its ``type`` selects it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ladle.errors import ConfigError
+from ladle.plugins import load_backend
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+
+
+class StrictModel(BaseModel):
+    """Base for config models: unknown keys are errors, values are not coerced across kinds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegistryConfig(StrictModel):
+    """``registry:`` block. A bare string is a path (SQLite) or a SQLAlchemy URL."""
+
+    registry_type: Literal["sql", "file"] = Field(
+        "sql", description="'sql' (SQLite or PostgreSQL); 'file' is read as sql"
+    )
+    path: str = Field("data/registry.db", description="SQLite file path or SQLAlchemy URL")
+    cache_ttl_seconds: float = Field(
+        60, ge=0, description="how long readers reuse a loaded registry; 0 = never refresh"
+    )
+    cache_mode: Literal["sync", "thread"] = Field("thread", description="'thread' refreshes in the background")
+    sqlalchemy_config_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to create_engine")
+
+    def url(self, repo_path: Path) -> str:
+        """The SQLAlchemy URL (SQLite paths made absolute, ``postgresql://`` given the psycopg driver)."""
+        path = self.path
+        if path.startswith("postgresql://") or path.startswith("postgres://"):
+            return "postgresql+psycopg://" + path.split("://", 1)[1]
+        if "://" in path:
+            return path
+        full = Path(path) if Path(path).is_absolute() else repo_path / path
+        return f"sqlite:///{full}"
+
+
+class FeatureServerConfig(StrictModel):
+    """``feature_server:`` block (server defaults; CLI flags override)."""
+
+    type: Literal["local", "http"] = "local"
+    enabled: bool = True
+    max_entities_per_request: int = Field(10_000, gt=0, description="larger requests get 413 / INVALID_ARGUMENT")
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="larger bodies get 413")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Feast's metrics toggles (accepted)")
+
+
+class MaterializationConfig(StrictModel):
+    """``materialization:`` block."""
+
+    online_write_batch_size: int = Field(50_000, gt=0, description="rows per online write batch")
+    pull_latest_features: bool = True
+
+
+class RepoConfig(StrictModel):
+    """The whole ``feature_store.yaml``."""
+
+    project: str
+    provider: Literal["local", "gcp", "aws"] = "local"
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    online_store: Any = None
+    offline_store: Any = None
+    entity_key_serialization_version: Literal[3] = 3
+    feature_server: FeatureServerConfig = FeatureServerConfig()
+    materialization: MaterializationConfig = MaterializationConfig()
+    auth: dict[str, Any] = Field(default_factory=lambda: {"type": "no_auth"})
+    flags: dict[str, Any] | None = None
+    coerce_tz_aware: bool = True
+    repo_path: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("project")
+    @classmethod
+    def _project_name(cls, value: str) -> str:
+        if not _PROJECT.match(value):
+            raise ValueError("use letters, digits and '_', starting with a letter or digit")
+        return value
+
+    @field_validator("registry", mode="before")
+    @classmethod
+    def _registry_string(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+
+def expand_env(value: Any, path: str = "") -> Any:
+    """Expand ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed yaml tree."""
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{path or 'config'}: environment variable {name} is not set (or write ${{{name}:-default}})"
+            )
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, Mapping):
+        return {k: expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _describe(error: Mapping[str, Any], prefix: str = "") -> str:
+    loc = ".".join(str(p) for p in (prefix, *error["loc"]) if p != "")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key (check the spelling; see docs/configuration.md)"
+    if kind == "missing":
+        return f"{loc}: required key is missing"
+    return f"{loc}: {error['msg']} (got {error.get('input')!r})"
+
+
+def _validate(model: type[StrictModel], raw: Mapping[str, Any], prefix: str = "") -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e, prefix) for e in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+_ONLINE_DEFAULT = {"type": "sqlite"}
+_OFFLINE_DEFAULT = {"type": "duckdb"}
+
+
+def _backend_block(group: str, key: str, raw: Any, default: Mapping[str, Any]) -> Any:
+    if raw is None:
+        raw = dict(default)
+    elif isinstance(raw, str):
+        raw = {"type": raw}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"invalid configuration: {key}: must be a type name or a mapping with 'type'")
+    block = dict(raw)
+    type_name = block.get("type", default["type"])
+    if not isinstance(type_name, str):
+        raise ConfigError(f"invalid configuration: {key}.type: must be a string")
+    backend = load_backend(group, type_name)
+    config_class: type[StrictModel] = backend.config_class
+    block["type"] = getattr(config_class.model_fields["type"], "default", type_name)
+    return _validate(config_class, block, key)
+
+
+def load_config(raw: Mapping[str, Any], repo_path: str | Path = ".") -> RepoConfig:
+    """Validate a config mapping (yaml content or dict) into a :class:`RepoConfig`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("invalid configuration: the top level must be a mapping of keys to values")
+    data = expand_env(dict(raw))
+    data["online_store"] = _backend_block(
+        "ladle.online_stores", "online_store", data.get("online_store"), _ONLINE_DEFAULT
+    )
+    data["offline_store"] = _backend_block(
+        "ladle.offline_stores", "offline_store", data.get("offline_store"), _OFFLINE_DEFAULT
+    )
+    data["repo_path"] = Path(repo_path).resolve()
+    config: RepoConfig = _validate(RepoConfig, data)
+    return config
+
+
+def load_yaml(path: str | Path, repo_path: str | Path | None = None) -> RepoConfig:
+    """Read and validate a ``feature_store.yaml``."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"no feature_store.yaml at {file} (run 'ladle init' or pass --chdir)")
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    return load_config(raw or {}, repo_path if repo_path is not None else file.parent)
+
+
+def resolve_path(config: RepoConfig, path: str) -> Path:
+    """A path from the config or a definition, made absolute against the repo directory."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else config.repo_path / p

@@ -1,0 +1,173 @@
+"""One error tree for everything Ladle raises on purpose.
+
+::
+
+    LadleError
+    ├── ConfigError                      feature_store.yaml / config dict is wrong (key path + hint)
+    ├── DefinitionError                  an Entity, Field, source, view or service is invalid
+    ├── RepoError                        a feature repo cannot be loaded (import error, duplicate names)
+    ├── RegistryError
+    │   ├── ObjectNotFoundError
+    │   │   ├── ProjectNotFoundError
+    │   │   ├── EntityNotFoundError
+    │   │   ├── DataSourceNotFoundError
+    │   │   │   └── PushSourceNotFoundError
+    │   │   ├── FeatureViewNotFoundError
+    │   │   ├── FeatureServiceNotFoundError
+    │   │   └── FeatureNotFoundError     a view exists but has no such feature
+    │   ├── ConflictError                optimistic-concurrency loss on apply; retry after refresh
+    │   └── LeaseHeldError               a scheduled run already holds the lease
+    ├── RequestError                     a caller's request is malformed (maps to 4xx / INVALID_ARGUMENT)
+    │   ├── InvalidFeatureReferenceError
+    │   ├── FeatureNameCollisionError
+    │   ├── EntityKeyError               missing join key, wrong key dtype
+    │   ├── SchemaMismatchError          pushed / written columns or types do not match the view
+    │   └── RequestTooLargeError
+    ├── DataSourceError                  a source file is missing, unreadable or has the wrong schema
+    ├── MaterializationError
+    │   └── MaterializationInProgressError
+    └── BackendError                     a store could not do its job
+        ├── BackendUnavailableError      connection refused / timed out (message names the address)
+        └── MissingExtraError            the backend's driver is not installed (names the extra)
+
+Driver exceptions are translated at the backend boundary with ``raise ... from exc``.
+HTTP and gRPC status codes are chosen by the server, not here.
+"""
+
+from __future__ import annotations
+
+
+class LadleError(Exception):
+    """Base class of every error Ladle raises on purpose."""
+
+
+class ConfigError(LadleError):
+    """The configuration is invalid; the message names the key path and gives a hint."""
+
+
+class DefinitionError(LadleError):
+    """A definition (entity, field, source, feature view, feature service) is invalid."""
+
+
+class RepoError(LadleError):
+    """A feature repository cannot be loaded."""
+
+
+class RegistryError(LadleError):
+    """The registry refused or failed an operation."""
+
+
+class ObjectNotFoundError(RegistryError):
+    """A named object does not exist in the project's registry."""
+
+    kind = "object"
+
+    def __init__(self, name: str, project: str | None = None, *, detail: str = "") -> None:
+        self.name = name
+        self.project = project
+        where = f" in project '{project}'" if project else ""
+        msg = f"{self.kind} '{name}' does not exist{where}"
+        super().__init__(f"{msg}. {detail}".strip() if detail else msg)
+
+
+class ProjectNotFoundError(ObjectNotFoundError):
+    """The project has never been applied."""
+
+    kind = "project"
+
+
+class EntityNotFoundError(ObjectNotFoundError):
+    """No entity by that name."""
+
+    kind = "entity"
+
+
+class DataSourceNotFoundError(ObjectNotFoundError):
+    """No data source by that name."""
+
+    kind = "data source"
+
+
+class PushSourceNotFoundError(DataSourceNotFoundError):
+    """No push source by that name."""
+
+    kind = "push source"
+
+
+class FeatureViewNotFoundError(ObjectNotFoundError):
+    """No feature view by that name."""
+
+    kind = "feature view"
+
+
+class FeatureServiceNotFoundError(ObjectNotFoundError):
+    """No feature service by that name."""
+
+    kind = "feature service"
+
+
+class FeatureNotFoundError(ObjectNotFoundError):
+    """The feature view exists but does not have the requested feature."""
+
+    kind = "feature"
+
+
+class ConflictError(RegistryError):
+    """Someone else changed the registry since this writer read it; nothing was applied."""
+
+
+class LeaseHeldError(RegistryError):
+    """A lease (e.g. for a scheduled run) is held by another owner."""
+
+
+class RequestError(LadleError):
+    """A request is malformed; nothing was read or written."""
+
+
+class InvalidFeatureReferenceError(RequestError):
+    """A feature reference is not of the form ``view:feature`` (or a bare view name)."""
+
+
+class FeatureNameCollisionError(RequestError):
+    """Two requested features share an output name; use ``full_feature_names=True``."""
+
+
+class EntityKeyError(RequestError):
+    """A join key is missing, has the wrong type, or entity columns have different lengths."""
+
+
+class SchemaMismatchError(RequestError):
+    """Rows pushed or written do not match the feature view's schema."""
+
+
+class RequestTooLargeError(RequestError):
+    """The request exceeds a configured limit (entities per request, body size)."""
+
+
+class DataSourceError(LadleError):
+    """A data source cannot be read: missing file, unreadable, or wrong schema."""
+
+
+class MaterializationError(LadleError):
+    """Materialization failed; the watermark was not advanced."""
+
+
+class MaterializationInProgressError(MaterializationError):
+    """The feature view is already being materialized by another run."""
+
+
+class BackendError(LadleError):
+    """A storage backend failed."""
+
+
+class BackendUnavailableError(BackendError):
+    """The backend could not be reached (connection refused, timeout); names the address."""
+
+
+class MissingExtraError(BackendError):
+    """The backend's driver is not installed; the message names the extra to install."""
+
+    def __init__(self, backend: str, extra: str, module: str) -> None:
+        super().__init__(f"the {backend} backend needs the Python package '{module}': pip install 'ladle[{extra}]'")
+        self.backend = backend
+        self.extra = extra

@@ -1,0 +1,1 @@
+"""Offline stores: the protocol and its backends (Parquet + DuckDB embedded; Iceberg, Doris later)."""

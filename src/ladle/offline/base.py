@@ -1,0 +1,88 @@
+"""The offline store protocol, in Arrow and domain types.
+
+A backend is a class with a ``config_class`` (pydantic model with a literal ``type``), built as
+``Backend(config: RepoConfig)``, registered under the ``ladle.offline_stores`` entry point group.
+
+Column naming: results use the view's join key names, feature names (after the source's
+``field_mapping``), and the canonical ``event_timestamp`` / ``created_timestamp`` columns
+(:data:`ladle.types.EVENT_TIMESTAMP`, :data:`ladle.types.CREATED_TIMESTAMP`), timestamp[us, UTC].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar, Protocol, runtime_checkable
+
+import pandas as pd
+import pyarrow as pa
+
+from ladle.config import RepoConfig, StrictModel
+from ladle.definitions import DataSource, FeatureView
+from ladle.retrieval.refs import ViewSelection
+
+
+class RetrievalJob(Protocol):
+    """A (lazy) historical retrieval."""
+
+    def to_arrow(self) -> pa.Table:
+        """Run and return the result as an Arrow table."""
+        ...
+
+    def to_df(self) -> pd.DataFrame:
+        """Run and return the result as a pandas DataFrame."""
+        ...
+
+    def to_parquet(self, path: str | Path) -> None:
+        """Run and write the result to a Parquet file without materializing it in pandas."""
+        ...
+
+    @property
+    def sql(self) -> str:
+        """The query this job runs, for debugging."""
+        ...
+
+
+@runtime_checkable
+class OfflineStore(Protocol):
+    """History of feature rows, for training and materialization."""
+
+    config_class: ClassVar[type[StrictModel]]
+
+    def source_schema(self, source: DataSource) -> pa.Schema:
+        """The Arrow schema of a source; :class:`~ladle.errors.DataSourceError` if unreadable."""
+        ...
+
+    def pull_latest(
+        self, view: FeatureView, start: datetime, end: datetime, batch_rows: int = 100_000
+    ) -> Iterator[pa.RecordBatch]:
+        """The newest row per entity with ``start <= event_ts <= end`` (created ts breaks ties)."""
+        ...
+
+    def pull_all(self, view: FeatureView, start: datetime, end: datetime) -> Iterator[pa.RecordBatch]:
+        """Every row with ``start <= event_ts <= end``."""
+        ...
+
+    def historical(
+        self,
+        entity_df: pa.Table,
+        timestamp_column: str,
+        selections: Sequence[ViewSelection],
+        full_feature_names: bool,
+    ) -> RetrievalJob:
+        """Point-in-time join of ``entity_df`` with each selection (see docs/offline.md)."""
+        ...
+
+    def append(self, source: DataSource, rows: pa.Table) -> int:
+        """Append rows (source column names) to a source; return the number appended."""
+        ...
+
+
+def open_offline_store(config: RepoConfig) -> OfflineStore:
+    """Build the offline store named by ``config.offline_store.type``."""
+    from ladle.plugins import load_backend
+
+    backend = load_backend("ladle.offline_stores", config.offline_store.type)
+    store: OfflineStore = backend(config)
+    return store

@@ -1,0 +1,1 @@
+"""Online stores: the protocol and its backends (SQLite embedded, Redis, Redis Cluster)."""

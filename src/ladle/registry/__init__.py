@@ -1,0 +1,1 @@
+"""The registry: versioned definitions, watermarks and leases in SQL (SQLite or PostgreSQL)."""

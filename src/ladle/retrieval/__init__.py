@@ -1,0 +1,1 @@
+"""Retrieval: feature references, online reads, historical (point-in-time) reads, pushes."""

@@ -1,0 +1,104 @@
+"""Feature references (``view:feature``, a bare ``view``, or a feature service) → view selections."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ladle.definitions import FeatureService, FeatureView
+from ladle.errors import FeatureNameCollisionError, InvalidFeatureReferenceError, RequestError
+from ladle.registry.base import RegistrySnapshot
+
+
+@dataclass(frozen=True)
+class ViewSelection:
+    """Which features of a view a request reads, and under what output prefix."""
+
+    view: FeatureView
+    features: tuple[str, ...]
+    prefix: str
+    join_key_map: dict[str, str] = field(default_factory=dict)
+
+    def output_names(self, full_feature_names: bool) -> list[str]:
+        """Column names in the response for this selection."""
+        if full_feature_names:
+            return [f"{self.prefix}__{f}" for f in self.features]
+        return list(self.features)
+
+    def entity_columns(self) -> list[str]:
+        """The request's column name for each of the view's join keys."""
+        return [self.join_key_map.get(k, k) for k in self.view.join_keys]
+
+
+FeatureRequest = Sequence[str] | FeatureService | str
+
+
+def resolve(
+    snapshot: RegistrySnapshot, features: FeatureRequest, full_feature_names: bool = False
+) -> list[ViewSelection]:
+    """Resolve references into one selection per view, in first-mention order.
+
+    ``features`` is a list of ``"view:feature"`` or bare ``"view"`` (all its features), a
+    :class:`FeatureService`, or a feature service name given as a single string.
+    """
+    if isinstance(features, FeatureService):
+        selections = _from_service(snapshot, features)
+    elif isinstance(features, str):
+        selections = _from_service(snapshot, snapshot.feature_service(features))
+    else:
+        selections = _from_refs(snapshot, features)
+    check_collisions(selections, full_feature_names)
+    return selections
+
+
+def _from_service(snapshot: RegistrySnapshot, service: FeatureService) -> list[ViewSelection]:
+    out = []
+    for proj in service.projections:
+        view = snapshot.feature_view(proj.view_name)
+        for name in proj.features:
+            view.feature(name)
+        out.append(ViewSelection(view, tuple(proj.features), proj.name_to_use, dict(proj.join_key_map)))
+    return out
+
+
+def _from_refs(snapshot: RegistrySnapshot, refs: Sequence[str]) -> list[ViewSelection]:
+    if not refs:
+        raise RequestError("no features requested: pass 'view:feature' references or a feature service")
+    order: list[str] = []
+    wanted: dict[str, list[str]] = {}
+    for ref in refs:
+        if not isinstance(ref, str) or not ref or ref.count(":") > 1:
+            raise InvalidFeatureReferenceError(
+                f"feature reference {ref!r} is malformed: use 'view:feature' or a bare 'view'"
+            )
+        view_name, _, feature = ref.partition(":")
+        if "@" in view_name:
+            raise InvalidFeatureReferenceError(
+                f"feature reference {ref!r}: versioned views ('view@vN') are not supported"
+            )
+        view = snapshot.feature_view(view_name)
+        names = [feature] if feature else view.feature_names
+        if feature:
+            view.feature(feature)
+        if view_name not in wanted:
+            order.append(view_name)
+            wanted[view_name] = []
+        for name in names:
+            if name not in wanted[view_name]:
+                wanted[view_name].append(name)
+    return [ViewSelection(snapshot.feature_views[v], tuple(wanted[v]), v) for v in order]
+
+
+def check_collisions(selections: Sequence[ViewSelection], full_feature_names: bool) -> None:
+    """Raise :class:`FeatureNameCollisionError` if two outputs would share a name."""
+    seen: dict[str, str] = {}
+    keys = {k for s in selections for k in s.entity_columns()}
+    for sel in selections:
+        for out in sel.output_names(full_feature_names):
+            if out in seen or out in keys:
+                other = seen.get(out, "a join key")
+                raise FeatureNameCollisionError(
+                    f"feature name '{out}' is requested from both {other} and '{sel.prefix}'; "
+                    "pass full_feature_names=True to name columns 'view__feature'"
+                )
+            seen[out] = f"'{sel.prefix}'"

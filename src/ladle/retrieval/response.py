@@ -1,0 +1,53 @@
+"""``OnlineResponse``: the column-major result of ``get_online_features``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from ladle.types import FieldStatus
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class OnlineResponse:
+    """Feature values for N entity rows, column-major like Feast's wire format.
+
+    ``feature_names`` lists the join-key columns first (in request order), then the features.
+    ``values[i][j]`` is the value of ``feature_names[i]`` for entity row ``j``;
+    ``statuses[i][j]`` its :class:`~ladle.types.FieldStatus`; ``event_timestamps[i][j]`` the event
+    time in microseconds since the epoch (0 for join keys and missing values).
+    """
+
+    feature_names: list[str]
+    values: list[list[Any]]
+    statuses: list[list[int]]
+    event_timestamps: list[list[int]]
+
+    def to_dict(self, include_event_timestamps: bool = False) -> dict[str, list[Any]]:
+        """``{name: [value per entity row]}``, join keys included (Feast's shape).
+
+        With ``include_event_timestamps=True`` each feature also gets ``<name>__ts`` (UTC datetimes).
+        """
+        out = dict(zip(self.feature_names, self.values, strict=True))
+        if include_event_timestamps:
+            for name, ts in zip(self.feature_names, self.event_timestamps, strict=True):
+                out[f"{name}__ts"] = [_EPOCH + timedelta(microseconds=t) for t in ts]
+        return out
+
+    def to_df(self, include_event_timestamps: bool = False) -> pd.DataFrame:
+        """The same as :meth:`to_dict`, as a pandas DataFrame."""
+        return pd.DataFrame(self.to_dict(include_event_timestamps))
+
+    def statuses_dict(self) -> dict[str, list[FieldStatus]]:
+        """``{name: [FieldStatus per entity row]}``."""
+        return {n: [FieldStatus(s) for s in col] for n, col in zip(self.feature_names, self.statuses, strict=True)}
+
+    @property
+    def row_count(self) -> int:
+        """Number of entity rows."""
+        return len(self.values[0]) if self.values else 0
