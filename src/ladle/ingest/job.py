@@ -1,0 +1,130 @@
+"""``Ingestion``: a repo-declared job that computes one view's feature rows and stores them offline.
+
+>>> Ingestion(name="weather", feature_view="weather_features", compute=compute_weather)
+
+``compute(window)`` returns an Arrow table with the view's join keys, features and the source's
+timestamp columns (it may return more rows than the window; they are dropped). ``run_ingestion``
+checks the rows against the view, then replaces the job's rows inside the window in the view's
+Parquet directory (see :mod:`ladle.ingest.partitions`), so re-running a window adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ladle.config import resolve_path
+from ladle.definitions import FeatureView, FileSource
+from ladle.definitions._common import check_name
+from ladle.errors import DataSourceError, DefinitionError, SchemaMismatchError
+from ladle.ingest.partitions import Granularity, replace_window
+from ladle.types import compatible, dtype_from_arrow
+
+if TYPE_CHECKING:
+    from ladle.store import FeatureStore
+
+_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class IngestWindow:
+    """The event-time window ``[start, end)`` an ingestion run is asked to produce (UTC)."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class Ingestion:
+    """Compute rows for ``feature_view`` from raw data; declared in a feature repo."""
+
+    name: str
+    feature_view: str
+    compute: Callable[[IngestWindow], pa.Table]
+    partition: Granularity = "month"
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_name("ingestion", self.name)
+        if not callable(self.compute):
+            raise DefinitionError(f"ingestion '{self.name}': compute must be a callable taking an IngestWindow")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingestion run did."""
+
+    name: str
+    feature_view: str
+    start: datetime
+    end: datetime
+    rows: int
+    directory: Path
+
+
+def _directory(store: FeatureStore, view: FeatureView) -> Path:
+    source = view.batch_source
+    if not isinstance(source, FileSource) or not source.path.endswith("/"):
+        raise DataSourceError(
+            f"feature view '{view.name}': ingestion needs a FileSource whose path is a directory "
+            f"ending in '/', got {getattr(source, 'path', source)!r}"
+        )
+    return resolve_path(store.config, source.path)
+
+
+def check_rows(view: FeatureView, rows: pa.Table) -> pa.Table:
+    """Rows with exactly the view's columns, cast to its dtypes; :class:`SchemaMismatchError` if impossible."""
+    src = view.batch_source
+    wanted = [*view.entity_columns, *view.features]
+    stamps = [c for c in (src.timestamp_field, src.created_timestamp_column) if c]
+    missing = [f.name for f in wanted if f.name not in rows.column_names] + [
+        c for c in stamps if c not in rows.column_names
+    ]
+    if missing:
+        raise SchemaMismatchError(f"ingestion rows for '{view.name}' lack columns {missing}")
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for f in wanted:
+        column = rows.column(f.name)
+        if not compatible(f.dtype, dtype_from_arrow(column.type)) and not pa.types.is_null(column.type):
+            raise SchemaMismatchError(
+                f"ingestion column '{f.name}' of '{view.name}' is {column.type}, expected {f.dtype}"
+            )
+        columns[f.name] = column.cast(f.dtype.arrow)
+    for name in stamps:
+        columns[name] = rows.column(name).cast(pa.timestamp("us", tz="UTC"))
+    return pa.table(columns)
+
+
+def run_ingestion(
+    store: FeatureStore, ingestion: Ingestion, start: datetime | None = None, end: datetime | None = None
+) -> IngestResult:
+    """Run one ingestion for ``[start, end)`` (default: everything it computes)."""
+    view = store.snapshot().feature_view(ingestion.feature_view)
+    directory = _directory(store, view)
+    lo = _utc(start) if start is not None else _MIN
+    hi = _utc(end) if end is not None else _MAX
+    rows = check_rows(view, ingestion.compute(IngestWindow(lo, hi)))
+    ts = view.batch_source.timestamp_field
+    if start is None or end is None:
+        # Without an explicit window the job owns the span it computed: the data decides.
+        if len(rows):
+            bounds = pc.min_max(rows.column(ts))
+            lo = lo if start is not None else bounds["min"].as_py()
+            hi = hi if end is not None else bounds["max"].as_py() + _ONE_US
+        else:
+            return IngestResult(ingestion.name, view.name, lo, hi, 0, directory)
+    written = replace_window(directory, ingestion.name, rows, ts, lo, hi, ingestion.partition)
+    return IngestResult(ingestion.name, view.name, lo, hi, written, directory)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
