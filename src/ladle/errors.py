@@ -14,7 +14,8 @@
     │   │   │   └── PushSourceNotFoundError
     │   │   ├── FeatureViewNotFoundError
     │   │   ├── FeatureServiceNotFoundError
-    │   │   └── FeatureNotFoundError     a view exists but has no such feature
+    │   │   ├── FeatureNotFoundError     a view exists but has no such feature
+    │   │   └── ScheduleNotFoundError    no schedule by that name is declared in the repo
     │   ├── ConflictError                optimistic-concurrency loss on apply; retry after refresh
     │   └── LeaseHeldError               a scheduled run already holds the lease
     ├── RequestError                     a caller's request is malformed (maps to 4xx / INVALID_ARGUMENT)
@@ -110,6 +111,12 @@ class FeatureNotFoundError(ObjectNotFoundError):
     """The feature view exists but does not have the requested feature."""
 
     kind = "feature"
+
+
+class ScheduleNotFoundError(ObjectNotFoundError):
+    """No schedule by that name is declared in the feature repo."""
+
+    kind = "schedule"
 
 
 class ConflictError(RegistryError):

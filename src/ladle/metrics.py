@@ -1,0 +1,24 @@
+"""Prometheus metrics shared by the library, the scheduler and the server (names from Feast).
+
+Defined once, in the default ``prometheus_client`` registry, so whatever process exposes
+``/metrics`` (the feature server, ``ladle schedule``) reports them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Histogram
+
+#: Exposed as ``feast_materialization_duration_seconds{feature_view}`` (Feast's name; the unit is
+#: appended by prometheus_client). Buckets span a quick incremental run to an hour-long backfill.
+MATERIALIZATION_DURATION = Histogram(
+    "feast_materialization_duration",
+    "Time taken by one successful materialization of one feature view.",
+    ["feature_view"],
+    unit="seconds",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+
+
+def observe_materialization(view: str, seconds: float) -> None:
+    """Record how long one materialization of ``view`` took."""
+    MATERIALIZATION_DURATION.labels(feature_view=view).observe(seconds)
