@@ -221,6 +221,8 @@ class FeatureStore:
         return write_to_online_store(self, feature_view_name, df)
 
     def close(self) -> None:
-        """Release connections held by the stores."""
+        """Release connections held by the stores and stop the registry's refresh thread."""
         if "online_store" in self.__dict__:
             self.online_store.close()
+        if "registry" in self.__dict__:
+            self.registry.close()

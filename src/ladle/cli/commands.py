@@ -8,6 +8,13 @@ import click
 
 _MODULES = [
     "ladle.cli.version",
+    "ladle.cli.repo",
+    "ladle.cli.objects",
+    "ladle.cli.schedule",
+    "ladle.cli.serve",
+    "ladle.cli.online",
+    "ladle.cli.materialize",
+    "ladle.cli.historical",
 ]
 
 

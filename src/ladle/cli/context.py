@@ -59,7 +59,7 @@ def output_option(func: F) -> F:
     return click.option(
         "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True,
         help="Print a table for people or JSON for programs.",
-    )(func)  # type: ignore[return-value]
+    )(func)
 
 
 def emit(rows: Sequence[dict[str, Any]], output: str, title: str = "") -> None:
@@ -71,8 +71,9 @@ def emit(rows: Sequence[dict[str, Any]], output: str, title: str = "") -> None:
         console.print(f"no {title or 'rows'}")
         return
     table = Table(title=title or None)
-    for column in rows[0]:
-        table.add_column(str(column))
+    for index, column in enumerate(rows[0]):
+        # The first column names the object: wrap or squeeze the others, never truncate it.
+        table.add_column(str(column), no_wrap=index == 0)
     for row in rows:
         table.add_row(*(_cell(v) for v in row.values()))
     console.print(table)

@@ -103,6 +103,7 @@ class MaterializationRun:
     finished_at: datetime | None
     rows_written: int
     detail: str = ""
+    run_id: int = 0
 
 
 class Registry(Protocol):

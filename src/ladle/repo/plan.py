@@ -1,0 +1,252 @@
+"""Plan, apply and teardown of a project's definitions.
+
+``plan`` computes what would change (added / changed field by field / removed, per kind) without
+touching anything; ``apply`` validates the whole target state first and then writes it in one
+registry transaction guarded by the project version the plan was based on, and finally prepares
+the online store. ``partial=False`` (what ``ladle apply`` does) makes the registry equal to the repo,
+removing what the repo no longer defines; ``partial=True`` (``store.apply([...])``) only adds and
+updates the given objects, plus any ``objects_to_delete``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView, PushSource
+from ladle.errors import BackendError, DefinitionError, RepoError
+from ladle.registry.base import Kind, RegistrySnapshot
+from ladle.registry.sql import KINDS, ObjectChange, canonical_spec
+from ladle.repo.diff import ObjectDiff, diff_specs
+from ladle.repo.validate import Target, resolve_views, validate_target
+
+if TYPE_CHECKING:
+    from ladle.store import FeatureStore
+
+
+def kind_of(obj: object) -> Kind:
+    """The registry kind of a definition object."""
+    if isinstance(obj, Entity):
+        return "entity"
+    if isinstance(obj, DataSource):
+        return "data_source"
+    if isinstance(obj, FeatureView):
+        return "feature_view"
+    if isinstance(obj, FeatureService):
+        return "feature_service"
+    raise DefinitionError(
+        f"{obj!r} is not a definition; apply Entity, FileSource, PushSource, FeatureView or FeatureService objects"
+    )
+
+
+@dataclass
+class RepoContents:
+    """The definitions of a feature repo (or of one ``store.apply([...])`` call), by kind."""
+
+    entities: list[Entity] = field(default_factory=list)
+    data_sources: list[DataSource] = field(default_factory=list)
+    feature_views: list[FeatureView] = field(default_factory=list)
+    feature_services: list[FeatureService] = field(default_factory=list)
+
+    @classmethod
+    def from_objects(cls, objects: Iterable[Definition]) -> RepoContents:
+        """Group definitions by kind, adding the named sources the views read from.
+
+        The same object (or an equal one) given twice counts once; two different definitions
+        sharing a name raise :class:`RepoError`.
+        """
+        by_kind: dict[Kind, dict[str, Definition]] = {k: {} for k in KINDS}
+        for obj in _with_view_sources(objects):
+            kind = kind_of(obj)
+            if kind == "data_source" and not obj.name:
+                raise DefinitionError(f"{obj!r} has no name; only named data sources can be applied on their own")
+            seen = by_kind[kind].get(obj.name)
+            if seen is not None and seen is not obj and canonical_spec(seen.to_spec()) != canonical_spec(obj.to_spec()):
+                label = kind.replace("_", " ")
+                raise RepoError(f"{label} '{obj.name}' is defined twice, differently; names must be unique")
+            by_kind[kind].setdefault(obj.name, obj)
+        return cls(
+            entities=[o for o in by_kind["entity"].values() if isinstance(o, Entity)],
+            data_sources=[o for o in by_kind["data_source"].values() if isinstance(o, DataSource)],
+            feature_views=[o for o in by_kind["feature_view"].values() if isinstance(o, FeatureView)],
+            feature_services=[o for o in by_kind["feature_service"].values() if isinstance(o, FeatureService)],
+        )
+
+    def objects(self) -> list[Definition]:
+        """Every definition, entities first."""
+        return [*self.entities, *self.data_sources, *self.feature_views, *self.feature_services]
+
+    def by_kind(self) -> dict[Kind, dict[str, Any]]:
+        """``{kind: {name: object}}``."""
+        out: dict[Kind, dict[str, Any]] = {k: {} for k in KINDS}
+        for obj in self.objects():
+            out[kind_of(obj)][obj.name] = obj
+        return out
+
+
+def _with_view_sources(objects: Iterable[Definition]) -> Iterable[Definition]:
+    for obj in objects:
+        yield obj
+        if isinstance(obj, FeatureView):
+            source = obj.source
+            if source.name:
+                yield source
+            if isinstance(source, PushSource) and source.batch_source.name:
+                yield source.batch_source
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What a plan would do, or what an apply did."""
+
+    project: str
+    diffs: tuple[ObjectDiff, ...]
+    base_version: int
+    version: int
+    applied: bool
+
+    @property
+    def added(self) -> list[ObjectDiff]:
+        """Objects that are (or would be) created."""
+        return [d for d in self.diffs if d.action == "add"]
+
+    @property
+    def changed(self) -> list[ObjectDiff]:
+        """Objects whose spec changes, with the keys that differ."""
+        return [d for d in self.diffs if d.action == "change"]
+
+    @property
+    def removed(self) -> list[ObjectDiff]:
+        """Objects that are (or would be) deleted."""
+        return [d for d in self.diffs if d.action == "remove"]
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether anything differs from the registry."""
+        return bool(self.diffs)
+
+    def lines(self) -> list[str]:
+        """One readable line per object: ``+ entity x``, ``~ feature_view y: ttl_seconds 60 → 120``."""
+        return [str(d) for d in self.diffs]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "project": self.project,
+            "applied": self.applied,
+            "base_version": self.base_version,
+            "version": self.version,
+            "diffs": [d.to_dict() for d in self.diffs],
+        }
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    base: RegistrySnapshot
+    target: Target
+    diffs: tuple[ObjectDiff, ...]
+
+
+def _prepare(
+    store: FeatureStore,
+    contents: RepoContents,
+    objects_to_delete: Sequence[Definition],
+    partial: bool,
+    skip_source_validation: bool,
+) -> _Prepared:
+    base = store.registry.snapshot(allow_cache=False)
+    given = contents.by_kind()
+    given["feature_view"] = resolve_views(store, contents.feature_views, skip_source_validation)
+    target: Target = {k: dict(_registered(base, k)) if partial else {} for k in KINDS}
+    for kind in KINDS:
+        target[kind].update(given[kind])
+    for obj in objects_to_delete:
+        kind = kind_of(obj)
+        if obj.name in given[kind]:
+            raise RepoError(f"{kind.replace('_', ' ')} '{obj.name}' is both applied and deleted")
+        target[kind].pop(obj.name, None)
+    target = validate_target(target, base)
+    return _Prepared(base, target, tuple(_diffs(base, target)))
+
+
+def _registered(snapshot: RegistrySnapshot, kind: Kind) -> dict[str, Any]:
+    mapping: dict[Kind, Any] = {
+        "entity": snapshot.entities,
+        "data_source": snapshot.data_sources,
+        "feature_view": snapshot.feature_views,
+        "feature_service": snapshot.feature_services,
+    }
+    return dict(mapping[kind])
+
+
+def _diffs(base: RegistrySnapshot, target: Target) -> Iterable[ObjectDiff]:
+    for kind in KINDS:
+        old = {n: canonical_spec(o.to_spec()) for n, o in _registered(base, kind).items()}
+        new = {n: canonical_spec(o.to_spec()) for n, o in target[kind].items()}
+        for name in sorted(set(old) | set(new)):
+            if name not in old:
+                yield ObjectDiff(kind, name, "add")
+            elif name not in new:
+                yield ObjectDiff(kind, name, "remove")
+            elif old[name] != new[name]:
+                yield ObjectDiff(kind, name, "change", tuple(diff_specs(old[name], new[name])))
+
+
+def _contents(objects: Sequence[Definition] | RepoContents) -> RepoContents:
+    return objects if isinstance(objects, RepoContents) else RepoContents.from_objects(objects)
+
+
+def plan(
+    store: FeatureStore,
+    contents: RepoContents | Sequence[Definition],
+    objects_to_delete: Sequence[Definition] = (),
+    partial: bool = False,
+    *,
+    skip_source_validation: bool = False,
+) -> ApplyResult:
+    """What :func:`apply` would do with ``contents``; validates everything, writes nothing."""
+    prepared = _prepare(store, _contents(contents), objects_to_delete, partial, skip_source_validation)
+    version = prepared.base.version
+    return ApplyResult(store.project, prepared.diffs, version, version, applied=False)
+
+
+def apply(
+    store: FeatureStore,
+    objects_or_contents: Sequence[Definition] | RepoContents,
+    objects_to_delete: Sequence[Definition] = (),
+    partial: bool = True,
+    *,
+    skip_source_validation: bool = False,
+    applied_by: str | None = None,
+) -> ApplyResult:
+    """Validate, then write every change in one registry transaction, then update the online store.
+
+    Raises :class:`~ladle.errors.ConflictError` (and writes nothing) if another apply changed the
+    project after this one read it.
+    """
+    prepared = _prepare(store, _contents(objects_or_contents), objects_to_delete, partial, skip_source_validation)
+    changes = [
+        ObjectChange(d.kind, d.name, None if d.action == "remove" else prepared.target[d.kind][d.name].to_spec())
+        for d in prepared.diffs
+    ]
+    snapshot = store.registry.apply_changes(changes, expected_version=prepared.base.version, applied_by=applied_by)
+    removed_views = [
+        prepared.base.feature_views[d.name] for d in prepared.diffs if d.action == "remove" and d.kind == "feature_view"
+    ]
+    keep = [v for v in snapshot.feature_views.values() if v.online]
+    try:
+        store.online_store.update(store.project, keep=keep, delete=removed_views)
+    except BackendError as exc:
+        raise BackendError(
+            f"the registry was updated (project version {snapshot.version}) but preparing the online store "
+            f"failed: {exc}. Run apply again to retry the online store update."
+        ) from exc
+    return ApplyResult(store.project, prepared.diffs, prepared.base.version, snapshot.version, applied=True)
+
+
+def teardown(store: FeatureStore) -> None:
+    """Remove the project's online data, then every registry row of the project."""
+    snapshot = store.registry.snapshot(allow_cache=False)
+    store.online_store.teardown(store.project, list(snapshot.feature_views.values()))
+    store.registry.delete_project()
