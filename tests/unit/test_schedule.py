@@ -265,7 +265,7 @@ def test_two_different_schedules_with_one_name_are_a_repo_error(tmp_path: Path) 
 
 def test_a_broken_repo_file_is_a_repo_error(tmp_path: Path) -> None:
     repo = _write(tmp_path, {"views.py": "import not_a_module_anywhere\n"})
-    with pytest.raises(RepoError, match=r"views\.py: ModuleNotFoundError"):
+    with pytest.raises(RepoError, match=r"views\.py:1: ModuleNotFoundError"):
         collect_schedules(repo)
 
 

@@ -38,14 +38,25 @@ def load_repo(repo_path: str | Path) -> RepoContents:
     root = Path(repo_path).resolve()
     if not root.is_dir():
         raise RepoError(f"feature repo {root} is not a directory")
-    files = list(repo_files(root))
     found: dict[tuple[str, str], tuple[Definition, Path]] = {}
-    with _LOCK, _importing_from(root):
-        for file in files:
-            module = _import(root, file)
-            for obj in _definitions(module):
-                _add(found, obj, file, root)
+    for file, module in import_repo_modules(root):
+        for obj in _definitions(module):
+            _add(found, obj, file, root)
     return RepoContents.from_objects(obj for obj, _ in found.values())
+
+
+def import_repo_modules(repo_path: str | Path) -> list[tuple[Path, ModuleType]]:
+    """Import every Python file of the repo; ``(file, module)`` pairs in file order.
+
+    Other repo-declared objects (schedules, ingestions) are collected from these modules. The
+    modules are dropped from ``sys.modules`` afterwards, so another repo's same-named files load anew.
+    """
+    root = Path(repo_path).resolve()
+    if not root.is_dir():
+        raise RepoError(f"feature repo {root} is not a directory")
+    files = list(repo_files(root))
+    with _LOCK, _importing_from(root):
+        return [(file, _import(root, file)) for file in files]
 
 
 def repo_files(root: Path) -> Iterator[Path]:
