@@ -78,7 +78,7 @@ def test_list_shows_every_schedule_with_its_next_run(tmp_path: Path) -> None:
 
 def test_a_broken_repo_is_reported_not_raised(tmp_path: Path) -> None:
     code, _, err = invoke(make_repo(tmp_path, "raise ValueError('boom')\n"), "--list")
-    assert code == 1 and "RepoError: cannot load feature repo: schedules.py: ValueError: boom" in err
+    assert code == 1 and "RepoError: cannot load feature repo: schedules.py:1: ValueError: boom" in err
 
 
 @pytest.mark.parametrize("flag", ["--help"])
