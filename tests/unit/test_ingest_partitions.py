@@ -82,3 +82,12 @@ def test_matches_a_model(
         [h for h in first if not lo <= h < lo + span] + [h + 10_000 for h in second if lo <= h < lo + span]
     )
     assert sorted(read_all(directory).column("v").to_pylist()) == expected
+
+
+def test_an_unbounded_window_replaces_every_earlier_row_of_the_writer(tmp_path: Path) -> None:
+    everything = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+    replace_window(tmp_path, "job", rows(list(range(0, 24 * 40, 24))), "event_timestamp", *everything)
+    later = rows([24 * 45, 24 * 46])  # a re-run whose output moved (e.g. a replay anchored on a later "now")
+    replace_window(tmp_path, "job", later, "event_timestamp", *everything)
+    assert read_all(tmp_path).column("v").to_pylist() == [24 * 45, 24 * 46]
+    assert [p.name for p in tmp_path.glob("*.parquet")] == ["job-2024-03.parquet"]

@@ -12,26 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from ladle.config import resolve_path
+from ladle.config import RepoConfig, resolve_path
 from ladle.definitions import FeatureView, FileSource
 from ladle.definitions._common import check_name
 from ladle.errors import DataSourceError, DefinitionError, SchemaMismatchError
 from ladle.ingest.partitions import Granularity, replace_window
 from ladle.types import compatible, dtype_from_arrow
 
-if TYPE_CHECKING:
-    from ladle.store import FeatureStore
-
 _MIN = datetime(1900, 1, 1, tzinfo=UTC)
 _MAX = datetime(2200, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -71,14 +65,14 @@ class IngestResult:
     directory: Path
 
 
-def _directory(store: FeatureStore, view: FeatureView) -> Path:
+def _directory(config: RepoConfig, view: FeatureView) -> Path:
     source = view.batch_source
     if not isinstance(source, FileSource) or not source.path.endswith("/"):
         raise DataSourceError(
             f"feature view '{view.name}': ingestion needs a FileSource whose path is a directory "
             f"ending in '/', got {getattr(source, 'path', source)!r}"
         )
-    return resolve_path(store.config, source.path)
+    return resolve_path(config, source.path)
 
 
 def check_rows(view: FeatureView, rows: pa.Table) -> pa.Table:
@@ -105,23 +99,24 @@ def check_rows(view: FeatureView, rows: pa.Table) -> pa.Table:
 
 
 def run_ingestion(
-    store: FeatureStore, ingestion: Ingestion, start: datetime | None = None, end: datetime | None = None
+    config: RepoConfig,
+    ingestion: Ingestion,
+    view: FeatureView,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> IngestResult:
-    """Run one ingestion for ``[start, end)`` (default: everything it computes)."""
-    view = store.snapshot().feature_view(ingestion.feature_view)
-    directory = _directory(store, view)
+    """Run one ingestion for ``[start, end)``.
+
+    Without a window the ingestion's output replaces all of its earlier rows (whatever their time);
+    with one, only its rows inside the window are replaced.
+    """
+    if view.name != ingestion.feature_view:
+        raise DefinitionError(f"ingestion '{ingestion.name}' feeds '{ingestion.feature_view}', not '{view.name}'")
+    directory = _directory(config, view)
     lo = _utc(start) if start is not None else _MIN
     hi = _utc(end) if end is not None else _MAX
     rows = check_rows(view, ingestion.compute(IngestWindow(lo, hi)))
     ts = view.batch_source.timestamp_field
-    if start is None or end is None:
-        # Without an explicit window the job owns the span it computed: the data decides.
-        if len(rows):
-            bounds = pc.min_max(rows.column(ts))
-            lo = lo if start is not None else bounds["min"].as_py()
-            hi = hi if end is not None else bounds["max"].as_py() + _ONE_US
-        else:
-            return IngestResult(ingestion.name, view.name, lo, hi, 0, directory)
     written = replace_window(directory, ingestion.name, rows, ts, lo, hi, ingestion.partition)
     return IngestResult(ingestion.name, view.name, lo, hi, written, directory)
 

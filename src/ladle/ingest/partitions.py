@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -32,20 +31,6 @@ _FORMAT = {"month": "%Y-%m", "day": "%Y-%m-%d"}
 def _period_labels(ts: pa.ChunkedArray | pa.Array, granularity: Granularity) -> pa.ChunkedArray | pa.Array:
     utc = pc.cast(ts, pa.timestamp("us", tz="UTC"))
     return pc.strftime(utc, format=_FORMAT[granularity])
-
-
-def _periods_between(start: datetime, end: datetime, granularity: Granularity) -> Iterator[str]:
-    day = start.astimezone(UTC).date()
-    last = end.astimezone(UTC).date()
-    seen: set[str] = set()
-    while day <= last:
-        label = day.strftime(_FORMAT[granularity])
-        if label not in seen:
-            seen.add(label)
-            yield label
-        day = day.replace(day=1) + timedelta(days=32) if granularity == "month" else day + timedelta(days=1)
-        if granularity == "month":
-            day = day.replace(day=1)
 
 
 def _in_window(ts: pa.ChunkedArray | pa.Array, start: datetime, end: datetime) -> pa.ChunkedArray | pa.Array:
@@ -82,15 +67,21 @@ def replace_window(
     directory.mkdir(parents=True, exist_ok=True)
     rows = rows.filter(_in_window(rows.column(timestamp_column), start, end))
     labels = _period_labels(rows.column(timestamp_column), granularity)
+    # Periods with new rows, plus every existing file of this writer (it may hold rows to drop).
+    periods = set(pc.unique(labels).to_pylist()) if len(rows) else set()
+    pattern = re.compile(rf"^{re.escape(writer)}-(\d{{4}}-\d{{2}}(?:-\d{{2}})?)\.parquet$")
+    periods |= {m.group(1) for p in directory.iterdir() if (m := pattern.match(p.name))}
     written = 0
-    for period in _periods_between(start, end, granularity):
+    for period in sorted(periods):
         path = directory / f"{writer}-{period}.parquet"
         fresh = rows.filter(pc.equal(labels, period)) if len(rows) else rows
         parts = [fresh]
         if path.exists():
             old = pq.read_table(path)
-            keep = old.filter(pc.invert(_in_window(old.column(timestamp_column), start, end)))
-            parts.insert(0, keep)
+            inside = _in_window(old.column(timestamp_column), start, end)
+            if not len(fresh) and not pc.any(inside).as_py():
+                continue  # nothing of this file is in the window: leave it as it is
+            parts.insert(0, old.filter(pc.invert(inside)))
         non_empty = [p for p in parts if len(p)]
         # Older files may have been written with narrower types; promote rather than fail.
         merged = pa.concat_tables(non_empty, promote_options="permissive") if non_empty else None

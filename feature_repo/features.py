@@ -1,0 +1,87 @@
+"""The platform's feature views and the feature service of its price model.
+
+Every feature is defined exactly in docs/features.md. The ttl of each view is how long a value
+stays fit to serve:
+
+* prices, 3 days: features are hourly, but markets close for weekends and holidays; a price
+  older than a long weekend is stale for a price model and is served as OUTSIDE_MAX_AGE.
+* economic, 120 days: the slowest series (GDP) is quarterly and published about a month after
+  the quarter; 120 days covers one release cycle plus the publication lag.
+* weather, 6 hours: observations are hourly and materialized every hour; six hours tolerates a
+  few missed runs before a station's values are flagged as stale.
+"""
+
+from datetime import timedelta
+
+from entities import commodity, country, location
+from sources import commodity_prices_push, economic_source, weather_source
+
+from ladle import FeatureService, FeatureView, Field, Float64
+
+commodity_price_features = FeatureView(
+    name="commodity_price_features",
+    entities=[commodity],
+    ttl=timedelta(days=3),
+    schema=[
+        Field(name="current_price", dtype=Float64, description="last traded price, USD"),
+        Field(name="price_change_1h", dtype=Float64, description="% change over 1 hour"),
+        Field(name="price_change_24h", dtype=Float64, description="% change over 24 hours"),
+        Field(name="volume_24h", dtype=Float64, description="traded volume over 24 hours"),
+        Field(name="volatility_7d", dtype=Float64, description="annualised volatility of daily log returns, 7 days"),
+        Field(name="ma_7d", dtype=Float64, description="7-day moving average of price"),
+        Field(name="ma_30d", dtype=Float64, description="30-day moving average of price"),
+        Field(name="rsi_14d", dtype=Float64, description="Wilder's 14-day RSI, 0-100"),
+    ],
+    source=commodity_prices_push,
+    online=True,
+    owner="market-data@commodity-analytics",
+    description="Price, momentum and volatility features per commodity.",
+    tags={"domain": "markets", "intraday": "simulated"},
+)
+
+economic_features = FeatureView(
+    name="economic_features",
+    entities=[country],
+    ttl=timedelta(days=120),
+    schema=[
+        Field(name="gdp_growth", dtype=Float64, description="real GDP growth, %"),
+        Field(name="inflation_rate", dtype=Float64, description="CPI inflation, %"),
+        Field(name="interest_rate", dtype=Float64, description="3-month T-bill rate, %"),
+        Field(name="unemployment_rate", dtype=Float64, description="unemployment rate, %"),
+        Field(name="industrial_production", dtype=Float64, description="industrial production growth, %"),
+    ],
+    source=economic_source,
+    online=True,
+    owner="macro@commodity-analytics",
+    description="Macro indicators as published (event time = release date).",
+    tags={"domain": "macro"},
+)
+
+weather_features = FeatureView(
+    name="weather_features",
+    entities=[location],
+    ttl=timedelta(hours=6),
+    schema=[
+        Field(name="temperature_avg", dtype=Float64, description="trailing 24 h mean temperature, °C"),
+        Field(name="precipitation", dtype=Float64, description="trailing 24 h precipitation, mm"),
+        Field(name="wind_speed", dtype=Float64, description="wind speed, m/s"),
+        Field(name="storm_index", dtype=Float64, description="storm severity index (docs/features.md)"),
+    ],
+    source=weather_source,
+    online=True,
+    owner="weather@commodity-analytics",
+    description="Weather features per station from hourly observations.",
+    tags={"domain": "weather"},
+)
+
+price_model_v1 = FeatureService(
+    name="price_model_v1",
+    features=[
+        commodity_price_features,
+        economic_features[["gdp_growth", "inflation_rate", "interest_rate"]],
+        weather_features[["temperature_avg", "storm_index"]],
+    ],
+    owner="quant-research@commodity-analytics",
+    description="Inputs of the next-day crude price model.",
+    tags={"model": "price_model", "version": "1"},
+)

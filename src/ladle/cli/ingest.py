@@ -1,0 +1,74 @@
+"""``ladle ingest``: run the repo's ingestions (raw data → feature rows → offline store)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from ladle.cli.context import CliContext, emit, output_option, pass_context, user_errors
+from ladle.errors import FeatureViewNotFoundError, RequestError
+
+
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise RequestError(f"{option} {value!r} is not an ISO 8601 time such as 2024-01-31T00:00:00") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--start", help="Only rewrite rows with event time at or after this (ISO 8601; naive = UTC).")
+@click.option("--end", help="Only rewrite rows with event time before this (ISO 8601; naive = UTC).")
+@click.option("--list", "list_only", is_flag=True, help="List the repo's ingestions and exit.")
+@output_option
+@pass_context
+def ingest(
+    ctx: CliContext, names: tuple[str, ...], start: str | None, end: str | None, list_only: bool, output: str
+) -> None:
+    """Compute feature rows from raw data and store them offline (idempotent).
+
+    Runs every ingestion declared in the repo, or only NAMES. Re-running a window replaces that
+    window's rows, so nothing is duplicated.
+    """
+    from ladle.ingest import run_ingestion
+    from ladle.ingest.collect import collect_ingestions, select
+    from ladle.repo.loader import load_repo
+
+    with user_errors():
+        lo, hi = _parse_time(start, "--start"), _parse_time(end, "--end")
+        if lo is not None and hi is not None and lo >= hi:
+            raise RequestError(f"--start {start} is not before --end {end}")
+        jobs = select(collect_ingestions(ctx.chdir), list(names))
+        if list_only:
+            rows = [
+                {"name": j.name, "feature_view": j.feature_view, "partition": j.partition, "description": j.description}
+                for j in jobs
+            ]
+            emit(rows, output, "ingestions")
+            return
+        config = ctx.store().config
+        # Views come from the repo's files, not the registry: ingest may run before the first apply.
+        views = {v.name: v for v in load_repo(ctx.chdir).feature_views}
+        results = []
+        for job in jobs:
+            if job.feature_view not in views:
+                raise FeatureViewNotFoundError(job.feature_view, detail=f"ingestion '{job.name}' feeds it")
+            result = run_ingestion(config, job, views[job.feature_view], lo, hi)
+            results.append(
+                {
+                    "name": result.name,
+                    "feature_view": result.feature_view,
+                    "rows": result.rows,
+                    "start": result.start.isoformat(),
+                    "end": result.end.isoformat(),
+                }
+            )
+        emit(results, output, "ingested")
+
+
+COMMANDS = [ingest]
