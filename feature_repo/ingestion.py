@@ -14,6 +14,7 @@ enforce each view's ttl. Values are real except where marked simulated:
 Every replayed row keeps its real time in ``original_event_timestamp``.
 """
 
+import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from ladle.datasets.replay import latest, replay_offset, shift_times
 from ladle.ingest import Ingestion, IngestWindow
 from ladle.transforms import commodity_price_features, economic_features, simulate_ticks, weather_features
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(os.environ.get("LADLE_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
 PRICE_YEAR = (date(2013, 1, 1), date(2013, 12, 31))
 SEED = 2013
 

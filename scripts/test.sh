@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 bash scripts/services.sh
-.venv/bin/ruff check src tests bench scripts
+.venv/bin/ruff check src tests bench scripts feature_repo
 .venv/bin/mypy
 exec .venv/bin/pytest -q -p no:cacheprovider "$@"

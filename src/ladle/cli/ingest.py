@@ -20,6 +20,12 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
+def _window(start: datetime, end: datetime) -> str:
+    if start.year <= 1900 and end.year >= 2200:
+        return "all (replaces every earlier row of the ingestion)"
+    return f"{start.isoformat()} → {end.isoformat()}"
+
+
 @click.command()
 @click.argument("names", nargs=-1)
 @click.option("--start", help="Only rewrite rows with event time at or after this (ISO 8601; naive = UTC).")

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The main job, on the embedded defaults (SQLite registry + online store, Parquet + DuckDB offline):
+# install Ladle, build feature_repo on the real data in data/, ingest, materialize, serve REST and
+# gRPC, answer the platform's query, and keep serving until Ctrl-C.
+#   LADLE_DEMO_SERVE=0 bash scripts/demo.sh    # stop after the query instead of serving
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export PATH="$PWD/.venv/bin:$PATH"
+REPO=feature_repo
+REST_PORT=${LADLE_SERVE_PORT:-8080}
+GRPC_PORT=${LADLE_SERVE_GRPC_PORT:-6566}
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "ingest the real data sets into the offline store (idempotent)"
+ladle -c "$REPO" ingest
+step "apply the feature repo to the registry"
+ladle -c "$REPO" apply
+step "materialize to the online store, up to now"
+ladle -c "$REPO" materialize-incremental "$(date -u +%Y-%m-%dT%H:%M:%S)"
+
+step "the platform's query through the Python SDK"
+python - <<'PY'
+import pandas as pd
+from ladle import FeatureStore
+
+store = FeatureStore(repo_path="feature_repo")
+print(store.get_online_features(
+    features=["commodity_price_features:current_price",
+              "commodity_price_features:price_change_24h",
+              "commodity_price_features:volatility_7d"],
+    entity_rows=pd.DataFrame({"commodity_code": ["crude_oil_wti", "natural_gas"]}),
+).to_dict())
+PY
+
+step "start the server: REST on :$REST_PORT, gRPC on :$GRPC_PORT"
+ladle -c "$REPO" serve --port "$REST_PORT" --grpc-port "$GRPC_PORT" &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$REST_PORT/ready" >/dev/null 2>&1 && break
+  kill -0 $SERVER 2>/dev/null || { echo "the server exited" >&2; exit 1; }
+  sleep 0.2
+done
+QUERY='{"features": ["commodity_price_features:current_price", "commodity_price_features:price_change_24h"], "entities": {"commodity_code": ["crude_oil_wti"]}}'
+step "curl -X POST http://127.0.0.1:$REST_PORT/get-online-features -d '$QUERY'"
+curl -fsS -X POST "http://127.0.0.1:$REST_PORT/get-online-features" -H "Content-Type: application/json" -d "$QUERY"
+echo
+
+cat <<MSG
+
+Ladle is serving feature_repo (project commodity_analytics):
+  REST   POST http://127.0.0.1:$REST_PORT/get-online-features   (Feast's JSON; OpenAPI at /docs)
+  gRPC   127.0.0.1:$GRPC_PORT   feast.serving.ServingService/GetOnlineFeatures
+  health http://127.0.0.1:$REST_PORT/health, /ready;  metrics http://127.0.0.1:$REST_PORT/metrics
+  CLI    .venv/bin/ladle -c feature_repo get-online-features -f commodity_price_features -e commodity_code=crude_oil_wti
+MSG
+if [ "${LADLE_DEMO_SERVE:-1}" = "0" ]; then exit 0; fi
+echo "Serving until Ctrl-C."
+wait $SERVER
