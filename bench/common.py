@@ -1,0 +1,199 @@
+"""Shared benchmark plumbing: machine description, memory, timing statistics, output.
+
+Every benchmark prints one JSON object per workload on stdout (last line) and a readable table
+on stderr, with the machine and the exact command, so a figure can always be traced back::
+
+    from bench.common import Timer, emit, machine_info, peak_rss_mb, summarize
+
+    with Timer() as t:
+        work()
+    emit({"workload": "W4", "wall_s": t.seconds, "peak_rss_mb": peak_rss_mb()})
+
+Peak RSS is per process (``getrusage``); measure in a child process (:func:`run_child`) when the
+parent did other work first (data generation, correctness checks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import metadata
+from types import TracebackType
+from typing import Any
+
+DEFAULT_PACKAGES = ("ladle", "duckdb", "pyarrow", "pandas", "numpy")
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def versions(packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``packages`` (``"-"`` when missing)."""
+    out: dict[str, str] = {}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "-"
+    return out
+
+
+def machine_info(packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, Any]:
+    """nproc, CPU model, memory, OS, Python and package versions, load average at the call."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    mem_gb = 0.0
+    with contextlib.suppress(ValueError, OSError):
+        mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "nproc": usable,
+        "cpu_model": cpu_model(),
+        "mem_gb": round(mem_gb, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions(packages),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (``ru_maxrss``)."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / 1024 if sys.platform != "darwin" else kb / 2**20, 1)
+
+
+def rss_mb() -> float:
+    """Current resident set size, in MB (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100), linear interpolation between closest ranks."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low, high = math.floor(pos), math.ceil(pos)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (NaN for no values)."""
+    return statistics.median(values) if values else math.nan
+
+
+def summarize(values: Sequence[float], digits: int = 4) -> dict[str, float]:
+    """min, median, p99, mean and max of ``values``, rounded."""
+    if not values:
+        return {}
+    return {
+        "n": len(values),
+        "min": round(min(values), digits),
+        "median": round(median(values), digits),
+        "p99": round(percentile(values, 99), digits),
+        "mean": round(statistics.fmean(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
+class Timer:
+    """Wall-clock timer: ``with Timer() as t: ...; t.seconds``."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.seconds = 0.0
+
+    def __enter__(self) -> Timer:
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.seconds = time.perf_counter() - self.started
+
+
+def command_line() -> str:
+    """The command that started this process, as typed."""
+    return " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable), "-m", _module(), *sys.argv[1:]])
+
+
+def _module() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return spec.name if spec is not None else sys.argv[0]
+
+
+def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    elif isinstance(value, (list, tuple)) and len(value) > 8:
+        out.append((prefix, f"[{len(value)} values]"))
+    else:
+        out.append((prefix, str(value)))
+
+
+def table(result: Mapping[str, Any]) -> str:
+    """A two-column, human-readable rendering of a (nested) result."""
+    rows: list[tuple[str, str]] = []
+    _flatten("", result, rows)
+    width = max((len(k) for k, _ in rows), default=0)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def emit(result: Mapping[str, Any], machine: bool = True) -> None:
+    """Print ``result`` (plus the machine and command) as a table on stderr and one JSON line on stdout."""
+    full = dict(result)
+    if machine:
+        full.setdefault("machine", machine_info())
+        full.setdefault("command", command_line())
+    print(table(full), file=sys.stderr)
+    print(json.dumps(full, default=str), flush=True)
+
+
+def run_child(module: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run ``python -m module args`` in a fresh process; return the JSON object it printed last.
+
+    Use it to measure peak RSS and cold-start time of one piece of work in isolation.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"{module} printed no JSON result:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
