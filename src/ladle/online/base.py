@@ -15,7 +15,7 @@ Rules every backend keeps (checked by ``tests/conformance``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -88,6 +88,17 @@ class OnlineStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class BatchWriter(Protocol):
+    """Optional capability: ingest a stream of batches of one view (materialization) faster than
+    one ``write`` per batch, with the same newest-event-wins rule. If a batch (or the stream)
+    fails, earlier batches may or may not stay written; the caller runs it again."""
+
+    def write_batches(self, project: str, view: FeatureView, batches: Iterable[pa.Table]) -> int:
+        """Write every batch; return the rows written (not dropped as older)."""
         ...
 
 

@@ -1,0 +1,60 @@
+"""``ladle materialize`` and ``ladle materialize-incremental``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ladle.cli.context import CliContext, emit, output_option, pass_context, user_errors
+from ladle.materialize import ViewResult, materialize, materialize_incremental, parse_time
+
+_VIEWS_HELP = "Only this feature view (repeatable); default: every online view."
+
+
+def _rows(results: list[ViewResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "view": r.view,
+            "start": r.start.isoformat(),
+            "end": r.end.isoformat(),
+            "rows_read": r.rows_read,
+            "rows_written": r.rows_written,
+            "skipped": r.skipped,
+        }
+        for r in results
+    ]
+
+
+@click.command("materialize")
+@click.argument("start")
+@click.argument("end")
+@click.option("--views", "-v", "views", multiple=True, metavar="VIEW", help=_VIEWS_HELP)
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@output_option
+@pass_context
+def materialize_command(
+    ctx: CliContext, start: str, end: str, views: tuple[str, ...], progress: bool, output: str
+) -> None:
+    """Load the newest row per entity with START <= event time <= END (ISO 8601; naive = UTC)."""
+    with user_errors():
+        results = materialize(ctx.store(), parse_time(start), parse_time(end), list(views) or None, progress)
+        emit(_rows(results), output, "materialized")
+
+
+@click.command("materialize-incremental")
+@click.argument("end")
+@click.option("--views", "-v", "views", multiple=True, metavar="VIEW", help=_VIEWS_HELP)
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@output_option
+@pass_context
+def materialize_incremental_command(
+    ctx: CliContext, end: str, views: tuple[str, ...], progress: bool, output: str
+) -> None:
+    """Materialize each view from its watermark (first run: END - ttl) up to END (ISO 8601)."""
+    with user_errors():
+        results = materialize_incremental(ctx.store(), parse_time(end), list(views) or None, progress)
+        emit(_rows(results), output, "materialized")
+
+
+COMMANDS = [materialize_command, materialize_incremental_command]
