@@ -178,3 +178,19 @@ def test_cli_stops_cleanly_on_sigterm(repo: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_each_scheduled_view_run_is_observed_in_the_duration_histogram(repo: Path, materializer: None) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(view: str) -> float:
+        return REGISTRY.get_sample_value("feast_materialization_duration_count", {"feature_view": view}) or 0.0
+
+    views = ("commodity_price_features", "weather_features", "economic_features")
+    before = {v: count(v) for v in views}
+    store = FeatureStore(repo_path=repo)
+    scheduler = Scheduler(store, collect_schedules(repo), clock=ManualClock(utc(2026, 3, 2, 0, 30)))
+    scheduler.run(until=utc(2026, 3, 2, 3, 30))  # hourly at 01:05, 02:05, 03:05; daily at 02:00
+    assert [count(v) - before[v] for v in views] == [3, 3, 1]
+    scheduler.close()
+    store.close()

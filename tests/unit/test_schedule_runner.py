@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
 
 from ladle.config import RegistryConfig, RepoConfig
 from ladle.errors import LeaseHeldError, ScheduleNotFoundError
@@ -121,20 +120,6 @@ def test_default_jobs_fire_exactly_on_time_with_their_windows(store: FeatureStor
     assert runs[0].scheduled_for == expected[-1] and runs[0].window_start == expected[-1] - 2 * H
     assert runs[0].duration_seconds is not None and runs[0].duration_seconds >= 0
     assert runs[0].feature_views == HOURLY_VIEWS and runs[0].owner == sched.owner
-
-
-def test_duration_is_observed_in_the_prometheus_histogram(store: FeatureStore) -> None:
-    def count(view: str) -> float:
-        value = REGISTRY.get_sample_value("feast_materialization_duration_seconds_count", {"feature_view": view})
-        return value or 0.0
-
-    before = {v: count(v) for v in (*HOURLY_VIEWS, "economic_features")}
-    clock = ManualClock(utc(2026, 3, 2, 0, 30))
-    sched, _ = scheduler(store, clock)
-    sched.run(until=utc(2026, 3, 2, 3, 30))  # hourly at 01:05, 02:05, 03:05; daily at 02:00
-    assert count("commodity_price_features") - before["commodity_price_features"] == 3
-    assert count("weather_features") - before["weather_features"] == 3
-    assert count("economic_features") - before["economic_features"] == 1
 
 
 # -- catch-up -----------------------------------------------------------------------------------------

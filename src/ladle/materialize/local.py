@@ -16,6 +16,7 @@ window (the online store still keeps only the newest event per entity).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ import pyarrow as pa
 
 from ladle.definitions import FeatureView
 from ladle.errors import RegistryError, RequestError
+from ladle.metrics import observe_materialization
 from ladle.online.base import BatchWriter
 
 if TYPE_CHECKING:
@@ -141,6 +143,7 @@ def _run(store: FeatureStore, view: FeatureView, start: datetime, end: datetime,
                 bar.update(batch.num_rows)
 
     online = store.online_store
+    began = time.perf_counter()
     try:
         if isinstance(online, BatchWriter):
             written = online.write_batches(store.project, view, tables())
@@ -153,6 +156,7 @@ def _run(store: FeatureStore, view: FeatureView, start: datetime, end: datetime,
         raise
     finally:
         bar.close()
+    observe_materialization(view.name, time.perf_counter() - began)
     if run_id is not None:
         _finish(registry, run_id, "succeeded", written, "")
     log.info("materialized '%s' [%s, %s]: %d rows read, %d written", view.name, start, end, read, written)

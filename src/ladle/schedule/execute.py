@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from ladle.metrics import observe_materialization
 from ladle.registry.schedule_runs import ScheduleJournal, Trigger
 from ladle.schedule.clock import Clock
 from ladle.schedule.spec import Schedule
@@ -67,8 +66,8 @@ def run_fire(
 
     Every view is attempted even if an earlier one fails (one broken source should not starve the
     others); the run fails if any view failed, and is retried whole, which is safe because
-    materialization is idempotent. Each successful view's duration goes to
-    ``feast_materialization_duration_seconds``.
+    materialization is idempotent. The materializer itself records each view's duration in
+    ``feast_materialization_duration``.
     """
     start, end = schedule.window(fire)
     run_id = journal.start(schedule.name, trigger, fire, (start, end), schedule.feature_views, owner, clock.now())
@@ -76,7 +75,6 @@ def run_fire(
     failed: list[str] = []
     errors: list[str] = []
     for view in schedule.feature_views:
-        view_began = time.perf_counter()
         try:
             materialize(start, end, [view])
         except Exception as exc:  # a scheduler outlives any one job's failure; it is recorded and retried
@@ -84,7 +82,6 @@ def run_fire(
             failed.append(view)
             errors.append(f"{view}: {type(exc).__name__}: {exc}")
             continue
-        observe_materialization(view, time.perf_counter() - view_began)
     duration = time.perf_counter() - began
     status: Literal["succeeded", "failed"] = "failed" if failed else "succeeded"
     detail = "; ".join(errors)
