@@ -18,7 +18,7 @@ ladle -c "$REPO" ingest
 step "apply the feature repo to the registry"
 ladle -c "$REPO" apply
 step "materialize to the online store, up to now"
-ladle -c "$REPO" materialize-incremental "$(date -u +%Y-%m-%dT%H:%M:%S)"
+ladle -c "$REPO" materialize-incremental now
 
 step "the platform's query through the Python SDK"
 python - <<'PY'

@@ -72,8 +72,10 @@ def to_utc(value: datetime | str) -> datetime:
 
 
 def parse_time(text: str) -> datetime:
-    """Parse ISO 8601 (``2024-01-06``, ``2024-01-06T12:00``, ``…Z``, ``…+02:00``); naive means UTC."""
+    """Parse ISO 8601 (``2024-01-06``, ``2024-01-06T12:00``, ``…Z``, ``…+02:00``) or ``now``; naive means UTC."""
     raw = text.strip()
+    if raw.lower() == "now":
+        return datetime.now(UTC)
     try:
         value = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
     except ValueError:
