@@ -12,6 +12,7 @@ _MODULES = [
     "ladle.cli.objects",
     "ladle.cli.schedule",
     "ladle.cli.serve",
+    "ladle.cli.ingest",
     "ladle.cli.online",
     "ladle.cli.materialize",
     "ladle.cli.historical",

@@ -1,0 +1,266 @@
+"""W3: the feature server under load (``ladle serve``, Redis online store), load generator in another process.
+
+Workloads (WORKLOADS.md):
+
+* **W3a** 1 entity x 3 features (``current_price, price_change_1h, volume_24h``) at concurrency 1: latency
+* **W3b** the same at concurrency 32: throughput
+* **W3c** 100 entities x all 8 features at concurrency 1
+
+each through REST ``POST /get-online-features`` and gRPC ``ServingService/GetOnlineFeatures``.
+
+Setup (not timed): a repo with the W1 view (ttl ten years, so the 2024 data is PRESENT and the ttl
+check still runs) materialized from ``commodity_ticks.parquet`` into Redis under a fresh project;
+then ``ladle serve --workers N`` runs as a subprocess (the real CLI) and is warmed up.
+
+Load generators are C programs from Debian, separate processes: ``wrk`` (HTTP/1.1 keep-alive, a
+Lua script picks a random entity per request and reports percentiles) and ``h2load`` (HTTP/2, one
+fixed gRPC-framed request; percentiles from its per-request log). They share the machine's cores
+with the server, which is reported with the results (``nproc``).
+
+    apt-get install -y wrk nghttp2-client
+    .venv/bin/python -m bench.w3_server --redis 127.0.0.1:6379               # everything
+    .venv/bin/python -m bench.w3_server --only rest --duration 5 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.common import emit, percentile
+from bench.data import DEFAULT_DIR, FEATURES, ensure_ticks
+
+VIEW = "commodity_price_features"
+W3A_FEATURES = ["current_price", "price_change_1h", "volume_24h"]
+START, END = datetime(2023, 12, 31, tzinfo=UTC), datetime(2024, 1, 6, tzinfo=UTC)
+ENTITIES = 10_000
+
+_LUA = """
+math.randomseed(42)
+local n, rows, features = {entities}, {rows}, '{features}'
+request = function()
+  local codes = {{}}
+  for i = 1, rows do codes[i] = string.format('"CMD%05d"', math.random(0, n - 1)) end
+  local entities = '"entities": {{"commodity_code": [' .. table.concat(codes, ",") .. ']}}'
+  local body = '{{"features": ' .. features .. ', ' .. entities .. '}}'
+  return wrk.format("POST", "/get-online-features", {{["Content-Type"] = "application/json"}}, body)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('W3JSON {{"requests": %d, "duration_us": %d, "errors": %d, "non_2xx": %d, ' ..
+    '"p50_us": %d, "p99_us": %d, "mean_us": %.1f}}\\n', summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99), latency.mean))
+end
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_repo(repo: Path, ticks: Path, redis: str) -> str:
+    """A feature repo in ``repo`` with the W1 view materialized into Redis; returns the project."""
+    from ladle import Entity, FeatureStore, FeatureView, Field, FileSource, Float64, ValueType
+
+    project = f"w3_{uuid.uuid4().hex[:8]}"
+    (repo / "feature_store.yaml").write_text(
+        f"project: {project}\nregistry:\n  path: registry.db\n  cache_ttl_seconds: 60\n"
+        f"online_store:\n  type: redis\n  connection_string: {redis}\noffline_store:\n  type: duckdb\n"
+    )
+    store = FeatureStore(repo_path=repo)
+    commodity = Entity(name="commodity", join_keys=["commodity_code"], value_type=ValueType.STRING)
+    source = FileSource(
+        name="commodity_ticks", path=str(ticks), timestamp_field="event_timestamp", created_timestamp_column="created"
+    )
+    view = FeatureView(
+        name=VIEW,
+        entities=[commodity],
+        ttl=timedelta(days=3650),
+        schema=[Field(name=f, dtype=Float64) for f in FEATURES],
+        source=source,
+    )
+    store.apply([commodity, source, view])
+    store.materialize(START, END, [VIEW])
+    store.close()
+    return project
+
+
+def teardown(repo: Path) -> None:
+    """Remove the project's keys from Redis."""
+    from ladle import FeatureStore
+
+    store = FeatureStore(repo_path=repo)
+    try:
+        store.teardown()
+    finally:
+        store.close()
+
+
+class Server:
+    """``ladle serve`` as a subprocess."""
+
+    def __init__(self, repo: Path, workers: int) -> None:
+        self.rest_port, self.grpc_port = _free_port(), _free_port()
+        ladle = Path(sys.executable).parent / "ladle"
+        command = [str(ladle), "-c", str(repo), "serve", "--workers", str(workers),
+                   "--port", str(self.rest_port), "--grpc-port", str(self.grpc_port)]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if "ready:" in line:
+                break
+        else:
+            raise RuntimeError("ladle serve did not start")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+
+
+def _body(rows: int, rng: random.Random) -> dict[str, Any]:
+    features = W3A_FEATURES if rows == 1 else list(FEATURES)
+    codes = [f"CMD{rng.randrange(ENTITIES):05d}" for _ in range(rows)]
+    return {"features": [f"{VIEW}:{f}" for f in features], "entities": {"commodity_code": codes}}
+
+
+def check_answers(server: Server, rows: int) -> None:
+    """One REST and one gRPC call, checked for PRESENT values, before any load."""
+    import grpc
+    import httpx
+
+    from ladle.server._proto.feast.serving import ServingService_pb2_grpc as serving_grpc
+
+    body = _body(rows, random.Random(1))
+    reply = httpx.post(f"http://127.0.0.1:{server.rest_port}/get-online-features", json=body).json()
+    assert all(s == "PRESENT" for r in reply["results"] for s in r["statuses"]), "REST answered without values"
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        answer = serving_grpc.ServingServiceStub(channel).GetOnlineFeatures(_grpc_request(body))
+    assert all(s == 1 for r in answer.results for s in r.statuses), "gRPC answered without values"
+
+
+def _grpc_request(body: dict[str, Any]) -> Any:
+    from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
+    from ladle.server._proto.feast.types import Value_pb2 as value_pb
+
+    codes = body["entities"]["commodity_code"]
+    return serving_pb.GetOnlineFeaturesRequest(
+        features=serving_pb.FeatureList(val=body["features"]),
+        entities={"commodity_code": value_pb.RepeatedValue(val=[value_pb.Value(string_val=c) for c in codes])},
+    )
+
+
+def run_wrk(server: Server, rows: int, connections: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    """``wrk`` with a random entity per request; latency percentiles from wrk's histogram."""
+    features = json.dumps([f"{VIEW}:{f}" for f in (W3A_FEATURES if rows == 1 else FEATURES)])
+    script = tmp / f"w3_{rows}.lua"
+    script.write_text(_LUA.format(entities=ENTITIES, rows=rows, features=features))
+    threads = 1 if connections < 8 else 2
+    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "-s", str(script),
+               f"http://127.0.0.1:{server.rest_port}"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("W3JSON "))
+    raw = json.loads(line[len("W3JSON ") :])
+    return {
+        "requests": raw["requests"],
+        "errors": raw["errors"] + raw["non_2xx"],
+        "req_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6)),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "mean_ms": round(raw["mean_us"] / 1000, 3),
+        "load_generator": f"wrk -t{threads} -c{connections}",
+    }
+
+
+def run_h2load(server: Server, rows: int, connections: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    """``h2load`` sending one gRPC-framed request; percentiles from its per-request log."""
+    message = _grpc_request(_body(rows, random.Random(7))).SerializeToString()
+    data = tmp / f"w3_{rows}.grpc"
+    data.write_bytes(struct.pack(">?I", False, len(message)) + message)
+    log = tmp / f"w3_{rows}_{connections}.log"
+    log.unlink(missing_ok=True)  # h2load appends
+    url = f"http://127.0.0.1:{server.grpc_port}/feast.serving.ServingService/GetOnlineFeatures"
+    command = ["h2load", "-c", str(connections), "-m", "1", "-t", "1" if connections < 8 else "2",
+               "-D", f"{seconds:g}", "--warm-up-time", "1", "-d", str(data),
+               "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", str(log), url]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    rows_ = [line.split("\t") for line in log.read_text().splitlines() if line]
+    latencies = [int(r[2]) / 1000 for r in rows_]  # start_us, status, duration_us
+    failed = sum(1 for r in rows_ if r[1] != "200")
+    rate = next(line for line in done.stdout.splitlines() if line.startswith("finished in"))
+    return {
+        "requests": len(latencies),
+        "errors": failed,
+        "req_per_s": round(float(rate.split(",")[1].split()[0])),
+        "p50_ms": round(percentile(latencies, 50), 3),
+        "p99_ms": round(percentile(latencies, 99), 3),
+        "mean_ms": round(statistics.fmean(latencies), 3) if latencies else 0.0,
+        "load_generator": f"h2load -c{connections} -m1",
+    }
+
+
+WORKLOADS = (("W3a", 1, 1), ("W3b", 1, 32), ("W3c", 100, 1))
+
+
+def run(args: argparse.Namespace) -> None:
+    """Set up once, then each protocol x workload x worker count; one JSON line each."""
+    for tool in ("wrk", "h2load"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is missing: apt-get install -y wrk nghttp2-client")
+    ticks = ensure_ticks(args.data)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        repo = tmp / "repo"
+        repo.mkdir()
+        build_repo(repo, ticks, args.redis)
+        try:
+            for workers in args.workers:
+                server = Server(repo, workers)
+                try:
+                    check_answers(server, 100)
+                    for protocol in args.only:
+                        runner = run_wrk if protocol == "rest" else run_h2load
+                        runner(server, 1, 4, 2, tmp)  # warm-up (not reported)
+                        for name, rows, conc in WORKLOADS:
+                            result = runner(server, rows, conc, args.duration, tmp)
+                            emit({"workload": f"{name}-{protocol}", "entities": rows, "concurrency": conc,
+                                  "server_workers": workers, "backend": "redis", "nproc": os.cpu_count(),
+                                  **result})  # fmt: skip
+                finally:
+                    server.stop()
+        finally:
+            teardown(repo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DIR, help="directory of commodity_ticks.parquet")
+    parser.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
+                        help="server worker counts to run, e.g. 1,2")  # fmt: skip
+    parser.add_argument("--only", type=lambda s: s.split(","), default=["rest", "grpc"], help="rest, grpc or both")
+    run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    started = time.time()
+    main()
+    print(f"total {time.time() - started:.0f} s", file=sys.stderr)

@@ -1,0 +1,133 @@
+"""Feast's JSON for online responses (orjson), and Feast's ``Value`` protos decoded to Python.
+
+(The gRPC response is encoded by :mod:`ladle.server.wire`.)
+
+JSON follows Feast's column-major shape exactly::
+
+    {"metadata": {"feature_names": ["commodity_code", "current_price"]},
+     "results": [{"values": ["crude_oil_wti"], "statuses": ["PRESENT"],
+                  "event_timestamps": ["1970-01-01T00:00:00Z"]},
+                 {"values": [78.1], "statuses": ["PRESENT"],
+                  "event_timestamps": ["2024-01-05T23:00:12Z"]}]}
+
+Values go to orjson as they are (numbers, strings, bools, lists); only ``bytes`` (base64) and
+``datetime`` (epoch seconds, like Feast's ``unix_timestamp_val``) pass through a hook, so encoding
+costs no Python per value. Timestamps are formatted once per distinct value (cached).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from ladle.errors import RequestError
+from ladle.retrieval.response import OnlineResponse
+from ladle.server.wire import epoch_seconds
+from ladle.types import FieldStatus
+
+STATUS_NAMES: tuple[str, ...] = tuple(s.name for s in sorted(FieldStatus))
+EPOCH_TEXT = "1970-01-01T00:00:00Z"
+_EPOCH = datetime(1970, 1, 1)
+_JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_SERIALIZE_NUMPY
+_TS_CACHE: dict[int, str] = {0: EPOCH_TEXT}
+_TS_CACHE_MAX = 1 << 16
+
+
+def format_timestamp(micros: int) -> str:
+    """RFC 3339 UTC with a ``Z`` and adaptive fractional digits (none, 3 or 6), as Feast prints."""
+    text = _TS_CACHE.get(micros)
+    if text is None:
+        moment = _EPOCH + timedelta(microseconds=micros)
+        if micros % 1_000_000 == 0:
+            text = moment.isoformat(timespec="seconds") + "Z"
+        elif micros % 1000 == 0:
+            text = moment.isoformat(timespec="milliseconds") + "Z"
+        else:
+            text = moment.isoformat(timespec="microseconds") + "Z"
+        if len(_TS_CACHE) >= _TS_CACHE_MAX:
+            _TS_CACHE.clear()
+            _TS_CACHE[0] = EPOCH_TEXT
+        _TS_CACHE[micros] = text
+    return text
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime):
+        return epoch_seconds(value)
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    item = getattr(value, "item", None)  # NumPy scalars
+    if item is not None:
+        return item()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def dumps(obj: Any) -> bytes:
+    """orjson with Ladle's hooks (bytes → base64, datetime → epoch seconds, NaN → null)."""
+    return orjson.dumps(obj, default=_json_default, option=_JSON_OPTIONS)
+
+
+def format_timestamps(micros: Sequence[int]) -> list[str]:
+    """:func:`format_timestamp` over a column (cache hits cost one dict lookup each)."""
+    texts = list(map(_TS_CACHE.get, micros))
+    if None in texts:
+        texts = [t if t is not None else format_timestamp(m) for t, m in zip(texts, micros, strict=True)]
+    return texts  # type: ignore[return-value]
+
+
+def online_response_json(response: OnlineResponse) -> bytes:
+    """Feast's ``/get-online-features`` JSON body for ``response``."""
+    status_name = STATUS_NAMES.__getitem__
+    # Columns of one view share their status and timestamp lists (and fully present columns one
+    # status list), so each distinct list object is converted once.
+    statuses_seen: dict[int, list[str]] = {}
+    stamps_seen: dict[int, list[str]] = {}
+    results = []
+    for values, statuses, stamps in zip(response.values, response.statuses, response.event_timestamps, strict=True):
+        names = statuses_seen.get(id(statuses))
+        if names is None:
+            names = statuses_seen[id(statuses)] = list(map(status_name, statuses))
+        texts = stamps_seen.get(id(stamps))
+        if texts is None:
+            texts = stamps_seen[id(stamps)] = format_timestamps(stamps)
+        results.append({"values": values, "statuses": names, "event_timestamps": texts})
+    return dumps({"metadata": {"feature_names": response.feature_names}, "results": results})
+
+
+# -- protos -----------------------------------------------------------------------------------
+
+_SCALAR_KINDS = frozenset({"bytes_val", "string_val", "int32_val", "int64_val", "double_val", "float_val", "bool_val"})
+
+
+def from_value(value: Any) -> Any:
+    """A ``Value`` proto as a Python value (``None`` for unset or ``null_val``).
+
+    ``unix_timestamp_val`` becomes a UTC ``datetime``; lists become Python lists. A value kind Ladle
+    does not declare (a newer Feast type) raises :class:`~ladle.errors.RequestError`.
+    """
+    kind = value.WhichOneof("val")
+    if kind in _SCALAR_KINDS:
+        return getattr(value, kind)
+    if kind is None:
+        if value.ByteSize():
+            raise RequestError("a Value uses a type Ladle does not support (supported: tags 1-8 and 11-19)")
+        return None
+    if kind == "null_val":
+        return None
+    if kind == "unix_timestamp_val":
+        return datetime.fromtimestamp(value.unix_timestamp_val, UTC)
+    items = list(getattr(value, kind).val)
+    if kind == "unix_timestamp_list_val":
+        return [datetime.fromtimestamp(x, UTC) for x in items]
+    return items
+
+
+def from_repeated(values: Any) -> list[Any]:
+    """A ``RepeatedValue`` (one entity column) as a Python list."""
+    return [from_value(v) for v in values.val]

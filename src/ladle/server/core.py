@@ -1,0 +1,186 @@
+"""What the REST and gRPC front ends share: limits, reads with metrics, writes, materialization.
+
+Both front ends parse their wire format into plain Python (feature refs, columnar entity lists)
+and call :class:`ServerCore`; it talks to :class:`~ladle.store.FeatureStore` only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from ladle.errors import MaterializationInProgressError, RequestError, RequestTooLargeError
+from ladle.materialize.local import parse_time
+from ladle.registry.base import RegistrySnapshot
+from ladle.retrieval.refs import resolve
+from ladle.retrieval.response import OnlineResponse
+from ladle.server import metrics
+from ladle.server.settings import ServerSettings
+from ladle.store import FeatureStore
+from ladle.types import DType
+
+PushMode = Literal["online", "offline", "online_and_offline"]
+PUSH_MODES: tuple[PushMode, ...] = ("online", "offline", "online_and_offline")
+_PLAN_CACHE_MAX = 4096
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What a request reads, for metrics and typed encoding: its views and output column dtypes."""
+
+    views: tuple[tuple[str, tuple[str, ...]], ...]
+    dtypes: Mapping[str, DType]
+
+
+@dataclass(frozen=True)
+class OnlineRequest:
+    """A parsed ``get-online-features`` request (either wire format)."""
+
+    features: tuple[str, ...] | None
+    feature_service: str | None
+    entities: dict[str, list[Any]]
+    full_feature_names: bool = False
+
+    @property
+    def rows(self) -> int:
+        """The number of entity rows."""
+        return len(next(iter(self.entities.values()))) if self.entities else 0
+
+
+def check_entities(entities: Mapping[str, Sequence[Any]], limit: int) -> int:
+    """Validate columnar entities (equal lengths, within the limit); return the row count."""
+    if not entities:
+        raise RequestError("'entities' is empty: give each join key a list of values")
+    lengths = {name: len(values) for name, values in entities.items()}
+    rows = max(lengths.values())
+    if min(lengths.values()) != rows:
+        raise RequestError(f"entity columns have different lengths: {lengths}; every list needs one value per row")
+    if rows > limit:
+        raise RequestTooLargeError(
+            f"{rows} entity rows in one request; the limit is {limit} (max_entities_per_request)"
+        )
+    return rows
+
+
+def parse_timestamp(text: Any, what: str) -> datetime:
+    """An ISO 8601 timestamp (the materializer's parser); naive values are UTC, as Feast treats them."""
+    if not isinstance(text, str):
+        raise RequestError(f"'{what}' must be an ISO 8601 timestamp string, got {text!r}")
+    try:
+        return parse_time(text)
+    except RequestError as exc:
+        raise RequestError(f"'{what}': {exc}") from None
+
+
+class ServerCore:
+    """The serving logic over one :class:`FeatureStore`, shared by REST and gRPC."""
+
+    def __init__(self, store: FeatureStore, settings: ServerSettings) -> None:
+        self.store = store
+        self.settings = settings.with_config(store.config)
+        self.project = store.project
+        self._plans: dict[tuple[int, Any, bool], ReadPlan] = {}
+        self._materializing: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- reads ------------------------------------------------------------------------------
+    def read_plan(self, snapshot: RegistrySnapshot, request: OnlineRequest) -> ReadPlan:
+        """The views and output dtypes of ``request`` (cached per registry version)."""
+        what: Any = request.feature_service if request.feature_service is not None else request.features
+        key = (snapshot.version, what, request.full_feature_names)
+        plan = self._plans.get(key)
+        if plan is None:
+            target: Any = snapshot.feature_service(what) if isinstance(what, str) else list(what or ())
+            selections = resolve(snapshot, target, request.full_feature_names)
+            dtypes: dict[str, DType] = {}
+            views = []
+            for sel in selections:
+                outputs = sel.output_names(request.full_feature_names)
+                for out, name in zip(outputs, sel.features, strict=True):
+                    dtypes[out] = sel.view.feature(name).dtype
+                for column, fld in zip(sel.entity_columns(), sel.view.entity_columns, strict=False):
+                    dtypes.setdefault(column, fld.dtype)
+                views.append((sel.view.name, tuple(outputs)))
+            plan = ReadPlan(tuple(views), dtypes)
+            if len(self._plans) >= _PLAN_CACHE_MAX:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+    def get_online_features(self, request: OnlineRequest) -> tuple[OnlineResponse, ReadPlan]:
+        """Read the latest values for ``request``; raises typed errors for bad requests."""
+        rows = check_entities(request.entities, self.settings.entity_limit)
+        snapshot = self.store.snapshot()
+        plan = self.read_plan(snapshot, request)
+        # A service goes by name: the retriever caches its resolution per (version, name).
+        target: Any = request.feature_service if request.feature_service is not None else list(request.features or ())
+        started = time.perf_counter()
+        response = self.store.get_online_features(target, request.entities, request.full_feature_names)
+        metrics.observe_online_read(rows, time.perf_counter() - started)
+        self._observe_views(response, plan, rows)
+        return response, plan
+
+    def _observe_views(self, response: OnlineResponse, plan: ReadPlan, rows: int) -> None:
+        names = response.feature_names
+        # Join keys come first, then each view's outputs in plan order (the retriever's layout).
+        start = len(names) - sum(len(outputs) for _, outputs in plan.views)
+        for view, outputs in plan.views:
+            end = start + len(outputs)
+            if not outputs or names[start] != outputs[0]:
+                return  # an unexpected layout: skip per-view metrics rather than guess
+            metrics.observe_view_read(view, rows * len(outputs), metrics.count_not_found(response.statuses[start:end]))
+            newest = max(response.event_timestamps[start], default=0)
+            if newest:
+                metrics.note_event_time(self.project, view, newest)
+            start = end
+
+    # -- writes -----------------------------------------------------------------------------
+    def push(self, source: str, columns: Mapping[str, Any], to: str) -> int:
+        """Push rows (column -> list; scalars broadcast; ISO timestamps) to every view fed by ``source``."""
+        if to not in PUSH_MODES:
+            raise RequestError(f"'to' must be one of {list(PUSH_MODES)}, got {to!r}")
+        written = self.store.push(source, columns, to)
+        metrics.observe_push(source, to)
+        return written
+
+    def write_to_online_store(self, view_name: str, columns: Mapping[str, Any]) -> int:
+        """Write rows straight into one view's online storage."""
+        return self.store.write_to_online_store(view_name, columns)
+
+    # -- materialization --------------------------------------------------------------------
+    def views_to_materialize(self, names: Sequence[str] | None) -> list[str]:
+        """The requested views (checked to exist), or every online view."""
+        snapshot = self.store.snapshot()
+        if names is None:
+            return [v.name for v in snapshot.feature_views.values() if v.online]
+        for name in names:
+            snapshot.feature_view(name)
+        return list(dict.fromkeys(names))
+
+    def claim(self, views: Sequence[str]) -> None:
+        """Mark views as materializing in this worker; 409 (in progress) if one already is."""
+        with self._lock:
+            busy = sorted(self._materializing.intersection(views))
+            if busy:
+                raise MaterializationInProgressError(f"feature views {busy} are already being materialized")
+            self._materializing.update(views)
+
+    def materialize(self, views: Sequence[str], start: datetime | None, end: datetime) -> None:
+        """Materialize claimed views over ``[start, end]`` (incremental when ``start`` is None), then release them."""
+        try:
+            for view in views:  # one at a time; the materializer records each view's duration
+                if start is None:
+                    self.store.materialize_incremental(end, [view])
+                else:
+                    self.store.materialize(start, end, [view])
+        finally:
+            self.release(views)
+
+    def release(self, views: Sequence[str]) -> None:
+        """Drop the claim on ``views``."""
+        with self._lock:
+            self._materializing.difference_update(views)

@@ -1,0 +1,143 @@
+"""Feature server settings, each declared once: name, type, default and help.
+
+``ladle serve`` derives one CLI flag and one environment variable from every setting, and
+``docs/server.md`` carries the table :func:`markdown_table` renders (a test keeps it current).
+Precedence: CLI flag > ``LADLE_SERVE_<NAME>`` environment variable > ``feature_store.yaml``
+(``feature_server:`` and ``registry:`` blocks, for the settings whose default is "from config")
+> the default below.
+
+>>> settings = ServerSettings(port=8081, workers=2).with_config(store.config)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from ladle.config import RepoConfig
+from ladle.errors import ConfigError
+
+ENV_PREFIX = "LADLE_SERVE_"
+
+
+def _setting(default: Any, help: str, *, short: str | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "short": short})
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How ``ladle serve`` runs; ``None`` means "take it from feature_store.yaml"."""
+
+    host: str = _setting("127.0.0.1", "Interface to listen on (0.0.0.0 listens on every interface).")
+    port: int = _setting(8080, "REST port (0 picks a free port).", short="-p")
+    rest: bool = _setting(True, "Serve the REST API (--no-rest turns it off).")
+    grpc_port: int = _setting(6566, "gRPC port (0 picks a free port).", short="-g")
+    grpc: bool = _setting(True, "Serve gRPC (--no-grpc turns it off).")
+    workers: int = _setting(1, "Worker processes sharing the ports.", short="-w")
+    registry_ttl_sec: float | None = _setting(
+        None, "Seconds between background registry refreshes (default: registry.cache_ttl_seconds).", short="-r"
+    )
+    max_entities_per_request: int | None = _setting(
+        None, "Entity rows allowed in one request (default: feature_server.max_entities_per_request)."
+    )
+    max_body_bytes: int | None = _setting(
+        None, "Largest request body accepted, in bytes (default: feature_server.max_body_bytes)."
+    )
+    offload_entities: int = _setting(
+        256, "Reads of more entity rows than this run in a thread so small reads are not queued behind them."
+    )
+    graceful_timeout: float = _setting(30.0, "Seconds in-flight requests get to finish after SIGTERM.")
+    keep_alive_timeout: int = _setting(30, "Seconds an idle HTTP keep-alive connection stays open.")
+    access_log: bool = _setting(False, "Log every HTTP request (costs throughput).")
+    metrics: bool = _setting(True, "Serve Prometheus metrics on GET /metrics of the REST port.")
+    metrics_port: int = _setting(0, "Also serve Prometheus metrics on this port (like Feast's :8000); 0 = off.")
+    grpc_reflection: bool = _setting(True, "Enable gRPC server reflection.")
+
+    def __post_init__(self) -> None:
+        for name in ("port", "grpc_port", "metrics_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise ConfigError(f"server setting {name}: {value} is not a port number (0-65535)")
+        if self.workers < 1:
+            raise ConfigError(f"server setting workers: {self.workers} must be at least 1")
+        if not (self.rest or self.grpc):
+            raise ConfigError("server settings: both REST and gRPC are turned off; nothing to serve")
+        for name in ("max_entities_per_request", "max_body_bytes", "registry_ttl_sec"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"server setting {name}: {value} must be positive")
+        if self.graceful_timeout < 0 or self.offload_entities < 0 or self.keep_alive_timeout < 1:
+            raise ConfigError("server settings: timeouts and offload_entities must not be negative")
+
+    def with_config(self, config: RepoConfig) -> ServerSettings:
+        """These settings with every "from config" value filled in from ``config``."""
+        fs = config.feature_server
+        return dataclasses.replace(
+            self,
+            registry_ttl_sec=self.registry_ttl_sec or config.registry.cache_ttl_seconds or None,
+            max_entities_per_request=self.max_entities_per_request or fs.max_entities_per_request,
+            max_body_bytes=self.max_body_bytes or fs.max_body_bytes,
+        )
+
+    @property
+    def entity_limit(self) -> int:
+        """``max_entities_per_request`` after :meth:`with_config` (a safe default before)."""
+        return self.max_entities_per_request or 10_000
+
+    @property
+    def body_limit(self) -> int:
+        """``max_body_bytes`` after :meth:`with_config` (a safe default before)."""
+        return self.max_body_bytes or 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """One setting as the CLI and the docs see it."""
+
+    name: str
+    type: type
+    optional: bool
+    default: Any
+    help: str
+    short: str | None
+
+    @property
+    def flag(self) -> str:
+        """The long CLI flag, e.g. ``--grpc-port``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        """The environment variable, e.g. ``LADLE_SERVE_GRPC_PORT``."""
+        return ENV_PREFIX + self.name.upper()
+
+
+def setting_infos() -> list[SettingInfo]:
+    """Every setting, in declaration order."""
+    hints = typing.get_type_hints(ServerSettings)
+    out = []
+    for f in dataclasses.fields(ServerSettings):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+        kind = args[0] if optional else hint
+        out.append(SettingInfo(f.name, kind, optional, f.default, f.metadata["help"], f.metadata["short"]))
+    return out
+
+
+def markdown_table() -> str:
+    """The settings table of ``docs/server.md``."""
+    rows = [
+        "| flag | environment variable | type | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for s in setting_infos():
+        flag = f"`{s.flag}`" + (f", `{s.short}`" if s.short else "")
+        if s.type is bool:
+            flag = f"`{s.flag}` / `--no-{s.flag[2:]}`"
+        default = "from config" if s.default is None else f"`{s.default}`"
+        rows.append(f"| {flag} | `{s.env}` | {s.type.__name__} | {default} | {s.help} |")
+    return "\n".join(rows) + "\n"
