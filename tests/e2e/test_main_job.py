@@ -113,3 +113,25 @@ def test_ingest_is_idempotent(repo: Path) -> None:
     before = rows()
     ladle(repo, "ingest")
     assert rows() == before
+
+
+@pytest.mark.slow
+def test_the_server_answers_the_documented_curl_request(repo: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from ladle.server.rest import create_app
+
+    store = FeatureStore(repo_path=repo)
+    body = {
+        "features": ["commodity_price_features:current_price", "commodity_price_features:price_change_24h"],
+        "entities": {"commodity_code": ["crude_oil_wti"]},
+    }
+    with TestClient(create_app(store)) as client:
+        reply = client.post("/get-online-features", json=body)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()
+    assert data["metadata"]["feature_names"] == ["commodity_code", "current_price", "price_change_24h"]
+    assert data["results"][0]["values"] == ["crude_oil_wti"]
+    assert data["results"][1]["values"][0] == pytest.approx(last_real_wti_close_of_2013())
+    assert data["results"][1]["statuses"] == ["PRESENT"]
+    store.close()
