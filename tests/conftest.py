@@ -9,6 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# The session fixture that starts a real 3-master Redis Cluster (for the conformance suite).
+pytest_plugins = ["redis_cluster_plugin"]
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REDIS_HOST, REDIS_PORT = "127.0.0.1", int(os.environ.get("LADLE_TEST_REDIS_PORT", "6379"))
 PG_HOST, PG_PORT = "127.0.0.1", int(os.environ.get("LADLE_TEST_PG_PORT", "5432"))

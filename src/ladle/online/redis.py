@@ -1,0 +1,259 @@
+"""The Redis / Redis Cluster online store (``online_store: {type: redis}``).
+
+>>> config = {"project": "commodities", "online_store": {
+...     "type": "redis", "connection_string": "localhost:6379,db=0", "key_ttl_seconds": 604800}}
+
+Key layout, value encoding, write atomicity, deletion, cluster slots, expiry and failure behaviour
+are documented in docs/redis.md. In short: one string key per (project, entity, view), hash-tagged
+on project + entity; the value is a compact binary row; reads are one MGET for all views and
+entities; writes go through a server-side script that keeps only the newest event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import pyarrow as pa
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+try:
+    import redis as _redis_driver  # noqa: F401  (only to report a missing extra clearly)
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised without the extra installed
+    from ladle.errors import MissingExtraError
+
+    raise MissingExtraError("redis", "redis", "redis") from exc
+
+from ladle.config import RepoConfig, StrictModel
+from ladle.definitions import FeatureView
+from ladle.errors import ConfigError, DefinitionError
+from ladle.online.base import ReadRequest, ViewRows
+from ladle.online.columns import check_write_columns
+from ladle.online.redis_cluster import ClusterNodes
+from ladle.online.redis_codec import ViewLayout, prepare
+from ladle.online.redis_conn import parse_connection_string
+from ladle.online.redis_decode import Resolver, decode_view
+from ladle.online.redis_layout import (
+    entity_keys_arrow,
+    entity_keys_py,
+    meta_key,
+    project_pattern,
+    view_id,
+    view_pattern,
+)
+from ladle.online.redis_scripts import MAX_ROWS_PER_CALL
+from ladle.online.redis_single import IOSettings, SingleNode
+from ladle.online.redis_write import Part, WriteRows
+
+_WHERE = "invalid configuration: online_store"
+_REREGISTER_SECONDS = 60.0
+
+
+class RedisOnlineStoreConfig(StrictModel):
+    """``online_store:`` block for Redis (Feast's keys, plus connection and batching knobs)."""
+
+    type: Literal["redis"] = "redis"
+    connection_string: str = Field(
+        "localhost:6379", description="host:port[,host:port...][,key=value...] or a redis:// / rediss:// URL"
+    )
+    redis_type: Literal["redis", "redis_cluster"] = Field("redis", description="one server, or a Redis Cluster")
+    key_ttl_seconds: int | None = Field(None, gt=0, description="expire each row this long after its last write")
+    full_scan_for_deletion: bool = Field(True, description="delete a removed view's rows (false: leave them to expire)")
+    socket_timeout_seconds: float = Field(5.0, gt=0, description="per-command socket timeout")
+    connect_timeout_seconds: float = Field(2.0, gt=0, description="TCP connect timeout")
+    max_connections: int = Field(64, gt=0, description="connections per server")
+    write_chunk_size: int = Field(
+        1000, ge=1, le=MAX_ROWS_PER_CALL, description="rows per server-side upsert call (bounded by Lua's stack)"
+    )
+    write_batch_rows: int = Field(
+        16_384, gt=0, description="rows encoded at a time (bounds client memory; overlaps encoding and server work)"
+    )
+    delete_scan_count: int = Field(1000, gt=0, description="SCAN COUNT and UNLINK batch size when deleting")
+
+    @field_validator("connection_string")
+    @classmethod
+    def _parse(cls, value: str) -> str:
+        parse_connection_string(value)  # raises ConfigError (without echoing secrets)
+        return value
+
+    @model_validator(mode="after")
+    def _topology(self) -> RedisOnlineStoreConfig:
+        endpoint = parse_connection_string(self.connection_string)
+        if self.redis_type == "redis" and len(endpoint.nodes) > 1:
+            raise ConfigError(
+                f"{_WHERE}.connection_string lists {len(endpoint.nodes)} nodes but redis_type is 'redis'; "
+                "set redis_type: redis_cluster or give one host:port"
+            )
+        if self.redis_type == "redis_cluster" and endpoint.db:
+            raise ConfigError(f"{_WHERE}.connection_string: db={endpoint.db} is not possible with Redis Cluster")
+        return self
+
+
+@dataclass(frozen=True)
+class _ViewPlan:
+    name: str
+    vid: bytes
+    layout: ViewLayout
+    join_keys: tuple[str, ...]
+
+
+class RedisOnlineStore:
+    """Latest feature values in Redis or Redis Cluster; see docs/redis.md."""
+
+    config_class: ClassVar[type[StrictModel]] = RedisOnlineStoreConfig
+
+    def __init__(self, config: RepoConfig) -> None:
+        cfg = config.online_store
+        if not isinstance(cfg, RedisOnlineStoreConfig):
+            raw = cfg.model_dump() if isinstance(cfg, StrictModel) else cfg
+            try:
+                cfg = RedisOnlineStoreConfig.model_validate(raw)
+            except ValidationError as exc:
+                raise ConfigError(f"{_WHERE}: not a Redis online store block: {exc.errors()[0]['msg']}") from None
+        self.config = cfg
+        endpoint = parse_connection_string(cfg.connection_string)
+        settings = IOSettings(
+            socket_timeout=cfg.socket_timeout_seconds,
+            connect_timeout=cfg.connect_timeout_seconds,
+            max_connections=cfg.max_connections,
+            chunk_rows=cfg.write_chunk_size,
+            ttl_ms=(cfg.key_ttl_seconds or 0) * 1000,
+        )
+        self._io: SingleNode | ClusterNodes = (
+            ClusterNodes(endpoint, settings) if cfg.redis_type == "redis_cluster" else SingleNode(endpoint, settings)
+        )
+        self._plans: dict[int, tuple[FeatureView, _ViewPlan]] = {}
+        self._layouts: dict[tuple[tuple[str, str], ...], ViewLayout] = {}
+        self._old_layouts: dict[tuple[str, bytes, int], ViewLayout] = {}
+        self._registered: dict[tuple[str, bytes, int], float] = {}
+
+    @property
+    def address(self) -> str:
+        """The server or startup nodes, as used in error messages."""
+        return self._io.address
+
+    # -- per-view plans ----------------------------------------------------------------------
+
+    def _plan(self, view: FeatureView) -> _ViewPlan:
+        entry = self._plans.get(id(view))
+        if entry is not None and entry[0] is view:
+            return entry[1]
+        signature = tuple((f.name, f.dtype.name) for f in view.features)
+        layout = self._layouts.get(signature)
+        if layout is None:
+            layout = self._layouts[signature] = ViewLayout.of(view.features)
+        plan = _ViewPlan(view.name, view_id(view.name), layout, tuple(sorted(view.join_keys)))
+        if len(self._plans) > 4096:  # views come from registry snapshots; drop plans of old ones
+            self._plans.clear()
+        self._plans[id(view)] = (view, plan)
+        return plan
+
+    def _register(self, project: str, plan: _ViewPlan) -> None:
+        """Record view id → name and the layout in the project's _meta hash.
+
+        Done on the first write of a view in this process and again every ``_REREGISTER_SECONDS``
+        (another process may have torn the project down meanwhile), never on every write.
+        """
+        token = (project, plan.vid, plan.layout.fingerprint)
+        if time.monotonic() - self._registered.get(token, -_REREGISTER_SECONDS) < _REREGISTER_SECONDS:
+            return
+        key = meta_key(project)
+        owner_field = b"view:" + plan.vid
+        if not self._io.execute("HSETNX", key, owner_field, plan.name):
+            owner = self._io.execute("HGET", key, owner_field)
+            if owner is not None and owner.decode() != plan.name:
+                raise DefinitionError(
+                    f"feature views '{plan.name}' and '{owner.decode()}' of project '{project}' share the Redis "
+                    f"key id {plan.vid.decode()}; rename one of them"
+                )
+        self._io.execute("HSETNX", key, b"layout:%08x" % plan.layout.fingerprint, plan.layout.to_json())
+        self._registered[token] = time.monotonic()
+
+    def _resolver(self, project: str, vid: bytes) -> Resolver:
+        def resolve(fingerprint: int) -> ViewLayout | None:
+            token = (project, vid, fingerprint)
+            layout = self._old_layouts.get(token)
+            if layout is None:
+                raw = self._io.execute("HGET", meta_key(project), b"layout:%08x" % fingerprint)
+                if raw is None:
+                    return None
+                layout = self._old_layouts[token] = ViewLayout.from_json(raw)
+            return layout
+
+        return resolve
+
+    # -- the OnlineStore protocol ------------------------------------------------------------
+
+    def write(self, project: str, view: FeatureView, rows: pa.Table) -> int:
+        """Upsert rows, newest event wins (atomically, on the server); return rows written."""
+        check_write_columns(view, rows)
+        if rows.num_rows == 0:
+            return 0
+        plan = self._plan(view)
+        part = self._part(plan, rows)  # every check happens before anything is sent
+        self._register(project, plan)
+        return self._io.upsert(WriteRows(project, plan.vid, iter([part]), self.config.write_batch_rows))
+
+    def write_batches(self, project: str, view: FeatureView, batches: Iterable[pa.Table]) -> int:
+        """Write a stream of batches of one view (materialization) as one pipeline; return rows written.
+
+        Unlike one ``write`` per batch, the server never idles between batches: batch k+1 is encoded
+        while batch k is being applied. A bad batch stops the stream; earlier batches stay written.
+        """
+        plan = self._plan(view)
+        self._register(project, plan)
+
+        def parts() -> Iterator[Part]:
+            for table in batches:
+                check_write_columns(view, table)
+                if table.num_rows:
+                    yield self._part(plan, table)
+
+        return self._io.upsert(WriteRows(project, plan.vid, parts(), self.config.write_batch_rows))
+
+    @staticmethod
+    def _part(plan: _ViewPlan, rows: pa.Table) -> Part:
+        return Part(entity_keys_arrow(plan.join_keys, rows), prepare(plan.layout, rows, time.time_ns() // 1000))
+
+    def read(self, project: str, requests: Sequence[ReadRequest]) -> list[ViewRows]:
+        """One MGET for every view and entity of the request (per slot on a cluster)."""
+        plans = [self._plan(r.view) for r in requests]
+        groups = [(plan.vid, entity_keys_py(plan.join_keys, r.keys)) for r, plan in zip(requests, plans, strict=True)]
+        blobs = self._io.read_rows(project, groups)
+        out, start = [], 0
+        for request, plan, (_, entities) in zip(requests, plans, groups, strict=True):
+            stop = start + len(entities)
+            out.append(decode_view(plan.layout, blobs[start:stop], request.features, self._resolver(project, plan.vid)))
+            start = stop
+        return out
+
+    def update(self, project: str, keep: Sequence[FeatureView], delete: Sequence[FeatureView]) -> None:
+        """Register kept views (detects key-id collisions); delete the rows of removed views."""
+        for view in keep:
+            self._register(project, self._plan(view))
+        if self.config.full_scan_for_deletion:
+            for view in delete:
+                self.delete_view(project, view)
+
+    def delete_view(self, project: str, view: FeatureView) -> None:
+        """Delete every row of one view: incremental SCAN MATCH + UNLINK, never a blocking command."""
+        vid = view_id(view.name)
+        self._io.scan_unlink(view_pattern(project, vid), self.config.delete_scan_count)
+        self._io.execute("HDEL", meta_key(project), b"view:" + vid)
+        self._registered = {t: at for t, at in self._registered.items() if t[:2] != (project, vid)}
+
+    def teardown(self, project: str, views: Sequence[FeatureView]) -> None:
+        """Remove every key of ``project`` (and nothing of other projects)."""
+        self._io.scan_unlink(project_pattern(project), self.config.delete_scan_count)
+        self._registered = {t: at for t, at in self._registered.items() if t[0] != project}
+        self._old_layouts = {t: v for t, v in self._old_layouts.items() if t[0] != project}
+
+    def ping(self) -> None:
+        """Raise BackendUnavailableError (naming the address) if Redis cannot be reached."""
+        self._io.ping()
+
+    def close(self) -> None:
+        """Close pooled connections; the store reconnects if used again."""
+        self._io.close()

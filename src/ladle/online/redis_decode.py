@@ -1,0 +1,276 @@
+"""Decoding blobs read from Redis into :class:`~ladle.online.base.ViewRows` (format: redis_codec).
+
+Blobs of one layout are decoded together: the fixed record of all rows in one numpy view, each
+variable-width feature with one gather. Rows written under an older schema of the view (another
+layout fingerprint) are decoded with that layout, looked up through ``resolve``, and matched by
+feature name; a feature the old schema lacked, or had with another dtype, reads as ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from ladle.online.base import ViewRows
+from ladle.online.redis_codec import I64, NUMPY_TYPES, TIMESTAMP_US, U8, Slot, ViewLayout
+from ladle.online.values import micros_to_datetime
+from ladle.types import ValueType
+
+Resolver = Callable[[int], ViewLayout | None]
+_HEADER = 20
+_SMALL = 8  # rows up to which struct beats numpy
+
+
+def _starts(lengths: I64) -> I64:
+    starts = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return starts
+
+
+def _gather(buf: U8, starts: I64, lengths: I64) -> tuple[U8, I64]:
+    """Concatenate ``buf[starts[i]:starts[i]+lengths[i]]``; return bytes and row offsets."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
+    return buf[index], offsets
+
+
+def _u32(buf: U8, starts: I64) -> I64:
+    four = buf[starts[:, None] + np.arange(4)]
+    return np.ascontiguousarray(four).view("<u4")[:, 0].astype(np.int64)
+
+
+class _Group:
+    """Blobs of one layout, with their fixed records and the start of each variable payload."""
+
+    def __init__(self, layout: ViewLayout, blobs: Sequence[bytes], rec: npt.NDArray[Any] | None = None) -> None:
+        self.layout = layout
+        self.any_null: bool | None = None
+        self._runs: dict[str, list[Any]] | None = None
+        self.buf: U8 = np.empty(0, dtype=np.uint8)
+        self.var_start: I64 = np.empty(0, dtype=np.int64)
+        joined = b"".join(blobs)
+        n = len(blobs)
+        if rec is not None or (not layout.variable and len(joined) == n * layout.size):
+            self.rec = rec if rec is not None else np.frombuffer(joined, dtype=layout.record)
+            return
+        lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=n)
+        starts = _starts(lengths)
+        self.buf = np.frombuffer(joined, dtype=np.uint8)
+        raw = self.buf[starts[:, None] + np.arange(layout.size)]
+        self.rec = np.ascontiguousarray(raw).view(layout.record)[:, 0]
+        self.var_start = starts + layout.size
+
+    def nulls(self, slot: Slot) -> npt.NDArray[np.bool_] | None:
+        if self.any_null is None:
+            self.any_null = bool(self.layout.null_bytes) and bool(self.rec["nulls"].any())
+        if not self.any_null:
+            return None
+        bits = (self.rec["nulls"][:, slot.index // 8] >> (slot.index % 8)) & 1
+        return bits.astype(bool) if bits.any() else None
+
+    def payload(self, slot: Slot) -> tuple[I64, I64]:
+        start = self.var_start.copy()
+        for rank in range(slot.var_rank):
+            start += self.rec[f"l{rank}"]
+        return start, self.rec[slot.field].astype(np.int64)
+
+    def _run_columns(self) -> dict[str, list[Any]]:
+        """Every feature of every numeric run, each run with one strided view and one ``tolist``."""
+        if self._runs is None:
+            flat = self.rec.view(np.uint8)
+            self._runs = {}
+            for np_dtype, offset, names in self.layout.runs:
+                shape, strides = (len(self.rec), len(names)), (self.rec.itemsize, np_dtype.itemsize)
+                block = np.ndarray(shape, dtype=np_dtype, buffer=flat, offset=offset, strides=strides)
+                self._runs.update(zip(names, block.T.tolist(), strict=True))
+        return self._runs
+
+    def values(self, slot: Slot, name: str) -> list[Any]:
+        run_columns = self._run_columns() if slot.kind == "fixed" else {}
+        if name in run_columns:
+            out = run_columns[name]
+        elif slot.kind == "fixed":
+            out = _fixed_list(self.rec[slot.field], slot)
+        elif slot.kind == "var":
+            data, offsets = _gather(self.buf, *self.payload(slot))
+            out = _binary(slot.dtype.arrow, data, offsets).to_pylist()
+        else:
+            out = self._lists(slot)
+        nulls = self.nulls(slot)
+        if nulls is not None:
+            for i in np.flatnonzero(nulls).tolist():
+                out[i] = None
+        return out
+
+    def _lists(self, slot: Slot) -> list[Any]:
+        element = slot.dtype.element
+        assert element is not None
+        start, length = self.payload(slot)
+        if slot.kind == "list_fixed":
+            np_dtype = np.dtype(NUMPY_TYPES[element.value_type])
+            data, offsets = _gather(self.buf, start, length)
+            values = _fixed_arrow(data.view(np_dtype), slot.dtype.element)
+            counts = offsets // np_dtype.itemsize
+            fixed_lists: list[Any] = pa.LargeListArray.from_arrays(counts, values).to_pylist()
+            return fixed_lists
+        counts = np.zeros(len(start), dtype=np.int64)
+        has_head = length >= 4  # always, for rows this store wrote; never read past a short payload
+        counts[has_head] = _u32(self.buf, start[has_head])
+        counts = np.minimum(counts, np.maximum(length - 4, 0) // 4)
+        lengths_bytes, _ = _gather(self.buf, start + 4, counts * 4)
+        element_lengths = lengths_bytes.view("<u4").astype(np.int64)
+        data, _ = _gather(self.buf, start + 4 + counts * 4, np.maximum(length - 4 - counts * 4, 0))
+        element_offsets = np.zeros(len(element_lengths) + 1, dtype=np.int64)
+        np.cumsum(element_lengths, out=element_offsets[1:])
+        elements = _binary(element.arrow, data, element_offsets)
+        list_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=list_offsets[1:])
+        var_lists: list[Any] = pa.LargeListArray.from_arrays(list_offsets, elements).to_pylist()
+        return var_lists
+
+
+def _binary(arrow_type: pa.DataType, data: U8, offsets: I64) -> pa.Array:
+    kind = pa.large_string() if pa.types.is_string(arrow_type) else pa.large_binary()
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    return pa.Array.from_buffers(kind, len(offsets) - 1, buffers)
+
+
+def _fixed_arrow(values: npt.NDArray[Any], dtype: Any) -> pa.Array:
+    if pa.types.is_timestamp(dtype.arrow):
+        return pa.array(values.astype(np.int64), pa.int64()).cast(TIMESTAMP_US)
+    if pa.types.is_boolean(dtype.arrow):
+        return pa.array(values.astype(bool))
+    return pa.array(values)
+
+
+def _fixed_list(column: npt.NDArray[Any], slot: Slot) -> list[Any]:
+    if pa.types.is_timestamp(slot.dtype.arrow):
+        return [micros_to_datetime(v) for v in column.tolist()]
+    if pa.types.is_boolean(slot.dtype.arrow):
+        return column.astype(bool).tolist()  # type: ignore[no-any-return]
+    return column.tolist()  # type: ignore[no-any-return]
+
+
+_Decoded = tuple[list[int], dict[str, list[Any]]]
+
+
+def _decode(group: _Group, current: ViewLayout, names: Sequence[str]) -> _Decoded:
+    layout = group.layout
+    columns: dict[str, list[Any]] = {}
+    for name in names:
+        slot, wanted = layout.slots.get(name), current.slots.get(name)
+        if slot is None or wanted is None or slot.dtype != wanted.dtype:
+            columns[name] = [None] * len(group.rec)
+        else:
+            columns[name] = group.values(slot, name)
+    return group.rec["ets"].tolist(), columns
+
+
+def _fast(layout: ViewLayout, blobs: Sequence[bytes | None]) -> _Group | None:
+    """All rows present, fixed-width layout, current fingerprint: one ``frombuffer``."""
+    if not blobs or layout.variable:
+        return None
+    try:
+        joined = b"".join(blobs)  # type: ignore[arg-type]
+    except TypeError:  # a None: some entity has no row
+        return None
+    if len(joined) != len(blobs) * layout.size:
+        return None
+    rec = np.frombuffer(joined, dtype=layout.record)
+    return _Group(layout, [], rec) if bool((rec["fp"] == layout.fingerprint).all()) else None
+
+
+def _small(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequence[str]) -> ViewRows | None:
+    """A few rows of a fixed-width layout, with ``struct`` (numpy's per-call cost dominates there)."""
+    row_struct = layout.row_struct
+    if row_struct is None or len(blobs) > _SMALL:
+        return None
+    event_ts: list[int | None] = []
+    values: dict[str, list[Any]] = {name: [] for name in names}
+    for blob in blobs:
+        if blob is None:
+            event_ts.append(None)
+            for name in names:
+                values[name].append(None)
+            continue
+        if len(blob) != layout.size:
+            return None
+        row = row_struct.unpack(blob)
+        if row[2] != layout.fingerprint:
+            return None
+        event_ts.append(row[0])
+        nulls = int.from_bytes(row[3], "little")
+        for name in names:
+            slot = layout.slots.get(name)
+            if slot is None or nulls >> slot.index & 1:
+                values[name].append(None)
+                continue
+            value = row[layout.struct_index[name]]
+            kind = slot.dtype.value_type
+            if kind == ValueType.BOOL:
+                value = bool(value)
+            elif kind == ValueType.UNIX_TIMESTAMP:
+                value = micros_to_datetime(value)
+            values[name].append(value)
+    return ViewRows(event_ts, values)
+
+
+def decode_view(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequence[str], resolve: Resolver) -> ViewRows:
+    """Decode one view's blobs (``None`` = no row) into :class:`ViewRows` with features ``names``.
+
+    Rows that cannot be decoded (unknown layout, wrong size) read as missing.
+    """
+    small = _small(layout, blobs, names)
+    if small is not None:
+        return small
+    fast = _fast(layout, blobs)
+    if fast is not None:
+        ets, columns = _decode(fast, layout, names)
+        return ViewRows(ets, columns)  # type: ignore[arg-type]
+    n = len(blobs)
+    groups: dict[int, tuple[list[int], list[bytes]]] = {}
+    for i, blob in enumerate(blobs):
+        if blob is not None and len(blob) >= _HEADER:
+            positions, members = groups.setdefault(int.from_bytes(blob[16:20], "little"), ([], []))
+            positions.append(i)
+            members.append(blob)
+    event_ts: list[int | None] = [None] * n
+    values: dict[str, list[Any]] = {name: [None] * n for name in names}
+    for fp, (positions, members) in groups.items():
+        group_layout = layout if fp == layout.fingerprint else resolve(fp)
+        if group_layout is None:
+            continue
+        group = _valid_group(group_layout, positions, members)
+        ets, columns = _decode(group, layout, names)
+        for i, ts in zip(positions, ets, strict=True):
+            event_ts[i] = ts
+        for name, column in columns.items():
+            target = values[name]
+            for i, value in zip(positions, column, strict=True):
+                target[i] = value
+    return ViewRows(event_ts, values)
+
+
+def _valid_group(layout: ViewLayout, positions: list[int], members: list[bytes]) -> _Group:
+    """The group of well-formed blobs; ``positions`` is pruned in place to match."""
+    keep = [len(b) == layout.size if not layout.variable else len(b) >= layout.size for b in members]
+    if not all(keep):
+        positions[:] = [p for p, k in zip(positions, keep, strict=True) if k]
+        members = [m for m, k in zip(members, keep, strict=True) if k]
+    group = _Group(layout, members)
+    if layout.variable:
+        total = np.full(len(members), layout.size, dtype=np.int64)
+        for rank in range(len(layout.variable)):
+            total += group.rec[f"l{rank}"]
+        sizes = np.fromiter(map(len, members), dtype=np.int64, count=len(members))
+        bad = total != sizes
+        if bad.any():
+            good = np.flatnonzero(~bad).tolist()
+            positions[:] = [positions[i] for i in good]
+            group = _Group(layout, [members[i] for i in good])
+    return group

@@ -1,0 +1,114 @@
+"""One write (or a stream of them), cut into batches and encoded lazily in the shape each client needs.
+
+The single-node client wants contiguous RESP-framed keys and blobs (sliced into commands with no
+per-row work); the cluster client wants Python ``bytes`` to group by slot. Batches are encoded one
+at a time, so client memory stays bounded and encoding overlaps the server's work.
+
+A batch stays in :attr:`WriteRows.unacknowledged` until every reply for it has been read. When a
+connection drops, the retry replays exactly those batches and then continues the input, so a stream
+(materialization's ``write_batches``) survives a reconnect without being held in memory; replaying
+is safe because the upsert is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ladle.online.redis_codec import Prepared, encode, encode_resp
+from ladle.online.redis_layout import row_keys_arrow, row_keys_resp
+
+Offsets = npt.NDArray[np.int64]
+_NO_SEP = pa.scalar(b"", pa.large_binary())
+
+
+@dataclass(frozen=True)
+class Part:
+    """Checked rows of one input table: encoded entity keys and cast values."""
+
+    entities: pa.Array
+    prepared: Prepared
+
+
+@dataclass
+class FramedBatch:
+    """Rows of one batch as RESP bulk strings: row ``i`` is ``keys[key_offsets[i]:key_offsets[i+1]]``."""
+
+    rows: int
+    entities: pa.Array
+    keys: memoryview
+    key_offsets: Offsets
+    blobs: memoryview
+    blob_offsets: Offsets
+    written: int = 0
+    _pairs: tuple[memoryview, Offsets] | None = field(default=None, repr=False)
+
+    def unique(self) -> bool:
+        """Whether no entity occurs twice in the batch."""
+        return len(pc.unique(self.entities)) == self.rows  # unique() is ~2x faster than count_distinct()
+
+    def pairs(self) -> tuple[memoryview, Offsets]:
+        """Key and blob of each row side by side (the argument layout of MSET / MSETNX)."""
+        if self._pairs is None:
+            keys = _array(self.keys, self.key_offsets)
+            blobs = _array(self.blobs, self.blob_offsets)
+            joined = pc.binary_join_element_wise(keys, blobs, _NO_SEP)
+            _, offsets_buf, data_buf = joined.buffers()
+            offsets = np.frombuffer(offsets_buf, dtype=np.int64)[: self.rows + 1]
+            self._pairs = (memoryview(data_buf), offsets)
+        return self._pairs
+
+
+def _array(data: memoryview, offsets: Offsets) -> pa.Array:
+    start = int(offsets[0])
+    buffers = [None, pa.py_buffer(offsets - start), pa.py_buffer(data[start : int(offsets[-1])])]
+    return pa.Array.from_buffers(pa.large_binary(), len(offsets) - 1, buffers)
+
+
+class WriteRows:
+    """Rows of one view for one project, from one or more input tables, in batches of ``batch_rows``."""
+
+    def __init__(self, project: str, vid: bytes, parts: Iterator[Part], batch_rows: int) -> None:
+        self.project = project
+        self.vid = vid
+        self.batch_rows = batch_rows
+        self._parts = parts
+        #: (part, start, stop) of every batch handed out whose replies have not all been read.
+        self.unacknowledged: deque[tuple[Part, int, int]] = deque()
+        #: Rows written by acknowledged batches.
+        self.written = 0
+
+    def _specs(self, batch_rows: int) -> Iterator[tuple[Part, int, int]]:
+        yield from list(self.unacknowledged)  # a retry replays what the failed attempt left unread
+        for part in self._parts:
+            n = len(part.entities)
+            specs = [(part, start, min(start + batch_rows, n)) for start in range(0, n, batch_rows)]
+            # all of a part's batches are registered at once: an attempt that dies half-way through a
+            # part must leave the rest of it to the retry, which resumes with the *next* part
+            self.unacknowledged.extend(specs)
+            yield from specs
+
+    def acknowledge(self, written: int) -> None:
+        """The oldest outstanding batch is fully answered and wrote ``written`` rows."""
+        self.unacknowledged.popleft()
+        self.written += written
+
+    def framed(self) -> Iterator[FramedBatch]:
+        """RESP-framed batches (single-node client), in order."""
+        for part, start, stop in self._specs(self.batch_rows):
+            entities = part.entities.slice(start, stop - start)
+            keys, key_offsets = row_keys_resp(self.project, self.vid, entities)
+            blobs, blob_offsets = encode_resp(part.prepared, start, stop)
+            yield FramedBatch(stop - start, entities, keys, key_offsets, blobs, blob_offsets)
+
+    def python(self, min_batch_rows: int = 0) -> Iterator[tuple[list[bytes], list[bytes]]]:
+        """Batches (of at least ``min_batch_rows``) as lists of key and blob ``bytes`` (cluster client)."""
+        for part, start, stop in self._specs(max(self.batch_rows, min_batch_rows)):
+            keys = row_keys_arrow(self.project, self.vid, part.entities.slice(start, stop - start))
+            yield keys.to_pylist(), encode(part.prepared, start, stop).to_pylist()

@@ -1,0 +1,134 @@
+"""A real Redis Cluster for tests: three masters on free loopback ports, in a temporary directory.
+
+>>> cluster = LocalRedisCluster(Path("/tmp/x")).start()
+>>> cluster.connection_string
+'127.0.0.1:31001,127.0.0.1:31002,127.0.0.1:31003'
+>>> cluster.stop()
+
+Each node is ``redis-server --cluster-enabled yes`` as a subprocess (no persistence); the slots are
+assigned with ``redis-cli --cluster create``; :meth:`start` returns once every node reports
+``cluster_state:ok``.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+BUS_OFFSET = 10_000  # Redis Cluster's bus port is the client port + 10000
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair(taken: set[int]) -> int:
+    """A port P such that P and its cluster bus port P + 10000 are both free on 127.0.0.1."""
+    for _ in range(200):
+        port = random.randint(20_000, 50_000)
+        if port not in taken and _port_free(port) and _port_free(port + BUS_OFFSET):
+            return port
+    raise RuntimeError("no free port pair found for a Redis Cluster node")
+
+
+def binaries_available() -> bool:
+    """Whether ``redis-server`` and ``redis-cli`` are on PATH."""
+    return shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None
+
+
+class LocalRedisCluster:
+    """Three (or ``masters``) Redis Cluster masters without replicas, started as subprocesses."""
+
+    def __init__(self, workdir: Path, masters: int = 3) -> None:
+        self.workdir = workdir
+        self.masters = masters
+        self.ports: list[int] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def connection_string(self) -> str:
+        """Startup nodes in Feast's ``host:port,host:port`` form."""
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start(self, timeout: float = 30.0) -> LocalRedisCluster:
+        """Start the nodes, create the cluster and wait until it serves every slot."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            for _ in range(self.masters):
+                port = free_port_pair(set(self.ports))
+                self.ports.append(port)
+                self._procs.append(self._spawn(port))
+            for port in self.ports:
+                _wait(lambda p=port: redis.Redis(port=p, socket_timeout=1).ping(), timeout, f"node {port} to start")
+            nodes = [f"127.0.0.1:{p}" for p in self.ports]
+            subprocess.run(
+                ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+                check=True,
+                capture_output=True,
+                timeout=timeout,
+            )
+            _wait(self._ok, timeout, "cluster_state:ok on every node")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        args = [
+            "redis-server",
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", f"nodes-{port}.conf",
+            "--cluster-node-timeout", "5000",
+            "--dir", str(self.workdir),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--logfile", str(self.workdir / f"redis-{port}.log"),
+        ]  # fmt: skip
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _ok(self) -> bool:
+        for port in self.ports:
+            info = redis.Redis(port=port, socket_timeout=1, decode_responses=True).cluster("info")
+            if info.get("cluster_state") != "ok" or str(info.get("cluster_slots_ok")) != "16384":
+                return False
+        return True
+
+    def stop(self) -> None:
+        """Stop every node and remove the working directory."""
+        for proc in self._procs:
+            proc.terminate()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._procs.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _wait(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except (redis.RedisError, OSError) as exc:
+            last = exc
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}: {last}")

@@ -1,0 +1,131 @@
+"""Redis Cluster specifics of the Redis online store, on a real 3-master cluster (docs/redis.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+
+from ladle.config import load_config
+from ladle.definitions import Entity, FeatureView, Field, FileSource
+from ladle.online.base import ReadRequest
+from ladle.online.redis import RedisOnlineStore
+from ladle.types import Float64, String
+
+pytestmark = pytest.mark.redis_cluster
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+SOURCE = FileSource(path="ticks.parquet", timestamp_field="event_timestamp")
+COMMODITY = Entity(name="commodity", join_keys=["code"], value_type=String)
+
+
+def view(name: str) -> FeatureView:
+    return FeatureView(name=name, source=SOURCE, entities=[COMMODITY], schema=[Field(name="price", dtype=Float64)])
+
+
+def rows(codes: list[str], hour: int = 0) -> pa.Table:
+    return pa.table(
+        {
+            "code": codes,
+            "event_timestamp": pa.array([T0 + timedelta(hours=hour)] * len(codes), pa.timestamp("us", tz="UTC")),
+            "price": [float(hour * 1000 + i) for i in range(len(codes))],
+        }
+    )
+
+
+@pytest.fixture
+def project() -> str:
+    return f"c{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def store(redis_cluster_nodes: str, project: str) -> Iterator[RedisOnlineStore]:
+    config = load_config(
+        {
+            "project": "unused",
+            "online_store": {"type": "redis", "connection_string": redis_cluster_nodes, "redis_type": "redis_cluster"},
+        }
+    )
+    s = RedisOnlineStore(config)
+    yield s
+    s.teardown(project, [])
+    s.close()
+
+
+@pytest.fixture
+def cluster(redis_cluster_nodes: str) -> Any:
+    nodes = [ClusterNode(h, int(p)) for h, p in (n.split(":") for n in redis_cluster_nodes.split(","))]
+    client = RedisCluster(startup_nodes=nodes)
+    yield client
+    client.close()
+
+
+def vid(name: str) -> bytes:
+    return hashlib.blake2b(name.encode(), digest_size=6).hexdigest().encode()
+
+
+def test_every_view_of_an_entity_is_in_one_slot(store: RedisOnlineStore, cluster: Any, project: str) -> None:
+    codes = [f"CMD{i}" for i in range(200)]
+    for name in ("prices", "volumes", "weather"):
+        store.write(project, view(name), rows(codes))
+    slots_seen = set()
+    for code in codes:
+        keys = [b"{%s:%s}:%s" % (project.encode(), code.encode(), vid(n)) for n in ("prices", "volumes", "weather")]
+        slots = {cluster.cluster_keyslot(k) for k in keys}  # asked of the server, not computed here
+        assert len(slots) == 1
+        assert all(cluster.exists(k) for k in keys)
+        slots_seen |= slots
+    owners = {cluster.nodes_manager.get_node_from_slot(s).name for s in slots_seen}
+    assert len(owners) == 3  # the entities really are spread over the three masters
+
+
+def test_large_write_and_read_across_nodes(store: RedisOnlineStore, project: str) -> None:
+    codes = [f"CMD{i:05d}" for i in range(30_000)]
+    assert store.write(project, view("prices"), rows(codes, hour=2)) == 30_000
+    assert store.write(project, view("prices"), rows(codes[::2], hour=1)) == 0  # older: every row dropped
+    requests = [ReadRequest(view("prices"), ["price"], {"code": [*codes[::7], "absent"]})]
+    got = store.read(project, requests)[0]
+    assert got.values["price"] == [2000.0 + i for i in range(0, 30_000, 7)] + [None]
+
+
+def test_a_read_is_one_round_trip_per_node(
+    store: RedisOnlineStore, project: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    codes = [f"CMD{i}" for i in range(100)]
+    store.write(project, view("prices"), rows(codes))
+    request = [ReadRequest(view("prices"), ["price"], {"code": codes})]
+    store.read(project, request)
+    sends: list[int] = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def spy(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        sends.append(conn.port)
+        return original(conn, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", spy)
+    got = store.read(project, request)[0]
+    assert got.values["price"] == [float(i) for i in range(100)]
+    assert sorted(sends) == sorted(set(sends)) and len(sends) == 3  # one send per master
+
+
+def test_teardown_on_a_cluster_removes_only_the_project(store: RedisOnlineStore, cluster: Any, project: str) -> None:
+    other = project + "x"
+    for p in (project, other):
+        store.write(p, view("prices"), rows([f"CMD{i}" for i in range(300)]))
+    try:
+        store.teardown(project, [])
+        assert list(cluster.scan_iter(match=f"{{{project}:*", target_nodes=RedisCluster.PRIMARIES)) == []
+        assert len(list(cluster.scan_iter(match=f"{{{other}:*", target_nodes=RedisCluster.PRIMARIES))) == 301
+    finally:
+        store.teardown(other, [])
+
+
+def test_ping(store: RedisOnlineStore) -> None:
+    store.ping()
