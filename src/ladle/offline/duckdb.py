@@ -10,9 +10,11 @@ memory behaviour are described in docs/offline.md.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
@@ -42,7 +44,9 @@ class DuckDBOfflineStoreConfig(StrictModel):
         None, description="DuckDB memory limit, e.g. '1GB'; bigger joins spill to temp_directory. Default: DuckDB's"
     )
     threads: int | None = Field(None, gt=0, description="DuckDB worker threads; default: one per core")
-    temp_directory: str | None = Field(None, description="where DuckDB spills when over memory_limit")
+    temp_directory: str | None = Field(
+        None, description="where DuckDB spills when over memory_limit; default: <system temp>/ladle-duckdb-spill"
+    )
 
 
 def _micros(value: datetime) -> int:
@@ -75,8 +79,11 @@ class DuckDBOfflineStore:
                     settings["threads"] = self.config.threads
                 if self.config.memory_limit:
                     settings["memory_limit"] = self.config.memory_limit
-                if self.config.temp_directory:
-                    settings["temp_directory"] = self.config.temp_directory
+                # DuckDB's own default spills into ".tmp" under the working directory, i.e. the
+                # user's repo; the system temp directory is the better default.
+                settings["temp_directory"] = self.config.temp_directory or str(
+                    Path(tempfile.gettempdir()) / "ladle-duckdb-spill"
+                )
                 self._con = duckdb.connect(":memory:", config=settings)
             cur = self._con.cursor()
         cur.execute("SET TimeZone = 'UTC'")
