@@ -48,6 +48,27 @@ step "curl -X POST http://127.0.0.1:$REST_PORT/get-online-features -d '$QUERY'"
 curl -fsS -X POST "http://127.0.0.1:$REST_PORT/get-online-features" -H "Content-Type: application/json" -d "$QUERY"
 echo
 
+step "the same query over gRPC (feast.serving.ServingService/GetOnlineFeatures, Feast's protos)"
+python - "$GRPC_PORT" <<'PY'
+import sys
+
+import grpc
+
+from ladle.server._proto.feast.serving import ServingService_pb2 as pb
+from ladle.server._proto.feast.serving import ServingService_pb2_grpc as rpc
+from ladle.server._proto.feast.types import Value_pb2 as value_pb
+
+request = pb.GetOnlineFeaturesRequest(
+    features=pb.FeatureList(val=["commodity_price_features:current_price", "commodity_price_features:price_change_24h"])
+)
+request.entities["commodity_code"].val.append(value_pb.Value(string_val="crude_oil_wti"))
+with grpc.insecure_channel(f"127.0.0.1:{sys.argv[1]}") as channel:
+    reply = rpc.ServingServiceStub(channel).GetOnlineFeatures(request, timeout=10)
+for name, vector in zip(reply.metadata.feature_names.val, reply.results):
+    value = vector.values[0]
+    print(f"  {name}: {getattr(value, value.WhichOneof('val'))} ({pb.FieldStatus.Name(vector.statuses[0])})")
+PY
+
 cat <<MSG
 
 Ladle is serving feature_repo (project commodity_analytics):
