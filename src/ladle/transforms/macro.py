@@ -20,8 +20,8 @@ import duckdb
 import pyarrow as pa
 
 from ladle.transforms.sql import (
-    UTC_TIMESTAMP,
     connection,
+    feature_schema,
     finish,
     is_date,
     is_number_or_null,
@@ -69,14 +69,7 @@ ECONOMIC_FEATURES = (
     "industrial_production",
 )
 
-ECONOMIC_FEATURE_SCHEMA = pa.schema(
-    [
-        pa.field("country_code", pa.string()),
-        pa.field("event_timestamp", UTC_TIMESTAMP),
-        pa.field("created", UTC_TIMESTAMP),
-        *(pa.field(name, pa.float64()) for name in ECONOMIC_FEATURES),
-    ]
-)
+ECONOMIC_FEATURE_SCHEMA = feature_schema("country_code", ECONOMIC_FEATURES)
 
 _INPUT_SPEC = {
     "country_code": is_string,
@@ -115,12 +108,9 @@ def economic_features_sql(releases: str, lags: str) -> str:
     ``releases`` is the prepared input (with a ``release_timestamp`` column, possibly all NULL)
     and ``lags`` a ``(series, lag_us)`` table.
     """
-    features = ",\n       ".join(
-        f"last_value({f} IGNORE NULLS) OVER w AS {f}" for f in ECONOMIC_FEATURES
-    )
+    features = ",\n       ".join(f"last_value({f} IGNORE NULLS) OVER w AS {f}" for f in ECONOMIC_FEATURES)
     pivots = ",\n           ".join(
-        f"arg_max(value, period) FILTER (WHERE feature = '{f}' AND value IS NOT NULL) AS {f}"
-        for f in ECONOMIC_FEATURES
+        f"arg_max(value, period) FILTER (WHERE feature = '{f}' AND value IS NOT NULL) AS {f}" for f in ECONOMIC_FEATURES
     )
     mapping = " ".join(f"WHEN '{s}' THEN '{f}'" for s, f in SERIES_FEATURES.items())
     return f"""
@@ -209,9 +199,7 @@ def economic_features(
             "release_timestamp", releases.column("release_timestamp").cast(pa.timestamp("us", "UTC"))
         )
     else:
-        releases = releases.append_column(
-            "release_timestamp", pa.nulls(releases.num_rows, pa.timestamp("us", "UTC"))
-        )
+        releases = releases.append_column("release_timestamp", pa.nulls(releases.num_rows, pa.timestamp("us", "UTC")))
     columns = [*_INPUT_SPEC, "release_timestamp"]
     timestamps = ["release_timestamp"]
     table = prepare(releases, columns, timestamps=timestamps, floats=["value"])

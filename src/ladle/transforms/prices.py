@@ -28,8 +28,8 @@ import pyarrow as pa
 from ladle.transforms import sessions
 from ladle.transforms.sql import (
     SEQ_COLUMN,
-    UTC_TIMESTAMP,
     connection,
+    feature_schema,
     finish,
     is_number_or_null,
     is_string,
@@ -52,14 +52,7 @@ PRICE_FEATURES = (
     "rsi_14d",
 )
 
-PRICE_FEATURE_SCHEMA = pa.schema(
-    [
-        pa.field("commodity_code", pa.string()),
-        pa.field("event_timestamp", UTC_TIMESTAMP),
-        pa.field("created", UTC_TIMESTAMP),
-        *(pa.field(name, pa.float64()) for name in PRICE_FEATURES),
-    ]
-)
+PRICE_FEATURE_SCHEMA = feature_schema("commodity_code", PRICE_FEATURES)
 
 _INPUT_SPEC = {
     "commodity_code": is_string,

@@ -29,9 +29,7 @@ TRADING_DAYS_PER_YEAR = 252
 BLOCK = 1024
 
 
-def session_ctes(
-    instants: str, rsi_period: int = RSI_PERIOD, vol_days: int = VOLATILITY_DAYS
-) -> str:
+def session_ctes(instants: str, rsi_period: int = RSI_PERIOD, vol_days: int = VOLATILITY_DAYS) -> str:
     """SQL CTEs (to follow ``WITH``) ending in ``session_ctx`` from the CTE named ``instants``.
 
     ``instants`` must have one row per ``(code, us)`` with columns ``code, us, day, price``,
@@ -112,10 +110,7 @@ def rsi_expr(tick: str, ctx: str, rsi_period: int = RSI_PERIOD) -> str:
     r = (n - 1) / n
     gain = f"({r!r} * {ctx}.prev_gain + greatest({tick}.price - {ctx}.prev_close, 0) / {n})"
     loss = f"({r!r} * {ctx}.prev_loss + greatest({ctx}.prev_close - {tick}.price, 0) / {n})"
-    return (
-        f"CASE WHEN {ctx}.i >= {n} AND {gain} + {loss} > 0 "
-        f"THEN 100 * {gain} / ({gain} + {loss}) END"
-    )
+    return f"CASE WHEN {ctx}.i >= {n} AND {gain} + {loss} > 0 THEN 100 * {gain} / ({gain} + {loss}) END"
 
 
 def volatility_expr(tick: str, ctx: str) -> str:

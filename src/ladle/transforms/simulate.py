@@ -143,9 +143,7 @@ def simulate_ticks(
     lo, hi = _epoch_us(start), _epoch_us(end)
     parts: list[pa.Table] = []
     for code in sorted(daily_closes.column("commodity_code").drop_null().unique().to_pylist()):
-        mask = pc.and_(
-            pc.equal(daily_closes["commodity_code"], code), pc.is_valid(daily_closes["price"])
-        )
+        mask = pc.and_(pc.equal(daily_closes["commodity_code"], code), pc.is_valid(daily_closes["price"]))
         rows = daily_closes.filter(mask)
         parts.append(_simulate_one(code, rows, lo, hi, seed, daily_vol, base_volume, trading_hours))
     if not parts:
@@ -191,9 +189,7 @@ def _simulate_one(
         if t[k + 1] < lo or t[k] > hi or t[k + 1] <= t[k]:
             continue
         rng = np.random.default_rng([seed, code_key, int(t[k + 1]) % 2**63])
-        ts, ps, vs = _interval_ticks(
-            rng, int(t[k]), int(t[k + 1]), p[k], p[k + 1], vol, base_volume, trading_hours
-        )
+        ts, ps, vs = _interval_ticks(rng, int(t[k]), int(t[k + 1]), p[k], p[k + 1], vol, base_volume, trading_hours)
         sim = np.ones(len(ts), dtype=bool)
         sim[-1] = flags[k + 1]
         out_t.append(ts)

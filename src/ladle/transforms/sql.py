@@ -50,6 +50,19 @@ def is_date(dtype: pa.DataType) -> bool:
     return bool(pat.is_date(dtype))
 
 
+def feature_schema(key: str, features: Sequence[str]) -> pa.Schema:
+    """Output schema of a feature transform: the entity key, ``event_timestamp``, ``created`` and
+    one float64 column per feature."""
+    return pa.schema(
+        [
+            pa.field(key, pa.string()),
+            pa.field("event_timestamp", UTC_TIMESTAMP),
+            pa.field("created", UTC_TIMESTAMP),
+            *(pa.field(name, pa.float64()) for name in features),
+        ]
+    )
+
+
 def micros(delta: timedelta) -> int:
     """A timedelta as whole microseconds (the unit every SQL window here is written in)."""
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

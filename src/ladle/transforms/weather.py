@@ -22,8 +22,8 @@ import pyarrow as pa
 
 from ladle.transforms.sql import (
     SEQ_COLUMN,
-    UTC_TIMESTAMP,
     connection,
+    feature_schema,
     finish,
     is_number_or_null,
     is_string,
@@ -58,14 +58,7 @@ STORM_COMPONENTS: Mapping[str, tuple[float, float]] = {
 
 WEATHER_FEATURES = ("temperature_avg", "precipitation", "wind_speed", "storm_index")
 
-WEATHER_FEATURE_SCHEMA = pa.schema(
-    [
-        pa.field("location_id", pa.string()),
-        pa.field("event_timestamp", UTC_TIMESTAMP),
-        pa.field("created", UTC_TIMESTAMP),
-        *(pa.field(name, pa.float64()) for name in WEATHER_FEATURES),
-    ]
-)
+WEATHER_FEATURE_SCHEMA = feature_schema("location_id", WEATHER_FEATURES)
 
 _INPUT_SPEC = {
     "location_id": is_string,
