@@ -36,8 +36,8 @@ from unit.server_repo import EVENT_TIME, PRICES, build_repo
 PRESENT, NOT_FOUND = serving_pb.PRESENT, serving_pb.NOT_FOUND
 
 
-@pytest.fixture(scope="module")
-def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
+@pytest.fixture(scope="module", params=["ladle", "grpcio"])
+def channel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
     path = tmp_path_factory.mktemp("grpc_repo")
     build_repo(path).store.close()
     store = FeatureStore(repo_path=path)
@@ -50,7 +50,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
         return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=30)
 
     async def make() -> GrpcServer:
-        return GrpcServer(core)
+        return GrpcServer(core, engine=request.param)
 
     server: GrpcServer = run(make())
     port = run(server.start("127.0.0.1", 0))

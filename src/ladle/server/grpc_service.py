@@ -1,6 +1,8 @@
 """gRPC: ``feast.serving.ServingService``, ``GrpcFeatureServer`` (``feast listen``), health and reflection.
 
-Runs on grpc.aio in the same event loop as the REST app. Errors become INVALID_ARGUMENT,
+Two engines serve the same services with the same codes and messages: the built-in HTTP/2 server
+(:mod:`ladle.server.grpc_native`, the default, several times faster) and grpc.aio (``grpc_engine:
+grpcio``), each in the same event loop as the REST app. Errors become INVALID_ARGUMENT,
 NOT_FOUND, ABORTED, UNAVAILABLE or INTERNAL with the error's message (see :mod:`.status`).
 """
 
@@ -70,9 +72,48 @@ def row_columns(text: Mapping[str, str], typed: Mapping[str, Any], dtypes: Mappi
     return {name: [_from_text(value, dtypes.get(name), name)] for name, value in text.items()}
 
 
+class Services:
+    """The RPCs' work, shared by both gRPC engines: messages in, messages (or bytes) out, Ladle errors raised."""
+
+    def __init__(self, core: ServerCore) -> None:
+        self.core = core
+
+    def parse_online(self, request: Any) -> OnlineRequest:
+        """A parsed ``GetOnlineFeaturesRequest``."""
+        return parse_online_request(request)
+
+    def read(self, request: OnlineRequest) -> bytes:
+        """The ``GetOnlineFeaturesResponse`` bytes for one request."""
+        response, plan = self.core.get_online_features(request)
+        return online_response_bytes(response, plan.dtypes)
+
+    async def push(self, request: Any) -> Any:
+        """Push one row to every view fed by the push source named in ``stream_feature_view``."""
+        source = request.stream_feature_view
+        if not source:
+            raise RequestError("'stream_feature_view' (the push source name) is required")
+        snapshot = self.core.store.snapshot()
+        snapshot.push_source(source)
+        dtypes = {f.name: f.dtype for v in snapshot.views_fed_by(source) for f in (*v.entity_columns, *v.features)}
+        columns = row_columns(request.features, request.typed_features, dtypes)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.core.push, source, columns, request.to or "online")
+        return listen_pb.PushResponse(status=True)
+
+    async def write(self, request: Any) -> Any:
+        """Write one row straight into a view's online storage."""
+        view = self.core.store.snapshot().feature_view(request.feature_view_name)
+        dtypes = {f.name: f.dtype for f in (*view.entity_columns, *view.features)}
+        columns = row_columns(request.features, request.typed_features, dtypes)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.core.write_to_online_store, view.name, columns)
+        return listen_pb.WriteToOnlineStoreResponse(status=True)
+
+
 class _Base:
     def __init__(self, core: ServerCore) -> None:
         self.core = core
+        self.services = Services(core)
 
     async def _call(self, endpoint: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:
         started = time.perf_counter()
@@ -90,14 +131,10 @@ class _Base:
         return result
 
     async def _online(self, request: Any) -> Any:
-        parsed = parse_online_request(request)
+        parsed = self.services.parse_online(request)
         if parsed.rows > self.core.settings.offload_entities:
-            return await asyncio.get_running_loop().run_in_executor(None, self._read, parsed)
-        return self._read(parsed)
-
-    def _read(self, request: OnlineRequest) -> bytes:
-        response, plan = self.core.get_online_features(request)
-        return online_response_bytes(response, plan.dtypes)
+            return await asyncio.get_running_loop().run_in_executor(None, self.services.read, parsed)
+        return self.services.read(parsed)
 
 
 class ServingServicer(_Base):
@@ -121,33 +158,11 @@ class FeatureServerServicer(_Base):
 
     async def Push(self, request: Any, context: Any) -> Any:
         """Push one row to every view fed by the push source named in ``stream_feature_view``."""
-
-        async def work() -> Any:
-            source = request.stream_feature_view
-            if not source:
-                raise RequestError("'stream_feature_view' (the push source name) is required")
-            snapshot = self.core.store.snapshot()
-            snapshot.push_source(source)
-            dtypes = {f.name: f.dtype for v in snapshot.views_fed_by(source) for f in (*v.entity_columns, *v.features)}
-            columns = row_columns(request.features, request.typed_features, dtypes)
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self.core.push, source, columns, request.to or "online")
-            return listen_pb.PushResponse(status=True)
-
-        return await self._call(f"/{LISTEN}/Push", context, work)
+        return await self._call(f"/{LISTEN}/Push", context, lambda: self.services.push(request))
 
     async def WriteToOnlineStore(self, request: Any, context: Any) -> Any:
         """Write one row straight into a view's online storage."""
-
-        async def work() -> Any:
-            view = self.core.store.snapshot().feature_view(request.feature_view_name)
-            dtypes = {f.name: f.dtype for f in (*view.entity_columns, *view.features)}
-            columns = row_columns(request.features, request.typed_features, dtypes)
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self.core.write_to_online_store, view.name, columns)
-            return listen_pb.WriteToOnlineStoreResponse(status=True)
-
-        return await self._call(f"/{LISTEN}/WriteToOnlineStore", context, work)
+        return await self._call(f"/{LISTEN}/WriteToOnlineStore", context, lambda: self.services.write(request))
 
 
 def _unary(method: Any, request: Any, response: Any) -> Any:
@@ -183,7 +198,7 @@ def _handlers(serving: ServingServicer, listen: FeatureServerServicer) -> tuple[
     )
 
 
-class GrpcServer:
+class GrpcioServer:
     """The grpc.aio server with every service, and a task keeping health statuses current."""
 
     def __init__(self, core: ServerCore, *, reuse_port: bool = False) -> None:
@@ -228,3 +243,28 @@ class GrpcServer:
             self._watch.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+
+
+class GrpcServer:
+    """The gRPC server ``ladle serve`` runs: the built-in engine (default) or grpcio's, by ``grpc_engine``."""
+
+    def __init__(self, core: ServerCore, *, reuse_port: bool = False, engine: str | None = None) -> None:
+        self.engine = engine or core.settings.grpc_engine
+        self._reuse_port = reuse_port
+        self._server: Any
+        if self.engine == "grpcio":
+            self._server = GrpcioServer(core, reuse_port=reuse_port)
+        else:
+            from ladle.server.grpc_native import NativeGrpcServer
+
+            self._server = NativeGrpcServer(core)
+
+    async def start(self, host: str, port: int) -> int:
+        """Bind and start; returns the bound port."""
+        if self.engine == "grpcio":
+            return int(await self._server.start(host, port))
+        return int(await self._server.start(host, port, reuse_port=self._reuse_port))
+
+    async def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, refuse new calls and let running ones finish within ``grace`` seconds."""
+        await self._server.stop(grace)

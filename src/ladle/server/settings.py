@@ -23,6 +23,9 @@ from ladle.errors import ConfigError
 ENV_PREFIX = "LADLE_SERVE_"
 
 
+GRPC_ENGINES = ("ladle", "grpcio")
+
+
 def _setting(default: Any, help: str, *, short: str | None = None) -> Any:
     return field(default=default, metadata={"help": help, "short": short})
 
@@ -55,6 +58,9 @@ class ServerSettings:
     metrics: bool = _setting(True, "Serve Prometheus metrics on GET /metrics of the REST port.")
     metrics_port: int = _setting(0, "Also serve Prometheus metrics on this port (like Feast's :8000); 0 = off.")
     grpc_reflection: bool = _setting(True, "Enable gRPC server reflection.")
+    grpc_engine: str = _setting(
+        "ladle", "gRPC server: 'ladle' (built-in HTTP/2, the fast default) or 'grpcio' (grpc.aio)."
+    )
 
     def __post_init__(self) -> None:
         for name in ("port", "grpc_port", "metrics_port"):
@@ -69,6 +75,10 @@ class ServerSettings:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"server setting {name}: {value} must be positive")
+        if self.grpc_engine not in GRPC_ENGINES:
+            raise ConfigError(
+                f"server setting grpc_engine: {self.grpc_engine!r} is not one of {', '.join(GRPC_ENGINES)}"
+            )
         if self.graceful_timeout < 0 or self.offload_entities < 0 or self.keep_alive_timeout < 1:
             raise ConfigError("server settings: timeouts and offload_entities must not be negative")
 
