@@ -20,6 +20,8 @@ with the server, which is reported with the results (``nproc``).
     apt-get install -y wrk nghttp2-client
     .venv/bin/python -m bench.w3_server --redis 127.0.0.1:6379               # everything
     .venv/bin/python -m bench.w3_server --only rest --duration 5 --workers 2
+    .venv/bin/python -m bench.w3_server --workers 2 --duration 6 --repeat 3   # medians of 3, interleaved
+    .venv/bin/python -m bench.w3_server --only grpc --grpc-engine grpcio        # grpcio's server instead
 """
 
 from __future__ import annotations
@@ -116,10 +118,10 @@ def teardown(repo: Path) -> None:
 class Server:
     """``ladle serve`` as a subprocess."""
 
-    def __init__(self, repo: Path, workers: int) -> None:
+    def __init__(self, repo: Path, workers: int, grpc_engine: str = "ladle") -> None:
         self.rest_port, self.grpc_port = _free_port(), _free_port()
         ladle = Path(sys.executable).parent / "ladle"
-        command = [str(ladle), "-c", str(repo), "serve", "--workers", str(workers),
+        command = [str(ladle), "-c", str(repo), "serve", "--workers", str(workers), "--grpc-engine", grpc_engine,
                    "--port", str(self.rest_port), "--grpc-port", str(self.grpc_port)]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
@@ -218,8 +220,24 @@ def run_h2load(server: Server, rows: int, connections: int, seconds: float, tmp:
 WORKLOADS = (("W3a", 1, 1), ("W3b", 1, 32), ("W3c", 100, 1))
 
 
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput, plus every run's rate and p50 (so the spread is visible)."""
+    ordered = sorted(runs, key=lambda r: r["req_per_s"])
+    middle = dict(ordered[(len(ordered) - 1) // 2])
+    if len(runs) > 1:
+        middle["runs"] = len(runs)
+        middle["all_req_per_s"] = [r["req_per_s"] for r in runs]
+        middle["all_p50_ms"] = [r["p50_ms"] for r in runs]
+        middle["all_p99_ms"] = [r["p99_ms"] for r in runs]
+    return middle
+
+
 def run(args: argparse.Namespace) -> None:
-    """Set up once, then each protocol x workload x worker count; one JSON line each."""
+    """Set up once, then each worker count x workload x protocol; one JSON line each.
+
+    With ``--repeat N`` every (workload, protocol) pair is measured N times, the protocols taking
+    turns, and the median run (by throughput) is reported with the spread of all runs.
+    """
     for tool in ("wrk", "h2load"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing: apt-get install -y wrk nghttp2-client")
@@ -231,17 +249,23 @@ def run(args: argparse.Namespace) -> None:
         build_repo(repo, ticks, args.redis)
         try:
             for workers in args.workers:
-                server = Server(repo, workers)
+                server = Server(repo, workers, args.grpc_engine)
                 try:
                     check_answers(server, 100)
                     for protocol in args.only:
                         runner = run_wrk if protocol == "rest" else run_h2load
                         runner(server, 1, 4, 2, tmp)  # warm-up (not reported)
-                        for name, rows, conc in WORKLOADS:
-                            result = runner(server, rows, conc, args.duration, tmp)
+                    for name, rows, conc in WORKLOADS:
+                        runs: dict[str, list[dict[str, Any]]] = {p: [] for p in args.only}
+                        for _ in range(args.repeat):
+                            for protocol in args.only:
+                                runner = run_wrk if protocol == "rest" else run_h2load
+                                runs[protocol].append(runner(server, rows, conc, args.duration, tmp))
+                        for protocol in args.only:
+                            engine = {"grpc_engine": args.grpc_engine} if protocol == "grpc" else {}
                             emit({"workload": f"{name}-{protocol}", "entities": rows, "concurrency": conc,
                                   "server_workers": workers, "backend": "redis", "nproc": os.cpu_count(),
-                                  **result})  # fmt: skip
+                                  **engine, **_median_run(runs[protocol])})  # fmt: skip
                 finally:
                     server.stop()
         finally:
@@ -257,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
                         help="server worker counts to run, e.g. 1,2")  # fmt: skip
     parser.add_argument("--only", type=lambda s: s.split(","), default=["rest", "grpc"], help="rest, grpc or both")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per workload and protocol (median reported)")
+    parser.add_argument("--grpc-engine", default="ladle", choices=["ladle", "grpcio"], help="ladle serve --grpc-engine")
     run(parser.parse_args(argv))
 
 

@@ -222,6 +222,99 @@ class _HeaderBlocks:
         return block
 
 
+_INDEXED_BYTES = bytes(range(0x80, 0xFF))  # deleting these leaves nothing iff a block is only 1-byte indexes
+
+
+def _skip_int(block: bytes, pos: int, prefix_mask: int) -> tuple[int, int]:
+    """(value, position after) of the HPACK integer at ``pos`` with a prefix of ``prefix_mask`` bits."""
+    value = block[pos] & prefix_mask
+    pos += 1
+    if value == prefix_mask:
+        shift = 0
+        while True:
+            byte = block[pos]
+            pos += 1
+            value += (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+    return value, pos
+
+
+def _table_neutral(block: bytes) -> bool:
+    """Whether decoding ``block`` leaves the HPACK dynamic table as it is.
+
+    True when the block holds only indexed fields (``1xxxxxxx``) and literals without indexing
+    or never indexed (``0000xxxx``, ``0001xxxx``); False for literals with incremental indexing,
+    table size updates, or anything malformed (the decoder then reports it).
+    """
+    pos, end = 0, len(block)
+    try:
+        while pos < end:
+            first = block[pos]
+            if first & 0x80:
+                _, pos = _skip_int(block, pos, 0x7F)
+            elif first & 0xE0 == 0:
+                name_index, pos = _skip_int(block, pos, 0x0F)
+                if name_index == 0:
+                    length, pos = _skip_int(block, pos, 0x7F)
+                    pos += length
+                length, pos = _skip_int(block, pos, 0x7F)
+                pos += length
+            else:
+                return False
+    except IndexError:
+        return False
+    return pos == end
+
+
+class _Head:
+    """What a request's headers say: the method (or why there is no call), encoding, timeout, metadata."""
+
+    __slots__ = ("encoding", "error", "metadata", "method", "name", "timeout")
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.method: Method | None = None
+        self.error: tuple[Status, str, int] | None = None  # status, message, HTTP status
+        self.encoding = "identity"
+        self.timeout: float | None = None
+        self.metadata: dict[str, str] = {}
+
+    @classmethod
+    def parse(cls, headers: list[tuple[bytes, bytes]], methods: Mapping[str, Method]) -> _Head:
+        """Check the request headers and find the method."""
+        head = cls()
+        verb = path = content_type = b""
+        for name, value in headers:
+            if name[:1] == b":":
+                if name == b":path":
+                    path = value
+                elif name == b":method":
+                    verb = value
+            elif name == b"content-type":
+                content_type = value
+            else:
+                head.metadata[name.decode("latin-1")] = value.decode("latin-1")
+        head.name = path.decode("latin-1")
+        head.encoding = head.metadata.get("grpc-encoding", "identity")
+        timeout = head.metadata.get("grpc-timeout")
+        if verb != b"POST":
+            head.error = (Status.UNIMPLEMENTED, "gRPC requires POST", 405)
+        elif not content_type.startswith(b"application/grpc"):
+            head.error = (Status.UNKNOWN, f"unsupported content-type {content_type.decode('latin-1')!r}", 415)
+        elif (found := methods.get(head.name)) is None:
+            head.error = (Status.UNIMPLEMENTED, f"unknown method {head.name}", 200)
+        elif head.encoding not in ("identity", "gzip", "deflate"):
+            head.error = (Status.UNIMPLEMENTED, f"grpc-encoding {head.encoding!r} is not supported", 200)
+        elif timeout is not None and (seconds := parse_timeout(timeout)) is None:
+            head.error = (Status.INTERNAL, f"malformed grpc-timeout {timeout!r}", 200)
+        else:
+            head.method = found
+            head.timeout = seconds if timeout is not None else None
+        return head
+
+
 class _Stream:
     """One call: request bytes in, response frames out."""
 
@@ -299,6 +392,7 @@ class _Connection(asyncio.Protocol):
         self.settings_seen = False
         self.decoder = hpack.Decoder(max_header_list_size=self.limits.max_header_list_bytes)
         self.decoder.max_allowed_table_size = 4096
+        self.heads: dict[bytes, _Head] = {}
         self.streams: dict[int, _Stream] = {}
         self.last_stream_id = 0
         self.peer_initial_window = _DEFAULT_WINDOW
@@ -516,13 +610,38 @@ class _Connection(asyncio.Protocol):
             self.continuation = None
             self._header_block(stream_id, first_flags, bytes(block))
 
-    def _header_block(self, stream_id: int, flags: int, block: bytes) -> None:
+    def _decode_head(self, block: bytes) -> _Head:
+        """The request head a header block describes, cached for blocks that leave the HPACK table alone.
+
+        A block of only indexed fields and literals without indexing (see :func:`_table_neutral`)
+        does not change the decoder's dynamic table, so while the table stays the same the same
+        bytes mean the same headers. Any other block may change the table, so it empties the
+        cache. A client's headers are the same on every call (nghttp2, for one, sends ``:path``
+        and ``content-length`` as literals without indexing), so after the first call a head
+        costs one dict lookup instead of a decode.
+        """
+        cacheable = not block.translate(None, _INDEXED_BYTES) or _table_neutral(block)
+        if cacheable:
+            head = self.heads.get(block)
+            if head is not None:
+                return head
         try:
             headers = cast(list[tuple[bytes, bytes]], self.decoder.decode(block, raw=True))
         except hpack.OversizedHeaderListError:
             raise _ConnectionError(H2Error.ENHANCE_YOUR_CALM, "header list over the limit") from None
         except hpack.HPACKError as exc:
             raise _ConnectionError(H2Error.COMPRESSION_ERROR, f"bad header block: {exc}") from None
+        head = _Head.parse(headers, self.server.methods)
+        if cacheable:
+            if len(self.heads) >= 64:
+                self.heads.clear()
+            self.heads[block] = head
+        else:
+            self.heads.clear()
+        return head
+
+    def _header_block(self, stream_id: int, flags: int, block: bytes) -> None:
+        head = self._decode_head(block)
         stream = self.streams.get(stream_id)
         if stream is not None:  # trailers from the client: only END_STREAM matters
             if not flags & END_STREAM:
@@ -533,59 +652,29 @@ class _Connection(asyncio.Protocol):
             raise _ConnectionError(H2Error.STREAM_CLOSED, f"HEADERS on closed stream {stream_id}")
         self.last_stream_id = stream_id
         stream = _Stream(stream_id, self.peer_initial_window)
-        if self.going_away or self.server.stopping:
-            self.out.append(_frame(RST_STREAM, 0, stream_id, _U32.pack(H2Error.REFUSED_STREAM)))
-            return
-        if len(self.streams) >= self.limits.max_concurrent_streams:
+        if self.going_away or self.server.stopping or len(self.streams) >= self.limits.max_concurrent_streams:
             self.out.append(_frame(RST_STREAM, 0, stream_id, _U32.pack(H2Error.REFUSED_STREAM)))
             return
         self.streams[stream_id] = stream
         self.server.stream_started()
-        self._start_call(stream, headers)
+        self._start_call(stream, head)
         if flags & END_STREAM and not stream.done:
             self._end_of_request(stream)
 
-    def _start_call(self, stream: _Stream, headers: list[tuple[bytes, bytes]]) -> None:
-        """Check the request headers; find the method. Problems end the call at once."""
-        method = path = content_type = b""
-        metadata: dict[str, str] = {}
-        for name, value in headers:
-            if name[:1] == b":":
-                if name == b":path":
-                    path = value
-                elif name == b":method":
-                    method = value
-            elif name == b"content-type":
-                content_type = value
-            else:
-                metadata[name.decode("latin-1")] = value.decode("latin-1")
-        if method != b"POST":
-            self._trailers_only(stream, Status.UNIMPLEMENTED, "gRPC requires POST", http_status=405)
+    def _start_call(self, stream: _Stream, head: _Head) -> None:
+        """Start the call ``head`` describes, or end it at once if the head is not a valid call."""
+        if head.error is not None:
+            status, message, http_status = head.error
+            self._trailers_only(stream, status, message, http_status=http_status)
             return
-        if not content_type.startswith(b"application/grpc"):
-            self._trailers_only(stream, Status.UNKNOWN, f"unsupported content-type {content_type.decode('latin-1')!r}",
-                                http_status=415)  # fmt: skip
-            return
-        method_name = path.decode("latin-1")
-        found = self.server.methods.get(method_name)
-        if found is None:
-            self._trailers_only(stream, Status.UNIMPLEMENTED, f"unknown method {method_name}")
-            return
-        encoding = metadata.get("grpc-encoding", "identity")
-        if encoding not in ("identity", "gzip", "deflate"):
-            self._trailers_only(stream, Status.UNIMPLEMENTED, f"grpc-encoding {encoding!r} is not supported")
-            return
-        stream.encoding = encoding
-        timeout = metadata.get("grpc-timeout")
-        if timeout is not None:
-            seconds = parse_timeout(timeout)
-            if seconds is None:
-                self._trailers_only(stream, Status.INTERNAL, f"malformed grpc-timeout {timeout!r}")
-                return
-            stream.deadline = time.monotonic() + seconds
-        stream.method = found
-        stream.context = CallContext(method_name, metadata, self.peer, stream.deadline)
-        if found.kind == "bidi":
+        stream.encoding = head.encoding
+        if head.timeout is not None:
+            stream.deadline = time.monotonic() + head.timeout
+        method = head.method
+        assert method is not None
+        stream.method = method
+        stream.context = CallContext(head.name, head.metadata, self.peer, stream.deadline)
+        if method.kind == "bidi":
             stream.inbox = asyncio.Queue()
             stream.task = asyncio.get_running_loop().create_task(self._run_bidi(stream))
 
