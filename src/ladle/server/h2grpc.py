@@ -657,6 +657,7 @@ class _Connection(asyncio.Protocol):
             return
         self.streams[stream_id] = stream
         self.server.stream_started()
+        stream.ended = bool(flags & END_STREAM)
         self._start_call(stream, head)
         if flags & END_STREAM and not stream.done:
             self._end_of_request(stream)
@@ -872,7 +873,7 @@ class _Connection(asyncio.Protocol):
         if stream.pending:
             stream.pending_end = trailers
             return
-        self.out.append(_frame(HEADERS, END_HEADERS | END_STREAM, stream.id, trailers))
+        self._headers(stream.id, END_STREAM, trailers)
         self._close_stream(stream)
 
     def _finish(self, stream: _Stream, status: Status, message: str) -> None:
@@ -890,8 +891,19 @@ class _Connection(asyncio.Protocol):
     def _trailers_only(self, stream: _Stream, status: Status, message: str, *, http_status: int = 200) -> None:
         stream.headers_sent = True
         block = self.blocks.status(status, message, trailers_only=True, http_status=http_status)
-        self.out.append(_frame(HEADERS, END_HEADERS | END_STREAM, stream.id, block))
+        self._headers(stream.id, END_STREAM, block)
         self._close_stream(stream)
+
+    def _headers(self, stream_id: int, flags: int, block: bytes) -> None:
+        """A header block as HEADERS, plus CONTINUATION frames if it is over the peer's frame size."""
+        limit = self.peer_max_frame
+        if len(block) <= limit:
+            self.out.append(_frame(HEADERS, flags | END_HEADERS, stream_id, block))
+            return
+        self.out.append(_frame(HEADERS, flags, stream_id, block[:limit]))
+        for start in range(limit, len(block), limit):
+            last = start + limit >= len(block)
+            self.out.append(_frame(CONTINUATION, END_HEADERS if last else 0, stream_id, block[start : start + limit]))
 
     def _close_stream(self, stream: _Stream) -> None:
         stream.done = True
