@@ -405,6 +405,7 @@ class _Connection(asyncio.Protocol):
         self.blocked: dict[int, _Stream] = {}  # streams with DATA waiting for window
         self.write_ready = asyncio.Event()
         self.write_ready.set()
+        self.window_opened = asyncio.Event()  # set whenever blocked DATA may have moved
         self.out: list[bytes] = []  # frames produced while parsing one read, written together
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
@@ -442,6 +443,7 @@ class _Connection(asyncio.Protocol):
         self.streams.clear()
         self.blocked.clear()
         self.write_ready.set()
+        self.window_opened.set()
 
     def pause_writing(self) -> None:
         """The transport's buffer is full: streaming handlers wait."""
@@ -510,13 +512,17 @@ class _Connection(asyncio.Protocol):
             elif ftype == WINDOW_UPDATE:
                 self._on_window_update(stream_id, payload)
             elif ftype == PING:
-                if stream_id or length != 8:
-                    raise _ConnectionError(H2Error.PROTOCOL_ERROR, "malformed PING")
+                if stream_id:
+                    raise _ConnectionError(H2Error.PROTOCOL_ERROR, "PING on a stream")
+                if length != 8:
+                    raise _ConnectionError(H2Error.FRAME_SIZE_ERROR, "PING must be 8 bytes")
                 if not flags & ACK:
                     self.out.append(_frame(PING, ACK, 0, payload))
             elif ftype == RST_STREAM:
-                if not stream_id or length != 4:
-                    raise _ConnectionError(H2Error.PROTOCOL_ERROR, "malformed RST_STREAM")
+                if not stream_id:
+                    raise _ConnectionError(H2Error.PROTOCOL_ERROR, "RST_STREAM on stream 0")
+                if length != 4:
+                    raise _ConnectionError(H2Error.FRAME_SIZE_ERROR, "RST_STREAM must be 4 bytes")
                 self._on_reset(stream_id)
             elif ftype == GOAWAY:
                 self.going_away = True
@@ -533,6 +539,8 @@ class _Connection(asyncio.Protocol):
         if stream_id:
             raise _ConnectionError(H2Error.PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & ACK:
+            if payload:
+                raise _ConnectionError(H2Error.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
             return
         if len(payload) % 6:
             raise _ConnectionError(H2Error.FRAME_SIZE_ERROR, "malformed SETTINGS")
@@ -757,8 +765,9 @@ class _Connection(asyncio.Protocol):
             return
         assert stream.context is not None
         if method.kind == "server_stream":
+            request, context = messages[0], stream.context
             stream.task = asyncio.get_running_loop().create_task(
-                self._run_stream(stream, method.handler(messages[0], stream.context))
+                self._run_stream(stream, lambda: method.handler(request, context))
             )
             return
         try:
@@ -773,7 +782,10 @@ class _Connection(asyncio.Protocol):
         if isinstance(result, bytes):
             self._respond(stream, result)
         else:
-            stream.task = asyncio.get_running_loop().create_task(self._run_unary(stream, result))
+            stream.task = task = asyncio.get_running_loop().create_task(self._run_unary(stream, result))
+            if asyncio.iscoroutine(result):
+                # A task cancelled before it starts never awaits ``result``: close it then.
+                task.add_done_callback(lambda _: result.close())
 
     async def _with_deadline(self, stream: _Stream, work: Awaitable[Any]) -> Any:
         if stream.deadline is None:
@@ -796,13 +808,18 @@ class _Connection(asyncio.Protocol):
             self._respond(stream, response)
         self._flush()
 
-    async def _run_stream(self, stream: _Stream, responses: AsyncIterator[bytes]) -> None:
+    async def _run_stream(self, stream: _Stream, start: Callable[[], AsyncIterator[bytes]]) -> None:
         async def pump() -> None:
-            async for message in responses:
+            async for message in start():
                 if stream.done:
                     return
                 self._send_message(stream, message)
                 self._flush()
+                # Produce the next message only once this one is out: within the peer's window
+                # and into a transport that is not over its high-water mark.
+                while stream.pending and not stream.done:
+                    self.window_opened.clear()
+                    await self.window_opened.wait()
                 await self.write_ready.wait()
 
         try:
@@ -831,7 +848,8 @@ class _Connection(asyncio.Protocol):
                     return
                 yield message
 
-        await self._run_stream(stream, stream.method.handler(requests(), stream.context))
+        handler, context = stream.method.handler, stream.context
+        await self._run_stream(stream, lambda: handler(requests(), context))
 
     # -- responses -------------------------------------------------------------------------------
 
@@ -925,6 +943,7 @@ class _Connection(asyncio.Protocol):
     def _drain_blocked(self) -> None:
         if not self.blocked:
             return
+        self.window_opened.set()
         for stream in list(self.blocked.values()):
             if self.send_window <= 0:
                 break
