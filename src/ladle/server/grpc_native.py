@@ -194,7 +194,8 @@ class NativeGrpcServer:
             reflection = ReflectionService(names)
             for name in REFLECTION_NAMES:
                 methods[f"/{name}/ServerReflectionInfo"] = Method.bidi(reflection.info)
-        limits = Limits(max_message_bytes=settings.body_limit)
+        buffered = max(64 << 20, 2 * settings.body_limit)
+        limits = Limits(max_message_bytes=settings.body_limit, max_buffered_bytes=buffered)
         self.server = H2GrpcServer(methods, limits)
         self._watch: asyncio.Task[None] | None = None
         self.port = 0

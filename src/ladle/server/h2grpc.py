@@ -36,6 +36,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from types import MappingProxyType
 from typing import Any, cast
 
 import hpack
@@ -164,6 +165,7 @@ class Limits:
     """Per-connection limits."""
 
     max_message_bytes: int = 4 << 20
+    max_buffered_bytes: int = 64 << 20  # request bytes held (not yet taken by handlers) per connection
     max_concurrent_streams: int = 1000
     max_header_list_bytes: int = 64 << 10
     max_frame_size: int = 1 << 14  # what we accept (the RFC default; gRPC clients keep to it)
@@ -177,8 +179,13 @@ def _frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> byte
 _PERCENT_SAFE = re.compile(rb"[^\x20-\x24\x26-\x7e]")
 
 
+_MAX_MESSAGE_CHARS = 2000  # clients refuse trailers over their metadata limit (grpcio: 8-16 KiB)
+
+
 def encode_grpc_message(message: str) -> bytes:
-    """``grpc-message``: UTF-8, with bytes outside printable ASCII (and ``%``) percent-encoded."""
+    """``grpc-message``: UTF-8, bytes outside printable ASCII (and ``%``) percent-encoded; long ones cut."""
+    if len(message) > _MAX_MESSAGE_CHARS:
+        message = message[:_MAX_MESSAGE_CHARS] + " ... (truncated)"
     return _PERCENT_SAFE.sub(lambda m: b"%%%02X" % m.group()[0], message.encode())
 
 
@@ -271,7 +278,7 @@ def _table_neutral(block: bytes) -> bool:
 class _Head:
     """What a request's headers say: the method (or why there is no call), encoding, timeout, metadata."""
 
-    __slots__ = ("encoding", "error", "metadata", "method", "name", "timeout")
+    __slots__ = ("encoding", "error", "metadata", "method", "name", "timeout", "view")
 
     def __init__(self) -> None:
         self.name = ""
@@ -280,6 +287,7 @@ class _Head:
         self.encoding = "identity"
         self.timeout: float | None = None
         self.metadata: dict[str, str] = {}
+        self.view: Mapping[str, str] = MappingProxyType(self.metadata)  # what handlers get: read-only
 
     @classmethod
     def parse(cls, headers: list[tuple[bytes, bytes]], methods: Mapping[str, Method]) -> _Head:
@@ -319,8 +327,8 @@ class _Stream:
     """One call: request bytes in, response frames out."""
 
     __slots__ = (
-        "body", "context", "deadline", "done", "encoding", "ended", "headers_sent", "id", "inbox", "method",
-        "pending", "pending_end", "recv_credit", "send_window", "task",
+        "body", "context", "deadline", "done", "encoding", "ended", "headers_sent", "held", "id", "inbox",
+        "method", "pending", "pending_end", "recv_credit", "send_window", "task",
     )  # fmt: skip
 
     def __init__(self, stream_id: int, send_window: int) -> None:
@@ -331,20 +339,21 @@ class _Stream:
         self.headers_sent = False
         self.send_window = send_window
         self.recv_credit = 0
+        self.held = 0  # request bytes in body or inbox, counted in the connection's buffered bytes
         self.pending = bytearray()  # DATA payload waiting for flow-control window
         self.pending_end: bytes | None = None  # trailer block to send once pending is out
         self.method: Method | None = None
         self.context: CallContext | None = None
         self.deadline: float | None = None
         self.task: asyncio.Task[None] | None = None
-        self.inbox: asyncio.Queue[bytes | None] | None = None  # bidi: request messages
+        self.inbox: asyncio.Queue[tuple[bytes, int] | None] | None = None  # bidi: (message, wire size)
         self.encoding = ""
 
 
-def _split_messages(stream: _Stream, limit: int) -> list[bytes]:
-    """Complete gRPC messages at the front of ``stream.body`` (removed from it)."""
+def _split_messages(stream: _Stream, limit: int) -> list[tuple[bytes, int]]:
+    """Complete gRPC messages at the front of ``stream.body`` (removed from it), with their wire sizes."""
     body = stream.body
-    out: list[bytes] = []
+    out: list[tuple[bytes, int]] = []
     pos = 0
     while len(body) - pos >= 5:
         flag, length = _MESSAGE.unpack_from(body, pos)
@@ -359,7 +368,7 @@ def _split_messages(stream: _Stream, limit: int) -> list[bytes]:
             message = _decompress(message, stream.encoding, limit)
         elif flag:
             raise GrpcError(Status.INTERNAL, f"invalid message flags {flag:#x}")
-        out.append(message)
+        out.append((message, 5 + length))
     if pos:
         del body[:pos]
     return out
@@ -399,6 +408,7 @@ class _Connection(asyncio.Protocol):
         self.peer_max_frame = 1 << 14
         self.send_window = _DEFAULT_WINDOW
         self.recv_credit = 0  # connection-level bytes received since our last WINDOW_UPDATE
+        self.buffered = 0  # request bytes held for handlers, over all streams (Limits.max_buffered_bytes)
         self.continuation: tuple[int, int, bytearray] | None = None  # (stream id, flags, block so far)
         self.going_away = False
         self.closed = False
@@ -682,7 +692,7 @@ class _Connection(asyncio.Protocol):
         method = head.method
         assert method is not None
         stream.method = method
-        stream.context = CallContext(head.name, head.metadata, self.peer, stream.deadline)
+        stream.context = CallContext(head.name, head.view, self.peer, stream.deadline)
         if method.kind == "bidi":
             stream.inbox = asyncio.Queue()
             stream.task = asyncio.get_running_loop().create_task(self._run_bidi(stream))
@@ -705,17 +715,25 @@ class _Connection(asyncio.Protocol):
                 raise _ConnectionError(H2Error.PROTOCOL_ERROR, "bad padding")
             payload = payload[1 : length - payload[0]]
         if not stream.done:
-            if len(stream.body) + len(payload) > self.limits.max_message_bytes + 5 and stream.method is not None:
+            size = len(payload)
+            if len(stream.body) + size > self.limits.max_message_bytes + 5 and stream.method is not None:
                 self._finish(stream, Status.RESOURCE_EXHAUSTED,
                              f"request over the {self.limits.max_message_bytes}-byte message limit")  # fmt: skip
+            elif self.buffered + size > self.limits.max_buffered_bytes:
+                limit = self.limits.max_buffered_bytes
+                message = f"over {limit} bytes of requests wait on this connection"
+                self._finish(stream, Status.RESOURCE_EXHAUSTED, message)
             else:
                 stream.body += payload
+                stream.held += size
+                self.buffered += size
                 if not flags & END_STREAM:
-                    stream.recv_credit += length
-                    if stream.recv_credit >= _RECV_WINDOW // 2:
-                        self.out.append(_frame(WINDOW_UPDATE, 0, stream_id, _U32.pack(stream.recv_credit)))
-                        stream.recv_credit = 0
-                    if stream.inbox is not None:
+                    if stream.inbox is None:
+                        # A unary request must arrive whole anyway: credit it as it comes.
+                        self._stream_credit(stream, length)
+                    else:
+                        # Streamed requests are credited as the handler takes them (backpressure).
+                        stream.recv_credit += length - size  # padding is not the handler's to take
                         self._feed_inbox(stream)
         if flags & END_STREAM:
             self._end_of_request(stream)
@@ -727,6 +745,7 @@ class _Connection(asyncio.Protocol):
                 raise _ConnectionError(H2Error.PROTOCOL_ERROR, f"RST_STREAM on idle stream {stream_id}")
             return
         stream.done = True
+        self._release(stream)
         self.blocked.pop(stream_id, None)
         if stream.task is not None and not stream.task.done():
             stream.task.cancel()
@@ -735,13 +754,32 @@ class _Connection(asyncio.Protocol):
 
     # -- calls -----------------------------------------------------------------------------------
 
+    def _stream_credit(self, stream: _Stream, length: int) -> None:
+        """Give the peer ``length`` bytes of stream window back (in batches of half the window)."""
+        stream.recv_credit += length
+        if stream.recv_credit >= _RECV_WINDOW // 2 and not stream.ended and not stream.done:
+            self.out.append(_frame(WINDOW_UPDATE, 0, stream.id, _U32.pack(stream.recv_credit)))
+            stream.recv_credit = 0
+
+    def _release(self, stream: _Stream, size: int | None = None) -> None:
+        """``size`` bytes (all, if None) of ``stream``'s request are no longer held for its handler."""
+        size = stream.held if size is None else min(size, stream.held)
+        stream.held -= size
+        self.buffered -= size
+
     def _feed_inbox(self, stream: _Stream) -> None:
         assert stream.inbox is not None
         try:
-            for message in _split_messages(stream, self.limits.max_message_bytes):
-                stream.inbox.put_nowait(message)
+            for item in _split_messages(stream, self.limits.max_message_bytes):
+                stream.inbox.put_nowait(item)
         except GrpcError as exc:
             self._finish(stream, exc.status, exc.message)
+
+    def _taken(self, stream: _Stream, size: int) -> None:
+        """A bidi handler took a message of ``size`` wire bytes: release it and credit the window."""
+        self._release(stream, size)
+        self._stream_credit(stream, size)
+        self._flush()
 
     def _end_of_request(self, stream: _Stream) -> None:
         stream.ended = True
@@ -756,13 +794,14 @@ class _Connection(asyncio.Protocol):
                 stream.inbox.put_nowait(None)
             return
         try:
-            messages = _split_messages(stream, self.limits.max_message_bytes)
+            messages = [message for message, _ in _split_messages(stream, self.limits.max_message_bytes)]
             if len(messages) != 1 or stream.body:
                 raise GrpcError(Status.INTERNAL, f"expected one request message, got {len(messages)}"
                                 + (" and a partial one" if stream.body else ""))  # fmt: skip
         except GrpcError as exc:
             self._finish(stream, exc.status, exc.message)
             return
+        self._release(stream)
         assert stream.context is not None
         if method.kind == "server_stream":
             request, context = messages[0], stream.context
@@ -843,9 +882,11 @@ class _Connection(asyncio.Protocol):
 
         async def requests() -> AsyncIterator[bytes]:
             while True:
-                message = await inbox.get()
-                if message is None:
+                item = await inbox.get()
+                if item is None:
                     return
+                message, size = item
+                self._taken(stream, size)
                 yield message
 
         handler, context = stream.method.handler, stream.context
@@ -925,6 +966,7 @@ class _Connection(asyncio.Protocol):
 
     def _close_stream(self, stream: _Stream) -> None:
         stream.done = True
+        self._release(stream)
         if not stream.ended:
             # We answered before the request ended (an error): the rest of it is not wanted.
             self.out.append(_frame(RST_STREAM, 0, stream.id, _U32.pack(H2Error.NO_ERROR)))
