@@ -334,7 +334,7 @@ def _expected_value(dtype: DType, value: Any) -> value_pb.Value:
 
 @st.composite
 def responses(draw: st.DrawFn) -> tuple[OnlineResponse, dict[str, DType]]:
-    rows = draw(st.integers(0, 4))
+    rows = draw(st.integers(0, 4) | st.integers(16, 40) | st.integers(1001, 1010))  # every encoder path
     columns = draw(st.lists(st.sampled_from([*PRIMITIVES, *(Array(p) for p in PRIMITIVES)]), min_size=1, max_size=5))
     stamps = st.lists(st.integers(0, 2**62 // 1000), min_size=rows, max_size=rows)
     names, values, statuses, times, dtypes = [], [], [], [], {}
@@ -343,7 +343,8 @@ def responses(draw: st.DrawFn) -> tuple[OnlineResponse, dict[str, DType]]:
         value = st.lists(element, max_size=3) if dtype.is_list else element
         names.append(f"c{i}")
         dtypes[f"c{i}"] = dtype
-        values.append(draw(st.lists(st.none() | value, min_size=rows, max_size=rows)))
+        cell = st.none() | value if draw(st.booleans()) else value  # columns with and without nulls
+        values.append(draw(st.lists(cell, min_size=rows, max_size=rows)))
         statuses.append(draw(st.lists(st.integers(0, 4), min_size=rows, max_size=rows)))
         times.append(draw(stamps))
     return OnlineResponse(names, values, statuses, times), dtypes
@@ -369,3 +370,22 @@ def test_wire_bytes_parse_to_the_generated_message(case: tuple[OnlineResponse, d
         ],
     )
     assert serving_pb.GetOnlineFeaturesResponse.FromString(online_response_bytes(response, dtypes)) == expected
+
+
+_ENTITY_VALUES = st.one_of(
+    st.builds(lambda s: value_pb.Value(string_val=s), st.text(max_size=5)),
+    st.builds(lambda i: value_pb.Value(int64_val=i), st.integers(-(2**63), 2**63 - 1)),
+    st.builds(lambda i: value_pb.Value(int32_val=i), st.integers(-(2**31), 2**31 - 1)),
+    st.builds(lambda b: value_pb.Value(bool_val=b), st.booleans()),
+    st.just(value_pb.Value()),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_ENTITY_VALUES, max_size=8))
+def test_entity_columns_read_fast_give_the_exact_values(values: list[value_pb.Value]) -> None:
+    """The fast path of ``from_repeated`` (one attribute per value) agrees with reading each value exactly."""
+    from ladle.server import codec
+
+    column = value_pb.RepeatedValue(val=values)
+    assert codec.from_repeated(column) == [codec.from_value(v) for v in values]

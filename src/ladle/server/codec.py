@@ -18,6 +18,7 @@ costs no Python per value. Timestamps are formatted once per distinct value (cac
 from __future__ import annotations
 
 import base64
+import operator
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -128,6 +129,22 @@ def from_value(value: Any) -> Any:
     return items
 
 
+_FAST_KINDS = {kind: operator.attrgetter(kind) for kind in ("string_val", "int64_val", "int32_val")}
+
+
 def from_repeated(values: Any) -> list[Any]:
-    """A ``RepeatedValue`` (one entity column) as a Python list."""
-    return [from_value(v) for v in values.val]
+    """A ``RepeatedValue`` (one entity column) as a Python list.
+
+    Entity columns are usually all strings or all integers. A non-empty ``string_val`` (or a
+    non-zero integer) can only come from a Value whose oneof is set to that field, so when every
+    item of the first value's kind is non-empty/non-zero the column is read with one attribute
+    per value; anything else (an empty string, a zero, another kind) takes the exact path.
+    """
+    items = values.val
+    if items:
+        getter = _FAST_KINDS.get(items[0].WhichOneof("val"))
+        if getter is not None:
+            column = list(map(getter, items))
+            if all(column):
+                return column
+    return [from_value(v) for v in items]

@@ -108,6 +108,8 @@ _FIXED = {
 }
 # Below this many rows a plain loop beats NumPy's fixed cost (a few microseconds).
 _NUMPY_MIN_ROWS = 16
+# Up to this many rows one cached struct.Struct packs a whole column faster than NumPy.
+_STRUCT_MAX_ROWS = 1000
 _PACK = {ValueType.DOUBLE: struct.Struct("<d").pack, ValueType.FLOAT: struct.Struct("<f").pack}
 _NAMES_CACHE: dict[tuple[str, ...], bytes] = {}
 
@@ -131,7 +133,17 @@ def _inferred(value: Any) -> ValueType:
     raise TypeError(f"no Feast value type for {type(value).__name__}")
 
 
+# entry = 0x0a, len(message), message = 0x12, n, data: below 126 bytes every length is one byte.
+_SHORT_STRING_PREFIX = [bytes((0x0A, n + 2, 0x12, n)) for n in range(126)]
+
+
 def _string_values(column: Sequence[Any]) -> bytes:
+    if None not in column:
+        encoded = [v.encode() for v in column]
+        try:
+            return b"".join([_SHORT_STRING_PREFIX[len(data)] + data for data in encoded])
+        except IndexError:
+            pass  # a long string: the general loop below
     parts = []
     for v in column:
         if v is None:
@@ -139,12 +151,31 @@ def _string_values(column: Sequence[Any]) -> bytes:
             continue
         data = v.encode()
         n = len(data)
-        if n < 126:  # entry = 0x0a, len(message), message = 0x12, n, data: every length is one byte
-            parts.append(bytes((0x0A, n + 2, 0x12, n)) + data)
+        if n < 126:
+            parts.append(_SHORT_STRING_PREFIX[n] + data)
         else:
             message = _len_field(b"\x12", data)
             parts.append(b"\x0a" + varint(len(message)) + message)
     return b"".join(parts)
+
+
+_ROW_STRUCTS: dict[tuple[str, int], struct.Struct] = {}
+
+
+def _fixed_column(column: Sequence[Any], header: bytes, element: str) -> bytes:
+    """A float/double/bool column without nulls: (entry header, value) per row, packed in one call."""
+    n = len(column)
+    key = (element, n)
+    packer = _ROW_STRUCTS.get(key)
+    if packer is None:
+        code = {"<f8": "d", "<f4": "f", "u1": "?"}[element]
+        packer = struct.Struct("<" + f"{len(header)}s{code}" * n)
+        if len(_ROW_STRUCTS) >= 256:
+            _ROW_STRUCTS.clear()
+        _ROW_STRUCTS[key] = packer
+    args: list[Any] = [header] * (2 * n)
+    args[1::2] = column
+    return packer.pack(*args)
 
 
 def encode_values(column: Sequence[Any], dtype: DType | None) -> bytes:
@@ -160,6 +191,8 @@ def encode_values(column: Sequence[Any], dtype: DType | None) -> bytes:
             return b"".join(_EMPTY_VALUE if v is None else header + pack(v) for v in column)
         return b"".join(_EMPTY_VALUE if v is None else header + (b"\x01" if v else b"\x00") for v in column)
     if fixed is not None and column and None not in column:
+        if len(column) <= _STRUCT_MAX_ROWS:
+            return _fixed_column(column, *fixed)
         header, element = fixed
         rows = np.empty(len(column), dtype=[("h", "S3"), ("v", element)])
         rows["h"] = header
