@@ -40,8 +40,8 @@ import uvloop
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
-from ladle.server import h2grpc
 from ladle.server.h2grpc import CallContext, GrpcError, H2GrpcServer, Limits, Method, Status
+from ladle.server.h2grpc import messages as h2grpc_messages
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -1094,7 +1094,7 @@ def test_header_block_over_the_peers_frame_size_uses_continuation(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the cut lifted, a 40000-byte grpc-message goes out as HEADERS + CONTINUATION frames."""
-    monkeypatch.setattr(h2grpc, "_MAX_MESSAGE_CHARS", 100_000)
+    monkeypatch.setattr(h2grpc_messages, "_MAX_MESSAGE_CHARS", 100_000)
     with RawClient(served.port) as client:
         client.unary(1, "/test.Svc/LongError", b"40000")
         client.unary(3, "/test.Svc/Echo", b"next")

@@ -1,0 +1,68 @@
+"""The listening side: connections, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Mapping
+
+from ladle.server.h2grpc.connection import Connection
+from ladle.server.h2grpc.http2 import Http2Connection
+from ladle.server.h2grpc.messages import HeaderBlocks, Limits, Method
+
+log = logging.getLogger("ladle.server.h2grpc")
+
+
+class H2GrpcServer:
+    """Serves ``methods`` (``"/package.Service/Method"`` → :class:`Method`) over h2c."""
+
+    def __init__(self, methods: Mapping[str, Method], limits: Limits | None = None) -> None:
+        self.methods = dict(methods)
+        self.limits = limits or Limits()
+        self.blocks = HeaderBlocks()
+        self.connections: set[Http2Connection] = set()
+        self.stopping = False
+        self._server: asyncio.AbstractServer | None = None
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def add(self, name: str, method: Method) -> None:
+        """Register one more method."""
+        self.methods[name] = method
+
+    def stream_started(self) -> None:
+        """Bookkeeping for graceful stop."""
+        self._active += 1
+        self._idle.clear()
+
+    def stream_finished(self, count: int = 1) -> None:
+        """Bookkeeping for graceful stop."""
+        self._active -= count
+        if self._active <= 0:
+            self._active = 0
+            self._idle.set()
+
+    async def start(self, sock: socket.socket) -> int:
+        """Serve on a bound socket (listening or not); returns its port."""
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=2048)
+        return int(sock.getsockname()[1])
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new connections and streams; let running calls finish within ``grace`` seconds."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            connection.go_away()
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            log.warning("gRPC: %d call(s) still running after %.1fs; closing", self._active, grace)
+        for connection in list(self.connections):
+            connection.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
