@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -22,11 +21,11 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 import ladle
-from ladle.server import health, metrics
+from ladle.server import metrics
 from ladle.server._proto.feast.serving import GrpcServer_pb2 as listen_pb
 from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
 from ladle.server.core import ServerCore
-from ladle.server.grpc_service import LISTEN, READINESS_INTERVAL_SECONDS, SERVING, Services
+from ladle.server.grpc_service import LISTEN, SERVING, Services, watch_readiness
 from ladle.server.h2grpc import CallContext, GrpcError, H2GrpcServer, Limits, Method, Status
 from ladle.server.status import status_of
 
@@ -247,28 +246,14 @@ class NativeGrpcServer:
         """Bind and serve; returns the bound port."""
         from ladle.server.worker import reuseport_socket
 
-        if reuse_port:
-            sock = reuseport_socket(host, port, "gRPC")
-        else:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, port))
-            except OSError as exc:
-                sock.close()
-                raise OSError(f"cannot listen for gRPC on {host}:{port}: {exc.strerror}") from None
+        sock = reuseport_socket(host, port, "gRPC", reuse_port=reuse_port)
         self.port = await self.server.start(sock)
-        self._watch = asyncio.create_task(self._watch_readiness())
+        self._watch = asyncio.create_task(watch_readiness(self.core, self._set_serving))
         return self.port
 
-    async def _watch_readiness(self) -> None:
+    async def _set_serving(self, ready: bool) -> None:
         serving = health_pb2.HealthCheckResponse.SERVING
-        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-        while True:
-            readiness = await health.check_readiness(self.core.store)
-            await self.health.set_all(serving if readiness.ready else not_serving)
-            await asyncio.sleep(READINESS_INTERVAL_SECONDS)
+        await self.health.set_all(serving if ready else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, refuse new calls and let running ones finish within ``grace`` seconds."""

@@ -72,6 +72,14 @@ def row_columns(text: Mapping[str, str], typed: Mapping[str, Any], dtypes: Mappi
     return {name: [_from_text(value, dtypes.get(name), name)] for name, value in text.items()}
 
 
+async def watch_readiness(core: ServerCore, set_serving: Callable[[bool], Awaitable[None]]) -> None:
+    """Check the registry and online store every few seconds and report the result to the health service."""
+    while True:
+        readiness = await health.check_readiness(core.store)
+        await set_serving(readiness.ready)
+        await asyncio.sleep(READINESS_INTERVAL_SECONDS)
+
+
 class Services:
     """The RPCs' work, shared by both gRPC engines: messages in, messages (or bytes) out, Ladle errors raised."""
 
@@ -225,17 +233,13 @@ class GrpcioServer:
         if not self.port:
             raise OSError(f"cannot listen for gRPC on {host}:{port} (address in use?)")
         await self.server.start()
-        self._watch = asyncio.create_task(self._watch_readiness())
+        self._watch = asyncio.create_task(watch_readiness(self.core, self._set_serving))
         return self.port
 
-    async def _watch_readiness(self) -> None:
-        serving = health_pb2.HealthCheckResponse.SERVING
-        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-        while True:
-            readiness = await health.check_readiness(self.core.store)
-            for name in self._services:
-                await self.health.set(name, serving if readiness.ready else not_serving)
-            await asyncio.sleep(READINESS_INTERVAL_SECONDS)
+    async def _set_serving(self, ready: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in self._services:
+            await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, refuse new calls and let running ones finish within ``grace`` seconds."""

@@ -52,12 +52,13 @@ def with_registry_ttl(store: FeatureStore, ttl: float | None) -> FeatureStore:
     return FeatureStore(config=config)
 
 
-def reuseport_socket(host: str, port: int, what: str) -> socket.socket:
-    """A TCP socket bound to ``host:port`` with SO_REUSEPORT (not listening yet)."""
+def reuseport_socket(host: str, port: int, what: str, *, reuse_port: bool = True) -> socket.socket:
+    """A TCP socket bound to ``host:port``, with SO_REUSEPORT unless told otherwise (not listening yet)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -176,19 +176,24 @@ class Connection(Http2Connection):
             return await work
         return await asyncio.wait_for(work, max(0.0, stream.deadline - time.monotonic()))
 
-    async def _run_unary(self, stream: Stream, work: Awaitable[bytes]) -> None:
+    async def _settle(self, stream: Stream, work: Awaitable[Any]) -> tuple[bool, Any]:
+        """Await ``work`` within the call's deadline: ``(True, result)``, or end the call with its status."""
         try:
-            response = await self._with_deadline(stream, work)
+            return True, await self._with_deadline(stream, work)
         except TimeoutError:
             self._finish(stream, Status.DEADLINE_EXCEEDED, "deadline exceeded")
         except GrpcError as exc:
             self._finish(stream, exc.status, exc.message)
         except asyncio.CancelledError:
-            return
+            pass  # the peer reset the stream or the connection is gone: nothing to answer
         except Exception as exc:
             log.error("%s failed", stream.context.method if stream.context else "?", exc_info=exc)
             self._finish(stream, Status.INTERNAL, str(exc) or type(exc).__name__)
-        else:
+        return False, None
+
+    async def _run_unary(self, stream: Stream, work: Awaitable[bytes]) -> None:
+        ok, response = await self._settle(stream, work)
+        if ok:
             self._respond(stream, response)
         self._flush()
 
@@ -206,18 +211,8 @@ class Connection(Http2Connection):
                     await self.window_opened.wait()
                 await self.write_ready.wait()
 
-        try:
-            await self._with_deadline(stream, pump())
-        except TimeoutError:
-            self._finish(stream, Status.DEADLINE_EXCEEDED, "deadline exceeded")
-        except GrpcError as exc:
-            self._finish(stream, exc.status, exc.message)
-        except asyncio.CancelledError:
-            return
-        except Exception as exc:
-            log.error("%s failed", stream.context.method if stream.context else "?", exc_info=exc)
-            self._finish(stream, Status.INTERNAL, str(exc) or type(exc).__name__)
-        else:
+        ok, _ = await self._settle(stream, pump())
+        if ok:
             self._finish(stream, Status.OK, "")
         self._flush()
 
