@@ -114,7 +114,11 @@ class Http2Connection(asyncio.Protocol):
         """Send our SETTINGS and open the connection receive window."""
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         peer = transport.get_extra_info("peername")
-        self.peer = f"ipv4:{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if isinstance(peer, tuple):  # gRPC's peer format: ipv4:host:port or ipv6:[host]:port
+            host = peer[0]
+            self.peer = f"ipv6:[{host}]:{peer[1]}" if ":" in host else f"ipv4:{host}:{peer[1]}"
+        else:
+            self.peer = str(peer)
         self.server.connections.add(self)
         settings = b"".join(
             U16U32.pack(k, v)
