@@ -106,11 +106,8 @@ _FIXED = {
     ValueType.FLOAT: (b"\x0a\x05\x35", "<f4"),
     ValueType.BOOL: (b"\x0a\x02\x38", "u1"),
 }
-# Below this many rows a plain loop beats NumPy's fixed cost (a few microseconds).
-_NUMPY_MIN_ROWS = 16
 # Up to this many rows one cached struct.Struct packs a whole column faster than NumPy.
 _STRUCT_MAX_ROWS = 1000
-_PACK = {ValueType.DOUBLE: struct.Struct("<d").pack, ValueType.FLOAT: struct.Struct("<f").pack}
 _NAMES_CACHE: dict[tuple[str, ...], bytes] = {}
 
 
@@ -184,12 +181,6 @@ def encode_values(column: Sequence[Any], dtype: DType | None) -> bytes:
     if value_type == ValueType.STRING:
         return _string_values(column)
     fixed = _FIXED.get(value_type) if value_type is not None else None
-    if fixed is not None and len(column) < _NUMPY_MIN_ROWS:
-        header = fixed[0]
-        pack = _PACK.get(value_type)  # type: ignore[arg-type]
-        if pack is not None:
-            return b"".join(_EMPTY_VALUE if v is None else header + pack(v) for v in column)
-        return b"".join(_EMPTY_VALUE if v is None else header + (b"\x01" if v else b"\x00") for v in column)
     if fixed is not None and column and None not in column:
         if len(column) <= _STRUCT_MAX_ROWS:
             return _fixed_column(column, *fixed)
