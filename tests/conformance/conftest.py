@@ -1,7 +1,9 @@
-"""Online store conformance fixtures: one suite, parametrized over every backend.
+"""Conformance fixtures: the online and the offline suite, each parametrized over its backends.
 
-``pytest -m sqlite``, ``-m redis`` or ``-m redis_cluster`` selects one backend. A backend whose factory
-is not available yet is skipped with a loud reason (and fails under CI=true).
+Online: ``pytest -m sqlite``, ``-m redis`` or ``-m redis_cluster`` selects one backend (factories in
+``backends.py`` and ``redis_backends.py``). Offline: ``pytest -m duckdb`` (factories and the list of
+backends in ``offline_backends.py``). A backend whose factory is not available yet is skipped with a
+loud reason (and fails under CI=true); the cases a backend declares as gaps run as strict xfails.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ import importlib
 import inspect
 import os
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NoReturn
 
 import pytest
 
 from ladle.online.base import OnlineStore
 
 from .backends import SQLITE_GAPS, make_sqlite
+from .offline_backends import OFFLINE_BACKENDS, OfflineSetup, SourceTable, offline_factory
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -55,13 +58,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Turn each backend's declared gaps into strict xfails."""
     for item in items:
         callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("online_backend") if callspec is not None else None
-        if backend is None:
+        if callspec is None:
             continue
-        _, gaps = _factory(backend)
+        if "online_backend" in callspec.params:
+            backend = callspec.params["online_backend"]
+            _, gaps = _factory(backend)
+        elif "offline_backend" in callspec.params:
+            backend = callspec.params["offline_backend"]
+            _, gaps = offline_factory(backend)
+        else:
+            continue
         name = getattr(item, "originalname", item.name)
         if name in gaps:
             item.add_marker(pytest.mark.xfail(strict=True, reason=f"{backend}: {gaps[name]}"))
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _bind_fixtures(
+    factory: Callable[..., Any], request: pytest.FixtureRequest, skip: int, label: str
+) -> dict[str, Any]:
+    """The factory's parameters after the first ``skip``, resolved as fixtures by name."""
+    kwargs = {}
+    for name in list(inspect.signature(factory).parameters)[skip:]:
+        try:
+            kwargs[name] = request.getfixturevalue(name)
+        except pytest.FixtureLookupError:
+            _unavailable(f"BACKEND NOT AVAILABLE: {label} needs the fixture '{name}', which does not exist")
+    return kwargs
 
 
 @pytest.fixture(params=ONLINE_BACKENDS)
@@ -75,23 +103,11 @@ def online_opener(online_backend: str, request: pytest.FixtureRequest) -> Opener
     """A picklable zero-argument callable opening another store instance on the same data."""
     factory, _ = _factory(online_backend)
     if factory is None:
-        reason = (
+        _unavailable(
             f"BACKEND NOT AVAILABLE: tests/conformance/redis_backends.py has no make_{online_backend}() yet; "
             "the online conformance suite cannot run on it"
         )
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    kwargs = {}
-    for name in inspect.signature(factory).parameters:
-        try:
-            kwargs[name] = request.getfixturevalue(name)
-        except pytest.FixtureLookupError:
-            reason = f"BACKEND NOT AVAILABLE: make_{online_backend}() needs the fixture '{name}', which does not exist"
-            if IN_CI:
-                pytest.fail(reason)
-            pytest.skip(reason)
-    return functools.partial(factory, **kwargs)
+    return functools.partial(factory, **_bind_fixtures(factory, request, 0, f"make_{online_backend}()"))
 
 
 @pytest.fixture
@@ -109,3 +125,40 @@ def online_store(online_opener: Opener, project: str) -> Iterator[OnlineStore]:
         store.teardown(project, [])
     finally:
         store.close()
+
+
+# -- offline ---------------------------------------------------------------------------------------
+
+OfflineBuilder = Callable[[Mapping[str, SourceTable]], OfflineSetup]
+
+
+@pytest.fixture(params=OFFLINE_BACKENDS)
+def offline_backend(request: pytest.FixtureRequest) -> str:
+    """The offline backend name of this parametrization."""
+    return str(request.param)
+
+
+@pytest.fixture
+def offline(offline_backend: str, request: pytest.FixtureRequest) -> Iterator[OfflineBuilder]:
+    """``offline(tables)``: a store of this backend holding ``tables`` (name → SourceTable).
+
+    Call it once per test (each call stores its tables afresh); everything is cleaned up afterwards.
+    """
+    factory, _ = offline_factory(offline_backend)
+    if factory is None:
+        _unavailable(
+            f"BACKEND NOT AVAILABLE: tests/conformance/offline_{offline_backend}.py has no "
+            f"make_{offline_backend}() yet; the offline conformance suite cannot run on it"
+        )
+    bound = functools.partial(factory, **_bind_fixtures(factory, request, 1, f"make_{offline_backend}()"))
+    made: list[OfflineSetup] = []
+
+    def build(tables: Mapping[str, SourceTable]) -> OfflineSetup:
+        setup = bound(tables)
+        made.append(setup)
+        return setup
+
+    yield build
+    for setup in reversed(made):
+        for step in reversed(setup.cleanup):
+            step()
