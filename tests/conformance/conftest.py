@@ -21,7 +21,7 @@ import pytest
 from ladle.online.base import OnlineStore
 
 from .backends import SQLITE_GAPS, make_sqlite
-from .offline_backends import OFFLINE_BACKENDS, OfflineSetup, SourceTable, offline_factory
+from .offline_backends import OFFLINE_BACKENDS, OfflineBuilder, OfflineSetup, SourceTable, offline_factory
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -129,8 +129,6 @@ def online_store(online_opener: Opener, project: str) -> Iterator[OnlineStore]:
 
 # -- offline ---------------------------------------------------------------------------------------
 
-OfflineBuilder = Callable[[Mapping[str, SourceTable]], OfflineSetup]
-
 
 @pytest.fixture(params=OFFLINE_BACKENDS)
 def offline_backend(request: pytest.FixtureRequest) -> str:
@@ -142,7 +140,8 @@ def offline_backend(request: pytest.FixtureRequest) -> str:
 def offline(offline_backend: str, request: pytest.FixtureRequest) -> Iterator[OfflineBuilder]:
     """``offline(tables)``: a store of this backend holding ``tables`` (name → SourceTable).
 
-    Call it once per test (each call stores its tables afresh); everything is cleaned up afterwards.
+    Call it once per test: a factory may keep its data at a fixed place of the test (``tmp_path``).
+    Whatever the factory set up is cleaned up afterwards.
     """
     factory, _ = offline_factory(offline_backend)
     if factory is None:

@@ -64,6 +64,8 @@ class OfflineSetup:
 
 
 Factory = Callable[..., OfflineSetup]
+#: What a test gets from the ``offline`` fixture: tables in, a store holding them out.
+OfflineBuilder = Callable[[Mapping[str, SourceTable]], OfflineSetup]
 
 
 def open_store(repo_path: Path, offline_block: Mapping[str, Any]) -> tuple[OfflineStore, RepoConfig]:

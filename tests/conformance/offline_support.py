@@ -26,6 +26,7 @@ from .offline_backends import OfflineSetup, SourceTable
 
 T0 = datetime(2024, 3, 10, 6, 0, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
+US = 1 / 60_000_000  # one microsecond, in minutes
 FAR_PAST, FAR_FUTURE = datetime(1971, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 
 commodity = Entity(name="commodity", join_keys=["code"], value_type=ValueType.STRING)

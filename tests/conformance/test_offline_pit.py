@@ -14,7 +14,6 @@ which the SDK layer turns into selections (``retrieve``).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -24,9 +23,10 @@ import pytest
 
 from ladle import FeatureService, Int64
 
-from .offline_backends import OfflineSetup, SourceTable
+from .offline_backends import OfflineBuilder, OfflineSetup, SourceTable
 from .offline_support import (
     TS,
+    US,
     at,
     commodity,
     entity_rows,
@@ -38,9 +38,6 @@ from .offline_support import (
     retrieve,
     select,
 )
-
-Offline = Callable[[Mapping[str, SourceTable]], OfflineSetup]
-US = 1 / 60_000_000  # one microsecond, in minutes
 
 
 def shuffled(spec: SourceTable, seed: int) -> SourceTable:
@@ -59,7 +56,7 @@ def prices_rows() -> SourceTable:
 # -- which row is joined ----------------------------------------------------------------------------
 
 
-def test_newest_row_at_or_before_the_entity_time(offline: Offline) -> None:
+def test_newest_row_at_or_before_the_entity_time(offline: OfflineBuilder) -> None:
     setup = offline({"prices": prices_rows()})
     view = make_view(setup.sources["prices"], "prices")
     cases = [
@@ -78,7 +75,7 @@ def test_newest_row_at_or_before_the_entity_time(offline: Offline) -> None:
     assert out.column("price").to_pylist() == [c[2] for c in cases]
 
 
-def test_ttl_bounds_the_age_relative_to_each_row(offline: Offline) -> None:
+def test_ttl_bounds_the_age_relative_to_each_row(offline: OfflineBuilder) -> None:
     setup = offline({"prices": prices_rows()})
     view = make_view(setup.sources["prices"], "prices", ttl=timedelta(minutes=5))
     cases = [
@@ -96,7 +93,7 @@ def test_ttl_bounds_the_age_relative_to_each_row(offline: Offline) -> None:
     assert pit(setup.store, entity, [select(view)]).column("price").to_pylist() == [c[2] for c in cases]
 
 
-def test_zero_ttl_means_no_age_limit(offline: Offline) -> None:
+def test_zero_ttl_means_no_age_limit(offline: OfflineBuilder) -> None:
     setup = offline({"prices": prices_rows()})
     view = make_view(setup.sources["prices"], "prices", ttl=timedelta(0))
     ten_years = 10 * 365 * 24 * 60
@@ -105,7 +102,7 @@ def test_zero_ttl_means_no_age_limit(offline: Offline) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_created_timestamp_breaks_ties_in_any_row_order(offline: Offline, seed: int) -> None:
+def test_created_timestamp_breaks_ties_in_any_row_order(offline: OfflineBuilder, seed: int) -> None:
     rows = feature_rows(
         {"code": ["A", "A", "A", "A", "A", "B", "B"]},
         [10, 10, 10, 10, 5, 10, 8],
@@ -124,7 +121,7 @@ def test_created_timestamp_breaks_ties_in_any_row_order(offline: Offline, seed: 
 # -- several views, projections, names --------------------------------------------------------------
 
 
-def multi_view_setup(offline: Offline) -> tuple[OfflineSetup, list[Any]]:
+def multi_view_setup(offline: OfflineBuilder) -> tuple[OfflineSetup, list[Any]]:
     setup = offline(
         {
             "prices": feature_rows(
@@ -158,7 +155,7 @@ MULTI_CASES = [
 
 
 @pytest.mark.parametrize("full_feature_names", [False, True])
-def test_several_views_with_their_own_keys_and_ttls(offline: Offline, full_feature_names: bool) -> None:
+def test_several_views_with_their_own_keys_and_ttls(offline: OfflineBuilder, full_feature_names: bool) -> None:
     setup, (prices, quotes, rates) = multi_view_setup(offline)
     entity = entity_rows(
         {"code": [c[0] for c in MULTI_CASES], "market_id": [c[1] for c in MULTI_CASES]}, [c[2] for c in MULTI_CASES]
@@ -172,7 +169,7 @@ def test_several_views_with_their_own_keys_and_ttls(offline: Offline, full_featu
     assert out.column(names[2]).to_pylist() == [c[5] for c in MULTI_CASES]
 
 
-def test_projections_aliases_and_join_key_maps(offline: Offline) -> None:
+def test_projections_aliases_and_join_key_maps(offline: OfflineBuilder) -> None:
     setup, (prices, quotes, rates) = multi_view_setup(offline)
     service = FeatureService(
         name="training",
@@ -195,7 +192,7 @@ def test_projections_aliases_and_join_key_maps(offline: Offline) -> None:
     assert plain.column("volume").to_pylist() == [100, 10, 10]
 
 
-def test_entity_frame_rows_and_columns_come_back_unchanged(offline: Offline) -> None:
+def test_entity_frame_rows_and_columns_come_back_unchanged(offline: OfflineBuilder) -> None:
     setup = offline({"prices": prices_rows()})
     view = make_view(setup.sources["prices"], "prices")
     minutes = [11, 5, 11, 0, 11, -3]
@@ -253,7 +250,7 @@ def random_case(seed: int) -> tuple[SourceTable, SourceTable, pd.DataFrame]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_matches_pandas_merge_asof_on_random_data(offline: Offline, seed: int) -> None:
+def test_matches_pandas_merge_asof_on_random_data(offline: OfflineBuilder, seed: int) -> None:
     ticks, books, entity = random_case(seed)
     setup = offline({"ticks": ticks, "books": books})
     ticks_ttl, books_ttl = timedelta(minutes=7), timedelta(0)
@@ -283,7 +280,7 @@ ZONED_CASES = [(-1, None), (59, 1.0), (60, 2.0), (61, 2.0), (119, 2.0), (120, 3.
     ],
     ids=str,
 )
-def test_entity_timestamps_in_any_zone_and_unit(offline: Offline, ts_type: pa.DataType) -> None:
+def test_entity_timestamps_in_any_zone_and_unit(offline: OfflineBuilder, ts_type: pa.DataType) -> None:
     minutes, prices = ZONED_SOURCE
     setup = offline({"prices": feature_rows({"code": ["A"] * 3}, minutes, {"price": prices})})
     view = make_view(setup.sources["prices"], "prices")
@@ -293,7 +290,7 @@ def test_entity_timestamps_in_any_zone_and_unit(offline: Offline, ts_type: pa.Da
     assert out.column("event_timestamp").to_pylist() == [at(c[0]) for c in ZONED_CASES]
 
 
-def test_pandas_entity_frames_naive_utc_and_new_york_agree(offline: Offline) -> None:
+def test_pandas_entity_frames_naive_utc_and_new_york_agree(offline: OfflineBuilder) -> None:
     minutes, prices = ZONED_SOURCE
     setup = offline({"prices": feature_rows({"code": ["A"] * 3}, minutes, {"price": prices})})
     view = make_view(setup.sources["prices"], "prices")
@@ -315,7 +312,7 @@ def test_pandas_entity_frames_naive_utc_and_new_york_agree(offline: Offline) -> 
     ids=str,
 )
 def test_source_timestamps_in_any_zone_and_unit(
-    offline: Offline, event_type: pa.DataType, created_type: pa.DataType
+    offline: OfflineBuilder, event_type: pa.DataType, created_type: pa.DataType
 ) -> None:
     rows = feature_rows(
         {"code": ["A", "A", "A", "B"]},
