@@ -90,6 +90,10 @@ DUCKDB_GAPS: dict[str, str] = {
         "a ViewSelection naming a feature the view lacks raises a bare KeyError from pit._source_values "
         "instead of a ladle error (the SDK path checks references first, so only direct protocol calls see it)"
     ),
+    "test_colliding_output_names_in_selections_are_a_typed_error": (
+        "two selections with the same output name are not rejected: the result silently has two columns "
+        "of that name (the SDK rejects it first, so only direct protocol calls see it)"
+    ),
 }
 
 
