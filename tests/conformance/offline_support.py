@@ -162,5 +162,6 @@ def _utc_ns(column: pd.Series) -> pd.Series:
 def state(setup: OfflineSetup, views: Sequence[FeatureView], directory: Path) -> tuple[object, ...]:
     """What a failed call must leave as it was: every view's rows and the files under ``directory``."""
     files = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in directory.rglob("*") if p.is_file())
-    rows = [pulled(setup.store.pull_all(v, FAR_PAST, FAR_FUTURE), v.join_keys) for v in views]
+    # Sorted by their whole content: rows tied on key and event time may come in any order.
+    rows = [sorted(map(repr, pulled(setup.store.pull_all(v, FAR_PAST, FAR_FUTURE), v.join_keys))) for v in views]
     return (files, rows)
