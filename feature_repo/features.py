@@ -1,7 +1,9 @@
 """The platform's feature views and the feature service of its price model.
 
-Every feature is defined exactly in docs/features.md. The ttl of each view is how long a value
-stays fit to serve:
+Every feature is defined exactly in docs/features.md. The offline history is real, at its real
+dates (``ladle ingest``); fresh rows come from the live feed (``ladle feed``), which is simulated
+and says so in each view's ``simulated`` feature (docs/live-feed.md). The ttl of each view is how
+long a value stays fit to serve:
 
 * prices, 3 days: features are hourly, but markets close for weekends and holidays; a price
   older than a long weekend is stale for a price model and is served as OUTSIDE_MAX_AGE.
@@ -14,9 +16,9 @@ stays fit to serve:
 from datetime import timedelta
 
 from entities import commodity, country, location
-from sources import commodity_prices_push, economic_source, weather_source
+from sources import commodity_prices_push, economic_push, weather_push
 
-from ladle import FeatureService, FeatureView, Field, Float64
+from ladle import Bool, FeatureService, FeatureView, Field, Float64
 
 commodity_price_features = FeatureView(
     name="commodity_price_features",
@@ -31,12 +33,13 @@ commodity_price_features = FeatureView(
         Field(name="ma_7d", dtype=Float64, description="7-day moving average of price"),
         Field(name="ma_30d", dtype=Float64, description="30-day moving average of price"),
         Field(name="rsi_14d", dtype=Float64, description="Wilder's 14-day RSI, 0-100"),
+        Field(name="simulated", dtype=Bool, description="true when the row's price is simulated (live feed)"),
     ],
     source=commodity_prices_push,
     online=True,
     owner="market-data@commodity-analytics",
     description="Price, momentum and volatility features per commodity.",
-    tags={"domain": "markets", "intraday": "simulated"},
+    tags={"domain": "markets", "live": "simulated"},
 )
 
 economic_features = FeatureView(
@@ -49,12 +52,13 @@ economic_features = FeatureView(
         Field(name="interest_rate", dtype=Float64, description="3-month T-bill rate, %"),
         Field(name="unemployment_rate", dtype=Float64, description="unemployment rate, %"),
         Field(name="industrial_production", dtype=Float64, description="industrial production growth, %"),
+        Field(name="simulated", dtype=Bool, description="true for simulated releases (live feed)"),
     ],
-    source=economic_source,
+    source=economic_push,
     online=True,
     owner="macro@commodity-analytics",
     description="Macro indicators as published (event time = release date).",
-    tags={"domain": "macro"},
+    tags={"domain": "macro", "live": "simulated"},
 )
 
 weather_features = FeatureView(
@@ -66,12 +70,13 @@ weather_features = FeatureView(
         Field(name="precipitation", dtype=Float64, description="trailing 24 h precipitation, mm"),
         Field(name="wind_speed", dtype=Float64, description="wind speed, m/s"),
         Field(name="storm_index", dtype=Float64, description="storm severity index (docs/features.md)"),
+        Field(name="simulated", dtype=Bool, description="true for simulated observations (live feed)"),
     ],
-    source=weather_source,
+    source=weather_push,
     online=True,
     owner="weather@commodity-analytics",
     description="Weather features per station from hourly observations.",
-    tags={"domain": "weather"},
+    tags={"domain": "weather", "live": "simulated"},
 )
 
 price_model_v1 = FeatureService(
