@@ -11,7 +11,7 @@ observation, ``warmup`` before the first pushed row:
   volumes between the closes come from ``simulate_ticks``; the warm-up covers ``ma_30d`` and
   the 15 closes of ``rsi_14d``;
 * macro: the US quarterly series continue from 2009Q3, released on the modelled dates;
-* weather: hourly observations of JFK, LGA and EWR continue from 2013-12-31 23:00 UTC.
+* weather: hourly observations of JFK, LGA and EWR continue from their last real hour (2013-12-30 23:00 UTC).
 """
 
 from datetime import timedelta

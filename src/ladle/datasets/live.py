@@ -1,6 +1,6 @@
 """SIMULATED continuations of the real series, for the live feed (see docs/live-feed.md).
 
-The real data sets end years ago (WTI 2019-01-03, US macro 2009Q3, New York weather 2013-12-31).
+The real data sets end years ago (WTI 2019-01-03, US macro 2009Q3, New York weather 2013-12-30).
 What is live is new data: each function here continues a series from its **last real
 observation** over a simulated path that starts at ``origin`` (not at the real end date: the
 years in between are not simulated) and is statistically like the real series:
