@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -183,3 +188,42 @@ def test_feed_errors_are_one_line(tmp_path: Path) -> None:
     assert both.exit_code == 1 and "--follow runs on the clock" in both.output
     with pytest.raises(DefinitionError, match="catch_up"):
         LiveFeed(name="x", push_source="p", compute=lambda r: pa.table({}), warmup=timedelta(0), catch_up=timedelta(0))
+
+
+def feed_repo(tmp_path: Path) -> Path:
+    (tmp_path / "feature_store.yaml").write_text(
+        "project: feed_test\nregistry: data/registry.db\nonline_store:\n  type: sqlite\n  path: data/online.db\n"
+    )
+    (tmp_path / "repo.py").write_text(textwrap.dedent(FEED_REPO))
+    applied = CliRunner().invoke(cli, ["-c", str(tmp_path), "apply", "--skip-source-validation"])
+    assert applied.exit_code == 0, applied.output
+    return tmp_path
+
+
+def test_online_and_offline_also_appends_the_simulated_rows_offline(tmp_path: Path) -> None:
+    repo = feed_repo(tmp_path)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    args = ["-c", str(repo), "feed", "--now", hour.isoformat(), "--to", "online_and_offline"]
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    offline = pa.concat_tables([pq.read_table(p) for p in sorted((repo / "data" / "prices").glob("*.parquet"))])
+    assert offline.num_rows == 3 and offline["simulated"].to_pylist() == [True] * 3
+
+
+def test_follow_keeps_feeding_until_ctrl_c(tmp_path: Path) -> None:
+    repo = feed_repo(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ladle", "-c", str(repo), "feed", "--follow", "--interval", "1", "-o", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (repo / "data" / "online.db").exists():
+            time.sleep(0.2)
+        time.sleep(3)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.count('"push_source": "prices_push"') >= 2  # the catch-up run and at least one follow-up
+    assert "stopped" in err and "Traceback" not in err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -11,6 +11,8 @@ import click
 from ladle.cli.context import CliContext, emit, err_console, output_option, pass_context, user_errors
 from ladle.cli.ingest import _parse_time
 from ladle.errors import RequestError
+from ladle.ingest.feed import LiveFeed, run_feed
+from ladle.store import FeatureStore, PushMode
 
 DEFAULT_SEED = 2013
 
@@ -46,7 +48,7 @@ def feed(
     catch-up span, then with --follow pushes what is new every --interval seconds. Equal
     --seed and --now push equal rows. Every row has the feature `simulated` = true.
     """
-    from ladle.ingest.feed import collect_feeds, run_feed, select_feeds
+    from ladle.ingest.feed import collect_feeds, select_feeds
 
     with user_errors():
         start = _parse_time(now_text, "--now") or datetime.now(UTC)
@@ -55,34 +57,45 @@ def feed(
         feeds = select_feeds(collect_feeds(ctx.chdir), list(names))
         if list_only:
             rows = [
-                {"name": f.name, "push_source": f.push_source, "warmup": str(f.warmup), "catch_up": str(f.catch_up),
+                {"name": f.name, "push_source": f.push_source, "warmup": _span(f.warmup), "catch_up": _span(f.catch_up),
                  "description": f.description}
                 for f in feeds
             ]
             emit(rows, output, "live feeds")
             return
         store = ctx.store()
-        origins = {f.name: start - f.warmup - f.catch_up for f in feeds}
-        since = {f.name: start - f.catch_up for f in feeds}
-        now = start
-        while True:
-            results: list[dict[str, Any]] = []
-            for f in feeds:
-                result = run_feed(store, f, origins[f.name], since[f.name], now, seed, to=to)  # type: ignore[arg-type]
-                since[f.name] = now
-                results.append(
-                    {"name": result.name, "push_source": result.push_source, "rows": result.rows,
-                     "newest": result.newest.isoformat() if result.newest else "", "simulated": True}
-                )
-            emit(results, output, f"fed (simulated) up to {now.isoformat(timespec='seconds')}")
-            if not follow:
-                return
-            try:
-                time.sleep(interval)
-            except KeyboardInterrupt:
-                err_console.print("stopped")
-                return
-            now = datetime.now(UTC)
+        mode: PushMode = "online_and_offline" if to == "online_and_offline" else "online"
+        try:
+            _loop(store, feeds, start, seed, mode, interval if follow else None, output)
+        except KeyboardInterrupt:
+            err_console.print("stopped")
 
+
+def _loop(
+    store: FeatureStore, feeds: list[LiveFeed], start: datetime, seed: int, mode: PushMode,
+    interval: float | None, output: str,
+) -> None:
+    origins = {f.name: start - f.warmup - f.catch_up for f in feeds}
+    since = {f.name: start - f.catch_up for f in feeds}
+    now = start
+    while True:
+        results: list[dict[str, Any]] = []
+        for f in feeds:
+            result = run_feed(store, f, origins[f.name], since[f.name], now, seed, to=mode)
+            since[f.name] = now
+            results.append(
+                {"name": result.name, "push_source": result.push_source, "rows": result.rows,
+                 "newest": result.newest.isoformat() if result.newest else "", "simulated": True}
+            )
+        emit(results, output, f"fed (simulated) up to {now.isoformat(timespec='seconds')}")
+        if interval is None:
+            return
+        time.sleep(interval)
+        now = datetime.now(UTC)
+
+
+def _span(span: timedelta) -> str:
+    days, rest = divmod(span, timedelta(days=1))
+    return f"{days} d" if not rest else f"{span.total_seconds() / 3600:g} h"
 
 COMMANDS = [feed]
