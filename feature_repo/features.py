@@ -5,12 +5,13 @@ dates (``ladle ingest``); fresh rows come from the live feed (``ladle feed``), w
 and says so in each view's ``simulated`` feature (docs/live-feed.md). The ttl of each view is how
 long a value stays fit to serve:
 
-* prices, 3 days: features are hourly, but markets close for weekends and holidays; a price
-  older than a long weekend is stale for a price model and is served as OUTSIDE_MAX_AGE.
+* prices, 3 days: live features are hourly, the history daily, and markets close for weekends
+  and holidays; a price older than a long weekend is stale for a price model and is served as
+  OUTSIDE_MAX_AGE (so is Friday's close on a Monday holiday evening).
 * economic, 120 days: the slowest series (GDP) is quarterly and published about a month after
   the quarter; 120 days covers one release cycle plus the publication lag.
-* weather, 6 hours: observations are hourly and materialized every hour; six hours tolerates a
-  few missed runs before a station's values are flagged as stale.
+* weather, 6 hours: observations are hourly; six hours tolerates a few missed feed or
+  materialization runs before a station's values are flagged as stale.
 """
 
 from datetime import timedelta
@@ -26,9 +27,9 @@ commodity_price_features = FeatureView(
     ttl=timedelta(days=3),
     schema=[
         Field(name="current_price", dtype=Float64, description="last traded price, USD"),
-        Field(name="price_change_1h", dtype=Float64, description="% change over 1 hour"),
+        Field(name="price_change_1h", dtype=Float64, description="% change over 1 hour (NULL in the daily history)"),
         Field(name="price_change_24h", dtype=Float64, description="% change over 24 hours"),
-        Field(name="volume_24h", dtype=Float64, description="traded volume over 24 hours"),
+        Field(name="volume_24h", dtype=Float64, description="volume over 24 hours (simulated; NULL in daily history)"),
         Field(name="volatility_7d", dtype=Float64, description="annualised volatility of daily log returns, 7 days"),
         Field(name="ma_7d", dtype=Float64, description="7-day moving average of price"),
         Field(name="ma_30d", dtype=Float64, description="30-day moving average of price"),
