@@ -227,3 +227,18 @@ def test_follow_keeps_feeding_until_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert out.count('"push_source": "prices_push"') >= 2  # the catch-up run and at least one follow-up
     assert "stopped" in err and "Traceback" not in err
+
+
+def test_missing_raw_data_is_a_one_line_error(tmp_path: Path) -> None:
+    repo = feed_repo(tmp_path)
+    broken = (
+        "\n\ndef no_data(request):\n    raise FileNotFoundError('missing data extracts in /nowhere')\n\n\n"
+        "live = LiveFeed(name='live', push_source='prices_push', compute=no_data, warmup=timedelta(0),\n"
+        "                catch_up=timedelta(hours=1))\n"
+    )
+    with (repo / "repo.py").open("a") as f:
+        f.write(broken)
+    done = CliRunner().invoke(cli, ["-c", str(repo), "feed"])
+    assert done.exit_code == 1
+    assert "DataSourceError: live feed 'live': missing data extracts in /nowhere" in done.output
+    assert "Traceback" not in done.output

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ladle.definitions._common import check_name
-from ladle.errors import DefinitionError, ObjectNotFoundError, RepoError, SchemaMismatchError
+from ladle.errors import DataSourceError, DefinitionError, ObjectNotFoundError, RepoError, SchemaMismatchError
 from ladle.repo.loader import import_repo_modules
 
 if TYPE_CHECKING:
@@ -80,7 +80,10 @@ class FeedNotFoundError(ObjectNotFoundError):
 
 def feed_rows(feed: LiveFeed, origin: datetime, since: datetime, now: datetime, seed: int) -> pa.Table:
     """The rows a run would push: ``feed.compute`` for the path, kept to event times in ``(since, now]``."""
-    rows = feed.compute(FeedRequest(_utc(origin), _utc(now), seed))
+    try:
+        rows = feed.compute(FeedRequest(_utc(origin), _utc(now), seed))
+    except (FileNotFoundError, ImportError) as exc:  # missing raw data or data package: the user can fix it
+        raise DataSourceError(f"live feed '{feed.name}': {exc}") from exc
     if feed.timestamp_field not in rows.column_names:
         raise SchemaMismatchError(f"live feed '{feed.name}' rows have no '{feed.timestamp_field}' column")
     ts = pc.cast(rows[feed.timestamp_field], pa.timestamp("us", tz="UTC"))
