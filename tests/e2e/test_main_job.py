@@ -106,6 +106,30 @@ def test_the_users_training_query_returns_the_real_2013_values(repo: Path) -> No
 
 
 @pytest.mark.slow
+def test_prices_and_macro_join_on_their_real_dates(repo: Path) -> None:
+    gdp = pq.read_table(ROOT / "data" / "us_macro.parquet").to_pandas()
+    gdp = gdp[gdp["series"] == "real_gdp"].set_index("reference_period")["value"]
+    store = FeatureStore(repo_path=repo)
+    entity_df = pd.DataFrame(
+        {
+            "commodity_code": "crude_oil_wti",
+            "country_code": "US",
+            "event_timestamp": pd.to_datetime(["2009-05-01 13:00", "2009-05-01 14:00", "2013-06-01 00:00"], utc=True),
+        }
+    )
+    rows = store.get_historical_features(
+        entity_df=entity_df, features=["commodity_price_features:current_price", "economic_features:gdp_growth"]
+    ).to_df()
+    store.close()
+    q3, q4, q1 = (gdp[pd.Timestamp(d).date()] for d in ("2008-07-01", "2008-10-01", "2009-01-01"))
+    # 2009Q1's advance estimate is modelled at 2009-05-01 13:30 UTC: half an hour before, 2008Q4 is the latest
+    assert rows["gdp_growth"][0] == pytest.approx(100 * ((q4 / q3) ** 4 - 1))
+    assert rows["gdp_growth"][1] == pytest.approx(100 * ((q1 / q4) ** 4 - 1))
+    # in 2013 the latest release is from October 2009, outside the 120-day ttl: no figure, not a stale one
+    assert np.isnan(rows["gdp_growth"][2]) and rows["current_price"][2] == pytest.approx(91.93)
+
+
+@pytest.mark.slow
 def test_the_users_online_query_returns_fresh_values_marked_simulated(repo: Path) -> None:
     store = FeatureStore(repo_path=repo)
     response = store.get_online_features(

@@ -71,6 +71,10 @@ def test_wti_dates_match_the_raw_closes_and_the_ingested_rows(ingested: dict[str
     rows = ingested["commodity_price_features"]
     assert (rows["event_timestamp"].min(), rows["event_timestamp"].max()) == (first, last)
     assert len(rows) == len(raw) and not rows["simulated"].any()
+    # "price_change_1h and volume_24h are NULL" in the daily history; every other feature is filled
+    assert rows["price_change_1h"].isna().all() and rows["volume_24h"].isna().all()
+    assert rows["current_price"].tolist() == raw["price"].tolist()
+    assert rows[["ma_7d", "ma_30d", "price_change_24h"]].iloc[1:].notna().all().all()
 
 
 def test_macro_release_dates_match_the_raw_periods_and_the_ingested_rows(
