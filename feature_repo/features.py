@@ -1,22 +1,25 @@
 """The platform's feature views and the feature service of its price model.
 
-Every feature is defined exactly in docs/features.md. The ttl of each view is how long a value
-stays fit to serve:
+Every feature is defined exactly in docs/features.md. The offline history is real, at its real
+dates (``ladle ingest``); fresh rows come from the live feed (``ladle feed``), which is simulated
+and says so in each view's ``simulated`` feature (docs/live-feed.md). The ttl of each view is how
+long a value stays fit to serve:
 
-* prices, 3 days: features are hourly, but markets close for weekends and holidays; a price
-  older than a long weekend is stale for a price model and is served as OUTSIDE_MAX_AGE.
+* prices, 3 days: live features are hourly, the history daily, and markets close for weekends
+  and holidays; a price older than a long weekend is stale for a price model and is served as
+  OUTSIDE_MAX_AGE (so is Friday's close on a Monday holiday evening).
 * economic, 120 days: the slowest series (GDP) is quarterly and published about a month after
   the quarter; 120 days covers one release cycle plus the publication lag.
-* weather, 6 hours: observations are hourly and materialized every hour; six hours tolerates a
-  few missed runs before a station's values are flagged as stale.
+* weather, 6 hours: observations are hourly; six hours tolerates a few missed feed or
+  materialization runs before a station's values are flagged as stale.
 """
 
 from datetime import timedelta
 
 from entities import commodity, country, location
-from sources import commodity_prices_push, economic_source, weather_source
+from sources import commodity_prices_push, economic_push, weather_push
 
-from ladle import FeatureService, FeatureView, Field, Float64
+from ladle import Bool, FeatureService, FeatureView, Field, Float64
 
 commodity_price_features = FeatureView(
     name="commodity_price_features",
@@ -24,19 +27,20 @@ commodity_price_features = FeatureView(
     ttl=timedelta(days=3),
     schema=[
         Field(name="current_price", dtype=Float64, description="last traded price, USD"),
-        Field(name="price_change_1h", dtype=Float64, description="% change over 1 hour"),
+        Field(name="price_change_1h", dtype=Float64, description="% change over 1 hour (NULL in the daily history)"),
         Field(name="price_change_24h", dtype=Float64, description="% change over 24 hours"),
-        Field(name="volume_24h", dtype=Float64, description="traded volume over 24 hours"),
+        Field(name="volume_24h", dtype=Float64, description="volume over 24 hours (simulated; NULL in daily history)"),
         Field(name="volatility_7d", dtype=Float64, description="annualised volatility of daily log returns, 7 days"),
         Field(name="ma_7d", dtype=Float64, description="7-day moving average of price"),
         Field(name="ma_30d", dtype=Float64, description="30-day moving average of price"),
         Field(name="rsi_14d", dtype=Float64, description="Wilder's 14-day RSI, 0-100"),
+        Field(name="simulated", dtype=Bool, description="true when the row's price is simulated (live feed)"),
     ],
     source=commodity_prices_push,
     online=True,
     owner="market-data@commodity-analytics",
     description="Price, momentum and volatility features per commodity.",
-    tags={"domain": "markets", "intraday": "simulated"},
+    tags={"domain": "markets", "live": "simulated"},
 )
 
 economic_features = FeatureView(
@@ -49,12 +53,13 @@ economic_features = FeatureView(
         Field(name="interest_rate", dtype=Float64, description="3-month T-bill rate, %"),
         Field(name="unemployment_rate", dtype=Float64, description="unemployment rate, %"),
         Field(name="industrial_production", dtype=Float64, description="industrial production growth, %"),
+        Field(name="simulated", dtype=Bool, description="true for simulated releases (live feed)"),
     ],
-    source=economic_source,
+    source=economic_push,
     online=True,
     owner="macro@commodity-analytics",
     description="Macro indicators as published (event time = release date).",
-    tags={"domain": "macro"},
+    tags={"domain": "macro", "live": "simulated"},
 )
 
 weather_features = FeatureView(
@@ -66,12 +71,13 @@ weather_features = FeatureView(
         Field(name="precipitation", dtype=Float64, description="trailing 24 h precipitation, mm"),
         Field(name="wind_speed", dtype=Float64, description="wind speed, m/s"),
         Field(name="storm_index", dtype=Float64, description="storm severity index (docs/features.md)"),
+        Field(name="simulated", dtype=Bool, description="true for simulated observations (live feed)"),
     ],
-    source=weather_source,
+    source=weather_push,
     online=True,
     owner="weather@commodity-analytics",
     description="Weather features per station from hourly observations.",
-    tags={"domain": "weather"},
+    tags={"domain": "weather", "live": "simulated"},
 )
 
 price_model_v1 = FeatureService(

@@ -2,6 +2,10 @@
 
 * every hour at :05, the last 2 hours of ``commodity_price_features`` and ``weather_features``;
 * every day at 02:00 UTC, the last 7 days of ``economic_features``.
+
+With the shipped data the offline store is real history that ends in 2019, so these runs find
+nothing new: fresh rows reach the online store through the live feed (docs/live-feed.md). They
+are what a deployment with a daily ingestion of new real data would run.
 """
 
 from ladle.schedule import DAILY_ECONOMIC, HOURLY_PRICES_WEATHER

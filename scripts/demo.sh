@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, on the embedded defaults (SQLite registry + online store, Parquet + DuckDB offline):
-# install Ladle, build feature_repo on the real data in data/, ingest, materialize, serve REST and
-# gRPC, answer the platform's query, and keep serving until Ctrl-C.
+# install Ladle, build feature_repo on the real data in data/ (at its real dates), ingest, materialize,
+# catch the simulated live feed up to now, serve REST and gRPC, answer the platform's query, and keep
+# serving until Ctrl-C.
 #   LADLE_DEMO_SERVE=0 bash scripts/demo.sh    # stop after the query instead of serving
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +14,14 @@ GRPC_PORT=${LADLE_SERVE_GRPC_PORT:-6566}
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-step "ingest the real data sets into the offline store (idempotent)"
+step "ingest the real data sets into the offline store, at their real dates (idempotent)"
 ladle -c "$REPO" ingest
 step "apply the feature repo to the registry"
 ladle -c "$REPO" apply
 step "materialize to the online store, up to now"
 ladle -c "$REPO" materialize-incremental now
+step "live feed: push SIMULATED fresh rows continuing each real series up to now (docs/live-feed.md)"
+ladle -c "$REPO" feed
 
 step "the platform's query through the Python SDK"
 python - <<'PY'
@@ -26,12 +29,23 @@ import pandas as pd
 from ladle import FeatureStore
 
 store = FeatureStore(repo_path="feature_repo")
+print("online (live feed, simulated):")
 print(store.get_online_features(
     features=["commodity_price_features:current_price",
               "commodity_price_features:price_change_24h",
-              "commodity_price_features:volatility_7d"],
+              "commodity_price_features:volatility_7d",
+              "commodity_price_features:simulated"],
     entity_rows=pd.DataFrame({"commodity_code": ["crude_oil_wti", "natural_gas"]}),
 ).to_dict())
+print("historical (real WTI closes of 2013):")
+print(store.get_historical_features(
+    entity_df=pd.DataFrame({"commodity_code": ["crude_oil_wti"] * 3,
+                            "event_timestamp": pd.to_datetime(["2013-06-01", "2013-09-01", "2013-12-01"], utc=True)}),
+    features=["commodity_price_features:current_price",
+              "commodity_price_features:ma_7d",
+              "commodity_price_features:rsi_14d",
+              "commodity_price_features:simulated"],
+).to_df().to_string(index=False))
 PY
 
 step "start the server: REST on :$REST_PORT, gRPC on :$GRPC_PORT"

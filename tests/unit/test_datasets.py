@@ -6,8 +6,6 @@ import sys
 from datetime import date
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pytest
 
 from ladle.datasets import (
@@ -18,7 +16,6 @@ from ladle.datasets import (
     load_seattle_weather,
     load_us_macro,
     load_wti_daily,
-    simulated_natural_gas_daily,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,20 +97,9 @@ def test_us_macro_shape() -> None:
     assert gdp["reference_period"].max() == date(2009, 7, 1)
 
 
-def test_simulated_natural_gas_is_marked() -> None:
-    gas = simulated_natural_gas_daily()
-    assert gas.column("simulated").to_pylist() == [True] * gas.num_rows
-    assert gas.equals(simulated_natural_gas_daily())
-    prices = gas.column("price").to_numpy()
-    assert prices[0] == 3.35 and np.all(prices > 0)
-
-
 def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "arch.data.wti", None)  # makes the import fail
     with pytest.raises(MissingDataPackageError, match=r"pip install 'ladle\[data\]'"):
         load_wti_daily()
     assert issubclass(MissingDataPackageError, ImportError)
 
-
-def test_loaders_return_arrow() -> None:
-    assert isinstance(simulated_natural_gas_daily(), pa.Table)

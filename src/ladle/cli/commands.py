@@ -13,6 +13,7 @@ _MODULES = [
     "ladle.cli.schedule",
     "ladle.cli.serve",
     "ladle.cli.ingest",
+    "ladle.cli.feed",
     "ladle.cli.online",
     "ladle.cli.materialize",
     "ladle.cli.historical",

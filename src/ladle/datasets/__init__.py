@@ -12,7 +12,6 @@ from ladle.datasets.commodities import (
     NATURAL_GAS_CODE,
     WTI_CODE,
     load_wti_daily,
-    simulated_natural_gas_daily,
 )
 from ladle.datasets.extracts import EXTRACTS, load_committed_extracts, write_extracts
 from ladle.datasets.macro import load_us_macro
@@ -29,6 +28,5 @@ __all__ = [
     "load_seattle_weather",
     "load_us_macro",
     "load_wti_daily",
-    "simulated_natural_gas_daily",
     "write_extracts",
 ]

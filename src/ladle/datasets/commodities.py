@@ -1,15 +1,14 @@
-"""Commodity price loaders: real WTI daily closes, and a clearly simulated natural gas series."""
+"""Commodity price loaders: real WTI daily closes (natural gas exists only in the simulated live feed)."""
 
 from __future__ import annotations
 
-from datetime import date, time, timedelta
+from datetime import date, time
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
 from ladle.datasets._require import require
-from ladle.transforms.simulate import simulate_daily_closes
 from ladle.transforms.sql import UTC_TIMESTAMP
 
 WTI_CODE = "crude_oil_wti"
@@ -65,24 +64,3 @@ def load_wti_daily(start: date | None = None, end: date | None = None) -> pa.Tab
         },
         schema=DAILY_SCHEMA,
     )
-
-
-def simulated_natural_gas_daily(
-    start: date = date(2013, 1, 1), end: date = date(2013, 12, 31), seed: int = 2013
-) -> pa.Table:
-    """SIMULATED natural gas daily closes (no public-domain offline source exists).
-
-    Driftless geometric Brownian motion on weekdays from 3.35 USD/MMBtu (about the Henry Hub
-    level of early January 2013) with 2.5 % daily volatility. Every row has
-    ``simulated = True``; do not read anything into its values.
-    """
-    table = simulate_daily_closes(
-        NATURAL_GAS_CODE,
-        start,
-        end,
-        start_price=3.35,
-        daily_vol=0.025,
-        seed=seed,
-        close_time=timedelta(hours=CLOSE_TIME_UTC.hour, minutes=CLOSE_TIME_UTC.minute),
-    )
-    return table.cast(DAILY_SCHEMA)

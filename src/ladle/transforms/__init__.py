@@ -14,7 +14,7 @@ from ladle.transforms.macro import (
     economic_features,
 )
 from ladle.transforms.prices import PRICE_FEATURES, commodity_price_features
-from ladle.transforms.simulate import market_open, simulate_daily_closes, simulate_ticks
+from ladle.transforms.simulate import market_open, simulate_ticks
 from ladle.transforms.weather import (
     STORM_COMPONENTS,
     VALID_RANGES,
@@ -33,7 +33,6 @@ __all__ = [
     "commodity_price_features",
     "economic_features",
     "market_open",
-    "simulate_daily_closes",
     "simulate_ticks",
     "weather_features",
 ]

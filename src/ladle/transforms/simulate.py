@@ -1,10 +1,10 @@
 """Seeded synthetic price data: intraday ticks bridged between real daily closes.
 
 No offline source has intraday commodity prices or volume, so the intraday features
-(``price_change_1h``, ``volume_24h``...) are fed by a replayed stream that is *simulated*
-between real anchors. :func:`simulate_ticks` draws, between each pair of consecutive daily
+(``price_change_1h``, ``volume_24h``...) are fed by a *simulated* stream: the live feed's ticks
+(docs/live-feed.md). :func:`simulate_ticks` draws, between each pair of consecutive daily
 closes, a Brownian bridge in log price on an hourly grid over the 24 h before the later close,
-so the stream passes exactly through every real close. Output rows carry ``simulated``: True
+so the stream passes exactly through every close. Output rows carry ``simulated``: True
 where the price is synthetic, False on the anchor ticks carrying a real close (unless the
 close itself was simulated). Volume is always synthetic.
 
@@ -16,7 +16,7 @@ commodities.
 from __future__ import annotations
 
 import zlib
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -207,38 +207,5 @@ def _simulate_one(
             "price": pa.array(np.concatenate(out_p)[keep], pa.float64()),
             "volume": pa.array(np.concatenate(out_v)[keep], pa.float64()),
             "simulated": pa.array(np.concatenate(out_s)[keep], pa.bool_()),
-        }
-    )
-
-
-def simulate_daily_closes(
-    commodity_code: str,
-    start: date,
-    end: date,
-    *,
-    start_price: float,
-    daily_vol: float,
-    seed: int,
-    close_time: timedelta = timedelta(hours=19, minutes=30),
-) -> pa.Table:
-    """A synthetic daily close series (geometric Brownian motion, no drift) on weekdays.
-
-    For commodities without a public-domain offline source. Every row has
-    ``simulated = True``; ``volume`` is NULL like the real daily loaders.
-    """
-    days = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1)
-    days = days[np.is_busday(days)]
-    rng = np.random.default_rng([seed, zlib.crc32(commodity_code.encode())])
-    steps = rng.normal(0.0, daily_vol, len(days))
-    steps[:1] = 0.0
-    prices = start_price * np.exp(np.cumsum(steps))
-    stamps = days.astype("datetime64[us]") + np.timedelta64(int(close_time.total_seconds()), "s")
-    return pa.table(
-        {
-            "commodity_code": pa.array([commodity_code] * len(days), pa.string()),
-            "event_timestamp": pa.array(stamps).cast(UTC_TIMESTAMP),
-            "price": pa.array(np.round(prices, 3), pa.float64()),
-            "volume": pa.nulls(len(days), pa.float64()),
-            "simulated": pa.array(np.ones(len(days), dtype=bool)),
         }
     )
