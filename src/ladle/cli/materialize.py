@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from ladle.cli.context import CliContext, emit, output_option, pass_context, user_errors
-from ladle.materialize import ViewResult, materialize, materialize_incremental, parse_time
+from ladle.materialize import ViewResult
+from ladle.times import parse_time
 
 _VIEWS_HELP = "Only this feature view (repeatable); default: every online view."
 
@@ -38,7 +39,7 @@ def materialize_command(
 ) -> None:
     """Load the newest row per entity with START <= event time <= END (ISO 8601; naive = UTC)."""
     with user_errors():
-        results = materialize(ctx.store(), parse_time(start), parse_time(end), list(views) or None, progress)
+        results = ctx.store().materialize(parse_time(start), parse_time(end), list(views) or None, progress)
         emit(_rows(results), output, "materialized")
 
 
@@ -53,7 +54,7 @@ def materialize_incremental_command(
 ) -> None:
     """Materialize each view from its watermark (first run: END - ttl) up to END (ISO 8601)."""
     with user_errors():
-        results = materialize_incremental(ctx.store(), parse_time(end), list(views) or None, progress)
+        results = ctx.store().materialize_incremental(parse_time(end), list(views) or None, progress)
         emit(_rows(results), output, "materialized")
 
 

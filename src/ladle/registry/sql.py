@@ -11,19 +11,16 @@ one succeeds and the other gets a :class:`~ladle.errors.ConflictError`. See docs
 from __future__ import annotations
 
 import getpass
-import hashlib
 import os
 import socket
 import sys
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -32,7 +29,16 @@ from ladle.config import RegistryConfig
 from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, source_from_spec
 from ladle.errors import ConflictError, DefinitionError, RegistryError
 from ladle.registry import runs
-from ladle.registry.base import Kind, MaterializationRun, ObjectVersion, RegistrySnapshot
+from ladle.registry.base import (
+    KINDS,
+    Kind,
+    MaterializationRun,
+    ObjectChange,
+    ObjectVersion,
+    RegistrySnapshot,
+    canonical_spec,
+    content_hash,
+)
 from ladle.registry.cache import SnapshotCache
 from ladle.registry.engine import Database
 from ladle.registry.schema import (
@@ -44,29 +50,6 @@ from ladle.registry.schema import (
     object_versions,
     projects,
 )
-
-#: Order in which kinds are loaded (views need entities).
-KINDS: tuple[Kind, ...] = ("entity", "data_source", "feature_view", "feature_service")
-
-
-@dataclass(frozen=True)
-class ObjectChange:
-    """One object to write (``spec``) or delete (``spec=None``) in an apply."""
-
-    kind: Kind
-    name: str
-    spec: Mapping[str, Any] | None
-
-
-def canonical_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec as it reads back from the database (tuples become lists, keys sorted)."""
-    loaded: dict[str, Any] = orjson.loads(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS))
-    return loaded
-
-
-def content_hash(spec: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of a spec: equal specs, equal hashes."""
-    return hashlib.sha256(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def default_applied_by(command: str | None = None) -> str:

@@ -30,7 +30,8 @@ from types import FrameType
 
 from ladle.server.metrics import MULTIPROCESS_ENV
 from ladle.server.settings import ServerSettings
-from ladle.server.worker import StoreSpec, payload, reuseport_socket
+from ladle.server.sockets import reuseport_socket
+from ladle.server.worker import StoreSpec, payload
 
 log = logging.getLogger(__name__)
 _POLL_SECONDS = 0.2
