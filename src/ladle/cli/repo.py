@@ -11,7 +11,7 @@ import click
 import yaml
 
 from ladle.cli.context import CliContext, console, output_option, pass_context, user_errors
-from ladle.registry.sql import default_applied_by
+from ladle.registry.base import default_applied_by
 from ladle.repo import ApplyResult, load_repo
 from ladle.templates import TEMPLATES, init_repo
 

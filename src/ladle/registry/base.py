@@ -6,10 +6,14 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import socket
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
@@ -37,6 +41,18 @@ def canonical_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
 def content_hash(spec: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a spec: equal specs, equal hashes."""
     return hashlib.sha256(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def default_applied_by(command: str | None = None) -> str:
+    """``user@host command`` (the command defaults to this process's command line)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    if command is None:
+        argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+        command = " ".join(argv)
+    return f"{user}@{socket.gethostname()} {command}"[:500]
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,7 @@ one succeeds and the other gets a :class:`~ladle.errors.ConflictError`. See docs
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
-import sys
 import threading
 import weakref
 from collections.abc import Sequence
@@ -38,6 +35,7 @@ from ladle.registry.base import (
     RegistrySnapshot,
     canonical_spec,
     content_hash,
+    default_applied_by,
 )
 from ladle.registry.cache import SnapshotCache
 from ladle.registry.engine import Database
@@ -50,18 +48,6 @@ from ladle.registry.schema import (
     object_versions,
     projects,
 )
-
-
-def default_applied_by(command: str | None = None) -> str:
-    """``user@host command`` (the command defaults to this process's command line)."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    if command is None:
-        argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
-        command = " ".join(argv)
-    return f"{user}@{socket.gethostname()} {command}"[:500]
 
 
 def _now() -> datetime:
