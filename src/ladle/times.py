@@ -11,13 +11,18 @@ from datetime import UTC, datetime
 from ladle.errors import RequestError
 
 
+def as_utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime; naive values are taken to be UTC (Feast's rule)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def to_utc(value: datetime | str) -> datetime:
     """An aware UTC datetime from a datetime or ISO 8601 text (naive means UTC)."""
     if isinstance(value, str):
         return parse_time(value)
     if not isinstance(value, datetime):
         raise RequestError(f"expected a datetime or ISO 8601 text, got {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)
 
 
 def parse_time(text: str) -> datetime:
@@ -29,4 +34,4 @@ def parse_time(text: str) -> datetime:
         value = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
     except ValueError:
         raise RequestError(f"{text!r} is not an ISO 8601 time, e.g. 2024-01-06T00:00:00Z") from None
-    return to_utc(value)
+    return as_utc(value)

@@ -178,11 +178,6 @@ _FROM_SPEC: dict[str, Callable[[Mapping[str, Any]], DataSource]] = {
 }
 
 
-def register_source_type(type_name: str, factory: Callable[[Mapping[str, Any]], DataSource]) -> None:
-    """Make a new source type loadable from registry specs (used by offline backends)."""
-    _FROM_SPEC[type_name] = factory
-
-
 def source_from_spec(spec: Mapping[str, Any]) -> DataSource:
     """Rebuild any source from its spec."""
     try:

@@ -48,14 +48,11 @@ from ladle.registry.schema import (
     object_versions,
     projects,
 )
+from ladle.times import as_utc
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class SqlRegistry:
@@ -195,7 +192,7 @@ class SqlRegistry:
     def record_materialization(self, view: str, start: datetime, end: datetime, rows: int) -> None:
         """Record a successful interval; the watermark becomes ``max(end)`` over all intervals."""
         self._ensure_schema()
-        start, end = _utc(start), _utc(end)
+        start, end = as_utc(start), as_utc(end)
         if end < start:
             raise RegistryError(f"materialization interval of '{view}' ends ({end}) before it starts ({start})")
         with self._db.write() as conn:
@@ -230,7 +227,7 @@ class SqlRegistry:
     def begin_run(self, view: str, start: datetime, end: datetime) -> int:
         """Record a materialization run as ``running``; returns its id for :meth:`finish_run`."""
         self._ensure_schema()
-        return runs.begin_run(self._db, self.project, view, _utc(start), _utc(end))
+        return runs.begin_run(self._db, self.project, view, as_utc(start), as_utc(end))
 
     def finish_run(self, run_id: int, status: str, rows: int = 0, detail: str = "") -> None:
         """Mark a run ``succeeded`` or ``failed`` with its row count and a detail message."""
@@ -362,7 +359,7 @@ def _as_datetime(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     result: datetime = value
-    return _utc(result)
+    return as_utc(result)
 
 
 def _current_hash(conn: Connection, project: str, kind: Kind, name: str) -> str | None:

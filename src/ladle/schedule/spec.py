@@ -9,7 +9,8 @@ from typing import Any, Literal
 from ladle.definitions import FeatureView
 from ladle.definitions._common import check_name, check_str, check_tags, common_spec
 from ladle.errors import DefinitionError, ScheduleNotFoundError
-from ladle.schedule.cron import CronSchedule, as_utc
+from ladle.schedule.cron import CronSchedule
+from ladle.times import as_utc
 
 CatchUp = Literal["all", "latest"]
 _CATCH_UP: tuple[CatchUp, ...] = ("all", "latest")
