@@ -1,4 +1,4 @@
-"""One server worker process: REST (uvicorn) and gRPC (grpc.aio) on one uvloop event loop.
+"""One server worker process: REST (uvicorn) and gRPC (either engine) on one uvloop event loop.
 
 Started by :mod:`ladle.server.runner` as ``python -m ladle.server.worker '<json>'`` (a plain
 subprocess, so it imports only what serving needs). It listens on the REST and gRPC ports with

@@ -40,8 +40,6 @@ from ladle.server.h2grpc.messages import (
     ServerStreamHandler,
     Status,
     UnaryHandler,
-    encode_grpc_message,
-    parse_timeout,
 )
 from ladle.server.h2grpc.server import H2GrpcServer
 
@@ -55,6 +53,4 @@ __all__ = [
     "ServerStreamHandler",
     "Status",
     "UnaryHandler",
-    "encode_grpc_message",
-    "parse_timeout",
 ]

@@ -69,7 +69,7 @@ class GrpcConnection(Http2Connection):
     def _decode_head(self, block: bytes) -> Head:
         """The request head a header block describes, cached for blocks that leave the HPACK table alone.
 
-        A block of only indexed fields and literals without indexing (see :func:`_table_neutral`)
+        A block of only indexed fields and literals without indexing (see :func:`.messages.table_neutral`)
         does not change the decoder's dynamic table, so while the table stays the same the same
         bytes mean the same headers. Any other block may change the table, so it empties the
         cache. A client's headers are the same on every call (nghttp2, for one, sends ``:path``
