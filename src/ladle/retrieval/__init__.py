@@ -1,1 +1,1 @@
-"""Retrieval: feature references, online reads, historical (point-in-time) reads, pushes."""
+"""Retrieval: online reads, historical (point-in-time) reads, pushes (references are resolved in ``ladle.definitions.refs``)."""
