@@ -10,7 +10,13 @@ from ladle.cli.context import CliContext, emit, output_option, pass_context, use
 from ladle.materialize import ViewResult
 from ladle.times import parse_time
 
-_VIEWS_HELP = "Only this feature view (repeatable); default: every online view."
+views_option = click.option(
+    "--views", "-v", "views", multiple=True, metavar="VIEW",
+    help="Only this feature view (repeatable); default: every online view.",
+)  # fmt: skip
+progress_option = click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
+)
 
 
 def _rows(results: list[ViewResult]) -> list[dict[str, Any]]:
@@ -30,8 +36,8 @@ def _rows(results: list[ViewResult]) -> list[dict[str, Any]]:
 @click.command("materialize")
 @click.argument("start")
 @click.argument("end")
-@click.option("--views", "-v", "views", multiple=True, metavar="VIEW", help=_VIEWS_HELP)
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@views_option
+@progress_option
 @output_option
 @pass_context
 def materialize_command(
@@ -45,8 +51,8 @@ def materialize_command(
 
 @click.command("materialize-incremental")
 @click.argument("end")
-@click.option("--views", "-v", "views", multiple=True, metavar="VIEW", help=_VIEWS_HELP)
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@views_option
+@progress_option
 @output_option
 @pass_context
 def materialize_incremental_command(
