@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ladle.config import RepoConfig, load_config, load_yaml
-from ladle.definitions import DataSource, Entity, FeatureService, FeatureView
+from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView
 from ladle.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from ladle.retrieval.response import OnlineResponse
 
 EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame
-Definitions = Sequence[Entity | DataSource | FeatureView | FeatureService]
 
 
 class FeatureStore:
@@ -98,8 +97,8 @@ class FeatureStore:
     # -- definitions ------------------------------------------------------------------------
     def plan(
         self,
-        contents: Definitions | RepoContents,
-        objects_to_delete: Definitions = (),
+        contents: Sequence[Definition] | RepoContents,
+        objects_to_delete: Sequence[Definition] = (),
         partial: bool = False,
         *,
         skip_source_validation: bool = False,
@@ -114,8 +113,8 @@ class FeatureStore:
 
     def apply(
         self,
-        objects: Definitions | RepoContents,
-        objects_to_delete: Definitions = (),
+        objects: Sequence[Definition] | RepoContents,
+        objects_to_delete: Sequence[Definition] = (),
         partial: bool = True,
         *,
         skip_source_validation: bool = False,

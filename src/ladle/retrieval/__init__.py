@@ -1,1 +1,4 @@
-"""Retrieval: online reads, historical (point-in-time) reads, pushes (references are resolved in ``ladle.definitions.refs``)."""
+"""Retrieval: online reads, historical (point-in-time) reads, pushes.
+
+Feature references are resolved in :mod:`ladle.definitions.refs`, beside the definitions.
+"""
