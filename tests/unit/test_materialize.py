@@ -12,6 +12,7 @@ import pytest
 
 from ladle import FeatureStore, FieldStatus
 from ladle.errors import BackendError, DataSourceError, FeatureViewNotFoundError, RequestError
+from ladle.materialize import Materializer
 from ladle.retrieval.online import OnlineRetriever
 from ladle.times import parse_time
 
@@ -180,6 +181,34 @@ def test_stores_without_batch_writes_get_one_write_per_batch(store: FeatureStore
     assert calls == [2, 1] and result.rows_written == 3
     store.__dict__["online_store"] = real
     assert stored(store)["price"] == expected(3)
+
+
+def test_the_materializer_needs_only_a_registry_and_the_stores(store: FeatureStore) -> None:
+    """No FeatureStore: a registry that cannot record runs still gets its watermark moved."""
+    real = store.registry
+
+    class WatermarksOnly:
+        def snapshot(self, *, allow_cache: bool = True) -> Any:
+            return real.snapshot(allow_cache=allow_cache)
+
+        def watermark(self, view: str) -> datetime | None:
+            return real.watermark(view)
+
+        def record_materialization(self, view: str, start: datetime, end: datetime, rows: int) -> None:
+            real.record_materialization(view, start, end, rows)
+
+    materializer = Materializer(
+        WatermarksOnly(),  # type: ignore[arg-type]  # only what materialization reads and writes
+        store.offline_store,
+        store.online_store,
+        store.project,
+        batch_rows=2,
+    )
+    (result,) = materializer.materialize_incremental(T0 + 4 * H, ["live_prices"])
+    assert (result.rows_read, result.rows_written) == (3, 3)
+    assert stored(store)["price"] == expected(4)
+    assert real.watermark("live_prices") == T0 + 4 * H
+    assert real.runs("live_prices") == []  # type: ignore[attr-defined]  # no run log without RunRecorder
 
 
 def test_late_data_behind_the_watermark(tmp_path: Path) -> None:
