@@ -68,8 +68,6 @@ def child(args: argparse.Namespace) -> None:
     """One measured run: prints one JSON line."""
     import pyarrow.parquet as pq
 
-    from ladle.materialize import materialize
-
     source_rows = pq.ParquetFile(args.ticks).metadata.num_rows
     project = f"w1_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +75,7 @@ def child(args: argparse.Namespace) -> None:
         store.online_store.ping()
         try:
             with Timer() as t:
-                (result,) = materialize(store, START, END, [VIEW])
+                (result,) = store.materialize(START, END, [VIEW])
         finally:
             if args.backend == "redis":
                 store.online_store.teardown(project, [])

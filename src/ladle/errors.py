@@ -8,7 +8,6 @@
     ├── RepoError                        a feature repo cannot be loaded (import error, duplicate names)
     ├── RegistryError
     │   ├── ObjectNotFoundError
-    │   │   ├── ProjectNotFoundError
     │   │   ├── EntityNotFoundError
     │   │   ├── DataSourceNotFoundError
     │   │   │   └── PushSourceNotFoundError
@@ -69,12 +68,6 @@ class ObjectNotFoundError(RegistryError):
         where = f" in project '{project}'" if project else ""
         msg = f"{self.kind} '{name}' does not exist{where}"
         super().__init__(f"{msg}. {detail}".strip() if detail else msg)
-
-
-class ProjectNotFoundError(ObjectNotFoundError):
-    """The project has never been applied."""
-
-    kind = "project"
 
 
 class EntityNotFoundError(ObjectNotFoundError):

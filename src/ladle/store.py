@@ -6,26 +6,26 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 
 from ladle.config import RepoConfig, load_config, load_yaml
-from ladle.definitions import DataSource, Entity, FeatureService, FeatureView
+from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView
 from ladle.errors import ConfigError
 
 if TYPE_CHECKING:
+    from ladle.materialize.local import Materializer, ViewResult
     from ladle.offline.base import OfflineStore, RetrievalJob
     from ladle.online.base import OnlineStore
-    from ladle.registry.base import RegistrySnapshot
-    from ladle.registry.sql import SqlRegistry
+    from ladle.registry.base import Registry, RegistrySnapshot
     from ladle.repo.plan import ApplyResult, RepoContents
     from ladle.retrieval.online import OnlineRetriever
+    from ladle.retrieval.push import PushMode
     from ladle.retrieval.response import OnlineResponse
 
 EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame
-PushMode = Literal["online", "offline", "online_and_offline"]
 
 
 class FeatureStore:
@@ -60,8 +60,8 @@ class FeatureStore:
 
     # -- services (built on first use) -------------------------------------------------------
     @cached_property
-    def registry(self) -> SqlRegistry:
-        """The SQL registry of this project."""
+    def registry(self) -> Registry:
+        """The registry of this project (SQL: a SQLite file or PostgreSQL)."""
         from ladle.registry.sql import SqlRegistry
 
         return SqlRegistry(self.config.registry, self.project, self.repo_path)
@@ -95,28 +95,44 @@ class FeatureStore:
         self.registry.snapshot(allow_cache=False)
 
     # -- definitions ------------------------------------------------------------------------
-    def plan(self, contents: RepoContents) -> ApplyResult:
-        """What :meth:`apply` would change, without changing anything."""
+    def plan(
+        self,
+        contents: Sequence[Definition] | RepoContents,
+        objects_to_delete: Sequence[Definition] = (),
+        partial: bool = False,
+        *,
+        skip_source_validation: bool = False,
+    ) -> ApplyResult:
+        """What :meth:`apply` would change, without changing anything (``partial=False``: the repo is everything)."""
         from ladle.repo.plan import plan
 
-        return plan(self, contents)
+        return plan(
+            self.registry, self.offline_store, contents, objects_to_delete, partial,
+            skip_source_validation=skip_source_validation,
+        )  # fmt: skip
 
     def apply(
         self,
-        objects: Sequence[Entity | DataSource | FeatureView | FeatureService] | RepoContents,
-        objects_to_delete: Sequence[Entity | DataSource | FeatureView | FeatureService] = (),
+        objects: Sequence[Definition] | RepoContents,
+        objects_to_delete: Sequence[Definition] = (),
         partial: bool = True,
+        *,
+        skip_source_validation: bool = False,
+        applied_by: str | None = None,
     ) -> ApplyResult:
         """Register objects (Feast's ``store.apply``); ``partial=False`` also removes the rest."""
         from ladle.repo.plan import apply
 
-        return apply(self, objects, objects_to_delete, partial=partial)
+        return apply(
+            self.registry, self.offline_store, self.online_store, objects, objects_to_delete, partial,
+            skip_source_validation=skip_source_validation, applied_by=applied_by,
+        )  # fmt: skip
 
     def teardown(self) -> None:
         """Remove the project's online data and registry entries."""
         from ladle.repo.plan import teardown
 
-        teardown(self)
+        teardown(self.registry, self.online_store)
 
     def list_entities(self) -> list[Entity]:
         """Every entity of the project."""
@@ -168,7 +184,7 @@ class FeatureStore:
         feature_service: FeatureService | str | None = None,
     ) -> RetrievalJob:
         """Point-in-time-correct training data for ``entity_df``."""
-        from ladle.retrieval.historical import get_historical_features
+        from ladle.retrieval.historical import historical_job
 
         if features is None:
             if feature_service is None:
@@ -178,28 +194,30 @@ class FeatureStore:
                 if isinstance(feature_service, FeatureService)
                 else self.get_feature_service(feature_service)
             )
-        return get_historical_features(self, entity_df, features, full_feature_names)
+        return historical_job(self.snapshot(), self.offline_store, entity_df, features, full_feature_names)
 
     # -- writing ------------------------------------------------------------------------------
     def materialize(
         self,
-        start_date: datetime,
-        end_date: datetime,
+        start_date: datetime | str,
+        end_date: datetime | str,
         feature_views: Sequence[str] | None = None,
         progress: bool = False,
-    ) -> None:
+    ) -> list[ViewResult]:
         """Load the newest row per entity in ``[start_date, end_date]`` into the online store."""
-        from ladle.materialize.local import materialize
-
-        materialize(self, start_date, end_date, feature_views, progress=progress)
+        return self._materializer().materialize(start_date, end_date, feature_views, progress=progress)
 
     def materialize_incremental(
-        self, end_date: datetime, feature_views: Sequence[str] | None = None, progress: bool = False
-    ) -> None:
+        self, end_date: datetime | str, feature_views: Sequence[str] | None = None, progress: bool = False
+    ) -> list[ViewResult]:
         """Materialize from each view's watermark (or ``end - ttl``) up to ``end_date``."""
-        from ladle.materialize.local import materialize_incremental
+        return self._materializer().materialize_incremental(end_date, feature_views, progress=progress)
 
-        materialize_incremental(self, end_date, feature_views, progress=progress)
+    def _materializer(self) -> Materializer:
+        from ladle.materialize.local import Materializer
+
+        batch_rows = self.config.materialization.online_write_batch_size
+        return Materializer(self.registry, self.offline_store, self.online_store, self.project, batch_rows)
 
     def push(
         self,
@@ -210,7 +228,7 @@ class FeatureStore:
         """Write fresh rows to every view fed by the push source; returns rows written online."""
         from ladle.retrieval.push import push
 
-        return push(self, push_source_name, df, to)
+        return push(self.snapshot(), self.offline_store, self.online_store, push_source_name, df, to)
 
     def write_to_online_store(
         self, feature_view_name: str, df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]]
@@ -218,7 +236,7 @@ class FeatureStore:
         """Write rows straight into one view's online storage (validated against its schema)."""
         from ladle.retrieval.push import write_to_online_store
 
-        return write_to_online_store(self, feature_view_name, df)
+        return write_to_online_store(self.snapshot(), self.online_store, feature_view_name, df)
 
     def close(self) -> None:
         """Release connections held by the stores and stop the registry's refresh thread."""

@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from ladle import Entity, FeatureService, FeatureView, Field, FileSource, Float64, String, ValueType
 from ladle.config import RegistryConfig
 from ladle.errors import ConflictError, RegistryError
+from ladle.registry.base import ObjectChange
 from ladle.registry.schedule_runs import ScheduleJournal
-from ladle.registry.sql import ObjectChange, SqlRegistry
+from ladle.registry.sql import SqlRegistry
 
 BACKENDS = [
     pytest.param("sqlite", marks=pytest.mark.sqlite),

@@ -11,10 +11,10 @@ import sqlalchemy as sa
 
 from ladle.config import RegistryConfig
 from ladle.errors import BackendUnavailableError, RegistryError
-from ladle.registry.base import RegistrySnapshot
+from ladle.registry.base import RegistrySnapshot, canonical_spec, content_hash, default_applied_by
 from ladle.registry.cache import SnapshotCache
 from ladle.registry.schema import SCHEMA_VERSION
-from ladle.registry.sql import SqlRegistry, canonical_spec, content_hash, default_applied_by
+from ladle.registry.sql import SqlRegistry
 
 
 class FakeDatabase:

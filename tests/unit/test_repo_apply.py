@@ -25,7 +25,7 @@ from ladle import (
     ValueType,
 )
 from ladle.errors import DataSourceError, DefinitionError, RepoError
-from ladle.repo import RepoContents, apply, plan, teardown
+from ladle.repo import RepoContents
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -89,7 +89,7 @@ def online_tables(store: FeatureStore) -> set[str]:
 
 
 def test_plan_changes_nothing(store: FeatureStore) -> None:
-    result = plan(store, repo())
+    result = store.plan(repo())
     assert not result.applied and result.version == 0
     assert result.lines() == [
         "+ entity commodity",
@@ -101,43 +101,43 @@ def test_plan_changes_nothing(store: FeatureStore) -> None:
 
 
 def test_apply_round_trip_and_no_change_means_no_version(store: FeatureStore) -> None:
-    result = apply(store, repo(), partial=False)
+    result = store.apply(repo(), partial=False)
     assert result.applied and (result.base_version, result.version) == (0, 1)
     assert len(result.added) == 4 and not result.changed and not result.removed
     assert {v.name for v in store.list_feature_views()} == {"prices"}
     assert store.get_feature_service("model").projections[0].features == ("close_price",)
     assert online_tables(store) == {"carbon:prices"}
-    again = apply(store, repo(), partial=False)
+    again = store.apply(repo(), partial=False)
     assert not again.has_changes and again.version == 1
     assert len(store.registry.history("feature_view", "prices")) == 1
-    assert plan(store, repo()).lines() == []
+    assert store.plan(repo()).lines() == []
 
 
 def test_change_is_diffed_field_by_field_and_versioned(store: FeatureStore) -> None:
-    apply(store, repo(), partial=False, applied_by="alice@host ladle apply")
-    changed = plan(store, repo(ttl_days=2))
+    store.apply(repo(), partial=False, applied_by="alice@host ladle apply")
+    changed = store.plan(repo(ttl_days=2))
     assert changed.lines() == ["~ feature_view prices: ttl_seconds 86400 → 172800"]
     field = changed.changed[0].fields[0]
     assert (field.path, field.old, field.new) == ("ttl_seconds", 86400, 172800)
-    apply(store, repo(ttl_days=2), partial=False, applied_by="bob@host ladle apply")
+    store.apply(repo(ttl_days=2), partial=False, applied_by="bob@host ladle apply")
     history = store.registry.history("feature_view", "prices")
     assert [(h.version, h.applied_by) for h in history] == [(1, "alice@host ladle apply"), (2, "bob@host ladle apply")]
     assert store.get_feature_view("prices").ttl == timedelta(days=2)
 
 
 def test_feature_list_changes_are_named(store: FeatureStore) -> None:
-    apply(store, repo(), partial=False)
+    store.apply(repo(), partial=False)
     wider = view(features=("close_price", "currency"))
-    result = plan(store, [commodity, wider, FeatureService(name="model", features=[wider[["close_price"]]])])
+    result = store.plan([commodity, wider, FeatureService(name="model", features=[wider[["close_price"]]])])
     assert result.lines() == ["~ feature_view prices: features.volume removed; features.currency added (dtype=String)"]
 
 
 def test_full_apply_removes_what_the_repo_dropped(store: FeatureStore) -> None:
     other = view(name="prices_wide", features=("currency",))
-    apply(store, repo(other), partial=False)
+    store.apply(repo(other), partial=False)
     assert online_tables(store) == {"carbon:prices", "carbon:prices_wide"}
     store.registry.record_materialization("prices_wide", T0, T0 + timedelta(days=1), 2)
-    result = apply(store, repo(), partial=False)
+    result = store.apply(repo(), partial=False)
     assert result.lines() == ["- feature_view prices_wide"]
     assert "prices_wide" not in store.snapshot(allow_cache=False).feature_views
     assert [h.spec is None for h in store.registry.history("feature_view", "prices_wide")] == [False, True]
@@ -146,7 +146,7 @@ def test_full_apply_removes_what_the_repo_dropped(store: FeatureStore) -> None:
 
 
 def test_partial_apply_keeps_other_objects_and_deletes_on_request(store: FeatureStore) -> None:
-    apply(store, repo(), partial=False)
+    store.apply(repo(), partial=False)
     extra = view(name="prices_wide", features=("currency",))
     result = store.apply([extra])  # Python API: partial, like Feast
     assert result.lines() == ["+ feature_view prices_wide"]
@@ -159,9 +159,9 @@ def test_partial_apply_keeps_other_objects_and_deletes_on_request(store: Feature
 
 
 def test_watermark_survives_reapply_of_changed_view(store: FeatureStore) -> None:
-    apply(store, repo(), partial=False)
+    store.apply(repo(), partial=False)
     store.registry.record_materialization("prices", T0, T0 + timedelta(days=3), 2)
-    apply(store, repo(ttl_days=5), partial=False)
+    store.apply(repo(ttl_days=5), partial=False)
     assert store.registry.watermark("prices") == T0 + timedelta(days=3)
 
 
@@ -217,7 +217,7 @@ def test_missing_source_column_is_reported(store: FeatureStore) -> None:
 
 
 def test_removing_a_used_entity_is_refused(store: FeatureStore) -> None:
-    apply(store, repo(), partial=False)
+    store.apply(repo(), partial=False)
     with pytest.raises(DefinitionError, match="this apply removes it"):
         store.apply([], objects_to_delete=[commodity])
     assert store.registry.version() == 1
@@ -226,14 +226,14 @@ def test_removing_a_used_entity_is_refused(store: FeatureStore) -> None:
 def test_skip_source_validation(store: FeatureStore) -> None:
     missing = FileSource(name="later", path="data/not_yet.parquet", timestamp_field="event_timestamp")
     typed = view(name="typed", source=missing)
-    store_apply = apply(store, [commodity, typed], skip_source_validation=True)
+    store_apply = store.apply([commodity, typed], skip_source_validation=True)
     assert store_apply.lines()[-1] == "+ feature_view typed"
     untyped_view = view(name="untyped", source=missing, entities=[untyped])
     with pytest.raises(DefinitionError, match="join key 'commodity_code'"):
-        apply(store, [untyped, untyped_view], skip_source_validation=True)
+        store.apply([untyped, untyped_view], skip_source_validation=True)
     no_features = FeatureView(name="empty", source=missing, entities=[commodity])
     with pytest.raises(DefinitionError, match="declares no features"):
-        apply(store, [no_features], skip_source_validation=True)
+        store.apply([no_features], skip_source_validation=True)
 
 
 def test_push_source_and_its_batch_source_are_collected(store: FeatureStore) -> None:
@@ -246,13 +246,13 @@ def test_push_source_and_its_batch_source_are_collected(store: FeatureStore) -> 
 
 
 def test_teardown_removes_registry_and_online_data(store: FeatureStore) -> None:
-    apply(store, repo(), partial=False)
+    store.apply(repo(), partial=False)
     store.registry.record_materialization("prices", T0, T0, 1)
-    teardown(store)
+    store.teardown()
     assert store.registry.list_projects() == [] and store.snapshot().version == 0
     assert store.registry.watermark("prices") is None
     assert online_tables(store) == set()
-    assert apply(store, repo(), partial=False).version == 1
+    assert store.apply(repo(), partial=False).version == 1
 
 
 def test_default_applied_by_names_user_host_and_command(store: FeatureStore) -> None:

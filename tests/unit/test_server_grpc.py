@@ -27,7 +27,7 @@ from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
 from ladle.server._proto.feast.serving import ServingService_pb2_grpc as serving_grpc
 from ladle.server._proto.feast.types import Value_pb2 as value_pb
 from ladle.server.core import ServerCore
-from ladle.server.grpc_service import GrpcServer
+from ladle.server.grpc_server import GrpcServer
 from ladle.server.settings import ServerSettings
 from ladle.server.wire import online_response_bytes
 from ladle.types import PRIMITIVES, Array, DType, ValueType

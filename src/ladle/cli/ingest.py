@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import click
 
 from ladle.cli.context import CliContext, emit, output_option, pass_context, user_errors
 from ladle.errors import FeatureViewNotFoundError, RequestError
+from ladle.times import parse_time
 
 
 def _parse_time(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise RequestError(f"{option} {value!r} is not an ISO 8601 time such as 2024-01-31T00:00:00") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        return parse_time(value)
+    except RequestError as exc:
+        raise RequestError(f"{option}: {exc}") from None
 
 
 def _window(start: datetime, end: datetime) -> str:

@@ -7,9 +7,16 @@ from typing import Any
 import click
 
 from ladle.cli.context import CliContext, emit, output_option, pass_context, user_errors
-from ladle.materialize import ViewResult, materialize, materialize_incremental, parse_time
+from ladle.materialize import ViewResult
+from ladle.times import parse_time
 
-_VIEWS_HELP = "Only this feature view (repeatable); default: every online view."
+views_option = click.option(
+    "--views", "-v", "views", multiple=True, metavar="VIEW",
+    help="Only this feature view (repeatable); default: every online view.",
+)  # fmt: skip
+progress_option = click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
+)
 
 
 def _rows(results: list[ViewResult]) -> list[dict[str, Any]]:
@@ -29,8 +36,8 @@ def _rows(results: list[ViewResult]) -> list[dict[str, Any]]:
 @click.command("materialize")
 @click.argument("start")
 @click.argument("end")
-@click.option("--views", "-v", "views", multiple=True, metavar="VIEW", help=_VIEWS_HELP)
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@views_option
+@progress_option
 @output_option
 @pass_context
 def materialize_command(
@@ -38,14 +45,14 @@ def materialize_command(
 ) -> None:
     """Load the newest row per entity with START <= event time <= END (ISO 8601; naive = UTC)."""
     with user_errors():
-        results = materialize(ctx.store(), parse_time(start), parse_time(end), list(views) or None, progress)
+        results = ctx.store().materialize(parse_time(start), parse_time(end), list(views) or None, progress)
         emit(_rows(results), output, "materialized")
 
 
 @click.command("materialize-incremental")
 @click.argument("end")
-@click.option("--views", "-v", "views", multiple=True, metavar="VIEW", help=_VIEWS_HELP)
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@views_option
+@progress_option
 @output_option
 @pass_context
 def materialize_incremental_command(
@@ -53,7 +60,7 @@ def materialize_incremental_command(
 ) -> None:
     """Materialize each view from its watermark (first run: END - ttl) up to END (ISO 8601)."""
     with user_errors():
-        results = materialize_incremental(ctx.store(), parse_time(end), list(views) or None, progress)
+        results = ctx.store().materialize_incremental(parse_time(end), list(views) or None, progress)
         emit(_rows(results), output, "materialized")
 
 

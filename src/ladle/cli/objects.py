@@ -190,9 +190,7 @@ def feature_views_versions(ctx: CliContext, name: str, output: str) -> None:
     table = [
         {
             "version": h.version,
-            "change": "deleted"
-            if h.spec is None
-            else ("created" if i == 0 or history[i - 1].spec is None else "changed"),
+            "change": _change_label(history, i),
             "content hash": h.content_hash[:12],
             "applied at (UTC)": _time(h.applied_at),
             "applied by": h.applied_by,

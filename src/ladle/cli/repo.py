@@ -11,8 +11,8 @@ import click
 import yaml
 
 from ladle.cli.context import CliContext, console, output_option, pass_context, user_errors
-from ladle.registry.sql import default_applied_by
-from ladle.repo import ApplyResult, apply, load_repo, plan
+from ladle.registry.base import default_applied_by
+from ladle.repo import ApplyResult, load_repo
 from ladle.templates import TEMPLATES, init_repo
 
 _STYLE = {"add": "green", "change": "yellow", "remove": "red"}
@@ -53,7 +53,7 @@ def plan_command(ctx: CliContext, skip_source_validation: bool, output: str) -> 
     """Show what apply would change in the registry, without changing anything."""
     with user_errors():
         store = ctx.store()
-        result = plan(store, load_repo(store.repo_path), skip_source_validation=skip_source_validation)
+        result = store.plan(load_repo(store.repo_path), skip_source_validation=skip_source_validation)
     _report(result, output)
 
 
@@ -70,8 +70,7 @@ def apply_command(ctx: CliContext, skip_source_validation: bool, applied_by: str
     """Register the repo's definitions, remove those it no longer has, and prepare the online store."""
     with user_errors():
         store = ctx.store()
-        result = apply(
-            store,
+        result = store.apply(
             load_repo(store.repo_path),
             partial=False,
             skip_source_validation=skip_source_validation,

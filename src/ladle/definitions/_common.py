@@ -48,3 +48,8 @@ def check_str(kind: str, name: str, attr: str, value: object) -> str:
 def common_spec(obj: Any) -> dict[str, Any]:
     """The metadata every definition carries, in spec form."""
     return {"description": obj.description, "tags": dict(sorted(obj.tags.items())), "owner": obj.owner}
+
+
+def common_args(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata of a spec as constructor arguments (the inverse of :func:`common_spec`)."""
+    return {"description": spec.get("description", ""), "tags": spec.get("tags"), "owner": spec.get("owner", "")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ladle.definitions._common import check_name, check_str, check_tags, common_spec
+from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
 from ladle.errors import DefinitionError
 from ladle.types import JOIN_KEY_TYPES, DType, ValueType
 
@@ -71,9 +71,7 @@ class Entity:
             name=spec["name"],
             join_keys=[spec["join_key"]],
             value_type=ValueType[vt] if vt else None,
-            description=spec.get("description", ""),
-            tags=spec.get("tags"),
-            owner=spec.get("owner", ""),
+            **common_args(spec),
         )
 
     def __eq__(self, other: object) -> bool:

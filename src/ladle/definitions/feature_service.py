@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ladle.definitions._common import check_name, check_str, check_tags, common_spec
+from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
 from ladle.definitions.feature_view import FeatureView, FeatureViewProjection
 from ladle.errors import DefinitionError
 
@@ -64,9 +64,7 @@ class FeatureService:
         return cls(
             name=spec["name"],
             features=[FeatureViewProjection.from_spec(p) for p in spec["features"]],
-            description=spec.get("description", ""),
-            tags=spec.get("tags"),
-            owner=spec.get("owner", ""),
+            **common_args(spec),
         )
 
     def __eq__(self, other: object) -> bool:

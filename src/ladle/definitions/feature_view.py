@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ladle.definitions._common import check_name, check_str, check_tags, common_spec
+from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
 from ladle.definitions.entity import Entity
 from ladle.definitions.field import Field
 from ladle.definitions.sources import DataSource, PushSource, source_from_spec
@@ -269,9 +269,7 @@ class FeatureView:
             ttl=timedelta(seconds=spec.get("ttl_seconds", 0)),
             online=spec.get("online", True),
             offline=spec.get("offline", False),
-            description=spec.get("description", ""),
-            tags=spec.get("tags"),
-            owner=spec.get("owner", ""),
+            **common_args(spec),
         )
 
     def __eq__(self, other: object) -> bool:

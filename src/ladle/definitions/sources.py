@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ladle.definitions._common import check_name, check_str, check_tags, common_spec
+from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
 from ladle.errors import DefinitionError
 
 
@@ -117,9 +117,7 @@ class FileSource(DataSource):
             created_timestamp_column=spec.get("created_timestamp_column", ""),
             field_mapping=spec.get("field_mapping"),
             name=spec.get("name", ""),
-            description=spec.get("description", ""),
-            tags=spec.get("tags"),
-            owner=spec.get("owner", ""),
+            **common_args(spec),
             file_format=spec.get("file_format", "parquet"),
         )
 
@@ -166,9 +164,7 @@ class PushSource(DataSource):
         return cls(
             name=spec["name"],
             batch_source=source_from_spec(spec["batch_source"]),
-            description=spec.get("description", ""),
-            tags=spec.get("tags"),
-            owner=spec.get("owner", ""),
+            **common_args(spec),
         )
 
 
@@ -176,11 +172,6 @@ _FROM_SPEC: dict[str, Callable[[Mapping[str, Any]], DataSource]] = {
     FileSource.type_name: FileSource.from_spec,
     PushSource.type_name: PushSource.from_spec,
 }
-
-
-def register_source_type(type_name: str, factory: Callable[[Mapping[str, Any]], DataSource]) -> None:
-    """Make a new source type loadable from registry specs (used by offline backends)."""
-    _FROM_SPEC[type_name] = factory
 
 
 def source_from_spec(spec: Mapping[str, Any]) -> DataSource:

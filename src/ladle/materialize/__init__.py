@@ -6,6 +6,6 @@ rules (windows, incremental watermarks, late data).
 
 from __future__ import annotations
 
-from ladle.materialize.local import ViewResult, materialize, materialize_incremental, parse_time
+from ladle.materialize.local import Materializer, ViewResult
 
-__all__ = ["ViewResult", "materialize", "materialize_incremental", "parse_time"]
+__all__ = ["Materializer", "ViewResult"]

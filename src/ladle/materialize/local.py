@@ -9,8 +9,9 @@ a second run of the same window changes nothing.
 
 ``materialize_incremental(end)`` starts each view at its watermark, or at ``end - ttl`` on the first
 run (``end - 52 weeks`` when ttl is 0). It never looks behind the watermark: rows that arrive late
-in the offline store with older event times are loaded by a ranged :func:`materialize` over their
-window (the online store still keeps only the newest event per entity).
+in the offline store with older event times are loaded by a ranged
+:meth:`Materializer.materialize` over their window (the online store still keeps only the newest
+event per entity).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -28,26 +29,17 @@ from ladle.definitions import FeatureView
 from ladle.errors import RegistryError, RequestError
 from ladle.metrics import observe_materialization
 from ladle.online.base import BatchWriter
+from ladle.registry.base import RunRecorder
+from ladle.times import to_utc
 
 if TYPE_CHECKING:
-    from ladle.store import FeatureStore
+    from ladle.offline.base import OfflineStore
+    from ladle.online.base import OnlineStore
+    from ladle.registry.base import Registry
 
 log = logging.getLogger(__name__)
 #: Look-back of a first incremental run of a view with no ttl (Feast's choice).
 NO_TTL_LOOKBACK = timedelta(weeks=52)
-
-
-@runtime_checkable
-class RunRecorder(Protocol):
-    """A registry that also records runs (optional capability)."""
-
-    def begin_run(self, view: str, start: datetime, end: datetime) -> int:
-        """Record a running run; return its id."""
-        ...
-
-    def finish_run(self, run_id: int, status: str, rows: int = 0, detail: str = "") -> None:
-        """Record how the run ended."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -62,110 +54,99 @@ class ViewResult:
     skipped: bool = False
 
 
-def to_utc(value: datetime | str) -> datetime:
-    """An aware UTC datetime from a datetime or ISO 8601 text (naive means UTC)."""
-    if isinstance(value, str):
-        return parse_time(value)
-    if not isinstance(value, datetime):
-        raise RequestError(f"expected a datetime or ISO 8601 text, got {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+@dataclass(frozen=True)
+class Materializer:
+    """Moves the newest offline rows of views into the online store and records the watermarks.
+
+    >>> Materializer(registry, offline_store, online_store, "carbon", batch_rows=50_000).materialize(start, end)
+    """
+
+    registry: Registry
+    offline_store: OfflineStore
+    online_store: OnlineStore
+    project: str
+    batch_rows: int
+
+    def materialize(
+        self,
+        start: datetime | str,
+        end: datetime | str,
+        feature_views: Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> list[ViewResult]:
+        """Load the newest row per entity in ``[start, end]`` of each view (all online views if None)."""
+        start, end = to_utc(start), to_utc(end)
+        if end < start:
+            raise RequestError(f"materialize: the end ({end.isoformat()}) is before the start ({start.isoformat()})")
+        return [self._run(view, start, end, progress) for view in self._views(feature_views)]
+
+    def materialize_incremental(
+        self,
+        end: datetime | str,
+        feature_views: Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> list[ViewResult]:
+        """Materialize each view from its watermark (first run: ``end - ttl``) up to ``end``."""
+        end = to_utc(end)
+        results = []
+        for view in self._views(feature_views):
+            watermark = self.registry.watermark(view.name)
+            lookback = view.ttl if view.ttl > timedelta(0) else NO_TTL_LOOKBACK
+            start = to_utc(watermark) if watermark is not None else end - lookback
+            if start >= end:
+                log.info("materialize-incremental: '%s' is already materialized up to %s", view.name, start.isoformat())
+                results.append(ViewResult(view.name, start, end, 0, 0, skipped=True))
+                continue
+            results.append(self._run(view, start, end, progress))
+        return results
+
+    def _views(self, names: Sequence[str] | None) -> list[FeatureView]:
+        snapshot = self.registry.snapshot(allow_cache=False)
+        if names is None:
+            return [v for v in snapshot.feature_views.values() if v.online]
+        views = [snapshot.feature_view(n) for n in names]
+        offline_only = [v.name for v in views if not v.online]
+        if offline_only:
+            raise RequestError(f"feature view(s) {offline_only} have online=False and cannot be materialized")
+        return views
+
+    def _run(self, view: FeatureView, start: datetime, end: datetime, progress: bool) -> ViewResult:
+        registry = self.registry
+        recorder = registry if isinstance(registry, RunRecorder) else None
+        run_id = recorder.begin_run(view.name, start, end) if recorder is not None else None
+        read = written = 0
+        bar = _bar(view.name, progress)
+
+        def tables() -> Iterator[pa.Table]:
+            nonlocal read
+            for batch in self.offline_store.pull_latest(view, start, end, batch_rows=self.batch_rows):
+                if batch.num_rows:
+                    yield pa.Table.from_batches([batch])
+                    read += batch.num_rows
+                    bar.update(batch.num_rows)
+
+        online = self.online_store
+        began = time.perf_counter()
+        try:
+            if isinstance(online, BatchWriter):
+                written = online.write_batches(self.project, view, tables())
+            else:
+                written = sum(online.write(self.project, view, t) for t in tables())
+            registry.record_materialization(view.name, start, end, written)
+        except BaseException as exc:  # record the failure, then let it propagate unchanged
+            if recorder is not None and run_id is not None:
+                _finish(recorder, run_id, "failed", written, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            bar.close()
+        observe_materialization(view.name, time.perf_counter() - began)
+        if recorder is not None and run_id is not None:
+            _finish(recorder, run_id, "succeeded", written, "")
+        log.info("materialized '%s' [%s, %s]: %d rows read, %d written", view.name, start, end, read, written)
+        return ViewResult(view.name, start, end, read, written)
 
 
-def parse_time(text: str) -> datetime:
-    """Parse ISO 8601 (``2024-01-06``, ``2024-01-06T12:00``, ``…Z``, ``…+02:00``) or ``now``; naive means UTC."""
-    raw = text.strip()
-    if raw.lower() == "now":
-        return datetime.now(UTC)
-    try:
-        value = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
-    except ValueError:
-        raise RequestError(f"{text!r} is not an ISO 8601 time, e.g. 2024-01-06T00:00:00Z") from None
-    return to_utc(value)
-
-
-def materialize(
-    store: FeatureStore,
-    start: datetime | str,
-    end: datetime | str,
-    feature_views: Sequence[str] | None = None,
-    progress: bool = False,
-) -> list[ViewResult]:
-    """Load the newest row per entity in ``[start, end]`` of each view (all online views if None)."""
-    start, end = to_utc(start), to_utc(end)
-    if end < start:
-        raise RequestError(f"materialize: the end ({end.isoformat()}) is before the start ({start.isoformat()})")
-    return [_run(store, view, start, end, progress) for view in _views(store, feature_views)]
-
-
-def materialize_incremental(
-    store: FeatureStore,
-    end: datetime | str,
-    feature_views: Sequence[str] | None = None,
-    progress: bool = False,
-) -> list[ViewResult]:
-    """Materialize each view from its watermark (first run: ``end - ttl``) up to ``end``."""
-    end = to_utc(end)
-    results = []
-    for view in _views(store, feature_views):
-        watermark = store.registry.watermark(view.name)
-        lookback = view.ttl if view.ttl > timedelta(0) else NO_TTL_LOOKBACK
-        start = to_utc(watermark) if watermark is not None else end - lookback
-        if start >= end:
-            log.info("materialize-incremental: '%s' is already materialized up to %s", view.name, start.isoformat())
-            results.append(ViewResult(view.name, start, end, 0, 0, skipped=True))
-            continue
-        results.append(_run(store, view, start, end, progress))
-    return results
-
-
-def _views(store: FeatureStore, names: Sequence[str] | None) -> list[FeatureView]:
-    snapshot = store.registry.snapshot(allow_cache=False)
-    if names is None:
-        return [v for v in snapshot.feature_views.values() if v.online]
-    views = [snapshot.feature_view(n) for n in names]
-    offline_only = [v.name for v in views if not v.online]
-    if offline_only:
-        raise RequestError(f"feature view(s) {offline_only} have online=False and cannot be materialized")
-    return views
-
-
-def _run(store: FeatureStore, view: FeatureView, start: datetime, end: datetime, progress: bool) -> ViewResult:
-    registry = store.registry
-    run_id = registry.begin_run(view.name, start, end) if isinstance(registry, RunRecorder) else None
-    read = written = 0
-    bar = _bar(view.name, progress)
-
-    def tables() -> Iterator[pa.Table]:
-        nonlocal read
-        batch_rows = store.config.materialization.online_write_batch_size
-        for batch in store.offline_store.pull_latest(view, start, end, batch_rows=batch_rows):
-            if batch.num_rows:
-                yield pa.Table.from_batches([batch])
-                read += batch.num_rows
-                bar.update(batch.num_rows)
-
-    online = store.online_store
-    began = time.perf_counter()
-    try:
-        if isinstance(online, BatchWriter):
-            written = online.write_batches(store.project, view, tables())
-        else:
-            written = sum(online.write(store.project, view, t) for t in tables())
-        registry.record_materialization(view.name, start, end, written)
-    except BaseException as exc:  # record the failure, then let it propagate unchanged
-        if run_id is not None:
-            _finish(registry, run_id, "failed", written, f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        bar.close()
-    observe_materialization(view.name, time.perf_counter() - began)
-    if run_id is not None:
-        _finish(registry, run_id, "succeeded", written, "")
-    log.info("materialized '%s' [%s, %s]: %d rows read, %d written", view.name, start, end, read, written)
-    return ViewResult(view.name, start, end, read, written)
-
-
-def _finish(registry: Any, run_id: int, status: str, rows: int, detail: str) -> None:
+def _finish(registry: RunRecorder, run_id: int, status: str, rows: int, detail: str) -> None:
     try:
         registry.finish_run(run_id, status, rows, detail)
     except RegistryError as exc:  # the run log is advisory; the watermark is what counts

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from ladle.config import RepoConfig, StrictModel
 from ladle.definitions import DataSource, FeatureView
-from ladle.retrieval.refs import ViewSelection
+from ladle.definitions.refs import ViewSelection
 
 
 class RetrievalJob(Protocol):

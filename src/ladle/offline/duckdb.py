@@ -24,12 +24,12 @@ from pydantic import Field
 
 from ladle.config import RepoConfig, StrictModel
 from ladle.definitions import DataSource, FeatureView
+from ladle.definitions.refs import ViewSelection
 from ladle.errors import EntityKeyError, RequestError
 from ladle.offline import pit, pull
 from ladle.offline.append import append_rows
 from ladle.offline.job import DuckDBRetrievalJob, translate_errors
 from ladle.offline.sources import SourceScan, check_view, duck_type_of, open_scan
-from ladle.retrieval.refs import ViewSelection
 from ladle.types import DType, ValueType
 
 if TYPE_CHECKING:

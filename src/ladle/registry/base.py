@@ -1,11 +1,22 @@
-"""Registry domain types: an immutable snapshot of a project, and the registry protocol."""
+"""Registry domain types: an immutable snapshot of a project, the registry protocol and its options.
+
+:class:`Registry` is what the façade and the services use; :class:`RunRecorder` and
+:class:`LeaseRegistry` are optional abilities a caller tests for with ``isinstance``.
+"""
 
 from __future__ import annotations
 
+import getpass
+import hashlib
+import socket
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import orjson
 
 from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, PushSource
 from ladle.errors import (
@@ -17,6 +28,40 @@ from ladle.errors import (
 )
 
 Kind = Literal["entity", "data_source", "feature_view", "feature_service"]
+#: Order in which kinds are loaded (views need entities).
+KINDS: tuple[Kind, ...] = ("entity", "data_source", "feature_view", "feature_service")
+
+
+def canonical_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec as it reads back from the database (tuples become lists, keys sorted)."""
+    loaded: dict[str, Any] = orjson.loads(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS))
+    return loaded
+
+
+def content_hash(spec: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a spec: equal specs, equal hashes."""
+    return hashlib.sha256(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def default_applied_by(command: str | None = None) -> str:
+    """``user@host command`` (the command defaults to this process's command line)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    if command is None:
+        argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+        command = " ".join(argv)
+    return f"{user}@{socket.gethostname()} {command}"[:500]
+
+
+@dataclass(frozen=True)
+class ObjectChange:
+    """One object to write (``spec``) or delete (``spec=None``) in an apply."""
+
+    kind: Kind
+    name: str
+    spec: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -107,10 +152,36 @@ class MaterializationRun:
 
 
 class Registry(Protocol):
-    """What the rest of Ladle needs from a registry."""
+    """What the façade and the services need from a registry."""
 
     def snapshot(self, *, allow_cache: bool = True) -> RegistrySnapshot:
         """The project's current definitions (cached for ``cache_ttl_seconds`` if allowed)."""
+        ...
+
+    def version(self) -> int:
+        """The project's version counter as stored now (0 if never applied)."""
+        ...
+
+    def history(self, kind: Kind, name: str) -> Sequence[ObjectVersion]:
+        """Every stored version of an object, oldest first."""
+        ...
+
+    def dump(self) -> dict[str, Any]:
+        """Everything stored for the project as JSON-ready data."""
+        ...
+
+    def apply_changes(
+        self, changes: Sequence[ObjectChange], *, expected_version: int | None, applied_by: str | None = None
+    ) -> RegistrySnapshot:
+        """Write ``changes`` in one transaction if the project is still at ``expected_version``.
+
+        Raises :class:`~ladle.errors.ConflictError` (and writes nothing) otherwise; returns the
+        snapshot after the write.
+        """
+        ...
+
+    def delete_project(self) -> None:
+        """Delete everything stored for the project."""
         ...
 
     def watermark(self, view: str) -> datetime | None:
@@ -121,6 +192,36 @@ class Registry(Protocol):
         """Record a successful materialization interval; advances the watermark to ``max(end)``."""
         ...
 
-    def history(self, kind: Kind, name: str) -> Sequence[ObjectVersion]:
-        """Every stored version of an object, oldest first."""
+    def close(self) -> None:
+        """Release connections and background threads."""
+        ...
+
+
+@runtime_checkable
+class RunRecorder(Protocol):
+    """A registry that also records materialization runs (optional ability)."""
+
+    def begin_run(self, view: str, start: datetime, end: datetime) -> int:
+        """Record a running run; return its id."""
+        ...
+
+    def finish_run(self, run_id: int, status: str, rows: int = 0, detail: str = "") -> None:
+        """Record how the run ended."""
+        ...
+
+
+@runtime_checkable
+class LeaseRegistry(Protocol):
+    """A registry that can hold named, expiring leases (optional ability; schedulers need it)."""
+
+    def acquire_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Take the lease if it is free, expired or already ours."""
+        ...
+
+    def renew_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Extend a lease we hold; False if someone else took it."""
+        ...
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease back."""
         ...

@@ -10,7 +10,6 @@ See docs/registry.md for the meaning of every column.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
@@ -181,7 +180,3 @@ def create_schema(conn: Connection) -> None:
             f"the registry schema is version {stored} but this Ladle understands up to {SCHEMA_VERSION}; upgrade Ladle"
         )
 
-
-def row_dict(row: Any) -> dict[str, Any]:
-    """A result row as a plain dict."""
-    return dict(row._mapping)

@@ -10,20 +10,14 @@ one succeeds and the other gets a :class:`~ladle.errors.ConflictError`. See docs
 
 from __future__ import annotations
 
-import getpass
-import hashlib
 import os
-import socket
-import sys
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -32,7 +26,17 @@ from ladle.config import RegistryConfig
 from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, source_from_spec
 from ladle.errors import ConflictError, DefinitionError, RegistryError
 from ladle.registry import runs
-from ladle.registry.base import Kind, MaterializationRun, ObjectVersion, RegistrySnapshot
+from ladle.registry.base import (
+    KINDS,
+    Kind,
+    MaterializationRun,
+    ObjectChange,
+    ObjectVersion,
+    RegistrySnapshot,
+    canonical_spec,
+    content_hash,
+    default_applied_by,
+)
 from ladle.registry.cache import SnapshotCache
 from ladle.registry.engine import Database
 from ladle.registry.schema import (
@@ -44,49 +48,11 @@ from ladle.registry.schema import (
     object_versions,
     projects,
 )
-
-#: Order in which kinds are loaded (views need entities).
-KINDS: tuple[Kind, ...] = ("entity", "data_source", "feature_view", "feature_service")
-
-
-@dataclass(frozen=True)
-class ObjectChange:
-    """One object to write (``spec``) or delete (``spec=None``) in an apply."""
-
-    kind: Kind
-    name: str
-    spec: Mapping[str, Any] | None
-
-
-def canonical_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec as it reads back from the database (tuples become lists, keys sorted)."""
-    loaded: dict[str, Any] = orjson.loads(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS))
-    return loaded
-
-
-def content_hash(spec: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of a spec: equal specs, equal hashes."""
-    return hashlib.sha256(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def default_applied_by(command: str | None = None) -> str:
-    """``user@host command`` (the command defaults to this process's command line)."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    if command is None:
-        argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
-        command = " ".join(argv)
-    return f"{user}@{socket.gethostname()} {command}"[:500]
+from ladle.times import as_utc
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class SqlRegistry:
@@ -226,7 +192,7 @@ class SqlRegistry:
     def record_materialization(self, view: str, start: datetime, end: datetime, rows: int) -> None:
         """Record a successful interval; the watermark becomes ``max(end)`` over all intervals."""
         self._ensure_schema()
-        start, end = _utc(start), _utc(end)
+        start, end = as_utc(start), as_utc(end)
         if end < start:
             raise RegistryError(f"materialization interval of '{view}' ends ({end}) before it starts ({start})")
         with self._db.write() as conn:
@@ -261,7 +227,7 @@ class SqlRegistry:
     def begin_run(self, view: str, start: datetime, end: datetime) -> int:
         """Record a materialization run as ``running``; returns its id for :meth:`finish_run`."""
         self._ensure_schema()
-        return runs.begin_run(self._db, self.project, view, _utc(start), _utc(end))
+        return runs.begin_run(self._db, self.project, view, as_utc(start), as_utc(end))
 
     def finish_run(self, run_id: int, status: str, rows: int = 0, detail: str = "") -> None:
         """Mark a run ``succeeded`` or ``failed`` with its row count and a detail message."""
@@ -393,7 +359,7 @@ def _as_datetime(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     result: datetime = value
-    return _utc(result)
+    return as_utc(result)
 
 
 def _current_hash(conn: Connection, project: str, kind: Kind, name: str) -> str | None:

@@ -1,8 +1,8 @@
 """Feature repos: loading definitions from ``.py`` files, and plan / apply / teardown against the registry.
 
->>> from ladle.repo import load_repo, plan
+>>> from ladle.repo import load_repo
 >>> contents = load_repo("feature_repo")
->>> print("\\n".join(plan(store, contents).lines()))
+>>> print("\\n".join(store.plan(contents).lines()))
 """
 
 from __future__ import annotations

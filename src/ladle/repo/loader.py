@@ -24,7 +24,7 @@ from types import ModuleType
 
 from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView
 from ladle.errors import RepoError
-from ladle.registry.sql import canonical_spec
+from ladle.registry.base import canonical_spec
 from ladle.repo.plan import RepoContents, kind_of
 
 _SKIP_DIRS = {"__pycache__", "venv", "site-packages", "node_modules"}

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView, PushSource
 from ladle.errors import BackendError, DefinitionError, RepoError
-from ladle.registry.base import Kind, RegistrySnapshot
-from ladle.registry.sql import KINDS, ObjectChange, canonical_spec
+from ladle.registry.base import KINDS, Kind, ObjectChange, RegistrySnapshot, canonical_spec
 from ladle.repo.diff import ObjectDiff, diff_specs
 from ladle.repo.validate import Target, resolve_views, validate_target
 
 if TYPE_CHECKING:
-    from ladle.store import FeatureStore
+    from ladle.offline.base import OfflineStore
+    from ladle.online.base import OnlineStore
+    from ladle.registry.base import Registry
 
 
 def kind_of(obj: object) -> Kind:
@@ -149,15 +150,16 @@ class _Prepared:
 
 
 def _prepare(
-    store: FeatureStore,
+    registry: Registry,
+    offline_store: OfflineStore,
     contents: RepoContents,
     objects_to_delete: Sequence[Definition],
     partial: bool,
     skip_source_validation: bool,
 ) -> _Prepared:
-    base = store.registry.snapshot(allow_cache=False)
+    base = registry.snapshot(allow_cache=False)
     given = contents.by_kind()
-    given["feature_view"] = resolve_views(store, contents.feature_views, skip_source_validation)
+    given["feature_view"] = resolve_views(offline_store, contents.feature_views, skip_source_validation)
     target: Target = {k: dict(_registered(base, k)) if partial else {} for k in KINDS}
     for kind in KINDS:
         target[kind].update(given[kind])
@@ -198,7 +200,8 @@ def _contents(objects: Sequence[Definition] | RepoContents) -> RepoContents:
 
 
 def plan(
-    store: FeatureStore,
+    registry: Registry,
+    offline_store: OfflineStore,
     contents: RepoContents | Sequence[Definition],
     objects_to_delete: Sequence[Definition] = (),
     partial: bool = False,
@@ -206,13 +209,17 @@ def plan(
     skip_source_validation: bool = False,
 ) -> ApplyResult:
     """What :func:`apply` would do with ``contents``; validates everything, writes nothing."""
-    prepared = _prepare(store, _contents(contents), objects_to_delete, partial, skip_source_validation)
+    prepared = _prepare(
+        registry, offline_store, _contents(contents), objects_to_delete, partial, skip_source_validation
+    )
     version = prepared.base.version
-    return ApplyResult(store.project, prepared.diffs, version, version, applied=False)
+    return ApplyResult(prepared.base.project, prepared.diffs, version, version, applied=False)
 
 
 def apply(
-    store: FeatureStore,
+    registry: Registry,
+    offline_store: OfflineStore,
+    online_store: OnlineStore,
     objects_or_contents: Sequence[Definition] | RepoContents,
     objects_to_delete: Sequence[Definition] = (),
     partial: bool = True,
@@ -225,28 +232,30 @@ def apply(
     Raises :class:`~ladle.errors.ConflictError` (and writes nothing) if another apply changed the
     project after this one read it.
     """
-    prepared = _prepare(store, _contents(objects_or_contents), objects_to_delete, partial, skip_source_validation)
+    prepared = _prepare(
+        registry, offline_store, _contents(objects_or_contents), objects_to_delete, partial, skip_source_validation
+    )
     changes = [
         ObjectChange(d.kind, d.name, None if d.action == "remove" else prepared.target[d.kind][d.name].to_spec())
         for d in prepared.diffs
     ]
-    snapshot = store.registry.apply_changes(changes, expected_version=prepared.base.version, applied_by=applied_by)
+    snapshot = registry.apply_changes(changes, expected_version=prepared.base.version, applied_by=applied_by)
     removed_views = [
         prepared.base.feature_views[d.name] for d in prepared.diffs if d.action == "remove" and d.kind == "feature_view"
     ]
     keep = [v for v in snapshot.feature_views.values() if v.online]
     try:
-        store.online_store.update(store.project, keep=keep, delete=removed_views)
+        online_store.update(snapshot.project, keep=keep, delete=removed_views)
     except BackendError as exc:
         raise BackendError(
             f"the registry was updated (project version {snapshot.version}) but preparing the online store "
             f"failed: {exc}. Run apply again to retry the online store update."
         ) from exc
-    return ApplyResult(store.project, prepared.diffs, prepared.base.version, snapshot.version, applied=True)
+    return ApplyResult(snapshot.project, prepared.diffs, prepared.base.version, snapshot.version, applied=True)
 
 
-def teardown(store: FeatureStore) -> None:
+def teardown(registry: Registry, online_store: OnlineStore) -> None:
     """Remove the project's online data, then every registry row of the project."""
-    snapshot = store.registry.snapshot(allow_cache=False)
-    store.online_store.teardown(store.project, list(snapshot.feature_views.values()))
-    store.registry.delete_project()
+    snapshot = registry.snapshot(allow_cache=False)
+    online_store.teardown(snapshot.project, list(snapshot.feature_views.values()))
+    registry.delete_project()

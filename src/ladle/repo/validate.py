@@ -14,12 +14,11 @@ import pyarrow as pa
 
 from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, FeatureViewProjection, PushSource
 from ladle.errors import DataSourceError, DefinitionError
-from ladle.registry.base import Kind, RegistrySnapshot
-from ladle.registry.sql import canonical_spec, content_hash
+from ladle.registry.base import Kind, RegistrySnapshot, canonical_spec, content_hash
 from ladle.types import JOIN_KEY_TYPES, compatible, dtype_from_arrow
 
 if TYPE_CHECKING:
-    from ladle.store import FeatureStore
+    from ladle.offline.base import OfflineStore
 
 Target = dict[Kind, dict[str, Any]]
 
@@ -27,7 +26,7 @@ _SKIP_HINT = "or drop --skip-source-validation so it is read from the source"
 
 
 def resolve_views(
-    store: FeatureStore, views: Sequence[FeatureView], skip_source_validation: bool
+    offline_store: OfflineStore, views: Sequence[FeatureView], skip_source_validation: bool
 ) -> dict[str, FeatureView]:
     """Each view checked against (and completed from) its batch source's schema.
 
@@ -44,7 +43,7 @@ def resolve_views(
             key = content_hash(view.batch_source.to_spec())
             if key not in schemas:
                 try:
-                    schemas[key] = store.offline_store.source_schema(view.batch_source)
+                    schemas[key] = offline_store.source_schema(view.batch_source)
                 except DataSourceError as exc:
                     raise DataSourceError(
                         f"feature view '{view.name}': {exc} (to apply without reading sources, "

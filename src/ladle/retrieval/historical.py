@@ -22,23 +22,15 @@ from typing import TYPE_CHECKING, TypeAlias
 import pandas as pd
 import pyarrow as pa
 
+from ladle.definitions.refs import FeatureRequest, ViewSelection, resolve
 from ladle.errors import EntityKeyError, RequestError
-from ladle.retrieval.refs import FeatureRequest, ViewSelection, resolve
 from ladle.types import EVENT_TIMESTAMP, DType, ValueType
 
 if TYPE_CHECKING:
     from ladle.offline.base import OfflineStore, RetrievalJob
     from ladle.registry.base import RegistrySnapshot
-    from ladle.store import FeatureStore
 
 EntityFrame: TypeAlias = pd.DataFrame | pa.Table | str | Path
-
-
-def get_historical_features(
-    store: FeatureStore, entity_df: EntityFrame, features: FeatureRequest, full_feature_names: bool = False
-) -> RetrievalJob:
-    """Point-in-time-correct feature values for every row of ``entity_df`` (see :func:`historical_job`)."""
-    return historical_job(store.snapshot(), store.offline_store, entity_df, features, full_feature_names)
 
 
 def historical_job(

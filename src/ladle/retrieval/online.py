@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 
 from ladle.definitions import FeatureService, FeatureView
+from ladle.definitions.refs import ViewSelection, resolve
 from ladle.errors import EntityKeyError, InvalidFeatureReferenceError
 from ladle.online.base import OnlineStore, ReadRequest, ViewRows
 from ladle.online.keys import DUMMY_JOIN_KEY, key_types_for
 from ladle.registry.base import RegistrySnapshot
-from ladle.retrieval.refs import ViewSelection, resolve
 from ladle.retrieval.response import OnlineResponse
 from ladle.types import FieldStatus, ValueType
 

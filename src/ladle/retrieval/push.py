@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -29,38 +29,50 @@ from ladle.errors import RequestError, SchemaMismatchError
 from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, DType, ValueType
 
 if TYPE_CHECKING:
-    from ladle.store import FeatureStore
+    from ladle.offline.base import OfflineStore
+    from ladle.online.base import OnlineStore
+    from ladle.registry.base import RegistrySnapshot
 
 Frame: TypeAlias = pd.DataFrame | pa.Table | Mapping[str, Any]
+#: Where pushed rows go (Feast's ``PushMode``, by name).
+PushMode = Literal["online", "offline", "online_and_offline"]
+PUSH_MODES: tuple[PushMode, ...] = ("online", "offline", "online_and_offline")
 _TS = pa.timestamp("us", tz="UTC")
-_MODES = ("online", "offline", "online_and_offline")
 
 
-def push(store: FeatureStore, push_source_name: str, df: Frame, to: str = "online") -> int:
+def push(
+    snapshot: RegistrySnapshot,
+    offline_store: OfflineStore,
+    online_store: OnlineStore,
+    push_source_name: str,
+    df: Frame,
+    to: str = "online",
+) -> int:
     """Write rows to every view fed by the push source; return the rows written online."""
-    if to not in _MODES:
-        raise RequestError(f"push 'to' must be one of {', '.join(_MODES)}, got {to!r}")
-    snapshot = store.registry.snapshot()
+    if to not in PUSH_MODES:
+        raise RequestError(f"push 'to' must be one of {', '.join(PUSH_MODES)}, got {to!r}")
     snapshot.push_source(push_source_name)
     views = snapshot.views_fed_by(push_source_name)
     table = to_arrow(df)
     prepared = [(view, view_rows(view, table)) for view in views]
     if to != "online":
         for source, rows in offline_rows(prepared):
-            store.offline_store.append(source, rows)
+            offline_store.append(source, rows)
     written = 0
     if to != "offline":
         for view, rows in prepared:
             if view.online:
-                written += store.online_store.write(store.project, view, rows)
+                written += online_store.write(snapshot.project, view, rows)
     return written
 
 
-def write_to_online_store(store: FeatureStore, feature_view_name: str, df: Frame) -> int:
+def write_to_online_store(
+    snapshot: RegistrySnapshot, online_store: OnlineStore, feature_view_name: str, df: Frame
+) -> int:
     """Validate rows against one view and write them to the online store; return rows written."""
-    view = store.registry.snapshot().feature_view(feature_view_name)
+    view = snapshot.feature_view(feature_view_name)
     rows = view_rows(view, to_arrow(df))
-    return store.online_store.write(store.project, view, rows)
+    return online_store.write(snapshot.project, view, rows)
 
 
 # -- input ------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from ladle.schedule.cron import as_utc
+from ladle.times import as_utc
 
 # A sleeping scheduler re-reads the wall clock at least this often, so a clock step (NTP, a laptop
 # waking from suspend) delays a fire by at most this much.

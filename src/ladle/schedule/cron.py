@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, croniter
 
 from ladle.errors import DefinitionError
+from ladle.times import as_utc
 
 _ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -43,11 +44,6 @@ def load_timezone(name: str) -> ZoneInfo:
         raise DefinitionError(
             f"time zone {name!r} is unknown: use an IANA name such as 'UTC' or 'Europe/London'"
         ) from None
-
-
-def as_utc(value: datetime) -> datetime:
-    """``value`` as an aware UTC datetime; naive values are taken to be UTC (Feast's rule)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class CronSchedule:

@@ -11,27 +11,11 @@ import logging
 import threading
 from datetime import timedelta
 from types import TracebackType
-from typing import Protocol
 
 from ladle.errors import LadleError
+from ladle.registry.base import LeaseRegistry
 
 log = logging.getLogger(__name__)
-
-
-class LeaseRegistry(Protocol):
-    """The lease operations of the registry (:class:`ladle.registry.sql.SqlRegistry`)."""
-
-    def acquire_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
-        """Take the lease if it is free, expired or already ours."""
-        ...
-
-    def renew_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
-        """Extend a lease we hold; False if someone else took it."""
-        ...
-
-    def release_lease(self, name: str, owner: str) -> None:
-        """Give the lease back."""
-        ...
 
 
 class Lease:

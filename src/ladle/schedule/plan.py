@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ladle.registry.schedule_runs import ScheduleState
-from ladle.schedule.cron import as_utc
 from ladle.schedule.spec import Schedule
+from ladle.times import as_utc
 
 _ONE_US = timedelta(microseconds=1)
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ladle.errors import FeatureViewNotFoundError, LadleError, LeaseHeldError, RepoError
+from ladle.errors import ConfigError, FeatureViewNotFoundError, LadleError, LeaseHeldError, RepoError
+from ladle.registry.base import LeaseRegistry
 from ladle.registry.schedule_runs import ScheduleJournal, ScheduleRun, ScheduleState, Trigger
 from ladle.schedule.clock import Clock, SystemClock
 from ladle.schedule.execute import FireResult, Materialize, run_fire
@@ -153,7 +154,7 @@ class Scheduler:
 
     def _tick(self, schedule: Schedule) -> list[FireResult]:
         try:
-            with Lease(self.store.registry, _lease_name(schedule), self.owner, self.settings.lease_ttl) as lease:
+            with self._lease(schedule) as lease:
                 results = self._catch_up(schedule, lease) if lease.held else []
                 if not lease.held:
                     log.info("schedule %s: another scheduler holds its lease; checking again later", schedule.name)
@@ -211,6 +212,12 @@ class Scheduler:
         window = (schedule.window(first)[0], last)
         self.journal.skip(schedule.name, first, last, window, schedule.feature_views, self.owner, now, detail)
 
+    def _lease(self, schedule: Schedule) -> Lease:
+        registry = self.store.registry
+        if not isinstance(registry, LeaseRegistry):
+            raise ConfigError("schedules need a registry that can hold leases (the SQL registry does)")
+        return Lease(registry, _lease_name(schedule), self.owner, self.settings.lease_ttl)
+
     def _materialize(self, start: datetime, end: datetime, views: Sequence[str]) -> None:
         if self.materialize is not None:
             self.materialize(start, end, views)
@@ -229,7 +236,7 @@ class Scheduler:
         in progress elsewhere) and does not move its cursor: scheduled fires still run.
         """
         schedule = self.schedule(name)
-        with Lease(self.store.registry, _lease_name(schedule), self.owner, self.settings.lease_ttl) as lease:
+        with self._lease(schedule) as lease:
             if not lease.held:
                 raise LeaseHeldError(
                     f"schedule '{name}' is running in another scheduler right now (lease '{_lease_name(schedule)}'); "

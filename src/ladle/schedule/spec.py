@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from ladle.definitions import FeatureView
-from ladle.definitions._common import check_name, check_str, check_tags, common_spec
+from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
 from ladle.errors import DefinitionError, ScheduleNotFoundError
-from ladle.schedule.cron import CronSchedule, as_utc
+from ladle.schedule.cron import CronSchedule
+from ladle.times import as_utc
 
 CatchUp = Literal["all", "latest"]
 _CATCH_UP: tuple[CatchUp, ...] = ("all", "latest")
@@ -104,9 +105,7 @@ class Schedule:
             timezone=spec.get("timezone", "UTC"),
             catch_up=spec.get("catch_up", "all"),
             max_catch_up=spec.get("max_catch_up", DEFAULT_MAX_CATCH_UP),
-            description=spec.get("description", ""),
-            tags=spec.get("tags"),
-            owner=spec.get("owner", ""),
+            **common_args(spec),
         )
 
     def __eq__(self, other: object) -> bool:

@@ -11,20 +11,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
+from ladle.definitions.refs import resolve
 from ladle.errors import MaterializationInProgressError, RequestError, RequestTooLargeError
-from ladle.materialize.local import parse_time
 from ladle.registry.base import RegistrySnapshot
-from ladle.retrieval.refs import resolve
+from ladle.retrieval.push import PUSH_MODES
 from ladle.retrieval.response import OnlineResponse
 from ladle.server import metrics
 from ladle.server.settings import ServerSettings
 from ladle.store import FeatureStore
+from ladle.times import parse_time
 from ladle.types import DType
 
-PushMode = Literal["online", "offline", "online_and_offline"]
-PUSH_MODES: tuple[PushMode, ...] = ("online", "offline", "online_and_offline")
 _PLAN_CACHE_MAX = 4096
 
 

@@ -30,7 +30,8 @@ from types import FrameType
 
 from ladle.server.metrics import MULTIPROCESS_ENV
 from ladle.server.settings import ServerSettings
-from ladle.server.worker import StoreSpec, payload, reuseport_socket
+from ladle.server.sockets import reuseport_socket
+from ladle.server.worker import StoreSpec, payload
 
 log = logging.getLogger(__name__)
 _POLL_SECONDS = 0.2
@@ -58,15 +59,9 @@ class Supervisor:
     def _reserve(self, port: int, what: str) -> int:
         # A plain bind first: it fails if anything listens there, even another server using
         # SO_REUSEPORT (which the reuseport bind below would silently share the port with).
-        probe = socket.socket(socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((self.settings.host, port))
-        except OSError as exc:
-            raise OSError(f"cannot listen for {what} on {self.settings.host}:{port}: {exc.strerror}") from None
-        finally:
-            port = int(probe.getsockname()[1]) if port == 0 else port
-            probe.close()
+        probe = reuseport_socket(self.settings.host, port, what, reuse_port=False)
+        port = int(probe.getsockname()[1])
+        probe.close()
         sock = reuseport_socket(self.settings.host, port, what)
         self._reserved.append(sock)
         return port

@@ -1,4 +1,4 @@
-"""One server worker process: REST (uvicorn) and gRPC (grpc.aio) on one uvloop event loop.
+"""One server worker process: REST (uvicorn) and gRPC (either engine) on one uvloop event loop.
 
 Started by :mod:`ladle.server.runner` as ``python -m ladle.server.worker '<json>'`` (a plain
 subprocess, so it imports only what serving needs). It listens on the REST and gRPC ports with
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ladle.server.settings import ServerSettings
+from ladle.server.sockets import reuseport_socket
 from ladle.store import FeatureStore
 
 log = logging.getLogger("ladle.server.worker")  # not __main__ under python -m
@@ -50,21 +51,6 @@ def with_registry_ttl(store: FeatureStore, ttl: float | None) -> FeatureStore:
         update["cache_ttl_seconds"] = ttl
     config = store.config.model_copy(update={"registry": registry.model_copy(update=update)})
     return FeatureStore(config=config)
-
-
-def reuseport_socket(host: str, port: int, what: str, *, reuse_port: bool = True) -> socket.socket:
-    """A TCP socket bound to ``host:port``, with SO_REUSEPORT unless told otherwise (not listening yet)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"cannot listen for {what} on {host}:{port}: {exc.strerror}") from None
-    return sock
 
 
 class _Uvicorn:
@@ -117,7 +103,7 @@ async def serve_worker(
     """Serve until SIGTERM/SIGINT; ``report`` gets ``"ready <pid> <grpc port>"`` once listening."""
     from ladle.server import metrics
     from ladle.server.core import ServerCore
-    from ladle.server.grpc_service import GrpcServer
+    from ladle.server.grpc_server import GrpcServer
     from ladle.server.rest import RestApp
 
     store = spec.open(settings)

@@ -24,9 +24,11 @@ implements the part of HTTP/2 (RFC 9113) that gRPC over cleartext HTTP/2 uses, a
 Not implemented (nothing in gRPC over h2c needs them): TLS/ALPN (terminate TLS in front),
 server push, HTTP/1.1 upgrade, response compression.
 
-Layout: :mod:`.frames` (HTTP/2 constants), :mod:`.http2` (frames in, flow control, frames out),
-:mod:`.messages` (gRPC statuses, handlers, limits, request heads, message framing),
-:mod:`.connection` (calls on a connection), :mod:`.server` (listening, graceful stop).
+Layout, each module importing only those before it: :mod:`.frames` (HTTP/2 constants and
+framing), :mod:`.messages` (gRPC statuses, handlers, limits, request heads, message framing),
+:mod:`.connection` (an HTTP/2 connection: frames in, flow control, frames out), :mod:`.calls`
+(gRPC calls on a connection), :mod:`.server` (listening, graceful stop). It imports nothing from
+the rest of Ladle.
 """
 
 from ladle.server.h2grpc.messages import (
@@ -38,8 +40,6 @@ from ladle.server.h2grpc.messages import (
     ServerStreamHandler,
     Status,
     UnaryHandler,
-    encode_grpc_message,
-    parse_timeout,
 )
 from ladle.server.h2grpc.server import H2GrpcServer
 
@@ -53,6 +53,4 @@ __all__ = [
     "ServerStreamHandler",
     "Status",
     "UnaryHandler",
-    "encode_grpc_message",
-    "parse_timeout",
 ]

@@ -1,294 +1,497 @@
-"""The gRPC side of a connection: request heads, calls and their handlers, responses and statuses."""
+"""The HTTP/2 side of a connection: frames in, flow control both ways, frames out.
+
+:class:`Http2Connection` parses frames, keeps the windows, sends DATA within them and ends
+streams; what a request means is left to a subclass (:class:`.calls.GrpcConnection`) through two
+hooks: :meth:`Http2Connection.header_block` and :meth:`Http2Connection.request_data`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+import logging
+from typing import TYPE_CHECKING, Protocol, cast
 
 import hpack
 
 from ladle.server.h2grpc.frames import (
+    ACK,
+    CONTINUATION,
+    DATA,
+    DEFAULT_WINDOW,
     END_HEADERS,
     END_STREAM,
+    FRAME,
+    GOAWAY,
     HEADERS,
+    MAX_WINDOW,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY,
+    PRIORITY_FLAG,
+    PUSH_PROMISE,
+    RECV_WINDOW,
     RST_STREAM,
+    SETTING_ENABLE_PUSH,
+    SETTING_HEADER_TABLE_SIZE,
+    SETTING_INITIAL_WINDOW_SIZE,
+    SETTING_MAX_CONCURRENT_STREAMS,
+    SETTING_MAX_FRAME_SIZE,
+    SETTING_MAX_HEADER_LIST_SIZE,
+    SETTINGS,
+    U16U32,
     U32,
-    ConnectionError_,
+    WINDOW_UPDATE,
+    H2ConnectionError,
     H2Error,
     frame,
 )  # fmt: skip
-from ladle.server.h2grpc.http2 import Http2Connection, Stream, log
-from ladle.server.h2grpc.messages import (
-    INDEXED_BYTES,
-    MESSAGE,
-    CallContext,
-    GrpcError,
-    Head,
-    Status,
-    split_messages,
-    table_neutral,
-)  # fmt: skip
 
 if TYPE_CHECKING:
-    from ladle.server.h2grpc.server import H2GrpcServer
+    from ladle.server.h2grpc.messages import CallContext, Limits, Method
+
+log = logging.getLogger(__package__)
 
 
-class Connection(Http2Connection):
-    """One client connection: gRPC calls on top of :class:`Http2Connection`."""
+class ConnectionOwner(Protocol):
+    """What a connection needs from the server that accepted it."""
 
-    def __init__(self, server: H2GrpcServer) -> None:
-        super().__init__(server)
-        self.blocks = server.blocks
-        self.heads: dict[bytes, Head] = {}
+    @property
+    def limits(self) -> Limits:
+        """The server's limits."""
+        ...
 
-    def _decode_head(self, block: bytes) -> Head:
-        """The request head a header block describes, cached for blocks that leave the HPACK table alone.
+    @property
+    def connections(self) -> set[Http2Connection]:
+        """Open connections (a connection adds and removes itself)."""
+        ...
 
-        A block of only indexed fields and literals without indexing (see :func:`_table_neutral`)
-        does not change the decoder's dynamic table, so while the table stays the same the same
-        bytes mean the same headers. Any other block may change the table, so it empties the
-        cache. A client's headers are the same on every call (nghttp2, for one, sends ``:path``
-        and ``content-length`` as literals without indexing), so after the first call a head
-        costs one dict lookup instead of a decode.
-        """
-        cacheable = not block.translate(None, INDEXED_BYTES) or table_neutral(block)
-        if cacheable:
-            head = self.heads.get(block)
-            if head is not None:
-                return head
-        try:
-            headers = cast(list[tuple[bytes, bytes]], self.decoder.decode(block, raw=True))
-        except hpack.OversizedHeaderListError:
-            raise ConnectionError_(H2Error.ENHANCE_YOUR_CALM, "header list over the limit") from None
-        except hpack.HPACKError as exc:
-            raise ConnectionError_(H2Error.COMPRESSION_ERROR, f"bad header block: {exc}") from None
-        head = Head.parse(headers, self.server.methods)
-        if cacheable:
-            if len(self.heads) >= 64:
-                self.heads.clear()
-            self.heads[block] = head
+    def stream_finished(self, count: int = 1) -> None:
+        """``count`` streams ended (graceful stop waits for none to be left)."""
+        ...
+
+
+class Stream:
+    """One call: request bytes in, response frames out."""
+
+    __slots__ = (
+        "body", "context", "deadline", "done", "encoding", "ended", "headers_sent", "held", "id", "inbox",
+        "method", "pending", "pending_end", "recv_credit", "send_window", "task",
+    )  # fmt: skip
+
+    def __init__(self, stream_id: int, send_window: int) -> None:
+        self.id = stream_id
+        self.body = bytearray()
+        self.ended = False  # the peer sent END_STREAM
+        self.done = False  # we sent END_STREAM (or reset the stream)
+        self.headers_sent = False
+        self.send_window = send_window
+        self.recv_credit = 0
+        self.held = 0  # request bytes in body or inbox, counted in the connection's buffered bytes
+        self.pending = bytearray()  # DATA payload waiting for flow-control window
+        self.pending_end: bytes | None = None  # trailer block to send once pending is out
+        self.method: Method | None = None
+        self.context: CallContext | None = None
+        self.deadline: float | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.inbox: asyncio.Queue[tuple[bytes, int] | None] | None = None  # bidi: (message, wire size)
+        self.encoding = ""
+
+
+class Http2Connection(asyncio.Protocol):
+    """One client connection, HTTP/2 side."""
+
+    def __init__(self, server: ConnectionOwner) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.buf = b""
+        self.preface_seen = False
+        self.settings_seen = False
+        self.decoder = hpack.Decoder(max_header_list_size=self.limits.max_header_list_bytes)
+        self.decoder.max_allowed_table_size = 4096
+        self.streams: dict[int, Stream] = {}
+        self.last_stream_id = 0
+        self.peer_initial_window = DEFAULT_WINDOW
+        self.peer_max_frame = 1 << 14
+        self.send_window = DEFAULT_WINDOW
+        self.recv_credit = 0  # connection-level bytes received since our last WINDOW_UPDATE
+        self.buffered = 0  # request bytes held for handlers, over all streams (Limits.max_buffered_bytes)
+        self.continuation: tuple[int, int, bytearray] | None = None  # (stream id, flags, block so far)
+        self.going_away = False
+        self.closed = False
+        self.blocked: dict[int, Stream] = {}  # streams with DATA waiting for window
+        self.write_ready = asyncio.Event()
+        self.write_ready.set()
+        self.window_opened = asyncio.Event()  # set whenever blocked DATA may have moved
+        self.out: list[bytes] = []  # frames produced while parsing one read, written together
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Send our SETTINGS and open the connection receive window."""
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):  # gRPC's peer format: ipv4:host:port or ipv6:[host]:port
+            host = peer[0]
+            self.peer = f"ipv6:[{host}]:{peer[1]}" if ":" in host else f"ipv4:{host}:{peer[1]}"
         else:
-            self.heads.clear()
-        return head
-
-    def header_block(self, stream_id: int, flags: int, block: bytes) -> None:
-        head = self._decode_head(block)
-        stream = self.streams.get(stream_id)
-        if stream is not None:  # trailers from the client: only END_STREAM matters
-            if not flags & END_STREAM:
-                raise ConnectionError_(H2Error.PROTOCOL_ERROR, "second HEADERS without END_STREAM")
-            self._end_of_request(stream)
-            return
-        if stream_id <= self.last_stream_id:
-            raise ConnectionError_(H2Error.STREAM_CLOSED, f"HEADERS on closed stream {stream_id}")
-        self.last_stream_id = stream_id
-        stream = Stream(stream_id, self.peer_initial_window)
-        if self.going_away or self.server.stopping or len(self.streams) >= self.limits.max_concurrent_streams:
-            self.out.append(frame(RST_STREAM, 0, stream_id, U32.pack(H2Error.REFUSED_STREAM)))
-            return
-        self.streams[stream_id] = stream
-        self.server.stream_started()
-        stream.ended = bool(flags & END_STREAM)
-        self._start_call(stream, head)
-        if flags & END_STREAM and not stream.done:
-            self._end_of_request(stream)
-
-    def _start_call(self, stream: Stream, head: Head) -> None:
-        """Start the call ``head`` describes, or end it at once if the head is not a valid call."""
-        if head.error is not None:
-            status, message, http_status = head.error
-            self._trailers_only(stream, status, message, http_status=http_status)
-            return
-        stream.encoding = head.encoding
-        if head.timeout is not None:
-            stream.deadline = time.monotonic() + head.timeout
-        method = head.method
-        assert method is not None
-        stream.method = method
-        stream.context = CallContext(head.name, head.view, self.peer, stream.deadline)
-        if method.kind == "bidi":
-            stream.inbox = asyncio.Queue()
-            stream.task = asyncio.get_running_loop().create_task(self._run_bidi(stream))
-
-    def _feed_inbox(self, stream: Stream) -> None:
-        assert stream.inbox is not None
-        try:
-            for item in split_messages(stream, self.limits.max_message_bytes):
-                stream.inbox.put_nowait(item)
-        except GrpcError as exc:
-            self._finish(stream, exc.status, exc.message)
-
-    def _taken(self, stream: Stream, size: int) -> None:
-        """A bidi handler took a message of ``size`` wire bytes: release it and credit the window."""
-        self._release(stream, size)
-        self._stream_credit(stream, size)
-        self._flush()
-
-    def _end_of_request(self, stream: Stream) -> None:
-        stream.ended = True
-        if stream.done:
-            return
-        method = stream.method
-        if method is None:
-            return
-        if method.kind == "bidi":
-            self._feed_inbox(stream)
-            if stream.inbox is not None:
-                stream.inbox.put_nowait(None)
-            return
-        try:
-            messages = [message for message, _ in split_messages(stream, self.limits.max_message_bytes)]
-            if len(messages) != 1 or stream.body:
-                raise GrpcError(Status.INTERNAL, f"expected one request message, got {len(messages)}"
-                                + (" and a partial one" if stream.body else ""))  # fmt: skip
-        except GrpcError as exc:
-            self._finish(stream, exc.status, exc.message)
-            return
-        self._release(stream)
-        assert stream.context is not None
-        if method.kind == "server_stream":
-            request, context = messages[0], stream.context
-            stream.task = asyncio.get_running_loop().create_task(
-                self._run_stream(stream, lambda: method.handler(request, context))
+            self.peer = str(peer)
+        self.server.connections.add(self)
+        settings = b"".join(
+            U16U32.pack(k, v)
+            for k, v in (
+                (SETTING_ENABLE_PUSH, 0),
+                (SETTING_MAX_CONCURRENT_STREAMS, self.limits.max_concurrent_streams),
+                (SETTING_INITIAL_WINDOW_SIZE, RECV_WINDOW),
+                (SETTING_MAX_FRAME_SIZE, self.limits.max_frame_size),
+                (SETTING_MAX_HEADER_LIST_SIZE, self.limits.max_header_list_bytes),
             )
-            return
+        )
+        self.transport.write(
+            frame(SETTINGS, 0, 0, settings) + frame(WINDOW_UPDATE, 0, 0, U32.pack(RECV_WINDOW - DEFAULT_WINDOW))
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Cancel every call still running."""
+        self.closed = True
+        self.server.connections.discard(self)
+        for stream in self.streams.values():
+            stream.done = True
+            if stream.task is not None and not stream.task.done():
+                stream.task.cancel()
+        if self.streams:
+            self.server.stream_finished(len(self.streams))
+        self.streams.clear()
+        self.blocked.clear()
+        self.write_ready.set()
+        self.window_opened.set()
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: streaming handlers wait."""
+        self.write_ready.clear()
+
+    def resume_writing(self) -> None:
+        """The transport drained."""
+        self.write_ready.set()
+
+    def data_received(self, data: bytes) -> None:
+        """Parse every complete frame; write what they produced in one go."""
+        buf = self.buf + data if self.buf else data
         try:
-            result = method.handler(messages[0], stream.context)
-        except GrpcError as exc:
-            self._finish(stream, exc.status, exc.message)
+            if not self.preface_seen:
+                if len(buf) < len(PREFACE):
+                    if not PREFACE.startswith(buf):
+                        raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "not an HTTP/2 client preface")
+                    self.buf = buf
+                    return
+                if not buf.startswith(PREFACE):
+                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "not an HTTP/2 client preface")
+                buf = buf[len(PREFACE) :]
+                self.preface_seen = True
+            pos = self._frames(buf)
+            self.buf = buf[pos:]
+            if len(self.buf) > self.limits.max_frame_size + 9:
+                raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
+        except H2ConnectionError as exc:
+            self._fail(exc.code, str(exc))
+        self._flush()
+
+    def eof_received(self) -> bool:
+        """The peer half-closed: close once our pending writes are out."""
+        return False
+
+    def _frames(self, buf: bytes) -> int:
+        pos = 0
+        end = len(buf)
+        limit = self.limits.max_frame_size
+        while end - pos >= 9:
+            high, low, ftype, flags, stream_id = FRAME.unpack_from(buf, pos)
+            length = (high << 16) | low
+            if length > limit:
+                raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, f"a {length}-byte frame is over {limit}")
+            if end - pos - 9 < length:
+                break
+            payload = buf[pos + 9 : pos + 9 + length]
+            pos += 9 + length
+            stream_id &= 0x7FFFFFFF
+            if self.continuation is not None and ftype != CONTINUATION:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "expected CONTINUATION")
+            if not self.settings_seen:
+                if ftype != SETTINGS or flags & ACK:
+                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "the first frame must be SETTINGS")
+                self.settings_seen = True
+            if ftype == DATA:
+                self._on_data(stream_id, flags, payload)
+            elif ftype == HEADERS:
+                self._on_headers(stream_id, flags, payload)
+            elif ftype == CONTINUATION:
+                self._on_continuation(stream_id, flags, payload)
+            elif ftype == SETTINGS:
+                self._on_settings(stream_id, flags, payload)
+            elif ftype == WINDOW_UPDATE:
+                self._on_window_update(stream_id, payload)
+            elif ftype == PING:
+                if stream_id:
+                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "PING on a stream")
+                if length != 8:
+                    raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "PING must be 8 bytes")
+                if not flags & ACK:
+                    self.out.append(frame(PING, ACK, 0, payload))
+            elif ftype == RST_STREAM:
+                if not stream_id:
+                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "RST_STREAM on stream 0")
+                if length != 4:
+                    raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "RST_STREAM must be 4 bytes")
+                self._on_reset(stream_id)
+            elif ftype == GOAWAY:
+                self.going_away = True
+                self._close_if_idle()
+            elif ftype == PRIORITY:
+                if not stream_id or length != 5:
+                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "malformed PRIORITY")
+            elif ftype == PUSH_PROMISE:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "clients cannot push")
+            # other frame types are ignored (RFC 9113 section 4.1)
+        return pos
+
+    def _on_settings(self, stream_id: int, flags: int, payload: bytes) -> None:
+        if stream_id:
+            raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "SETTINGS on a stream")
+        if flags & ACK:
+            if payload:
+                raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
             return
-        except Exception as exc:
-            log.error("%s failed", stream.context.method, exc_info=exc)
-            self._finish(stream, Status.INTERNAL, str(exc) or type(exc).__name__)
-            return
-        if isinstance(result, bytes):
-            self._respond(stream, result)
+        if len(payload) % 6:
+            raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "malformed SETTINGS")
+        for offset in range(0, len(payload), 6):
+            key, value = U16U32.unpack_from(payload, offset)
+            if key == SETTING_INITIAL_WINDOW_SIZE:
+                if value > MAX_WINDOW:
+                    raise H2ConnectionError(H2Error.FLOW_CONTROL_ERROR, "initial window over 2^31-1")
+                delta = value - self.peer_initial_window
+                self.peer_initial_window = value
+                for stream in self.streams.values():
+                    stream.send_window += delta
+            elif key == SETTING_MAX_FRAME_SIZE:
+                if not (1 << 14) <= value <= (1 << 24) - 1:
+                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
+                self.peer_max_frame = value
+            elif key == SETTING_HEADER_TABLE_SIZE:
+                pass  # our responses never use the dynamic table
+            elif key == SETTING_ENABLE_PUSH and value > 1:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH must be 0 or 1")
+        self.out.append(frame(SETTINGS, ACK, 0))
+        self._drain_blocked()
+
+    def _on_window_update(self, stream_id: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "malformed WINDOW_UPDATE")
+        increment = U32.unpack(payload)[0] & 0x7FFFFFFF
+        if stream_id == 0:
+            if not increment:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+            self.send_window += increment
+            if self.send_window > MAX_WINDOW:
+                raise H2ConnectionError(H2Error.FLOW_CONTROL_ERROR, "connection window over 2^31-1")
         else:
-            stream.task = task = asyncio.get_running_loop().create_task(self._run_unary(stream, result))
-            if asyncio.iscoroutine(result):
-                # A task cancelled before it starts never awaits ``result``: close it then.
-                task.add_done_callback(lambda _: result.close())
+            stream = self.streams.get(stream_id)
+            if stream is None:
+                return  # a closed stream: allowed
+            if not increment:
+                self._reset(stream, H2Error.PROTOCOL_ERROR)
+                return
+            stream.send_window += increment
+            if stream.send_window > MAX_WINDOW:
+                self._reset(stream, H2Error.FLOW_CONTROL_ERROR)
+                return
+        self._drain_blocked()
 
-    async def _with_deadline(self, stream: Stream, work: Awaitable[Any]) -> Any:
-        if stream.deadline is None:
-            return await work
-        return await asyncio.wait_for(work, max(0.0, stream.deadline - time.monotonic()))
-
-    async def _settle(self, stream: Stream, work: Awaitable[Any]) -> tuple[bool, Any]:
-        """Await ``work`` within the call's deadline: ``(True, result)``, or end the call with its status."""
-        try:
-            return True, await self._with_deadline(stream, work)
-        except TimeoutError:
-            self._finish(stream, Status.DEADLINE_EXCEEDED, "deadline exceeded")
-        except GrpcError as exc:
-            self._finish(stream, exc.status, exc.message)
-        except asyncio.CancelledError:
-            pass  # the peer reset the stream or the connection is gone: nothing to answer
-        except Exception as exc:
-            log.error("%s failed", stream.context.method if stream.context else "?", exc_info=exc)
-            self._finish(stream, Status.INTERNAL, str(exc) or type(exc).__name__)
-        return False, None
-
-    async def _run_unary(self, stream: Stream, work: Awaitable[bytes]) -> None:
-        ok, response = await self._settle(stream, work)
-        if ok:
-            self._respond(stream, response)
-        self._flush()
-
-    async def _run_stream(self, stream: Stream, start: Callable[[], AsyncIterator[bytes]]) -> None:
-        async def pump() -> None:
-            async for message in start():
-                if stream.done:
-                    return
-                self._send_message(stream, message)
-                self._flush()
-                # Produce the next message only once this one is out: within the peer's window
-                # and into a transport that is not over its high-water mark.
-                while stream.pending and not stream.done:
-                    self.window_opened.clear()
-                    await self.window_opened.wait()
-                await self.write_ready.wait()
-
-        ok, _ = await self._settle(stream, pump())
-        if ok:
-            self._finish(stream, Status.OK, "")
-        self._flush()
-
-    async def _run_bidi(self, stream: Stream) -> None:
-        inbox = stream.inbox
-        assert inbox is not None and stream.method is not None and stream.context is not None
-
-        async def requests() -> AsyncIterator[bytes]:
-            while True:
-                item = await inbox.get()
-                if item is None:
-                    return
-                message, size = item
-                self._taken(stream, size)
-                yield message
-
-        handler, context = stream.method.handler, stream.context
-        await self._run_stream(stream, lambda: handler(requests(), context))
-
-    def _respond(self, stream: Stream, message: bytes) -> None:
-        """A unary answer: headers, one message and OK trailers, in as few frames as the windows allow."""
-        if stream.done:
+    def _on_headers(self, stream_id: int, flags: int, payload: bytes) -> None:
+        if not stream_id or not stream_id & 1:
+            raise H2ConnectionError(H2Error.PROTOCOL_ERROR, f"HEADERS on stream {stream_id}")
+        start = 0
+        end = len(payload)
+        if flags & PADDED:
+            if not payload:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "padded frame without a pad length")
+            start = 1
+            end -= payload[0]
+        if flags & PRIORITY_FLAG:
+            start += 5
+        if end < start:
+            raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "padding longer than the frame")
+        block = payload[start:end]
+        if not flags & END_HEADERS:
+            self.continuation = (stream_id, flags, bytearray(block))
             return
-        self._send_message(stream, message)
-        self._end(stream, self.blocks.ok_trailers)
+        self.header_block(stream_id, flags, block)
 
-    def _send_message(self, stream: Stream, message: bytes) -> None:
-        if not stream.headers_sent:
-            stream.headers_sent = True
-            self.out.append(frame(HEADERS, END_HEADERS, stream.id, self.blocks.ok_headers))
-        data = MESSAGE.pack(0, len(message)) + message
-        if stream.pending or stream.id in self.blocked:
-            stream.pending += data
-            return
-        self._send_data(stream, data)
+    def _on_continuation(self, stream_id: int, flags: int, payload: bytes) -> None:
+        if self.continuation is None or self.continuation[0] != stream_id:
+            raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "CONTINUATION without HEADERS")
+        _, first_flags, block = self.continuation
+        block += payload
+        if len(block) > self.limits.max_header_list_bytes:
+            raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "header block over the limit")
+        if flags & END_HEADERS:
+            self.continuation = None
+            self.header_block(stream_id, first_flags, bytes(block))
 
-    def _finish(self, stream: Stream, status: Status, message: str) -> None:
-        """End the call with ``status`` (Trailers-Only if no response headers went out yet)."""
-        if stream.done:
-            return
-        if not stream.headers_sent:
-            self._trailers_only(stream, status, message)
-            return
-        if status != Status.OK:  # an error drops whatever response data is still waiting
-            stream.pending = bytearray()
-            self.blocked.pop(stream.id, None)
-        self._end(stream, self.blocks.status(status, message, trailers_only=False))
+    def _on_data(self, stream_id: int, flags: int, payload: bytes) -> None:
+        length = len(payload)
+        self.recv_credit += length
+        if self.recv_credit >= RECV_WINDOW // 2:
+            self.out.append(frame(WINDOW_UPDATE, 0, 0, U32.pack(self.recv_credit)))
+            self.recv_credit = 0
+        if not stream_id:
+            raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "DATA on stream 0")
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.ended:
+            if stream_id > self.last_stream_id:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, f"DATA on idle stream {stream_id}")
+            return  # a stream we already answered (or reset): drop, as RFC 9113 allows
+        if flags & PADDED:
+            if not payload or payload[0] >= length:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "bad padding")
+            payload = payload[1 : length - payload[0]]
+        self.request_data(stream, payload, length, bool(flags & END_STREAM))
 
-    def _trailers_only(self, stream: Stream, status: Status, message: str, *, http_status: int = 200) -> None:
-        stream.headers_sent = True
-        block = self.blocks.status(status, message, trailers_only=True, http_status=http_status)
-        self._headers(stream.id, END_STREAM, block)
+    def _on_reset(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            if stream_id > self.last_stream_id:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, f"RST_STREAM on idle stream {stream_id}")
+            return
+        stream.done = True
+        self._release(stream)
+        self.blocked.pop(stream_id, None)
+        if stream.task is not None and not stream.task.done():
+            stream.task.cancel()
+        self.server.stream_finished()
+        self._close_if_idle()
+
+    def _stream_credit(self, stream: Stream, length: int) -> None:
+        """Give the peer ``length`` bytes of stream window back (in batches of half the window)."""
+        stream.recv_credit += length
+        if stream.recv_credit >= RECV_WINDOW // 2 and not stream.ended and not stream.done:
+            self.out.append(frame(WINDOW_UPDATE, 0, stream.id, U32.pack(stream.recv_credit)))
+            stream.recv_credit = 0
+
+    def _release(self, stream: Stream, size: int | None = None) -> None:
+        """``size`` bytes (all, if None) of ``stream``'s request are no longer held for its handler."""
+        size = stream.held if size is None else min(size, stream.held)
+        stream.held -= size
+        self.buffered -= size
+
+    def _send_data(self, stream: Stream, data: bytes | bytearray) -> None:
+        """DATA frames within the windows; the rest waits in ``stream.pending``."""
+        view = memoryview(data)
+        sid = stream.id
+        frame_limit = self.peer_max_frame
+        while view:
+            room = min(len(view), stream.send_window, self.send_window, frame_limit)
+            if room <= 0:
+                stream.pending = bytearray(view)
+                self.blocked[sid] = stream
+                return
+            self.out.append(frame(DATA, 0, sid, bytes(view[:room])))
+            stream.send_window -= room
+            self.send_window -= room
+            view = view[room:]
+        stream.pending = bytearray()
+
+    def _end(self, stream: Stream, trailers: bytes) -> None:
+        if stream.pending:
+            stream.pending_end = trailers
+            return
+        self._headers(stream.id, END_STREAM, trailers)
         self._close_stream(stream)
 
+    def _headers(self, stream_id: int, flags: int, block: bytes) -> None:
+        """A header block as HEADERS, plus CONTINUATION frames if it is over the peer's frame size."""
+        limit = self.peer_max_frame
+        if len(block) <= limit:
+            self.out.append(frame(HEADERS, flags | END_HEADERS, stream_id, block))
+            return
+        self.out.append(frame(HEADERS, flags, stream_id, block[:limit]))
+        for start in range(limit, len(block), limit):
+            last = start + limit >= len(block)
+            self.out.append(frame(CONTINUATION, END_HEADERS if last else 0, stream_id, block[start : start + limit]))
+
+    def _close_stream(self, stream: Stream) -> None:
+        stream.done = True
+        self._release(stream)
+        if not stream.ended:
+            # We answered before the request ended (an error): the rest of it is not wanted.
+            self.out.append(frame(RST_STREAM, 0, stream.id, U32.pack(H2Error.NO_ERROR)))
+        if self.streams.pop(stream.id, None) is not None:
+            self.server.stream_finished()
+        self.blocked.pop(stream.id, None)
+        self._close_if_idle()
+
+    def _reset(self, stream: Stream, code: H2Error) -> None:
+        self.out.append(frame(RST_STREAM, 0, stream.id, U32.pack(code)))
+        stream.ended = True
+        if stream.task is not None and not stream.task.done():
+            stream.task.cancel()
+        self._close_stream(stream)
+
+    def _drain_blocked(self) -> None:
+        if not self.blocked:
+            return
+        self.window_opened.set()
+        for stream in list(self.blocked.values()):
+            if self.send_window <= 0:
+                break
+            if stream.send_window <= 0:
+                continue
+            del self.blocked[stream.id]
+            pending = stream.pending
+            stream.pending = bytearray()
+            self._send_data(stream, pending)
+            if not stream.pending and stream.pending_end is not None:
+                trailers, stream.pending_end = stream.pending_end, None
+                self._end(stream, trailers)
+
+    def _flush(self) -> None:
+        if self.out and self.transport is not None and not self.closed:
+            self.transport.write(b"".join(self.out))
+        self.out.clear()
+
+    def _fail(self, code: H2Error, reason: str) -> None:
+        log.info("closing HTTP/2 connection from %s: %s", self.peer, reason)
+        self.out.append(frame(GOAWAY, 0, 0, U32.pack(self.last_stream_id) + U32.pack(code) + reason.encode()[:256]))
+        self._flush()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def go_away(self) -> None:
+        """Graceful shutdown: tell the peer no new streams will be served, close when idle."""
+        if self.closed:
+            return
+        self.going_away = True
+        self.out.append(frame(GOAWAY, 0, 0, U32.pack(self.last_stream_id) + U32.pack(H2Error.NO_ERROR)))
+        self._flush()
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        if self.going_away and not self.streams and self.transport is not None:
+            self._flush()
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now (the grace period is over)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- what a request means: the subclass's part ----------------------------------------------
+
+    def header_block(self, stream_id: int, flags: int, block: bytes) -> None:
+        """A complete header block arrived (HEADERS plus any CONTINUATION)."""
+        raise NotImplementedError
+
     def request_data(self, stream: Stream, payload: bytes, length: int, end_stream: bool) -> None:
-        """Hold request bytes for the handler, within the message limit and the connection's budget."""
-        if not stream.done:
-            size = len(payload)
-            if len(stream.body) + size > self.limits.max_message_bytes + 5 and stream.method is not None:
-                self._finish(stream, Status.RESOURCE_EXHAUSTED,
-                             f"request over the {self.limits.max_message_bytes}-byte message limit")  # fmt: skip
-            elif self.buffered + size > self.limits.max_buffered_bytes:
-                limit = self.limits.max_buffered_bytes
-                message = f"over {limit} bytes of requests wait on this connection"
-                self._finish(stream, Status.RESOURCE_EXHAUSTED, message)
-            else:
-                stream.body += payload
-                stream.held += size
-                self.buffered += size
-                if not end_stream:
-                    if stream.inbox is None:
-                        # A unary request must arrive whole anyway: credit it as it comes.
-                        self._stream_credit(stream, length)
-                    else:
-                        # Streamed requests are credited as the handler takes them (backpressure).
-                        stream.recv_credit += length - size  # padding is not the handler's to take
-                        self._feed_inbox(stream)
-        if end_stream:
-            self._end_of_request(stream)
+        """Request bytes for an open stream (padding removed; ``length`` is what the frame counted for flow control)."""
+        raise NotImplementedError

@@ -42,7 +42,7 @@ class H2Error(IntEnum):
     ENHANCE_YOUR_CALM = 0xB
 
 
-class ConnectionError_(Exception):
+class H2ConnectionError(Exception):
     """The peer broke the protocol: send GOAWAY with ``code`` and close."""
 
     def __init__(self, code: H2Error, reason: str) -> None:

@@ -9,13 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import hpack
 from hpack import NeverIndexedHeaderTuple
-
-if TYPE_CHECKING:
-    from ladle.server.h2grpc.http2 import Stream
 
 MESSAGE = struct.Struct(">BI")  # gRPC message prefix: compressed flag, length
 
@@ -247,9 +244,8 @@ class Head:
         return head
 
 
-def split_messages(stream: Stream, limit: int) -> list[tuple[bytes, int]]:
-    """Complete gRPC messages at the front of ``stream.body`` (removed from it), with their wire sizes."""
-    body = stream.body
+def split_messages(body: bytearray, encoding: str, limit: int) -> list[tuple[bytes, int]]:
+    """Complete gRPC messages at the front of ``body`` (removed from it), with their wire sizes."""
     out: list[tuple[bytes, int]] = []
     pos = 0
     while len(body) - pos >= 5:
@@ -262,7 +258,7 @@ def split_messages(stream: Stream, limit: int) -> list[tuple[bytes, int]]:
         message = bytes(body[pos + 5 : pos + 5 + length])
         pos += 5 + length
         if flag & 1:
-            message = decompress(message, stream.encoding, limit)
+            message = decompress(message, encoding, limit)
         elif flag:
             raise GrpcError(Status.INTERNAL, f"invalid message flags {flag:#x}")
         out.append((message, 5 + length))

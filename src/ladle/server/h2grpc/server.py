@@ -7,11 +7,11 @@ import logging
 import socket
 from collections.abc import Mapping
 
-from ladle.server.h2grpc.connection import Connection
-from ladle.server.h2grpc.http2 import Http2Connection
+from ladle.server.h2grpc.calls import GrpcConnection
+from ladle.server.h2grpc.connection import Http2Connection
 from ladle.server.h2grpc.messages import HeaderBlocks, Limits, Method
 
-log = logging.getLogger("ladle.server.h2grpc")
+log = logging.getLogger(__package__)
 
 
 class H2GrpcServer:
@@ -48,7 +48,7 @@ class H2GrpcServer:
         """Serve on a bound socket (listening or not); returns its port."""
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=2048)
+        self._server = await loop.create_server(lambda: GrpcConnection(self), sock=sock, backlog=2048)
         return int(sock.getsockname()[1])
 
     async def stop(self, grace: float) -> None:

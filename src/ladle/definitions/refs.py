@@ -1,13 +1,30 @@
-"""Feature references (``view:feature``, a bare ``view``, or a feature service) → view selections."""
+"""Feature references (``view:feature``, a bare ``view``, or a feature service) → view selections.
+
+A :class:`ViewSelection` is the vocabulary retrieval and the offline stores share, so it lives with
+the definitions; :func:`resolve` reads definitions from any :class:`Catalog` (a registry snapshot).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from ladle.definitions import FeatureService, FeatureView
+from ladle.definitions.feature_service import FeatureService
+from ladle.definitions.feature_view import FeatureView
 from ladle.errors import FeatureNameCollisionError, InvalidFeatureReferenceError, RequestError
-from ladle.registry.base import RegistrySnapshot
+
+
+class Catalog(Protocol):
+    """Definitions looked up by name (:class:`ladle.registry.base.RegistrySnapshot` is one)."""
+
+    def feature_view(self, name: str) -> FeatureView:
+        """The feature view called ``name``; raises FeatureViewNotFoundError."""
+        ...
+
+    def feature_service(self, name: str) -> FeatureService:
+        """The feature service called ``name``; raises FeatureServiceNotFoundError."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -33,35 +50,33 @@ class ViewSelection:
 FeatureRequest = Sequence[str] | FeatureService | str
 
 
-def resolve(
-    snapshot: RegistrySnapshot, features: FeatureRequest, full_feature_names: bool = False
-) -> list[ViewSelection]:
+def resolve(catalog: Catalog, features: FeatureRequest, full_feature_names: bool = False) -> list[ViewSelection]:
     """Resolve references into one selection per view, in first-mention order.
 
     ``features`` is a list of ``"view:feature"`` or bare ``"view"`` (all its features), a
     :class:`FeatureService`, or a feature service name given as a single string.
     """
     if isinstance(features, FeatureService):
-        selections = _from_service(snapshot, features)
+        selections = _from_service(catalog, features)
     elif isinstance(features, str):
-        selections = _from_service(snapshot, snapshot.feature_service(features))
+        selections = _from_service(catalog, catalog.feature_service(features))
     else:
-        selections = _from_refs(snapshot, features)
+        selections = _from_refs(catalog, features)
     check_collisions(selections, full_feature_names)
     return selections
 
 
-def _from_service(snapshot: RegistrySnapshot, service: FeatureService) -> list[ViewSelection]:
+def _from_service(catalog: Catalog, service: FeatureService) -> list[ViewSelection]:
     out = []
     for proj in service.projections:
-        view = snapshot.feature_view(proj.view_name)
+        view = catalog.feature_view(proj.view_name)
         for name in proj.features:
             view.feature(name)
         out.append(ViewSelection(view, tuple(proj.features), proj.name_to_use, dict(proj.join_key_map)))
     return out
 
 
-def _from_refs(snapshot: RegistrySnapshot, refs: Sequence[str]) -> list[ViewSelection]:
+def _from_refs(catalog: Catalog, refs: Sequence[str]) -> list[ViewSelection]:
     if not refs:
         raise RequestError("no features requested: pass 'view:feature' references or a feature service")
     order: list[str] = []
@@ -76,7 +91,7 @@ def _from_refs(snapshot: RegistrySnapshot, refs: Sequence[str]) -> list[ViewSele
             raise InvalidFeatureReferenceError(
                 f"feature reference {ref!r}: versioned views ('view@vN') are not supported"
             )
-        view = snapshot.feature_view(view_name)
+        view = catalog.feature_view(view_name)
         names = [feature] if feature else view.feature_names
         if feature:
             view.feature(feature)
@@ -86,7 +101,7 @@ def _from_refs(snapshot: RegistrySnapshot, refs: Sequence[str]) -> list[ViewSele
         for name in names:
             if name not in wanted[view_name]:
                 wanted[view_name].append(name)
-    return [ViewSelection(snapshot.feature_views[v], tuple(wanted[v]), v) for v in order]
+    return [ViewSelection(catalog.feature_view(v), tuple(wanted[v]), v) for v in order]
 
 
 def check_collisions(selections: Sequence[ViewSelection], full_feature_names: bool) -> None:

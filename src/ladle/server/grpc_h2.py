@@ -1,6 +1,6 @@
-"""Ladle's gRPC services on :mod:`ladle.server.h2grpc` (the default gRPC engine).
+"""The built-in engine (the default): Ladle's gRPC services on :mod:`ladle.server.h2grpc`.
 
-The same services as the grpcio engine in :mod:`ladle.server.grpc_service`, with the same
+The same services as the grpcio engine in :mod:`ladle.server.grpc_grpcio`, with the same
 status codes and messages: ``feast.serving.ServingService``, ``GrpcFeatureServer`` (what
 ``feast listen`` serves), ``grpc.health.v1.Health`` (Check and Watch) and server reflection
 (``grpc.reflection.v1`` and ``v1alpha``). Handlers take and return message bytes; small online
@@ -27,6 +27,7 @@ from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
 from ladle.server.core import ServerCore
 from ladle.server.grpc_service import LISTEN, SERVING, Services, watch_readiness
 from ladle.server.h2grpc import CallContext, GrpcError, H2GrpcServer, Limits, Method, Status
+from ladle.server.sockets import reuseport_socket
 from ladle.server.status import status_of
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ class ReflectionService:
             yield self.answer(request).SerializeToString()
 
 
-class NativeGrpcServer:
+class H2Engine:
     """Every Ladle gRPC service on the built-in HTTP/2 server, and the task keeping health current."""
 
     def __init__(self, core: ServerCore) -> None:
@@ -244,8 +245,6 @@ class NativeGrpcServer:
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         """Bind and serve; returns the bound port."""
-        from ladle.server.worker import reuseport_socket
-
         sock = reuseport_socket(host, port, "gRPC", reuse_port=reuse_port)
         self.port = await self.server.start(sock)
         self._watch = asyncio.create_task(watch_readiness(self.core, self._set_serving))

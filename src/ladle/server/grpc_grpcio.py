@@ -1,0 +1,160 @@
+"""The grpcio engine (``grpc_engine: grpcio``): Ladle's gRPC services on grpc.aio.
+
+The same services, status codes and messages as the built-in engine (:mod:`ladle.server.grpc_h2`);
+the RPCs' work is :class:`ladle.server.grpc_service.Services`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+import ladle
+from ladle.server import metrics
+from ladle.server._proto.feast.serving import GrpcServer_pb2 as listen_pb
+from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
+from ladle.server.core import ServerCore
+from ladle.server.grpc_service import LISTEN, SERVING, Services, watch_readiness
+from ladle.server.status import status_of
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class _Base:
+    def __init__(self, core: ServerCore) -> None:
+        self.core = core
+        self.services = Services(core)
+
+    async def _call(self, endpoint: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:
+        started = time.perf_counter()
+        try:
+            result = await work()
+        # The boundary: every failure becomes a status code, never a dead worker.
+        except Exception as exc:
+            status = status_of(exc)
+            if status.grpc == grpc.StatusCode.INTERNAL:
+                log.error("%s failed", endpoint, exc_info=exc)
+            metrics.observe_request(endpoint, "grpc", status.grpc.name, time.perf_counter() - started)
+            await context.abort(status.grpc, str(exc) or type(exc).__name__)
+            raise  # abort raises; this line only satisfies the type checker
+        metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
+        return result
+
+    async def _online(self, request: Any) -> Any:
+        parsed = self.services.parse_online(request)
+        if parsed.rows > self.core.settings.offload_entities:
+            return await asyncio.get_running_loop().run_in_executor(None, self.services.read, parsed)
+        return self.services.read(parsed)
+
+
+class ServingServicer(_Base):
+    """``feast.serving.ServingService``."""
+
+    async def GetFeastServingInfo(self, request: Any, context: Any) -> Any:
+        """Ladle's version."""
+        return serving_pb.GetFeastServingInfoResponse(version=ladle.__version__)
+
+    async def GetOnlineFeatures(self, request: Any, context: Any) -> Any:
+        """Latest feature values, column-major like the REST response."""
+        return await self._call(f"/{SERVING}/GetOnlineFeatures", context, lambda: self._online(request))
+
+
+class FeatureServerServicer(_Base):
+    """``GrpcFeatureServer`` (no package), as ``feast listen`` serves it."""
+
+    async def GetOnlineFeatures(self, request: Any, context: Any) -> Any:
+        """Same as ``ServingService/GetOnlineFeatures``."""
+        return await self._call(f"/{LISTEN}/GetOnlineFeatures", context, lambda: self._online(request))
+
+    async def Push(self, request: Any, context: Any) -> Any:
+        """Push one row to every view fed by the push source named in ``stream_feature_view``."""
+        return await self._call(f"/{LISTEN}/Push", context, lambda: self.services.push(request))
+
+    async def WriteToOnlineStore(self, request: Any, context: Any) -> Any:
+        """Write one row straight into a view's online storage."""
+        return await self._call(f"/{LISTEN}/WriteToOnlineStore", context, lambda: self.services.write(request))
+
+
+def _unary(method: Any, request: Any, response: Any) -> Any:
+    serialize = response.SerializeToString if response is not None else None  # None: handler returns bytes
+    return grpc.unary_unary_rpc_method_handler(method, request.FromString, serialize)
+
+
+def _handlers(serving: ServingServicer, listen: FeatureServerServicer) -> tuple[Any, ...]:
+    """Method handlers; GetOnlineFeatures answers pre-encoded bytes (see :mod:`ladle.server.wire`)."""
+    online = serving_pb.GetOnlineFeaturesRequest
+    return (
+        grpc.method_handlers_generic_handler(
+            SERVING,
+            {
+                "GetFeastServingInfo": _unary(
+                    serving.GetFeastServingInfo,
+                    serving_pb.GetFeastServingInfoRequest,
+                    serving_pb.GetFeastServingInfoResponse,
+                ),
+                "GetOnlineFeatures": _unary(serving.GetOnlineFeatures, online, None),
+            },
+        ),
+        grpc.method_handlers_generic_handler(
+            LISTEN,
+            {
+                "Push": _unary(listen.Push, listen_pb.PushRequest, listen_pb.PushResponse),
+                "WriteToOnlineStore": _unary(
+                    listen.WriteToOnlineStore, listen_pb.WriteToOnlineStoreRequest, listen_pb.WriteToOnlineStoreResponse
+                ),
+                "GetOnlineFeatures": _unary(listen.GetOnlineFeatures, online, None),
+            },
+        ),
+    )
+
+
+class GrpcioEngine:
+    """The grpc.aio server with every service, and a task keeping health statuses current."""
+
+    def __init__(self, core: ServerCore, *, reuse_port: bool = False) -> None:
+        self.core = core
+        settings = core.settings
+        options = [
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ("grpc.max_receive_message_length", settings.body_limit),
+        ]
+        self.server = grpc.aio.server(options=options)
+        self.server.add_generic_rpc_handlers(_handlers(ServingServicer(core), FeatureServerServicer(core)))
+        self.health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [SERVING, LISTEN, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        if settings.grpc_reflection:
+            reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self.server)
+        self._services = ["", SERVING, LISTEN]
+        self._watch: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> int:
+        """Bind and start; returns the bound port."""
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if not self.port:
+            raise OSError(f"cannot listen for gRPC on {host}:{port} (address in use?)")
+        await self.server.start()
+        self._watch = asyncio.create_task(watch_readiness(self.core, self._set_serving))
+        return self.port
+
+    async def _set_serving(self, ready: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in self._services:
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, refuse new calls and let running ones finish within ``grace`` seconds."""
+        if self._watch is not None:
+            self._watch.cancel()
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
