@@ -16,10 +16,10 @@ import pyarrow as pa
 
 from ladle import Entity, FeatureService, FeatureView, Field, Float64, ValueType
 from ladle.definitions import DataSource
+from ladle.definitions.refs import FeatureRequest, ViewSelection
 from ladle.offline.base import OfflineStore
 from ladle.registry.base import RegistrySnapshot
 from ladle.retrieval.historical import EntityFrame, historical_job
-from ladle.retrieval.refs import FeatureRequest, ViewSelection
 from ladle.types import DType
 
 from .offline_backends import OfflineSetup, SourceTable

@@ -12,7 +12,8 @@ from ladle.cli.context import CliContext, emit, err_console, output_option, pass
 from ladle.cli.ingest import _parse_time
 from ladle.errors import RequestError
 from ladle.ingest.feed import LiveFeed, run_feed
-from ladle.store import FeatureStore, PushMode
+from ladle.retrieval.push import PushMode
+from ladle.store import FeatureStore
 
 DEFAULT_SEED = 2013
 

@@ -27,7 +27,8 @@ from ladle.errors import DataSourceError, DefinitionError, ObjectNotFoundError, 
 from ladle.repo.loader import import_repo_modules
 
 if TYPE_CHECKING:
-    from ladle.store import FeatureStore, PushMode
+    from ladle.retrieval.push import PushMode
+    from ladle.store import FeatureStore
 
 
 @dataclass(frozen=True)
