@@ -65,7 +65,7 @@ def get_historical_features(
             full_feature_names=full_feature_names,
         )
         write_result(job, output)
-    console.print(f"Wrote {output}", highlight=False)
+    console().print(f"Wrote {output}", highlight=False)
 
 
 COMMANDS = [get_historical_features]
