@@ -16,9 +16,7 @@ Every replayed row keeps its real time in ``original_event_timestamp``.
 """
 
 import logging
-import os
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -31,9 +29,10 @@ from ladle.datasets import (
 )
 from ladle.datasets.replay import latest, replay_offset, shift_times
 from ladle.ingest import Ingestion, IngestWindow
+from ladle.ingest.data_dir import RepoDataDir
 from ladle.transforms import commodity_price_features, economic_features, simulate_ticks, weather_features
 
-DATA_DIR = Path(os.environ.get("LADLE_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
+DATA_DIR = RepoDataDir(__file__)  # data_dir in feature_store.yaml; LADLE_DATA_DIR overrides
 PRICE_YEAR = (date(2013, 1, 1), date(2013, 12, 31))
 SEED = 2013
 log = logging.getLogger(__name__)

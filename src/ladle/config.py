@@ -87,6 +87,9 @@ class RepoConfig(StrictModel):
     auth: dict[str, Any] = Field(default_factory=lambda: {"type": "no_auth"})
     flags: dict[str, Any] | None = None
     coerce_tz_aware: bool = True
+    data_dir: str | None = Field(
+        None, description="raw data the repo's ingestions read; relative to the repo; LADLE_DATA_DIR overrides"
+    )
     repo_path: Path = Field(default_factory=Path.cwd, exclude=True)
 
     @field_validator("project")
