@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ladle.cli.context import CliContext, emit, output_option, pass_context, user_errors
-from ladle.materialize import ViewResult, materialize, materialize_incremental, parse_time
+from ladle.cli.context import CliContext, emit, err_console, output_option, pass_context, user_errors
+from ladle.cli.progress import progress_option, want_progress
+
+if TYPE_CHECKING:
+    from ladle.materialize import ViewResult
 
 _VIEWS_HELP = "Only this feature view (repeatable); default: every online view."
 
@@ -26,35 +29,59 @@ def _rows(results: list[ViewResult]) -> list[dict[str, Any]]:
     ]
 
 
+def _report(results: list[ViewResult], output: str) -> None:
+    if output == "json":
+        emit(_rows(results), output)
+        return
+    for r in results:
+        if r.skipped:
+            # For a skipped view, start is its watermark: say so instead of printing a window with start > end.
+            err_console().print(
+                f"{r.view}: up to date: watermark {r.start.isoformat()} is not before end {r.end.isoformat()}; "
+                "nothing to materialize",
+                highlight=False,
+                soft_wrap=True,
+            )
+    done = [r for r in results if not r.skipped]
+    if done or not results:
+        emit(_rows(done), output, "materialized")
+
+
 @click.command("materialize")
 @click.argument("start")
 @click.argument("end")
 @click.option("--views", "-v", "views", multiple=True, metavar="VIEW", help=_VIEWS_HELP)
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@progress_option
 @output_option
 @pass_context
 def materialize_command(
-    ctx: CliContext, start: str, end: str, views: tuple[str, ...], progress: bool, output: str
+    ctx: CliContext, start: str, end: str, views: tuple[str, ...], progress: bool | None, output: str
 ) -> None:
     """Load the newest row per entity with START <= event time <= END (ISO 8601; naive = UTC)."""
+    from ladle.materialize import materialize, parse_time
+
     with user_errors():
-        results = materialize(ctx.store(), parse_time(start), parse_time(end), list(views) or None, progress)
-        emit(_rows(results), output, "materialized")
+        results = materialize(
+            ctx.store(), parse_time(start), parse_time(end), list(views) or None, want_progress(progress)
+        )
+        _report(results, output)
 
 
 @click.command("materialize-incremental")
 @click.argument("end")
 @click.option("--views", "-v", "views", multiple=True, metavar="VIEW", help=_VIEWS_HELP)
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@progress_option
 @output_option
 @pass_context
 def materialize_incremental_command(
-    ctx: CliContext, end: str, views: tuple[str, ...], progress: bool, output: str
+    ctx: CliContext, end: str, views: tuple[str, ...], progress: bool | None, output: str
 ) -> None:
     """Materialize each view from its watermark (first run: END - ttl) up to END (ISO 8601)."""
+    from ladle.materialize import materialize_incremental, parse_time
+
     with user_errors():
-        results = materialize_incremental(ctx.store(), parse_time(end), list(views) or None, progress)
-        emit(_rows(results), output, "materialized")
+        results = materialize_incremental(ctx.store(), parse_time(end), list(views) or None, want_progress(progress))
+        _report(results, output)
 
 
 COMMANDS = [materialize_command, materialize_incremental_command]
