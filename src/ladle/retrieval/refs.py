@@ -6,7 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ladle.definitions import FeatureService, FeatureView
-from ladle.errors import FeatureNameCollisionError, InvalidFeatureReferenceError, RequestError
+from ladle.errors import (
+    FeatureNameCollisionError,
+    FeatureServiceNotFoundError,
+    InvalidFeatureReferenceError,
+    RequestError,
+)
 from ladle.registry.base import RegistrySnapshot
 
 
@@ -44,6 +49,13 @@ def resolve(
     if isinstance(features, FeatureService):
         selections = _from_service(snapshot, features)
     elif isinstance(features, str):
+        if features not in snapshot.feature_services:
+            raise FeatureServiceNotFoundError(
+                features,
+                snapshot.project,
+                detail="features given as one string name a feature service: pass a list of 'view:feature' "
+                f"references (features=[{features!r}]) or the name of a feature service",
+            )
         selections = _from_service(snapshot, snapshot.feature_service(features))
     else:
         selections = _from_refs(snapshot, features)
@@ -76,6 +88,8 @@ def _from_refs(snapshot: RegistrySnapshot, refs: Sequence[str]) -> list[ViewSele
             raise InvalidFeatureReferenceError(
                 f"feature reference {ref!r}: versioned views ('view@vN') are not supported"
             )
+        if not feature and view_name not in snapshot.feature_views:
+            raise _bare_name_error(snapshot, ref)
         view = snapshot.feature_view(view_name)
         names = [feature] if feature else view.feature_names
         if feature:
@@ -87,6 +101,16 @@ def _from_refs(snapshot: RegistrySnapshot, refs: Sequence[str]) -> list[ViewSele
             if name not in wanted[view_name]:
                 wanted[view_name].append(name)
     return [ViewSelection(snapshot.feature_views[v], tuple(wanted[v]), v) for v in order]
+
+
+def _bare_name_error(snapshot: RegistrySnapshot, ref: str) -> InvalidFeatureReferenceError:
+    # A bare name is read as a whole view; when it is no view, it is most often a feature without its view.
+    owners = sorted(name for name, view in snapshot.feature_views.items() if ref in view.feature_names)
+    hint = f" (e.g. {', '.join(repr(f'{o}:{ref}') for o in owners)})" if owners else ""
+    return InvalidFeatureReferenceError(
+        f"feature reference {ref!r} names no feature view: a reference is 'view:feature'{hint}, "
+        "or a bare view name for all its features"
+    )
 
 
 def check_collisions(selections: Sequence[ViewSelection], full_feature_names: bool) -> None:
