@@ -6,16 +6,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ladle.config import RepoConfig, load_config, load_yaml
 from ladle.definitions import DataSource, Entity, FeatureService, FeatureView
 from ladle.errors import ConfigError
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from ladle.offline.base import OfflineStore, RetrievalJob
     from ladle.online.base import OnlineStore
     from ladle.registry.base import RegistrySnapshot
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ladle.retrieval.online import OnlineRetriever
     from ladle.retrieval.response import OnlineResponse
 
-EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame
+EntityRows: TypeAlias = "Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame"
 PushMode = Literal["online", "offline", "online_and_offline"]
 
 
