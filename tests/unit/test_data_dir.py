@@ -70,7 +70,11 @@ def one_line(result: Result) -> str:
 def test_data_dir_is_relative_to_the_repo(checkout: Path) -> None:
     result = ingest(checkout / "repo")
     assert result.exit_code == 0, result.output
-    assert '"rows": 2' in result.output
+    assert '"rows": 2' in result.stdout
+    # Off a terminal there is no progress bar (no carriage returns in logs), unless asked for.
+    assert "\r" not in result.output and "ingest raw" not in result.stderr
+    forced = CliRunner().invoke(cli, ["-c", str(checkout / "repo"), "ingest", "--progress"])
+    assert forced.exit_code == 0 and "ingest raw" in forced.stderr
 
 
 def test_a_copied_repo_says_which_setting_to_change(checkout: Path, tmp_path: Path) -> None:
