@@ -106,3 +106,13 @@ def test_it_is_a_path_wherever_one_is_expected(checkout: Path) -> None:
     data_dir = RepoDataDir(checkout / "repo" / "repo.py")
     assert Path(data_dir) == (checkout / "raw").resolve()
     assert (data_dir / "raw.parquet").is_file()
+
+
+def test_the_platform_repo_copied_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first-hour stumble itself: ``cp -r feature_repo /tmp/x && ladle -c /tmp/x ingest``."""
+    monkeypatch.delenv("LADLE_DATA_DIR", raising=False)
+    copy = tmp_path / "x"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "feature_repo", copy, ignore=shutil.ignore_patterns("data"))
+    line = one_line(ingest(copy))
+    yaml_file = copy / "feature_store.yaml"
+    assert f"data directory {tmp_path / 'data'} does not exist (data_dir: ../data in {yaml_file})" in line
