@@ -61,14 +61,13 @@ def get_historical_features(
         if bool(refs) == bool(feature_service):
             raise RequestError("pass either --features or --feature-service (exactly one)")
         store = ctx.store()
-        with steps("point-in-time join", None, want_progress(progress)) as bar:
+        with steps(f"point-in-time join → {output.name}", None, want_progress(progress)):
             job = store.get_historical_features(
                 entity_df=entities,
                 features=refs or None,
                 feature_service=feature_service,
                 full_feature_names=full_feature_names,
             )
-            bar.begin(f"point-in-time join → {output.name}")
             write_result(job, output)
     console().print(f"Wrote {output}", highlight=False)
 
