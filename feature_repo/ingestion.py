@@ -13,16 +13,15 @@ transforms are those of ``ladle.transforms`` (docs/features.md); every row has `
 """
 
 import logging
-import os
-from pathlib import Path
 
 import pyarrow as pa
 
 from ladle.datasets import CLOSE_TIME_UTC, MissingDataPackageError, load_committed_extracts, load_us_macro
 from ladle.ingest import Ingestion, IngestWindow
+from ladle.ingest.data_dir import RepoDataDir
 from ladle.transforms import commodity_price_features, economic_features, weather_features
 
-DATA_DIR = Path(os.environ.get("LADLE_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
+DATA_DIR = RepoDataDir(__file__)  # data_dir in feature_store.yaml; LADLE_DATA_DIR overrides
 log = logging.getLogger(__name__)
 
 

@@ -6,11 +6,34 @@
 #   LADLE_DEMO_SERVE=0 bash scripts/demo.sh    # stop after the query instead of serving
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
-export PATH="$PWD/.venv/bin:$PATH"
 REPO=feature_repo
 REST_PORT=${LADLE_SERVE_PORT:-8080}
 GRPC_PORT=${LADLE_SERVE_GRPC_PORT:-6566}
+
+# The server's ports must be free before anything starts: a server already there would answer the
+# demo's queries in place of Ladle's. A plain bind fails on a port that anything listens on.
+busy=$(python3 - "$REST_PORT" "$GRPC_PORT" <<'PY'
+import socket
+import sys
+
+for port in sys.argv[1:]:
+    probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind(("127.0.0.1", int(port)))
+    except OSError:
+        print(port)
+    finally:
+        probe.close()
+PY
+)
+if [ -n "$busy" ]; then
+  echo "demo: port $(echo $busy | tr ' ' '+') on 127.0.0.1 is already in use (another server?): stop it, or run LADLE_SERVE_PORT=18080 LADLE_SERVE_GRPC_PORT=16566 bash scripts/demo.sh" >&2
+  exit 1
+fi
+
+bash scripts/bootstrap.sh
+export PATH="$PWD/.venv/bin:$PATH"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -53,8 +76,8 @@ ladle -c "$REPO" serve --port "$REST_PORT" --grpc-port "$GRPC_PORT" &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT
 for _ in $(seq 1 100); do
+  kill -0 $SERVER 2>/dev/null || { echo "demo: ladle serve exited (its error is above)" >&2; exit 1; }
   curl -fsS "http://127.0.0.1:$REST_PORT/ready" >/dev/null 2>&1 && break
-  kill -0 $SERVER 2>/dev/null || { echo "the server exited" >&2; exit 1; }
   sleep 0.2
 done
 QUERY='{"features": ["commodity_price_features:current_price", "commodity_price_features:price_change_24h"], "entities": {"commodity_code": ["crude_oil_wti"]}}'

@@ -32,6 +32,66 @@ malformed command line).
 """
 
 
+#: Every verb of Feast's CLI (``feast --help`` and its groups), in Feast's spelling.
+FEAST_VERBS = [
+    "init", "apply", "plan", "teardown", "registry-dump", "materialize", "materialize-incremental", "serve",
+    "serve_offline", "serve_registry", "serve_transformations", "ui", "entities list", "entities describe",
+    "feature-views list", "feature-views describe", "feature-services list", "feature-services describe",
+    "data-sources list", "data-sources describe", "on-demand-feature-views", "permissions", "projects",
+    "saved-datasets", "stream-feature-views", "validation-references", "version", "endpoint", "listen",
+    "get-historical-features", "get-online-features", "delete", "configuration",
+]  # fmt: skip
+
+#: Feast verbs Ladle has no command for, and what to use instead. A verb that gains a command must leave.
+FEAST_INSTEAD = {
+    "serve_offline": "No Arrow Flight offline server: read training data in-process with "
+    "`store.get_historical_features(...)` or `ladle get-historical-features` (the offline store is read directly).",
+    "serve_registry": "No registry server: every process reads the SQL registry directly; share it by pointing "
+    "`registry.path` at one PostgreSQL database.",
+    "serve_transformations": "No transformation server (no on-demand transforms): compute features when ingesting "
+    "(`ladle ingest`, `ladle.transforms`).",
+    "ui": "No web UI yet: browse with `ladle feature-views list` / `describe`, and the REST API at `/docs` of "
+    "`ladle serve`.",
+    "on-demand-feature-views": "On-demand feature views are not supported: compute the values in an ingestion "
+    "and store them in a feature view.",
+    "permissions": "No permission objects yet: the `auth` block is accepted; `ladle serve` listens on loopback "
+    "by default.",
+    "projects": "A project is the `project:` key of feature_store.yaml (several share one registry); "
+    "`ladle registry-dump` shows the current one.",
+    "saved-datasets": "No saved datasets: write training data to a file with `ladle get-historical-features -o "
+    "FILE.parquet`.",
+    "stream-feature-views": "No stream feature views yet: write fresh rows with `POST /push` or `store.push(...)`.",
+    "validation-references": "No validation references (no data-quality profiles).",
+    "endpoint": "`ladle serve` listens on `--host`/`--port` (REST, default 127.0.0.1:8080) and `--grpc-port` "
+    "(default 6566): see `ladle serve`.",
+    "listen": "Feast's gRPC streaming-ingestion server: use `ladle serve` (gRPC `feast.serving.ServingService` on "
+    "`--grpc-port`) and `POST /push`.",
+    "delete": "Remove the definition from the repo and run `ladle apply` (apply deletes what the repo no longer "
+    "has), or `ladle teardown` for the whole project.",
+}
+
+
+def feast_verbs() -> list[str]:
+    """The "Feast's verbs" section: each Feast verb, and the Ladle command or what to use instead."""
+    commands = set(command_paths())
+    stale = [v for v in FEAST_INSTEAD if f"ladle {v}" in commands]
+    unknown = [v for v in FEAST_VERBS if f"ladle {v}" not in commands and v not in FEAST_INSTEAD]
+    if stale or unknown:
+        raise SystemExit(f"update FEAST_INSTEAD: now commands: {stale}; neither command nor listed: {unknown}")
+    lines = [
+        "## Feast's verbs",
+        "",
+        "Every verb of `feast`, and the Ladle command that does it or what to use instead.",
+        "",
+        "| `feast` verb | Ladle |",
+        "| --- | --- |",
+    ]
+    for verb in FEAST_VERBS:
+        ladle = f"`ladle {verb}`" if f"ladle {verb}" in commands else FEAST_INSTEAD[verb]
+        lines.append(f"| `feast {verb}` | {_cell(ladle)} |")
+    return [*lines, ""]
+
+
 def walk(command: click.Command, ctx: click.Context) -> Iterator[tuple[click.Command, click.Context]]:
     """Every command under ``command`` (depth first, sorted by name), with its context."""
     if not isinstance(command, click.Group):
@@ -94,6 +154,7 @@ def render() -> str:
     root = click.Context(cli, info_name="ladle")
     lines = [HEADER, "## Global options", "", "```", "ladle [OPTIONS] COMMAND [ARGS]...", "```", ""]
     lines += _options(cli, root)
+    lines += feast_verbs()
     for command, ctx in walk(cli, root):
         depth = len(ctx.command_path.split()) - 1  # 1 for top-level commands
         lines += _section(command, ctx, level=1 + depth)

@@ -2,35 +2,42 @@
 
 >>> from ladle import FeatureStore
 >>> store = FeatureStore(repo_path="feature_repo")
+
+Names are imported on first use (PEP 562 ``__getattr__``), so ``import ladle`` and the CLI start
+without loading pandas, pyarrow, DuckDB or SQLAlchemy; ``from ladle import X`` works as usual.
 """
 
 from __future__ import annotations
 
-from ladle.config import RepoConfig
-from ladle.definitions import (
-    Entity,
-    FeatureService,
-    FeatureView,
-    FeatureViewProjection,
-    Field,
-    FileSource,
-    PushSource,
-)
-from ladle.retrieval.response import OnlineResponse
-from ladle.store import FeatureStore
-from ladle.types import (
-    Array,
-    Bool,
-    Bytes,
-    FieldStatus,
-    Float32,
-    Float64,
-    Int32,
-    Int64,
-    String,
-    UnixTimestamp,
-    ValueType,
-)
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from ladle.config import RepoConfig
+    from ladle.definitions import (
+        Entity,
+        FeatureService,
+        FeatureView,
+        FeatureViewProjection,
+        Field,
+        FileSource,
+        PushSource,
+    )
+    from ladle.retrieval.response import OnlineResponse
+    from ladle.store import FeatureStore
+    from ladle.types import (
+        Array,
+        Bool,
+        Bytes,
+        FieldStatus,
+        Float32,
+        Float64,
+        Int32,
+        Int64,
+        String,
+        UnixTimestamp,
+        ValueType,
+    )
 
 __version__ = "0.1.0"
 
@@ -58,3 +65,36 @@ __all__ = [
     "ValueType",
     "__version__",
 ]
+
+_HOME = {
+    "RepoConfig": "ladle.config",
+    "Entity": "ladle.definitions",
+    "FeatureService": "ladle.definitions",
+    "FeatureView": "ladle.definitions",
+    "FeatureViewProjection": "ladle.definitions",
+    "Field": "ladle.definitions",
+    "FileSource": "ladle.definitions",
+    "PushSource": "ladle.definitions",
+    "OnlineResponse": "ladle.retrieval.response",
+    "FeatureStore": "ladle.store",
+    **dict.fromkeys(
+        [
+            "Array", "Bool", "Bytes", "FieldStatus", "Float32", "Float64", "Int32", "Int64", "String",
+            "UnixTimestamp", "ValueType",
+        ],
+        "ladle.types",
+    ),
+}
+
+
+def __getattr__(name: str) -> typing.Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'ladle' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -87,6 +87,9 @@ class RepoConfig(StrictModel):
     auth: dict[str, Any] = Field(default_factory=lambda: {"type": "no_auth"})
     flags: dict[str, Any] | None = None
     coerce_tz_aware: bool = True
+    data_dir: str | None = Field(
+        None, description="raw data the repo's ingestions read; relative to the repo; LADLE_DATA_DIR overrides"
+    )
     repo_path: Path = Field(default_factory=Path.cwd, exclude=True)
 
     @field_validator("project")
@@ -187,8 +190,19 @@ def load_yaml(path: str | Path, repo_path: str | Path | None = None) -> RepoConf
     try:
         raw = yaml.safe_load(file.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{file}: not valid YAML{_yaml_problem(exc)}") from None
     return load_config(raw or {}, repo_path if repo_path is not None else file.parent)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    # PyYAML's message spans several lines with a caret drawing; keep the place and the problem.
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return (
+        f"{where}: {problem}; fix the file there (the keys of one block are indented alike, "
+        "and a value containing ': ' or ' #' is quoted)"
+    )
 
 
 def resolve_path(config: RepoConfig, path: str) -> Path:

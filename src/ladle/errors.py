@@ -4,6 +4,7 @@
 
     LadleError
     ├── ConfigError                      feature_store.yaml / config dict is wrong (key path + hint)
+    │   └── DataDirError                 the repo's raw-data directory (data_dir / LADLE_DATA_DIR) is missing
     ├── DefinitionError                  an Entity, Field, source, view or service is invalid
     ├── RepoError                        a feature repo cannot be loaded (import error, duplicate names)
     ├── RegistryError
@@ -43,6 +44,10 @@ class LadleError(Exception):
 
 class ConfigError(LadleError):
     """The configuration is invalid; the message names the key path and gives a hint."""
+
+
+class DataDirError(ConfigError):
+    """The raw-data directory a repo's ingestions read is not set or does not exist (names the setting)."""
 
 
 class DefinitionError(LadleError):

@@ -6,16 +6,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ladle.config import RepoConfig, load_config, load_yaml
 from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView
 from ladle.errors import ConfigError
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from ladle.materialize.local import Materializer, ViewResult
     from ladle.offline.base import OfflineStore, RetrievalJob
     from ladle.online.base import OnlineStore
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ladle.retrieval.push import PushMode
     from ladle.retrieval.response import OnlineResponse
 
-EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame
+EntityRows: TypeAlias = "Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame"
 
 
 class FeatureStore:

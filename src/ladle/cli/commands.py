@@ -1,28 +1,114 @@
-"""The list of command modules; a module exports ``COMMANDS``."""
+"""The table of top-level commands, and the click group that imports a command's module only when it runs.
+
+``ladle --help`` lists every command from this table without importing any command module (they
+pull in pandas, pyarrow, SQLAlchemy …), so it starts in a fraction of the time. A test checks that
+each entry's short help is the command's own.
+"""
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 import click
-
-_MODULES = [
-    "ladle.cli.version",
-    "ladle.cli.repo",
-    "ladle.cli.objects",
-    "ladle.cli.schedule",
-    "ladle.cli.serve",
-    "ladle.cli.ingest",
-    "ladle.cli.feed",
-    "ladle.cli.online",
-    "ladle.cli.materialize",
-    "ladle.cli.historical",
-]
+from click.utils import make_default_short_help
 
 
-def all_commands() -> list[click.Command]:
-    """Every top-level command or group, from every command module."""
-    out: list[click.Command] = []
-    for name in _MODULES:
-        out.extend(importlib.import_module(name).COMMANDS)
-    return out
+@dataclass(frozen=True)
+class CommandEntry:
+    """Where a top-level command lives, and its one-line help for the command list."""
+
+    module: str
+    attribute: str
+    short_help: str
+
+
+COMMANDS: dict[str, CommandEntry] = {
+    "version": CommandEntry("ladle.cli.version", "version", "Print Ladle's version."),
+    "init": CommandEntry("ladle.cli.repo", "init", "Create a new feature repo in DIRECTORY (default: feature_repo)."),
+    "plan": CommandEntry(
+        "ladle.cli.repo", "plan_command", "Show what apply would change in the registry, without changing anything."
+    ),
+    "apply": CommandEntry(
+        "ladle.cli.repo",
+        "apply_command",
+        "Register the repo's definitions, remove those it no longer has, and prepare the online store.",
+    ),
+    "teardown": CommandEntry(
+        "ladle.cli.repo", "teardown", "Delete the project's online data and every registry entry of the project."
+    ),
+    "registry-dump": CommandEntry(
+        "ladle.cli.repo",
+        "registry_dump",
+        "Print every registry entry of the project as JSON (specs, versions, watermarks).",
+    ),
+    "configuration": CommandEntry(
+        "ladle.cli.repo",
+        "configuration",
+        "Print the resolved configuration (defaults filled in, passwords masked) as YAML.",
+    ),
+    "entities": CommandEntry("ladle.cli.objects", "entities", "Browse entities."),
+    "feature-views": CommandEntry(
+        "ladle.cli.objects", "feature_views", "Browse feature views and their version history."
+    ),
+    "feature-services": CommandEntry("ladle.cli.objects", "feature_services", "Browse feature services."),
+    "data-sources": CommandEntry("ladle.cli.objects", "data_sources", "Browse named data sources."),
+    "schedule": CommandEntry(
+        "ladle.cli.schedule", "schedule", "Run the schedules declared in the feature repo until SIGTERM or Ctrl-C."
+    ),
+    "serve": CommandEntry(
+        "ladle.cli.serve", "serve", "Serve features over REST (Feast's JSON) and gRPC (Feast's protos) until SIGTERM."
+    ),
+    "ingest": CommandEntry(
+        "ladle.cli.ingest", "ingest", "Compute feature rows from raw data and store them offline (idempotent)."
+    ),
+    "feed": CommandEntry(
+        "ladle.cli.feed", "feed", "Push SIMULATED fresh rows that continue each real series up to now."
+    ),
+    "get-online-features": CommandEntry(
+        "ladle.cli.online",
+        "get_online_features",
+        "Print the latest feature values of some entities (ttl applied, like the server).",
+    ),
+    "materialize": CommandEntry(
+        "ladle.cli.materialize",
+        "materialize_command",
+        "Load the newest row per entity with START <= event time <= END (ISO 8601; naive = UTC).",
+    ),
+    "materialize-incremental": CommandEntry(
+        "ladle.cli.materialize",
+        "materialize_incremental_command",
+        "Materialize each view from its watermark (first run: END - ttl) up to END (ISO 8601).",
+    ),
+    "get-historical-features": CommandEntry(
+        "ladle.cli.historical",
+        "get_historical_features",
+        "Join features onto an entity frame as of each row's timestamp and write the result.",
+    ),
+}
+
+
+def load_command(name: str) -> click.Command:
+    """Import the module of command ``name`` and return the command."""
+    entry = COMMANDS[name]
+    command = getattr(importlib.import_module(entry.module), entry.attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{entry.module}.{entry.attribute} is not a click command")
+    return command
+
+
+class LazyGroup(click.Group):
+    """A group whose commands come from :data:`COMMANDS`, imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name) if cmd_name in COMMANDS else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [(n, make_default_short_help(COMMANDS[n].short_help, limit)) for n in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ladle.errors import LadleError
-from ladle.store import FeatureStore
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ladle.store import FeatureStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,6 +33,8 @@ class CliContext:
 
     def store(self) -> FeatureStore:
         """The feature store of the repo the CLI was pointed at."""
+        from ladle.store import FeatureStore
+
         if self._store is None:
             self._store = FeatureStore(repo_path=self.chdir, fs_yaml_file=self.feature_store_yaml)
         return self._store
@@ -40,8 +45,27 @@ def pass_context(func: F) -> F:
     return click.pass_obj(func)  # type: ignore[return-value]
 
 
-console = Console()
-err_console = Console(stderr=True)
+# Wide enough that a table piped to a file or a log never squeezes or truncates a name.
+_PIPE_WIDTH = 10_000
+
+
+@functools.cache
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    probe = Console(stderr=stderr)
+    # Off a terminal, rich assumes 80 columns and cuts table cells with "…": a log wants every name whole.
+    return probe if probe.is_terminal else Console(stderr=stderr, width=_PIPE_WIDTH)
+
+
+def console() -> Console:
+    """The console for results (stdout); rich is imported on first use."""
+    return _console(False)
+
+
+def err_console() -> Console:
+    """The console for messages and errors (stderr)."""
+    return _console(True)
 
 
 @contextmanager
@@ -50,7 +74,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except LadleError as exc:
-        err_console.print(f"[bold red]Error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        err_console().print(f"[bold red]Error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 
@@ -68,15 +92,17 @@ def emit(rows: Sequence[dict[str, Any]], output: str, title: str = "") -> None:
         click.echo(json.dumps(list(rows), indent=2, default=str))
         return
     if not rows:
-        console.print(f"no {title or 'rows'}")
+        console().print(f"no {title or 'rows'}")
         return
+    from rich.table import Table
+
     table = Table(title=title or None)
     for index, column in enumerate(rows[0]):
         # The first column names the object: wrap or squeeze the others, never truncate it.
         table.add_column(str(column), no_wrap=index == 0)
     for row in rows:
         table.add_row(*(_cell(v) for v in row.values()))
-    console.print(table)
+    console().print(table)
 
 
 def _cell(value: Any) -> str:

@@ -69,7 +69,7 @@ def feed(
         try:
             _loop(store, feeds, start, seed, mode, interval if follow else None, output)
         except KeyboardInterrupt:
-            err_console.print("stopped")
+            err_console().print("stopped")
 
 
 def _loop(
@@ -98,5 +98,3 @@ def _loop(
 def _span(span: timedelta) -> str:
     days, rest = divmod(span, timedelta(days=1))
     return f"{days} d" if not rest else f"{span.total_seconds() / 3600:g} h"
-
-COMMANDS = [feed]

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ladle.cli.context import CliContext, console, pass_context, user_errors
+from ladle.cli.progress import progress_option, steps, want_progress
 from ladle.errors import RequestError
 
 
@@ -41,6 +42,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Result file: .parquet or .csv.",
 )
+@progress_option
 @pass_context
 def get_historical_features(
     ctx: CliContext,
@@ -49,6 +51,7 @@ def get_historical_features(
     feature_service: str | None,
     full_feature_names: bool,
     output: Path,
+    progress: bool | None,
 ) -> None:
     """Join features onto an entity frame as of each row's timestamp and write the result."""
     from ladle.retrieval.historical import write_result
@@ -58,14 +61,12 @@ def get_historical_features(
         if bool(refs) == bool(feature_service):
             raise RequestError("pass either --features or --feature-service (exactly one)")
         store = ctx.store()
-        job = store.get_historical_features(
-            entity_df=entities,
-            features=refs or None,
-            feature_service=feature_service,
-            full_feature_names=full_feature_names,
-        )
-        write_result(job, output)
-    console.print(f"Wrote {output}", highlight=False)
-
-
-COMMANDS = [get_historical_features]
+        with steps(f"point-in-time join → {output.name}", None, want_progress(progress)):
+            job = store.get_historical_features(
+                entity_df=entities,
+                features=refs or None,
+                feature_service=feature_service,
+                full_feature_names=full_feature_names,
+            )
+            write_result(job, output)
+    console().print(f"Wrote {output}", highlight=False)

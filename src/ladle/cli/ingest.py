@@ -7,6 +7,7 @@ from datetime import datetime
 import click
 
 from ladle.cli.context import CliContext, emit, output_option, pass_context, user_errors
+from ladle.cli.progress import progress_option, steps, want_progress
 from ladle.errors import FeatureViewNotFoundError, RequestError
 from ladle.times import parse_time
 
@@ -31,10 +32,17 @@ def _window(start: datetime, end: datetime) -> str:
 @click.option("--start", help="Only rewrite rows with event time at or after this (ISO 8601; naive = UTC).")
 @click.option("--end", help="Only rewrite rows with event time before this (ISO 8601; naive = UTC).")
 @click.option("--list", "list_only", is_flag=True, help="List the repo's ingestions and exit.")
+@progress_option
 @output_option
 @pass_context
 def ingest(
-    ctx: CliContext, names: tuple[str, ...], start: str | None, end: str | None, list_only: bool, output: str
+    ctx: CliContext,
+    names: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    list_only: bool,
+    progress: bool | None,
+    output: str,
 ) -> None:
     """Compute feature rows from raw data and store them offline (idempotent).
 
@@ -61,20 +69,20 @@ def ingest(
         # Views come from the repo's files, not the registry: ingest may run before the first apply.
         views = {v.name: v for v in load_repo(ctx.chdir).feature_views}
         results = []
-        for job in jobs:
-            if job.feature_view not in views:
-                raise FeatureViewNotFoundError(job.feature_view, detail=f"ingestion '{job.name}' feeds it")
-            result = run_ingestion(config, job, views[job.feature_view], lo, hi)
-            results.append(
-                {
-                    "name": result.name,
-                    "feature_view": result.feature_view,
-                    "rows": result.rows,
-                    "start": result.start.isoformat(),
-                    "end": result.end.isoformat(),
-                }
-            )
+        with steps("ingest", len(jobs), want_progress(progress)) as bar:
+            for job in jobs:
+                if job.feature_view not in views:
+                    raise FeatureViewNotFoundError(job.feature_view, detail=f"ingestion '{job.name}' feeds it")
+                bar.begin(f"ingest {job.name}")
+                result = run_ingestion(config, job, views[job.feature_view], lo, hi)
+                bar.done()
+                results.append(
+                    {
+                        "name": result.name,
+                        "feature_view": result.feature_view,
+                        "rows": result.rows,
+                        "start": result.start.isoformat(),
+                        "end": result.end.isoformat(),
+                    }
+                )
         emit(results, output, "ingested")
-
-
-COMMANDS = [ingest]

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
+from ladle.cli.commands import LazyGroup
 from ladle.cli.context import CliContext
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--chdir", "-c", type=click.Path(file_okay=False, path_type=Path), default=".",
     help="Run as if started in this feature repo directory.",
@@ -28,17 +29,6 @@ def cli(ctx: click.Context, chdir: Path, feature_store_yaml: Path | None, log_le
     """Ladle: a real-time feature store that speaks Feast."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = CliContext(chdir=chdir.resolve(), feature_store_yaml=feature_store_yaml)
-
-
-def _register() -> None:
-    # Each module owns one resource group; importing them only defines click commands.
-    from ladle.cli import commands
-
-    for command in commands.all_commands():
-        cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ladle.cli.context import CliContext, emit, output_option, pass_context, user_errors
-from ladle.materialize import ViewResult
-from ladle.times import parse_time
+from ladle.cli.context import CliContext, emit, err_console, output_option, pass_context, user_errors
+from ladle.cli.progress import progress_option, want_progress
+
+if TYPE_CHECKING:
+    from ladle.materialize import ViewResult
 
 views_option = click.option(
     "--views", "-v", "views", multiple=True, metavar="VIEW",
     help="Only this feature view (repeatable); default: every online view.",
 )  # fmt: skip
-progress_option = click.option(
-    "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
-)
 
 
 def _rows(results: list[ViewResult]) -> list[dict[str, Any]]:
@@ -33,6 +32,24 @@ def _rows(results: list[ViewResult]) -> list[dict[str, Any]]:
     ]
 
 
+def _report(results: list[ViewResult], output: str) -> None:
+    if output == "json":
+        emit(_rows(results), output)
+        return
+    for r in results:
+        if r.skipped:
+            # For a skipped view, start is its watermark: say so instead of printing a window with start > end.
+            err_console().print(
+                f"{r.view}: up to date: watermark {r.start.isoformat()} is not before end {r.end.isoformat()}; "
+                "nothing to materialize",
+                highlight=False,
+                soft_wrap=True,
+            )
+    done = [r for r in results if not r.skipped]
+    if done or not results:
+        emit(_rows(done), output, "materialized")
+
+
 @click.command("materialize")
 @click.argument("start")
 @click.argument("end")
@@ -41,12 +58,15 @@ def _rows(results: list[ViewResult]) -> list[dict[str, Any]]:
 @output_option
 @pass_context
 def materialize_command(
-    ctx: CliContext, start: str, end: str, views: tuple[str, ...], progress: bool, output: str
+    ctx: CliContext, start: str, end: str, views: tuple[str, ...], progress: bool | None, output: str
 ) -> None:
     """Load the newest row per entity with START <= event time <= END (ISO 8601; naive = UTC)."""
+    from ladle.times import parse_time
+
     with user_errors():
-        results = ctx.store().materialize(parse_time(start), parse_time(end), list(views) or None, progress)
-        emit(_rows(results), output, "materialized")
+        store = ctx.store()
+        results = store.materialize(parse_time(start), parse_time(end), list(views) or None, want_progress(progress))
+        _report(results, output)
 
 
 @click.command("materialize-incremental")
@@ -56,12 +76,11 @@ def materialize_command(
 @output_option
 @pass_context
 def materialize_incremental_command(
-    ctx: CliContext, end: str, views: tuple[str, ...], progress: bool, output: str
+    ctx: CliContext, end: str, views: tuple[str, ...], progress: bool | None, output: str
 ) -> None:
     """Materialize each view from its watermark (first run: END - ttl) up to END (ISO 8601)."""
+    from ladle.times import parse_time
+
     with user_errors():
-        results = ctx.store().materialize_incremental(parse_time(end), list(views) or None, progress)
-        emit(_rows(results), output, "materialized")
-
-
-COMMANDS = [materialize_command, materialize_incremental_command]
+        results = ctx.store().materialize_incremental(parse_time(end), list(views) or None, want_progress(progress))
+        _report(results, output)

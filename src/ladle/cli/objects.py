@@ -275,6 +275,3 @@ def data_sources_list(ctx: CliContext, tags: dict[str, str], output: str) -> Non
 def data_sources_describe(ctx: CliContext, name: str, output: str) -> None:
     """Show one data source's spec and current version."""
     _describe(ctx, "data_source", name, output)
-
-
-COMMANDS = [entities, feature_views, feature_services, data_sources]

@@ -107,6 +107,3 @@ def get_online_features(
             click.echo(response_json(response))
         else:
             emit(response_rows(response), output, "online features")
-
-
-COMMANDS = [get_online_features]

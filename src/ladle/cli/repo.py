@@ -39,10 +39,10 @@ def init(ctx: CliContext, directory: Path, project: str | None, template: str, m
     target = directory if directory.is_absolute() else ctx.chdir / directory
     with user_errors():
         files = init_repo(target, project, template, minimal)
-    console.print(f"Created feature repo [bold]{target}[/]:", highlight=False)
+    console().print(f"Created feature repo [bold]{target}[/]:", highlight=False)
     for file in files:
-        console.print(f"  {file.relative_to(target)}", highlight=False)
-    console.print(f"Next: ladle -c {directory} apply", highlight=False)
+        console().print(f"  {file.relative_to(target)}", highlight=False)
+    console().print(f"Next: ladle -c {directory} apply", highlight=False)
 
 
 @click.command("plan")
@@ -85,22 +85,22 @@ def _report(result: ApplyResult, output: str) -> None:
         return
     project = f"project '{result.project}'"
     if not result.has_changes:
-        console.print(
+        console().print(
             f"No changes: the registry of {project} matches the repo (version {result.version}).", soft_wrap=True
         )
         return
     for diff in result.diffs:
-        console.print(f"[{_STYLE[diff.action]}]{diff}[/]", highlight=False, markup=True, soft_wrap=True)
+        console().print(f"[{_STYLE[diff.action]}]{diff}[/]", highlight=False, markup=True, soft_wrap=True)
     added, changed, removed = len(result.added), len(result.changed), len(result.removed)
     if result.applied:
-        console.print(
+        console().print(
             f"Applied to {project}: {added} added, {changed} changed, {removed} removed "
             f"(registry version {result.base_version} → {result.version}).",
             highlight=False,
             soft_wrap=True,
         )
     else:
-        console.print(
+        console().print(
             f"Plan for {project}: {added} to add, {changed} to change, {removed} to remove. "
             "Run 'ladle apply' to apply.",
             highlight=False,
@@ -116,7 +116,7 @@ def teardown(ctx: CliContext) -> None:
         store = ctx.store()
         views = len(store.snapshot(allow_cache=False).feature_views)
         store.teardown()
-    console.print(f"Tore down project '{store.project}' ({views} feature views).", highlight=False)
+    console().print(f"Tore down project '{store.project}' ({views} feature views).", highlight=False)
 
 
 @click.command("registry-dump")
@@ -154,6 +154,3 @@ def mask_secrets(value: Any, key: str = "") -> Any:
             return "***"
         return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", value))
     return value
-
-
-COMMANDS = [init, plan_command, apply_command, teardown, registry_dump, configuration]

@@ -81,14 +81,14 @@ def _run_forever(scheduler: Scheduler, metrics_port: int | None) -> None:
     stop = threading.Event()
     with _stop_on_signals(stop):
         upcoming = ", ".join(f"{s.schedule.name} at {s.next_run.isoformat()}" for s in scheduler.status())
-        err_console.print(
+        err_console().print(
             f"ladle schedule: {len(scheduler.schedules)} schedule(s), owner {scheduler.owner}; next: {upcoming}. "
             "Stop with Ctrl-C or SIGTERM.",
             highlight=False,
             soft_wrap=True,
         )
         scheduler.run(stop)
-    err_console.print("ladle schedule: stopped", highlight=False)
+    err_console().print("ladle schedule: stopped", highlight=False)
 
 
 @contextmanager
@@ -102,7 +102,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
     def handle(signum: int, _frame: FrameType | None) -> None:
         stop.set()
-        err_console.print("ladle schedule: stopping after the current run (signal again to abort)", highlight=False)
+        err_console().print("ladle schedule: stopping after the current run (signal again to abort)", highlight=False)
         signal.signal(signum, defaults[signal.Signals(signum)])
 
     for sig in defaults:
@@ -158,6 +158,3 @@ def _span(delta: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts) or "0s"
-
-
-COMMANDS = [schedule]

@@ -11,11 +11,16 @@ import click
 from ladle.cli.context import CliContext, pass_context, user_errors
 from ladle.server.settings import ServerSettings, SettingInfo, setting_infos
 
+# Feast's spellings of the same flags, so `feast serve` habits work: -h is the host here, as in Feast
+# (help stays --help on this command), and --registry_ttl_sec is Feast's underscore form.
+FEAST_ALIASES: dict[str, list[str]] = {"host": ["-h"], "registry_ttl_sec": ["--registry_ttl_sec"], "metrics": ["-m"]}
+
 
 def _option(info: SettingInfo) -> Callable[[Any], Any]:
-    names = [info.flag] + ([info.short] if info.short else [])
+    aliases = FEAST_ALIASES.get(info.name, [])
+    names = [info.flag] + ([info.short] if info.short else []) + aliases
     if info.type is bool:
-        names = [f"{info.flag}/--no-{info.flag[2:]}"]
+        names = [f"{info.flag}/--no-{info.flag[2:]}", *aliases]
         return click.option(
             *names,
             info.name,
@@ -43,20 +48,32 @@ def _with_settings(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-@click.command()
+def settings_from(server_type: str | None, options: dict[str, Any]) -> ServerSettings:
+    """The settings of the parsed flags; Feast's ``--type`` picks one of the two servers."""
+    if server_type is not None:
+        options = {**options, "rest": server_type == "http", "grpc": server_type == "grpc"}
+    return ServerSettings(**options)
+
+
+@click.command(context_settings={"help_option_names": ["--help"]})
 @_with_settings
+@click.option(
+    "--type",
+    "-t",
+    "server_type",
+    type=click.Choice(["http", "grpc"]),
+    default=None,
+    help="Feast's choice of one server: 'http' serves only REST, 'grpc' only gRPC [default: both].",
+)
 @pass_context
-def serve(ctx: CliContext, **options: Any) -> None:
+def serve(ctx: CliContext, server_type: str | None, **options: Any) -> None:
     """Serve features over REST (Feast's JSON) and gRPC (Feast's protos) until SIGTERM."""
     from ladle.server.runner import serve as run
     from ladle.server.worker import StoreSpec
 
     with user_errors():
-        settings = ServerSettings(**options)
+        settings = settings_from(server_type, options)
         ctx.store()  # fail here, with a readable error, if the repo or its config is wrong
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         status = run(StoreSpec(ctx.chdir, ctx.feature_store_yaml), settings, level)
     raise SystemExit(status)
-
-
-COMMANDS = [serve]

@@ -11,6 +11,3 @@ import ladle
 def version() -> None:
     """Print Ladle's version."""
     click.echo(f"Ladle SDK version {ladle.__version__}")
-
-
-COMMANDS = [version]

@@ -6,17 +6,27 @@ the definitions; :func:`resolve` reads definitions from any :class:`Catalog` (a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ladle.definitions.feature_service import FeatureService
 from ladle.definitions.feature_view import FeatureView
-from ladle.errors import FeatureNameCollisionError, InvalidFeatureReferenceError, RequestError
+from ladle.errors import (
+    FeatureNameCollisionError,
+    FeatureServiceNotFoundError,
+    InvalidFeatureReferenceError,
+    RequestError,
+)
 
 
 class Catalog(Protocol):
     """Definitions looked up by name (:class:`ladle.registry.base.RegistrySnapshot` is one)."""
+
+    @property
+    def feature_views(self) -> Mapping[str, FeatureView]:
+        """Every feature view, by name."""
+        ...
 
     def feature_view(self, name: str) -> FeatureView:
         """The feature view called ``name``; raises FeatureViewNotFoundError."""
@@ -59,7 +69,16 @@ def resolve(catalog: Catalog, features: FeatureRequest, full_feature_names: bool
     if isinstance(features, FeatureService):
         selections = _from_service(catalog, features)
     elif isinstance(features, str):
-        selections = _from_service(catalog, catalog.feature_service(features))
+        try:
+            service = catalog.feature_service(features)
+        except FeatureServiceNotFoundError as exc:
+            raise FeatureServiceNotFoundError(
+                features,
+                exc.project,
+                detail="features given as one string name a feature service: pass a list of 'view:feature' "
+                f"references (features=[{features!r}]) or the name of a feature service",
+            ) from None
+        selections = _from_service(catalog, service)
     else:
         selections = _from_refs(catalog, features)
     check_collisions(selections, full_feature_names)
@@ -91,6 +110,8 @@ def _from_refs(catalog: Catalog, refs: Sequence[str]) -> list[ViewSelection]:
             raise InvalidFeatureReferenceError(
                 f"feature reference {ref!r}: versioned views ('view@vN') are not supported"
             )
+        if not feature and view_name not in catalog.feature_views:
+            raise _bare_name_error(catalog, ref)
         view = catalog.feature_view(view_name)
         names = [feature] if feature else view.feature_names
         if feature:
@@ -102,6 +123,16 @@ def _from_refs(catalog: Catalog, refs: Sequence[str]) -> list[ViewSelection]:
             if name not in wanted[view_name]:
                 wanted[view_name].append(name)
     return [ViewSelection(catalog.feature_view(v), tuple(wanted[v]), v) for v in order]
+
+
+def _bare_name_error(catalog: Catalog, ref: str) -> InvalidFeatureReferenceError:
+    # A bare name is read as a whole view; when it is no view, it is most often a feature without its view.
+    owners = sorted(name for name, view in catalog.feature_views.items() if ref in view.feature_names)
+    hint = f" (e.g. {', '.join(repr(f'{o}:{ref}') for o in owners)})" if owners else ""
+    return InvalidFeatureReferenceError(
+        f"feature reference {ref!r} names no feature view: a reference is 'view:feature'{hint}, "
+        "or a bare view name for all its features"
+    )
 
 
 def check_collisions(selections: Sequence[ViewSelection], full_feature_names: bool) -> None:

@@ -13,14 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
-import pandas as pd
 import pyarrow as pa
 
 from ladle.config import RepoConfig, StrictModel
 from ladle.definitions import DataSource, FeatureView
 from ladle.definitions.refs import ViewSelection
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class RetrievalJob(Protocol):

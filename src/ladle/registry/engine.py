@@ -67,7 +67,41 @@ def create_registry_engine(config: RegistryConfig, repo_path: Path) -> Engine:
         raise RegistryError(f"registry path {describe_url(url)!r} is not a usable database URL: {exc}") from exc
     if backend == "sqlite":
         _sqlite_transactions(engine)
+    elif backend == "postgresql":
+        _ensure_postgres_database(engine, kwargs["connect_args"])
     return engine
+
+
+def _ensure_postgres_database(engine: Engine, connect_args: dict[str, Any]) -> None:
+    """Create the registry's database when it does not exist yet, as SQLite creates its file.
+
+    The role needs CREATEDB; without it the error says how to create the database by hand.
+    """
+    url = engine.url
+    try:
+        with engine.connect():
+            return
+    except OperationalError as exc:
+        # Every other connection problem is reported, translated, on first use.
+        if f'database "{url.database}" does not exist' not in str(exc.orig) or not url.database:
+            return
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT", connect_args=connect_args)
+    name = url.database.replace('"', '""')
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        log.warning("created the PostgreSQL database %s for the registry", describe_url(url))
+    except DBAPIError as exc:
+        if "already exists" in str(exc.orig):  # another process created it first
+            return
+        user = f" -U {url.username}" if url.username else ""
+        raise RegistryError(
+            f"registry database {describe_url(url)} does not exist and this role cannot create it "
+            f"({_first_line(exc.orig)}): create it with 'createdb -h {url.host or 'localhost'} "
+            f"-p {url.port or 5432}{user} {url.database}' as a role that may"
+        ) from exc
+    finally:
+        admin.dispose()
 
 
 def _sqlite_transactions(engine: Engine) -> None:

@@ -15,6 +15,7 @@ used (and tested) without a registry::
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from ladle.registry.base import RegistrySnapshot
 
 EntityFrame: TypeAlias = pd.DataFrame | pa.Table | str | Path
+# Feast accepts an SQL query as entity_df on some stores; catch one so it is not reported as a missing file.
+_SQL = re.compile(r"\s*(select|with)\s", re.IGNORECASE)
 
 
 def historical_job(
@@ -64,6 +67,11 @@ def entity_table(entity_df: EntityFrame) -> pa.Table:
         return entity_df
     if isinstance(entity_df, pd.DataFrame):
         return _from_pandas(entity_df)
+    if isinstance(entity_df, str) and _SQL.match(entity_df):
+        raise RequestError(
+            "entity_df looks like an SQL query, which Ladle does not run: pass the query's result as a "
+            "pandas DataFrame or pyarrow Table, or a Parquet/CSV file path"
+        )
     if isinstance(entity_df, (str, Path)):
         return _read_file(Path(entity_df))
     raise RequestError(
@@ -122,7 +130,11 @@ def _utc_timestamps(table: pa.Table, name: str) -> pa.Table:
         try:
             parsed = pd.to_datetime(column.to_pandas(), utc=True, format="ISO8601")
         except (ValueError, TypeError) as exc:
-            raise RequestError(f"entity frame column '{name}' has values that are not timestamps: {exc}") from exc
+            # pandas' message goes on for lines about its own options; keep its first line, give our fix.
+            raise RequestError(
+                f"entity frame column '{name}' has values that are not timestamps ({str(exc).splitlines()[0]}): "
+                "write ISO 8601 times such as 2024-01-31T00:00:00Z"
+            ) from exc
         column = pa.chunked_array([pa.array(parsed, type=pa.timestamp("us", tz="UTC"))])
     elif not (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)):
         raise RequestError(f"entity frame column '{name}' is {column.type}, not a timestamp")

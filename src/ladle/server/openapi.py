@@ -1,4 +1,4 @@
-"""The REST API's OpenAPI 3.1 document (hand-written: no pydantic on the request path) and /docs page."""
+"""The REST API's OpenAPI 3.1 document, hand-written: no pydantic on the request path (/docs: ladle.server.swagger)."""
 
 from __future__ import annotations
 
@@ -232,12 +232,3 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
-
-SWAGGER_HTML = b"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Ladle feature server</title>
-<link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
-<script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});</script>
-</body></html>
-"""

@@ -20,10 +20,10 @@ from urllib.parse import parse_qs
 import orjson
 
 from ladle.errors import RequestError, RequestTooLargeError
-from ladle.server import codec, health, metrics
+from ladle.server import codec, health, metrics, swagger
 from ladle.server.core import OnlineRequest, ServerCore, parse_timestamp
 from ladle.server.jobs import MaterializationJobs
-from ladle.server.openapi import OPENAPI, SWAGGER_HTML
+from ladle.server.openapi import OPENAPI
 from ladle.server.settings import ServerSettings
 from ladle.server.status import error_body, status_of
 from ladle.store import FeatureStore
@@ -140,7 +140,7 @@ class RestApp:
         path = scope["path"]
         methods = self._routes.get(path)
         if methods is None:
-            await _send(send, Response(404, b'{"detail":"Not Found"}'))
+            await _send(send, _asset(path, scope["method"]))
             return
         handler = methods.get(scope["method"])
         if handler is None:
@@ -266,10 +266,20 @@ class RestApp:
         return Response(200, text, content_type.encode())
 
     async def _docs(self, scope: Scope, body: bytes) -> Response:
-        return Response(200, SWAGGER_HTML, b"text/html; charset=utf-8")
+        return Response(200, swagger.SWAGGER_HTML, b"text/html; charset=utf-8")
 
     async def _openapi(self, scope: Scope, body: bytes) -> Response:
         return Response(200, self._openapi_body)
+
+
+def _asset(path: str, method: str) -> Response:
+    """A file of the /docs page, or 404; assets are not routes (the OpenAPI document lists routes)."""
+    found = swagger.asset(path)
+    if found is None:
+        return Response(404, b'{"detail":"Not Found"}')
+    if method != "GET":
+        return Response(405, b'{"detail":"Method Not Allowed"}')
+    return Response(200, *found)
 
 
 async def _send(send: Send, response: Response) -> None:
