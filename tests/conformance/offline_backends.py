@@ -85,16 +85,7 @@ def open_store(repo_path: Path, offline_block: Mapping[str, Any]) -> tuple[Offli
 # -- DuckDB (Parquet) ---------------------------------------------------------------------------
 
 #: Cases the DuckDB store cannot pass (test name → reason).
-DUCKDB_GAPS: dict[str, str] = {
-    "test_unknown_feature_in_a_selection_is_a_typed_error": (
-        "a ViewSelection naming a feature the view lacks raises a bare KeyError from pit._source_values "
-        "instead of a ladle error (the SDK path checks references first, so only direct protocol calls see it)"
-    ),
-    "test_colliding_output_names_in_selections_are_a_typed_error": (
-        "two selections with the same output name are not rejected: the result silently has two columns "
-        "of that name (the SDK rejects it first, so only direct protocol calls see it)"
-    ),
-}
+DUCKDB_GAPS: dict[str, str] = {}
 
 
 def make_duckdb(tables: Mapping[str, SourceTable], tmp_path: Path) -> OfflineSetup:

@@ -116,3 +116,15 @@ def test_the_platform_repo_copied_elsewhere(tmp_path: Path, monkeypatch: pytest.
     line = one_line(ingest(copy))
     yaml_file = copy / "feature_store.yaml"
     assert f"data directory {tmp_path / 'data'} does not exist (data_dir: ../data in {yaml_file})" in line
+
+
+def test_a_data_dir_without_the_extracts_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The directory exists but holds none of the committed extracts: one line naming the fix, no traceback."""
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("LADLE_DATA_DIR", str(tmp_path / "empty"))
+    copy = tmp_path / "x"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "feature_repo", copy, ignore=shutil.ignore_patterns("data"))
+    line = one_line(ingest(copy))
+    assert "DataSourceError: missing data extracts in" in line
+    assert "LADLE_DATA_DIR" in line
+    assert "ladle[data]" in line  # printed verbatim, not eaten as rich markup

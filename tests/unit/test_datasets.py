@@ -17,6 +17,7 @@ from ladle.datasets import (
     load_us_macro,
     load_wti_daily,
 )
+from ladle.errors import DataSourceError
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = ROOT / "data"
@@ -37,7 +38,7 @@ def test_committed_extracts_are_small_documented_and_readable() -> None:
 
 
 def test_missing_extracts_explain_how_to_regenerate(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="make_data_extracts"):
+    with pytest.raises(DataSourceError, match="make_data_extracts"):
         load_committed_extracts(tmp_path)
 
 

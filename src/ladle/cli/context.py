@@ -74,7 +74,11 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except LadleError as exc:
-        err_console().print(f"[bold red]Error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # Messages name extras like 'ladle[data]': escaped, so rich does not read them as markup.
+        message = escape(f"{type(exc).__name__}: {exc}")
+        err_console().print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 
@@ -100,8 +104,10 @@ def emit(rows: Sequence[dict[str, Any]], output: str, title: str = "") -> None:
     for index, column in enumerate(rows[0]):
         # The first column names the object: wrap or squeeze the others, never truncate it.
         table.add_column(str(column), no_wrap=index == 0)
+    from rich.markup import escape
+
     for row in rows:
-        table.add_row(*(_cell(v) for v in row.values()))
+        table.add_row(*(escape(_cell(v)) for v in row.values()))
     console().print(table)
 
 

@@ -53,8 +53,10 @@ def load_committed_extracts(data_dir: str | Path) -> dict[str, pa.Table]:
     root = Path(data_dir)
     missing = [f for f, _ in EXTRACTS.values() if not (root / f).is_file()]
     if missing:
-        raise FileNotFoundError(
-            f"missing data extracts in {root}: {missing}; "
-            "run `python scripts/make_data_extracts.py` with ladle[data] installed"
+        from ladle.errors import DataSourceError
+
+        raise DataSourceError(
+            f"missing data extracts in {root}: {missing}; point data_dir (feature_store.yaml) or LADLE_DATA_DIR "
+            "at a checkout's data/, or run `python scripts/make_data_extracts.py` with ladle[data] installed"
         )
     return {name: pq.read_table(root / filename) for name, (filename, _) in EXTRACTS.items()}

@@ -135,6 +135,18 @@ def _bare_name_error(catalog: Catalog, ref: str) -> InvalidFeatureReferenceError
     )
 
 
+def check_selections(selections: Sequence[ViewSelection], full_feature_names: bool) -> None:
+    """Raise a typed error if a selection names a feature its view lacks, or two outputs share a name.
+
+    Every offline store calls this on the selections it is handed, so a direct protocol call is
+    checked as strictly as a request that went through :func:`resolve`.
+    """
+    for sel in selections:
+        for name in sel.features:
+            sel.view.feature(name)  # FeatureNotFoundError
+    check_collisions(selections, full_feature_names)
+
+
 def check_collisions(selections: Sequence[ViewSelection], full_feature_names: bool) -> None:
     """Raise :class:`FeatureNameCollisionError` if two outputs would share a name."""
     seen: dict[str, str] = {}

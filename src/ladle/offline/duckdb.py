@@ -24,7 +24,7 @@ from pydantic import Field
 
 from ladle.config import RepoConfig, StrictModel
 from ladle.definitions import DataSource, FeatureView
-from ladle.definitions.refs import ViewSelection
+from ladle.definitions.refs import ViewSelection, check_selections
 from ladle.errors import EntityKeyError, RequestError
 from ladle.offline import pit, pull
 from ladle.offline.append import append_rows
@@ -220,6 +220,7 @@ def _check_entity_frame(
         raise RequestError("the entity frame is empty: give at least one row of join keys and a timestamp")
     if not selections:
         raise RequestError("no features requested")
+    check_selections(selections, full_feature_names)
     names = entity_df.column_names
     reserved = [n for n in names if n.startswith("__ladle_")]
     if reserved:
