@@ -26,8 +26,8 @@ from ladle.config import load_config
 from ladle.definitions import Entity, FeatureView, Field, FileSource
 from ladle.errors import BackendUnavailableError, ConfigError
 from ladle.online.base import ReadRequest
-from ladle.online.redis import RedisOnlineStore
-from ladle.online.redis_conn import parse_connection_string
+from ladle.online.redis.conn import parse_connection_string
+from ladle.online.redis.store import RedisOnlineStore
 from ladle.types import Float64, Int64, String
 
 pytestmark = pytest.mark.redis

@@ -12,12 +12,13 @@ from typing import Any
 import pyarrow as pa
 
 from ladle import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp, ValueType
+from ladle.online.codec.lists import decode_list, encode_list
+from ladle.online.codec.stamped import ViewLayout, encode, prepare
+from ladle.online.codec.stamped_decode import decode_view
+from ladle.online.codec.versioned import RowCodec
 from ladle.online.keys import KeyEncoder
-from ladle.online.redis_codec import ViewLayout, encode, encode_resp, prepare
-from ladle.online.redis_decode import decode_view
-from ladle.online.redis_layout import entity_keys_arrow, entity_keys_py, row_keys_arrow, view_id
-from ladle.online.rowcodec import RowCodec
-from ladle.online.values import decode_list, encode_list
+from ladle.online.redis.keys import entity_keys_arrow, entity_keys_py, row_keys_arrow, view_id
+from ladle.online.redis.resp import encode_resp
 from ladle.types import DType
 
 T1 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -123,7 +124,7 @@ REDIS_ROWS = [
 def test_redis_row_values_are_pinned() -> None:
     layout = ViewLayout(SCHEMA)
     assert layout.fingerprint == REDIS_FINGERPRINT
-    prepared = prepare(layout, TABLE, NOW_US)
+    prepared = prepare(layout, "prices", TABLE, NOW_US)
     blobs = encode(prepared, 0, 3).to_pylist()
     assert [b.hex() for b in blobs] == REDIS_ROWS
     data, offsets = encode_resp(prepared, 0, 3)
@@ -134,7 +135,7 @@ def test_redis_fixed_width_values_are_framed_in_place() -> None:
     layout = ViewLayout([("a", Float64), ("b", Bool)])
     assert layout.fingerprint == 1481835495
     table = pa.table({"a": [1.0], "b": [True], "event_timestamp": pa.array([T1], TS)})
-    data, _ = encode_resp(prepare(layout, table, 5), 0, 1)
+    data, _ = encode_resp(prepare(layout, "prices", table, 5), 0, 1)
     assert bytes(data).hex() == "2433300d0a804a53bbc31706000500000000000000e703535800000000000000f03f010d0a"
 
 

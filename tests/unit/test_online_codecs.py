@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from ladle import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp, ValueType
 from ladle.errors import EntityKeyError, SchemaMismatchError
+from ladle.online.codec.lists import decode_list, encode_list, encode_list_column
+from ladle.online.codec.versioned import RowCodec
 from ladle.online.keys import KeyEncoder
-from ladle.online.rowcodec import RowCodec
-from ladle.online.values import decode_list, encode_list, encode_list_column
 from ladle.types import DType
 
 

@@ -1,4 +1,4 @@
-"""Checks and column conversions shared by online writes: join-key types, timestamps.
+"""Checks and column conversions shared by every online store's writes: columns, key types, timestamps.
 
 Conversions are column-wise (Arrow → NumPy → ``tolist``); nothing walks rows in Python.
 """
@@ -58,17 +58,26 @@ def infer_key_types(view: FeatureView, keys: Mapping[str, Sequence[Any]]) -> dic
     return out
 
 
-def timestamps_us(rows: pa.Table, view: FeatureView, now_us: int, created: bool) -> pa.Array:
-    """Event (or created) timestamps as µs int64; a missing or null created timestamp means ``now``."""
+def timestamps_us(rows: pa.Table, view_name: str, now_us: int, created: bool) -> pa.Array:
+    """Event (or created) timestamps as µs int64; a missing or null created timestamp means ``now``.
+
+    Every row format stores these two: the newest-event-wins rule compares them.
+    """
     name = CREATED_TIMESTAMP if created else EVENT_TIMESTAMP
     if name not in rows.column_names:
+        if not created:
+            raise SchemaMismatchError(f"rows for feature view '{view_name}' lack column '{name}'")
         return pa.array(np.full(rows.num_rows, now_us, dtype=np.int64))
+    column = rows.column(name)
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
     try:
-        col = rows.column(name).combine_chunks().cast(_TS_US).cast(pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise SchemaMismatchError(f"feature view '{view.name}': column '{name}' is not a timestamp: {exc}") from None
+        col = array.cast(_TS_US).cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise SchemaMismatchError(f"feature view '{view_name}': column '{name}' is not a timestamp: {exc}") from None
     if col.null_count:
         if not created:
-            raise SchemaMismatchError(f"feature view '{view.name}': {col.null_count} row(s) have no event timestamp")
+            raise SchemaMismatchError(f"feature view '{view_name}': {col.null_count} row(s) have no event timestamp")
         col = col.fill_null(now_us)
     return col

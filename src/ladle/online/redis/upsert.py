@@ -26,8 +26,8 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from ladle.online.redis_scripts import UPSERT_SHA
-from ladle.online.redis_write import FramedBatch, WriteRows
+from ladle.online.redis.scripts import UPSERT_SHA
+from ladle.online.redis.write import FramedBatch, WriteRows
 
 #: Batches of at least this many rows try MSETNX (for fewer, the uniqueness check is not worth it).
 FAST_PATH_ROWS = 4096

@@ -2,7 +2,7 @@
 
 ::
 
-    {<project>:<entity>}:<view id>        a row (value: see redis_codec)
+    {<project>:<entity>}:<view id>        a row (value: a stamped row, ladle.online.codec.stamped)
     {<project>:}:_meta                    hash: view:<id> → view name, layout:<fp> → feature layout
 
 ``<view id>`` is the first 12 hex digits of BLAKE2b(view name); the ``_meta`` hash records which name
@@ -12,7 +12,8 @@ owns an id so a collision is detected instead of mixing two views. ``<entity>`` 
 entity in one Redis Cluster slot. See docs/redis.md for the reasons.
 
 Builders here are vectorized over Arrow arrays for writes and use plain loops for the (small) key
-lists of online reads, where a loop beats Arrow's per-call overhead.
+lists of online reads, where a loop beats Arrow's per-call overhead. Framing keys for the wire is
+:mod:`.resp`'s job.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -108,23 +108,6 @@ def row_keys_py(project: str, vid: bytes, entities: Sequence[bytes]) -> list[byt
     return [pre + e + suf for e in entities]
 
 
-def resp_row_keys(project: str, vid: bytes, entities: Sequence[bytes]) -> bytes:
-    """Row keys of one view framed as RESP bulk strings, concatenated (the body of an MGET).
-
-    When every entity has the same length (fixed-format codes, the common case) the whole body is
-    one C-level ``join``; otherwise one format per key.
-    """
-    pre, suf = key_prefix(project), key_suffix(vid)
-    if not entities:
-        return b""
-    widths = set(map(len, entities))
-    if len(widths) == 1:
-        head = b"$%d\r\n" % (len(pre) + widths.pop() + len(suf))
-        return head + pre + (suf + b"\r\n" + head + pre).join(entities) + suf + b"\r\n"
-    fixed = len(pre) + len(suf)
-    return b"".join([b"$%d\r\n%b%b%b\r\n" % (fixed + len(e), pre, e, suf) for e in entities])
-
-
 # -- entity keys from Arrow columns (writes) -------------------------------------------------
 
 
@@ -162,52 +145,3 @@ def entity_keys_arrow(join_keys: Sequence[str], table: pa.Table) -> pa.Array:
 def row_keys_arrow(project: str, vid: bytes, entities: pa.Array) -> pa.Array:
     """Full row keys of one view for an array of encoded entities."""
     return pc.binary_join_element_wise(key_prefix(project), entities, key_suffix(vid), b"")
-
-
-def row_keys_resp(project: str, vid: bytes, entities: pa.Array) -> tuple[memoryview, np.ndarray]:
-    """Full row keys framed as RESP bulk strings in one Arrow kernel (see :func:`resp_bulk`)."""
-    pre, suf = key_prefix(project), key_suffix(vid)
-    kind = entities.type
-
-    def const(raw: bytes) -> pa.Scalar:
-        return pa.scalar(raw, kind)
-
-    lengths = pc.cast(pc.cast(pc.add(pc.binary_length(entities), len(pre) + len(suf)), pa.string()), kind)
-    framed = pc.binary_join_element_wise(
-        const(b"$"), lengths, const(b"\r\n" + pre), entities, const(suf + b"\r\n"), const(b"")
-    )
-    return _contiguous(framed)
-
-
-# -- RESP framing ---------------------------------------------------------------------------
-
-
-def resp_bulk(values: pa.Array) -> tuple[memoryview, np.ndarray]:
-    """Frame every value as a RESP bulk string; return the contiguous bytes and row offsets.
-
-    Row ``i`` occupies ``data[offsets[i]:offsets[i + 1]]``, so any run of rows is one slice.
-    """
-    kind = values.type
-
-    def const(raw: bytes) -> pa.Scalar:
-        return pa.scalar(raw, kind)
-
-    lengths = pc.cast(pc.cast(pc.binary_length(values), pa.string()), kind)
-    framed = pc.binary_join_element_wise(const(b"$"), lengths, const(b"\r\n"), values, const(b"\r\n"), const(b""))
-    return _contiguous(framed)
-
-
-def _contiguous(array: pa.Array) -> tuple[memoryview, np.ndarray]:
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    width = np.int64 if pa.types.is_large_binary(array.type) else np.int32
-    _, offsets_buf, data_buf = array.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=width)[array.offset : array.offset + len(array) + 1]
-    return memoryview(data_buf), offsets.astype(np.int64)
-
-
-def resp_command(*args: bytes) -> bytes:
-    """A whole command in RESP, for small fixed commands."""
-    out = [b"*%d\r\n" % len(args)]
-    out += [b"$%d\r\n%b\r\n" % (len(a), a) for a in args]
-    return b"".join(out)

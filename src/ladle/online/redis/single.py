@@ -26,11 +26,11 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ladle.errors import BackendError, BackendUnavailableError
-from ladle.online.redis_conn import RedisEndpoint
-from ladle.online.redis_layout import resp_command, resp_row_keys
-from ladle.online.redis_scripts import UPSERT_LUA
-from ladle.online.redis_upsert import Upsert
-from ladle.online.redis_write import WriteRows
+from ladle.online.redis.conn import RedisEndpoint
+from ladle.online.redis.resp import resp_command, resp_row_keys
+from ladle.online.redis.scripts import UPSERT_LUA
+from ladle.online.redis.upsert import Upsert
+from ladle.online.redis.write import WriteRows
 
 T = TypeVar("T")
 # redis-py's connection methods are untyped; this is the boundary where that stops.

@@ -5,7 +5,7 @@ One table per (project, view), named ``"<project>:<view>"``, ``WITHOUT ROWID``::
     __key        BLOB PRIMARY KEY   -- entity key (ladle.online.keys: Feast serialization v3)
     __event_ts   INTEGER            -- µs since the epoch, UTC
     __created_ts INTEGER            -- µs; the write time when rows carry no created timestamp
-    __values     BLOB               -- every feature of the row (ladle.online.rowcodec)
+    __values     BLOB               -- every feature of the row (ladle.online.codec.versioned)
 
 A catalog table ``__ladle_tables`` maps each table to its project and view and keeps the schema of
 every row-codec fingerprint ever written, so rows written before a feature was added still decode,
@@ -41,9 +41,9 @@ from ladle.definitions import FeatureView
 from ladle.errors import BackendError, BackendUnavailableError
 from ladle.online import columns as colconv
 from ladle.online.base import ReadRequest, ViewRows
+from ladle.online.codec.versioned import RowCodec
 from ladle.online.keys import KeyEncoder, key_types_for
-from ladle.online.rowcodec import RowCodec
-from ladle.online.sqlite_sql import (
+from ladle.online.sqlite.sql import (
     BUCKETS,
     CATALOG,
     CREATE_CATALOG,
