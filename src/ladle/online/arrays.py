@@ -41,11 +41,17 @@ def micros_to_datetime(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-def cast_column(name: str, column: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array:
-    """One contiguous array of ``target`` type; :class:`SchemaMismatchError` if it cannot be cast."""
+def contiguous(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One array (chunks combined, a dictionary decoded): what the encoders take apart into NumPy."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
+    return array
+
+
+def cast_column(name: str, column: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array:
+    """One contiguous array of ``target`` type; :class:`SchemaMismatchError` if it cannot be cast."""
+    array = contiguous(column)
     try:
         return pc.cast(array, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from ladle.definitions import FeatureView
 from ladle.errors import EntityKeyError
+from ladle.online.arrays import contiguous
 from ladle.types import JOIN_KEY_TYPES, ValueType
 
 _U32 = struct.Struct("<I")
@@ -118,13 +119,7 @@ class KeyEncoder:
                     except (KeyError, TypeError):
                         return self._encode_and_cache(col)
                 return self._encode_small([col], len(col))
-        try:
-            cols = [columns[name] for name in self.names]
-        except KeyError as exc:
-            raise EntityKeyError(f"join key column {exc.args[0]!r} is missing") from None
-        n = len(cols[0])
-        if any(len(c) != n for c in cols):
-            raise EntityKeyError(f"join key columns {list(self.names)} have different lengths")
+        cols, n = self._columns(columns)
         if all(isinstance(c, list | tuple) for c in cols):
             return self._encode_small(cols, n)
         return self._encode_arrow(cols, n)
@@ -149,6 +144,10 @@ class KeyEncoder:
 
     def encode_array(self, columns: Mapping[str, Sequence[Any] | pa.Array | pa.ChunkedArray]) -> pa.Array:
         """The keys as an Arrow binary array (for writes: sortable, no Python objects)."""
+        return self._join_arrow(*self._columns(columns))
+
+    def _columns(self, columns: Mapping[str, Sequence[Any] | pa.Array | pa.ChunkedArray]) -> tuple[list[Any], int]:
+        """The join-key columns in key order and their common length."""
         try:
             cols = [columns[name] for name in self.names]
         except KeyError as exc:
@@ -156,7 +155,7 @@ class KeyEncoder:
         n = len(cols[0])
         if any(len(c) != n for c in cols):
             raise EntityKeyError(f"join key columns {list(self.names)} have different lengths")
-        return self._join_arrow(cols, n)
+        return cols, n
 
     def _encode_arrow(self, cols: list[Any], n: int) -> list[bytes]:
         keys: list[bytes] = self._join_arrow(cols, n).to_pylist()
@@ -202,33 +201,43 @@ def _packer(vt: ValueType) -> Any:
     return integer
 
 
+def arrow_key_type(name: str, arrow_type: pa.DataType) -> ValueType:
+    """The key value type an Arrow column holds: any integer → INT64, text → STRING, binary → BYTES."""
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pa.types.is_integer(arrow_type):
+        return ValueType.INT64
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
+        return ValueType.STRING
+    if (
+        pa.types.is_binary(arrow_type)
+        or pa.types.is_large_binary(arrow_type)
+        or pa.types.is_fixed_size_binary(arrow_type)
+    ):
+        return ValueType.BYTES
+    raise EntityKeyError(f"join key column '{name}' has type {arrow_type}; join keys are strings, integers or bytes")
+
+
+def key_array(name: str, column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A join-key column as one plain array, checked: every row needs a key (every store's rule)."""
+    array = contiguous(column)
+    if array.null_count:
+        raise EntityKeyError(f"join key '{name}' has {array.null_count} null value(s); every row needs a key")
+    return array
+
+
 def _as_arrow(name: str, vt: ValueType, col: Any) -> pa.Array:
     target = _ARROW_KEY_TYPES[vt]
     try:
-        arr = col if isinstance(col, pa.Array | pa.ChunkedArray) else pa.array(col, type=target)
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks()
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.dictionary_decode()
+        arr = key_array(name, col if isinstance(col, pa.Array | pa.ChunkedArray) else pa.array(col, type=target))
         if not arr.type.equals(target):
-            if _kind(arr.type) != _kind(target):
+            family = ValueType.INT64 if vt == ValueType.INT32 else vt
+            if arrow_key_type(name, arr.type) != family:
                 raise EntityKeyError(f"join key '{name}' is {vt.name} but the column is {arr.type}")
             arr = arr.cast(target)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
         raise EntityKeyError(f"join key '{name}' ({vt.name}): {exc}") from None
-    if arr.null_count:
-        raise EntityKeyError(f"join key '{name}' has {arr.null_count} null value(s); every row needs a key")
     return arr
-
-
-def _kind(t: pa.DataType) -> str:
-    if pa.types.is_integer(t):
-        return "int"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "str"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return "bytes"
-    return str(t)
 
 
 def _arrow_parts(vt: ValueType, arr: pa.Array, n: int) -> list[Any]:

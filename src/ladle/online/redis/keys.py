@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ladle.errors import EntityKeyError
+from ladle.online.keys import arrow_key_type, key_array
+from ladle.types import ValueType
 
 VIEW_ID_HEX = 12
 META_SUFFIX = b"_meta"
@@ -112,19 +114,11 @@ def row_keys_py(project: str, vid: bytes, entities: Sequence[bytes]) -> list[byt
 
 
 def _component(name: str, column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    if array.null_count:
-        raise EntityKeyError(f"join key '{name}' has {array.null_count} null value(s)")
-    kind = array.type
-    if pa.types.is_integer(kind):
-        return pc.cast(pc.cast(array, pa.string()), pa.binary())
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-        return pc.cast(array, pa.binary())
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
-        return pc.cast(array, pa.binary())
-    raise EntityKeyError(f"join key '{name}' has type {kind}; join keys must be strings, integers or bytes")
+    """One join key's part of the entity: an integer in decimal, text as UTF-8, bytes as they are."""
+    array = key_array(name, column)
+    if arrow_key_type(name, array.type) == ValueType.INT64:
+        array = pc.cast(array, pa.string())
+    return pc.cast(array, pa.binary())
 
 
 def entity_keys_arrow(join_keys: Sequence[str], table: pa.Table) -> pa.Array:
