@@ -1,4 +1,4 @@
-"""Entity key bytes (Feast serialization v3), list value and row codecs: formats and round trips."""
+"""Shared codec pieces: entity key bytes (Feast serialization v3), list values, versioned rows, schema history."""
 
 from __future__ import annotations
 
@@ -14,8 +14,16 @@ from hypothesis import strategies as st
 
 from ladle import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp, ValueType
 from ladle.errors import EntityKeyError, SchemaMismatchError
+from ladle.online.codec.history import (
+    fields_from_json,
+    fields_json,
+    fingerprint,
+    group_by_fingerprint,
+    same_features,
+    scatter,
+)
 from ladle.online.codec.lists import decode_list, encode_list, encode_list_column
-from ladle.online.codec.versioned import RowCodec
+from ladle.online.codec.versioned import FINGERPRINT_AT, RowCodec
 from ladle.online.keys import KeyEncoder
 from ladle.types import DType
 
@@ -184,7 +192,7 @@ def test_row_codec_missing_columns_are_null_and_other_schemas_do_not_decode() ->
     assert other.fingerprint != codec.fingerprint
     assert other.decode_one(blob) is None
     assert other.decode_columns([blob], [0]) is None
-    assert RowCodec.fingerprint_of(blob) == codec.fingerprint
+    assert int.from_bytes(blob[FINGERPRINT_AT : FINGERPRINT_AT + 4], "little") == codec.fingerprint
 
 
 def test_row_codec_rejects_uncastable_columns() -> None:
@@ -228,3 +236,29 @@ def test_key_cache_gives_the_same_keys_and_still_rejects_bad_values() -> None:
     assert raw.encode({"code": [b"A"]}) != enc.encode({"code": ["A"]})
     with pytest.raises(EntityKeyError):
         raw.encode({"code": ["A"]})
+
+
+# -- schema history (shared by every row format) -------------------------------------------------------
+
+
+def test_schema_json_round_trips_and_fingerprints_are_stable() -> None:
+    fields: list[tuple[str, DType]] = [("price", Float64), ("tags", Array(String))]
+    assert fields_json(fields) == [["price", "Float64"], ["tags", "Array(String)"]]
+    assert fields_from_json(fields_json(fields)) == fields
+    assert fields_from_json('[["price", "Float64"]]') == [("price", Float64)]
+    assert fingerprint(b"price:Float64") == fingerprint(b"price:Float64") != fingerprint(b"price:Float32")
+
+
+def test_only_features_with_the_same_dtype_survive_a_schema_change() -> None:
+    old: list[tuple[str, DType]] = [("price", Float64), ("venue", String), ("qty", Int32)]
+    new: list[tuple[str, DType]] = [("price", Float64), ("venue", Bytes), ("signal", String)]
+    assert same_features(old, new, ["signal", "venue", "price"]) == ["price"]
+
+
+def test_rows_are_grouped_by_fingerprint_and_scattered_back() -> None:
+    blobs: list[bytes | None] = [b"\x01" + u32(7) + b"a", None, b"\x01" + u32(9), b"\x01\x07", b"\x01" + u32(7)]
+    groups = group_by_fingerprint(blobs, 1)
+    assert groups == {7: ([0, 4], [blobs[0], blobs[4]]), 9: ([2], [blobs[2]])}  # too short: left out
+    values: dict[str, list[Any]] = {"x": [None] * 5}
+    scatter(values, groups[7][0], {"x": ["first", "last"]})
+    assert values == {"x": ["first", None, None, None, "last"]}

@@ -19,7 +19,6 @@ objects are built until the final ``tolist``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from collections.abc import Sequence
@@ -32,10 +31,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ladle.online.arrays import FIXED, I64, cast_column, fixed_numpy, null_mask, records_array, sized_array
+from ladle.online.codec.history import fields_from_json, fields_json, fingerprint
 from ladle.online.columns import timestamps_us
-from ladle.types import DType, ValueType, dtype_from_name
+from ladle.types import DType, ValueType
 
 _NO_SEP = pa.scalar(b"", pa.large_binary())
+#: Where the layout fingerprint sits in a blob (after the two timestamps).
+FINGERPRINT_AT = 16
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,7 @@ class ViewLayout:
 
     def __init__(self, fields: Sequence[tuple[str, DType]]) -> None:
         self.fields = tuple(fields)
-        spec = json.dumps([[n, d.name] for n, d in self.fields]).encode()
-        self.fingerprint = int.from_bytes(hashlib.blake2b(spec, digest_size=4).digest(), "little")
+        self.fingerprint = fingerprint(self.to_json().encode())
         self.null_bytes = (len(self.fields) + 7) // 8
         parts: list[tuple[Any, ...]] = [("ets", "<i8"), ("cts", "<i8"), ("fp", "<u4")]
         if self.null_bytes:
@@ -113,12 +114,12 @@ class ViewLayout:
 
     def to_json(self) -> str:
         """The layout as stored in the project's ``_meta`` hash."""
-        return json.dumps([[n, d.name] for n, d in self.fields])
+        return json.dumps(fields_json(self.fields))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ViewLayout:
         """Rebuild a layout stored with :meth:`to_json`."""
-        return cls([(n, dtype_from_name(d)) for n, d in json.loads(text)])
+        return cls(fields_from_json(text))
 
 
 # -- encoding --------------------------------------------------------------------------------

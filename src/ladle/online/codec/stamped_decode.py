@@ -3,7 +3,7 @@
 Blobs of one layout are decoded together: the fixed record of all rows in one numpy view, each
 variable-width feature with one gather. Rows written under an older schema of the view (another
 layout fingerprint) are decoded with that layout, looked up through ``resolve``, and matched by
-feature name; a feature the old schema lacked, or had with another dtype, reads as ``None``.
+feature name and dtype (:mod:`.history`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import pyarrow as pa
 
 from ladle.online.arrays import FIXED, I64, TIMESTAMP_US, U8, gather, micros_to_datetime, read_u32
 from ladle.online.base import ViewRows
-from ladle.online.codec.stamped import Slot, ViewLayout
+from ladle.online.codec.history import group_by_fingerprint, same_features, scatter
+from ladle.online.codec.stamped import FINGERPRINT_AT, Slot, ViewLayout
 from ladle.types import ValueType
 
 Resolver = Callable[[int], ViewLayout | None]
-_HEADER = 20
 _SMALL = 8  # rows up to which struct beats numpy
 
 
@@ -148,10 +148,11 @@ _Decoded = tuple[list[int], dict[str, list[Any]]]
 
 def _decode(group: _Group, current: ViewLayout, names: Sequence[str]) -> _Decoded:
     layout = group.layout
+    kept = None if layout is current else set(same_features(layout.fields, current.fields, names))
     columns: dict[str, list[Any]] = {}
     for name in names:
-        slot, wanted = layout.slots.get(name), current.slots.get(name)
-        if slot is None or wanted is None or slot.dtype != wanted.dtype:
+        slot = layout.slots.get(name)
+        if slot is None or (kept is not None and name not in kept):
             columns[name] = [None] * len(group.rec)
         else:
             columns[name] = group.values(slot, name)
@@ -217,15 +218,9 @@ def decode_view(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequen
         ets, columns = _decode(fast, layout, names)
         return ViewRows(ets, columns)  # type: ignore[arg-type]
     n = len(blobs)
-    groups: dict[int, tuple[list[int], list[bytes]]] = {}
-    for i, blob in enumerate(blobs):
-        if blob is not None and len(blob) >= _HEADER:
-            positions, members = groups.setdefault(int.from_bytes(blob[16:20], "little"), ([], []))
-            positions.append(i)
-            members.append(blob)
     event_ts: list[int | None] = [None] * n
     values: dict[str, list[Any]] = {name: [None] * n for name in names}
-    for fp, (positions, members) in groups.items():
+    for fp, (positions, members) in group_by_fingerprint(blobs, FINGERPRINT_AT).items():
         group_layout = layout if fp == layout.fingerprint else resolve(fp)
         if group_layout is None:
             continue
@@ -233,10 +228,7 @@ def decode_view(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequen
         ets, columns = _decode(group, layout, names)
         for i, ts in zip(positions, ets, strict=True):
             event_ts[i] = ts
-        for name, column in columns.items():
-            target = values[name]
-            for i, value in zip(positions, column, strict=True):
-                target[i] = value
+        scatter(values, positions, columns)
     return ViewRows(event_ts, values)
 
 

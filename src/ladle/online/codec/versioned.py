@@ -21,7 +21,6 @@ stored as null. Everything before the var section is one NumPy record: many blob
 
 from __future__ import annotations
 
-import hashlib
 import operator
 import struct
 from collections.abc import Callable, Sequence
@@ -40,10 +39,13 @@ from ladle.online.arrays import (
     null_mask,
     records_array,
 )
+from ladle.online.codec.history import fingerprint
 from ladle.online.codec.lists import decode_list, encode_list_column
 from ladle.types import DType, ValueType
 
 _U32 = struct.Struct("<I")
+#: Where the schema fingerprint sits in a blob (after the version byte).
+FINGERPRINT_AT = 1
 _EMPTY = pa.scalar(b"", pa.binary())
 Schema = Sequence[tuple[str, DType]]
 
@@ -58,7 +60,7 @@ class RowCodec:
         self.names = [name for name, _ in self.schema]
         spec = ";".join(f"{name}:{dtype.name}" for name, dtype in self.schema).encode()
         #: Identifies the schema; stored in every blob.
-        self.fingerprint = int.from_bytes(hashlib.blake2b(spec, digest_size=4).digest(), "little")
+        self.fingerprint = fingerprint(spec)
         self._count = len(self.schema)
         fixed = [(i, n, d) for i, (n, d) in enumerate(self.schema) if d.value_type in FIXED]
         self._fixed = fixed
@@ -76,12 +78,6 @@ class RowCodec:
     def prefix_size(self) -> int:
         """Bytes before the var section."""
         return self._struct.size
-
-    @staticmethod
-    def fingerprint_of(blob: bytes) -> int:
-        """The schema fingerprint stored in a blob."""
-        fp: int = _U32.unpack_from(blob, 1)[0]
-        return fp
 
     # -- encode ---------------------------------------------------------------------------------
     def encode(self, table: pa.Table) -> list[bytes]:
