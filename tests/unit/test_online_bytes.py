@@ -16,8 +16,8 @@ from ladle.online.codec.lists import decode_list, encode_list
 from ladle.online.codec.stamped import ViewLayout, encode, prepare
 from ladle.online.codec.stamped_decode import decode_view
 from ladle.online.codec.versioned import RowCodec
-from ladle.online.keys import KeyEncoder
-from ladle.online.redis.keys import entity_keys_arrow, entity_keys_py, row_keys_arrow, view_id
+from ladle.online.keys import KeyEncoder, text_entity_keys, text_entity_keys_arrow
+from ladle.online.redis.keys import row_keys_arrow, view_id
 from ladle.online.redis.resp import encode_resp
 from ladle.types import DType
 
@@ -159,12 +159,12 @@ def test_pinned_redis_row_values_decode() -> None:
 def test_redis_keys_are_pinned() -> None:
     assert view_id("prices") == b"e123508ef704"
     table = pa.table({"venue": ["ICE", "NYM"], "station_id": [42, 7]})
-    assert entity_keys_arrow(["venue", "station_id"], table).to_pylist() == [b"2:423:ICE", b"1:73:NYM"]
-    assert entity_keys_py(["venue", "station_id"], {"venue": ["ICE", "NYM"], "station_id": [42, 7]}) == [
+    assert text_entity_keys_arrow(["venue", "station_id"], table).to_pylist() == [b"2:423:ICE", b"1:73:NYM"]
+    assert text_entity_keys(["venue", "station_id"], {"venue": ["ICE", "NYM"], "station_id": [42, 7]}) == [
         b"2:423:ICE",
         b"1:73:NYM",
     ]
-    entities = entity_keys_arrow(["venue"], table)
+    entities = text_entity_keys_arrow(["venue"], table)
     assert row_keys_arrow("proj", view_id("prices"), entities).to_pylist() == [
         b"{proj:ICE}:e123508ef704",
         b"{proj:NYM}:e123508ef704",

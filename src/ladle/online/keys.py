@@ -1,15 +1,21 @@
-"""Entity keys as bytes: Feast's entity key serialization v3, vectorized.
+"""Entity keys: join-key typing and checks shared by every store, and the two byte forms of a key.
 
-One key per entity row, shared by every online backend (SQLite primary key, Redis key prefix)::
+Every store checks join-key columns the same way (:func:`key_array`, :func:`arrow_key_type`,
+:func:`value_type_of`, :func:`key_types_for`). Two byte forms exist, both kept by deployed data:
 
-    u32 num_keys
-    num_keys x (u32 2 (STRING), u32 len, utf8 join-key name)      # sorted by join-key name
-    num_keys x (u32 value_type, u32 len, value bytes)              # same order
+* **Feast's entity key serialization v3** (:class:`KeyEncoder`), SQLite's primary key::
 
-All integers are little-endian. Value bytes: utf8 for STRING, raw for BYTES, 4-byte int32 for
-INT32, 8-byte int64 for INT64. The value type is part of the key, so ``1`` and ``"1"`` never match,
-and the bytes are the same in every process (no hashing, no pickling). An optional ``suffix``
-(Redis appends the project name, as Feast does) is added to every key.
+      u32 num_keys
+      num_keys x (u32 2 (STRING), u32 len, utf8 join-key name)      # sorted by join-key name
+      num_keys x (u32 value_type, u32 len, value bytes)              # same order
+
+  All integers are little-endian. Value bytes: utf8 for STRING, raw for BYTES, 4-byte int32 for
+  INT32, 8-byte int64 for INT64. The value type is part of the key, so ``1`` and ``"1"`` never
+  match, and the bytes are the same in every process (no hashing, no pickling).
+
+* **The readable text form** (:func:`text_entity_keys`), inside Redis's keys: UTF-8 text, a
+  decimal integer or raw bytes; with several join keys, sorted by name, each is written
+  ``<byte length>:<bytes>`` (``2:423:ICE`` is station 42, venue ICE).
 
 >>> enc = KeyEncoder({"commodity_code": ValueType.STRING})
 >>> enc.encode_one(("CMD00001",))[-8:]
@@ -23,6 +29,7 @@ cost); Arrow columns (writes) are built column-wise with ``binary_join_element_w
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -80,9 +87,9 @@ class KeyEncoder:
     ``int`` or ``bytes``); :meth:`encode` also accepts Arrow arrays and casts them.
     """
 
-    __slots__ = ("_cache", "_header", "_packers", "_single", "names", "suffix", "types")
+    __slots__ = ("_cache", "_header", "_packers", "_single", "names", "types")
 
-    def __init__(self, key_types: Mapping[str, ValueType], suffix: bytes = b"") -> None:
+    def __init__(self, key_types: Mapping[str, ValueType]) -> None:
         if not key_types:
             raise EntityKeyError("an entity key needs at least one join key")
         for name, vt in key_types.items():
@@ -91,7 +98,6 @@ class KeyEncoder:
         #: Join-key names in key order (sorted, as Feast serializes them).
         self.names: tuple[str, ...] = tuple(sorted(key_types))
         self.types: tuple[ValueType, ...] = tuple(ValueType(key_types[n]) for n in self.names)
-        self.suffix = suffix
         self._header = key_header(self.names)
         self._packers = tuple(_packer(vt) for vt in self.types)
         self._single = self._packers[0] if len(self.names) == 1 else None
@@ -103,9 +109,9 @@ class KeyEncoder:
     def encode_one(self, values: Sequence[Any]) -> bytes:
         """The key of one row; ``values`` are in :attr:`names` order."""
         if self._single is not None:
-            key: bytes = self._header + self._single(values[0]) + self.suffix
+            key: bytes = self._header + self._single(values[0])
             return key
-        return self._header + b"".join(p(v) for p, v in zip(self._packers, values, strict=True)) + self.suffix
+        return self._header + b"".join(p(v) for p, v in zip(self._packers, values, strict=True))
 
     def encode(self, columns: Mapping[str, Sequence[Any] | pa.Array | pa.ChunkedArray]) -> list[bytes]:
         """One key per row from join-key columns (lists or Arrow arrays, any order of names)."""
@@ -136,8 +142,8 @@ class KeyEncoder:
     def _encode_small(self, cols: list[Any], n: int) -> list[bytes]:
         try:
             if self._single is not None:
-                head, pack, tail = self._header, self._single, self.suffix
-                return [head + pack(v) + tail for v in cols[0]]
+                head, pack = self._header, self._single
+                return [head + pack(v) for v in cols[0]]
             return [self.encode_one([c[i] for c in cols]) for i in range(n)]
         except (struct.error, AttributeError, TypeError) as exc:
             raise EntityKeyError(f"join key values do not match the key types {self._describe()}: {exc}") from None
@@ -166,8 +172,6 @@ class KeyEncoder:
         for name, vt, col in zip(self.names, self.types, cols, strict=True):
             arr = _as_arrow(name, vt, col)
             parts.extend(_arrow_parts(vt, arr, n))
-        if self.suffix:
-            parts.append(pa.scalar(self.suffix, pa.binary()))
         if len(parts) == 1:
             parts.append(_EMPTY)
         return pc.binary_join_element_wise(*parts, _EMPTY)
@@ -275,3 +279,66 @@ def key_types_for(view: FeatureView) -> dict[str, ValueType | None]:
     for entity in view.entities:
         out[entity.join_key] = declared.get(entity.join_key, entity.value_type)
     return out
+
+
+# -- the readable text form ---------------------------------------------------------------------
+
+
+def _value_bytes(join_key: str, value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bool) or value is None:
+        raise EntityKeyError(f"join key '{join_key}': {value!r} is not a valid key value (str, int or bytes)")
+    try:
+        return str(operator.index(value)).encode()
+    except TypeError:
+        raise EntityKeyError(
+            f"join key '{join_key}': {type(value).__name__} {value!r} is not a valid key value (str, int or bytes)"
+        ) from None
+
+
+def text_entity_keys(join_keys: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> list[bytes]:
+    """Readable entity keys for N entities given as Python values per join key (reads)."""
+    names = sorted(join_keys)
+    missing = [n for n in names if n not in keys]
+    if missing:
+        raise EntityKeyError(f"missing join key(s) {missing}; the view needs {names}")
+    if len(names) == 1:
+        name = names[0]
+        try:  # the common case, string keys, without a call per value
+            return [v.encode() for v in keys[name]]
+        except AttributeError:
+            return [_value_bytes(name, v) for v in keys[name]]
+    columns = [keys[n] for n in names]
+    if len({len(c) for c in columns}) > 1:
+        raise EntityKeyError(f"join key columns {names} have different lengths")
+    out = []
+    for values in zip(*columns, strict=True):
+        parts = [_value_bytes(n, v) for n, v in zip(names, values, strict=True)]
+        out.append(b"".join(b"%d:%b" % (len(p), p) for p in parts))
+    return out
+
+
+def _component(name: str, column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One join key's part of the entity: an integer in decimal, text as UTF-8, bytes as they are."""
+    array = key_array(name, column)
+    if arrow_key_type(name, array.type) == ValueType.INT64:
+        array = pc.cast(array, pa.string())
+    return pc.cast(array, pa.binary())
+
+
+def text_entity_keys_arrow(join_keys: Sequence[str], table: pa.Table) -> pa.Array:
+    """Readable entity keys for every row of ``table`` (a binary array), vectorized (writes)."""
+    names = sorted(join_keys)
+    missing = [n for n in names if n not in table.column_names]
+    if missing:
+        raise EntityKeyError(f"rows have no join key column(s) {missing}; the view needs {names}")
+    parts = [_component(n, table.column(n)) for n in names]
+    if len(parts) == 1:
+        return parts[0]
+    pieces: list[Any] = []
+    for part in parts:
+        pieces += [pc.cast(pc.cast(pc.binary_length(part), pa.string()), pa.binary()), b":", part]
+    return pc.binary_join_element_wise(*pieces, b"")

@@ -33,11 +33,10 @@ from ladle.online.base import ReadRequest, ViewRows
 from ladle.online.codec.stamped import ViewLayout, prepare
 from ladle.online.codec.stamped_decode import Resolver, decode_view
 from ladle.online.columns import check_write_columns
+from ladle.online.keys import text_entity_keys, text_entity_keys_arrow
 from ladle.online.redis.cluster import ClusterNodes
 from ladle.online.redis.conn import parse_connection_string
 from ladle.online.redis.keys import (
-    entity_keys_arrow,
-    entity_keys_py,
     meta_key,
     project_pattern,
     view_id,
@@ -216,13 +215,13 @@ class RedisOnlineStore:
     @staticmethod
     def _part(plan: _ViewPlan, rows: pa.Table) -> Part:
         return Part(
-            entity_keys_arrow(plan.join_keys, rows), prepare(plan.layout, plan.name, rows, time.time_ns() // 1000)
+            text_entity_keys_arrow(plan.join_keys, rows), prepare(plan.layout, plan.name, rows, time.time_ns() // 1000)
         )
 
     def read(self, project: str, requests: Sequence[ReadRequest]) -> list[ViewRows]:
         """One MGET for every view and entity of the request (per slot on a cluster)."""
         plans = [self._plan(r.view) for r in requests]
-        groups = [(plan.vid, entity_keys_py(plan.join_keys, r.keys)) for r, plan in zip(requests, plans, strict=True)]
+        groups = [(plan.vid, text_entity_keys(plan.join_keys, r.keys)) for r, plan in zip(requests, plans, strict=True)]
         blobs = self._io.read_rows(project, groups)
         out, start = [], 0
         for request, plan, (_, entities) in zip(requests, plans, groups, strict=True):
