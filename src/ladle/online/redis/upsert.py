@@ -1,6 +1,6 @@
 """The single-node write pipeline: pre-framed script calls, with a native fast path for new keys.
 
-Every chunk of rows can go through the upsert script (redis_scripts), which compares timestamps on
+Every chunk of rows can go through the upsert script (:mod:`.scripts`), which compares timestamps on
 the server. A script costs a few microseconds per row in Lua, though, while most rows of a first
 load are new keys, which need no comparison at all. So a batch of ``FAST_PATH_ROWS`` rows or more
 (no key expiry, no entity twice in the batch) is sent as ``MSETNX`` chunks: each sets all its keys

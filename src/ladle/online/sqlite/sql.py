@@ -1,4 +1,4 @@
-"""SQL text, table metadata and row encoding of the SQLite online store (see ``sqlite.py``)."""
+"""SQL text, table metadata and row encoding of the SQLite online store (see :mod:`.store`)."""
 
 from __future__ import annotations
 
