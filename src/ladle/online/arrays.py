@@ -70,6 +70,15 @@ def fixed_numpy(values: pa.Array, vt: ValueType) -> npt.NDArray[Any]:
     return out
 
 
+def fixed_values(column: npt.NDArray[Any], vt: ValueType) -> list[Any]:
+    """Python values of a decoded fixed-width column: bools as ``bool``, timestamps as UTC datetimes."""
+    if vt == ValueType.UNIX_TIMESTAMP:
+        return [micros_to_datetime(v) for v in column.tolist()]
+    if vt == ValueType.BOOL:
+        return column.astype(bool).tolist()  # type: ignore[no-any-return]
+    return column.tolist()  # type: ignore[no-any-return]
+
+
 def null_mask(array: pa.Array, values: npt.NDArray[Any] | None = None) -> npt.NDArray[np.bool_] | None:
     """Null rows of a column, or ``None`` when there are none; float NaN counts as null.
 

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ladle.online.arrays import FIXED, I64, TIMESTAMP_US, U8, gather, micros_to_datetime, read_u32
+from ladle.online.arrays import FIXED, I64, TIMESTAMP_US, U8, fixed_values, gather, micros_to_datetime, read_u32
 from ladle.online.base import ViewRows
 from ladle.online.codec.history import group_by_fingerprint, same_features, scatter
 from ladle.online.codec.stamped import FINGERPRINT_AT, Slot, ViewLayout
@@ -82,7 +82,7 @@ class _Group:
         if name in run_columns:
             out = run_columns[name]
         elif slot.kind == "fixed":
-            out = _fixed_list(self.rec[slot.field], slot)
+            out = fixed_values(self.rec[slot.field], slot.dtype.value_type)
         elif slot.kind == "var":
             data, offsets = gather(self.buf, *self.payload(slot))
             out = _binary(slot.dtype.arrow, data, offsets).to_pylist()
@@ -133,14 +133,6 @@ def _fixed_arrow(values: npt.NDArray[Any], dtype: Any) -> pa.Array:
     if pa.types.is_boolean(dtype.arrow):
         return pa.array(values.astype(bool))
     return pa.array(values)
-
-
-def _fixed_list(column: npt.NDArray[Any], slot: Slot) -> list[Any]:
-    if pa.types.is_timestamp(slot.dtype.arrow):
-        return [micros_to_datetime(v) for v in column.tolist()]
-    if pa.types.is_boolean(slot.dtype.arrow):
-        return column.astype(bool).tolist()  # type: ignore[no-any-return]
-    return column.tolist()  # type: ignore[no-any-return]
 
 
 _Decoded = tuple[list[int], dict[str, list[Any]]]

@@ -35,6 +35,7 @@ from ladle.online.arrays import (
     FIXED,
     cast_column,
     fixed_numpy,
+    fixed_values,
     micros_to_datetime,
     null_mask,
     records_array,
@@ -216,9 +217,7 @@ class RowCodec:
             post = self._post[i]
             if dtype.value_type in FIXED:
                 col = rec[f"f{i}"]
-                values: list[Any] = (col.astype(bool) if dtype.value_type == ValueType.BOOL else col).tolist()
-                if dtype.value_type == ValueType.UNIX_TIMESTAMP:
-                    values = [micros_to_datetime(v) for v in values]
+                values: list[Any] = fixed_values(col, dtype.value_type)
             else:
                 if var_raw is None:
                     var_raw = self._split_var(blobs)
