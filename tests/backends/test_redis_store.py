@@ -37,7 +37,7 @@ TS = pa.timestamp("us", tz="UTC")
 SOURCE = FileSource(path="ticks.parquet", timestamp_field="event_timestamp")
 COMMODITY = Entity(name="commodity", join_keys=["code"], value_type=String)
 VENUE = Entity(name="venue", join_keys=["venue"], value_type=String)
-BIG = 30_000  # a large write: several batches, each above redis_upsert.FAST_PATH_ROWS
+BIG = 30_000  # a large write: several batches, each above online.redis.upsert.FAST_PATH_ROWS
 
 
 def view(name: str = "prices", features: tuple[str, ...] = ("price", "volume"), entities: Any = None) -> FeatureView:
