@@ -92,6 +92,15 @@ def null_mask(array: pa.Array, values: npt.NDArray[Any] | None = None) -> npt.ND
     return mask
 
 
+def mark_nulls(bitmaps: npt.NDArray[np.uint8], index: int, mask: npt.NDArray[np.bool_] | None) -> None:
+    """Set bit ``index`` (LSB first) of each row's null bitmap where ``mask`` is true (``None``: none).
+
+    Per column and only when it has nulls: the usual null-free batch costs nothing here.
+    """
+    if mask is not None:
+        bitmaps[:, index // 8] |= mask.astype(np.uint8) << (index % 8)
+
+
 def binary_array(data: npt.NDArray[Any], offsets: I64, kind: pa.DataType) -> pa.Array:
     """A binary array (``kind``: binary or large_binary) whose row i is ``data[offsets[i]:offsets[i+1]]``.
 

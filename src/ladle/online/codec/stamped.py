@@ -30,7 +30,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ladle.online.arrays import FIXED, I64, cast_column, fixed_numpy, null_mask, records_array, sized_array
+from ladle.online.arrays import FIXED, I64, cast_column, fixed_numpy, mark_nulls, null_mask, records_array, sized_array
 from ladle.online.codec.history import fields_from_json, fields_json, fingerprint
 from ladle.online.columns import timestamps_us
 from ladle.types import DType, ValueType
@@ -203,8 +203,7 @@ def fill(prepared: Prepared, rec: npt.NDArray[Any], start: int, stop: int) -> li
             rec[slot.field] = pc.binary_length(payload).to_numpy(zero_copy_only=False)
             payloads.append(payload)
             mask = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
-        if mask is not None:
-            rec["nulls"][:, slot.index // 8] |= mask.astype(np.uint8) << (slot.index % 8)
+        mark_nulls(rec["nulls"], slot.index, mask)
     return payloads
 
 

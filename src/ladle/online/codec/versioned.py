@@ -36,6 +36,7 @@ from ladle.online.arrays import (
     cast_column,
     fixed_numpy,
     fixed_values,
+    mark_nulls,
     micros_to_datetime,
     null_mask,
     records_array,
@@ -92,27 +93,23 @@ class RowCodec:
         head = np.zeros(n, dtype=self._record)
         head["version"] = self.VERSION
         head["fp"] = self.fingerprint
-        nulls = np.zeros((n, self._count), dtype=bool)
+        nulls = head["nulls"]
         for i, name, dtype in self._fixed:
             if name not in table.column_names:
-                nulls[:, i] = True
+                mark_nulls(nulls, i, np.ones(n, dtype=bool))
                 continue
             col = cast_column(name, table.column(name), dtype.arrow)
             values = fixed_numpy(col, dtype.value_type)
             head[f"f{i}"] = values
-            mask = null_mask(col, values)
-            if mask is not None:
-                nulls[:, i] = mask
+            mark_nulls(nulls, i, null_mask(col, values))
         parts: list[Any] = []
         for i, name, dtype in self._var:
             payload = self._payload(table, name, dtype, n)
             if payload.null_count:
-                nulls[:, i] = payload.is_null().to_numpy(zero_copy_only=False)
+                mark_nulls(nulls, i, payload.is_null().to_numpy(zero_copy_only=False))
                 payload = payload.fill_null(b"")
             lengths = pc.binary_length(payload).to_numpy(zero_copy_only=False).astype("<u4")
             parts += [records_array(lengths, pa.binary()), payload]
-        if self._count:
-            head["nulls"] = np.packbits(nulls, axis=1, bitorder="little")
         first = records_array(head, pa.binary())
         if not parts:
             return first
