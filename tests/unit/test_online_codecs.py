@@ -1,4 +1,4 @@
-"""Shared codec pieces: entity key bytes (Feast serialization v3), list values, versioned rows, schema history."""
+"""Shared codec pieces: entity keys (both forms), list values, versioned and stamped rows, schema history."""
 
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from ladle.online.codec.history import (
     scatter,
 )
 from ladle.online.codec.lists import decode_list, encode_list, encode_list_column
+from ladle.online.codec.stamped import ViewLayout, encode, prepare
+from ladle.online.codec.stamped_decode import decode_view
 from ladle.online.codec.versioned import FINGERPRINT_AT, RowCodec
-from ladle.online.keys import KeyEncoder
+from ladle.online.keys import KeyEncoder, text_entity_keys, text_entity_keys_arrow
 from ladle.types import DType
 
 
@@ -261,3 +263,70 @@ def test_rows_are_grouped_by_fingerprint_and_scattered_back() -> None:
     values: dict[str, list[Any]] = {"x": [None] * 5}
     scatter(values, groups[7][0], {"x": ["first", "last"]})
     assert values == {"x": ["first", None, None, None, "last"]}
+
+
+# -- stamped rows (Redis; any key-value store) ---------------------------------------------------------
+
+TS = pa.timestamp("us", tz="UTC")
+
+
+def _stamped(schema: list[tuple[str, DType]], columns: dict[str, Any], event_us: list[int]) -> list[bytes]:
+    table = pa.table({**columns, "event_timestamp": pa.array(event_us, pa.int64()).cast(TS)})
+    layout = ViewLayout(schema)
+    blobs: list[bytes] = encode(prepare(layout, "v", table, 7), 0, table.num_rows).to_pylist()
+    return blobs
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.none() | st.floats(allow_nan=False),
+            st.none() | st.integers(-(2**63), 2**63 - 1),
+            st.none() | st.text(max_size=8),
+            st.none() | st.booleans(),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_stamped_rows_round_trip(rows: list[tuple[Any, ...]]) -> None:
+    schema: list[tuple[str, DType]] = [("f", Float64), ("i", Int64), ("s", String), ("b", Bool)]
+    columns = {name: pa.array([r[k] for r in rows], dtype.arrow) for k, (name, dtype) in enumerate(schema)}
+    blobs = _stamped(schema, columns, list(range(len(rows))))
+    got = decode_view(ViewLayout(schema), [*blobs, None], ["s", "f", "b", "i"], lambda fp: None)
+    assert got.event_ts == [*range(len(rows)), None]
+    for k, (name, _) in enumerate(schema):
+        assert got.values[name] == [*(r[k] for r in rows), None]
+
+
+def test_stamped_rows_of_older_layouts_decode_by_name_and_dtype() -> None:
+    old_schema: list[tuple[str, DType]] = [("price", Float64), ("venue", String)]
+    new_schema: list[tuple[str, DType]] = [("price", Float64), ("venue", Bytes), ("signal", String)]
+    old, new = ViewLayout(old_schema), ViewLayout(new_schema)
+    old_blob = _stamped(old_schema, {"price": [1.5], "venue": ["ICE"]}, [10])[0]
+    new_blob = _stamped(new_schema, {"price": [2.5], "venue": [b"NYM"], "signal": ["buy"]}, [20])[0]
+    unknown = _stamped([("other", Int64)], {"other": [1]}, [30])[0]
+    blobs: list[bytes | None] = [old_blob, new_blob, unknown, new_blob[:19], None]
+    resolved = {old.fingerprint: old}
+    got = decode_view(new, blobs, ["price", "venue", "signal"], resolved.get)
+    assert got.event_ts == [10, 20, None, None, None]  # unknown layout and a truncated blob read as missing
+    assert got.values == {
+        "price": [1.5, 2.5, None, None, None],
+        "venue": [None, b"NYM", None, None, None],  # retyped: the old value means nothing
+        "signal": [None, "buy", None, None, None],  # added after the old row
+    }
+
+
+def test_text_entity_keys_python_and_arrow_agree() -> None:
+    columns = {"venue": ["ICE", "NYM", "é"], "station_id": [42, -7, 0], "raw": [b"\x00", b"", b"ab"]}
+    names = ["venue", "station_id", "raw"]
+    from_python = text_entity_keys(names, columns)
+    assert from_python == text_entity_keys_arrow(names, pa.table(columns)).to_pylist()
+    assert from_python[0] == b"1:\x00" + b"2:42" + b"3:ICE"  # sorted by name: raw, station_id, venue
+    with pytest.raises(EntityKeyError):
+        text_entity_keys(["venue"], {"venue": [True]})
+    with pytest.raises(EntityKeyError):
+        text_entity_keys_arrow(["venue"], pa.table({"venue": ["A", None]}))
+    with pytest.raises(EntityKeyError):
+        text_entity_keys_arrow(["venue"], pa.table({"venue": [1.5]}))
