@@ -39,8 +39,8 @@ import pyarrow as pa
 from ladle.config import load_config
 from ladle.definitions import Entity, FeatureView, Field, FileSource
 from ladle.online.base import ReadRequest
-from ladle.online.redis import RedisOnlineStore
-from ladle.online.redis_cluster import ClusterNodes
+from ladle.online.redis.cluster import ClusterNodes
+from ladle.online.redis.store import RedisOnlineStore
 from ladle.types import Float64, String
 
 FEATURES = (

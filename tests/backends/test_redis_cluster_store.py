@@ -16,7 +16,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from ladle.config import load_config
 from ladle.definitions import Entity, FeatureView, Field, FileSource
 from ladle.online.base import ReadRequest
-from ladle.online.redis import RedisOnlineStore
+from ladle.online.redis.store import RedisOnlineStore
 from ladle.types import Float64, String
 
 pytestmark = pytest.mark.redis_cluster

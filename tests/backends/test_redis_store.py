@@ -26,8 +26,8 @@ from ladle.config import load_config
 from ladle.definitions import Entity, FeatureView, Field, FileSource
 from ladle.errors import BackendUnavailableError, ConfigError
 from ladle.online.base import ReadRequest
-from ladle.online.redis import RedisOnlineStore
-from ladle.online.redis_conn import parse_connection_string
+from ladle.online.redis.conn import parse_connection_string
+from ladle.online.redis.store import RedisOnlineStore
 from ladle.types import Float64, Int64, String
 
 pytestmark = pytest.mark.redis
@@ -37,7 +37,7 @@ TS = pa.timestamp("us", tz="UTC")
 SOURCE = FileSource(path="ticks.parquet", timestamp_field="event_timestamp")
 COMMODITY = Entity(name="commodity", join_keys=["code"], value_type=String)
 VENUE = Entity(name="venue", join_keys=["venue"], value_type=String)
-BIG = 30_000  # a large write: several batches, each above redis_upsert.FAST_PATH_ROWS
+BIG = 30_000  # a large write: several batches, each above online.redis.upsert.FAST_PATH_ROWS
 
 
 def view(name: str = "prices", features: tuple[str, ...] = ("price", "volume"), entities: Any = None) -> FeatureView:

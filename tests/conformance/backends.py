@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ladle.config import RepoConfig
 from ladle.online.base import OnlineStore
-from ladle.online.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
+from ladle.online.sqlite.store import SqliteOnlineStore, SqliteOnlineStoreConfig
 
 #: Cases the SQLite store cannot pass (test name → reason); none.
 SQLITE_GAPS: dict[str, str] = {}

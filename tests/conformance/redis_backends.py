@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ladle.config import RepoConfig
 from ladle.online.base import OnlineStore
-from ladle.online.redis import RedisOnlineStore, RedisOnlineStoreConfig
+from ladle.online.redis.store import RedisOnlineStore, RedisOnlineStoreConfig
 
 #: Conformance cases a Redis backend cannot pass (backend → test name → reason), run as strict xfails.
 GAPS: dict[str, dict[str, str]] = {"redis": {}, "redis_cluster": {}}

@@ -1,4 +1,4 @@
-"""Entity key bytes (Feast serialization v3), list value and row codecs: formats and round trips."""
+"""Shared codec pieces: entity keys (both forms), list values, versioned and stamped rows, schema history."""
 
 from __future__ import annotations
 
@@ -14,9 +14,19 @@ from hypothesis import strategies as st
 
 from ladle import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp, ValueType
 from ladle.errors import EntityKeyError, SchemaMismatchError
-from ladle.online.keys import KeyEncoder
-from ladle.online.rowcodec import RowCodec
-from ladle.online.values import decode_list, encode_list, encode_list_column
+from ladle.online.codec.history import (
+    fields_from_json,
+    fields_json,
+    fingerprint,
+    group_by_fingerprint,
+    same_features,
+    scatter,
+)
+from ladle.online.codec.lists import decode_list, encode_list, encode_list_column
+from ladle.online.codec.stamped import ViewLayout, encode, prepare
+from ladle.online.codec.stamped_decode import decode_view
+from ladle.online.codec.versioned import FINGERPRINT_AT, RowCodec
+from ladle.online.keys import KeyEncoder, text_entity_keys, text_entity_keys_arrow
 from ladle.types import DType
 
 
@@ -55,7 +65,7 @@ def test_int_and_string_one_differ() -> None:
 
 @pytest.mark.parametrize("n", [1, 63, 64, 500])
 def test_python_and_arrow_paths_agree(n: int) -> None:
-    enc = KeyEncoder({"code": ValueType.STRING, "venue": ValueType.INT32, "raw": ValueType.BYTES}, suffix=b"proj")
+    enc = KeyEncoder({"code": ValueType.STRING, "venue": ValueType.INT32, "raw": ValueType.BYTES})
     codes = [f"C{i}é" for i in range(n)]
     venues = [i - n // 2 for i in range(n)]
     raws = [bytes([i % 256]) * (i % 5) for i in range(n)]
@@ -68,7 +78,6 @@ def test_python_and_arrow_paths_agree(n: int) -> None:
         "raw": pa.array(raws),
     }
     assert enc.encode(arrow) == one_by_one
-    assert all(k.endswith(b"proj") for k in one_by_one)
 
 
 def test_sliced_arrow_columns() -> None:
@@ -184,7 +193,7 @@ def test_row_codec_missing_columns_are_null_and_other_schemas_do_not_decode() ->
     assert other.fingerprint != codec.fingerprint
     assert other.decode_one(blob) is None
     assert other.decode_columns([blob], [0]) is None
-    assert RowCodec.fingerprint_of(blob) == codec.fingerprint
+    assert int.from_bytes(blob[FINGERPRINT_AT : FINGERPRINT_AT + 4], "little") == codec.fingerprint
 
 
 def test_row_codec_rejects_uncastable_columns() -> None:
@@ -228,3 +237,96 @@ def test_key_cache_gives_the_same_keys_and_still_rejects_bad_values() -> None:
     assert raw.encode({"code": [b"A"]}) != enc.encode({"code": ["A"]})
     with pytest.raises(EntityKeyError):
         raw.encode({"code": ["A"]})
+
+
+# -- schema history (shared by every row format) -------------------------------------------------------
+
+
+def test_schema_json_round_trips_and_fingerprints_are_stable() -> None:
+    fields: list[tuple[str, DType]] = [("price", Float64), ("tags", Array(String))]
+    assert fields_json(fields) == [["price", "Float64"], ["tags", "Array(String)"]]
+    assert fields_from_json(fields_json(fields)) == fields
+    assert fields_from_json('[["price", "Float64"]]') == [("price", Float64)]
+    assert fingerprint(b"price:Float64") == fingerprint(b"price:Float64") != fingerprint(b"price:Float32")
+
+
+def test_only_features_with_the_same_dtype_survive_a_schema_change() -> None:
+    old: list[tuple[str, DType]] = [("price", Float64), ("venue", String), ("qty", Int32)]
+    new: list[tuple[str, DType]] = [("price", Float64), ("venue", Bytes), ("signal", String)]
+    assert same_features(old, new, ["signal", "venue", "price"]) == ["price"]
+
+
+def test_rows_are_grouped_by_fingerprint_and_scattered_back() -> None:
+    blobs: list[bytes | None] = [b"\x01" + u32(7) + b"a", None, b"\x01" + u32(9), b"\x01\x07", b"\x01" + u32(7)]
+    groups = group_by_fingerprint(blobs, 1)
+    assert groups == {7: ([0, 4], [blobs[0], blobs[4]]), 9: ([2], [blobs[2]])}  # too short: left out
+    values: dict[str, list[Any]] = {"x": [None] * 5}
+    scatter(values, groups[7][0], {"x": ["first", "last"]})
+    assert values == {"x": ["first", None, None, None, "last"]}
+
+
+# -- stamped rows (Redis; any key-value store) ---------------------------------------------------------
+
+TS = pa.timestamp("us", tz="UTC")
+
+
+def _stamped(schema: list[tuple[str, DType]], columns: dict[str, Any], event_us: list[int]) -> list[bytes]:
+    table = pa.table({**columns, "event_timestamp": pa.array(event_us, pa.int64()).cast(TS)})
+    layout = ViewLayout(schema)
+    blobs: list[bytes] = encode(prepare(layout, "v", table, 7), 0, table.num_rows).to_pylist()
+    return blobs
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.none() | st.floats(allow_nan=False),
+            st.none() | st.integers(-(2**63), 2**63 - 1),
+            st.none() | st.text(max_size=8),
+            st.none() | st.booleans(),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_stamped_rows_round_trip(rows: list[tuple[Any, ...]]) -> None:
+    schema: list[tuple[str, DType]] = [("f", Float64), ("i", Int64), ("s", String), ("b", Bool)]
+    columns = {name: pa.array([r[k] for r in rows], dtype.arrow) for k, (name, dtype) in enumerate(schema)}
+    blobs = _stamped(schema, columns, list(range(len(rows))))
+    got = decode_view(ViewLayout(schema), [*blobs, None], ["s", "f", "b", "i"], lambda fp: None)
+    assert got.event_ts == [*range(len(rows)), None]
+    for k, (name, _) in enumerate(schema):
+        assert got.values[name] == [*(r[k] for r in rows), None]
+
+
+def test_stamped_rows_of_older_layouts_decode_by_name_and_dtype() -> None:
+    old_schema: list[tuple[str, DType]] = [("price", Float64), ("venue", String)]
+    new_schema: list[tuple[str, DType]] = [("price", Float64), ("venue", Bytes), ("signal", String)]
+    old, new = ViewLayout(old_schema), ViewLayout(new_schema)
+    old_blob = _stamped(old_schema, {"price": [1.5], "venue": ["ICE"]}, [10])[0]
+    new_blob = _stamped(new_schema, {"price": [2.5], "venue": [b"NYM"], "signal": ["buy"]}, [20])[0]
+    unknown = _stamped([("other", Int64)], {"other": [1]}, [30])[0]
+    blobs: list[bytes | None] = [old_blob, new_blob, unknown, new_blob[:19], None]
+    resolved = {old.fingerprint: old}
+    got = decode_view(new, blobs, ["price", "venue", "signal"], resolved.get)
+    assert got.event_ts == [10, 20, None, None, None]  # unknown layout and a truncated blob read as missing
+    assert got.values == {
+        "price": [1.5, 2.5, None, None, None],
+        "venue": [None, b"NYM", None, None, None],  # retyped: the old value means nothing
+        "signal": [None, "buy", None, None, None],  # added after the old row
+    }
+
+
+def test_text_entity_keys_python_and_arrow_agree() -> None:
+    columns = {"venue": ["ICE", "NYM", "é"], "station_id": [42, -7, 0], "raw": [b"\x00", b"", b"ab"]}
+    names = ["venue", "station_id", "raw"]
+    from_python = text_entity_keys(names, columns)
+    assert from_python == text_entity_keys_arrow(names, pa.table(columns)).to_pylist()
+    assert from_python[0] == b"1:\x00" + b"2:42" + b"3:ICE"  # sorted by name: raw, station_id, venue
+    with pytest.raises(EntityKeyError):
+        text_entity_keys(["venue"], {"venue": [True]})
+    with pytest.raises(EntityKeyError):
+        text_entity_keys_arrow(["venue"], pa.table({"venue": ["A", None]}))
+    with pytest.raises(EntityKeyError):
+        text_entity_keys_arrow(["venue"], pa.table({"venue": [1.5]}))

@@ -15,7 +15,7 @@ from ladle import Entity, FeatureView, Field, FileSource, Float64, String, Value
 from ladle.config import RepoConfig
 from ladle.errors import BackendUnavailableError
 from ladle.online.base import ReadRequest
-from ladle.online.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
+from ladle.online.sqlite.store import SqliteOnlineStore, SqliteOnlineStoreConfig
 
 T0 = 1_704_067_200_000_000
 TS = pa.timestamp("us", tz="UTC")

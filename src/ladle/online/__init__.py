@@ -1,1 +1,6 @@
-"""Online stores: the protocol and its backends (SQLite embedded, Redis, Redis Cluster)."""
+"""Online stores: the protocol, the pieces every store shares, and one folder per backend.
+
+``base`` (protocol), ``columns`` / ``keys`` (write checks, entity keys), ``arrays`` (NumPy helpers)
+and ``codec/`` (row formats, schema history) are shared; ``sqlite/`` and ``redis/`` (single node and
+cluster) hold only their own I/O. Layout and formats: docs/online.md, docs/redis.md.
+"""

@@ -1,4 +1,4 @@
-"""Checks and column conversions shared by online writes: join-key types, timestamps.
+"""Checks and column conversions shared by every online store's writes: columns, key types, timestamps.
 
 Conversions are column-wise (Arrow → NumPy → ``tolist``); nothing walks rows in Python.
 """
@@ -12,8 +12,9 @@ import numpy as np
 import pyarrow as pa
 
 from ladle.definitions import FeatureView
-from ladle.errors import EntityKeyError, SchemaMismatchError
-from ladle.online.keys import key_types_for, value_type_of
+from ladle.errors import SchemaMismatchError
+from ladle.online.arrays import contiguous
+from ladle.online.keys import arrow_key_type, key_types_for, value_type_of
 from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, ValueType
 
 _TS_US = pa.timestamp("us", tz="UTC")
@@ -28,22 +29,10 @@ def check_write_columns(view: FeatureView, rows: pa.Table) -> None:
         )
 
 
-def _key_type_of_arrow(name: str, arrow_type: pa.DataType) -> ValueType:
-    if pa.types.is_dictionary(arrow_type):
-        arrow_type = arrow_type.value_type
-    if pa.types.is_integer(arrow_type):
-        return ValueType.INT64
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return ValueType.STRING
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
-        return ValueType.BYTES
-    raise EntityKeyError(f"join key column '{name}' has type {arrow_type}; join keys are strings, integers or bytes")
-
-
 def key_types_from_table(view: FeatureView, rows: pa.Table) -> dict[str, ValueType]:
     """Key types of the view, inferring undeclared ones from the Arrow columns."""
     declared = key_types_for(view)
-    return {k: vt if vt is not None else _key_type_of_arrow(k, rows.schema.field(k).type) for k, vt in declared.items()}
+    return {k: vt if vt is not None else arrow_key_type(k, rows.schema.field(k).type) for k, vt in declared.items()}
 
 
 def infer_key_types(view: FeatureView, keys: Mapping[str, Sequence[Any]]) -> dict[str, ValueType]:
@@ -58,17 +47,22 @@ def infer_key_types(view: FeatureView, keys: Mapping[str, Sequence[Any]]) -> dic
     return out
 
 
-def timestamps_us(rows: pa.Table, view: FeatureView, now_us: int, created: bool) -> pa.Array:
-    """Event (or created) timestamps as µs int64; a missing or null created timestamp means ``now``."""
+def timestamps_us(rows: pa.Table, view_name: str, now_us: int, created: bool) -> pa.Array:
+    """Event (or created) timestamps as µs int64; a missing or null created timestamp means ``now``.
+
+    Every row format stores these two: the newest-event-wins rule compares them.
+    """
     name = CREATED_TIMESTAMP if created else EVENT_TIMESTAMP
     if name not in rows.column_names:
+        if not created:
+            raise SchemaMismatchError(f"rows for feature view '{view_name}' lack column '{name}'")
         return pa.array(np.full(rows.num_rows, now_us, dtype=np.int64))
     try:
-        col = rows.column(name).combine_chunks().cast(_TS_US).cast(pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise SchemaMismatchError(f"feature view '{view.name}': column '{name}' is not a timestamp: {exc}") from None
+        col = contiguous(rows.column(name)).cast(_TS_US).cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise SchemaMismatchError(f"feature view '{view_name}': column '{name}' is not a timestamp: {exc}") from None
     if col.null_count:
         if not created:
-            raise SchemaMismatchError(f"feature view '{view.name}': {col.null_count} row(s) have no event timestamp")
+            raise SchemaMismatchError(f"feature view '{view_name}': {col.null_count} row(s) have no event timestamp")
         col = col.fill_null(now_us)
     return col

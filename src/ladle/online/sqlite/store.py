@@ -5,7 +5,7 @@ One table per (project, view), named ``"<project>:<view>"``, ``WITHOUT ROWID``::
     __key        BLOB PRIMARY KEY   -- entity key (ladle.online.keys: Feast serialization v3)
     __event_ts   INTEGER            -- µs since the epoch, UTC
     __created_ts INTEGER            -- µs; the write time when rows carry no created timestamp
-    __values     BLOB               -- every feature of the row (ladle.online.rowcodec)
+    __values     BLOB               -- every feature of the row (ladle.online.codec.versioned)
 
 A catalog table ``__ladle_tables`` maps each table to its project and view and keeps the schema of
 every row-codec fingerprint ever written, so rows written before a feature was added still decode,
@@ -41,9 +41,10 @@ from ladle.definitions import FeatureView
 from ladle.errors import BackendError, BackendUnavailableError
 from ladle.online import columns as colconv
 from ladle.online.base import ReadRequest, ViewRows
+from ladle.online.codec.history import fields_from_json, fields_json, group_by_fingerprint, same_features, scatter
+from ladle.online.codec.versioned import FINGERPRINT_AT, RowCodec
 from ladle.online.keys import KeyEncoder, key_types_for
-from ladle.online.rowcodec import RowCodec
-from ladle.online.sqlite_sql import (
+from ladle.online.sqlite.sql import (
     BUCKETS,
     CATALOG,
     CREATE_CATALOG,
@@ -57,7 +58,6 @@ from ladle.online.sqlite_sql import (
     quote,
     table_name,
 )
-from ladle.types import dtype_from_name
 
 
 class SqliteOnlineStoreConfig(StrictModel):
@@ -165,7 +165,7 @@ class SqliteOnlineStore:
             return None
         codecs = {}
         for fields in json.loads(row[0]).values():
-            codec = RowCodec([(n, dtype_from_name(d)) for n, d in fields])
+            codec = RowCodec(fields_from_json(fields))
             codecs[codec.fingerprint] = codec
         table = Table(name, codecs)
         self._tables[(project, view)] = table
@@ -182,7 +182,7 @@ class SqliteOnlineStore:
             table = Table(table_name(project, view.name), {})
         if codec.fingerprint not in table.codecs:
             table.codecs[codec.fingerprint] = codec
-            schemas = {str(fp): [[n, d.name] for n, d in c.schema] for fp, c in table.codecs.items()}
+            schemas = {str(fp): fields_json(c.schema) for fp, c in table.codecs.items()}
             conn.execute(
                 f"INSERT INTO {CATALOG} VALUES (?, ?, ?, ?) ON CONFLICT (tbl) DO UPDATE SET schemas = excluded.schemas",
                 (table.name, project, view.name, json.dumps(schemas)),
@@ -317,7 +317,7 @@ class SqliteOnlineStore:
                 return ViewRows([None], {f: [None] for f in features})
             values = plan.pick(row[1])
             if values is None:
-                return self._foreign(conn, project, plan, [row[0]], [row[1]], features)
+                return self._decode(conn, project, plan, [row[0]], [row[1]], features)
             return ViewRows([row[0]], {f: [v] for f, v in zip(features, values, strict=True)})
         stamps: list[int | None] = []
         blobs: list[bytes | None] = []
@@ -341,49 +341,27 @@ class SqliteOnlineStore:
         blobs: list[bytes | None],
         features: tuple[str, ...],
     ) -> ViewRows:
+        """Blobs of one view: all at once when every row has the current schema, else by schema."""
         if None not in blobs:
             cols = plan.codec.decode_columns(blobs, plan.wanted)  # type: ignore[arg-type]
             if cols is not None:
                 return ViewRows(stamps, dict(zip(features, cols, strict=True)))
-        else:
-            hits = [j for j, b in enumerate(blobs) if b is not None]
-            cols = plan.codec.decode_columns([blobs[j] for j in hits], plan.wanted)  # type: ignore[misc]
-            if cols is not None:
-                n = len(blobs)
-                values: dict[str, list[Any]] = {}
-                for f, col in zip(features, cols, strict=True):
-                    full: list[Any] = [None] * n
-                    for j, v in zip(hits, col, strict=True):
-                        full[j] = v
-                    values[f] = full
-                return ViewRows(stamps, values)
-        return self._foreign(conn, project, plan, stamps, blobs, features)
-
-    def _foreign(
-        self,
-        conn: sqlite3.Connection,
-        project: str,
-        plan: _ReadPlan,
-        stamps: list[int | None],
-        blobs: list[bytes | None],
-        features: tuple[str, ...],
-    ) -> ViewRows:
-        """Rows written under other schemas: decode each with its own codec, match features by name."""
-        want = {name: dtype for name, dtype in plan.codec.schema if name in features}
-        values: dict[str, list[Any]] = {f: [] for f in features}
-        for blob in blobs:
-            row: dict[str, Any] = {}
-            if blob is not None:
-                codec = plan.table.codecs.get(RowCodec.fingerprint_of(blob))
-                if codec is None:
-                    fresh = self._load(conn, project, plan.view.name)
-                    codec = fresh.codecs.get(RowCodec.fingerprint_of(blob)) if fresh else None
-                decoded = codec.decode_one(blob) if codec is not None else None
-                if codec is not None and decoded is not None:
-                    row = {n: v for (n, d), v in zip(codec.schema, decoded, strict=True) if want.get(n) == d}
-            for f in features:
-                values[f].append(row.get(f))
+        n = len(blobs)
+        values: dict[str, list[Any]] = {f: [None] * n for f in features}
+        for fp, (positions, members) in group_by_fingerprint(blobs, FINGERPRINT_AT).items():
+            codec = plan.codec if fp == plan.codec.fingerprint else self._codec_of(conn, project, plan, fp)
+            if codec is not None:
+                names = features if codec is plan.codec else same_features(codec.schema, plan.codec.schema, features)
+                scatter(values, positions, _columns(codec, members, names))
         return ViewRows(stamps, values)
+
+    def _codec_of(self, conn: sqlite3.Connection, project: str, plan: _ReadPlan, fp: int) -> RowCodec | None:
+        """The codec of an older schema of the view (the catalog is re-read once if it is new to us)."""
+        codec = plan.table.codecs.get(fp)
+        if codec is None:
+            fresh = self._load(conn, project, plan.view.name)
+            codec = fresh.codecs.get(fp) if fresh else None
+        return codec
 
     # -- lifecycle --------------------------------------------------------------------------
     def update(self, project: str, keep: Sequence[FeatureView], delete: Sequence[FeatureView]) -> None:
@@ -432,3 +410,13 @@ class SqliteOnlineStore:
                 conn.close()
         self._local = threading.local()
         self._forget()
+
+
+def _columns(codec: RowCodec, blobs: list[bytes], names: Sequence[str]) -> dict[str, list[Any]]:
+    """Features ``names`` of blobs of one schema; a malformed blob among them reads as missing."""
+    wanted = [codec.names.index(name) for name in names]
+    cols = codec.decode_columns(blobs, wanted)
+    if cols is None:
+        rows = [codec.decode_one(blob) for blob in blobs]
+        cols = [[None if row is None else row[i] for row in rows] for i in wanted]
+    return dict(zip(names, cols, strict=True))

@@ -34,11 +34,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ladle.errors import BackendError, BackendUnavailableError, ConfigError
-from ladle.online.redis_conn import RedisEndpoint
-from ladle.online.redis_layout import resp_command, row_keys_py
-from ladle.online.redis_scripts import UPSERT_LUA, UPSERT_SHA
-from ladle.online.redis_single import IOSettings
-from ladle.online.redis_write import WriteRows
+from ladle.online.redis.conn import RedisEndpoint
+from ladle.online.redis.keys import row_keys_py
+from ladle.online.redis.resp import resp_command
+from ladle.online.redis.scripts import UPSERT_LUA, UPSERT_SHA
+from ladle.online.redis.single import IOSettings
+from ladle.online.redis.write import WriteRows
 
 T = TypeVar("T")
 # redis-py's cluster client is largely untyped; this is the boundary where that stops.

@@ -1,6 +1,6 @@
 """The single-node write pipeline: pre-framed script calls, with a native fast path for new keys.
 
-Every chunk of rows can go through the upsert script (redis_scripts), which compares timestamps on
+Every chunk of rows can go through the upsert script (:mod:`.scripts`), which compares timestamps on
 the server. A script costs a few microseconds per row in Lua, though, while most rows of a first
 load are new keys, which need no comparison at all. So a batch of ``FAST_PATH_ROWS`` rows or more
 (no key expiry, no entity twice in the batch) is sent as ``MSETNX`` chunks: each sets all its keys
@@ -26,8 +26,8 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from ladle.online.redis_scripts import UPSERT_SHA
-from ladle.online.redis_write import FramedBatch, WriteRows
+from ladle.online.redis.scripts import UPSERT_SHA
+from ladle.online.redis.write import FramedBatch, WriteRows
 
 #: Batches of at least this many rows try MSETNX (for fewer, the uniqueness check is not worth it).
 FAST_PATH_ROWS = 4096

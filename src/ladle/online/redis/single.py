@@ -2,7 +2,7 @@
 
 Hot paths skip redis-py's per-argument command packing and its pool bookkeeping: reads send one
 ``MGET`` built in one pass, writes send script calls whose arguments were framed by Arrow kernels
-(redis_layout.resp_bulk) as contiguous slices. Replies are parsed by hiredis through redis-py.
+(:func:`.resp.resp_bulk`) as contiguous slices. Replies are parsed by hiredis through redis-py.
 
 Failure handling lives in :meth:`SingleNode.run`: a connection error discards every idle connection
 (after a server restart they are all dead) and the operation is retried once on a fresh one, which
@@ -26,11 +26,11 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ladle.errors import BackendError, BackendUnavailableError
-from ladle.online.redis_conn import RedisEndpoint
-from ladle.online.redis_layout import resp_command, resp_row_keys
-from ladle.online.redis_scripts import UPSERT_LUA
-from ladle.online.redis_upsert import Upsert
-from ladle.online.redis_write import WriteRows
+from ladle.online.redis.conn import RedisEndpoint
+from ladle.online.redis.resp import resp_command, resp_row_keys
+from ladle.online.redis.scripts import UPSERT_LUA
+from ladle.online.redis.upsert import Upsert
+from ladle.online.redis.write import WriteRows
 
 T = TypeVar("T")
 # redis-py's connection methods are untyped; this is the boundary where that stops.
@@ -172,7 +172,7 @@ class SingleNode:
         return self.run(call)
 
     def upsert(self, rows: WriteRows) -> int:
-        """Write ``rows`` newest-event-wins (see redis_upsert); return how many were written."""
+        """Write ``rows`` newest-event-wins (see :mod:`.upsert`); return how many were written."""
         if not self._script_loaded:  # spares the first large write a NOSCRIPT retry
             self.execute("SCRIPT", "LOAD", UPSERT_LUA)
             self._script_loaded = True

@@ -1,4 +1,5 @@
-"""All features of a view for one entity as one compact blob, encoded and decoded vectorized.
+"""The versioned row format: all features of one entity as one blob, for stores that keep the
+timestamps beside it (SQLite's ``__event_ts`` / ``__created_ts`` columns). Vectorized both ways.
 
 Layout (little-endian; documented in docs/online.md)::
 
@@ -6,7 +7,7 @@ Layout (little-endian; documented in docs/online.md)::
     fixed section: each fixed-width feature in schema order (Int32 4, Int64 8, Float32 4, Float64 8,
                    Bool 1, UnixTimestamp 8 = µs since the epoch); zeros when null
     var section:   each String / Bytes / Array feature in schema order: u32 length + payload
-                   (utf8, raw bytes, or the list encoding of :mod:`ladle.online.values`)
+                   (utf8, raw bytes, or the list encoding of :mod:`ladle.online.codec.lists`)
 
 The fingerprint names the schema a blob was written with, so a reader can decode blobs written
 before a feature was added or retyped (the store keeps every fingerprint's schema). Float NaN is
@@ -20,7 +21,6 @@ stored as null. Everything before the var section is one NumPy record: many blob
 
 from __future__ import annotations
 
-import hashlib
 import operator
 import struct
 from collections.abc import Callable, Sequence
@@ -31,18 +31,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ladle.errors import SchemaMismatchError
-from ladle.online.values import (
+from ladle.online.arrays import (
     FIXED,
-    decode_list,
-    encode_list_column,
-    fixed_binary,
+    cast_column,
     fixed_numpy,
+    fixed_values,
+    mark_nulls,
     micros_to_datetime,
     null_mask,
+    records_array,
 )
+from ladle.online.codec.history import fingerprint
+from ladle.online.codec.lists import decode_list, encode_list_column
 from ladle.types import DType, ValueType
 
 _U32 = struct.Struct("<I")
+#: Where the schema fingerprint sits in a blob (after the version byte).
+FINGERPRINT_AT = 1
 _EMPTY = pa.scalar(b"", pa.binary())
 Schema = Sequence[tuple[str, DType]]
 
@@ -57,7 +62,7 @@ class RowCodec:
         self.names = [name for name, _ in self.schema]
         spec = ";".join(f"{name}:{dtype.name}" for name, dtype in self.schema).encode()
         #: Identifies the schema; stored in every blob.
-        self.fingerprint = int.from_bytes(hashlib.blake2b(spec, digest_size=4).digest(), "little")
+        self.fingerprint = fingerprint(spec)
         self._count = len(self.schema)
         fixed = [(i, n, d) for i, (n, d) in enumerate(self.schema) if d.value_type in FIXED]
         self._fixed = fixed
@@ -76,12 +81,6 @@ class RowCodec:
         """Bytes before the var section."""
         return self._struct.size
 
-    @staticmethod
-    def fingerprint_of(blob: bytes) -> int:
-        """The schema fingerprint stored in a blob."""
-        fp: int = _U32.unpack_from(blob, 1)[0]
-        return fp
-
     # -- encode ---------------------------------------------------------------------------------
     def encode(self, table: pa.Table) -> list[bytes]:
         """One blob per row of ``table``; schema features missing from the table are null."""
@@ -94,24 +93,24 @@ class RowCodec:
         head = np.zeros(n, dtype=self._record)
         head["version"] = self.VERSION
         head["fp"] = self.fingerprint
-        nulls = np.zeros((n, self._count), dtype=bool)
+        nulls = head["nulls"]
         for i, name, dtype in self._fixed:
             if name not in table.column_names:
-                nulls[:, i] = True
+                mark_nulls(nulls, i, np.ones(n, dtype=bool))
                 continue
-            col = _cast(table.column(name), dtype, name)
-            nulls[:, i] = null_mask(col)
-            head[f"f{i}"] = fixed_numpy(col, dtype)
+            col = cast_column(name, table.column(name), dtype.arrow)
+            values = fixed_numpy(col, dtype.value_type)
+            head[f"f{i}"] = values
+            mark_nulls(nulls, i, null_mask(col, values))
         parts: list[Any] = []
         for i, name, dtype in self._var:
             payload = self._payload(table, name, dtype, n)
-            nulls[:, i] = null_mask(payload)
-            payload = payload.fill_null(b"")
+            if payload.null_count:
+                mark_nulls(nulls, i, payload.is_null().to_numpy(zero_copy_only=False))
+                payload = payload.fill_null(b"")
             lengths = pc.binary_length(payload).to_numpy(zero_copy_only=False).astype("<u4")
-            parts += [fixed_binary(lengths), payload]
-        if self._count:
-            head["nulls"] = np.packbits(nulls, axis=1, bitorder="little")
-        first = fixed_binary(head)
+            parts += [records_array(lengths, pa.binary()), payload]
+        first = records_array(head, pa.binary())
         if not parts:
             return first
         return pc.binary_join_element_wise(first, *parts, _EMPTY)
@@ -126,7 +125,7 @@ class RowCodec:
                 return encode_list_column(col, dtype.element)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
                 raise SchemaMismatchError(f"feature '{name}' cannot be stored as {dtype}: {exc}") from None
-        return _cast(col, dtype, name).cast(pa.binary())
+        return cast_column(name, col, dtype.arrow).cast(pa.binary())
 
     # -- decode ---------------------------------------------------------------------------------
     def decode_one(self, blob: bytes) -> list[Any] | None:
@@ -215,9 +214,7 @@ class RowCodec:
             post = self._post[i]
             if dtype.value_type in FIXED:
                 col = rec[f"f{i}"]
-                values: list[Any] = (col.astype(bool) if dtype.value_type == ValueType.BOOL else col).tolist()
-                if dtype.value_type == ValueType.UNIX_TIMESTAMP:
-                    values = [micros_to_datetime(v) for v in values]
+                values: list[Any] = fixed_values(col, dtype.value_type)
             else:
                 if var_raw is None:
                     var_raw = self._split_var(blobs)
@@ -243,14 +240,6 @@ class RowCodec:
                 col.append(blob[pos + 4 : pos + 4 + length])
                 pos += 4 + length
         return cols
-
-
-def _cast(column: pa.Array | pa.ChunkedArray, dtype: DType, name: str) -> pa.Array:
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    try:
-        return arr.cast(dtype.arrow)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        raise SchemaMismatchError(f"feature '{name}' cannot be stored as {dtype}: {exc}") from None
 
 
 def _post_decoder(dtype: DType) -> Callable[[Any], Any] | None:

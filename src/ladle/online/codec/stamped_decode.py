@@ -1,9 +1,9 @@
-"""Decoding blobs read from Redis into :class:`~ladle.online.base.ViewRows` (format: redis_codec).
+"""Decoding stamped row blobs into :class:`~ladle.online.base.ViewRows` (format: :mod:`.stamped`).
 
 Blobs of one layout are decoded together: the fixed record of all rows in one numpy view, each
 variable-width feature with one gather. Rows written under an older schema of the view (another
 layout fingerprint) are decoded with that layout, looked up through ``resolve``, and matched by
-feature name; a feature the old schema lacked, or had with another dtype, reads as ``None``.
+feature name and dtype (:mod:`.history`).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from ladle.online.arrays import FIXED, I64, TIMESTAMP_US, U8, fixed_values, gather, micros_to_datetime, read_u32
 from ladle.online.base import ViewRows
-from ladle.online.redis_codec import I64, NUMPY_TYPES, TIMESTAMP_US, U8, Slot, ViewLayout
-from ladle.online.values import micros_to_datetime
+from ladle.online.codec.history import group_by_fingerprint, same_features, scatter
+from ladle.online.codec.stamped import FINGERPRINT_AT, Slot, ViewLayout
 from ladle.types import ValueType
 
 Resolver = Callable[[int], ViewLayout | None]
-_HEADER = 20
 _SMALL = 8  # rows up to which struct beats numpy
 
 
@@ -29,19 +29,6 @@ def _starts(lengths: I64) -> I64:
     starts = np.zeros(len(lengths), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
     return starts
-
-
-def _gather(buf: U8, starts: I64, lengths: I64) -> tuple[U8, I64]:
-    """Concatenate ``buf[starts[i]:starts[i]+lengths[i]]``; return bytes and row offsets."""
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
-    return buf[index], offsets
-
-
-def _u32(buf: U8, starts: I64) -> I64:
-    four = buf[starts[:, None] + np.arange(4)]
-    return np.ascontiguousarray(four).view("<u4")[:, 0].astype(np.int64)
 
 
 class _Group:
@@ -95,9 +82,9 @@ class _Group:
         if name in run_columns:
             out = run_columns[name]
         elif slot.kind == "fixed":
-            out = _fixed_list(self.rec[slot.field], slot)
+            out = fixed_values(self.rec[slot.field], slot.dtype.value_type)
         elif slot.kind == "var":
-            data, offsets = _gather(self.buf, *self.payload(slot))
+            data, offsets = gather(self.buf, *self.payload(slot))
             out = _binary(slot.dtype.arrow, data, offsets).to_pylist()
         else:
             out = self._lists(slot)
@@ -112,19 +99,19 @@ class _Group:
         assert element is not None
         start, length = self.payload(slot)
         if slot.kind == "list_fixed":
-            np_dtype = np.dtype(NUMPY_TYPES[element.value_type])
-            data, offsets = _gather(self.buf, start, length)
+            np_dtype = FIXED[element.value_type][1]
+            data, offsets = gather(self.buf, start, length)
             values = _fixed_arrow(data.view(np_dtype), slot.dtype.element)
             counts = offsets // np_dtype.itemsize
             fixed_lists: list[Any] = pa.LargeListArray.from_arrays(counts, values).to_pylist()
             return fixed_lists
         counts = np.zeros(len(start), dtype=np.int64)
         has_head = length >= 4  # always, for rows this store wrote; never read past a short payload
-        counts[has_head] = _u32(self.buf, start[has_head])
+        counts[has_head] = read_u32(self.buf, start[has_head])
         counts = np.minimum(counts, np.maximum(length - 4, 0) // 4)
-        lengths_bytes, _ = _gather(self.buf, start + 4, counts * 4)
+        lengths_bytes, _ = gather(self.buf, start + 4, counts * 4)
         element_lengths = lengths_bytes.view("<u4").astype(np.int64)
-        data, _ = _gather(self.buf, start + 4 + counts * 4, np.maximum(length - 4 - counts * 4, 0))
+        data, _ = gather(self.buf, start + 4 + counts * 4, np.maximum(length - 4 - counts * 4, 0))
         element_offsets = np.zeros(len(element_lengths) + 1, dtype=np.int64)
         np.cumsum(element_lengths, out=element_offsets[1:])
         elements = _binary(element.arrow, data, element_offsets)
@@ -148,23 +135,16 @@ def _fixed_arrow(values: npt.NDArray[Any], dtype: Any) -> pa.Array:
     return pa.array(values)
 
 
-def _fixed_list(column: npt.NDArray[Any], slot: Slot) -> list[Any]:
-    if pa.types.is_timestamp(slot.dtype.arrow):
-        return [micros_to_datetime(v) for v in column.tolist()]
-    if pa.types.is_boolean(slot.dtype.arrow):
-        return column.astype(bool).tolist()  # type: ignore[no-any-return]
-    return column.tolist()  # type: ignore[no-any-return]
-
-
 _Decoded = tuple[list[int], dict[str, list[Any]]]
 
 
 def _decode(group: _Group, current: ViewLayout, names: Sequence[str]) -> _Decoded:
     layout = group.layout
+    kept = None if layout is current else set(same_features(layout.fields, current.fields, names))
     columns: dict[str, list[Any]] = {}
     for name in names:
-        slot, wanted = layout.slots.get(name), current.slots.get(name)
-        if slot is None or wanted is None or slot.dtype != wanted.dtype:
+        slot = layout.slots.get(name)
+        if slot is None or (kept is not None and name not in kept):
             columns[name] = [None] * len(group.rec)
         else:
             columns[name] = group.values(slot, name)
@@ -211,10 +191,7 @@ def _small(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequence[st
                 values[name].append(None)
                 continue
             value = row[layout.struct_index[name]]
-            kind = slot.dtype.value_type
-            if kind == ValueType.BOOL:
-                value = bool(value)
-            elif kind == ValueType.UNIX_TIMESTAMP:
+            if slot.dtype.value_type == ValueType.UNIX_TIMESTAMP:
                 value = micros_to_datetime(value)
             values[name].append(value)
     return ViewRows(event_ts, values)
@@ -233,15 +210,9 @@ def decode_view(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequen
         ets, columns = _decode(fast, layout, names)
         return ViewRows(ets, columns)  # type: ignore[arg-type]
     n = len(blobs)
-    groups: dict[int, tuple[list[int], list[bytes]]] = {}
-    for i, blob in enumerate(blobs):
-        if blob is not None and len(blob) >= _HEADER:
-            positions, members = groups.setdefault(int.from_bytes(blob[16:20], "little"), ([], []))
-            positions.append(i)
-            members.append(blob)
     event_ts: list[int | None] = [None] * n
     values: dict[str, list[Any]] = {name: [None] * n for name in names}
-    for fp, (positions, members) in groups.items():
+    for fp, (positions, members) in group_by_fingerprint(blobs, FINGERPRINT_AT).items():
         group_layout = layout if fp == layout.fingerprint else resolve(fp)
         if group_layout is None:
             continue
@@ -249,10 +220,7 @@ def decode_view(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequen
         ets, columns = _decode(group, layout, names)
         for i, ts in zip(positions, ets, strict=True):
             event_ts[i] = ts
-        for name, column in columns.items():
-            target = values[name]
-            for i, value in zip(positions, column, strict=True):
-                target[i] = value
+        scatter(values, positions, columns)
     return ViewRows(event_ts, values)
 
 

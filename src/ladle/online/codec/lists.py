@@ -1,4 +1,4 @@
-"""Byte encoding of list values (``Array(...)`` dtypes), and column helpers for the row codec.
+"""Byte encoding of list values (``Array(...)`` dtypes) inside versioned row blobs (:mod:`.versioned`).
 
 One list value → bytes, little-endian (format also in docs/online.md)::
 
@@ -23,32 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ladle.online.arrays import FIXED, binary_array, fixed_numpy, micros_to_datetime, records_array
 from ladle.types import DType, ValueType
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEAD = struct.Struct("<IB")
-FIXED: dict[ValueType, tuple[str, np.dtype[Any]]] = {
-    ValueType.INT32: ("i", np.dtype("<i4")),
-    ValueType.INT64: ("q", np.dtype("<i8")),
-    ValueType.FLOAT: ("f", np.dtype("<f4")),
-    ValueType.DOUBLE: ("d", np.dtype("<f8")),
-    ValueType.BOOL: ("?", np.dtype("u1")),
-    ValueType.UNIX_TIMESTAMP: ("q", np.dtype("<i8")),
-}
 _EMPTY = pa.scalar(b"", pa.binary())
-
-
-def micros_to_datetime(us: int) -> datetime:
-    """A UTC datetime from microseconds since the epoch."""
-    return _EPOCH + timedelta(microseconds=us)
-
-
-def is_fixed(dtype: DType) -> bool:
-    """Whether values of ``dtype`` have a fixed width (numbers, bools, timestamps)."""
-    return dtype.value_type in FIXED
-
-
-# -- list values --------------------------------------------------------------------------------
 
 
 def encode_list(values: Sequence[Any] | None, element: DType) -> bytes | None:
@@ -124,58 +104,25 @@ def encode_list_column(column: pa.Array | pa.ChunkedArray, element: DType) -> pa
     counts = np.diff(offsets)
     head = np.zeros(n, dtype=[("count", "<u4"), ("flags", "u1")])
     head["count"] = counts
-    parts: list[Any] = [fixed_binary(head, arr.buffers()[0], arr.offset)]
+    parts: list[Any] = [_with_validity(records_array(head, pa.binary()), arr.buffers()[0], arr.offset)]
     vt = element.value_type
     if vt in FIXED:
         width = FIXED[vt][1].itemsize
-        flat = fixed_numpy(values, element)
-        parts.append(_slices(flat.view(np.uint8), offsets * width))
+        flat = fixed_numpy(values, vt)
+        parts.append(binary_array(flat, offsets * width, pa.binary()))
     else:
         binary = values.cast(pa.binary())
         voffs = np.frombuffer(binary.buffers()[1], np.int32, len(binary) + 1, 4 * binary.offset).astype(np.int64)
         lengths = np.diff(voffs).astype("<u4")
-        parts.append(_slices(lengths.view(np.uint8), offsets * 4))
+        parts.append(binary_array(lengths, offsets * 4, pa.binary()))
         data = np.frombuffer(binary.buffers()[2] or b"", np.uint8)
-        parts.append(_slices(data, voffs[offsets]))
+        parts.append(binary_array(data, voffs[offsets], pa.binary()))
     return pc.binary_join_element_wise(*parts, _EMPTY, null_handling="emit_null")
 
 
-def fixed_numpy(values: pa.Array, dtype: DType) -> np.ndarray[Any, Any]:
-    """A NumPy array of a fixed-width Arrow column, nulls as zero."""
-    vt = dtype.value_type
-    np_type = FIXED[vt][1]
-    if vt == ValueType.UNIX_TIMESTAMP:
-        values = values.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    elif vt == ValueType.BOOL:
-        values = values.cast(pa.uint8())
-    if values.null_count:
-        values = values.fill_null(0)
-    return np.ascontiguousarray(values.to_numpy(zero_copy_only=False), dtype=np_type)
-
-
-def _slices(data: np.ndarray[Any, Any], starts: np.ndarray[Any, Any]) -> pa.Array:
-    """A binary array whose row i is ``data[starts[i]:starts[i+1]]`` (zero copy)."""
-    n = len(starts) - 1
-    offs = starts - starts[0]
-    base = data[int(starts[0]) : int(starts[-1])]
-    return pa.Array.from_buffers(
-        pa.binary(), n, [None, pa.py_buffer(offs.astype(np.int32)), pa.py_buffer(np.ascontiguousarray(base))]
-    )
-
-
-def fixed_binary(rows: np.ndarray[Any, Any], validity: pa.Buffer | None = None, offset: int = 0) -> pa.Array:
-    """A binary array with one value per element of a contiguous 1-D array (its raw bytes)."""
-    n, width = len(rows), rows.itemsize
-    # py_buffer takes any contiguous array: no .view(uint8), whose safety check on records is slow
-    arr = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(np.ascontiguousarray(rows))])
-    out = arr.cast(pa.binary())
-    if validity is not None:
-        mask = pa.Array.from_buffers(pa.bool_(), n, [None, validity], offset=offset)
-        out = pc.if_else(mask, out, pa.scalar(None, pa.binary()))
-    return out
-
-
-def null_mask(col: pa.Array) -> np.ndarray[Any, Any]:
-    """Row null mask of a column as a bool NumPy array (float NaN counts as null)."""
-    mask = col.is_null(nan_is_null=True) if pa.types.is_floating(col.type) else col.is_null()
-    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+def _with_validity(values: pa.Array, validity: pa.Buffer | None, offset: int) -> pa.Array:
+    """``values`` with the rows a validity bitmap marks null set to null."""
+    if validity is None:
+        return values
+    mask = pa.Array.from_buffers(pa.bool_(), len(values), [None, validity], offset=offset)
+    return pc.if_else(mask, values, pa.scalar(None, values.type))

@@ -1,4 +1,4 @@
-"""SQL text, table metadata and row encoding of the SQLite online store (see ``sqlite.py``)."""
+"""SQL text, table metadata and row encoding of the SQLite online store (see :mod:`.store`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 
 from ladle.definitions import FeatureView
 from ladle.online import columns as colconv
+from ladle.online.codec.versioned import RowCodec
 from ladle.online.keys import DUMMY_JOIN_KEY, KeyEncoder
-from ladle.online.rowcodec import RowCodec
 
 CATALOG = "__ladle_tables"
 WRITE_CHUNK = 50_000
@@ -89,8 +89,8 @@ def encode_rows(view: FeatureView, chunk: pa.Table, codec: RowCodec, encoder: Ke
     keys = encoder.encode_array({k: key_column(chunk, k) for k in encoder.names})
     columns = [
         keys,
-        colconv.timestamps_us(chunk, view, now_us, created=False),
-        colconv.timestamps_us(chunk, view, now_us, created=True),
+        colconv.timestamps_us(chunk, view.name, now_us, created=False),
+        colconv.timestamps_us(chunk, view.name, now_us, created=True),
         codec.encode_array(chunk),
     ]
     if len(keys) > 1:

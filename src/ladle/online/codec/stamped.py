@@ -1,6 +1,7 @@
-"""Row value codec of the Redis store: one compact binary blob per (entity, view), vectorized.
+"""The stamped row format: one compact blob per (entity, view) that starts with its timestamps.
 
-Blob layout (all little-endian)::
+For stores that decide newest-event-wins next to the data (Redis's upsert script; any key-value
+store): the first 16 bytes are all a comparison needs, with no decoding. Blob layout (little-endian)::
 
     i64 event_ts_us | i64 created_ts_us | u32 layout fingerprint | null bitmap (1 bit per feature)
     | fixed-width features in schema order | u32 byte length per variable-width feature
@@ -10,16 +11,14 @@ Fixed-width: Float64 f8, Float32 f4, Int64 i8, Int32 i4, Bool u1, UnixTimestamp 
 String (UTF-8), Bytes, lists (``Array(fixed)``: the raw elements; ``Array(String|Bytes)``:
 u32 count, u32 length per element, then the elements). Null values are zero-filled with their bit set.
 
-The first 16 bytes are what the write script compares, so newest-wins needs no decoding on the
-server. Everything up to the last length is a numpy structured record (:attr:`ViewLayout.record`):
-a view of fixed-width features decodes with one ``np.frombuffer`` over the joined blobs; variable
-parts are gathered with index arithmetic into Arrow arrays. No per-value Python objects are built
-until the final ``tolist``.
+Everything up to the last length is a numpy structured record (:attr:`ViewLayout.record`): a view
+of fixed-width features decodes with one ``np.frombuffer`` over the joined blobs; variable parts are
+gathered with index arithmetic into Arrow arrays (:mod:`.stamped_decode`). No per-value Python
+objects are built until the final ``tolist``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from collections.abc import Sequence
@@ -31,31 +30,14 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ladle.errors import SchemaMismatchError
-from ladle.online.redis_layout import resp_bulk
-from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, DType, ValueType, dtype_from_name
+from ladle.online.arrays import FIXED, I64, cast_column, fixed_numpy, mark_nulls, null_mask, records_array, sized_array
+from ladle.online.codec.history import fields_from_json, fields_json, fingerprint
+from ladle.online.columns import timestamps_us
+from ladle.types import DType, ValueType
 
-U8 = npt.NDArray[np.uint8]
-I64 = npt.NDArray[np.int64]
-TIMESTAMP_US = pa.timestamp("us", tz="UTC")
 _NO_SEP = pa.scalar(b"", pa.large_binary())
-_STRUCT: dict[ValueType, str] = {
-    ValueType.DOUBLE: "d",
-    ValueType.FLOAT: "f",
-    ValueType.INT64: "q",
-    ValueType.INT32: "i",
-    ValueType.BOOL: "B",
-    ValueType.UNIX_TIMESTAMP: "q",
-}
-#: numpy type of each fixed-width value type in a blob.
-NUMPY_TYPES: dict[ValueType, str] = {
-    ValueType.DOUBLE: "<f8",
-    ValueType.FLOAT: "<f4",
-    ValueType.INT64: "<i8",
-    ValueType.INT32: "<i4",
-    ValueType.BOOL: "u1",
-    ValueType.UNIX_TIMESTAMP: "<i8",
-}
+#: Where the layout fingerprint sits in a blob (after the two timestamps).
+FINGERPRINT_AT = 16
 
 
 @dataclass(frozen=True)
@@ -71,8 +53,8 @@ class Slot:
 
 def _kind(dtype: DType) -> str:
     if dtype.element is not None:
-        return "list_fixed" if dtype.element.value_type in NUMPY_TYPES else "list_var"
-    return "fixed" if dtype.value_type in NUMPY_TYPES else "var"
+        return "list_fixed" if dtype.element.value_type in FIXED else "list_var"
+    return "fixed" if dtype.value_type in FIXED else "var"
 
 
 class ViewLayout:
@@ -80,8 +62,7 @@ class ViewLayout:
 
     def __init__(self, fields: Sequence[tuple[str, DType]]) -> None:
         self.fields = tuple(fields)
-        spec = json.dumps([[n, d.name] for n, d in self.fields]).encode()
-        self.fingerprint = int.from_bytes(hashlib.blake2b(spec, digest_size=4).digest(), "little")
+        self.fingerprint = fingerprint(self.to_json().encode())
         self.null_bytes = (len(self.fields) + 7) // 8
         parts: list[tuple[Any, ...]] = [("ets", "<i8"), ("cts", "<i8"), ("fp", "<u4")]
         if self.null_bytes:
@@ -90,7 +71,7 @@ class ViewLayout:
         for i, (name, dtype) in enumerate(self.fields):
             if _kind(dtype) == "fixed":
                 self.slots[name] = Slot(i, dtype, "fixed", f"f{i}")
-                parts.append((f"f{i}", NUMPY_TYPES[dtype.value_type]))
+                parts.append((f"f{i}", FIXED[dtype.value_type][1]))
         self.variable = tuple(n for n, d in self.fields if _kind(d) != "fixed")
         for rank, name in enumerate(self.variable):
             i, dtype = next((j, d) for j, (n, d) in enumerate(self.fields) if n == name)
@@ -98,9 +79,6 @@ class ViewLayout:
             parts.append((f"l{rank}", "<u4"))
         self.record = np.dtype(parts)
         self.size = self.record.itemsize
-        head = len(b"$%d\r\n" % self.size)
-        #: The record between a RESP bulk-string header and trailer (fixed-width layouts' fast path).
-        self.framed_record = np.dtype([("resp_head", f"S{head}"), *parts, ("resp_tail", "S2")])
         #: Runs of adjacent fixed-width numeric features of one dtype: (numpy dtype, record offset,
         #: names). A run decodes for all rows with one strided 2-D view and one ``tolist``.
         self.runs = self._runs()
@@ -109,7 +87,7 @@ class ViewLayout:
         self.row_struct: struct.Struct | None = None
         self.struct_index: dict[str, int] = {}
         if not self.variable:
-            codes = "".join(_STRUCT[d.value_type] for _, d in self.fields)
+            codes = "".join(FIXED[d.value_type][0] for _, d in self.fields)
             self.row_struct = struct.Struct(f"<qqI{self.null_bytes}s{codes}")
             self.struct_index = {name: 4 + k for k, (name, _) in enumerate(self.fields)}
 
@@ -121,7 +99,7 @@ class ViewLayout:
             slot = self.slots[name]
             if slot.kind != "fixed" or dtype.value_type in (ValueType.BOOL, ValueType.UNIX_TIMESTAMP):
                 continue
-            np_dtype, offset = np.dtype(NUMPY_TYPES[dtype.value_type]), record_fields[slot.field][1]
+            np_dtype, offset = FIXED[dtype.value_type][1], record_fields[slot.field][1]
             last = runs[-1] if runs else None
             if last is not None and last[0] == np_dtype and last[1] + np_dtype.itemsize * len(last[2]) == offset:
                 runs[-1] = (np_dtype, last[1], (*last[2], name))
@@ -136,38 +114,15 @@ class ViewLayout:
 
     def to_json(self) -> str:
         """The layout as stored in the project's ``_meta`` hash."""
-        return json.dumps([[n, d.name] for n, d in self.fields])
+        return json.dumps(fields_json(self.fields))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ViewLayout:
         """Rebuild a layout stored with :meth:`to_json`."""
-        return cls([(n, dtype_from_name(d)) for n, d in json.loads(text)])
+        return cls(fields_from_json(text))
 
 
 # -- encoding --------------------------------------------------------------------------------
-
-
-def _cast(name: str, column: Any, target: pa.DataType) -> pa.Array:
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    try:
-        return pc.cast(array, target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        raise SchemaMismatchError(f"column '{name}' ({array.type}) cannot be stored as {target}: {exc}") from None
-
-
-def _timestamps(table: pa.Table, name: str, default: int | None) -> I64:
-    """µs timestamps of a column; ``default`` fills a missing column or nulls (None: required)."""
-    if name not in table.column_names:
-        if default is None:
-            raise SchemaMismatchError(f"rows have no '{name}' column")
-        return np.full(table.num_rows, default, dtype=np.int64)
-    array = _cast(name, table.column(name), TIMESTAMP_US)
-    if array.null_count and default is None:
-        raise SchemaMismatchError(f"column '{name}' has {array.null_count} null value(s)")
-    out: I64 = pc.fill_null(array.cast(pa.int64()), default or 0).to_numpy(zero_copy_only=False)
-    return out
 
 
 @dataclass
@@ -180,46 +135,18 @@ class Prepared:
     columns: dict[str, pa.Array]  # missing features are absent (all null)
 
 
-def prepare(layout: ViewLayout, table: pa.Table, now_us: int) -> Prepared:
+def prepare(layout: ViewLayout, view_name: str, table: pa.Table, now_us: int) -> Prepared:
     """Check and cast ``table`` for ``layout``; raises before anything is written.
 
-    A missing (or null) created timestamp means ``now_us``, the write time, as in the SQLite store.
+    A missing (or null) created timestamp means ``now_us``, the write time.
     """
-    ets = _timestamps(table, EVENT_TIMESTAMP, None)
-    cts = _timestamps(table, CREATED_TIMESTAMP, now_us)
+    ets = timestamps_us(table, view_name, now_us, created=False).to_numpy(zero_copy_only=False)
+    cts = timestamps_us(table, view_name, now_us, created=True).to_numpy(zero_copy_only=False)
     columns = {}
     for name, dtype in layout.fields:
         if name in table.column_names:
-            columns[name] = _cast(name, table.column(name), dtype.arrow)
+            columns[name] = cast_column(name, table.column(name), dtype.arrow)
     return Prepared(layout, ets, cts, columns)
-
-
-def _fixed_numpy(array: pa.Array, np_dtype: str) -> npt.NDArray[Any]:
-    if pa.types.is_timestamp(array.type):
-        array = array.cast(pa.int64())
-    elif pa.types.is_boolean(array.type):
-        array = pc.cast(array, pa.uint8())
-    if array.null_count:
-        array = pc.fill_null(array, 0)
-    out: npt.NDArray[Any] = array.to_numpy(zero_copy_only=False).astype(np_dtype, copy=False)
-    return out
-
-
-def _null_mask(array: pa.Array, values: npt.NDArray[Any]) -> npt.NDArray[np.bool_] | None:
-    """Nulls of a fixed-width column; float NaN counts as null (as in the SQLite store)."""
-    mask = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
-    if values.dtype.kind == "f":
-        nan = np.isnan(values)
-        if nan.any():
-            mask = nan if mask is None else mask | nan
-    return mask
-
-
-def _from_bytes(values: npt.NDArray[Any], row_bytes: I64) -> pa.Array:
-    offsets = np.zeros(len(row_bytes) + 1, dtype=np.int64)
-    np.cumsum(row_bytes, out=offsets[1:])
-    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(values).view(np.uint8))]
-    return pa.Array.from_buffers(pa.large_binary(), len(row_bytes), buffers)
 
 
 def _list_payload(slot: Slot, array: pa.Array) -> pa.Array:
@@ -230,18 +157,16 @@ def _list_payload(slot: Slot, array: pa.Array) -> pa.Array:
     element = slot.dtype.element
     assert element is not None
     if slot.kind == "list_fixed":
-        np_dtype = NUMPY_TYPES[element.value_type]
         if elements.null_count and pa.types.is_floating(elements.type):
             elements = pc.fill_null(elements, float("nan"))
-        return _from_bytes(_fixed_numpy(elements, np_dtype), counts * np.dtype(np_dtype).itemsize)
+        width = FIXED[element.value_type][1].itemsize
+        return sized_array(fixed_numpy(elements, element.value_type), counts * width)
     data = pc.fill_null(pc.cast(elements, pa.large_binary()), b"")
     lengths = pc.binary_length(data).to_numpy(zero_copy_only=False).astype("<u4")
     head = np.empty(len(counts), dtype="<u4")
     head[:] = counts
     row_data = _rows_of(data, counts)
-    return pc.binary_join_element_wise(
-        _from_bytes(head, np.full(len(counts), 4)), _from_bytes(lengths, counts * 4), row_data, _NO_SEP
-    )
+    return pc.binary_join_element_wise(records_array(head), sized_array(lengths, counts * 4), row_data, _NO_SEP)
 
 
 def _rows_of(elements: pa.Array, counts: I64) -> pa.Array:
@@ -253,7 +178,7 @@ def _rows_of(elements: pa.Array, counts: I64) -> pa.Array:
     return pa.Array.from_buffers(pa.large_binary(), len(counts), buffers)
 
 
-def _fill(prepared: Prepared, rec: npt.NDArray[Any], start: int, stop: int) -> list[pa.Array]:
+def fill(prepared: Prepared, rec: npt.NDArray[Any], start: int, stop: int) -> list[pa.Array]:
     """Write rows ``start:stop`` into the zeroed record array ``rec``; return the variable payloads."""
     layout = prepared.layout
     n = stop - start
@@ -267,9 +192,9 @@ def _fill(prepared: Prepared, rec: npt.NDArray[Any], start: int, stop: int) -> l
         array = column.slice(start, n) if column is not None else pa.nulls(n, slot.dtype.arrow)
         mask: npt.NDArray[np.bool_] | None
         if slot.kind == "fixed":
-            values = _fixed_numpy(array, NUMPY_TYPES[slot.dtype.value_type])
+            values = fixed_numpy(array, slot.dtype.value_type)
             rec[slot.field] = values
-            mask = _null_mask(array, values)
+            mask = null_mask(array, values)
         else:
             if slot.kind == "var":
                 payload = pc.fill_null(pc.cast(array, pa.large_binary()), b"")
@@ -278,8 +203,7 @@ def _fill(prepared: Prepared, rec: npt.NDArray[Any], start: int, stop: int) -> l
             rec[slot.field] = pc.binary_length(payload).to_numpy(zero_copy_only=False)
             payloads.append(payload)
             mask = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
-        if mask is not None:
-            rec["nulls"][:, slot.index // 8] |= mask.astype(np.uint8) << (slot.index % 8)
+        mark_nulls(rec["nulls"], slot.index, mask)
     return payloads
 
 
@@ -288,27 +212,8 @@ def encode(prepared: Prepared, start: int, stop: int) -> pa.Array:
     layout = prepared.layout
     n = stop - start
     rec = np.zeros(n, dtype=layout.record)
-    payloads = _fill(prepared, rec, start, stop)
-    fixed = _from_bytes(rec, np.full(n, layout.size, dtype=np.int64))
+    payloads = fill(prepared, rec, start, stop)
+    fixed = records_array(rec)
     if not payloads:
         return fixed
     return pc.binary_join_element_wise(fixed, *payloads, _NO_SEP)
-
-
-def encode_resp(prepared: Prepared, start: int, stop: int) -> tuple[memoryview, I64]:
-    """Blobs of rows ``start:stop`` framed as RESP bulk strings, contiguous, with row offsets.
-
-    A fixed-width layout is built framed in place (the bulk-string header and trailer are fields of
-    the numpy record), so no per-row concatenation happens at all.
-    """
-    layout = prepared.layout
-    if layout.variable:
-        return resp_bulk(encode(prepared, start, stop))
-    n = stop - start
-    framed = layout.framed_record
-    rec = np.zeros(n, dtype=framed)
-    rec["resp_head"] = b"$%d\r\n" % layout.size
-    rec["resp_tail"] = b"\r\n"
-    _fill(prepared, rec, start, stop)
-    offsets = np.arange(n + 1, dtype=np.int64) * framed.itemsize
-    return rec.view(np.uint8).data, offsets

@@ -21,8 +21,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ladle.online.redis_codec import Prepared, encode, encode_resp
-from ladle.online.redis_layout import row_keys_arrow, row_keys_resp
+from ladle.online.codec.stamped import Prepared, encode
+from ladle.online.redis.keys import row_keys_arrow
+from ladle.online.redis.resp import encode_resp, row_keys_resp
 
 Offsets = npt.NDArray[np.int64]
 _NO_SEP = pa.scalar(b"", pa.large_binary())

@@ -30,22 +30,21 @@ from ladle.config import RepoConfig, StrictModel
 from ladle.definitions import FeatureView
 from ladle.errors import ConfigError, DefinitionError
 from ladle.online.base import ReadRequest, ViewRows
+from ladle.online.codec.stamped import ViewLayout, prepare
+from ladle.online.codec.stamped_decode import Resolver, decode_view
 from ladle.online.columns import check_write_columns
-from ladle.online.redis_cluster import ClusterNodes
-from ladle.online.redis_codec import ViewLayout, prepare
-from ladle.online.redis_conn import parse_connection_string
-from ladle.online.redis_decode import Resolver, decode_view
-from ladle.online.redis_layout import (
-    entity_keys_arrow,
-    entity_keys_py,
+from ladle.online.keys import text_entity_keys, text_entity_keys_arrow
+from ladle.online.redis.cluster import ClusterNodes
+from ladle.online.redis.conn import parse_connection_string
+from ladle.online.redis.keys import (
     meta_key,
     project_pattern,
     view_id,
     view_pattern,
 )
-from ladle.online.redis_scripts import MAX_ROWS_PER_CALL
-from ladle.online.redis_single import IOSettings, SingleNode
-from ladle.online.redis_write import Part, WriteRows
+from ladle.online.redis.scripts import MAX_ROWS_PER_CALL
+from ladle.online.redis.single import IOSettings, SingleNode
+from ladle.online.redis.write import Part, WriteRows
 
 _WHERE = "invalid configuration: online_store"
 _REREGISTER_SECONDS = 60.0
@@ -215,12 +214,14 @@ class RedisOnlineStore:
 
     @staticmethod
     def _part(plan: _ViewPlan, rows: pa.Table) -> Part:
-        return Part(entity_keys_arrow(plan.join_keys, rows), prepare(plan.layout, rows, time.time_ns() // 1000))
+        return Part(
+            text_entity_keys_arrow(plan.join_keys, rows), prepare(plan.layout, plan.name, rows, time.time_ns() // 1000)
+        )
 
     def read(self, project: str, requests: Sequence[ReadRequest]) -> list[ViewRows]:
         """One MGET for every view and entity of the request (per slot on a cluster)."""
         plans = [self._plan(r.view) for r in requests]
-        groups = [(plan.vid, entity_keys_py(plan.join_keys, r.keys)) for r, plan in zip(requests, plans, strict=True)]
+        groups = [(plan.vid, text_entity_keys(plan.join_keys, r.keys)) for r, plan in zip(requests, plans, strict=True)]
         blobs = self._io.read_rows(project, groups)
         out, start = [], 0
         for request, plan, (_, entities) in zip(requests, plans, groups, strict=True):
