@@ -164,7 +164,8 @@ def _grpc_request(codes: list[str], service: bool) -> Any:
 
 def run_wrk(server: Server, rows: int, connections: int, seconds: float, tmp: Path, service: bool) -> dict[str, Any]:
     """``wrk`` with random entities per request; latency percentiles from wrk's histogram."""
-    selector, features = ("feature_service", json.dumps(SERVICE)) if service else ("features", json.dumps(feature_refs()))
+    selector = "feature_service" if service else "features"
+    features = json.dumps(SERVICE if service else feature_refs())
     script = tmp / f"w8_{rows}.lua"
     script.write_text(_LUA.format(entities=ENTITIES, rows=rows, selector=selector, features=features))
     threads = 1 if connections < 8 else 2

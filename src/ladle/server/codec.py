@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from ladle.errors import RequestError
+from ladle.retrieval.plan import OnlinePlan
 from ladle.retrieval.response import OnlineResponse
 from ladle.server.wire import epoch_seconds
 from ladle.types import FieldStatus
@@ -82,23 +83,38 @@ def format_timestamps(micros: Sequence[int]) -> list[str]:
     return texts  # type: ignore[return-value]
 
 
-def online_response_json(response: OnlineResponse) -> bytes:
-    """Feast's ``/get-online-features`` JSON body for ``response``."""
+def online_response_json(response: OnlineResponse, plan: OnlinePlan | None = None) -> bytes:
+    """Feast's ``/get-online-features`` JSON body for ``response`` (read with ``plan``, if given).
+
+    With the plan, the ``metadata`` part is serialized once per plan and reused.
+    """
     status_name = STATUS_NAMES.__getitem__
-    # Columns of one view share their status and timestamp lists (and fully present columns one
-    # status list), so each distinct list object is converted once.
-    statuses_seen: dict[int, list[str]] = {}
-    stamps_seen: dict[int, list[str]] = {}
-    results = []
+    # Columns of one view share their timestamp list, fully present columns one status list, and
+    # shared lists sit side by side: each run of one list object is converted once.
+    last_statuses: object = None
+    last_stamps: object = None
+    names: list[str] = []
+    texts: list[str] = []
+    results: list[dict[str, Any]] = []
+    append = results.append
     for values, statuses, stamps in zip(response.values, response.statuses, response.event_timestamps, strict=True):
-        names = statuses_seen.get(id(statuses))
-        if names is None:
-            names = statuses_seen[id(statuses)] = list(map(status_name, statuses))
-        texts = stamps_seen.get(id(stamps))
-        if texts is None:
-            texts = stamps_seen[id(stamps)] = format_timestamps(stamps)
-        results.append({"values": values, "statuses": names, "event_timestamps": texts})
-    return dumps({"metadata": {"feature_names": response.feature_names}, "results": results})
+        if statuses is not last_statuses:
+            last_statuses, names = statuses, list(map(status_name, statuses))
+        if stamps is not last_stamps:
+            last_stamps, texts = stamps, format_timestamps(stamps)
+        append({"values": values, "statuses": names, "event_timestamps": texts})
+    return dumps({"metadata": _metadata(response, plan), "results": results})
+
+
+def _metadata(response: OnlineResponse, plan: OnlinePlan | None) -> Any:
+    if plan is None or tuple(response.feature_names) != plan.feature_names:
+        return {"feature_names": response.feature_names}
+    fragment = plan.encodings.get("json_metadata")
+    if fragment is None:
+        fragment = plan.encodings["json_metadata"] = orjson.Fragment(
+            orjson.dumps({"feature_names": list(plan.feature_names)})
+        )
+    return fragment
 
 
 # -- protos -----------------------------------------------------------------------------------

@@ -149,14 +149,20 @@ def observe_online_read(entity_rows: int, read_seconds: float) -> None:
     _pending.observe(STORE_READ, read_seconds)
 
 
-def observe_view_read(view: str, requested: int, not_found: int) -> None:
-    """Count values requested from one view and how many were NOT_FOUND."""
-    children = _view_children.get(view)
-    if children is None:
-        children = _view_children[view] = (FEATURE_REQUESTS.labels(view), FEATURE_NOT_FOUND.labels(view))
-    _pending.inc(children[0], requested)
-    if not_found:
-        _pending.inc(children[1], not_found)
+def observe_view_reads(reads: Sequence[tuple[str, int, int]]) -> None:
+    """Count values requested from each view and how many were NOT_FOUND: (view, requested, not found)."""
+    children = [_view_children.get(view) or _view_child(view) for view, _, _ in reads]
+    with _pending.lock:
+        counts = _pending.counts
+        for (requested_child, not_found_child), (_, requested, not_found) in zip(children, reads, strict=True):
+            counts[requested_child] = counts.get(requested_child, 0.0) + requested
+            if not_found:
+                counts[not_found_child] = counts.get(not_found_child, 0.0) + not_found
+
+
+def _view_child(view: str) -> tuple[Any, Any]:
+    children = _view_children[view] = (FEATURE_REQUESTS.labels(view), FEATURE_NOT_FOUND.labels(view))
+    return children
 
 
 def note_event_time(project: str, view: str, micros: int) -> None:
@@ -179,11 +185,6 @@ def worker_started() -> None:
 
 
 NOT_FOUND = int(FieldStatus.NOT_FOUND)
-
-
-def count_not_found(statuses: Sequence[Sequence[int]]) -> int:
-    """NOT_FOUND statuses over several columns."""
-    return sum(col.count(NOT_FOUND) for col in statuses)
 
 
 class _Freshness:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ladle.retrieval.plan import OnlinePlan
 from ladle.retrieval.response import OnlineResponse
 from ladle.types import DType, ValueType
 
@@ -157,6 +158,7 @@ def _string_values(column: Sequence[Any]) -> bytes:
 
 
 _ROW_STRUCTS: dict[tuple[str, int], struct.Struct] = {}
+_VIEW_STRUCTS: dict[tuple[str, int, int, int, int, int], struct.Struct] = {}
 
 
 def _fixed_column(column: Sequence[Any], header: bytes, element: str) -> bytes:
@@ -232,24 +234,85 @@ def online_response_bytes(response: OnlineResponse, dtypes: Mapping[str, DType])
     key = tuple(response.feature_names)
     metadata = _NAMES_CACHE.get(key)
     if metadata is None:
-        names = b"".join(_len_field(b"\x0a", n.encode()) for n in key)
-        metadata = _len_field(b"\x0a", _len_field(b"\x0a", names))
+        metadata = _metadata(key)
         if len(_NAMES_CACHE) >= 1024:
             _NAMES_CACHE.clear()
         _NAMES_CACHE[key] = metadata
-    out = [metadata]
+    return metadata + _vectors(response, 0, len(key), [dtypes.get(n) for n in key])
+
+
+def plan_response_bytes(response: OnlineResponse, plan: OnlinePlan) -> bytes:
+    """:func:`online_response_bytes` for a response read with ``plan``: dtypes and names from the plan.
+
+    The metadata is encoded once per plan; a view whose features are all of one fixed-size type
+    (float, double, bool) and have no nulls is written with one ``struct`` call.
+    """
+    if tuple(response.feature_names) != plan.feature_names:
+        return online_response_bytes(response, plan.dtype_map())
+    metadata = plan.encodings.get("proto_metadata")
+    if metadata is None:
+        metadata = plan.encodings["proto_metadata"] = _metadata(plan.feature_names)
+    dtypes = plan.dtypes
+    out = [metadata, _vectors(response, 0, len(plan.key_columns), dtypes)]
+    for read in plan.reads:
+        out.append(_view_vectors(response, read.start, read.stop, dtypes))
+    return b"".join(out)
+
+
+def _metadata(names: Sequence[str]) -> bytes:
+    encoded = b"".join(_len_field(b"\x0a", n.encode()) for n in names)
+    return _len_field(b"\x0a", _len_field(b"\x0a", encoded))
+
+
+def _vectors(response: OnlineResponse, start: int, stop: int, dtypes: Sequence[DType | None]) -> bytes:
+    """``FeatureVector`` entries of columns ``start`` to ``stop``, one column at a time."""
+    out = []
     # Columns of one view share their status and timestamp lists, and come one after another.
     last_statuses: object = None
     last_stamps: object = None
     status_part = stamp_part = b""
-    for name, values, statuses, stamps in zip(
-        response.feature_names, response.values, response.statuses, response.event_timestamps, strict=True
-    ):
+    for i in range(start, stop):
+        statuses, stamps = response.statuses[i], response.event_timestamps[i]
         if statuses is not last_statuses:
             last_statuses, status_part = statuses, _statuses(statuses)
         if stamps is not last_stamps:
             last_stamps, stamp_part = stamps, _timestamps(stamps)
-        vector = encode_values(values, dtypes.get(name)) + status_part + stamp_part
+        vector = encode_values(response.values[i], dtypes[i]) + status_part + stamp_part
         n = len(vector)
         out.append((b"\x12" + _SMALL[n] if n < 128 else b"\x12" + varint(n)) + vector)
     return b"".join(out)
+
+
+def _view_vectors(response: OnlineResponse, start: int, stop: int, dtypes: Sequence[DType | None]) -> bytes:
+    """One view's ``FeatureVector`` entries; in one ``struct`` call when the view allows it."""
+    statuses, stamps, values = response.statuses, response.event_timestamps, response.values[start:stop]
+    kinds = {d.value_type if d is not None else None for d in dtypes[start:stop]}
+    fixed = _FIXED.get(kinds.pop()) if len(kinds) == 1 else None  # type: ignore[arg-type]
+    width = stop - start
+    shared = statuses[start:stop].count(statuses[start]) == width and stamps[start:stop].count(stamps[start]) == width
+    rows = len(values[0])
+    if fixed is None or not shared or not rows or rows > _STRUCT_MAX_ROWS or any(None in c for c in values):
+        return _vectors(response, start, stop, dtypes)
+    tail = _statuses(statuses[start]) + _timestamps(stamps[start])
+    header, element = fixed
+    size = rows * (len(header) + np.dtype(element).itemsize) + len(tail)
+    prefix = b"\x12" + varint(size)
+    key = (element, len(header), rows, width, len(prefix), len(tail))
+    packer = _VIEW_STRUCTS.get(key)
+    if packer is None:
+        code = {"<f8": "d", "<f4": "f", "u1": "?"}[element]
+        column = f"{len(prefix)}s" + f"{len(header)}s{code}" * rows + f"{len(tail)}s"
+        packer = struct.Struct("<" + column * width)
+        if len(_VIEW_STRUCTS) >= 256:
+            _VIEW_STRUCTS.clear()
+        _VIEW_STRUCTS[key] = packer
+    step = 2 * rows + 2
+    args: list[Any] = [header] * (step * width)
+    args[::step] = [prefix] * width
+    args[step - 1 :: step] = [tail] * width
+    if rows == 1:
+        args[2::step] = [c[0] for c in values]
+    else:
+        for j, column_values in enumerate(values):
+            args[j * step + 2 : (j + 1) * step - 1 : 2] = column_values
+    return packer.pack(*args)
