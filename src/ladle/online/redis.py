@@ -220,7 +220,7 @@ class RedisOnlineStore:
     def read(self, project: str, requests: Sequence[ReadRequest]) -> list[ViewRows]:
         """One MGET for every view and entity of the request (per slot on a cluster)."""
         plans = [self._plan(r.view) for r in requests]
-        groups = [(plan.vid, entity_keys_py(plan.join_keys, r.keys)) for r, plan in zip(requests, plans, strict=True)]
+        groups = [(plan.vid, entities) for plan, entities in zip(plans, _entity_keys(plans, requests), strict=True)]
         blobs = self._io.read_rows(project, groups)
         out, start = [], 0
         for request, plan, (_, entities) in zip(requests, plans, groups, strict=True):
@@ -257,3 +257,21 @@ class RedisOnlineStore:
     def close(self) -> None:
         """Close pooled connections; the store reconnects if used again."""
         self._io.close()
+
+
+def _entity_keys(plans: Sequence[_ViewPlan], requests: Sequence[ReadRequest]) -> list[list[bytes]]:
+    """Entity key bytes per request, encoded once for views given the same key columns (a read over
+    many views of one entity passes the same lists to each)."""
+    out = []
+    seen: dict[tuple[tuple[str, ...], tuple[int, ...]], list[bytes]] = {}
+    for plan, request in zip(plans, requests, strict=True):
+        try:
+            token = (plan.join_keys, tuple(id(request.keys[k]) for k in plan.join_keys))
+        except KeyError:  # a missing join key: entity_keys_py explains
+            out.append(entity_keys_py(plan.join_keys, request.keys))
+            continue
+        entities = seen.get(token)
+        if entities is None:
+            entities = seen[token] = entity_keys_py(plan.join_keys, request.keys)
+        out.append(entities)
+    return out

@@ -8,6 +8,7 @@ feature name; a feature the old schema lacked, or had with another dtype, reads 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -220,11 +221,72 @@ def _small(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequence[st
     return ViewRows(event_ts, values)
 
 
+_PLAIN_MAX_ROWS = 1000  # rows up to which one struct for all rows beats numpy
+_PLAIN_INDEXES: dict[tuple[ViewLayout, tuple[str, ...]], tuple[int, ...] | None] = {}
+_ROWS_STRUCTS: dict[tuple[ViewLayout, int], struct.Struct] = {}
+
+
+def _plain_indexes(layout: ViewLayout, names: Sequence[str]) -> tuple[int, ...] | None:
+    """Where ``names`` sit in a ``row_struct`` tuple, when no value needs converting (every name is
+    a fixed slot of ``layout``, none a bool or a timestamp); cached per layout and names."""
+    key = (layout, tuple(names))
+    try:
+        return _PLAIN_INDEXES[key]
+    except KeyError:
+        pass
+    slots = [layout.slots.get(name) for name in names]
+    plain = all(s is not None and s.dtype.value_type not in (ValueType.BOOL, ValueType.UNIX_TIMESTAMP) for s in slots)
+    indexes = tuple(layout.struct_index[name] for name in names) if layout.row_struct and names and plain else None
+    if len(_PLAIN_INDEXES) >= 4096:
+        _PLAIN_INDEXES.clear()
+    _PLAIN_INDEXES[key] = indexes
+    return indexes
+
+
+def _rows_struct(layout: ViewLayout, rows: int) -> struct.Struct:
+    """``row_struct`` repeated ``rows`` times: unpacks the blobs of ``rows`` rows in one call."""
+    key = (layout, rows)
+    packer = _ROWS_STRUCTS.get(key)
+    if packer is None:
+        row = layout.row_struct.format.lstrip("<")  # type: ignore[union-attr]  # checked by the caller
+        packer = struct.Struct("<" + row * rows)
+        if len(_ROWS_STRUCTS) >= 256:
+            _ROWS_STRUCTS.clear()
+        _ROWS_STRUCTS[key] = packer
+    return packer
+
+
+def _plain_rows(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequence[str]) -> ViewRows | None:
+    """The usual case in one ``struct`` call: every row present under the current fixed-width layout,
+    no nulls, only plain values asked for. Each feature is then one strided slice of the unpacked
+    tuple, so the Python work grows with the features asked for, not with rows x features."""
+    if not blobs or len(blobs) > _PLAIN_MAX_ROWS:
+        return None
+    indexes = _plain_indexes(layout, names)
+    if indexes is None:
+        return None
+    try:
+        joined = b"".join(blobs)  # type: ignore[arg-type]
+    except TypeError:  # a None: some entity has no row
+        return None
+    n = len(blobs)
+    if len(joined) != n * layout.size:
+        return None
+    flat = _rows_struct(layout, n).unpack(joined)
+    step = len(flat) // n
+    if flat[2::step].count(layout.fingerprint) != n or flat[3::step].count(bytes(layout.null_bytes)) != n:
+        return None
+    return ViewRows(list(flat[0::step]), {name: list(flat[i::step]) for name, i in zip(names, indexes, strict=True)})
+
+
 def decode_view(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequence[str], resolve: Resolver) -> ViewRows:
     """Decode one view's blobs (``None`` = no row) into :class:`ViewRows` with features ``names``.
 
     Rows that cannot be decoded (unknown layout, wrong size) read as missing.
     """
+    plain = _plain_rows(layout, blobs, names)
+    if plain is not None:
+        return plain
     small = _small(layout, blobs, names)
     if small is not None:
         return small

@@ -13,6 +13,8 @@ Statuses per value: ``PRESENT``; ``NOT_FOUND`` (no row for the entity: value ``N
 
 from __future__ import annotations
 
+import itertools
+import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -37,6 +39,7 @@ _NULL = int(FieldStatus.NULL_VALUE)
 _NOT_FOUND = int(FieldStatus.NOT_FOUND)
 _OUTSIDE = int(FieldStatus.OUTSIDE_MAX_AGE)
 _INT32 = (-(2**31), 2**31 - 1)
+_NONES = itertools.repeat(None)  # with map(operator.contains, columns, _NONES): "None in column", per column
 
 
 class SnapshotSource(Protocol):
@@ -309,7 +312,7 @@ def _respond(
         if None not in ts and (cutoff is None or not ts or min(ts) >= cutoff):  # type: ignore[type-var,operator]
             columns = list(map(rows.values.__getitem__, read.features))
             values += columns
-            if any(None in col for col in columns):
+            if any(map(operator.contains, columns, _NONES)):
                 statuses += [[_NULL if v is None else _PRESENT for v in c] if None in c else present for c in columns]
             else:
                 statuses += [present] * width

@@ -37,6 +37,7 @@ _EPOCH = datetime(1970, 1, 1)
 _JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_SERIALIZE_NUMPY
 _TS_CACHE: dict[int, str] = {0: EPOCH_TEXT}
 _TS_CACHE_MAX = 1 << 16
+_EMPTY_LIST = orjson.Fragment(b"[]")
 
 
 def format_timestamp(micros: int) -> str:
@@ -90,18 +91,17 @@ def online_response_json(response: OnlineResponse, plan: OnlinePlan | None = Non
     """
     status_name = STATUS_NAMES.__getitem__
     # Columns of one view share their timestamp list, fully present columns one status list, and
-    # shared lists sit side by side: each run of one list object is converted once.
+    # shared lists sit side by side: each run of one list object is serialized once (a Fragment).
     last_statuses: object = None
     last_stamps: object = None
-    names: list[str] = []
-    texts: list[str] = []
+    names = texts = _EMPTY_LIST
     results: list[dict[str, Any]] = []
     append = results.append
     for values, statuses, stamps in zip(response.values, response.statuses, response.event_timestamps, strict=True):
         if statuses is not last_statuses:
-            last_statuses, names = statuses, list(map(status_name, statuses))
+            last_statuses, names = statuses, orjson.Fragment(orjson.dumps(list(map(status_name, statuses))))
         if stamps is not last_stamps:
-            last_stamps, texts = stamps, format_timestamps(stamps)
+            last_stamps, texts = stamps, orjson.Fragment(orjson.dumps(format_timestamps(stamps)))
         append({"values": values, "statuses": names, "event_timestamps": texts})
     return dumps({"metadata": _metadata(response, plan), "results": results})
 

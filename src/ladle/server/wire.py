@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ladle.retrieval.plan import OnlinePlan
+from ladle.retrieval.plan import OnlinePlan, ViewRead
 from ladle.retrieval.response import OnlineResponse
 from ladle.types import DType, ValueType
 
@@ -158,6 +158,7 @@ def _string_values(column: Sequence[Any]) -> bytes:
 
 
 _ROW_STRUCTS: dict[tuple[str, int], struct.Struct] = {}
+# One view's columns, all packed at once: (code, header length, rows, columns, prefix length, tail length).
 _VIEW_STRUCTS: dict[tuple[str, int, int, int, int, int], struct.Struct] = {}
 
 
@@ -244,19 +245,35 @@ def online_response_bytes(response: OnlineResponse, dtypes: Mapping[str, DType])
 def plan_response_bytes(response: OnlineResponse, plan: OnlinePlan) -> bytes:
     """:func:`online_response_bytes` for a response read with ``plan``: dtypes and names from the plan.
 
-    The metadata is encoded once per plan; a view whose features are all of one fixed-size type
-    (float, double, bool) and have no nulls is written with one ``struct`` call.
+    The metadata and each view's value layout are worked out once per plan; a view whose features
+    are all of one fixed-size type (float, double, bool) and have no nulls is written with one
+    ``struct`` call.
     """
     if tuple(response.feature_names) != plan.feature_names:
         return online_response_bytes(response, plan.dtype_map())
-    metadata = plan.encodings.get("proto_metadata")
-    if metadata is None:
-        metadata = plan.encodings["proto_metadata"] = _metadata(plan.feature_names)
+    layout = plan.encodings.get("proto")
+    if layout is None:
+        layout = plan.encodings["proto"] = (_metadata(plan.feature_names), [_fixed_kind(plan, r) for r in plan.reads])
+    metadata, kinds = layout
     dtypes = plan.dtypes
     out = [metadata, _vectors(response, 0, len(plan.key_columns), dtypes)]
-    for read in plan.reads:
-        out.append(_view_vectors(response, read.start, read.stop, dtypes))
+    for read, kind in zip(plan.reads, kinds, strict=True):
+        packed = _view_struct(response, read.start, read.stop, kind) if kind is not None else None
+        out.append(packed if packed is not None else _vectors(response, read.start, read.stop, dtypes))
     return b"".join(out)
+
+
+_STRUCT_CODES = {"<f8": ("d", 8), "<f4": ("f", 4), "u1": ("?", 1)}
+
+
+def _fixed_kind(plan: OnlinePlan, read: ViewRead) -> tuple[bytes, str, int] | None:
+    """(entry header, struct code, value size) when every feature of ``read`` has one fixed-size type."""
+    kinds = {d.value_type if d is not None else None for d in plan.dtypes[read.start : read.stop]}
+    fixed = _FIXED.get(kinds.pop()) if len(kinds) == 1 else None  # type: ignore[arg-type]
+    if fixed is None:
+        return None
+    header, element = fixed
+    return (header, *_STRUCT_CODES[element])
 
 
 def _metadata(names: Sequence[str]) -> bytes:
@@ -283,24 +300,29 @@ def _vectors(response: OnlineResponse, start: int, stop: int, dtypes: Sequence[D
     return b"".join(out)
 
 
-def _view_vectors(response: OnlineResponse, start: int, stop: int, dtypes: Sequence[DType | None]) -> bytes:
-    """One view's ``FeatureVector`` entries; in one ``struct`` call when the view allows it."""
+def _view_struct(response: OnlineResponse, start: int, stop: int, kind: tuple[bytes, str, int]) -> bytes | None:
+    """One view's ``FeatureVector`` entries in one ``struct`` call, or ``None`` if the columns do not
+    share their status and timestamp lists or hold a null."""
     statuses, stamps, values = response.statuses, response.event_timestamps, response.values[start:stop]
-    kinds = {d.value_type if d is not None else None for d in dtypes[start:stop]}
-    fixed = _FIXED.get(kinds.pop()) if len(kinds) == 1 else None  # type: ignore[arg-type]
     width = stop - start
-    shared = statuses[start:stop].count(statuses[start]) == width and stamps[start:stop].count(stamps[start]) == width
-    rows = len(values[0])
-    if fixed is None or not shared or not rows or rows > _STRUCT_MAX_ROWS or any(None in c for c in values):
-        return _vectors(response, start, stop, dtypes)
-    tail = _statuses(statuses[start]) + _timestamps(stamps[start])
-    header, element = fixed
-    size = rows * (len(header) + np.dtype(element).itemsize) + len(tail)
-    prefix = b"\x12" + varint(size)
-    key = (element, len(header), rows, width, len(prefix), len(tail))
+    status, stamp = statuses[start], stamps[start]
+    if statuses[start:stop].count(status) != width or stamps[start:stop].count(stamp) != width:
+        return None
+    rows = len(status)
+    if not rows or rows > _STRUCT_MAX_ROWS:
+        return None
+    if rows == 1:
+        flat = [c[0] for c in values]
+        if None in flat:
+            return None
+    elif any(None in c for c in values):
+        return None
+    header, code, size = kind
+    tail = _statuses(status) + _timestamps(stamp)
+    prefix = b"\x12" + varint(rows * (len(header) + size) + len(tail))
+    key = (code, len(header), rows, width, len(prefix), len(tail))
     packer = _VIEW_STRUCTS.get(key)
     if packer is None:
-        code = {"<f8": "d", "<f4": "f", "u1": "?"}[element]
         column = f"{len(prefix)}s" + f"{len(header)}s{code}" * rows + f"{len(tail)}s"
         packer = struct.Struct("<" + column * width)
         if len(_VIEW_STRUCTS) >= 256:
@@ -311,7 +333,7 @@ def _view_vectors(response: OnlineResponse, start: int, stop: int, dtypes: Seque
     args[::step] = [prefix] * width
     args[step - 1 :: step] = [tail] * width
     if rows == 1:
-        args[2::step] = [c[0] for c in values]
+        args[2::step] = flat
     else:
         for j, column_values in enumerate(values):
             args[j * step + 2 : (j + 1) * step - 1 : 2] = column_values
