@@ -233,6 +233,8 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         middle["all_req_per_s"] = [r["req_per_s"] for r in runs]
         middle["all_p50_ms"] = [r["p50_ms"] for r in runs]
         middle["all_p99_ms"] = [r["p99_ms"] for r in runs]
+        if "server_cpu_us_per_req" in middle:
+            middle["all_server_cpu_us_per_req"] = [r["server_cpu_us_per_req"] for r in runs]
     return middle
 
 

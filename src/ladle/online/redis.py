@@ -34,7 +34,7 @@ from ladle.online.columns import check_write_columns
 from ladle.online.redis_cluster import ClusterNodes
 from ladle.online.redis_codec import ViewLayout, prepare
 from ladle.online.redis_conn import parse_connection_string
-from ladle.online.redis_decode import Resolver, decode_view
+from ladle.online.redis_decode import Resolver, decode_plain_views, decode_view
 from ladle.online.redis_layout import (
     entity_keys_arrow,
     entity_keys_py,
@@ -222,6 +222,11 @@ class RedisOnlineStore:
         plans = [self._plan(r.view) for r in requests]
         groups = [(plan.vid, entities) for plan, entities in zip(plans, _entity_keys(plans, requests), strict=True)]
         blobs = self._io.read_rows(project, groups)
+        rows = len(groups[0][1]) if groups else 0
+        if all(len(entities) == rows for _, entities in groups):
+            plain = decode_plain_views([p.layout for p in plans], [r.features for r in requests], blobs, rows)
+            if plain is not None:
+                return plain
         out, start = [], 0
         for request, plan, (_, entities) in zip(requests, plans, groups, strict=True):
             stop = start + len(entities)

@@ -8,8 +8,10 @@ feature name; a feature the old schema lacked, or had with another dtype, reads 
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -222,61 +224,111 @@ def _small(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequence[st
 
 
 _PLAIN_MAX_ROWS = 1000  # rows up to which one struct for all rows beats numpy
-_PLAIN_INDEXES: dict[tuple[ViewLayout, tuple[str, ...]], tuple[int, ...] | None] = {}
-_ROWS_STRUCTS: dict[tuple[ViewLayout, int], struct.Struct] = {}
 
 
 def _plain_indexes(layout: ViewLayout, names: Sequence[str]) -> tuple[int, ...] | None:
     """Where ``names`` sit in a ``row_struct`` tuple, when no value needs converting (every name is
-    a fixed slot of ``layout``, none a bool or a timestamp); cached per layout and names."""
-    key = (layout, tuple(names))
-    try:
-        return _PLAIN_INDEXES[key]
-    except KeyError:
-        pass
+    a fixed slot of ``layout``, none a bool or a timestamp)."""
     slots = [layout.slots.get(name) for name in names]
     plain = all(s is not None and s.dtype.value_type not in (ValueType.BOOL, ValueType.UNIX_TIMESTAMP) for s in slots)
-    indexes = tuple(layout.struct_index[name] for name in names) if layout.row_struct and names and plain else None
-    if len(_PLAIN_INDEXES) >= 4096:
-        _PLAIN_INDEXES.clear()
-    _PLAIN_INDEXES[key] = indexes
-    return indexes
-
-
-def _rows_struct(layout: ViewLayout, rows: int) -> struct.Struct:
-    """``row_struct`` repeated ``rows`` times: unpacks the blobs of ``rows`` rows in one call."""
-    key = (layout, rows)
-    packer = _ROWS_STRUCTS.get(key)
-    if packer is None:
-        row = layout.row_struct.format.lstrip("<")  # type: ignore[union-attr]  # checked by the caller
-        packer = struct.Struct("<" + row * rows)
-        if len(_ROWS_STRUCTS) >= 256:
-            _ROWS_STRUCTS.clear()
-        _ROWS_STRUCTS[key] = packer
-    return packer
+    return tuple(layout.struct_index[name] for name in names) if layout.row_struct and names and plain else None
 
 
 def _plain_rows(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequence[str]) -> ViewRows | None:
-    """The usual case in one ``struct`` call: every row present under the current fixed-width layout,
-    no nulls, only plain values asked for. Each feature is then one strided slice of the unpacked
-    tuple, so the Python work grows with the features asked for, not with rows x features."""
-    if not blobs or len(blobs) > _PLAIN_MAX_ROWS:
+    """:func:`decode_plain_views` for one view."""
+    decoded = decode_plain_views([layout], [names], blobs, len(blobs))
+    return decoded[0] if decoded is not None else None
+
+
+@dataclass(frozen=True)
+class _PlainView:
+    """Where one view's rows sit in the tuple unpacked for several views."""
+
+    start: int
+    stop: int
+    step: int  # items per row: event ts, created ts, fingerprint, null bits, then the fields
+    fingerprint: int
+    no_nulls: bytes
+    names: tuple[str, ...]
+    indexes: tuple[int, ...]  # of names, within a row
+    pick: Callable[[tuple[Any, ...]], Any]  # names of the first row, in one call
+
+
+_PLAIN_SHAPES: dict[Any, tuple[struct.Struct, list[_PlainView]] | None] = {}
+
+
+def _plain_shape(
+    layouts: Sequence[ViewLayout], names: Sequence[Sequence[str]], rows: int
+) -> tuple[struct.Struct, list[_PlainView]] | None:
+    """The one ``struct`` for ``rows`` rows of each view and each view's place in its output; cached."""
+    key = (tuple(layouts), tuple(map(tuple, names)), rows)
+    try:
+        return _PLAIN_SHAPES[key]
+    except KeyError:
+        pass
+    shape: tuple[struct.Struct, list[_PlainView]] | None = None
+    indexes = [_plain_indexes(layout, view_names) for layout, view_names in zip(layouts, names, strict=True)]
+    if all(found is not None for found in indexes) and rows * len(layouts) <= _PLAIN_MAX_ROWS:
+        views, formats, start = [], [], 0
+        for layout, view_names, found in zip(layouts, key[1], indexes, strict=True):
+            assert found is not None and layout.row_struct is not None  # _plain_indexes checked both
+            step = 4 + len(layout.struct_index)
+            first = [start + i for i in found]
+            pick = operator.itemgetter(*first) if len(first) > 1 else _one(first[0])
+            fingerprint, no_nulls = layout.fingerprint, bytes(layout.null_bytes)
+            views.append(_PlainView(start, start + step * rows, step, fingerprint, no_nulls, view_names, found, pick))
+            formats.append(layout.row_struct.format.lstrip("<") * rows)
+            start += step * rows
+        shape = (struct.Struct("<" + "".join(formats)), views)
+    if len(_PLAIN_SHAPES) >= 1024:
+        _PLAIN_SHAPES.clear()
+    _PLAIN_SHAPES[key] = shape
+    return shape
+
+
+def _one(position: int) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    return lambda row: (row[position],)
+
+
+def decode_plain_views(
+    layouts: Sequence[ViewLayout], names: Sequence[Sequence[str]], blobs: Sequence[bytes | None], rows: int
+) -> list[ViewRows] | None:
+    """Several views' blobs (``rows`` per view, one view after another) decoded with one ``struct``
+    call: the usual read over many views, where every row is present under the current fixed-width
+    layout of its view, without nulls, and only plain values are asked for. ``None`` when that does
+    not hold; then decode each view with :func:`decode_view`.
+    """
+    if not rows:
         return None
-    indexes = _plain_indexes(layout, names)
-    if indexes is None:
+    shape = _plain_shape(layouts, names, rows)
+    if shape is None:
         return None
+    packer, views = shape
     try:
         joined = b"".join(blobs)  # type: ignore[arg-type]
     except TypeError:  # a None: some entity has no row
         return None
-    n = len(blobs)
-    if len(joined) != n * layout.size:
+    if len(joined) != packer.size:
         return None
-    flat = _rows_struct(layout, n).unpack(joined)
-    step = len(flat) // n
-    if flat[2::step].count(layout.fingerprint) != n or flat[3::step].count(bytes(layout.null_bytes)) != n:
-        return None
-    return ViewRows(list(flat[0::step]), {name: list(flat[i::step]) for name, i in zip(names, indexes, strict=True)})
+    flat = packer.unpack(joined)
+    out = []
+    if rows == 1:  # the same as below without slicing
+        for view in views:
+            start = view.start
+            if flat[start + 2] != view.fingerprint or flat[start + 3] != view.no_nulls:
+                return None
+            out.append(ViewRows([flat[start]], dict(zip(view.names, [[v] for v in view.pick(flat)], strict=True))))
+        return out
+    for view in views:
+        start, stop, step = view.start, view.stop, view.step
+        if flat[start + 2 : stop : step].count(view.fingerprint) != rows:
+            return None
+        if flat[start + 3 : stop : step].count(view.no_nulls) != rows:
+            return None
+        picks = zip(view.names, view.indexes, strict=True)
+        values = {name: list(flat[start + i : stop : step]) for name, i in picks}
+        out.append(ViewRows(list(flat[start:stop:step]), values))
+    return out
 
 
 def decode_view(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequence[str], resolve: Resolver) -> ViewRows:

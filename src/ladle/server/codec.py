@@ -87,9 +87,20 @@ def format_timestamps(micros: Sequence[int]) -> list[str]:
 def online_response_json(response: OnlineResponse, plan: OnlinePlan | None = None) -> bytes:
     """Feast's ``/get-online-features`` JSON body for ``response`` (read with ``plan``, if given).
 
-    With the plan, the ``metadata`` part is serialized once per plan and reused.
+    With the plan, the ``metadata`` part is serialized once per plan and each view's statuses and
+    timestamps once per request.
     """
-    status_name = STATUS_NAMES.__getitem__
+    if plan is None or tuple(response.feature_names) != plan.feature_names:
+        results = _results(response.values, response.statuses, response.event_timestamps)
+    else:
+        keys = len(plan.key_columns)
+        results = _results(response.values[:keys], response.statuses[:keys], response.event_timestamps[:keys])
+        for read in plan.reads:
+            results += _view_results(response, read.start, read.stop)
+    return dumps({"metadata": _metadata(response, plan), "results": results})
+
+
+def _results(values: list[Any], statuses: list[list[int]], stamps: list[list[int]]) -> list[dict[str, Any]]:
     # Columns of one view share their timestamp list, fully present columns one status list, and
     # shared lists sit side by side: each run of one list object is serialized once (a Fragment).
     last_statuses: object = None
@@ -97,13 +108,29 @@ def online_response_json(response: OnlineResponse, plan: OnlinePlan | None = Non
     names = texts = _EMPTY_LIST
     results: list[dict[str, Any]] = []
     append = results.append
-    for values, statuses, stamps in zip(response.values, response.statuses, response.event_timestamps, strict=True):
-        if statuses is not last_statuses:
-            last_statuses, names = statuses, orjson.Fragment(orjson.dumps(list(map(status_name, statuses))))
-        if stamps is not last_stamps:
-            last_stamps, texts = stamps, orjson.Fragment(orjson.dumps(format_timestamps(stamps)))
-        append({"values": values, "statuses": names, "event_timestamps": texts})
-    return dumps({"metadata": _metadata(response, plan), "results": results})
+    for column, column_statuses, column_stamps in zip(values, statuses, stamps, strict=True):
+        if column_statuses is not last_statuses:
+            last_statuses, names = column_statuses, _status_fragment(column_statuses)
+        if column_stamps is not last_stamps:
+            last_stamps, texts = column_stamps, orjson.Fragment(orjson.dumps(format_timestamps(column_stamps)))
+        append({"values": column, "statuses": names, "event_timestamps": texts})
+    return results
+
+
+def _view_results(response: OnlineResponse, start: int, stop: int) -> list[dict[str, Any]]:
+    """The results of one view's columns; one comprehension when they share statuses and timestamps."""
+    values, statuses, stamps = response.values[start:stop], response.statuses, response.event_timestamps
+    view_statuses, view_stamps = statuses[start], stamps[start]
+    width = stop - start
+    if statuses[start:stop].count(view_statuses) != width or stamps[start:stop].count(view_stamps) != width:
+        return _results(values, statuses[start:stop], stamps[start:stop])
+    names = _status_fragment(view_statuses)
+    texts = orjson.Fragment(orjson.dumps(format_timestamps(view_stamps)))
+    return [{"values": column, "statuses": names, "event_timestamps": texts} for column in values]
+
+
+def _status_fragment(statuses: list[int]) -> Any:
+    return orjson.Fragment(orjson.dumps(list(map(STATUS_NAMES.__getitem__, statuses))))
 
 
 def _metadata(response: OnlineResponse, plan: OnlinePlan | None) -> Any:
