@@ -102,15 +102,10 @@ class ServerCore:
 
     def _observe_views(self, response: OnlineResponse, plan: OnlinePlan, rows: int) -> None:
         statuses, stamps = response.statuses, response.event_timestamps
-        counts = []
-        for read in plan.reads:
-            width = read.stop - read.start
-            # NOT_FOUND marks whole rows, so every column of a view has it in the same places.
-            counts.append((read.name, rows * width, statuses[read.start].count(metrics.NOT_FOUND) * width))
-            newest = max(stamps[read.start], default=0)
-            if newest:
-                metrics.note_event_time(self.project, read.name, newest)
-        metrics.observe_view_reads(counts)
+        # NOT_FOUND marks whole rows, so every column of a view has it in the same places.
+        not_found = [statuses[read.start].count(metrics.NOT_FOUND) for read in plan.reads]
+        newest = [max(stamps[read.start], default=0) for read in plan.reads]
+        metrics.observe_view_reads(self.project, plan.reads, rows, not_found, newest)
 
     # -- writes -----------------------------------------------------------------------------
     def push(self, source: str, columns: Mapping[str, Any], to: str) -> int:
