@@ -176,3 +176,16 @@ def test_redis_read_over_many_views_matches_view_by_view_reads() -> None:
     finally:
         redis.teardown(project, [*views, flags])
         redis.close()
+
+
+@pytest.mark.parametrize("codes", [["A"], ["B"], ["A", "B"], ["A", "B", "Z"]])
+def test_encoders_give_the_same_bytes_with_the_plan(store: FeatureStore, codes: list[str]) -> None:
+    """The plan's shortcuts (metadata once, a view of doubles in one struct call) change no byte."""
+    from ladle.server.codec import online_response_json
+    from ladle.server.wire import online_response_bytes, plan_response_bytes
+
+    retriever = OnlineRetriever(store.registry, store.online_store, clock=NOW.timestamp)
+    plan = retriever.plan(store.snapshot(), "many_views", True, ("commodity_code", "venue_id"))
+    response = retriever.read(plan, {"commodity_code": codes, "venue_id": [1] * len(codes)}, len(codes))
+    assert plan_response_bytes(response, plan) == online_response_bytes(response, plan.dtype_map())
+    assert online_response_json(response, plan) == online_response_json(response)

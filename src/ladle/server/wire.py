@@ -328,13 +328,14 @@ def _view_struct(response: OnlineResponse, start: int, stop: int, kind: tuple[by
         if len(_VIEW_STRUCTS) >= 256:
             _VIEW_STRUCTS.clear()
         _VIEW_STRUCTS[key] = packer
+    if rows == 1:
+        args: list[Any] = [prefix, header, None, tail] * width
+        args[2::4] = flat
+        return packer.pack(*args)
     step = 2 * rows + 2
-    args: list[Any] = [header] * (step * width)
+    args = [header] * (step * width)
     args[::step] = [prefix] * width
     args[step - 1 :: step] = [tail] * width
-    if rows == 1:
-        args[2::step] = flat
-    else:
-        for j, column_values in enumerate(values):
-            args[j * step + 2 : (j + 1) * step - 1 : 2] = column_values
+    for j, column_values in enumerate(values):
+        args[j * step + 2 : (j + 1) * step - 1 : 2] = column_values
     return packer.pack(*args)
