@@ -93,7 +93,9 @@ class OnlineRetriever:
         if plan.entityless:
             keys[DUMMY_JOIN_KEY] = [""] * rows
         if rows:
-            requests = [ReadRequest(r.view, r.features, {jk: keys[c] for jk, c in r.key_columns}) for r in plan.reads]
+            # Views joined the same way (all of them, usually) share one key mapping.
+            mappings = {pairs: {jk: keys[c] for jk, c in pairs} for pairs in plan.key_mappings}
+            requests = [ReadRequest(r.view, r.features, mappings[r.key_columns]) for r in plan.reads]
             results = self.online_store.read(plan.project, requests)
         else:
             results = [_empty(r) for r in plan.reads]

@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ladle.definitions import FeatureService, FeatureView
@@ -68,6 +69,11 @@ class OnlinePlan:
     uses_ttl: bool
     entityless: bool  # some view has no entities: it reads the dummy key "" for every row
     encodings: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def key_mappings(self) -> tuple[tuple[tuple[str, str], ...], ...]:
+        """The distinct ``key_columns`` of the reads (how each view maps request columns to join keys)."""
+        return tuple(dict.fromkeys(r.key_columns for r in self.reads))
 
     def dtype_map(self) -> dict[str, DType]:
         """``{output name: dtype}`` for the columns whose dtype is known."""

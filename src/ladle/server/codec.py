@@ -95,8 +95,9 @@ def online_response_json(response: OnlineResponse, plan: OnlinePlan | None = Non
     else:
         keys = len(plan.key_columns)
         results = _results(response.values[:keys], response.statuses[:keys], response.event_timestamps[:keys])
+        fragments: dict[int, Any] = {}  # status lists are shared across views: each converted once
         for read in plan.reads:
-            results += _view_results(response, read.start, read.stop)
+            results += _view_results(response, read.start, read.stop, fragments)
     return dumps({"metadata": _metadata(response, plan), "results": results})
 
 
@@ -117,14 +118,16 @@ def _results(values: list[Any], statuses: list[list[int]], stamps: list[list[int
     return results
 
 
-def _view_results(response: OnlineResponse, start: int, stop: int) -> list[dict[str, Any]]:
+def _view_results(response: OnlineResponse, start: int, stop: int, fragments: dict[int, Any]) -> list[dict[str, Any]]:
     """The results of one view's columns; one comprehension when they share statuses and timestamps."""
     values, statuses, stamps = response.values[start:stop], response.statuses, response.event_timestamps
     view_statuses, view_stamps = statuses[start], stamps[start]
     width = stop - start
     if statuses[start:stop].count(view_statuses) != width or stamps[start:stop].count(view_stamps) != width:
         return _results(values, statuses[start:stop], stamps[start:stop])
-    names = _status_fragment(view_statuses)
+    names = fragments.get(id(view_statuses))
+    if names is None:
+        names = fragments[id(view_statuses)] = _status_fragment(view_statuses)
     texts = orjson.Fragment(orjson.dumps(format_timestamps(view_stamps)))
     return [{"values": column, "statuses": names, "event_timestamps": texts} for column in values]
 
