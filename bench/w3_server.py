@@ -195,7 +195,11 @@ def run_h2load(server: Server, rows: int, connections: int, seconds: float, tmp:
     message = _grpc_request(_body(rows, random.Random(7))).SerializeToString()
     data = tmp / f"w3_{rows}.grpc"
     data.write_bytes(struct.pack(">?I", False, len(message)) + message)
-    log = tmp / f"w3_{rows}_{connections}.log"
+    return run_h2load_file(server, data, connections, seconds, tmp / f"w3_{rows}_{connections}.log")
+
+
+def run_h2load_file(server: Server, data: Path, connections: int, seconds: float, log: Path) -> dict[str, Any]:
+    """``h2load`` sending the gRPC-framed request in ``data``; percentiles from its per-request log."""
     log.unlink(missing_ok=True)  # h2load appends
     url = f"http://127.0.0.1:{server.grpc_port}/feast.serving.ServingService/GetOnlineFeatures"
     command = ["h2load", "-c", str(connections), "-m", "1", "-t", "1" if connections < 8 else "2",
@@ -229,6 +233,8 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         middle["all_req_per_s"] = [r["req_per_s"] for r in runs]
         middle["all_p50_ms"] = [r["p50_ms"] for r in runs]
         middle["all_p99_ms"] = [r["p99_ms"] for r in runs]
+        if "server_cpu_us_per_req" in middle:
+            middle["all_server_cpu_us_per_req"] = [r["server_cpu_us_per_req"] for r in runs]
     return middle
 
 

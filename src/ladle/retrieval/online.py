@@ -1,9 +1,10 @@
 """``get_online_features``: resolve once, read every view in one store call, apply ttl.
 
 The hot path does as little as possible per call: references are resolved and validated once per
-(registry version, request shape) and kept in an LRU cache as a :class:`_Plan`; entity values are
-checked and coerced with plain list operations (no pandas or Arrow for small requests); the store
-returns Python lists, which become the column-major :class:`OnlineResponse` directly.
+(registry version, request shape) and kept in an LRU cache as an
+:class:`~ladle.retrieval.plan.OnlinePlan`; entity values are checked and coerced with plain list
+operations (no pandas or Arrow for small requests); the store returns Python lists, which become the
+column-major :class:`OnlineResponse` directly.
 
 Statuses per value: ``PRESENT``; ``NOT_FOUND`` (no row for the entity: value ``None``, timestamp 0);
 ``NULL_VALUE`` (a stored null); ``OUTSIDE_MAX_AGE`` (the row's event time is older than
@@ -12,32 +13,33 @@ Statuses per value: ``PRESENT``; ``NOT_FOUND`` (no row for the entity: value ``N
 
 from __future__ import annotations
 
+import itertools
+import operator
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from ladle.definitions import FeatureService, FeatureView
+from ladle.definitions import FeatureService
 from ladle.definitions.refs import ViewSelection, resolve
 from ladle.errors import EntityKeyError, InvalidFeatureReferenceError
 from ladle.online.base import OnlineStore, ReadRequest, ViewRows
 from ladle.online.keys import DUMMY_JOIN_KEY, key_types_for
 from ladle.registry.base import RegistrySnapshot
+from ladle.retrieval.plan import Features, OnlinePlan, PlanCache, ViewRead
 from ladle.retrieval.response import OnlineResponse
-from ladle.types import FieldStatus, ValueType
+from ladle.types import DType, FieldStatus, ValueType
 
 EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Any] | pd.DataFrame
-Features = Sequence[str] | FeatureService | str
 
 _PRESENT = int(FieldStatus.PRESENT)
 _NULL = int(FieldStatus.NULL_VALUE)
 _NOT_FOUND = int(FieldStatus.NOT_FOUND)
 _OUTSIDE = int(FieldStatus.OUTSIDE_MAX_AGE)
 _INT32 = (-(2**31), 2**31 - 1)
+_NONES = itertools.repeat(None)  # with map(operator.contains, columns, _NONES): "None in column", per column
 
 
 class SnapshotSource(Protocol):
@@ -48,33 +50,13 @@ class SnapshotSource(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class _ViewRead:
-    """One selection, compiled: what to ask the store and how to name the answer."""
-
-    view: FeatureView
-    features: tuple[str, ...]
-    outputs: tuple[str, ...]
-    key_columns: tuple[tuple[str, str], ...]  # (view join key, request column)
-    ttl_us: int
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """A resolved request shape: entity columns to read and coerce, views to read, output names."""
-
-    key_columns: tuple[str, ...]
-    key_types: dict[str, ValueType | None]
-    reads: tuple[_ViewRead, ...]
-    feature_names: tuple[str, ...]
-    uses_ttl: bool
-    entityless: bool  # some view has no entities: it reads the dummy key "" for every row
-
-
 class OnlineRetriever:
     """Serves ``get_online_features`` from a registry and an online store.
 
-    ``clock`` returns the current time in seconds since the epoch (for ttl); tests inject one.
+    A read is planned once and then executed: :meth:`plan` resolves a request shape into an
+    :class:`~ladle.retrieval.plan.OnlinePlan` (cached per registry version), :meth:`read` runs it
+    for entity values. :meth:`get_online_features` does both. ``clock`` returns the current time in
+    seconds since the epoch (for ttl); tests inject one.
     """
 
     def __init__(
@@ -87,8 +69,7 @@ class OnlineRetriever:
         self.registry = registry
         self.online_store = online_store
         self.clock = clock
-        self._cache: OrderedDict[Any, _Plan] = OrderedDict()
-        self._cache_size = cache_size
+        self.plans = PlanCache(compile_plan, cache_size)
 
     def get_online_features(
         self, features: Features, entity_rows: EntityRows, full_feature_names: bool = False
@@ -96,59 +77,79 @@ class OnlineRetriever:
         """Latest values of ``features`` for each entity row (see the module docstring)."""
         snapshot = self.registry.snapshot()
         names, column, n = _entity_input(entity_rows)
-        plan = self._plan(snapshot, features, full_feature_names, names)
-        keys = {c: _coerce(c, column(c), plan.key_types[c]) for c in plan.key_columns}
+        plan = self.plans.get(snapshot, features, full_feature_names, names)
+        return self.read(plan, {c: column(c) for c in plan.key_columns}, n)
+
+    def plan(
+        self, snapshot: RegistrySnapshot, features: Features, full_feature_names: bool, entity_names: tuple[str, ...]
+    ) -> OnlinePlan:
+        """The plan of a request for ``features`` with entity columns ``entity_names`` (cached)."""
+        return self.plans.get(snapshot, features, full_feature_names, entity_names)
+
+    def read(self, plan: OnlinePlan, entities: Mapping[str, Sequence[Any]], rows: int) -> OnlineResponse:
+        """Run ``plan`` for ``rows`` entity rows: ``entities`` maps (at least) each of the plan's
+        key columns to a list of ``rows`` values. One store call; ttl applied."""
+        keys = {c: _coerce(c, entities[c], plan.key_types[c]) for c in plan.key_columns}
         if plan.entityless:
-            keys[DUMMY_JOIN_KEY] = [""] * n
-        requests = [ReadRequest(r.view, r.features, {jk: keys[col] for jk, col in r.key_columns}) for r in plan.reads]
-        results = self.online_store.read(snapshot.project, requests) if n else [_empty(r) for r in plan.reads]
-        now_us = int(self.clock() * 1_000_000) if plan.uses_ttl else 0
-        return _respond(plan, keys, results, n, now_us)
-
-    def _plan(self, snapshot: RegistrySnapshot, features: Features, full: bool, names: tuple[str, ...]) -> _Plan:
-        ref_key: Any = tuple(features) if isinstance(features, list | tuple) else features
-        key = (snapshot.version, ref_key, full, names)
-        try:
-            plan = self._cache.get(key)
-        except TypeError:  # an unhashable reference: let resolve() explain what is wrong with it
-            return _compile(snapshot, features, full, names)
-        if plan is None:
-            plan = _compile(snapshot, features, full, names)
-            self._cache[key] = plan
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            keys[DUMMY_JOIN_KEY] = [""] * rows
+        if rows:
+            # Views joined the same way (all of them, usually) share one key mapping.
+            mappings = {pairs: {jk: keys[c] for jk, c in pairs} for pairs in plan.key_mappings}
+            requests = [ReadRequest(r.view, r.features, mappings[r.key_columns]) for r in plan.reads]
+            results = self.online_store.read(plan.project, requests)
         else:
-            try:  # noqa: SIM105 -- the hot path: a bare try costs nothing, suppress() a context manager
-                self._cache.move_to_end(key)
-            except KeyError:  # another thread evicted it meanwhile; the plan is still good
-                pass
-        return plan
+            results = [_empty(r) for r in plan.reads]
+        now_us = int(self.clock() * 1_000_000) if plan.uses_ttl else 0
+        return _respond(plan, keys, results, rows, now_us)
 
 
-def _compile(snapshot: RegistrySnapshot, features: Features, full: bool, names: tuple[str, ...]) -> _Plan:
+def compile_plan(snapshot: RegistrySnapshot, features: Features, full: bool, names: tuple[str, ...]) -> OnlinePlan:
+    """Resolve ``features`` against ``snapshot`` for entity columns ``names`` (typed errors if invalid)."""
     if not isinstance(features, FeatureService | str | list | tuple):
         raise InvalidFeatureReferenceError(
             f"features must be a list of 'view:feature' references or a feature service, got {type(features).__name__}"
         )
     selections = resolve(snapshot, features, full)
     key_types: dict[str, ValueType | None] = {}
-    reads = []
-    for sel in selections:
-        reads.append(_compile_selection(sel, names, full, key_types))
-    outputs = tuple(o for r in reads for o in r.outputs)
+    key_dtypes: dict[str, DType] = {}
+    pending = [_view_read(sel, names, full, key_types, key_dtypes) for sel in selections]
     key_columns = tuple(n for n in names if n in key_types)
-    entityless = any(not r.view.entities for r in reads)
-    uses_ttl = any(r.ttl_us for r in reads)
-    return _Plan(key_columns, key_types, tuple(reads), key_columns + outputs, uses_ttl, entityless)
+    start = len(key_columns)
+    reads = []
+    dtypes: list[DType | None] = [key_dtypes.get(c) for c in key_columns]
+    for read in pending:
+        stop = start + len(read.outputs)
+        reads.append(ViewRead(read.view, read.features, read.outputs, read.key_columns, read.ttl_us, start, stop))
+        dtypes.extend(read.view.feature(f).dtype for f in read.features)
+        start = stop
+    outputs = tuple(o for r in reads for o in r.outputs)
+    return OnlinePlan(
+        project=snapshot.project,
+        version=snapshot.version,
+        key_columns=key_columns,
+        key_types=key_types,
+        reads=tuple(reads),
+        feature_names=key_columns + outputs,
+        dtypes=tuple(dtypes),
+        uses_ttl=any(r.ttl_us for r in reads),
+        entityless=any(not r.view.entities for r in reads),
+    )
 
 
-def _compile_selection(
-    sel: ViewSelection, names: tuple[str, ...], full: bool, key_types: dict[str, ValueType | None]
-) -> _ViewRead:
+def _view_read(
+    sel: ViewSelection,
+    names: tuple[str, ...],
+    full: bool,
+    key_types: dict[str, ValueType | None],
+    key_dtypes: dict[str, DType],
+) -> ViewRead:
     view = sel.view
     declared = key_types_for(view)
     pairs = []
-    for join_key, column in zip(view.join_keys, sel.entity_columns(), strict=True):
+    columns = sel.entity_columns()
+    for column, fld in zip(columns, view.entity_columns, strict=False):
+        key_dtypes.setdefault(column, fld.dtype)
+    for join_key, column in zip(view.join_keys, columns, strict=True):
         if column not in names:
             raise EntityKeyError(
                 f"entity rows lack join key '{column}' needed by feature view '{view.name}'; given: {list(names)}"
@@ -162,7 +163,8 @@ def _compile_selection(
     if not view.entities:
         pairs.append((DUMMY_JOIN_KEY, DUMMY_JOIN_KEY))
     ttl_us = int(view.ttl.total_seconds() * 1_000_000)
-    return _ViewRead(view, sel.features, tuple(sel.output_names(full)), tuple(pairs), ttl_us)
+    outputs = tuple(sel.output_names(full))
+    return ViewRead(view, sel.features, outputs, tuple(pairs), ttl_us, 0, 0)
 
 
 def entities_from_text(
@@ -175,7 +177,7 @@ def entities_from_text(
     columns: dict[str, list[str]] = {}
     for key, value in pairs:
         columns.setdefault(key, []).append(value)
-    plan = _compile(snapshot, features, True, tuple(columns))
+    plan = compile_plan(snapshot, features, True, tuple(columns))
     return {k: [_from_text(k, v, plan.key_types.get(k)) for v in vals] for k, vals in columns.items()}
 
 
@@ -291,11 +293,15 @@ def _from_text(name: str, text: str, vt: ValueType | None) -> Any:
 # -- response -------------------------------------------------------------------------------------
 
 
-def _empty(read: _ViewRead) -> ViewRows:
+def _empty(read: ViewRead) -> ViewRows:
     return ViewRows([], {f: [] for f in read.features})
 
 
-def _respond(plan: _Plan, keys: dict[str, list[Any]], results: list[ViewRows], n: int, now_us: int) -> OnlineResponse:
+def _respond(
+    plan: OnlinePlan, keys: dict[str, list[Any]], results: list[ViewRows], n: int, now_us: int
+) -> OnlineResponse:
+    # Columns of one view share its timestamp list, and fully present columns one status list:
+    # encoders rely on that to convert each distinct list once.
     present = [_PRESENT] * n
     zeros = [0] * n
     values: list[list[Any]] = [keys[c] for c in plan.key_columns]
@@ -303,14 +309,16 @@ def _respond(plan: _Plan, keys: dict[str, list[Any]], results: list[ViewRows], n
     stamps: list[list[int]] = [zeros] * len(values)
     for read, rows in zip(plan.reads, results, strict=True):
         ts = rows.event_ts
+        width = len(read.features)
         cutoff = now_us - read.ttl_us if read.ttl_us else None
         if None not in ts and (cutoff is None or not ts or min(ts) >= cutoff):  # type: ignore[type-var,operator]
-            view_ts: list[int] = ts  # type: ignore[assignment]  # no None in it
-            for f in read.features:
-                col = rows.values[f]
-                values.append(col)
-                statuses.append([_NULL if v is None else _PRESENT for v in col] if None in col else present)
-                stamps.append(view_ts)
+            columns = list(map(rows.values.__getitem__, read.features))
+            values += columns
+            if any(map(operator.contains, columns, _NONES)):
+                statuses += [[_NULL if v is None else _PRESENT for v in c] if None in c else present for c in columns]
+            else:
+                statuses += [present] * width
+            stamps += [ts] * width  # type: ignore[list-item]  # no None in it
             continue
         row_status = [
             _NOT_FOUND if t is None else _OUTSIDE if cutoff is not None and t < cutoff else _PRESENT for t in ts
@@ -320,5 +328,5 @@ def _respond(plan: _Plan, keys: dict[str, list[Any]], results: list[ViewRows], n
             col = [v if s == _PRESENT else None for v, s in zip(rows.values[f], row_status, strict=True)]
             values.append(col)
             statuses.append([_NULL if s == _PRESENT and v is None else s for v, s in zip(col, row_status, strict=True)])
-            stamps.append(view_ts)
+        stamps += [view_ts] * width
     return OnlineResponse(list(plan.feature_names), values, statuses, stamps)

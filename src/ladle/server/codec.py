@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from ladle.errors import RequestError
+from ladle.retrieval.plan import OnlinePlan
 from ladle.retrieval.response import OnlineResponse
 from ladle.server.wire import epoch_seconds
 from ladle.types import FieldStatus
@@ -36,6 +37,7 @@ _EPOCH = datetime(1970, 1, 1)
 _JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_SERIALIZE_NUMPY
 _TS_CACHE: dict[int, str] = {0: EPOCH_TEXT}
 _TS_CACHE_MAX = 1 << 16
+_EMPTY_LIST = orjson.Fragment(b"[]")
 
 
 def format_timestamp(micros: int) -> str:
@@ -82,23 +84,67 @@ def format_timestamps(micros: Sequence[int]) -> list[str]:
     return texts  # type: ignore[return-value]
 
 
-def online_response_json(response: OnlineResponse) -> bytes:
-    """Feast's ``/get-online-features`` JSON body for ``response``."""
-    status_name = STATUS_NAMES.__getitem__
-    # Columns of one view share their status and timestamp lists (and fully present columns one
-    # status list), so each distinct list object is converted once.
-    statuses_seen: dict[int, list[str]] = {}
-    stamps_seen: dict[int, list[str]] = {}
-    results = []
-    for values, statuses, stamps in zip(response.values, response.statuses, response.event_timestamps, strict=True):
-        names = statuses_seen.get(id(statuses))
-        if names is None:
-            names = statuses_seen[id(statuses)] = list(map(status_name, statuses))
-        texts = stamps_seen.get(id(stamps))
-        if texts is None:
-            texts = stamps_seen[id(stamps)] = format_timestamps(stamps)
-        results.append({"values": values, "statuses": names, "event_timestamps": texts})
-    return dumps({"metadata": {"feature_names": response.feature_names}, "results": results})
+def online_response_json(response: OnlineResponse, plan: OnlinePlan | None = None) -> bytes:
+    """Feast's ``/get-online-features`` JSON body for ``response`` (read with ``plan``, if given).
+
+    With the plan, the ``metadata`` part is serialized once per plan and each view's statuses and
+    timestamps once per request.
+    """
+    if plan is None or tuple(response.feature_names) != plan.feature_names:
+        results = _results(response.values, response.statuses, response.event_timestamps)
+    else:
+        keys = len(plan.key_columns)
+        results = _results(response.values[:keys], response.statuses[:keys], response.event_timestamps[:keys])
+        fragments: dict[int, Any] = {}  # status lists are shared across views: each converted once
+        for read in plan.reads:
+            results += _view_results(response, read.start, read.stop, fragments)
+    return dumps({"metadata": _metadata(response, plan), "results": results})
+
+
+def _results(values: list[Any], statuses: list[list[int]], stamps: list[list[int]]) -> list[dict[str, Any]]:
+    # Columns of one view share their timestamp list, fully present columns one status list, and
+    # shared lists sit side by side: each run of one list object is serialized once (a Fragment).
+    last_statuses: object = None
+    last_stamps: object = None
+    names = texts = _EMPTY_LIST
+    results: list[dict[str, Any]] = []
+    append = results.append
+    for column, column_statuses, column_stamps in zip(values, statuses, stamps, strict=True):
+        if column_statuses is not last_statuses:
+            last_statuses, names = column_statuses, _status_fragment(column_statuses)
+        if column_stamps is not last_stamps:
+            last_stamps, texts = column_stamps, orjson.Fragment(orjson.dumps(format_timestamps(column_stamps)))
+        append({"values": column, "statuses": names, "event_timestamps": texts})
+    return results
+
+
+def _view_results(response: OnlineResponse, start: int, stop: int, fragments: dict[int, Any]) -> list[dict[str, Any]]:
+    """The results of one view's columns; one comprehension when they share statuses and timestamps."""
+    values, statuses, stamps = response.values[start:stop], response.statuses, response.event_timestamps
+    view_statuses, view_stamps = statuses[start], stamps[start]
+    width = stop - start
+    if statuses[start:stop].count(view_statuses) != width or stamps[start:stop].count(view_stamps) != width:
+        return _results(values, statuses[start:stop], stamps[start:stop])
+    names = fragments.get(id(view_statuses))
+    if names is None:
+        names = fragments[id(view_statuses)] = _status_fragment(view_statuses)
+    texts = orjson.Fragment(orjson.dumps(format_timestamps(view_stamps)))
+    return [{"values": column, "statuses": names, "event_timestamps": texts} for column in values]
+
+
+def _status_fragment(statuses: list[int]) -> Any:
+    return orjson.Fragment(orjson.dumps(list(map(STATUS_NAMES.__getitem__, statuses))))
+
+
+def _metadata(response: OnlineResponse, plan: OnlinePlan | None) -> Any:
+    if plan is None or tuple(response.feature_names) != plan.feature_names:
+        return {"feature_names": response.feature_names}
+    fragment = plan.encodings.get("json_metadata")
+    if fragment is None:
+        fragment = plan.encodings["json_metadata"] = orjson.Fragment(
+            orjson.dumps({"feature_names": list(plan.feature_names)})
+        )
+    return fragment
 
 
 # -- protos -----------------------------------------------------------------------------------

@@ -13,26 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ladle.definitions.refs import resolve
 from ladle.errors import MaterializationInProgressError, RequestError, RequestTooLargeError
 from ladle.registry.base import RegistrySnapshot
+from ladle.retrieval.online import OnlineRetriever
+from ladle.retrieval.plan import OnlinePlan
 from ladle.retrieval.push import PUSH_MODES
 from ladle.retrieval.response import OnlineResponse
 from ladle.server import metrics
 from ladle.server.settings import ServerSettings
 from ladle.store import FeatureStore
 from ladle.times import parse_time
-from ladle.types import DType
-
-_PLAN_CACHE_MAX = 4096
-
-
-@dataclass(frozen=True)
-class ReadPlan:
-    """What a request reads, for metrics and typed encoding: its views and output column dtypes."""
-
-    views: tuple[tuple[str, tuple[str, ...]], ...]
-    dtypes: Mapping[str, DType]
 
 
 @dataclass(frozen=True)
@@ -82,60 +72,38 @@ class ServerCore:
         self.store = store
         self.settings = settings.with_config(store.config)
         self.project = store.project
-        self._plans: dict[tuple[int, Any, bool], ReadPlan] = {}
+        # The server's own retriever (the store's is built lazily for SDK calls): one plan cache.
+        self.retriever = OnlineRetriever(store.registry, store.online_store)
         self._materializing: set[str] = set()
         self._lock = threading.Lock()
 
     # -- reads ------------------------------------------------------------------------------
-    def read_plan(self, snapshot: RegistrySnapshot, request: OnlineRequest) -> ReadPlan:
-        """The views and output dtypes of ``request`` (cached per registry version)."""
-        what: Any = request.feature_service if request.feature_service is not None else request.features
-        key = (snapshot.version, what, request.full_feature_names)
-        plan = self._plans.get(key)
-        if plan is None:
-            target: Any = snapshot.feature_service(what) if isinstance(what, str) else list(what or ())
-            selections = resolve(snapshot, target, request.full_feature_names)
-            dtypes: dict[str, DType] = {}
-            views = []
-            for sel in selections:
-                outputs = sel.output_names(request.full_feature_names)
-                for out, name in zip(outputs, sel.features, strict=True):
-                    dtypes[out] = sel.view.feature(name).dtype
-                for column, fld in zip(sel.entity_columns(), sel.view.entity_columns, strict=False):
-                    dtypes.setdefault(column, fld.dtype)
-                views.append((sel.view.name, tuple(outputs)))
-            plan = ReadPlan(tuple(views), dtypes)
-            if len(self._plans) >= _PLAN_CACHE_MAX:
-                self._plans.clear()
-            self._plans[key] = plan
-        return plan
+    def plan(self, snapshot: RegistrySnapshot, request: OnlineRequest) -> OnlinePlan:
+        """The read plan of ``request`` under ``snapshot`` (cached per registry version and shape)."""
+        # A service goes by name: the plan cache keys it by (version, name).
+        target: Any = request.feature_service if request.feature_service is not None else request.features or ()
+        return self.retriever.plan(snapshot, target, request.full_feature_names, tuple(request.entities))
 
-    def get_online_features(self, request: OnlineRequest) -> tuple[OnlineResponse, ReadPlan]:
-        """Read the latest values for ``request``; raises typed errors for bad requests."""
+    def get_online_features(self, request: OnlineRequest) -> tuple[OnlineResponse, OnlinePlan]:
+        """Read the latest values for ``request``; raises typed errors for bad requests.
+
+        One registry snapshot and one (cached) plan per request; the plan also tells the encoders
+        each column's dtype and the metrics which columns belong to which view.
+        """
         rows = check_entities(request.entities, self.settings.entity_limit)
-        snapshot = self.store.snapshot()
-        plan = self.read_plan(snapshot, request)
-        # A service goes by name: the retriever caches its resolution per (version, name).
-        target: Any = request.feature_service if request.feature_service is not None else list(request.features or ())
         started = time.perf_counter()
-        response = self.store.get_online_features(target, request.entities, request.full_feature_names)
+        plan = self.plan(self.store.snapshot(), request)
+        response = self.retriever.read(plan, request.entities, rows)
         metrics.observe_online_read(rows, time.perf_counter() - started)
         self._observe_views(response, plan, rows)
         return response, plan
 
-    def _observe_views(self, response: OnlineResponse, plan: ReadPlan, rows: int) -> None:
-        names = response.feature_names
-        # Join keys come first, then each view's outputs in plan order (the retriever's layout).
-        start = len(names) - sum(len(outputs) for _, outputs in plan.views)
-        for view, outputs in plan.views:
-            end = start + len(outputs)
-            if not outputs or names[start] != outputs[0]:
-                return  # an unexpected layout: skip per-view metrics rather than guess
-            metrics.observe_view_read(view, rows * len(outputs), metrics.count_not_found(response.statuses[start:end]))
-            newest = max(response.event_timestamps[start], default=0)
-            if newest:
-                metrics.note_event_time(self.project, view, newest)
-            start = end
+    def _observe_views(self, response: OnlineResponse, plan: OnlinePlan, rows: int) -> None:
+        statuses, stamps = response.statuses, response.event_timestamps
+        # NOT_FOUND marks whole rows, so every column of a view has it in the same places.
+        not_found = [statuses[read.start].count(metrics.NOT_FOUND) for read in plan.reads]
+        newest = [max(stamps[read.start], default=0) for read in plan.reads]
+        metrics.observe_view_reads(self.project, plan.reads, rows, not_found, newest)
 
     # -- writes -----------------------------------------------------------------------------
     def push(self, source: str, columns: Mapping[str, Any], to: str) -> int:

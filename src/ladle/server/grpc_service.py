@@ -19,7 +19,7 @@ from ladle.server import codec, health
 from ladle.server._proto.feast.serving import GrpcServer_pb2 as listen_pb
 from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
 from ladle.server.core import OnlineRequest, ServerCore
-from ladle.server.wire import online_response_bytes
+from ladle.server.wire import plan_response_bytes
 from ladle.types import DType, ValueType
 
 SERVING = serving_pb.DESCRIPTOR.services_by_name["ServingService"].full_name
@@ -84,7 +84,7 @@ class Services:
     def read(self, request: OnlineRequest) -> bytes:
         """The ``GetOnlineFeaturesResponse`` bytes for one request."""
         response, plan = self.core.get_online_features(request)
-        return online_response_bytes(response, plan.dtypes)
+        return plan_response_bytes(response, plan)
 
     async def push(self, request: Any) -> Any:
         """Push one row to every view fed by the push source named in ``stream_feature_view``."""

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest as _generate_latest
@@ -32,6 +32,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ladle.metrics import MATERIALIZATION_DURATION
 from ladle.types import FieldStatus
+
+if TYPE_CHECKING:
+    from ladle.retrieval.plan import ViewRead
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (
@@ -149,14 +152,27 @@ def observe_online_read(entity_rows: int, read_seconds: float) -> None:
     _pending.observe(STORE_READ, read_seconds)
 
 
-def observe_view_read(view: str, requested: int, not_found: int) -> None:
-    """Count values requested from one view and how many were NOT_FOUND."""
-    children = _view_children.get(view)
-    if children is None:
-        children = _view_children[view] = (FEATURE_REQUESTS.labels(view), FEATURE_NOT_FOUND.labels(view))
-    _pending.inc(children[0], requested)
-    if not_found:
-        _pending.inc(children[1], not_found)
+def observe_view_reads(
+    project: str, views: Sequence[ViewRead], rows: int, not_found: Sequence[int], newest: Sequence[int]
+) -> None:
+    """Count the values requested from each view of a read and how many were NOT_FOUND (per row, so
+    times the view's width), and note each view's newest event time (µs, 0 for none)."""
+    children = [_view_children.get(view.name) or _view_child(view.name) for view in views]
+    with _pending.lock:
+        counts = _pending.counts
+        for (requested_child, not_found_child), view, missing in zip(children, views, not_found, strict=True):
+            width = view.stop - view.start
+            counts[requested_child] = counts.get(requested_child, 0.0) + rows * width
+            if missing:
+                counts[not_found_child] = counts.get(not_found_child, 0.0) + missing * width
+    for view, micros in zip(views, newest, strict=True):
+        if micros:
+            note_event_time(project, view.name, micros)
+
+
+def _view_child(view: str) -> tuple[Any, Any]:
+    children = _view_children[view] = (FEATURE_REQUESTS.labels(view), FEATURE_NOT_FOUND.labels(view))
+    return children
 
 
 def note_event_time(project: str, view: str, micros: int) -> None:
@@ -179,11 +195,6 @@ def worker_started() -> None:
 
 
 NOT_FOUND = int(FieldStatus.NOT_FOUND)
-
-
-def count_not_found(statuses: Sequence[Sequence[int]]) -> int:
-    """NOT_FOUND statuses over several columns."""
-    return sum(col.count(NOT_FOUND) for col in statuses)
 
 
 class _Freshness:

@@ -79,9 +79,10 @@ def _string_list(data: dict[str, Any], name: str) -> list[str] | None:
     value = _field(data, name, list)
     if value is None:
         return None
-    if not all(isinstance(v, str) for v in value):
+    if not set(map(type, value)) <= {str}:  # orjson makes exact str objects, never subclasses
         raise RequestError(f"'{name}' must be a list of strings, got {value!r}")
-    return [str(v) for v in value]
+    strings: list[str] = value
+    return strings
 
 
 def parse_online_request(body: bytes) -> OnlineRequest:
@@ -205,10 +206,10 @@ class RestApp:
         request = parse_online_request(body)
         if request.rows > self.settings.offload_entities:
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(None, self.core.get_online_features, request)
-            return Response(200, await loop.run_in_executor(None, codec.online_response_json, result[0]))
-        response, _ = self.core.get_online_features(request)
-        return Response(200, codec.online_response_json(response))
+            response, plan = await loop.run_in_executor(None, self.core.get_online_features, request)
+            return Response(200, await loop.run_in_executor(None, codec.online_response_json, response, plan))
+        response, plan = self.core.get_online_features(request)
+        return Response(200, codec.online_response_json(response, plan))
 
     async def _push(self, scope: Scope, body: bytes) -> Response:
         data = _object(body)

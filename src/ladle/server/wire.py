@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ladle.retrieval.plan import OnlinePlan, ViewRead
 from ladle.retrieval.response import OnlineResponse
 from ladle.types import DType, ValueType
 
@@ -157,6 +158,8 @@ def _string_values(column: Sequence[Any]) -> bytes:
 
 
 _ROW_STRUCTS: dict[tuple[str, int], struct.Struct] = {}
+# One view's columns, all packed at once: (code, header length, rows, columns, prefix length, tail length).
+_VIEW_STRUCTS: dict[tuple[str, int, int, int, int, int], struct.Struct] = {}
 
 
 def _fixed_column(column: Sequence[Any], header: bytes, element: str) -> bytes:
@@ -232,24 +235,107 @@ def online_response_bytes(response: OnlineResponse, dtypes: Mapping[str, DType])
     key = tuple(response.feature_names)
     metadata = _NAMES_CACHE.get(key)
     if metadata is None:
-        names = b"".join(_len_field(b"\x0a", n.encode()) for n in key)
-        metadata = _len_field(b"\x0a", _len_field(b"\x0a", names))
+        metadata = _metadata(key)
         if len(_NAMES_CACHE) >= 1024:
             _NAMES_CACHE.clear()
         _NAMES_CACHE[key] = metadata
-    out = [metadata]
+    return metadata + _vectors(response, 0, len(key), [dtypes.get(n) for n in key])
+
+
+def plan_response_bytes(response: OnlineResponse, plan: OnlinePlan) -> bytes:
+    """:func:`online_response_bytes` for a response read with ``plan``: dtypes and names from the plan.
+
+    The metadata and each view's value layout are worked out once per plan; a view whose features
+    are all of one fixed-size type (float, double, bool) and have no nulls is written with one
+    ``struct`` call.
+    """
+    if tuple(response.feature_names) != plan.feature_names:
+        return online_response_bytes(response, plan.dtype_map())
+    layout = plan.encodings.get("proto")
+    if layout is None:
+        layout = plan.encodings["proto"] = (_metadata(plan.feature_names), [_fixed_kind(plan, r) for r in plan.reads])
+    metadata, kinds = layout
+    dtypes = plan.dtypes
+    out = [metadata, _vectors(response, 0, len(plan.key_columns), dtypes)]
+    for read, kind in zip(plan.reads, kinds, strict=True):
+        packed = _view_struct(response, read.start, read.stop, kind) if kind is not None else None
+        out.append(packed if packed is not None else _vectors(response, read.start, read.stop, dtypes))
+    return b"".join(out)
+
+
+_STRUCT_CODES = {"<f8": ("d", 8), "<f4": ("f", 4), "u1": ("?", 1)}
+
+
+def _fixed_kind(plan: OnlinePlan, read: ViewRead) -> tuple[bytes, str, int] | None:
+    """(entry header, struct code, value size) when every feature of ``read`` has one fixed-size type."""
+    kinds = {d.value_type if d is not None else None for d in plan.dtypes[read.start : read.stop]}
+    fixed = _FIXED.get(kinds.pop()) if len(kinds) == 1 else None  # type: ignore[arg-type]
+    if fixed is None:
+        return None
+    header, element = fixed
+    return (header, *_STRUCT_CODES[element])
+
+
+def _metadata(names: Sequence[str]) -> bytes:
+    encoded = b"".join(_len_field(b"\x0a", n.encode()) for n in names)
+    return _len_field(b"\x0a", _len_field(b"\x0a", encoded))
+
+
+def _vectors(response: OnlineResponse, start: int, stop: int, dtypes: Sequence[DType | None]) -> bytes:
+    """``FeatureVector`` entries of columns ``start`` to ``stop``, one column at a time."""
+    out = []
     # Columns of one view share their status and timestamp lists, and come one after another.
     last_statuses: object = None
     last_stamps: object = None
     status_part = stamp_part = b""
-    for name, values, statuses, stamps in zip(
-        response.feature_names, response.values, response.statuses, response.event_timestamps, strict=True
-    ):
+    for i in range(start, stop):
+        statuses, stamps = response.statuses[i], response.event_timestamps[i]
         if statuses is not last_statuses:
             last_statuses, status_part = statuses, _statuses(statuses)
         if stamps is not last_stamps:
             last_stamps, stamp_part = stamps, _timestamps(stamps)
-        vector = encode_values(values, dtypes.get(name)) + status_part + stamp_part
+        vector = encode_values(response.values[i], dtypes[i]) + status_part + stamp_part
         n = len(vector)
         out.append((b"\x12" + _SMALL[n] if n < 128 else b"\x12" + varint(n)) + vector)
     return b"".join(out)
+
+
+def _view_struct(response: OnlineResponse, start: int, stop: int, kind: tuple[bytes, str, int]) -> bytes | None:
+    """One view's ``FeatureVector`` entries in one ``struct`` call, or ``None`` if the columns do not
+    share their status and timestamp lists or hold a null."""
+    statuses, stamps, values = response.statuses, response.event_timestamps, response.values[start:stop]
+    width = stop - start
+    status, stamp = statuses[start], stamps[start]
+    if statuses[start:stop].count(status) != width or stamps[start:stop].count(stamp) != width:
+        return None
+    rows = len(status)
+    if not rows or rows > _STRUCT_MAX_ROWS:
+        return None
+    if rows == 1:
+        flat = [c[0] for c in values]
+        if None in flat:
+            return None
+    elif any(None in c for c in values):
+        return None
+    header, code, size = kind
+    tail = _statuses(status) + _timestamps(stamp)
+    prefix = b"\x12" + varint(rows * (len(header) + size) + len(tail))
+    key = (code, len(header), rows, width, len(prefix), len(tail))
+    packer = _VIEW_STRUCTS.get(key)
+    if packer is None:
+        column = f"{len(prefix)}s" + f"{len(header)}s{code}" * rows + f"{len(tail)}s"
+        packer = struct.Struct("<" + column * width)
+        if len(_VIEW_STRUCTS) >= 256:
+            _VIEW_STRUCTS.clear()
+        _VIEW_STRUCTS[key] = packer
+    if rows == 1:
+        args: list[Any] = [prefix, header, None, tail] * width
+        args[2::4] = flat
+        return packer.pack(*args)
+    step = 2 * rows + 2
+    args = [header] * (step * width)
+    args[::step] = [prefix] * width
+    args[step - 1 :: step] = [tail] * width
+    for j, column_values in enumerate(values):
+        args[j * step + 2 : (j + 1) * step - 1 : 2] = column_values
+    return packer.pack(*args)

@@ -8,7 +8,10 @@ feature name and dtype (:mod:`.history`).
 
 from __future__ import annotations
 
+import operator
+import struct
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -197,11 +200,123 @@ def _small(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequence[st
     return ViewRows(event_ts, values)
 
 
+# Rows per view up to which one struct call beats numpy (measured: 0.8x its time at 100 rows, 1.4x at 1,000).
+_PLAIN_MAX_ROWS = 256
+
+
+def _plain_indexes(layout: ViewLayout, names: Sequence[str]) -> tuple[int, ...] | None:
+    """Where ``names`` sit in a ``row_struct`` tuple, when no value needs converting (every name is
+    a fixed slot of ``layout``, none a bool or a timestamp)."""
+    slots = [layout.slots.get(name) for name in names]
+    plain = all(s is not None and s.dtype.value_type not in (ValueType.BOOL, ValueType.UNIX_TIMESTAMP) for s in slots)
+    return tuple(layout.struct_index[name] for name in names) if layout.row_struct and names and plain else None
+
+
+def _plain_rows(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequence[str]) -> ViewRows | None:
+    """:func:`decode_plain_views` for one view."""
+    decoded = decode_plain_views([layout], [names], blobs, len(blobs))
+    return decoded[0] if decoded is not None else None
+
+
+@dataclass(frozen=True)
+class _PlainView:
+    """Where one view's rows sit in the tuple unpacked for several views."""
+
+    start: int
+    stop: int
+    step: int  # items per row: event ts, created ts, fingerprint, null bits, then the fields
+    fingerprint: int
+    no_nulls: bytes
+    names: tuple[str, ...]
+    indexes: tuple[int, ...]  # of names, within a row
+    pick: Callable[[tuple[Any, ...]], Any]  # names of the first row, in one call
+
+
+_PLAIN_SHAPES: dict[Any, tuple[struct.Struct, list[_PlainView]] | None] = {}
+
+
+def _plain_shape(
+    layouts: Sequence[ViewLayout], names: Sequence[Sequence[str]], rows: int
+) -> tuple[struct.Struct, list[_PlainView]] | None:
+    """The one ``struct`` for ``rows`` rows of each view and each view's place in its output; cached."""
+    key = (tuple(layouts), tuple(map(tuple, names)), rows)
+    try:
+        return _PLAIN_SHAPES[key]
+    except KeyError:
+        pass
+    shape: tuple[struct.Struct, list[_PlainView]] | None = None
+    indexes = [_plain_indexes(layout, view_names) for layout, view_names in zip(layouts, names, strict=True)]
+    if all(found is not None for found in indexes) and rows <= _PLAIN_MAX_ROWS:
+        views, formats, start = [], [], 0
+        for layout, view_names, found in zip(layouts, key[1], indexes, strict=True):
+            assert found is not None and layout.row_struct is not None  # _plain_indexes checked both
+            step = 4 + len(layout.struct_index)
+            first = [start + i for i in found]
+            pick = operator.itemgetter(*first) if len(first) > 1 else _one(first[0])
+            fingerprint, no_nulls = layout.fingerprint, bytes(layout.null_bytes)
+            views.append(_PlainView(start, start + step * rows, step, fingerprint, no_nulls, view_names, found, pick))
+            formats.append(layout.row_struct.format.lstrip("<") * rows)
+            start += step * rows
+        shape = (struct.Struct("<" + "".join(formats)), views)
+    if len(_PLAIN_SHAPES) >= 1024:
+        _PLAIN_SHAPES.clear()
+    _PLAIN_SHAPES[key] = shape
+    return shape
+
+
+def _one(position: int) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    return lambda row: (row[position],)
+
+
+def decode_plain_views(
+    layouts: Sequence[ViewLayout], names: Sequence[Sequence[str]], blobs: Sequence[bytes | None], rows: int
+) -> list[ViewRows] | None:
+    """Several views' blobs (``rows`` per view, one view after another) decoded with one ``struct``
+    call: the usual read over many views, where every row is present under the current fixed-width
+    layout of its view, without nulls, and only plain values are asked for. ``None`` when that does
+    not hold; then decode each view with :func:`decode_view`.
+    """
+    if not rows:
+        return None
+    shape = _plain_shape(layouts, names, rows)
+    if shape is None:
+        return None
+    packer, views = shape
+    try:
+        joined = b"".join(blobs)  # type: ignore[arg-type]
+    except TypeError:  # a None: some entity has no row
+        return None
+    if len(joined) != packer.size:
+        return None
+    flat = packer.unpack(joined)
+    out = []
+    if rows == 1:  # the same as below without slicing
+        for view in views:
+            start = view.start
+            if flat[start + 2] != view.fingerprint or flat[start + 3] != view.no_nulls:
+                return None
+            out.append(ViewRows([flat[start]], dict(zip(view.names, [[v] for v in view.pick(flat)], strict=True))))
+        return out
+    for view in views:
+        start, stop, step = view.start, view.stop, view.step
+        if flat[start + 2 : stop : step].count(view.fingerprint) != rows:
+            return None
+        if flat[start + 3 : stop : step].count(view.no_nulls) != rows:
+            return None
+        picks = zip(view.names, view.indexes, strict=True)
+        values = {name: list(flat[start + i : stop : step]) for name, i in picks}
+        out.append(ViewRows(list(flat[start:stop:step]), values))
+    return out
+
+
 def decode_view(layout: ViewLayout, blobs: Sequence[bytes | None], names: Sequence[str], resolve: Resolver) -> ViewRows:
     """Decode one view's blobs (``None`` = no row) into :class:`ViewRows` with features ``names``.
 
     Rows that cannot be decoded (unknown layout, wrong size) read as missing.
     """
+    plain = _plain_rows(layout, blobs, names)
+    if plain is not None:
+        return plain
     small = _small(layout, blobs, names)
     if small is not None:
         return small

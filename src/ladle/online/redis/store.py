@@ -31,7 +31,7 @@ from ladle.definitions import FeatureView
 from ladle.errors import ConfigError, DefinitionError
 from ladle.online.base import ReadRequest, ViewRows
 from ladle.online.codec.stamped import ViewLayout, prepare
-from ladle.online.codec.stamped_decode import Resolver, decode_view
+from ladle.online.codec.stamped_decode import Resolver, decode_plain_views, decode_view
 from ladle.online.columns import check_write_columns
 from ladle.online.keys import text_entity_keys, text_entity_keys_arrow
 from ladle.online.redis.cluster import ClusterNodes
@@ -221,8 +221,13 @@ class RedisOnlineStore:
     def read(self, project: str, requests: Sequence[ReadRequest]) -> list[ViewRows]:
         """One MGET for every view and entity of the request (per slot on a cluster)."""
         plans = [self._plan(r.view) for r in requests]
-        groups = [(plan.vid, text_entity_keys(plan.join_keys, r.keys)) for r, plan in zip(requests, plans, strict=True)]
+        groups = [(plan.vid, entities) for plan, entities in zip(plans, _entity_keys(plans, requests), strict=True)]
         blobs = self._io.read_rows(project, groups)
+        rows = len(groups[0][1]) if groups else 0
+        if all(len(entities) == rows for _, entities in groups):
+            plain = decode_plain_views([p.layout for p in plans], [r.features for r in requests], blobs, rows)
+            if plain is not None:
+                return plain
         out, start = [], 0
         for request, plan, (_, entities) in zip(requests, plans, groups, strict=True):
             stop = start + len(entities)
@@ -258,3 +263,21 @@ class RedisOnlineStore:
     def close(self) -> None:
         """Close pooled connections; the store reconnects if used again."""
         self._io.close()
+
+
+def _entity_keys(plans: Sequence[_ViewPlan], requests: Sequence[ReadRequest]) -> list[list[bytes]]:
+    """Entity key bytes per request, encoded once for views given the same key columns (a read over
+    many views of one entity passes the same lists to each)."""
+    out = []
+    seen: dict[tuple[tuple[str, ...], tuple[int, ...]], list[bytes]] = {}
+    for plan, request in zip(plans, requests, strict=True):
+        try:
+            token = (plan.join_keys, tuple(id(request.keys[k]) for k in plan.join_keys))
+        except KeyError:  # a missing join key: text_entity_keys explains
+            out.append(text_entity_keys(plan.join_keys, request.keys))
+            continue
+        entities = seen.get(token)
+        if entities is None:
+            entities = seen[token] = text_entity_keys(plan.join_keys, request.keys)
+        out.append(entities)
+    return out
