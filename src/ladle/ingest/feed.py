@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ladle.definitions._common import check_name
-from ladle.errors import DataSourceError, DefinitionError, ObjectNotFoundError, RepoError, SchemaMismatchError
-from ladle.repo.loader import import_repo_modules
+from ladle.errors import DataSourceError, DefinitionError, ObjectNotFoundError, SchemaMismatchError
+from ladle.repo.loader import collect_declared, select_named
 
 if TYPE_CHECKING:
     from ladle.retrieval.push import PushMode
@@ -112,28 +112,12 @@ def run_feed(
 
 def collect_feeds(repo_path: str | Path) -> list[LiveFeed]:
     """Every module-level :class:`LiveFeed` of the repo, sorted by name."""
-    found: dict[str, LiveFeed] = {}
-    for file, module in import_repo_modules(repo_path):
-        for value in vars(module).values():
-            if not isinstance(value, LiveFeed):
-                continue
-            seen = found.get(value.name)
-            if seen is not None and seen is not value:
-                raise RepoError(f"two live feeds are called '{value.name}' (one in {file.name}); names must be unique")
-            found[value.name] = value
-    return [found[name] for name in sorted(found)]
+    return collect_declared(repo_path, LiveFeed, "live feeds")
 
 
 def select_feeds(feeds: list[LiveFeed], names: list[str]) -> list[LiveFeed]:
     """The feeds called ``names`` (all when empty), in the given order."""
-    if not names:
-        return feeds
-    by_name = {f.name: f for f in feeds}
-    for name in names:
-        if name not in by_name:
-            known = ", ".join(sorted(by_name)) or "none"
-            raise FeedNotFoundError(name, detail=f"Declared live feeds: {known}")
-    return [by_name[n] for n in names]
+    return select_named(feeds, names, FeedNotFoundError, "live feeds")
 
 
 def _utc(moment: datetime) -> datetime:

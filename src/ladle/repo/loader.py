@@ -16,14 +16,15 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fnmatch import fnmatch
 from pathlib import Path
 from types import ModuleType
+from typing import Protocol, TypeVar
 
 from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView
-from ladle.errors import RepoError
+from ladle.errors import ObjectNotFoundError, RepoError
 from ladle.registry.base import canonical_spec
 from ladle.repo.plan import RepoContents, kind_of
 
@@ -57,6 +58,44 @@ def import_repo_modules(repo_path: str | Path) -> list[tuple[Path, ModuleType]]:
     files = list(repo_files(root))
     with _LOCK, _importing_from(root):
         return [(file, _import(root, file)) for file in files]
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Named)
+
+
+def collect_declared(repo_path: str | Path, kind: type[N], what: str) -> list[N]:
+    """Every module-level ``kind`` object declared in the repo's files, sorted by name.
+
+    ``what`` names the kind in errors (``"ingestions"``); two different objects of one name are a
+    :class:`RepoError`.
+    """
+    found: dict[str, N] = {}
+    for file, module in import_repo_modules(repo_path):
+        for value in vars(module).values():
+            if not isinstance(value, kind):
+                continue
+            seen = found.get(value.name)
+            if seen is not None and seen is not value:
+                raise RepoError(f"two {what} are called '{value.name}' (one in {file.name}); names must be unique")
+            found[value.name] = value
+    return [found[name] for name in sorted(found)]
+
+
+def select_named(declared: Sequence[N], names: Sequence[str], missing: type[ObjectNotFoundError], what: str) -> list[N]:
+    """The objects called ``names`` (all when none are given), in order; ``missing`` if one is not declared."""
+    if not names:
+        return list(declared)
+    by_name = {d.name: d for d in declared}
+    for name in names:
+        if name not in by_name:
+            known = ", ".join(sorted(by_name)) or "none"
+            raise missing(name, detail=f"Declared {what}: {known}")
+    return [by_name[n] for n in names]
 
 
 def repo_files(root: Path) -> Iterator[Path]:
