@@ -33,7 +33,7 @@ from ladle.online.base import ReadRequest, ViewRows
 from ladle.online.codec.stamped import ViewLayout, prepare
 from ladle.online.codec.stamped_decode import Resolver, decode_view
 from ladle.online.columns import check_write_columns
-from ladle.online.keys import text_entity_keys, text_entity_keys_arrow
+from ladle.online.keys import entity_join_keys, text_entity_keys, text_entity_keys_arrow
 from ladle.online.redis.cluster import ClusterNodes
 from ladle.online.redis.conn import parse_connection_string
 from ladle.online.redis.keys import (
@@ -143,7 +143,7 @@ class RedisOnlineStore:
         layout = self._layouts.get(signature)
         if layout is None:
             layout = self._layouts[signature] = ViewLayout.of(view.features)
-        plan = _ViewPlan(view.name, view_id(view.name), layout, tuple(sorted(view.join_keys)))
+        plan = _ViewPlan(view.name, view_id(view.name), layout, entity_join_keys(view))
         if len(self._plans) > 4096:  # views come from registry snapshots; drop plans of old ones
             self._plans.clear()
         self._plans[id(view)] = (view, plan)
