@@ -38,20 +38,6 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-_LAYOUTS: dict[tuple[tuple[str, str], ...], ViewLayout] = {}
-
-
-def layout_for(view: FeatureView) -> ViewLayout:
-    """The row layout of the view's current feature schema (built once per schema)."""
-    key = tuple((f.name, f.dtype.name) for f in view.features)
-    layout = _LAYOUTS.get(key)
-    if layout is None:
-        if len(_LAYOUTS) > 1024:
-            _LAYOUTS.clear()
-        layout = _LAYOUTS[key] = ViewLayout.of(view.features)
-    return layout
-
-
 def schemas_json(layouts: Iterable[ViewLayout]) -> str:
     """The catalog's ``schemas`` text: every layout's fields by fingerprint."""
     return json.dumps({str(layout.fingerprint): fields_json(layout.fields) for layout in layouts})

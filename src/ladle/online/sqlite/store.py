@@ -43,7 +43,7 @@ from ladle.errors import BackendError, BackendUnavailableError
 from ladle.online import columns as colconv
 from ladle.online.base import ReadRequest, ViewRows
 from ladle.online.codec.history import fields_from_json
-from ladle.online.codec.stamped import ViewLayout
+from ladle.online.codec.stamped import ViewLayout, layout_for
 from ladle.online.codec.stamped_decode import Resolver, decode_view
 from ladle.online.keys import entity_join_keys, text_entity_keys
 from ladle.online.sqlite.migrate import upgrade
@@ -58,7 +58,6 @@ from ladle.online.sqlite.sql import (
     Table,
     create_table_sql,
     encode_rows,
-    layout_for,
     quote,
     schemas_json,
     table_name,
@@ -221,7 +220,7 @@ class SqliteOnlineStore:
         return self._write(project, view, batches, bulk=True)
 
     def _write(self, project: str, view: FeatureView, batches: Iterable[pa.Table], bulk: bool) -> int:
-        layout = layout_for(view)
+        layout = layout_for(view.features)
         conn = self._conn()
         cache = conn.execute("PRAGMA cache_size").fetchone()[0]
         if bulk:
@@ -295,7 +294,7 @@ class SqliteOnlineStore:
         table = self._tables.get((project, view.name)) or self._load(conn, project, view.name)
         if table is None:
             return None
-        plan = _ReadPlan(view, table, layout_for(view), entity_join_keys(view))
+        plan = _ReadPlan(view, table, layout_for(view.features), entity_join_keys(view))
         self._plans[id(view)] = plan
         if len(self._plans) > 512:
             self._plans.popitem(last=False)
@@ -342,7 +341,7 @@ class SqliteOnlineStore:
         with self._transaction() as conn:
             for view in keep:
                 if view.online:
-                    self._writable(conn, project, view, layout_for(view))
+                    self._writable(conn, project, view, layout_for(view.features))
             for view in delete:
                 self._drop(conn, project, view.name)
         self._forget(project)
