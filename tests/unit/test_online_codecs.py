@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -18,12 +17,10 @@ from ladle import (
     FeatureView,
     Field,
     FileSource,
-    Float32,
     Float64,
     Int32,
     Int64,
     String,
-    UnixTimestamp,
 )
 from ladle.errors import EntityKeyError
 from ladle.online.codec.history import (
@@ -82,21 +79,6 @@ def test_views_without_entities_have_one_empty_key() -> None:
     assert text_entity_keys(names, {DUMMY_JOIN_KEY: [""]}) == [b""]
     with pytest.raises(EntityKeyError):
         text_entity_keys_arrow(["id"], pa.table({"n": [1]}))
-
-
-T1 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
-SCHEMA: list[tuple[str, DType]] = [
-    ("price", Float64),
-    ("code", String),
-    ("qty", Int32),
-    ("big", Int64),
-    ("ratio", Float32),
-    ("ok", Bool),
-    ("at", UnixTimestamp),
-    ("raw", Bytes),
-    ("tags", Array(String)),
-    ("levels", Array(Float64)),
-]
 
 
 # -- schema history (shared by every row format) -------------------------------------------------------

@@ -28,7 +28,7 @@ def check_write_columns(view: FeatureView, rows: pa.Table) -> None:
 def timestamps_us(rows: pa.Table, view_name: str, now_us: int, created: bool) -> pa.Array:
     """Event (or created) timestamps as µs int64; a missing or null created timestamp means ``now``.
 
-    Every row format stores these two: the newest-event-wins rule compares them.
+    The row format starts with these two (SQLite also keeps them in columns): newest-event-wins compares them.
     """
     name = CREATED_TIMESTAMP if created else EVENT_TIMESTAMP
     if name not in rows.column_names:

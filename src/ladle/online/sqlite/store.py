@@ -76,7 +76,7 @@ class SqliteOnlineStoreConfig(StrictModel):
 
 @dataclass
 class _ReadPlan:
-    """How to read some features of one view object (cached per view object and feature list)."""
+    """How to read one view object (cached per view object): its table, current layout, join keys."""
 
     view: FeatureView
     table: Table
