@@ -72,7 +72,7 @@ TABLE = pa.table(
 )
 NOW_US = 1_700_000_000_000_000
 
-# -- rows: the stamped format every store writes (Redis values, SQLite __values) --------------------
+# -- rows: the stamped format every store writes (Redis values, SQLite __row) --------------------
 
 ROW_FINGERPRINT = 2524309033
 ROWS = [
@@ -164,7 +164,7 @@ def test_sqlite_stores_the_same_rows_under_the_same_entity_keys(tmp_path: Path) 
     )
     store.close()
     with sqlite3.connect(tmp_path / "online.db") as conn:
-        stored = dict(conn.execute('SELECT __key, __values FROM "p:prices"').fetchall())
+        stored = dict(conn.execute('SELECT __key, __row FROM "p:prices"').fetchall())
         fmt = conn.execute("SELECT format FROM __ladle_tables").fetchall()
     # join keys sorted by name: station_id, then venue
     assert sorted(stored) == [b"1:73:N:Y", b"2:-12:\xc3\xa9", b"2:423:ICE"]

@@ -213,3 +213,19 @@ def test_rows_no_schema_describes_stay_unreadable(tmp_path: Path, blob: str) -> 
     rows = read_prices(open_store(tmp_path), {"station_id": [42, 5], "venue": ["ICE", "OLD"]})
     assert rows.event_ts == [T1_US, None]
     assert rows.values["price"] == [1.5, None]
+
+
+def test_an_earlier_version_still_running_fails_instead_of_mixing_formats(tmp_path: Path) -> None:
+    old_file(tmp_path / "online.db")
+    open_store(tmp_path).ping()
+    conn = sqlite3.connect(tmp_path / "online.db")
+    old_upsert = (
+        'INSERT INTO "p:prices" (__key, __event_ts, __created_ts, __values) VALUES (?, ?, ?, ?) '
+        "ON CONFLICT (__key) DO UPDATE SET __values = excluded.__values"
+    )
+    with pytest.raises(sqlite3.OperationalError, match="__values"):
+        conn.execute(old_upsert, (bytes.fromhex(OLD_KEYS[0]), T1_US, T1_US, bytes.fromhex(OLD_ROWS[0])))
+    with pytest.raises(sqlite3.OperationalError):
+        conn.execute("INSERT INTO __ladle_tables VALUES ('p:new', 'p', 'new', '{}')")
+    with pytest.raises(sqlite3.OperationalError, match="__values"):
+        conn.execute('SELECT __event_ts, __values FROM "p:prices"')

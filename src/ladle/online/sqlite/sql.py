@@ -54,13 +54,13 @@ class Table:
     def __post_init__(self) -> None:
         q = quote(self.name)
         self.upsert = (
-            f"INSERT INTO {q} (__key, __event_ts, __created_ts, __values) VALUES (?, ?, ?, ?) "
+            f"INSERT INTO {q} (__key, __event_ts, __created_ts, __row) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (__key) DO UPDATE SET __event_ts = excluded.__event_ts, "
-            "__created_ts = excluded.__created_ts, __values = excluded.__values "
+            "__created_ts = excluded.__created_ts, __row = excluded.__row "
             "WHERE excluded.__event_ts > __event_ts "
             "OR (excluded.__event_ts = __event_ts AND excluded.__created_ts >= __created_ts)"
         )
-        self.select_one = f"SELECT __values FROM {q} WHERE __key = ?"
+        self.select_one = f"SELECT __row FROM {q} WHERE __key = ?"
 
     def select_many(self, bucket: int) -> str:
         """Rows of ``bucket`` keys, one per key in request order (NULLs for missing ones)."""
@@ -68,7 +68,7 @@ class Table:
         if sql is None:
             values = ", ".join(f"({i}, ?)" for i in range(bucket))
             sql = (
-                f"WITH q(i, k) AS (VALUES {values}) SELECT q.i, t.__values "
+                f"WITH q(i, k) AS (VALUES {values}) SELECT q.i, t.__row "
                 f"FROM q LEFT JOIN {quote(self.name)} AS t ON t.__key = q.k"
             )
             self.sql[bucket] = sql
@@ -107,5 +107,5 @@ def create_table_sql(name: str) -> str:
     """DDL of one view's table."""
     return (
         f"CREATE TABLE IF NOT EXISTS {quote(name)} (__key BLOB PRIMARY KEY NOT NULL, "
-        "__event_ts INTEGER NOT NULL, __created_ts INTEGER NOT NULL, __values BLOB NOT NULL) WITHOUT ROWID"
+        "__event_ts INTEGER NOT NULL, __created_ts INTEGER NOT NULL, __row BLOB NOT NULL) WITHOUT ROWID"
     )

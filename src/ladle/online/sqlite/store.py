@@ -5,7 +5,7 @@ One table per (project, view), named ``"<project>:<view>"``, ``WITHOUT ROWID``::
     __key        BLOB PRIMARY KEY   -- the entity key every store uses (ladle.online.keys)
     __event_ts   INTEGER            -- µs since the epoch, UTC
     __created_ts INTEGER            -- µs; the write time when rows carry no created timestamp
-    __values     BLOB               -- the row in the stamped format every store uses (ladle.online.codec.stamped)
+    __row        BLOB               -- the row in the stamped format every store uses (ladle.online.codec.stamped)
 
 A catalog table ``__ladle_tables`` maps each table to its project and view, keeps the schema of
 every layout fingerprint ever written (so rows written before a feature was added still decode, and
