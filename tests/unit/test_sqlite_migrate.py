@@ -20,7 +20,7 @@ from ladle.config import RepoConfig
 from ladle.online.base import ReadRequest
 from ladle.online.codec.history import fields_json
 from ladle.online.codec.stamped import ViewLayout
-from ladle.online.sqlite.migrate import entity_key
+from ladle.online.sqlite.migrate import entity_keys
 from ladle.online.sqlite.store import SqliteOnlineStore, SqliteOnlineStoreConfig
 from ladle.types import DType
 
@@ -107,8 +107,10 @@ def read_prices(store: SqliteOnlineStore, keys: dict[str, list[Any]]) -> Any:
 
 
 def test_old_keys_become_entity_keys() -> None:
-    assert [entity_key(bytes.fromhex(k)) for k in OLD_KEYS] == [b"2:423:ICE", b"1:75:N:Y{}", b"2:-10:", b"1:53:OLD"]
-    assert [entity_key(bytes.fromhex(k)) for k in TAGS_KEYS] == [b"\x00:\xff", b""]
+    old = [bytes.fromhex(k) for k in OLD_KEYS]
+    assert entity_keys(old) == [b"2:423:ICE", b"1:75:N:Y{}", b"2:-10:", b"1:53:OLD"]
+    assert entity_keys([bytes.fromhex(k) for k in TAGS_KEYS]) == [b"\x00:\xff", b""]
+    assert entity_keys([bytes.fromhex(TAGS_KEYS[0]), old[0]]) == [b"\x00:\xff", b"2:423:ICE"]
 
 
 def test_an_old_file_reads_identically_after_conversion(tmp_path: Path) -> None:

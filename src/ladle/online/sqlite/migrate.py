@@ -26,8 +26,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -100,26 +101,53 @@ def _convert(conn: sqlite3.Connection, name: str, now_us: int) -> None:
     conn.execute(f"UPDATE {CATALOG} SET schemas = ?, format = ? WHERE tbl = ?", (schemas_json(layouts), FORMAT, name))
 
 
-def entity_key(key: bytes) -> bytes:
-    """The entity key of a Feast-serialized (v3) key."""
+def entity_keys(keys: Sequence[bytes]) -> list[bytes]:
+    """The entity keys of Feast-serialized (v3) keys, in order."""
+    parsed: list[tuple[tuple[str, ...], list[Any]]] = []
+    # the join-key names part of a key is the same in (almost) every key: parsed once
+    header: bytes | None = None
+    names: tuple[str, ...] = ()
+    start = 0
+    for key in keys:
+        if header is None or not key.startswith(header):
+            names, start = _key_names(key)
+            header = key[:start]
+        parsed.append((names, _key_values(key, start, len(names))))
+    out: list[bytes] = [b""] * len(keys)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, (key_names, _) in enumerate(parsed):
+        groups.setdefault(key_names, []).append(i)
+    for key_names, positions in groups.items():  # one group, unless join keys changed over time
+        columns = {name: [parsed[i][1][k] for i in positions] for k, name in enumerate(key_names)}
+        for i, text in zip(positions, text_entity_keys(key_names, columns), strict=True):
+            out[i] = text
+    return out
+
+
+def _key_names(key: bytes) -> tuple[tuple[str, ...], int]:
+    """The join-key names of a v3 key and where its values start."""
     (count,) = _U32.unpack_from(key, 0)
     pos, names = 4, []
     for _ in range(count):
         _, length = _PAIR.unpack_from(key, pos)
         names.append(key[pos + 8 : pos + 8 + length].decode())
         pos += 8 + length
-    values: dict[str, list[Any]] = {}
-    for name in names:
+    return tuple(names), pos
+
+
+def _key_values(key: bytes, pos: int, count: int) -> list[Any]:
+    values: list[Any] = []
+    for _ in range(count):
         vt, length = _PAIR.unpack_from(key, pos)
         raw = key[pos + 8 : pos + 8 + length]
         pos += 8 + length
         if vt == ValueType.STRING:
-            values[name] = [raw.decode()]
+            values.append(raw.decode())
         elif vt == ValueType.BYTES:
-            values[name] = [raw]
+            values.append(raw)
         else:
-            values[name] = [int.from_bytes(raw, "little", signed=True)]
-    return text_entity_keys(names, values)[0]
+            values.append(int.from_bytes(raw, "little", signed=True))
+    return values
 
 
 class _OldRows:
@@ -130,10 +158,13 @@ class _OldRows:
         self.layout = ViewLayout(self.fields)
         self.fingerprint = fingerprint(";".join(f"{n}:{d.name}" for n, d in self.fields).encode())
         fixed = [i for i, (_, d) in enumerate(self.fields) if d.value_type in FIXED]
-        self._is_fixed = [d.value_type in FIXED for _, d in self.fields]
         self._var_count = len(self.fields) - len(fixed)
         codes = "".join(FIXED[self.fields[i][1].value_type][0] for i in fixed)
         self._head = struct.Struct(f"<BI{(len(self.fields) + 7) // 8}s{codes}")
+        # where feature i sits in ``head + var`` (fixed slots follow the 3 header items), and its decoder
+        var_at = iter(range(3 + len(fixed), 3 + len(self.fields)))
+        fixed_at = iter(range(3, 3 + len(fixed)))
+        self._slots = [(next(fixed_at) if d.value_type in FIXED else next(var_at), _decoder(d)) for _, d in self.fields]
 
     def decode(self, blob: bytes) -> list[Any] | None:
         """Every feature of one row in schema order (``None`` for a malformed row)."""
@@ -147,12 +178,13 @@ class _OldRows:
         except struct.error:
             return None
         nulls = int.from_bytes(head[2], "little")
-        fixed_values, var_values = iter(head[3:]), iter(var)
-        out: list[Any] = []
-        for i, (_, dtype) in enumerate(self.fields):
-            raw = next(fixed_values) if self._is_fixed[i] else next(var_values)
-            out.append(None if nulls >> i & 1 else _value(raw, dtype))
-        return out
+        items = (*head, *var)
+        if not nulls:
+            return [items[at] if post is None else post(items[at]) for at, post in self._slots]
+        return [
+            None if nulls >> i & 1 else items[at] if post is None else post(items[at])
+            for i, (at, post) in enumerate(self._slots)
+        ]
 
     def convert(self, view: str, rows: list[tuple[bytes, int, int, bytes]], now_us: int) -> list[tuple[Any, ...]]:
         """Upsert parameters (key, event, created, stamped row) of old rows of this schema."""
@@ -166,17 +198,22 @@ class _OldRows:
         columns[CREATED_TIMESTAMP] = pa.array(np.array([rec[2] for rec, _ in kept], np.int64)).cast(TIMESTAMP_US)
         table = pa.table(columns)
         blobs = encode(prepare(self.layout, view, table, now_us), 0, table.num_rows).to_pylist()
-        return [(entity_key(rec[0]), rec[1], rec[2], blob) for (rec, _), blob in zip(kept, blobs, strict=True)]
+        keys = entity_keys([rec[0] for rec, _ in kept])
+        params = [(key, rec[1], rec[2], blob) for key, (rec, _), blob in zip(keys, kept, blobs, strict=True)]
+        params.sort(key=itemgetter(0))  # stable: appends B-tree pages in order; equal keys keep their order
+        return params
 
 
-def _value(raw: Any, dtype: DType) -> Any:
-    if dtype.element is not None:
-        return _list(raw, dtype.element)
+def _decoder(dtype: DType) -> Callable[[Any], Any] | None:
+    """The Python value of a raw slot (a number or bytes) of this dtype; ``None``: as it is."""
+    element = dtype.element
+    if element is not None:
+        return lambda raw: _list(raw, element)
     if dtype.value_type == ValueType.STRING:
-        return raw.decode()
+        return bytes.decode
     if dtype.value_type == ValueType.UNIX_TIMESTAMP:
-        return micros_to_datetime(raw)
-    return raw
+        return micros_to_datetime
+    return None
 
 
 def _list(blob: bytes, element: DType) -> list[Any]:
