@@ -124,7 +124,7 @@ class SqliteOnlineStore:
                 timeout=self.config.busy_timeout_seconds,
                 cached_statements=1024,
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn, self.config.busy_timeout_seconds)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(CREATE_CATALOG)
         except (sqlite3.Error, OSError) as exc:
@@ -134,6 +134,9 @@ class SqliteOnlineStore:
         except sqlite3.Error as exc:
             conn.close()
             raise BackendError(f"SQLite online store {self.path}: converting older tables failed: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
         self._local.conn = conn
         with self._lock:
             self._connections.append(conn)
@@ -382,3 +385,17 @@ class SqliteOnlineStore:
                 conn.close()
         self._local = threading.local()
         self._forget()
+
+
+def _wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL mode, retrying: SQLite answers "locked" without waiting while another
+    connection is switching the same new file."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
