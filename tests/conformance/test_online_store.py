@@ -36,6 +36,7 @@ from ladle import (
 )
 from ladle.errors import SchemaMismatchError
 from ladle.online.base import BatchWriter, OnlineStore, ReadRequest, ViewRows
+from ladle.online.keys import DUMMY_JOIN_KEY
 from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, DType
 
 T0 = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z in µs
@@ -497,6 +498,29 @@ def test_int_keys(online_store: OnlineStore, project: str) -> None:
     )
     assert got[0].values["depth"] == [6, 5, None]
     assert got[1].values["temp"] == [2.5, 1.5]
+
+
+def test_key_values_with_separators_and_braces(online_store: OnlineStore, project: str) -> None:
+    view = make_view("odd_keys", [("bid", Float64)], entities=[venue, commodity])
+    codes = ["a:b", "a", "}{", "", "1:x"]
+    ids = [1, 11, 2, -3, 1]
+    online_store.write(
+        project,
+        view,
+        rows(view, {"venue_id": ids, "commodity_code": codes}, {"bid": [1.0, 2.0, 3.0, 4.0, 5.0]}, [T0] * 5),
+    )
+    got = read1(
+        online_store, project, view, {"commodity_code": [*reversed(codes), "b"], "venue_id": [*reversed(ids), 1]}
+    )
+    assert got.values["bid"] == [5.0, 4.0, 3.0, 2.0, 1.0, None]
+
+
+def test_view_without_entities(online_store: OnlineStore, project: str) -> None:
+    view = make_view("totals", [("count", Int64)], entities=[])
+    online_store.write(project, view, rows(view, {}, {"count": [7]}, [T0]))
+    got = read1(online_store, project, view, {DUMMY_JOIN_KEY: ["", ""]})
+    assert got.values["count"] == [7, 7]
+    assert got.event_ts == [T0, T0]
 
 
 def test_several_views_per_entity_in_one_read(online_store: OnlineStore, project: str) -> None:

@@ -1,10 +1,8 @@
-"""Shared codec pieces: entity keys (both forms), list values, versioned and stamped rows, schema history."""
+"""Shared codec pieces: the entity key, stamped rows, schema history."""
 
 from __future__ import annotations
 
-import math
 import struct
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -12,8 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ladle import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp, ValueType
-from ladle.errors import EntityKeyError, SchemaMismatchError
+from ladle import (
+    Array,
+    Bool,
+    Bytes,
+    FeatureView,
+    Field,
+    FileSource,
+    Float64,
+    Int32,
+    Int64,
+    String,
+)
+from ladle.errors import EntityKeyError
 from ladle.online.codec.history import (
     fields_from_json,
     fields_json,
@@ -22,11 +31,9 @@ from ladle.online.codec.history import (
     same_features,
     scatter,
 )
-from ladle.online.codec.lists import decode_list, encode_list, encode_list_column
 from ladle.online.codec.stamped import ViewLayout, encode, prepare
 from ladle.online.codec.stamped_decode import decode_view
-from ladle.online.codec.versioned import FINGERPRINT_AT, RowCodec
-from ladle.online.keys import KeyEncoder, text_entity_keys, text_entity_keys_arrow
+from ladle.online.keys import DUMMY_JOIN_KEY, entity_join_keys, text_entity_keys, text_entity_keys_arrow
 from ladle.types import DType
 
 
@@ -34,209 +41,44 @@ def u32(*values: int) -> bytes:
     return struct.pack(f"<{len(values)}I", *values)
 
 
-# -- keys ----------------------------------------------------------------------------------------------
+# -- entity keys ------------------------------------------------------------------------------------
+
+KEY_VALUES = {
+    "s": st.text(max_size=6, alphabet=st.sampled_from("a:1{}é\x00")),
+    "i": st.integers(-(2**63), 2**63 - 1),
+    "b": st.binary(max_size=6),
+}
 
 
-def test_single_string_key_is_feast_v3() -> None:
-    key = KeyEncoder({"commodity_code": ValueType.STRING}).encode_one(["WTI"])
-    assert key == u32(1) + u32(2, 14) + b"commodity_code" + u32(2, 3) + b"WTI"
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.lists(st.sampled_from(sorted(KEY_VALUES)), min_size=1, max_size=3, unique=True))
+def test_entity_keys_are_injective_for_every_type_and_combination(data: st.DataObject, kinds: list[str]) -> None:
+    """Distinct entities of one view (fixed key types) never share a key, separators included."""
+    rows = data.draw(st.lists(st.tuples(*(KEY_VALUES[k] for k in kinds)), min_size=2, max_size=20, unique=True))
+    columns = {k: [row[j] for row in rows] for j, k in enumerate(kinds)}
+    keys = text_entity_keys(kinds, columns)
+    assert len(set(keys)) == len(rows)
+    assert keys == text_entity_keys_arrow(kinds, pa.table(columns)).to_pylist()
 
 
-def test_composite_key_is_sorted_by_name_and_typed() -> None:
-    enc = KeyEncoder({"venue_id": ValueType.INT64, "commodity_code": ValueType.STRING})
-    key = enc.encode({"venue_id": [7], "commodity_code": ["WTI"]})[0]
-    expected = (
-        u32(2)
-        + u32(2, 14) + b"commodity_code"
-        + u32(2, 8) + b"venue_id"
-        + u32(2, 3) + b"WTI"
-        + u32(4, 8) + struct.pack("<q", 7)
-    )  # fmt: skip
-    assert key == expected
+def test_int32_and_int64_keys_are_decimal_and_compound_keys_length_prefixed() -> None:
+    table = pa.table({"id": pa.array([-5, 7], pa.int32()), "code": ["a:b", "1:x"]})
+    assert text_entity_keys_arrow(["id"], table).to_pylist() == [b"-5", b"7"]
+    assert text_entity_keys(["id"], {"id": [-5, 7]}) == [b"-5", b"7"]
+    # sorted by name (code, id); ':' inside a value cannot shift the split
+    assert text_entity_keys_arrow(["id", "code"], table).to_pylist() == [b"3:a:b2:-5", b"3:1:x1:7"]
 
 
-def test_int_and_string_one_differ() -> None:
-    as_int = KeyEncoder({"id": ValueType.INT64}).encode_one([1])
-    as_str = KeyEncoder({"id": ValueType.STRING}).encode_one(["1"])
-    as_int32 = KeyEncoder({"id": ValueType.INT32}).encode_one([1])
-    assert len({as_int, as_str, as_int32}) == 3
-    assert as_int32.endswith(u32(3, 4) + struct.pack("<i", 1))
-
-
-@pytest.mark.parametrize("n", [1, 63, 64, 500])
-def test_python_and_arrow_paths_agree(n: int) -> None:
-    enc = KeyEncoder({"code": ValueType.STRING, "venue": ValueType.INT32, "raw": ValueType.BYTES})
-    codes = [f"C{i}é" for i in range(n)]
-    venues = [i - n // 2 for i in range(n)]
-    raws = [bytes([i % 256]) * (i % 5) for i in range(n)]
-    # encode_one takes values in sorted key-name order: code, raw, venue
-    one_by_one = [enc.encode_one([c, r, v]) for c, v, r in zip(codes, venues, raws, strict=True)]
-    assert enc.encode({"code": codes, "venue": venues, "raw": raws}) == one_by_one
-    arrow = {
-        "code": pa.chunked_array([codes[: n // 2], codes[n // 2 :]], pa.string()),
-        "venue": pa.array(venues),
-        "raw": pa.array(raws),
-    }
-    assert enc.encode(arrow) == one_by_one
-
-
-def test_sliced_arrow_columns() -> None:
-    enc = KeyEncoder({"code": ValueType.STRING})
-    arr = pa.array([f"K{i}" for i in range(200)]).slice(50, 100)
-    assert enc.encode({"code": arr}) == [enc.encode_one([f"K{i}"]) for i in range(50, 150)]
-
-
-@pytest.mark.parametrize(
-    ("types", "column"),
-    [
-        ({"id": ValueType.INT64}, ["x"] * 3),
-        ({"id": ValueType.INT64}, pa.array(["x"] * 100)),
-        ({"id": ValueType.STRING}, [1, 2]),
-        ({"id": ValueType.STRING}, pa.array([1] * 100)),
-        ({"id": ValueType.STRING}, pa.array(["a", None] * 50)),
-        ({"id": ValueType.INT32}, [2**40]),
-        ({"id": ValueType.INT32}, pa.array([2**40] * 100)),
-    ],
-)
-def test_bad_key_values(types: dict[str, ValueType], column: Any) -> None:
-    with pytest.raises(EntityKeyError):
-        KeyEncoder(types).encode({"id": column})
-
-
-def test_missing_key_column_and_bad_key_type() -> None:
-    with pytest.raises(EntityKeyError):
-        KeyEncoder({"id": ValueType.STRING}).encode({"other": ["a"]})
-    with pytest.raises(EntityKeyError):
-        KeyEncoder({"id": ValueType.DOUBLE})
-
-
-# -- list values ------------------------------------------------------------------------------------
-
-T1 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
-LISTS: list[tuple[DType, list[Any]]] = [
-    (Int32, [1, -(2**31), None, 2**31 - 1]),
-    (Int64, [2**63 - 1, None]),
-    (Float32, [1.5, None, -0.25]),
-    (Float64, [math.pi, float("inf"), None]),
-    (Bool, [True, None, False]),
-    (String, ["a", "", None, "ß"]),
-    (Bytes, [b"\x00", None, b""]),
-    (UnixTimestamp, [T1, None]),
-]
-
-
-@pytest.mark.parametrize(("element", "value"), LISTS, ids=[d.name for d, _ in LISTS])
-def test_list_round_trip(element: DType, value: list[Any]) -> None:
-    for v in (value, [x for x in value if x is not None], [], None):
-        assert decode_list(encode_list(v, element), element) == v
-
-
-@pytest.mark.parametrize(("element", "value"), LISTS, ids=[d.name for d, _ in LISTS])
-def test_list_column_matches_single_values(element: DType, value: list[Any]) -> None:
-    clean = [x for x in value if x is not None]
-    rows = [clean, None, [], clean[:1], value]
-    column = pa.array(rows * 3, pa.list_(element.arrow)).slice(2, 10)
-    encoded = encode_list_column(column, element).to_pylist()
-    assert encoded == [encode_list(v, element) for v in column.to_pylist()]
-    assert [decode_list(b, element) for b in encoded] == column.to_pylist()
-
-
-# -- rows ---------------------------------------------------------------------------------------------
-
-SCHEMA: list[tuple[str, DType]] = [
-    ("price", Float64),
-    ("code", String),
-    ("qty", Int32),
-    ("big", Int64),
-    ("ratio", Float32),
-    ("ok", Bool),
-    ("at", UnixTimestamp),
-    ("raw", Bytes),
-    ("tags", Array(String)),
-    ("levels", Array(Float64)),
-]
-
-
-def test_row_codec_round_trip_and_paths_agree() -> None:
-    codec = RowCodec(SCHEMA)
-    table = pa.table(
-        {
-            "price": [1.5, None, float("nan")],
-            "code": ["WTI", None, ""],
-            "qty": pa.array([1, None, -5], pa.int32()),
-            "big": [2**62, 0, None],
-            "ratio": pa.array([0.5, None, 2.0], pa.float32()),
-            "ok": [True, False, None],
-            "at": pa.array([T1, None, T1], pa.timestamp("us", tz="UTC")),
-            "raw": [b"\x00\x01", b"", None],
-            "tags": [["a", "b"], [], None],
-            "levels": [[1.0], None, [2.0, 3.0]],
-        }
+def test_views_without_entities_have_one_empty_key() -> None:
+    view = FeatureView(
+        name="totals", source=FileSource(path="x.parquet", timestamp_field="ts"), schema=[Field(name="n", dtype=Int64)]
     )
-    expected = [
-        [1.5, "WTI", 1, 2**62, 0.5, True, T1, b"\x00\x01", ["a", "b"], [1.0]],
-        [None, None, None, 0, None, False, None, b"", [], None],
-        [None, "", -5, None, 2.0, None, T1, None, None, [2.0, 3.0]],  # NaN is stored as null
-    ]
-    blobs = codec.encode(table)
-    assert [codec.decode_one(b) for b in blobs] == expected
-    wanted = [9, 0, 1]
-    columns = codec.decode_columns(blobs, wanted)
-    assert columns == [[row[i] for row in expected] for i in wanted]
-
-
-def test_row_codec_missing_columns_are_null_and_other_schemas_do_not_decode() -> None:
-    codec = RowCodec(SCHEMA[:3])
-    blob = codec.encode(pa.table({"price": [2.0]}))[0]
-    assert codec.decode_one(blob) == [2.0, None, None]
-    other = RowCodec([*SCHEMA[:3], ("extra", Int64)])
-    assert other.fingerprint != codec.fingerprint
-    assert other.decode_one(blob) is None
-    assert other.decode_columns([blob], [0]) is None
-    assert int.from_bytes(blob[FINGERPRINT_AT : FINGERPRINT_AT + 4], "little") == codec.fingerprint
-
-
-def test_row_codec_rejects_uncastable_columns() -> None:
-    with pytest.raises(SchemaMismatchError):
-        RowCodec([("qty", Int64)]).encode(pa.table({"qty": ["many"]}))
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.none() | st.floats(allow_nan=False),
-            st.none() | st.integers(-(2**63), 2**63 - 1),
-            st.none() | st.text(max_size=8),
-            st.none() | st.lists(st.integers(-(2**31), 2**31 - 1), max_size=4),
-        ),
-        min_size=1,
-        max_size=30,
-    )
-)
-def test_row_codec_property(rows: list[tuple[Any, ...]]) -> None:
-    schema: list[tuple[str, DType]] = [("f", Float64), ("i", Int64), ("s", String), ("l", Array(Int32))]
-    codec = RowCodec(schema)
-    table = pa.table({name: pa.array([r[k] for r in rows], dtype.arrow) for k, (name, dtype) in enumerate(schema)})
-    blobs = codec.encode(table)
-    assert [codec.decode_one(b) for b in blobs] == [list(r) for r in rows]
-    assert codec.decode_columns(blobs, [0, 1, 2, 3]) == [[r[k] for r in rows] for k in range(4)]
-
-
-def test_key_cache_gives_the_same_keys_and_still_rejects_bad_values() -> None:
-    enc = KeyEncoder({"code": ValueType.STRING})
-    cold = enc.encode({"code": ["A", "B"]})
-    warm = enc.encode({"code": ["B", "A", "A"]})
-    assert warm == [cold[1], cold[0], cold[0]]
-    assert warm == [enc.encode_one([v]) for v in ["B", "A", "A"]]
+    names = entity_join_keys(view)
+    assert names == (DUMMY_JOIN_KEY,)
+    assert text_entity_keys_arrow(names, pa.table({"n": [1, 2]})).to_pylist() == [b"", b""]
+    assert text_entity_keys(names, {DUMMY_JOIN_KEY: [""]}) == [b""]
     with pytest.raises(EntityKeyError):
-        enc.encode({"code": ["A", 1]})
-    with pytest.raises(EntityKeyError):
-        enc.encode({"code": [["A"]]})
-    raw = KeyEncoder({"code": ValueType.BYTES})
-    assert raw.encode({"code": [b"A"]}) != enc.encode({"code": ["A"]})
-    with pytest.raises(EntityKeyError):
-        raw.encode({"code": ["A"]})
+        text_entity_keys_arrow(["id"], pa.table({"n": [1]}))
 
 
 # -- schema history (shared by every row format) -------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Column helpers shared by every row format: fixed-width types, NumPy ↔ Arrow, nulls, byte gathers.
+"""Column helpers of the row format: fixed-width types, NumPy ↔ Arrow, nulls, byte gathers.
 
 Encoders turn Arrow columns into NumPy arrays once, write them into structured records and hand the
 records back to Arrow as binary arrays without copying; decoders gather byte ranges out of many

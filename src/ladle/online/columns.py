@@ -1,12 +1,9 @@
-"""Checks and column conversions shared by every online store's writes: columns, key types, timestamps.
+"""Checks and column conversions shared by every online store's writes: columns and timestamps.
 
 Conversions are column-wise (Arrow → NumPy → ``tolist``); nothing walks rows in Python.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -14,8 +11,7 @@ import pyarrow as pa
 from ladle.definitions import FeatureView
 from ladle.errors import SchemaMismatchError
 from ladle.online.arrays import contiguous
-from ladle.online.keys import arrow_key_type, key_types_for, value_type_of
-from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, ValueType
+from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 _TS_US = pa.timestamp("us", tz="UTC")
 
@@ -29,28 +25,10 @@ def check_write_columns(view: FeatureView, rows: pa.Table) -> None:
         )
 
 
-def key_types_from_table(view: FeatureView, rows: pa.Table) -> dict[str, ValueType]:
-    """Key types of the view, inferring undeclared ones from the Arrow columns."""
-    declared = key_types_for(view)
-    return {k: vt if vt is not None else arrow_key_type(k, rows.schema.field(k).type) for k, vt in declared.items()}
-
-
-def infer_key_types(view: FeatureView, keys: Mapping[str, Sequence[Any]]) -> dict[str, ValueType]:
-    """Key types of the view, inferring undeclared ones from the first request value."""
-    out: dict[str, ValueType] = {}
-    for name, declared in key_types_for(view).items():
-        values = keys.get(name) or []
-        if declared is not None:
-            out[name] = declared
-        else:
-            out[name] = value_type_of(values[0]) if len(values) else ValueType.STRING
-    return out
-
-
 def timestamps_us(rows: pa.Table, view_name: str, now_us: int, created: bool) -> pa.Array:
     """Event (or created) timestamps as µs int64; a missing or null created timestamp means ``now``.
 
-    Every row format stores these two: the newest-event-wins rule compares them.
+    The row format starts with these two (SQLite also keeps them in columns): newest-event-wins compares them.
     """
     name = CREATED_TIMESTAMP if created else EVENT_TIMESTAMP
     if name not in rows.column_names:

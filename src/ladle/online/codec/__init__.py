@@ -1,6 +1,5 @@
-"""Row formats: all features of one (entity, view) as one blob, encoded and decoded vectorized.
+"""The row format of every online store: all features of one (entity, view) as one blob.
 
-``stamped`` starts with the event and created timestamps, for stores that compare next to the data
-(Redis; any key-value store); ``versioned`` is for stores that keep the timestamps beside the blob
-(SQLite). Both carry a schema fingerprint; ``history`` decodes rows of older schemas for both.
+``stamped`` (encoding) and ``stamped_decode`` (decoding, vectorized): a row starts with its event
+and created timestamps, then a layout fingerprint; ``history`` decodes rows of older schemas.
 """

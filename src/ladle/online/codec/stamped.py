@@ -122,6 +122,20 @@ class ViewLayout:
         return cls(fields_from_json(text))
 
 
+_LAYOUTS: dict[tuple[tuple[str, str], ...], ViewLayout] = {}
+
+
+def layout_for(features: Sequence[Any]) -> ViewLayout:
+    """The layout of a view's current features (``name``, ``dtype``), built once per schema."""
+    key = tuple((f.name, f.dtype.name) for f in features)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        if len(_LAYOUTS) > 1024:  # schemas of long-gone registry versions
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[key] = ViewLayout.of(features)
+    return layout
+
+
 # -- encoding --------------------------------------------------------------------------------
 
 

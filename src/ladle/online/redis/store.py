@@ -30,10 +30,10 @@ from ladle.config import RepoConfig, StrictModel
 from ladle.definitions import FeatureView
 from ladle.errors import ConfigError, DefinitionError
 from ladle.online.base import ReadRequest, ViewRows
-from ladle.online.codec.stamped import ViewLayout, prepare
+from ladle.online.codec.stamped import ViewLayout, layout_for, prepare
 from ladle.online.codec.stamped_decode import Resolver, decode_plain_views, decode_view
 from ladle.online.columns import check_write_columns
-from ladle.online.keys import text_entity_keys, text_entity_keys_arrow
+from ladle.online.keys import entity_join_keys, text_entity_keys, text_entity_keys_arrow
 from ladle.online.redis.cluster import ClusterNodes
 from ladle.online.redis.conn import parse_connection_string
 from ladle.online.redis.keys import (
@@ -124,7 +124,6 @@ class RedisOnlineStore:
             ClusterNodes(endpoint, settings) if cfg.redis_type == "redis_cluster" else SingleNode(endpoint, settings)
         )
         self._plans: dict[int, tuple[FeatureView, _ViewPlan]] = {}
-        self._layouts: dict[tuple[tuple[str, str], ...], ViewLayout] = {}
         self._old_layouts: dict[tuple[str, bytes, int], ViewLayout] = {}
         self._registered: dict[tuple[str, bytes, int], float] = {}
 
@@ -139,11 +138,7 @@ class RedisOnlineStore:
         entry = self._plans.get(id(view))
         if entry is not None and entry[0] is view:
             return entry[1]
-        signature = tuple((f.name, f.dtype.name) for f in view.features)
-        layout = self._layouts.get(signature)
-        if layout is None:
-            layout = self._layouts[signature] = ViewLayout.of(view.features)
-        plan = _ViewPlan(view.name, view_id(view.name), layout, tuple(sorted(view.join_keys)))
+        plan = _ViewPlan(view.name, view_id(view.name), layout_for(view.features), entity_join_keys(view))
         if len(self._plans) > 4096:  # views come from registry snapshots; drop plans of old ones
             self._plans.clear()
         self._plans[id(view)] = (view, plan)

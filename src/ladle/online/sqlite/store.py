@@ -2,14 +2,15 @@
 
 One table per (project, view), named ``"<project>:<view>"``, ``WITHOUT ROWID``::
 
-    __key        BLOB PRIMARY KEY   -- entity key (ladle.online.keys: Feast serialization v3)
+    __key        BLOB PRIMARY KEY   -- the entity key every store uses (ladle.online.keys)
     __event_ts   INTEGER            -- µs since the epoch, UTC
     __created_ts INTEGER            -- µs; the write time when rows carry no created timestamp
-    __values     BLOB               -- every feature of the row (ladle.online.codec.versioned)
+    __row        BLOB               -- the row in the stamped format every store uses (ladle.online.codec.stamped)
 
-A catalog table ``__ladle_tables`` maps each table to its project and view and keeps the schema of
-every row-codec fingerprint ever written, so rows written before a feature was added still decode,
-and teardown finds every table of one project.
+A catalog table ``__ladle_tables`` maps each table to its project and view, keeps the schema of
+every layout fingerprint ever written (so rows written before a feature was added still decode, and
+teardown finds every table of one project) and each table's format; tables of an older format are
+converted when a connection is opened (:mod:`.migrate`).
 
 Writes are one ``INSERT … ON CONFLICT DO UPDATE … WHERE`` (newer event wins; on equal events the
 newer-or-equal created timestamp) run with ``executemany`` in chunks inside one ``BEGIN IMMEDIATE``
@@ -27,11 +28,11 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import pyarrow as pa
 from pydantic import Field
@@ -41,21 +42,24 @@ from ladle.definitions import FeatureView
 from ladle.errors import BackendError, BackendUnavailableError
 from ladle.online import columns as colconv
 from ladle.online.base import ReadRequest, ViewRows
-from ladle.online.codec.history import fields_from_json, fields_json, group_by_fingerprint, same_features, scatter
-from ladle.online.codec.versioned import FINGERPRINT_AT, RowCodec
-from ladle.online.keys import KeyEncoder, key_types_for
+from ladle.online.codec.history import fields_from_json
+from ladle.online.codec.stamped import ViewLayout, layout_for
+from ladle.online.codec.stamped_decode import Resolver, decode_view
+from ladle.online.keys import entity_join_keys, text_entity_keys
+from ladle.online.sqlite.migrate import upgrade
 from ladle.online.sqlite.sql import (
     BUCKETS,
     CATALOG,
     CREATE_CATALOG,
+    FORMAT,
     MAX_IN,
     RANGES,
     WRITE_CHUNK,
     Table,
-    codec_for,
     create_table_sql,
     encode_rows,
     quote,
+    schemas_json,
     table_name,
 )
 
@@ -72,14 +76,12 @@ class SqliteOnlineStoreConfig(StrictModel):
 
 @dataclass
 class _ReadPlan:
-    """How to read some features of one view object (cached per view object and feature list)."""
+    """How to read one view object (cached per view object): its table, current layout, join keys."""
 
     view: FeatureView
     table: Table
-    codec: RowCodec
-    wanted: list[int]
-    encoder: KeyEncoder | None
-    pick: Callable[[bytes], list[Any] | None]
+    layout: ViewLayout
+    join_keys: tuple[str, ...]
 
 
 class SqliteOnlineStore:
@@ -97,7 +99,7 @@ class SqliteOnlineStore:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._tables: dict[tuple[str, str], Table] = {}
-        self._plans: OrderedDict[tuple[int, tuple[str, ...]], _ReadPlan] = OrderedDict()
+        self._plans: OrderedDict[int, _ReadPlan] = OrderedDict()
         self._pid = os.getpid()
 
     # -- connections ------------------------------------------------------------------------
@@ -122,11 +124,19 @@ class SqliteOnlineStore:
                 timeout=self.config.busy_timeout_seconds,
                 cached_statements=1024,
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn, self.config.busy_timeout_seconds)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(CREATE_CATALOG)
         except (sqlite3.Error, OSError) as exc:
             raise BackendUnavailableError(f"cannot open the SQLite online store at {self.path}: {exc}") from exc
+        try:
+            upgrade(conn, time.time_ns() // 1000)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise BackendError(f"SQLite online store {self.path}: converting older tables failed: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
         self._local.conn = conn
         with self._lock:
             self._connections.append(conn)
@@ -163,29 +173,29 @@ class SqliteOnlineStore:
         if row is None:
             self._tables.pop((project, view), None)
             return None
-        codecs = {}
+        layouts = {}
         for fields in json.loads(row[0]).values():
-            codec = RowCodec(fields_from_json(fields))
-            codecs[codec.fingerprint] = codec
-        table = Table(name, codecs)
+            layout = ViewLayout(fields_from_json(fields))
+            layouts[layout.fingerprint] = layout
+        table = Table(name, layouts)
         self._tables[(project, view)] = table
         return table
 
-    def _writable(self, conn: sqlite3.Connection, project: str, view: FeatureView, codec: RowCodec) -> Table:
+    def _writable(self, conn: sqlite3.Connection, project: str, view: FeatureView, layout: ViewLayout) -> Table:
         """The view's table, created or taught the current schema (inside a write transaction)."""
         table = self._tables.get((project, view.name))
-        if table is not None and codec.fingerprint in table.codecs:
+        if table is not None and layout.fingerprint in table.layouts:
             return table
         table = self._load(conn, project, view.name)
         if table is None:
             conn.execute(create_table_sql(table_name(project, view.name)))
             table = Table(table_name(project, view.name), {})
-        if codec.fingerprint not in table.codecs:
-            table.codecs[codec.fingerprint] = codec
-            schemas = {str(fp): fields_json(c.schema) for fp, c in table.codecs.items()}
+        if layout.fingerprint not in table.layouts:
+            table.layouts[layout.fingerprint] = layout
             conn.execute(
-                f"INSERT INTO {CATALOG} VALUES (?, ?, ?, ?) ON CONFLICT (tbl) DO UPDATE SET schemas = excluded.schemas",
-                (table.name, project, view.name, json.dumps(schemas)),
+                f"INSERT INTO {CATALOG} (tbl, project, view, schemas, format) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (tbl) DO UPDATE SET schemas = excluded.schemas",
+                (table.name, project, view.name, schemas_json(table.layouts.values()), FORMAT),
             )
         self._tables[(project, view.name)] = table
         return table
@@ -213,7 +223,7 @@ class SqliteOnlineStore:
         return self._write(project, view, batches, bulk=True)
 
     def _write(self, project: str, view: FeatureView, batches: Iterable[pa.Table], bulk: bool) -> int:
-        codec = codec_for(view)
+        layout = layout_for(view.features)
         conn = self._conn()
         cache = conn.execute("PRAGMA cache_size").fetchone()[0]
         if bulk:
@@ -227,8 +237,8 @@ class SqliteOnlineStore:
                     continue
                 if table is None:
                     self._begin(conn)
-                    table = self._writable(conn, project, view, codec)
-                written += self._upsert(conn, table, view, rows, codec)
+                    table = self._writable(conn, project, view, layout)
+                written += self._upsert(conn, table, view, rows, layout)
                 pending += rows.num_rows
                 if bulk and pending >= self.config.bulk_commit_rows:
                     table, pending = None, 0
@@ -254,13 +264,12 @@ class SqliteOnlineStore:
         self._forget(project)
 
     @staticmethod
-    def _upsert(conn: sqlite3.Connection, table: Table, view: FeatureView, rows: pa.Table, codec: RowCodec) -> int:
+    def _upsert(conn: sqlite3.Connection, table: Table, view: FeatureView, rows: pa.Table, layout: ViewLayout) -> int:
         """Upsert one batch in chunks (memory stays bounded whatever its size); rows changed."""
         now_us = time.time_ns() // 1000
-        encoder = KeyEncoder(colconv.key_types_from_table(view, rows))
         written = 0
         for start in range(0, rows.num_rows, WRITE_CHUNK):
-            params = encode_rows(view, rows.slice(start, WRITE_CHUNK), codec, encoder, now_us)
+            params = encode_rows(view, rows.slice(start, WRITE_CHUNK), layout, now_us)
             written += conn.executemany(table.upsert, params).rowcount
         return written
 
@@ -281,87 +290,53 @@ class SqliteOnlineStore:
                     raise BackendError(f"SQLite online store {self.path}: read of '{req.view.name}': {exc}") from exc
         return out
 
-    def _plan(
-        self, conn: sqlite3.Connection, project: str, view: FeatureView, features: tuple[str, ...]
-    ) -> _ReadPlan | None:
-        key = (id(view), features)
-        plan = self._plans.get(key)
+    def _plan(self, conn: sqlite3.Connection, project: str, view: FeatureView) -> _ReadPlan | None:
+        plan = self._plans.get(id(view))
         if plan is not None and plan.view is view and self._tables.get((project, view.name)) is plan.table:
             return plan
         table = self._tables.get((project, view.name)) or self._load(conn, project, view.name)
         if table is None:
             return None
-        codec = codec_for(view)
-        types = key_types_for(view)
-        encoder = None if None in types.values() else KeyEncoder(types)  # type: ignore[arg-type]
-        wanted = [codec.names.index(f) for f in features]
-        plan = _ReadPlan(view, table, codec, wanted, encoder, codec.picker(wanted))
-        self._plans[key] = plan
+        plan = _ReadPlan(view, table, layout_for(view.features), entity_join_keys(view))
+        self._plans[id(view)] = plan
         if len(self._plans) > 512:
             self._plans.popitem(last=False)
         return plan
 
     def _read(self, conn: sqlite3.Connection, project: str, req: ReadRequest) -> ViewRows:
-        features = tuple(req.features)
-        plan = self._plan(conn, project, req.view, features)
-        encoder = plan.encoder if plan is not None else None
-        if encoder is None:
-            encoder = KeyEncoder(colconv.infer_key_types(req.view, req.keys))
-        keys = encoder.encode(req.keys)
+        features = req.features
+        plan = self._plan(conn, project, req.view)
+        keys = text_entity_keys(plan.join_keys if plan else entity_join_keys(req.view), req.keys)
         n = len(keys)
         if plan is None or n == 0:
             return ViewRows([None] * n, {f: [None] * n for f in features})
+        blobs: list[bytes | None]
         if n == 1:
             row = conn.execute(plan.table.select_one, (keys[0],)).fetchone()
-            if row is None:
-                return ViewRows([None], {f: [None] for f in features})
-            values = plan.pick(row[1])
-            if values is None:
-                return self._decode(conn, project, plan, [row[0]], [row[1]], features)
-            return ViewRows([row[0]], {f: [v] for f, v in zip(features, values, strict=True)})
-        stamps: list[int | None] = []
-        blobs: list[bytes | None] = []
-        for start in range(0, n, MAX_IN):
-            part = keys[start : start + MAX_IN]
-            bucket = next(b for b in BUCKETS if b >= len(part))
-            rows = conn.execute(plan.table.select_many(bucket), part + [None] * (bucket - len(part))).fetchall()
-            order, ts, found = zip(*rows, strict=True)
-            if order != RANGES[bucket]:  # SQLite kept the VALUES order so far; never rely on it blindly
-                _, ts, found = zip(*sorted(rows, key=lambda r: r[0]), strict=True)
-            stamps.extend(ts[: len(part)])
-            blobs.extend(found[: len(part)])
-        return self._decode(conn, project, plan, stamps, blobs, features)
+            blobs = [None if row is None else row[0]]
+        else:
+            blobs = []
+            for start in range(0, n, MAX_IN):
+                part = keys[start : start + MAX_IN]
+                bucket = next(b for b in BUCKETS if b >= len(part))
+                rows = conn.execute(plan.table.select_many(bucket), part + [None] * (bucket - len(part))).fetchall()
+                order, found = zip(*rows, strict=True)
+                if order != RANGES[bucket]:  # SQLite kept the VALUES order so far; never rely on it blindly
+                    _, found = zip(*sorted(rows, key=lambda r: r[0]), strict=True)
+                blobs.extend(found[: len(part)])
+        return decode_view(plan.layout, blobs, features, self._resolver(conn, project, plan))
 
-    def _decode(
-        self,
-        conn: sqlite3.Connection,
-        project: str,
-        plan: _ReadPlan,
-        stamps: list[int | None],
-        blobs: list[bytes | None],
-        features: tuple[str, ...],
-    ) -> ViewRows:
-        """Blobs of one view: all at once when every row has the current schema, else by schema."""
-        if None not in blobs:
-            cols = plan.codec.decode_columns(blobs, plan.wanted)  # type: ignore[arg-type]
-            if cols is not None:
-                return ViewRows(stamps, dict(zip(features, cols, strict=True)))
-        n = len(blobs)
-        values: dict[str, list[Any]] = {f: [None] * n for f in features}
-        for fp, (positions, members) in group_by_fingerprint(blobs, FINGERPRINT_AT).items():
-            codec = plan.codec if fp == plan.codec.fingerprint else self._codec_of(conn, project, plan, fp)
-            if codec is not None:
-                names = features if codec is plan.codec else same_features(codec.schema, plan.codec.schema, features)
-                scatter(values, positions, _columns(codec, members, names))
-        return ViewRows(stamps, values)
+    def _resolver(self, conn: sqlite3.Connection, project: str, plan: _ReadPlan) -> Resolver:
+        """Layouts of older schemas of the view (the catalog is re-read once if one is new to us)."""
 
-    def _codec_of(self, conn: sqlite3.Connection, project: str, plan: _ReadPlan, fp: int) -> RowCodec | None:
-        """The codec of an older schema of the view (the catalog is re-read once if it is new to us)."""
-        codec = plan.table.codecs.get(fp)
-        if codec is None:
-            fresh = self._load(conn, project, plan.view.name)
-            codec = fresh.codecs.get(fp) if fresh else None
-        return codec
+        def resolve(fp: int) -> ViewLayout | None:
+            layout = plan.table.layouts.get(fp)
+            if layout is None:
+                fresh = self._load(conn, project, plan.view.name)
+                layout = fresh.layouts.get(fp) if fresh else None
+            return layout
+
+        return resolve
 
     # -- lifecycle --------------------------------------------------------------------------
     def update(self, project: str, keep: Sequence[FeatureView], delete: Sequence[FeatureView]) -> None:
@@ -369,7 +344,7 @@ class SqliteOnlineStore:
         with self._transaction() as conn:
             for view in keep:
                 if view.online:
-                    self._writable(conn, project, view, codec_for(view))
+                    self._writable(conn, project, view, layout_for(view.features))
             for view in delete:
                 self._drop(conn, project, view.name)
         self._forget(project)
@@ -412,11 +387,15 @@ class SqliteOnlineStore:
         self._forget()
 
 
-def _columns(codec: RowCodec, blobs: list[bytes], names: Sequence[str]) -> dict[str, list[Any]]:
-    """Features ``names`` of blobs of one schema; a malformed blob among them reads as missing."""
-    wanted = [codec.names.index(name) for name in names]
-    cols = codec.decode_columns(blobs, wanted)
-    if cols is None:
-        rows = [codec.decode_one(blob) for blob in blobs]
-        cols = [[None if row is None else row[i] for row in rows] for i in wanted]
-    return dict(zip(names, cols, strict=True))
+def _wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL mode, retrying: SQLite answers "locked" without waiting while another
+    connection is switching the same new file."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
