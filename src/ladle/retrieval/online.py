@@ -77,8 +77,7 @@ class OnlineRetriever:
         """Latest values of ``features`` for each entity row (see the module docstring)."""
         snapshot = self.registry.snapshot()
         names, column, n = _entity_input(entity_rows)
-        plan = self.plans.get(snapshot, features, full_feature_names, names)
-        return self.read(plan, {c: column(c) for c in plan.key_columns}, n)
+        return self._run(self.plans.get(snapshot, features, full_feature_names, names), column, n)
 
     def plan(
         self, snapshot: RegistrySnapshot, features: Features, full_feature_names: bool, entity_names: tuple[str, ...]
@@ -89,16 +88,24 @@ class OnlineRetriever:
     def read(self, plan: OnlinePlan, entities: Mapping[str, Sequence[Any]], rows: int) -> OnlineResponse:
         """Run ``plan`` for ``rows`` entity rows: ``entities`` maps (at least) each of the plan's
         key columns to a list of ``rows`` values. One store call; ttl applied."""
-        keys = {c: _coerce(c, entities[c], plan.key_types[c]) for c in plan.key_columns}
+        return self._run(plan, entities.__getitem__, rows)
+
+    def _run(self, plan: OnlinePlan, column: Callable[[str], Sequence[Any]], rows: int) -> OnlineResponse:
+        key_types = plan.key_types
+        keys = {c: _coerce(c, column(c), key_types[c]) for c in plan.key_columns}
         if plan.entityless:
             keys[DUMMY_JOIN_KEY] = [""] * rows
-        if rows:
+        if not rows:
+            results = [_empty(r) for r in plan.reads]
+        elif len(plan.reads) == 1:  # the usual small read: skip the sharing below
+            only = plan.reads[0]
+            mapping = {jk: keys[c] for jk, c in only.key_columns}
+            results = self.online_store.read(plan.project, [ReadRequest(only.view, only.features, mapping)])
+        else:
             # Views joined the same way (all of them, usually) share one key mapping.
             mappings = {pairs: {jk: keys[c] for jk, c in pairs} for pairs in plan.key_mappings}
             requests = [ReadRequest(r.view, r.features, mappings[r.key_columns]) for r in plan.reads]
             results = self.online_store.read(plan.project, requests)
-        else:
-            results = [_empty(r) for r in plan.reads]
         now_us = int(self.clock() * 1_000_000) if plan.uses_ttl else 0
         return _respond(plan, keys, results, rows, now_us)
 

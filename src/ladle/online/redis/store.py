@@ -219,7 +219,7 @@ class RedisOnlineStore:
         groups = [(plan.vid, entities) for plan, entities in zip(plans, _entity_keys(plans, requests), strict=True)]
         blobs = self._io.read_rows(project, groups)
         rows = len(groups[0][1]) if groups else 0
-        if all(len(entities) == rows for _, entities in groups):
+        if len(groups) == 1 or all(len(entities) == rows for _, entities in groups):
             plain = decode_plain_views([p.layout for p in plans], [r.features for r in requests], blobs, rows)
             if plain is not None:
                 return plain
@@ -261,16 +261,14 @@ class RedisOnlineStore:
 
 
 def _entity_keys(plans: Sequence[_ViewPlan], requests: Sequence[ReadRequest]) -> list[list[bytes]]:
-    """Entity key bytes per request, encoded once for views given the same key columns (a read over
-    many views of one entity passes the same lists to each)."""
+    """Entity key bytes per request, encoded once for views given the same key mapping (a read over
+    many views of one entity passes one mapping object to each: see ``OnlineRetriever.read``)."""
+    if len(plans) == 1:
+        return [text_entity_keys(plans[0].join_keys, requests[0].keys)]
     out = []
-    seen: dict[tuple[tuple[str, ...], tuple[int, ...]], list[bytes]] = {}
+    seen: dict[tuple[tuple[str, ...], int], list[bytes]] = {}
     for plan, request in zip(plans, requests, strict=True):
-        try:
-            token = (plan.join_keys, tuple(id(request.keys[k]) for k in plan.join_keys))
-        except KeyError:  # a missing join key: text_entity_keys explains
-            out.append(text_entity_keys(plan.join_keys, request.keys))
-            continue
+        token = (plan.join_keys, id(request.keys))
         entities = seen.get(token)
         if entities is None:
             entities = seen[token] = text_entity_keys(plan.join_keys, request.keys)
