@@ -18,6 +18,7 @@ Each run is a fresh child process (its own peak RSS) with a throw-away SQLite re
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import tempfile
 import uuid
@@ -68,6 +69,8 @@ def child(args: argparse.Namespace) -> None:
     """One measured run: prints one JSON line."""
     import pyarrow.parquet as pq
 
+    # W1 times the work, not imports: load the materializer first, as a server or a scheduler has it.
+    importlib.import_module("ladle.materialize.local")
     source_rows = pq.ParquetFile(args.ticks).metadata.num_rows
     project = f"w1_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:
