@@ -173,6 +173,11 @@ def run_wrk(server: Server, rows: int, connections: int, seconds: float, tmp: Pa
     features = json.dumps([f"{VIEW}:{f}" for f in (W3A_FEATURES if rows == 1 else FEATURES)])
     script = tmp / f"w3_{rows}.lua"
     script.write_text(_LUA.format(entities=ENTITIES, rows=rows, features=features))
+    return run_wrk_script(server, script, connections, seconds)
+
+
+def run_wrk_script(server: Server, script: Path, connections: int, seconds: float) -> dict[str, Any]:
+    """``wrk`` with a Lua script whose ``done`` prints a ``W3JSON`` line (as :data:`_LUA` does)."""
     threads = 1 if connections < 8 else 2
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "-s", str(script),
                f"http://127.0.0.1:{server.rest_port}"]  # fmt: skip
@@ -190,11 +195,16 @@ def run_wrk(server: Server, rows: int, connections: int, seconds: float, tmp: Pa
     }
 
 
+def grpc_frame(message: bytes) -> bytes:
+    """One uncompressed gRPC length-prefixed message (what h2load sends as the request body)."""
+    return struct.pack(">?I", False, len(message)) + message
+
+
 def run_h2load(server: Server, rows: int, connections: int, seconds: float, tmp: Path) -> dict[str, Any]:
     """``h2load`` sending one gRPC-framed request; percentiles from its per-request log."""
     message = _grpc_request(_body(rows, random.Random(7))).SerializeToString()
     data = tmp / f"w3_{rows}.grpc"
-    data.write_bytes(struct.pack(">?I", False, len(message)) + message)
+    data.write_bytes(grpc_frame(message))
     return run_h2load_file(server, data, connections, seconds, tmp / f"w3_{rows}_{connections}.log")
 
 

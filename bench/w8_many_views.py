@@ -30,8 +30,6 @@ import json
 import os
 import random
 import shutil
-import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.common import emit
-from bench.w3_server import Server, _median_run, run_h2load_file, teardown
+from bench.w3_server import Server, _median_run, grpc_frame, run_h2load_file, run_wrk_script, teardown
 
 VIEWS = 25
 PER_VIEW = 10
@@ -168,21 +166,7 @@ def run_wrk(server: Server, rows: int, connections: int, seconds: float, tmp: Pa
     features = json.dumps(SERVICE if service else feature_refs())
     script = tmp / f"w8_{rows}.lua"
     script.write_text(_LUA.format(entities=ENTITIES, rows=rows, selector=selector, features=features))
-    threads = 1 if connections < 8 else 2
-    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "-s", str(script),
-               f"http://127.0.0.1:{server.rest_port}"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    line = next(x for x in done.stdout.splitlines() if x.startswith("W3JSON "))
-    raw = json.loads(line[len("W3JSON ") :])
-    return {
-        "requests": raw["requests"],
-        "errors": raw["errors"] + raw["non_2xx"],
-        "req_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6)),
-        "p50_ms": raw["p50_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-        "mean_ms": round(raw["mean_us"] / 1000, 3),
-        "load_generator": f"wrk -t{threads} -c{connections}",
-    }
+    return run_wrk_script(server, script, connections, seconds)
 
 
 def run_h2load(server: Server, rows: int, connections: int, seconds: float, tmp: Path, service: bool) -> dict[str, Any]:
@@ -191,7 +175,7 @@ def run_h2load(server: Server, rows: int, connections: int, seconds: float, tmp:
     codes = [f"CMD{rng.randrange(ENTITIES):05d}" for _ in range(rows)]
     message = _grpc_request(codes, service).SerializeToString()
     data = tmp / f"w8_{rows}.grpc"
-    data.write_bytes(struct.pack(">?I", False, len(message)) + message)
+    data.write_bytes(grpc_frame(message))
     return run_h2load_file(server, data, connections, seconds, tmp / f"w8_{rows}_{connections}.log")
 
 
