@@ -92,13 +92,13 @@ def online_response_json(response: OnlineResponse, plan: OnlinePlan | None = Non
     """
     if plan is None or tuple(response.feature_names) != plan.feature_names:
         results = _results(response.values, response.statuses, response.event_timestamps)
-    else:
-        keys = len(plan.key_columns)
-        results = _results(response.values[:keys], response.statuses[:keys], response.event_timestamps[:keys])
-        fragments: dict[int, Any] = {}  # status lists are shared across views: each converted once
-        for read in plan.reads:
-            results += _view_results(response, read.start, read.stop, fragments)
-    return dumps({"metadata": _metadata(response, plan), "results": results})
+        return dumps({"metadata": {"feature_names": response.feature_names}, "results": results})
+    keys = len(plan.key_columns)
+    results = _results(response.values[:keys], response.statuses[:keys], response.event_timestamps[:keys])
+    fragments: dict[int, Any] = {}  # status lists are shared across views: each converted once
+    for read in plan.reads:
+        results += _view_results(response, read.start, read.stop, fragments)
+    return dumps({"metadata": _plan_metadata(plan), "results": results})
 
 
 def _results(values: list[Any], statuses: list[list[int]], stamps: list[list[int]]) -> list[dict[str, Any]]:
@@ -136,9 +136,7 @@ def _status_fragment(statuses: list[int]) -> Any:
     return orjson.Fragment(orjson.dumps(list(map(STATUS_NAMES.__getitem__, statuses))))
 
 
-def _metadata(response: OnlineResponse, plan: OnlinePlan | None) -> Any:
-    if plan is None or tuple(response.feature_names) != plan.feature_names:
-        return {"feature_names": response.feature_names}
+def _plan_metadata(plan: OnlinePlan) -> Any:
     fragment = plan.encodings.get("json_metadata")
     if fragment is None:
         fragment = plan.encodings["json_metadata"] = orjson.Fragment(

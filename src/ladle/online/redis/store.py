@@ -218,8 +218,9 @@ class RedisOnlineStore:
         plans = [self._plan(r.view) for r in requests]
         groups = [(plan.vid, entities) for plan, entities in zip(plans, _entity_keys(plans, requests), strict=True)]
         blobs = self._io.read_rows(project, groups)
+        # Several views at once in one struct call; one view is left to decode_view, which tries the same first.
         rows = len(groups[0][1]) if groups else 0
-        if len(groups) == 1 or all(len(entities) == rows for _, entities in groups):
+        if len(groups) > 1 and all(len(entities) == rows for _, entities in groups):
             plain = decode_plain_views([p.layout for p in plans], [r.features for r in requests], blobs, rows)
             if plain is not None:
                 return plain
