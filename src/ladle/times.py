@@ -25,13 +25,17 @@ def to_utc(value: datetime | str) -> datetime:
     return as_utc(value)
 
 
-def parse_time(text: str) -> datetime:
-    """Parse ISO 8601 (``2024-01-06``, ``2024-01-06T12:00``, ``…Z``, ``…+02:00``) or ``now``; naive means UTC."""
+def parse_time(text: str, what: str = "") -> datetime:
+    """Parse ISO 8601 (``2024-01-06``, ``2024-01-06T12:00``, ``…Z``, ``…+02:00``) or ``now``; naive means UTC.
+
+    ``what`` names where the text came from (``--start``, ``'end_ts'``) at the head of the error.
+    """
     raw = text.strip()
     if raw.lower() == "now":
         return datetime.now(UTC)
     try:
         value = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
     except ValueError:
-        raise RequestError(f"{text!r} is not an ISO 8601 time, e.g. 2024-01-06T00:00:00Z") from None
+        where = f"{what}: " if what else ""
+        raise RequestError(f"{where}{text!r} is not an ISO 8601 time, e.g. 2024-01-06T00:00:00Z") from None
     return as_utc(value)

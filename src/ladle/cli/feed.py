@@ -9,11 +9,11 @@ from typing import Any
 import click
 
 from ladle.cli.context import CliContext, emit, err_console, output_option, pass_context, user_errors
-from ladle.cli.ingest import _parse_time
 from ladle.errors import RequestError
 from ladle.ingest.feed import LiveFeed, run_feed
 from ladle.retrieval.push import PushMode
 from ladle.store import FeatureStore
+from ladle.times import parse_time
 
 DEFAULT_SEED = 2013
 
@@ -52,7 +52,7 @@ def feed(
     from ladle.ingest.feed import collect_feeds, select_feeds
 
     with user_errors():
-        start = _parse_time(now_text, "--now") or datetime.now(UTC)
+        start = parse_time(now_text, "--now") if now_text is not None else datetime.now(UTC)
         if follow and now_text is not None:
             raise RequestError("--follow runs on the clock: leave out --now")
         feeds = select_feeds(collect_feeds(ctx.chdir), list(names))

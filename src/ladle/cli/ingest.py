@@ -12,15 +12,6 @@ from ladle.errors import FeatureViewNotFoundError, RequestError
 from ladle.times import parse_time
 
 
-def _parse_time(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except RequestError as exc:
-        raise RequestError(f"{option}: {exc}") from None
-
-
 def _window(start: datetime, end: datetime) -> str:
     if start.year <= 1900 and end.year >= 2200:
         return "all (replaces every earlier row of the ingestion)"
@@ -54,7 +45,8 @@ def ingest(
     from ladle.repo.loader import load_repo
 
     with user_errors():
-        lo, hi = _parse_time(start, "--start"), _parse_time(end, "--end")
+        lo = parse_time(start, "--start") if start is not None else None
+        hi = parse_time(end, "--end") if end is not None else None
         if lo is not None and hi is not None and lo >= hi:
             raise RequestError(f"--start {start} is not before --end {end}")
         jobs = select(collect_ingestions(ctx.chdir), list(names))

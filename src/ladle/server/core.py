@@ -59,10 +59,7 @@ def parse_timestamp(text: Any, what: str) -> datetime:
     """An ISO 8601 timestamp (the materializer's parser); naive values are UTC, as Feast treats them."""
     if not isinstance(text, str):
         raise RequestError(f"'{what}' must be an ISO 8601 timestamp string, got {text!r}")
-    try:
-        return parse_time(text)
-    except RequestError as exc:
-        raise RequestError(f"'{what}': {exc}") from None
+    return parse_time(text, f"'{what}'")
 
 
 class ServerCore:
