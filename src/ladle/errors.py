@@ -18,11 +18,15 @@
     │   │   └── ScheduleNotFoundError    no schedule by that name is declared in the repo
     │   ├── ConflictError                optimistic-concurrency loss on apply; retry after refresh
     │   └── LeaseHeldError               a scheduled run already holds the lease
+    ├── SecurityError
+    │   ├── AuthenticationError          no credential, or a wrong / expired one (401 / UNAUTHENTICATED)
+    │   └── PermissionDeniedError        the caller lacks the action on a resource (403 / PERMISSION_DENIED)
     ├── RequestError                     a caller's request is malformed (maps to 4xx / INVALID_ARGUMENT)
     │   ├── InvalidFeatureReferenceError
     │   ├── FeatureNameCollisionError
     │   ├── EntityKeyError               missing join key, wrong key dtype
     │   ├── SchemaMismatchError          pushed / written columns or types do not match the view
+    │   ├── FutureEventTimeError         rows with event times beyond the allowed skew into the future
     │   └── RequestTooLargeError
     ├── DataSourceError                  a source file is missing, unreadable or has the wrong schema
     ├── MaterializationError
@@ -125,6 +129,23 @@ class LeaseHeldError(RegistryError):
     """A lease (e.g. for a scheduled run) is held by another owner."""
 
 
+class SecurityError(LadleError):
+    """Authentication or authorization refused a call; nothing was read or written."""
+
+
+class AuthenticationError(SecurityError):
+    """The caller gave no credential, or one that is wrong, expired or not for this server."""
+
+
+class PermissionDeniedError(SecurityError):
+    """The authenticated caller lacks ``action`` on ``resource``; the message names both."""
+
+    def __init__(self, message: str, *, action: str = "", resource: str = "") -> None:
+        super().__init__(message)
+        self.action = action
+        self.resource = resource
+
+
 class RequestError(LadleError):
     """A request is malformed; nothing was read or written."""
 
@@ -143,6 +164,10 @@ class EntityKeyError(RequestError):
 
 class SchemaMismatchError(RequestError):
     """Rows pushed or written do not match the feature view's schema."""
+
+
+class FutureEventTimeError(RequestError):
+    """Rows carry event times further into the future than the configured skew allows (names the limit)."""
 
 
 class RequestTooLargeError(RequestError):

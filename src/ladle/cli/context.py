@@ -85,7 +85,11 @@ def user_errors() -> Iterator[None]:
 def output_option(func: F) -> F:
     """Add ``--output table|json``."""
     return click.option(
-        "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True,
+        "--output",
+        "-o",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
         help="Print a table for people or JSON for programs.",
     )(func)
 

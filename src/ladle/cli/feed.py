@@ -23,12 +23,21 @@ DEFAULT_SEED = 2013
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Random seed of the simulation.")
 @click.option("--now", "now_text", help="Pretend it is this time (ISO 8601; naive = UTC); default: the clock.")
 @click.option(
-    "--to", "to", type=click.Choice(["online", "online_and_offline"]), default="online", show_default=True,
+    "--to",
+    "to",
+    type=click.Choice(["online", "online_and_offline"]),
+    default="online",
+    show_default=True,
     help="Where the pushed rows go; online keeps the offline store real history only.",
 )
 @click.option("--follow", is_flag=True, help="Keep feeding every --interval seconds until Ctrl-C.")
-@click.option("--interval", type=click.FloatRange(min=1.0), default=60.0, show_default=True,
-              help="Seconds between runs with --follow.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1.0),
+    default=60.0,
+    show_default=True,
+    help="Seconds between runs with --follow.",
+)
 @click.option("--list", "list_only", is_flag=True, help="List the repo's live feeds and exit.")
 @output_option
 @pass_context
@@ -58,8 +67,13 @@ def feed(
         feeds = select_feeds(collect_feeds(ctx.chdir), list(names))
         if list_only:
             rows = [
-                {"name": f.name, "push_source": f.push_source, "warmup": _span(f.warmup), "catch_up": _span(f.catch_up),
-                 "description": f.description}
+                {
+                    "name": f.name,
+                    "push_source": f.push_source,
+                    "warmup": _span(f.warmup),
+                    "catch_up": _span(f.catch_up),
+                    "description": f.description,
+                }
                 for f in feeds
             ]
             emit(rows, output, "live feeds")
@@ -73,8 +87,13 @@ def feed(
 
 
 def _loop(
-    store: FeatureStore, feeds: list[LiveFeed], start: datetime, seed: int, mode: PushMode,
-    interval: float | None, output: str,
+    store: FeatureStore,
+    feeds: list[LiveFeed],
+    start: datetime,
+    seed: int,
+    mode: PushMode,
+    interval: float | None,
+    output: str,
 ) -> None:
     origins = {f.name: start - f.warmup - f.catch_up for f in feeds}
     since = {f.name: start - f.catch_up for f in feeds}
@@ -85,8 +104,13 @@ def _loop(
             result = run_feed(store, f, origins[f.name], since[f.name], now, seed, to=mode)
             since[f.name] = now
             results.append(
-                {"name": result.name, "push_source": result.push_source, "rows": result.rows,
-                 "newest": result.newest.isoformat() if result.newest else "", "simulated": True}
+                {
+                    "name": result.name,
+                    "push_source": result.push_source,
+                    "rows": result.rows,
+                    "newest": result.newest.isoformat() if result.newest else "",
+                    "simulated": True,
+                }
             )
         emit(results, output, f"fed (simulated) up to {now.isoformat(timespec='seconds')}")
         if interval is None:

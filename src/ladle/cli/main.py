@@ -13,16 +13,25 @@ from ladle.cli.context import CliContext
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--chdir", "-c", type=click.Path(file_okay=False, path_type=Path), default=".",
+    "--chdir",
+    "-c",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
     help="Run as if started in this feature repo directory.",
 )
 @click.option(
-    "--feature-store-yaml", "-f", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--feature-store-yaml",
+    "-f",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="Use this feature_store.yaml instead of the one in the repo directory.",
 )
 @click.option(
-    "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="WARNING",
-    show_default=True, help="Logging verbosity.",
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="WARNING",
+    show_default=True,
+    help="Logging verbosity.",
 )
 @click.pass_context
 def cli(ctx: click.Context, chdir: Path, feature_store_yaml: Path | None, log_level: str) -> None:

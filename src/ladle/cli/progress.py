@@ -62,4 +62,3 @@ def steps(title: str, total: int | None, enabled: bool) -> Iterator[Steps]:
     columns.append(TimeElapsedColumn())
     with Progress(*columns, console=err_console(), transient=False) as progress:
         yield Steps(progress, progress.add_task(title, total=total))
-

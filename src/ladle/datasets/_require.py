@@ -15,6 +15,4 @@ def require(module: str, package: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDataPackageError(
-            f"this loader needs the {package!r} package: pip install 'ladle[data]'"
-        ) from exc
+        raise MissingDataPackageError(f"this loader needs the {package!r} package: pip install 'ladle[data]'") from exc

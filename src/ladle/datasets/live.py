@@ -65,9 +65,7 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def continue_closes(
-    commodity_code: str, model: WalkModel, origin: datetime, end: datetime, seed: int
-) -> pa.Table:
+def continue_closes(commodity_code: str, model: WalkModel, origin: datetime, end: datetime, seed: int) -> pa.Table:
     """Simulated daily closes of ``commodity_code`` on business days from ``origin`` to ``end``.
 
     The first close (the first business day at or after ``origin``'s date) is the model's start

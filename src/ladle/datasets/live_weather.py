@@ -144,9 +144,11 @@ def simulate_station(model: StationModel, origin: datetime, end: datetime, seed:
 def continue_weather(obs: pa.Table, origin: datetime, end: datetime, seed: int) -> pa.Table:
     """Simulated hourly observations of every station in ``obs`` from ``origin`` to ``end``."""
     stations = sorted(obs["location_id"].unique().to_pylist())
-    return pa.concat_tables(
-        [simulate_station(StationModel.fit(obs, s), origin, end, seed) for s in stations]
-    ) if stations else OBSERVATIONS_SCHEMA.empty_table()
+    return (
+        pa.concat_tables([simulate_station(StationModel.fit(obs, s), origin, end, seed) for s in stations])
+        if stations
+        else OBSERVATIONS_SCHEMA.empty_table()
+    )
 
 
 def _naive_utc(moment: datetime) -> datetime:

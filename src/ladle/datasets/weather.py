@@ -47,9 +47,7 @@ def load_nyc_weather() -> pa.Table:
             "pressure_hpa": frame["pressure"],
         }
     )
-    return table.cast(OBSERVATIONS_SCHEMA).sort_by(
-        [("location_id", "ascending"), ("event_timestamp", "ascending")]
-    )
+    return table.cast(OBSERVATIONS_SCHEMA).sort_by([("location_id", "ascending"), ("event_timestamp", "ascending")])
 
 
 def load_seattle_weather() -> pa.Table:

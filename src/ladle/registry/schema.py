@@ -179,4 +179,3 @@ def create_schema(conn: Connection) -> None:
         raise RegistryError(
             f"the registry schema is version {stored} but this Ladle understands up to {SCHEMA_VERSION}; upgrade Ladle"
         )
-

@@ -19,6 +19,7 @@ from ladle.retrieval.online import OnlineRetriever
 from ladle.retrieval.plan import OnlinePlan
 from ladle.retrieval.push import PUSH_MODES
 from ladle.retrieval.response import OnlineResponse
+from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import metrics
 from ladle.server.settings import ServerSettings
 from ladle.store import FeatureStore
@@ -81,8 +82,10 @@ class ServerCore:
         target: Any = request.feature_service if request.feature_service is not None else request.features or ()
         return self.retriever.plan(snapshot, target, request.full_feature_names, tuple(request.entities))
 
-    def get_online_features(self, request: OnlineRequest) -> tuple[OnlineResponse, OnlinePlan]:
-        """Read the latest values for ``request``; raises typed errors for bad requests.
+    def get_online_features(
+        self, request: OnlineRequest, principal: Principal = ANONYMOUS
+    ) -> tuple[OnlineResponse, OnlinePlan]:
+        """Read the latest values for ``request`` as ``principal``; raises typed errors for bad requests.
 
         One registry snapshot and one (cached) plan per request; the plan also tells the encoders
         each column's dtype and the metrics which columns belong to which view.
@@ -103,7 +106,7 @@ class ServerCore:
         metrics.observe_view_reads(self.project, plan.reads, rows, not_found, newest)
 
     # -- writes -----------------------------------------------------------------------------
-    def push(self, source: str, columns: Mapping[str, Any], to: str) -> int:
+    def push(self, source: str, columns: Mapping[str, Any], to: str, principal: Principal = ANONYMOUS) -> int:
         """Push rows (column -> list; scalars broadcast; ISO timestamps) to every view fed by ``source``."""
         if to not in PUSH_MODES:
             raise RequestError(f"'to' must be one of {list(PUSH_MODES)}, got {to!r}")
@@ -111,12 +114,14 @@ class ServerCore:
         metrics.observe_push(source, to)
         return written
 
-    def write_to_online_store(self, view_name: str, columns: Mapping[str, Any]) -> int:
+    def write_to_online_store(
+        self, view_name: str, columns: Mapping[str, Any], principal: Principal = ANONYMOUS
+    ) -> int:
         """Write rows straight into one view's online storage."""
         return self.store.write_to_online_store(view_name, columns)
 
     # -- materialization --------------------------------------------------------------------
-    def views_to_materialize(self, names: Sequence[str] | None) -> list[str]:
+    def views_to_materialize(self, names: Sequence[str] | None, principal: Principal = ANONYMOUS) -> list[str]:
         """The requested views (checked to exist), or every online view."""
         snapshot = self.store.snapshot()
         if names is None:

@@ -27,6 +27,8 @@ class ErrorStatus:
 
 # Most specific first: the first isinstance match wins.
 _MAP: tuple[tuple[type[BaseException], ErrorStatus], ...] = (
+    (errors.AuthenticationError, ErrorStatus(401, grpc.StatusCode.UNAUTHENTICATED, "FeastError")),
+    (errors.PermissionDeniedError, ErrorStatus(403, grpc.StatusCode.PERMISSION_DENIED, "FeastPermissionError")),
     (errors.FeatureViewNotFoundError, ErrorStatus(404, grpc.StatusCode.NOT_FOUND, "FeatureViewNotFoundException")),
     (
         errors.FeatureServiceNotFoundError,
@@ -70,5 +72,7 @@ def error_body(exc: BaseException, status: ErrorStatus) -> bytes:
     """
     if not status.feast_class:
         return orjson.dumps(str(exc) or type(exc).__name__)
+    if status.http == 401:  # Feast's auth dependency answers {"detail": "..."} (FastAPI's HTTPException)
+        return orjson.dumps({"detail": str(exc)})
     detail = orjson.dumps({"module": "feast.errors", "class": status.feast_class, "message": str(exc)})
     return orjson.dumps(detail.decode())
