@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ladle.retrieval.online import OnlineRetriever
     from ladle.retrieval.push import PushMode
     from ladle.retrieval.response import OnlineResponse
+    from ladle.security.principal import Principal
 
 EntityRows: TypeAlias = "Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame"
 
@@ -42,7 +43,9 @@ class FeatureStore:
         repo_path: str | Path | None = None,
         config: RepoConfig | Mapping[str, Any] | None = None,
         fs_yaml_file: str | Path | None = None,
+        credential: str | None = None,
     ) -> None:
+        self._credential = credential
         root = Path(repo_path) if repo_path is not None else Path.cwd()
         if isinstance(config, RepoConfig):
             self.config = config
@@ -57,6 +60,13 @@ class FeatureStore:
     def project(self) -> str:
         """The project name from the config."""
         return self.config.project
+
+    @cached_property
+    def principal(self) -> Principal:
+        """Who this SDK acts as: ``credential`` checked by the configured ``auth:`` (ANONYMOUS under no_auth)."""
+        from ladle.security.auth import authenticator_for
+
+        return authenticator_for(self.config.auth).authenticate(self._credential)
 
     # -- services (built on first use) -------------------------------------------------------
     @cached_property
