@@ -23,6 +23,7 @@ if typing.TYPE_CHECKING:
         FileSource,
         PushSource,
     )
+    from ladle.client import RemoteClient
     from ladle.retrieval.response import OnlineResponse
     from ladle.store import FeatureStore
     from ladle.types import (
@@ -59,6 +60,7 @@ __all__ = [
     "Int64",
     "OnlineResponse",
     "PushSource",
+    "RemoteClient",
     "RepoConfig",
     "String",
     "UnixTimestamp",
@@ -76,6 +78,7 @@ _HOME = {
     "FileSource": "ladle.definitions",
     "PushSource": "ladle.definitions",
     "OnlineResponse": "ladle.retrieval.response",
+    "RemoteClient": "ladle.client",
     "FeatureStore": "ladle.store",
     **dict.fromkeys(
         [
