@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from ladle.errors import AuthenticationError, BackendUnavailableError, ConfigError
-from ladle.security.api_keys import hash_key, new_key
-from ladle.security.auth import INVALID, MISSING, authenticator_for
+from ladle.security.api_keys import ApiKeyConfig, ApiKeyEntry, hash_key, new_key
+from ladle.security.auth import INVALID, MISSING, AuthConfig, authenticator_for
 from ladle.security.credentials import client_token, sdk_principal
+from ladle.security.kubernetes import KubernetesConfig
+from ladle.security.oidc import OidcConfig
 from ladle.security.principal import ANONYMOUS
 from security.auth_idp import CLIENT_ID, CLIENT_SECRET, IdP
 
@@ -288,3 +291,11 @@ def test_kubernetes_service_account_tokens(idp: IdP) -> None:
     # Without an audience configured, the issuer (the API server's default audience) is required.
     default = authenticator_for({**section, "audience": None})
     assert default.verify(idp.token(**{**claims, "aud": [idp.issuer]})).name.endswith(":trainer")
+
+
+# -- docs -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("model", [AuthConfig, ApiKeyConfig, ApiKeyEntry, OidcConfig, KubernetesConfig])
+def test_every_auth_key_is_documented(model: type[BaseModel]) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    missing = [name for name in model.model_fields if f"`{name}`" not in text]
+    assert not missing, f"{model.__name__} keys missing from docs/security.md (Authentication): {missing}"
