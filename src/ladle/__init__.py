@@ -13,6 +13,7 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:
+    from ladle.client import RemoteClient
     from ladle.config import RepoConfig
     from ladle.definitions import (
         Entity,
@@ -23,7 +24,6 @@ if typing.TYPE_CHECKING:
         FileSource,
         PushSource,
     )
-    from ladle.client import RemoteClient
     from ladle.retrieval.response import OnlineResponse
     from ladle.store import FeatureStore
     from ladle.types import (

@@ -157,7 +157,8 @@ class RestApp:
             except Exception as exc:  # 401, or 503 when the identity provider cannot be reached
                 response = self._error(exc, path)
                 await _send(send, response)
-                metrics.observe_request(path, "rest", str(response.status), time.perf_counter() - started)
+                if path in self._routes:  # never a label per made-up path
+                    metrics.observe_request(path, "rest", str(response.status), time.perf_counter() - started)
                 return
         methods = self._routes.get(path)
         if methods is None:
