@@ -309,3 +309,18 @@ def test_exposure_warning() -> None:
     assert "SECURITY WARNING" in (exposure_warning("0.0.0.0", no_auth) or "")
     assert exposure_warning("0.0.0.0", keys) is None
     assert "metrics_port" in (exposure_warning("0.0.0.0", keys, metrics_port=8000) or "")
+
+
+def test_an_unreachable_identity_provider_is_503_not_401(tmp_path: Path) -> None:
+    section = {"type": "oidc", "auth_discovery_url": "http://127.0.0.1:9/.well-known/openid-configuration"}
+    store = FeatureStore(repo_path=repo_with_auth(tmp_path, {**section, "client_id": CLIENT_ID}))
+    try:
+        with TestClient(RestApp(core_of(store))) as client:
+            token = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ4In0.c2ln"
+            answer = client.post("/get-online-features", json=_body("/get-online-features"), headers={
+                "Authorization": f"Bearer {token}"})  # fmt: skip
+            assert answer.status_code == 503, answer.text
+            assert "cannot fetch" in answer.text
+            assert client.get("/health").status_code == 200
+    finally:
+        store.close()

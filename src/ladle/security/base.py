@@ -65,6 +65,15 @@ class Authenticator(Protocol):
         """The principal for a bare token (what the SDK holds), or AuthenticationError."""
         ...
 
+    def quick(self, authorization: str | None) -> Principal | None:
+        """The principal if it is known without I/O or a signature check, else None.
+
+        Servers call this on the event loop and, on None, :meth:`authenticate` in a thread: a first
+        token may need the identity provider's keys (a network fetch) and a signature check. A
+        missing or malformed credential raises here already.
+        """
+        ...
+
 
 class NoAuth:
     """``auth: {type: no_auth}``: everyone is :data:`ANONYMOUS` (the embedded default)."""
@@ -79,6 +88,10 @@ class NoAuth:
         return ANONYMOUS
 
     def verify(self, token: str) -> Principal:
+        """Always :data:`ANONYMOUS`."""
+        return ANONYMOUS
+
+    def quick(self, authorization: str | None) -> Principal | None:
         """Always :data:`ANONYMOUS`."""
         return ANONYMOUS
 

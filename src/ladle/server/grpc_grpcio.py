@@ -38,7 +38,9 @@ class _Base:
     async def _call(self, endpoint: str, context: Any, work: Callable[[Principal], Awaitable[T]]) -> T:
         started = time.perf_counter()
         try:
-            principal = self.services.authenticate(dict(context.invocation_metadata())) if self.core.auth else ANONYMOUS
+            principal = ANONYMOUS
+            if self.core.auth is not None:
+                principal = await self.services.principal(dict(context.invocation_metadata()))
             result = await work(principal)
         # The boundary: every failure becomes a status code, never a dead worker.
         except Exception as exc:
@@ -65,7 +67,7 @@ class ServingServicer(_Base):
         """Ladle's version."""
         if self.core.auth is not None:
             try:
-                self.services.authenticate(dict(context.invocation_metadata()))
+                await self.services.principal(dict(context.invocation_metadata()))
             except Exception as exc:
                 await context.abort(status_of(exc).grpc, str(exc))
         return serving_pb.GetFeastServingInfoResponse(version=ladle.__version__)
@@ -134,7 +136,7 @@ class _GuardReflection(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         """Check the credential of reflection calls; every other call passes through untouched."""
         if details.method.startswith("/grpc.reflection."):
             try:
-                self.services.authenticate(dict(details.invocation_metadata or ()))
+                await self.services.principal(dict(details.invocation_metadata or ()))
             except Exception as exc:
                 return _refusal(status_of(exc).grpc, str(exc))
         return await continuation(details)

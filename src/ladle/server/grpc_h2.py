@@ -206,16 +206,23 @@ class H2Engine:
 
     def _guarded(
         self, endpoint: str, handler: Callable[[bytes, CallContext], bytes]
-    ) -> Callable[[bytes, CallContext], bytes]:
+    ) -> Callable[[bytes, CallContext], bytes | Awaitable[bytes]]:
         """``handler`` behind the auth check (nothing added under ``no_auth``)."""
         if self.core.auth is None:
             return handler
-        authenticate = self.services.authenticate
+        services = self.services
 
-        def guarded(data: bytes, context: CallContext) -> bytes:
+        def guarded(data: bytes, context: CallContext) -> bytes | Awaitable[bytes]:
             started = time.perf_counter()
             try:
-                authenticate(context.metadata)
+                known = services.quick(context.metadata)
+            except Exception as exc:
+                raise _grpc_error(endpoint, exc, started) from None
+            return handler(data, context) if known is not None else checked(data, context, started)
+
+        async def checked(data: bytes, context: CallContext, started: float) -> bytes:
+            try:
+                await services.principal(context.metadata)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
             return handler(data, context)
@@ -225,11 +232,11 @@ class H2Engine:
     def _guarded_stream(
         self, handler: Callable[[AsyncIterator[bytes], CallContext], AsyncIterator[bytes]]
     ) -> Callable[[AsyncIterator[bytes], CallContext], AsyncIterator[bytes]]:
-        authenticate = self.services.authenticate
+        services = self.services
 
         async def guarded(requests: AsyncIterator[bytes], context: CallContext) -> AsyncIterator[bytes]:
             try:
-                authenticate(context.metadata)
+                await services.principal(context.metadata)
             except Exception as exc:
                 raise _grpc_error("ServerReflectionInfo", exc, time.perf_counter()) from None
             async for answer in handler(requests, context):
@@ -244,23 +251,25 @@ class H2Engine:
         services = self.services
         offload = self.core.settings.offload_entities
         auth = self.core.auth is not None
-        authenticate = services.authenticate
+        quick = services.quick
 
         def handler(data: bytes, context: CallContext) -> bytes | Awaitable[bytes]:
             started = time.perf_counter()
             try:
-                principal = authenticate(context.metadata) if auth else ANONYMOUS
+                principal = quick(context.metadata) if auth else ANONYMOUS
                 request = services.parse_online(_parse(serving_pb.GetOnlineFeaturesRequest, data))
-                if request.rows > offload:
-                    return offloaded(request, principal, started)
+                if principal is None or request.rows > offload:
+                    return offloaded(request, principal, context, started)
                 answer = services.read(request, principal)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
             metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
             return answer
 
-        async def offloaded(request: Any, principal: Principal, started: float) -> bytes:
+        async def offloaded(request: Any, principal: Principal | None, context: CallContext, started: float) -> bytes:
             try:
+                if principal is None:  # a token not seen before: checked in a thread
+                    principal = await services.principal(context.metadata)
                 answer = await asyncio.get_running_loop().run_in_executor(None, services.read, request, principal)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
@@ -272,12 +281,12 @@ class H2Engine:
     def _write(
         self, endpoint: str, message_class: Any, work: Callable[[Any, Principal], Awaitable[Any]]
     ) -> Callable[[bytes, CallContext], Awaitable[bytes]]:
-        authenticate = self.services.authenticate
+        principal_of = self.services.principal
 
         async def handler(data: bytes, context: CallContext) -> bytes:
             started = time.perf_counter()
             try:
-                principal = authenticate(context.metadata)
+                principal = await principal_of(context.metadata)
                 response = await work(_parse(message_class, data), principal)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None

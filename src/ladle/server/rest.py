@@ -153,7 +153,7 @@ class RestApp:
         path = scope["path"]
         if self._auth is not None and path not in self._open:
             try:
-                scope[PRINCIPAL] = self._auth.authenticate(self._credential(scope))
+                scope[PRINCIPAL] = await self._authenticate(scope)
             except Exception as exc:  # 401, or 503 when the identity provider cannot be reached
                 response = self._error(exc, path)
                 await _send(send, response)
@@ -179,6 +179,15 @@ class RestApp:
         await _send(send, response)
         if path != "/metrics":
             metrics.observe_request(path, "rest", str(response.status), time.perf_counter() - started)
+
+    async def _authenticate(self, scope: Scope) -> Principal:
+        """The caller; a token not seen before is checked in a thread (it may fetch the issuer's keys)."""
+        assert self._auth is not None
+        credential = self._credential(scope)
+        principal = self._auth.quick(credential)
+        if principal is None:
+            principal = await asyncio.get_running_loop().run_in_executor(None, self._auth.authenticate, credential)
+        return principal
 
     def _credential(self, scope: Scope) -> str | None:
         """The ``Authorization`` header (or ``x-api-key`` as a bearer value, when the config allows it)."""
@@ -296,7 +305,7 @@ class RestApp:
         answer = readiness.to_json()
         if not self.core.is_public("ready"):
             try:  # anonymous callers (probes) get the status; the checks may name hosts and errors
-                self.core.auth.authenticate(self._credential(scope))  # type: ignore[union-attr]
+                await self._authenticate(scope)
             except Exception:
                 answer = {"status": answer["status"]}
         return Response(200 if readiness.ready else 503, orjson.dumps(answer))
