@@ -28,6 +28,7 @@ class IdP:
         self.keys: dict[str, Any] = {}
         self.published: list[str] = []
         self.jwks_fetches = 0
+        self.requests = 0
         self.token_grants = 0
         self.add_key("k1")
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -115,6 +116,7 @@ class IdP:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
+                idp.requests += 1
                 if self.path == "/.well-known/openid-configuration":
                     self._json(
                         200,

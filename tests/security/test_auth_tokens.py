@@ -233,6 +233,28 @@ def test_an_unreachable_issuer_is_unavailable_not_unauthenticated(idp: IdP) -> N
         auth.verify(idp.token())
 
 
+def test_a_dead_key_url_fails_fast_and_known_keys_outlive_an_outage() -> None:
+    idp = IdP()
+    try:
+        dead = authenticator_for({"type": "oidc", "issuer": idp.issuer, "jwks_url": f"{idp.issuer}/gone",
+                                  "client_id": CLIENT_ID, "jwks_min_refresh_seconds": 60})  # fmt: skip
+        with pytest.raises(BackendUnavailableError, match="404"):
+            dead.verify(idp.token())
+        asked = idp.requests
+        for _ in range(5):  # no request per token while the provider is known to be down
+            with pytest.raises(BackendUnavailableError, match="404"):
+                dead.verify(idp.token(sub=str(_)))
+        assert idp.requests == asked
+        # Keys already fetched keep working when the provider goes away after their lifespan.
+        live = oidc(idp, jwks_cache_lifespan_seconds=0.01)
+        assert live.verify(idp.token(sub="before")).name == "alice"
+        idp.close()
+        time.sleep(0.05)
+        assert live.verify(idp.token(sub="during-outage")).name == "alice"
+    finally:
+        idp.close()
+
+
 def test_explicit_issuer_and_jwks_url_skip_discovery(idp: IdP) -> None:
     auth = authenticator_for(
         {"type": "oidc", "issuer": idp.issuer, "jwks_url": idp.jwks_url, "audience": ["other", CLIENT_ID]}

@@ -93,6 +93,7 @@ class KeySet:
         self._keys: dict[str | None, tuple[Any, str | None]] = {}
         self._fetched = float("-inf")
         self._lock = threading.Lock()
+        self._down: tuple[float, str] | None = None  # (until when, why) after a failed first fetch
         self.fetches = 0
 
     def _refresh(self) -> None:
@@ -100,8 +101,10 @@ class KeySet:
 
         try:
             data = fetch_json(self.url, context=self._context, timeout=self._timeout, token_file=self._token_file)
-        except BackendUnavailableError:
+        except BackendUnavailableError as exc:
             if not self._keys:
+                # No keys at all: fail fast for a while instead of every request waiting on a dead provider.
+                self._down = (time.monotonic() + max(self._min_refresh, 1.0), str(exc))
                 raise
             # The identity provider is down: keep verifying with the keys we have, retry later.
             log.warning("cannot refresh the JWK set from %s; keeping the %d known keys", self.url, len(self._keys))
@@ -128,6 +131,9 @@ class KeySet:
         """
         now = time.monotonic()
         with self._lock:
+            if self._down is not None and now < self._down[0]:
+                raise BackendUnavailableError(self._down[1])
+            self._down = None
             if now - self._fetched > self._lifespan:
                 self._refresh()
             found = self._lookup(kid)

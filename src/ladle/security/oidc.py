@@ -99,32 +99,43 @@ class JwtVerifier:
         self.issuer = config.issuer
         self.keys: KeySet | None = None
         self._setup_lock = threading.Lock()
+        self._down: tuple[float, str] | None = None  # (until when, why) after a failed discovery
         self._cache: dict[str, tuple[Principal, float]] = {}
 
     def _key_set(self) -> KeySet:
         if self.keys is not None:
             return self.keys
         with self._setup_lock:
+            now = time.monotonic()
+            if self._down is not None and now < self._down[0]:
+                raise BackendUnavailableError(self._down[1])  # fail fast while discovery is down
             if self.keys is None:
-                c = self.config
-                jwks_url, timeout = c.jwks_url, c.jwks_request_timeout_seconds
-                if c.auth_discovery_url and not (c.issuer and c.jwks_url):
-                    document = discover(
-                        c.auth_discovery_url, context=self._context, timeout=timeout, token_file=self._token_file
-                    )
-                    self.issuer = self.issuer or document.get("issuer")
-                    jwks_url = jwks_url or document["jwks_uri"]
-                if not self.issuer or not jwks_url:
-                    raise BackendUnavailableError(f"{c.auth_discovery_url} names no issuer; set auth.issuer")
-                self.keys = KeySet(
-                    jwks_url,
-                    context=self._context,
-                    timeout=timeout,
-                    lifespan=c.jwks_cache_lifespan_seconds,
-                    min_refresh=c.jwks_min_refresh_seconds,
-                    token_file=self._token_file,
-                )
+                try:
+                    self.keys = self._discover()
+                except BackendUnavailableError as exc:
+                    self._down = (now + max(self.config.jwks_min_refresh_seconds, 1.0), str(exc))
+                    raise
         return self.keys
+
+    def _discover(self) -> KeySet:
+        """The issuer (from discovery unless configured) and its key set."""
+        c = self.config
+        jwks_url, timeout = c.jwks_url, c.jwks_request_timeout_seconds
+        if c.auth_discovery_url and not (c.issuer and c.jwks_url):
+            url, token_file = c.auth_discovery_url, self._token_file
+            document = discover(url, context=self._context, timeout=timeout, token_file=token_file)
+            self.issuer = self.issuer or document.get("issuer")
+            jwks_url = jwks_url or document["jwks_uri"]
+        if not self.issuer or not jwks_url:
+            raise BackendUnavailableError(f"{c.auth_discovery_url} names no issuer; set auth.issuer")
+        return KeySet(
+            jwks_url,
+            context=self._context,
+            timeout=timeout,
+            lifespan=c.jwks_cache_lifespan_seconds,
+            min_refresh=c.jwks_min_refresh_seconds,
+            token_file=self._token_file,
+        )
 
     def cached(self, token: str) -> Principal | None:
         """The principal of a token verified before and not yet expired, else None."""
