@@ -270,6 +270,8 @@ def run(args: argparse.Namespace) -> None:
     for tool in ("wrk", "h2load"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing: apt-get install -y wrk nghttp2-client")
+    from bench.w8_many_views import measured  # here: w8 imports this module
+
     ticks = ensure_ticks(args.data)
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -290,7 +292,7 @@ def run(args: argparse.Namespace) -> None:
                         for _ in range(args.repeat):
                             for protocol in args.only:
                                 runner = run_wrk if protocol == "rest" else run_h2load
-                                runs[protocol].append(runner(server, rows, conc, args.duration, tmp))
+                                runs[protocol].append(measured(runner, server, rows, conc, args.duration, tmp))
                         for protocol in args.only:
                             engine = {"grpc_engine": args.grpc_engine} if protocol == "grpc" else {}
                             emit({"workload": f"{name}-{protocol}", "entities": rows, "concurrency": conc,
