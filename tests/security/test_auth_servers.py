@@ -122,6 +122,13 @@ def test_rest_refuses_every_route_but_health_without_a_valid_credential(secured:
                     assert answer.json() == {"detail": detail}, (path, headers)
 
 
+def test_rest_refuses_before_reading_the_body(secured: Secured) -> None:
+    with TestClient(RestApp(core_of(secured.store))) as client:
+        huge = b"x" * 300_000  # over the repo's max_body_bytes (200,000): still 401, not 413
+        answer = client.post("/push", content=huge)
+        assert (answer.status_code, answer.json()) == (401, {"detail": MISSING})
+
+
 def test_rest_serves_a_valid_credential_and_passes_the_principal_on(secured: Secured) -> None:
     core = core_of(secured.store)
     seen = Recorder(core).seen
