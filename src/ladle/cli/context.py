@@ -37,6 +37,7 @@ class CliContext:
 
         if self._store is None:
             self._store = FeatureStore(repo_path=self.chdir, fs_yaml_file=self.feature_store_yaml)
+            self._store.request_source = "cli"  # the audit log's `source`
         return self._store
 
 

@@ -18,6 +18,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 import ladle
+from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import metrics
 from ladle.server._proto.feast.serving import GrpcServer_pb2 as listen_pb
 from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
@@ -49,11 +50,18 @@ class _Base:
         metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
         return result
 
-    async def _online(self, request: Any) -> Any:
+    def _principal(self, context: Any) -> Principal:
+        if not self.core.auth_enabled:
+            return ANONYMOUS
+        metadata = dict(context.invocation_metadata() or ())
+        return self.services.principal(metadata.get("authorization"))
+
+    async def _online(self, request: Any, context: Any) -> Any:
+        principal = self._principal(context)
         parsed = self.services.parse_online(request)
         if parsed.rows > self.core.settings.offload_entities:
-            return await asyncio.get_running_loop().run_in_executor(None, self.services.read, parsed)
-        return self.services.read(parsed)
+            return await asyncio.get_running_loop().run_in_executor(None, self.services.read, parsed, principal)
+        return self.services.read(parsed, principal)
 
 
 class ServingServicer(_Base):
@@ -65,7 +73,7 @@ class ServingServicer(_Base):
 
     async def GetOnlineFeatures(self, request: Any, context: Any) -> Any:
         """Latest feature values, column-major like the REST response."""
-        return await self._call(f"/{SERVING}/GetOnlineFeatures", context, lambda: self._online(request))
+        return await self._call(f"/{SERVING}/GetOnlineFeatures", context, lambda: self._online(request, context))
 
 
 class FeatureServerServicer(_Base):
@@ -73,15 +81,17 @@ class FeatureServerServicer(_Base):
 
     async def GetOnlineFeatures(self, request: Any, context: Any) -> Any:
         """Same as ``ServingService/GetOnlineFeatures``."""
-        return await self._call(f"/{LISTEN}/GetOnlineFeatures", context, lambda: self._online(request))
+        return await self._call(f"/{LISTEN}/GetOnlineFeatures", context, lambda: self._online(request, context))
 
     async def Push(self, request: Any, context: Any) -> Any:
         """Push one row to every view fed by the push source named in ``stream_feature_view``."""
-        return await self._call(f"/{LISTEN}/Push", context, lambda: self.services.push(request))
+        work = lambda: self.services.push(request, self._principal(context))  # noqa: E731
+        return await self._call(f"/{LISTEN}/Push", context, work)
 
     async def WriteToOnlineStore(self, request: Any, context: Any) -> Any:
         """Write one row straight into a view's online storage."""
-        return await self._call(f"/{LISTEN}/WriteToOnlineStore", context, lambda: self.services.write(request))
+        work = lambda: self.services.write(request, self._principal(context))  # noqa: E731
+        return await self._call(f"/{LISTEN}/WriteToOnlineStore", context, work)
 
 
 def _unary(method: Any, request: Any, response: Any) -> Any:

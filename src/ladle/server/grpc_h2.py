@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 import ladle
+from ladle.security.principal import Principal
 from ladle.server import metrics
 from ladle.server._proto.feast.serving import GrpcServer_pb2 as listen_pb
 from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
@@ -210,18 +211,19 @@ class H2Engine:
         def handler(data: bytes, context: CallContext) -> bytes | Awaitable[bytes]:
             started = time.perf_counter()
             try:
+                principal = services.principal(context.metadata.get("authorization"))
                 request = services.parse_online(_parse(serving_pb.GetOnlineFeaturesRequest, data))
                 if request.rows > offload:
-                    return offloaded(request, started)
-                answer = services.read(request)
+                    return offloaded(request, principal, started)
+                answer = services.read(request, principal)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
             metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
             return answer
 
-        async def offloaded(request: Any, started: float) -> bytes:
+        async def offloaded(request: Any, principal: Principal, started: float) -> bytes:
             try:
-                answer = await asyncio.get_running_loop().run_in_executor(None, services.read, request)
+                answer = await asyncio.get_running_loop().run_in_executor(None, services.read, request, principal)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
             metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
@@ -230,12 +232,13 @@ class H2Engine:
         return handler
 
     def _write(
-        self, endpoint: str, message_class: Any, work: Callable[[Any], Awaitable[Any]]
+        self, endpoint: str, message_class: Any, work: Callable[[Any, Principal], Awaitable[Any]]
     ) -> Callable[[bytes, CallContext], Awaitable[bytes]]:
         async def handler(data: bytes, context: CallContext) -> bytes:
             started = time.perf_counter()
             try:
-                response = await work(_parse(message_class, data))
+                principal = self.services.principal(context.metadata.get("authorization"))
+                response = await work(_parse(message_class, data), principal)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
             metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)

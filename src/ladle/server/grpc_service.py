@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ladle.errors import RequestError
+from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import codec, health
 from ladle.server._proto.feast.serving import GrpcServer_pb2 as listen_pb
 from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
@@ -77,16 +78,20 @@ class Services:
     def __init__(self, core: ServerCore) -> None:
         self.core = core
 
+    def principal(self, authorization: str | None) -> Principal:
+        """The caller of an RPC carrying ``authorization`` metadata (no_auth: anonymous)."""
+        return self.core.authenticate(authorization) if self.core.auth_enabled else ANONYMOUS
+
     def parse_online(self, request: Any) -> OnlineRequest:
         """A parsed ``GetOnlineFeaturesRequest``."""
         return parse_online_request(request)
 
-    def read(self, request: OnlineRequest) -> bytes:
+    def read(self, request: OnlineRequest, principal: Principal = ANONYMOUS) -> bytes:
         """The ``GetOnlineFeaturesResponse`` bytes for one request."""
-        response, plan = self.core.get_online_features(request)
+        response, plan = self.core.get_online_features(request, principal, "grpc")
         return plan_response_bytes(response, plan)
 
-    async def push(self, request: Any) -> Any:
+    async def push(self, request: Any, principal: Principal = ANONYMOUS) -> Any:
         """Push one row to every view fed by the push source named in ``stream_feature_view``."""
         source = request.stream_feature_view
         if not source:
@@ -96,14 +101,14 @@ class Services:
         dtypes = {f.name: f.dtype for v in snapshot.views_fed_by(source) for f in (*v.entity_columns, *v.features)}
         columns = row_columns(request.features, request.typed_features, dtypes)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.core.push, source, columns, request.to or "online")
+        await loop.run_in_executor(None, self.core.push, source, columns, request.to or "online", principal, "grpc")
         return listen_pb.PushResponse(status=True)
 
-    async def write(self, request: Any) -> Any:
+    async def write(self, request: Any, principal: Principal = ANONYMOUS) -> Any:
         """Write one row straight into a view's online storage."""
         view = self.core.store.snapshot().feature_view(request.feature_view_name)
         dtypes = {f.name: f.dtype for f in (*view.entity_columns, *view.features)}
         columns = row_columns(request.features, request.typed_features, dtypes)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.core.write_to_online_store, view.name, columns)
+        await loop.run_in_executor(None, self.core.write_to_online_store, view.name, columns, principal, "grpc")
         return listen_pb.WriteToOnlineStoreResponse(status=True)

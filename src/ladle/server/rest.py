@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from ladle.errors import RequestError, RequestTooLargeError
+from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import codec, health, metrics, swagger
 from ladle.server.core import OnlineRequest, ServerCore, parse_timestamp
 from ladle.server.jobs import MaterializationJobs
@@ -201,17 +202,28 @@ class RestApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _principal(self, scope: Scope) -> Principal:
+        """The caller: the ``Authorization`` header through the core's authenticator (no_auth: anonymous)."""
+        if not self.core.auth_enabled:
+            return ANONYMOUS
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return self.core.authenticate(value.decode("latin-1"))
+        return self.core.authenticate(None)
+
     # -- handlers ---------------------------------------------------------------------------
     async def _get_online_features(self, scope: Scope, body: bytes) -> Response:
+        principal = self._principal(scope)
         request = parse_online_request(body)
         if request.rows > self.settings.offload_entities:
             loop = asyncio.get_running_loop()
-            response, plan = await loop.run_in_executor(None, self.core.get_online_features, request)
+            response, plan = await loop.run_in_executor(None, self.core.get_online_features, request, principal)
             return Response(200, await loop.run_in_executor(None, codec.online_response_json, response, plan))
-        response, plan = self.core.get_online_features(request)
+        response, plan = self.core.get_online_features(request, principal)
         return Response(200, codec.online_response_json(response, plan))
 
     async def _push(self, scope: Scope, body: bytes) -> Response:
+        principal = self._principal(scope)
         data = _object(body)
         source = _field(data, "push_source_name", str)
         if source is None:
@@ -220,10 +232,11 @@ class RestApp:
         if df is None:
             raise RequestError("'df' is required: an object mapping column names to lists of values")
         to = _field(data, "to", str, "online")
-        await asyncio.get_running_loop().run_in_executor(None, self.core.push, source, df, to)
+        await asyncio.get_running_loop().run_in_executor(None, self.core.push, source, df, to, principal)
         return Response(200)
 
     async def _write(self, scope: Scope, body: bytes) -> Response:
+        principal = self._principal(scope)
         data = _object(body)
         view = _field(data, "feature_view_name", str)
         if view is None:
@@ -231,12 +244,13 @@ class RestApp:
         df = _field(data, "df", dict)
         if df is None:
             raise RequestError("'df' is required: an object mapping column names to lists of values")
-        await asyncio.get_running_loop().run_in_executor(None, self.core.write_to_online_store, view, df)
+        await asyncio.get_running_loop().run_in_executor(None, self.core.write_to_online_store, view, df, principal)
         return Response(200, b"null")
 
     async def _materialize(self, scope: Scope, body: bytes) -> Response:
+        principal = self._principal(scope)
         data = _object(body)
-        views = self.core.views_to_materialize(_string_list(data, "feature_views"))
+        views = self.core.views_to_materialize(_string_list(data, "feature_views"), principal)
         start: datetime | None = None
         if scope["path"] == "/materialize-incremental":
             end = parse_timestamp(data.get("end_ts"), "end_ts")
@@ -249,7 +263,7 @@ class RestApp:
                 raise RequestError(f"start_ts {start.isoformat()} is after end_ts {end.isoformat()}")
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         run_async = query.get("async", ["false"])[-1].lower() in {"true", "1", "yes"}
-        future = self.jobs.submit(views, start, end)
+        future = self.jobs.submit(views, start, end, principal)
         if run_async:
             return Response(202, orjson.dumps({"status": "accepted", "feature_views": views}))
         await asyncio.wrap_future(future)
