@@ -285,7 +285,7 @@ class Permission:
     ) -> None:
         self.name = check_name("permission", name)
         if types is None:
-            kinds = tuple(RESOURCE_KINDS)
+            kinds = tuple(sorted(RESOURCE_KINDS))
         else:
             given = [types] if isinstance(types, (str, type)) else list(types)
             if not given:
