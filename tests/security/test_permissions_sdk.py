@@ -108,7 +108,9 @@ def test_online_reads_need_read_online_on_each_view_or_on_the_service(repo: Path
 def test_historical_reads_need_read_offline(repo: Path) -> None:
     store = store_as(repo, ALICE)
     entity_df = pd.DataFrame({"commodity_code": ["brent"], "event_timestamp": [datetime(2024, 2, 1, tzinfo=UTC)]})
-    with pytest.raises(PermissionDeniedError, match="alice may not READ_OFFLINE feature view 'commodity_price_features'"):
+    with pytest.raises(
+        PermissionDeniedError, match="alice may not READ_OFFLINE feature view 'commodity_price_features'"
+    ):
         store.get_historical_features(entity_df, ["commodity_price_features:current_price"])
     entity_df["station_id"] = [1]
     job = store.get_historical_features(entity_df, feature_service="price_model")  # READ on the service
@@ -153,7 +155,9 @@ def test_write_to_online_store_and_materialize_need_write_online(repo: Path) -> 
 
 
 def test_an_apply_with_one_denied_object_applies_nothing(repo: Path) -> None:
-    creators = Permission("entity_creators", types=[Entity], actions=[AuthzedAction.CREATE], policy=RoleBasedPolicy(roles=["writer"]))
+    creators = Permission(
+        "entity_creators", types=[Entity], actions=[AuthzedAction.CREATE], policy=RoleBasedPolicy(roles=["writer"])
+    )
     root = store_as(repo, ROOT)
     root.apply([creators])
     version = root.registry.version()
@@ -161,8 +165,8 @@ def test_an_apply_with_one_denied_object_applies_nothing(repo: Path) -> None:
     region = Entity(name="region", join_keys=["region_id"])
     view = root.get_feature_view("commodity_price_features")
     changed = FeatureView(
-        name=view.name, entities=view.entities, ttl=timedelta(days=1), schema=[Field(name="current_price", dtype=Float64)],
-        source=view.source,
+        name=view.name, entities=view.entities, ttl=timedelta(days=1),
+        schema=[Field(name="current_price", dtype=Float64)], source=view.source,
     )  # fmt: skip
     with pytest.raises(PermissionDeniedError, match="bob may not UPDATE feature view 'commodity_price_features'"):
         bob.apply([region, changed], skip_source_validation=True)

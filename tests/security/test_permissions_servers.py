@@ -88,7 +88,7 @@ def client(store: FeatureStore) -> Iterator[TestClient]:
 
 
 def online_value(store: FeatureStore, ref: str, code: str) -> Any:
-    view, feature = ref.split(":")
+    feature = ref.split(":")[1]
     return store.get_online_features([ref], [{"commodity_code": code}]).to_dict()[feature][0]
 
 
@@ -123,7 +123,9 @@ def test_rest_writes_are_checked_and_a_denial_writes_nothing(client: TestClient,
     message = forbidden(client.post("/write-to-online-store", json=write, headers=bearer("bob")))
     assert message.startswith("bob may not WRITE_ONLINE feature view 'commodity_price_features'")
     push = {"push_source_name": "price_push", "df": df, "to": "online_and_offline"}
-    assert "WRITE_OFFLINE feature view 'live_prices'" in forbidden(client.post("/push", json=push, headers=bearer("bob")))
+    assert "WRITE_OFFLINE feature view 'live_prices'" in forbidden(
+        client.post("/push", json=push, headers=bearer("bob"))
+    )
     materialize = {"feature_views": ["commodity_price_features"], "end_ts": now}
     denied = client.post("/materialize-incremental", json=materialize, headers=bearer("alice"))
     assert "alice may not WRITE_ONLINE" in forbidden(denied)
@@ -186,7 +188,9 @@ def metadata(name: str) -> list[tuple[str, str]]:
 
 
 def _online(view: str, feature: str, **entities: value_pb.RepeatedValue) -> serving_pb.GetOnlineFeaturesRequest:
-    return serving_pb.GetOnlineFeaturesRequest(features=serving_pb.FeatureList(val=[f"{view}:{feature}"]), entities=entities)
+    return serving_pb.GetOnlineFeaturesRequest(
+        features=serving_pb.FeatureList(val=[f"{view}:{feature}"]), entities=entities
+    )
 
 
 def _codes(*codes: str) -> value_pb.RepeatedValue:

@@ -142,7 +142,9 @@ _PERMISSION = st.builds(
     st.frozensets(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=2),
     st.sampled_from([None, "x.*", "y"]),
 )
-_RESOURCE = st.builds(Resource, st.sampled_from(["feature_view", "feature_service", "entity"]), st.sampled_from(["x1", "y", "z"]))
+_RESOURCE = st.builds(
+    Resource, st.sampled_from(["feature_view", "feature_service", "entity"]), st.sampled_from(["x1", "y", "z"])
+)
 
 
 @settings(max_examples=200, deadline=None)
