@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -171,13 +171,7 @@ class FeatureStore:
         """
         from ladle.repo.plan import apply
 
-        changed: list[str] = []
-
-        def authorize(base: RegistrySnapshot, changes: Sequence[tuple[Any, Any]]) -> None:
-            from ladle.security.permissions import check_changes
-
-            changed.extend(f"{diff.kind}:{diff.name}" for diff, _ in changes)
-            check_changes(self.enforcer, base, self.principal, changes, event="apply", source=self.request_source)
+        authorize, actions, changed = self._change_checker("apply")
 
         def work() -> ApplyResult:
             return apply(
@@ -185,17 +179,29 @@ class FeatureStore:
                 skip_source_validation=skip_source_validation, applied_by=applied_by, authorize=authorize,
             )  # fmt: skip
 
-        return self._audited("apply", ["CREATE", "UPDATE", "DELETE"], lambda: changed, work)
+        return self._audited("apply", actions, lambda: changed, work)
 
     def teardown(self) -> None:
         """Remove the project's online data and registry entries."""
         from ladle.repo.plan import teardown
-        from ladle.security.permissions import check_changes
+
+        authorize, actions, removed = self._change_checker("teardown")
+        work = lambda: teardown(self.registry, self.online_store, authorize)  # noqa: E731
+        self._audited("teardown", actions, lambda: removed, work)
+
+    def _change_checker(self, event: str) -> tuple[Callable[[RegistrySnapshot, Any], None], set[str], list[str]]:
+        """The ``authorize`` hook of apply/teardown, and the actions and resources it saw (for the audit line)."""
+        from ladle.security.permissions import CHANGE_ACTIONS, check_changes
+
+        actions: set[str] = set()
+        resources: list[str] = []
 
         def authorize(base: RegistrySnapshot, changes: Sequence[tuple[Any, Any]]) -> None:
-            check_changes(self.enforcer, base, self.principal, changes, event="teardown", source=self.request_source)
+            actions.update(CHANGE_ACTIONS[diff.action].name for diff, _ in changes)
+            resources.extend(f"{diff.kind}:{diff.name}" for diff, _ in changes)
+            check_changes(self.enforcer, base, self.principal, changes, event=event, source=self.request_source)
 
-        self._audited("teardown", ["DELETE"], lambda: [], lambda: teardown(self.registry, self.online_store, authorize))
+        return authorize, actions, resources
 
     # list_* return only what the caller may DESCRIBE; get_* refuse (PermissionDeniedError).
     def list_entities(self) -> list[Entity]:
@@ -425,7 +431,7 @@ class FeatureStore:
     def _audited(
         self,
         event: str,
-        actions: Sequence[str],
+        actions: Iterable[str],
         resources: Callable[[], Sequence[str]],
         work: Callable[[], T],
         principal: Principal | None = None,

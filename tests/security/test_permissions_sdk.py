@@ -254,7 +254,7 @@ def test_writes_materializations_applies_and_denials_are_audited(repo: Path, cap
     assert push["rows"] == 1 and push["project"] == PROJECT
     assert denied["resources"] == ["feature_view:commodity_price_features"] and "bob may not" in denied["detail"]
     assert materialize["principal"] == "root" and isinstance(materialize["rows"], int)
-    assert apply["resources"] == ["entity:region"]
+    assert apply["resources"] == ["entity:region"] and apply["actions"] == ["CREATE"]
     assert "FutureEventTimeError" in failed["detail"]
     bob.close()
     root.close()

@@ -186,7 +186,8 @@ PUSH_ACTIONS: dict[str, tuple[AuthzedAction, ...]] = {
     "online_and_offline": (AuthzedAction.WRITE_ONLINE, AuthzedAction.WRITE_OFFLINE),
 }
 
-_CHANGE_ACTIONS = {"add": AuthzedAction.CREATE, "change": AuthzedAction.UPDATE, "remove": AuthzedAction.DELETE}
+#: The action each kind of registry change needs.
+CHANGE_ACTIONS = {"add": AuthzedAction.CREATE, "change": AuthzedAction.UPDATE, "remove": AuthzedAction.DELETE}
 
 
 def check_changes(
@@ -210,7 +211,7 @@ def check_changes(
         before = snapshot.objects(diff.kind).get(diff.name) if diff.action == "change" else None
         if before is not None and Resource.of(before) != resources[0]:
             resources.append(Resource.of(before))
-        enforcer.check(snapshot, principal, _CHANGE_ACTIONS[diff.action], resources, event=event, source=source)
+        enforcer.check(snapshot, principal, CHANGE_ACTIONS[diff.action], resources, event=event, source=source)
 
 
 def auth_configured(auth: Mapping[str, Any]) -> bool:
