@@ -262,13 +262,12 @@ class FeatureStore:
         full_feature_names: bool = False,
     ) -> OnlineResponse:
         """Latest values for each entity row; ttl enforced (``OUTSIDE_MAX_AGE``); needs READ_ONLINE."""
-        if self.enforcer.applies(self.principal):
-            snapshot = self.snapshot()
-            if snapshot.permissions:
-                from ladle.security.permissions import read_resources
-
-                resources = read_resources(snapshot, features)
-                self._check(snapshot, AuthzedAction.READ_ONLINE, resources, "get_online_features")
+        principal = self.principal
+        if self.enforcer.applies(principal):
+            self.enforcer.check_read(
+                self.snapshot(), principal, AuthzedAction.READ_ONLINE, features,
+                event="get_online_features", source=self.request_source,
+            )  # fmt: skip
         return self._online.get_online_features(features, entity_rows, full_feature_names)
 
     def get_historical_features(
@@ -290,11 +289,10 @@ class FeatureStore:
                 else self.snapshot().feature_service(feature_service)
             )
         snapshot = self.snapshot()
-        if snapshot.permissions:
-            from ladle.security.permissions import read_resources
-
-            resources = read_resources(snapshot, features)
-            self._check(snapshot, AuthzedAction.READ_OFFLINE, resources, "get_historical_features")
+        self.enforcer.check_read(
+            snapshot, self.principal, AuthzedAction.READ_OFFLINE, features,
+            event="get_historical_features", source=self.request_source,
+        )  # fmt: skip
         return historical_job(snapshot, self.offline_store, entity_df, features, full_feature_names)
 
     # -- writing ------------------------------------------------------------------------------

@@ -258,3 +258,21 @@ def test_writes_materializations_applies_and_denials_are_audited(repo: Path, cap
     assert "FutureEventTimeError" in failed["detail"]
     bob.close()
     root.close()
+
+
+def test_a_changed_permission_takes_effect_with_the_next_registry_version(repo: Path) -> None:
+    alice = store_as(repo, ALICE)
+    refs = ["commodity_price_features:current_price"]
+    assert alice.get_online_features(refs, CRUDE).to_dict()["current_price"] == [78.25]
+    assert alice.get_online_features(tuple(refs), CRUDE).to_dict()["current_price"] == [78.25]  # the memoized grant
+    root = store_as(repo, ROOT)
+    narrower = Permission(
+        "price_readers", types=[FeatureView], name_patterns=["commodity_price_features"],
+        actions=[AuthzedAction.DESCRIBE], policy=RoleBasedPolicy(roles=["analyst"]),
+    )  # fmt: skip
+    root.apply([narrower])
+    alice.refresh_registry()
+    with pytest.raises(PermissionDeniedError, match="alice may not READ_ONLINE feature view 'commodity_price_features'"):
+        alice.get_online_features(refs, CRUDE)
+    for store in (alice, root):
+        store.close()

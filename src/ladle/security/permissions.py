@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from ladle.definitions import FeatureService
 from ladle.definitions.permission import RESOURCE_KINDS, AuthzedAction, Permission, resource_kind
-from ladle.definitions.refs import resolve
 from ladle.errors import PermissionDeniedError
 from ladle.security import audit
 from ladle.security.principal import Principal
@@ -98,6 +97,7 @@ class Enforcer:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._decisions: dict[Any, tuple[AuthzedAction, Resource, str] | None] = {}
+        self._granted_reads: set[Any] = set()
         self._lock = threading.Lock()
 
     def applies(self, principal: Principal) -> bool:
@@ -145,6 +145,38 @@ class Enforcer:
             )
             raise error
 
+    def check_read(
+        self,
+        snapshot: RegistrySnapshot,
+        principal: Principal,
+        action: AuthzedAction,
+        features: Sequence[str] | FeatureService | str,
+        *,
+        event: str,
+        source: str,
+    ) -> None:
+        """:meth:`check` of a read (READ_ONLINE / READ_OFFLINE) of ``features``; a repeated granted read
+        of the same references pays one set lookup."""
+        if not snapshot.permissions or not (self.enabled or principal.method != "none"):
+            return
+        refs: Any = None  # a FeatureService object is not memoized (its Resource is cheap)
+        if isinstance(features, str):
+            refs = features
+        elif isinstance(features, (list, tuple)):
+            refs = tuple(features)
+        key = (snapshot.project, snapshot.version, principal, action, refs)
+        try:
+            if refs is not None and key in self._granted_reads:
+                return
+        except TypeError:  # unhashable references: the read itself will refuse them
+            refs = None
+        self.check(snapshot, principal, action, read_resources(snapshot, features), event=event, source=source)
+        if refs is not None:
+            with self._lock:
+                if len(self._granted_reads) >= _CACHE_LIMIT:
+                    self._granted_reads.clear()
+                self._granted_reads.add(key)
+
     def permitted(
         self, snapshot: RegistrySnapshot, principal: Principal, action: AuthzedAction, objects: Iterable[Any]
     ) -> list[Any]:
@@ -176,7 +208,11 @@ def read_resources(snapshot: RegistrySnapshot, features: Sequence[str] | Feature
         return [Resource.of(features)]
     if isinstance(features, str):
         return [Resource.of(snapshot.feature_service(features))]
-    return [Resource.of(selection.view) for selection in resolve(snapshot, features)]
+    # The view of each "view:feature" (or bare "view"); references to no view are left to the read,
+    # which refuses them with its own error before anything is read.
+    names = dict.fromkeys(ref.partition(":")[0] for ref in features if isinstance(ref, str))
+    views = snapshot.feature_views
+    return [Resource.of(views[name]) for name in names if name in views]
 
 
 #: The actions a push needs on each view it feeds, by ``to``.
