@@ -272,7 +272,7 @@ def test_a_changed_permission_takes_effect_with_the_next_registry_version(repo: 
     )  # fmt: skip
     root.apply([narrower])
     alice.refresh_registry()
-    with pytest.raises(PermissionDeniedError, match="alice may not READ_ONLINE feature view 'commodity_price_features'"):
+    with pytest.raises(PermissionDeniedError, match="alice may not READ_ONLINE feature view 'commodity_price"):
         alice.get_online_features(refs, CRUDE)
     for store in (alice, root):
         store.close()
