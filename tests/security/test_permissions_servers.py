@@ -43,6 +43,7 @@ with warnings.catch_warnings():
 PRINCIPALS = {
     "alice-token": Principal("alice", roles=frozenset({"analyst"}), method="api_key"),
     "bob-token": Principal("bob", roles=frozenset({"writer"}), method="api_key"),
+    "root-token": Principal("root", roles=frozenset({"admin"}), method="api_key"),
 }
 
 
@@ -136,6 +137,18 @@ def test_rest_writes_are_checked_and_a_denial_writes_nothing(client: TestClient,
     push["to"] = "online"
     assert client.post("/push", json=push, headers=bearer("bob")).status_code == 200
     assert online_value(store, "live_prices:current_price", "crude_oil_wti") == 1.0
+
+
+def test_rest_materialization_runs_as_the_caller(
+    client: TestClient, store: FeatureStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"feature_views": ["commodity_price_features"], "end_ts": datetime.now(UTC).isoformat()}
+    with caplog.at_level(logging.INFO, logger="ladle.audit"):
+        assert client.post("/materialize-incremental", json=body, headers=bearer("root")).status_code == 200
+    assert store.registry.watermark("commodity_price_features") is not None
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ladle.audit"]
+    assert (line["event"], line["principal"], line["source"]) == ("materialize", "root", "rest")
+    assert line["outcome"] == "allowed"
 
 
 def test_rest_refuses_future_event_times(client: TestClient, store: FeatureStore) -> None:
