@@ -37,7 +37,8 @@ FEAST_VERBS = [
     "init", "apply", "plan", "teardown", "registry-dump", "materialize", "materialize-incremental", "serve",
     "serve_offline", "serve_registry", "serve_transformations", "ui", "entities list", "entities describe",
     "feature-views list", "feature-views describe", "feature-services list", "feature-services describe",
-    "data-sources list", "data-sources describe", "on-demand-feature-views", "permissions", "projects",
+    "data-sources list", "data-sources describe", "on-demand-feature-views", "permissions list",
+    "permissions describe", "permissions check", "permissions list-roles", "projects",
     "saved-datasets", "stream-feature-views", "validation-references", "version", "endpoint", "listen",
     "get-historical-features", "get-online-features", "delete", "configuration",
 ]  # fmt: skip
@@ -54,8 +55,8 @@ FEAST_INSTEAD = {
     "`ladle serve`.",
     "on-demand-feature-views": "On-demand feature views are not supported: compute the values in an ingestion "
     "and store them in a feature view.",
-    "permissions": "No permission objects yet: the `auth` block is accepted; `ladle serve` listens on loopback "
-    "by default.",
+    "permissions list-roles": "Ladle keeps no list of roles: they come with the caller's credential (API key entry, "
+    "OIDC token claims, Kubernetes bindings); `ladle permissions list` shows the roles each permission names.",
     "projects": "A project is the `project:` key of feature_store.yaml (several share one registry); "
     "`ladle registry-dump` shows the current one.",
     "saved-datasets": "No saved datasets: write training data to a file with `ladle get-historical-features -o "

@@ -73,6 +73,16 @@ class MaterializationConfig(StrictModel):
     pull_latest_features: bool = True
 
 
+class WriteSafetyConfig(StrictModel):
+    """``write_safety:`` block: checks on rows callers write (push, write_to_online_store)."""
+
+    max_future_skew_seconds: float | None = Field(
+        300,
+        ge=0,
+        description="rows with event times more than this far past now are refused; 0 or null = no check",
+    )
+
+
 class RepoConfig(StrictModel):
     """The whole ``feature_store.yaml``."""
 
@@ -84,6 +94,7 @@ class RepoConfig(StrictModel):
     entity_key_serialization_version: Literal[3] = 3
     feature_server: FeatureServerConfig = FeatureServerConfig()
     materialization: MaterializationConfig = MaterializationConfig()
+    write_safety: WriteSafetyConfig = WriteSafetyConfig()
     auth: dict[str, Any] = Field(default_factory=lambda: {"type": "no_auth"})
     flags: dict[str, Any] | None = None
     coerce_tz_aware: bool = True

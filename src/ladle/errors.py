@@ -15,6 +15,7 @@
     │   │   ├── FeatureViewNotFoundError
     │   │   ├── FeatureServiceNotFoundError
     │   │   ├── FeatureNotFoundError     a view exists but has no such feature
+    │   │   ├── PermissionNotFoundError  no permission object by that name
     │   │   └── ScheduleNotFoundError    no schedule by that name is declared in the repo
     │   ├── ConflictError                optimistic-concurrency loss on apply; retry after refresh
     │   └── LeaseHeldError               a scheduled run already holds the lease
@@ -113,6 +114,12 @@ class FeatureNotFoundError(ObjectNotFoundError):
     """The feature view exists but does not have the requested feature."""
 
     kind = "feature"
+
+
+class PermissionNotFoundError(ObjectNotFoundError):
+    """No permission object by that name."""
+
+    kind = "permission"
 
 
 class ScheduleNotFoundError(ObjectNotFoundError):

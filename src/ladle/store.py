@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from ladle.config import RepoConfig, load_config, load_yaml
-from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView
-from ladle.errors import ConfigError
+from ladle.definitions import AuthzedAction, DataSource, Definition, Entity, FeatureService, FeatureView, Permission
+from ladle.errors import ConfigError, RequestError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from ladle.retrieval.online import OnlineRetriever
     from ladle.retrieval.push import PushMode
     from ladle.retrieval.response import OnlineResponse
+    from ladle.security.permissions import Enforcer, Resource
     from ladle.security.principal import Principal
 
+T = TypeVar("T")
 EntityRows: TypeAlias = "Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame"
 
 
@@ -46,6 +48,8 @@ class FeatureStore:
         credential: str | None = None,
     ) -> None:
         self._credential = credential
+        #: Where calls come from, for the audit log: "sdk", or "cli" when the CLI built the store.
+        self.request_source = "sdk"
         root = Path(repo_path) if repo_path is not None else Path.cwd()
         if isinstance(config, RepoConfig):
             self.config = config
@@ -71,6 +75,36 @@ class FeatureStore:
         from ladle.security.credentials import sdk_principal
 
         return sdk_principal(self.config.auth, self._credential, str(self.repo_path))
+
+    @cached_property
+    def enforcer(self) -> Enforcer:
+        """Checks calls against the registry's permissions (on when ``auth:`` is configured)."""
+        from ladle.security.permissions import Enforcer, auth_configured
+
+        return Enforcer(auth_configured(self.config.auth))
+
+    def _check(
+        self,
+        snapshot: RegistrySnapshot,
+        actions: AuthzedAction | Sequence[AuthzedAction],
+        resources: Sequence[Resource],
+        event: str,
+        principal: Principal | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.enforcer.check(
+            snapshot, principal or self.principal, actions, resources, event=event, source=source or self.request_source
+        )
+
+    def _describe(self, snapshot: RegistrySnapshot, obj: Any) -> Any:
+        if snapshot.permissions:
+            from ladle.security.permissions import Resource
+
+            self._check(snapshot, AuthzedAction.DESCRIBE, [Resource.of(obj)], "describe")
+        return obj
+
+    def _listed(self, snapshot: RegistrySnapshot, objects: Mapping[str, Any]) -> list[Any]:
+        return self.enforcer.permitted(snapshot, self.principal, AuthzedAction.DESCRIBE, objects.values())
 
     # -- services (built on first use) -------------------------------------------------------
     @cached_property
@@ -134,51 +168,95 @@ class FeatureStore:
         skip_source_validation: bool = False,
         applied_by: str | None = None,
     ) -> ApplyResult:
-        """Register objects (Feast's ``store.apply``); ``partial=False`` also removes the rest."""
+        """Register objects (Feast's ``store.apply``); ``partial=False`` also removes the rest.
+
+        With permissions registered and ``auth:`` configured, each added, changed or removed object
+        needs CREATE, UPDATE or DELETE; one refusal applies nothing.
+        """
         from ladle.repo.plan import apply
 
-        return apply(
-            self.registry, self.offline_store, self.online_store, objects, objects_to_delete, partial,
-            skip_source_validation=skip_source_validation, applied_by=applied_by,
-        )  # fmt: skip
+        authorize, actions, changed = self._change_checker("apply")
+
+        def work() -> ApplyResult:
+            return apply(
+                self.registry, self.offline_store, self.online_store, objects, objects_to_delete, partial,
+                skip_source_validation=skip_source_validation, applied_by=applied_by, authorize=authorize,
+            )  # fmt: skip
+
+        return self._audited("apply", actions, lambda: changed, work)
 
     def teardown(self) -> None:
         """Remove the project's online data and registry entries."""
         from ladle.repo.plan import teardown
 
-        teardown(self.registry, self.online_store)
+        authorize, actions, removed = self._change_checker("teardown")
+        work = lambda: teardown(self.registry, self.online_store, authorize)  # noqa: E731
+        self._audited("teardown", actions, lambda: removed, work)
 
+    def _change_checker(self, event: str) -> tuple[Callable[[RegistrySnapshot, Any], None], set[str], list[str]]:
+        """The ``authorize`` hook of apply/teardown, and the actions and resources it saw (for the audit line)."""
+        from ladle.security.permissions import CHANGE_ACTIONS, check_changes
+
+        actions: set[str] = set()
+        resources: list[str] = []
+
+        def authorize(base: RegistrySnapshot, changes: Sequence[tuple[Any, Any]]) -> None:
+            actions.update(CHANGE_ACTIONS[diff.action].name for diff, _ in changes)
+            resources.extend(f"{diff.kind}:{diff.name}" for diff, _ in changes)
+            check_changes(self.enforcer, base, self.principal, changes, event=event, source=self.request_source)
+
+        return authorize, actions, resources
+
+    # list_* return only what the caller may DESCRIBE; get_* refuse (PermissionDeniedError).
     def list_entities(self) -> list[Entity]:
-        """Every entity of the project."""
-        return list(self.snapshot().entities.values())
+        """Every entity of the project (that the caller may DESCRIBE)."""
+        snapshot = self.snapshot()
+        return self._listed(snapshot, snapshot.entities)
 
     def list_data_sources(self) -> list[DataSource]:
-        """Every named data source of the project."""
-        return list(self.snapshot().data_sources.values())
+        """Every named data source of the project (that the caller may DESCRIBE)."""
+        snapshot = self.snapshot()
+        return self._listed(snapshot, snapshot.data_sources)
 
     def list_feature_views(self) -> list[FeatureView]:
-        """Every feature view of the project."""
-        return list(self.snapshot().feature_views.values())
+        """Every feature view of the project (that the caller may DESCRIBE)."""
+        snapshot = self.snapshot()
+        return self._listed(snapshot, snapshot.feature_views)
 
     def list_feature_services(self) -> list[FeatureService]:
-        """Every feature service of the project."""
-        return list(self.snapshot().feature_services.values())
+        """Every feature service of the project (that the caller may DESCRIBE)."""
+        snapshot = self.snapshot()
+        return self._listed(snapshot, snapshot.feature_services)
+
+    def list_permissions(self) -> list[Permission]:
+        """Every permission of the project (that the caller may DESCRIBE)."""
+        snapshot = self.snapshot()
+        return self._listed(snapshot, snapshot.permissions)
 
     def get_entity(self, name: str) -> Entity:
         """The entity called ``name``."""
-        return self.snapshot().entity(name)
+        snapshot = self.snapshot()
+        return self._describe(snapshot, snapshot.entity(name))  # type: ignore[no-any-return]
 
     def get_data_source(self, name: str) -> DataSource:
         """The data source called ``name``."""
-        return self.snapshot().data_source(name)
+        snapshot = self.snapshot()
+        return self._describe(snapshot, snapshot.data_source(name))  # type: ignore[no-any-return]
 
     def get_feature_view(self, name: str) -> FeatureView:
         """The feature view called ``name``."""
-        return self.snapshot().feature_view(name)
+        snapshot = self.snapshot()
+        return self._describe(snapshot, snapshot.feature_view(name))  # type: ignore[no-any-return]
 
     def get_feature_service(self, name: str) -> FeatureService:
         """The feature service called ``name``."""
-        return self.snapshot().feature_service(name)
+        snapshot = self.snapshot()
+        return self._describe(snapshot, snapshot.feature_service(name))  # type: ignore[no-any-return]
+
+    def get_permission(self, name: str) -> Permission:
+        """The permission called ``name``."""
+        snapshot = self.snapshot()
+        return self._describe(snapshot, snapshot.permission(name))  # type: ignore[no-any-return]
 
     # -- reading ------------------------------------------------------------------------------
     def get_online_features(
@@ -187,7 +265,13 @@ class FeatureStore:
         entity_rows: EntityRows,
         full_feature_names: bool = False,
     ) -> OnlineResponse:
-        """Latest values for each entity row; ttl enforced (``OUTSIDE_MAX_AGE``)."""
+        """Latest values for each entity row; ttl enforced (``OUTSIDE_MAX_AGE``); needs READ_ONLINE."""
+        principal = self.principal
+        if self.enforcer.applies(principal):
+            self.enforcer.check_read(
+                self.snapshot(), principal, AuthzedAction.READ_ONLINE, features,
+                event="get_online_features", source=self.request_source,
+            )  # fmt: skip
         return self._online.get_online_features(features, entity_rows, full_feature_names)
 
     def get_historical_features(
@@ -206,26 +290,80 @@ class FeatureStore:
             features = (
                 feature_service
                 if isinstance(feature_service, FeatureService)
-                else self.get_feature_service(feature_service)
+                else self.snapshot().feature_service(feature_service)
             )
-        return historical_job(self.snapshot(), self.offline_store, entity_df, features, full_feature_names)
+        snapshot = self.snapshot()
+        self.enforcer.check_read(
+            snapshot, self.principal, AuthzedAction.READ_OFFLINE, features,
+            event="get_historical_features", source=self.request_source,
+        )  # fmt: skip
+        return historical_job(snapshot, self.offline_store, entity_df, features, full_feature_names)
 
     # -- writing ------------------------------------------------------------------------------
+    # Servers pass the caller they authenticated (``principal``) and where the call came from
+    # (``source``: rest / grpc); SDK callers leave both out (``store.principal``, "sdk").
     def materialize(
         self,
         start_date: datetime | str,
         end_date: datetime | str,
         feature_views: Sequence[str] | None = None,
         progress: bool = False,
+        *,
+        principal: Principal | None = None,
+        source: str | None = None,
     ) -> list[ViewResult]:
-        """Load the newest row per entity in ``[start_date, end_date]`` into the online store."""
-        return self._materializer().materialize(start_date, end_date, feature_views, progress=progress)
+        """Load the newest row per entity in ``[start_date, end_date]`` into the online store (WRITE_ONLINE)."""
+        materializer = self._materializer()
+        return self._materializing(
+            feature_views,
+            lambda: materializer.materialize(start_date, end_date, feature_views, progress=progress),
+            principal,
+            source,
+        )
 
     def materialize_incremental(
-        self, end_date: datetime | str, feature_views: Sequence[str] | None = None, progress: bool = False
+        self,
+        end_date: datetime | str,
+        feature_views: Sequence[str] | None = None,
+        progress: bool = False,
+        *,
+        principal: Principal | None = None,
+        source: str | None = None,
     ) -> list[ViewResult]:
-        """Materialize from each view's watermark (or ``end - ttl``) up to ``end_date``."""
-        return self._materializer().materialize_incremental(end_date, feature_views, progress=progress)
+        """Materialize from each view's watermark (or ``end - ttl``) up to ``end_date`` (WRITE_ONLINE)."""
+        materializer = self._materializer()
+        return self._materializing(
+            feature_views,
+            lambda: materializer.materialize_incremental(end_date, feature_views, progress=progress),
+            principal,
+            source,
+        )
+
+    def _materializing(
+        self,
+        names: Sequence[str] | None,
+        work: Callable[[], list[ViewResult]],
+        principal: Principal | None,
+        source: str | None,
+    ) -> list[ViewResult]:
+        from ladle.security.permissions import Resource
+
+        snapshot = self.snapshot()
+        if names is None:
+            views = [v for v in snapshot.feature_views.values() if v.online]
+        else:
+            views = [snapshot.feature_view(n) for n in names]
+        resources = [Resource.of(v) for v in views]
+        self._check(snapshot, AuthzedAction.WRITE_ONLINE, resources, "materialize", principal, source)
+        return self._audited(
+            "materialize",
+            ["WRITE_ONLINE"],
+            lambda: [r.ref for r in resources],
+            work,
+            principal,
+            source,
+            rows=lambda results: sum(r.rows_written for r in results),
+        )
 
     def _materializer(self) -> Materializer:
         from ladle.materialize.local import Materializer
@@ -238,19 +376,77 @@ class FeatureStore:
         push_source_name: str,
         df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]],
         to: PushMode = "online",
+        *,
+        principal: Principal | None = None,
+        source: str | None = None,
     ) -> int:
-        """Write fresh rows to every view fed by the push source; returns rows written online."""
-        from ladle.retrieval.push import push
+        """Write fresh rows to every view fed by the push source; returns rows written online.
 
-        return push(self.snapshot(), self.offline_store, self.online_store, push_source_name, df, to)
+        Needs WRITE_ONLINE, WRITE_OFFLINE or both (by ``to``) on each of those views; rows with event
+        times beyond ``write_safety.max_future_skew_seconds`` refuse the whole batch.
+        """
+        from ladle.retrieval.push import push
+        from ladle.security.permissions import PUSH_ACTIONS, Resource
+
+        actions = PUSH_ACTIONS.get(to)
+        if actions is None:
+            raise RequestError(f"push 'to' must be one of {', '.join(PUSH_ACTIONS)}, got {to!r}")
+        snapshot = self.snapshot()
+        snapshot.push_source(push_source_name)
+        resources = [Resource.of(v) for v in snapshot.views_fed_by(push_source_name)]
+        self._check(snapshot, actions, resources, "push", principal, source)
+        skew = self.config.write_safety.max_future_skew_seconds
+        return self._audited(
+            "push",
+            [a.name for a in actions],
+            lambda: [r.ref for r in resources],
+            lambda: push(snapshot, self.offline_store, self.online_store, push_source_name, df, to, skew),
+            principal,
+            source,
+        )
 
     def write_to_online_store(
-        self, feature_view_name: str, df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]]
+        self,
+        feature_view_name: str,
+        df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]],
+        *,
+        principal: Principal | None = None,
+        source: str | None = None,
     ) -> int:
-        """Write rows straight into one view's online storage (validated against its schema)."""
+        """Write rows straight into one view's online storage (validated against its schema; WRITE_ONLINE)."""
         from ladle.retrieval.push import write_to_online_store
+        from ladle.security.permissions import Resource
 
-        return write_to_online_store(self.snapshot(), self.online_store, feature_view_name, df)
+        snapshot = self.snapshot()
+        resources = [Resource.of(snapshot.feature_view(feature_view_name))]
+        self._check(snapshot, AuthzedAction.WRITE_ONLINE, resources, "write_to_online_store", principal, source)
+        skew = self.config.write_safety.max_future_skew_seconds
+        return self._audited(
+            "write_to_online_store",
+            ["WRITE_ONLINE"],
+            lambda: [r.ref for r in resources],
+            lambda: write_to_online_store(snapshot, self.online_store, feature_view_name, df, skew),
+            principal,
+            source,
+        )
+
+    def _audited(
+        self,
+        event: str,
+        actions: Iterable[str],
+        resources: Callable[[], Sequence[str]],
+        work: Callable[[], T],
+        principal: Principal | None = None,
+        source: str | None = None,
+        rows: Callable[[T], int | None] | None = None,
+    ) -> T:
+        from ladle.security import audit
+
+        caller = principal or self.principal
+        via = source or self.request_source
+        if rows is None:
+            return audit.audited(event, caller, actions, resources, work, source=via, project=self.project)
+        return audit.audited(event, caller, actions, resources, work, source=via, project=self.project, rows=rows)
 
     def close(self) -> None:
         """Release connections held by the stores and stop the registry's refresh thread."""

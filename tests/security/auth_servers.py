@@ -42,7 +42,8 @@ class Recorder:
             original = getattr(core, name)
 
             def wrapper(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
-                principal = kwargs.get("principal", args[-1] if isinstance(args[-1], Principal) else None)
+                passed = [a for a in args if isinstance(a, Principal)]
+                principal = kwargs.get("principal", passed[0] if passed else None)
                 self.seen.append((_name, principal))  # type: ignore[arg-type]
                 return _original(*args, **kwargs)
 

@@ -54,6 +54,9 @@ COMMANDS: dict[str, CommandEntry] = {
     ),
     "feature-services": CommandEntry("ladle.cli.objects", "feature_services", "Browse feature services."),
     "data-sources": CommandEntry("ladle.cli.objects", "data_sources", "Browse named data sources."),
+    "permissions": CommandEntry(
+        "ladle.cli.permissions", "permissions", "Browse permissions and check what a caller may do."
+    ),
     "schedule": CommandEntry(
         "ladle.cli.schedule", "schedule", "Run the schedules declared in the feature repo until SIGTERM or Ctrl-C."
     ),

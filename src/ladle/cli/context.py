@@ -40,6 +40,7 @@ class CliContext:
             self._store = FeatureStore(
                 repo_path=self.chdir, fs_yaml_file=self.feature_store_yaml, credential=self.token
             )
+            self._store.request_source = "cli"  # the audit log's `source`
         return self._store
 
 

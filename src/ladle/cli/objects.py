@@ -11,11 +11,21 @@ import click
 import yaml
 
 from ladle.cli.context import CliContext, emit, output_option, pass_context, user_errors
-from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView, FileSource, PushSource
+from ladle.definitions import (
+    AuthzedAction,
+    DataSource,
+    Definition,
+    Entity,
+    FeatureService,
+    FeatureView,
+    FileSource,
+    Permission,
+    PushSource,
+)
 from ladle.errors import FeatureViewNotFoundError
 from ladle.registry.base import Kind, ObjectVersion, RegistrySnapshot
 
-T = TypeVar("T", Entity, DataSource, FeatureView, FeatureService)
+T = TypeVar("T", Entity, DataSource, FeatureView, FeatureService, Permission)
 
 
 def _parse_tags(_ctx: click.Context, _param: click.Parameter, values: Sequence[str]) -> dict[str, str]:
@@ -49,7 +59,7 @@ def _time(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _list(
+def list_objects(
     ctx: CliContext,
     select: Callable[[RegistrySnapshot], Mapping[str, T]],
     row: Callable[[T], dict[str, Any]],
@@ -57,15 +67,20 @@ def _list(
     output: str,
     title: str,
 ) -> None:
+    """Print the objects ``select`` picks that carry ``tags`` and that the caller may DESCRIBE."""
     with user_errors():
-        objects = with_tags(select(ctx.store().snapshot(allow_cache=False)).values(), tags)
+        store = ctx.store()
+        snapshot = store.snapshot(allow_cache=False)
+        visible = store.enforcer.permitted(snapshot, store.principal, AuthzedAction.DESCRIBE, select(snapshot).values())
+        objects = with_tags(visible, tags)
     if output == "json":
         click.echo(json.dumps([o.to_spec() for o in objects], indent=2, default=str))
     else:
         emit([row(o) for o in objects], output, title)
 
 
-def _describe(ctx: CliContext, kind: Kind, name: str, output: str) -> None:
+def describe_object(ctx: CliContext, kind: Kind, name: str, output: str) -> None:
+    """Print one object's spec and its current version (DESCRIBE is checked by the store)."""
     with user_errors():
         store = ctx.store()
         getters: dict[Kind, Callable[[str], Definition]] = {
@@ -73,6 +88,7 @@ def _describe(ctx: CliContext, kind: Kind, name: str, output: str) -> None:
             "data_source": store.get_data_source,
             "feature_view": store.get_feature_view,
             "feature_service": store.get_feature_service,
+            "permission": store.get_permission,
         }
         spec = getters[kind](name).to_spec()
         history = store.registry.history(kind, name)
@@ -106,7 +122,7 @@ def _entity_row(e: Entity) -> dict[str, Any]:
 @pass_context
 def entities_list(ctx: CliContext, tags: dict[str, str], output: str) -> None:
     """List the project's entities."""
-    _list(ctx, lambda s: s.entities, _entity_row, tags, output, "entities")
+    list_objects(ctx, lambda s: s.entities, _entity_row, tags, output, "entities")
 
 
 @entities.command("describe")
@@ -115,7 +131,7 @@ def entities_list(ctx: CliContext, tags: dict[str, str], output: str) -> None:
 @pass_context
 def entities_describe(ctx: CliContext, name: str, output: str) -> None:
     """Show one entity's spec and current version."""
-    _describe(ctx, "entity", name, output)
+    describe_object(ctx, "entity", name, output)
 
 
 # -- feature views ----------------------------------------------------------------------------
@@ -152,7 +168,7 @@ def _view_row(v: FeatureView) -> dict[str, Any]:
 @pass_context
 def feature_views_list(ctx: CliContext, tags: dict[str, str], output: str) -> None:
     """List the project's feature views."""
-    _list(ctx, lambda s: s.feature_views, _view_row, tags, output, "feature views")
+    list_objects(ctx, lambda s: s.feature_views, _view_row, tags, output, "feature views")
 
 
 @feature_views.command("describe")
@@ -161,7 +177,7 @@ def feature_views_list(ctx: CliContext, tags: dict[str, str], output: str) -> No
 @pass_context
 def feature_views_describe(ctx: CliContext, name: str, output: str) -> None:
     """Show one feature view's spec, current version and watermark."""
-    _describe(ctx, "feature_view", name, output)
+    describe_object(ctx, "feature_view", name, output)
 
 
 @feature_views.command("versions")
@@ -228,7 +244,7 @@ def _service_row(s: FeatureService) -> dict[str, Any]:
 @pass_context
 def feature_services_list(ctx: CliContext, tags: dict[str, str], output: str) -> None:
     """List the project's feature services."""
-    _list(ctx, lambda s: s.feature_services, _service_row, tags, output, "feature services")
+    list_objects(ctx, lambda s: s.feature_services, _service_row, tags, output, "feature services")
 
 
 @feature_services.command("describe")
@@ -237,7 +253,7 @@ def feature_services_list(ctx: CliContext, tags: dict[str, str], output: str) ->
 @pass_context
 def feature_services_describe(ctx: CliContext, name: str, output: str) -> None:
     """Show one feature service's spec and current version."""
-    _describe(ctx, "feature_service", name, output)
+    describe_object(ctx, "feature_service", name, output)
 
 
 # -- data sources -----------------------------------------------------------------------------
@@ -265,7 +281,7 @@ def _source_row(s: DataSource) -> dict[str, Any]:
 @pass_context
 def data_sources_list(ctx: CliContext, tags: dict[str, str], output: str) -> None:
     """List the project's named data sources."""
-    _list(ctx, lambda s: s.data_sources, _source_row, tags, output, "data sources")
+    list_objects(ctx, lambda s: s.data_sources, _source_row, tags, output, "data sources")
 
 
 @data_sources.command("describe")
@@ -274,4 +290,4 @@ def data_sources_list(ctx: CliContext, tags: dict[str, str], output: str) -> Non
 @pass_context
 def data_sources_describe(ctx: CliContext, name: str, output: str) -> None:
     """Show one data source's spec and current version."""
-    _describe(ctx, "data_source", name, output)
+    describe_object(ctx, "data_source", name, output)

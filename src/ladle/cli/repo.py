@@ -10,9 +10,10 @@ from typing import Any
 import click
 import yaml
 
-from ladle.cli.context import CliContext, console, output_option, pass_context, user_errors
+from ladle.cli.context import CliContext, console, err_console, output_option, pass_context, user_errors
 from ladle.registry.base import default_applied_by
-from ladle.repo import ApplyResult, load_repo
+from ladle.repo import ApplyResult, RepoContents, load_repo
+from ladle.security.permissions import auth_configured
 from ladle.templates import TEMPLATES, init_repo
 
 _STYLE = {"add": "green", "change": "yellow", "remove": "red"}
@@ -53,7 +54,9 @@ def plan_command(ctx: CliContext, skip_source_validation: bool, output: str) -> 
     """Show what apply would change in the registry, without changing anything."""
     with user_errors():
         store = ctx.store()
-        result = store.plan(load_repo(store.repo_path), skip_source_validation=skip_source_validation)
+        contents = load_repo(store.repo_path)
+        result = store.plan(contents, skip_source_validation=skip_source_validation)
+    _warn_unenforced(ctx, contents)
     _report(result, output)
 
 
@@ -70,13 +73,28 @@ def apply_command(ctx: CliContext, skip_source_validation: bool, applied_by: str
     """Register the repo's definitions, remove those it no longer has, and prepare the online store."""
     with user_errors():
         store = ctx.store()
+        contents = load_repo(store.repo_path)
+        _warn_unenforced(ctx, contents)
         result = store.apply(
-            load_repo(store.repo_path),
+            contents,
             partial=False,
             skip_source_validation=skip_source_validation,
             applied_by=applied_by or default_applied_by("ladle apply"),
         )
     _report(result, output)
+
+
+def _warn_unenforced(ctx: CliContext, contents: RepoContents) -> None:
+    """Permissions under ``auth: no_auth`` protect nothing: say so (on stderr, before the plan)."""
+    store = ctx.store()
+    if contents.permissions and not auth_configured(store.config.auth):
+        names = ", ".join(sorted(p.name for p in contents.permissions))
+        err_console().print(
+            f"[bold yellow]Warning:[/] the repo defines permissions ({names}) but auth is no_auth: nothing is "
+            "enforced until feature_store.yaml configures auth (see docs/security.md).",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _report(result: ApplyResult, output: str) -> None:

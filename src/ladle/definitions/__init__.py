@@ -6,11 +6,36 @@ from ladle.definitions.entity import Entity
 from ladle.definitions.feature_service import FeatureService
 from ladle.definitions.feature_view import FeatureView, FeatureViewProjection
 from ladle.definitions.field import Field
+from ladle.definitions.permission import (
+    ALL_ACTIONS,
+    ALL_RESOURCE_TYPES,
+    CRUD,
+    READ,
+    WRITE,
+    AllowAll,
+    AllowAllPolicy,
+    AuthzedAction,
+    CombinedGroupNamespacePolicy,
+    GroupBasedPolicy,
+    NamespaceBasedPolicy,
+    Permission,
+    Policy,
+    RoleBasedPolicy,
+)
 from ladle.definitions.sources import DataSource, FileSource, PushSource, source_from_spec
 
-Definition = Entity | DataSource | FeatureView | FeatureService
+Definition = Entity | DataSource | FeatureView | FeatureService | Permission
 
 __all__ = [
+    "ALL_ACTIONS",
+    "ALL_RESOURCE_TYPES",
+    "CRUD",
+    "READ",
+    "WRITE",
+    "AllowAll",
+    "AllowAllPolicy",
+    "AuthzedAction",
+    "CombinedGroupNamespacePolicy",
     "DataSource",
     "Definition",
     "Entity",
@@ -19,6 +44,11 @@ __all__ = [
     "FeatureViewProjection",
     "Field",
     "FileSource",
+    "GroupBasedPolicy",
+    "NamespaceBasedPolicy",
+    "Permission",
+    "Policy",
     "PushSource",
+    "RoleBasedPolicy",
     "source_from_spec",
 ]

@@ -18,18 +18,19 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
-from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, PushSource
+from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, Permission, PushSource
 from ladle.errors import (
     DataSourceNotFoundError,
     EntityNotFoundError,
     FeatureServiceNotFoundError,
     FeatureViewNotFoundError,
+    PermissionNotFoundError,
     PushSourceNotFoundError,
 )
 
-Kind = Literal["entity", "data_source", "feature_view", "feature_service"]
+Kind = Literal["entity", "data_source", "feature_view", "feature_service", "permission"]
 #: Order in which kinds are loaded (views need entities).
-KINDS: tuple[Kind, ...] = ("entity", "data_source", "feature_view", "feature_service")
+KINDS: tuple[Kind, ...] = ("entity", "data_source", "feature_view", "feature_service", "permission")
 
 
 def canonical_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,6 +79,7 @@ class RegistrySnapshot:
     data_sources: Mapping[str, DataSource] = field(default_factory=dict)
     feature_views: Mapping[str, FeatureView] = field(default_factory=dict)
     feature_services: Mapping[str, FeatureService] = field(default_factory=dict)
+    permissions: Mapping[str, Permission] = field(default_factory=dict)
 
     def entity(self, name: str) -> Entity:
         """The entity called ``name``."""
@@ -113,6 +115,24 @@ class RegistrySnapshot:
             return self.feature_services[name]
         except KeyError:
             raise FeatureServiceNotFoundError(name, self.project) from None
+
+    def permission(self, name: str) -> Permission:
+        """The permission called ``name``."""
+        try:
+            return self.permissions[name]
+        except KeyError:
+            raise PermissionNotFoundError(name, self.project) from None
+
+    def objects(self, kind: Kind) -> Mapping[str, Any]:
+        """The objects of one kind, by name."""
+        by_kind: dict[Kind, Mapping[str, Any]] = {
+            "entity": self.entities,
+            "data_source": self.data_sources,
+            "feature_view": self.feature_views,
+            "feature_service": self.feature_services,
+            "permission": self.permissions,
+        }
+        return by_kind[kind]
 
     def views_fed_by(self, push_source_name: str) -> list[FeatureView]:
         """Feature views whose source is the given push source."""

@@ -1,7 +1,7 @@
 """The registry's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
 
 One table per object kind, named as in Feast (``entities``, ``data_sources``, ``feature_views``,
-``feature_services``, ``projects``), each row holding the object's current spec as readable JSON.
+``feature_services``, ``permissions``, ``projects``), each row holding the object's current spec as readable JSON.
 Every stored change also gets a row in ``object_versions``. Materialization intervals, runs and
 scheduler leases have their own tables so that no object row grows without bound.
 See docs/registry.md for the meaning of every column.
@@ -79,6 +79,8 @@ OBJECT_TABLES: dict[str, tuple[sa.Table, str]] = {
     "data_source": (_object_table("data_sources", "data_source_name"), "data_source_name"),
     "feature_view": (_object_table("feature_views", "feature_view_name"), "feature_view_name"),
     "feature_service": (_object_table("feature_services", "feature_service_name"), "feature_service_name"),
+    # Added after schema version 1 shipped: create_schema's create_all adds it to older databases.
+    "permission": (_object_table("permissions", "permission_name"), "permission_name"),
 }
 
 object_versions = sa.Table(

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ladle.config import RegistryConfig
-from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, source_from_spec
+from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, Permission, source_from_spec
 from ladle.errors import ConflictError, DefinitionError, RegistryError
 from ladle.registry import runs
 from ladle.registry.base import (
@@ -291,6 +291,7 @@ class SqlRegistry:
             sources: dict[str, DataSource] = {n: source_from_spec(s) for n, s in specs["data_source"].items()}
             views = {n: FeatureView.from_spec(s, entities) for n, s in specs["feature_view"].items()}
             services = {n: FeatureService.from_spec(s) for n, s in specs["feature_service"].items()}
+            permissions = {n: Permission.from_spec(s) for n, s in specs["permission"].items()}
         except (DefinitionError, KeyError, TypeError, ValueError) as exc:
             raise RegistryError(f"project '{self.project}' holds a definition this Ladle cannot read: {exc}") from exc
         return RegistrySnapshot(
@@ -300,6 +301,7 @@ class SqlRegistry:
             data_sources=sources,
             feature_views=views,
             feature_services=services,
+            permissions=permissions,
         )
 
     def _bump_version(self, conn: Connection, expected: int | None, who: str, now: datetime) -> int:

@@ -1,8 +1,9 @@
 """Load a feature repo: import its ``.py`` files and collect the definitions they create.
 
-Every module-level :class:`Entity`, named data source, :class:`FeatureView` and
-:class:`FeatureService` is collected; named sources that views read are collected too. Files import
-each other by their path relative to the repo (``from entities import commodity``), as in Feast.
+Every module-level :class:`Entity`, named data source, :class:`FeatureView`,
+:class:`FeatureService` and :class:`Permission` is collected; named sources that views read are
+collected too. Files import each other by their path relative to the repo
+(``from entities import commodity``), as in Feast.
 Hidden directories, ``__pycache__``, virtualenvs and the patterns listed in ``.ladleignore`` (or
 ``.feastignore``) are skipped. A file that fails to import gives a :class:`RepoError` naming the file
 and line, never a traceback.
@@ -23,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Protocol, TypeVar
 
-from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView
+from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView, Permission
 from ladle.errors import ObjectNotFoundError, RepoError
 from ladle.registry.base import canonical_spec
 from ladle.repo.plan import RepoContents, kind_of
@@ -187,7 +188,8 @@ def _where(exc: Exception, root: Path, file: Path) -> str:
 
 def _definitions(module: ModuleType) -> Iterator[Definition]:
     for value in list(vars(module).values()):
-        if isinstance(value, (Entity, FeatureView, FeatureService)) or (isinstance(value, DataSource) and value.name):
+        named_source = isinstance(value, DataSource) and bool(value.name)
+        if named_source or isinstance(value, (Entity, FeatureView, FeatureService, Permission)):
             yield value
 
 

@@ -10,11 +10,11 @@ updates the given objects, plus any ``objects_to_delete``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView, PushSource
+from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView, Permission, PushSource
 from ladle.errors import BackendError, DefinitionError, RepoError
 from ladle.registry.base import KINDS, Kind, ObjectChange, RegistrySnapshot, canonical_spec
 from ladle.repo.diff import ObjectDiff, diff_specs
@@ -36,8 +36,11 @@ def kind_of(obj: object) -> Kind:
         return "feature_view"
     if isinstance(obj, FeatureService):
         return "feature_service"
+    if isinstance(obj, Permission):
+        return "permission"
     raise DefinitionError(
-        f"{obj!r} is not a definition; apply Entity, FileSource, PushSource, FeatureView or FeatureService objects"
+        f"{obj!r} is not a definition; apply Entity, FileSource, PushSource, FeatureView, FeatureService "
+        "or Permission objects"
     )
 
 
@@ -49,6 +52,7 @@ class RepoContents:
     data_sources: list[DataSource] = field(default_factory=list)
     feature_views: list[FeatureView] = field(default_factory=list)
     feature_services: list[FeatureService] = field(default_factory=list)
+    permissions: list[Permission] = field(default_factory=list)
 
     @classmethod
     def from_objects(cls, objects: Iterable[Definition]) -> RepoContents:
@@ -72,11 +76,12 @@ class RepoContents:
             data_sources=[o for o in by_kind["data_source"].values() if isinstance(o, DataSource)],
             feature_views=[o for o in by_kind["feature_view"].values() if isinstance(o, FeatureView)],
             feature_services=[o for o in by_kind["feature_service"].values() if isinstance(o, FeatureService)],
+            permissions=[o for o in by_kind["permission"].values() if isinstance(o, Permission)],
         )
 
     def objects(self) -> list[Definition]:
         """Every definition, entities first."""
-        return [*self.entities, *self.data_sources, *self.feature_views, *self.feature_services]
+        return [*self.entities, *self.data_sources, *self.feature_views, *self.feature_services, *self.permissions]
 
     def by_kind(self) -> dict[Kind, dict[str, Any]]:
         """``{kind: {name: object}}``."""
@@ -142,6 +147,11 @@ class ApplyResult:
         }
 
 
+#: Called by :func:`apply` and :func:`teardown` with the registry as it is and each change (its diff
+#: and the object: the new one, or the removed one), before anything is written; raises to refuse.
+Authorize = Callable[[RegistrySnapshot, Sequence[tuple[ObjectDiff, Any]]], None]
+
+
 @dataclass(frozen=True)
 class _Prepared:
     base: RegistrySnapshot
@@ -173,13 +183,7 @@ def _prepare(
 
 
 def _registered(snapshot: RegistrySnapshot, kind: Kind) -> dict[str, Any]:
-    mapping: dict[Kind, Any] = {
-        "entity": snapshot.entities,
-        "data_source": snapshot.data_sources,
-        "feature_view": snapshot.feature_views,
-        "feature_service": snapshot.feature_services,
-    }
-    return dict(mapping[kind])
+    return dict(snapshot.objects(kind))
 
 
 def _diffs(base: RegistrySnapshot, target: Target) -> Iterable[ObjectDiff]:
@@ -226,15 +230,18 @@ def apply(
     *,
     skip_source_validation: bool = False,
     applied_by: str | None = None,
+    authorize: Authorize | None = None,
 ) -> ApplyResult:
     """Validate, then write every change in one registry transaction, then update the online store.
 
     Raises :class:`~ladle.errors.ConflictError` (and writes nothing) if another apply changed the
-    project after this one read it.
+    project after this one read it. ``authorize`` sees every change first; if it raises, nothing is written.
     """
     prepared = _prepare(
         registry, offline_store, _contents(objects_or_contents), objects_to_delete, partial, skip_source_validation
     )
+    if authorize is not None:
+        authorize(prepared.base, [(d, _object_of(prepared, d)) for d in prepared.diffs])
     changes = [
         ObjectChange(d.kind, d.name, None if d.action == "remove" else prepared.target[d.kind][d.name].to_spec())
         for d in prepared.diffs
@@ -254,8 +261,19 @@ def apply(
     return ApplyResult(snapshot.project, prepared.diffs, prepared.base.version, snapshot.version, applied=True)
 
 
-def teardown(registry: Registry, online_store: OnlineStore) -> None:
-    """Remove the project's online data, then every registry row of the project."""
+def _object_of(prepared: _Prepared, diff: ObjectDiff) -> Any:
+    if diff.action == "remove":
+        return prepared.base.objects(diff.kind)[diff.name]
+    return prepared.target[diff.kind][diff.name]
+
+
+def teardown(registry: Registry, online_store: OnlineStore, authorize: Authorize | None = None) -> None:
+    """Remove the project's online data, then every registry row of the project (``authorize``: as in apply)."""
     snapshot = registry.snapshot(allow_cache=False)
+    if authorize is not None:
+        removals = [
+            (ObjectDiff(kind, name, "remove"), obj) for kind in KINDS for name, obj in snapshot.objects(kind).items()
+        ]
+        authorize(snapshot, removals)
     online_store.teardown(snapshot.project, list(snapshot.feature_views.values()))
     registry.delete_project()

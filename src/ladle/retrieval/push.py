@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ladle.definitions import DataSource, FeatureView
-from ladle.errors import RequestError, SchemaMismatchError
+from ladle.errors import FutureEventTimeError, RequestError, SchemaMismatchError
 from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, DType, ValueType
 
 if TYPE_CHECKING:
@@ -47,14 +47,20 @@ def push(
     push_source_name: str,
     df: Frame,
     to: str = "online",
+    max_future_skew: float | None = None,
 ) -> int:
-    """Write rows to every view fed by the push source; return the rows written online."""
+    """Write rows to every view fed by the push source; return the rows written online.
+
+    ``max_future_skew`` (seconds): rows with event times beyond now + skew refuse the whole batch.
+    """
     if to not in PUSH_MODES:
         raise RequestError(f"push 'to' must be one of {', '.join(PUSH_MODES)}, got {to!r}")
     snapshot.push_source(push_source_name)
     views = snapshot.views_fed_by(push_source_name)
     table = to_arrow(df)
     prepared = [(view, view_rows(view, table)) for view in views]
+    for view, rows in prepared:
+        check_future_skew(view, rows, max_future_skew)
     if to != "online":
         for source, rows in offline_rows(prepared):
             offline_store.append(source, rows)
@@ -67,12 +73,32 @@ def push(
 
 
 def write_to_online_store(
-    snapshot: RegistrySnapshot, online_store: OnlineStore, feature_view_name: str, df: Frame
+    snapshot: RegistrySnapshot,
+    online_store: OnlineStore,
+    feature_view_name: str,
+    df: Frame,
+    max_future_skew: float | None = None,
 ) -> int:
     """Validate rows against one view and write them to the online store; return rows written."""
     view = snapshot.feature_view(feature_view_name)
     rows = view_rows(view, to_arrow(df))
+    check_future_skew(view, rows, max_future_skew)
     return online_store.write(snapshot.project, view, rows)
+
+
+def check_future_skew(view: FeatureView, rows: pa.Table, max_future_skew: float | None) -> None:
+    """Refuse rows whose event time is more than ``max_future_skew`` seconds past now (None/0: no check)."""
+    if not max_future_skew or rows.num_rows == 0:
+        return
+    newest = pc.max(rows.column(EVENT_TIMESTAMP)).value  # µs since the epoch (view_rows: no nulls)
+    limit_us = time.time_ns() // 1000 + int(max_future_skew * 1_000_000)
+    if newest is not None and newest > limit_us:
+        when = datetime.fromtimestamp(newest / 1e6, UTC).isoformat()
+        ahead = (newest - limit_us) / 1e6 + max_future_skew
+        raise FutureEventTimeError(
+            f"feature view '{view.name}': event time {when} is {ahead:.0f} s in the future; the limit is "
+            f"{max_future_skew:g} s (write_safety.max_future_skew_seconds); nothing was written"
+        )
 
 
 # -- input ------------------------------------------------------------------------------------------

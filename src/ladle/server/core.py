@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ladle.definitions import AuthzedAction
 from ladle.errors import MaterializationInProgressError, RequestError, RequestTooLargeError
 from ladle.registry.base import RegistrySnapshot
 from ladle.retrieval.online import OnlineRetriever
@@ -20,6 +21,7 @@ from ladle.retrieval.plan import OnlinePlan
 from ladle.retrieval.push import PUSH_MODES
 from ladle.retrieval.response import OnlineResponse
 from ladle.security.auth import Authenticator, authenticator_for
+from ladle.security.permissions import Resource
 from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import metrics
 from ladle.server.settings import ServerSettings
@@ -65,12 +67,18 @@ def parse_timestamp(text: Any, what: str) -> datetime:
 
 
 class ServerCore:
-    """The serving logic over one :class:`FeatureStore`, shared by REST and gRPC."""
+    """The serving logic over one :class:`FeatureStore`, shared by REST and gRPC.
+
+    Every call takes the ``principal`` the front end authenticated (with ``core.auth``, None under no_auth) and
+    is checked against the registry's permissions (see :mod:`ladle.security.permissions`); ``via``
+    names the front end in the audit log.
+    """
 
     def __init__(self, store: FeatureStore, settings: ServerSettings) -> None:
         self.store = store
         self.settings = settings.with_config(store.config)
         self.project = store.project
+        self.enforcer = store.enforcer
         # The server's own retriever (the store's is built lazily for SDK calls): one plan cache.
         self.retriever = OnlineRetriever(store.registry, store.online_store)
         self._materializing: set[str] = set()
@@ -93,20 +101,40 @@ class ServerCore:
         return self.retriever.plan(snapshot, target, request.full_feature_names, tuple(request.entities))
 
     def get_online_features(
-        self, request: OnlineRequest, principal: Principal = ANONYMOUS
+        self, request: OnlineRequest, principal: Principal = ANONYMOUS, via: str = "rest"
     ) -> tuple[OnlineResponse, OnlinePlan]:
         """Read the latest values for ``request`` as ``principal``; raises typed errors for bad requests.
 
         One registry snapshot and one (cached) plan per request; the plan also tells the encoders
-        each column's dtype and the metrics which columns belong to which view.
+        each column's dtype and the metrics which columns belong to which view. READ_ONLINE is
+        checked once per (plan, principal): later requests of that shape pay one dict lookup.
         """
         rows = check_entities(request.entities, self.settings.entity_limit)
         started = time.perf_counter()
-        plan = self.plan(self.store.snapshot(), request)
+        snapshot = self.store.snapshot()
+        plan = self.plan(snapshot, request)
+        if snapshot.permissions and (principal.method != "none" or self.enforcer.enabled):
+            self._authorize_read(snapshot, plan, request, principal, via)
         response = self.retriever.read(plan, request.entities, rows)
         metrics.observe_online_read(rows, time.perf_counter() - started)
         self._observe_views(response, plan, rows)
         return response, plan
+
+    def _authorize_read(
+        self, snapshot: RegistrySnapshot, plan: OnlinePlan, request: OnlineRequest, principal: Principal, via: str
+    ) -> None:
+        granted: set[Principal] | None = plan.encodings.get("read_online_granted")
+        if granted is not None and principal in granted:
+            return
+        if request.feature_service is not None:
+            resources = [Resource.of(snapshot.feature_service(request.feature_service))]
+        else:
+            resources = [Resource.of(read.view) for read in plan.reads]
+        self.enforcer.check(
+            snapshot, principal, AuthzedAction.READ_ONLINE, resources, event="get_online_features", source=via
+        )
+        # Only grants are kept on the plan (it lives as long as its registry version); a denial re-checks.
+        plan.encodings.setdefault("read_online_granted", set()).add(principal)
 
     def _observe_views(self, response: OnlineResponse, plan: OnlinePlan, rows: int) -> None:
         statuses, stamps = response.statuses, response.event_timestamps
@@ -116,29 +144,35 @@ class ServerCore:
         metrics.observe_view_reads(self.project, plan.reads, rows, not_found, newest)
 
     # -- writes -----------------------------------------------------------------------------
-    def push(self, source: str, columns: Mapping[str, Any], to: str, principal: Principal = ANONYMOUS) -> int:
+    def push(
+        self, source: str, columns: Mapping[str, Any], to: str, principal: Principal = ANONYMOUS, via: str = "rest"
+    ) -> int:
         """Push rows (column -> list; scalars broadcast; ISO timestamps) to every view fed by ``source``."""
         if to not in PUSH_MODES:
             raise RequestError(f"'to' must be one of {list(PUSH_MODES)}, got {to!r}")
-        written = self.store.push(source, columns, to)
+        written = self.store.push(source, columns, to, principal=principal, source=via)
         metrics.observe_push(source, to)
         return written
 
     def write_to_online_store(
-        self, view_name: str, columns: Mapping[str, Any], principal: Principal = ANONYMOUS
+        self, view_name: str, columns: Mapping[str, Any], principal: Principal = ANONYMOUS, via: str = "rest"
     ) -> int:
         """Write rows straight into one view's online storage."""
-        return self.store.write_to_online_store(view_name, columns)
+        return self.store.write_to_online_store(view_name, columns, principal=principal, source=via)
 
     # -- materialization --------------------------------------------------------------------
-    def views_to_materialize(self, names: Sequence[str] | None, principal: Principal = ANONYMOUS) -> list[str]:
-        """The requested views (checked to exist), or every online view."""
+    def views_to_materialize(
+        self, names: Sequence[str] | None, principal: Principal = ANONYMOUS, via: str = "rest"
+    ) -> list[str]:
+        """The requested views (checked to exist, and WRITE_ONLINE granted on them), or every online view."""
         snapshot = self.store.snapshot()
         if names is None:
-            return [v.name for v in snapshot.feature_views.values() if v.online]
-        for name in names:
-            snapshot.feature_view(name)
-        return list(dict.fromkeys(names))
+            views = [v for v in snapshot.feature_views.values() if v.online]
+        else:
+            views = [snapshot.feature_view(name) for name in dict.fromkeys(names)]
+        resources = [Resource.of(v) for v in views]
+        self.enforcer.check(snapshot, principal, AuthzedAction.WRITE_ONLINE, resources, event="materialize", source=via)
+        return [v.name for v in views]
 
     def claim(self, views: Sequence[str]) -> None:
         """Mark views as materializing in this worker; 409 (in progress) if one already is."""
@@ -148,14 +182,21 @@ class ServerCore:
                 raise MaterializationInProgressError(f"feature views {busy} are already being materialized")
             self._materializing.update(views)
 
-    def materialize(self, views: Sequence[str], start: datetime | None, end: datetime) -> None:
+    def materialize(
+        self,
+        views: Sequence[str],
+        start: datetime | None,
+        end: datetime,
+        principal: Principal = ANONYMOUS,
+        via: str = "rest",
+    ) -> None:
         """Materialize claimed views over ``[start, end]`` (incremental when ``start`` is None), then release them."""
         try:
             for view in views:  # one at a time; the materializer records each view's duration
                 if start is None:
-                    self.store.materialize_incremental(end, [view])
+                    self.store.materialize_incremental(end, [view], principal=principal, source=via)
                 else:
-                    self.store.materialize(start, end, [view])
+                    self.store.materialize(start, end, [view], principal=principal, source=via)
         finally:
             self.release(views)
 

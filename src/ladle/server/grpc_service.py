@@ -111,7 +111,7 @@ class Services:
 
     def read(self, request: OnlineRequest, principal: Principal = ANONYMOUS) -> bytes:
         """The ``GetOnlineFeaturesResponse`` bytes for one request."""
-        response, plan = self.core.get_online_features(request, principal)
+        response, plan = self.core.get_online_features(request, principal, "grpc")
         return plan_response_bytes(response, plan)
 
     async def push(self, request: Any, principal: Principal = ANONYMOUS) -> Any:
@@ -124,7 +124,7 @@ class Services:
         dtypes = {f.name: f.dtype for v in snapshot.views_fed_by(source) for f in (*v.entity_columns, *v.features)}
         columns = row_columns(request.features, request.typed_features, dtypes)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.core.push, source, columns, request.to or "online", principal)
+        await loop.run_in_executor(None, self.core.push, source, columns, request.to or "online", principal, "grpc")
         return listen_pb.PushResponse(status=True)
 
     async def write(self, request: Any, principal: Principal = ANONYMOUS) -> Any:
@@ -133,5 +133,5 @@ class Services:
         dtypes = {f.name: f.dtype for f in (*view.entity_columns, *view.features)}
         columns = row_columns(request.features, request.typed_features, dtypes)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.core.write_to_online_store, view.name, columns, principal)
+        await loop.run_in_executor(None, self.core.write_to_online_store, view.name, columns, principal, "grpc")
         return listen_pb.WriteToOnlineStoreResponse(status=True)

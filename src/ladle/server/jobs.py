@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
+from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server.core import ServerCore
 
 log = logging.getLogger(__name__)
@@ -24,11 +25,13 @@ class MaterializationJobs:
         self.core = core
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ladle-materialize")
 
-    def submit(self, views: Sequence[str], start: datetime | None, end: datetime) -> Future[None]:
-        """Claim ``views`` (raises if one is busy) and materialize them in the background."""
+    def submit(
+        self, views: Sequence[str], start: datetime | None, end: datetime, principal: Principal = ANONYMOUS
+    ) -> Future[None]:
+        """Claim ``views`` (raises if one is busy) and materialize them in the background as ``principal``."""
         self.core.claim(views)
         try:
-            future = self._pool.submit(self.core.materialize, views, start, end)
+            future = self._pool.submit(self.core.materialize, views, start, end, principal)
         except RuntimeError:
             self.core.release(views)
             raise

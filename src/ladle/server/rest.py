@@ -291,7 +291,7 @@ class RestApp:
                 raise RequestError(f"start_ts {start.isoformat()} is after end_ts {end.isoformat()}")
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         run_async = query.get("async", ["false"])[-1].lower() in {"true", "1", "yes"}
-        future = self.jobs.submit(views, start, end)
+        future = self.jobs.submit(views, start, end, _principal(scope))
         if run_async:
             return Response(202, orjson.dumps({"status": "accepted", "feature_views": views}))
         await asyncio.wrap_future(future)
