@@ -72,8 +72,11 @@ def serve(ctx: CliContext, server_type: str | None, **options: Any) -> None:
     from ladle.server.worker import StoreSpec
 
     with user_errors():
-        settings = settings_from(server_type, options)
-        ctx.store()  # fail here, with a readable error, if the repo or its config is wrong
+        from ladle.server.tls import TlsFiles
+
+        # Fail here, with a readable error, if the repo, its config or a TLS file is wrong.
+        settings = settings_from(server_type, options).with_config(ctx.store().config)
+        TlsFiles.load(settings)
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         status = run(StoreSpec(ctx.chdir, ctx.feature_store_yaml), settings, level)
     raise SystemExit(status)
