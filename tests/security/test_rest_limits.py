@@ -179,6 +179,13 @@ def test_body_limit(server: Served) -> None:
         assert one_response(conn) == 413
 
 
+def test_a_body_left_unfinished_after_its_413_gets_no_second_response(server: Served) -> None:
+    with connect(server.rest_port) as conn:
+        conn.sendall(request("/get-online-features", f"Content-Length: {BODY_BYTES * 4}\r\n", "POST") + b"{")
+        reply = read_until_closed(conn)  # 413 at once, then a plain close when the timeout hits
+    assert responses(reply) == [413], reply
+
+
 def _alive(conn: socket.socket) -> bool:
     try:
         conn.sendall(request())

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 from asyncio.sslproto import SSLProtocol
 from dataclasses import dataclass
@@ -57,8 +58,10 @@ class RestLimits:
         """The limits ``settings`` give, the connection cap held to a quarter of ``fd_limit``."""
         cap = settings.rest_max_connections
         if fd_limit is not None and cap > fd_limit // 4:
-            log.warning("REST: %d connections allowed, a quarter of the fd limit %d: %d", cap, fd_limit, fd_limit // 4)
-            cap = max(1, fd_limit // 4)
+            lowered = max(1, fd_limit // 4)
+            message = "REST: rest_max_connections %d lowered to %d, a quarter of the fd limit %d"
+            log.warning(message, cap, lowered, fd_limit)
+            cap = lowered
         return cls(
             max_header_bytes=settings.rest_max_header_bytes,
             max_headers=settings.rest_max_headers,
@@ -67,6 +70,12 @@ class RestLimits:
             max_connections=cap,
             tls=tls,
         )
+
+
+# uvicorn's callback, called directly (cheaper than super() on the per-request path).
+_headers_complete = HttpToolsProtocol.on_headers_complete
+NOTHING, FIRST, HEAD, BODY = range(4)
+"""What a connection waits for: nothing (busy or idle), its first request, the rest of a head or of a body."""
 
 
 class _Stop(Exception):
@@ -127,10 +136,10 @@ class ConnectionGuard:
             await asyncio.sleep(min(1.0, timeout / 4))
             deadline = loop.time() - timeout
             for conn in list(self.connections or ()):
-                if 0.0 < conn.waiting_since < deadline:
+                if 0.0 < conn.waiting_since < deadline and conn.phase() != NOTHING:
                     conn.time_out()
             for front, since in list(self.handshaking.items()):
-                if since < deadline:  # start_tls has its own timeout too; this one is the backstop
+                if since < deadline:  # SSLProtocol has its own timeout too; a backstop
                     front.displace()
 
     def close(self) -> None:
@@ -151,11 +160,14 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._max_header_bytes = limits.max_header_bytes
         self._max_headers = limits.max_headers
         self._max_pipelined = limits.max_pipelined
-        self.waiting_since = 0.0  # >0: waiting for a request's bytes since then (loop time)
+        self._clock = self.loop.time
+        # Since when (loop time) the connection waits: connected, first bytes of a head, head complete;
+        # whether it still waits is phase(): heads are told apart by uvicorn's per-request headers list.
+        self.waiting_since = 0.0
         self.admitted = False
         self.overflowed = False
-        self._head_open = False
-        self._message_open = False
+        self._open_headers: list[tuple[bytes, bytes]] | None = None  # of the head last seen incomplete
+        self._done_headers: list[tuple[bytes, bytes]] | None = None  # of the head last completed
         self._head_seen = 0
         self._chunk = 0
         self._stop: tuple[int, str] | None = None
@@ -167,7 +179,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return
         super().connection_made(transport)
         self.flow = _Flow(transport, self)
-        self.waiting_since = self.loop.time()
+        self.waiting_since = self._clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.waiting_since = 0.0
@@ -190,46 +202,65 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return
         except httptools.HttpParserUpgrade:
             return  # no WebSockets here: the request is served as plain HTTP
-        if self._head_open:  # a head still incomplete after this read: every byte of it counts
+        headers = self.headers
+        if headers is not self._done_headers:  # a head still incomplete after this read: every byte counts
+            if headers is not self._open_headers:  # it began in this read
+                self._open_headers = headers
+                self._head_seen = 0
+                self.waiting_since = self._clock()
             self._head_seen += len(data)
-            if self._head_seen > self._max_header_bytes or len(self.headers) > self._max_headers:
+            if self._head_seen > self._max_header_bytes or len(headers) > self._max_headers:
                 self._stop = (431, f"request head over {self._max_header_bytes} bytes or {self._max_headers} lines")
                 self._stopped()
 
     # -- parser callbacks ------------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.waiting_since = self.loop.time()
-        self._head_open = self._message_open = True
-        self._head_seen = 0
-
     def on_headers_complete(self) -> None:
-        self._head_open = False
+        headers = self.headers
+        seen = self._head_seen if headers is self._open_headers else 0
+        self._done_headers = headers
+        self.waiting_since = self._clock()  # now for the body, if any
+        if (
+            len(headers) > self._max_headers
+            or seen + self._chunk > self._max_header_bytes
+            or len(self.pipeline) >= self._max_pipelined
+        ):
+            self._check_head()  # raises _Stop if a limit is broken
+        _headers_complete(self)
+
+    def _check_head(self) -> None:
         if len(self.headers) > self._max_headers:
             self._stop = (431, f"{len(self.headers)} header lines; at most {self._max_headers} are allowed")
             raise _Stop
-        if self._head_seen + self._chunk > self._max_header_bytes:
-            size = len(self.url) + sum(len(name) + len(value) for name, value in self.headers)
-            if size > self._max_header_bytes:
-                self._stop = (431, f"request head of {size} bytes; at most {self._max_header_bytes} are allowed")
-                raise _Stop
+        size = len(self.url) + sum(len(name) + len(value) for name, value in self.headers)
+        if size > self._max_header_bytes:
+            self._stop = (431, f"request head of {size} bytes; at most {self._max_header_bytes} are allowed")
+            raise _Stop
         if len(self.pipeline) >= self._max_pipelined:
             self._stop = (0, "")
             raise _Stop
-        super().on_headers_complete()
 
-    def on_message_complete(self) -> None:
-        self.waiting_since = 0.0
-        self._message_open = False
-        super().on_message_complete()
+    def phase(self) -> int:
+        """What the connection waits for: :data:`NOTHING`, :data:`FIRST`, :data:`HEAD` or :data:`BODY`."""
+        if self.headers is not self._done_headers:
+            return HEAD
+        cycle = self.cycle
+        if cycle is None:
+            return FIRST if self.transport is not None else NOTHING
+        # more_body stays set if the response went out before the body was in (413): still a body to wait for
+        return BODY if cycle.more_body and not self.overflowed else NOTHING
 
     # -- limits ----------------------------------------------------------------------------------
     def _can_answer(self, own_cycle: bool) -> bool:
-        """Whether a response now would not cut into another one (``own_cycle``: the stuck request has one)."""
+        """Whether a response now would be the only one to its request and cut into no other.
+
+        ``own_cycle``: the stuck request already has its cycle (its body is incomplete); else it is a head.
+        """
+        if self.pipeline:
+            return False
         cycle = self.cycle
-        if cycle is None or cycle.response_complete:
-            return True
-        return own_cycle and not cycle.response_started and not self.pipeline
+        if own_cycle:
+            return cycle is not None and not cycle.response_started
+        return cycle is None or cycle.response_complete
 
     def _stopped(self) -> None:
         status, message = self._stop or (0, "")
@@ -259,7 +290,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         """Since when this connection waits for a request's bytes or sits idle; ``None`` if busy."""
         if self.transport is None or self.transport.is_closing():
             return None
-        if self.waiting_since:
+        if self.phase() != NOTHING:
             return self.waiting_since
         keep_alive = self.timeout_keep_alive_task
         if keep_alive is not None:
@@ -268,10 +299,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def time_out(self) -> None:
         """The request did not arrive in time: 408 if one had started, else just close."""
+        phase = self.phase()
         self.waiting_since = 0.0
-        if self._message_open:
+        if phase in (HEAD, BODY):
             limit = self.guard.limits.request_timeout
-            self._reject(408, f"the request did not arrive within {limit:g} seconds", own_cycle=not self._head_open)
+            self._reject(408, f"the request did not arrive within {limit:g} seconds", own_cycle=phase == BODY)
         else:
             self.transport.abort()
 
@@ -312,7 +344,7 @@ class _TlsFront(asyncio.Protocol):
             self.context,
             done,
             server_side=True,
-            ssl_handshake_timeout=timeout,
+            ssl_handshake_timeout=math.ceil(timeout),  # typeshed: int (seconds)
             ssl_shutdown_timeout=5.0,
         )
         self.http.admitted = True
