@@ -318,9 +318,14 @@ def test_slowloris_bounded_memory_and_a_fast_client_stays_fast(repo: Path) -> No
 
 
 def _grpc_health(target: str) -> int:
+    """The health status, once the server's first readiness check has set it (NOT_SERVING until then)."""
+    deadline = time.monotonic() + 15
     with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
-        return int(reply.status)
+        while True:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING or time.monotonic() > deadline:
+                return int(reply.status)
+            time.sleep(0.2)
 
 
 def _rest_get(port: int, path: str, attempts: int = 5) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,10 +80,15 @@ def grpc_credentials(pki: Pki, *, with_cert: bool) -> grpc.ChannelCredentials:
 
 
 def grpc_health(served: Served, credentials: grpc.ChannelCredentials) -> int:
+    """The health status, once the server's first readiness check has set it (NOT_SERVING until then)."""
     options = [("grpc.use_local_subchannel_pool", 1)]
+    deadline = time.monotonic() + 15
     with grpc.secure_channel(served.grpc_target, credentials, options=options) as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
-        return int(reply.status)
+        while True:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING or time.monotonic() > deadline:
+                return int(reply.status)
+            time.sleep(0.2)
 
 
 def alpn(port: int, context: ssl.SSLContext, offer: list[str]) -> str | None:
