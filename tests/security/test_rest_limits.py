@@ -368,7 +368,7 @@ def test_idle_connections_on_both_ports_at_the_fd_limit(repo: Path) -> None:
                     except OSError:
                         break
             time.sleep(1.5)
-            assert _rest_get(served.rest_port, "/ready") == 200
+            assert _rest_get(served.rest_port, "/ready", attempts=2) == 200
             assert _grpc_health(served.grpc_target) == health_pb2.HealthCheckResponse.SERVING
         finally:
             for c in held:
