@@ -210,3 +210,6 @@ def test_optional_client_certificates(pki: Pki) -> None:
     assert files.context(["h2"]).verify_mode == ssl.CERT_OPTIONAL
     with pytest.raises(ConfigError, match="tls_client_auth"):
         ServerSettings(tls_client_auth="sometimes")
+    grpcio = settings(pki, tls_client_ca=str(pki.client_ca_pem), tls_client_auth="optional", grpc_engine="grpcio")
+    with pytest.raises(ConfigError, match="grpcio cannot make client certificates optional"):
+        TlsFiles.load(grpcio)

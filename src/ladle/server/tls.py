@@ -63,6 +63,8 @@ class TlsFiles:
             client_auth=settings.tls_client_auth or "required",
         )
         files.context([])  # fails here, naming the files, if the key does not match or a file is bad
+        if settings.grpc and settings.grpc_engine == "grpcio" and files.client_ca and not files.require_client_cert:
+            raise ConfigError("TLS: grpc_engine grpcio cannot make client certificates optional; use 'required'")
         return files
 
     def context(self, alpn: list[str]) -> ssl.SSLContext:
