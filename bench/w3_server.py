@@ -22,6 +22,7 @@ with the server, which is reported with the results (``nproc``).
     .venv/bin/python -m bench.w3_server --only rest --duration 5 --workers 2
     .venv/bin/python -m bench.w3_server --workers 2 --duration 6 --repeat 3   # medians of 3, interleaved
     .venv/bin/python -m bench.w3_server --only grpc --grpc-engine grpcio        # grpcio's server instead
+    .venv/bin/python -m bench.w3_server --workers 1 --auth api_key              # every request with a key
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from typing import Any
 
 from bench.common import emit, percentile
 from bench.data import DEFAULT_DIR, FEATURES, ensure_ticks
+from bench.w3_auth import AUTH_KINDS, configure
 
 VIEW = "commodity_price_features"
 W3A_FEATURES = ["current_price", "price_change_1h", "volume_24h"]
@@ -54,13 +56,15 @@ ENTITIES = 10_000
 
 _LUA = """
 math.randomseed(42)
-local n, rows, features = {entities}, {rows}, '{features}'
+local n, rows, features, auth = {entities}, {rows}, '{features}', '{auth}'
+local headers = {{["Content-Type"] = "application/json"}}
+if auth ~= "" then headers["Authorization"] = auth end
 request = function()
   local codes = {{}}
   for i = 1, rows do codes[i] = string.format('"CMD%05d"', math.random(0, n - 1)) end
   local entities = '"entities": {{"commodity_code": [' .. table.concat(codes, ",") .. ']}}'
   local body = '{{"features": ' .. features .. ', ' .. entities .. '}}'
-  return wrk.format("POST", "/get-online-features", {{["Content-Type"] = "application/json"}}, body)
+  return wrk.format("POST", "/get-online-features", headers, body)
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -118,7 +122,9 @@ def teardown(repo: Path) -> None:
 class Server:
     """``ladle serve`` as a subprocess."""
 
-    def __init__(self, repo: Path, workers: int, grpc_engine: str = "ladle") -> None:
+    def __init__(self, repo: Path, workers: int, grpc_engine: str = "ladle", token: str | None = None) -> None:
+        #: The ``Authorization`` value every request sends ('' without auth).
+        self.authorization = f"Bearer {token}" if token else ""
         self.rest_port, self.grpc_port = _free_port(), _free_port()
         ladle = Path(sys.executable).parent / "ladle"
         command = [str(ladle), "-c", str(repo), "serve", "--workers", str(workers), "--grpc-engine", grpc_engine,
@@ -150,10 +156,15 @@ def check_answers(server: Server, rows: int) -> None:
     from ladle.server._proto.feast.serving import ServingService_pb2_grpc as serving_grpc
 
     body = _body(rows, random.Random(1))
-    reply = httpx.post(f"http://127.0.0.1:{server.rest_port}/get-online-features", json=body).json()
+    headers = {"Authorization": server.authorization} if server.authorization else {}
+    url = f"http://127.0.0.1:{server.rest_port}/get-online-features"
+    if headers:
+        assert httpx.post(url, json=body).status_code == 401, "REST answered without a credential"
+    reply = httpx.post(url, json=body, headers=headers).json()
     assert all(s == "PRESENT" for r in reply["results"] for s in r["statuses"]), "REST answered without values"
+    metadata = tuple((k.lower(), v) for k, v in headers.items())
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-        answer = serving_grpc.ServingServiceStub(channel).GetOnlineFeatures(_grpc_request(body))
+        answer = serving_grpc.ServingServiceStub(channel).GetOnlineFeatures(_grpc_request(body), metadata=metadata)
     assert all(s == 1 for r in answer.results for s in r.statuses), "gRPC answered without values"
 
 
@@ -172,7 +183,7 @@ def run_wrk(server: Server, rows: int, connections: int, seconds: float, tmp: Pa
     """``wrk`` with a random entity per request; latency percentiles from wrk's histogram."""
     features = json.dumps([f"{VIEW}:{f}" for f in (W3A_FEATURES if rows == 1 else FEATURES)])
     script = tmp / f"w3_{rows}.lua"
-    script.write_text(_LUA.format(entities=ENTITIES, rows=rows, features=features))
+    script.write_text(_LUA.format(entities=ENTITIES, rows=rows, features=features, auth=server.authorization))
     return run_wrk_script(server, script, connections, seconds)
 
 
@@ -215,6 +226,8 @@ def run_h2load_file(server: Server, data: Path, connections: int, seconds: float
     command = ["h2load", "-c", str(connections), "-m", "1", "-t", "1" if connections < 8 else "2",
                "-D", f"{seconds:g}", "--warm-up-time", "1", "-d", str(data),
                "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", str(log), url]  # fmt: skip
+    if server.authorization:
+        command[-1:-1] = ["-H", f"authorization: {server.authorization}"]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     rows_ = [line.split("\t") for line in log.read_text().splitlines() if line]
     latencies = [int(r[2]) / 1000 for r in rows_]  # start_us, status, duration_us
@@ -257,15 +270,18 @@ def run(args: argparse.Namespace) -> None:
     for tool in ("wrk", "h2load"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing: apt-get install -y wrk nghttp2-client")
+    from bench.w8_many_views import measured  # here: w8 imports this module
+
     ticks = ensure_ticks(args.data)
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         repo = tmp / "repo"
         repo.mkdir()
         build_repo(repo, ticks, args.redis)
+        token, stop_idp = configure(repo, args.auth)
         try:
             for workers in args.workers:
-                server = Server(repo, workers, args.grpc_engine)
+                server = Server(repo, workers, args.grpc_engine, token)
                 try:
                     check_answers(server, 100)
                     for protocol in args.only:
@@ -276,15 +292,17 @@ def run(args: argparse.Namespace) -> None:
                         for _ in range(args.repeat):
                             for protocol in args.only:
                                 runner = run_wrk if protocol == "rest" else run_h2load
-                                runs[protocol].append(runner(server, rows, conc, args.duration, tmp))
+                                runs[protocol].append(measured(runner, server, rows, conc, args.duration, tmp))
                         for protocol in args.only:
                             engine = {"grpc_engine": args.grpc_engine} if protocol == "grpc" else {}
                             emit({"workload": f"{name}-{protocol}", "entities": rows, "concurrency": conc,
                                   "server_workers": workers, "backend": "redis", "nproc": os.cpu_count(),
+                                  "auth": args.auth,
                                   **engine, **_median_run(runs[protocol])})  # fmt: skip
                 finally:
                     server.stop()
         finally:
+            stop_idp()
             teardown(repo)
 
 
@@ -298,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="server worker counts to run, e.g. 1,2")  # fmt: skip
     parser.add_argument("--only", type=lambda s: s.split(","), default=["rest", "grpc"], help="rest, grpc or both")
     parser.add_argument("--repeat", type=int, default=1, help="runs per workload and protocol (median reported)")
+    parser.add_argument("--auth", default="none", choices=AUTH_KINDS, help="auth: none, api_key or oidc")
     parser.add_argument("--grpc-engine", default="ladle", choices=["ladle", "grpcio"], help="ladle serve --grpc-engine")
     run(parser.parse_args(argv))
 

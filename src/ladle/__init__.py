@@ -13,6 +13,7 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:
+    from ladle.client import RemoteClient
     from ladle.config import RepoConfig
     from ladle.definitions import (
         Entity,
@@ -59,6 +60,7 @@ __all__ = [
     "Int64",
     "OnlineResponse",
     "PushSource",
+    "RemoteClient",
     "RepoConfig",
     "String",
     "UnixTimestamp",
@@ -76,6 +78,7 @@ _HOME = {
     "FileSource": "ladle.definitions",
     "PushSource": "ladle.definitions",
     "OnlineResponse": "ladle.retrieval.response",
+    "RemoteClient": "ladle.client",
     "FeatureStore": "ladle.store",
     **dict.fromkeys(
         [

@@ -109,6 +109,15 @@ class RepoConfig(StrictModel):
             raise ValueError("use letters, digits and '_', starting with a letter or digit")
         return value
 
+    @field_validator("auth")
+    @classmethod
+    def _auth_type(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Only the type here (cheap, for every command); each type's keys are checked by its authenticator.
+        kinds = ("no_auth", "api_key", "oidc", "kubernetes")
+        if value.get("type", "no_auth") not in kinds:
+            raise ValueError(f"type {value.get('type')!r} is not one of {', '.join(kinds)}")
+        return value
+
     @field_validator("registry", mode="before")
     @classmethod
     def _registry_string(cls, value: Any) -> Any:

@@ -63,10 +63,14 @@ class FeatureStore:
 
     @cached_property
     def principal(self) -> Principal:
-        """Who this SDK acts as: ``credential`` checked by the configured ``auth:`` (ANONYMOUS under no_auth)."""
-        from ladle.security.auth import authenticator_for
+        """Who this SDK acts as: its token checked by the configured ``auth:`` (ANONYMOUS under no_auth).
 
-        return authenticator_for(self.config.auth).authenticate(self._credential)
+        The token is ``credential``, else ``LADLE_AUTH_TOKEN``, else the ``auth:`` section's client
+        keys (see :mod:`ladle.security.credentials`); AuthenticationError if none verifies.
+        """
+        from ladle.security.credentials import sdk_principal
+
+        return sdk_principal(self.config.auth, self._credential, str(self.repo_path))
 
     # -- services (built on first use) -------------------------------------------------------
     @cached_property

@@ -25,6 +25,7 @@ class CommandEntry:
 
 COMMANDS: dict[str, CommandEntry] = {
     "version": CommandEntry("ladle.cli.version", "version", "Print Ladle's version."),
+    "auth": CommandEntry("ladle.cli.auth", "auth", "API keys and credentials (auth: api_key, oidc, kubernetes)."),
     "init": CommandEntry("ladle.cli.repo", "init", "Create a new feature repo in DIRECTORY (default: feature_repo)."),
     "plan": CommandEntry(
         "ladle.cli.repo", "plan_command", "Show what apply would change in the registry, without changing anything."

@@ -25,10 +25,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass
 class CliContext:
-    """Options shared by every command (``--chdir``, ``--feature-store-yaml``)."""
+    """Options shared by every command (``--chdir``, ``--feature-store-yaml``, ``--token``)."""
 
     chdir: Path
     feature_store_yaml: Path | None
+    token: str | None = field(default=None, repr=False)
     _store: FeatureStore | None = field(default=None, repr=False)
 
     def store(self) -> FeatureStore:
@@ -36,7 +37,9 @@ class CliContext:
         from ladle.store import FeatureStore
 
         if self._store is None:
-            self._store = FeatureStore(repo_path=self.chdir, fs_yaml_file=self.feature_store_yaml)
+            self._store = FeatureStore(
+                repo_path=self.chdir, fs_yaml_file=self.feature_store_yaml, credential=self.token
+            )
         return self._store
 
 

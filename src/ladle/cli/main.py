@@ -33,11 +33,18 @@ from ladle.cli.context import CliContext
     show_default=True,
     help="Logging verbosity.",
 )
+@click.option(
+    "--token",
+    envvar="LADLE_AUTH_TOKEN",
+    show_envvar=True,
+    default=None,
+    help="Credential to act with when auth is on (API key or bearer token); else the auth: section's.",
+)
 @click.pass_context
-def cli(ctx: click.Context, chdir: Path, feature_store_yaml: Path | None, log_level: str) -> None:
+def cli(ctx: click.Context, chdir: Path, feature_store_yaml: Path | None, log_level: str, token: str | None) -> None:
     """Ladle: a real-time feature store that speaks Feast."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx.obj = CliContext(chdir=chdir.resolve(), feature_store_yaml=feature_store_yaml)
+    ctx.obj = CliContext(chdir=chdir.resolve(), feature_store_yaml=feature_store_yaml, token=token)
 
 
 def main() -> None:

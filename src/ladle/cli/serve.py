@@ -55,6 +55,16 @@ def settings_from(server_type: str | None, options: dict[str, Any]) -> ServerSet
     return ServerSettings(**options)
 
 
+def _check_auth(auth: dict[str, Any], base: str, settings: ServerSettings) -> None:
+    """Validate the ``auth:`` section before any worker starts; warn when the server is exposed without it."""
+    from ladle.cli.context import err_console
+    from ladle.security.auth import authenticator_for, exposure_warning
+
+    warning = exposure_warning(settings.host, authenticator_for(auth, base), settings.metrics_port)
+    if warning:
+        err_console().print(f"[bold yellow]{warning}[/]", highlight=False, soft_wrap=True)
+
+
 @click.command(context_settings={"help_option_names": ["--help"]})
 @_with_settings
 @click.option(
@@ -74,8 +84,10 @@ def serve(ctx: CliContext, server_type: str | None, **options: Any) -> None:
     with user_errors():
         from ladle.server.tls import TlsFiles
 
-        # Fail here, with a readable error, if the repo, its config or a TLS file is wrong.
-        settings = settings_from(server_type, options).with_config(ctx.store().config)
+        # Fail here, with a readable error, if the repo, its config, its auth: or a TLS file is wrong.
+        store = ctx.store()
+        settings = settings_from(server_type, options).with_config(store.config)
+        _check_auth(store.config.auth, str(store.repo_path), settings)
         TlsFiles.load(settings)
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         status = run(StoreSpec(ctx.chdir, ctx.feature_store_yaml), settings, level)

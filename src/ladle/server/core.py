@@ -19,6 +19,7 @@ from ladle.retrieval.online import OnlineRetriever
 from ladle.retrieval.plan import OnlinePlan
 from ladle.retrieval.push import PUSH_MODES
 from ladle.retrieval.response import OnlineResponse
+from ladle.security.auth import Authenticator, authenticator_for
 from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import metrics
 from ladle.server.settings import ServerSettings
@@ -74,6 +75,15 @@ class ServerCore:
         self.retriever = OnlineRetriever(store.registry, store.online_store)
         self._materializing: set[str] = set()
         self._lock = threading.Lock()
+        auth = authenticator_for(store.config.auth, str(store.repo_path))
+        #: The authenticator, or None under ``no_auth`` (so the hot path checks one attribute).
+        self.auth: Authenticator | None = auth if auth.enabled else None
+        #: What ``auth.public`` opens to anonymous callers while auth is on (metrics, docs, ready, reflection).
+        self.public = frozenset(auth.config.public)
+
+    def is_public(self, endpoint: str) -> bool:
+        """Whether anonymous callers may use ``endpoint`` (always, under ``no_auth``)."""
+        return self.auth is None or endpoint in self.public
 
     # -- reads ------------------------------------------------------------------------------
     def plan(self, snapshot: RegistrySnapshot, request: OnlineRequest) -> OnlinePlan:

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 import ladle
 from ladle.errors import ConfigError
+from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import metrics
 from ladle.server._proto.feast.serving import GrpcServer_pb2 as listen_pb
 from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
@@ -36,10 +37,13 @@ class _Base:
         self.core = core
         self.services = Services(core)
 
-    async def _call(self, endpoint: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, endpoint: str, context: Any, work: Callable[[Principal], Awaitable[T]]) -> T:
         started = time.perf_counter()
         try:
-            result = await work()
+            principal = ANONYMOUS
+            if self.core.auth is not None:
+                principal = await self.services.principal(dict(context.invocation_metadata()))
+            result = await work(principal)
         # The boundary: every failure becomes a status code, never a dead worker.
         except Exception as exc:
             status = status_of(exc)
@@ -51,11 +55,11 @@ class _Base:
         metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
         return result
 
-    async def _online(self, request: Any) -> Any:
+    async def _online(self, request: Any, principal: Principal) -> Any:
         parsed = self.services.parse_online(request)
         if parsed.rows > self.core.settings.offload_entities:
-            return await asyncio.get_running_loop().run_in_executor(None, self.services.read, parsed)
-        return self.services.read(parsed)
+            return await asyncio.get_running_loop().run_in_executor(None, self.services.read, parsed, principal)
+        return self.services.read(parsed, principal)
 
 
 class ServingServicer(_Base):
@@ -63,11 +67,16 @@ class ServingServicer(_Base):
 
     async def GetFeastServingInfo(self, request: Any, context: Any) -> Any:
         """Ladle's version."""
+        if self.core.auth is not None:
+            try:
+                await self.services.principal(dict(context.invocation_metadata()))
+            except Exception as exc:
+                await context.abort(status_of(exc).grpc, str(exc))
         return serving_pb.GetFeastServingInfoResponse(version=ladle.__version__)
 
     async def GetOnlineFeatures(self, request: Any, context: Any) -> Any:
         """Latest feature values, column-major like the REST response."""
-        return await self._call(f"/{SERVING}/GetOnlineFeatures", context, lambda: self._online(request))
+        return await self._call(f"/{SERVING}/GetOnlineFeatures", context, lambda who: self._online(request, who))
 
 
 class FeatureServerServicer(_Base):
@@ -75,15 +84,15 @@ class FeatureServerServicer(_Base):
 
     async def GetOnlineFeatures(self, request: Any, context: Any) -> Any:
         """Same as ``ServingService/GetOnlineFeatures``."""
-        return await self._call(f"/{LISTEN}/GetOnlineFeatures", context, lambda: self._online(request))
+        return await self._call(f"/{LISTEN}/GetOnlineFeatures", context, lambda who: self._online(request, who))
 
     async def Push(self, request: Any, context: Any) -> Any:
         """Push one row to every view fed by the push source named in ``stream_feature_view``."""
-        return await self._call(f"/{LISTEN}/Push", context, lambda: self.services.push(request))
+        return await self._call(f"/{LISTEN}/Push", context, lambda who: self.services.push(request, who))
 
     async def WriteToOnlineStore(self, request: Any, context: Any) -> Any:
         """Write one row straight into a view's online storage."""
-        return await self._call(f"/{LISTEN}/WriteToOnlineStore", context, lambda: self.services.write(request))
+        return await self._call(f"/{LISTEN}/WriteToOnlineStore", context, lambda who: self.services.write(request, who))
 
 
 def _unary(method: Any, request: Any, response: Any) -> Any:
@@ -119,6 +128,29 @@ def _handlers(serving: ServingServicer, listen: FeatureServerServicer) -> tuple[
     )
 
 
+class _GuardReflection(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Refuses server reflection to callers without a valid credential (auth on, reflection not public)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        """Check the credential of reflection calls; every other call passes through untouched."""
+        if details.method.startswith("/grpc.reflection."):
+            try:
+                await self.services.principal(dict(details.invocation_metadata or ()))
+            except Exception as exc:
+                return _refusal(status_of(exc).grpc, str(exc))
+        return await continuation(details)
+
+
+def _refusal(code: grpc.StatusCode, message: str) -> Any:
+    async def refuse(requests: Any, context: Any) -> None:
+        await context.abort(code, message)
+
+    return grpc.stream_stream_rpc_method_handler(refuse)
+
+
 class GrpcioEngine:
     """The grpc.aio server with every service, and a task keeping health statuses current."""
 
@@ -132,7 +164,9 @@ class GrpcioEngine:
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", settings.body_limit),
         ]
-        self.server = grpc.aio.server(options=options)
+        guard = Services(core)
+        interceptors = [_GuardReflection(guard)] if core.auth is not None and not core.is_public("reflection") else []
+        self.server = grpc.aio.server(options=options, interceptors=interceptors)
         self.server.add_generic_rpc_handlers(_handlers(ServingServicer(core), FeatureServerServicer(core)))
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

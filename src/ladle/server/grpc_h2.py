@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 import ladle
+from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import metrics
 from ladle.server._proto.feast.serving import GrpcServer_pb2 as listen_pb
 from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
@@ -180,7 +181,9 @@ class H2Engine:
         names = [SERVING, LISTEN, HEALTH]
         self.health = HealthService(["", SERVING, LISTEN])
         methods: dict[str, Method] = {
-            f"/{SERVING}/GetFeastServingInfo": Method.unary(self._serving_info),
+            f"/{SERVING}/GetFeastServingInfo": Method.unary(
+                self._guarded(f"/{SERVING}/GetFeastServingInfo", self._serving_info)
+            ),
             f"/{SERVING}/GetOnlineFeatures": Method.unary(self._online(f"/{SERVING}/GetOnlineFeatures")),
             f"/{LISTEN}/GetOnlineFeatures": Method.unary(self._online(f"/{LISTEN}/GetOnlineFeatures")),
             f"/{LISTEN}/Push": Method.unary(self._write(f"/{LISTEN}/Push", listen_pb.PushRequest, self.services.push)),
@@ -193,13 +196,54 @@ class H2Engine:
         if settings.grpc_reflection:
             names += list(REFLECTION_NAMES)
             reflection = ReflectionService(names)
+            info = reflection.info if core.is_public("reflection") else self._guarded_stream(reflection.info)
             for name in REFLECTION_NAMES:
-                methods[f"/{name}/ServerReflectionInfo"] = Method.bidi(reflection.info)
+                methods[f"/{name}/ServerReflectionInfo"] = Method.bidi(info)
         buffered = max(64 << 20, 2 * settings.body_limit)
         limits = Limits(max_message_bytes=settings.body_limit, max_buffered_bytes=buffered)
         self.server = H2GrpcServer(methods, limits)
         self._watch: asyncio.Task[None] | None = None
         self.port = 0
+
+    def _guarded(
+        self, endpoint: str, handler: Callable[[bytes, CallContext], bytes]
+    ) -> Callable[[bytes, CallContext], bytes | Awaitable[bytes]]:
+        """``handler`` behind the auth check (nothing added under ``no_auth``)."""
+        if self.core.auth is None:
+            return handler
+        services = self.services
+
+        def guarded(data: bytes, context: CallContext) -> bytes | Awaitable[bytes]:
+            started = time.perf_counter()
+            try:
+                known = services.quick(context.metadata)
+            except Exception as exc:
+                raise _grpc_error(endpoint, exc, started) from None
+            return handler(data, context) if known is not None else checked(data, context, started)
+
+        async def checked(data: bytes, context: CallContext, started: float) -> bytes:
+            try:
+                await services.principal(context.metadata)
+            except Exception as exc:
+                raise _grpc_error(endpoint, exc, started) from None
+            return handler(data, context)
+
+        return guarded
+
+    def _guarded_stream(
+        self, handler: Callable[[AsyncIterator[bytes], CallContext], AsyncIterator[bytes]]
+    ) -> Callable[[AsyncIterator[bytes], CallContext], AsyncIterator[bytes]]:
+        services = self.services
+
+        async def guarded(requests: AsyncIterator[bytes], context: CallContext) -> AsyncIterator[bytes]:
+            try:
+                await services.principal(context.metadata)
+            except Exception as exc:
+                raise _grpc_error("ServerReflectionInfo", exc, time.perf_counter()) from None
+            async for answer in handler(requests, context):
+                yield answer
+
+        return guarded
 
     def _serving_info(self, data: bytes, context: CallContext) -> bytes:
         return serving_pb.GetFeastServingInfoResponse(version=ladle.__version__).SerializeToString()
@@ -207,22 +251,27 @@ class H2Engine:
     def _online(self, endpoint: str) -> Callable[[bytes, CallContext], bytes | Awaitable[bytes]]:
         services = self.services
         offload = self.core.settings.offload_entities
+        auth = self.core.auth is not None
+        quick = services.quick
 
         def handler(data: bytes, context: CallContext) -> bytes | Awaitable[bytes]:
             started = time.perf_counter()
             try:
+                principal = quick(context.metadata) if auth else ANONYMOUS
                 request = services.parse_online(_parse(serving_pb.GetOnlineFeaturesRequest, data))
-                if request.rows > offload:
-                    return offloaded(request, started)
-                answer = services.read(request)
+                if principal is None or request.rows > offload:
+                    return offloaded(request, principal, context, started)
+                answer = services.read(request, principal)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
             metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
             return answer
 
-        async def offloaded(request: Any, started: float) -> bytes:
+        async def offloaded(request: Any, principal: Principal | None, context: CallContext, started: float) -> bytes:
             try:
-                answer = await asyncio.get_running_loop().run_in_executor(None, services.read, request)
+                if principal is None:  # a token not seen before: checked in a thread
+                    principal = await services.principal(context.metadata)
+                answer = await asyncio.get_running_loop().run_in_executor(None, services.read, request, principal)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
             metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
@@ -231,12 +280,15 @@ class H2Engine:
         return handler
 
     def _write(
-        self, endpoint: str, message_class: Any, work: Callable[[Any], Awaitable[Any]]
+        self, endpoint: str, message_class: Any, work: Callable[[Any, Principal], Awaitable[Any]]
     ) -> Callable[[bytes, CallContext], Awaitable[bytes]]:
+        principal_of = self.services.principal
+
         async def handler(data: bytes, context: CallContext) -> bytes:
             started = time.perf_counter()
             try:
-                response = await work(_parse(message_class, data))
+                principal = await principal_of(context.metadata)
+                response = await work(_parse(message_class, data), principal)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
             metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)

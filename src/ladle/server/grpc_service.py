@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ladle.errors import RequestError
+from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import codec, health
 from ladle.server._proto.feast.serving import GrpcServer_pb2 as listen_pb
 from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
@@ -76,17 +77,44 @@ class Services:
 
     def __init__(self, core: ServerCore) -> None:
         self.core = core
+        self.auth = core.auth
+        self._x_api_key = bool(getattr(core.auth.config, "x_api_key", False)) if core.auth is not None else False
+
+    def credential(self, metadata: Mapping[str, str]) -> str | None:
+        """The ``authorization`` metadata, else ``x-api-key`` as a bearer value when the config allows it."""
+        authorization = metadata.get("authorization")
+        if authorization is None and self._x_api_key and "x-api-key" in metadata:
+            authorization = "Bearer " + metadata["x-api-key"]
+        return authorization
+
+    def authenticate(self, metadata: Mapping[str, str]) -> Principal:
+        """The caller of a call with ``metadata`` (may block: run it in a thread when :meth:`quick` says None).
+
+        ANONYMOUS under ``no_auth``; AuthenticationError (UNAUTHENTICATED) for a missing or wrong credential.
+        """
+        return ANONYMOUS if self.auth is None else self.auth.authenticate(self.credential(metadata))
+
+    def quick(self, metadata: Mapping[str, str]) -> Principal | None:
+        """The caller if known without blocking (always under ``no_auth`` and API keys), else None."""
+        return ANONYMOUS if self.auth is None else self.auth.quick(self.credential(metadata))
+
+    async def principal(self, metadata: Mapping[str, str]) -> Principal:
+        """The caller: :meth:`quick`, else :meth:`authenticate` in a thread."""
+        found = self.quick(metadata)
+        if found is None:
+            found = await asyncio.get_running_loop().run_in_executor(None, self.authenticate, metadata)
+        return found
 
     def parse_online(self, request: Any) -> OnlineRequest:
         """A parsed ``GetOnlineFeaturesRequest``."""
         return parse_online_request(request)
 
-    def read(self, request: OnlineRequest) -> bytes:
+    def read(self, request: OnlineRequest, principal: Principal = ANONYMOUS) -> bytes:
         """The ``GetOnlineFeaturesResponse`` bytes for one request."""
-        response, plan = self.core.get_online_features(request)
+        response, plan = self.core.get_online_features(request, principal)
         return plan_response_bytes(response, plan)
 
-    async def push(self, request: Any) -> Any:
+    async def push(self, request: Any, principal: Principal = ANONYMOUS) -> Any:
         """Push one row to every view fed by the push source named in ``stream_feature_view``."""
         source = request.stream_feature_view
         if not source:
@@ -96,14 +124,14 @@ class Services:
         dtypes = {f.name: f.dtype for v in snapshot.views_fed_by(source) for f in (*v.entity_columns, *v.features)}
         columns = row_columns(request.features, request.typed_features, dtypes)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.core.push, source, columns, request.to or "online")
+        await loop.run_in_executor(None, self.core.push, source, columns, request.to or "online", principal)
         return listen_pb.PushResponse(status=True)
 
-    async def write(self, request: Any) -> Any:
+    async def write(self, request: Any, principal: Principal = ANONYMOUS) -> Any:
         """Write one row straight into a view's online storage."""
         view = self.core.store.snapshot().feature_view(request.feature_view_name)
         dtypes = {f.name: f.dtype for f in (*view.entity_columns, *view.features)}
         columns = row_columns(request.features, request.typed_features, dtypes)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.core.write_to_online_store, view.name, columns)
+        await loop.run_in_executor(None, self.core.write_to_online_store, view.name, columns, principal)
         return listen_pb.WriteToOnlineStoreResponse(status=True)

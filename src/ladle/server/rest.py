@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from ladle.errors import RequestError, RequestTooLargeError
+from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import codec, health, metrics, swagger
 from ladle.server.core import OnlineRequest, ServerCore, parse_timestamp
 from ladle.server.jobs import MaterializationJobs
@@ -34,6 +35,8 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON = b"application/json"
+#: The scope key holding the authenticated caller (absent under ``no_auth``).
+PRINCIPAL = "ladle.principal"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -123,6 +126,15 @@ class RestApp:
         if self.settings.metrics:
             self._routes["/metrics"] = {"GET": self._metrics}
         self._openapi_body = orjson.dumps(OPENAPI)
+        self._auth = core.auth
+        self._x_api_key = bool(getattr(core.auth.config, "x_api_key", False)) if core.auth is not None else False
+        # Open to anonymous callers while auth is on: health, /ready's status (its details are checked),
+        # and what auth.public names.
+        self._open = {"/health", "/ready"}
+        if core.is_public("metrics"):
+            self._open.add("/metrics")
+        if core.is_public("docs"):
+            self._open |= {"/docs", "/openapi.json", *swagger.ASSETS}
 
     @property
     def routes(self) -> list[str]:
@@ -139,6 +151,15 @@ class RestApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         path = scope["path"]
+        if self._auth is not None and path not in self._open:
+            try:
+                scope[PRINCIPAL] = await self._authenticate(scope)
+            except Exception as exc:  # 401, or 503 when the identity provider cannot be reached
+                response = self._error(exc, path)
+                await _send(send, response)
+                if path in self._routes:  # never a label per made-up path
+                    metrics.observe_request(path, "rest", str(response.status), time.perf_counter() - started)
+                return
         methods = self._routes.get(path)
         if methods is None:
             await _send(send, _asset(path, scope["method"]))
@@ -158,6 +179,25 @@ class RestApp:
         await _send(send, response)
         if path != "/metrics":
             metrics.observe_request(path, "rest", str(response.status), time.perf_counter() - started)
+
+    async def _authenticate(self, scope: Scope) -> Principal:
+        """The caller; a token not seen before is checked in a thread (it may fetch the issuer's keys)."""
+        assert self._auth is not None
+        credential = self._credential(scope)
+        principal = self._auth.quick(credential)
+        if principal is None:
+            principal = await asyncio.get_running_loop().run_in_executor(None, self._auth.authenticate, credential)
+        return principal
+
+    def _credential(self, scope: Scope) -> str | None:
+        """The ``Authorization`` header (or ``x-api-key`` as a bearer value, when the config allows it)."""
+        api_key = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return str(value.decode("latin-1"))
+            if name == b"x-api-key" and self._x_api_key:
+                api_key = "Bearer " + value.decode("latin-1")
+        return api_key
 
     def _error(self, exc: Exception, path: str) -> Response:
         status = status_of(exc)
@@ -206,9 +246,9 @@ class RestApp:
         request = parse_online_request(body)
         if request.rows > self.settings.offload_entities:
             loop = asyncio.get_running_loop()
-            response, plan = await loop.run_in_executor(None, self.core.get_online_features, request)
+            response, plan = await loop.run_in_executor(None, self.core.get_online_features, request, _principal(scope))
             return Response(200, await loop.run_in_executor(None, codec.online_response_json, response, plan))
-        response, plan = self.core.get_online_features(request)
+        response, plan = self.core.get_online_features(request, _principal(scope))
         return Response(200, codec.online_response_json(response, plan))
 
     async def _push(self, scope: Scope, body: bytes) -> Response:
@@ -220,7 +260,7 @@ class RestApp:
         if df is None:
             raise RequestError("'df' is required: an object mapping column names to lists of values")
         to = _field(data, "to", str, "online")
-        await asyncio.get_running_loop().run_in_executor(None, self.core.push, source, df, to)
+        await asyncio.get_running_loop().run_in_executor(None, self.core.push, source, df, to, _principal(scope))
         return Response(200)
 
     async def _write(self, scope: Scope, body: bytes) -> Response:
@@ -231,12 +271,14 @@ class RestApp:
         df = _field(data, "df", dict)
         if df is None:
             raise RequestError("'df' is required: an object mapping column names to lists of values")
-        await asyncio.get_running_loop().run_in_executor(None, self.core.write_to_online_store, view, df)
+        await asyncio.get_running_loop().run_in_executor(
+            None, self.core.write_to_online_store, view, df, _principal(scope)
+        )
         return Response(200, b"null")
 
     async def _materialize(self, scope: Scope, body: bytes) -> Response:
         data = _object(body)
-        views = self.core.views_to_materialize(_string_list(data, "feature_views"))
+        views = self.core.views_to_materialize(_string_list(data, "feature_views"), _principal(scope))
         start: datetime | None = None
         if scope["path"] == "/materialize-incremental":
             end = parse_timestamp(data.get("end_ts"), "end_ts")
@@ -260,7 +302,13 @@ class RestApp:
 
     async def _ready(self, scope: Scope, body: bytes) -> Response:
         readiness = await health.check_readiness(self.core.store)
-        return Response(200 if readiness.ready else 503, orjson.dumps(readiness.to_json()))
+        answer = readiness.to_json()
+        if not self.core.is_public("ready"):
+            try:  # anonymous callers (probes) get the status; the checks may name hosts and errors
+                await self._authenticate(scope)
+            except Exception:
+                answer = {"status": answer["status"]}
+        return Response(200 if readiness.ready else 503, orjson.dumps(answer))
 
     async def _metrics(self, scope: Scope, body: bytes) -> Response:
         text, content_type = metrics.render()
@@ -271,6 +319,12 @@ class RestApp:
 
     async def _openapi(self, scope: Scope, body: bytes) -> Response:
         return Response(200, self._openapi_body)
+
+
+def _principal(scope: Scope) -> Principal:
+    """The caller the auth check put in ``scope`` (ANONYMOUS under ``no_auth``)."""
+    principal: Principal = scope.get(PRINCIPAL, ANONYMOUS)
+    return principal
 
 
 def _asset(path: str, method: str) -> Response:
