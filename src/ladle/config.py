@@ -56,6 +56,15 @@ class RegistryConfig(StrictModel):
         return f"sqlite:///{full}"
 
 
+class ServerTlsConfig(StrictModel):
+    """``feature_server: tls:`` (``ladle serve`` flags override; relative paths are relative to the repo)."""
+
+    cert: str = Field(description="PEM certificate chain")
+    key: str = Field(description="PEM private key of the certificate")
+    client_ca: str | None = Field(None, description="PEM CA bundle client certificates must chain to")
+    client_auth: Literal["required", "optional"] = "required"
+
+
 class FeatureServerConfig(StrictModel):
     """``feature_server:`` block (server defaults; CLI flags override)."""
 
@@ -64,6 +73,7 @@ class FeatureServerConfig(StrictModel):
     max_entities_per_request: int = Field(10_000, gt=0, description="larger requests get 413 / INVALID_ARGUMENT")
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="larger bodies get 413")
     metrics: dict[str, Any] = Field(default_factory=dict, description="Feast's metrics toggles (accepted)")
+    tls: ServerTlsConfig | None = Field(None, description="TLS on both server ports (docs/security.md)")
 
 
 class MaterializationConfig(StrictModel):

@@ -82,9 +82,13 @@ def serve(ctx: CliContext, server_type: str | None, **options: Any) -> None:
     from ladle.server.worker import StoreSpec
 
     with user_errors():
-        settings = settings_from(server_type, options)
-        store = ctx.store()  # fail here, with a readable error, if the repo or its config is wrong
+        from ladle.server.tls import TlsFiles
+
+        # Fail here, with a readable error, if the repo, its config, its auth: or a TLS file is wrong.
+        store = ctx.store()
+        settings = settings_from(server_type, options).with_config(store.config)
         _check_auth(store.config.auth, str(store.repo_path), settings)
+        TlsFiles.load(settings)
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         status = run(StoreSpec(ctx.chdir, ctx.feature_store_yaml), settings, level)
     raise SystemExit(status)

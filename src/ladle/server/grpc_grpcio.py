@@ -18,6 +18,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 import ladle
+from ladle.errors import ConfigError
 from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import metrics
 from ladle.server._proto.feast.serving import GrpcServer_pb2 as listen_pb
@@ -25,6 +26,7 @@ from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
 from ladle.server.core import ServerCore
 from ladle.server.grpc_service import LISTEN, SERVING, Services, watch_readiness
 from ladle.server.status import status_of
+from ladle.server.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -152,8 +154,11 @@ def _refusal(code: grpc.StatusCode, message: str) -> Any:
 class GrpcioEngine:
     """The grpc.aio server with every service, and a task keeping health statuses current."""
 
-    def __init__(self, core: ServerCore, *, reuse_port: bool = False) -> None:
+    def __init__(self, core: ServerCore, *, reuse_port: bool = False, tls: TlsFiles | None = None) -> None:
         self.core = core
+        self.tls = tls
+        if tls is not None and tls.client_ca is not None and not tls.require_client_cert:
+            raise ConfigError("TLS: grpc_engine grpcio cannot make client certificates optional; use 'required'")
         settings = core.settings
         options = [
             ("grpc.so_reuseport", 1 if reuse_port else 0),
@@ -174,7 +179,15 @@ class GrpcioEngine:
 
     async def start(self, host: str, port: int) -> int:
         """Bind and start; returns the bound port."""
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if self.tls is None:
+            self.port = self.server.add_insecure_port(f"{host}:{port}")
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(self.tls.key, self.tls.cert)],
+                root_certificates=self.tls.client_ca,
+                require_client_auth=self.tls.require_client_cert,
+            )
+            self.port = self.server.add_secure_port(f"{host}:{port}", credentials)
         if not self.port:
             raise OSError(f"cannot listen for gRPC on {host}:{port} (address in use?)")
         await self.server.start()

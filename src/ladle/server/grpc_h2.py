@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from ssl import SSLContext
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -295,10 +296,10 @@ class H2Engine:
 
         return handler
 
-    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
-        """Bind and serve; returns the bound port."""
+    async def start(self, host: str, port: int, *, reuse_port: bool = False, ssl: SSLContext | None = None) -> int:
+        """Bind and serve (TLS with ``ssl``, which must offer ALPN ``h2``); returns the bound port."""
         sock = reuseport_socket(host, port, "gRPC", reuse_port=reuse_port)
-        self.port = await self.server.start(sock)
+        self.port = await self.server.start(sock, ssl=ssl)
         self._watch = asyncio.create_task(watch_readiness(self.core, self._set_serving))
         return self.port
 

@@ -171,9 +171,9 @@ class Supervisor:
         s = self.settings
         parts = []
         if s.rest:
-            parts.append(f"REST http://{s.host}:{self.rest_port}")
+            parts.append(f"REST {'https' if s.tls else 'http'}://{s.host}:{self.rest_port}")
         if s.grpc:
-            parts.append(f"gRPC {s.host}:{self.grpc_port}")
+            parts.append(f"gRPC {s.host}:{self.grpc_port}" + (" (TLS)" if s.tls else ""))
         if s.metrics_port:
             parts.append(f"metrics http://{s.host}:{s.metrics_port}/metrics")
         pids = ",".join(str(p) for p in self._workers)

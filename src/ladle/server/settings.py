@@ -15,6 +15,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ladle.config import RepoConfig
@@ -24,6 +25,7 @@ ENV_PREFIX = "LADLE_SERVE_"
 
 
 GRPC_ENGINES = ("ladle", "grpcio")
+TLS_CLIENT_AUTH = ("required", "optional")
 
 
 def _setting(default: Any, help: str, *, short: str | None = None) -> Any:
@@ -61,6 +63,30 @@ class ServerSettings:
     grpc_engine: str = _setting(
         "ladle", "gRPC server: 'ladle' (built-in HTTP/2, the fast default) or 'grpcio' (grpc.aio)."
     )
+    # -- REST limits and TLS (docs/security.md) ---------------------------------------------------
+    rest_max_header_bytes: int = _setting(
+        32768, "REST: largest request head (target + header names and values), in bytes; more gets 431."
+    )
+    rest_max_headers: int = _setting(100, "REST: most header lines in one request; more gets 431.")
+    rest_request_timeout: float = _setting(
+        15.0, "REST: seconds a request's head and body get to arrive (a new connection: its first request); else 408."
+    )
+    rest_max_pipelined: int = _setting(
+        16, "REST: pipelined requests queued on one connection; one read carrying more closes it after those."
+    )
+    rest_max_connections: int = _setting(
+        1000, "REST: open connections per worker (at most a quarter of its file-descriptor limit)."
+    )
+    tls_cert: str | None = _setting(
+        None, "PEM certificate chain for TLS on both ports (default: feature_server.tls.cert; unset = plain)."
+    )
+    tls_key: str | None = _setting(None, "PEM private key of --tls-cert (default: feature_server.tls.key).")
+    tls_client_ca: str | None = _setting(
+        None, "PEM CA bundle that client certificates must chain to (default: feature_server.tls.client_ca)."
+    )
+    tls_client_auth: str | None = _setting(
+        None, "With --tls-client-ca: 'required' (default) or 'optional' client certificates (default: config)."
+    )
 
     def __post_init__(self) -> None:
         for name in ("port", "grpc_port", "metrics_port"):
@@ -81,16 +107,51 @@ class ServerSettings:
             )
         if self.graceful_timeout < 0 or self.offload_entities < 0 or self.keep_alive_timeout < 1:
             raise ConfigError("server settings: timeouts and offload_entities must not be negative")
+        self._check_limits_and_tls()
+
+    def _check_limits_and_tls(self) -> None:
+        limits = ("rest_max_header_bytes", "rest_max_headers", "rest_request_timeout", "rest_max_pipelined")
+        for name in (*limits, "rest_max_connections"):
+            value = getattr(self, name)
+            if value <= 0:
+                raise ConfigError(f"server setting {name}: {value} must be positive")
+        if self.tls_client_auth is not None and self.tls_client_auth not in TLS_CLIENT_AUTH:
+            raise ConfigError(
+                f"server setting tls_client_auth: {self.tls_client_auth!r} is not one of {', '.join(TLS_CLIENT_AUTH)}"
+            )
 
     def with_config(self, config: RepoConfig) -> ServerSettings:
         """These settings with every "from config" value filled in from ``config``."""
         fs = config.feature_server
-        return dataclasses.replace(
+        filled = dataclasses.replace(
             self,
             registry_ttl_sec=self.registry_ttl_sec or config.registry.cache_ttl_seconds or None,
             max_entities_per_request=self.max_entities_per_request or fs.max_entities_per_request,
             max_body_bytes=self.max_body_bytes or fs.max_body_bytes,
         )
+        return filled._tls_from(config)
+
+    def _tls_from(self, config: RepoConfig) -> ServerSettings:
+        """These settings, each TLS one from ``feature_server.tls`` when unset (paths relative to the repo)."""
+        tls = config.feature_server.tls
+        if tls is None:
+            return self
+
+        def path(value: str | None) -> str | None:
+            return None if value is None else str(config.repo_path / Path(value).expanduser())
+
+        return dataclasses.replace(
+            self,
+            tls_cert=self.tls_cert or path(tls.cert),
+            tls_key=self.tls_key or path(tls.key),
+            tls_client_ca=self.tls_client_ca or path(tls.client_ca),
+            tls_client_auth=self.tls_client_auth or tls.client_auth,
+        )
+
+    @property
+    def tls(self) -> bool:
+        """Whether both ports speak TLS (a certificate is configured)."""
+        return self.tls_cert is not None
 
     @property
     def entity_limit(self) -> int:

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ladle.server.http_protocol import RestLimits, RestProtocolFactory
 from ladle.server.settings import ServerSettings
 from ladle.server.sockets import reuseport_socket
+from ladle.server.tls import TlsFiles
 from ladle.store import FeatureStore
 
 log = logging.getLogger("ladle.server.worker")  # not __main__ under python -m
@@ -53,10 +55,22 @@ def with_registry_ttl(store: FeatureStore, ttl: float | None) -> FeatureStore:
     return FeatureStore(config=config)
 
 
-class _Uvicorn:
-    """uvicorn's server without its signal handling (the worker owns SIGTERM)."""
+def raise_fd_limit() -> int | None:
+    """Raise this process's soft file-descriptor limit to its hard limit; returns the limit in force."""
+    import resource
 
-    def __init__(self, app: Any, settings: ServerSettings) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+class _Uvicorn:
+    """uvicorn's server without its signal handling (the worker owns SIGTERM), with Ladle's REST limits."""
+
+    def __init__(self, app: Any, settings: ServerSettings, limits: RestLimits) -> None:
         import uvicorn
 
         class Server(uvicorn.Server):
@@ -64,10 +78,12 @@ class _Uvicorn:
             def capture_signals(self) -> Iterator[None]:
                 yield
 
+        self.protocols = RestProtocolFactory(limits)
         config = uvicorn.Config(
             app,
             loop="none",
-            http="httptools",
+            http=self.protocols,  # type: ignore[arg-type]  # a protocol factory; uvicorn only calls it
+            ws="none",
             lifespan="on",
             log_config=None,
             access_log=settings.access_log,
@@ -82,6 +98,7 @@ class _Uvicorn:
 
     def stop(self) -> None:
         self.server.should_exit = True
+        self.protocols.close()
 
 
 async def _housekeeping(stop: asyncio.Event) -> None:
@@ -108,6 +125,8 @@ async def serve_worker(
 
     store = spec.open(settings)
     core = ServerCore(store, settings)
+    tls = TlsFiles.load(core.settings)
+    fd_limit = raise_fd_limit()
     store.snapshot()  # load the registry before the first request
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -118,12 +137,13 @@ async def serve_worker(
     if settings.rest:
         rest_socket = reuseport_socket(settings.host, settings.port, "REST")
         rest_socket.listen(2048)
-        rest = _Uvicorn(RestApp(core), settings)
+        limits = RestLimits.of(settings, fd_limit, tls.context(["http/1.1"]) if tls else None)
+        rest = _Uvicorn(RestApp(core), settings, limits)
         tasks.append(asyncio.create_task(rest.serve(rest_socket)))
     grpc_server = None
     grpc_port = 0
     if settings.grpc:
-        grpc_server = GrpcServer(core, reuse_port=True)
+        grpc_server = GrpcServer(core, reuse_port=True, tls=tls)
         grpc_port = await grpc_server.start(settings.host, settings.grpc_port)
     metrics.worker_started()
     report(f"ready {os.getpid()} {grpc_port}")

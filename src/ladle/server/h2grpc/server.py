@@ -6,12 +6,15 @@ import asyncio
 import logging
 import socket
 from collections.abc import Mapping
+from ssl import SSLContext
 
 from ladle.server.h2grpc.calls import GrpcConnection
 from ladle.server.h2grpc.connection import Http2Connection
 from ladle.server.h2grpc.messages import HeaderBlocks, Limits, Method
 
 log = logging.getLogger(__package__)
+TLS_HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a TLS client gets to finish its handshake."""
 
 
 class H2GrpcServer:
@@ -44,11 +47,17 @@ class H2GrpcServer:
             self._active = 0
             self._idle.set()
 
-    async def start(self, sock: socket.socket) -> int:
-        """Serve on a bound socket (listening or not); returns its port."""
+    async def start(self, sock: socket.socket, *, ssl: SSLContext | None = None) -> int:
+        """Serve on a bound socket (listening or not), over TLS with ``ssl`` (ALPN ``h2``); returns its port."""
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: GrpcConnection(self), sock=sock, backlog=2048)
+        self._server = await loop.create_server(
+            lambda: GrpcConnection(self),
+            sock=sock,
+            backlog=2048,
+            ssl=ssl,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl is not None else None,
+        )
         return int(sock.getsockname()[1])
 
     async def stop(self, grace: float) -> None:
