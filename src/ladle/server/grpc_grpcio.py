@@ -126,6 +126,9 @@ class GrpcioEngine:
         options = [
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", settings.body_limit),
+            # The limits grpcio has a knob for; the others are the built-in engine's alone.
+            ("grpc.max_concurrent_streams", settings.grpc_max_streams_per_connection),
+            ("grpc.max_connection_idle_ms", int(settings.grpc_idle_timeout * 1000)),
         ]
         self.server = grpc.aio.server(options=options)
         self.server.add_generic_rpc_handlers(_handlers(ServingServicer(core), FeatureServerServicer(core)))

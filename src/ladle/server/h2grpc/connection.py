@@ -46,11 +46,15 @@ from ladle.server.h2grpc.frames import (
     H2Error,
     frame,
 )  # fmt: skip
+from ladle.server.h2grpc.guards import Budget, Pool
 
 if TYPE_CHECKING:
     from ladle.server.h2grpc.messages import CallContext, Limits, Method
 
 log = logging.getLogger(__package__)
+
+FRAMES_PER_TURN = 1000  # frames parsed in one go before other connections get the loop back
+_WRITES, _TURN = 1, 2  # why reading is paused: the transport's buffer is full; yielding the loop
 
 
 class ConnectionOwner(Protocol):
@@ -66,6 +70,11 @@ class ConnectionOwner(Protocol):
         """Open connections (a connection adds and removes itself)."""
         ...
 
+    @property
+    def pool(self) -> Pool:
+        """Bytes held over all connections, and the coarse clock."""
+        ...
+
     def stream_finished(self, count: int = 1) -> None:
         """``count`` streams ended (graceful stop waits for none to be left)."""
         ...
@@ -76,11 +85,12 @@ class Stream:
 
     __slots__ = (
         "body", "context", "deadline", "done", "encoding", "ended", "headers_sent", "held", "id", "inbox",
-        "method", "pending", "pending_end", "recv_credit", "send_window", "task",
+        "method", "pending", "pending_end", "recv_credit", "send_window", "stamp", "task",
     )  # fmt: skip
 
-    def __init__(self, stream_id: int, send_window: int) -> None:
+    def __init__(self, stream_id: int, send_window: int, now: float) -> None:
         self.id = stream_id
+        self.stamp = now  # opened, or last progress (a bidi message in, blocked response data out)
         self.body = bytearray()
         self.ended = False  # the peer sent END_STREAM
         self.done = False  # we sent END_STREAM (or reset the stream)
@@ -103,7 +113,13 @@ class Http2Connection(asyncio.Protocol):
 
     def __init__(self, server: ConnectionOwner) -> None:
         self.server = server
-        self.limits = server.limits
+        self.limits = limits = server.limits
+        self.pool = server.pool
+        self.opened = self.idle_since = self.pool.now
+        self.control = Budget(limits.control_frames_per_second)
+        self.resets = Budget(limits.resets_per_second)
+        self.paused = 0  # _WRITES | _TURN: why reading is paused
+        self.write_paused_at = 0.0
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.buf = b""
@@ -119,6 +135,7 @@ class Http2Connection(asyncio.Protocol):
         self.recv_credit = 0  # connection-level bytes received since our last WINDOW_UPDATE
         self.buffered = 0  # request bytes held for handlers, over all streams (Limits.max_buffered_bytes)
         self.continuation: tuple[int, int, bytearray] | None = None  # (stream id, flags, block so far)
+        self.continuations = 0  # CONTINUATION frames in the header block being read
         self.going_away = False
         self.closed = False
         self.blocked: dict[int, Stream] = {}  # streams with DATA waiting for window
@@ -136,6 +153,13 @@ class Http2Connection(asyncio.Protocol):
             self.peer = f"ipv6:[{host}]:{peer[1]}" if ":" in host else f"ipv4:{host}:{peer[1]}"
         else:
             self.peer = str(peer)
+        if len(self.server.connections) >= self.limits.max_connections:
+            log.warning("gRPC: %d connections open; closing the one from %s", len(self.server.connections), self.peer)
+            self.closed = True
+            goaway = U32.pack(0) + U32.pack(H2Error.ENHANCE_YOUR_CALM) + b"too many connections"
+            self.transport.write(frame(SETTINGS, 0, 0) + frame(GOAWAY, 0, 0, goaway))
+            self.transport.close()
+            return
         self.server.connections.add(self)
         settings = b"".join(
             U16U32.pack(k, v)
@@ -152,11 +176,12 @@ class Http2Connection(asyncio.Protocol):
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Cancel every call still running."""
+        """Cancel every call still running, give back the bytes held."""
         self.closed = True
         self.server.connections.discard(self)
         for stream in self.streams.values():
             stream.done = True
+            self._free(stream)
             if stream.task is not None and not stream.task.done():
                 stream.task.cancel()
         if self.streams:
@@ -167,15 +192,36 @@ class Http2Connection(asyncio.Protocol):
         self.window_opened.set()
 
     def pause_writing(self) -> None:
-        """The transport's buffer is full: streaming handlers wait."""
+        """The transport's buffer is full: streaming handlers wait, and we read nothing more (backpressure)."""
         self.write_ready.clear()
+        self.write_paused_at = self.pool.now
+        self._pause(_WRITES)
 
     def resume_writing(self) -> None:
         """The transport drained."""
         self.write_ready.set()
+        self._resume(_WRITES)
+
+    def _pause(self, why: int) -> None:
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self.paused |= why
+
+    def _resume(self, why: int) -> None:
+        if self.paused & why:
+            self.paused &= ~why
+            if not self.paused and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    def _next_turn(self) -> None:
+        """Parse what the last turn left (reading stays paused until it is all parsed)."""
+        if not self.closed:
+            self.data_received(b"")
 
     def data_received(self, data: bytes) -> None:
-        """Parse every complete frame; write what they produced in one go."""
+        """Parse complete frames (up to :data:`FRAMES_PER_TURN`); write what they produced in one go."""
+        if self.closed:
+            return
         buf = self.buf + data if self.buf else data
         try:
             if not self.preface_seen:
@@ -189,9 +235,16 @@ class Http2Connection(asyncio.Protocol):
                 buf = buf[len(PREFACE) :]
                 self.preface_seen = True
             pos = self._frames(buf)
-            self.buf = buf[pos:]
-            if len(self.buf) > self.limits.max_frame_size + 9:
-                raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
+            if pos < 0:  # a full turn: let other connections run, then parse the rest
+                self.buf = buf[-pos:]
+                self._pause(_TURN)
+                asyncio.get_running_loop().call_soon(self._next_turn)
+            else:
+                self.buf = buf[pos:]
+                if self.paused & _TURN:
+                    self._resume(_TURN)
+                if len(self.buf) > self.limits.max_frame_size + 9:
+                    raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
         except H2ConnectionError as exc:
             self._fail(exc.code, str(exc))
         self._flush()
@@ -201,9 +254,11 @@ class Http2Connection(asyncio.Protocol):
         return False
 
     def _frames(self, buf: bytes) -> int:
+        """Parse frames from ``buf``; the position after the last one (negated if the turn ran out)."""
         pos = 0
         end = len(buf)
         limit = self.limits.max_frame_size
+        turn = FRAMES_PER_TURN
         while end - pos >= 9:
             high, low, ftype, flags, stream_id = FRAME.unpack_from(buf, pos)
             length = (high << 16) | low
@@ -221,38 +276,64 @@ class Http2Connection(asyncio.Protocol):
                     raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "the first frame must be SETTINGS")
                 self.settings_seen = True
             if ftype == DATA:
+                if not length and not flags & END_STREAM:
+                    self._spend_control()
                 self._on_data(stream_id, flags, payload)
             elif ftype == HEADERS:
                 self._on_headers(stream_id, flags, payload)
             elif ftype == CONTINUATION:
                 self._on_continuation(stream_id, flags, payload)
             elif ftype == SETTINGS:
+                self._spend_control()
                 self._on_settings(stream_id, flags, payload)
             elif ftype == WINDOW_UPDATE:
                 self._on_window_update(stream_id, payload)
-            elif ftype == PING:
-                if stream_id:
-                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "PING on a stream")
-                if length != 8:
-                    raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "PING must be 8 bytes")
-                if not flags & ACK:
-                    self.out.append(frame(PING, ACK, 0, payload))
-            elif ftype == RST_STREAM:
-                if not stream_id:
-                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "RST_STREAM on stream 0")
-                if length != 4:
-                    raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "RST_STREAM must be 4 bytes")
-                self._on_reset(stream_id)
-            elif ftype == GOAWAY:
-                self.going_away = True
-                self._close_if_idle()
-            elif ftype == PRIORITY:
-                if not stream_id or length != 5:
-                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "malformed PRIORITY")
-            elif ftype == PUSH_PROMISE:
-                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "clients cannot push")
-            # other frame types are ignored (RFC 9113 section 4.1)
+            else:
+                self._on_other(ftype, flags, stream_id, payload)
+            turn -= 1
+            if not turn and end - pos >= 9:
+                return -int(pos)
         return pos
+
+    def _on_other(self, ftype: int, flags: int, stream_id: int, payload: bytes) -> None:
+        """PING, RST_STREAM, GOAWAY, PRIORITY, PUSH_PROMISE and unknown frames."""
+        length = len(payload)
+        if ftype == PING:
+            self._spend_control()
+            if stream_id:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "PING on a stream")
+            if length != 8:
+                raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "PING must be 8 bytes")
+            if not flags & ACK:
+                self.out.append(frame(PING, ACK, 0, payload))
+        elif ftype == RST_STREAM:
+            self._spend_reset()
+            if not stream_id:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "RST_STREAM on stream 0")
+            if length != 4:
+                raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "RST_STREAM must be 4 bytes")
+            self._on_reset(stream_id)
+        elif ftype == GOAWAY:
+            self.going_away = True
+            self._close_if_idle()
+        elif ftype == PRIORITY:
+            self._spend_control()
+            if not stream_id or length != 5:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "malformed PRIORITY")
+        elif ftype == PUSH_PROMISE:
+            raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "clients cannot push")
+        else:  # other frame types are ignored (RFC 9113 section 4.1), but not for free
+            self._spend_control()
+
+    def _spend_control(self) -> None:
+        """One frame that costs us work without moving a call along (PING, SETTINGS, empty or no-op frames)."""
+        if not self.control.spend():
+            raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "too many control frames")
+
+    def _spend_reset(self) -> None:
+        """One stream we had to refuse or reset because of the peer."""
+        if not self.resets.spend():
+            raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "too many stream resets")
 
     def _on_settings(self, stream_id: int, flags: int, payload: bytes) -> None:
         if stream_id:
@@ -263,15 +344,13 @@ class Http2Connection(asyncio.Protocol):
             return
         if len(payload) % 6:
             raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "malformed SETTINGS")
+        initial_window = None
         for offset in range(0, len(payload), 6):
             key, value = U16U32.unpack_from(payload, offset)
             if key == SETTING_INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
                     raise H2ConnectionError(H2Error.FLOW_CONTROL_ERROR, "initial window over 2^31-1")
-                delta = value - self.peer_initial_window
-                self.peer_initial_window = value
-                for stream in self.streams.values():
-                    stream.send_window += delta
+                initial_window = value  # only the last one counts: applied once, below
             elif key == SETTING_MAX_FRAME_SIZE:
                 if not (1 << 14) <= value <= (1 << 24) - 1:
                     raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
@@ -280,6 +359,13 @@ class Http2Connection(asyncio.Protocol):
                 pass  # our responses never use the dynamic table
             elif key == SETTING_ENABLE_PUSH and value > 1:
                 raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH must be 0 or 1")
+        if initial_window is not None and initial_window != self.peer_initial_window:
+            delta = initial_window - self.peer_initial_window
+            self.peer_initial_window = initial_window
+            for stream in self.streams.values():
+                stream.send_window += delta
+                if stream.send_window > MAX_WINDOW:
+                    raise H2ConnectionError(H2Error.FLOW_CONTROL_ERROR, "a stream window over 2^31-1")
         self.out.append(frame(SETTINGS, ACK, 0))
         self._drain_blocked()
 
@@ -296,12 +382,15 @@ class Http2Connection(asyncio.Protocol):
         else:
             stream = self.streams.get(stream_id)
             if stream is None:
-                return  # a closed stream: allowed
+                self._spend_control()  # a closed stream: allowed, but it does nothing
+                return
             if not increment:
+                self._spend_reset()
                 self._reset(stream, H2Error.PROTOCOL_ERROR)
                 return
             stream.send_window += increment
             if stream.send_window > MAX_WINDOW:
+                self._spend_reset()
                 self._reset(stream, H2Error.FLOW_CONTROL_ERROR)
                 return
         self._drain_blocked()
@@ -321,8 +410,11 @@ class Http2Connection(asyncio.Protocol):
         if end < start:
             raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "padding longer than the frame")
         block = payload[start:end]
+        if not block:
+            self._spend_control()
         if not flags & END_HEADERS:
             self.continuation = (stream_id, flags, bytearray(block))
+            self.continuations = 0
             return
         self.header_block(stream_id, flags, block)
 
@@ -330,6 +422,11 @@ class Http2Connection(asyncio.Protocol):
         if self.continuation is None or self.continuation[0] != stream_id:
             raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "CONTINUATION without HEADERS")
         _, first_flags, block = self.continuation
+        self.continuations += 1
+        if self.continuations > self.limits.max_continuation_frames:
+            raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "too many CONTINUATION frames in a header block")
+        if not payload:
+            self._spend_control()
         block += payload
         if len(block) > self.limits.max_header_list_bytes:
             raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "header block over the limit")
@@ -363,7 +460,7 @@ class Http2Connection(asyncio.Protocol):
                 raise H2ConnectionError(H2Error.PROTOCOL_ERROR, f"RST_STREAM on idle stream {stream_id}")
             return
         stream.done = True
-        self._release(stream)
+        self._free(stream)
         self.blocked.pop(stream_id, None)
         if stream.task is not None and not stream.task.done():
             stream.task.cancel()
@@ -377,11 +474,36 @@ class Http2Connection(asyncio.Protocol):
             self.out.append(frame(WINDOW_UPDATE, 0, stream.id, U32.pack(stream.recv_credit)))
             stream.recv_credit = 0
 
+    def _hold(self, stream: Stream, size: int) -> None:
+        """``size`` more bytes of ``stream``'s request wait for its handler."""
+        stream.held += size
+        self.buffered += size
+        self.pool.held += size
+
     def _release(self, stream: Stream, size: int | None = None) -> None:
         """``size`` bytes (all, if None) of ``stream``'s request are no longer held for its handler."""
         size = stream.held if size is None else min(size, stream.held)
         stream.held -= size
         self.buffered -= size
+        self.pool.held -= size
+
+    def _set_pending(self, stream: Stream, data: bytearray) -> None:
+        """``data`` is what of ``stream``'s response waits for window now (counted in the bytes held)."""
+        delta = len(data) - len(stream.pending)
+        stream.pending = data
+        self.buffered += delta
+        self.pool.held += delta
+
+    def _free(self, stream: Stream) -> None:
+        """Give back every byte ``stream`` holds (request and blocked response)."""
+        self._release(stream)
+        if stream.pending:
+            self._set_pending(stream, bytearray())
+
+    def over_budget(self, more: int = 0) -> bool:
+        """Whether holding ``more`` bytes would take this connection or the server over its budget."""
+        pool = self.pool
+        return self.buffered + more > self.limits.max_buffered_bytes or pool.held + more > pool.limit
 
     def _send_data(self, stream: Stream, data: bytes | bytearray) -> None:
         """DATA frames within the windows; the rest waits in ``stream.pending``."""
@@ -391,16 +513,23 @@ class Http2Connection(asyncio.Protocol):
         while view:
             room = min(len(view), stream.send_window, self.send_window, frame_limit)
             if room <= 0:
-                stream.pending = bytearray(view)
+                if self.over_budget(len(view)):
+                    # Holding the rest would go over the byte budget: the peer does not get it.
+                    # (gRPC clients read RST_STREAM ENHANCE_YOUR_CALM as RESOURCE_EXHAUSTED.)
+                    self._reset(stream, H2Error.ENHANCE_YOUR_CALM)
+                    return
+                self._set_pending(stream, bytearray(view))
+                stream.stamp = self.pool.now
                 self.blocked[sid] = stream
                 return
             self.out.append(frame(DATA, 0, sid, bytes(view[:room])))
             stream.send_window -= room
             self.send_window -= room
             view = view[room:]
-        stream.pending = bytearray()
 
     def _end(self, stream: Stream, trailers: bytes) -> None:
+        if stream.done:
+            return
         if stream.pending:
             stream.pending_end = trailers
             return
@@ -420,7 +549,7 @@ class Http2Connection(asyncio.Protocol):
 
     def _close_stream(self, stream: Stream) -> None:
         stream.done = True
-        self._release(stream)
+        self._free(stream)
         if not stream.ended:
             # We answered before the request ended (an error): the rest of it is not wanted.
             self.out.append(frame(RST_STREAM, 0, stream.id, U32.pack(H2Error.NO_ERROR)))
@@ -447,7 +576,8 @@ class Http2Connection(asyncio.Protocol):
                 continue
             del self.blocked[stream.id]
             pending = stream.pending
-            stream.pending = bytearray()
+            self._set_pending(stream, bytearray())
+            stream.stamp = self.pool.now  # it moved
             self._send_data(stream, pending)
             if not stream.pending and stream.pending_end is not None:
                 trailers, stream.pending_end = stream.pending_end, None
@@ -485,6 +615,36 @@ class Http2Connection(asyncio.Protocol):
         """Drop the connection now (the grace period is over)."""
         if self.transport is not None:
             self.transport.abort()
+
+    def check_timers(self, now: float) -> None:
+        """Enforce the timeouts (the server's sweeper calls this about every tick)."""
+        limits = self.limits
+        if self.closed:
+            return
+        if not self.settings_seen:
+            if now - self.opened > limits.handshake_timeout:
+                self._fail(H2Error.PROTOCOL_ERROR, "no client preface and SETTINGS in time")
+            return
+        if self.paused & _WRITES and now - self.write_paused_at > limits.stall_timeout:
+            log.info("closing HTTP/2 connection from %s: it reads nothing we send", self.peer)
+            self.closed = True
+            self.abort()
+            return
+        if not self.streams:
+            idle = now - self.idle_since
+            if self.continuation is not None and idle > limits.stall_timeout:
+                self._fail(H2Error.ENHANCE_YOUR_CALM, "header block not finished in time")
+            elif idle > limits.idle_timeout:
+                log.info("closing HTTP/2 connection from %s: idle", self.peer)
+                self.go_away()
+            return
+        self.idle_since = now
+        stall = limits.stall_timeout
+        for stream in [s for s in self.streams.values() if now - s.stamp > stall]:
+            if stream.pending or (not stream.ended and (stream.inbox is None or stream.body)):
+                log.info("gRPC: resetting stalled stream %d from %s", stream.id, self.peer)
+                self._reset(stream, H2Error.CANCEL)
+        self._flush()
 
     # -- what a request means: the subclass's part ----------------------------------------------
 
