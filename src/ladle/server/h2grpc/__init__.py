@@ -29,9 +29,9 @@ server push, HTTP/1.1 upgrade, response compression.
 
 Layout, each module importing only those before it: :mod:`.frames` (HTTP/2 constants and
 framing), :mod:`.guards` (rate budgets, the server's byte account), :mod:`.messages` (gRPC
-statuses, handlers, limits, request heads, message framing), :mod:`.connection` (an HTTP/2 connection: frames in, flow control, frames out), :mod:`.calls`
-(gRPC calls on a connection), :mod:`.server` (listening, graceful stop). It imports nothing from
-the rest of Ladle.
+statuses, handlers, limits, request heads, message framing), :mod:`.connection` (an HTTP/2
+connection: frames in, flow control, frames out), :mod:`.calls` (gRPC calls on a connection),
+:mod:`.server` (listening, graceful stop, timeouts). It imports nothing from the rest of Ladle.
 """
 
 from ladle.server.h2grpc.messages import (
