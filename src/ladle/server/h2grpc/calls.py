@@ -122,7 +122,7 @@ class GrpcConnection(Http2Connection):
             code = H2Error.PROTOCOL_ERROR if head.malformed is not None else H2Error.REFUSED_STREAM
             self.out.append(frame(RST_STREAM, 0, stream_id, U32.pack(code)))
             return
-        if self.going_away or self.server.stopping or self.over_budget():
+        if self.going_away or self.server.stopping or self.over_budget(1):  # full: nothing new
             self.out.append(frame(RST_STREAM, 0, stream_id, U32.pack(H2Error.REFUSED_STREAM)))
             return
         stream = Stream(stream_id, self.peer_initial_window, self.pool.now)

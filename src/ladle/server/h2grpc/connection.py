@@ -465,6 +465,8 @@ class Http2Connection(asyncio.Protocol):
         if stream.task is not None and not stream.task.done():
             stream.task.cancel()
         self.server.stream_finished()
+        if not self.streams:
+            self.idle_since = self.pool.now
         self._close_if_idle()
 
     def _stream_credit(self, stream: Stream, length: int) -> None:
@@ -555,6 +557,8 @@ class Http2Connection(asyncio.Protocol):
             self.out.append(frame(RST_STREAM, 0, stream.id, U32.pack(H2Error.NO_ERROR)))
         if self.streams.pop(stream.id, None) is not None:
             self.server.stream_finished()
+            if not self.streams:
+                self.idle_since = self.pool.now
         self.blocked.pop(stream.id, None)
         self._close_if_idle()
 
