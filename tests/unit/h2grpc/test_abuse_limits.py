@@ -81,6 +81,19 @@ def test_every_kind_of_control_frame_counts(make_server: Callable[..., Served], 
         assert goaway(client.until_closed()).error_code == ErrorCodes.ENHANCE_YOUR_CALM
 
 
+def test_each_settings_entry_counts(make_server: Callable[..., Served]) -> None:
+    """A SETTINGS frame costs one control frame per entry: 49 entries after the client's SETTINGS fit 50/s, 50 do not."""
+    served = make_server(Limits(control_frames_per_second=50))
+    entry = struct.pack(">HI", SettingCodes.INITIAL_WINDOW_SIZE, 65_535)
+    with RawClient(served.port) as ok:
+        ok.send(frame(SETTINGS, 0, 0, entry * 49))
+        ok.until(lambda: sum(f.type == SETTINGS and f.flags == 1 for f in ok.frames) == 2)  # both acknowledged
+        assert ok.quiet(0.1)
+    with RawClient(served.port) as over:
+        over.send(frame(SETTINGS, 0, 0, entry * 50))
+        assert goaway(over.until_closed()).error_code == ErrorCodes.ENHANCE_YOUR_CALM
+
+
 def test_empty_data_frames_count(make_server: Callable[..., Served]) -> None:
     served = make_server(Limits(control_frames_per_second=50))
     with RawClient(served.port) as client:
@@ -297,11 +310,11 @@ def test_a_quiet_bidi_stream_is_not_stalled(make_server: Callable[..., Served]) 
 
 
 def test_settings_apply_the_last_initial_window_once(served: Served) -> None:
-    """2,000 INITIAL_WINDOW_SIZE entries in one SETTINGS frame: the last one counts."""
+    """500 INITIAL_WINDOW_SIZE entries in one SETTINGS frame: the last one counts."""
     with RawClient(served.port, {SettingCodes.INITIAL_WINDOW_SIZE: 0}) as client:
         client.unary(1, "/test.Svc/Big", b"50000")
         client.until(lambda: 1 in client.responses)
-        entries = [(SettingCodes.INITIAL_WINDOW_SIZE, v) for v in range(2000)] + [(SettingCodes.INITIAL_WINDOW_SIZE, 7)]
+        entries = [(SettingCodes.INITIAL_WINDOW_SIZE, v) for v in range(500)] + [(SettingCodes.INITIAL_WINDOW_SIZE, 7)]
         client.send(frame(SETTINGS, 0, 0, b"".join(struct.pack(">HI", k, v) for k, v in entries)))
         client.until(lambda: len(client.responses[1].data) == 7)
         assert client.quiet(0.2)

@@ -53,7 +53,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__package__)
 
-FRAMES_PER_TURN = 1000  # frames parsed in one go before other connections get the loop back
+# One turn: what one connection gets parsed before other connections get the event loop back
+# (a few milliseconds at most). A HEADERS frame starts a call, which costs about ten frames.
+FRAMES_PER_TURN = 1000
+HEADERS_COST = 10
+BYTES_PER_TURN = 64 << 10  # of frames other than DATA (header blocks and SETTINGS cost per byte)
 _WRITES, _TURN = 1, 2  # why reading is paused: the transport's buffer is full; yielding the loop
 
 
@@ -259,6 +263,7 @@ class Http2Connection(asyncio.Protocol):
         end = len(buf)
         limit = self.limits.max_frame_size
         turn = FRAMES_PER_TURN
+        turn_bytes = BYTES_PER_TURN
         while end - pos >= 9:
             high, low, ftype, flags, stream_id = FRAME.unpack_from(buf, pos)
             length = (high << 16) | low
@@ -279,19 +284,22 @@ class Http2Connection(asyncio.Protocol):
                 if not length and not flags & END_STREAM:
                     self._spend_control()
                 self._on_data(stream_id, flags, payload)
+                turn_bytes += length  # DATA is cheap to take: only the frame count limits it
             elif ftype == HEADERS:
                 self._on_headers(stream_id, flags, payload)
+                turn -= HEADERS_COST - 1
             elif ftype == CONTINUATION:
                 self._on_continuation(stream_id, flags, payload)
             elif ftype == SETTINGS:
-                self._spend_control()
+                self._spend_control(max(1, length // 6))  # each entry costs: thousands in one frame are an attack
                 self._on_settings(stream_id, flags, payload)
             elif ftype == WINDOW_UPDATE:
                 self._on_window_update(stream_id, payload)
             else:
                 self._on_other(ftype, flags, stream_id, payload)
             turn -= 1
-            if not turn and end - pos >= 9:
+            turn_bytes -= length
+            if (turn <= 0 or turn_bytes < 0) and end - pos >= 9:
                 return -int(pos)
         return pos
 
@@ -325,9 +333,9 @@ class Http2Connection(asyncio.Protocol):
         else:  # other frame types are ignored (RFC 9113 section 4.1), but not for free
             self._spend_control()
 
-    def _spend_control(self) -> None:
-        """One frame that costs us work without moving a call along (PING, SETTINGS, empty or no-op frames)."""
-        if not self.control.spend():
+    def _spend_control(self, cost: int = 1) -> None:
+        """A frame that costs us work without moving a call along (PING, SETTINGS, empty or no-op frames)."""
+        if not self.control.spend(cost):
             raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "too many control frames")
 
     def _spend_reset(self) -> None:

@@ -27,13 +27,13 @@ class Budget:
         self.tokens = float(rate)
         self.stamp = time.monotonic()
 
-    def spend(self) -> bool:
-        """Take one token; False when none is left even after refilling for the time gone by."""
-        self.tokens -= 1
+    def spend(self, cost: int = 1) -> bool:
+        """Take ``cost`` tokens; False when too few are left even after refilling for the time gone by."""
+        self.tokens -= cost
         if self.tokens >= 0:
             return True
         now = time.monotonic()
-        self.tokens = min(self.rate - 1.0, self.tokens + (now - self.stamp) * self.rate)
+        self.tokens = min(self.rate - cost, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         return self.tokens >= 0
 
