@@ -82,7 +82,7 @@ def test_every_kind_of_control_frame_counts(make_server: Callable[..., Served], 
 
 
 def test_each_settings_entry_counts(make_server: Callable[..., Served]) -> None:
-    """A SETTINGS frame costs one control frame per entry: 49 entries after the client's SETTINGS fit 50/s, 50 do not."""
+    """SETTINGS cost one control frame per entry: after the client's SETTINGS, 49 entries fit 50/s, 50 do not."""
     served = make_server(Limits(control_frames_per_second=50))
     entry = struct.pack(">HI", SettingCodes.INITIAL_WINDOW_SIZE, 65_535)
     with RawClient(served.port) as ok:

@@ -29,8 +29,9 @@ server push, HTTP/1.1 upgrade, response compression.
 
 Layout, each module importing only those before it: :mod:`.frames` (HTTP/2 constants and
 framing), :mod:`.guards` (rate budgets, the server's byte account), :mod:`.messages` (gRPC
-statuses, handlers, limits, request heads, message framing), :mod:`.connection` (an HTTP/2
-connection: frames in, flow control, frames out), :mod:`.calls` (gRPC calls on a connection),
+statuses, handlers, limits, request heads, message framing), :mod:`.streams` (a connection's
+streams: the peer's windows, frames out), :mod:`.connection` (an HTTP/2 connection: frames in,
+budgets, backpressure, timeouts), :mod:`.calls` (gRPC calls on a connection),
 :mod:`.server` (listening, graceful stop, timeouts). It imports nothing from the rest of Ladle.
 """
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol, cast
 
 import hpack
 
-from ladle.server.h2grpc.connection import ConnectionOwner, Http2Connection, Stream, log
+from ladle.server.h2grpc.connection import ConnectionOwner, Http2Connection, log
 from ladle.server.h2grpc.frames import (
     END_HEADERS,
     END_STREAM,
@@ -33,6 +33,7 @@ from ladle.server.h2grpc.messages import (
     split_messages,
     table_neutral,
 )  # fmt: skip
+from ladle.server.h2grpc.streams import Stream
 
 
 class CallHost(ConnectionOwner, Protocol):
@@ -60,6 +61,8 @@ class CallHost(ConnectionOwner, Protocol):
 
 class GrpcConnection(Http2Connection):
     """One client connection: gRPC calls on top of :class:`Http2Connection`."""
+
+    __slots__ = ("blocks", "heads")
 
     def __init__(self, server: CallHost) -> None:
         super().__init__(server)
@@ -122,7 +125,13 @@ class GrpcConnection(Http2Connection):
             code = H2Error.PROTOCOL_ERROR if head.malformed is not None else H2Error.REFUSED_STREAM
             self.out.append(frame(RST_STREAM, 0, stream_id, U32.pack(code)))
             return
-        if self.going_away or self.server.stopping or self.over_budget(1):  # full: nothing new
+        pool = self.pool
+        if (
+            self.going_away
+            or self.server.stopping
+            or self.buffered >= self.limits.max_buffered_bytes
+            or pool.held >= pool.limit
+        ):
             self.out.append(frame(RST_STREAM, 0, stream_id, U32.pack(H2Error.REFUSED_STREAM)))
             return
         stream = Stream(stream_id, self.peer_initial_window, self.pool.now)
@@ -186,7 +195,8 @@ class GrpcConnection(Http2Connection):
         except GrpcError as exc:
             self._finish(stream, exc.status, exc.message)
             return
-        self._release(stream)
+        if stream.held:
+            self._release(stream)
         assert stream.context is not None
         if method.kind == "server_stream":
             request, context = messages[0], stream.context
@@ -319,7 +329,7 @@ class GrpcConnection(Http2Connection):
             if len(stream.body) + size > self.limits.max_message_bytes + 5 and stream.method is not None:
                 self._finish(stream, Status.RESOURCE_EXHAUSTED,
                              f"request over the {self.limits.max_message_bytes}-byte message limit")  # fmt: skip
-            elif self.over_budget(size):
+            elif self.buffered + size > self.limits.max_buffered_bytes or self.pool.held + size > self.pool.limit:
                 if self.buffered + size > self.limits.max_buffered_bytes:
                     message = f"over {self.limits.max_buffered_bytes} bytes of requests wait on this connection"
                 else:
@@ -329,7 +339,9 @@ class GrpcConnection(Http2Connection):
                 if stream.inbox is not None and not stream.body:
                     stream.stamp = self.pool.now  # a streamed message begins: it has stall_timeout to arrive
                 stream.body += payload
-                self._hold(stream, size)
+                stream.held += size
+                self.buffered += size
+                self.pool.held += size
                 if not end_stream:
                     if stream.inbox is None:
                         # A unary request must arrive whole anyway: credit it as it comes.

@@ -1,8 +1,10 @@
-"""The HTTP/2 side of a connection: frames in, flow control both ways, frames out.
+"""The HTTP/2 side of a connection: frames in, budgets, backpressure and timeouts.
 
-:class:`Http2Connection` parses frames, keeps the windows, sends DATA within them and ends
-streams; what a request means is left to a subclass (:class:`.calls.GrpcConnection`) through two
-hooks: :meth:`Http2Connection.header_block` and :meth:`Http2Connection.request_data`.
+:class:`Http2Connection` parses frames (a turn at a time), spends the peer's budgets, stops
+reading while its writes are paused and enforces the timeouts; the streams, windows and what
+goes out are its base :class:`.streams.StreamSet`'s. What a request means is left to a
+subclass (:class:`.calls.GrpcConnection`) through two hooks: :meth:`Http2Connection.header_block`
+and :meth:`Http2Connection.request_data`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from ladle.server.h2grpc.frames import (
     FRAME,
     GOAWAY,
     HEADERS,
-    MAX_WINDOW,
     PADDED,
     PING,
     PREFACE,
@@ -33,7 +34,6 @@ from ladle.server.h2grpc.frames import (
     RECV_WINDOW,
     RST_STREAM,
     SETTING_ENABLE_PUSH,
-    SETTING_HEADER_TABLE_SIZE,
     SETTING_INITIAL_WINDOW_SIZE,
     SETTING_MAX_CONCURRENT_STREAMS,
     SETTING_MAX_FRAME_SIZE,
@@ -46,107 +46,59 @@ from ladle.server.h2grpc.frames import (
     H2Error,
     frame,
 )  # fmt: skip
-from ladle.server.h2grpc.guards import Budget, Pool
+from ladle.server.h2grpc.guards import Budget
+from ladle.server.h2grpc.streams import Stream, StreamOwner, StreamSet
 
 if TYPE_CHECKING:
-    from ladle.server.h2grpc.messages import CallContext, Limits, Method
+    pass
 
 log = logging.getLogger(__package__)
 
-# One turn: what one connection gets parsed before other connections get the event loop back
-# (a few milliseconds at most). A HEADERS frame starts a call, which costs about ten frames.
-FRAMES_PER_TURN = 1000
-HEADERS_COST = 10
-BYTES_PER_TURN = 64 << 10  # of frames other than DATA (header blocks and SETTINGS cost per byte)
+# One turn: what of one connection's input is parsed before other connections get the event loop
+# back (a few milliseconds at most): up to 64 KiB of frames, of which up to 100 HEADERS (calls).
+BYTES_PER_TURN = 64 << 10
+CALLS_PER_TURN = 100
 _WRITES, _TURN = 1, 2  # why reading is paused: the transport's buffer is full; yielding the loop
 
 
-class ConnectionOwner(Protocol):
+class ConnectionOwner(StreamOwner, Protocol):
     """What a connection needs from the server that accepted it."""
-
-    @property
-    def limits(self) -> Limits:
-        """The server's limits."""
-        ...
 
     @property
     def connections(self) -> set[Http2Connection]:
         """Open connections (a connection adds and removes itself)."""
         ...
 
-    @property
-    def pool(self) -> Pool:
-        """Bytes held over all connections, and the coarse clock."""
-        ...
 
-    def stream_finished(self, count: int = 1) -> None:
-        """``count`` streams ended (graceful stop waits for none to be left)."""
-        ...
-
-
-class Stream:
-    """One call: request bytes in, response frames out."""
+class Http2Connection(StreamSet):
+    """One client connection, HTTP/2 side: frames in, budgets and timeouts; the streams are :class:`.StreamSet`'s."""
 
     __slots__ = (
-        "body", "context", "deadline", "done", "encoding", "ended", "headers_sent", "held", "id", "inbox",
-        "method", "pending", "pending_end", "recv_credit", "send_window", "stamp", "task",
+        "buf", "continuation", "continuations", "control", "decoder", "idle_mark", "opened", "paused", "peer",
+        "preface_seen", "recv_credit", "resets", "settings_seen", "write_paused_at", "write_ready",
     )  # fmt: skip
 
-    def __init__(self, stream_id: int, send_window: int, now: float) -> None:
-        self.id = stream_id
-        self.stamp = now  # opened, or last progress (a bidi message in, blocked response data out)
-        self.body = bytearray()
-        self.ended = False  # the peer sent END_STREAM
-        self.done = False  # we sent END_STREAM (or reset the stream)
-        self.headers_sent = False
-        self.send_window = send_window
-        self.recv_credit = 0
-        self.held = 0  # request bytes in body or inbox, counted in the connection's buffered bytes
-        self.pending = bytearray()  # DATA payload waiting for flow-control window
-        self.pending_end: bytes | None = None  # trailer block to send once pending is out
-        self.method: Method | None = None
-        self.context: CallContext | None = None
-        self.deadline: float | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.inbox: asyncio.Queue[tuple[bytes, int] | None] | None = None  # bidi: (message, wire size)
-        self.encoding = ""
-
-
-class Http2Connection(asyncio.Protocol):
-    """One client connection, HTTP/2 side."""
-
     def __init__(self, server: ConnectionOwner) -> None:
-        self.server = server
-        self.limits = limits = server.limits
-        self.pool = server.pool
-        self.opened = self.idle_since = self.pool.now
+        super().__init__(server)
+        self.server: ConnectionOwner = server
+        limits = self.limits
+        self.opened = self.pool.now
+        self.idle_mark = 0  # last_stream_id at the last sweep: a new one means the connection is in use
         self.control = Budget(limits.control_frames_per_second)
         self.resets = Budget(limits.resets_per_second)
         self.paused = 0  # _WRITES | _TURN: why reading is paused
         self.write_paused_at = 0.0
-        self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.buf = b""
         self.preface_seen = False
         self.settings_seen = False
-        self.decoder = hpack.Decoder(max_header_list_size=self.limits.max_header_list_bytes)
+        self.decoder = hpack.Decoder(max_header_list_size=limits.max_header_list_bytes)
         self.decoder.max_allowed_table_size = 4096
-        self.streams: dict[int, Stream] = {}
-        self.last_stream_id = 0
-        self.peer_initial_window = DEFAULT_WINDOW
-        self.peer_max_frame = 1 << 14
-        self.send_window = DEFAULT_WINDOW
         self.recv_credit = 0  # connection-level bytes received since our last WINDOW_UPDATE
-        self.buffered = 0  # request bytes held for handlers, over all streams (Limits.max_buffered_bytes)
         self.continuation: tuple[int, int, bytearray] | None = None  # (stream id, flags, block so far)
         self.continuations = 0  # CONTINUATION frames in the header block being read
-        self.going_away = False
-        self.closed = False
-        self.blocked: dict[int, Stream] = {}  # streams with DATA waiting for window
         self.write_ready = asyncio.Event()
         self.write_ready.set()
-        self.window_opened = asyncio.Event()  # set whenever blocked DATA may have moved
-        self.out: list[bytes] = []  # frames produced while parsing one read, written together
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Send our SETTINGS and open the connection receive window."""
@@ -223,7 +175,7 @@ class Http2Connection(asyncio.Protocol):
             self.data_received(b"")
 
     def data_received(self, data: bytes) -> None:
-        """Parse complete frames (up to :data:`FRAMES_PER_TURN`); write what they produced in one go."""
+        """Parse complete frames (a turn's worth); write what they produced in one go."""
         if self.closed:
             return
         buf = self.buf + data if self.buf else data
@@ -261,15 +213,15 @@ class Http2Connection(asyncio.Protocol):
         """Parse frames from ``buf``; the position after the last one (negated if the turn ran out)."""
         pos = 0
         end = len(buf)
+        stop = end if end <= BYTES_PER_TURN else BYTES_PER_TURN  # this turn parses up to here
         limit = self.limits.max_frame_size
-        turn = FRAMES_PER_TURN
-        turn_bytes = BYTES_PER_TURN
-        while end - pos >= 9:
+        calls = CALLS_PER_TURN
+        while stop - pos >= 9:
             high, low, ftype, flags, stream_id = FRAME.unpack_from(buf, pos)
             length = (high << 16) | low
             if length > limit:
                 raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, f"a {length}-byte frame is over {limit}")
-            if end - pos - 9 < length:
+            if stop - pos - 9 < length:
                 break
             payload = buf[pos + 9 : pos + 9 + length]
             pos += 9 + length
@@ -284,10 +236,11 @@ class Http2Connection(asyncio.Protocol):
                 if not length and not flags & END_STREAM:
                     self._spend_control()
                 self._on_data(stream_id, flags, payload)
-                turn_bytes += length  # DATA is cheap to take: only the frame count limits it
             elif ftype == HEADERS:
                 self._on_headers(stream_id, flags, payload)
-                turn -= HEADERS_COST - 1
+                calls -= 1
+                if not calls:
+                    break
             elif ftype == CONTINUATION:
                 self._on_continuation(stream_id, flags, payload)
             elif ftype == SETTINGS:
@@ -297,10 +250,8 @@ class Http2Connection(asyncio.Protocol):
                 self._on_window_update(stream_id, payload)
             else:
                 self._on_other(ftype, flags, stream_id, payload)
-            turn -= 1
-            turn_bytes -= length
-            if (turn <= 0 or turn_bytes < 0) and end - pos >= 9:
-                return -int(pos)
+        if (stop < end or not calls) and end - pos >= 9:
+            return -int(pos)  # the turn is over, not the data
         return pos
 
     def _on_other(self, ftype: int, flags: int, stream_id: int, payload: bytes) -> None:
@@ -342,66 +293,6 @@ class Http2Connection(asyncio.Protocol):
         """One stream we had to refuse or reset because of the peer."""
         if not self.resets.spend():
             raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "too many stream resets")
-
-    def _on_settings(self, stream_id: int, flags: int, payload: bytes) -> None:
-        if stream_id:
-            raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "SETTINGS on a stream")
-        if flags & ACK:
-            if payload:
-                raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
-            return
-        if len(payload) % 6:
-            raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "malformed SETTINGS")
-        initial_window = None
-        for offset in range(0, len(payload), 6):
-            key, value = U16U32.unpack_from(payload, offset)
-            if key == SETTING_INITIAL_WINDOW_SIZE:
-                if value > MAX_WINDOW:
-                    raise H2ConnectionError(H2Error.FLOW_CONTROL_ERROR, "initial window over 2^31-1")
-                initial_window = value  # only the last one counts: applied once, below
-            elif key == SETTING_MAX_FRAME_SIZE:
-                if not (1 << 14) <= value <= (1 << 24) - 1:
-                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
-                self.peer_max_frame = value
-            elif key == SETTING_HEADER_TABLE_SIZE:
-                pass  # our responses never use the dynamic table
-            elif key == SETTING_ENABLE_PUSH and value > 1:
-                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH must be 0 or 1")
-        if initial_window is not None and initial_window != self.peer_initial_window:
-            delta = initial_window - self.peer_initial_window
-            self.peer_initial_window = initial_window
-            for stream in self.streams.values():
-                stream.send_window += delta
-                if stream.send_window > MAX_WINDOW:
-                    raise H2ConnectionError(H2Error.FLOW_CONTROL_ERROR, "a stream window over 2^31-1")
-        self.out.append(frame(SETTINGS, ACK, 0))
-        self._drain_blocked()
-
-    def _on_window_update(self, stream_id: int, payload: bytes) -> None:
-        if len(payload) != 4:
-            raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "malformed WINDOW_UPDATE")
-        increment = U32.unpack(payload)[0] & 0x7FFFFFFF
-        if stream_id == 0:
-            if not increment:
-                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
-            self.send_window += increment
-            if self.send_window > MAX_WINDOW:
-                raise H2ConnectionError(H2Error.FLOW_CONTROL_ERROR, "connection window over 2^31-1")
-        else:
-            stream = self.streams.get(stream_id)
-            if stream is None:
-                self._spend_control()  # a closed stream: allowed, but it does nothing
-                return
-            if not increment:
-                self._spend_reset()
-                self._reset(stream, H2Error.PROTOCOL_ERROR)
-                return
-            stream.send_window += increment
-            if stream.send_window > MAX_WINDOW:
-                self._spend_reset()
-                self._reset(stream, H2Error.FLOW_CONTROL_ERROR)
-                return
-        self._drain_blocked()
 
     def _on_headers(self, stream_id: int, flags: int, payload: bytes) -> None:
         if not stream_id or not stream_id & 1:
@@ -473,132 +364,7 @@ class Http2Connection(asyncio.Protocol):
         if stream.task is not None and not stream.task.done():
             stream.task.cancel()
         self.server.stream_finished()
-        if not self.streams:
-            self.idle_since = self.pool.now
         self._close_if_idle()
-
-    def _stream_credit(self, stream: Stream, length: int) -> None:
-        """Give the peer ``length`` bytes of stream window back (in batches of half the window)."""
-        stream.recv_credit += length
-        if stream.recv_credit >= RECV_WINDOW // 2 and not stream.ended and not stream.done:
-            self.out.append(frame(WINDOW_UPDATE, 0, stream.id, U32.pack(stream.recv_credit)))
-            stream.recv_credit = 0
-
-    def _hold(self, stream: Stream, size: int) -> None:
-        """``size`` more bytes of ``stream``'s request wait for its handler."""
-        stream.held += size
-        self.buffered += size
-        self.pool.held += size
-
-    def _release(self, stream: Stream, size: int | None = None) -> None:
-        """``size`` bytes (all, if None) of ``stream``'s request are no longer held for its handler."""
-        size = stream.held if size is None else min(size, stream.held)
-        stream.held -= size
-        self.buffered -= size
-        self.pool.held -= size
-
-    def _set_pending(self, stream: Stream, data: bytearray) -> None:
-        """``data`` is what of ``stream``'s response waits for window now (counted in the bytes held)."""
-        delta = len(data) - len(stream.pending)
-        stream.pending = data
-        self.buffered += delta
-        self.pool.held += delta
-
-    def _free(self, stream: Stream) -> None:
-        """Give back every byte ``stream`` holds (request and blocked response)."""
-        self._release(stream)
-        if stream.pending:
-            self._set_pending(stream, bytearray())
-
-    def over_budget(self, more: int = 0) -> bool:
-        """Whether holding ``more`` bytes would take this connection or the server over its budget."""
-        pool = self.pool
-        return self.buffered + more > self.limits.max_buffered_bytes or pool.held + more > pool.limit
-
-    def _send_data(self, stream: Stream, data: bytes | bytearray) -> None:
-        """DATA frames within the windows; the rest waits in ``stream.pending``."""
-        view = memoryview(data)
-        sid = stream.id
-        frame_limit = self.peer_max_frame
-        while view:
-            room = min(len(view), stream.send_window, self.send_window, frame_limit)
-            if room <= 0:
-                if self.over_budget(len(view)):
-                    # Holding the rest would go over the byte budget: the peer does not get it.
-                    # (gRPC clients read RST_STREAM ENHANCE_YOUR_CALM as RESOURCE_EXHAUSTED.)
-                    self._reset(stream, H2Error.ENHANCE_YOUR_CALM)
-                    return
-                self._set_pending(stream, bytearray(view))
-                stream.stamp = self.pool.now
-                self.blocked[sid] = stream
-                return
-            self.out.append(frame(DATA, 0, sid, bytes(view[:room])))
-            stream.send_window -= room
-            self.send_window -= room
-            view = view[room:]
-
-    def _end(self, stream: Stream, trailers: bytes) -> None:
-        if stream.done:
-            return
-        if stream.pending:
-            stream.pending_end = trailers
-            return
-        self._headers(stream.id, END_STREAM, trailers)
-        self._close_stream(stream)
-
-    def _headers(self, stream_id: int, flags: int, block: bytes) -> None:
-        """A header block as HEADERS, plus CONTINUATION frames if it is over the peer's frame size."""
-        limit = self.peer_max_frame
-        if len(block) <= limit:
-            self.out.append(frame(HEADERS, flags | END_HEADERS, stream_id, block))
-            return
-        self.out.append(frame(HEADERS, flags, stream_id, block[:limit]))
-        for start in range(limit, len(block), limit):
-            last = start + limit >= len(block)
-            self.out.append(frame(CONTINUATION, END_HEADERS if last else 0, stream_id, block[start : start + limit]))
-
-    def _close_stream(self, stream: Stream) -> None:
-        stream.done = True
-        self._free(stream)
-        if not stream.ended:
-            # We answered before the request ended (an error): the rest of it is not wanted.
-            self.out.append(frame(RST_STREAM, 0, stream.id, U32.pack(H2Error.NO_ERROR)))
-        if self.streams.pop(stream.id, None) is not None:
-            self.server.stream_finished()
-            if not self.streams:
-                self.idle_since = self.pool.now
-        self.blocked.pop(stream.id, None)
-        self._close_if_idle()
-
-    def _reset(self, stream: Stream, code: H2Error) -> None:
-        self.out.append(frame(RST_STREAM, 0, stream.id, U32.pack(code)))
-        stream.ended = True
-        if stream.task is not None and not stream.task.done():
-            stream.task.cancel()
-        self._close_stream(stream)
-
-    def _drain_blocked(self) -> None:
-        if not self.blocked:
-            return
-        self.window_opened.set()
-        for stream in list(self.blocked.values()):
-            if self.send_window <= 0:
-                break
-            if stream.send_window <= 0:
-                continue
-            del self.blocked[stream.id]
-            pending = stream.pending
-            self._set_pending(stream, bytearray())
-            stream.stamp = self.pool.now  # it moved
-            self._send_data(stream, pending)
-            if not stream.pending and stream.pending_end is not None:
-                trailers, stream.pending_end = stream.pending_end, None
-                self._end(stream, trailers)
-
-    def _flush(self) -> None:
-        if self.out and self.transport is not None and not self.closed:
-            self.transport.write(b"".join(self.out))
-        self.out.clear()
 
     def _fail(self, code: H2Error, reason: str) -> None:
         log.info("closing HTTP/2 connection from %s: %s", self.peer, reason)
@@ -616,12 +382,6 @@ class Http2Connection(asyncio.Protocol):
         self.out.append(frame(GOAWAY, 0, 0, U32.pack(self.last_stream_id) + U32.pack(H2Error.NO_ERROR)))
         self._flush()
         self._close_if_idle()
-
-    def _close_if_idle(self) -> None:
-        if self.going_away and not self.streams and self.transport is not None:
-            self._flush()
-            self.closed = True
-            self.transport.close()
 
     def abort(self) -> None:
         """Drop the connection now (the grace period is over)."""
@@ -642,6 +402,9 @@ class Http2Connection(asyncio.Protocol):
             self.closed = True
             self.abort()
             return
+        if self.streams or self.last_stream_id != self.idle_mark:  # a stream open, or one since the last sweep
+            self.idle_since = now
+            self.idle_mark = self.last_stream_id
         if not self.streams:
             idle = now - self.idle_since
             if self.continuation is not None and idle > limits.stall_timeout:
@@ -650,7 +413,6 @@ class Http2Connection(asyncio.Protocol):
                 log.info("closing HTTP/2 connection from %s: idle", self.peer)
                 self.go_away()
             return
-        self.idle_since = now
         stall = limits.stall_timeout
         for stream in [s for s in self.streams.values() if now - s.stamp > stall]:
             if stream.pending or (not stream.ended and (stream.inbox is None or stream.body)):
