@@ -9,6 +9,8 @@ measured failure, so the comparison in docs/security.md is itself tested.
 
 from __future__ import annotations
 
+import gzip
+import struct
 import time
 
 import httpx
@@ -233,6 +235,57 @@ def test_malformed_request_headers_reset_the_stream(server: Server, request: pyt
         assert conn.status_of(sid) == 0  # the connection still serves
     finally:
         conn.close()
+
+
+def test_already_held_hpack_bomb(server: Server, request: pytest.FixtureRequest) -> None:
+    """One 4 KiB header in the HPACK table, then blocks naming it 1,000 times (4 MB of headers from 1 KB)."""
+    conn = Conn(server.grpc_port)
+    try:
+        with RssPeak(server.pid) as rss:
+            big = conn.encoder.encode([*request_headers_list(), ("x-bomb", "b" * 4000)])
+            conn.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, big))
+            index = bytes([0x80 | 62])  # the newest dynamic table entry: x-bomb
+            bomb = index * 1000  # decoding fails before any header is looked at
+            conn.send(frame(HEADERS, END_HEADERS | END_STREAM, 3, bomb))
+            conn.drain(1.0)
+        report(request, rss_mb=round(rss.growth_mb, 1), goaway=conn.goaway(), resets=conn.resets(),
+               status=conn.status_of(3))  # fmt: skip
+        assert rss.growth_mb < MEMORY_MB
+        assert conn.status_of(3) in (None, 8)  # not served: the connection or the stream is refused
+        # built-in: GOAWAY ENHANCE_YOUR_CALM; grpcio: RST_STREAM INTERNAL_ERROR
+        assert conn.goaway() == ENHANCE_YOUR_CALM or conn.resets()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", ["oversized", "gzip-bomb"])
+def test_already_held_large_messages(server: Server, kind: str, request: pytest.FixtureRequest) -> None:
+    """A message over --max-body-bytes, and 8 KiB of gzip inflating to 8 MiB: RESOURCE_EXHAUSTED, memory bounded."""
+    conn = Conn(server.grpc_port)
+    try:
+        with RssPeak(server.pid) as rss:
+            sid = conn.stream_id()
+            extra = [("grpc-encoding", "gzip")] if kind == "gzip-bomb" else []
+            if kind == "gzip-bomb":
+                body = struct.pack(">BI", 1, 0) + gzip.compress(bytes(8 << 20))
+                body = body[:1] + struct.pack(">I", len(body) - 5) + body[5:]
+            else:
+                body = grpc_message(bytes(300_000))  # the suite's repo allows 200,000-byte bodies
+            frames = [frame(DATA, 0, sid, body[i : i + 16_384]) for i in range(0, len(body), 16_384)]
+            frames[-1] = frames[-1][:4] + bytes([END_STREAM]) + frames[-1][5:]
+            conn.send(conn.headers(sid, ONLINE, extra=extra) + b"".join(frames))
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and conn.status_of(sid) is None and not conn.eof:
+                conn.read(0.1)
+        report(request, rss_mb=round(rss.growth_mb, 1), status=conn.status_of(sid), resets=conn.resets())
+        assert rss.growth_mb < MEMORY_MB
+        assert conn.status_of(sid) == 8  # RESOURCE_EXHAUSTED
+    finally:
+        conn.close()
+
+
+def request_headers_list() -> list[tuple[str, str]]:
+    return [(n, ONLINE if n == ":path" else v) for n, v in GOOD]
 
 
 def test_slowloris_with_a_file_descriptor_limit(server: Server, request: pytest.FixtureRequest) -> None:

@@ -55,9 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__package__)
 
 # One turn: what of one connection's input is parsed before other connections get the event loop
-# back (a few milliseconds at most): up to 64 KiB of frames, of which up to 100 HEADERS (calls).
+# back (a few milliseconds at most): up to 64 KiB of frames, of which up to 50 HEADERS (calls).
 BYTES_PER_TURN = 64 << 10
-CALLS_PER_TURN = 100
+CALLS_PER_TURN = 50
 _WRITES, _TURN = 1, 2  # why reading is paused: the transport's buffer is full; yielding the loop
 
 
