@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 
@@ -26,8 +27,10 @@ from .support import (
     SETTINGS,
     WINDOW_UPDATE,
     Frame,
+    MiB,
     RawClient,
     Served,
+    State,
     frame,
     grpc_message,
     request_headers,
@@ -319,3 +322,49 @@ def test_settings_apply_the_last_initial_window_once(served: Served) -> None:
         client.until(lambda: len(client.responses[1].data) == 7)
         assert client.quiet(0.2)
         assert len(client.responses[1].data) == 7
+
+
+def test_one_connection_gets_turns_not_the_loop(served: Served, state: State) -> None:
+    """1,000 pipelined calls on one connection and one on another, ready together: the other is not served last."""
+    with RawClient(served.port) as flood, RawClient(served.port) as other:
+        flood.unary(1, "/test.Svc/Echo", b"")
+        other.unary(1, "/test.Svc/Echo", b"")
+        flood.response(1)
+        other.response(1)
+        state.calls.clear()
+        calls = b"".join(
+            flood.headers_frame(s, "/test.Svc/Record") + frame(DATA, END_STREAM, s, grpc_message(b"flood"))
+            for s in range(3, 2003, 2)
+        )
+        hold = threading.Event()
+        served.loop.loop.call_soon_threadsafe(hold.wait, 5)  # the server's loop waits while both requests land
+        flood.send(calls)
+        other.unary(3, "/test.Svc/Record", b"other")
+        time.sleep(0.2)
+        hold.set()
+        other.response(3)
+        flood.response(2001)
+        order = list(state.calls)
+    assert len(order) == 1001
+    assert order.index(b"other") <= 200  # a turn is 50 calls: the other connection waits a few turns at most
+
+
+def test_a_client_that_does_not_read_is_not_read(make_server: Callable[..., Served]) -> None:
+    """PINGs whose acks are never read: once the server's writes are paused it stops reading (backpressure)."""
+    served = make_server(Limits(control_frames_per_second=10**9))
+    chunk = PING_FRAME * 4096
+    with RawClient(served.port) as client:
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        client.sock.setblocking(False)
+        sent, blocked_since, deadline = 0, None, time.monotonic() + 5
+        while time.monotonic() < deadline and sent < 64 * MiB:
+            try:
+                sent += client.sock.send(chunk[sent % len(chunk) :])  # whole frames, even after a partial send
+                blocked_since = None
+            except BlockingIOError:
+                blocked_since = blocked_since or time.monotonic()
+                if time.monotonic() - blocked_since > 0.5:
+                    break  # the server has stopped reading
+                time.sleep(0.01)
+        assert blocked_since is not None and time.monotonic() - blocked_since > 0.5, f"{sent} bytes taken"
+        assert sent < 32 * MiB
