@@ -129,6 +129,7 @@ class GrpcioEngine:
             # The limits grpcio has a knob for; the others are the built-in engine's alone.
             ("grpc.max_concurrent_streams", settings.grpc_max_streams_per_connection),
             ("grpc.max_connection_idle_ms", int(settings.grpc_idle_timeout * 1000)),
+            ("grpc.server_handshake_timeout_ms", int(settings.grpc_handshake_timeout * 1000)),
         ]
         self.server = grpc.aio.server(options=options)
         self.server.add_generic_rpc_handlers(_handlers(ServingServicer(core), FeatureServerServicer(core)))

@@ -87,7 +87,7 @@ class ServerSettings:
     )
     grpc_max_continuation_frames: int = _setting(32, "CONTINUATION frames allowed in one HTTP/2 header block.")
     grpc_handshake_timeout: float = _setting(
-        10.0, "Seconds a new gRPC connection gets to send its preface and SETTINGS."
+        10.0, "Seconds a new gRPC connection has for its preface and SETTINGS (also grpcio's handshake)."
     )
     grpc_idle_timeout: float = _setting(300.0, "Seconds a gRPC connection may stay open without a call (also grpcio).")
     grpc_stall_timeout: float = _setting(
