@@ -118,16 +118,7 @@ class Conn:
             self.eof = True
             return []
         self.buf += data
-        out: list[Frame] = []
-        while len(self.buf) >= 9:
-            length = int.from_bytes(self.buf[:3], "big")
-            if len(self.buf) < 9 + length:
-                break
-            ftype, flags, sid = struct.unpack_from(">BBI", self.buf, 3)
-            out.append(Frame(ftype, flags, sid & 0x7FFFFFFF, self.buf[9 : 9 + length]))
-            self.buf = self.buf[9 + length :]
-        self.frames += out
-        return out
+        return _parse_rest(self)
 
     def drain(self, seconds: float) -> None:
         """Read whatever comes within ``seconds`` (or until EOF)."""
@@ -292,6 +283,7 @@ def _reconnecting(port: int, seconds: float, first: Callable[[Conn], bytes], bur
                     if not chunk:
                         break
                     conn.buf += chunk
+                    _parse_rest(conn)  # as it comes: the answers to a flood add up
                 except BlockingIOError:
                     pass
                 except OSError:
@@ -307,14 +299,19 @@ def _reconnecting(port: int, seconds: float, first: Callable[[Conn], bytes], bur
     return {"connections": connections, "mb_sent": round(sent / 1e6, 1), "closes": closes}
 
 
-def _parse_rest(conn: Conn) -> None:
-    while len(conn.buf) >= 9:
-        length = int.from_bytes(conn.buf[:3], "big")
-        if len(conn.buf) < 9 + length:
-            return
-        ftype, flags, sid = struct.unpack_from(">BBI", conn.buf, 3)
-        conn.frames.append(Frame(ftype, flags, sid & 0x7FFFFFFF, conn.buf[9 : 9 + length]))
-        conn.buf = conn.buf[9 + length :]
+def _parse_rest(conn: Conn) -> list[Frame]:
+    """The complete frames in ``conn.buf`` (added to ``conn.frames``); the rest stays in the buffer."""
+    buf, pos, out = conn.buf, 0, []
+    while len(buf) - pos >= 9:
+        length = int.from_bytes(buf[pos : pos + 3], "big")
+        if len(buf) - pos < 9 + length:
+            break
+        ftype, flags, sid = struct.unpack_from(">BBI", buf, pos + 3)
+        out.append(Frame(ftype, flags, sid & 0x7FFFFFFF, buf[pos + 9 : pos + 9 + length]))
+        pos += 9 + length
+    conn.buf = buf[pos:]
+    conn.frames += out
+    return out
 
 
 def rapid_reset(port: int, seconds: float) -> dict[str, object]:
