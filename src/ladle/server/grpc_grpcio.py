@@ -163,6 +163,10 @@ class GrpcioEngine:
         options = [
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", settings.body_limit),
+            # The limits grpcio has a knob for; the others are the built-in engine's alone.
+            ("grpc.max_concurrent_streams", settings.grpc_max_streams_per_connection),
+            ("grpc.max_connection_idle_ms", int(settings.grpc_idle_timeout * 1000)),
+            ("grpc.server_handshake_timeout_ms", int(settings.grpc_handshake_timeout * 1000)),
         ]
         guard = Services(core)
         interceptors = [_GuardReflection(guard)] if core.auth is not None and not core.is_public("reflection") else []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from ssl import SSLContext
@@ -29,6 +30,7 @@ from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
 from ladle.server.core import ServerCore
 from ladle.server.grpc_service import LISTEN, SERVING, Services, watch_readiness
 from ladle.server.h2grpc import CallContext, GrpcError, H2GrpcServer, Limits, Method, Status
+from ladle.server.settings import ServerSettings
 from ladle.server.sockets import reuseport_socket
 from ladle.server.status import status_of
 
@@ -171,6 +173,27 @@ class ReflectionService:
             yield self.answer(request).SerializeToString()
 
 
+def limits_of(settings: ServerSettings) -> Limits:
+    """The HTTP/2 server's limits from the server settings (connections capped at half the fd limit)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    connections = settings.grpc_max_connections
+    if soft != resource.RLIM_INFINITY:
+        connections = max(1, min(connections, soft // 2))
+    return Limits(
+        max_message_bytes=settings.body_limit,
+        max_buffered_bytes=max(settings.grpc_connection_buffer_bytes, settings.body_limit + (64 << 10)),
+        max_worker_buffered_bytes=settings.grpc_worker_buffer_bytes,
+        max_concurrent_streams=settings.grpc_max_streams_per_connection,
+        max_connections=connections,
+        max_continuation_frames=settings.grpc_max_continuation_frames,
+        control_frames_per_second=settings.grpc_max_control_frames_per_second,
+        resets_per_second=settings.grpc_max_resets_per_second,
+        handshake_timeout=settings.grpc_handshake_timeout,
+        idle_timeout=settings.grpc_idle_timeout,
+        stall_timeout=settings.grpc_stall_timeout,
+    )
+
+
 class H2Engine:
     """Every Ladle gRPC service on the built-in HTTP/2 server, and the task keeping health current."""
 
@@ -199,9 +222,7 @@ class H2Engine:
             info = reflection.info if core.is_public("reflection") else self._guarded_stream(reflection.info)
             for name in REFLECTION_NAMES:
                 methods[f"/{name}/ServerReflectionInfo"] = Method.bidi(info)
-        buffered = max(64 << 20, 2 * settings.body_limit)
-        limits = Limits(max_message_bytes=settings.body_limit, max_buffered_bytes=buffered)
-        self.server = H2GrpcServer(methods, limits)
+        self.server = H2GrpcServer(methods, limits_of(settings))
         self._watch: asyncio.Task[None] | None = None
         self.port = 0
 

@@ -26,6 +26,11 @@ ENV_PREFIX = "LADLE_SERVE_"
 
 GRPC_ENGINES = ("ladle", "grpcio")
 TLS_CLIENT_AUTH = ("required", "optional")
+GRPC_LIMITS = (
+    "grpc_max_streams_per_connection", "grpc_max_connections", "grpc_connection_buffer_bytes",
+    "grpc_worker_buffer_bytes", "grpc_max_control_frames_per_second", "grpc_max_resets_per_second",
+    "grpc_max_continuation_frames", "grpc_handshake_timeout", "grpc_idle_timeout", "grpc_stall_timeout",
+)  # fmt: skip
 
 
 def _setting(default: Any, help: str, *, short: str | None = None) -> Any:
@@ -87,6 +92,34 @@ class ServerSettings:
     tls_client_auth: str | None = _setting(
         None, "With --tls-client-ca: 'required' (default) or 'optional' client certificates (default: config)."
     )
+    # -- gRPC (HTTP/2) limits (docs/security.md) --------------------------------------------------
+    grpc_max_streams_per_connection: int = _setting(
+        100, "gRPC calls in flight on one connection (SETTINGS_MAX_CONCURRENT_STREAMS, also for grpcio)."
+    )
+    grpc_max_connections: int = _setting(
+        1000, "gRPC connections per worker (at most half its file-descriptor limit); more are closed at once."
+    )
+    grpc_connection_buffer_bytes: int = _setting(
+        32 << 20, "Request and response bytes one gRPC connection may hold (at least max_body_bytes + 64 KiB)."
+    )
+    grpc_worker_buffer_bytes: int = _setting(
+        64 << 20, "Request and response bytes all gRPC connections of a worker may hold together."
+    )
+    grpc_max_control_frames_per_second: int = _setting(
+        1000, "HTTP/2 control frames (PING, SETTINGS, PRIORITY, empty or no-op) per connection and second."
+    )
+    grpc_max_resets_per_second: int = _setting(
+        200,
+        "HTTP/2 stream resets (the client's, and streams refused or reset for its faults) per connection and second.",
+    )
+    grpc_max_continuation_frames: int = _setting(32, "CONTINUATION frames allowed in one HTTP/2 header block.")
+    grpc_handshake_timeout: float = _setting(
+        10.0, "Seconds a new gRPC connection has for its preface and SETTINGS (also grpcio's handshake)."
+    )
+    grpc_idle_timeout: float = _setting(300.0, "Seconds a gRPC connection may stay open without a call (also grpcio).")
+    grpc_stall_timeout: float = _setting(
+        30.0, "Seconds a gRPC request may take to arrive, or a response wait for the client's window, before a reset."
+    )
 
     def __post_init__(self) -> None:
         for name in ("port", "grpc_port", "metrics_port"):
@@ -108,6 +141,9 @@ class ServerSettings:
         if self.graceful_timeout < 0 or self.offload_entities < 0 or self.keep_alive_timeout < 1:
             raise ConfigError("server settings: timeouts and offload_entities must not be negative")
         self._check_limits_and_tls()
+        for name in GRPC_LIMITS:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"server setting {name}: {getattr(self, name)} must be positive")
 
     def _check_limits_and_tls(self) -> None:
         limits = ("rest_max_header_bytes", "rest_max_headers", "rest_request_timeout", "rest_max_pipelined")

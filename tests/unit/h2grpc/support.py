@@ -395,6 +395,7 @@ class State:
         self.lock = threading.Lock()
         self.probes: dict[str, Probe] = {}
         self.gates: dict[str, tuple[list[int], asyncio.Event]] = {}  # loop thread only
+        self.calls: list[bytes] = []  # requests of Record, in the order the server ran them
 
     def probe(self, key: str) -> Probe:
         with self.lock:
@@ -431,6 +432,10 @@ class Handlers:
 
     def deadline(self, request: bytes, ctx: CallContext) -> bytes:
         return b"none" if ctx.deadline is None else b"%.3f" % (ctx.deadline - time.monotonic())
+
+    def record(self, request: bytes, ctx: CallContext) -> bytes:
+        self.state.calls.append(request)
+        return b""
 
     def big(self, request: bytes, ctx: CallContext) -> bytes:
         return payload_of(int(request))
@@ -533,6 +538,7 @@ class Handlers:
             "NotFound": self.not_found,
             "AsyncNotFound": self.async_not_found, "LongError": self.long_error, "Crash": self.crash,
             "AsyncCrash": self.async_crash, "Sleep": self.sleep, "Hang": self.sleep, "Gate": self.gate,
+            "Record": self.record,
         }  # fmt: skip
         streams = {
             "Count": self.count,

@@ -16,8 +16,11 @@ implements the part of HTTP/2 (RFC 9113) that gRPC over cleartext HTTP/2 uses, a
   ``grpc-timeout`` deadlines, gzip/deflate request compression, 415 for a non-gRPC content type;
 * unary, server-streaming and bidirectional-streaming methods; a unary handler may answer
   synchronously (no task is created: the hot path) or return an awaitable;
-* limits: concurrent streams per connection, header list size, message size; a peer that
-  breaks the protocol gets GOAWAY and is disconnected, never a crashed worker;
+* limits (:class:`Limits`): concurrent streams per connection, connections per server, bytes held
+  per connection and per server, rates of control frames and resets, CONTINUATION frames per
+  header block, handshake/idle/stall timeouts, header list and message size, strict header
+  checks (RFC 9113 section 8.2); reading stops while the send buffer is full; a peer that breaks
+  the protocol gets GOAWAY and is disconnected, never a crashed worker;
 * graceful stop: no new connections, GOAWAY to every peer, in-flight calls finish within the
   grace period.
 
@@ -25,10 +28,11 @@ Not implemented (nothing in gRPC over h2c needs them): TLS/ALPN (terminate TLS i
 server push, HTTP/1.1 upgrade, response compression.
 
 Layout, each module importing only those before it: :mod:`.frames` (HTTP/2 constants and
-framing), :mod:`.messages` (gRPC statuses, handlers, limits, request heads, message framing),
-:mod:`.connection` (an HTTP/2 connection: frames in, flow control, frames out), :mod:`.calls`
-(gRPC calls on a connection), :mod:`.server` (listening, graceful stop). It imports nothing from
-the rest of Ladle.
+framing), :mod:`.guards` (rate budgets, the server's byte account), :mod:`.messages` (gRPC
+statuses, handlers, limits, request heads, message framing), :mod:`.streams` (a connection's
+streams: the peer's windows, frames out), :mod:`.connection` (an HTTP/2 connection: frames in,
+budgets, backpressure, timeouts), :mod:`.calls` (gRPC calls on a connection),
+:mod:`.server` (listening, graceful stop, timeouts). It imports nothing from the rest of Ladle.
 """
 
 from ladle.server.h2grpc.messages import (

@@ -9,7 +9,7 @@ from typing import Any, Protocol, cast
 
 import hpack
 
-from ladle.server.h2grpc.connection import ConnectionOwner, Http2Connection, Stream, log
+from ladle.server.h2grpc.connection import ConnectionOwner, Http2Connection, log
 from ladle.server.h2grpc.frames import (
     END_HEADERS,
     END_STREAM,
@@ -29,9 +29,11 @@ from ladle.server.h2grpc.messages import (
     HeaderBlocks,
     Method,
     Status,
+    malformed_trailers,
     split_messages,
     table_neutral,
 )  # fmt: skip
+from ladle.server.h2grpc.streams import Stream
 
 
 class CallHost(ConnectionOwner, Protocol):
@@ -60,6 +62,8 @@ class CallHost(ConnectionOwner, Protocol):
 class GrpcConnection(Http2Connection):
     """One client connection: gRPC calls on top of :class:`Http2Connection`."""
 
+    __slots__ = ("blocks", "heads")
+
     def __init__(self, server: CallHost) -> None:
         super().__init__(server)
         self.server: CallHost = server
@@ -81,13 +85,7 @@ class GrpcConnection(Http2Connection):
             head = self.heads.get(block)
             if head is not None:
                 return head
-        try:
-            headers = cast(list[tuple[bytes, bytes]], self.decoder.decode(block, raw=True))
-        except hpack.OversizedHeaderListError:
-            raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "header list over the limit") from None
-        except hpack.HPACKError as exc:
-            raise H2ConnectionError(H2Error.COMPRESSION_ERROR, f"bad header block: {exc}") from None
-        head = Head.parse(headers, self.server.methods)
+        head = Head.parse(self._decode(block), self.server.methods)
         if cacheable:
             if len(self.heads) >= 64:
                 self.heads.clear()
@@ -96,21 +94,47 @@ class GrpcConnection(Http2Connection):
             self.heads.clear()
         return head
 
+    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        try:
+            return cast(list[tuple[bytes, bytes]], self.decoder.decode(block, raw=True))
+        except hpack.OversizedHeaderListError:
+            raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "header list over the limit") from None
+        except hpack.HPACKError as exc:
+            raise H2ConnectionError(H2Error.COMPRESSION_ERROR, f"bad header block: {exc}") from None
+
     def header_block(self, stream_id: int, flags: int, block: bytes) -> None:
-        head = self._decode_head(block)
         stream = self.streams.get(stream_id)
         if stream is not None:  # trailers from the client: only END_STREAM matters
+            trailers = self._decode(block)
             if not flags & END_STREAM:
                 raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "second HEADERS without END_STREAM")
+            if malformed_trailers(trailers) is not None:
+                self._spend_reset()
+                self._reset(stream, H2Error.PROTOCOL_ERROR)
+                return
             self._end_of_request(stream)
             return
+        head = self._decode_head(block)
         if stream_id <= self.last_stream_id:
             raise H2ConnectionError(H2Error.STREAM_CLOSED, f"HEADERS on closed stream {stream_id}")
         self.last_stream_id = stream_id
-        stream = Stream(stream_id, self.peer_initial_window)
-        if self.going_away or self.server.stopping or len(self.streams) >= self.limits.max_concurrent_streams:
+        if head.malformed is not None or len(self.streams) >= self.limits.max_concurrent_streams:
+            # A malformed request (RFC 9113 section 8.1.1), or a peer ignoring our
+            # SETTINGS_MAX_CONCURRENT_STREAMS: the peer's fault, so it counts as a reset.
+            self._spend_reset()
+            code = H2Error.PROTOCOL_ERROR if head.malformed is not None else H2Error.REFUSED_STREAM
+            self.out.append(frame(RST_STREAM, 0, stream_id, U32.pack(code)))
+            return
+        pool = self.pool
+        if (
+            self.going_away
+            or self.server.stopping
+            or self.buffered >= self.limits.max_buffered_bytes
+            or pool.held >= pool.limit
+        ):
             self.out.append(frame(RST_STREAM, 0, stream_id, U32.pack(H2Error.REFUSED_STREAM)))
             return
+        stream = Stream(stream_id, self.peer_initial_window, self.pool.now)
         self.streams[stream_id] = stream
         self.server.stream_started()
         stream.ended = bool(flags & END_STREAM)
@@ -140,6 +164,7 @@ class GrpcConnection(Http2Connection):
         try:
             for item in split_messages(stream.body, stream.encoding, self.limits.max_message_bytes):
                 stream.inbox.put_nowait(item)
+                stream.stamp = self.pool.now  # a whole message arrived: progress
         except GrpcError as exc:
             self._finish(stream, exc.status, exc.message)
 
@@ -170,7 +195,8 @@ class GrpcConnection(Http2Connection):
         except GrpcError as exc:
             self._finish(stream, exc.status, exc.message)
             return
-        self._release(stream)
+        if stream.held:
+            self._release(stream)
         assert stream.context is not None
         if method.kind == "server_stream":
             request, context = messages[0], stream.context
@@ -269,7 +295,12 @@ class GrpcConnection(Http2Connection):
             self.out.append(frame(HEADERS, END_HEADERS, stream.id, self.blocks.ok_headers))
         data = MESSAGE.pack(0, len(message)) + message
         if stream.pending or stream.id in self.blocked:
+            if self.over_budget(len(data)):
+                self._reset(stream, H2Error.ENHANCE_YOUR_CALM)  # the peer reads too slowly for us to hold more
+                return
             stream.pending += data
+            self.buffered += len(data)
+            self.pool.held += len(data)
             return
         self._send_data(stream, data)
 
@@ -281,7 +312,7 @@ class GrpcConnection(Http2Connection):
             self._trailers_only(stream, status, message)
             return
         if status != Status.OK:  # an error drops whatever response data is still waiting
-            stream.pending = bytearray()
+            self._set_pending(stream, bytearray())
             self.blocked.pop(stream.id, None)
         self._end(stream, self.blocks.status(status, message, trailers_only=False))
 
@@ -298,14 +329,19 @@ class GrpcConnection(Http2Connection):
             if len(stream.body) + size > self.limits.max_message_bytes + 5 and stream.method is not None:
                 self._finish(stream, Status.RESOURCE_EXHAUSTED,
                              f"request over the {self.limits.max_message_bytes}-byte message limit")  # fmt: skip
-            elif self.buffered + size > self.limits.max_buffered_bytes:
-                limit = self.limits.max_buffered_bytes
-                message = f"over {limit} bytes of requests wait on this connection"
+            elif self.buffered + size > self.limits.max_buffered_bytes or self.pool.held + size > self.pool.limit:
+                if self.buffered + size > self.limits.max_buffered_bytes:
+                    message = f"over {self.limits.max_buffered_bytes} bytes of requests wait on this connection"
+                else:
+                    message = "the server holds too many request bytes; try again later"
                 self._finish(stream, Status.RESOURCE_EXHAUSTED, message)
             else:
+                if stream.inbox is not None and not stream.body:
+                    stream.stamp = self.pool.now  # a streamed message begins: it has stall_timeout to arrive
                 stream.body += payload
                 stream.held += size
                 self.buffered += size
+                self.pool.held += size
                 if not end_stream:
                     if stream.inbox is None:
                         # A unary request must arrive whole anyway: credit it as it comes.

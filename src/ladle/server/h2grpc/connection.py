@@ -1,14 +1,17 @@
-"""The HTTP/2 side of a connection: frames in, flow control both ways, frames out.
+"""The HTTP/2 side of a connection: frames in, budgets, backpressure and timeouts.
 
-:class:`Http2Connection` parses frames, keeps the windows, sends DATA within them and ends
-streams; what a request means is left to a subclass (:class:`.calls.GrpcConnection`) through two
-hooks: :meth:`Http2Connection.header_block` and :meth:`Http2Connection.request_data`.
+:class:`Http2Connection` parses frames (a turn at a time), spends the peer's budgets, stops
+reading while its writes are paused and enforces the timeouts; the streams, windows and what
+goes out are its base :class:`.streams.StreamSet`'s. What a request means is left to a
+subclass (:class:`.calls.GrpcConnection`) through two hooks: :meth:`Http2Connection.header_block`
+and :meth:`Http2Connection.request_data`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Protocol, cast
 
 import hpack
@@ -23,7 +26,6 @@ from ladle.server.h2grpc.frames import (
     FRAME,
     GOAWAY,
     HEADERS,
-    MAX_WINDOW,
     PADDED,
     PING,
     PREFACE,
@@ -33,7 +35,6 @@ from ladle.server.h2grpc.frames import (
     RECV_WINDOW,
     RST_STREAM,
     SETTING_ENABLE_PUSH,
-    SETTING_HEADER_TABLE_SIZE,
     SETTING_INITIAL_WINDOW_SIZE,
     SETTING_MAX_CONCURRENT_STREAMS,
     SETTING_MAX_FRAME_SIZE,
@@ -46,86 +47,93 @@ from ladle.server.h2grpc.frames import (
     H2Error,
     frame,
 )  # fmt: skip
+from ladle.server.h2grpc.guards import Budget
+from ladle.server.h2grpc.streams import Stream, StreamOwner, StreamSet
 
 if TYPE_CHECKING:
-    from ladle.server.h2grpc.messages import CallContext, Limits, Method
+    pass
 
 log = logging.getLogger(__package__)
 
+# One turn: what of one connection's input is parsed before other connections get the event loop
+# back (a few milliseconds at most): up to 64 KiB of frames, of which up to 50 HEADERS (calls).
+BYTES_PER_TURN = 64 << 10
+CALLS_PER_TURN = 50
+_WRITES, _TURN = 1, 2  # why reading is paused: the transport's buffer is full; yielding the loop
 
-class ConnectionOwner(Protocol):
+
+class ConnectionOwner(StreamOwner, Protocol):
     """What a connection needs from the server that accepted it."""
-
-    @property
-    def limits(self) -> Limits:
-        """The server's limits."""
-        ...
 
     @property
     def connections(self) -> set[Http2Connection]:
         """Open connections (a connection adds and removes itself)."""
         ...
 
-    def stream_finished(self, count: int = 1) -> None:
-        """``count`` streams ended (graceful stop waits for none to be left)."""
-        ...
+
+STALL_GRACE = 0.005
+"""Seconds a connection must have been stalled before a new one may displace it at the cap."""
 
 
-class Stream:
-    """One call: request bytes in, response frames out."""
+def _displace_one(connections: set[Http2Connection]) -> bool:
+    """At the connection cap: close the connection stalled longest to make room; False if none is stalled.
+
+    Stalled means: still without the client's preface and SETTINGS (a half-open or slowloris
+    connection), else without a stream now or since the last sweep (idle). A connection with a
+    call in flight is never displaced, so the cap still refuses a flood of busy connections.
+    """
+    limit = time.monotonic() - STALL_GRACE
+    best: Http2Connection | None = None
+    best_key = (2, limit)
+    for connection in connections:
+        if connection.closed:
+            continue
+        if not connection.settings_seen:
+            key = (0, connection.opened)
+        elif not connection.streams and connection.last_stream_id == connection.idle_mark:
+            key = (1, connection.idle_since)
+        else:
+            continue
+        if key[1] <= limit and key < best_key:
+            best, best_key = connection, key
+    if best is None:
+        return False
+    log.info("gRPC: at the connection cap; closing the stalled connection from %s", best.peer)
+    best.closed = True
+    best.abort()
+    best.server.connections.discard(best)
+    return True
+
+
+class Http2Connection(StreamSet):
+    """One client connection, HTTP/2 side: frames in, budgets and timeouts; the streams are :class:`.StreamSet`'s."""
 
     __slots__ = (
-        "body", "context", "deadline", "done", "encoding", "ended", "headers_sent", "held", "id", "inbox",
-        "method", "pending", "pending_end", "recv_credit", "send_window", "task",
+        "buf", "continuation", "continuations", "control", "decoder", "idle_mark", "opened", "paused", "peer",
+        "preface_seen", "recv_credit", "resets", "settings_seen", "write_paused_at", "write_ready",
     )  # fmt: skip
 
-    def __init__(self, stream_id: int, send_window: int) -> None:
-        self.id = stream_id
-        self.body = bytearray()
-        self.ended = False  # the peer sent END_STREAM
-        self.done = False  # we sent END_STREAM (or reset the stream)
-        self.headers_sent = False
-        self.send_window = send_window
-        self.recv_credit = 0
-        self.held = 0  # request bytes in body or inbox, counted in the connection's buffered bytes
-        self.pending = bytearray()  # DATA payload waiting for flow-control window
-        self.pending_end: bytes | None = None  # trailer block to send once pending is out
-        self.method: Method | None = None
-        self.context: CallContext | None = None
-        self.deadline: float | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.inbox: asyncio.Queue[tuple[bytes, int] | None] | None = None  # bidi: (message, wire size)
-        self.encoding = ""
-
-
-class Http2Connection(asyncio.Protocol):
-    """One client connection, HTTP/2 side."""
-
     def __init__(self, server: ConnectionOwner) -> None:
-        self.server = server
-        self.limits = server.limits
-        self.transport: asyncio.Transport | None = None
+        super().__init__(server)
+        self.server: ConnectionOwner = server
+        limits = self.limits
+        self.opened = time.monotonic()  # exact: the cap displaces the oldest half-open connection first
+        self.idle_mark = 0  # last_stream_id at the last sweep: a new one means the connection is in use
+        self.control = Budget(limits.control_frames_per_second)
+        self.resets = Budget(limits.resets_per_second)
+        self.paused = 0  # _WRITES | _TURN: why reading is paused
+        self.write_paused_at = 0.0
         self.peer = ""
         self.buf = b""
         self.preface_seen = False
         self.settings_seen = False
-        self.decoder = hpack.Decoder(max_header_list_size=self.limits.max_header_list_bytes)
+        self.decoder = hpack.Decoder(max_header_list_size=limits.max_header_list_bytes)
         self.decoder.max_allowed_table_size = 4096
-        self.streams: dict[int, Stream] = {}
-        self.last_stream_id = 0
-        self.peer_initial_window = DEFAULT_WINDOW
-        self.peer_max_frame = 1 << 14
-        self.send_window = DEFAULT_WINDOW
         self.recv_credit = 0  # connection-level bytes received since our last WINDOW_UPDATE
-        self.buffered = 0  # request bytes held for handlers, over all streams (Limits.max_buffered_bytes)
         self.continuation: tuple[int, int, bytearray] | None = None  # (stream id, flags, block so far)
-        self.going_away = False
-        self.closed = False
-        self.blocked: dict[int, Stream] = {}  # streams with DATA waiting for window
+        self.continuations = 0  # CONTINUATION frames in the header block being read
         self.write_ready = asyncio.Event()
         self.write_ready.set()
-        self.window_opened = asyncio.Event()  # set whenever blocked DATA may have moved
-        self.out: list[bytes] = []  # frames produced while parsing one read, written together
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Send our SETTINGS and open the connection receive window."""
@@ -136,6 +144,13 @@ class Http2Connection(asyncio.Protocol):
             self.peer = f"ipv6:[{host}]:{peer[1]}" if ":" in host else f"ipv4:{host}:{peer[1]}"
         else:
             self.peer = str(peer)
+        if len(self.server.connections) >= self.limits.max_connections and not _displace_one(self.server.connections):
+            log.warning("gRPC: %d connections open; closing the one from %s", len(self.server.connections), self.peer)
+            self.closed = True
+            goaway = U32.pack(0) + U32.pack(H2Error.ENHANCE_YOUR_CALM) + b"too many connections"
+            self.transport.write(frame(SETTINGS, 0, 0) + frame(GOAWAY, 0, 0, goaway))
+            self.transport.close()
+            return
         self.server.connections.add(self)
         settings = b"".join(
             U16U32.pack(k, v)
@@ -152,11 +167,12 @@ class Http2Connection(asyncio.Protocol):
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Cancel every call still running."""
+        """Cancel every call still running, give back the bytes held."""
         self.closed = True
         self.server.connections.discard(self)
         for stream in self.streams.values():
             stream.done = True
+            self._free(stream)
             if stream.task is not None and not stream.task.done():
                 stream.task.cancel()
         if self.streams:
@@ -167,15 +183,36 @@ class Http2Connection(asyncio.Protocol):
         self.window_opened.set()
 
     def pause_writing(self) -> None:
-        """The transport's buffer is full: streaming handlers wait."""
+        """The transport's buffer is full: streaming handlers wait, and we read nothing more (backpressure)."""
         self.write_ready.clear()
+        self.write_paused_at = self.pool.now
+        self._pause(_WRITES)
 
     def resume_writing(self) -> None:
         """The transport drained."""
         self.write_ready.set()
+        self._resume(_WRITES)
+
+    def _pause(self, why: int) -> None:
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self.paused |= why
+
+    def _resume(self, why: int) -> None:
+        if self.paused & why:
+            self.paused &= ~why
+            if not self.paused and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    def _next_turn(self) -> None:
+        """Parse what the last turn left (reading stays paused until it is all parsed)."""
+        if not self.closed:
+            self.data_received(b"")
 
     def data_received(self, data: bytes) -> None:
-        """Parse every complete frame; write what they produced in one go."""
+        """Parse complete frames (a turn's worth); write what they produced in one go."""
+        if self.closed:
+            return
         buf = self.buf + data if self.buf else data
         try:
             if not self.preface_seen:
@@ -189,9 +226,16 @@ class Http2Connection(asyncio.Protocol):
                 buf = buf[len(PREFACE) :]
                 self.preface_seen = True
             pos = self._frames(buf)
-            self.buf = buf[pos:]
-            if len(self.buf) > self.limits.max_frame_size + 9:
-                raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
+            if pos < 0:  # a full turn: let other connections run, then parse the rest
+                self.buf = buf[-pos:]
+                self._pause(_TURN)
+                asyncio.get_running_loop().call_soon(self._next_turn)
+            else:
+                self.buf = buf[pos:]
+                if self.paused & _TURN:
+                    self._resume(_TURN)
+                if len(self.buf) > self.limits.max_frame_size + 9:
+                    raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
         except H2ConnectionError as exc:
             self._fail(exc.code, str(exc))
         self._flush()
@@ -201,15 +245,18 @@ class Http2Connection(asyncio.Protocol):
         return False
 
     def _frames(self, buf: bytes) -> int:
+        """Parse frames from ``buf``; the position after the last one (negated if the turn ran out)."""
         pos = 0
         end = len(buf)
+        stop = end if end <= BYTES_PER_TURN else BYTES_PER_TURN  # this turn parses up to here
         limit = self.limits.max_frame_size
-        while end - pos >= 9:
+        calls = CALLS_PER_TURN
+        while stop - pos >= 9:
             high, low, ftype, flags, stream_id = FRAME.unpack_from(buf, pos)
             length = (high << 16) | low
             if length > limit:
                 raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, f"a {length}-byte frame is over {limit}")
-            if end - pos - 9 < length:
+            if stop - pos - 9 < length:
                 break
             payload = buf[pos + 9 : pos + 9 + length]
             pos += 9 + length
@@ -221,90 +268,66 @@ class Http2Connection(asyncio.Protocol):
                     raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "the first frame must be SETTINGS")
                 self.settings_seen = True
             if ftype == DATA:
+                if not length and not flags & END_STREAM:
+                    self._spend_control()
                 self._on_data(stream_id, flags, payload)
             elif ftype == HEADERS:
                 self._on_headers(stream_id, flags, payload)
+                calls -= 1
+                if not calls:
+                    break
             elif ftype == CONTINUATION:
                 self._on_continuation(stream_id, flags, payload)
             elif ftype == SETTINGS:
+                self._spend_control(max(1, length // 6))  # each entry costs: thousands in one frame are an attack
                 self._on_settings(stream_id, flags, payload)
             elif ftype == WINDOW_UPDATE:
                 self._on_window_update(stream_id, payload)
-            elif ftype == PING:
-                if stream_id:
-                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "PING on a stream")
-                if length != 8:
-                    raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "PING must be 8 bytes")
-                if not flags & ACK:
-                    self.out.append(frame(PING, ACK, 0, payload))
-            elif ftype == RST_STREAM:
-                if not stream_id:
-                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "RST_STREAM on stream 0")
-                if length != 4:
-                    raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "RST_STREAM must be 4 bytes")
-                self._on_reset(stream_id)
-            elif ftype == GOAWAY:
-                self.going_away = True
-                self._close_if_idle()
-            elif ftype == PRIORITY:
-                if not stream_id or length != 5:
-                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "malformed PRIORITY")
-            elif ftype == PUSH_PROMISE:
-                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "clients cannot push")
-            # other frame types are ignored (RFC 9113 section 4.1)
+            else:
+                self._on_other(ftype, flags, stream_id, payload)
+        if (stop < end or not calls) and end - pos >= 9:
+            return -int(pos)  # the turn is over, not the data
         return pos
 
-    def _on_settings(self, stream_id: int, flags: int, payload: bytes) -> None:
-        if stream_id:
-            raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "SETTINGS on a stream")
-        if flags & ACK:
-            if payload:
-                raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
-            return
-        if len(payload) % 6:
-            raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "malformed SETTINGS")
-        for offset in range(0, len(payload), 6):
-            key, value = U16U32.unpack_from(payload, offset)
-            if key == SETTING_INITIAL_WINDOW_SIZE:
-                if value > MAX_WINDOW:
-                    raise H2ConnectionError(H2Error.FLOW_CONTROL_ERROR, "initial window over 2^31-1")
-                delta = value - self.peer_initial_window
-                self.peer_initial_window = value
-                for stream in self.streams.values():
-                    stream.send_window += delta
-            elif key == SETTING_MAX_FRAME_SIZE:
-                if not (1 << 14) <= value <= (1 << 24) - 1:
-                    raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
-                self.peer_max_frame = value
-            elif key == SETTING_HEADER_TABLE_SIZE:
-                pass  # our responses never use the dynamic table
-            elif key == SETTING_ENABLE_PUSH and value > 1:
-                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH must be 0 or 1")
-        self.out.append(frame(SETTINGS, ACK, 0))
-        self._drain_blocked()
+    def _on_other(self, ftype: int, flags: int, stream_id: int, payload: bytes) -> None:
+        """PING, RST_STREAM, GOAWAY, PRIORITY, PUSH_PROMISE and unknown frames."""
+        length = len(payload)
+        if ftype == PING:
+            self._spend_control()
+            if stream_id:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "PING on a stream")
+            if length != 8:
+                raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "PING must be 8 bytes")
+            if not flags & ACK:
+                self.out.append(frame(PING, ACK, 0, payload))
+        elif ftype == RST_STREAM:
+            self._spend_reset()
+            if not stream_id:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "RST_STREAM on stream 0")
+            if length != 4:
+                raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "RST_STREAM must be 4 bytes")
+            self._on_reset(stream_id)
+        elif ftype == GOAWAY:
+            self.going_away = True
+            self._close_if_idle()
+        elif ftype == PRIORITY:
+            self._spend_control()
+            if not stream_id or length != 5:
+                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "malformed PRIORITY")
+        elif ftype == PUSH_PROMISE:
+            raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "clients cannot push")
+        else:  # other frame types are ignored (RFC 9113 section 4.1), but not for free
+            self._spend_control()
 
-    def _on_window_update(self, stream_id: int, payload: bytes) -> None:
-        if len(payload) != 4:
-            raise H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "malformed WINDOW_UPDATE")
-        increment = U32.unpack(payload)[0] & 0x7FFFFFFF
-        if stream_id == 0:
-            if not increment:
-                raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
-            self.send_window += increment
-            if self.send_window > MAX_WINDOW:
-                raise H2ConnectionError(H2Error.FLOW_CONTROL_ERROR, "connection window over 2^31-1")
-        else:
-            stream = self.streams.get(stream_id)
-            if stream is None:
-                return  # a closed stream: allowed
-            if not increment:
-                self._reset(stream, H2Error.PROTOCOL_ERROR)
-                return
-            stream.send_window += increment
-            if stream.send_window > MAX_WINDOW:
-                self._reset(stream, H2Error.FLOW_CONTROL_ERROR)
-                return
-        self._drain_blocked()
+    def _spend_control(self, cost: int = 1) -> None:
+        """A frame that costs us work without moving a call along (PING, SETTINGS, empty or no-op frames)."""
+        if not self.control.spend(cost):
+            raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "too many control frames")
+
+    def _spend_reset(self) -> None:
+        """One stream we had to refuse or reset because of the peer."""
+        if not self.resets.spend():
+            raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "too many stream resets")
 
     def _on_headers(self, stream_id: int, flags: int, payload: bytes) -> None:
         if not stream_id or not stream_id & 1:
@@ -321,8 +344,11 @@ class Http2Connection(asyncio.Protocol):
         if end < start:
             raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "padding longer than the frame")
         block = payload[start:end]
+        if not block:
+            self._spend_control()
         if not flags & END_HEADERS:
             self.continuation = (stream_id, flags, bytearray(block))
+            self.continuations = 0
             return
         self.header_block(stream_id, flags, block)
 
@@ -330,6 +356,11 @@ class Http2Connection(asyncio.Protocol):
         if self.continuation is None or self.continuation[0] != stream_id:
             raise H2ConnectionError(H2Error.PROTOCOL_ERROR, "CONTINUATION without HEADERS")
         _, first_flags, block = self.continuation
+        self.continuations += 1
+        if self.continuations > self.limits.max_continuation_frames:
+            raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "too many CONTINUATION frames in a header block")
+        if not payload:
+            self._spend_control()
         block += payload
         if len(block) > self.limits.max_header_list_bytes:
             raise H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "header block over the limit")
@@ -363,100 +394,12 @@ class Http2Connection(asyncio.Protocol):
                 raise H2ConnectionError(H2Error.PROTOCOL_ERROR, f"RST_STREAM on idle stream {stream_id}")
             return
         stream.done = True
-        self._release(stream)
+        self._free(stream)
         self.blocked.pop(stream_id, None)
         if stream.task is not None and not stream.task.done():
             stream.task.cancel()
         self.server.stream_finished()
         self._close_if_idle()
-
-    def _stream_credit(self, stream: Stream, length: int) -> None:
-        """Give the peer ``length`` bytes of stream window back (in batches of half the window)."""
-        stream.recv_credit += length
-        if stream.recv_credit >= RECV_WINDOW // 2 and not stream.ended and not stream.done:
-            self.out.append(frame(WINDOW_UPDATE, 0, stream.id, U32.pack(stream.recv_credit)))
-            stream.recv_credit = 0
-
-    def _release(self, stream: Stream, size: int | None = None) -> None:
-        """``size`` bytes (all, if None) of ``stream``'s request are no longer held for its handler."""
-        size = stream.held if size is None else min(size, stream.held)
-        stream.held -= size
-        self.buffered -= size
-
-    def _send_data(self, stream: Stream, data: bytes | bytearray) -> None:
-        """DATA frames within the windows; the rest waits in ``stream.pending``."""
-        view = memoryview(data)
-        sid = stream.id
-        frame_limit = self.peer_max_frame
-        while view:
-            room = min(len(view), stream.send_window, self.send_window, frame_limit)
-            if room <= 0:
-                stream.pending = bytearray(view)
-                self.blocked[sid] = stream
-                return
-            self.out.append(frame(DATA, 0, sid, bytes(view[:room])))
-            stream.send_window -= room
-            self.send_window -= room
-            view = view[room:]
-        stream.pending = bytearray()
-
-    def _end(self, stream: Stream, trailers: bytes) -> None:
-        if stream.pending:
-            stream.pending_end = trailers
-            return
-        self._headers(stream.id, END_STREAM, trailers)
-        self._close_stream(stream)
-
-    def _headers(self, stream_id: int, flags: int, block: bytes) -> None:
-        """A header block as HEADERS, plus CONTINUATION frames if it is over the peer's frame size."""
-        limit = self.peer_max_frame
-        if len(block) <= limit:
-            self.out.append(frame(HEADERS, flags | END_HEADERS, stream_id, block))
-            return
-        self.out.append(frame(HEADERS, flags, stream_id, block[:limit]))
-        for start in range(limit, len(block), limit):
-            last = start + limit >= len(block)
-            self.out.append(frame(CONTINUATION, END_HEADERS if last else 0, stream_id, block[start : start + limit]))
-
-    def _close_stream(self, stream: Stream) -> None:
-        stream.done = True
-        self._release(stream)
-        if not stream.ended:
-            # We answered before the request ended (an error): the rest of it is not wanted.
-            self.out.append(frame(RST_STREAM, 0, stream.id, U32.pack(H2Error.NO_ERROR)))
-        if self.streams.pop(stream.id, None) is not None:
-            self.server.stream_finished()
-        self.blocked.pop(stream.id, None)
-        self._close_if_idle()
-
-    def _reset(self, stream: Stream, code: H2Error) -> None:
-        self.out.append(frame(RST_STREAM, 0, stream.id, U32.pack(code)))
-        stream.ended = True
-        if stream.task is not None and not stream.task.done():
-            stream.task.cancel()
-        self._close_stream(stream)
-
-    def _drain_blocked(self) -> None:
-        if not self.blocked:
-            return
-        self.window_opened.set()
-        for stream in list(self.blocked.values()):
-            if self.send_window <= 0:
-                break
-            if stream.send_window <= 0:
-                continue
-            del self.blocked[stream.id]
-            pending = stream.pending
-            stream.pending = bytearray()
-            self._send_data(stream, pending)
-            if not stream.pending and stream.pending_end is not None:
-                trailers, stream.pending_end = stream.pending_end, None
-                self._end(stream, trailers)
-
-    def _flush(self) -> None:
-        if self.out and self.transport is not None and not self.closed:
-            self.transport.write(b"".join(self.out))
-        self.out.clear()
 
     def _fail(self, code: H2Error, reason: str) -> None:
         log.info("closing HTTP/2 connection from %s: %s", self.peer, reason)
@@ -475,16 +418,42 @@ class Http2Connection(asyncio.Protocol):
         self._flush()
         self._close_if_idle()
 
-    def _close_if_idle(self) -> None:
-        if self.going_away and not self.streams and self.transport is not None:
-            self._flush()
-            self.closed = True
-            self.transport.close()
-
     def abort(self) -> None:
         """Drop the connection now (the grace period is over)."""
         if self.transport is not None:
             self.transport.abort()
+
+    def check_timers(self, now: float) -> None:
+        """Enforce the timeouts (the server's sweeper calls this about every tick)."""
+        limits = self.limits
+        if self.closed:
+            return
+        if not self.settings_seen:
+            if now - self.opened > limits.handshake_timeout:
+                self._fail(H2Error.PROTOCOL_ERROR, "no client preface and SETTINGS in time")
+            return
+        if self.paused & _WRITES and now - self.write_paused_at > limits.stall_timeout:
+            log.info("closing HTTP/2 connection from %s: it reads nothing we send", self.peer)
+            self.closed = True
+            self.abort()
+            return
+        if self.streams or self.last_stream_id != self.idle_mark:  # a stream open, or one since the last sweep
+            self.idle_since = now
+            self.idle_mark = self.last_stream_id
+        if not self.streams:
+            idle = now - self.idle_since
+            if self.continuation is not None and idle > limits.stall_timeout:
+                self._fail(H2Error.ENHANCE_YOUR_CALM, "header block not finished in time")
+            elif idle > limits.idle_timeout:
+                log.info("closing HTTP/2 connection from %s: idle", self.peer)
+                self.go_away()
+            return
+        stall = limits.stall_timeout
+        for stream in [s for s in self.streams.values() if now - s.stamp > stall]:
+            if stream.pending or (not stream.ended and (stream.inbox is None or stream.body)):
+                log.info("gRPC: resetting stalled stream %d from %s", stream.id, self.peer)
+                self._reset(stream, H2Error.CANCEL)
+        self._flush()
 
     # -- what a request means: the subclass's part ----------------------------------------------
 

@@ -88,13 +88,25 @@ class Method:
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-connection limits."""
+    """What one connection (and one server, for the ``worker_`` and connection counts) may hold or do.
+
+    Rates are token buckets: a burst of up to the rate, then the rate per second. A peer over a
+    rate or a frame count gets GOAWAY ENHANCE_YOUR_CALM; the timeouts are in seconds.
+    """
 
     max_message_bytes: int = 4 << 20
-    max_buffered_bytes: int = 64 << 20  # request bytes held (not yet taken by handlers) per connection
-    max_concurrent_streams: int = 1000
+    max_buffered_bytes: int = 32 << 20  # request bytes waiting + response bytes blocked, per connection
+    max_worker_buffered_bytes: int = 64 << 20  # the same over all of the server's connections
+    max_concurrent_streams: int = 100  # advertised (SETTINGS_MAX_CONCURRENT_STREAMS) and enforced
+    max_connections: int = 1000  # open connections per server; beyond it new ones are closed at once
     max_header_list_bytes: int = 64 << 10
     max_frame_size: int = 1 << 14  # what we accept (the RFC default; gRPC clients keep to it)
+    max_continuation_frames: int = 32  # CONTINUATION frames in one header block
+    control_frames_per_second: int = 1000  # PING, SETTINGS, PRIORITY, empty and no-op frames
+    resets_per_second: int = 200  # RST_STREAM from the peer plus streams we had to refuse or reset
+    handshake_timeout: float = 10.0  # connection open to client preface + SETTINGS received
+    idle_timeout: float = 300.0  # no stream open for this long: GOAWAY, close
+    stall_timeout: float = 30.0  # a request not complete, or a response blocked, this long: reset
 
 
 _PERCENT_SAFE = re.compile(rb"[^\x20-\x24\x26-\x7e]")
@@ -196,15 +208,51 @@ def table_neutral(block: bytes) -> bool:
     return pos == end
 
 
-class Head:
-    """What a request's headers say: the method (or why there is no call), encoding, timeout, metadata."""
+# RFC 9113 section 8.2: field names are lowercase tokens; values hold no NUL, CR or LF and do not
+# start or end with whitespace; connection-specific fields are not allowed (section 8.2.2).
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+_CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
+_REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":path", b":authority"))
 
-    __slots__ = ("encoding", "error", "metadata", "method", "name", "timeout", "view")
+
+def malformed_field(name: bytes, value: bytes) -> str | None:
+    """Why a regular (not pseudo) header field is malformed (RFC 9113 section 8.2), or None."""
+    if not _FIELD_NAME.fullmatch(name):
+        return f"invalid header name {name[:64]!r}"
+    if _BAD_VALUE.search(value):
+        return f"invalid value for header {name.decode('latin-1')!r}"
+    if name in _CONNECTION_SPECIFIC:
+        return f"connection-specific header {name.decode('latin-1')!r}"
+    if name == b"te" and value != b"trailers":
+        return "te other than 'trailers'"
+    return None
+
+
+def malformed_trailers(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """Why a request's trailer block is malformed (a pseudo-header or a bad field), or None."""
+    for name, value in headers:
+        if name[:1] == b":":
+            return f"pseudo-header {name.decode('latin-1')!r} in trailers"
+        if (why := malformed_field(name, value)) is not None:
+            return why
+    return None
+
+
+class Head:
+    """What a request's headers say: the method (or why there is no call), encoding, timeout, metadata.
+
+    ``malformed`` says why the block breaks RFC 9113 section 8.2/8.3 (the stream is then reset
+    with PROTOCOL_ERROR); ``error`` why it is no gRPC call Ladle serves (answered with a status).
+    """
+
+    __slots__ = ("encoding", "error", "malformed", "metadata", "method", "name", "timeout", "view")
 
     def __init__(self) -> None:
         self.name = ""
         self.method: Method | None = None
         self.error: tuple[Status, str, int] | None = None  # status, message, HTTP status
+        self.malformed: str | None = None
         self.encoding = "identity"
         self.timeout: float | None = None
         self.metadata: dict[str, str] = {}
@@ -214,17 +262,36 @@ class Head:
     def parse(cls, headers: list[tuple[bytes, bytes]], methods: Mapping[str, Method]) -> Head:
         """Check the request headers and find the method."""
         head = cls()
-        verb = path = content_type = b""
+        verb = path = scheme = content_type = b""
+        pseudo: set[bytes] = set()
+        regular = False
         for name, value in headers:
             if name[:1] == b":":
+                if regular or name not in _REQUEST_PSEUDO or name in pseudo:
+                    head.malformed = f"pseudo-header {name.decode('latin-1')!r} misplaced, unknown or repeated"
+                    return head
+                pseudo.add(name)
+                if _BAD_VALUE.search(value):
+                    head.malformed = f"invalid value for {name.decode('latin-1')!r}"
+                    return head
                 if name == b":path":
                     path = value
                 elif name == b":method":
                     verb = value
-            elif name == b"content-type":
+                elif name == b":scheme":
+                    scheme = value
+                continue
+            regular = True
+            if (why := malformed_field(name, value)) is not None:
+                head.malformed = why
+                return head
+            if name == b"content-type":
                 content_type = value
             else:
                 head.metadata[name.decode("latin-1")] = value.decode("latin-1")
+        if not (verb and scheme and path):
+            head.malformed = "a request needs :method, :scheme and a non-empty :path"
+            return head
         head.name = path.decode("latin-1")
         head.encoding = head.metadata.get("grpc-encoding", "identity")
         timeout = head.metadata.get("grpc-timeout")

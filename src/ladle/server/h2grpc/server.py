@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+import time
 from collections.abc import Mapping
 from ssl import SSLContext
 
 from ladle.server.h2grpc.calls import GrpcConnection
 from ladle.server.h2grpc.connection import Http2Connection
+from ladle.server.h2grpc.guards import Pool
 from ladle.server.h2grpc.messages import HeaderBlocks, Limits, Method
 
 log = logging.getLogger(__package__)
@@ -23,6 +26,7 @@ class H2GrpcServer:
     def __init__(self, methods: Mapping[str, Method], limits: Limits | None = None) -> None:
         self.methods = dict(methods)
         self.limits = limits or Limits()
+        self.pool = Pool(self.limits.max_worker_buffered_bytes)
         self.blocks = HeaderBlocks()
         self.connections: set[Http2Connection] = set()
         self.stopping = False
@@ -30,6 +34,7 @@ class H2GrpcServer:
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     def add(self, name: str, method: Method) -> None:
         """Register one more method."""
@@ -58,11 +63,36 @@ class H2GrpcServer:
             ssl=ssl,
             ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl is not None else None,
         )
+        self._sweeper = loop.create_task(self._sweep())
         return int(sock.getsockname()[1])
+
+    @property
+    def tick(self) -> float:
+        """Seconds between two sweeps: a quarter of the shortest timeout, within 0.05-1 s."""
+        limits = self.limits
+        shortest = min(limits.handshake_timeout, limits.idle_timeout, limits.stall_timeout)
+        return max(0.05, min(1.0, shortest / 4))
+
+    async def _sweep(self) -> None:
+        """Keep the pool's clock current and enforce every connection's timeouts."""
+        tick = self.tick
+        while True:
+            await asyncio.sleep(tick)
+            now = self.pool.now = time.monotonic()
+            for connection in list(self.connections):
+                try:
+                    connection.check_timers(now)
+                except Exception:  # one broken connection must not stop the timeouts of the others
+                    log.exception("gRPC: checking the timeouts of a connection failed")
+                    connection.abort()
 
     async def stop(self, grace: float) -> None:
         """Refuse new connections and streams; let running calls finish within ``grace`` seconds."""
         self.stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):
