@@ -23,6 +23,7 @@ from security.serve_process import Served, fd_limit, make_repo, serve
 
 pytestmark = pytest.mark.slow
 HEAD_BYTES, HEADERS, TIMEOUT, PIPELINED, CONNECTIONS, BODY_BYTES = 4096, 20, 2.0, 4, 24, 2000
+WRITE_TIMEOUT = 1.0
 BODY = {"features": ["commodity_price_features:current_price"], "entities": {"commodity_code": ["brent"]}}
 
 
@@ -35,7 +36,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(repo: Path) -> Iterator[Served]:
     flags = ["--rest-max-header-bytes", str(HEAD_BYTES), "--rest-max-headers", str(HEADERS),
              "--rest-request-timeout", str(TIMEOUT), "--rest-max-pipelined", str(PIPELINED),
-             "--rest-max-connections", str(CONNECTIONS), "--max-body-bytes", str(BODY_BYTES), "--no-grpc"]  # fmt: skip
+             "--rest-max-connections", str(CONNECTIONS), "--max-body-bytes", str(BODY_BYTES), "--no-grpc",
+             "--rest-write-timeout", str(WRITE_TIMEOUT)]  # fmt: skip
     with serve(repo, *flags) as served:
         yield served
 
@@ -180,6 +182,21 @@ def test_more_pipelined_requests_close_the_connection_after_the_bound(server: Se
     statuses = responses(reply)
     assert 1 <= len(statuses) <= PIPELINED + 1 and set(statuses) == {200}, statuses
     assert b"connection: close" in reply
+
+
+def test_a_client_that_reads_nothing_is_dropped_after_the_write_timeout(server: Served) -> None:
+    """A large answer to a client that never reads is not held: the connection is closed, the answer freed."""
+    conn = socket.socket()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, so the server's writes pause
+    conn.connect(("127.0.0.1", server.rest_port))
+    with conn:
+        # PIPELINED answers of about 1.5 MB each: more than the kernel's socket buffers take
+        conn.sendall(request("/docs/swagger-ui-bundle.js") * PIPELINED)
+        time.sleep(WRITE_TIMEOUT + 2.5)  # the sweep runs every WRITE_TIMEOUT / 4
+        received = read_until_closed(conn)
+    head = received.partition(b"\r\n\r\n")[0]
+    length = int(next(line.split(b": ")[1] for line in head.split(b"\r\n") if line.startswith(b"content-length")))
+    assert length > 1_000_000 and len(received) < PIPELINED * length, (length, len(received))
 
 
 def test_body_limit(server: Served) -> None:

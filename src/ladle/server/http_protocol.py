@@ -13,6 +13,9 @@ uvicorn bounds none of this with httptools, so :class:`LimitedHttpProtocol` subc
 * **Connections**: at most ``rest_max_connections`` per worker, TLS handshakes included. At the cap a
   new connection displaces the one that has waited longest (at least :data:`STALL_GRACE` seconds) for
   a request's bytes or a handshake, or sits idle between requests; if none has, it is closed at once.
+* **Slow readers**: a connection whose response has waited ``rest_write_timeout`` seconds for a
+  client that reads nothing (writes paused by flow control all that time) is closed, its buffered
+  response freed; the same sweep checks it.
 * **TLS**: the handshake runs under this module (asyncio's ``SSLProtocol`` over the accepted
   connection), so it counts against the cap and is bounded by the request timeout.
 
@@ -51,6 +54,7 @@ class RestLimits:
     request_timeout: float = 15.0
     max_pipelined: int = 16
     max_connections: int = 1000
+    write_timeout: float = 30.0
     tls: ssl.SSLContext | None = None
 
     @classmethod
@@ -68,6 +72,7 @@ class RestLimits:
             request_timeout=settings.rest_request_timeout,
             max_pipelined=settings.rest_max_pipelined,
             max_connections=cap,
+            write_timeout=settings.rest_write_timeout,
             tls=tls,
         )
 
@@ -89,6 +94,12 @@ class _Flow(FlowControl):
         super().__init__(transport)
         self._protocol = protocol
         self._pipeline = protocol.pipeline
+        self.write_paused_at = 0.0
+
+    def pause_writing(self) -> None:
+        if not self.write_paused:
+            self.write_paused_at = self._protocol.loop.time()
+        super().pause_writing()
 
     def resume_reading(self) -> None:
         if self.read_paused and not self._pipeline and not self._protocol.overflowed:
@@ -133,11 +144,14 @@ class ConnectionGuard:
     async def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         timeout = self.limits.request_timeout
         while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
+            await asyncio.sleep(min(1.0, timeout / 4, self.limits.write_timeout / 4))
             deadline = loop.time() - timeout
+            now = loop.time()
             for conn in list(self.connections or ()):
                 if 0.0 < conn.waiting_since < deadline and conn.phase() != NOTHING:
                     conn.time_out()
+                elif conn.writes_stalled(now):
+                    conn.stop_writing()
             for front, since in list(self.handshaking.items()):
                 if since < deadline:  # SSLProtocol has its own timeout too; a backstop
                     front.displace()
@@ -310,6 +324,22 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def displace(self) -> None:
         """Make room for a new connection at the cap."""
         self.waiting_since = 0.0
+        self.transport.abort()
+
+    def writes_stalled(self, now: float) -> bool:
+        """Whether a response has waited longer than the write timeout for a client that reads nothing."""
+        flow = self.flow
+        return (
+            isinstance(flow, _Flow)
+            and flow.write_paused
+            and now - flow.write_paused_at > self.guard.limits.write_timeout
+            and self.transport is not None
+            and not self.transport.is_closing()
+        )
+
+    def stop_writing(self) -> None:
+        """Drop a connection whose client stopped reading: its buffered response is freed."""
+        log.info("REST %s: closing, the client read nothing for %gs", self.client, self.guard.limits.write_timeout)
         self.transport.abort()
 
 

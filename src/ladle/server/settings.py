@@ -82,6 +82,9 @@ class ServerSettings:
     rest_max_connections: int = _setting(
         1000, "REST: open connections per worker (at most a quarter of its file-descriptor limit)."
     )
+    rest_write_timeout: float = _setting(
+        30.0, "REST: seconds a response may wait for a client that reads nothing before the connection is closed."
+    )
     tls_cert: str | None = _setting(
         None, "PEM certificate chain for TLS on both ports (default: feature_server.tls.cert; unset = plain)."
     )
@@ -147,7 +150,7 @@ class ServerSettings:
 
     def _check_limits_and_tls(self) -> None:
         limits = ("rest_max_header_bytes", "rest_max_headers", "rest_request_timeout", "rest_max_pipelined")
-        for name in (*limits, "rest_max_connections"):
+        for name in (*limits, "rest_max_connections", "rest_write_timeout"):
             value = getattr(self, name)
             if value <= 0:
                 raise ConfigError(f"server setting {name}: {value} must be positive")
