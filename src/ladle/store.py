@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ladle.materialize.local import Materializer, ViewResult
     from ladle.offline.base import OfflineStore, RetrievalJob
     from ladle.online.base import OnlineStore
-    from ladle.registry.base import Registry, RegistrySnapshot
+    from ladle.registry.base import Kind, ObjectVersion, Registry, RegistrySnapshot
     from ladle.repo.plan import ApplyResult, RepoContents
     from ladle.retrieval.online import OnlineRetriever
     from ladle.retrieval.push import PushMode
@@ -257,6 +257,40 @@ class FeatureStore:
         """The permission called ``name``."""
         snapshot = self.snapshot()
         return self._describe(snapshot, snapshot.permission(name))  # type: ignore[no-any-return]
+
+    def history(self, kind: Kind, name: str) -> Sequence[ObjectVersion]:
+        """Every stored version of one object, oldest first (deletions included).
+
+        With permissions registered the caller needs DESCRIBE on the object, judged by the tags of
+        its last stored definition (so a deleted object stays as guarded as it was).
+        """
+        snapshot = self.snapshot()
+        versions = self.registry.history(kind, name)
+        if snapshot.permissions and versions:
+            from ladle.security.permissions import Resource
+
+            specs = [v.spec for v in versions if v.spec is not None]
+            tags = (specs[-1].get("tags") or {}) if specs else {}
+            resource = Resource(kind, name, tuple(sorted((str(k), str(v)) for k, v in tags.items())))
+            self._check(snapshot, AuthzedAction.DESCRIBE, [resource], "history")
+        return versions
+
+    def registry_dump(self) -> dict[str, Any]:
+        """Everything the registry holds for the project (``ladle registry-dump``).
+
+        With permissions registered the caller needs DESCRIBE on every object: a dump shows them all.
+        """
+        snapshot = self.snapshot()
+        if snapshot.permissions:
+            from ladle.security.permissions import Resource
+
+            groups: list[Mapping[str, Any]] = [
+                snapshot.entities, snapshot.data_sources, snapshot.feature_views,
+                snapshot.feature_services, snapshot.permissions,
+            ]  # fmt: skip
+            resources = [Resource.of(obj) for group in groups for obj in group.values()]
+            self._check(snapshot, AuthzedAction.DESCRIBE, resources, "registry_dump")
+        return self.registry.dump()
 
     # -- reading ------------------------------------------------------------------------------
     def get_online_features(

@@ -112,3 +112,7 @@ def test_a_denied_cli_command_is_one_line_and_changes_nothing(repo: Path, monkey
     assert sorted(v["name"] for v in views) == ["commodity_price_features", "commodity_price_fresh"]
     refused = run(repo, "entities", "describe", "commodity", code=1)
     assert "carol may not DESCRIBE entity 'commodity'" in refused.output
+    dump = run(repo, "registry-dump", code=1)  # a dump shows every object: DESCRIBE on all of them
+    assert "carol may not DESCRIBE" in dump.output
+    versions = run(repo, "feature-views", "versions", "commodity_price_features", "-o", "json")
+    assert [v["version"] for v in json.loads(versions.output)] == [1]

@@ -306,3 +306,17 @@ def test_the_sdk_caller_comes_from_its_credential_under_api_key_auth(repo: Path)
     finally:
         alice.close()
         bob.close()
+
+
+def test_history_and_the_registry_dump_need_describe(repo: Path) -> None:
+    alice, root = store_as(repo, ALICE), store_as(repo, ROOT)
+    try:
+        assert [v.version for v in alice.history("feature_view", "commodity_price_features")] == [1]
+        with pytest.raises(PermissionDeniedError, match="alice may not DESCRIBE feature view 'station_features'"):
+            alice.history("feature_view", "station_features")
+        with pytest.raises(PermissionDeniedError, match="alice may not DESCRIBE"):
+            alice.registry_dump()
+        assert "station_features" in str(root.registry_dump())
+    finally:
+        alice.close()
+        root.close()

@@ -187,7 +187,7 @@ def feature_views_describe(ctx: CliContext, name: str, output: str) -> None:
 def feature_views_versions(ctx: CliContext, name: str, output: str) -> None:
     """List every stored version of a feature view (including deletions), oldest first."""
     with user_errors():
-        history = ctx.store().registry.history("feature_view", name)
+        history = ctx.store().history("feature_view", name)
         if not history:
             raise FeatureViewNotFoundError(name, ctx.store().project, detail="it has no recorded versions")
     if output == "json":

@@ -142,7 +142,7 @@ def teardown(ctx: CliContext) -> None:
 def registry_dump(ctx: CliContext) -> None:
     """Print every registry entry of the project as JSON (specs, versions, watermarks)."""
     with user_errors():
-        data = ctx.store().registry.dump()
+        data = ctx.store().registry_dump()
     click.echo(json.dumps(data, indent=2, default=str))
 
 
