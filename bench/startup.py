@@ -22,16 +22,16 @@ from bench.common import emit, median, summarize
 
 HEAVY = ("pandas", "pyarrow", "duckdb", "sqlalchemy", "numpy", "rich", "redis", "grpc", "starlette", "pydantic")
 
-_LOADED = (
-    "import json, sys; "
-    f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]), file=sys.stderr)"
-)
+_LOADED = f"import json, sys; print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]), file=sys.stderr)"
 
 CASES: dict[str, list[str]] = {
     "python": ["-c", "pass"],
     "import_ladle": ["-c", f"import ladle; {_LOADED}"],
-    "ladle_help": ["-c", f"import sys; sys.argv = ['ladle', '--help']\nfrom ladle.cli.main import cli\n"
-                   f"try:\n    cli.main(standalone_mode=False)\nfinally:\n    {_LOADED}"],
+    "ladle_help": [
+        "-c",
+        f"import sys; sys.argv = ['ladle', '--help']\nfrom ladle.cli.main import cli\n"
+        f"try:\n    cli.main(standalone_mode=False)\nfinally:\n    {_LOADED}",
+    ],
     "ladle_materialize_help": [
         "-c",
         f"import sys; sys.argv = ['ladle', 'materialize', '--help']\nfrom ladle.cli.main import cli\n"

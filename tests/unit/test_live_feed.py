@@ -214,7 +214,9 @@ def test_follow_keeps_feeding_until_ctrl_c(tmp_path: Path) -> None:
     repo = feed_repo(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ladle", "-c", str(repo), "feed", "--follow", "--interval", "1", "-o", "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60

