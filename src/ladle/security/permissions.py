@@ -118,7 +118,7 @@ class Enforcer:
 
         :class:`~ladle.errors.PermissionDeniedError` names the first action and resource refused.
         """
-        if not snapshot.permissions or not (self.enabled or principal.method != "none"):
+        if not snapshot.permissions or not self.applies(principal):
             return
         wanted = (actions,) if isinstance(actions, AuthzedAction) else tuple(actions)
         key = (snapshot.project, snapshot.version, principal, wanted, tuple(resources))
@@ -157,7 +157,7 @@ class Enforcer:
     ) -> None:
         """:meth:`check` of a read (READ_ONLINE / READ_OFFLINE) of ``features``; a repeated granted read
         of the same references pays one set lookup."""
-        if not snapshot.permissions or not (self.enabled or principal.method != "none"):
+        if not snapshot.permissions or not self.applies(principal):
             return
         refs: Any = None  # a FeatureService object is not memoized (its Resource is cheap)
         if isinstance(features, str):

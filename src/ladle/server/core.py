@@ -6,6 +6,7 @@ and call :class:`ServerCore`; it talks to :class:`~ladle.store.FeatureStore` onl
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -88,10 +89,34 @@ class ServerCore:
         self.auth: Authenticator | None = auth if auth.enabled else None
         #: What ``auth.public`` opens to anonymous callers while auth is on (metrics, docs, ready, reflection).
         self.public = frozenset(auth.config.public)
+        #: Whether ``x-api-key`` is accepted in place of ``Authorization`` (``api_key`` auth, ``x_api_key`` on).
+        self.accepts_api_key_header = self.auth is not None and bool(getattr(auth.config, "x_api_key", False))
 
     def is_public(self, endpoint: str) -> bool:
         """Whether anonymous callers may use ``endpoint`` (always, under ``no_auth``)."""
         return self.auth is None or endpoint in self.public
+
+    # -- callers ----------------------------------------------------------------------------
+    def credential(self, authorization: str | None, api_key: str | None) -> str | None:
+        """What a request authenticates with: ``Authorization``, else ``x-api-key`` as a bearer value if allowed."""
+        if authorization is None and api_key is not None and self.accepts_api_key_header:
+            return "Bearer " + api_key
+        return authorization
+
+    def quick_caller(self, credential: str | None) -> Principal | None:
+        """The caller if known without blocking (always under ``no_auth`` and API keys, cached tokens), else None."""
+        return ANONYMOUS if self.auth is None else self.auth.quick(credential)
+
+    async def caller(self, credential: str | None) -> Principal:
+        """The caller: :meth:`quick_caller`, else checked in a thread (it may fetch the issuer's keys).
+
+        ANONYMOUS under ``no_auth``; AuthenticationError (401 / UNAUTHENTICATED) for a missing or wrong credential.
+        """
+        found = self.quick_caller(credential)
+        if found is None:
+            assert self.auth is not None
+            found = await asyncio.get_running_loop().run_in_executor(None, self.auth.authenticate, credential)
+        return found
 
     # -- reads ------------------------------------------------------------------------------
     def plan(self, snapshot: RegistrySnapshot, request: OnlineRequest) -> OnlinePlan:
@@ -113,7 +138,7 @@ class ServerCore:
         started = time.perf_counter()
         snapshot = self.store.snapshot()
         plan = self.plan(snapshot, request)
-        if snapshot.permissions and (principal.method != "none" or self.enforcer.enabled):
+        if snapshot.permissions and self.enforcer.applies(principal):
             self._authorize_read(snapshot, plan, request, principal, via)
         response = self.retriever.read(plan, request.entities, rows)
         metrics.observe_online_read(rows, time.perf_counter() - started)

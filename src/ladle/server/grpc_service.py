@@ -77,33 +77,18 @@ class Services:
 
     def __init__(self, core: ServerCore) -> None:
         self.core = core
-        self.auth = core.auth
-        self._x_api_key = bool(getattr(core.auth.config, "x_api_key", False)) if core.auth is not None else False
 
     def credential(self, metadata: Mapping[str, str]) -> str | None:
         """The ``authorization`` metadata, else ``x-api-key`` as a bearer value when the config allows it."""
-        authorization = metadata.get("authorization")
-        if authorization is None and self._x_api_key and "x-api-key" in metadata:
-            authorization = "Bearer " + metadata["x-api-key"]
-        return authorization
-
-    def authenticate(self, metadata: Mapping[str, str]) -> Principal:
-        """The caller of a call with ``metadata`` (may block: run it in a thread when :meth:`quick` says None).
-
-        ANONYMOUS under ``no_auth``; AuthenticationError (UNAUTHENTICATED) for a missing or wrong credential.
-        """
-        return ANONYMOUS if self.auth is None else self.auth.authenticate(self.credential(metadata))
+        return self.core.credential(metadata.get("authorization"), metadata.get("x-api-key"))
 
     def quick(self, metadata: Mapping[str, str]) -> Principal | None:
         """The caller if known without blocking (always under ``no_auth`` and API keys), else None."""
-        return ANONYMOUS if self.auth is None else self.auth.quick(self.credential(metadata))
+        return self.core.quick_caller(self.credential(metadata))
 
     async def principal(self, metadata: Mapping[str, str]) -> Principal:
-        """The caller: :meth:`quick`, else :meth:`authenticate` in a thread."""
-        found = self.quick(metadata)
-        if found is None:
-            found = await asyncio.get_running_loop().run_in_executor(None, self.authenticate, metadata)
-        return found
+        """The caller of a call with ``metadata`` (UNAUTHENTICATED for a missing or wrong credential)."""
+        return await self.core.caller(self.credential(metadata))
 
     def parse_online(self, request: Any) -> OnlineRequest:
         """A parsed ``GetOnlineFeaturesRequest``."""

@@ -127,7 +127,6 @@ class RestApp:
             self._routes["/metrics"] = {"GET": self._metrics}
         self._openapi_body = orjson.dumps(OPENAPI)
         self._auth = core.auth
-        self._x_api_key = bool(getattr(core.auth.config, "x_api_key", False)) if core.auth is not None else False
         # Open to anonymous callers while auth is on: health, /ready's status (its details are checked),
         # and what auth.public names.
         self._open = {"/health", "/ready"}
@@ -181,23 +180,15 @@ class RestApp:
             metrics.observe_request(path, "rest", str(response.status), time.perf_counter() - started)
 
     async def _authenticate(self, scope: Scope) -> Principal:
-        """The caller; a token not seen before is checked in a thread (it may fetch the issuer's keys)."""
-        assert self._auth is not None
-        credential = self._credential(scope)
-        principal = self._auth.quick(credential)
-        if principal is None:
-            principal = await asyncio.get_running_loop().run_in_executor(None, self._auth.authenticate, credential)
-        return principal
-
-    def _credential(self, scope: Scope) -> str | None:
-        """The ``Authorization`` header (or ``x-api-key`` as a bearer value, when the config allows it)."""
-        api_key = None
+        """The caller (a token not seen before is checked in a thread: it may fetch the issuer's keys)."""
+        authorization = api_key = None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                return str(value.decode("latin-1"))
-            if name == b"x-api-key" and self._x_api_key:
-                api_key = "Bearer " + value.decode("latin-1")
-        return api_key
+                authorization = value.decode("latin-1")
+                break
+            if name == b"x-api-key":
+                api_key = value.decode("latin-1")
+        return await self.core.caller(self.core.credential(authorization, api_key))
 
     def _error(self, exc: Exception, path: str) -> Response:
         status = status_of(exc)

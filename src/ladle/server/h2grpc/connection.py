@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import Protocol, cast
 
 import hpack
 
@@ -49,9 +49,6 @@ from ladle.server.h2grpc.frames import (
 )  # fmt: skip
 from ladle.server.h2grpc.guards import Budget
 from ladle.server.h2grpc.streams import Stream, StreamOwner, StreamSet
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__package__)
 
