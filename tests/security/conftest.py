@@ -6,12 +6,7 @@ The suite's servers use short timeouts (so the suite stays fast) and a 16 MiB wo
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from ladle import FeatureStore
+from security.serve_process import Served, fd_limit, serve
 from unit.server_repo import PROJECT, build_repo
 
 BIG = 64 << 10  # bytes of the `code` feature of station 3: large answers from small requests
@@ -26,29 +22,6 @@ SUITE_SETTINGS = [
     "--grpc-handshake-timeout", "2", "--grpc-stall-timeout", "2", "--grpc-idle-timeout", "30",
     "--grpc-worker-buffer-bytes", str(16 << 20), "--max-entities-per-request", "10000",
 ]  # fmt: skip
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A running ``ladle serve``: its ports and its one worker's pid."""
-
-    engine: str
-    process: subprocess.Popen[str]
-    rest_port: int
-    grpc_port: int
-    pid: int
-    output: list[str]
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
 
 
 @pytest.fixture(scope="session")
@@ -70,44 +43,6 @@ def attack_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def start_server(repo: Path, engine: str, *, nofile: int | None = None, extra: tuple[str, ...] = ()) -> Server:
-    rest_port, grpc_port = free_port(), free_port()
-    ladle = Path(sys.executable).parent / "ladle"
-    command = [str(ladle), "-c", str(repo), "serve", "--workers", "1", "--port", str(rest_port),
-               "--grpc-port", str(grpc_port), "--grpc-engine", engine, "--graceful-timeout", "1",
-               *SUITE_SETTINGS, *extra]  # fmt: skip
-    if nofile is not None:  # the shell sets the limit before the server starts
-        command = ["sh", "-c", f'ulimit -n {nofile} && exec "$@"', "sh", *command]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            if "ready:" in line:
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not ready.wait(60):
-        process.kill()
-        raise AssertionError("server did not start:\n" + "".join(output))
-    match = re.search(r"pids ([\d,]+)", next(line for line in output if "ready:" in line))
-    assert match
-    return Server(engine, process, rest_port, grpc_port, int(match.group(1).split(",")[0]), output)
-
-
-def stop_server(server: Server) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(10)
-
-
 @pytest.fixture(scope="module", params=["ladle", "grpcio"])
 def grpc_engine(request: pytest.FixtureRequest) -> str:
     """Every attack against both engines; ``xfail_for`` marks where grpcio falls over."""
@@ -115,24 +50,10 @@ def grpc_engine(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(attack_repo: Path, grpc_engine: str) -> Iterator[Server]:
-    started = start_server(attack_repo, grpc_engine, nofile=256)  # the slowloris test needs a small fd limit
-    yield started
-    stop_server(started)
-
-
-@pytest.fixture
-def make_server(attack_repo: Path, grpc_engine: str) -> Iterator[Callable[..., Server]]:
-    """Servers of one test (with their own limits), stopped at its end."""
-    started: list[Server] = []
-
-    def make(**kwargs: object) -> Server:
-        started.append(start_server(attack_repo, grpc_engine, **kwargs))  # type: ignore[arg-type]
-        return started[-1]
-
-    yield make
-    for s in started:
-        stop_server(s)
+def server(attack_repo: Path, grpc_engine: str) -> Iterator[Served]:
+    """One ``ladle serve`` per engine, with 256 file descriptors (the slowloris test needs a small limit)."""
+    with serve(attack_repo, "--grpc-engine", grpc_engine, *SUITE_SETTINGS, preexec=fd_limit(256)) as served:
+        yield served
 
 
 def xfail_for(request: pytest.FixtureRequest, engine: str, reason: str) -> None:

@@ -48,6 +48,10 @@ class Served:
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    def alive(self) -> bool:
+        """Whether the server process still runs."""
+        return self.process.poll() is None
+
     def rss_mb(self) -> float:
         """The worker's resident set size, in MiB."""
         text = Path(f"/proc/{self.worker_pid}/status").read_text()

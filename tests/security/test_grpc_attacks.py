@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from .conftest import BIG, Server, xfail_for
+from .conftest import BIG, xfail_for
 from .h2attack import (
     DATA,
     END_HEADERS,
@@ -36,6 +36,7 @@ from .h2attack import (
     grpc_message,
     run_attacker,
 )
+from .serve_process import Served
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 MEMORY_MB, P99_MS = 64, 50
@@ -55,11 +56,11 @@ def big_answer_request(rows: int = 20) -> bytes:
 
 
 def sustained(
-    server: Server, attack: str, seconds: float = ATTACK_SECONDS
+    server: Served, attack: str, seconds: float = ATTACK_SECONDS
 ) -> tuple[RssPeak, Victim, dict[str, object]]:
     """Run ``attack`` in its own process while a victim calls; the worker's RSS sampled throughout."""
     victim = Victim(server.grpc_port)
-    with RssPeak(server.pid) as rss:
+    with RssPeak(server.worker_pid) as rss:
         attacker = run_attacker(attack, server.grpc_port, seconds)
         time.sleep(0.3)  # the attacker is connected and sending
         victim.run(seconds - 0.5)
@@ -80,55 +81,48 @@ def report(request: pytest.FixtureRequest, **numbers: object) -> None:
     print(f"\n[{request.node.name}] " + " ".join(f"{k}={v}" for k, v in numbers.items()))
 
 
-def test_rapid_reset_sustained(server: Server, request: pytest.FixtureRequest) -> None:
+def held(
+    request: pytest.FixtureRequest, rss: RssPeak, victim: Victim, result: dict[str, object], *, calm: bool = True
+) -> None:
+    """Report the numbers; the worker's memory and the victim's p99 stayed bounded, the attacker was calmed."""
+    report(request, rss_mb=round(rss.growth_mb, 1), p99_ms=round(victim.p99_ms, 1), **result)
+    assert rss.growth_mb < MEMORY_MB
+    assert victim.p99_ms < P99_MS
+    if calm:
+        assert calmed(result)
+
+
+def test_rapid_reset_sustained(server: Served, request: pytest.FixtureRequest) -> None:
     xfail_for(request, "grpcio", "grpcio keeps the attacker's connection open (victim p99 and memory hold)")
-    rss, victim, result = sustained(server, "rapid_reset")
-    report(request, rss_mb=round(rss.growth_mb, 1), p99_ms=round(victim.p99_ms, 1), **result)
-    assert rss.growth_mb < MEMORY_MB
-    assert victim.p99_ms < P99_MS
-    assert calmed(result)
+    held(request, *sustained(server, "rapid_reset"))
 
 
-def test_control_frame_flood(server: Server, request: pytest.FixtureRequest) -> None:
-    rss, victim, result = sustained(server, "control_flood")
-    report(request, rss_mb=round(rss.growth_mb, 1), p99_ms=round(victim.p99_ms, 1), **result)
-    assert rss.growth_mb < MEMORY_MB
-    assert victim.p99_ms < P99_MS
-    assert calmed(result)
+def test_control_frame_flood(server: Served, request: pytest.FixtureRequest) -> None:
+    held(request, *sustained(server, "control_flood"))
 
 
-def test_empty_continuation_flood(server: Server, request: pytest.FixtureRequest) -> None:
+def test_empty_continuation_flood(server: Served, request: pytest.FixtureRequest) -> None:
     xfail_for(request, "grpcio", "grpcio closes without GOAWAY ENHANCE_YOUR_CALM (victim p99 12-140 ms across runs)")
-    rss, victim, result = sustained(server, "continuation_flood")
-    report(request, rss_mb=round(rss.growth_mb, 1), p99_ms=round(victim.p99_ms, 1), **result)
-    assert rss.growth_mb < MEMORY_MB
-    assert victim.p99_ms < P99_MS
-    assert calmed(result)
+    held(request, *sustained(server, "continuation_flood"))
 
 
-def test_settings_window_flood(server: Server, request: pytest.FixtureRequest) -> None:
+def test_settings_window_flood(server: Served, request: pytest.FixtureRequest) -> None:
     xfail_for(request, "grpcio", "grpcio never closes the attacker (RSS grew 2-424 MB across runs)")
-    rss, victim, result = sustained(server, "settings_window_flood")
-    report(request, rss_mb=round(rss.growth_mb, 1), p99_ms=round(victim.p99_ms, 1), **result)
-    assert rss.growth_mb < MEMORY_MB
-    assert victim.p99_ms < P99_MS
-    assert calmed(result)  # thousands of entries in one SETTINGS frame spend the control-frame budget
+    # thousands of entries in one SETTINGS frame spend the control-frame budget: the attacker is calmed
+    held(request, *sustained(server, "settings_window_flood"))
 
 
-def test_call_flood(server: Server, request: pytest.FixtureRequest) -> None:
-    rss, victim, result = sustained(server, "call_flood")
-    report(request, rss_mb=round(rss.growth_mb, 1), p99_ms=round(victim.p99_ms, 1), **result)
-    assert rss.growth_mb < MEMORY_MB
-    assert victim.p99_ms < P99_MS
+def test_call_flood(server: Served, request: pytest.FixtureRequest) -> None:
+    held(request, *sustained(server, "call_flood"), calm=False)  # valid calls: never cut, only paced
 
 
-def test_zero_window_large_answers(server: Server, request: pytest.FixtureRequest) -> None:
+def test_zero_window_large_answers(server: Served, request: pytest.FixtureRequest) -> None:
     """4 connections x 50 streams, each answer 1.3 MB, the client's window zero and never opened."""
     xfail_for(request, "grpcio", "grpcio holds every answer with no timeout: RSS grows by hundreds of MB")
     body = grpc_message(big_answer_request())
     conns = [Conn(server.grpc_port, {0x4: 0}) for _ in range(4)]
     try:
-        with RssPeak(server.pid) as rss:
+        with RssPeak(server.worker_pid) as rss:
             for conn in conns:
                 sids = [conn.stream_id() for _ in range(50)]
                 conn.send(b"".join(conn.headers(s, ONLINE) + frame(DATA, END_STREAM, s, body) for s in sids))
@@ -147,12 +141,12 @@ def test_zero_window_large_answers(server: Server, request: pytest.FixtureReques
     assert len(resets) == 200  # every stream is refused, reset over the byte budget, or reset once stalled
 
 
-def test_unfinished_requests(server: Server, request: pytest.FixtureRequest) -> None:
+def test_unfinished_requests(server: Served, request: pytest.FixtureRequest) -> None:
     """4 connections x 100 streams, each with 190 KB of a request that never ends."""
     part = grpc_message(bytes(199_000))[:190_000]
     conns = [Conn(server.grpc_port) for _ in range(4)]
     try:
-        with RssPeak(server.pid) as rss:
+        with RssPeak(server.worker_pid) as rss:
             for conn in conns:
                 for _ in range(100):
                     sid = conn.stream_id()
@@ -208,7 +202,7 @@ MALFORMED = {
 }
 
 
-def test_malformed_request_headers_reset_the_stream(server: Server, request: pytest.FixtureRequest) -> None:
+def test_malformed_request_headers_reset_the_stream(server: Served, request: pytest.FixtureRequest) -> None:
     """RFC 9113 section 8.1.1/8.2/8.3: each malformed request is a stream error PROTOCOL_ERROR; the connection lives.
 
     Every case on one connection (streams 1, 3, ...), then a valid call that must still be answered.
@@ -237,11 +231,11 @@ def test_malformed_request_headers_reset_the_stream(server: Server, request: pyt
         conn.close()
 
 
-def test_already_held_hpack_bomb(server: Server, request: pytest.FixtureRequest) -> None:
+def test_already_held_hpack_bomb(server: Served, request: pytest.FixtureRequest) -> None:
     """One 4 KiB header in the HPACK table, then blocks naming it 1,000 times (4 MB of headers from 1 KB)."""
     conn = Conn(server.grpc_port)
     try:
-        with RssPeak(server.pid) as rss:
+        with RssPeak(server.worker_pid) as rss:
             big = conn.encoder.encode([*request_headers_list(), ("x-bomb", "b" * 4000)])
             conn.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, big))
             index = bytes([0x80 | 62])  # the newest dynamic table entry: x-bomb
@@ -259,11 +253,11 @@ def test_already_held_hpack_bomb(server: Server, request: pytest.FixtureRequest)
 
 
 @pytest.mark.parametrize("kind", ["oversized", "gzip-bomb"])
-def test_already_held_large_messages(server: Server, kind: str, request: pytest.FixtureRequest) -> None:
+def test_already_held_large_messages(server: Served, kind: str, request: pytest.FixtureRequest) -> None:
     """A message over --max-body-bytes, and 8 KiB of gzip inflating to 8 MiB: RESOURCE_EXHAUSTED, memory bounded."""
     conn = Conn(server.grpc_port)
     try:
-        with RssPeak(server.pid) as rss:
+        with RssPeak(server.worker_pid) as rss:
             sid = conn.stream_id()
             extra = [("grpc-encoding", "gzip")] if kind == "gzip-bomb" else []
             if kind == "gzip-bomb":
@@ -288,7 +282,7 @@ def request_headers_list() -> list[tuple[str, str]]:
     return [(n, ONLINE if n == ":path" else v) for n, v in GOOD]
 
 
-def test_slowloris_with_a_file_descriptor_limit(server: Server, request: pytest.FixtureRequest) -> None:
+def test_slowloris_with_a_file_descriptor_limit(server: Served, request: pytest.FixtureRequest) -> None:
     """300 half-sent prefaces against a worker limited to 256 fds: REST /ready and new gRPC calls still work."""
     xfail_for(request, "grpcio", "grpcio accepts every connection (it has no cap): the worker runs out of "
               "file descriptors and REST /ready fails")  # fmt: skip

@@ -6,10 +6,8 @@ callers are authenticated as in production; handlers, core, registry and online 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import threading
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -29,9 +27,9 @@ from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
 from ladle.server._proto.feast.serving import ServingService_pb2_grpc as serving_grpc
 from ladle.server._proto.feast.types import Value_pb2 as value_pb
 from ladle.server.core import ServerCore
-from ladle.server.grpc_server import GrpcServer
 from ladle.server.rest import RestApp
 from ladle.server.settings import ServerSettings
+from security.auth_servers import grpc_server
 from security.test_permissions_sdk import PERMISSIONS
 from unit.server_repo import build_repo
 
@@ -166,24 +164,11 @@ def test_rest_audit_lines_name_the_source(client: TestClient, caplog: pytest.Log
 
 @pytest.fixture(scope="module", params=["ladle", "grpcio"])
 def channel(request: pytest.FixtureRequest, store: FeatureStore) -> Iterator[grpc.Channel]:
-    core = ServerCore(store, ServerSettings())
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    def run(coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=30)
-
-    async def make() -> GrpcServer:
-        return GrpcServer(core, engine=request.param)
-
-    server: GrpcServer = run(make())
-    port = run(server.start("127.0.0.1", 0))
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+    with (
+        grpc_server(ServerCore(store, ServerSettings()), request.param) as port,
+        grpc.insecure_channel(f"127.0.0.1:{port}") as ch,
+    ):
         yield ch
-    run(server.stop(1))
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
 
 
 def metadata(name: str) -> list[tuple[str, str]]:
