@@ -22,7 +22,17 @@ from ladle.definitions.permission import (
     Policy,
     RoleBasedPolicy,
 )
-from ladle.definitions.sources import DataSource, FileSource, PushSource, source_from_spec
+from ladle.definitions.sources import (
+    AvroFormat,
+    DataSource,
+    FileSource,
+    JsonFormat,
+    KafkaSource,
+    PushSource,
+    StreamFormat,
+    source_from_spec,
+)
+from ladle.definitions.stream_feature_view import Aggregation, StreamFeatureView, Udf, view_from_spec
 
 Definition = Entity | DataSource | FeatureView | FeatureService | Permission
 
@@ -32,9 +42,11 @@ __all__ = [
     "CRUD",
     "READ",
     "WRITE",
+    "Aggregation",
     "AllowAll",
     "AllowAllPolicy",
     "AuthzedAction",
+    "AvroFormat",
     "CombinedGroupNamespacePolicy",
     "DataSource",
     "Definition",
@@ -45,10 +57,16 @@ __all__ = [
     "Field",
     "FileSource",
     "GroupBasedPolicy",
+    "JsonFormat",
+    "KafkaSource",
     "NamespaceBasedPolicy",
     "Permission",
     "Policy",
     "PushSource",
     "RoleBasedPolicy",
+    "StreamFeatureView",
+    "StreamFormat",
+    "Udf",
     "source_from_spec",
+    "view_from_spec",
 ]

@@ -12,7 +12,7 @@ import pyarrow as pa
 from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
 from ladle.definitions.entity import Entity
 from ladle.definitions.field import Field
-from ladle.definitions.sources import DataSource, PushSource, source_from_spec
+from ladle.definitions.sources import DataSource, KafkaSource, PushSource, source_from_spec
 from ladle.errors import DataSourceError, DefinitionError
 from ladle.types import compatible, dtype_from_arrow, dtype_from_value_type
 
@@ -147,8 +147,10 @@ class FeatureView:
 
     @property
     def batch_source(self) -> DataSource:
-        """Where history is read from: the source, or a push source's batch source."""
-        return self.source.batch_source if isinstance(self.source, PushSource) else self.source
+        """Where history is read from: the source, or a push or Kafka source's batch source."""
+        if isinstance(self.source, (PushSource, KafkaSource)):
+            return self.source.batch_source
+        return self.source
 
     @property
     def stream_source(self) -> PushSource | None:

@@ -1,15 +1,20 @@
-"""Data sources: ``FileSource`` (Parquet, batch) and ``PushSource`` (fresh rows pushed in).
+"""Data sources: ``FileSource`` (Parquet, batch), ``PushSource`` (fresh rows pushed in) and
+``KafkaSource`` (a topic read by ``ladle stream``, with a batch source for its history).
 
 Sources are serialized as specs with a ``type`` key; :func:`source_from_spec` dispatches on it.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
 from ladle.errors import DefinitionError
+from ladle.types import Bool, DType, Float32, Float64, Int32, Int64, String, UnixTimestamp
 
 
 class DataSource:
@@ -168,9 +173,265 @@ class PushSource(DataSource):
         )
 
 
+#: Spark DDL type names (Feast's ``JsonFormat.schema_json``) and Avro primitive types, as dtypes.
+_DDL_TYPES: dict[str, DType] = {
+    "string": String,
+    "varchar": String,
+    "int": Int32,
+    "integer": Int32,
+    "bigint": Int64,
+    "long": Int64,
+    "float": Float32,
+    "real": Float32,
+    "double": Float64,
+    "boolean": Bool,
+    "bool": Bool,
+    "timestamp": UnixTimestamp,
+}
+_AVRO_TYPES: dict[str, DType] = {
+    "string": String,
+    "int": Int32,
+    "long": Int64,
+    "float": Float32,
+    "double": Float64,
+    "boolean": Bool,
+}
+_DDL_FIELD = re.compile(r"^\s*`?([A-Za-z_][A-Za-z0-9_]*)`?\s+([A-Za-z]+)\s*$")
+
+
+class StreamFormat:
+    """How the messages of a topic are encoded. See :class:`JsonFormat` and :class:`AvroFormat`."""
+
+    format_name = ""
+
+    def __init__(self, schema_json: str = "") -> None:
+        if not isinstance(schema_json, str):
+            raise DefinitionError(f"{self.format_name} format: schema_json must be a string")
+        self.schema_json = schema_json
+
+    def fields(self) -> list[tuple[str, DType]]:
+        """The declared fields and their dtypes (empty when no schema is declared)."""
+        raise NotImplementedError
+
+    def to_spec(self) -> dict[str, Any]:
+        """JSON-ready spec."""
+        return {"format": self.format_name, "schema_json": self.schema_json}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StreamFormat) and self.to_spec() == other.to_spec()
+
+    def __hash__(self) -> int:
+        return hash((self.format_name, self.schema_json))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class JsonFormat(StreamFormat):
+    """JSON objects, one per message. ``schema_json`` is optional, in Feast's form: a Spark DDL
+    string such as ``"commodity_code string, event_timestamp timestamp, price double"``.
+
+    With a schema, a message whose declared field holds a value of another type is dead-lettered;
+    without one, the fields are checked against the view's own columns.
+    """
+
+    format_name = "json"
+
+    def __init__(self, schema_json: str = "") -> None:
+        super().__init__(schema_json)
+        self._fields = self._parse()
+
+    def _parse(self) -> list[tuple[str, DType]]:
+        out: list[tuple[str, DType]] = []
+        if not self.schema_json.strip():
+            return out
+        for part in self.schema_json.split(","):
+            match = _DDL_FIELD.match(part)
+            if match is None or match.group(2).lower() not in _DDL_TYPES:
+                raise DefinitionError(
+                    f"json format: cannot read {part.strip()!r} in schema_json; write 'name type, ...' "
+                    f"with types {sorted(_DDL_TYPES)}"
+                )
+            out.append((match.group(1), _DDL_TYPES[match.group(2).lower()]))
+        names = [n for n, _ in out]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DefinitionError(f"json format: fields {dupes} appear twice in schema_json")
+        return out
+
+    def fields(self) -> list[tuple[str, DType]]:
+        """The declared fields and their dtypes (empty when no schema is declared)."""
+        return list(self._fields)
+
+
+class AvroFormat(StreamFormat):
+    """Avro records (binary, schemaless, or in Confluent's framing), described by ``schema_json``:
+    an Avro record schema in JSON. ``timestamp-millis``/``timestamp-micros`` logical types and
+    unions with ``null`` are understood."""
+
+    format_name = "avro"
+
+    def __init__(self, schema_json: str) -> None:
+        super().__init__(schema_json)
+        self._fields = self._parse()
+
+    def _parse(self) -> list[tuple[str, DType]]:
+        try:
+            schema = json.loads(self.schema_json)
+        except ValueError as exc:
+            raise DefinitionError(f"avro format: schema_json is not JSON: {exc}") from None
+        if not isinstance(schema, dict) or schema.get("type") != "record" or not isinstance(schema.get("fields"), list):
+            raise DefinitionError("avro format: schema_json must be an Avro record schema with a 'fields' list")
+        out: list[tuple[str, DType]] = []
+        for field in schema["fields"]:
+            name = field.get("name") if isinstance(field, dict) else None
+            if not isinstance(name, str):
+                raise DefinitionError(f"avro format: field {field!r} has no name")
+            out.append((name, _avro_dtype(name, field.get("type"))))
+        return out
+
+    def fields(self) -> list[tuple[str, DType]]:
+        """The declared fields and their dtypes."""
+        return list(self._fields)
+
+
+def _avro_dtype(name: str, avro_type: Any) -> DType:
+    if isinstance(avro_type, list):
+        branches = [t for t in avro_type if t != "null"]
+        if len(branches) != 1:
+            raise DefinitionError(f"avro format: field '{name}' is a union of {avro_type}; only [null, T] is supported")
+        return _avro_dtype(name, branches[0])
+    if isinstance(avro_type, dict):
+        logical = avro_type.get("logicalType")
+        if logical in ("timestamp-millis", "timestamp-micros") and avro_type.get("type") == "long":
+            return UnixTimestamp
+        return _avro_dtype(name, avro_type.get("type"))
+    if isinstance(avro_type, str) and avro_type in _AVRO_TYPES:
+        return _AVRO_TYPES[avro_type]
+    raise DefinitionError(f"avro format: field '{name}' has type {avro_type!r}, which Ladle cannot store")
+
+
+def format_from_spec(spec: Mapping[str, Any]) -> StreamFormat:
+    """Rebuild a message format from :meth:`StreamFormat.to_spec` output."""
+    kinds: dict[str, type[StreamFormat]] = {"json": JsonFormat, "avro": AvroFormat}
+    try:
+        cls = kinds[spec["format"]]
+    except KeyError:
+        raise DefinitionError(f"unknown message format {spec.get('format')!r}; use JsonFormat or AvroFormat") from None
+    return cls(spec.get("schema_json", ""))
+
+
+class KafkaSource(DataSource):
+    """A Kafka topic read by ``ladle stream``, with Feast's arguments.
+
+    >>> ticks = KafkaSource(name="commodity_ticks", kafka_bootstrap_servers="127.0.0.1:9092",
+    ...     topic="commodity-ticks", timestamp_field="event_timestamp", message_format=JsonFormat(),
+    ...     batch_source=FileSource(path="data/offline/commodity_ticks/", timestamp_field="event_timestamp"),
+    ...     watermark_delay_threshold=timedelta(minutes=5))
+
+    ``batch_source`` holds the same events for history: the stream process appends every event
+    it accepts there, and backfills, training sets and materialization read it. An event older
+    than the partition's newest event time minus ``watermark_delay_threshold`` (zero when not
+    given) is late and goes to the dead-letter topic. Connection settings beyond the bootstrap
+    servers (SASL, TLS) come from ``feature_store.yaml``, never from the definition.
+    """
+
+    kind = "kafka source"
+    type_name = "kafka"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        timestamp_field: str,
+        message_format: StreamFormat,
+        bootstrap_servers: str | None = None,
+        kafka_bootstrap_servers: str | None = None,
+        topic: str | None = None,
+        created_timestamp_column: str = "",
+        field_mapping: Mapping[str, str] | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        owner: str = "",
+        batch_source: DataSource | None = None,
+        watermark_delay_threshold: timedelta | None = None,
+    ) -> None:
+        if not name:
+            raise DefinitionError("kafka source: a name is required")
+        super().__init__(name, timestamp_field, created_timestamp_column, field_mapping, description, tags, owner)
+        if not self.timestamp_field:
+            raise DefinitionError(f"kafka source '{name}': timestamp_field is required")
+        if bootstrap_servers and kafka_bootstrap_servers and bootstrap_servers != kafka_bootstrap_servers:
+            raise DefinitionError(f"kafka source '{name}': bootstrap_servers and kafka_bootstrap_servers differ")
+        servers = kafka_bootstrap_servers or bootstrap_servers or ""
+        if not isinstance(servers, str) or not servers:
+            raise DefinitionError(f"kafka source '{name}': kafka_bootstrap_servers is required")
+        if not isinstance(topic, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic or ""):
+            raise DefinitionError(f"kafka source '{name}': topic {topic!r} is not a valid Kafka topic name")
+        if not isinstance(message_format, StreamFormat):
+            raise DefinitionError(f"kafka source '{name}': message_format must be JsonFormat(...) or AvroFormat(...)")
+        if batch_source is None:
+            raise DefinitionError(
+                f"kafka source '{name}': batch_source is required: it is where accepted events are kept "
+                "and where backfills and training sets read them"
+            )
+        if not isinstance(batch_source, DataSource) or isinstance(batch_source, (PushSource, KafkaSource)):
+            raise DefinitionError(f"kafka source '{name}': batch_source must be a batch source such as FileSource")
+        if batch_source.timestamp_field != self.timestamp_field:
+            raise DefinitionError(
+                f"kafka source '{name}': timestamp_field '{self.timestamp_field}' differs from its batch "
+                f"source's '{batch_source.timestamp_field}'; events are stored as they arrive"
+            )
+        if batch_source.created_timestamp_column != self.created_timestamp_column:
+            raise DefinitionError(f"kafka source '{name}': created_timestamp_column differs from its batch source's")
+        delay = watermark_delay_threshold if watermark_delay_threshold is not None else timedelta(0)
+        if not isinstance(delay, timedelta) or delay < timedelta(0):
+            raise DefinitionError(
+                f"kafka source '{name}': watermark_delay_threshold must be a non-negative timedelta, got {delay!r}"
+            )
+        self.kafka_bootstrap_servers = servers
+        self.topic = topic
+        self.message_format = message_format
+        self.batch_source = batch_source
+        self.watermark_delay_threshold = delay
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Feast's other name for :attr:`kafka_bootstrap_servers`."""
+        return self.kafka_bootstrap_servers
+
+    def to_spec(self) -> dict[str, Any]:
+        """JSON-ready spec as stored in the registry."""
+        return {
+            **super().to_spec(),
+            "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
+            "topic": self.topic,
+            "message_format": self.message_format.to_spec(),
+            "batch_source": self.batch_source.to_spec(),
+            "watermark_delay_threshold_seconds": self.watermark_delay_threshold.total_seconds(),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> KafkaSource:
+        """Rebuild from :meth:`to_spec` output."""
+        return cls(
+            name=spec["name"],
+            timestamp_field=spec["timestamp_field"],
+            created_timestamp_column=spec.get("created_timestamp_column", ""),
+            field_mapping=spec.get("field_mapping"),
+            message_format=format_from_spec(spec["message_format"]),
+            kafka_bootstrap_servers=spec["kafka_bootstrap_servers"],
+            topic=spec["topic"],
+            batch_source=source_from_spec(spec["batch_source"]),
+            watermark_delay_threshold=timedelta(seconds=spec.get("watermark_delay_threshold_seconds", 0)),
+            **common_args(spec),
+        )
+
+
 _FROM_SPEC: dict[str, Callable[[Mapping[str, Any]], DataSource]] = {
     FileSource.type_name: FileSource.from_spec,
     PushSource.type_name: PushSource.from_spec,
+    KafkaSource.type_name: KafkaSource.from_spec,
 }
 
 

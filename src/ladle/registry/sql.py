@@ -23,7 +23,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ladle.config import RegistryConfig
-from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, Permission, source_from_spec
+from ladle.definitions import (
+    DataSource,
+    Entity,
+    FeatureService,
+    Permission,
+    source_from_spec,
+    view_from_spec,
+)
 from ladle.errors import ConflictError, DefinitionError, RegistryError
 from ladle.registry import runs
 from ladle.registry.base import (
@@ -289,7 +296,7 @@ class SqlRegistry:
         try:
             entities = {n: Entity.from_spec(s) for n, s in specs["entity"].items()}
             sources: dict[str, DataSource] = {n: source_from_spec(s) for n, s in specs["data_source"].items()}
-            views = {n: FeatureView.from_spec(s, entities) for n, s in specs["feature_view"].items()}
+            views = {n: view_from_spec(s, entities) for n, s in specs["feature_view"].items()}
             services = {n: FeatureService.from_spec(s) for n, s in specs["feature_service"].items()}
             permissions = {n: Permission.from_spec(s) for n, s in specs["permission"].items()}
         except (DefinitionError, KeyError, TypeError, ValueError) as exc:

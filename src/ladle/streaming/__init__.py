@@ -1,0 +1,1 @@
+"""The stream process: Kafka topics → stream feature views → online and offline stores."""
