@@ -1,0 +1,6 @@
+"""Executions of stream feature views (the semantics are in docs/streaming.md, "Semantics").
+
+``batch``: the whole history at once, in DuckDB (backfills, training sets, materialization).
+Pure: this package imports only the vocabulary (``ladle.definitions``, ``ladle.errors``,
+``ladle.types``, ``ladle.times``) and third-party libraries.
+"""
