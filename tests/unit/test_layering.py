@@ -165,3 +165,23 @@ def test_h2grpc_imports_nothing_of_ladle_outside_itself() -> None:
         if not (dep == H2GRPC or dep.startswith(H2GRPC + "."))
     )
     assert wrong == []
+
+
+#: Pure layers: the vocabulary and third-party libraries only (no backend, service or I/O of Ladle's).
+PURE = {"ladle.aggregation": ("ladle.definitions", "ladle.errors", "ladle.types", "ladle.times")}
+
+
+@pytest.mark.parametrize("layer", sorted(PURE))
+def test_pure_layers_import_only_the_vocabulary(layer: str) -> None:
+    allowed = PURE[layer]
+    inside = [m for m in modules() if m == layer or m.startswith(layer + ".")]
+    assert inside
+    wrong = sorted(
+        f"{module} imports {dep}"
+        for module in inside
+        for dep in imported(module)
+        if not (
+            dep == layer or dep.startswith(layer + ".") or any(dep == a or dep.startswith(a + ".") for a in allowed)
+        )
+    )
+    assert wrong == []
