@@ -33,16 +33,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ladle.definitions import StreamFeatureView
+from ladle.definitions.stream_feature_view import KAFKA_COLUMNS
 from ladle.errors import DataSourceError, DefinitionError
 
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-#: The columns the stream process adds when it appends accepted events to the batch source.
-KAFKA_PARTITION = "_kafka_partition"
-KAFKA_OFFSET = "_kafka_offset"
-KAFKA_COLUMNS = (KAFKA_PARTITION, KAFKA_OFFSET)
+KAFKA_PARTITION, KAFKA_OFFSET = KAFKA_COLUMNS
 
 _US = pa.timestamp("us", tz="UTC")
 _T = "__ladle_t"  # event time, epoch microseconds (BIGINT)

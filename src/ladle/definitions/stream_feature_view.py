@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from ladle.definitions._common import check_name, common_args
 from ladle.definitions.entity import Entity
 from ladle.definitions.feature_view import FeatureView
 from ladle.definitions.field import Field
 from ladle.definitions.sources import DataSource, KafkaSource, PushSource, source_from_spec
-from ladle.errors import DefinitionError
-from ladle.types import DType, Float64, Int64
+from ladle.errors import DataSourceError, DefinitionError
+from ladle.types import DType, Float64, Int64, dtype_from_arrow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +45,8 @@ AGGREGATION_FUNCTIONS: tuple[str, ...] = ("count", "sum", "mean", "min", "max", 
 MODES: tuple[str, ...] = ("pandas", "python")
 
 _MICRO = timedelta(microseconds=1)
+#: Columns the stream process adds to each event it appends to the batch source (rule 9).
+KAFKA_COLUMNS: tuple[str, ...] = ("_kafka_partition", "_kafka_offset")
 
 
 def window_label(span: timedelta) -> str:
@@ -247,6 +251,11 @@ class StreamFeatureView(FeatureView):
             )
         if mode not in MODES:
             raise DefinitionError(f"stream feature view '{name}': mode {mode!r} is not one of {MODES}")
+        if isinstance(source, PushSource) and (aggregations or udf is not None):
+            raise DefinitionError(
+                f"stream feature view '{name}': aggregations and udf need a KafkaSource (the stream process "
+                "computes them); a PushSource view stores the pushed rows as they are"
+            )
         if timestamp_field and timestamp_field != source.timestamp_field:
             raise DefinitionError(
                 f"stream feature view '{name}': timestamp_field '{timestamp_field}' differs from the source's "
@@ -342,6 +351,78 @@ class StreamFeatureView(FeatureView):
         """True when batch reads must run the definition (transforms or aggregations), not just read rows."""
         return bool(self.aggregations) or self.udf is not None
 
+    def resolve(self, source_schema: pa.Schema) -> StreamFeatureView:
+        """Check this view against its batch source's Arrow schema (the raw events).
+
+        Without transforms or aggregations it resolves like a feature view (the ``_kafka_*``
+        columns are never features). Otherwise the features are not columns of the source: the
+        keys and times must be there, the udf is run on an empty frame of the source's columns to
+        learn its output, aggregated columns must be numeric columns of that output, and derive,
+        run on an empty frame of the aggregates, must give every feature. Raises
+        :class:`DataSourceError` for a missing or mistyped column and :class:`DefinitionError`
+        when a transform does not give what the view needs.
+        """
+        events = pa.schema([f for f in source_schema if f.name not in KAFKA_COLUMNS])
+        if not self.is_computed:
+            resolved = super().resolve(events)
+            assert isinstance(resolved, StreamFeatureView)
+            return resolved
+        where = f"stream feature view '{self.name}'"
+        src = self.batch_source
+        columns = {src.field_mapping.get(n, n): events.field(n).type for n in events.names}
+        for required in (src.timestamp_field, src.created_timestamp_column):
+            if required and required not in columns:
+                raise DataSourceError(
+                    f"{where}: the source has no timestamp column '{required}'; columns: {sorted(columns)}"
+                )
+        missing = [k for k in self.join_keys if k not in columns]
+        if missing:
+            raise DataSourceError(f"{where}: the source has no join key columns {missing}")
+        known = {f.name for f in self.entity_columns}
+        keys = list(self.entity_columns) + [
+            Field(name=k, dtype=dtype_from_arrow(columns[k])) for k in self.join_keys if k not in known
+        ]
+        after = columns if self.udf is None else _udf_columns(where, self.udf, events, columns)
+        lost = [c for c in [*self.join_keys, src.timestamp_field] if c not in after]
+        if lost:
+            raise DefinitionError(f"{where}: udf {self.udf.qualname if self.udf else ''} drops the columns {lost}")
+        features = self._resolved_features(where, after)
+        return self._clone(keys + features)
+
+    def _resolved_features(self, where: str, columns: Mapping[str, pa.DataType]) -> list[Field]:
+        if not self.aggregations:  # rows as they are: the features are udf output columns
+            skip = {*self.join_keys, self.batch_source.timestamp_field, self.batch_source.created_timestamp_column}
+            features = self.features or [
+                Field(name=n, dtype=dtype_from_arrow(t))
+                for n, t in columns.items()
+                if n not in skip and not pa.types.is_null(t)
+            ]
+            absent = [f.name for f in features if f.name not in columns]
+            if absent:
+                raise DefinitionError(f"{where}: features {absent} are not columns of the udf's output")
+            return features
+        for agg in self.aggregations:
+            kind = columns.get(agg.column)
+            if kind is None:
+                raise DataSourceError(
+                    f"{where}: aggregated column '{agg.column}' is not a column of the "
+                    f"{'udf output' if self.udf else 'source'} ({', '.join(sorted(columns))})"
+                )
+            numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+            if not (numeric or pa.types.is_null(kind)):
+                raise DataSourceError(f"{where}: aggregated column '{agg.column}' is {kind}, not a number")
+        if self.derive is not None:
+            import pandas as pd
+
+            frame = pd.DataFrame(
+                {a.name: pd.Series(dtype="int64" if a.function == "count" else "float64") for a in self.aggregations}
+            )
+            out = _run_empty(where, self.derive, frame)
+            absent = [f for f in self.feature_names if f not in out.columns]
+            if absent:
+                raise DefinitionError(f"{where}: derive {self.derive.qualname} does not give the features {absent}")
+        return list(self.features)
+
     def bind(self, repo_view: StreamFeatureView) -> StreamFeatureView:
         """This view with the live transform functions of the same view declared in the repo."""
         out = self._clone()
@@ -414,6 +495,40 @@ class StreamFeatureView(FeatureView):
 
     def __repr__(self) -> str:
         return f"StreamFeatureView(name={self.name!r}, features={self.feature_names!r})"
+
+
+def _run_empty(where: str, fn: Udf, frame: pd.DataFrame) -> pd.DataFrame:
+    """``fn`` run on an empty frame (to learn its columns); its errors as one-line DefinitionErrors."""
+    import pandas as pd
+
+    if fn.fn is None:
+        fn(frame)  # raises: not loaded
+    try:
+        out = fn(frame)
+    except Exception as exc:  # user code: any failure is a definition error, reported in one line
+        raise DefinitionError(
+            f"{where}: {fn.qualname} fails on an empty frame of its input columns: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(out, pd.DataFrame):
+        raise DefinitionError(f"{where}: {fn.qualname} returned {type(out).__name__}, not a pandas DataFrame")
+    return out
+
+
+def _udf_columns(where: str, udf: Udf, events: pa.Schema, columns: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+    """The udf's output columns and types, from a run on an empty frame of the events.
+
+    An empty object column has no Arrow type; a column the udf kept keeps its source type then.
+    """
+    frame = events.empty_table().rename_columns(list(columns)).to_pandas()
+    out = _run_empty(where, udf, frame)
+    try:
+        schema = pa.Schema.from_pandas(out, preserve_index=False)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise DefinitionError(f"{where}: udf {udf.qualname} returns columns Arrow cannot read: {exc}") from exc
+    found: dict[str, pa.DataType] = {}
+    for name, kind in zip(schema.names, schema.types, strict=True):
+        found[name] = columns[name] if pa.types.is_null(kind) and name in columns else kind
+    return found
 
 
 def view_from_spec(spec: Mapping[str, Any], entities: Mapping[str, Entity]) -> FeatureView:

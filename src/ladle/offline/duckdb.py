@@ -23,11 +23,12 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from ladle.config import RepoConfig, StrictModel
-from ladle.definitions import DataSource, FeatureView
+from ladle.definitions import DataSource, FeatureView, StreamFeatureView
 from ladle.definitions.refs import ViewSelection, check_selections
 from ladle.errors import EntityKeyError, RequestError
 from ladle.offline import pit, pull
 from ladle.offline.append import append_rows
+from ladle.offline.computed import computed_scan
 from ladle.offline.job import DuckDBRetrievalJob, translate_errors
 from ladle.offline.sources import SourceScan, check_view, duck_type_of, open_scan
 from ladle.types import DType, ValueType
@@ -120,7 +121,10 @@ class DuckDBOfflineStore:
         scan = self._scan(con, view.batch_source, allow_empty=True)
         if not scan.files:
             return iter(())
-        resolved = check_view(scan, view)
+        if isinstance(view, StreamFeatureView) and view.is_computed:
+            scan, resolved = computed_scan(con, scan, view, _micros(start), _micros(end))
+        else:
+            resolved = check_view(scan, view)
         build = pull.latest_sql if latest else pull.all_sql
         sql = build(scan, resolved, _micros(start), _micros(end))
         with translate_errors(f"reading '{view.name}'"):
@@ -141,17 +145,29 @@ class DuckDBOfflineStore:
         """
         _check_entity_frame(entity_df, timestamp_column, selections, full_feature_names)
         con = self._cursor()
-        joins = [self._join(con, sel, entity_df.schema, full_feature_names) for sel in selections]
         entity, t_min, t_max = _prepare_entity(entity_df, timestamp_column)
+        joins = [self._join(con, sel, entity_df.schema, full_feature_names, (t_min, t_max)) for sel in selections]
         con.register(pit.ENTITY, entity)
         sql = pit.build_sql(entity_df.column_names, joins, t_min, t_max)
         return DuckDBRetrievalJob(con, sql, entity)
 
     def _join(
-        self, con: duckdb.DuckDBPyConnection, sel: ViewSelection, schema: pa.Schema, full_feature_names: bool
+        self,
+        con: duckdb.DuckDBPyConnection,
+        sel: ViewSelection,
+        schema: pa.Schema,
+        full_feature_names: bool,
+        span: tuple[int, int],
     ) -> pit.ViewJoin:
         scan = self._scan(con, sel.view.batch_source)
-        view = check_view(scan, sel.view)
+        # Beyond ~146,000 years a ttl limits nothing, and the arithmetic must stay in BIGINT.
+        ttl_us = min(sel.view.ttl // timedelta(microseconds=1), _MAX_TTL_US)
+        if isinstance(sel.view, StreamFeatureView) and sel.view.is_computed:
+            # the rows an entity row at t can match: (t - ttl, t], or all up to t without a ttl
+            rows_from = span[0] - ttl_us if ttl_us else None
+            scan, view = computed_scan(con, scan, sel.view, rows_from, span[1])
+        else:
+            view = check_view(scan, sel.view)
         entity_keys = sel.entity_columns()
         key_types = tuple(_key_type(f.dtype) for f in view.entity_columns)
         casts = tuple(
@@ -166,8 +182,7 @@ class DuckDBOfflineStore:
             entity_keys=tuple(entity_keys),
             key_types=key_types,
             entity_casts=casts,
-            # Beyond ~146,000 years a ttl limits nothing, and the arithmetic must stay in BIGINT.
-            ttl_us=min(view.ttl // timedelta(microseconds=1), _MAX_TTL_US),
+            ttl_us=ttl_us,
         )
 
     def append(self, source: DataSource, rows: pa.Table) -> int:

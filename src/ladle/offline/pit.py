@@ -44,8 +44,6 @@ _OFFSET = 9_223_372_036_854_775_808  # 2^63
 _SLACK_US = 1_000
 _MIN_US = -62_135_596_800_000_000  # 0001-01-01
 _MAX_US = 253_402_300_799_000_000  # 9999-12-31 23:59:59
-# A source row's identity across the two scans of the same (fixed) file list.
-_RID = "((file_index::BIGINT << 40) | file_row_number)"
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,7 @@ def _source_keys(join: ViewJoin, t_min: int, t_max: int) -> str:
         cols.append(f"{event}::HUGEINT * {_SHIFT} + ({created}::HUGEINT + {_OFFSET}) AS __a")
     else:
         cols.append(f"{event} AS __a")
-    cols.append(f"{_RID} AS __rid")
+    cols.append(f"{scan.row_id} AS __rid")
     return f"SELECT {', '.join(cols)} FROM {scan.relation} WHERE {_bounds(join, t_min, t_max)}"
 
 
@@ -96,7 +94,7 @@ def _source_values(join: ViewJoin, t_min: int, t_max: int) -> str:
     """Row id and the selected features (cast to the view's dtypes) of the source rows."""
     scan, view = join.scan, join.view
     dtypes = {f.name: f.dtype for f in view.features}
-    cols = [f"{_RID} AS __rid", *(f"{scan.cast(f, dtypes[f])} AS __f{i}" for i, f in enumerate(join.features))]
+    cols = [f"{scan.row_id} AS __rid", *(f"{scan.cast(f, dtypes[f])} AS __f{i}" for i, f in enumerate(join.features))]
     return f"SELECT {', '.join(cols)} FROM {scan.relation} WHERE {_bounds(join, t_min, t_max)}"
 
 

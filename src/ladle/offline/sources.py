@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     import duckdb
 
 _GLOB_CHARS = frozenset("*?[")
+#: The row-number column of a registered relation (see :attr:`SourceScan.row_id`).
+ROW_ID = "__ladle_rid"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: DuckDB types of timestamp columns, by how they are read as UTC instants.
 _TZ_TYPES = frozenset({"TIMESTAMP WITH TIME ZONE"})
@@ -132,13 +134,22 @@ class SourceScan:
     duck_types: dict[str, str]
     arrow_schema: pa.Schema
     mapping: dict[str, str] = field(default_factory=dict)  # view name → source column
+    #: a relation registered in the connection to read instead of the files (computed rows)
+    table: str = ""
 
     @property
     def relation(self) -> str:
-        """The ``read_parquet(...)`` table expression over the files."""
+        """The table expression: ``read_parquet(...)`` over the files, or the registered relation."""
+        if self.table:
+            return quote(self.table)
         files = ", ".join(literal(f) for f in self.files)
         union = ", union_by_name = true" if len(self.files) > 1 else ""
         return f"read_parquet([{files}], hive_partitioning = false{union})"
+
+    @property
+    def row_id(self) -> str:
+        """A row's identity across two scans of the relation (the fixed file list, or the table's row number)."""
+        return ROW_ID if self.table else "((file_index::BIGINT << 40) | file_row_number)"
 
     def column(self, view_name: str) -> str:
         """The source column holding the view's column ``view_name``."""
