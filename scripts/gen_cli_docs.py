@@ -61,7 +61,6 @@ FEAST_INSTEAD = {
     "`ladle registry-dump` shows the current one.",
     "saved-datasets": "No saved datasets: write training data to a file with `ladle get-historical-features -o "
     "FILE.parquet`.",
-    "stream-feature-views": "No stream feature views yet: write fresh rows with `POST /push` or `store.push(...)`.",
     "validation-references": "No validation references (no data-quality profiles).",
     "endpoint": "`ladle serve` listens on `--host`/`--port` (REST, default 127.0.0.1:8080) and `--grpc-port` "
     "(default 6566): see `ladle serve`.",

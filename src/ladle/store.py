@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from ladle.config import RepoConfig, load_config, load_yaml
-from ladle.definitions import AuthzedAction, DataSource, Definition, Entity, FeatureService, FeatureView, Permission
+from ladle.definitions import (
+    AuthzedAction,
+    DataSource,
+    Definition,
+    Entity,
+    FeatureService,
+    FeatureView,
+    Permission,
+    StreamFeatureView,
+)
 from ladle.errors import ConfigError, RequestError
 
 if TYPE_CHECKING:
@@ -223,6 +232,12 @@ class FeatureStore:
         snapshot = self.snapshot()
         return self._listed(snapshot, snapshot.feature_views)
 
+    def list_stream_feature_views(self) -> list[StreamFeatureView]:
+        """Every stream feature view of the project (that the caller may DESCRIBE)."""
+        snapshot = self.snapshot()
+        streams = {n: v for n, v in snapshot.feature_views.items() if isinstance(v, StreamFeatureView)}
+        return self._listed(snapshot, streams)
+
     def list_feature_services(self) -> list[FeatureService]:
         """Every feature service of the project (that the caller may DESCRIBE)."""
         snapshot = self.snapshot()
@@ -247,6 +262,24 @@ class FeatureStore:
         """The feature view called ``name``."""
         snapshot = self.snapshot()
         return self._describe(snapshot, snapshot.feature_view(name))  # type: ignore[no-any-return]
+
+    def get_stream_feature_view(self, name: str) -> StreamFeatureView:
+        """The stream feature view called ``name`` (FeatureViewNotFoundError for a plain feature view)."""
+        from ladle.errors import FeatureViewNotFoundError
+
+        snapshot = self.snapshot()
+        view = snapshot.feature_view(name)
+        if not isinstance(view, StreamFeatureView):
+            raise FeatureViewNotFoundError(
+                name, self.project, detail="It is a feature view, not a stream feature view."
+            )
+        return self._describe(snapshot, view)  # type: ignore[no-any-return]
+
+    def bind_views(self, views: Iterable[FeatureView]) -> list[FeatureView]:
+        """``views`` with their stream transforms loaded from this repo's files (see ``ladle.repo.bind``)."""
+        from ladle.repo.bind import bind_views
+
+        return bind_views(views, self.repo_path)
 
     def get_feature_service(self, name: str) -> FeatureService:
         """The feature service called ``name``."""
@@ -331,7 +364,9 @@ class FeatureStore:
             snapshot, self.principal, AuthzedAction.READ_OFFLINE, features,
             event="get_historical_features", source=self.request_source,
         )  # fmt: skip
-        return historical_job(snapshot, self.offline_store, entity_df, features, full_feature_names)
+        return historical_job(
+            snapshot, self.offline_store, entity_df, features, full_feature_names, bind=self.bind_views
+        )
 
     # -- writing ------------------------------------------------------------------------------
     # Servers pass the caller they authenticated (``principal``) and where the call came from
@@ -403,7 +438,9 @@ class FeatureStore:
         from ladle.materialize.local import Materializer
 
         batch_rows = self.config.materialization.online_write_batch_size
-        return Materializer(self.registry, self.offline_store, self.online_store, self.project, batch_rows)
+        return Materializer(
+            self.registry, self.offline_store, self.online_store, self.project, batch_rows, bind=self.bind_views
+        )
 
     def push(
         self,

@@ -52,6 +52,11 @@ COMMANDS: dict[str, CommandEntry] = {
     "feature-views": CommandEntry(
         "ladle.cli.objects", "feature_views", "Browse feature views and their version history."
     ),
+    "stream-feature-views": CommandEntry(
+        "ladle.cli.stream_views",
+        "stream_feature_views",
+        "Browse stream feature views: their topics, aggregations and transforms.",
+    ),
     "feature-services": CommandEntry("ladle.cli.objects", "feature_services", "Browse feature services."),
     "data-sources": CommandEntry("ladle.cli.objects", "data_sources", "Browse named data sources."),
     "permissions": CommandEntry(

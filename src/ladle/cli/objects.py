@@ -19,8 +19,10 @@ from ladle.definitions import (
     FeatureService,
     FeatureView,
     FileSource,
+    KafkaSource,
     Permission,
     PushSource,
+    StreamFeatureView,
 )
 from ladle.errors import FeatureViewNotFoundError
 from ladle.registry.base import Kind, ObjectVersion, RegistrySnapshot
@@ -154,6 +156,7 @@ def short_duration(value: timedelta) -> str:
 def _view_row(v: FeatureView) -> dict[str, Any]:
     return {
         "name": v.name,
+        "type": "stream" if isinstance(v, StreamFeatureView) else "batch",
         "entities": [e.name for e in v.entities],
         "features": len(v.features),
         "ttl": short_duration(v.ttl),
@@ -264,8 +267,9 @@ def data_sources() -> None:
 
 def _source_row(s: DataSource) -> dict[str, Any]:
     where = s.path if isinstance(s, FileSource) else ""
-    if isinstance(s, PushSource):
-        where = f"push → {s.batch_source.name or getattr(s.batch_source, 'path', '')}"
+    if isinstance(s, (PushSource, KafkaSource)):
+        batch = s.batch_source.name or getattr(s.batch_source, "path", "")
+        where = f"topic {s.topic} → {batch}" if isinstance(s, KafkaSource) else f"push → {batch}"
     return {
         "name": s.name,
         "type": s.type_name,

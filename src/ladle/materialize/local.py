@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,8 @@ class Materializer:
     online_store: OnlineStore
     project: str
     batch_rows: int
+    #: gives registry views their transform functions (stream views computed offline); None: as read
+    bind: Callable[[Iterable[FeatureView]], list[FeatureView]] | None = None
 
     def materialize(
         self,
@@ -103,12 +105,13 @@ class Materializer:
     def _views(self, names: Sequence[str] | None) -> list[FeatureView]:
         snapshot = self.registry.snapshot(allow_cache=False)
         if names is None:
-            return [v for v in snapshot.feature_views.values() if v.online]
-        views = [snapshot.feature_view(n) for n in names]
-        offline_only = [v.name for v in views if not v.online]
-        if offline_only:
-            raise RequestError(f"feature view(s) {offline_only} have online=False and cannot be materialized")
-        return views
+            views = [v for v in snapshot.feature_views.values() if v.online]
+        else:
+            views = [snapshot.feature_view(n) for n in names]
+            offline_only = [v.name for v in views if not v.online]
+            if offline_only:
+                raise RequestError(f"feature view(s) {offline_only} have online=False and cannot be materialized")
+        return self.bind(views) if self.bind is not None else views
 
     def _run(self, view: FeatureView, start: datetime, end: datetime, progress: bool) -> ViewResult:
         registry = self.registry

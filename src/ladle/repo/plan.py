@@ -14,7 +14,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView, Permission, PushSource
+from ladle.definitions import (
+    DataSource,
+    Definition,
+    Entity,
+    FeatureService,
+    FeatureView,
+    KafkaSource,
+    Permission,
+    PushSource,
+)
 from ladle.errors import BackendError, DefinitionError, RepoError
 from ladle.registry.base import KINDS, Kind, ObjectChange, RegistrySnapshot, canonical_spec
 from ladle.repo.diff import ObjectDiff, diff_specs
@@ -98,7 +107,7 @@ def _with_view_sources(objects: Iterable[Definition]) -> Iterable[Definition]:
             source = obj.source
             if source.name:
                 yield source
-            if isinstance(source, PushSource) and source.batch_source.name:
+            if isinstance(source, (PushSource, KafkaSource)) and source.batch_source.name:
                 yield source.batch_source
 
 

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, FeatureViewProjection, PushSource
+from ladle.definitions import (
+    DataSource,
+    Entity,
+    FeatureService,
+    FeatureView,
+    FeatureViewProjection,
+    KafkaSource,
+    PushSource,
+)
 from ladle.errors import DataSourceError, DefinitionError
 from ladle.registry.base import Kind, RegistrySnapshot, canonical_spec, content_hash
 from ladle.types import JOIN_KEY_TYPES, compatible, dtype_from_arrow
@@ -42,13 +50,7 @@ def resolve_views(
         else:
             key = content_hash(view.batch_source.to_spec())
             if key not in schemas:
-                try:
-                    schemas[key] = offline_store.source_schema(view.batch_source)
-                except DataSourceError as exc:
-                    raise DataSourceError(
-                        f"feature view '{view.name}': {exc} (to apply without reading sources, "
-                        "use --skip-source-validation)"
-                    ) from exc
+                schemas[key] = _source_schema(offline_store, view)
             _check_join_key_columns(view, schemas[key])
             resolved = view.resolve(schemas[key])
         for column in resolved.entity_columns:
@@ -59,6 +61,32 @@ def resolve_views(
                 )
         out[view.name] = resolved
     return out
+
+
+def _source_schema(offline_store: OfflineStore, view: FeatureView) -> pa.Schema:
+    """The batch source's schema; for a Kafka source whose events are not stored yet, its message format's."""
+    try:
+        return offline_store.source_schema(view.batch_source)
+    except DataSourceError as exc:
+        declared = _format_schema(view)
+        if declared is not None:
+            return declared
+        raise DataSourceError(
+            f"feature view '{view.name}': {exc} (to apply without reading sources, use --skip-source-validation)"
+        ) from exc
+
+
+def _format_schema(view: FeatureView) -> pa.Schema | None:
+    """The columns a Kafka source's message format declares (after its field mapping), if it declares any.
+
+    The stream process creates the batch source's files as events arrive, so before the first one
+    the declared format is all there is to check the view against.
+    """
+    source = view.source
+    if not isinstance(source, KafkaSource) or not source.message_format.fields():
+        return None
+    rename = source.field_mapping
+    return pa.schema([pa.field(rename.get(n, n), dtype.arrow) for n, dtype in source.message_format.fields()])
 
 
 def _check_self_contained(view: FeatureView) -> None:
@@ -120,7 +148,7 @@ def _vt(entity: Entity) -> str:
 
 def _check_view_sources(view: FeatureView, target: Target) -> None:
     sources: list[DataSource] = [view.source]
-    if isinstance(view.source, PushSource):
+    if isinstance(view.source, (PushSource, KafkaSource)):
         sources.append(view.source.batch_source)
     for source in sources:
         if not source.name:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
 
+from ladle.definitions import FeatureView
 from ladle.definitions.refs import FeatureRequest, ViewSelection, resolve
 from ladle.errors import EntityKeyError, RequestError
 from ladle.types import EVENT_TIMESTAMP, DType, ValueType
@@ -42,8 +43,12 @@ def historical_job(
     entity_df: EntityFrame,
     features: FeatureRequest,
     full_feature_names: bool = False,
+    bind: Callable[[Iterable[FeatureView]], list[FeatureView]] | None = None,
 ) -> RetrievalJob:
     """Validate the request and build the offline store's retrieval job.
+
+    ``bind`` gives registry views their transform functions (stream feature views with a udf or
+    derive computed offline); ``FeatureStore`` passes one that reads the feature repo.
 
     Raises FeatureViewNotFoundError / FeatureNotFoundError / InvalidFeatureReferenceError for bad
     references, RequestError for a bad entity frame (empty, no timestamp column, unparseable
@@ -51,6 +56,9 @@ def historical_job(
     view's source is missing or does not match the view.
     """
     selections = resolve(snapshot, features, full_feature_names)
+    if bind is not None:
+        bound = bind(sel.view for sel in selections)
+        selections = [dataclasses.replace(sel, view=v) for sel, v in zip(selections, bound, strict=True)]
     table = entity_table(entity_df)
     if table.num_rows == 0:
         raise RequestError("the entity frame is empty: give at least one row of join keys and a timestamp")
