@@ -410,7 +410,7 @@ class StreamFeatureView(FeatureView):
                 )
             numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
             if not (numeric or pa.types.is_null(kind)):
-                raise DataSourceError(f"{where}: aggregated column '{agg.column}' is {kind}, not a number")
+                raise DataSourceError(f"{where}: aggregated column '{agg.column}' is {_dtype_name(kind)}, not a number")
         if self.derive is not None:
             import pandas as pd
 
@@ -495,6 +495,13 @@ class StreamFeatureView(FeatureView):
 
     def __repr__(self) -> str:
         return f"StreamFeatureView(name={self.name!r}, features={self.feature_names!r})"
+
+
+def _dtype_name(kind: pa.DataType) -> str:
+    try:
+        return str(dtype_from_arrow(kind))
+    except DefinitionError:
+        return str(kind)
 
 
 def _run_empty(where: str, fn: Udf, frame: pd.DataFrame) -> pd.DataFrame:
