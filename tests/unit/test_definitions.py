@@ -112,7 +112,7 @@ def test_field_round_trip() -> None:
             lambda: PushSource(name="p", batch_source=PushSource(name="q", batch_source=source)),
             "must be a batch source",
         ),
-        (lambda: source_from_spec({"type": "kafka"}), "unknown data source type 'kafka'"),
+        (lambda: source_from_spec({"type": "kinesis"}), "unknown data source type 'kinesis'"),
     ],
     ids=["empty-path", "no-ts", "csv", "same-ts", "mapping", "push-no-name", "push-of-push", "unknown-type"],
 )

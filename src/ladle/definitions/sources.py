@@ -288,6 +288,10 @@ class AvroFormat(StreamFormat):
             if not isinstance(name, str):
                 raise DefinitionError(f"avro format: field {field!r} has no name")
             out.append((name, _avro_dtype(name, field.get("type"))))
+        names = [n for n, _ in out]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DefinitionError(f"avro format: fields {dupes} appear twice in schema_json")
         return out
 
     def fields(self) -> list[tuple[str, DType]]:
@@ -389,6 +393,15 @@ class KafkaSource(DataSource):
             raise DefinitionError(
                 f"kafka source '{name}': watermark_delay_threshold must be a non-negative timedelta, got {delay!r}"
             )
+        declared = {self.field_mapping.get(n, n) for n, _ in message_format.fields()}
+        missing = [
+            c for c in (self.timestamp_field, self.created_timestamp_column) if c and declared and c not in declared
+        ]
+        if missing:
+            raise DefinitionError(
+                f"kafka source '{name}': the message format declares no field {missing}; every message would be "
+                "dead-lettered"
+            )
         self.kafka_bootstrap_servers = servers
         self.topic = topic
         self.message_format = message_format
@@ -441,4 +454,7 @@ def source_from_spec(spec: Mapping[str, Any]) -> DataSource:
         factory = _FROM_SPEC[spec["type"]]
     except KeyError:
         raise DefinitionError(f"unknown data source type {spec.get('type')!r}") from None
-    return factory(spec)
+    try:
+        return factory(spec)
+    except KeyError as exc:
+        raise DefinitionError(f"{spec['type']} data source spec has no {exc.args[0]!r}") from None

@@ -284,6 +284,20 @@ class StreamFeatureView(FeatureView):
             owner=owner,
         )
         self._check_aggregations(declared)
+        self._check_declared_keys()
+
+    def _check_declared_keys(self) -> None:
+        """With a message schema, each join key must be a declared field (else every message is dead-lettered)."""
+        if not isinstance(self.source, KafkaSource):
+            return
+        mapping = self.source.field_mapping
+        declared = {mapping.get(n, n) for n, _ in self.source.message_format.fields()}
+        missing = [k for k in self.join_keys if declared and k not in declared]
+        if missing:
+            raise DefinitionError(
+                f"stream feature view '{self.name}': join keys {missing} are not fields of the source's message "
+                "format; every message would be dead-lettered"
+            )
 
     @staticmethod
     def _udf(view: str, what: str, fn: object) -> Udf | None:
@@ -300,7 +314,8 @@ class StreamFeatureView(FeatureView):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise DefinitionError(f"stream feature view '{self.name}': aggregation names {dupes} appear twice")
-        clash = sorted(set(names) & (set(self.join_keys) | {self.source.timestamp_field}))
+        times = {self.source.timestamp_field, self.source.created_timestamp_column} - {""}
+        clash = sorted(set(names) & (set(self.join_keys) | times))
         if clash:
             raise DefinitionError(f"stream feature view '{self.name}': aggregation names {clash} are key columns")
         slides = {a.slide_interval for a in self.aggregations}
