@@ -9,6 +9,7 @@ joined by a brute-force point-in-time scan written in this file).
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -315,7 +316,7 @@ def test_cli_lists_and_describes_stream_views(repo: Path) -> None:
     assert "udf: cents" in text and "derive: spread" in text and "last_cents" in text
     views = json.loads(run(repo, "feature-views", "list", "-o", "json").output)
     assert {v["name"] for v in views} == {"hourly", "price_stream", "raw_ticks"}
-    assert "stream" in run(repo, "feature-views", "list").output
+    assert re.search(r"hourly\s*│\s*stream\s*│", run(repo, "feature-views", "list").output)
     missing = one_error_line(run(repo, "stream-feature-views", "describe", "nope", code=1))
     assert "does not exist" in missing
 
