@@ -258,3 +258,25 @@ def test_an_unbound_udf_says_how_to_bind_it() -> None:
     unbound = StreamFeatureView.from_spec(bound.to_spec(), {"commodity": code})
     with pytest.raises(DefinitionError, match="not loaded"):
         compute(unbound, _table([{"code": "CL", TS: 0, "price": 1.0, "volume": 1}]))
+
+
+def _record_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A udf that keeps what it was given, for the test below."""
+    _seen.append(df.copy())
+    return df
+
+
+_seen: list[pd.DataFrame] = []
+
+
+def test_the_udf_sees_event_columns_with_utc_microsecond_times() -> None:
+    view = _view(created=True, udf=_record_frame, schema=[Field(name="price", dtype=Float64)])
+    table = _table([{"code": "CL", TS: 5 * S, CREATED: 6 * S, "price": 1.0, "_kafka_offset": 3, "_kafka_partition": 0}])
+    table = table.set_column(2, CREATED, table.column(CREATED).cast(pa.timestamp("ms")))  # naive ms: read as UTC
+    _seen.clear()
+    got = compute(view, table)
+    frame = _seen[0]
+    assert list(frame.columns) == ["code", TS, CREATED, "price"]
+    assert str(frame[TS].dtype) == "datetime64[us, UTC]" and str(frame[CREATED].dtype) == "datetime64[us, UTC]"
+    assert frame[CREATED].iloc[0] == pd.Timestamp(6, unit="s", tz="UTC")
+    assert got.to_pydict()["price"] == [1.0]

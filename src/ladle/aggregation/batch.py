@@ -128,7 +128,10 @@ def _prepared(view: StreamFeatureView, events: pa.Table) -> pa.Table:
     table = table.set_column(table.column_names.index(src.timestamp_field), src.timestamp_field, _as_utc(t))
     table = table.append_column(_T, _micros(t))
     if src.created_timestamp_column:
-        table = table.append_column(_C, _micros(table.column(src.created_timestamp_column)))
+        c = table.column(src.created_timestamp_column)
+        index = table.column_names.index(src.created_timestamp_column)
+        table = table.set_column(index, src.created_timestamp_column, _as_utc(c))
+        table = table.append_column(_C, _micros(c))
     return table.append_column(_POS, pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 
@@ -179,7 +182,11 @@ def _dedup(con: duckdb.DuckDBPyConnection, view: StreamFeatureView, columns: lis
 def _run_udf(view: StreamFeatureView, winners: pa.Table) -> pa.Table:
     assert view.udf is not None
     src = view.batch_source
-    frame = winners.drop_columns([_T]).to_pandas()
+    events = winners.drop_columns([_T])
+    for name in (src.timestamp_field, src.created_timestamp_column):
+        if name:  # DuckDB hands them back in its own spelling of UTC
+            events = events.set_column(events.column_names.index(name), name, _as_utc(events.column(name)))
+    frame = events.to_pandas()
     out = view.udf(frame)
     what = f"stream feature view '{view.name}': udf {view.udf.qualname}"
     _check_frame(what, out, [*view.join_keys, src.timestamp_field])
