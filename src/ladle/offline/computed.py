@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from ladle.aggregation.batch import compute
 from ladle.definitions import FeatureView, StreamFeatureView
+from ladle.definitions.stream_feature_view import KAFKA_COLUMNS
 from ladle.offline.job import translate_errors
 from ladle.offline.sources import ROW_ID, SourceScan, quote
 
@@ -40,9 +41,14 @@ def events_sql(raw: SourceScan, view: FeatureView, from_us: int | None, to_us: i
     """The raw events in ``[from, to]`` (``from`` None: all up to ``to``), under the view's names."""
     src = view.batch_source
     times = {src.timestamp_field, src.created_timestamp_column} - {""}
+    needed = None  # with a udf every column may matter; without, only what the windows read
+    if isinstance(view, StreamFeatureView) and view.udf is None:
+        needed = {*view.join_keys, *times, *KAFKA_COLUMNS, *(a.column for a in view.aggregations)}
     cols = []
     for column in raw.duck_types:
         name = src.field_mapping.get(column, column)
+        if needed is not None and name not in needed:
+            continue
         cols.append(f"{raw.utc(name) if name in times else quote(column)} AS {quote(name)}")
     ts = src.timestamp_field
     where = [raw.bound(ts, "<=", to_us + 1_000), f"{raw.epoch_us(ts)} <= {to_us}"]
