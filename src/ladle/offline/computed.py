@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +32,7 @@ _US = pa.timestamp("us", tz="UTC")
 _names = itertools.count()
 
 
-def is_computed(view: FeatureView) -> bool:
+def is_computed(view: FeatureView) -> TypeGuard[StreamFeatureView]:
     """True when the view's offline rows must be computed from raw events."""
     return isinstance(view, StreamFeatureView) and view.is_computed
 

@@ -23,12 +23,12 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from ladle.config import RepoConfig, StrictModel
-from ladle.definitions import DataSource, FeatureView, StreamFeatureView
+from ladle.definitions import DataSource, FeatureView
 from ladle.definitions.refs import ViewSelection, check_selections
 from ladle.errors import EntityKeyError, RequestError
 from ladle.offline import pit, pull
 from ladle.offline.append import append_rows
-from ladle.offline.computed import computed_scan
+from ladle.offline.computed import computed_scan, is_computed
 from ladle.offline.job import DuckDBRetrievalJob, translate_errors
 from ladle.offline.sources import SourceScan, check_view, duck_type_of, open_scan
 from ladle.types import DType, ValueType
@@ -121,7 +121,7 @@ class DuckDBOfflineStore:
         scan = self._scan(con, view.batch_source, allow_empty=True)
         if not scan.files:
             return iter(())
-        if isinstance(view, StreamFeatureView) and view.is_computed:
+        if is_computed(view):
             scan, resolved = computed_scan(con, scan, view, _micros(start), _micros(end))
         else:
             resolved = check_view(scan, view)
@@ -162,7 +162,7 @@ class DuckDBOfflineStore:
         scan = self._scan(con, sel.view.batch_source)
         # Beyond ~146,000 years a ttl limits nothing, and the arithmetic must stay in BIGINT.
         ttl_us = min(sel.view.ttl // timedelta(microseconds=1), _MAX_TTL_US)
-        if isinstance(sel.view, StreamFeatureView) and sel.view.is_computed:
+        if is_computed(sel.view):
             # the rows an entity row at t can match: (t - ttl, t], or all up to t without a ttl
             rows_from = span[0] - ttl_us if ttl_us else None
             scan, view = computed_scan(con, scan, sel.view, rows_from, span[1])
