@@ -308,6 +308,9 @@ def test_resolve_infers_plain_features_but_never_the_kafka_columns(store: Featur
 def test_resolve_learns_the_udf_output(store: FeatureStore) -> None:
     schema = store.offline_store.source_schema(batch)
 
+    unbound = view_from_spec(stream(udf=doubled).to_spec(), {"commodity": commodity})
+    with pytest.raises(DefinitionError, match="is not loaded"):
+        unbound.resolve(schema)
     view = stream(udf=doubled).resolve(schema)
     assert view.feature_names == ["price", "volume", "note"] and view.is_computed
     with pytest.raises(DataSourceError, match="'note' is String, not a number"):

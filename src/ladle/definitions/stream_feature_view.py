@@ -524,7 +524,10 @@ def _run_empty(where: str, fn: Udf, frame: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     if fn.fn is None:
-        fn(frame)  # raises: not loaded
+        raise DefinitionError(
+            f"{where}: {fn.qualname} is not loaded (a view read from the registry); apply the feature repo's "
+            "definition, or bind it first with ladle.repo.bind.bind_view"
+        )
     try:
         out = fn(frame)
     except Exception as exc:  # user code: any failure is a definition error, reported in one line
