@@ -319,6 +319,8 @@ def test_cli_lists_and_describes_stream_views(repo: Path) -> None:
     assert re.search(r"hourly\s*│\s*stream\s*│", run(repo, "feature-views", "list").output)
     missing = one_error_line(run(repo, "stream-feature-views", "describe", "nope", code=1))
     assert "does not exist" in missing
+    run(repo, "teardown")
+    assert "no stream feature views" in run(repo, "stream-feature-views", "list").output
 
 
 def test_cli_plan_shows_a_udf_change_and_apply_versions_it(repo: Path) -> None:
