@@ -353,3 +353,15 @@ def test_plan_shows_a_changed_udf_source(store: FeatureStore) -> None:
     )
     assert plan.has_changes
     assert any("udf" in line for line in plan.lines())
+
+
+def test_the_batch_source_field_mapping_renames_event_columns(store: FeatureStore) -> None:
+    mapped = FileSource(path="data/ticks/", timestamp_field="ts", field_mapping={"volume": "qty"})
+    view = stream(
+        source=kafka(batch_source=mapped),
+        aggregations=[Aggregation(column="qty", function="sum", time_window=timedelta(hours=1), name="qty_1h")],
+    )
+    store.apply([commodity, view])
+    rows = pd.DataFrame({"code": ["CL", "GC", "CL"], "event_timestamp": [T0, T0, T0 - timedelta(seconds=1)]})
+    got = store.get_historical_features(rows, ["v:qty_1h"]).to_df()
+    assert got["qty_1h"].tolist()[:2] == [1.0, 2.0] and pd.isna(got["qty_1h"].iloc[2])
