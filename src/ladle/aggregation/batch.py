@@ -282,16 +282,31 @@ def _aggregate(con: duckdb.DuckDBPyConnection, view: StreamFeatureView, table: s
 
 
 def _with_ends(view: StreamFeatureView, table: str) -> str:
-    """The events and the hopping windows' end rows (no values), as a subquery."""
+    """The events and the hopping windows' end rows (no values), as a subquery.
+
+    An event in slide bucket ``b`` (``(b - 1) s < t <= b s``) opens the ends ``b .. b + m - 1``
+    (times ``s``, ``m = w_max / s``). Expanding every bucket and deduplicating costs ``m`` rows per
+    bucket; instead the buckets of a key are merged into islands (a bucket within ``m`` of the
+    previous one continues its island) and each island gives its ends once.
+    """
     assert view.slide_interval is not None
     s = view.slide_interval // _MICRO
     m = view.max_window // view.slide_interval
     keys = [_q(k) for k in view.join_keys]
     key_list = "".join(f"{k}, " for k in keys)
+    by_key = f"PARTITION BY {', '.join(keys)} " if keys else ""
     # ceil(t / s) in integers (DuckDB's // truncates toward zero)
     bucket = f"CASE WHEN {_T} >= 0 THEN ({_T} + {s - 1}) // {s} ELSE -((-{_T}) // {s}) END"
     buckets = f"SELECT DISTINCT {key_list}{bucket} AS __b FROM {table}"
-    ends = f"SELECT DISTINCT {key_list}unnest(range(__b, __b + {m})) * {s} AS {_T} FROM ({buckets})"
+    starts = (
+        f"SELECT {key_list}__b, CASE WHEN __b - lag(__b) OVER ({by_key}ORDER BY __b) <= {m} THEN 0 ELSE 1 END AS __new "
+        f"FROM ({buckets})"
+    )
+    islands = (
+        f"SELECT {key_list}__b, sum(__new) OVER ({by_key}ORDER BY __b ROWS UNBOUNDED PRECEDING) AS __i FROM ({starts})"
+    )
+    spans = f"SELECT {key_list}min(__b) AS __lo, max(__b) + {m} AS __hi FROM ({islands}) GROUP BY {key_list}__i"
+    ends = f"SELECT {key_list}unnest(range(__lo, __hi)) * {s} AS {_T} FROM ({spans})"
     return f"(SELECT *, 0 AS {_END} FROM {table} UNION ALL BY NAME SELECT *, 1 AS {_END} FROM ({ends}))"
 
 
