@@ -182,6 +182,7 @@ def _us(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * S + delta.microseconds
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_compute_equals_the_reference(case: Case) -> None:
