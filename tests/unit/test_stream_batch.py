@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -28,6 +29,7 @@ from ladle.errors import DataSourceError, DefinitionError
 from ladle.types import ValueType
 from streaming.reference import Arrival, close, expected
 
+CON = duckdb.connect()
 S = 1_000_000  # one second in microseconds
 TS, CREATED = "event_timestamp", "created"
 BASES = [0, 1_733_400_000 * S]  # around the epoch (negative times) and in 2024
@@ -159,7 +161,7 @@ def check(case: Case) -> None:
     arrivals = [Arrival(0, i, {k: v for k, v in r.items() if k in _columns(view)}) for i, r in enumerate(case.rows)]
     want = expected(view, arrivals)
     assert not want.late
-    got = compute(view, events_table(case))
+    got = compute(view, events_table(case), con=CON)  # one connection for all examples: also tests con=
     assert got.column_names == [*view.join_keys, TS, *view.feature_names]
     assert got.schema.field(TS).type == pa.timestamp("us", tz="UTC")
     for f in view.features:
