@@ -283,3 +283,12 @@ def test_the_udf_sees_event_columns_with_utc_microsecond_times() -> None:
     assert str(frame[TS].dtype) == "datetime64[us, UTC]" and str(frame[CREATED].dtype) == "datetime64[us, UTC]"
     assert frame[CREATED].iloc[0] == pd.Timestamp(6, unit="s", tz="UTC")
     assert got.to_pydict()["price"] == [1.0]
+
+
+def test_a_streamed_row_beats_a_loaded_one_of_the_same_identity() -> None:
+    view = _view(aggregations=[Aggregation(column="price", function="last", time_window=timedelta(seconds=1))])
+    rows = [
+        {"code": "CL", TS: 0, "price": 1.0, "_kafka_offset": 4},
+        {"code": "CL", TS: 0, "price": 2.0, "_kafka_offset": None},  # loaded from elsewhere, later in the input
+    ]
+    assert compute(view, _table(rows)).to_pydict()["price_last_1s"] == [1.0]

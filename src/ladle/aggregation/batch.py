@@ -164,7 +164,7 @@ def _dedup(con: duckdb.DuckDBPyConnection, view: StreamFeatureView, columns: lis
     if src.created_timestamp_column:
         not_null.append(f"{_C} IS NOT NULL")
         order.append(f"{_C} DESC")
-    order += [f"{_q(c)} DESC NULLS FIRST" for c in (KAFKA_OFFSET, KAFKA_PARTITION) if c in columns]
+    order += [f"{_q(c)} DESC NULLS LAST" for c in (KAFKA_OFFSET, KAFKA_PARTITION) if c in columns]
     order.append(f"{_POS} DESC")
     kept = [c for c in columns if c not in KAFKA_COLUMNS]
     select = ", ".join([*(_q(c) for c in kept), _T])
