@@ -6,8 +6,8 @@ The stages, each over the whole input (no per-row Python):
 
 1. **Dedup** (rule 3), SQL: rows with a NULL join key, event time or (declared) created time are
    dropped (the stream dead-letters them); of the rows of one identity ``(K, t)`` the one with the
-   greatest created time wins, then the greatest ``_kafka_offset`` (then ``_kafka_partition``), then
-   the row that comes last in the input.
+   greatest created time wins, then the greatest ``_kafka_offset`` (then ``_kafka_partition``;
+   a row without one loses), then the row that comes last in the input.
 2. **udf** (rule 4), pandas: the winning events without the ``_kafka_*`` columns, event time as
    ``datetime64`` in UTC.
 3. **Windows** (rules 5 and 6), SQL window functions over event time in epoch microseconds.
