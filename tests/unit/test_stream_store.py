@@ -398,3 +398,22 @@ def test_offline_pulls_over_narrow_ranges_look_back_for_whole_windows(store: Fea
             assert got["event_timestamp"] == newest["event_timestamp"]
             assert all(close(got[f], newest[f]) for f in view.feature_names)
         assert {r["code"] for r in latest} == {r["code"] for r in inside}
+
+
+def test_cli_materialize_backfills_a_stream_view_from_its_definitions(repo: Path) -> None:
+    events = write_events(repo)
+    run(repo, "apply")
+    out = run(repo, "materialize", (NOW - timedelta(hours=2)).isoformat(), NOW.isoformat(), "--views", "price_stream")
+    assert "price_stream" in out.output
+    fs = FeatureStore(repo_path=repo)
+    try:
+        view = bind_view(fs.get_feature_view("price_stream"), repo)
+        assert isinstance(view, StreamFeatureView)
+        rows = compute(view, events).to_pylist()
+        online = fs.get_online_features(["price_stream:volume_30m"], [{"code": c} for c in CODES]).to_dict()
+        for i, code in enumerate(CODES):
+            newest = max((r for r in rows if r["code"] == code), key=lambda r: r["event_timestamp"])
+            assert close(online["volume_30m"][i], newest["volume_30m"])
+    finally:
+        fs.close()
+        fs.registry.close()
