@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, FeatureViewProjection, PushSource
+from ladle.definitions.stream_feature_view import StreamFeatureView
 from ladle.errors import DataSourceError, DefinitionError
 from ladle.registry.base import Kind, RegistrySnapshot, canonical_spec, content_hash
 from ladle.types import JOIN_KEY_TYPES, compatible, dtype_from_arrow
@@ -36,7 +37,10 @@ def resolve_views(
     out: dict[str, FeatureView] = {}
     schemas: dict[str, pa.Schema] = {}
     for view in views:
-        if skip_source_validation:
+        # A computed stream view declares its features (aggregation outputs, derive's columns), and
+        # its batch source holds raw events that ladle stream writes: there may be none yet.
+        computed_stream = isinstance(view, StreamFeatureView) and view.is_computed
+        if skip_source_validation or computed_stream:
             _check_self_contained(view)
             resolved = view
         else:
