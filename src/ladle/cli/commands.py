@@ -69,6 +69,11 @@ COMMANDS: dict[str, CommandEntry] = {
     "feed": CommandEntry(
         "ladle.cli.feed", "feed", "Push SIMULATED fresh rows that continue each real series up to now."
     ),
+    "publish": CommandEntry(
+        "ladle.cli.publish",
+        "publish",
+        "Publish SIMULATED price ticks and weather observations to Kafka, at the wall-clock time.",
+    ),
     "get-online-features": CommandEntry(
         "ladle.cli.online",
         "get_online_features",

@@ -1,0 +1,1 @@
+"""Stream feature view computation: batch (DuckDB) and incremental (the stream process)."""
