@@ -63,6 +63,11 @@ COMMANDS: dict[str, CommandEntry] = {
     "serve": CommandEntry(
         "ladle.cli.serve", "serve", "Serve features over REST (Feast's JSON) and gRPC (Feast's protos) until SIGTERM."
     ),
+    "stream": CommandEntry(
+        "ladle.cli.stream",
+        "stream",
+        "Run the stream feature views: Kafka → online and offline stores, until SIGTERM or Ctrl-C.",
+    ),
     "ingest": CommandEntry(
         "ladle.cli.ingest", "ingest", "Compute feature rows from raw data and store them offline (idempotent)."
     ),
