@@ -207,6 +207,29 @@ def wait_committed(bootstrap: str, group: str, topic: str, ends: dict[int, int],
         consumer.close()
 
 
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """Partition → the group's committed offset (-1001 when none)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        parts = [TopicPartition(topic, p) for p in range(partitions)]
+        return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=5)}
+    finally:
+        consumer.close()
+
+
+def wait_progress(bootstrap: str, group: str, topic: str, partitions: int, beyond: int, timeout: float = 60) -> int:
+    """Wait until the group's committed offsets sum past ``beyond``; returns the new sum."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        total = sum(max(o, 0) for o in committed(bootstrap, group, topic, partitions).values())
+        if total > beyond:
+            return total
+        time.sleep(0.1)
+    raise AssertionError(f"group {group} committed nothing past {beyond} in {timeout:.0f} s")
+
+
 def ends_of(events: Sequence[Event], partitions: int) -> dict[int, int]:
     """Partition → the offset after its last produced event."""
     out = dict.fromkeys(range(partitions), 0)
