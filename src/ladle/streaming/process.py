@@ -184,7 +184,7 @@ class StreamProcess:
         metrics_port: int | None = None,
         engine_factory: EngineFactory = default_engine_factory,
         online: OnlineStore | None = None,
-        broker_timeout: float = 10.0,
+        broker_timeout: float = 5.0,
     ) -> StreamProcess:
         """Check everything a run needs (views, config, broker) and build the process; nothing runs yet."""
         try:
