@@ -37,7 +37,9 @@ FAST_GROUP = {"session.timeout.ms": 6000, "max.poll.interval.ms": 6000, "heartbe
 DEFS = """
 from datetime import timedelta
 
-from ladle import Aggregation, Entity, Field, FileSource, Float64, JsonFormat, KafkaSource, StreamFeatureView, String
+from ladle import (
+    Aggregation, AvroFormat, Entity, Field, FileSource, Float64, JsonFormat, KafkaSource, StreamFeatureView, String,
+)
 
 commodity = Entity(name="commodity", join_keys=["commodity_code"], value_type=String)
 
@@ -46,7 +48,7 @@ ticks = KafkaSource(
     kafka_bootstrap_servers="{bootstrap}",
     topic="{topic}",
     timestamp_field="event_timestamp",
-    message_format=JsonFormat("commodity_code string, event_timestamp timestamp, price double, volume double"),
+    message_format={fmt},
     batch_source=FileSource(path="data/offline/ticks/", timestamp_field="event_timestamp"),
     watermark_delay_threshold=timedelta(seconds={delay}),
 )
@@ -80,16 +82,39 @@ ticks_hop = StreamFeatureView(
 """
 
 
+JSON_FORMAT = 'JsonFormat("commodity_code string, event_timestamp timestamp, price double, volume double")'
+AVRO_SCHEMA = {
+    "type": "record",
+    "name": "Tick",
+    "fields": [
+        {"name": "commodity_code", "type": "string"},
+        {"name": "event_timestamp", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "price", "type": ["null", "double"]},
+        {"name": "volume", "type": ["null", "double"]},
+    ],
+}
+
+
 def make_repo(
-    root: Path, bootstrap: str, topic: str, online: dict[str, Any] | None = None, stream: dict[str, Any] | None = None
+    root: Path,
+    bootstrap: str,
+    topic: str,
+    online: dict[str, Any] | None = None,
+    stream: dict[str, Any] | None = None,
+    avro: bool = False,
+    project: str = "streamtest",
 ) -> Path:
     """Write the repo under ``root`` and apply it; returns the repo directory."""
+    import json
+
     import yaml
 
     root.mkdir(parents=True, exist_ok=True)
-    (root / "defs.py").write_text(textwrap.dedent(DEFS.format(bootstrap=bootstrap, topic=topic, delay=DELAY_S)))
+    fmt = f"AvroFormat({json.dumps(json.dumps(AVRO_SCHEMA))})" if avro else JSON_FORMAT
+    defs = DEFS.format(bootstrap=bootstrap, topic=topic, delay=DELAY_S, fmt=fmt)
+    (root / "defs.py").write_text(textwrap.dedent(defs))
     config = {
-        "project": "streamtest",
+        "project": project,
         "registry": "data/registry.db",
         "online_store": online or {"type": "sqlite", "path": "data/online.db"},
         "stream": {"kafka": dict(FAST_GROUP), "offline_flush_seconds": 0.3, "metrics_port": 0, **(stream or {})},
@@ -131,6 +156,20 @@ def message(row: dict[str, Any]) -> bytes:
     """The JSON message of a row (the time as an RFC 3339 string)."""
     stamp = datetime.fromtimestamp(row["event_timestamp"] / 1e6, UTC).isoformat()
     return orjson.dumps({**row, "event_timestamp": stamp})
+
+
+def avro_message(row: dict[str, Any], framed: bool) -> bytes:
+    """The Avro record of a row (timestamp-micros), bare or in Confluent's framing (schema id 1)."""
+    import io
+    import struct
+
+    import fastavro
+
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(
+        buf, fastavro.parse_schema(AVRO_SCHEMA), {**row, "event_timestamp": utc(row["event_timestamp"])}
+    )
+    return (b"\x00" + struct.pack(">I", 1) + buf.getvalue()) if framed else buf.getvalue()
 
 
 def random_events(
