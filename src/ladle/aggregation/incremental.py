@@ -226,7 +226,9 @@ class _Group:
 
         Returns the changed identities ``(slot, t)`` and, for views without aggregations, their rows.
         """
-        slot = self.keys.slots(events) if events.num_rows else np.zeros(0, np.int64)
+        if not events.num_rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), {}
+        slot = self.keys.slots(events)
         if self.keys.count > self.runs.slots:
             self.runs.add_slots(self.keys.count - self.runs.slots)
         order = np.lexsort((o, c, t, slot))
@@ -240,7 +242,7 @@ class _Group:
         fresh = ~found
         changed = win[replace | fresh]  # indices into events, sorted by (slot, t)
         values, rows = self._values(events.take(pa.array(changed)), t[changed])
-        at = pos[replace[replace | fresh]]
+        at = pos[replace]
         sel_replace = replace[replace | fresh]
         self.runs.cols["c"][at] = c[changed][sel_replace]
         self.runs.cols["o"][at] = o[changed][sel_replace]
