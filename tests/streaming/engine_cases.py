@@ -19,6 +19,7 @@ import pyarrow as pa
 from ladle import Entity, Field, FileSource, Float64, Int64, JsonFormat, KafkaSource, String
 from ladle.aggregation.incremental import PartitionEngine, Step
 from ladle.definitions import StreamFeatureView
+from ladle.definitions.stream_feature_view import Udf
 
 from .reference import Arrival
 
@@ -72,7 +73,14 @@ def spread(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-UDFS = {"none": None, "keep_small": keep_small, "scale_and_add": scale_and_add, "renumber": filter_and_renumber}
+#: Captured once: a view built per example then never re-reads the functions' source files.
+UDFS: dict[str, Udf | None] = {
+    "none": None,
+    "keep_small": Udf.from_function("udf", keep_small),
+    "scale_and_add": Udf.from_function("udf", scale_and_add),
+    "renumber": Udf.from_function("udf", filter_and_renumber),
+}
+SPREAD = Udf.from_function("derive", spread)
 
 
 def view(
@@ -98,7 +106,7 @@ def view(
         entities=[commodity, venue] if composite else [commodity],
         aggregations=list(aggregations),
         udf=UDFS[udf],
-        derive=spread if derive else None,
+        derive=SPREAD if derive else None,
         schema=schema,
     )
 

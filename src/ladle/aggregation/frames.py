@@ -75,25 +75,23 @@ def run_udf(view: StreamFeatureView, rows: pa.Table, t: I64) -> tuple[I64, pd.Da
     if missing:
         raise DefinitionError(f"{what} dropped the columns {missing}; it must keep the join keys and event time")
     out_t = series_micros(out[ts], ts)
-    positions = _by_index(out, len(frame), t, out_t)
+    positions = _by_index(view.join_keys, frame, t, out, out_t)
     if positions is None:
         positions = _by_identity(view.join_keys, frame, t, out, out_t, what)
-    if len(positions) and not all(
-        np.array_equal(frame[k].to_numpy()[positions], out[k].to_numpy()) for k in view.join_keys
-    ):
-        raise DefinitionError(f"{what} changed join key values; it must keep them")
     return positions, out.reset_index(drop=True)
 
 
-def _by_index(out: pd.DataFrame, n: int, t: I64, out_t: I64) -> I64 | None:
+def _by_index(keys: Sequence[str], frame: pd.DataFrame, t: I64, out: pd.DataFrame, out_t: I64) -> I64 | None:
     """Positions from the output's index, when it is the input's (kept by row-level pandas code)."""
     index = out.index
     if not pd.api.types.is_integer_dtype(index.dtype) or not index.is_unique:
         return None
     positions = np.asarray(index, dtype=np.int64)
-    if len(positions) and (positions.min() < 0 or positions.max() >= n):
+    if len(positions) and (positions.min() < 0 or positions.max() >= len(frame)):
         return None
     if not np.array_equal(t[positions], out_t):
+        return None
+    if not all(np.array_equal(frame[k].to_numpy()[positions], out[k].to_numpy()) for k in keys):
         return None
     return positions
 

@@ -48,7 +48,7 @@ import pyarrow as pa
 
 from ladle.aggregation import frames
 from ladle.aggregation.runs import I64, Runs, ranges, search
-from ladle.aggregation.windows import aggregate
+from ladle.aggregation.windows import Windows
 from ladle.definitions import KafkaSource, StreamFeatureView
 from ladle.errors import DefinitionError, SchemaMismatchError
 
@@ -175,11 +175,12 @@ class _Keys:
         return found
 
     def _probe(self, events: pa.Table) -> pd.Index:
-        columns = [events.column(n).to_pandas() for n in self.names]
-        if any(col.isna().any() for col in columns):
+        if any(events.column(n).null_count for n in self.names):
             raise SchemaMismatchError(f"join keys {self.names} have null values; decoding dead-letters such events")
+        # object arrays: an index of Arrow-backed strings would be converted again on every lookup
+        columns = [np.asarray(events.column(n).to_numpy(zero_copy_only=False), dtype=object) for n in self.names]
         if len(columns) == 1:
-            single: pd.Index = pd.Index(columns[0])
+            single: pd.Index = pd.Index(columns[0], dtype=object)
             return single
         probe: pd.Index = pd.MultiIndex.from_arrays(columns, names=self.names)
         return probe
@@ -374,11 +375,14 @@ class _Group:
             right=True,
         )
         results: dict[str, np.ndarray] = {}
+        shared: dict[tuple[str, int], Windows] = {}
         for agg in view.aggregations:
             block = v.windows.index(agg.window // _US)
-            a = starts[block * n : (block + 1) * n]
             name, _ = v.columns[agg.column]
-            results[agg.name] = aggregate(agg.function, runs.cols[name], a, stop)
+            if (name, block) not in shared:
+                a = starts[block * n : (block + 1) * n]
+                shared[name, block] = Windows(runs.cols[name], a, stop)
+            results[agg.name] = shared[name, block].aggregate(agg.function)
         assert self.keys.table is not None
         columns: dict[str, object] = {k: self.keys.table.column(k).take(pa.array(slots)) for k in self.keys.names}
         columns[self.ts] = pa.array(times, pa.int64()).cast(frames.TIMESTAMP)

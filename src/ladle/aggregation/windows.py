@@ -2,16 +2,19 @@
 
 ``values`` is a float64 array with NaN for a missing value; each query is a range ``[a, b)`` of
 it (one key's events inside one window). Results follow docs/streaming.md rule 5: ``count`` counts
-the non-missing values (int64), every other function gives NaN when it has no value (``stddev``
-with fewer than two), ``stddev`` is the sample standard deviation.
+the present values (int64); every other function gives NaN without a value (``stddev`` with fewer
+than two); ``stddev`` is the sample standard deviation.
 
-Every function works on the gathered values of the windows, in C loops (``np.ufunc.reduceat``):
-sums are summed from the window's own values, never as differences of running totals, so a long
-history of large values cannot cancel a small window's digits, and ``stddev`` is a corrected
-two-pass computation around each window's own mean.
+A :class:`Windows` gathers the values of its ranges once, for every aggregation over the same
+column and window, and reduces them with ``ufunc.reduceat`` (C loops). Sums add each window's own
+values, never differences of running totals, so a long history of large values cannot cancel a
+small window's digits; ``stddev`` is a corrected two-pass computation around each window's mean.
+``first``/``last`` read the window's end values and gather only where those are missing.
 """
 
 from __future__ import annotations
+
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -20,60 +23,84 @@ from ladle.aggregation.runs import ranges
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
 
 
-def aggregate(function: str, values: F64, a: I64, b: I64) -> F64 | I64:
-    """``function`` of ``values[a[i]:b[i]]`` for every ``i`` (missing values skipped)."""
-    lens = np.maximum(b - a, 0)
-    idx = ranges(a, lens)
-    x = values[idx]
-    ok = ~np.isnan(x)
-    n = len(a)
-    full = lens > 0
-    starts = np.r_[0, np.cumsum(lens)[:-1]][full]
-    count = np.zeros(n, np.int64)
-    if len(starts):
-        count[full] = np.add.reduceat(ok.astype(np.int64), starts)
-    if function == "count":
-        return count
-    out = np.full(n, np.nan)
-    if not len(starts):
+class Windows:
+    """The ranges ``values[a[i]:b[i]]``, gathered on first use."""
+
+    def __init__(self, values: F64, a: I64, b: I64) -> None:
+        self.values, self.a, self.b = values, a, b
+        self.lens = np.maximum(b - a, 0)
+
+    @cached_property
+    def _gathered(self) -> tuple[F64, Mask, I64, Mask]:
+        """Gathered values, their presence, the start of each non-empty range in them, which are non-empty."""
+        x = self.values[ranges(self.a, self.lens)]
+        full = self.lens > 0
+        starts = np.r_[0, np.cumsum(self.lens)[:-1]][full]
+        return x, ~np.isnan(x), starts.astype(np.int64), full
+
+    def _reduce(self, ufunc: np.ufunc, x: npt.NDArray[np.generic], fill: float) -> F64:
+        _, _, starts, full = self._gathered
+        out = np.full(len(self.a), fill)
+        if len(starts):
+            out[full] = ufunc.reduceat(x, starts)
         return out
-    if function in ("sum", "mean", "stddev"):
-        total = np.zeros(n)
-        total[full] = np.add.reduceat(np.where(ok, x, 0.0), starts)
+
+    @cached_property
+    def count(self) -> I64:
+        """Present values per range."""
+        _, ok, _, _ = self._gathered
+        return self._reduce(np.add, ok.astype(np.float64), 0.0).astype(np.int64)
+
+    @cached_property
+    def total(self) -> F64:
+        """Sum of the present values per range (NaN without any)."""
+        x, ok, _, _ = self._gathered
+        return np.where(self.count > 0, self._reduce(np.add, np.where(ok, x, 0.0), 0.0), np.nan)
+
+    def aggregate(self, function: str) -> F64 | I64:
+        """``function`` of each range."""
+        if function == "count":
+            return self.count
         if function == "sum":
-            return np.where(count > 0, total, np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / count
+            return self.total
         if function == "mean":
-            return np.where(count > 0, mean, np.nan)
-        return _stddev(x, ok, lens, starts, full, mean, count)
-    if function in ("min", "max"):
-        out[full] = (np.fmin if function == "min" else np.fmax).reduceat(x, starts)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return self.total / self.count
+        if function in ("min", "max"):
+            x, _, _, _ = self._gathered
+            return self._reduce(np.fmin if function == "min" else np.fmax, x, np.nan)
+        if function in ("first", "last"):
+            return self._end(function == "first")
+        return self._stddev()
+
+    def _end(self, first: bool) -> F64:
+        """The value of the earliest (``first``) or latest present event of each range."""
+        a, b, v = self.a, self.b, self.values
+        full = self.lens > 0
+        out = np.full(len(a), np.nan)
+        out[full] = v[(a if first else b - 1)[full]]
+        look = np.flatnonzero(full & np.isnan(out))
+        if len(look):
+            lens = self.lens[look]
+            x = v[ranges(a[look], lens)]
+            where = np.where(np.isnan(x), len(x) if first else -1, np.arange(len(x)))
+            pick = (np.minimum if first else np.maximum).reduceat(where, np.r_[0, np.cumsum(lens)[:-1]])
+            found = (pick >= 0) & (pick < len(x))
+            out[look[found]] = x[pick[found]]
         return out
-    where = np.arange(len(x))
-    if function == "first":
-        pick = np.minimum.reduceat(np.where(ok, where, len(x)), starts)
-    else:
-        pick = np.maximum.reduceat(np.where(ok, where, -1), starts)
-    has = count[full] > 0
-    picked = np.full(int(full.sum()), np.nan)
-    picked[has] = x[pick[has]]
-    out[full] = picked
-    return out
 
-
-def _stddev(
-    x: F64, ok: npt.NDArray[np.bool_], lens: I64, starts: I64, full: npt.NDArray[np.bool_], mean: F64, count: I64
-) -> F64:
-    """Sample standard deviation, corrected two-pass around each window's mean."""
-    n = len(lens)
-    dev = np.where(ok, x - np.repeat(np.nan_to_num(mean), lens), 0.0)
-    square = np.zeros(n)
-    square[full] = np.add.reduceat(dev * dev, starts)
-    drift = np.zeros(n)
-    drift[full] = np.add.reduceat(dev, starts)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = (square - drift * drift / count) / (count - 1)
-    return np.where(count >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan)
+    def _stddev(self) -> F64:
+        """Sample standard deviation, corrected two-pass around each range's mean."""
+        x, ok, _, _ = self._gathered
+        count = self.count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = self.total / count
+        dev = np.where(ok, x - np.repeat(np.nan_to_num(mean), self.lens), 0.0)
+        square = self._reduce(np.add, dev * dev, 0.0)
+        drift = self._reduce(np.add, dev, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = (square - drift * drift / count) / (count - 1)
+        return np.where(count >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan)
