@@ -319,34 +319,16 @@ class Setup:
                 workers.append(_spawn([sys.executable, "-m", "bench.w5_stream", *role, *state], log))
         return workers
 
-    def start_producers(self, args: argparse.Namespace, rate: float) -> list[subprocess.Popen[str]]:
+    def start_producers(self, args: argparse.Namespace, rate: float) -> list[tuple[subprocess.Popen[bytes], Path]]:
+        # each producer prints its per-entity counts (hundreds of KB): to a file, not a pipe it could fill
         role = ["--role", "producer", "--servers", self.servers, "--topic", self.topic]
-        load = [
-            "--rate",
-            str(rate / args.producers),
-            "--duration",
-            str(args.duration),
-            "--entities",
-            str(args.entities),
-        ]
-        return [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.w5_stream",
-                    *role,
-                    *load,
-                    "--part",
-                    str(p),
-                    "--parts",
-                    str(args.producers),
-                ],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for p in range(args.producers)
-        ]
+        load = ["--rate", str(rate / args.producers), "--duration", str(args.duration)]
+        out = []
+        for p in range(args.producers):
+            log = self.repo / f"producer{p}.json"
+            parts = ["--entities", str(args.entities), "--part", str(p), "--parts", str(args.producers)]
+            out.append((_spawn([sys.executable, "-m", "bench.w5_stream", *role, *load, *parts], log), log))
+        return out
 
     def cleanup(self, engine: str) -> None:
         from confluent_kafka.admin import AdminClient
@@ -373,10 +355,12 @@ class Published:
     wall: float = 0.0
 
     @classmethod
-    def collect(cls, producers: list[subprocess.Popen[str]]) -> Published:
+    def collect(cls, producers: list[tuple[subprocess.Popen[bytes], Path]]) -> Published:
         out = cls()
-        for p in producers:
-            row = json.loads((p.stdout.read() if p.stdout else "").strip().splitlines()[-1])
+        for proc, log in producers:
+            if proc.wait() != 0:
+                raise RuntimeError(f"a producer failed:\n{log.read_text()[-3000:]}")
+            row = json.loads([line for line in log.read_text().splitlines() if line.startswith("{")][-1])
             out.counts.update(row["counts"])
             out.sent += row["sent"]
             out.undelivered += row["undelivered"]
@@ -425,7 +409,7 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
     producers = setup.start_producers(args, rate)
     watcher.start()
     rss_samples: list[float] = []
-    while any(p.poll() is None for p in producers):
+    while any(p.poll() is None for p, _ in producers):
         rss_samples.append(sum(_rss_tree(w.pid)[0] for w in workers))
         time.sleep(0.5)
     published = Published.collect(producers)
