@@ -7,10 +7,11 @@ exactly in docs/features.md, "Stream features". The shipped events are SIMULATED
 (``ladle publish``, docs/live-feed.md) and each served row says so in ``simulated``.
 
 **Where the broker is.** A Kafka source's definition holds its bootstrap servers. The default,
-127.0.0.1:19092, is the local broker the demo starts (``python -m ladle.streaming.devbroker``);
-a deployment sets ``LADLE_KAFKA_BOOTSTRAP_SERVERS`` when it runs ``ladle apply``, and the
-registry then holds its cluster's address. SASL and TLS settings never go here
-(feature_store.yaml).
+127.0.0.1:19092, is the local broker the demo starts (``python -m ladle.streaming.devbroker``).
+A deployment points ``ladle stream`` at its cluster with ``stream: kafka: bootstrap.servers`` in
+feature_store.yaml, which wins over the sources' (docs/streaming.md, "Connecting to a Kafka
+cluster"), or sets ``LADLE_KAFKA_BOOTSTRAP_SERVERS`` when it runs ``ladle apply`` so the registry
+holds the cluster's address. SASL and TLS settings never go here (feature_store.yaml).
 
 **Watermark delays** (an event older than the partition's newest event time minus the delay is
 late and dead-lettered, docs/streaming.md rule 2):
