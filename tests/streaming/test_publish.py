@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +24,6 @@ from ladle.datasets import load_committed_extracts
 from ladle.definitions import KafkaSource
 from ladle.ingest.feed import FeedRequest
 from ladle.repo.loader import import_repo_modules, load_repo
-from ladle.streaming.broker import LocalBroker
 from ladle.streaming.publish import PRICE_LOOKBACK, Publisher, PublishSettings, default_models, publish
 from ladle.types import Bool, Float64, String, UnixTimestamp
 
@@ -33,12 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 REPO = ROOT / "feature_repo"
 DATA = ROOT / "data"
 SEED = 2013
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[LocalBroker]:
-    with LocalBroker() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -93,19 +85,17 @@ def event_time(record: dict[str, Any]) -> datetime:
     return datetime.strptime(record["event_timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def test_published_messages_decode_against_the_repo_sources(
-    broker: LocalBroker, sources: dict[str, KafkaSource]
-) -> None:
+def test_published_messages_decode_against_the_repo_sources(kafka: str, sources: dict[str, KafkaSource]) -> None:
     extracts = load_committed_extracts(DATA)
     publisher = Publisher.build(default_models(extracts["wti_daily"]), extracts["nyc_weather"], seed=SEED)
-    settings = PublishSettings(broker.bootstrap_servers, partitions=2, interval=0.05, weather_interval=0.05, count=4)
+    settings = PublishSettings(kafka, partitions=2, interval=0.05, weather_interval=0.05, count=4)
     before = datetime.now(UTC)
     result = publish(publisher, settings)
     after = datetime.now(UTC)
     assert (result.ticks, result.observations) == (4 * 2, 4 * 3)
 
-    ticks = read_all(broker.bootstrap_servers, "commodity-ticks", result.ticks)
-    observations = read_all(broker.bootstrap_servers, "weather-observations", result.observations)
+    ticks = read_all(kafka, "commodity-ticks", result.ticks)
+    observations = read_all(kafka, "weather-observations", result.observations)
     assert len(ticks) == result.ticks and len(observations) == result.observations
     assert {m.partition() for m in ticks} <= {0, 1}
 
@@ -133,15 +123,14 @@ def test_published_messages_decode_against_the_repo_sources(
     assert stations == {"EWR", "JFK", "LGA"}
 
 
-def test_the_runtime_decoder_accepts_every_published_message(
-    broker: LocalBroker, sources: dict[str, KafkaSource]
-) -> None:
-    decode = pytest.importorskip("ladle.streaming.decode", reason="the stream runtime's decoder is not in this tree")
+def test_the_runtime_decoder_accepts_every_published_message(kafka: str, sources: dict[str, KafkaSource]) -> None:
+    from ladle.streaming import decode
+
     extracts = load_committed_extracts(DATA)
     publisher = Publisher.build(default_models(extracts["wti_daily"]), None, seed=SEED)
-    settings = PublishSettings(broker.bootstrap_servers, ticks_topic="ticks-decoder", interval=0.05, count=3)
+    settings = PublishSettings(kafka, ticks_topic="ticks-decoder", interval=0.05, count=3)
     result = publish(publisher, settings)
-    messages = read_all(broker.bootstrap_servers, "ticks-decoder", result.ticks)
+    messages = read_all(kafka, "ticks-decoder", result.ticks)
     decoder = decode.Decoder(sources["commodity-ticks"], [])
     decoded = decoder.decode([m.value() for m in messages], 0, list(range(len(messages))))
     assert decoded.rejected == []
@@ -209,6 +198,10 @@ def test_the_cli_reports_a_missing_broker_in_one_line() -> None:
 
 def test_the_dev_broker_serves_until_sigterm_and_refuses_a_busy_port() -> None:
     from ladle.streaming.broker import free_port
+
+    from .conftest import require_broker
+
+    require_broker()
 
     port = free_port()
     proc = subprocess.Popen(
