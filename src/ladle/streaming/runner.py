@@ -191,6 +191,7 @@ class StreamRunner:
         self._dlq: DeadLetters | None = None
         self._consumer: Consumer | None = None
         self._warned: set[str] = set()
+        self._failed = False
         #: monotonic time of the last loop turn (for /health)
         self.heartbeat = time.monotonic()
 
@@ -211,7 +212,7 @@ class StreamRunner:
 
     def run(self) -> None:
         """Consume until stopped; flush and commit on the way out."""
-        from confluent_kafka import Consumer
+        from confluent_kafka import Consumer, KafkaException
 
         self._dlq = DeadLetters(self.settings.producer_config(), self.settings.dead_letter_suffix)
         consumer = Consumer(self.settings.consumer_config(), logger=log)
@@ -220,20 +221,31 @@ class StreamRunner:
             consumer.subscribe(
                 sorted(self.by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
-            timeout = self.settings.poll_timeout_ms / 1000
-            while not self._stop.is_set():
-                messages = consumer.consume(self.settings.max_batch_events, timeout)
-                if messages:
-                    self._handle(messages)
-                self._maybe_flush(consumer)
-                self.heartbeat = time.monotonic()
-            self._flush(consumer, list(self._partitions.values()))
+            self._loop(consumer)
+        except BaseException as exc:
+            # Something of the last micro-batch may be missing online or in files: leave the group
+            # without writing or committing anything more (the next owner replays from the commit).
+            self._failed = True
+            if isinstance(exc, KafkaException):
+                err = exc.args[0] if exc.args else None
+                raise BackendUnavailableError(f"Kafka: {err.str() if err is not None else exc}") from exc
+            raise
         finally:
             try:
                 consumer.close()  # revokes: the callback flushes and commits what is left
             finally:
                 self._consumer = None
                 self._dlq.close()
+
+    def _loop(self, consumer: Consumer) -> None:
+        timeout = self.settings.poll_timeout_ms / 1000
+        while not self._stop.is_set():
+            messages = consumer.consume(self.settings.max_batch_events, timeout)
+            if messages:
+                self._handle(messages)
+            self._maybe_flush(consumer)
+            self.heartbeat = time.monotonic()
+        self._flush(consumer, list(self._partitions.values()))
 
     # -- one micro-batch -----------------------------------------------------------------------
 
@@ -432,6 +444,9 @@ class StreamRunner:
         return int(high if reset in ("latest", "largest", "end") else low)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._failed:
+            self._drop(partitions)
+            return
         states = [s for tp in partitions if (s := self._partitions.pop((tp.topic, tp.partition), None)) is not None]
         if states:
             self._flush(consumer, states)
@@ -441,12 +456,15 @@ class StreamRunner:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Someone else may own them already: write nothing more for them (their owner replays).
+        self._drop(partitions)
+        log.warning("lost %d partitions (session timeout); their unflushed events are replayed by the next owner",
+                    len(partitions))  # fmt: skip
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             state = self._partitions.pop((tp.topic, tp.partition), None)
             if state is not None:
                 self._forget(state)
-        log.warning("lost %d partitions (session timeout); their unflushed events are replayed by the next owner",
-                    len(partitions))  # fmt: skip
 
     def _forget(self, state: PartitionState) -> None:
         with contextlib.suppress(KeyError):
