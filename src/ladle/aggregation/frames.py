@@ -122,6 +122,8 @@ def run_derive(view: StreamFeatureView, frame: pd.DataFrame) -> pd.DataFrame:
 def arrow_column(values: object, dtype: pa.DataType, what: str) -> pa.Array:
     """A column of feature values (NumPy, pandas or Arrow) as ``dtype``; NaN becomes null."""
     try:
+        if isinstance(values, np.ndarray) and values.dtype == np.float64:
+            return pa.array(values, mask=np.isnan(values), type=pa.float64()).cast(dtype)
         if isinstance(values, pa.ChunkedArray):
             arr = values.combine_chunks()
         elif isinstance(values, pa.Array):

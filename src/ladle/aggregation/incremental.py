@@ -47,7 +47,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ladle.aggregation import frames
-from ladle.aggregation.runs import I64, Runs, ranges, search
+from ladle.aggregation.runs import I64, Runs, changes, ranges, search
 from ladle.aggregation.windows import Windows
 from ladle.definitions import KafkaSource, StreamFeatureView
 from ladle.errors import DefinitionError, SchemaMismatchError
@@ -118,7 +118,10 @@ class PartitionEngine:
     def process(self, events: pa.Table) -> Step:
         """One micro-batch of decoded events of this partition in arrival (offset) order."""
         t, c, o = self._columns(events)
-        prior = np.maximum.accumulate(np.r_[self._newest if self._newest is not None else _MIN, t])[:-1]
+        prior = np.empty(len(t), np.int64)
+        if len(t):
+            prior[0] = self._newest if self._newest is not None else _MIN
+            np.maximum.accumulate(np.maximum(t[:-1], prior[0]), out=prior[1:])
         late = (prior != _MIN) & (t < prior - self._delay)
         if len(t):  # a late event is older than the newest, so taking it into the max changes nothing
             newest = int(t.max())
@@ -233,7 +236,8 @@ class _Group:
         if self.keys.count > self.runs.slots:
             self.runs.add_slots(self.keys.count - self.runs.slots)
         order = np.lexsort((o, c, t, slot))
-        last = np.r_[(slot[order][1:] != slot[order][:-1]) | (t[order][1:] != t[order][:-1]), True]
+        sorted_slot, sorted_t = slot[order], t[order]
+        last = np.roll(changes(sorted_slot, sorted_t), -1)  # the last of each run of one identity
         win = order[last]  # one candidate per identity, sorted by (slot, t)
         pos, found = self.runs.find(slot[win], t[win])
         old_c, old_o = self.runs.cols["c"][pos[found]], self.runs.cols["o"][pos[found]]
@@ -317,7 +321,11 @@ class _Group:
             return None
         runs = self.runs
         start, _ = runs.find(slot, times)
-        stop = search(runs.t, start, runs.hi[slot], times + v.horizon, right=False)
+        hi = runs.hi[slot]
+        stop = hi.copy()  # a key's newest entry is its run's last: nothing after it
+        older = np.flatnonzero(start < hi - 1)
+        if len(older):
+            stop[older] = search(runs.t, start[older], hi[older], times[older] + v.horizon, right=False)
         pos, first = np.unique(ranges(start, stop - start), return_index=True)
         slots = np.repeat(slot, stop - start)[first]
         kept = runs.cols[v.kept][pos]
@@ -357,7 +365,7 @@ class _Group:
             return None
         order = np.lexsort((ends, slots))
         ends, slots = ends[order], slots[order]
-        distinct = np.r_[True, (slots[1:] != slots[:-1]) | (ends[1:] != ends[:-1])]
+        distinct = changes(slots, ends)
         ends, slots = ends[distinct], slots[distinct]
         stop = search(runs.t, runs.lo[slots], runs.hi[slots], ends, right=True)
         return self._rows(v, slots, ends, stop)

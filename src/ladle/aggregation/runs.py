@@ -85,9 +85,14 @@ class Runs:
 
     def find(self, slot: I64, t: I64) -> tuple[I64, npt.NDArray[np.bool_]]:
         """Position of ``(slot, t)`` (or where it would go) and whether it is there."""
-        pos = search(self.t, self.lo[slot], self.hi[slot], t, right=False)
-        found = pos < self.hi[slot]
-        found[found] = self.t[pos[found]] == t[found]
+        lo, hi = self.lo[slot], self.hi[slot]
+        newest = np.where(hi > lo, self.t[np.maximum(hi - 1, 0)], np.iinfo(np.int64).min)
+        found = (hi > lo) & (t == newest)  # the key's newest entry (the common case after an append)
+        pos = np.where(found, hi - 1, hi)
+        rest = np.flatnonzero(t < newest)  # an older time: search the run
+        if len(rest):
+            pos[rest] = search(self.t, lo[rest], hi[rest], t[rest], right=False)
+            found[rest] = self.t[pos[rest]] == t[rest]
         return pos, found
 
     def positions(self, slot: I64) -> tuple[I64, I64]:
@@ -99,8 +104,8 @@ class Runs:
         """Insert new entries, sorted by ``(slot, t)`` and not already present; ``values`` per column."""
         if not len(slot):
             return
-        first = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
-        counts = np.diff(np.r_[first, len(slot)])
+        first = np.flatnonzero(changes(slot))
+        counts = np.diff(np.append(first, len(slot)))
         uniq = slot[first]
         lo, hi = self.lo[uniq], self.hi[uniq]
         newest = np.where(hi > lo, self.t[np.maximum(hi - 1, 0)], np.iinfo(np.int64).min)
@@ -124,8 +129,8 @@ class Runs:
         self._reserve(need)  # may compact: read positions after it
         old_pos, old_slot = self.positions(uniq)
         order = np.lexsort((np.concatenate([self.t[old_pos], t]), np.concatenate([old_slot, slot])))
-        starts = self._top + np.r_[0, np.cumsum(room)[:-1]]
-        rank = np.arange(len(order)) - np.repeat(np.r_[0, np.cumsum(sizes)[:-1]], sizes)
+        starts = self._top + offsets(room)
+        rank = np.arange(len(order)) - np.repeat(offsets(sizes), sizes)
         dest = np.repeat(starts, sizes) + rank
         for name, col in self.cols.items():
             new_vals = t if name == "t" else values.get(name)
@@ -159,7 +164,7 @@ class Runs:
         pos, _ = self.positions(every)
         sizes = self.hi - self.lo
         room = np.where(sizes > 0, sizes + (sizes >> 1) + _MIN_ROOM, 0)
-        starts = np.r_[0, np.cumsum(room)[:-1]].astype(np.int64)
+        starts = offsets(room)
         dest = ranges(starts, sizes)
         size = max(int(room.sum()) * 2, 1024)
         for name, col in self.cols.items():
@@ -174,10 +179,29 @@ class Runs:
         self.lo = search(self.t, self.lo, self.hi, np.full(self.slots, bound, np.int64), right=True)
 
 
+def offsets(lens: I64) -> I64:
+    """Exclusive running total: where each of consecutive pieces of ``lens`` starts."""
+    out = np.zeros(len(lens), np.int64)
+    if len(lens) > 1:
+        np.cumsum(lens[:-1], out=out[1:])
+    return out
+
+
+def changes(*keys: I64) -> npt.NDArray[np.bool_]:
+    """True where a sorted sequence of ``keys`` tuples starts a new value (always at 0)."""
+    n = len(keys[0])
+    out = np.ones(n, np.bool_)
+    if n > 1:
+        diff = keys[0][1:] != keys[0][:-1]
+        for k in keys[1:]:
+            diff |= k[1:] != k[:-1]
+        out[1:] = diff
+    return out
+
+
 def ranges(starts: I64, lens: I64) -> I64:
     """The concatenation of ``arange(s, s + n)`` for each ``(s, n)``."""
     total = int(lens.sum())
     if not total:
         return np.zeros(0, np.int64)
-    offsets = np.r_[0, np.cumsum(lens)[:-1]]
-    return np.repeat(starts - offsets, lens) + np.arange(total, dtype=np.int64)
+    return np.repeat(starts - offsets(lens), lens) + np.arange(total, dtype=np.int64)

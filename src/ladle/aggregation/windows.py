@@ -19,7 +19,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from ladle.aggregation.runs import ranges
+from ladle.aggregation.runs import offsets, ranges
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -38,7 +38,7 @@ class Windows:
         """Gathered values, their presence, the start of each non-empty range in them, which are non-empty."""
         x = self.values[ranges(self.a, self.lens)]
         full = self.lens > 0
-        starts = np.r_[0, np.cumsum(self.lens)[:-1]][full]
+        starts = offsets(self.lens)[full]
         return x, ~np.isnan(x), starts.astype(np.int64), full
 
     def _reduce(self, ufunc: np.ufunc, x: npt.NDArray[np.generic], fill: float) -> F64:
@@ -87,7 +87,7 @@ class Windows:
             lens = self.lens[look]
             x = v[ranges(a[look], lens)]
             where = np.where(np.isnan(x), len(x) if first else -1, np.arange(len(x)))
-            pick = (np.minimum if first else np.maximum).reduceat(where, np.r_[0, np.cumsum(lens)[:-1]])
+            pick = (np.minimum if first else np.maximum).reduceat(where, offsets(lens))
             found = (pick >= 0) & (pick < len(x))
             out[look[found]] = x[pick[found]]
         return out
