@@ -95,3 +95,37 @@ def test_kill_9_twice_loses_nothing_and_counts_nothing_twice(kafka: str, tmp_pat
     text = log.read_text()
     assert "Traceback" not in text
     assert text.count("INFO ladle.streaming.runner: assigned") >= 3, "each of the three processes got partitions"
+
+
+def test_files_written_but_never_committed_are_replaced_on_restart(kafka: str, tmp_path: Path) -> None:
+    """The crash window between writing a file and committing its offsets, made deterministic: a
+    file past the committed offset (here with wrong contents) is deleted and its events read again."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from streaming.stream_repo import offline_rows, running
+
+    topic, group = unique("uncommitted"), unique("g")
+    create_topic(kafka, topic, 1)
+    repo = make_repo(tmp_path / "repo", kafka, topic)
+    events = random_events(random.Random(2), 400, partitions=1, keys=3)
+    first, rest = events[:250], events[250:]
+    store = FeatureStore(repo_path=repo)
+    with running(store, group_id=group):
+        produce(kafka, topic, first)
+        wait_committed(kafka, group, topic, ends_of(first, 1))
+    produce(kafka, topic, rest)
+    directory = repo / "data/offline/ticks"
+    written = offline_rows(repo)
+    stale = written.slice(0, 5)  # copies of committed events, posing as the next offsets
+    offsets = pa.array(range(rest[0].offset, rest[0].offset + 5), pa.int64())
+    stale = stale.set_column(stale.column_names.index("_kafka_offset"), "_kafka_offset", offsets)
+    name = f"{topic}-p00000-{rest[0].offset:020d}-{rest[0].offset + 4:020d}.parquet"
+    pq.write_table(stale, directory / name)
+    (directory / f".{name}.1234abcd.tmp").write_bytes(b"half a file")
+    with running(store, group_id=group):
+        wait_committed(kafka, group, topic, ends_of(events, 1))
+    assert not list(directory.glob(".*.tmp"))
+    assert_offline_matches(repo, events)
+    assert_online_matches(store, events)
+    store.close()
