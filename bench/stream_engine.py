@@ -96,15 +96,18 @@ def main() -> None:
     live = events(args.events, args.keys, gap, start + int(history * gap / args.keys), history, rng)
     batches = [live.slice(i, args.batch) for i in range(0, live.num_rows, args.batch)]
     written = 0
+    cpu = time.process_time()
     began = time.perf_counter()
     for batch in batches:
         step = engine.process(batch)
         written += sum(t.num_rows for t in step.rows.values())
     elapsed = time.perf_counter() - began
+    cpu = time.process_time() - cpu
     state = sum(a.nbytes for g in engine._groups for a in g.runs.cols.values())  # the state's arrays
     print(
         f"history {history:,} events restored in {restored:.1f} s; {args.events:,} events in batches of "
-        f"{args.batch}: {args.events / elapsed:,.0f} events/s ({written:,} rows written); "
+        f"{args.batch}: {args.events / elapsed:,.0f} events/s wall, {args.events / cpu:,.0f} per CPU second "
+        f"({written:,} rows written); "
         f"retained {engine.retained:,} events; state arrays {state / 2**20:,.0f} MiB"
     )
 

@@ -127,7 +127,7 @@ class PartitionEngine:
             newest = int(t.max())
             self._newest = newest if self._newest is None else max(self._newest, newest)
         ok = ~late
-        accepted = events.filter(pa.array(ok))
+        accepted = events if ok.all() else events.filter(pa.array(ok))
         rows: dict[str, pa.Table] = {}
         watermark = self.watermark_us
         for group in self._groups:
@@ -137,7 +137,12 @@ class PartitionEngine:
             for group in self._groups:
                 group.runs.evict(watermark - group.horizon)
             self._since_evict = 0
-        return Step(accepted=accepted, late=events.filter(pa.array(late)), rows=rows, watermark_us=watermark)
+        return Step(
+            accepted=accepted,
+            late=events.filter(pa.array(late)) if late.any() else events.slice(0, 0),
+            rows=rows,
+            watermark_us=watermark,
+        )
 
     def _columns(self, events: pa.Table) -> tuple[I64, I64, I64]:
         names = set(events.column_names)
@@ -246,7 +251,7 @@ class _Group:
         replace[np.flatnonzero(found)[beats]] = True
         fresh = ~found
         changed = win[replace | fresh]  # indices into events, sorted by (slot, t)
-        values, rows = self._values(events.take(pa.array(changed)), t[changed])
+        values, rows = self._values(events, changed, t[changed])
         at = pos[replace]
         sel_replace = replace[replace | fresh]
         self.runs.cols["c"][at] = c[changed][sel_replace]
@@ -261,33 +266,37 @@ class _Group:
         )
         return slot[changed], t[changed], rows
 
-    def _values(self, winners: pa.Table, t: I64) -> tuple[dict[str, np.ndarray], dict[str, pa.Table]]:
-        """Per view: the kept flag and aggregated columns of the winners (after udf); rows of plain views."""
+    def _values(self, events: pa.Table, changed: I64, t: I64) -> tuple[dict[str, np.ndarray], dict[str, pa.Table]]:
+        """Per view: the kept flag and aggregated columns of the winners ``events[changed]`` (after udf);
+        the rows of views without aggregations."""
         values: dict[str, np.ndarray] = {}
         rows: dict[str, pa.Table] = {}
-        n = winners.num_rows
+        n = len(changed)
+        winners: pa.Table | None = None
         for v in self.views:
             view = v.view
+            out: pd.DataFrame | None = None
+            if (view.udf is not None or not view.aggregations) and winners is None:
+                winners = events.take(pa.array(changed))
             if view.udf is not None and n:
+                assert winners is not None
                 positions, out = frames.run_udf(view, winners, t)
             else:
-                positions, out = np.arange(n, dtype=np.int64), None
+                positions = np.arange(n, dtype=np.int64)
             kept = np.zeros(n, np.bool_)
             kept[positions] = True
             values[v.kept] = kept
             for column, (name, numeric) in v.columns.items():
                 full = np.full(n, np.nan)
-                source = out[column] if out is not None and column in out.columns else None
-                if out is None and column in winners.column_names:
-                    source = winners.column(column)
-                if source is None:
-                    if n and len(positions):
-                        raise DefinitionError(f"stream feature view '{view.name}': no column '{column}' to aggregate")
-                    values[name] = full
-                    continue
-                full[positions] = frames.to_float(source, numeric, column)
+                if out is not None and column in out.columns:
+                    full[positions] = frames.to_float(out[column], numeric, column)
+                elif out is None and column in events.column_names:
+                    full = frames.to_float(events.column(column), numeric, column)[changed]
+                elif len(positions):
+                    raise DefinitionError(f"stream feature view '{view.name}': no column '{column}' to aggregate")
                 values[name] = full
             if not view.aggregations and len(positions):
+                assert winners is not None
                 rows[view.name] = self._plain_rows(v, winners.take(pa.array(positions)), out)
         return values, rows
 
@@ -326,8 +335,11 @@ class _Group:
         older = np.flatnonzero(start < hi - 1)
         if len(older):
             stop[older] = search(runs.t, start[older], hi[older], times[older] + v.horizon, right=False)
-        pos, first = np.unique(ranges(start, stop - start), return_index=True)
-        slots = np.repeat(slot, stop - start)[first]
+        if (stop - start == 1).all():  # in order: each change is its own (distinct) row
+            pos, slots = start, slot
+        else:
+            pos, first = np.unique(ranges(start, stop - start), return_index=True)
+            slots = np.repeat(slot, stop - start)[first]
         kept = runs.cols[v.kept][pos]
         pos, slots = pos[kept], slots[kept]
         if not len(pos):

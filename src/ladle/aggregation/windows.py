@@ -98,7 +98,7 @@ class Windows:
         count = self.count
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = self.total / count
-        dev = np.where(ok, x - np.repeat(np.nan_to_num(mean), self.lens), 0.0)
+        dev = np.where(ok, x - np.repeat(np.where(count > 0, mean, 0.0), self.lens), 0.0)
         square = self._reduce(np.add, dev * dev, 0.0)
         drift = self._reduce(np.add, dev, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
