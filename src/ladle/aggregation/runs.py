@@ -7,9 +7,10 @@ room up to ``end``. Everything is vectorized over all the keys a micro-batch tou
 
 * an event newer than its key's newest is appended in place (the common, in-order case);
 * a key whose run must take an older event, or whose run is full, is rewritten, merged and with
-  twice the room, at the top of the arrays (amortized O(1) per event; the old run becomes garbage);
-* eviction moves ``lo`` forward; garbage is reclaimed by a full compaction once it outweighs the
-  live entries.
+  half again as much room, at the top of the arrays (amortized O(1) per event; the old run becomes
+  garbage);
+* eviction moves ``lo`` forward; garbage is reclaimed by a full compaction when the arrays are
+  full and more than half of what they hold is garbage (amortized O(1) per event too).
 
 Column ``t`` (event time, µs) is always present and sorted inside each run; times are unique
 within a run (one entry per identity).
@@ -124,7 +125,7 @@ class Runs:
     def _rewrite(self, uniq: I64, slot: I64, t: I64, values: dict[str, Arr]) -> None:
         """Merge new entries into the runs of ``uniq`` and write those runs afresh at the top."""
         sizes = (self.hi[uniq] - self.lo[uniq]) + np.bincount(np.searchsorted(uniq, slot), minlength=len(uniq))
-        room = np.maximum(2 * sizes, _MIN_ROOM)
+        room = sizes + np.maximum(sizes >> 1, _MIN_ROOM)
         need = int(room.sum())
         self._reserve(need)  # may compact: read positions after it
         old_pos, old_slot = self.positions(uniq)
@@ -149,10 +150,10 @@ class Runs:
         if self._top + need <= capacity:
             return
         live = self.live
-        if self._top > 4 * live + _COMPACT_FLOOR:
+        if self._top > 2 * live + _COMPACT_FLOOR:
             self._compact()
         if self._top + need > len(self.t):
-            size = max(2 * len(self.t), self._top + need + 1024)
+            size = max(len(self.t) + (len(self.t) >> 1), self._top + need + 1024)
             for name, col in self.cols.items():
                 grown = np.full(size, self._spec[name][1], col.dtype)
                 grown[: self._top] = col[: self._top]
@@ -163,10 +164,10 @@ class Runs:
         every = np.arange(self.slots, dtype=np.int64)
         pos, _ = self.positions(every)
         sizes = self.hi - self.lo
-        room = np.where(sizes > 0, sizes + (sizes >> 1) + _MIN_ROOM, 0)
+        room = np.where(sizes > 0, sizes + np.maximum(sizes >> 2, _MIN_ROOM), 0)
         starts = offsets(room)
         dest = ranges(starts, sizes)
-        size = max(int(room.sum()) * 2, 1024)
+        size = int(room.sum()) + (int(room.sum()) >> 2) + 1024
         for name, col in self.cols.items():
             fresh = np.full(size, self._spec[name][1], col.dtype)
             fresh[dest] = col[pos]
