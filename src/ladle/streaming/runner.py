@@ -472,19 +472,30 @@ class StreamRunner:
 
 
 def online_rows(view: StreamFeatureView, rows: pa.Table) -> pa.Table:
-    """The engine's rows of ``view`` as the online store takes them: join keys, features, ``event_timestamp``.
+    """The engine's rows of ``view`` as the online store takes them: join keys, features, ``event_timestamp``,
+    one row per key: the one the store would keep of them all (the newest event time, and of equal
+    ones the last written), so a micro-batch writes each key once.
 
     No created timestamp: the store stamps the write time, so at an equal event time the later
     write (a re-emitted correction) wins (rule 9).
     """
     ts = view.source.timestamp_field
     names = rows.column_names
-    columns: dict[str, pa.ChunkedArray] = {k: rows.column(k) for k in view.join_keys}
+    columns: dict[str, pa.ChunkedArray | pa.Array] = {k: rows.column(k) for k in view.join_keys}
     for feature in view.feature_names:
         if feature in names:
             columns[feature] = rows.column(feature)
     columns[EVENT_TIMESTAMP] = rows.column(ts if ts in names else EVENT_TIMESTAMP)
-    return pa.table(columns)
+    table = pa.table(columns)
+    if table.num_rows < 2:
+        return table
+    order = "__ladle_order"
+    ranked = table.append_column(order, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    ranked = ranked.sort_by([(EVENT_TIMESTAMP, "ascending"), (order, "ascending")])
+    last = ranked.group_by(view.join_keys, use_threads=False).aggregate([(order, "last")])
+    if last.num_rows == table.num_rows:
+        return table
+    return table.take(np.sort(last.column(f"{order}_last").to_numpy()))
 
 
 def _iso(micros: int | None) -> str:
