@@ -270,6 +270,53 @@ def ensure_topics(
     return [t.topic for t in missing]
 
 
+class _Sender:
+    """One producer and what has been sent: the previous event time per entity, counts, failures."""
+
+    def __init__(self, publisher: Publisher, settings: PublishSettings) -> None:
+        self.publisher, self.settings = publisher, settings
+        self.producer = _kafka().Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5})
+        self.failures: list[str] = []
+        self.result = PublishResult()
+        self._last: dict[tuple[str, str], int] = {}
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.failures.append(str(err))
+
+    def _send(self, topic: str, key: str, message: dict[str, Any], us: int) -> None:
+        self.producer.produce(topic, json.dumps(message).encode(), key.encode(), callback=self._delivered)
+        self._last[(topic, key)] = us
+
+    def round(self, us: int, weather: bool) -> None:
+        """A tick of every commodity at ``us`` and, with ``weather``, an observation of every station."""
+        topic = self.settings.ticks_topic
+        for code in self.publisher.commodities:
+            self._send(topic, code, self.publisher.tick(code, us, self._last.get((topic, code))), us)
+            self.result.ticks += 1
+        if weather:
+            topic = self.settings.weather_topic
+            for station in self.publisher.stations:
+                self._send(
+                    topic, station, self.publisher.observation(station, us, self._last.get((topic, station))), us
+                )
+                self.result.observations += 1
+        self.producer.poll(0)
+        self.result.rounds += 1
+        self.result.first_event = self.result.first_event or rfc3339(us)
+        self.result.last_event = rfc3339(us)
+
+    def finish(self) -> PublishResult:
+        """Flush; :class:`BackendUnavailableError` when a message was not delivered."""
+        left = self.producer.flush(30)
+        if self.failures or left:
+            raise BackendUnavailableError(
+                f"publish: {len(self.failures) + left} messages were not delivered to {self.settings.bootstrap_servers}"
+                + (f": {self.failures[0]}" if self.failures else "")
+            )
+        return self.result
+
+
 def publish(
     publisher: Publisher,
     settings: PublishSettings,
@@ -279,57 +326,27 @@ def publish(
 ) -> PublishResult:
     """Publish a tick of every commodity each ``interval`` and an observation of every station each
     ``weather_interval``, at the clock's time, until ``duration``/``count`` (or KeyboardInterrupt)."""
-    kafka = _kafka()
     topics = {settings.ticks_topic: settings.partitions}
     if publisher.stations:
         topics[settings.weather_topic] = settings.partitions
     ensure_topics(settings.bootstrap_servers, topics)
-    producer = kafka.Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5})
-    failures: list[str] = []
-
-    def delivered(err: Any, msg: Any) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    result = PublishResult()
-    last_tick: dict[str, int] = {}
-    last_obs: dict[str, int] = {}
+    sender = _Sender(publisher, settings)
     began = time.monotonic()
     next_weather = began
     try:
         while True:
-            now_us = _us(clock())
-            for code in publisher.commodities:
-                message = publisher.tick(code, now_us, last_tick.get(code))
-                producer.produce(settings.ticks_topic, json.dumps(message).encode(), code.encode(), callback=delivered)
-                last_tick[code] = now_us
-                result.ticks += 1
-            if publisher.stations and time.monotonic() >= next_weather:
-                for station in publisher.stations:
-                    obs = publisher.observation(station, now_us, last_obs.get(station))
-                    producer.produce(
-                        settings.weather_topic, json.dumps(obs).encode(), station.encode(), callback=delivered
-                    )
-                    last_obs[station] = now_us
-                    result.observations += 1
+            weather = bool(publisher.stations) and time.monotonic() >= next_weather
+            if weather:
                 next_weather += settings.weather_interval
-            producer.poll(0)
-            result.rounds += 1
-            result.first_event = result.first_event or rfc3339(now_us)
-            result.last_event = rfc3339(now_us)
+            sender.round(_us(clock()), weather)
             if on_round is not None:
-                on_round(result)
-            if settings.count is not None and result.rounds >= settings.count:
+                on_round(sender.result)
+            rounds = sender.result.rounds
+            if settings.count is not None and rounds >= settings.count:
                 break
-            elapsed = time.monotonic() - began
-            if settings.duration is not None and elapsed + settings.interval > settings.duration:
+            if settings.duration is not None and time.monotonic() - began + settings.interval > settings.duration:
                 break
-            time.sleep(max(0.0, began + result.rounds * settings.interval - time.monotonic()))
+            time.sleep(max(0.0, began + rounds * settings.interval - time.monotonic()))
     finally:
-        left = producer.flush(30)
-    if failures or left:
-        raise BackendUnavailableError(
-            f"publish: {len(failures) + left} messages were not delivered to {settings.bootstrap_servers}"
-            + (f": {failures[0]}" if failures else "")
-        )
+        result = sender.finish()
     return result
