@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+from ladle.aggregation import incremental, runs
 from ladle.definitions import Aggregation
 from ladle.definitions.stream_feature_view import AGGREGATION_FUNCTIONS
 
@@ -122,7 +124,14 @@ def test_engine_matches_the_reference(case: dict[str, Any]) -> None:
     note(f"udf {case['udf']} created {src.created_timestamp_column!r} delay {src.watermark_delay_threshold}")
     note(f"arrivals {[(a.offset, a.row) for a in arrivals]}")
     note(f"cuts {case['cuts']} crash {case['crash']}")
-    steps, engine, batches = run(src, case["views"], arrivals, case["cuts"], case["crash"])
+    # tiny arrays that compact at once, eviction after every batch: every example also exercises
+    # growth, compaction and eviction
+    with (
+        mock.patch.object(runs, "_FIRST_SIZE", 4),
+        mock.patch.object(runs, "_COMPACT_FLOOR", 0),
+        mock.patch.object(incremental, "_EVICT_EVERY", 0),
+    ):
+        steps, engine, batches = run(src, case["views"], arrivals, case["cuts"], case["crash"])
     for v in case["views"]:
         ref = expected(v, arrivals)
         final_watermark = ref.watermarks[3]

@@ -55,6 +55,8 @@ from ladle.errors import DefinitionError, SchemaMismatchError
 _US = timedelta(microseconds=1)
 _OFFSET = "_kafka_offset"
 _MIN = np.iinfo(np.int64).min
+#: Eviction runs once this many events (or a quarter of the state) arrived since the last pass.
+_EVICT_EVERY = 1024
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ class PartitionEngine:
         for group in self._groups:
             rows.update(group.step(accepted, t[ok], c[ok], o[ok], watermark))
         self._since_evict += int(ok.sum())
-        if watermark is not None and self._since_evict >= max(1024, self.retained // 4):
+        if watermark is not None and self._since_evict >= max(_EVICT_EVERY, self.retained // 4):
             for group in self._groups:
                 group.runs.evict(watermark - group.horizon)
             self._since_evict = 0

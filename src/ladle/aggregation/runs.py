@@ -28,6 +28,7 @@ Arr = npt.NDArray[Any]
 
 _MIN_ROOM = 4
 _COMPACT_FLOOR = 1 << 16
+_FIRST_SIZE = 1024
 
 
 def search(keys: I64, lo: I64, hi: I64, x: I64, *, right: bool) -> I64:
@@ -56,7 +57,9 @@ class Runs:
 
     def __init__(self, columns: dict[str, tuple[np.dtype[np.generic], object]]) -> None:
         self._spec = {"t": (np.dtype(np.int64), 0), **columns}
-        self.cols: dict[str, Arr] = {name: np.full(1024, fill, dtype) for name, (dtype, fill) in self._spec.items()}
+        self.cols: dict[str, Arr] = {
+            name: np.full(_FIRST_SIZE, fill, dtype) for name, (dtype, fill) in self._spec.items()
+        }
         self.lo: I64 = np.zeros(0, np.int64)
         self.hi: I64 = np.zeros(0, np.int64)
         self.end: I64 = np.zeros(0, np.int64)
@@ -153,7 +156,7 @@ class Runs:
         if self._top > 2 * live + _COMPACT_FLOOR:
             self._compact()
         if self._top + need > len(self.t):
-            size = max(len(self.t) + (len(self.t) >> 1), self._top + need + 1024)
+            size = max(len(self.t) + (len(self.t) >> 1), self._top + need + _FIRST_SIZE)
             for name, col in self.cols.items():
                 grown = np.full(size, self._spec[name][1], col.dtype)
                 grown[: self._top] = col[: self._top]
@@ -167,7 +170,7 @@ class Runs:
         room = np.where(sizes > 0, sizes + np.maximum(sizes >> 2, _MIN_ROOM), 0)
         starts = offsets(room)
         dest = ranges(starts, sizes)
-        size = int(room.sum()) + (int(room.sum()) >> 2) + 1024
+        size = int(room.sum()) + (int(room.sum()) >> 2) + _FIRST_SIZE
         for name, col in self.cols.items():
             fresh = np.full(size, self._spec[name][1], col.dtype)
             fresh[dest] = col[pos]
