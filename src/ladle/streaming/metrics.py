@@ -90,7 +90,10 @@ class StreamMetrics:
             "ladle_stream_events_accepted", "Events accepted (rules 1-2), per source.", ["source"], registry=r
         )
         self.emitted = Counter(
-            "ladle_stream_rows_emitted", "Rows written online, per feature view.", ["feature_view"], registry=r
+            "ladle_stream_rows_emitted",
+            "Rows the engine emitted, per feature view (each micro-batch writes each key's newest of them online).",
+            ["feature_view"],
+            registry=r,
         )
         self.dead_letters = Counter(
             "ladle_stream_dead_letters",

@@ -326,7 +326,7 @@ class StreamRunner:
             rows = online_rows(view, pa.concat_tables(tables) if len(tables) > 1 else tables[0])
             if view.online:
                 self.online.write(self.project, view, rows)
-            self.metrics.emitted.labels(feature_view=view_name).inc(rows.num_rows)
+            self.metrics.emitted.labels(feature_view=view_name).inc(sum(t.num_rows for t in tables))
             newest = rows.column(EVENT_TIMESTAMP).cast(pa.int64())
             top = pc.max(newest).as_py()
             if top is not None:
