@@ -38,6 +38,7 @@ past them was committed, so it wrote them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -228,7 +229,7 @@ class _Group:
             spec[v.kept] = (np.dtype(np.bool_), False)
             for name, _ in v.columns.values():
                 spec[name] = (np.dtype(np.float64), np.nan)
-        self.runs = Runs(spec)
+        self.runs = Runs(spec, [name for v in self.views for name, _ in v.columns.values()])
         self.horizon = max(*(v.horizon for v in self.views), 1)
         self.emitted_until: int | None = None
 
@@ -256,10 +257,14 @@ class _Group:
         values, rows = self._values(events, changed, t[changed])
         at = pos[replace]
         sel_replace = replace[replace | fresh]
-        self.runs.cols["c"][at] = c[changed][sel_replace]
-        self.runs.cols["o"][at] = o[changed][sel_replace]
-        for name, vals in values.items():
-            self.runs.cols[name][at] = vals[sel_replace]
+        self.runs.write(
+            at,
+            {
+                "c": c[changed][sel_replace],
+                "o": o[changed][sel_replace],
+                **{k: v[sel_replace] for k, v in values.items()},
+            },
+        )
         new = ~sel_replace
         self.runs.insert(
             slot[changed][new],
@@ -403,7 +408,8 @@ class _Group:
             name, _ = v.columns[agg.column]
             if (name, block) not in shared:
                 a = starts[block * n : (block + 1) * n]
-                shared[name, block] = Windows(runs.cols[name], a, stop)
+                summaries = functools.partial(runs.summaries.read, runs.cols, name)
+                shared[name, block] = Windows(runs.cols[name], summaries, a, stop)
             results[agg.name] = shared[name, block].aggregate(agg.function)
         assert self.keys.table is not None
         columns: dict[str, object] = {k: self.keys.table.column(k).take(pa.array(slots)) for k in self.keys.names}

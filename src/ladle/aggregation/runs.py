@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ladle.aggregation.blocks import BLOCK, Summaries
+
 I64 = npt.NDArray[np.int64]
 Arr = npt.NDArray[Any]
 
@@ -55,11 +57,14 @@ def search(keys: I64, lo: I64, hi: I64, x: I64, *, right: bool) -> I64:
 class Runs:
     """Sorted runs of entries per slot. ``columns`` maps a name to an array of ``dtype`` with a fill value."""
 
-    def __init__(self, columns: dict[str, tuple[np.dtype[np.generic], object]]) -> None:
+    def __init__(self, columns: dict[str, tuple[np.dtype[np.generic], object]], summarized: list[str]) -> None:
         self._spec = {"t": (np.dtype(np.int64), 0), **columns}
         self.cols: dict[str, Arr] = {
-            name: np.full(_FIRST_SIZE, fill, dtype) for name, (dtype, fill) in self._spec.items()
+            name: np.full(_blocks(_FIRST_SIZE), fill, dtype) for name, (dtype, fill) in self._spec.items()
         }
+        #: per-block statistics of the float columns windows aggregate
+        self.summaries = Summaries(summarized)
+        self.summaries.resize(len(self.t))
         self.lo: I64 = np.zeros(0, np.int64)
         self.hi: I64 = np.zeros(0, np.int64)
         self.end: I64 = np.zeros(0, np.int64)
@@ -121,6 +126,7 @@ class Runs:
             self.cols["t"][at] = t[per_entry]
             for name, vals in values.items():
                 self.cols[name][at] = vals[per_entry]
+            self.summaries.mark(at)
             self.hi[uniq[fits]] += counts[fits]
         if not per_entry.all():
             self._rewrite(uniq[~fits], slot[~per_entry], t[~per_entry], {k: v[~per_entry] for k, v in values.items()})
@@ -142,6 +148,7 @@ class Runs:
                 new_vals = np.full(len(slot), self._spec[name][1], col.dtype)
             merged = np.concatenate([col[old_pos], new_vals])
             col[dest] = merged[order]
+        self.summaries.mark(dest)
         self.lo[uniq] = starts
         self.hi[uniq] = starts + sizes
         self.end[uniq] = starts + room
@@ -156,11 +163,12 @@ class Runs:
         if self._top > 2 * live + _COMPACT_FLOOR:
             self._compact()
         if self._top + need > len(self.t):
-            size = max(len(self.t) + (len(self.t) >> 1), self._top + need + _FIRST_SIZE)
+            size = _blocks(max(len(self.t) + (len(self.t) >> 1), self._top + need + _FIRST_SIZE))
             for name, col in self.cols.items():
                 grown = np.full(size, self._spec[name][1], col.dtype)
                 grown[: self._top] = col[: self._top]
                 self.cols[name] = grown
+            self.summaries.resize(len(self.t))
 
     def _compact(self) -> None:
         """Rewrite every run contiguously (with room) from the start of fresh arrays."""
@@ -170,17 +178,29 @@ class Runs:
         room = np.where(sizes > 0, sizes + np.maximum(sizes >> 2, _MIN_ROOM), 0)
         starts = offsets(room)
         dest = ranges(starts, sizes)
-        size = int(room.sum()) + (int(room.sum()) >> 2) + _FIRST_SIZE
+        size = _blocks(int(room.sum()) + (int(room.sum()) >> 2) + _FIRST_SIZE)
         for name, col in self.cols.items():
             fresh = np.full(size, self._spec[name][1], col.dtype)
             fresh[dest] = col[pos]
             self.cols[name] = fresh
         self.lo, self.hi, self.end = starts, starts + sizes, starts + room
         self._top = int(room.sum())
+        self.summaries.resize(len(self.t))
+
+    def write(self, at: I64, values: dict[str, Arr]) -> None:
+        """Overwrite columns of existing entries (a duplicate replacing its identity's winner)."""
+        for name, vals in values.items():
+            self.cols[name][at] = vals
+        self.summaries.mark(at)
 
     def evict(self, bound: int) -> None:
         """Drop the entries with ``t <= bound`` from every run."""
         self.lo = search(self.t, self.lo, self.hi, np.full(self.slots, bound, np.int64), right=True)
+
+
+def _blocks(size: int) -> int:
+    """``size`` rounded up to whole blocks (summaries cover whole blocks)."""
+    return -(-size // BLOCK) * BLOCK
 
 
 def offsets(lens: I64) -> I64:

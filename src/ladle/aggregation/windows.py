@@ -5,20 +5,25 @@ it (one key's events inside one window). Results follow docs/streaming.md rule 5
 the present values (int64); every other function gives NaN without a value (``stddev`` with fewer
 than two); ``stddev`` is the sample standard deviation.
 
-A :class:`Windows` gathers the values of its ranges once, for every aggregation over the same
-column and window, and reduces them with ``ufunc.reduceat`` (C loops). Sums add each window's own
-values, never differences of running totals, so a long history of large values cannot cancel a
-small window's digits; ``stddev`` is a corrected two-pass computation around each window's mean.
-``first``/``last`` read the window's end values and gather only where those are missing.
+A :class:`Windows` reads its ranges once for every aggregation over the same column and window:
+a long range as its ragged head and tail values plus the summaries of the whole 64-entry blocks
+between (``blocks.Summaries``), a short one value by value; then reduces them with
+``ufunc.reduceat`` (C loops). Sums add each window's own values (grouped by block), never
+differences of running totals, so a long history of large values cannot cancel a small window's
+digits; ``stddev`` merges per-block squared deviations around each window's mean (Chan et al.),
+corrected for the rounding of that mean. ``first``/``last`` read the window's end values and look
+further only where those are missing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
 
+from ladle.aggregation.blocks import BLOCK, FIELDS
 from ladle.aggregation.runs import offsets, ranges
 
 F64 = npt.NDArray[np.float64]
@@ -27,22 +32,58 @@ Mask = npt.NDArray[np.bool_]
 
 
 class Windows:
-    """The ranges ``values[a[i]:b[i]]``, gathered on first use."""
+    """The ranges ``values[a[i]:b[i]]``, read on first use as values and block summaries."""
 
-    def __init__(self, values: F64, a: I64, b: I64) -> None:
-        self.values, self.a, self.b = values, a, b
+    def __init__(self, values: F64, summaries: Callable[[I64], dict[str, F64]] | None, a: I64, b: I64) -> None:
+        self.values, self.summaries, self.a, self.b = values, summaries, a, b
         self.lens = np.maximum(b - a, 0)
 
     @cached_property
-    def _gathered(self) -> tuple[F64, Mask, I64, Mask]:
-        """Gathered values, their presence, the start of each non-empty range in them, which are non-empty."""
-        x = self.values[ranges(self.a, self.lens)]
-        full = self.lens > 0
-        starts = offsets(self.lens)[full]
-        return x, ~np.isnan(x), starts.astype(np.int64), full
+    def _items(self) -> tuple[dict[str, F64], I64, I64, Mask]:
+        """Per range, its items (head values, whole-block summaries, tail values) as statistics
+        ``n, sum, min, max, mean, m2``; the number of items per range; where each non-empty range's
+        items start; which ranges are non-empty."""
+        a, b = self.a, self.b
+        first_block, last_block = -(-a // BLOCK), b // BLOCK
+        blocky = last_block - first_block >= 2  # only then do summaries save reading values
+        if self.summaries is None or not blocky.any():
+            per, off = self.lens, offsets(self.lens)
+            x = self.values[ranges(a, self.lens)]
+            ok = ~np.isnan(x)
+            total = np.where(ok, x, 0.0)
+            items = {"n": ok.astype(np.float64), "sum": total, "min": x, "max": x, "mean": total}
+            items["m2"] = np.zeros(len(x))
+        else:
+            items, per, off = self._mixed(blocky, first_block, last_block)
+        full = per > 0
+        return items, per, off[full], full
 
-    def _reduce(self, ufunc: np.ufunc, x: npt.NDArray[np.generic], fill: float) -> F64:
-        _, _, starts, full = self._gathered
+    def _mixed(self, blocky: Mask, first_block: I64, last_block: I64) -> tuple[dict[str, F64], I64, I64]:
+        """Items where some ranges span whole blocks: head and tail values around block summaries."""
+        a, b = self.a, self.b
+        head = np.where(blocky, first_block * BLOCK - a, self.lens)
+        count = np.where(blocky, last_block - first_block, 0)
+        tail_from = np.where(blocky, last_block * BLOCK, b)
+        tail = b - tail_from
+        per = head + count + tail
+        off = offsets(per)
+        raw = np.concatenate([ranges(a, head), ranges(tail_from, tail)])
+        raw_at = np.concatenate([ranges(off, head), ranges(off + head + count, tail)])
+        x = self.values[raw]
+        ok = ~np.isnan(x)
+        items = {f: np.full(int(per.sum()), fill) for f, fill in FIELDS.items()}
+        for field, value in (("n", ok), ("sum", np.where(ok, x, 0.0)), ("min", x), ("max", x)):
+            items[field][raw_at] = value
+        items["mean"][raw_at] = items["sum"][raw_at]
+        assert self.summaries is not None
+        stats = self.summaries(ranges(first_block, count))
+        at = ranges(off + head, count)
+        for field in FIELDS:
+            items[field][at] = stats[field]
+        return items, per, off
+
+    def _reduce(self, ufunc: np.ufunc, x: F64, fill: float) -> F64:
+        _, _, starts, full = self._items
         out = np.full(len(self.a), fill)
         if len(starts):
             out[full] = ufunc.reduceat(x, starts)
@@ -51,14 +92,12 @@ class Windows:
     @cached_property
     def count(self) -> I64:
         """Present values per range."""
-        _, ok, _, _ = self._gathered
-        return self._reduce(np.add, ok.astype(np.float64), 0.0).astype(np.int64)
+        return np.rint(self._reduce(np.add, self._items[0]["n"], 0.0)).astype(np.int64)
 
     @cached_property
     def total(self) -> F64:
         """Sum of the present values per range (NaN without any)."""
-        x, ok, _, _ = self._gathered
-        return np.where(self.count > 0, self._reduce(np.add, np.where(ok, x, 0.0), 0.0), np.nan)
+        return np.where(self.count > 0, self._reduce(np.add, self._items[0]["sum"], 0.0), np.nan)
 
     def aggregate(self, function: str) -> F64 | I64:
         """``function`` of each range."""
@@ -70,8 +109,7 @@ class Windows:
             with np.errstate(invalid="ignore", divide="ignore"):
                 return self.total / self.count
         if function in ("min", "max"):
-            x, _, _, _ = self._gathered
-            return self._reduce(np.fmin if function == "min" else np.fmax, x, np.nan)
+            return self._reduce(np.fmin if function == "min" else np.fmax, self._items[0][function], np.nan)
         if function in ("first", "last"):
             return self._end(function == "first")
         return self._stddev()
@@ -93,14 +131,15 @@ class Windows:
         return out
 
     def _stddev(self) -> F64:
-        """Sample standard deviation, corrected two-pass around each range's mean."""
-        x, ok, _, _ = self._gathered
+        """Sample standard deviation: items merged around each range's mean (Chan et al.), corrected."""
+        items, per, _, _ = self._items
         count = self.count
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = self.total / count
-        dev = np.where(ok, x - np.repeat(np.where(count > 0, mean, 0.0), self.lens), 0.0)
-        square = self._reduce(np.add, dev * dev, 0.0)
-        drift = self._reduce(np.add, dev, 0.0)
+            mean = np.where(count > 0, self.total / count, 0.0)
+        n = items["n"]
+        dev = np.where(n > 0, items["mean"] - np.repeat(mean, per), 0.0)
+        square = self._reduce(np.add, items["m2"] + n * dev * dev, 0.0)
+        drift = self._reduce(np.add, n * dev, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             var = (square - drift * drift / count) / (count - 1)
         return np.where(count >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan)
