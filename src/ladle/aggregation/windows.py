@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from ladle.aggregation.blocks import BLOCK, FIELDS
+from ladle.aggregation.blocks import BLOCK
 from ladle.aggregation.runs import offsets, ranges
 
 F64 = npt.NDArray[np.float64]
@@ -32,72 +32,64 @@ Mask = npt.NDArray[np.bool_]
 
 
 class Windows:
-    """The ranges ``values[a[i]:b[i]]``, read on first use as values and block summaries."""
+    """The ranges ``values[a[i]:b[i]]``: a long range is read as its ragged head and tail values
+    (the *raw* part) and the summaries of the whole blocks between; a short one as values only."""
 
     def __init__(self, values: F64, summaries: Callable[[I64], dict[str, F64]] | None, a: I64, b: I64) -> None:
         self.values, self.summaries, self.a, self.b = values, summaries, a, b
         self.lens = np.maximum(b - a, 0)
+        self.first_block = -(-a // BLOCK)
+        blocks = b // BLOCK - self.first_block
+        blocky = (blocks >= 2) if summaries is not None else np.zeros(len(a), np.bool_)
+        self.blocks = np.where(blocky, blocks, 0)
+        if blocky.any():  # per range: head values, then tail values, contiguous
+            head = np.where(blocky, self.first_block * BLOCK - a, self.lens)
+            tail_from = np.where(blocky, (self.first_block + self.blocks) * BLOCK, b)
+            self.raw_lens = head + (b - tail_from)
+            self._raw_index = ranges(np.stack([a, tail_from], 1).ravel(), np.stack([head, b - tail_from], 1).ravel())
+        else:
+            self.raw_lens = self.lens
+            self._raw_index = ranges(a, self.lens)
 
     @cached_property
-    def _items(self) -> tuple[dict[str, F64], I64, I64, Mask]:
-        """Per range, its items (head values, whole-block summaries, tail values) as statistics
-        ``n, sum, min, max, mean, m2``; the number of items per range; where each non-empty range's
-        items start; which ranges are non-empty."""
-        a, b = self.a, self.b
-        first_block, last_block = -(-a // BLOCK), b // BLOCK
-        blocky = last_block - first_block >= 2  # only then do summaries save reading values
-        if self.summaries is None or not blocky.any():
-            per, off = self.lens, offsets(self.lens)
-            x = self.values[ranges(a, self.lens)]
-            ok = ~np.isnan(x)
-            total = np.where(ok, x, 0.0)
-            items = {"n": ok.astype(np.float64), "sum": total, "min": x, "max": x, "mean": total}
-            items["m2"] = np.zeros(len(x))
-        else:
-            items, per, off = self._mixed(blocky, first_block, last_block)
-        full = per > 0
-        return items, per, off[full], full
+    def _raw(self) -> tuple[F64, Mask]:
+        x = self.values[self._raw_index]
+        return x, ~np.isnan(x)
 
-    def _mixed(self, blocky: Mask, first_block: I64, last_block: I64) -> tuple[dict[str, F64], I64, I64]:
-        """Items where some ranges span whole blocks: head and tail values around block summaries."""
-        a, b = self.a, self.b
-        head = np.where(blocky, first_block * BLOCK - a, self.lens)
-        count = np.where(blocky, last_block - first_block, 0)
-        tail_from = np.where(blocky, last_block * BLOCK, b)
-        tail = b - tail_from
-        per = head + count + tail
-        off = offsets(per)
-        raw = np.concatenate([ranges(a, head), ranges(tail_from, tail)])
-        raw_at = np.concatenate([ranges(off, head), ranges(off + head + count, tail)])
-        x = self.values[raw]
-        ok = ~np.isnan(x)
-        items = {f: np.full(int(per.sum()), fill) for f, fill in FIELDS.items()}
-        for field, value in (("n", ok), ("sum", np.where(ok, x, 0.0)), ("min", x), ("max", x)):
-            items[field][raw_at] = value
-        items["mean"][raw_at] = items["sum"][raw_at]
+    @cached_property
+    def _block_stats(self) -> dict[str, F64]:
         assert self.summaries is not None
-        stats = self.summaries(ranges(first_block, count))
-        at = ranges(off + head, count)
-        for field in FIELDS:
-            items[field][at] = stats[field]
-        return items, per, off
+        return self.summaries(ranges(self.first_block, self.blocks))
 
-    def _reduce(self, ufunc: np.ufunc, x: F64, fill: float) -> F64:
-        _, _, starts, full = self._items
-        out = np.full(len(self.a), fill)
-        if len(starts):
-            out[full] = ufunc.reduceat(x, starts)
+    def _per_range(self, ufunc: np.ufunc, x: npt.NDArray[np.generic], lens: I64, fill: float) -> F64:
+        """``ufunc`` over consecutive pieces of ``x`` of ``lens`` (``fill`` for an empty piece)."""
+        out = np.full(len(lens), fill)
+        some = lens > 0
+        if some.any():
+            out[some] = ufunc.reduceat(x, offsets(lens)[some])
         return out
+
+    def _raw_part(self, ufunc: np.ufunc, x: npt.NDArray[np.generic], fill: float) -> F64:
+        return self._per_range(ufunc, x, self.raw_lens, fill)
+
+    def _block_part(self, ufunc: np.ufunc, x: F64 | str, fill: float) -> F64:
+        if not self.blocks.any():
+            return np.full(len(self.a), fill)
+        return self._per_range(ufunc, self._block_stats[x] if isinstance(x, str) else x, self.blocks, fill)
 
     @cached_property
     def count(self) -> I64:
         """Present values per range."""
-        return np.rint(self._reduce(np.add, self._items[0]["n"], 0.0)).astype(np.int64)
+        _, ok = self._raw
+        n = self._raw_part(np.add, ok.astype(np.float64), 0.0) + self._block_part(np.add, "n", 0.0)
+        return np.rint(n).astype(np.int64)
 
     @cached_property
     def total(self) -> F64:
         """Sum of the present values per range (NaN without any)."""
-        return np.where(self.count > 0, self._reduce(np.add, self._items[0]["sum"], 0.0), np.nan)
+        x, ok = self._raw
+        total = self._raw_part(np.add, np.where(ok, x, 0.0), 0.0) + self._block_part(np.add, "sum", 0.0)
+        return np.where(self.count > 0, total, np.nan)
 
     def aggregate(self, function: str) -> F64 | I64:
         """``function`` of each range."""
@@ -109,7 +101,9 @@ class Windows:
             with np.errstate(invalid="ignore", divide="ignore"):
                 return self.total / self.count
         if function in ("min", "max"):
-            return self._reduce(np.fmin if function == "min" else np.fmax, self._items[0][function], np.nan)
+            ufunc = np.fmin if function == "min" else np.fmax
+            x, _ = self._raw
+            return ufunc(self._raw_part(ufunc, x, np.nan), self._block_part(ufunc, function, np.nan))
         if function in ("first", "last"):
             return self._end(function == "first")
         return self._stddev()
@@ -131,15 +125,21 @@ class Windows:
         return out
 
     def _stddev(self) -> F64:
-        """Sample standard deviation: items merged around each range's mean (Chan et al.), corrected."""
-        items, per, _, _ = self._items
+        """Sample standard deviation: values and block summaries merged around each range's mean
+        (Chan et al.), corrected for the rounding of that mean."""
         count = self.count
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(count > 0, self.total / count, 0.0)
-        n = items["n"]
-        dev = np.where(n > 0, items["mean"] - np.repeat(mean, per), 0.0)
-        square = self._reduce(np.add, items["m2"] + n * dev * dev, 0.0)
-        drift = self._reduce(np.add, n * dev, 0.0)
+        x, ok = self._raw
+        dev = np.where(ok, x - np.repeat(mean, self.raw_lens), 0.0)
+        square = self._raw_part(np.add, dev * dev, 0.0)
+        drift = self._raw_part(np.add, dev, 0.0)
+        if self.blocks.any():
+            stats = self._block_stats
+            n = stats["n"]
+            dev = np.where(n > 0, stats["mean"] - np.repeat(mean, self.blocks), 0.0)
+            square += self._block_part(np.add, stats["m2"] + n * dev * dev, 0.0)
+            drift += self._block_part(np.add, n * dev, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             var = (square - drift * drift / count) / (count - 1)
         return np.where(count >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan)
