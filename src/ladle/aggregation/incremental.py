@@ -48,6 +48,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ladle.aggregation import frames
+from ladle.aggregation.keys import KeyIndex
 from ladle.aggregation.runs import I64, Runs, changes, ranges, search
 from ladle.aggregation.windows import Windows
 from ladle.definitions import KafkaSource, StreamFeatureView
@@ -161,46 +162,6 @@ class PartitionEngine:
         return t, c, o
 
 
-class _Keys:
-    """Join key values ↔ dense slot numbers."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.names = names
-        self._index: pd.Index | None = None
-        self.table: pa.Table | None = None
-
-    def slots(self, events: pa.Table) -> I64:
-        """The slot of each event's key, adding slots for new keys."""
-        probe = self._probe(events)
-        if self._index is None:
-            found = np.full(len(probe), -1, np.int64)
-        else:
-            found = np.asarray(self._index.get_indexer(probe), dtype=np.int64)
-        new = found < 0
-        if new.any():
-            first = np.flatnonzero(new)[~probe[new].duplicated()]
-            fresh = events.select(self.names).take(pa.array(first))
-            self._index = probe[first] if self._index is None else self._index.append(probe[first])
-            self.table = fresh if self.table is None else pa.concat_tables([self.table, fresh]).combine_chunks()
-            found = np.asarray(self._index.get_indexer(probe), dtype=np.int64)
-        return found
-
-    def _probe(self, events: pa.Table) -> pd.Index:
-        if any(events.column(n).null_count for n in self.names):
-            raise SchemaMismatchError(f"join keys {self.names} have null values; decoding dead-letters such events")
-        # object arrays: an index of Arrow-backed strings would be converted again on every lookup
-        columns = [np.asarray(events.column(n).to_numpy(zero_copy_only=False), dtype=object) for n in self.names]
-        if len(columns) == 1:
-            single: pd.Index = pd.Index(columns[0], dtype=object)
-            return single
-        probe: pd.Index = pd.MultiIndex.from_arrays(columns, names=self.names)
-        return probe
-
-    @property
-    def count(self) -> int:
-        return 0 if self._index is None else len(self._index)
-
-
 class _View:
     """One view's share of a group's state: a kept flag and the aggregated columns."""
 
@@ -218,7 +179,7 @@ class _Group:
     """The views of one source sharing join keys: one identity table, one set of runs."""
 
     def __init__(self, keys: list[str], views: list[StreamFeatureView], ts: str) -> None:
-        self.keys = _Keys(keys)
+        self.keys = KeyIndex(keys)
         self.ts = ts
         self.views = [_View(v, i) for i, v in enumerate(views)]
         spec: dict[str, tuple[np.dtype[np.generic], object]] = {
