@@ -7,15 +7,16 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
-from ladle import FileSource, JsonFormat, KafkaSource
+from ladle import Field, FileSource, Float64, JsonFormat, KafkaSource, StreamFeatureView
 from ladle.aggregation.incremental import PartitionEngine
 from ladle.definitions import Aggregation
 from ladle.errors import DefinitionError, SchemaMismatchError
 
-from .engine_cases import PARTITION, TS, run, source, table, view, written
+from .engine_cases import PARTITION, TS, commodity, run, source, table, view, written
 from .reference import Arrival, close, expected
 
 S = 1_000_000  # µs per second
@@ -295,3 +296,41 @@ def test_long_windows_read_through_block_summaries_match_the_reference(seed: int
     for ident, want in want_rows.items():
         bad = {f: (got[ident][f], want[f]) for f in v.feature_names if not close(got[ident][f], want[f])}
         assert not bad, (ident, bad)
+
+
+def rename_keys(events: pd.DataFrame) -> pd.DataFrame:
+    """A broken udf: changes the join key."""
+    return events.assign(k=events["k"] + "!")
+
+
+def drop_a_row(rows: pd.DataFrame) -> pd.DataFrame:
+    """A broken derive: loses a row."""
+    return rows.iloc[1:]
+
+
+def test_transforms_that_break_the_rules_are_refused_with_a_message() -> None:
+    src = source()
+    bad_udf = StreamFeatureView(
+        name="bad_udf", source=src, entities=[commodity], aggregations=[Aggregation("x", "sum", HOUR)], udf=rename_keys
+    )
+    with pytest.raises(DefinitionError, match="bad_udf': udf returned rows that match no input event"):
+        PartitionEngine(src, [bad_udf], PARTITION).process(events({"ts": 1, "x": 1.0}))
+    bad_derive = StreamFeatureView(
+        name="bad_derive",
+        source=src,
+        entities=[commodity],
+        aggregations=[Aggregation("x", "sum", HOUR, name="s")],
+        derive=drop_a_row,
+        schema=[Field(name="s", dtype=Float64)],
+    )
+    with pytest.raises(DefinitionError, match="one row per input row"):
+        PartitionEngine(src, [bad_derive], PARTITION).process(events({"ts": 1, "x": 1.0}))
+
+
+def test_event_times_finer_than_a_microsecond_are_refused() -> None:
+    src = source()
+    engine = PartitionEngine(src, [view(src, [Aggregation("x", "sum", HOUR)])], PARTITION)
+    batch = events({"ts": 1})
+    batch = batch.set_column(2, "ts", pa.array([1501], pa.timestamp("ns", tz="UTC")))
+    with pytest.raises(SchemaMismatchError, match="to the microsecond"):
+        engine.process(batch)

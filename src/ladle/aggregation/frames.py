@@ -32,11 +32,14 @@ def micros(column: pa.ChunkedArray | pa.Array, what: str) -> I64:
     """A timestamp column as int64 microseconds since the epoch (UTC); nulls are refused."""
     if column.null_count:
         raise SchemaMismatchError(f"column '{what}' has null values; decoding dead-letters such events")
-    if pa.types.is_timestamp(column.type):
-        column = column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
-    elif not pa.types.is_integer(column.type):
+    if not (pa.types.is_timestamp(column.type) or pa.types.is_integer(column.type)):
         raise SchemaMismatchError(f"column '{what}' must be a timestamp, got {column.type}")
-    return np.asarray(column.cast(pa.int64()).to_numpy(), dtype=np.int64)
+    try:
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.timestamp("us", tz=column.type.tz))
+        return np.asarray(column.cast(pa.int64()).to_numpy(), dtype=np.int64)
+    except pa.ArrowInvalid as exc:  # e.g. nanoseconds that are not whole microseconds
+        raise SchemaMismatchError(f"column '{what}' cannot be read to the microsecond: {exc}") from None
 
 
 def series_micros(series: pd.Series, what: str) -> I64:
