@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # The main job, on the embedded defaults (SQLite registry + online store, Parquet + DuckDB offline):
 # install Ladle, build feature_repo on the real data in data/ (at its real dates), ingest, materialize,
-# catch the simulated live feed up to now, serve REST and gRPC, answer the platform's query, and keep
-# serving until Ctrl-C.
+# catch the simulated live feed up to now, serve REST and gRPC, answer the platform's query, show the
+# live path (a local Kafka broker, SIMULATED raw ticks, `ladle stream` computing the stream views, the
+# server answering with values seconds old), and keep serving and streaming until Ctrl-C.
 #   LADLE_DEMO_SERVE=0 bash scripts/demo.sh    # stop after the query instead of serving
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=feature_repo
 REST_PORT=${LADLE_SERVE_PORT:-8080}
 GRPC_PORT=${LADLE_SERVE_GRPC_PORT:-6566}
+KAFKA_PORT=${LADLE_DEMO_KAFKA_PORT:-19092}
+# The repo's Kafka sources hold the broker address: apply them with the demo's broker.
+export LADLE_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
 
 # The server's ports must be free before anything starts: a server already there would answer the
 # demo's queries in place of Ladle's. A plain bind fails on a port that anything listens on.
-busy=$(python3 - "$REST_PORT" "$GRPC_PORT" <<'PY'
+busy=$(python3 - "$REST_PORT" "$GRPC_PORT" "$KAFKA_PORT" <<'PY'
 import socket
 import sys
 
@@ -28,7 +32,7 @@ for port in sys.argv[1:]:
 PY
 )
 if [ -n "$busy" ]; then
-  echo "demo: port $(echo $busy | tr ' ' '+') on 127.0.0.1 is already in use (another server?): stop it, or run LADLE_SERVE_PORT=18080 LADLE_SERVE_GRPC_PORT=16566 bash scripts/demo.sh" >&2
+  echo "demo: port $(echo $busy | tr ' ' '+') on 127.0.0.1 is already in use (another server?): stop it, or run LADLE_SERVE_PORT=18080 LADLE_SERVE_GRPC_PORT=16566 LADLE_DEMO_KAFKA_PORT=19093 bash scripts/demo.sh" >&2
   exit 1
 fi
 
@@ -74,7 +78,8 @@ PY
 step "start the server: REST on :$REST_PORT, gRPC on :$GRPC_PORT"
 ladle -c "$REPO" serve --port "$REST_PORT" --grpc-port "$GRPC_PORT" &
 SERVER=$!
-trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT
+source scripts/demo_live.sh
+trap 'live_stop; kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT
 for _ in $(seq 1 100); do
   kill -0 $SERVER 2>/dev/null || { echo "demo: ladle serve exited (its error is above)" >&2; exit 1; }
   curl -fsS "http://127.0.0.1:$REST_PORT/ready" >/dev/null 2>&1 && break
@@ -106,6 +111,11 @@ for name, vector in zip(reply.metadata.feature_names.val, reply.results):
     print(f"  {name}: {getattr(value, value.WhichOneof('val'))} ({pb.FieldStatus.Name(vector.statuses[0])})")
 PY
 
+step "live path: local Kafka broker on :$KAFKA_PORT, ladle publish (SIMULATED ticks), ladle stream (docs/streaming.md)"
+live_start "$REPO" "$KAFKA_PORT"
+step "commodity_price_stream over REST: the stream's newest values, their age, SIMULATED"
+live_query "$REST_PORT"
+
 cat <<MSG
 
 Ladle is serving feature_repo (project commodity_analytics):
@@ -113,7 +123,9 @@ Ladle is serving feature_repo (project commodity_analytics):
   gRPC   127.0.0.1:$GRPC_PORT   feast.serving.ServingService/GetOnlineFeatures
   health http://127.0.0.1:$REST_PORT/health, /ready;  metrics http://127.0.0.1:$REST_PORT/metrics
   CLI    .venv/bin/ladle -c feature_repo get-online-features -f commodity_price_features -e commodity_code=crude_oil_wti
+  live   Kafka 127.0.0.1:$KAFKA_PORT: ladle publish → commodity-ticks, weather-observations → ladle stream →
+         commodity_price_stream, weather_stream (SIMULATED; logs in $LIVE_LOGS)
 MSG
 if [ "${LADLE_DEMO_SERVE:-1}" = "0" ]; then exit 0; fi
-echo "Serving until Ctrl-C."
+echo "Serving and streaming until Ctrl-C."
 wait $SERVER

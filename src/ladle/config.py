@@ -93,6 +93,23 @@ class WriteSafetyConfig(StrictModel):
     )
 
 
+class StreamConfig(StrictModel):
+    """``stream:`` block: how ``ladle stream`` consumes Kafka (docs/streaming.md, "Running ladle stream")."""
+
+    group_id: str | None = Field(None, description="consumer group; default 'ladle-{project}'")
+    dead_letter_suffix: str = Field(".dlq", min_length=1, description="dead letters of topic T go to T + this suffix")
+    max_batch_events: int = Field(10_000, gt=0, description="most messages taken per micro-batch")
+    poll_timeout_ms: int = Field(5, ge=0, description="how long one poll waits for the first message")
+    offline_flush_seconds: float = Field(
+        1.0, gt=0, description="accepted events are appended to the batch source at least this often"
+    )
+    offline_flush_events: int = Field(50_000, gt=0, description="... or as soon as a partition has this many buffered")
+    metrics_port: int = Field(8090, ge=0, le=65535, description="/metrics, /health, /ready; 0 = off")
+    kafka: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="librdkafka settings for the consumer and the producer (SASL, TLS)"
+    )
+
+
 class RepoConfig(StrictModel):
     """The whole ``feature_store.yaml``."""
 
@@ -105,6 +122,7 @@ class RepoConfig(StrictModel):
     feature_server: FeatureServerConfig = FeatureServerConfig()
     materialization: MaterializationConfig = MaterializationConfig()
     write_safety: WriteSafetyConfig = WriteSafetyConfig()
+    stream: StreamConfig = StreamConfig()
     auth: dict[str, Any] = Field(default_factory=lambda: {"type": "no_auth"})
     flags: dict[str, Any] | None = None
     coerce_tz_aware: bool = True

@@ -68,8 +68,15 @@ def expected(view: StreamFeatureView, arrivals: Sequence[Arrival]) -> Expected:
         if prev is None or (a.row.get(created) if created else 0) >= (prev.row.get(created) if created else 0):
             winners[ident] = a
     events = [dict(a.row) for _, a in sorted(winners.items(), key=lambda kv: (repr(kv[0][0]), kv[0][1]))]
-    if view.udf is not None and events:  # rule 4
-        frame = view.udf(pd.DataFrame(events))
+    if view.udf is not None and events:  # rule 4: times as datetime64[us, UTC] in the udf's frame
+        times = [c for c in (ts, created) if c]
+        frame = pd.DataFrame(events)
+        for c in times:
+            frame[c] = pd.to_datetime(frame[c], unit="us", utc=True).astype("datetime64[us, UTC]")
+        frame = view.udf(frame)
+        for c in times:
+            if c in frame.columns:
+                frame[c] = frame[c].astype("datetime64[us, UTC]").astype("int64")
         events = frame.to_dict("records")
     if not view.aggregations:  # rule 8
         for e in events:

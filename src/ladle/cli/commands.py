@@ -68,11 +68,21 @@ COMMANDS: dict[str, CommandEntry] = {
     "serve": CommandEntry(
         "ladle.cli.serve", "serve", "Serve features over REST (Feast's JSON) and gRPC (Feast's protos) until SIGTERM."
     ),
+    "stream": CommandEntry(
+        "ladle.cli.stream",
+        "stream",
+        "Run the stream feature views: Kafka → online and offline stores, until SIGTERM or Ctrl-C.",
+    ),
     "ingest": CommandEntry(
         "ladle.cli.ingest", "ingest", "Compute feature rows from raw data and store them offline (idempotent)."
     ),
     "feed": CommandEntry(
         "ladle.cli.feed", "feed", "Push SIMULATED fresh rows that continue each real series up to now."
+    ),
+    "publish": CommandEntry(
+        "ladle.cli.publish",
+        "publish",
+        "Publish SIMULATED price ticks and weather observations to Kafka, at the wall-clock time.",
     ),
     "get-online-features": CommandEntry(
         "ladle.cli.online",

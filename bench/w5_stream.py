@@ -1,0 +1,600 @@
+"""W5: the stream path, publish → readable online, measured from outside (``ladle stream`` on Redis).
+
+Processes (all on this machine, which they share; ``nproc`` and the load are reported):
+
+* a local Tansu broker (``LocalBroker``) with one topic of ``--partitions`` partitions;
+* ``--processes`` ``ladle stream`` processes (one consumer group) computing the view ``w5_price``
+  (``current_price`` = last price 1 h, ``price_mean_1h``, ``volume_24h`` = sum 24 h, ``events_24h`` =
+  count 24 h, ``last_sent`` = last publish time) into Redis (127.0.0.1:6379, a fresh project);
+* ``--producers`` producer processes publishing ticks for ``--entities`` entities (round-robin) at a
+  fixed offered rate (``--rate`` events/s in total) for ``--duration`` seconds; each message carries
+  its publish time (``sent_at``, also its event time);
+* this process, the observer: it polls ``--sample`` entities through Ladle's online read API
+  (``FeatureStore.get_online_features``) and records when each published ``last_sent`` first becomes
+  readable: latency = first seen - publish time. It samples the stream processes' RSS (psutil) and
+  reads their peak (``VmHWM``) before stopping them.
+
+After the producers stop, the observer waits (up to ``--drain`` s) until the ``events_24h`` of every
+entity adds up to what was published; an entity whose count is lower lost events, higher counted
+some twice. The offline rows the stream appended are counted too (after SIGTERM flushes them).
+
+    .venv/bin/pip install -e '.[bench]'                  # psutil, quixstreams (for --engine quix)
+    .venv/bin/python -m bench.w5_stream                   # 10,000 entities, 10,000 events/s, 60 s
+    .venv/bin/python -m bench.w5_stream --rate 2000 --duration 20 --processes 2
+    .venv/bin/python -m bench.w5_stream --find-max --duration 30          # step the rate up until lag grows
+    .venv/bin/python -m bench.w5_stream --engine quix --rate 2000 --duration 20
+    .venv/bin/python -m bench.w5_stream --push --duration 10               # REST /push rows/s, one client
+
+``--engine quix`` runs the same producers against a minimal quixstreams 3.28.1 app per process
+(sliding 1 h window: latest price, mean price, latest publish time per key; each update written to a
+Redis hash), observed through the Redis keys: it is here to document why the hot path is not
+quixstreams (bench/README.md, W5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import emit, percentile
+
+VIEW = "w5_price"
+REDIS = "127.0.0.1:6379"
+ENTITY_FORMAT = "CMD{:05d}"
+_REPO_FILE = """
+from datetime import timedelta
+
+from ladle import (Aggregation, Entity, FeatureView, Field, FileSource, Float64, JsonFormat, KafkaSource, PushSource,
+                   StreamFeatureView, ValueType)
+
+commodity = Entity(name="commodity", join_keys=["commodity_code"], value_type=ValueType.STRING)
+ticks = KafkaSource(
+    name="w5_ticks", kafka_bootstrap_servers="{servers}", topic="{topic}", timestamp_field="event_timestamp",
+    message_format=JsonFormat("commodity_code string, event_timestamp timestamp, price double, volume double, "
+                              "sent_at double"),
+    batch_source=FileSource(name="w5_ticks_offline", path="offline/ticks/*.parquet", timestamp_field="event_timestamp"),
+    watermark_delay_threshold=timedelta(seconds=30),
+)
+w5_price = StreamFeatureView(
+    name="{view}", source=ticks, entities=[commodity], ttl=timedelta(days=1),
+    aggregations=[
+        Aggregation(column="price", function="last", time_window=timedelta(hours=1), name="current_price"),
+        Aggregation(column="price", function="mean", time_window=timedelta(hours=1), name="price_mean_1h"),
+        Aggregation(column="volume", function="sum", time_window=timedelta(hours=24), name="volume_24h"),
+        Aggregation(column="price", function="count", time_window=timedelta(hours=24), name="events_24h"),
+        Aggregation(column="sent_at", function="last", time_window=timedelta(hours=1), name="last_sent"),
+    ],
+)
+pushed_source = FileSource(name="w5_pushed_offline", path="offline/pushed/*.parquet", timestamp_field="event_timestamp")
+pushed = PushSource(name="w5_push", batch_source=pushed_source)
+w5_pushed = FeatureView(
+    name="w5_pushed", source=pushed, entities=[commodity], ttl=timedelta(days=1),
+    schema=[Field(name="current_price", dtype=Float64), Field(name="volume_24h", dtype=Float64)],
+)
+"""
+
+
+# -- producer (a child process) ---------------------------------------------------------------------
+
+
+def produce(servers: str, topic: str, rate: float, seconds: float, entities: int, part: int, parts: int) -> None:
+    """Publish ticks of the entities ``i ≡ part (mod parts)`` at ``rate`` events/s; print a JSON summary."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
+    mine = list(range(part, entities, parts))
+    counts = [0] * len(mine)
+    sent = behind = 0
+    slot = 0.01
+    began = time.time()
+    while True:
+        elapsed = time.time() - began
+        if elapsed >= seconds:
+            break
+        due = int(min(elapsed + slot, seconds) * rate)
+        while sent < due:
+            k = sent % len(mine)
+            now = time.time()
+            code = ENTITY_FORMAT.format(mine[k])
+            value = {"commodity_code": code, "event_timestamp": now, "price": 100.0 + (sent % 997) / 100,
+                     "volume": 1.0, "sent_at": now}  # fmt: skip
+            try:
+                producer.produce(topic, json.dumps(value).encode(), code.encode())
+            except BufferError:
+                producer.poll(0.05)
+                continue
+            counts[k] += 1
+            sent += 1
+        producer.poll(0)
+        lag = time.time() - began - (elapsed + slot)
+        if lag > 0.5:
+            behind += 1
+        time.sleep(max(0.0, began + elapsed + slot - time.time()))
+    left = producer.flush(60)
+    wall = time.time() - began
+    print(json.dumps({"sent": sent, "undelivered": left, "wall_s": wall, "behind_slots": behind,
+                      "counts": {ENTITY_FORMAT.format(e): c for e, c in zip(mine, counts, strict=True)}}))  # fmt: skip
+
+
+# -- quixstreams app (a child process) --------------------------------------------------------------
+
+
+def quix_app(servers: str, topic: str, group: str, prefix: str, state_dir: str) -> None:
+    """A minimal quixstreams app: per key, a 1 h sliding window of latest price, mean and latest sent_at → Redis."""
+    import redis
+    from quixstreams import Application
+    from quixstreams.dataframe.windows import aggregations as agg
+
+    client = redis.Redis.from_url(f"redis://{REDIS}")
+    app = Application(
+        broker_address=servers,
+        consumer_group=group,
+        auto_offset_reset="earliest",
+        state_dir=state_dir,
+        use_changelog_topics=False,
+        # the consumer settings ladle stream uses, so both join the group and fetch alike
+        consumer_extra_config={"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000, "fetch.wait.max.ms": 10},
+        loglevel=os.environ.get("W5_QUIX_LOGLEVEL", "WARNING"),
+    )
+    source = app.topic(
+        topic, value_deserializer="json", timestamp_extractor=lambda v, h, ts, tt: int(v["sent_at"] * 1000)
+    )
+    sdf = app.dataframe(source)
+    sdf = (
+        sdf.sliding_window(duration_ms=3_600_000)
+        .agg(
+            current_price=agg.Latest("price"),
+            price_mean_1h=agg.Mean("price"),
+            last_sent=agg.Latest("sent_at"),
+            events=agg.Count(),
+        )
+        .current()
+    )
+
+    def write(value: dict[str, Any], key: Any, timestamp: int, headers: Any) -> None:
+        code = key.decode() if isinstance(key, bytes) else str(key)
+        client.hset(f"{prefix}{code}", mapping={k: value[k] for k in ("current_price", "price_mean_1h", "last_sent")})
+
+    sdf.update(write, metadata=True)
+    app.run()
+
+
+# -- the observer -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Observation:
+    """First-seen times of each sampled publish time."""
+
+    latencies: list[float] = field(default_factory=list)
+    seen: dict[str, float] = field(default_factory=dict)
+    polls: int = 0
+
+
+def _rss_tree(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS = VmHWM) of a process and its children, in MB."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0, 0.0
+    rss = peak = 0.0
+    for p in procs:
+        try:
+            rss += p.memory_info().rss / 2**20
+            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak += int(line.split()[1]) / 1024
+        except (psutil.NoSuchProcess, OSError):
+            continue
+    return rss, peak
+
+
+class Reader:
+    """Reads ``last_sent`` and the event counts of entities, through Ladle or the quix app's Redis hashes."""
+
+    def __init__(self, engine: str, repo: Path, prefix: str) -> None:
+        self.engine, self.prefix = engine, prefix
+        if engine == "ladle":
+            from ladle import FeatureStore
+
+            self.store = FeatureStore(repo_path=repo)
+        else:
+            import redis
+
+            self.redis = redis.Redis.from_url(f"redis://{REDIS}")
+
+    def last_sent(self, codes: list[str]) -> list[float | None]:
+        if self.engine == "ladle":
+            out = self.store.get_online_features(
+                features=[f"{VIEW}:last_sent"], entity_rows=[{"commodity_code": c} for c in codes]
+            ).to_dict()
+            return list(out["last_sent"])
+        pipe = self.redis.pipeline()
+        for c in codes:
+            pipe.hget(f"{self.prefix}{c}", "last_sent")
+        return [None if v is None else float(v) for v in pipe.execute()]
+
+    def counts(self, codes: list[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in range(0, len(codes), 1000):
+            chunk = codes[i : i + 1000]
+            rows = self.store.get_online_features(
+                features=[f"{VIEW}:events_24h"], entity_rows=[{"commodity_code": c} for c in chunk]
+            ).to_dict()
+            out.update({c: int(v or 0) for c, v in zip(chunk, rows["events_24h"], strict=True)})
+        return out
+
+
+def observe(reader: Reader, sample: list[str], until: threading.Event, after: float, obs: Observation) -> None:
+    """Poll the sample until ``until`` is set; latency of each newly seen publish time after ``after``."""
+    last: dict[str, float | None] = dict.fromkeys(sample)
+    while not until.is_set():
+        values = reader.last_sent(sample)
+        now = time.time()
+        obs.polls += 1
+        for code, sent in zip(sample, values, strict=True):
+            if sent is not None and sent != last[code]:
+                last[code] = sent
+                if sent >= after:
+                    obs.latencies.append(now - sent)
+        time.sleep(0.005)
+
+
+# -- one run ----------------------------------------------------------------------------------------
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+
+
+def _wait_line(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{text!r} did not appear in {log} in {timeout} s")
+
+
+@dataclass
+class Setup:
+    """One run's repo, topic, consumer group and key prefix."""
+
+    repo: Path
+    topic: str
+    group: str
+    prefix: str
+    servers: str
+
+    @classmethod
+    def create(cls, workdir: Path, servers: str, partitions: int) -> Setup:
+        from ladle.streaming.publish import ensure_topics
+
+        run = uuid.uuid4().hex[:8]
+        setup = cls(workdir / run, f"w5-{run}", f"w5-{run}", f"w5q:{run}:", servers)
+        setup.repo.mkdir()
+        (setup.repo / "feature_store.yaml").write_text(
+            f"project: w5_{run}\nregistry:\n  path: registry.db\n  cache_ttl_seconds: 60\n"
+            f"online_store:\n  type: redis\n  connection_string: {REDIS}\noffline_store:\n  type: duckdb\n"
+            f"stream:\n  group_id: {setup.group}\n  metrics_port: 0\n"
+        )
+        (setup.repo / "w5.py").write_text(_REPO_FILE.format(servers=servers, topic=setup.topic, view=VIEW))
+        subprocess.run([*setup.ladle, "apply", "--skip-source-validation"], check=True, capture_output=True)
+        ensure_topics(servers, {setup.topic: partitions})
+        return setup
+
+    @property
+    def ladle(self) -> list[str]:
+        return [sys.executable, "-m", "ladle", "-c", str(self.repo)]
+
+    def start_workers(self, engine: str, processes: int) -> list[subprocess.Popen[bytes]]:
+        workers: list[subprocess.Popen[bytes]] = []
+        for i in range(processes):
+            log = self.repo / f"worker{i}.log"
+            if engine == "ladle":
+                workers.append(_spawn([*self.ladle, "stream", "--metrics-port", "0"], log))
+                _wait_line(log, "ladle stream:", workers[-1])
+            else:
+                role = ["--role", "quix", "--servers", self.servers, "--topic", self.topic, "--group", self.group]
+                state = ["--prefix", self.prefix, "--state-dir", str(self.repo / f"state{i}")]
+                workers.append(_spawn([sys.executable, "-m", "bench.w5_stream", *role, *state], log))
+        return workers
+
+    def start_producers(self, args: argparse.Namespace, rate: float) -> list[tuple[subprocess.Popen[bytes], Path]]:
+        # each producer prints its per-entity counts (hundreds of KB): to a file, not a pipe it could fill
+        role = ["--role", "producer", "--servers", self.servers, "--topic", self.topic]
+        load = ["--rate", str(rate / args.producers), "--duration", str(args.duration)]
+        out = []
+        for p in range(args.producers):
+            log = self.repo / f"producer{p}.json"
+            parts = ["--entities", str(args.entities), "--part", str(p), "--parts", str(args.producers)]
+            out.append((_spawn([sys.executable, "-m", "bench.w5_stream", *role, *load, *parts], log), log))
+        return out
+
+    def cleanup(self, engine: str) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        if engine == "ladle":
+            subprocess.run([*self.ladle, "teardown"], capture_output=True, check=False)
+        else:
+            import redis
+
+            client = redis.Redis.from_url(f"redis://{REDIS}")
+            keys = list(client.scan_iter(f"{self.prefix}*", count=10_000))
+            for i in range(0, len(keys), 1000):
+                client.delete(*keys[i : i + 1000])
+        AdminClient({"bootstrap.servers": self.servers, "log_level": 0}).delete_topics([self.topic])
+
+
+@dataclass
+class Published:
+    """What the producers report."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
+    undelivered: int = 0
+    wall: float = 0.0
+
+    @classmethod
+    def collect(cls, producers: list[tuple[subprocess.Popen[bytes], Path]]) -> Published:
+        out = cls()
+        for proc, log in producers:
+            if proc.wait() != 0:
+                raise RuntimeError(f"a producer failed:\n{log.read_text()[-3000:]}")
+            row = json.loads([line for line in log.read_text().splitlines() if line.startswith("{")][-1])
+            out.counts.update(row["counts"])
+            out.sent += row["sent"]
+            out.undelivered += row["undelivered"]
+            out.wall = max(out.wall, row["wall_s"])
+        return out
+
+
+def drain(reader: Reader, codes: list[str], total: int, seconds: float) -> tuple[float | None, dict[str, int]]:
+    """Wait until the counts add up to ``total``; (seconds it took or None, the last counts)."""
+    began = time.time()
+    counted: dict[str, int] = {}
+    while time.time() - began < seconds:
+        counted = reader.counts(codes)
+        if sum(counted.values()) >= total:
+            return time.time() - began, counted
+        time.sleep(1.0)
+    return None, counted
+
+
+def caught_up(reader: Reader, sample: list[str], newest: float, seconds: float) -> float | None:
+    """For the quix app (no count to compare): wait until every sampled entity shows an event published
+    at or after ``newest`` (each entity gets one every entities/rate seconds); the seconds it took."""
+    began = time.time()
+    while time.time() - began < seconds:
+        if all(v is not None and v >= newest for v in reader.last_sent(sample)):
+            return time.time() - began
+        time.sleep(0.5)
+    return None
+
+
+def stop(workers: list[subprocess.Popen[bytes]]) -> float:
+    """SIGTERM the workers (they flush and commit); their summed peak RSS (MB) read just before."""
+    peak = sum(_rss_tree(w.pid)[1] for w in workers)
+    for w in workers:
+        w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(60)
+        except subprocess.TimeoutExpired:
+            w.kill()
+    return peak
+
+
+def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path) -> dict[str, Any]:
+    """Stream processes, producers and the observer for one offered ``rate``; the result row."""
+    setup = Setup.create(workdir, servers, args.partitions)
+    workers = setup.start_workers(args.engine, args.processes)
+    time.sleep(args.settle)  # consumers join the group and get their partitions
+    codes = [ENTITY_FORMAT.format(i) for i in range(args.entities)]
+    sample = random.Random(7).sample(codes, min(args.sample, len(codes)))
+    reader = Reader(args.engine, setup.repo, setup.prefix)
+    obs = Observation()
+    stop_observing = threading.Event()
+    watcher = threading.Thread(
+        target=observe, args=(reader, sample, stop_observing, time.time() + args.warmup, obs), daemon=True
+    )
+    producers = setup.start_producers(args, rate)
+    watcher.start()
+    rss_samples: list[float] = []
+    while any(p.poll() is None for p, _ in producers):
+        rss_samples.append(sum(_rss_tree(w.pid)[0] for w in workers))
+        time.sleep(0.5)
+    published = Published.collect(producers)
+    if args.engine == "ladle":
+        drained_in, counted = drain(reader, codes, published.sent, args.drain)
+    else:
+        drained_in = caught_up(reader, sample, time.time() - 2.0 * args.entities / rate, args.drain)
+    stop_observing.set()
+    watcher.join()
+    peak = stop(workers)
+    result: dict[str, Any] = {
+        "workload": "W5",
+        "engine": args.engine,
+        "processes": args.processes,
+        "partitions": args.partitions,
+        "producers": args.producers,
+        "entities": args.entities,
+        "offered_rate": rate,
+        "duration_s": args.duration,
+        "published": published.sent,
+        "undelivered": published.undelivered,
+        "achieved_rate": round(published.sent / published.wall, 1) if published.wall else 0.0,
+        "latency_samples": len(obs.latencies),
+        "p50_ms": round(percentile(obs.latencies, 50) * 1000, 1),
+        "p99_ms": round(percentile(obs.latencies, 99) * 1000, 1),
+        "max_ms": round(max(obs.latencies, default=float("nan")) * 1000, 1),
+        "observer_polls": obs.polls,
+        "stream_rss_mb_max_sampled": round(max(rss_samples, default=0.0), 1),
+        "stream_peak_rss_mb": round(peak, 1),
+        "nproc": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+    result["drained_in_s"] = None if drained_in is None else round(drained_in, 1)
+    if args.engine == "ladle":
+        result["lost"] = sum(max(published.counts.get(c, 0) - counted.get(c, 0), 0) for c in codes)
+        result["counted_twice"] = sum(max(counted.get(c, 0) - published.counts.get(c, 0), 0) for c in codes)
+        result["offline_rows"] = _offline_rows(setup.repo)
+    else:
+        import redis
+
+        # every entity got events: each must have its hash (the app keeps no count to compare)
+        result["keys_written"] = sum(1 for _ in redis.Redis.from_url(f"redis://{REDIS}").scan_iter(f"{setup.prefix}*"))
+    setup.cleanup(args.engine)
+    return result
+
+
+def _offline_rows(repo: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(p).num_rows for p in (repo / "offline" / "ticks").glob("*.parquet"))
+
+
+def sustainable(row: dict[str, Any], max_p99_ms: float) -> bool:
+    """Every event counted in time, p99 within bound, and the producers kept the offered rate."""
+    kept_up = row["achieved_rate"] >= 0.95 * row["offered_rate"]
+    drained = row.get("drained_in_s") is not None
+    return bool(kept_up and drained and row["p99_ms"] <= max_p99_ms)
+
+
+# -- REST /push, one client -------------------------------------------------------------------------
+
+
+def push_rate(args: argparse.Namespace, servers: str, workdir: Path) -> dict[str, Any]:
+    """Rows/s that ``POST /push`` accepts from one client sending ``--push-rows``-row batches."""
+    from bench.w3_server import Server
+
+    run = uuid.uuid4().hex[:8]
+    repo = workdir / f"push-{run}"
+    repo.mkdir()
+    (repo / "feature_store.yaml").write_text(
+        f"project: w5p_{run}\nregistry:\n  path: registry.db\n  cache_ttl_seconds: 60\n"
+        f"online_store:\n  type: redis\n  connection_string: {REDIS}\noffline_store:\n  type: duckdb\n"
+    )
+    (repo / "w5.py").write_text(_REPO_FILE.format(servers=servers, topic=f"w5-{run}", view=VIEW))
+    ladle = [sys.executable, "-m", "ladle", "-c", str(repo)]
+    subprocess.run([*ladle, "apply", "--skip-source-validation"], check=True, capture_output=True)
+    server = Server(repo, workers=1)
+    rows = requests = 0
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+        began = time.time()
+        while time.time() - began < args.duration:
+            now = time.time()
+            n = args.push_rows
+            codes = [ENTITY_FORMAT.format((rows + i) % args.entities) for i in range(n)]
+            body = {"push_source_name": "w5_push", "to": "online",
+                    "df": {"commodity_code": codes, "event_timestamp": [now] * n, "current_price": [100.0] * n,
+                           "volume_24h": [1.0] * n}}  # fmt: skip
+            conn.request("POST", "/push", json.dumps(body), {"Content-Type": "application/json"})
+            reply = conn.getresponse()
+            text = reply.read()
+            if reply.status != 200:
+                raise RuntimeError(f"/push answered {reply.status}: {text[:300]!r}")
+            rows += n
+            requests += 1
+        wall = time.time() - began
+    finally:
+        server.stop()
+        subprocess.run([*ladle, "teardown"], capture_output=True, check=False)
+    return {"workload": "W5-push", "client": "one HTTP/1.1 keep-alive connection", "rows_per_request": args.push_rows,
+            "requests": requests, "rows": rows, "rows_per_s": round(rows / wall, 1), "server_workers": 1,
+            "nproc": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.w5_stream", description=__doc__.splitlines()[0])
+    p.add_argument("--engine", choices=["ladle", "quix"], default="ladle")
+    p.add_argument("--rate", type=float, default=10_000.0, help="offered events/s in total (default 10,000)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of publishing per run (default 60)")
+    p.add_argument("--entities", type=int, default=10_000)
+    p.add_argument("--processes", type=int, default=1, help="stream processes in the consumer group")
+    p.add_argument("--producers", type=int, default=1, help="producer processes")
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--sample", type=int, default=50, help="entities the observer polls")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds of publishing left out of the latencies")
+    p.add_argument("--settle", type=float, default=5.0, help="seconds for the consumers to join before publishing")
+    p.add_argument("--drain", type=float, default=60.0, help="seconds to wait for every event to be counted")
+    p.add_argument("--find-max", action="store_true", help="step the rate up (x1.5) until it is not sustained")
+    p.add_argument("--max-p99-ms", type=float, default=2000.0, help="--find-max: highest p99 that counts as kept up")
+    p.add_argument("--max-steps", type=int, default=6)
+    p.add_argument("--push", action="store_true", help="measure REST /push rows/s from one client instead")
+    p.add_argument("--push-rows", type=int, default=1000)
+    p.add_argument("--servers", help="an existing broker (default: start a LocalBroker)")
+    # child roles
+    p.add_argument("--role", choices=["main", "producer", "quix"], default="main", help=argparse.SUPPRESS)
+    p.add_argument("--topic", help=argparse.SUPPRESS)
+    p.add_argument("--group", help=argparse.SUPPRESS)
+    p.add_argument("--prefix", help=argparse.SUPPRESS)
+    p.add_argument("--state-dir", help=argparse.SUPPRESS)
+    p.add_argument("--part", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--parts", type=int, default=1, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    if args.role == "producer":
+        produce(args.servers, args.topic, args.rate, args.duration, args.entities, args.part, args.parts)
+        return
+    if args.role == "quix":
+        quix_app(args.servers, args.topic, args.group, args.prefix, args.state_dir)
+        return
+    from ladle.streaming.broker import LocalBroker
+
+    workdir = Path(tempfile.mkdtemp(prefix="w5-"))
+    broker = None if args.servers else LocalBroker().start()
+    servers = args.servers or (broker.bootstrap_servers if broker else "")
+    try:
+        if args.push:
+            emit(push_rate(args, servers, workdir))
+            return
+        if not args.find_max:
+            emit(run_once(args, servers, args.rate, workdir))
+            return
+        rate, best = args.rate, None
+        for _ in range(args.max_steps):
+            row = run_once(args, servers, rate, workdir)
+            row["sustained"] = sustainable(row, args.max_p99_ms)
+            emit(row)
+            if not row["sustained"]:
+                break
+            best = rate
+            rate = round(rate * 1.5)
+        emit({"workload": "W5-max", "engine": args.engine, "processes": args.processes,
+              "highest_sustained_rate": best, "criterion": f"producers >= 95% of offered, every event counted "
+              f"within --drain {args.drain:g} s, p99 <= {args.max_p99_ms:g} ms"})  # fmt: skip
+    finally:
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,384 @@
+"""The incremental execution of stream feature views: one Kafka partition's state, micro-batch by micro-batch.
+
+``PartitionEngine`` applies rules 2 to 8 of docs/streaming.md ("Semantics") to the decoded events
+of one partition of one ``KafkaSource``, for every ``StreamFeatureView`` over that source, and says
+what to write online. It does no I/O: the stream runtime feeds it micro-batches in offset order and
+writes what each :class:`Step` returns.
+
+**State.** Views sharing join keys share one identity table (rule 3 is about ``(K, t)``, so views
+with other keys keep their own). It holds, per key and sorted by event time, every winning event
+still needed: its created time and offset (to settle later duplicates) and, per view, whether the
+view's ``udf`` kept it and the values of the columns the view aggregates (``runs.Runs``).
+
+**Eviction bound.** Every event accepted from now on has ``t >= W`` (the watermark only rises).
+A continuous view writes rows only at the time of an accepted event or, as a correction, at a later
+event of the same key; a hopping view writes only window ends ``e >= W`` (ends below ``W`` are
+already out). Either way every future row sits at a time ``>= W``, and its windows reach back at
+most ``w_max`` (the longest window of the views sharing the state), to ``t_e > W - w_max``. A
+duplicate that can still be accepted also has ``t >= W``. So an entry with
+``t_e <= W - max(w_max, 1 µs)`` can never be read again and is dropped. Eviction runs once enough
+events arrived since the last pass (a quarter of the state, at least 1,024), so it costs O(1) per
+event; until then a few extra entries sit harmlessly outside every window.
+
+**Continuous views** (rule 5). An accepted winner at ``(K, t)`` (new, or replacing a duplicate)
+changes the rows of ``K`` at ``t <= t' < t + w_max``: all of them are recomputed and written again
+(in order, that is just the new row). Each row's window ``(t' - w, t']`` is found by a vectorized
+binary search inside the key's run and aggregated by ``windows.aggregate``.
+
+**Hopping views** (rule 6). After each micro-batch the window ends ``e`` (multiples of the slide)
+with ``W_before <= e < W_after`` are written, for each key holding a kept event in
+``(e - w_max, e]``. No event that could change them can still be accepted, so each is written once
+and is final.
+
+**Restore.** ``restore`` rebuilds the watermark (newest accepted time minus the delay) and the
+state from the events the partition accepted before, read back from the offline store. Hopping
+ends below the restored watermark count as written: the micro-batch that raised the watermark
+past them was committed, so it wrote them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ladle.aggregation import frames
+from ladle.aggregation.keys import KeyIndex
+from ladle.aggregation.runs import I64, Runs, changes, ranges, search
+from ladle.aggregation.windows import Windows
+from ladle.definitions import KafkaSource, StreamFeatureView
+from ladle.errors import DefinitionError, SchemaMismatchError
+
+_US = timedelta(microseconds=1)
+_OFFSET = "_kafka_offset"
+_MIN = np.iinfo(np.int64).min
+#: Eviction runs once this many events (or a quarter of the state) arrived since the last pass.
+_EVICT_EVERY = 1024
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one micro-batch did: which events were accepted or late, and the rows to write online."""
+
+    accepted: pa.Table
+    late: pa.Table
+    rows: dict[str, pa.Table]
+    watermark_us: int | None
+
+
+class PartitionEngine:
+    """State of one Kafka partition of one KafkaSource, feeding every StreamFeatureView over that source.
+
+    >>> engine = PartitionEngine(ticks, [price_stream], partition=0)
+    >>> step = engine.process(batch)      # decoded events, offset order
+    >>> step.rows["commodity_price_stream"]  # rows to write online now
+    """
+
+    def __init__(self, source: KafkaSource, views: Sequence[StreamFeatureView], partition: int) -> None:
+        for view in views:
+            if not isinstance(view, StreamFeatureView) or view.source.name != source.name:
+                raise DefinitionError(f"partition engine of source '{source.name}': {view!r} does not read it")
+        self.source = source
+        self.partition = partition
+        self._ts = source.timestamp_field
+        self._created = source.created_timestamp_column
+        self._delay = source.watermark_delay_threshold // _US
+        by_keys: dict[tuple[str, ...], list[StreamFeatureView]] = {}
+        for view in views:
+            by_keys.setdefault(tuple(view.join_keys), []).append(view)
+        self._groups = [_Group(list(keys), group, self._ts) for keys, group in by_keys.items()]
+        self._newest: int | None = None
+        self._since_evict = 0
+
+    @property
+    def watermark_us(self) -> int | None:
+        """The partition's watermark (µs): newest accepted event time minus the delay; None before any."""
+        return None if self._newest is None else self._newest - self._delay
+
+    @property
+    def retained(self) -> int:
+        """Events held in state (summed over groups of views with different join keys)."""
+        return sum(g.runs.live for g in self._groups)
+
+    def restore(self, accepted: pa.Table) -> None:
+        """Rebuild state and watermark from events this partition accepted before (any order). Emits nothing."""
+        if not accepted.num_rows:
+            return
+        t, c, o = self._columns(accepted)
+        newest = int(t.max())
+        self._newest = newest if self._newest is None else max(self._newest, newest)
+        watermark = self._newest - self._delay
+        for group in self._groups:
+            keep = t > watermark - group.horizon
+            group.ingest(accepted.filter(pa.array(keep)), t[keep], c[keep], o[keep])
+            group.emitted_until = watermark
+            group.runs.evict(watermark - group.horizon)
+
+    def process(self, events: pa.Table) -> Step:
+        """One micro-batch of decoded events of this partition in arrival (offset) order."""
+        t, c, o = self._columns(events)
+        prior = np.empty(len(t), np.int64)
+        if len(t):
+            prior[0] = self._newest if self._newest is not None else _MIN
+            np.maximum.accumulate(np.maximum(t[:-1], prior[0]), out=prior[1:])
+        late = (prior != _MIN) & (t < prior - self._delay)
+        if len(t):  # a late event is older than the newest, so taking it into the max changes nothing
+            newest = int(t.max())
+            self._newest = newest if self._newest is None else max(self._newest, newest)
+        ok = ~late
+        accepted = events if ok.all() else events.filter(pa.array(ok))
+        rows: dict[str, pa.Table] = {}
+        watermark = self.watermark_us
+        for group in self._groups:
+            rows.update(group.step(accepted, t[ok], c[ok], o[ok], watermark))
+        self._since_evict += int(ok.sum())
+        if watermark is not None and self._since_evict >= max(_EVICT_EVERY, self.retained // 4):
+            for group in self._groups:
+                group.runs.evict(watermark - group.horizon)
+            self._since_evict = 0
+        return Step(
+            accepted=accepted,
+            late=events.filter(pa.array(late)) if late.any() else events.slice(0, 0),
+            rows=rows,
+            watermark_us=watermark,
+        )
+
+    def _columns(self, events: pa.Table) -> tuple[I64, I64, I64]:
+        names = set(events.column_names)
+        needed = [self._ts, _OFFSET, *([self._created] if self._created else [])]
+        for group in self._groups:
+            needed += group.keys.names
+        missing = sorted(set(needed) - names)
+        if missing:
+            raise SchemaMismatchError(f"events of source '{self.source.name}' lack the columns {missing}")
+        t = frames.micros(events.column(self._ts), self._ts)
+        c = frames.micros(events.column(self._created), self._created) if self._created else np.zeros(len(t), np.int64)
+        o = np.asarray(events.column(_OFFSET).cast(pa.int64()).to_numpy(), dtype=np.int64)
+        return t, c, o
+
+
+class _View:
+    """One view's share of a group's state: a kept flag and the aggregated columns."""
+
+    def __init__(self, view: StreamFeatureView, number: int) -> None:
+        self.view = view
+        self.kept = f"kept{number}"
+        numeric = {a.column for a in view.aggregations if a.function != "count"}
+        self.columns = {a.column: (f"v{number}:{a.column}", a.column in numeric) for a in view.aggregations}
+        self.horizon = view.max_window // _US
+        self.slide = None if view.slide_interval is None else view.slide_interval // _US
+        self.windows = sorted({a.window // _US for a in view.aggregations})
+
+
+class _Group:
+    """The views of one source sharing join keys: one identity table, one set of runs."""
+
+    def __init__(self, keys: list[str], views: list[StreamFeatureView], ts: str) -> None:
+        self.keys = KeyIndex(keys)
+        self.ts = ts
+        self.views = [_View(v, i) for i, v in enumerate(views)]
+        spec: dict[str, tuple[np.dtype[np.generic], object]] = {
+            "c": (np.dtype(np.int64), 0),
+            "o": (np.dtype(np.int64), 0),
+        }
+        for v in self.views:
+            spec[v.kept] = (np.dtype(np.bool_), False)
+            for name, _ in v.columns.values():
+                spec[name] = (np.dtype(np.float64), np.nan)
+        self.runs = Runs(spec, [name for v in self.views for name, _ in v.columns.values()])
+        self.horizon = max(*(v.horizon for v in self.views), 1)
+        self.emitted_until: int | None = None
+
+    def ingest(self, events: pa.Table, t: I64, c: I64, o: I64) -> tuple[I64, I64, dict[str, pa.Table]]:
+        """Settle identities (rule 3), run udfs on the new winners, update the state.
+
+        Returns the changed identities ``(slot, t)`` and, for views without aggregations, their rows.
+        """
+        if not events.num_rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), {}
+        slot = self.keys.slots(events)
+        if self.keys.count > self.runs.slots:
+            self.runs.add_slots(self.keys.count - self.runs.slots)
+        order = np.lexsort((o, c, t, slot))
+        sorted_slot, sorted_t = slot[order], t[order]
+        last = np.roll(changes(sorted_slot, sorted_t), -1)  # the last of each run of one identity
+        win = order[last]  # one candidate per identity, sorted by (slot, t)
+        pos, found = self.runs.find(slot[win], t[win])
+        old_c, old_o = self.runs.cols["c"][pos[found]], self.runs.cols["o"][pos[found]]
+        beats = (c[win][found] > old_c) | ((c[win][found] == old_c) & (o[win][found] > old_o))
+        replace = np.zeros(len(win), np.bool_)
+        replace[np.flatnonzero(found)[beats]] = True
+        fresh = ~found
+        changed = win[replace | fresh]  # indices into events, sorted by (slot, t)
+        values, rows = self._values(events, changed, t[changed])
+        at = pos[replace]
+        sel_replace = replace[replace | fresh]
+        self.runs.write(
+            at,
+            {
+                "c": c[changed][sel_replace],
+                "o": o[changed][sel_replace],
+                **{k: v[sel_replace] for k, v in values.items()},
+            },
+        )
+        new = ~sel_replace
+        self.runs.insert(
+            slot[changed][new],
+            t[changed][new],
+            {"c": c[changed][new], "o": o[changed][new], **{k: v[new] for k, v in values.items()}},
+        )
+        return slot[changed], t[changed], rows
+
+    def _values(self, events: pa.Table, changed: I64, t: I64) -> tuple[dict[str, np.ndarray], dict[str, pa.Table]]:
+        """Per view: the kept flag and aggregated columns of the winners ``events[changed]`` (after udf);
+        the rows of views without aggregations."""
+        values: dict[str, np.ndarray] = {}
+        rows: dict[str, pa.Table] = {}
+        n = len(changed)
+        winners: pa.Table | None = None
+        for v in self.views:
+            view = v.view
+            out: pd.DataFrame | None = None
+            if (view.udf is not None or not view.aggregations) and winners is None:
+                winners = events.take(pa.array(changed))
+            if view.udf is not None and n:
+                assert winners is not None
+                positions, out = frames.run_udf(view, winners, t)
+            else:
+                positions = np.arange(n, dtype=np.int64)
+            kept = np.zeros(n, np.bool_)
+            kept[positions] = True
+            values[v.kept] = kept
+            for column, (name, numeric) in v.columns.items():
+                full = np.full(n, np.nan)
+                if out is not None and column in out.columns:
+                    full[positions] = frames.to_float(out[column], numeric, column)
+                elif out is None and column in events.column_names:
+                    full = frames.to_float(events.column(column), numeric, column)[changed]
+                elif len(positions):
+                    raise DefinitionError(f"stream feature view '{view.name}': no column '{column}' to aggregate")
+                values[name] = full
+            if not view.aggregations and len(positions):
+                assert winners is not None
+                rows[view.name] = self._plain_rows(v, winners.take(pa.array(positions)), out)
+        return values, rows
+
+    def _plain_rows(self, v: _View, winners: pa.Table, out: pd.DataFrame | None) -> pa.Table:
+        """Rule 8: the winning events themselves (after udf) as rows."""
+        columns = {k: winners.column(k) for k in self.keys.names}
+        columns[self.ts] = winners.column(self.ts).cast(frames.TIMESTAMP)
+        for f in v.view.features:
+            if out is not None:
+                source: object = out[f.name] if f.name in out.columns else pa.nulls(len(out))
+            else:
+                source = winners.column(f.name) if f.name in winners.column_names else pa.nulls(winners.num_rows)
+            columns[f.name] = frames.arrow_column(source, f.dtype.arrow, f.name)
+        return pa.table(columns)
+
+    def step(self, accepted: pa.Table, t: I64, c: I64, o: I64, watermark: int | None) -> dict[str, pa.Table]:
+        """Ingest one micro-batch's accepted events and return the rows every view writes now."""
+        slot, times, rows = self.ingest(accepted, t, c, o)
+        for v in self.views:
+            if not v.view.aggregations:
+                continue
+            table = self._continuous(v, slot, times) if v.slide is None else self._hopping(v, watermark)
+            if table is not None and table.num_rows:
+                rows[v.view.name] = table
+        self.emitted_until = watermark
+        return rows
+
+    def _continuous(self, v: _View, slot: I64, times: I64) -> pa.Table | None:
+        """Rows at every kept event of the changed keys within ``w_max`` after each change."""
+        if not len(slot):
+            return None
+        runs = self.runs
+        start, _ = runs.find(slot, times)
+        hi = runs.hi[slot]
+        stop = hi.copy()  # a key's newest entry is its run's last: nothing after it
+        older = np.flatnonzero(start < hi - 1)
+        if len(older):
+            stop[older] = search(runs.t, start[older], hi[older], times[older] + v.horizon, right=False)
+        if (stop - start == 1).all():  # in order: each change is its own (distinct) row
+            pos, slots = start, slot
+        else:
+            pos, first = np.unique(ranges(start, stop - start), return_index=True)
+            slots = np.repeat(slot, stop - start)[first]
+        kept = runs.cols[v.kept][pos]
+        pos, slots = pos[kept], slots[kept]
+        if not len(pos):
+            return None
+        return self._rows(v, slots, runs.t[pos], pos + 1)
+
+    def _hopping(self, v: _View, watermark: int | None) -> pa.Table | None:
+        """Rows at the window ends the watermark passed in this micro-batch."""
+        if watermark is None or v.slide is None:
+            return None
+        s, runs = v.slide, self.runs
+        if self.emitted_until is None:
+            first_end, floor = None, _MIN
+        else:
+            first_end = -(-self.emitted_until // s) * s
+            if first_end >= watermark:
+                return None
+            floor = first_end - v.horizon
+        every = np.arange(runs.slots, dtype=np.int64)
+        lo = search(runs.t, runs.lo, runs.hi, np.full(runs.slots, floor, np.int64), right=True)
+        hi = search(runs.t, lo, runs.hi, np.full(runs.slots, watermark - 1, np.int64), right=True)
+        pos = ranges(lo, hi - lo)
+        owner = np.repeat(every, hi - lo)
+        keep = runs.cols[v.kept][pos]
+        pos, owner = pos[keep], owner[keep]
+        t = runs.t[pos]
+        lo_end = -(-t // s) * s
+        if first_end is not None:
+            lo_end = np.maximum(lo_end, first_end)
+        hi_end = (np.minimum(t + v.horizon - 1, watermark - 1) // s) * s
+        count = np.maximum((hi_end - lo_end) // s + 1, 0)
+        ends = np.repeat(lo_end, count) + s * ranges(np.zeros(len(count), np.int64), count)
+        slots = np.repeat(owner, count)
+        if not len(ends):
+            return None
+        order = np.lexsort((ends, slots))
+        ends, slots = ends[order], slots[order]
+        distinct = changes(slots, ends)
+        ends, slots = ends[distinct], slots[distinct]
+        stop = search(runs.t, runs.lo[slots], runs.hi[slots], ends, right=True)
+        return self._rows(v, slots, ends, stop)
+
+    def _rows(self, v: _View, slots: I64, times: I64, stop: I64) -> pa.Table:
+        """The output rows at ``(slot, time)``, each window ending at index ``stop`` (exclusive)."""
+        runs, view = self.runs, v.view
+        lo = runs.lo[slots]
+        n = len(slots)
+        starts = search(
+            runs.t,
+            np.tile(lo, len(v.windows)),
+            np.tile(stop, len(v.windows)),
+            np.concatenate([times - w for w in v.windows]),
+            right=True,
+        )
+        results: dict[str, np.ndarray] = {}
+        shared: dict[tuple[str, int], Windows] = {}
+        for agg in view.aggregations:
+            block = v.windows.index(agg.window // _US)
+            name, _ = v.columns[agg.column]
+            if (name, block) not in shared:
+                a = starts[block * n : (block + 1) * n]
+                summaries = functools.partial(runs.summaries.read, runs.cols, name)
+                shared[name, block] = Windows(runs.cols[name], summaries, a, stop)
+            results[agg.name] = shared[name, block].aggregate(agg.function)
+        assert self.keys.table is not None
+        columns: dict[str, object] = {k: self.keys.table.column(k).take(pa.array(slots)) for k in self.keys.names}
+        columns[self.ts] = pa.array(times, pa.int64()).cast(frames.TIMESTAMP)
+        derived = frames.run_derive(view, pd.DataFrame(results)) if view.derive is not None else None
+        for f in view.features:
+            values: object = results.get(f.name, pa.nulls(n)) if derived is None else None
+            if derived is not None:
+                values = derived[f.name] if f.name in derived.columns else pa.nulls(n)
+            columns[f.name] = frames.arrow_column(values, f.dtype.arrow, f.name)
+        return pa.table(columns)

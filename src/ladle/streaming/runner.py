@@ -1,0 +1,506 @@
+"""The consume loop of ``ladle stream``: Kafka → decode → incremental engine → online, files, dead letters.
+
+One :class:`StreamRunner` owns one confluent-kafka consumer subscribed to the topics of every
+Kafka source it runs, in one consumer group. Each micro-batch (``consume(max_batch_events,
+poll_timeout)``) is handled in this order:
+
+1. decode per partition (rule 1); undecodable and schema messages are queued as dead letters;
+2. ``PartitionEngine.process`` per partition and source (rules 2-8); late events are queued as
+   dead letters, accepted events are buffered for the batch source;
+3. the engine's rows are written online, one ``OnlineStore.write`` per view per micro-batch.
+
+Every ``offline_flush_seconds`` (or as soon as a partition buffers ``offline_flush_events``):
+
+4. each partition's buffered events become one Parquet file (:mod:`ladle.streaming.offline_log`);
+5. the dead-letter producer is flushed (every dead letter acknowledged);
+6. the offsets are committed, synchronously: per partition, the offset after the last message
+   whose effects are all stored (online, in files, or acknowledged as a dead letter).
+
+So an offset is never committed beyond what is both online and in files. After a crash the
+partition's next owner deletes the files past the committed offset, restores the engine from the
+files that remain, and reads on from the committed offset: nothing lost, nothing counted twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ladle.definitions import KafkaSource, StreamFeatureView
+from ladle.errors import BackendError, BackendUnavailableError
+from ladle.streaming.dead_letter import DeadLetters
+from ladle.streaming.decode import OFFSET, Decoder
+from ladle.streaming.metrics import StreamMetrics
+from ladle.streaming.offline_log import OfflineLog
+from ladle.types import EVENT_TIMESTAMP
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+    from ladle.online.base import OnlineStore
+
+log = logging.getLogger(__name__)
+_US_PER_S = 1_000_000
+
+
+class Step(Protocol):
+    """What the engine returns for one micro-batch (``ladle.aggregation.incremental.Step``)."""
+
+    @property
+    def accepted(self) -> pa.Table: ...
+    @property
+    def late(self) -> pa.Table: ...
+    @property
+    def rows(self) -> Mapping[str, pa.Table]: ...
+    @property
+    def watermark_us(self) -> int | None: ...
+
+
+class Engine(Protocol):
+    """The incremental engine of one partition of one source (``PartitionEngine``)."""
+
+    def restore(self, accepted: pa.Table) -> None: ...
+    def process(self, events: pa.Table) -> Step: ...
+    @property
+    def watermark_us(self) -> int | None: ...
+    @property
+    def retained(self) -> int: ...
+
+
+EngineFactory = Callable[[KafkaSource, Sequence[StreamFeatureView], int], Engine]
+
+
+def default_engine_factory(source: KafkaSource, views: Sequence[StreamFeatureView], partition: int) -> Engine:
+    """A ``PartitionEngine`` from :mod:`ladle.aggregation.incremental`."""
+    from ladle.aggregation.incremental import PartitionEngine
+
+    engine: Engine = PartitionEngine(source, views, partition)
+    return engine
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """How one runner consumes (from ``stream:`` in feature_store.yaml and the CLI)."""
+
+    group_id: str
+    bootstrap_servers: str
+    kafka: Mapping[str, Any] = field(default_factory=dict)
+    dead_letter_suffix: str = ".dlq"
+    max_batch_events: int = 10_000
+    poll_timeout_ms: int = 5
+    offline_flush_seconds: float = 1.0
+    offline_flush_events: int = 50_000
+
+    def consumer_config(self) -> dict[str, Any]:
+        """librdkafka consumer settings: Ladle's defaults, then ``stream.kafka`` (which wins), then ours."""
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
+            "fetch.wait.max.ms": 10,
+            "enable.partition.eof": False,
+            **self.kafka,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+        }
+
+    def producer_config(self) -> dict[str, Any]:
+        """librdkafka producer settings for dead letters (``stream.kafka`` minus consumer-only keys)."""
+        consumer_only = {"auto.offset.reset", "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms",
+                         "fetch.wait.max.ms", "group.instance.id", "partition.assignment.strategy",
+                         "isolation.level", "fetch.min.bytes", "fetch.max.bytes", "group.protocol"}  # fmt: skip
+        kept = {k: v for k, v in self.kafka.items() if k not in consumer_only}
+        return {"bootstrap.servers": self.bootstrap_servers, **kept}
+
+
+@dataclass
+class SourcePlan:
+    """One Kafka source and what the runner needs for it."""
+
+    source: KafkaSource
+    views: list[StreamFeatureView]
+    decoder: Decoder
+    log: OfflineLog
+    #: how far back (µs, before the partition's newest event time) restored events reach
+    lookback_us: int
+
+
+@dataclass
+class SourceState:
+    """One source on one partition: its engine and the accepted events not yet in a file."""
+
+    engine: Engine
+    pending: list[pa.Table] = field(default_factory=list)
+    pending_rows: int = 0
+    first_pending: int | None = None
+
+
+@dataclass
+class PartitionState:
+    """One assigned partition."""
+
+    topic: str
+    partition: int
+    position: int  # the next offset to read: every earlier message is handled
+    committed: int
+    sources: dict[str, SourceState]
+
+    def commit_offset(self) -> int:
+        """The offset safe to commit: before the first event still only in memory."""
+        firsts = [s.first_pending for s in self.sources.values() if s.first_pending is not None]
+        return min([*firsts, self.position])
+
+
+class StreamRunner:
+    """Runs the consume loop until :meth:`stop` (or a signal handler calling it)."""
+
+    def __init__(
+        self,
+        project: str,
+        plans: Sequence[SourcePlan],
+        online: OnlineStore,
+        settings: RunnerSettings,
+        metrics: StreamMetrics | None = None,
+        engine_factory: EngineFactory = default_engine_factory,
+    ) -> None:
+        self.project = project
+        self.plans = list(plans)
+        self.online = online
+        self.settings = settings
+        self.metrics = metrics or StreamMetrics()
+        self.engine_factory = engine_factory
+        self.by_topic: dict[str, list[SourcePlan]] = {}
+        for plan in self.plans:
+            self.by_topic.setdefault(plan.source.topic, []).append(plan)
+        self.views = {v.name: v for p in self.plans for v in p.views}
+        self._partitions: dict[tuple[str, int], PartitionState] = {}
+        self._parked: dict[tuple[str, int], PartitionState] = {}
+        self._stop = threading.Event()
+        self._last_flush = time.monotonic()
+        self._dlq: DeadLetters | None = None
+        self._consumer: Consumer | None = None
+        self._warned: set[str] = set()
+        self._failed = False
+        #: monotonic time of the last loop turn (for /health)
+        self.heartbeat = time.monotonic()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish its micro-batch, flush, commit and return."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stop.is_set()
+
+    def assignment(self) -> list[tuple[str, int]]:
+        """The partitions this runner holds now."""
+        return sorted(self._partitions)
+
+    def run(self) -> None:
+        """Consume until stopped; flush and commit on the way out."""
+        from confluent_kafka import Consumer, KafkaException
+
+        self._dlq = DeadLetters(self.settings.producer_config(), self.settings.dead_letter_suffix)
+        consumer = Consumer(self.settings.consumer_config(), logger=log)
+        self._consumer = consumer
+        try:
+            consumer.subscribe(
+                sorted(self.by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+            self._loop(consumer)
+        except BaseException as exc:
+            # Something of the last micro-batch may be missing online or in files: leave the group
+            # without writing or committing anything more (the next owner replays from the commit).
+            self._failed = True
+            if isinstance(exc, KafkaException):
+                err = exc.args[0] if exc.args else None
+                raise BackendUnavailableError(f"Kafka: {err.str() if err is not None else exc}") from exc
+            raise
+        finally:
+            try:
+                consumer.close()  # revokes: the callback flushes and commits what is left
+            finally:
+                self._consumer = None
+                self._dlq.close()
+
+    def _loop(self, consumer: Consumer) -> None:
+        timeout = self.settings.poll_timeout_ms / 1000
+        while not self._stop.is_set():
+            messages = consumer.consume(self.settings.max_batch_events, timeout)
+            if messages:
+                self._handle(messages)
+            self._maybe_flush(consumer)
+            self.heartbeat = time.monotonic()
+        self._flush(consumer, list(self._partitions.values()))
+
+    # -- one micro-batch -----------------------------------------------------------------------
+
+    def _handle(self, messages: list[Message]) -> None:
+        groups: dict[tuple[str, int], list[Message]] = {}
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                self._kafka_error(err)
+                continue
+            groups.setdefault((str(m.topic()), int(m.partition())), []).append(m)
+        out: dict[str, list[pa.Table]] = {}
+        handled: list[Message] = []
+        for key, fetched in groups.items():
+            state = self._partitions.get(key)
+            if state is None:  # revoked since it was fetched: the next owner reads it
+                continue
+            batch = [m for m in fetched if m.offset() >= state.position]
+            if not batch:
+                continue
+            values = [m.value() for m in batch]
+            offsets = [int(m.offset()) for m in batch]
+            for plan in self.by_topic[key[0]]:
+                self._process(plan, state.sources[plan.source.name], key[1], batch, values, offsets, out)
+            state.position = offsets[-1] + 1
+            handled.extend(batch)
+        self._write_online(out)
+        if handled:
+            now_ms = time.time() * 1000
+            stamps = np.fromiter((m.timestamp()[1] for m in handled), dtype=np.float64, count=len(handled))
+            self.metrics.latency.observe_many(np.maximum(now_ms - stamps, 0.0) / 1000)
+
+    def _process(
+        self,
+        plan: SourcePlan,
+        state: SourceState,
+        partition: int,
+        batch: list[Message],
+        values: list[bytes | None],
+        offsets: list[int],
+        out: dict[str, list[pa.Table]],
+    ) -> None:
+        name = plan.source.name
+        decoded = plan.decoder.decode(values, partition, offsets)
+        self.metrics.events_in.labels(source=name).inc(len(batch))
+        for r in decoded.rejected:
+            self._dead_letter(name, batch[r.index], r.reason, r.detail)
+        step = state.engine.process(decoded.table)
+        if step.late.num_rows:
+            by_offset = dict(zip(offsets, batch, strict=True))
+            delay = plan.source.watermark_delay_threshold
+            for offset in step.late.column(OFFSET).to_pylist():
+                detail = (
+                    f"event time is older than the partition's newest accepted event time minus "
+                    f"watermark_delay_threshold ({delay}); watermark now {_iso(step.watermark_us)}"
+                )
+                self._dead_letter(name, by_offset[offset], "late", detail)
+        accepted = step.accepted
+        if accepted.num_rows:
+            self.metrics.accepted.labels(source=name).inc(accepted.num_rows)
+            if state.first_pending is None:
+                state.first_pending = int(accepted.column(OFFSET)[0].as_py())
+            state.pending.append(accepted)
+            state.pending_rows += accepted.num_rows
+        for view_name, rows in step.rows.items():
+            if rows.num_rows:
+                out.setdefault(view_name, []).append(rows)
+        self.metrics.retained.labels(source=name, partition=str(partition)).set(state.engine.retained)
+
+    def _dead_letter(self, source: str, message: Message, reason: str, detail: str) -> None:
+        assert self._dlq is not None
+        self._dlq.send(message, reason, detail)
+        self.metrics.dead_letters.labels(source=source, reason=reason).inc()
+
+    def _write_online(self, out: Mapping[str, list[pa.Table]]) -> None:
+        for view_name, tables in out.items():
+            view = self.views[view_name]
+            rows = online_rows(view, pa.concat_tables(tables) if len(tables) > 1 else tables[0])
+            if view.online:
+                self.online.write(self.project, view, rows)
+            self.metrics.emitted.labels(feature_view=view_name).inc(sum(t.num_rows for t in tables))
+            newest = rows.column(EVENT_TIMESTAMP).cast(pa.int64())
+            top = pc.max(newest).as_py()
+            if top is not None:
+                self.metrics.set_newest(view_name, top / _US_PER_S)
+
+    def _kafka_error(self, err: KafkaError) -> None:
+        from confluent_kafka import KafkaException
+
+        if err.fatal():
+            raise BackendError(f"Kafka: {err.str()}") from KafkaException(err)
+        text = err.str()
+        if text not in self._warned:  # e.g. a topic that does not exist yet: said once
+            self._warned.add(text)
+            log.warning("Kafka: %s", text)
+
+    # -- flush and commit ------------------------------------------------------------------------
+
+    def _maybe_flush(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        states = list(self._partitions.values())
+        due = now - self._last_flush >= self.settings.offline_flush_seconds
+        if not due:
+            limit = self.settings.offline_flush_events
+            due = any(s.pending_rows >= limit for p in states for s in p.sources.values())
+        if due:
+            self._flush(consumer, states)
+            self._update_lag(consumer, states)
+
+    def _flush(self, consumer: Consumer, states: Sequence[PartitionState]) -> None:
+        """Write the buffered events of ``states`` to files, flush dead letters, commit their offsets."""
+        started = time.perf_counter()
+        for state in states:
+            for plan in self.by_topic[state.topic]:
+                self._write_files(plan, state, state.sources[plan.source.name])
+        assert self._dlq is not None
+        self._dlq.flush()
+        self._commit(consumer, states)
+        self._last_flush = time.monotonic()
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+
+    def _write_files(self, plan: SourcePlan, partition: PartitionState, state: SourceState) -> None:
+        if not state.pending:
+            return
+        events = pa.concat_tables(state.pending) if len(state.pending) > 1 else state.pending[0]
+        plan.log.write(partition.partition, events)
+        self.metrics.offline_rows.labels(source=plan.source.name).inc(events.num_rows)
+        state.pending, state.pending_rows, state.first_pending = [], 0, None
+
+    def _commit(self, consumer: Consumer, states: Sequence[PartitionState]) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        todo = [(s, s.commit_offset()) for s in states]
+        todo = [(s, o) for s, o in todo if o > s.committed]
+        if not todo:
+            return
+        try:
+            consumer.commit(offsets=[TopicPartition(s.topic, s.partition, o) for s, o in todo], asynchronous=False)
+        except KafkaException as exc:  # e.g. a rebalance under way: the next flush (or owner) commits
+            log.warning("Kafka: commit failed, will retry: %s", exc.args[0].str() if exc.args else exc)
+            return
+        for s, o in todo:
+            s.committed = o
+
+    def _update_lag(self, consumer: Consumer, states: Sequence[PartitionState]) -> None:
+        from confluent_kafka import TopicPartition
+
+        for s in states:
+            try:
+                _, high = consumer.get_watermark_offsets(TopicPartition(s.topic, s.partition), cached=True)
+            except Exception:  # no fetch response yet: no number to show
+                continue
+            if high is not None and high >= 0:
+                self.metrics.lag.labels(topic=s.topic, partition=str(s.partition)).set(max(0, high - s.position))
+
+    # -- rebalance --------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = consumer.committed(partitions, timeout=10) if partitions else []
+        for tp, c in zip(partitions, committed, strict=True):
+            key = (str(tp.topic), int(tp.partition))
+            start = int(c.offset) if c.offset is not None and c.offset >= 0 else self._reset_offset(consumer, tp)
+            parked = self._parked.pop(key, None)
+            for plan in self.by_topic[key[0]]:
+                plan.log.truncate_from(key[1], start)
+            if parked is not None and parked.position == start and parked.commit_offset() == start:
+                state = parked  # nobody moved this partition since we gave it up: the engine is current
+            else:
+                state = self._restore(key, start)
+            state.committed = int(c.offset) if c.offset is not None and c.offset >= 0 else -1
+            self._partitions[key] = state
+            tp.offset = start
+        consumer.assign(partitions)
+        log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(self._partitions)) or "nothing")
+
+    def _restore(self, key: tuple[str, int], start: int) -> PartitionState:
+        sources: dict[str, SourceState] = {}
+        for plan in self.by_topic[key[0]]:
+            engine = self.engine_factory(plan.source, plan.views, key[1])
+            history = plan.log.read_recent(key[1], plan.lookback_us)
+            if history.num_rows:
+                engine.restore(history)
+            sources[plan.source.name] = SourceState(engine)
+            self.metrics.retained.labels(source=plan.source.name, partition=str(key[1])).set(engine.retained)
+        return PartitionState(key[0], key[1], start, -1, sources)
+
+    def _reset_offset(self, consumer: Consumer, tp: TopicPartition) -> int:
+        """Where a partition without a committed offset starts (``auto.offset.reset``)."""
+        from confluent_kafka import KafkaException
+
+        reset = str(self.settings.consumer_config().get("auto.offset.reset", "earliest"))
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+        except KafkaException as exc:
+            raise BackendUnavailableError(f"Kafka: cannot read the offsets of {tp.topic}[{tp.partition}]") from exc
+        return int(high if reset in ("latest", "largest", "end") else low)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._failed:
+            self._drop(partitions)
+            return
+        states = [s for tp in partitions if (s := self._partitions.pop((tp.topic, tp.partition), None)) is not None]
+        if states:
+            self._flush(consumer, states)
+        for s in states:
+            self._parked[(s.topic, s.partition)] = s
+            self._forget(s)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Someone else may own them already: write nothing more for them (their owner replays).
+        self._drop(partitions)
+        log.warning("lost %d partitions (session timeout); their unflushed events are replayed by the next owner",
+                    len(partitions))  # fmt: skip
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            state = self._partitions.pop((tp.topic, tp.partition), None)
+            if state is not None:
+                self._forget(state)
+
+    def _forget(self, state: PartitionState) -> None:
+        with contextlib.suppress(KeyError):
+            self.metrics.lag.remove(state.topic, str(state.partition))
+
+
+def online_rows(view: StreamFeatureView, rows: pa.Table) -> pa.Table:
+    """The engine's rows of ``view`` as the online store takes them: join keys, features, ``event_timestamp``,
+    one row per key: the one the store would keep of them all (the newest event time, and of equal
+    ones the last written), so a micro-batch writes each key once.
+
+    No created timestamp: the store stamps the write time, so at an equal event time the later
+    write (a re-emitted correction) wins (rule 9).
+    """
+    ts = view.source.timestamp_field
+    names = rows.column_names
+    columns: dict[str, pa.ChunkedArray | pa.Array] = {k: rows.column(k) for k in view.join_keys}
+    for feature in view.feature_names:
+        if feature in names:
+            columns[feature] = rows.column(feature)
+    columns[EVENT_TIMESTAMP] = rows.column(ts if ts in names else EVENT_TIMESTAMP)
+    table = pa.table(columns)
+    if table.num_rows < 2:
+        return table
+    order = "__ladle_order"
+    ranked = table.append_column(order, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    ranked = ranked.sort_by([(EVENT_TIMESTAMP, "ascending"), (order, "ascending")])
+    last = ranked.group_by(view.join_keys, use_threads=False).aggregate([(order, "last")])
+    if last.num_rows == table.num_rows:
+        return table
+    return table.take(np.sort(last.column(f"{order}_last").to_numpy()))
+
+
+def _iso(micros: int | None) -> str:
+    if micros is None:
+        return "none"
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(micros / _US_PER_S, UTC).isoformat()
