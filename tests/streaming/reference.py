@@ -61,23 +61,14 @@ def expected(view: StreamFeatureView, arrivals: Sequence[Arrival]) -> Expected:
         newest[a.partition] = max(newest.get(a.partition, t), t)
     out.watermarks = {p: newest[p] - delay if p in newest else None for p in {a.partition for a in arrivals}}
 
-    winners: dict[tuple[Key, int], Arrival] = {}
-    for a in out.accepted:  # rule 3: greatest created, then accepted last
-        ident = (_key(view, a.row), a.row[ts])
+    survivors = _udf(view, out.accepted, ts, created)  # rule 3
+    winners: dict[tuple[Key, int], tuple[Arrival, dict[str, Any]]] = {}
+    for a, row in survivors:  # rule 4, among the udf's survivors: greatest created, then accepted last
+        ident = (_key(view, row), row[ts])
         prev = winners.get(ident)
-        if prev is None or (a.row.get(created) if created else 0) >= (prev.row.get(created) if created else 0):
-            winners[ident] = a
-    events = [dict(a.row) for _, a in sorted(winners.items(), key=lambda kv: (repr(kv[0][0]), kv[0][1]))]
-    if view.udf is not None and events:  # rule 4: times as datetime64[us, UTC] in the udf's frame
-        times = [c for c in (ts, created) if c]
-        frame = pd.DataFrame(events)
-        for c in times:
-            frame[c] = pd.to_datetime(frame[c], unit="us", utc=True).astype("datetime64[us, UTC]")
-        frame = view.udf(frame)
-        for c in times:
-            if c in frame.columns:
-                frame[c] = frame[c].astype("datetime64[us, UTC]").astype("int64")
-        events = frame.to_dict("records")
+        if prev is None or (a.row.get(created) if created else 0) >= (prev[0].row.get(created) if created else 0):
+            winners[ident] = (a, row)
+    events = [row for _, (_, row) in sorted(winners.items(), key=lambda kv: (repr(kv[0][0]), kv[0][1]))]
     if not view.aggregations:  # rule 8
         for e in events:
             out.rows[(_key(view, e), e[ts])] = {f: e.get(f) for f in view.feature_names}
@@ -112,6 +103,44 @@ def expected(view: StreamFeatureView, arrivals: Sequence[Arrival]) -> Expected:
 
 
 _US = __import__("datetime").timedelta(microseconds=1)
+
+
+def _udf(
+    view: StreamFeatureView, accepted: list[Arrival], ts: str, created: str | None
+) -> list[tuple[Arrival, dict[str, Any]]]:
+    """Rule 3: the udf on every accepted event (times as datetime64[us, UTC]); each survivor with its event."""
+    survivors: list[tuple[Arrival, dict[str, Any]]] = [(a, dict(a.row)) for a in accepted]
+    if view.udf is None or not survivors:
+        return survivors
+    times = [c for c in (ts, created) if c]
+    frame = pd.DataFrame([row for _, row in survivors])
+    for c in times:
+        frame[c] = pd.to_datetime(frame[c], unit="us", utc=True).astype("datetime64[us, UTC]")
+    frame = view.udf(frame)
+    for c in times:
+        if c in frame.columns:
+            frame[c] = frame[c].astype("datetime64[us, UTC]").astype("int64")
+    # the index says which event each output row is (the test udfs keep it, or keep whole identities)
+    positions = _positions(frame, survivors, view, ts)
+    return [(accepted[i], row) for i, row in zip(positions, frame.to_dict("records"), strict=True)]
+
+
+def _positions(
+    frame: pd.DataFrame, given: list[tuple[Arrival, dict[str, Any]]], view: StreamFeatureView, ts: str
+) -> list[int]:
+    """Which input event each udf output row is: its index, or, when the udf renumbered, the k-th event
+    of its (K, t) in order (the tests' renumbering udf keeps or drops all the events of an identity)."""
+    index = list(frame.index)
+    rows = frame.to_dict("records")
+    by_index = all(pd.api.types.is_integer(i) and 0 <= i < len(given) for i in index) and all(
+        (_key(view, given[i][1]), given[i][1][ts]) == (_key(view, r), r[ts]) for i, r in zip(index, rows, strict=True)
+    )
+    if by_index and len(set(index)) == len(index):
+        return [int(i) for i in index]
+    slots: dict[tuple[Key, int], list[int]] = {}
+    for i, (_, row) in enumerate(given):
+        slots.setdefault((_key(view, row), row[ts]), []).append(i)
+    return [slots[(_key(view, r), r[ts])].pop(0) for r in rows]
 
 
 def _key(view: StreamFeatureView, row: dict[str, Any]) -> Key:

@@ -4,18 +4,21 @@
 
 The stages, each over the whole input (no per-row Python):
 
-1. **Dedup** (rule 3), SQL: rows with a NULL join key, event time or (declared) created time are
-   dropped (the stream dead-letters them); of the rows of one identity ``(K, t)`` the one with the
-   greatest created time wins, then the greatest ``_kafka_offset`` (then ``_kafka_partition``;
-   a row without one loses), then the row that comes last in the input.
-2. **udf** (rule 4), pandas: the winning events without the ``_kafka_*`` columns, event time as
-   ``datetime64`` in UTC.
-3. **Windows** (rules 5 and 6), SQL window functions over event time in epoch microseconds.
+1. **Valid rows**: rows with a NULL join key, event time or (declared) created time are dropped
+   (the stream dead-letters them).
+2. **udf** (rule 3), pandas: every remaining event (duplicates included) without the ``_kafka_*``
+   columns, event time as ``datetime64`` in UTC. Its output rows are matched back to their events
+   by position (``frames.run_udf``), which carries the created time, ``_kafka_offset``,
+   ``_kafka_partition`` and input position through for the next stage.
+3. **Dedup** (rule 4), SQL, over the udf's surviving rows: of the rows of one identity ``(K, t)``
+   the one with the greatest created time wins, then the greatest ``_kafka_offset`` (then
+   ``_kafka_partition``; a row without one loses), then the row that comes last in the input.
+4. **Windows** (rules 5 and 6), SQL window functions over event time in epoch microseconds.
    A continuous window ``(t - w, t]`` is ``RANGE BETWEEN w - 1 PRECEDING AND CURRENT ROW``. For
    hopping windows the window ends are generated first (each bucket ``(e - s, e]`` holding an event
    opens the ``w_max / s`` ends from ``e`` on) and placed among the events as rows without values,
    so the same frames give each end its aggregates; only the end rows are kept.
-4. **derive** (rule 7), pandas: on the aggregate columns of the output rows.
+5. **derive** (rule 7), pandas: on the aggregate columns of the output rows.
 
 Without aggregations (rule 8) the output rows are the winning events (after the udf).
 """
@@ -32,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ladle.aggregation import frames
 from ladle.definitions import StreamFeatureView
 from ladle.definitions.stream_feature_view import KAFKA_COLUMNS
 from ladle.errors import DataSourceError, DefinitionError
@@ -56,7 +60,7 @@ def compute(view: StreamFeatureView, events: pa.Table, *, con: duckdb.DuckDBPyCo
 
     ``events`` has the batch source's columns under the view's names (after ``field_mapping``),
     timestamps as Arrow timestamps (naive = UTC), and optionally ``_kafka_partition`` and
-    ``_kafka_offset`` (ints) for rule 3's last tie-break. The transforms must be bound
+    ``_kafka_offset`` (ints) for rule 4's last tie-break. The transforms must be bound
     (:meth:`StreamFeatureView.bind`) when the view has any.
 
     Returns one row per output identity, ordered by join keys then time: the join keys, the event
@@ -69,10 +73,11 @@ def compute(view: StreamFeatureView, events: pa.Table, *, con: duckdb.DuckDBPyCo
     own = con is None
     cur = duckdb.connect() if con is None else con
     try:
-        with _registered(cur, _prepared(view, events)) as name:
-            winners = _dedup(cur, view, events.column_names, name)
+        valid = _valid(view, _prepared(view, events))
         if view.udf is not None:
-            winners = _run_udf(view, winners)
+            valid = _run_udf(view, valid)
+        with _registered(cur, valid) as name:
+            winners = _dedup(cur, view, valid.column_names, name)
         if not view.aggregations:
             return _finish(view, winners, winners)
         with _registered(cur, _values(view, winners)) as name:
@@ -153,49 +158,65 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-# -- stage 1: dedup -----------------------------------------------------------------------------
+# -- stage 1: valid rows ------------------------------------------------------------------------
 
 
-def _dedup(con: duckdb.DuckDBPyConnection, view: StreamFeatureView, columns: list[str], table: str) -> pa.Table:
-    src = view.batch_source
-    keys = [_q(k) for k in view.join_keys]
-    not_null = [f"{k} IS NOT NULL" for k in keys] + [f"{_T} IS NOT NULL"]
-    order = []
-    if src.created_timestamp_column:
-        not_null.append(f"{_C} IS NOT NULL")
-        order.append(f"{_C} DESC")
-    order += [f"{_q(c)} DESC NULLS LAST" for c in (KAFKA_OFFSET, KAFKA_PARTITION) if c in columns]
-    order.append(f"{_POS} DESC")
-    kept = [c for c in columns if c not in KAFKA_COLUMNS]
-    select = ", ".join([*(_q(c) for c in kept), _T])
-    sql = (
-        f"SELECT {select} FROM {table} WHERE {' AND '.join(not_null)}\n"
-        f"QUALIFY row_number() OVER (PARTITION BY {', '.join([*keys, _T])} ORDER BY {', '.join(order)}) = 1\n"
-        f"ORDER BY {', '.join([*keys, _T])}"
-    )
-    return con.sql(sql).to_arrow_table()
+def _valid(view: StreamFeatureView, table: pa.Table) -> pa.Table:
+    """The rows the stream would accept: join keys, event time and (declared) created time present."""
+    needed = [*view.join_keys, _T, *([_C] if view.batch_source.created_timestamp_column else [])]
+    if not any(table.column(c).null_count for c in needed):
+        return table
+    mask = table.column(needed[0]).is_valid()
+    for c in needed[1:]:
+        mask = pc.and_(mask, table.column(c).is_valid())
+    return table.filter(mask)
 
 
 # -- stage 2: udf -------------------------------------------------------------------------------
 
 
-def _run_udf(view: StreamFeatureView, winners: pa.Table) -> pa.Table:
+_INTERNAL = (_T, _C, _POS)
+
+
+def _run_udf(view: StreamFeatureView, events: pa.Table) -> pa.Table:
+    """The udf's output rows, each with its event's time, created time, Kafka columns and position."""
     assert view.udf is not None
     src = view.batch_source
-    events = winners.drop_columns([_T])
-    for name in (src.timestamp_field, src.created_timestamp_column):
-        if name:  # DuckDB hands them back in its own spelling of UTC
-            events = events.set_column(events.column_names.index(name), name, _as_utc(events.column(name)))
-    frame = events.to_pandas()
-    out = view.udf(frame)
+    hidden = [c for c in events.column_names if c in KAFKA_COLUMNS or c in _INTERNAL]
+    t = np.asarray(events.column(_T).to_numpy(), dtype=np.int64)
+    positions, out = frames.run_udf(view, events.drop_columns(hidden), t, src.timestamp_field)
     what = f"stream feature view '{view.name}': udf {view.udf.qualname}"
     _check_frame(what, out, [*view.join_keys, src.timestamp_field])
-    table = _from_pandas(what, out)
-    t = table.column(src.timestamp_field)
-    if not pa.types.is_timestamp(t.type):
-        raise DefinitionError(f"{what} made '{src.timestamp_field}' a {t.type}; it must keep the event time")
-    table = table.set_column(table.column_names.index(src.timestamp_field), src.timestamp_field, _as_utc(t))
-    return table.append_column(_T, _micros(t))
+    table = _from_pandas(what, out.drop(columns=[c for c in out.columns if c in hidden]))
+    ts = table.column(src.timestamp_field)
+    if not pa.types.is_timestamp(ts.type):
+        raise DefinitionError(f"{what} made '{src.timestamp_field}' a {ts.type}; it must keep the event time")
+    table = table.set_column(table.column_names.index(src.timestamp_field), src.timestamp_field, _as_utc(ts))
+    carried = events.select(hidden).take(pa.array(positions, pa.int64()))
+    for name in hidden:
+        table = table.append_column(name, carried.column(name))
+    return table
+
+
+# -- stage 3: dedup -----------------------------------------------------------------------------
+
+
+def _dedup(con: duckdb.DuckDBPyConnection, view: StreamFeatureView, columns: list[str], table: str) -> pa.Table:
+    src = view.batch_source
+    keys = [_q(k) for k in view.join_keys]
+    order = []
+    if src.created_timestamp_column:
+        order.append(f"{_C} DESC")
+    order += [f"{_q(c)} DESC NULLS LAST" for c in (KAFKA_OFFSET, KAFKA_PARTITION) if c in columns]
+    order.append(f"{_POS} DESC")
+    kept = [c for c in columns if c not in KAFKA_COLUMNS and c not in _INTERNAL]
+    select = ", ".join([*(_q(c) for c in kept), _T])
+    sql = (
+        f"SELECT {select} FROM {table}\n"
+        f"QUALIFY row_number() OVER (PARTITION BY {', '.join([*keys, _T])} ORDER BY {', '.join(order)}) = 1\n"
+        f"ORDER BY {', '.join([*keys, _T])}"
+    )
+    return con.sql(sql).to_arrow_table()
 
 
 def _check_frame(what: str, frame: object, required: list[str]) -> None:
@@ -215,7 +236,7 @@ def _from_pandas(what: str, frame: pd.DataFrame) -> pa.Table:
         raise DefinitionError(f"{what} returned a frame Arrow cannot read: {exc}") from exc
 
 
-# -- stage 3: windows ---------------------------------------------------------------------------
+# -- stage 4: windows ---------------------------------------------------------------------------
 
 
 def _value_columns(view: StreamFeatureView) -> list[str]:
@@ -310,7 +331,7 @@ def _with_ends(view: StreamFeatureView, table: str) -> str:
     return f"(SELECT *, 0 AS {_END} FROM {table} UNION ALL BY NAME SELECT *, 1 AS {_END} FROM ({ends}))"
 
 
-# -- stage 4: derive and the output -------------------------------------------------------------
+# -- stage 5: derive and the output -------------------------------------------------------------
 
 
 def _run_derive(view: StreamFeatureView, rows: pa.Table) -> pa.Table:

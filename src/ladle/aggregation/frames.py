@@ -1,10 +1,12 @@
 """Moving columns between Arrow, pandas and NumPy for the incremental engine, and running transforms.
 
-A view's ``udf`` and ``derive`` are pandas functions (docs/streaming.md rules 4 and 7). The
-engine hands ``udf`` a DataFrame of newly winning events and must know which event each output
-row came from: row-level functions keep the DataFrame's index (filters like ``df.loc[mask]`` do),
-so the index says it; when a function resets the index, the rows are matched back by join keys
-and event time instead (unique among one micro-batch's winners).
+A view's ``udf`` and ``derive`` are pandas functions (docs/streaming.md rules 3 and 7). Both
+executions hand ``udf`` a DataFrame of accepted events (duplicates included: identity comes after
+it) and must know which event each output row came from, for its created time and offset: row-level
+functions keep the DataFrame's index (filters like ``df.loc[mask]`` do), so the index says it. When
+a function resets the index, the rows are matched back by join keys and event time instead; events
+sharing one ``(K, t)`` are matched in order when the udf kept all of them, and refused when it kept
+only some (nothing then says which).
 """
 
 from __future__ import annotations
@@ -62,10 +64,11 @@ def to_float(column: pa.ChunkedArray | pa.Array | pd.Series, numeric: bool, what
     return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def run_udf(view: StreamFeatureView, rows: pa.Table, t: I64) -> tuple[I64, pd.DataFrame]:
+def run_udf(view: StreamFeatureView, rows: pa.Table, t: I64, ts: str | None = None) -> tuple[I64, pd.DataFrame]:
     """Apply ``view.udf`` to ``rows``: the positions (into ``rows``) of the rows it kept, and its output.
 
-    ``t`` is the rows' event time in µs. Output row ``i`` belongs to input row ``positions[i]``.
+    ``t`` is the rows' event time in µs, under column ``ts`` (the source's ``timestamp_field`` when
+    not given). Output row ``i`` belongs to input row ``positions[i]``.
     """
     assert view.udf is not None
     frame = rows.to_pandas()
@@ -73,7 +76,7 @@ def run_udf(view: StreamFeatureView, rows: pa.Table, t: I64) -> tuple[I64, pd.Da
     what = f"stream feature view '{view.name}': udf"
     if not isinstance(out, pd.DataFrame):
         raise DefinitionError(f"{what} must return a pandas DataFrame, got {type(out).__name__}")
-    ts = view.source.timestamp_field
+    ts = ts or view.source.timestamp_field
     missing = [c for c in [*view.join_keys, ts] if c not in out.columns]
     if missing:
         raise DefinitionError(f"{what} dropped the columns {missing}; it must keep the join keys and event time")
@@ -100,12 +103,22 @@ def _by_index(keys: Sequence[str], frame: pd.DataFrame, t: I64, out: pd.DataFram
 
 
 def _by_identity(keys: Sequence[str], frame: pd.DataFrame, t: I64, out: pd.DataFrame, out_t: I64, what: str) -> I64:
-    """Positions found by (join keys, event time), unique among the winners given to the udf."""
+    """Positions found by (join keys, event time); events of one identity match in order when all were kept."""
+    on = [*keys, "__t"]
     left = pd.DataFrame({**{k: frame[k].to_numpy() for k in keys}, "__t": t, "__row": np.arange(len(frame))})
     right = pd.DataFrame({**{k: out[k].to_numpy() for k in keys}, "__t": out_t, "__out": np.arange(len(out))})
-    merged = right.merge(left, on=[*keys, "__t"], how="left", sort=False).sort_values("__out")
+    left["__n"] = left.groupby(on, sort=False, dropna=False).cumcount()
+    right["__n"] = right.groupby(on, sort=False, dropna=False).cumcount()
+    left["__of"] = left.groupby(on, sort=False, dropna=False)["__row"].transform("size")
+    right["__of"] = right.groupby(on, sort=False, dropna=False)["__out"].transform("size")
+    merged = right.merge(left, on=[*on, "__n"], how="left", sort=False, suffixes=("", "_in")).sort_values("__out")
     if len(merged) != len(out) or merged["__row"].isna().any():
         raise DefinitionError(f"{what} returned rows that match no input event; it must keep join keys and event time")
+    if (merged["__of"] != merged["__of_in"]).any():
+        raise DefinitionError(
+            f"{what} lost the frame's index and kept only some of several events with one join key and event time, "
+            "so which it kept is unknown; keep the index (row-level pandas filters such as df.loc[mask] do)"
+        )
     return np.asarray(merged["__row"], dtype=np.int64)
 
 
