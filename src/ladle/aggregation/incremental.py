@@ -5,10 +5,16 @@ of one partition of one ``KafkaSource``, for every ``StreamFeatureView`` over th
 what to write online. It does no I/O: the stream runtime feeds it micro-batches in offset order and
 writes what each :class:`Step` returns.
 
-**State.** Views sharing join keys share one identity table (rule 3 is about ``(K, t)``, so views
-with other keys keep their own). It holds, per key and sorted by event time, every winning event
-still needed: its created time and offset (to settle later duplicates) and, per view, whether the
-view's ``udf`` kept it and the values of the columns the view aggregates (``runs.Runs``).
+**udf and identity.** Each micro-batch's accepted events go through the ``udf`` first (rule 3,
+row-level); identity (rule 4) is settled among its surviving rows only, so an event the udf drops
+neither counts nor replaces an earlier winner. The watermark (rule 2) still uses every accepted
+event.
+
+**State.** Views sharing join keys and udf share one identity table (rule 4 is about ``(K, t)``
+among one udf's survivors, so views with other keys or another udf keep their own). It holds, per
+key and sorted by event time, every winning event still needed: its created time and offset (to
+settle later duplicates) and, per view, the values of the columns the view aggregates
+(``runs.Runs``).
 
 **Eviction bound.** Every event accepted from now on has ``t >= W`` (the watermark only rises).
 A continuous view writes rows only at the time of an accepted event or, as a correction, at a later
@@ -20,18 +26,19 @@ duplicate that can still be accepted also has ``t >= W``. So an entry with
 events arrived since the last pass (a quarter of the state, at least 1,024), so it costs O(1) per
 event; until then a few extra entries sit harmlessly outside every window.
 
-**Continuous views** (rule 5). An accepted winner at ``(K, t)`` (new, or replacing a duplicate)
+**Continuous views** (rule 5). A new winner at ``(K, t)`` (new, or replacing a duplicate)
 changes the rows of ``K`` at ``t <= t' < t + w_max``: all of them are recomputed and written again
 (in order, that is just the new row). Each row's window ``(t' - w, t']`` is found by a vectorized
 binary search inside the key's run and aggregated by ``windows.aggregate``.
 
 **Hopping views** (rule 6). After each micro-batch the window ends ``e`` (multiples of the slide)
-with ``W_before <= e < W_after`` are written, for each key holding a kept event in
+with ``W_before <= e < W_after`` are written, for each key holding a winning event in
 ``(e - w_max, e]``. No event that could change them can still be accepted, so each is written once
 and is final.
 
 **Restore.** ``restore`` rebuilds the watermark (newest accepted time minus the delay) and the
-state from the events the partition accepted before, read back from the offline store. Hopping
+state from the events the partition accepted before, read back from the offline store (through
+the udf again, as any accepted event). Hopping
 ends below the restored watermark count as written: the micro-batch that raised the watermark
 past them was committed, so it wrote them.
 """
@@ -52,6 +59,7 @@ from ladle.aggregation.keys import KeyIndex
 from ladle.aggregation.runs import I64, Runs, changes, ranges, search
 from ladle.aggregation.windows import Windows
 from ladle.definitions import KafkaSource, StreamFeatureView
+from ladle.definitions.stream_feature_view import KAFKA_COLUMNS
 from ladle.errors import DefinitionError, SchemaMismatchError
 
 _US = timedelta(microseconds=1)
@@ -88,10 +96,11 @@ class PartitionEngine:
         self._ts = source.timestamp_field
         self._created = source.created_timestamp_column
         self._delay = source.watermark_delay_threshold // _US
-        by_keys: dict[tuple[str, ...], list[StreamFeatureView]] = {}
-        for view in views:
-            by_keys.setdefault(tuple(view.join_keys), []).append(view)
-        self._groups = [_Group(list(keys), group, self._ts) for keys, group in by_keys.items()]
+        by_identity: dict[tuple[tuple[str, ...], tuple[str, ...] | None], list[StreamFeatureView]] = {}
+        for view in views:  # rule 4 is among the udf's survivors: one identity table per (keys, udf)
+            udf = None if view.udf is None else (view.udf.module, view.udf.qualname, view.udf.sha256)
+            by_identity.setdefault((tuple(view.join_keys), udf), []).append(view)
+        self._groups = [_Group(list(keys), group, self._ts) for (keys, _), group in by_identity.items()]
         self._newest: int | None = None
         self._since_evict = 0
 
@@ -163,11 +172,10 @@ class PartitionEngine:
 
 
 class _View:
-    """One view's share of a group's state: a kept flag and the aggregated columns."""
+    """One view's share of a group's state: the aggregated columns."""
 
     def __init__(self, view: StreamFeatureView, number: int) -> None:
         self.view = view
-        self.kept = f"kept{number}"
         numeric = {a.column for a in view.aggregations if a.function != "count"}
         self.columns = {a.column: (f"v{number}:{a.column}", a.column in numeric) for a in view.aggregations}
         self.horizon = view.max_window // _US
@@ -176,18 +184,18 @@ class _View:
 
 
 class _Group:
-    """The views of one source sharing join keys: one identity table, one set of runs."""
+    """The views of one source sharing join keys and udf: one identity table, one set of runs."""
 
     def __init__(self, keys: list[str], views: list[StreamFeatureView], ts: str) -> None:
         self.keys = KeyIndex(keys)
         self.ts = ts
         self.views = [_View(v, i) for i, v in enumerate(views)]
+        self.udf_view = views[0] if views[0].udf is not None else None  # the group's views share it
         spec: dict[str, tuple[np.dtype[np.generic], object]] = {
             "c": (np.dtype(np.int64), 0),
             "o": (np.dtype(np.int64), 0),
         }
         for v in self.views:
-            spec[v.kept] = (np.dtype(np.bool_), False)
             for name, _ in v.columns.values():
                 spec[name] = (np.dtype(np.float64), np.nan)
         self.runs = Runs(spec, [name for v in self.views for name, _ in v.columns.values()])
@@ -195,12 +203,21 @@ class _Group:
         self.emitted_until: int | None = None
 
     def ingest(self, events: pa.Table, t: I64, c: I64, o: I64) -> tuple[I64, I64, dict[str, pa.Table]]:
-        """Settle identities (rule 3), run udfs on the new winners, update the state.
+        """Run the udf on the accepted events (rule 3), settle identities among its survivors (rule 4),
+        update the state.
 
         Returns the changed identities ``(slot, t)`` and, for views without aggregations, their rows.
         """
         if not events.num_rows:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), {}
+        out: pd.DataFrame | None = None
+        if self.udf_view is not None:
+            hidden = [name for name in events.column_names if name in KAFKA_COLUMNS]
+            kept, out = frames.run_udf(self.udf_view, events.drop_columns(hidden), t)
+            if len(kept) < events.num_rows or not np.array_equal(kept, np.arange(len(kept))):
+                events, t, c, o = events.take(pa.array(kept)), t[kept], c[kept], o[kept]
+            if not events.num_rows:
+                return np.zeros(0, np.int64), np.zeros(0, np.int64), {}
         slot = self.keys.slots(events)
         if self.keys.count > self.runs.slots:
             self.runs.add_slots(self.keys.count - self.runs.slots)
@@ -215,7 +232,7 @@ class _Group:
         replace[np.flatnonzero(found)[beats]] = True
         fresh = ~found
         changed = win[replace | fresh]  # indices into events, sorted by (slot, t)
-        values, rows = self._values(events, changed, t[changed])
+        values, rows = self._values(events, changed, out)
         at = pos[replace]
         sel_replace = replace[replace | fresh]
         self.runs.write(
@@ -234,38 +251,30 @@ class _Group:
         )
         return slot[changed], t[changed], rows
 
-    def _values(self, events: pa.Table, changed: I64, t: I64) -> tuple[dict[str, np.ndarray], dict[str, pa.Table]]:
-        """Per view: the kept flag and aggregated columns of the winners ``events[changed]`` (after udf);
-        the rows of views without aggregations."""
+    def _values(
+        self, events: pa.Table, changed: I64, out: pd.DataFrame | None
+    ) -> tuple[dict[str, np.ndarray], dict[str, pa.Table]]:
+        """Per view: the aggregated columns of the new winners ``events[changed]``; the rows of views
+        without aggregations. ``out`` is the udf's output, row for row with ``events``, if there is a udf."""
         values: dict[str, np.ndarray] = {}
         rows: dict[str, pa.Table] = {}
         n = len(changed)
-        winners: pa.Table | None = None
+        winners = events.take(pa.array(changed)) if any(not v.view.aggregations for v in self.views) else None
+        won = None if out is None else out.iloc[changed].reset_index(drop=True)
         for v in self.views:
             view = v.view
-            out: pd.DataFrame | None = None
-            if (view.udf is not None or not view.aggregations) and winners is None:
-                winners = events.take(pa.array(changed))
-            if view.udf is not None and n:
-                assert winners is not None
-                positions, out = frames.run_udf(view, winners, t)
-            else:
-                positions = np.arange(n, dtype=np.int64)
-            kept = np.zeros(n, np.bool_)
-            kept[positions] = True
-            values[v.kept] = kept
             for column, (name, numeric) in v.columns.items():
-                full = np.full(n, np.nan)
-                if out is not None and column in out.columns:
-                    full[positions] = frames.to_float(out[column], numeric, column)
-                elif out is None and column in events.column_names:
-                    full = frames.to_float(events.column(column), numeric, column)[changed]
-                elif len(positions):
+                if won is not None and column in won.columns:
+                    values[name] = frames.to_float(won[column], numeric, column)
+                elif won is None and column in events.column_names:
+                    values[name] = frames.to_float(events.column(column), numeric, column)[changed]
+                elif n:
                     raise DefinitionError(f"stream feature view '{view.name}': no column '{column}' to aggregate")
-                values[name] = full
-            if not view.aggregations and len(positions):
+                else:
+                    values[name] = np.zeros(0)
+            if not view.aggregations and n:
                 assert winners is not None
-                rows[view.name] = self._plain_rows(v, winners.take(pa.array(positions)), out)
+                rows[view.name] = self._plain_rows(v, winners, won)
         return values, rows
 
     def _plain_rows(self, v: _View, winners: pa.Table, out: pd.DataFrame | None) -> pa.Table:
@@ -308,10 +317,6 @@ class _Group:
         else:
             pos, first = np.unique(ranges(start, stop - start), return_index=True)
             slots = np.repeat(slot, stop - start)[first]
-        kept = runs.cols[v.kept][pos]
-        pos, slots = pos[kept], slots[kept]
-        if not len(pos):
-            return None
         return self._rows(v, slots, runs.t[pos], pos + 1)
 
     def _hopping(self, v: _View, watermark: int | None) -> pa.Table | None:
@@ -331,8 +336,6 @@ class _Group:
         hi = search(runs.t, lo, runs.hi, np.full(runs.slots, watermark - 1, np.int64), right=True)
         pos = ranges(lo, hi - lo)
         owner = np.repeat(every, hi - lo)
-        keep = runs.cols[v.kept][pos]
-        pos, owner = pos[keep], owner[keep]
         t = runs.t[pos]
         lo_end = -(-t // s) * s
         if first_end is not None:
