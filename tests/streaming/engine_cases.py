@@ -69,6 +69,11 @@ def filter_and_renumber(events: pd.DataFrame) -> pd.DataFrame:
     return events.loc[t % 3 != 0].reset_index(drop=True)
 
 
+def keep_small_and_renumber(events: pd.DataFrame) -> pd.DataFrame:
+    """A udf that drops events with x above 7000 and loses the index (refused when duplicates split)."""
+    return keep_small(events).reset_index(drop=True)
+
+
 def spread(rows: pd.DataFrame) -> pd.DataFrame:
     """A derive: spread = max - min of the longest window's x."""
     out = rows.copy()
@@ -82,6 +87,7 @@ UDFS: dict[str, Udf | None] = {
     "keep_small": Udf.from_function("udf", keep_small),
     "scale_and_add": Udf.from_function("udf", scale_and_add),
     "renumber": Udf.from_function("udf", filter_and_renumber),
+    "keep_then_renumber": Udf.from_function("udf", keep_small_and_renumber),
 }
 SPREAD = Udf.from_function("derive", spread)
 

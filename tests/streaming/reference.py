@@ -113,7 +113,7 @@ def _udf(
     if view.udf is None or not survivors:
         return survivors
     times = [c for c in (ts, created) if c]
-    frame = pd.DataFrame([row for _, row in survivors])
+    frame = pd.DataFrame([row for _, row in survivors], index=range(len(survivors), 2 * len(survivors)))
     for c in times:
         frame[c] = pd.to_datetime(frame[c], unit="us", utc=True).astype("datetime64[us, UTC]")
     frame = view.udf(frame)
@@ -130,7 +130,7 @@ def _positions(
 ) -> list[int]:
     """Which input event each udf output row is: its index, or, when the udf renumbered, the k-th event
     of its (K, t) in order (the tests' renumbering udf keeps or drops all the events of an identity)."""
-    index = list(frame.index)
+    index = [i - len(given) for i in frame.index]  # the frame's index starts at len(given)
     rows = frame.to_dict("records")
     by_index = all(pd.api.types.is_integer(i) and 0 <= i < len(given) for i in index) and all(
         (_key(view, given[i][1]), given[i][1][ts]) == (_key(view, r), r[ts]) for i, r in zip(index, rows, strict=True)

@@ -333,3 +333,65 @@ def test_event_times_finer_than_a_microsecond_are_refused() -> None:
     batch = batch.set_column(2, "ts", pa.array([1501], pa.timestamp("ns", tz="UTC")))
     with pytest.raises(SchemaMismatchError, match="to the microsecond"):
         engine.process(batch)
+
+
+def test_a_duplicate_the_udf_drops_does_not_replace_the_earlier_winner() -> None:
+    """Rule 3 before rule 4: a correction the udf drops (x > 7000) never enters identity."""
+    src = source(created=True)
+    v = view(src, [Aggregation("x", "sum", HOUR, name="total"), Aggregation("x", "count", HOUR, name="n")])
+    v = view(src, list(v.aggregations), udf="keep_small")
+    engine = PartitionEngine(src, [v], PARTITION)
+    first = engine.process(events({"ts": 10 * S, "c": 1, "x": 5.0}))
+    assert values(first.rows["v"], "total") == [5.0]
+    # a later created time would win, but the udf drops it: nothing is written, the winner stays
+    dropped = engine.process(events({"ts": 10 * S, "c": 2, "x": 9000.0}, first_offset=1))
+    assert "v" not in dropped.rows
+    assert dropped.accepted.num_rows == 1  # accepted all the same (it goes to the offline log)
+    # within one micro-batch too: the kept duplicate with the smaller created time wins
+    both = engine.process(events({"ts": 20 * S, "c": 1, "x": 2.0}, {"ts": 20 * S, "c": 3, "x": 8000.0}, first_offset=2))
+    assert times(both.rows["v"]) == [20 * S]
+    assert values(both.rows["v"], "total") == [7.0] and values(both.rows["v"], "n") == [2]
+
+
+def test_an_event_the_udf_drops_does_not_count_but_moves_the_watermark() -> None:
+    src = source(delay_us=5 * S)
+    kept, plain = (
+        view(src, [Aggregation("x", "count", HOUR, name="n")], udf="keep_small"),
+        view(src, [Aggregation("x", "count", HOUR, name="n")], name="all"),
+    )
+    engine = PartitionEngine(src, [kept, plain], PARTITION)
+    step = engine.process(events({"ts": 100 * S, "x": 9000.0}))
+    assert "v" not in step.rows and values(step.rows["all"], "n") == [1]  # another view without the udf counts it
+    assert engine.watermark_us == 95 * S  # the dropped event is accepted: it moved the watermark
+    step = engine.process(events({"ts": 94 * S, "x": 1.0}, {"ts": 96 * S, "x": 1.0}, first_offset=1))
+    assert step.late.column("_kafka_offset").to_pylist() == [1]
+    assert values(step.rows["v"], "n") == [1]  # at 96 s: the event at 100 s is later, and dropped anyway
+    step = engine.process(events({"ts": 101 * S, "x": 1.0}, first_offset=3))
+    assert values(step.rows["v"], "n") == [2]  # 96 and 101, not the dropped 100
+    assert values(step.rows["all"], "n") == [3]
+
+
+def test_views_with_different_udfs_settle_identity_apart() -> None:
+    """Same join keys, different udfs: a duplicate one udf drops still replaces the winner for the other."""
+    src = source(created=True)
+    small = view(src, [Aggregation("x", "last", HOUR, name="x_last")], udf="keep_small", name="small")
+    every = view(src, [Aggregation("x", "last", HOUR, name="x_last")], name="every")
+    engine = PartitionEngine(src, [small, every], PARTITION)
+    engine.process(events({"ts": 10 * S, "c": 1, "x": 5.0}))
+    step = engine.process(events({"ts": 10 * S, "c": 2, "x": 9000.0}, first_offset=1))
+    assert "small" not in step.rows
+    assert values(step.rows["every"], "x_last") == [9000.0]
+
+
+def test_a_udf_that_renumbers_and_keeps_some_of_one_identity_is_refused() -> None:
+    """Without the index, which of two events at one (K, t) the udf kept is unknown."""
+    src = source()
+    v = view(src, [Aggregation("x", "sum", HOUR)], udf="renumber")
+    engine = PartitionEngine(src, [v], PARTITION)
+    # renumber drops events at times that are multiples of 3 µs, and keeps whole identities
+    step = engine.process(events({"ts": 4, "x": 1.0}, {"ts": 4, "x": 2.0}, {"ts": 6, "x": 3.0}))
+    assert times(step.rows["v"]) == [4]
+    assert values(step.rows["v"], "x_sum_1h") == [2.0]
+    partial = view(src, [Aggregation("x", "sum", HOUR)], udf="keep_then_renumber")
+    with pytest.raises(DefinitionError, match="kept only some of several events"):
+        PartitionEngine(src, [partial], PARTITION).process(events({"ts": 4, "x": 9000.0}, {"ts": 4, "x": 1.0}))

@@ -292,3 +292,58 @@ def test_a_streamed_row_beats_a_loaded_one_of_the_same_identity() -> None:
         {"code": "CL", TS: 0, "price": 2.0, "_kafka_offset": None},  # loaded from elsewhere, later in the input
     ]
     assert compute(view, _table(rows)).to_pydict()["price_last_1s"] == [1.0]
+
+
+def drop_expensive(df: pd.DataFrame) -> pd.DataFrame:
+    """A udf that drops events with a price above 100."""
+    return df[~(df["price"] > 100)]
+
+
+def drop_expensive_and_renumber(df: pd.DataFrame) -> pd.DataFrame:
+    """The same filter, losing the index."""
+    return drop_expensive(df).reset_index(drop=True)
+
+
+def test_a_duplicate_the_udf_drops_does_not_replace_the_earlier_winner() -> None:
+    """Rule 3 before rule 4: identity is settled among the udf's survivors only."""
+    aggs = [Aggregation(column="price", function="last", time_window=timedelta(seconds=10))]
+    rows = [
+        {"code": "CL", TS: 0, CREATED: 1 * S, "price": 5.0, "_kafka_offset": 1},
+        {"code": "CL", TS: 0, CREATED: 2 * S, "price": 500.0, "_kafka_offset": 2},  # newer, but dropped
+        {"code": "CL", TS: S, CREATED: 1 * S, "price": 7.0, "_kafka_offset": 3},
+        {"code": "CL", TS: S, CREATED: 1 * S, "price": 900.0, "_kafka_offset": 4},  # later offset, dropped
+    ]
+    got = compute(_view(created=True, aggregations=aggs, udf=drop_expensive), _table(rows)).to_pydict()
+    assert [_us(t) for t in got[TS]] == [0, S]
+    assert got["price_last_10s"] == [5.0, 7.0]
+    plain = _view(created=True, udf=drop_expensive, schema=[Field(name="price", dtype=Float64)])
+    assert compute(plain, _table(rows)).to_pydict()["price"] == [5.0, 7.0]
+    # without the udf the later versions win
+    assert compute(_view(created=True, aggregations=aggs), _table(rows)).to_pydict()["price_last_10s"] == [500.0, 900.0]
+
+
+def test_an_event_the_udf_drops_does_not_count() -> None:
+    """(The watermark it moved is the stream's business: the batch gets the accepted events, dropped ones too.)"""
+    aggs = [Aggregation(column="price", function="count", time_window=timedelta(seconds=10))]
+    rows = [
+        {"code": "CL", TS: 0, "price": 1.0},
+        {"code": "CL", TS: 2 * S, "price": 200.0},
+        {"code": "CL", TS: 3 * S, "price": 1.0},
+    ]
+    got = compute(_view(aggregations=aggs, udf=drop_expensive), _table(rows)).to_pydict()
+    assert [_us(t) for t in got[TS]] == [0, 3 * S]
+    assert got["price_count_10s"] == [1, 2]
+
+
+def test_a_udf_that_renumbers_and_keeps_some_of_one_identity_is_refused() -> None:
+    aggs = [Aggregation(column="price", function="sum", time_window=timedelta(seconds=10))]
+    whole = [
+        {"code": "CL", TS: 0, "price": 1.0},
+        {"code": "CL", TS: 0, "price": 2.0},
+        {"code": "CL", TS: S, "price": 500.0},
+    ]
+    got = compute(_view(aggregations=aggs, udf=drop_expensive_and_renumber), _table(whole)).to_pydict()
+    assert got["price_sum_10s"] == [2.0]  # both events at 0 kept, matched in order: the last wins
+    split = [{"code": "CL", TS: 0, "price": 500.0}, {"code": "CL", TS: 0, "price": 2.0}]
+    with pytest.raises(DefinitionError, match="kept only some of several events"):
+        compute(_view(aggregations=aggs, udf=drop_expensive_and_renumber), _table(split))

@@ -3,7 +3,8 @@
 A view's ``udf`` and ``derive`` are pandas functions (docs/streaming.md rules 3 and 7). Both
 executions hand ``udf`` a DataFrame of accepted events (duplicates included: identity comes after
 it) and must know which event each output row came from, for its created time and offset: row-level
-functions keep the DataFrame's index (filters like ``df.loc[mask]`` do), so the index says it. When
+functions keep the DataFrame's index (filters like ``df.loc[mask]`` do), so the index says it (it
+runs from ``n`` to ``2n - 1`` for ``n`` rows, so that a reset index is never mistaken for it). When
 a function resets the index, the rows are matched back by join keys and event time instead; events
 sharing one ``(K, t)`` are matched in order when the udf kept all of them, and refused when it kept
 only some (nothing then says which).
@@ -72,6 +73,8 @@ def run_udf(view: StreamFeatureView, rows: pa.Table, t: I64, ts: str | None = No
     """
     assert view.udf is not None
     frame = rows.to_pandas()
+    # index n .. 2n - 1: a reset index (0 .. m - 1, m <= n) can never pass for it
+    frame.index = pd.RangeIndex(len(frame), 2 * len(frame))
     out = view.udf(frame)
     what = f"stream feature view '{view.name}': udf"
     if not isinstance(out, pd.DataFrame):
@@ -92,7 +95,7 @@ def _by_index(keys: Sequence[str], frame: pd.DataFrame, t: I64, out: pd.DataFram
     index = out.index
     if not pd.api.types.is_integer_dtype(index.dtype) or not index.is_unique:
         return None
-    positions = np.asarray(index, dtype=np.int64)
+    positions = np.asarray(index, dtype=np.int64) - len(frame)
     if len(positions) and (positions.min() < 0 or positions.max() >= len(frame)):
         return None
     if not np.array_equal(t[positions], out_t):
