@@ -243,6 +243,10 @@ def _value_columns(view: StreamFeatureView) -> list[str]:
     return list(dict.fromkeys(a.column for a in view.aggregations))
 
 
+def _only_counted(view: StreamFeatureView, column: str) -> bool:
+    return all(a.function == "count" for a in view.aggregations if a.column == column)
+
+
 def _values(view: StreamFeatureView, events: pa.Table) -> pa.Table:
     """Join keys, time and the aggregated columns (as float64, NaN read as missing)."""
     columns = [*view.join_keys, _T]
@@ -251,12 +255,15 @@ def _values(view: StreamFeatureView, events: pa.Table) -> pa.Table:
         if name not in events.column_names:
             raise DefinitionError(f"stream feature view '{view.name}': aggregated column '{name}' is not in the events")
         column = events.column(name)
-        if not (
+        numeric = (
             pa.types.is_integer(column.type)
             or pa.types.is_floating(column.type)
             or pa.types.is_boolean(column.type)
             or pa.types.is_null(column.type)
-        ):
+        )
+        if not numeric and _only_counted(view, name):  # any type may be counted: its presence
+            column = pc.if_else(pc.is_valid(column), pa.scalar(1.0), pa.scalar(None, pa.float64()))
+        elif not numeric:
             raise DefinitionError(
                 f"stream feature view '{view.name}': aggregated column '{name}' is {column.type}, not a number"
             )

@@ -55,8 +55,11 @@ def to_float(column: pa.ChunkedArray | pa.Array | pd.Series, numeric: bool, what
     """Values as float64 with NaN for missing; ``numeric=False`` keeps only presence (1.0 or NaN)."""
     if isinstance(column, pd.Series):
         column = pa.Array.from_pandas(column)
-    if not numeric:
-        return np.where(np.asarray(column.is_valid()), 1.0, np.nan)
+    if not numeric:  # only counted: presence, with NaN missing as everywhere else
+        present = np.asarray(column.is_valid())
+        if pa.types.is_floating(column.type):
+            present &= ~np.isnan(np.asarray(column.fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float64))
+        return np.where(present, 1.0, np.nan)
     if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type)):
         if pa.types.is_null(column.type):
             return np.full(len(column), np.nan)

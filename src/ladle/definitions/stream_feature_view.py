@@ -424,7 +424,7 @@ class StreamFeatureView(FeatureView):
                     f"{'udf output' if self.udf else 'source'} ({', '.join(sorted(columns))})"
                 )
             numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
-            if not (numeric or pa.types.is_null(kind)):
+            if not (numeric or pa.types.is_null(kind) or agg.function == "count"):
                 raise DataSourceError(f"{where}: aggregated column '{agg.column}' is {_dtype_name(kind)}, not a number")
         if self.derive is not None:
             import pandas as pd
