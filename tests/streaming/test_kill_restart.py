@@ -76,6 +76,10 @@ def test_kill_9_twice_loses_nothing_and_counts_nothing_twice(kafka: str, tmp_pat
             proc = start(repo, group, log)
         producer.join(60)
         wait_committed(kafka, group, topic, ends_of(events, 2), timeout=90)
+        # The last process may find everything committed already; let it join before stopping it.
+        deadline = time.monotonic() + 30
+        while log.read_text().count("INFO ladle.streaming.runner: assigned") < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text()[-3000:]
     finally:

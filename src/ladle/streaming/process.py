@@ -50,29 +50,7 @@ def stream_views(store: FeatureStore, names: Sequence[str] = ()) -> list[StreamF
             f"project '{store.project}' has no stream feature views over Kafka sources; define a "
             "StreamFeatureView with a KafkaSource and run 'ladle apply' (see docs/streaming.md)"
         )
-    return bind_transforms(store, chosen)
-
-
-def bind_transforms(store: FeatureStore, views: Sequence[StreamFeatureView]) -> list[StreamFeatureView]:
-    """Views read from the registry, with live transform functions taken from the repo's files."""
-    if not any(v.udf is not None or v.derive is not None for v in views):
-        return list(views)
-    from ladle.repo.loader import load_repo
-
-    declared = {v.name: v for v in load_repo(store.repo_path).feature_views if isinstance(v, StreamFeatureView)}
-    out = []
-    for view in views:
-        if view.udf is None and view.derive is None:
-            out.append(view)
-            continue
-        repo_view = declared.get(view.name)
-        if repo_view is None:
-            raise DefinitionError(
-                f"stream feature view '{view.name}' has transforms but is not declared in {store.repo_path}; "
-                "run ladle stream from the feature repo that applied it"
-            )
-        out.append(view.bind(repo_view))
-    return out
+    return [v for v in store.bind_views(chosen) if isinstance(v, StreamFeatureView)]
 
 
 def lookback_us(source: KafkaSource, views: Sequence[StreamFeatureView]) -> int:
