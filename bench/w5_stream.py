@@ -95,7 +95,7 @@ def produce(servers: str, topic: str, rate: float, seconds: float, entities: int
     """Publish ticks of the entities ``i ≡ part (mod parts)`` at ``rate`` events/s; print a JSON summary."""
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": servers, "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 1, "queue.buffering.max.messages": 1_000_000})
     mine = list(range(part, entities, parts))
     counts = [0] * len(mine)
     sent = behind = 0

@@ -99,7 +99,9 @@ class StreamConfig(StrictModel):
     group_id: str | None = Field(None, description="consumer group; default 'ladle-{project}'")
     dead_letter_suffix: str = Field(".dlq", min_length=1, description="dead letters of topic T go to T + this suffix")
     max_batch_events: int = Field(10_000, gt=0, description="most messages taken per micro-batch")
-    poll_timeout_ms: int = Field(5, ge=0, description="how long one poll waits for the first message")
+    poll_timeout_ms: int = Field(
+        50, ge=0, description="how long one poll waits for a first message (it returns as soon as one arrives)"
+    )
     offline_flush_seconds: float = Field(
         1.0, gt=0, description="accepted events are appended to the batch source at least this often"
     )

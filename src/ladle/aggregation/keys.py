@@ -1,16 +1,16 @@
-"""Join key values to dense slot numbers, vectorized over a micro-batch.
+"""Join key values to dense slot numbers, over a micro-batch.
 
-A pandas index of the keys seen (a ``MultiIndex`` for composite keys) answers a whole batch with
-one ``get_indexer`` call; new keys get the next slots. Keys are held as Python objects: an index of
-Arrow-backed strings would be converted again on every lookup. ``table`` keeps the key values per
-slot as Arrow, to write them back into output rows with their input types.
+A dict from key value (a tuple for composite keys) to slot answers a batch with one comprehension:
+for the batch sizes a stream sees (tens to thousands of events) that is cheaper than any vectorized
+index, whose fixed cost per call dominated small batches, and adding keys costs only the new ones
+(a pandas index had to be rebuilt). ``table`` keeps the key values per slot as Arrow, to write them
+back into output rows with their input types; it is assembled from the new keys' rows on demand.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import pyarrow as pa
 
 from ladle.errors import SchemaMismatchError
@@ -23,37 +23,43 @@ class KeyIndex:
 
     def __init__(self, names: list[str]) -> None:
         self.names = names
-        self._index: pd.Index | None = None
-        self.table: pa.Table | None = None
+        self._slots: dict[object, int] = {}
+        self._table: pa.Table | None = None
+        self._fresh: list[pa.Table] = []
 
     def slots(self, events: pa.Table) -> I64:
         """The slot of each event's key, adding slots for new keys."""
-        probe = self._probe(events)
-        if self._index is None:
-            found = np.full(len(probe), -1, np.int64)
-        else:
-            found = np.asarray(self._index.get_indexer(probe), dtype=np.int64)
-        new = found < 0
-        if new.any():
-            first = np.flatnonzero(new)[~probe[new].duplicated()]
-            fresh = events.select(self.names).take(pa.array(first))
-            self._index = probe[first] if self._index is None else self._index.append(probe[first])
-            self.table = fresh if self.table is None else pa.concat_tables([self.table, fresh]).combine_chunks()
-            found = np.asarray(self._index.get_indexer(probe), dtype=np.int64)
-        return found
-
-    def _probe(self, events: pa.Table) -> pd.Index:
         if any(events.column(n).null_count for n in self.names):
             raise SchemaMismatchError(f"join keys {self.names} have null values; decoding dead-letters such events")
-        # object arrays: an index of Arrow-backed strings would be converted again on every lookup
-        columns = [np.asarray(events.column(n).to_numpy(zero_copy_only=False), dtype=object) for n in self.names]
-        if len(columns) == 1:
-            single: pd.Index = pd.Index(columns[0], dtype=object)
-            return single
-        probe: pd.Index = pd.MultiIndex.from_arrays(columns, names=self.names)
-        return probe
+        if len(self.names) == 1:
+            values: list[object] = events.column(self.names[0]).to_pylist()
+        else:
+            values = list(zip(*(events.column(n).to_pylist() for n in self.names), strict=True))
+        known = self._slots
+        found = np.fromiter((known.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+        missing = np.flatnonzero(found < 0)
+        if len(missing):
+            first: list[int] = []
+            for i in missing.tolist():
+                value = values[i]
+                slot = known.get(value)
+                if slot is None:
+                    slot = known[value] = len(known)
+                    first.append(i)
+                found[i] = slot
+            self._fresh.append(events.select(self.names).take(pa.array(first, pa.int64())))
+        return found
+
+    @property
+    def table(self) -> pa.Table | None:
+        """The key values of every slot, in slot order."""
+        if self._fresh:
+            parts = ([self._table] if self._table is not None else []) + self._fresh
+            self._table = pa.concat_tables(parts).combine_chunks()
+            self._fresh = []
+        return self._table
 
     @property
     def count(self) -> int:
         """The number of keys seen."""
-        return 0 if self._index is None else len(self._index)
+        return len(self._slots)

@@ -96,7 +96,7 @@ class RunnerSettings:
     kafka: Mapping[str, Any] = field(default_factory=dict)
     dead_letter_suffix: str = ".dlq"
     max_batch_events: int = 10_000
-    poll_timeout_ms: int = 5
+    poll_timeout_ms: int = 50
     offline_flush_seconds: float = 1.0
     offline_flush_events: int = 50_000
 
@@ -239,8 +239,16 @@ class StreamRunner:
 
     def _loop(self, consumer: Consumer) -> None:
         timeout = self.settings.poll_timeout_ms / 1000
+        most = self.settings.max_batch_events
         while not self._stop.is_set():
-            messages = consumer.consume(self.settings.max_batch_events, timeout)
+            # Take what librdkafka has already fetched; when nothing is there, wait for the first
+            # message only and then take the rest: consume(n, timeout) would wait out the timeout
+            # whenever fewer than n messages arrive in it, which is a latency floor of its own.
+            messages = consumer.consume(most, 0)
+            if not messages:
+                messages = consumer.consume(1, timeout)
+                if messages and most > 1:
+                    messages += consumer.consume(most - 1, 0)
             if messages:
                 self._handle(messages)
             self._maybe_flush(consumer)
