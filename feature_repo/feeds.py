@@ -20,13 +20,10 @@ import pyarrow as pa
 from ingestion import DATA_DIR, macro_releases, mark
 
 from ladle.datasets import CLOSE_TIME_UTC, NATURAL_GAS_CODE, WTI_CODE, load_committed_extracts
-from ladle.datasets.live import WalkModel, continue_closes, continue_macro
+from ladle.datasets.live import NATURAL_GAS_MODEL, WalkModel, continue_closes, continue_macro
 from ladle.datasets.live_weather import continue_weather
 from ladle.ingest.feed import FeedRequest, LiveFeed
 from ladle.transforms import commodity_price_features, economic_features, simulate_ticks, weather_features
-
-#: natural_gas has no real series to continue: a documented, made-up starting point.
-NATURAL_GAS_MODEL = WalkModel(level=3.0, drift=0.0, vol=0.025)
 
 
 def live_prices(request: FeedRequest) -> pa.Table:

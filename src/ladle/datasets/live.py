@@ -57,6 +57,12 @@ class WalkModel:
         return cls(level=float(p[-1]), drift=float(returns.mean()), vol=float(returns.std(ddof=1)))
 
 
+#: natural_gas has no public offline series to continue: a documented, made-up starting point
+#: (3.0 USD/MMBtu, no drift, 2.5 % daily volatility; docs/live-feed.md). The live feed and
+#: ``ladle publish`` both walk from it.
+NATURAL_GAS_MODEL = WalkModel(level=3.0, drift=0.0, vol=0.025)
+
+
 def _rng(seed: int, series: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(series.encode())])
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ladle.datasets.live import WalkModel, continue_closes
+from ladle.datasets.live import NATURAL_GAS_MODEL, WalkModel, continue_closes
 from ladle.datasets.live_weather import continue_weather
 from ladle.errors import BackendUnavailableError, MissingExtraError, RequestError
 from ladle.transforms.simulate import simulate_ticks
@@ -41,8 +41,6 @@ PRICE_LOOKBACK = timedelta(days=48)
 WEATHER_LOOKBACK = timedelta(days=2)
 #: How far past the clock a weather path is built; it is rebuilt (same origin) when reached.
 WEATHER_HORIZON = timedelta(days=7)
-#: natural_gas has no real series to continue: the live feed's documented made-up start (docs/live-feed.md).
-NATURAL_GAS_MODEL = WalkModel(level=3.0, drift=0.0, vol=0.025)
 TICKS_TOPIC = "commodity-ticks"
 WEATHER_TOPIC = "weather-observations"
 _HOUR_US = 3_600_000_000

@@ -497,6 +497,8 @@ def online_rows(view: StreamFeatureView, rows: pa.Table) -> pa.Table:
     table = pa.table(columns)
     if table.num_rows < 2:
         return table
+    if len(view.join_keys) == 1 and pc.count_distinct(table.column(view.join_keys[0])).as_py() == table.num_rows:
+        return table  # every key once (the common case): nothing to choose
     order = "__ladle_order"
     ranked = table.append_column(order, pa.array(np.arange(table.num_rows, dtype=np.int64)))
     ranked = ranked.sort_by([(EVENT_TIMESTAMP, "ascending"), (order, "ascending")])
