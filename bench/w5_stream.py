@@ -284,6 +284,7 @@ class Setup:
     group: str
     prefix: str
     servers: str
+    metrics_ports: list[int] = field(default_factory=list)
 
     @classmethod
     def create(cls, workdir: Path, servers: str, partitions: int) -> Setup:
@@ -311,7 +312,10 @@ class Setup:
         for i in range(processes):
             log = self.repo / f"worker{i}.log"
             if engine == "ladle":
-                workers.append(_spawn([*self.ladle, "stream", "--metrics-port", "0"], log))
+                from ladle.streaming.broker import free_port
+
+                self.metrics_ports.append(free_port())
+                workers.append(_spawn([*self.ladle, "stream", "--metrics-port", str(self.metrics_ports[-1])], log))
                 _wait_line(log, "ladle stream:", workers[-1])
             else:
                 role = ["--role", "quix", "--servers", self.servers, "--topic", self.topic, "--group", self.group]
@@ -391,6 +395,34 @@ def caught_up(reader: Reader, sample: list[str], newest: float, seconds: float) 
     return None
 
 
+def internal_latency(ports: list[int]) -> dict[str, float | None]:
+    """p50/p99 (ms, bucket upper bounds) of the stream processes' own event-to-online histogram:
+    Kafka message timestamp to rows written online, without the observer's polling."""
+    merged: dict[float, float] = {}
+    for port in ports:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        except OSError:
+            continue
+        finally:
+            conn.close()
+        for line in text.splitlines():
+            if line.startswith("ladle_stream_event_to_online_seconds_bucket{"):
+                bound = line.split('le="', 1)[1].split('"', 1)[0]
+                le = float("inf") if bound == "+Inf" else float(bound)
+                merged[le] = merged.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    out: dict[str, float | None] = {"stream_internal_p50_ms": None, "stream_internal_p99_ms": None}
+    if not merged or not merged.get(float("inf")):
+        return out
+    total = merged[float("inf")]
+    for name, q in (("stream_internal_p50_ms", 0.5), ("stream_internal_p99_ms", 0.99)):
+        le = next(b for b in sorted(merged) if merged[b] >= q * total)
+        out[name] = round(le * 1000, 1) if le != float("inf") else None
+    return out
+
+
 def stop(workers: list[subprocess.Popen[bytes]]) -> float:
     """SIGTERM the workers (they flush and commit); their summed peak RSS (MB) read just before."""
     peak = sum(_rss_tree(w.pid)[1] for w in workers)
@@ -430,6 +462,7 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
         drained_in = caught_up(reader, sample, time.time() - 2.0 * args.entities / rate, args.drain)
     stop_observing.set()
     watcher.join()
+    internal = internal_latency(setup.metrics_ports)
     peak = stop(workers)
     result: dict[str, Any] = {
         "workload": "W5",
@@ -447,6 +480,7 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
         "p50_ms": round(percentile(obs.latencies, 50) * 1000, 1),
         "p99_ms": round(percentile(obs.latencies, 99) * 1000, 1),
         "max_ms": round(max(obs.latencies, default=float("nan")) * 1000, 1),
+        **internal,
         "observer_polls": obs.polls,
         "stream_rss_mb_max_sampled": round(max(rss_samples, default=0.0), 1),
         "stream_peak_rss_mb": round(peak, 1),
