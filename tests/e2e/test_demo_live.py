@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from ladle.datasets import load_committed_extracts
+from ladle.streaming.broker import free_port, port_free
 from ladle.streaming.publish import Publisher, default_models
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,22 +29,6 @@ LINE = re.compile(
     r"^  (?P<code>\w+): current_price (?P<price>[\d.]+) \((?P<label>\w+)\), "
     r"event time (?P<time>\S+), age (?P<age>[\d.]+) s$"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @pytest.fixture

@@ -258,21 +258,26 @@ class FeatureView:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], entities: Mapping[str, Entity]) -> FeatureView:
         """Rebuild from :meth:`to_spec` output, looking entities up by name."""
+        return cls(**cls._spec_args(spec, entities, "feature view"))
+
+    @staticmethod
+    def _spec_args(spec: Mapping[str, Any], entities: Mapping[str, Entity], kind: str) -> dict[str, Any]:
+        """The constructor arguments every feature view kind rebuilds from its spec."""
         missing = [n for n in spec["entities"] if n not in entities]
         if missing:
-            raise DefinitionError(f"feature view '{spec['name']}' refers to unknown entities {missing}")
+            raise DefinitionError(f"{kind} '{spec['name']}' refers to unknown entities {missing}")
         schema = [Field.from_spec(f) for f in spec.get("entity_columns", [])]
         schema += [Field.from_spec(f) for f in spec["features"]]
-        return cls(
-            name=spec["name"],
-            source=source_from_spec(spec["source"]),
-            schema=schema,
-            entities=[entities[n] for n in spec["entities"]],
-            ttl=timedelta(seconds=spec.get("ttl_seconds", 0)),
-            online=spec.get("online", True),
-            offline=spec.get("offline", False),
+        return {
+            "name": spec["name"],
+            "source": source_from_spec(spec["source"]),
+            "schema": schema,
+            "entities": [entities[n] for n in spec["entities"]],
+            "ttl": timedelta(seconds=spec.get("ttl_seconds", 0)),
+            "online": spec.get("online", True),
+            "offline": spec.get("offline", False),
             **common_args(spec),
-        )
+        }
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FeatureView) and self.to_spec() == other.to_spec()

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ladle.definitions._common import check_name, common_args
+from ladle.definitions._common import check_name
 from ladle.definitions.entity import Entity
 from ladle.definitions.feature_view import FeatureView
 from ladle.definitions.field import Field
-from ladle.definitions.sources import DataSource, KafkaSource, PushSource, source_from_spec
+from ladle.definitions.sources import DataSource, KafkaSource, PushSource
 from ladle.errors import DataSourceError, DefinitionError
 from ladle.types import DType, Float64, Int64, dtype_from_arrow
 
@@ -487,25 +487,13 @@ class StreamFeatureView(FeatureView):
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], entities: Mapping[str, Entity]) -> StreamFeatureView:
         """Rebuild from :meth:`to_spec` output (transforms unbound)."""
-        missing = [n for n in spec["entities"] if n not in entities]
-        if missing:
-            raise DefinitionError(f"stream feature view '{spec['name']}' refers to unknown entities {missing}")
         stream = spec["stream"]
-        schema = [Field.from_spec(f) for f in spec.get("entity_columns", [])]
-        schema += [Field.from_spec(f) for f in spec["features"]]
         return cls(
-            name=spec["name"],
-            source=source_from_spec(spec["source"]),
-            schema=schema,
-            entities=[entities[n] for n in spec["entities"]],
-            ttl=timedelta(seconds=spec.get("ttl_seconds", 0)),
-            online=spec.get("online", True),
-            offline=spec.get("offline", False),
+            **cls._spec_args(spec, entities, "stream feature view"),
             aggregations=[Aggregation.from_spec(a) for a in stream["aggregations"]],
             mode=stream.get("mode", "pandas"),
             udf=None if stream.get("udf") is None else Udf.from_spec(stream["udf"]),
             derive=None if stream.get("derive") is None else Udf.from_spec(stream["derive"]),
-            **common_args(spec),
         )
 
     def __repr__(self) -> str:

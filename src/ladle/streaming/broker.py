@@ -46,6 +46,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_free(port: int) -> bool:
+    """Whether nothing listens on ``port`` at 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 class LocalBroker:
     """A Tansu broker on 127.0.0.1, started by :meth:`start` and stopped by :meth:`stop`."""
 

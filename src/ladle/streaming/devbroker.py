@@ -16,21 +16,9 @@ import threading
 from types import FrameType
 
 from ladle.errors import LadleError
-from ladle.streaming.broker import LocalBroker
+from ladle.streaming.broker import LocalBroker, port_free
 
 DEFAULT_PORT = 19092
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
     parser.add_argument("--storage", default="memory://tansu/", help="Tansu storage URL (default: in memory)")
     args = parser.parse_args(argv)
-    if not _port_free(args.port):
+    if not port_free(args.port):
         print(f"devbroker: port {args.port} on 127.0.0.1 is already in use", file=sys.stderr)
         return 1
     stop = threading.Event()
