@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -212,7 +213,12 @@ def _backend_block(group: str, key: str, raw: Any, default: Mapping[str, Any]) -
         raise ConfigError(f"invalid configuration: {key}.type: must be a string")
     backend = load_backend(group, type_name)
     config_class: type[StrictModel] = backend.config_class
-    block["type"] = getattr(config_class.model_fields["type"], "default", type_name)
+    # A backend may accept several names (``duckdb``/``file``; ``doris``/``starrocks``/``mysql``):
+    # the name given is kept when the block accepts it, so the backend can tell them apart. A
+    # ``module.ClassName`` path, or a name the block does not list, becomes the block's default.
+    accepted = typing.get_args(config_class.model_fields["type"].annotation)
+    if type_name not in accepted:
+        block["type"] = getattr(config_class.model_fields["type"], "default", type_name)
     return _validate(config_class, block, key)
 
 

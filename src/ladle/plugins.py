@@ -14,7 +14,14 @@ from typing import Any
 from ladle.errors import ConfigError, MissingExtraError
 
 #: Which extra provides each built-in backend's driver, for the error message.
-_EXTRAS = {"redis": "redis", "psycopg": "postgres", "grpc": "server"}
+_EXTRAS = {
+    "redis": "redis",
+    "psycopg": "postgres",
+    "grpc": "server",
+    "pyiceberg": "iceberg",
+    "pymysql": "doris",
+    "sqlglot": "doris",
+}
 
 
 @cache

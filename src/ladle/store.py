@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ladle.materialize.local import Materializer, ViewResult
-    from ladle.offline.base import OfflineStore, RetrievalJob
+    from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
     from ladle.online.base import OnlineStore
     from ladle.registry.base import Kind, ObjectVersion, Registry, RegistrySnapshot
     from ladle.repo.plan import ApplyResult, RepoContents
@@ -347,8 +347,13 @@ class FeatureStore:
         features: Sequence[str] | FeatureService | None = None,
         full_feature_names: bool = False,
         feature_service: FeatureService | str | None = None,
+        as_of: AsOf | None = None,
     ) -> RetrievalJob:
-        """Point-in-time-correct training data for ``entity_df``."""
+        """Point-in-time-correct training data for ``entity_df``.
+
+        ``as_of`` takes the training set from the data as it was: an instant, or the snapshot ids
+        a retrieval read before (``job.snapshots``); Iceberg only (docs/offline.md, "Time travel").
+        """
         from ladle.retrieval.historical import historical_job
 
         if features is None:
@@ -365,7 +370,7 @@ class FeatureStore:
             event="get_historical_features", source=self.request_source,
         )  # fmt: skip
         return historical_job(
-            snapshot, self.offline_store, entity_df, features, full_feature_names, bind=self.bind_views
+            snapshot, self.offline_store, entity_df, features, full_feature_names, bind=self.bind_views, as_of=as_of
         )
 
     # -- writing ------------------------------------------------------------------------------

@@ -15,10 +15,12 @@ from ladle.definitions import (
     AuthzedAction,
     DataSource,
     Definition,
+    DorisSource,
     Entity,
     FeatureService,
     FeatureView,
     FileSource,
+    IcebergSource,
     KafkaSource,
     Permission,
     PushSource,
@@ -267,6 +269,10 @@ def data_sources() -> None:
 
 def _source_row(s: DataSource) -> dict[str, Any]:
     where = s.path if isinstance(s, FileSource) else ""
+    if isinstance(s, IcebergSource):
+        where = f"{s.catalog}:{s.table}" if s.catalog else s.table
+    elif isinstance(s, DorisSource):
+        where = f"{s.database}.{s.table}" if s.database and s.table else s.table or "(query)"
     if isinstance(s, (PushSource, KafkaSource)):
         batch = s.batch_source.name or getattr(s.batch_source, "path", "")
         where = f"topic {s.topic} → {batch}" if isinstance(s, KafkaSource) else f"push → {batch}"

@@ -1,5 +1,6 @@
-"""Data sources: ``FileSource`` (Parquet, batch), ``PushSource`` (fresh rows pushed in) and
-``KafkaSource`` (a topic read by ``ladle stream``, with a batch source for its history).
+"""Data sources: ``FileSource`` (Parquet, batch), ``IcebergSource`` and ``DorisSource`` (lakehouse
+tables, batch), ``PushSource`` (fresh rows pushed in) and ``KafkaSource`` (a topic read by
+``ladle stream``, with a batch source for its history).
 
 Sources are serialized as specs with a ``type`` key; :func:`source_from_spec` dispatches on it.
 """
@@ -169,6 +170,135 @@ class PushSource(DataSource):
         return cls(
             name=spec["name"],
             batch_source=source_from_spec(spec["batch_source"]),
+            **common_args(spec),
+        )
+
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _identifier(kind: str, label: str, what: str, value: str, min_parts: int) -> str:
+    """A dotted identifier (``namespace.table``) whose parts are plain SQL names."""
+    parts = value.split(".") if isinstance(value, str) else []
+    if len(parts) < min_parts or not all(_IDENT.match(p) for p in parts):
+        raise DefinitionError(
+            f"{kind} '{label}': {what} {value!r} must be {min_parts} or more dot-separated names "
+            "of letters, digits and '_' (e.g. 'commodity.prices')"
+        )
+    return value
+
+
+class IcebergSource(DataSource):
+    """An Apache Iceberg table as a batch source, read through pyiceberg (``offline_store: {type: iceberg}``).
+
+    >>> IcebergSource(name="ticks", table="commodity.ticks", timestamp_field="event_timestamp")
+    IcebergSource(name='ticks')
+
+    ``table`` is the identifier in the catalog (``namespace.table``, nested namespaces allowed);
+    ``catalog`` names one of ``offline_store.catalogs`` in ``feature_store.yaml`` (empty: the store's
+    own ``catalog``). Connection settings live in the configuration, never in the definition.
+    """
+
+    kind = "iceberg source"
+    type_name = "iceberg"
+
+    def __init__(
+        self,
+        table: str,
+        timestamp_field: str = "",
+        created_timestamp_column: str = "",
+        field_mapping: Mapping[str, str] | None = None,
+        name: str = "",
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        owner: str = "",
+        catalog: str = "",
+    ) -> None:
+        label = name or str(table)
+        super().__init__(name or "", timestamp_field, created_timestamp_column, field_mapping, description, tags, owner)
+        if not self.timestamp_field:
+            raise DefinitionError(f"iceberg source '{label}': timestamp_field is required")
+        self.table = _identifier(self.kind, label, "table", table, 2)
+        if catalog and not _IDENT.match(catalog):
+            raise DefinitionError(f"iceberg source '{label}': catalog {catalog!r} is not a plain name")
+        self.catalog = catalog
+
+    def to_spec(self) -> dict[str, Any]:
+        """JSON-ready spec as stored in the registry."""
+        return {**super().to_spec(), "table": self.table, "catalog": self.catalog}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> IcebergSource:
+        """Rebuild from :meth:`to_spec` output."""
+        return cls(
+            table=spec["table"],
+            timestamp_field=spec.get("timestamp_field", ""),
+            created_timestamp_column=spec.get("created_timestamp_column", ""),
+            field_mapping=spec.get("field_mapping"),
+            name=spec.get("name", ""),
+            catalog=spec.get("catalog", ""),
+            **common_args(spec),
+        )
+
+
+class DorisSource(DataSource):
+    """A table or a query in Apache Doris (or StarRocks, or MySQL/MariaDB), over the MySQL protocol.
+
+    >>> DorisSource(name="ticks", table="ticks", database="commodity", timestamp_field="event_timestamp")
+    DorisSource(name='ticks')
+
+    Give exactly one of ``table`` (optionally ``db.table``) and ``query`` (a SELECT, used as a
+    subquery). ``database`` defaults to the offline store's ``database``. Connection settings live
+    in ``feature_store.yaml`` (``offline_store: {type: doris, host: ..., port: 9030, ...}``).
+    """
+
+    kind = "doris source"
+    type_name = "doris"
+
+    def __init__(
+        self,
+        table: str = "",
+        query: str = "",
+        database: str = "",
+        timestamp_field: str = "",
+        created_timestamp_column: str = "",
+        field_mapping: Mapping[str, str] | None = None,
+        name: str = "",
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        owner: str = "",
+    ) -> None:
+        label = name or str(table or "query")
+        super().__init__(name or "", timestamp_field, created_timestamp_column, field_mapping, description, tags, owner)
+        if not self.timestamp_field:
+            raise DefinitionError(f"doris source '{label}': timestamp_field is required")
+        if bool(table) == bool(query):
+            raise DefinitionError(f"doris source '{label}': give exactly one of table and query")
+        if table:
+            _identifier(self.kind, label, "table", table, 1)
+        if query and (not isinstance(query, str) or not re.match(r"\s*(select|with)\s", query, re.IGNORECASE)):
+            raise DefinitionError(f"doris source '{label}': query must be a SELECT (or WITH ... SELECT) statement")
+        if database:
+            _identifier(self.kind, label, "database", database, 1)
+        self.table = table
+        self.query = query
+        self.database = database
+
+    def to_spec(self) -> dict[str, Any]:
+        """JSON-ready spec as stored in the registry."""
+        return {**super().to_spec(), "table": self.table, "query": self.query, "database": self.database}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> DorisSource:
+        """Rebuild from :meth:`to_spec` output."""
+        return cls(
+            table=spec.get("table", ""),
+            query=spec.get("query", ""),
+            database=spec.get("database", ""),
+            timestamp_field=spec.get("timestamp_field", ""),
+            created_timestamp_column=spec.get("created_timestamp_column", ""),
+            field_mapping=spec.get("field_mapping"),
+            name=spec.get("name", ""),
             **common_args(spec),
         )
 
@@ -445,6 +575,8 @@ _FROM_SPEC: dict[str, Callable[[Mapping[str, Any]], DataSource]] = {
     FileSource.type_name: FileSource.from_spec,
     PushSource.type_name: PushSource.from_spec,
     KafkaSource.type_name: KafkaSource.from_spec,
+    IcebergSource.type_name: IcebergSource.from_spec,
+    DorisSource.type_name: DorisSource.from_spec,
 }
 
 

@@ -10,7 +10,7 @@ Column naming: results use the view's join key names, feature names (after the s
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
@@ -23,6 +23,13 @@ from ladle.definitions.refs import ViewSelection
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+#: What a training set is taken "as of" (time travel, docs/offline.md "Time travel"): an instant
+#: (each table as its newest snapshot committed at or before it), or snapshot ids by source name
+#: (exactly the snapshots a retrieval read before: ``job.snapshots``). Stores that keep no
+#: snapshots refuse any ``as_of`` with a :class:`~ladle.errors.RequestError`.
+AsOf = datetime | Mapping[str, int]
 
 
 class RetrievalJob(Protocol):
@@ -72,12 +79,30 @@ class OfflineStore(Protocol):
         timestamp_column: str,
         selections: Sequence[ViewSelection],
         full_feature_names: bool,
+        as_of: AsOf | None = None,
     ) -> RetrievalJob:
-        """Point-in-time join of ``entity_df`` with each selection (see docs/offline.md)."""
+        """Point-in-time join of ``entity_df`` with each selection (see docs/offline.md).
+
+        ``as_of`` reads each source as it was then (time travel); None reads the current data.
+        """
         ...
 
     def append(self, source: DataSource, rows: pa.Table) -> int:
         """Append rows (source column names) to a source; return the number appended."""
+        ...
+
+
+@runtime_checkable
+class WindowReplacer(Protocol):
+    """Optional capability: replace a source's rows in an event-time window in one commit.
+
+    ``ladle ingest`` uses it when the offline store has it (Iceberg, Doris), so re-running a
+    window replaces what the last run wrote instead of adding to it; otherwise it writes Parquet
+    partitions itself (``ladle.ingest.partitions``).
+    """
+
+    def replace_window(self, source: DataSource, rows: pa.Table, start: datetime, end: datetime) -> int:
+        """Atomically replace the rows with ``start <= event_ts < end`` by ``rows``; return ``rows.num_rows``."""
         ...
 
 

@@ -28,6 +28,7 @@ from ladle.definitions.refs import ViewSelection, check_selections
 from ladle.errors import EntityKeyError, RequestError
 from ladle.offline import pit, pull
 from ladle.offline.append import append_rows
+from ladle.offline.base import AsOf
 from ladle.offline.computed import computed_scan, is_computed
 from ladle.offline.job import DuckDBRetrievalJob, translate_errors
 from ladle.offline.sources import SourceScan, check_view, duck_type_of, open_scan
@@ -137,12 +138,19 @@ class DuckDBOfflineStore:
         timestamp_column: str,
         selections: Sequence[ViewSelection],
         full_feature_names: bool,
+        as_of: AsOf | None = None,
     ) -> DuckDBRetrievalJob:
         """Point-in-time join of ``entity_df`` with each selection (docs/offline.md).
 
         ``entity_df`` holds the join keys (under each selection's entity column names) and a
         timestamp column (any unit; naive = UTC) without nulls; extra columns pass through.
+        Parquet files keep no snapshots: any ``as_of`` is a RequestError.
         """
+        if as_of is not None:
+            raise RequestError(
+                "as_of needs an offline store that keeps snapshots (type: iceberg); "
+                "the duckdb store reads Parquet files as they are now"
+            )
         _check_entity_frame(entity_df, timestamp_column, selections, full_feature_names)
         con = self._cursor()
         entity, t_min, t_max = _prepare_entity(entity_df, timestamp_column)

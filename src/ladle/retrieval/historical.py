@@ -29,7 +29,7 @@ from ladle.errors import EntityKeyError, RequestError
 from ladle.types import EVENT_TIMESTAMP, DType, ValueType
 
 if TYPE_CHECKING:
-    from ladle.offline.base import OfflineStore, RetrievalJob
+    from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
     from ladle.registry.base import RegistrySnapshot
 
 EntityFrame: TypeAlias = pd.DataFrame | pa.Table | str | Path
@@ -44,8 +44,12 @@ def historical_job(
     features: FeatureRequest,
     full_feature_names: bool = False,
     bind: Callable[[Iterable[FeatureView]], list[FeatureView]] | None = None,
+    as_of: AsOf | None = None,
 ) -> RetrievalJob:
     """Validate the request and build the offline store's retrieval job.
+
+    ``as_of`` (an instant, or snapshot ids by source name) reads the sources as they were then;
+    only stores that keep snapshots (Iceberg) accept it (docs/offline.md, "Time travel").
 
     ``bind`` gives registry views their transform functions (stream feature views with a udf or
     derive computed offline); ``FeatureStore`` passes one that reads the feature repo.
@@ -66,7 +70,9 @@ def historical_job(
     table = _utc_timestamps(table, ts_column)
     selections = [_resolved(offline_store, sel) for sel in selections]
     table = _check_keys(table, selections)
-    return offline_store.historical(table, ts_column, selections, full_feature_names)
+    if as_of is None:
+        return offline_store.historical(table, ts_column, selections, full_feature_names)
+    return offline_store.historical(table, ts_column, selections, full_feature_names, as_of=as_of)
 
 
 def entity_table(entity_df: EntityFrame) -> pa.Table:
