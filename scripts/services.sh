@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the services the test suite talks to are up: Redis (6379) and PostgreSQL (5432).
+# Make sure the services the test suite talks to are up: Redis (6379), PostgreSQL (5432) and
+# MariaDB (3306, the MySQL-protocol offline store's conformance server).
 # Idempotent: a running service is left alone. The Redis Cluster and the crash-recovery Redis are
 # started by the tests themselves on other loopback ports.
 set -u
@@ -27,5 +28,13 @@ if ! up 5432; then
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
   fi
   wait_for PostgreSQL 5432
+fi
+if ! up 3306; then
+  echo "services: starting MariaDB on 127.0.0.1:3306"
+  if [ -x /usr/sbin/mariadbd ]; then
+    mkdir -p /run/mysqld 2>/dev/null && chown mysql:mysql /run/mysqld 2>/dev/null || true
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  fi
+  wait_for MariaDB 3306
 fi
 exit 0

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: set up .venv, make sure Redis and PostgreSQL are up, lint, type-check, test.
+# The whole test suite: set up .venv, make sure Redis, PostgreSQL and MariaDB are up, lint, type-check, test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
