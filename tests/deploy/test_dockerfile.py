@@ -57,7 +57,7 @@ def _instructions(parser: DockerfileParser, name: str) -> list[str]:
 
 def _final_stage(parser: DockerfileParser) -> list[dict[str, str]]:
     froms = [n for n, i in enumerate(parser.structure) if i["instruction"] == "FROM"]
-    return list(parser.structure[froms[-1]:])
+    return list(parser.structure[froms[-1] :])
 
 
 def test_hadolint_finds_nothing() -> None:

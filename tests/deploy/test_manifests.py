@@ -143,7 +143,6 @@ def test_server_ports_and_drain_match_the_cli(target: str) -> None:
     from ladle.server.settings import setting_infos
 
     objects = render(target)
-    server = find(objects, "Deployment", "ladle-server")
     (c,) = containers_of(objects, "Deployment", "ladle-server")
     call = resolve(c.args, c.env)
     assert call.command == ["serve"]
