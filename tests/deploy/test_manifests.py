@@ -327,3 +327,31 @@ def test_the_metric_check_can_fail() -> None:
     assert "feast_feature_server_request_total" in exported and "ladle_stream_consumer_lag" in exported
     assert "feast_online_request_latency_bucket" in exported
     assert "feast_feature_server_request_count" not in exported
+
+
+#: docs/deploy.md's first release step: `kubectl apply -k OVERLAY -l 'app.kubernetes.io/component in (...)'`.
+APPLY_FIRST = {"config", "storage", "apply"}
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_the_apply_first_selection_holds_everything_the_init_job_needs(target: str) -> None:
+    """Applying only the objects labelled config, storage or apply creates a Job whose references all exist."""
+    objects = render(target)
+    chosen = [o for o in objects if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") in APPLY_FIRST]
+    names = {(o["kind"], o["metadata"]["name"]) for o in chosen}
+    assert {kind for kind, _ in names} >= {"Job", "ConfigMap", "PersistentVolumeClaim"}
+    assert not {kind for kind, _ in names} & {"Deployment", "CronJob"}, "the selection would roll out servers"
+    job = find(chosen, "Job", "ladle-apply")
+    spec = pod_spec(job)
+    assert spec is not None
+    out_of_band = {("Secret", "ladle-secrets")} if target != "dev" else set()
+    for volume in spec["volumes"]:
+        if "configMap" in volume:
+            assert ("ConfigMap", volume["configMap"]["name"]) in names
+        if "persistentVolumeClaim" in volume:
+            assert ("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]) in names
+    for c in [*spec["initContainers"], *spec["containers"]]:
+        for source in c["envFrom"]:
+            ref = ("ConfigMap", source["configMapRef"]["name"]) if "configMapRef" in source else (
+                "Secret", source["secretRef"]["name"])  # fmt: skip
+            assert ref in names or ref in out_of_band, ref

@@ -2,7 +2,7 @@
 
 The repo is a copy of feature_repo on the real data (as tests/e2e/test_tutorial.py builds it:
 ``ingest``, ``apply``, ``feed``); the model is fitted as docs/tutorial.md fits it (OLS of the next
-day's crude price move on six point-in-time features), on 2005–2009 to keep it small. Ray runs
+day's crude price move on six point-in-time features), on 2005-2009 to keep it small. Ray runs
 locally on two CPUs with a 100 MB object store. Every answer is checked against the SDK's online
 features for the same entity row fed to the same weights by hand.
 """
@@ -163,9 +163,7 @@ def expected(tutorial: Tutorial, row: dict[str, str]) -> tuple[float | None, dic
     return float(tutorial.weights[0] + np.dot(tutorial.weights[1:], np.array(inputs, dtype=float))), features
 
 
-def test_concurrent_requests_get_the_sdk_features_fed_to_the_tutorial_model(
-    tutorial: Tutorial, served: Served
-) -> None:
+def test_concurrent_requests_get_the_sdk_features_fed_to_the_tutorial_model(tutorial: Tutorial, served: Served) -> None:
     before = served.handle.stats.remote().result()
     responses = [served.handle.predict.remote(row) for row in ROWS]  # all in flight at once
     answers = [r.result(timeout_s=120) for r in responses]
@@ -191,7 +189,7 @@ def test_a_bad_request_fails_alone(tutorial: Tutorial, served: Served) -> None:
     good = served.handle.predict.remote(ROWS[0])
     bad = served.handle.predict.remote({"commodity_code": "crude_oil_wti"})  # no country_code, location_id
     assert good.result(timeout_s=120)["prediction"] == pytest.approx(expected(tutorial, ROWS[0])[0], rel=1e-9)
-    with pytest.raises(Exception, match="country_code|location_id"):
+    with pytest.raises(Exception, match=r"country_code|location_id"):
         bad.result(timeout_s=120)
 
 
