@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,14 @@ TARGETS = {
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 #: The image name the base uses; overlays rename it (kustomize ``images:``).
 LADLE_IMAGES = ("ladle:", "registry.example.com/ml-platform/ladle:")
+#: The CronJobs the issue asks for: (schedule, the repo's schedule they run, its window, its views).
+CRONJOBS = {
+    "ladle-materialize-hourly": ("5 * * * *", "hourly_prices_weather", timedelta(hours=2),
+                                 {"commodity_price_features", "weather_features"}),
+    "ladle-materialize-daily": ("0 2 * * *", "daily_economic", timedelta(days=7), {"economic_features"}),
+}  # fmt: skip
+#: docs/deploy.md's first release step: `kubectl apply -k OVERLAY -l 'app.kubernetes.io/component in (...)'`.
+APPLY_FIRST = {"config", "storage", "apply"}
 CRD_SCHEMAS = {
     "monitoring.coreos.com/v1/ServiceMonitor": Path(__file__).parent / "crds" / "servicemonitor-v1.yaml",
     "monitoring.coreos.com/v1/PrometheusRule": Path(__file__).parent / "crds" / "prometheusrule-v1.yaml",

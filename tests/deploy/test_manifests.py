@@ -10,13 +10,14 @@ from __future__ import annotations
 import copy
 import re
 import socket
-from datetime import timedelta
 from typing import Any
 
 import kubernetes_validate
 import pytest
 
 from deploy.manifests import (
+    APPLY_FIRST,
+    CRONJOBS,
     ROOT,
     TARGETS,
     Container,
@@ -33,12 +34,6 @@ from deploy.manifests import (
 pytestmark = pytest.mark.deploy
 #: The oldest Kubernetes the manifests target (CronJob timeZone is GA since 1.27) and the newest schemas.
 VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
-CRONJOBS = {
-    # CronJob name: (schedule, schedule declared in the repo, window, feature views), from the issue.
-    "ladle-materialize-hourly": ("5 * * * *", "hourly_prices_weather", timedelta(hours=2),
-                                 {"commodity_price_features", "weather_features"}),
-    "ladle-materialize-daily": ("0 2 * * *", "daily_economic", timedelta(days=7), {"economic_features"}),
-}  # fmt: skip
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -327,10 +322,6 @@ def test_the_metric_check_can_fail() -> None:
     assert "feast_feature_server_request_total" in exported and "ladle_stream_consumer_lag" in exported
     assert "feast_online_request_latency_bucket" in exported
     assert "feast_feature_server_request_count" not in exported
-
-
-#: docs/deploy.md's first release step: `kubectl apply -k OVERLAY -l 'app.kubernetes.io/component in (...)'`.
-APPLY_FIRST = {"config", "storage", "apply"}
 
 
 @pytest.mark.parametrize("target", list(TARGETS))
