@@ -139,7 +139,7 @@ def served(tutorial: Tutorial) -> Iterator[Served]:
             {"path": str(tutorial.model_path)},
             repo_path=str(tutorial.repo),
             max_batch_size=16,
-            batch_wait_timeout_s=0.25,
+            batch_wait_timeout_s=0.5,
         )
         handle = serve.run(app, name="price_model", route_prefix="/price-model")
         yield Served(handle, f"http://127.0.0.1:{port}/price-model")
