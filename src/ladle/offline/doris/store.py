@@ -1,0 +1,276 @@
+"""The MySQL-protocol offline store: Apache Doris, StarRocks, MySQL/MariaDB (``type: doris|starrocks|mysql``).
+
+Everything runs in the engine: the point-in-time join is one query over the sources and a work
+table holding the entity frame's keys and times; materialization reads are one query each; results
+are streamed back in batches (server-side cursor) into Arrow. Semantics are the DuckDB store's
+(docs/offline.md); what differs per engine is in docs/offline.md, "MySQL-protocol stores".
+
+>>> store = DorisOfflineStore(config)   # config.offline_store is a DorisOfflineStoreConfig
+>>> store.historical(entity_table, "event_timestamp", selections, full_feature_names=False).to_df()
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pyarrow as pa
+
+from ladle.config import RepoConfig, StrictModel
+from ladle.definitions import DataSource, FeatureView
+from ladle.definitions.refs import ViewSelection
+from ladle.errors import ConfigError, DataSourceError, RequestError, SchemaMismatchError
+from ladle.offline.base import AsOf
+from ladle.offline.computed import is_computed
+from ladle.offline.doris import sql
+from ladle.offline.doris.config import DorisOfflineStoreConfig, batch_of, doris_block, source_relation
+from ladle.offline.doris.connection import connect, engine_version, has_asof_join, translated
+from ladle.offline.doris.job import DorisRetrievalJob, Output, WorkTable
+from ladle.offline.doris.load import insert_rows, key_column_types, table_columns
+from ladle.offline.doris.values import UTC_US, schema_of, to_arrow
+from ladle.offline.duckdb import _check_entity_frame, _prepare_entity
+from ladle.offline.pit import ROW, TIME
+from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, DType, ValueType
+
+if TYPE_CHECKING:
+    import pymysql
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def micros(value: datetime) -> int:
+    """UTC microseconds of a datetime (naive = UTC)."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // timedelta(microseconds=1)
+
+
+class DorisOfflineStore:
+    """History in Doris / StarRocks / MySQL tables, joined in the engine."""
+
+    config_class: ClassVar[type[StrictModel]] = DorisOfflineStoreConfig
+
+    def __init__(self, config: RepoConfig) -> None:
+        self.repo_config = config
+        self.config = doris_block(config)
+        self._asof: bool | None = None
+        self._lock = threading.Lock()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _source(self, source: DataSource) -> sql.Source:
+        batch = batch_of(source)
+        return sql.Source(
+            source_relation(batch, self.config),
+            {dst: src for src, dst in batch.field_mapping.items()},
+            batch.timestamp_field,
+            batch.created_timestamp_column,
+        )
+
+    def _resolve(self, view: FeatureView) -> FeatureView:
+        if is_computed(view):
+            raise DataSourceError(
+                f"feature view '{view.name}' computes its rows from raw events (aggregations or a udf); "
+                f"the {self.config.type} offline store reads stored rows only: materialize it from a duckdb "
+                "or iceberg offline store, or store its computed rows in a table"
+            )
+        schema = self.source_schema(view.batch_source)
+        # Array features are JSON text on the wire (JSON / ARRAY columns): read as the declared lists.
+        mapping = {dst: src for src, dst in view.batch_source.field_mapping.items()}
+        for f in view.features:
+            column = mapping.get(f.name, f.name)
+            if f.dtype.is_list and column in schema.names and pa.types.is_string(schema.field(column).type):
+                schema = schema.set(schema.get_field_index(column), pa.field(column, f.dtype.arrow))
+        return view.resolve(schema)
+
+    # -- protocol ------------------------------------------------------------------------------
+    def source_schema(self, source: DataSource) -> pa.Schema:
+        """The Arrow schema of a source's table or query (source column names); DataSourceError if unreadable."""
+        src = self._source(source)
+        con = connect(self.config)
+        try:
+            with translated(self.config, f"reading the schema of {src.relation}"), con.cursor() as cur:
+                cur.execute(sql.schema_sql(src, self.config.type))
+                return schema_of(cur)
+        finally:
+            con.close()
+
+    def pull_latest(
+        self, view: FeatureView, start: datetime, end: datetime, batch_rows: int = 100_000
+    ) -> Iterator[pa.RecordBatch]:
+        """The newest row per entity with ``start <= event_ts <= end``, in batches of at most ``batch_rows``."""
+        return self._pull(view, start, end, batch_rows, latest=True)
+
+    def pull_all(self, view: FeatureView, start: datetime, end: datetime) -> Iterator[pa.RecordBatch]:
+        """Every row with ``start <= event_ts <= end``."""
+        return self._pull(view, start, end, self.config.fetch_batch_rows, latest=False)
+
+    def pull_sql(self, view: FeatureView, start: datetime, end: datetime, latest: bool = True) -> str:
+        """The query ``pull_latest`` (or ``pull_all``) runs, in the store's dialect."""
+        resolved = self._resolve(view)
+        src = self._source(view.batch_source)
+        build = sql.pull_latest_sql if latest else sql.pull_all_sql
+        canonical = build(src, resolved.join_keys, resolved.feature_names, micros(start), micros(end))
+        return sql.render(canonical, self.config.type, [src.relation.query] if src.relation.query else ())
+
+    def _pull(
+        self, view: FeatureView, start: datetime, end: datetime, batch_rows: int, latest: bool
+    ) -> Iterator[pa.RecordBatch]:
+        if batch_rows <= 0:
+            raise RequestError(f"batch_rows must be positive, got {batch_rows}")
+        resolved = self._resolve(view)
+        query = self.pull_sql(view, start, end, latest)
+        dtypes: list[DType | None] = [
+            *(f.dtype for f in resolved.entity_columns),
+            *(f.dtype for f in resolved.features),
+        ]
+        dtypes += [None, None]
+        names = [*resolved.join_keys, *resolved.feature_names, EVENT_TIMESTAMP, CREATED_TIMESTAMP]
+        schema = pa.schema([pa.field(n, d.arrow if d else UTC_US) for n, d in zip(names, dtypes, strict=True)])
+        return self._stream(query, schema, dtypes, batch_rows, f"reading '{view.name}'")
+
+    def _stream(
+        self, query: str, schema: pa.Schema, dtypes: list[DType | None], batch_rows: int, what: str
+    ) -> Iterator[pa.RecordBatch]:
+        import pymysql.cursors
+
+        con = connect(self.config)
+        try:
+            with translated(self.config, what), con.cursor(pymysql.cursors.SSCursor) as cur:
+                cur.execute(query)
+                while rows := cur.fetchmany(batch_rows):
+                    columns = list(zip(*rows, strict=True))
+                    arrays = [to_arrow(c, d, f.type) for c, d, f in zip(columns, dtypes, schema, strict=True)]
+                    yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        finally:
+            con.close()
+
+    def historical(
+        self,
+        entity_df: pa.Table,
+        timestamp_column: str,
+        selections: Sequence[ViewSelection],
+        full_feature_names: bool,
+        as_of: AsOf | None = None,
+    ) -> DorisRetrievalJob:
+        """Point-in-time join of ``entity_df`` with each selection (docs/offline.md), run in the engine."""
+        if as_of is not None:
+            raise RequestError(
+                "as_of needs an offline store that keeps snapshots (type: iceberg); "
+                f"the {self.config.type} store reads its tables as they are now"
+            )
+        _check_entity_frame(entity_df, timestamp_column, selections, full_feature_names)
+        prepared, t_min, t_max = _prepare_entity(entity_df, timestamp_column)
+        slots: dict[str, int] = {}
+        joins: list[sql.ViewJoin] = []
+        outputs: list[Output] = []
+        key_types: dict[int, str] = {}
+        for n, sel in enumerate(selections):
+            view = self._resolve(sel.view)
+            missing = [f for f in sel.features if f not in view.feature_names]
+            if missing:
+                from ladle.errors import FeatureNotFoundError
+
+                raise FeatureNotFoundError(missing[0], detail=f"feature view '{view.name}' has no such feature")
+            src = self._source(sel.view.batch_source)
+            columns = sel.entity_columns()
+            for column in columns:
+                slots.setdefault(column, len(slots))
+            dtypes = {f.name: f.dtype for f in view.features}
+            ttl_us = sel.view.ttl // timedelta(microseconds=1)
+            types = key_column_types(self.config, src, view)
+            for column, key in zip(columns, view.join_keys, strict=True):
+                key_types.setdefault(slots[column], types[key])
+            joins.append(
+                sql.ViewJoin(
+                    source=src,
+                    keys=tuple(view.join_keys),
+                    slots=tuple(slots[c] for c in columns),
+                    features=tuple(sel.features),
+                    has_ttl=ttl_us > 0,
+                    span=(t_min - ttl_us if ttl_us > 0 else sql.MIN_US, t_max),
+                )
+            )
+            outputs += [
+                Output(o, dtypes[f]) for o, f in zip(sel.output_names(full_feature_names), sel.features, strict=True)
+            ]
+        work = _work_table(prepared, slots, key_types, selections)
+        entity = prepared.select(entity_df.column_names)
+        return DorisRetrievalJob(self.config, entity, work, joins, outputs, self._strategy)
+
+    def _strategy(self, con: pymysql.Connection[Any]) -> str:
+        block = self.config
+        if block.asof_join == "on" and block.type == "mysql":
+            raise ConfigError("offline_store.asof_join: MySQL and MariaDB have no ASOF JOIN; use auto or off")
+        if block.asof_join != "off":
+            with self._lock:
+                if self._asof is None:
+                    self._asof = block.asof_join == "on" or has_asof_join(block.type, engine_version(con, block.type))
+            if self._asof:
+                return "asof"
+        if block.pit_strategy != "auto":
+            return block.pit_strategy
+        return "lookup" if block.type == "mysql" else "window"
+
+    def append(self, source: DataSource, rows: pa.Table) -> int:
+        """Insert rows (source column names) into the source's table; returns the number inserted."""
+        src = self._source(source)
+        return insert_rows(self.config, src, rows, replace=None)
+
+    def replace_window(self, source: DataSource, rows: pa.Table, start: datetime, end: datetime) -> int:
+        """Replace the rows with ``start <= event_ts < end`` by ``rows`` (one transaction on MySQL/MariaDB).
+
+        On Doris and StarRocks the DELETE and the INSERT are two commits (docs/offline.md).
+        """
+        src = self._source(source)
+        return insert_rows(self.config, src, rows, replace=(micros(start), micros(end)))
+
+    def table_columns(self, source: DataSource) -> dict[str, str]:
+        """The source table's columns and their server types (for diagnostics and tests)."""
+        return table_columns(self.config, self._source(source))
+
+    def close(self) -> None:
+        """Nothing to close: every call opens and closes its own connection."""
+
+
+def _work_table(
+    prepared: pa.Table, slots: dict[str, int], key_types: dict[int, str], selections: Sequence[ViewSelection]
+) -> WorkTable:
+    """Row number, key slots, row time and one lower bound per view with a ttl."""
+    columns: list[tuple[str, str]] = [(sql.ROW, "BIGINT NOT NULL")]
+    arrays: list[pa.Array | pa.ChunkedArray] = [prepared.column(ROW)]
+    for column, slot in slots.items():
+        columns.append((sql.key_slot(slot), key_types[slot]))
+        values = prepared.column(column)
+        if pa.types.is_integer(values.type):
+            values = values.cast(pa.int64())
+        elif pa.types.is_dictionary(values.type):
+            values = values.cast(values.type.value_type)
+        arrays.append(values)
+    micros_col = prepared.column(TIME)
+    columns.append((sql.TIME, "TIMESTAMP(6) NOT NULL"))
+    arrays.append(micros_col.cast(pa.timestamp("us")))
+    for n, sel in enumerate(selections):
+        ttl_us = sel.view.ttl // timedelta(microseconds=1)
+        if ttl_us > 0:
+            import pyarrow.compute as pc
+
+            low = pc.max_element_wise(pc.subtract(micros_col, min(ttl_us, 2**62)), sql.MIN_US)
+            columns.append((sql.low_slot(n), "TIMESTAMP(6)"))
+            arrays.append(low.cast(pa.timestamp("us")))
+    table = pa.table(arrays, names=[c for c, _ in columns])
+    if any(
+        not (
+            pa.types.is_integer(t)
+            or pa.types.is_string(t)
+            or pa.types.is_timestamp(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_binary(t)
+        )
+        for t in table.schema.types
+    ):
+        raise SchemaMismatchError(f"entity key columns must be integers or strings: {table.schema}")
+    return WorkTable(tuple(columns), table)
+
+
+_ = ValueType  # keep the import for type-checkers of callers
