@@ -8,6 +8,7 @@ the features are appended to them in row order.
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,9 @@ class DorisRetrievalJob:
         default = "window" if self._block.type != "mysql" else "lookup"
         return self._query(sql.qualified(self._block.work_db(), "__ladle_w"), default)
 
-    def _run(self) -> Iterator[pa.RecordBatch]:
+    @contextmanager
+    def _uploaded(self) -> Iterator[tuple[pymysql.Connection[Any], str]]:
+        """A connection with the entity rows in a fresh work table, and the query over it (dropped after)."""
         block = self._block
         name = sql.qualified(block.work_db(), f"__ladle_w_{uuid.uuid4().hex[:16]}")
         con = connect(block)
@@ -90,12 +93,23 @@ class DorisRetrievalJob:
                     cur.execute(sql.create_table_sql(name, self._work.columns, block.type, key=[sql.ROW]))
                 try:
                     self._upload(con, name)
-                    yield from self._stream(con, query)
+                    yield con, query
                 finally:
                     with con.cursor() as cur:
                         cur.execute(sql.drop_table_sql(name, block.type))
         finally:
             con.close()
+
+    def _run(self) -> Iterator[pa.RecordBatch]:
+        with self._uploaded() as (con, query):
+            yield from self._stream(con, query)
+
+    def explain(self) -> list[dict[str, Any]]:
+        """The server's ``EXPLAIN`` of the query over the uploaded entity rows (one dict per plan row)."""
+        with self._uploaded() as (con, query), con.cursor() as cur:
+            cur.execute(f"EXPLAIN {query}")
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def _upload(self, con: pymysql.Connection[Any], name: str) -> None:
         insert = sql.insert_sql(name, [c for c, _ in self._work.columns], self._block.type)
