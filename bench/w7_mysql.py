@@ -34,7 +34,13 @@ INDEX = "__ladle_pit"
 
 
 def _block(args: argparse.Namespace) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "mysql", "host": args.host, "port": args.port, "user": args.user, "database": DATABASE}
+    block: dict[str, Any] = {
+        "type": "mysql",
+        "host": args.host,
+        "port": args.port,
+        "user": args.user,
+        "database": DATABASE,
+    }
     if args.strategy != "auto":
         block["pit_strategy"] = args.strategy
     return block
@@ -147,7 +153,9 @@ def index_use(plan: list[dict[str, Any]]) -> dict[str, Any]:
     """Which plan rows read the ticks table, and whether every one of them uses its index."""
     reads = [row for row in plan if row.get("table") in ("s", TABLE)]
     return {
-        "ticks_reads": [{k: row.get(k) for k in ("id", "select_type", "type", "key", "rows", "Extra")} for row in reads],
+        "ticks_reads": [
+            {k: row.get(k) for k in ("id", "select_type", "type", "key", "rows", "Extra")} for row in reads
+        ],
         "index_used": bool(reads) and all(row.get("key") == INDEX for row in reads),
     }
 

@@ -37,7 +37,6 @@ from ladle.offline.doris.config import DorisOfflineStoreConfig
 from ladle.offline.doris.load import create_table
 from ladle.offline.doris.store import DorisOfflineStore
 
-
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
 pytestmark = [pytest.mark.doris, pytest.mark.mariadb]
 
@@ -100,7 +99,7 @@ def open_store(tmp_path: Path, database: str, **extra: Any) -> DorisOfflineStore
 
 
 def ticks(n_codes: int = 20, n_times: int = 30) -> pa.Table:
-    """code × minute grid; price = code number * 1000 + minute; created = event + 1 s."""
+    """A code x minute grid; price = code number * 1000 + minute; created = event + 1 s."""
     codes = [f"C{c:03d}" for c in range(n_codes) for _ in range(n_times)]
     minutes = [m for _ in range(n_codes) for m in range(n_times)]
     return pa.table(
@@ -219,11 +218,10 @@ def test_server_gone_is_backend_unavailable(tmp_path: Path, database: str) -> No
 
 
 def test_bad_configuration_and_views(tmp_path: Path, database: str) -> None:
-    store = open_store(tmp_path, database, asof_join="on")
-    source = load(store, database, "ticks", ticks(1, 2))
-    selection = [ViewSelection(view_of(source), ("price",), "prices")]
     with pytest.raises(ConfigError, match="no ASOF JOIN"):
-        store.historical(entity_frame([("C000", 1)]), "event_timestamp", selection, False).to_arrow()
+        open_store(tmp_path, database, asof_join="on")
+    store = open_store(tmp_path, database)
+    source = load(store, database, "ticks", ticks(1, 2))
     from ladle import Aggregation, JsonFormat, KafkaSource
 
     kafka = KafkaSource(
@@ -301,7 +299,9 @@ def test_append_and_replace_window_are_atomic(tmp_path: Path, database: str) -> 
 def test_doris_sources_by_table_and_by_query(tmp_path: Path, database: str) -> None:
     store = open_store(tmp_path, database, work_database=database)
     load(store, database, "ticks", ticks(3, 5))
-    by_table = DorisSource(name="t", table=f"{database}.ticks", timestamp_field="event_ts", created_timestamp_column="created")
+    by_table = DorisSource(
+        name="t", table=f"{database}.ticks", timestamp_field="event_ts", created_timestamp_column="created"
+    )
     by_query = DorisSource(
         name="q",
         query=f"SELECT code, event_ts, created, price * 2 AS price FROM `{database}`.ticks WHERE code <> 'C001'",
@@ -348,9 +348,7 @@ def test_feature_store_with_a_mysql_offline_store(tmp_path: Path, database: str)
         store.materialize(at(0), at(5))
         online = store.get_online_features(features=["prices:price"], entity_rows=[{"code": "C001"}]).to_dict()
         assert online["price"] == [1005.0]
-        pushed = pd.DataFrame(
-            {"code": ["C001"], "event_ts": [at(50)], "created": [at(50)], "price": [-1.0]}
-        )
+        pushed = pd.DataFrame({"code": ["C001"], "event_ts": [at(50)], "created": [at(50)], "price": [-1.0]})
         store.push("ticks_push", pushed, to="offline")
         late = pd.DataFrame({"code": ["C001"], "event_timestamp": [at(60)]})
         again = store.get_historical_features(entity_df=late, features=["prices:price"]).to_df()

@@ -15,10 +15,10 @@ from sqlglot import exp
 
 from ladle.errors import DataSourceError
 from ladle.offline.doris import sql
-from ladle.offline.doris.config import DorisOfflineStoreConfig, SourceRelation, source_relation
+from ladle.offline.doris.config import Dialect, DorisOfflineStoreConfig, SourceRelation, source_relation
 from ladle.offline.doris.connection import has_asof_join
 
-DIALECTS = ["doris", "starrocks", "mysql"]
+DIALECTS: list[Dialect] = ["doris", "starrocks", "mysql"]
 T0 = datetime(2024, 3, 10, 6, 0, tzinfo=UTC)
 US = (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
@@ -37,29 +37,29 @@ def joins(source: sql.Source, ttl: bool = True) -> list[sql.ViewJoin]:
     return [one, two]
 
 
-def statements(dialect: str) -> dict[str, str]:
+def statements(dialect: Dialect) -> dict[str, str]:
     """Every statement kind, rendered for ``dialect`` (canonical SQL written once)."""
     work = sql.qualified("scratch", "__ladle_w_0")
     out = {
-        "pull_all": sql.render(sql.pull_all_sql(TABLE, ["code"], ["price"], US, US + 1), dialect),  # type: ignore[arg-type]
-        "pull_latest": sql.render(sql.pull_latest_sql(TABLE, ["code"], ["price"], US, US + 1), dialect),  # type: ignore[arg-type]
-        "pull_latest_no_keys": sql.render(sql.pull_latest_sql(TABLE, [], ["price"], US, US + 1), dialect),  # type: ignore[arg-type]
-        "pull_query": sql.render(
-            sql.pull_all_sql(QUERY, ["code"], ["price"], US, US), dialect, [QUERY.relation.query]  # type: ignore[arg-type]
+        "pull_all": sql.render(sql.pull_all_sql(TABLE, ["code"], ["price"], US, US + 1), dialect),
+        "pull_latest": sql.render(sql.pull_latest_sql(TABLE, ["code"], ["price"], US, US + 1), dialect),
+        "pull_latest_no_keys": sql.render(sql.pull_latest_sql(TABLE, [], ["price"], US, US + 1), dialect),
+        "pull_query": sql.render(sql.pull_all_sql(QUERY, ["code"], ["price"], US, US), dialect, [QUERY.relation.query]),
+        "create": sql.create_table_sql(
+            work, [("__ladle_row", "BIGINT NOT NULL"), ("k", "VARCHAR(16)")], dialect, ["__ladle_row"]
         ),
-        "create": sql.create_table_sql(work, [("__ladle_row", "BIGINT NOT NULL"), ("k", "VARCHAR(16)")], dialect, ["__ladle_row"]),  # type: ignore[arg-type]
-        "drop": sql.drop_table_sql(work, dialect),  # type: ignore[arg-type]
-        "delete": sql.delete_window_sql(TABLE, dialect, US, US + 10),  # type: ignore[arg-type]
-        "schema": sql.schema_sql(QUERY, dialect),  # type: ignore[arg-type]
+        "drop": sql.drop_table_sql(work, dialect),
+        "delete": sql.delete_window_sql(TABLE, dialect, US, US + 10),
+        "schema": sql.schema_sql(QUERY, dialect),
     }
     for strategy in ("lookup", "window", "asof"):
         js = joins(QUERY)
-        out[f"pit_{strategy}"] = sql.render(sql.pit_sql(js, work, strategy), dialect, sql.queries_of(js))  # type: ignore[arg-type]
+        out[f"pit_{strategy}"] = sql.render(sql.pit_sql(js, work, strategy), dialect, sql.queries_of(js))
     return out
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_every_statement_parses_back_in_its_dialect(dialect: str) -> None:
+def test_every_statement_parses_back_in_its_dialect(dialect: Dialect) -> None:
     for kind, text in statements(dialect).items():
         if kind == "pit_asof":
             continue  # sqlglot's doris/starrocks/mysql parsers do not know ASOF JOIN: see below
@@ -69,7 +69,7 @@ def test_every_statement_parses_back_in_its_dialect(dialect: str) -> None:
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_timestamps_keep_microseconds(dialect: str) -> None:
+def test_timestamps_keep_microseconds(dialect: Dialect) -> None:
     for kind, text in statements(dialect).items():
         # CAST(... AS DATETIME) without a precision truncates to the second on MySQL
         assert "AS DATETIME)" not in text, kind

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from ladle import FileSource

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from ladle.config import RepoConfig, StrictModel
 from ladle.definitions import DataSource, DorisSource, FileSource, KafkaSource, PushSource
@@ -72,6 +72,12 @@ class DorisOfflineStoreConfig(StrictModel):
         10_000, gt=0, description="rows per multi-row INSERT when uploading an entity frame or appending rows"
     )
     fetch_batch_rows: int = Field(50_000, gt=0, description="rows per batch streamed back from the server")
+
+    @model_validator(mode="after")
+    def _asof_needs_doris_or_starrocks(self) -> DorisOfflineStoreConfig:
+        if self.asof_join == "on" and self.type == "mysql":
+            raise ValueError("asof_join: on needs doris or starrocks; MySQL and MariaDB have no ASOF JOIN")
+        return self
 
     def effective_port(self) -> int:
         """The configured port, or the dialect's default."""

@@ -34,7 +34,7 @@ def _pymysql() -> Any:
 
 
 def _first_line(exc: BaseException) -> str:
-    args = getattr(exc, "args", ())
+    args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
     text = str(args[1]) if len(args) >= 2 else str(exc)
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -82,12 +82,12 @@ def _ssl_context(block: DorisOfflineStoreConfig) -> ssl.SSLContext | None:
 
 def connect(block: DorisOfflineStoreConfig, *, database: str | None = None) -> pymysql.Connection[Any]:
     """A new connection in UTC, autocommit on (writes open their own transactions)."""
-    pymysql = _pymysql()
-    conv = dict(pymysql.converters.conversions)
-    for code in (pymysql.constants.FIELD_TYPE.DECIMAL, pymysql.constants.FIELD_TYPE.NEWDECIMAL):
+    driver = _pymysql()
+    conv = dict(driver.converters.conversions)
+    for code in (driver.constants.FIELD_TYPE.DECIMAL, driver.constants.FIELD_TYPE.NEWDECIMAL):
         conv[code] = float  # DECIMAL features read as Float64
     with translated(block, f"connecting to {block.type}"):
-        con = pymysql.connect(
+        con: pymysql.Connection[Any] = driver.connect(
             host=block.host,
             port=block.effective_port(),
             user=block.user,

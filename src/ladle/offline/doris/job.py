@@ -8,8 +8,8 @@ the features are appended to them in row order.
 from __future__ import annotations
 
 import uuid
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

@@ -77,7 +77,7 @@ def render(canonical: str, dialect: Dialect, source_queries: Sequence[str] = ())
     """Parse a canonical statement and write it in ``dialect`` (query sources put in place)."""
     tree = sqlglot.parse_one(canonical)
     if source_queries:
-        parsed: dict[str, exp.Expression] = {}
+        parsed: dict[str, exp.Expr] = {}
         for query in source_queries:
             try:
                 parsed[placeholder(query)] = sqlglot.parse_one(query, read=dialect)
@@ -85,7 +85,7 @@ def render(canonical: str, dialect: Dialect, source_queries: Sequence[str] = ())
                 first = str(exc).splitlines()[0]
                 raise DataSourceError(f"cannot parse a source query as {dialect} SQL: {first}") from exc
 
-        def swap(node: exp.Expression) -> exp.Expression:
+        def swap(node: exp.Expr) -> exp.Expr:
             if isinstance(node, exp.Table) and node.name in parsed:
                 alias = exp.TableAlias(this=exp.to_identifier(node.alias))
                 return exp.Subquery(this=parsed[node.name].copy(), alias=alias)
@@ -129,7 +129,8 @@ def _row_columns(src: Source, keys: Sequence[str], features: Sequence[str]) -> l
 
 def pull_all_sql(src: Source, keys: Sequence[str], features: Sequence[str], start_us: int, end_us: int) -> str:
     """Every row with ``start <= event_ts <= end``: keys, features, event and created timestamps."""
-    return f"SELECT {', '.join(_row_columns(src, keys, features))} FROM {src.table()} WHERE {_window(src, start_us, end_us)}"
+    columns = ", ".join(_row_columns(src, keys, features))
+    return f"SELECT {columns} FROM {src.table()} WHERE {_window(src, start_us, end_us)}"
 
 
 def _tie_break(src: Source, alias: str = "s") -> str:
@@ -154,7 +155,8 @@ def pull_latest_sql(src: Source, keys: Sequence[str], features: Sequence[str], s
     partition = f"PARTITION BY {', '.join(src.col(k) for k in keys)} " if keys else ""
     names = [ident(n) for n in [*keys, *features, "event_timestamp", "created_timestamp"]]
     return (
-        f"WITH __m AS (SELECT {m_keys}MAX({src.col(src.timestamp)}) AS __ts FROM {src.table()} WHERE {window}{not_null}{group}), "
+        f"WITH __m AS (SELECT {m_keys}MAX({src.col(src.timestamp)}) AS __ts "
+        f"FROM {src.table()} WHERE {window}{not_null}{group}), "
         f"__r AS (SELECT {', '.join(_row_columns(src, keys, features))}, "
         f"ROW_NUMBER() OVER ({partition}ORDER BY {_tie_break(src)}) AS __rn "
         f"FROM {src.table()} JOIN __m AS m ON {on}) "
@@ -199,7 +201,8 @@ def _hits_lookup(join: ViewJoin, n: int, work: str) -> str:
             f"{src.col(src.timestamp)} <= e.{TIME}",
         ]
     )
-    lookup = f"(SELECT {src.col(src.timestamp)} FROM {src.table()} WHERE {match} ORDER BY {src.col(src.timestamp)} DESC LIMIT 1)"
+    ts = src.col(src.timestamp)
+    lookup = f"(SELECT {ts} FROM {src.table()} WHERE {match} ORDER BY {ts} DESC LIMIT 1)"
     return f"SELECT {_hit_columns(join, n)}, 1 AS __side, {lookup} AS __ts FROM {work} AS e"
 
 
@@ -245,7 +248,10 @@ def _hits_asof(join: ViewJoin, n: int, work: str) -> str:
     right = f"(SELECT {keys}{src.col(src.timestamp)} AS __t FROM {src.table()} WHERE {span}) AS {_ASOF}"
     on = [f"{_ASOF}.__k{i} = e.{ident(key_slot(s))}" for i, s in enumerate(join.slots)]
     on.append(f"e.{TIME} >= {_ASOF}.__t")
-    return f"SELECT {_hit_columns(join, n)}, 1 AS __side, {_ASOF}.__t AS __ts FROM {work} AS e LEFT JOIN {right} ON {' AND '.join(on)}"
+    return (
+        f"SELECT {_hit_columns(join, n)}, 1 AS __side, {_ASOF}.__t AS __ts "
+        f"FROM {work} AS e LEFT JOIN {right} ON {' AND '.join(on)}"
+    )
 
 
 _HITS = {"lookup": _hits_lookup, "window": _hits_window, "asof": _hits_asof}

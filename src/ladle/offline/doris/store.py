@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ladle.config import RepoConfig, StrictModel
 from ladle.definitions import DataSource, FeatureView
 from ladle.definitions.refs import ViewSelection
-from ladle.errors import ConfigError, DataSourceError, RequestError, SchemaMismatchError
+from ladle.errors import DataSourceError, EntityKeyError, FeatureNotFoundError, RequestError
 from ladle.offline.base import AsOf
 from ladle.offline.computed import is_computed
 from ladle.offline.doris import sql
@@ -32,7 +33,7 @@ from ladle.offline.doris.load import insert_rows, key_column_types, table_column
 from ladle.offline.doris.values import UTC_US, schema_of, to_arrow
 from ladle.offline.duckdb import _check_entity_frame, _prepare_entity
 from ladle.offline.pit import ROW, TIME
-from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, DType, ValueType
+from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, DType
 
 if TYPE_CHECKING:
     import pymysql
@@ -161,26 +162,21 @@ class DorisOfflineStore:
             )
         _check_entity_frame(entity_df, timestamp_column, selections, full_feature_names)
         prepared, t_min, t_max = _prepare_entity(entity_df, timestamp_column)
-        slots: dict[str, int] = {}
+        slots: dict[str, int] = {}  # entity column → work-table key slot
+        key_types: dict[int, str] = {}
         joins: list[sql.ViewJoin] = []
         outputs: list[Output] = []
-        key_types: dict[int, str] = {}
-        for n, sel in enumerate(selections):
+        for sel in selections:
             view = self._resolve(sel.view)
             missing = [f for f in sel.features if f not in view.feature_names]
             if missing:
-                from ladle.errors import FeatureNotFoundError
-
                 raise FeatureNotFoundError(missing[0], detail=f"feature view '{view.name}' has no such feature")
             src = self._source(sel.view.batch_source)
             columns = sel.entity_columns()
-            for column in columns:
-                slots.setdefault(column, len(slots))
-            dtypes = {f.name: f.dtype for f in view.features}
-            ttl_us = sel.view.ttl // timedelta(microseconds=1)
             types = key_column_types(self.config, src, view)
             for column, key in zip(columns, view.join_keys, strict=True):
-                key_types.setdefault(slots[column], types[key])
+                key_types.setdefault(slots.setdefault(column, len(slots)), types[key])
+            ttl_us = sel.view.ttl // timedelta(microseconds=1)
             joins.append(
                 sql.ViewJoin(
                     source=src,
@@ -191,17 +187,15 @@ class DorisOfflineStore:
                     span=(t_min - ttl_us if ttl_us > 0 else sql.MIN_US, t_max),
                 )
             )
-            outputs += [
-                Output(o, dtypes[f]) for o, f in zip(sel.output_names(full_feature_names), sel.features, strict=True)
-            ]
+            dtypes = {f.name: f.dtype for f in view.features}
+            names = sel.output_names(full_feature_names)
+            outputs += [Output(o, dtypes[f]) for o, f in zip(names, sel.features, strict=True)]
         work = _work_table(prepared, slots, key_types, selections)
         entity = prepared.select(entity_df.column_names)
         return DorisRetrievalJob(self.config, entity, work, joins, outputs, self._strategy)
 
     def _strategy(self, con: pymysql.Connection[Any]) -> str:
         block = self.config
-        if block.asof_join == "on" and block.type == "mysql":
-            raise ConfigError("offline_store.asof_join: MySQL and MariaDB have no ASOF JOIN; use auto or off")
         if block.asof_join != "off":
             with self._lock:
                 if self._asof is None:
@@ -236,41 +230,26 @@ class DorisOfflineStore:
 def _work_table(
     prepared: pa.Table, slots: dict[str, int], key_types: dict[int, str], selections: Sequence[ViewSelection]
 ) -> WorkTable:
-    """Row number, key slots, row time and one lower bound per view with a ttl."""
+    """Row number, key slots, row time (DATETIME(6), UTC) and one lower bound per view with a ttl."""
     columns: list[tuple[str, str]] = [(sql.ROW, "BIGINT NOT NULL")]
     arrays: list[pa.Array | pa.ChunkedArray] = [prepared.column(ROW)]
     for column, slot in slots.items():
-        columns.append((sql.key_slot(slot), key_types[slot]))
         values = prepared.column(column)
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(values.type.value_type)
         if pa.types.is_integer(values.type):
             values = values.cast(pa.int64())
-        elif pa.types.is_dictionary(values.type):
-            values = values.cast(values.type.value_type)
+        elif not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            raise EntityKeyError(f"entity frame column '{column}' is {values.type}; join keys are integers or strings")
+        columns.append((sql.key_slot(slot), key_types[slot]))
         arrays.append(values)
-    micros_col = prepared.column(TIME)
+    row_us = prepared.column(TIME)
     columns.append((sql.TIME, "TIMESTAMP(6) NOT NULL"))
-    arrays.append(micros_col.cast(pa.timestamp("us")))
+    arrays.append(row_us.cast(pa.timestamp("us")))
     for n, sel in enumerate(selections):
-        ttl_us = sel.view.ttl // timedelta(microseconds=1)
+        ttl_us = min(sel.view.ttl // timedelta(microseconds=1), 2**62)
         if ttl_us > 0:
-            import pyarrow.compute as pc
-
-            low = pc.max_element_wise(pc.subtract(micros_col, min(ttl_us, 2**62)), sql.MIN_US)
+            low = pc.max_element_wise(pc.subtract(row_us, ttl_us), sql.MIN_US)
             columns.append((sql.low_slot(n), "TIMESTAMP(6)"))
             arrays.append(low.cast(pa.timestamp("us")))
-    table = pa.table(arrays, names=[c for c, _ in columns])
-    if any(
-        not (
-            pa.types.is_integer(t)
-            or pa.types.is_string(t)
-            or pa.types.is_timestamp(t)
-            or pa.types.is_large_string(t)
-            or pa.types.is_binary(t)
-        )
-        for t in table.schema.types
-    ):
-        raise SchemaMismatchError(f"entity key columns must be integers or strings: {table.schema}")
-    return WorkTable(tuple(columns), table)
-
-
-_ = ValueType  # keep the import for type-checkers of callers
+    return WorkTable(tuple(columns), pa.table(arrays, names=[c for c, _ in columns]))

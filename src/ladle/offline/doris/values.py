@@ -92,7 +92,8 @@ def _column_values(column: pa.ChunkedArray) -> list[Any]:
         return [None if v is None else json.dumps(v) for v in column.to_pylist()]
     if pa.types.is_boolean(kind):
         return [None if v is None else int(v) for v in column.to_pylist()]
-    return column.to_pylist()
+    values: list[Any] = column.to_pylist()
+    return values
 
 
 def parameter_rows(table: pa.Table) -> list[tuple[Any, ...]]:
