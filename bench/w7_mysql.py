@@ -1,15 +1,19 @@
 """W7 on the MySQL-protocol store: W4 (100,000 entity rows x 1,000,000 ticks, 8 features) on MariaDB.
 
-The ticks (``bench/data``, the very rows W4 reads from Parquet) are loaded once into
-``ladle_w7.commodity_ticks`` (InnoDB, index ``(commodity_code, event_timestamp, created)``) with
-``LOAD DATA LOCAL INFILE``; later runs reuse the table when its row count matches. The timed part
+The ticks (``bench/data``, the very rows W4 reads from Parquet) are loaded once into a MariaDB
+table with ``LOAD DATA LOCAL INFILE``; later runs reuse it when its row count matches. Two layouts
+(``--layout``): ``index`` (default), ``ladle_w7.commodity_ticks`` with a secondary index
+``__ladle_pit (commodity_code, event_timestamp, created)``; ``clustered``,
+``ladle_w7.commodity_ticks_clustered`` with ``PRIMARY KEY (commodity_code, event_timestamp, id)``,
+so the winning rows' features are read from the index the lookup descends. The timed part
 runs in a child process (its peak RSS is the client's own: the server's memory is not in it):
 ``get_historical_features(...).to_df()`` with ``offline_store: {type: mysql, ...}`` and a
-FileSource named ``commodity_ticks`` (the table of that name). The parent checks the result with
+FileSource named after the table. The parent checks the result with
 W4's pandas ``merge_asof`` reference and prints the server's EXPLAIN of the query, checking that
 the ticks index is used.
 
     .venv/bin/python -m bench.w7_mysql                    # MariaDB at 127.0.0.1:3306, root
+    .venv/bin/python -m bench.w7_mysql --layout clustered # the table clustered on (key, time)
     .venv/bin/python -m bench.w7_mysql --strategy window  # the window-function plan instead
 """
 
@@ -29,8 +33,16 @@ from bench.data import DEFAULT_DIR, FEATURES, TickSpec, ensure_entity_df, ensure
 from bench.w4_historical import VIEW, check
 
 DATABASE = "ladle_w7"
-TABLE = "commodity_ticks"
-INDEX = "__ladle_pit"
+#: Two layouts of the same rows: a secondary index on (key, time, created) over a heap without a
+#: primary key, or the table clustered on (key, time) (InnoDB PRIMARY KEY (key, time, id)).
+LAYOUTS = {
+    "index": ("commodity_ticks", "__ladle_pit", "INDEX `__ladle_pit` (`commodity_code`, `event_timestamp`, `created`)"),
+    "clustered": (
+        "commodity_ticks_clustered",
+        "PRIMARY",
+        "`id` BIGINT NOT NULL AUTO_INCREMENT, PRIMARY KEY (`commodity_code`, `event_timestamp`, `id`), KEY (`id`)",
+    ),
+}
 
 
 def _block(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,6 +65,7 @@ def load_ticks(args: argparse.Namespace, ticks: Path) -> dict[str, Any]:
     import pymysql
 
     table = pq.read_table(ticks)
+    name, _, index = LAYOUTS[args.layout]
     con = pymysql.connect(host=args.host, port=args.port, user=args.user, local_infile=True, autocommit=True)
     try:
         with con.cursor() as cur:
@@ -60,38 +73,92 @@ def load_ticks(args: argparse.Namespace, ticks: Path) -> dict[str, Any]:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS `{DATABASE}`")
             cur.execute(
                 "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-                (DATABASE, TABLE),
+                (DATABASE, name),
             )
             found = cur.fetchone()
             if found is not None:
-                cur.execute(f"SELECT COUNT(*) FROM `{DATABASE}`.`{TABLE}`")
+                cur.execute(f"SELECT COUNT(*) FROM `{DATABASE}`.`{name}`")
                 if cur.fetchone()[0] == table.num_rows:
                     return {"loaded": False, "rows": table.num_rows}
-                cur.execute(f"DROP TABLE `{DATABASE}`.`{TABLE}`")
+                cur.execute(f"DROP TABLE `{DATABASE}`.`{name}`")
             features = ", ".join(f"`{f}` DOUBLE" for f in FEATURES)
             cur.execute(
-                f"CREATE TABLE `{DATABASE}`.`{TABLE}` (`commodity_code` VARCHAR(16) COLLATE utf8mb4_bin NOT NULL, "
-                f"`event_timestamp` DATETIME(6) NOT NULL, `created` DATETIME(6), {features}, "
-                f"INDEX `{INDEX}` (`commodity_code`, `event_timestamp`, `created`)) ENGINE=InnoDB"
+                f"CREATE TABLE `{DATABASE}`.`{name}` (`commodity_code` VARCHAR(16) COLLATE utf8mb4_bin NOT NULL, "
+                f"`event_timestamp` DATETIME(6) NOT NULL, `created` DATETIME(6), {features}, {index}) ENGINE=InnoDB"
             )
             with tempfile.TemporaryDirectory() as tmp:
                 csv = Path(tmp) / "ticks.csv"
                 naive = table
-                for name in ("event_timestamp", "created"):
-                    i = naive.column_names.index(name)
-                    naive = naive.set_column(i, name, naive.column(i).cast("timestamp[us]"))
+                for column in ("event_timestamp", "created"):
+                    i = naive.column_names.index(column)
+                    naive = naive.set_column(i, column, naive.column(i).cast("timestamp[us]"))
                 pcsv.write_csv(naive, csv, pcsv.WriteOptions(include_header=False, quoting_style="none"))
                 with Timer() as t:
                     cur.execute(
-                        f"LOAD DATA LOCAL INFILE %s INTO TABLE `{DATABASE}`.`{TABLE}` FIELDS TERMINATED BY ',' "
+                        f"LOAD DATA LOCAL INFILE %s INTO TABLE `{DATABASE}`.`{name}` FIELDS TERMINATED BY ',' "
                         f"({', '.join(f'`{c}`' for c in naive.column_names)})",
                         (str(csv),),
                     )
-                cur.execute(f"ANALYZE TABLE `{DATABASE}`.`{TABLE}`")
+                cur.execute(f"ANALYZE TABLE `{DATABASE}`.`{name}`")
                 cur.fetchall()
     finally:
         con.close()
     return {"loaded": True, "rows": table.num_rows, "load_s": round(t.seconds, 2)}
+
+
+def upload_comparison(args: argparse.Namespace, entity_df: Path) -> dict[str, float]:
+    """Seconds to put the entity frame's work-table rows on the server: multi-row INSERTs (what the
+    store does, ``upload_batch_rows`` 10,000) against ``LOAD DATA LOCAL INFILE`` of a CSV."""
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+    import pymysql
+
+    from ladle.offline.doris.values import parameter_rows
+
+    frame = pq.read_table(entity_df)
+    stamps = frame.column("event_timestamp").cast(pa.timestamp("us"))
+    rows = pa.table(
+        {
+            "__ladle_row": pa.array(range(frame.num_rows), pa.int64()),
+            "__ladle_k0": frame.column("commodity_code"),
+            "__ladle_t": stamps,
+            "__ladle_lo0": stamps,
+        }
+    )
+    ddl = (
+        "CREATE TABLE `{}` (`__ladle_row` BIGINT NOT NULL, `__ladle_k0` VARCHAR(16) COLLATE utf8mb4_bin, "
+        "`__ladle_t` DATETIME(6) NOT NULL, `__ladle_lo0` DATETIME(6), PRIMARY KEY (`__ladle_row`))"
+    )
+    out: dict[str, float] = {}
+    con = pymysql.connect(
+        host=args.host, port=args.port, user=args.user, database=DATABASE, local_infile=True, autocommit=True
+    )
+    try:
+        with con.cursor() as cur, tempfile.TemporaryDirectory() as tmp:
+            for method in ("insert", "load_data_local_infile"):
+                name = f"__ladle_w_{uuid.uuid4().hex[:12]}"
+                cur.execute(ddl.format(name))
+                with Timer() as t:
+                    if method == "insert":
+                        params = parameter_rows(rows)
+                        for offset in range(0, len(params), 10_000):
+                            cur.executemany(
+                                f"INSERT INTO `{name}` VALUES (%s, %s, %s, %s)", params[offset : offset + 10_000]
+                            )
+                    else:
+                        csv = Path(tmp) / "entity.csv"
+                        pcsv.write_csv(rows, csv, pcsv.WriteOptions(include_header=False, quoting_style="none"))
+                        cur.execute(
+                            f"LOAD DATA LOCAL INFILE %s INTO TABLE `{name}` FIELDS TERMINATED BY ','", (str(csv),)
+                        )
+                out[f"{method}_s"] = round(t.seconds, 3)
+                cur.execute(f"DROP TABLE `{name}`")
+    finally:
+        con.close()
+    return out
 
 
 def _store(repo: Path, args: argparse.Namespace) -> Any:
@@ -108,7 +175,10 @@ def _store(repo: Path, args: argparse.Namespace) -> Any:
     )
     commodity = Entity(name="commodity", join_keys=["commodity_code"], value_type=ValueType.STRING)
     source = FileSource(
-        name=TABLE, path="unused.parquet", timestamp_field="event_timestamp", created_timestamp_column="created"
+        name=LAYOUTS[args.layout][0],
+        path="unused.parquet",
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created",
     )
     view = FeatureView(
         name=VIEW,
@@ -149,14 +219,15 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"runs_s": runs, "cpu_s": cpu, "rss_before_mb": rss_before, "peak_rss_mb": peak}))
 
 
-def index_use(plan: list[dict[str, Any]]) -> dict[str, Any]:
-    """Which plan rows read the ticks table, and whether every one of them uses its index."""
-    reads = [row for row in plan if row.get("table") in ("s", TABLE)]
+def index_use(plan: list[dict[str, Any]], layout: str) -> dict[str, Any]:
+    """Which plan rows read the ticks table, and whether every one of them uses the layout's index."""
+    index = LAYOUTS[layout][1]
+    reads = [row for row in plan if row.get("table") == "s"]
     return {
         "ticks_reads": [
             {k: row.get(k) for k in ("id", "select_type", "type", "key", "rows", "Extra")} for row in reads
         ],
-        "index_used": bool(reads) and all(row.get("key") == INDEX for row in reads),
+        "index_used": bool(reads) and all(row.get("key") == index for row in reads),
     }
 
 
@@ -171,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=3306)
     parser.add_argument("--user", default="root")
     parser.add_argument("--strategy", choices=["auto", "lookup", "window"], default="auto")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="index", help="ticks table layout")
+    parser.add_argument("--upload-only", action="store_true", help="only time INSERT vs LOAD DATA of the entity rows")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--entity-df", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -183,12 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     ticks = ensure_ticks(args.data, spec)
     entity_df = ensure_entity_df(args.data, spec, args.entity_rows)
     loading = load_ticks(args, ticks)
+    if args.upload_only:
+        emit({"workload": "W7 entity upload", "entity_rows": args.entity_rows, **upload_comparison(args, entity_df)})
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         result, explain = Path(tmp) / "result.parquet", Path(tmp) / "explain.json"
         child_args = [
             "--child", "--entity-df", str(entity_df), "--result", str(result), "--explain", str(explain),
             "--repeat", str(args.repeat), "--ttl-hours", str(args.ttl_hours), "--host", args.host,
             "--port", str(args.port), "--user", args.user, "--strategy", args.strategy,
+            "--layout", args.layout,
         ]  # fmt: skip
         measured = run_child("bench.w7_mysql", child_args)
         correctness = check(result, ticks, entity_df, args.ttl_hours)
@@ -196,13 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     print(plan["sql"], file=sys.stderr)
     for row in plan["plan"]:
         print(row, file=sys.stderr)
-    indexes = index_use(plan["plan"])
+    indexes = index_use(plan["plan"], args.layout)
     emit(
         {
             "workload": "W7",
             "engine": "ladle, offline_store type mysql (MariaDB)",
             "what": f"get_historical_features(...).to_df(), {len(FEATURES)} features, ttl {args.ttl_hours} h",
             "strategy": args.strategy,
+            "layout": args.layout,
             "entity_rows": args.entity_rows,
             "source_rows": spec.rows,
             "ticks_table": loading,

@@ -139,7 +139,7 @@ def expected_price(code: str, minute: float, ttl_minutes: float = 0, n_times: in
 
 
 @pytest.mark.parametrize("strategy", ["lookup", "window"])
-def test_point_in_time_plan_uses_the_source_index(tmp_path: Path, database: str, strategy: str) -> None:
+def test_point_in_time_plan_and_answers(tmp_path: Path, database: str, strategy: str) -> None:
     store = open_store(tmp_path, database, pit_strategy=strategy)
     source = load(store, database, "ticks", ticks())
     view = view_of(source, ttl=timedelta(minutes=10))
@@ -147,7 +147,10 @@ def test_point_in_time_plan_uses_the_source_index(tmp_path: Path, database: str,
     job = store.historical(entity_frame(pairs), "event_timestamp", [ViewSelection(view, ("price",), "prices")], False)
     plan = job.explain()
     reads = [row for row in plan if row["table"] == "s"]
-    assert reads and all(row["key"] == "__ladle_pit" for row in reads), plan
+    if strategy == "lookup":  # mysql's default: every read of the source descends the (key, time) index
+        assert len(reads) == 2 and all(row["key"] == "__ladle_pit" for row in reads), plan
+    else:  # the window plan scans: the optimizer may read the index or the table (docs/offline.md)
+        assert len(reads) == 2, plan
     got = job.to_arrow().column("price").to_pylist()
     assert got == [expected_price(c, m, 10) for c, m in pairs]
 

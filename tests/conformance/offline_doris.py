@@ -2,7 +2,7 @@
 
 Each call of :func:`make_doris` loads the test's tables into a fresh database ``ladle_conf_<random>``
 (with the index on (join keys, event time[, created]) a real deployment has; string columns
-``utf8mb4_bin``, so keys compare exactly) and opens the store with ``type: mysql``, the dialect
+``utf8mb4_nopad_bin``, so keys compare exactly) and opens the store with ``type: mysql``, the dialect
 MariaDB speaks. The database is dropped in the cleanup. MariaDB unreachable: skipped with a loud
 reason, a failure under ``CI=true``.
 """
@@ -26,7 +26,9 @@ from .offline_backends import OfflineSetup, SourceTable, open_store
 
 MARIADB_HOST = os.environ.get("LADLE_MARIADB_HOST", "127.0.0.1")
 MARIADB_PORT = int(os.environ.get("LADLE_MARIADB_PORT", "3306"))
-KEY_COLUMNS = ("code", "market_id")  # the join keys of the suite's entities
+KEY_COLUMNS = ("code", "market_id", "venue", "k0", "k1", "k2")  # the join keys of the suite's entities
+#: Keys compare exactly: case-sensitive and without PAD SPACE ('A' and 'A ' differ), as on Parquet.
+COLLATION = "utf8mb4_nopad_bin"
 
 #: Cases the MySQL-protocol store cannot pass (test name → reason).
 GAPS: dict[str, str] = {}
@@ -37,17 +39,23 @@ def mariadb_block(database: str) -> dict[str, object]:
     return {"type": "mysql", "host": MARIADB_HOST, "port": MARIADB_PORT, "user": "root", "database": database}
 
 
-def admin_connection() -> object:
-    """A root connection to the server, or a skip (a failure under CI=true) when it is down."""
+def admin(statement: str) -> None:
+    """Run one statement as root (a short connection each time: a test may make many setups), or
+    skip loudly (fail under CI=true) when the server is down."""
     import pymysql
 
     try:
-        return pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root", connect_timeout=3, autocommit=True)
+        con = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root", connect_timeout=3, autocommit=True)
     except pymysql.err.OperationalError as exc:
         reason = f"MARIADB NOT AVAILABLE at {MARIADB_HOST}:{MARIADB_PORT} ({exc.args[-1]}); run scripts/services.sh"
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail(reason)
         pytest.skip(reason)
+    try:
+        with con.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        con.close()
 
 
 def load_tables(block: DorisOfflineStoreConfig, tables: Mapping[str, SourceTable]) -> None:
@@ -57,7 +65,14 @@ def load_tables(block: DorisOfflineStoreConfig, tables: Mapping[str, SourceTable
     for name, spec in tables.items():
         keys = [k for k in KEY_COLUMNS if k in spec.table.column_names]
         create_table(
-            block, block.database, name, spec.table.schema, keys, spec.timestamp_field, spec.created_timestamp_column
+            block,
+            block.database,
+            name,
+            spec.table.schema,
+            keys,
+            spec.timestamp_field,
+            spec.created_timestamp_column,
+            collation=COLLATION,
         )
         if spec.table.num_rows == 0:
             continue
@@ -75,15 +90,11 @@ def load_tables(block: DorisOfflineStoreConfig, tables: Mapping[str, SourceTable
 
 def make_doris(tables: Mapping[str, SourceTable], tmp_path: Path) -> OfflineSetup:
     """Each table in a fresh MariaDB database; FileSources named after the tables (table X of the database)."""
-    admin = admin_connection()
     database = f"ladle_conf_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cur:  # type: ignore[attr-defined]
-        cur.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    admin(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE {COLLATION}")
 
     def drop() -> None:
-        with admin.cursor() as cur:  # type: ignore[attr-defined]
-            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
-        admin.close()  # type: ignore[attr-defined]
+        admin(f"DROP DATABASE IF EXISTS `{database}`")
 
     repo = tmp_path / database
     repo.mkdir()

@@ -58,8 +58,11 @@ def key_column_types(block: DorisOfflineStoreConfig, src: sql.Source, view: Feat
             continue
         column = src.mapping.get(key, key)
         found = server.get(column, "")
-        if found.lower().startswith(("varchar", "char")):
-            out[key] = found.replace(" COLLATE ", " COLLATE ", 1)
+        binary = dtype is not None and dtype.value_type == ValueType.BYTES
+        if found.lower().startswith(("varchar", "char", "varbinary", "binary")):
+            out[key] = found
+        elif binary:
+            out[key] = "VARBINARY(255)" if block.type == "mysql" else "VARCHAR(65533)"
         else:
             out[key] = "VARCHAR(65533)" if block.type != "mysql" else "VARCHAR(255)"
     return out
@@ -117,11 +120,13 @@ def create_table(
     keys: Sequence[str],
     timestamp: str,
     created: str = "",
+    collation: str = "utf8mb4_bin",
 ) -> list[str]:
     """Create a source table for ``schema`` as a deployment would, and return the statements run.
 
     MySQL/MariaDB: InnoDB with an index on (keys, event time[, created]), which the point-in-time
-    lookups and ``pull_latest`` use; string keys compare exactly (``utf8mb4_bin``). Doris and
+    lookups and ``pull_latest`` use; strings in ``collation`` (``utf8mb4_bin``: case-sensitive; on
+    MariaDB ``utf8mb4_nopad_bin`` also tells trailing spaces apart). Doris and
     StarRocks: a duplicate-key table sorted by (keys, event time), hashed on the keys.
     """
     name = sql.qualified(database, table)
@@ -129,10 +134,10 @@ def create_table(
     defs = []
     for f in schema:
         kind = ddl_type(f.type, key=f.name in key_set)
-        if block.type != "mysql" and kind == "JSON":
-            kind = "TEXT"  # Doris/StarRocks: ARRAY<...> is the better type; JSON text reads the same
+        if block.type != "mysql" and kind in ("JSON", "LONGBLOB"):
+            kind = "TEXT"  # Doris/StarRocks: ARRAY<...> is the better type for lists; JSON text reads the same
         if block.type == "mysql" and kind.startswith("VARCHAR"):
-            kind += " COLLATE utf8mb4_bin"
+            kind += f" COLLATE {collation}"
         defs.append((f.name, kind))
     statements = []
     if block.type == "mysql":

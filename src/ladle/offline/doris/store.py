@@ -33,7 +33,7 @@ from ladle.offline.doris.load import insert_rows, key_column_types, table_column
 from ladle.offline.doris.values import UTC_US, schema_of, to_arrow
 from ladle.offline.duckdb import _check_entity_frame, _prepare_entity
 from ladle.offline.pit import ROW, TIME
-from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, DType
+from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, DType, ValueType
 
 if TYPE_CHECKING:
     import pymysql
@@ -173,6 +173,8 @@ class DorisOfflineStore:
                 raise FeatureNotFoundError(missing[0], detail=f"feature view '{view.name}' has no such feature")
             src = self._source(sel.view.batch_source)
             columns = sel.entity_columns()
+            for key_field, column in zip(view.entity_columns, columns, strict=True):
+                _check_key(entity_df.schema.field(column).type, key_field.dtype, column, view.name, key_field.name)
             types = key_column_types(self.config, src, view)
             for column, key in zip(columns, view.join_keys, strict=True):
                 key_types.setdefault(slots.setdefault(column, len(slots)), types[key])
@@ -227,6 +229,25 @@ class DorisOfflineStore:
         """Nothing to close: every call opens and closes its own connection."""
 
 
+def _check_key(arrow_type: pa.DataType, dtype: DType, column: str, view: str, key: str) -> None:
+    """An entity column must hold the key's kind: integers (any width), strings or bytes; anything
+    else would be converted by the server and match the wrong rows (1.2 → 1, True → 1, 1 → '1')."""
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if dtype.value_type in (ValueType.INT32, ValueType.INT64):
+        ok = pa.types.is_integer(arrow_type)
+    elif dtype.value_type == ValueType.STRING:
+        ok = pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+    elif dtype.value_type == ValueType.BYTES:
+        ok = pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type)
+    else:
+        ok = dtype.arrow.equals(arrow_type)
+    if not ok:
+        raise EntityKeyError(
+            f"entity frame column '{column}' is {arrow_type} but '{view}' joins on '{key}' of type {dtype}"
+        )
+
+
 def _work_table(
     prepared: pa.Table, slots: dict[str, int], key_types: dict[int, str], selections: Sequence[ViewSelection]
 ) -> WorkTable:
@@ -239,8 +260,6 @@ def _work_table(
             values = values.cast(values.type.value_type)
         if pa.types.is_integer(values.type):
             values = values.cast(pa.int64())
-        elif not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-            raise EntityKeyError(f"entity frame column '{column}' is {values.type}; join keys are integers or strings")
         columns.append((sql.key_slot(slot), key_types[slot]))
         arrays.append(values)
     row_us = prepared.column(TIME)

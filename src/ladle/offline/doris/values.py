@@ -5,15 +5,19 @@
   (DATETIME holds UTC wall-clock times; the session time zone is UTC), text → string, binary → bytes.
 * Array features (``Array(String)``, ...) are stored as JSON arrays (MySQL/MariaDB ``JSON``) or
   ``ARRAY`` columns (Doris, StarRocks), which the protocol sends as JSON text: read with
-  ``json.loads`` into the declared list type.
+  ``json.loads`` into the declared list type. JSON has no instants or bytes: elements of
+  ``Array(UnixTimestamp)`` are UTC ``YYYY-MM-DD HH:MM:SS.ffffff`` strings, of ``Array(Bytes)``
+  base64 strings.
 * Written values: timestamps as UTC ``YYYY-MM-DD HH:MM:SS.ffffff`` (any unit or zone in), lists as
   JSON text.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -69,7 +73,9 @@ def to_arrow(values: Sequence[Any], dtype: DType | None, arrow_type: pa.DataType
     if pa.types.is_timestamp(target):
         return pa.array(values, pa.timestamp("us")).cast(UTC_US)
     if pa.types.is_list(target):
-        values = [None if v is None else json.loads(v) if isinstance(v, (str, bytes)) else v for v in values]
+        decode = _ELEMENT_READERS.get(_kind(target.value_type))
+        lists = [None if v is None else json.loads(v) if isinstance(v, (str, bytes)) else v for v in values]
+        values = lists if decode is None else [None if v is None else [decode(x) for x in v] for v in lists]
     elif pa.types.is_boolean(target):
         values = [None if v is None else bool(v) for v in values]
     elif dtype is not None and dtype.value_type in (ValueType.FLOAT, ValueType.DOUBLE):
@@ -77,6 +83,35 @@ def to_arrow(values: Sequence[Any], dtype: DType | None, arrow_type: pa.DataType
     elif pa.types.is_string(target):
         values = [v.decode() if isinstance(v, bytes) else v for v in values]
     return pa.array(values, target)
+
+
+def _kind(element: pa.DataType) -> str:
+    if pa.types.is_timestamp(element):
+        return "timestamp"
+    if pa.types.is_binary(element) or pa.types.is_large_binary(element):
+        return "binary"
+    return ""
+
+
+def _stamp_text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    utc = value.astimezone(UTC) if value.tzinfo is not None else value
+    return utc.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _stamp_value(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+_ELEMENT_WRITERS: dict[str, Callable[[Any], Any]] = {
+    "timestamp": _stamp_text,
+    "binary": lambda v: None if v is None else base64.b64encode(v).decode(),
+}
+_ELEMENT_READERS: dict[str, Callable[[Any], Any]] = {
+    "timestamp": _stamp_value,
+    "binary": lambda v: None if v is None else base64.b64decode(v),
+}
 
 
 def _column_values(column: pa.ChunkedArray) -> list[Any]:
@@ -89,7 +124,11 @@ def _column_values(column: pa.ChunkedArray) -> list[Any]:
         # %f gives nanoseconds on some Arrow versions: keep microseconds only
         return [None if v is None else v[:26] for v in text.to_pylist()]
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return [None if v is None else json.dumps(v) for v in column.to_pylist()]
+        encode = _ELEMENT_WRITERS.get(_kind(kind.value_type))
+        lists = column.to_pylist()
+        if encode is not None:
+            lists = [None if v is None else [encode(x) for x in v] for v in lists]
+        return [None if v is None else json.dumps(v) for v in lists]
     if pa.types.is_boolean(kind):
         return [None if v is None else int(v) for v in column.to_pylist()]
     values: list[Any] = column.to_pylist()
@@ -104,7 +143,7 @@ def parameter_rows(table: pa.Table) -> list[tuple[Any, ...]]:
 
 def ddl_type(arrow_type: pa.DataType, *, key: bool = False) -> str:
     """Canonical column type for an Arrow type (MySQL flavour: JSON for lists; strings as keys are
-    ``VARCHAR(255)``, otherwise ``TEXT``)."""
+    ``VARCHAR(191)`` (three fit in an InnoDB index), otherwise ``TEXT``)."""
     if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
         return "TIMESTAMP(6)"
     if pa.types.is_boolean(arrow_type):
@@ -116,9 +155,9 @@ def ddl_type(arrow_type: pa.DataType, *, key: bool = False) -> str:
     if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
         return "DOUBLE"
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
-        return "VARCHAR(255)" if key else "TEXT"
+        return "VARCHAR(191)" if key else "TEXT"  # 191 x 4 bytes: three keys fit an index
     if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
-        return "VARBINARY(255)" if key else "BLOB"
+        return "VARBINARY(255)" if key else "LONGBLOB"
     if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
         return "JSON"
     raise SchemaMismatchError(f"no column type for Arrow type {arrow_type}")
