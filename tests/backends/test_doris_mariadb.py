@@ -220,6 +220,32 @@ def test_server_gone_is_backend_unavailable(tmp_path: Path, database: str) -> No
     assert "\n" not in str(info.value)
 
 
+def test_server_gone_while_streaming_is_backend_unavailable(tmp_path: Path, database: str) -> None:
+    store = open_store(tmp_path, database, fetch_batch_rows=1000)
+    # 2,000,000 generated rows (MariaDB's sequence engine): far more than socket buffers hold
+    many = DorisSource(
+        name="many",
+        query="SELECT 'A' AS code, TIMESTAMP '2024-03-10 06:00:00' + INTERVAL seq SECOND AS event_ts, "
+        "seq * 1.0 AS price FROM seq_1_to_2000000",
+        timestamp_field="event_ts",
+    )
+    batches = store.pull_all(view_of(many), at(0), at(10**6))
+    assert next(batches).num_rows == 1000
+    admin: Any = admin_connection()
+    with admin.cursor() as cur:
+        cur.execute(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE %s AND ID <> CONNECTION_ID()",
+            ("%seq_1_to_2000000%",),
+        )
+        (victim,) = cur.fetchone()
+        cur.execute(f"KILL CONNECTION {int(victim)}")
+    admin.close()
+    with pytest.raises(BackendUnavailableError, match="unreachable") as info:
+        for _ in batches:
+            pass
+    assert "\n" not in str(info.value)
+
+
 def test_bad_configuration_and_views(tmp_path: Path, database: str) -> None:
     with pytest.raises(ConfigError, match="no ASOF JOIN"):
         open_store(tmp_path, database, asof_join="on")

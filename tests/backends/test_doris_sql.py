@@ -16,7 +16,7 @@ from sqlglot import exp
 from ladle.errors import DataSourceError
 from ladle.offline.doris import sql
 from ladle.offline.doris.config import Dialect, DorisOfflineStoreConfig, SourceRelation, source_relation
-from ladle.offline.doris.connection import has_asof_join
+from ladle.offline.doris.connection import has_asof_join, parse_version
 
 DIALECTS: list[Dialect] = ["doris", "starrocks", "mysql"]
 T0 = datetime(2024, 3, 10, 6, 0, tzinfo=UTC)
@@ -147,6 +147,21 @@ def test_insert_statement_is_a_values_template() -> None:
 )
 def test_asof_join_by_version(dialect: str, version: tuple[int, int, int] | None, expected: bool) -> None:
     assert has_asof_join(dialect, version) is expected
+
+
+@pytest.mark.parametrize(
+    ("dialect", "text", "expected"),
+    [
+        ("doris", "Doris version doris-2.1.7-rc03-443e87e203", (2, 1, 7)),
+        ("doris", "Doris version doris-4.0.5-rc01-2f3d8a9c1b", (4, 0, 5)),
+        ("starrocks", "4.0.1-0c5a2a3", (4, 0, 1)),
+        ("starrocks", "3.3.5-6d81f75", (3, 3, 5)),
+        ("mysql", "10.11.19-MariaDB-0+deb12u1", (10, 11, 19)),
+        ("doris", "", None),
+    ],
+)
+def test_engine_versions_are_parsed(dialect: str, text: str, expected: tuple[int, int, int] | None) -> None:
+    assert parse_version(dialect, text) == expected
 
 
 def test_config_defaults_and_secret() -> None:

@@ -106,6 +106,23 @@ def connect(block: DorisOfflineStoreConfig, *, database: str | None = None) -> p
     return con
 
 
+def close_quietly(con: pymysql.Connection[Any]) -> None:
+    """Close a connection that may be broken or in the middle of an unread result.
+
+    Closing the connection (not an unbuffered cursor, which would first read the rest of the
+    result) makes the server abort a query whose rows were not all read.
+    """
+    try:
+        con.close()
+    except (_pymysql().err.Error, OSError):
+        pass  # already closed, or the server is gone: nothing left to release here
+    # pymysql leaves an unbuffered result "active" when the socket broke under it, and its __del__
+    # would then read from the closed socket; nothing is left to read.
+    result = getattr(con, "_result", None)
+    if result is not None and getattr(result, "unbuffered_active", False):
+        result.unbuffered_active = False
+
+
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
 
@@ -118,17 +135,29 @@ def server_version(con: pymysql.Connection[Any]) -> str:
 
 
 def engine_version(con: pymysql.Connection[Any], dialect: str) -> tuple[int, int, int] | None:
-    """The engine's own version: Doris' ``doris_version`` / StarRocks' ``current_version()``, else ``version()``."""
+    """The engine's own version (:func:`parse_version` of what the engine reports).
+
+    ``SELECT version()`` answers a MySQL compatibility version on Doris (``5.7.99``) and StarRocks
+    (``8.0.33``), so they are asked ``SELECT @@version_comment`` (Doris: ``Doris version
+    doris-4.0.5-...``) and ``SELECT current_version()`` (StarRocks: ``4.0.1-...``); MySQL and
+    MariaDB answer ``version()``.
+    """
     queries = {"doris": "SELECT @@version_comment", "starrocks": "SELECT current_version()"}
-    text = ""
     try:
         with con.cursor() as cur:
             cur.execute(queries.get(dialect, "SELECT version()"))
             row = cur.fetchone()
             text = str(row[0]) if row else ""
-    except Exception:
+    except _pymysql().err.Error:  # an engine without the function: fall back to version()
         text = server_version(con)
-    match = _VERSION.search(text.split("doris-", 1)[-1] if dialect == "doris" else text)
+    return parse_version(dialect, text)
+
+
+def parse_version(dialect: str, text: str) -> tuple[int, int, int] | None:
+    """``(major, minor, patch)`` from a version string (Doris: the part after ``doris-``)."""
+    if dialect == "doris" and "doris-" in text.lower():
+        text = text[text.lower().index("doris-") + len("doris-") :]
+    match = _VERSION.search(text)
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 

@@ -18,10 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ladle.errors import BackendError
+from ladle.errors import BackendError, LadleError
 from ladle.offline.doris import sql
 from ladle.offline.doris.config import DorisOfflineStoreConfig
-from ladle.offline.doris.connection import connect, translated
+from ladle.offline.doris.connection import close_quietly, connect, translated
 from ladle.offline.doris.values import parameter_rows, to_arrow
 from ladle.types import DType
 
@@ -94,11 +94,35 @@ class DorisRetrievalJob:
                 try:
                     self._upload(con, name)
                     yield con, query
-                finally:
-                    with con.cursor() as cur:
-                        cur.execute(sql.drop_table_sql(name, block.type))
+                except BaseException:
+                    # The connection may be gone or hold an unread result: drop from a fresh one.
+                    close_quietly(con)
+                    self._drop_quietly(name)
+                    raise
+                with con.cursor() as cur:
+                    cur.execute(sql.drop_table_sql(name, block.type))
         finally:
-            con.close()
+            close_quietly(con)
+
+    def _drop_quietly(self, name: str) -> None:
+        """Drop a work table after a failure, best effort: the first error is the one to report.
+
+        If the server is unreachable the table stays (``__ladle_w_*``, empty of anything but keys
+        and times); it can be dropped by hand.
+        """
+        import pymysql
+
+        try:
+            con = connect(self._block)
+        except LadleError:
+            return
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql.drop_table_sql(name, self._block.type))
+        except (pymysql.err.Error, OSError):
+            pass  # best effort while the first error propagates
+        finally:
+            close_quietly(con)
 
     def _run(self) -> Iterator[pa.RecordBatch]:
         with self._uploaded() as (con, query):
@@ -122,18 +146,19 @@ class DorisRetrievalJob:
         import pymysql.cursors
 
         done = 0
-        with con.cursor(pymysql.cursors.SSCursor) as cur:
-            cur.execute(query)
-            while rows := cur.fetchmany(self._block.fetch_batch_rows):
-                columns = list(zip(*rows, strict=True))
-                got = np.asarray(columns[0], dtype=np.int64)
-                if not np.array_equal(got, np.arange(done, done + len(rows))):
-                    raise BackendError("historical retrieval: the server returned the rows out of order")
-                arrays = [to_arrow(c, o.dtype, o.dtype.arrow) for c, o in zip(columns[1:], self._outputs, strict=True)]
-                frame = self._entity.slice(done, len(rows)).combine_chunks()
-                own = [c.chunk(0) if c.num_chunks else pa.array([], c.type) for c in frame.columns]
-                done += len(rows)
-                yield pa.RecordBatch.from_arrays([*own, *arrays], schema=self._schema())
+        cur = con.cursor(pymysql.cursors.SSCursor)
+        cur.execute(query)
+        while rows := cur.fetchmany(self._block.fetch_batch_rows):
+            columns = list(zip(*rows, strict=True))
+            got = np.asarray(columns[0], dtype=np.int64)
+            if not np.array_equal(got, np.arange(done, done + len(rows))):
+                raise BackendError("historical retrieval: the server returned the rows out of order")
+            arrays = [to_arrow(c, o.dtype, o.dtype.arrow) for c, o in zip(columns[1:], self._outputs, strict=True)]
+            frame = self._entity.slice(done, len(rows)).combine_chunks()
+            own = [c.chunk(0) if c.num_chunks else pa.array([], c.type) for c in frame.columns]
+            done += len(rows)
+            yield pa.RecordBatch.from_arrays([*own, *arrays], schema=self._schema())
+        cur.close()  # every row read: the result is finished, the connection free
         if done != self._entity.num_rows:
             raise BackendError(f"historical retrieval: {done} rows came back for {self._entity.num_rows} entity rows")
 

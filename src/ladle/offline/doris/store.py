@@ -27,7 +27,7 @@ from ladle.offline.base import AsOf
 from ladle.offline.computed import is_computed
 from ladle.offline.doris import sql
 from ladle.offline.doris.config import DorisOfflineStoreConfig, batch_of, doris_block, source_relation
-from ladle.offline.doris.connection import connect, engine_version, has_asof_join, translated
+from ladle.offline.doris.connection import close_quietly, connect, engine_version, has_asof_join, translated
 from ladle.offline.doris.job import DorisRetrievalJob, Output, WorkTable
 from ladle.offline.doris.load import insert_rows, key_column_types, table_columns
 from ladle.offline.doris.values import UTC_US, schema_of, to_arrow
@@ -137,14 +137,15 @@ class DorisOfflineStore:
 
         con = connect(self.config)
         try:
-            with translated(self.config, what), con.cursor(pymysql.cursors.SSCursor) as cur:
+            with translated(self.config, what):
+                cur = con.cursor(pymysql.cursors.SSCursor)
                 cur.execute(query)
                 while rows := cur.fetchmany(batch_rows):
                     columns = list(zip(*rows, strict=True))
                     arrays = [to_arrow(c, d, f.type) for c, d, f in zip(columns, dtypes, schema, strict=True)]
                     yield pa.RecordBatch.from_arrays(arrays, schema=schema)
         finally:
-            con.close()
+            close_quietly(con)  # also when the caller stops early: the server drops the rest
 
     def historical(
         self,
