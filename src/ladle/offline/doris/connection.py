@@ -137,8 +137,8 @@ def server_version(con: pymysql.Connection[Any]) -> str:
 def engine_version(con: pymysql.Connection[Any], dialect: str) -> tuple[int, int, int] | None:
     """The engine's own version (:func:`parse_version` of what the engine reports).
 
-    ``SELECT version()`` answers a MySQL compatibility version on Doris (``5.7.99``) and StarRocks
-    (``8.0.33``), so they are asked ``SELECT @@version_comment`` (Doris: ``Doris version
+    ``SELECT version()`` answers a MySQL compatibility version on Doris (``5.7.99``) and on
+    StarRocks, so they are asked ``SELECT @@version_comment`` (Doris: ``Doris version
     doris-4.0.5-...``) and ``SELECT current_version()`` (StarRocks: ``4.0.1-...``); MySQL and
     MariaDB answer ``version()``.
     """
