@@ -27,12 +27,14 @@ import pyarrow as pa
 from ladle.definitions import DataSource, FeatureView
 from ladle.errors import DataSourceError
 from ladle.offline.computed import is_computed
+from ladle.offline.iceberg.catalog import brief
 from ladle.offline.job import translate_errors
 from ladle.offline.sources import ROW_ID, SourceScan, literal, quote
 
 if TYPE_CHECKING:
     import duckdb
     from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.schema import Schema
     from pyiceberg.table import FileScanTask, Table
     from pyiceberg.table.snapshots import Snapshot
     from pyiceberg.types import IcebergType, NestedField
@@ -100,6 +102,22 @@ def columns_of(pinned: Pinned) -> list[NestedField]:
     return fields
 
 
+def _scan_schema(pinned: Pinned) -> Schema:
+    """The schema pyiceberg binds a scan of the pinned snapshot to (the snapshot's own)."""
+    snapshot = pinned.snapshot
+    if snapshot is not None and snapshot.schema_id is not None:
+        schema = pinned.table.schemas().get(snapshot.schema_id)
+        if schema is not None:
+            return schema
+    return pinned.table.schema()
+
+
+def _scan_names(pinned: Pinned, fields: list[NestedField]) -> dict[str, str]:
+    """Current column name → its name in the pinned snapshot's schema, for the columns it has."""
+    by_id = {f.field_id: f.name for f in _scan_schema(pinned).fields}
+    return {f.name: by_id[f.field_id] for f in fields if f.field_id in by_id}
+
+
 def window_filter(pinned: Pinned, column: str, lo_us: int | None, hi_us: int | None) -> BooleanExpression:
     """The pushdown row filter ``lo <= column <= hi`` (either bound optional; widened by a millisecond)
     when ``column`` is a timestamp; else no filter."""
@@ -110,10 +128,13 @@ def window_filter(pinned: Pinned, column: str, lo_us: int | None, hi_us: int | N
     field = next((f for f in pinned.table.schema().fields if f.name == column), None)
     if field is None or not isinstance(field.field_type, (t.TimestampType, t.TimestamptzType)):
         return expr
+    name = _scan_names(pinned, [field]).get(column)
+    if name is None:
+        return expr
     if lo_us is not None:
-        expr = And(expr, GreaterThanOrEqual(term=column, value=lo_us - _SLACK_US))
+        expr = And(expr, GreaterThanOrEqual(term=name, value=lo_us - _SLACK_US))
     if hi_us is not None:
-        expr = And(expr, LessThanOrEqual(term=column, value=hi_us + _SLACK_US))
+        expr = And(expr, LessThanOrEqual(term=name, value=hi_us + _SLACK_US))
     return expr
 
 
@@ -125,9 +146,7 @@ def plan(pinned: Pinned, row_filter: BooleanExpression) -> list[FileScanTask]:
         scan = pinned.table.scan(row_filter=row_filter, snapshot_id=pinned.snapshot.snapshot_id)
         return list(scan.plan_files())
     except Exception as exc:  # manifests unreadable, file IO errors
-        raise DataSourceError(
-            f"source {pinned.label!r}: cannot plan the iceberg scan: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise DataSourceError(f"source {pinned.label!r}: cannot plan the iceberg scan: {brief(exc)}") from exc
 
 
 def read_path(pinned: Pinned, tasks: list[FileScanTask], fields: list[NestedField]) -> Literal["direct", "arrow"]:
@@ -203,19 +222,24 @@ def arrow_scan(
     row_filter: BooleanExpression,
     fields: list[NestedField],
     mapping: dict[str, str],
+    schema: pa.Schema,
 ) -> SourceScan:
-    """pyiceberg reads the planned files (deletes applied, selected columns) into a DuckDB temp table."""
+    """pyiceberg reads the planned files (deletes applied, selected columns) into a DuckDB temp table.
+
+    ``schema`` holds the columns' Arrow types as the direct path reads them; columns are selected
+    by field id (under their names in the snapshot's schema), and columns the snapshot lacks are NULL.
+    """
     assert pinned.snapshot is not None
-    names = tuple(f.name for f in fields)
+    names = _scan_names(pinned, fields)
     try:
-        scan = pinned.table.scan(row_filter=row_filter, selected_fields=names, snapshot_id=pinned.snapshot.snapshot_id)
+        scan = pinned.table.scan(
+            row_filter=row_filter, selected_fields=tuple(names.values()), snapshot_id=pinned.snapshot.snapshot_id
+        )
         reader = scan.to_arrow_batch_reader()
     except Exception as exc:
-        raise DataSourceError(
-            f"source {pinned.label!r}: cannot read the iceberg table: {type(exc).__name__}: {exc}"
-        ) from exc
-    schema = pa.schema([*reader.schema, pa.field(ROW_ID, pa.int64())])
-    numbered = pa.RecordBatchReader.from_batches(schema, _numbered(reader, schema, pinned.label))
+        raise DataSourceError(f"source {pinned.label!r}: cannot read the iceberg table: {brief(exc)}") from exc
+    out = pa.schema([*(schema.field(f.name) for f in fields), pa.field(ROW_ID, pa.int64())])
+    numbered = pa.RecordBatchReader.from_batches(out, _numbered(reader, out, names, pinned.label))
     source, name = f"__ladle_iceberg_src_{next(_names)}", f"__ladle_iceberg_{next(_names)}"
     con.register(source, numbered)
     with translate_errors(f"reading iceberg source {pinned.label!r}"):
@@ -224,15 +248,26 @@ def arrow_scan(
     return _scan_of(con, pinned.label, name, mapping, f"SELECT * FROM {quote(name)} LIMIT 0")
 
 
-def _numbered(reader: pa.RecordBatchReader, schema: pa.Schema, label: str) -> Iterator[pa.RecordBatch]:
+def _numbered(
+    reader: pa.RecordBatchReader, schema: pa.Schema, names: dict[str, str], label: str
+) -> Iterator[pa.RecordBatch]:
     offset = 0
     try:
         for batch in reader:
-            ids = pa.array(range(offset, offset + batch.num_rows), pa.int64())
+            arrays = []
+            for field in schema:
+                if field.name == ROW_ID:
+                    arrays.append(pa.array(range(offset, offset + batch.num_rows), pa.int64()))
+                elif field.name in names:
+                    arrays.append(batch.column(names[field.name]).cast(field.type))
+                else:
+                    arrays.append(pa.nulls(batch.num_rows, field.type))
             offset += batch.num_rows
-            yield pa.RecordBatch.from_arrays([*batch.columns, ids], schema=schema)
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    except DataSourceError:
+        raise
     except Exception as exc:
-        raise DataSourceError(f"source {label!r}: cannot read iceberg data: {type(exc).__name__}: {exc}") from exc
+        raise DataSourceError(f"source {label!r}: cannot read iceberg data: {brief(exc)}") from exc
 
 
 def needed_columns(view: FeatureView, source: DataSource, fields: list[NestedField]) -> list[NestedField]:
@@ -268,4 +303,5 @@ def open_scan(
         return direct_scan(con, pinned.label, tasks, fields, mapping), path
     full = empty_scan(con, pinned.label, fields, mapping)
     resolved = view.resolve(full.arrow_schema) if not is_computed(view) else view
-    return arrow_scan(con, pinned, row_filter, needed_columns(resolved, source, fields), mapping), path
+    needed = needed_columns(resolved, source, fields)
+    return arrow_scan(con, pinned, row_filter, needed, mapping, full.arrow_schema), path

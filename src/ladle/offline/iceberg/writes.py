@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ladle.errors import DataSourceError, SchemaMismatchError
-from ladle.offline.iceberg.catalog import TableRef
+from ladle.offline.iceberg.catalog import TableRef, brief
 from ladle.offline.iceberg.tables import conform, ensure_table, load_table
 
 if TYPE_CHECKING:
@@ -166,6 +166,6 @@ def _commit(ref: TableRef, write: object) -> None:
     except SchemaMismatchError:
         raise
     except CommitFailedException as exc:
-        raise DataSourceError(f"writing to {ref}: a concurrent commit won; retry the write ({exc})") from exc
+        raise DataSourceError(f"writing to {ref}: a concurrent commit won; retry the write ({brief(exc)})") from exc
     except Exception as exc:
-        raise DataSourceError(f"writing to {ref} failed: {type(exc).__name__}: {exc}") from exc
+        raise DataSourceError(f"writing to {ref} failed: {brief(exc)}") from exc
