@@ -7,6 +7,11 @@ its own catalog name). Then the same training query (``get_historical_features``
 online query (``get_online_features``) over a fixed entity frame must give identical answers, and
 each Iceberg table must hold the same rows as its Parquet directory. Re-running the ingestion on
 Iceberg (one replacement commit per window) changes nothing.
+
+The repo's streams too: ``ladle publish`` sends simulated ticks and observations once to a local
+broker; each setup's ``ladle stream`` (own consumer group) stores them (Parquet files, or appends to
+the Iceberg tables ``commodity_analytics.<kafka batch source>``); the stored events, the stream
+views' training frame (computed from those tables) and their online answers must be identical.
 """
 
 from __future__ import annotations
@@ -34,13 +39,25 @@ VIEWS = ("commodity_price_features", "economic_features", "weather_features")
 ICEBERG_YAML = "feature_store.iceberg.yaml"
 
 
-def ladle(repo: Path, config: str, *args: str) -> str:
+def ladle(repo: Path, config: str, *args: str, kafka: str = "") -> str:
     """Run the CLI on ``repo`` with the config file ``config`` (in the repo)."""
-    env = {**os.environ, "LADLE_DATA_DIR": str(ROOT / "data")}
-    command = [sys.executable, "-m", "ladle", "-c", str(repo), "-f", str(repo / config), *args]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        command(repo, config, *args), capture_output=True, text=True, env=environment(kafka), check=False
+    )
     assert done.returncode == 0, f"ladle {' '.join(args)}\n{done.stdout}\n{done.stderr}"
     return done.stdout
+
+
+def environment(kafka: str = "") -> dict[str, str]:
+    """The CLI's environment: the committed real data, and the broker the sources are applied with."""
+    env = {**os.environ, "LADLE_DATA_DIR": str(ROOT / "data")}
+    if kafka:
+        env["LADLE_KAFKA_BOOTSTRAP_SERVERS"] = kafka
+    return env
+
+
+def command(repo: Path, config: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "ladle", "-c", str(repo), "-f", str(repo / config), *args]
 
 
 def run_repo(repo: Path, config: str) -> None:
@@ -166,6 +183,9 @@ def parquet_rows(repo: Path, view: FeatureView) -> pa.Table:
 
     source = view.batch_source
     assert isinstance(source, FileSource)
+    if "*" in source.path:  # the stream's files: a glob
+        files = sorted(str(f) for f in repo.glob(source.path) if not f.name.startswith("."))
+        return ds.dataset(files, format="parquet").to_table()
     return ds.dataset(repo / source.path, format="parquet", partitioning="hive").to_table()
 
 
@@ -222,3 +242,138 @@ def test_the_commodity_repo_answers_the_same_on_iceberg(duckdb_repo: Path, icebe
     ladle(iceberg_repo, ICEBERG_YAML, "ingest", "--start", START, "--end", END)
     again, _ = answers(iceberg_repo, ICEBERG_YAML)
     pd.testing.assert_frame_equal(again, want_training)
+
+
+# -- the repo's streams: ladle publish → ladle stream → the Kafka sources' tables ---------------------
+
+STREAM_VIEWS = ("commodity_price_stream", "weather_stream")
+
+
+@pytest.fixture(scope="module")
+def kafka() -> Iterator[str]:
+    """A local Kafka-protocol broker (Tansu) of this module; skipped loudly (failed under CI) without it."""
+    from ladle.errors import MissingExtraError
+    from ladle.streaming.broker import LocalBroker, tansu_binary
+
+    try:
+        tansu_binary()
+    except MissingExtraError as exc:
+        reason = f"SERVICE DOWN: the local Kafka broker cannot start: {exc}"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with LocalBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+def wait_consumed(kafka: str, group: str, topics: list[str], timeout: float = 90) -> None:
+    """Wait until ``group`` committed every partition of ``topics`` up to its end."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    meta = AdminClient({"bootstrap.servers": kafka}).list_topics(timeout=10)
+    parts = [TopicPartition(t, p) for t in topics for p in meta.topics[t].partitions]
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": group, "enable.auto.commit": False})
+    try:
+        ends = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+        deadline = time.monotonic() + timeout
+        seen: dict[tuple[str, int], int] = {}
+        while time.monotonic() < deadline:
+            seen = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(parts, timeout=5)}
+            if all(seen[k] >= end for k, end in ends.items()):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"group {group} committed {seen}, the topics end at {ends}")
+    finally:
+        consumer.close()
+
+
+def kafka_rows(rows: pa.Table) -> pd.DataFrame:
+    """The stream's rows in Kafka order, timestamps in UTC."""
+    frame = rows.to_pandas()
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    frame = frame[sorted(frame.columns)]
+    return frame.sort_values(["_kafka_partition", "_kafka_offset"]).reset_index(drop=True)
+
+
+def run_streams(kafka: str, setups: dict[str, Path]) -> None:
+    """Publish simulated ticks and observations once; run each setup's ``ladle stream`` (its own
+    group) until it has committed every message, then stop it with SIGTERM."""
+    import signal
+
+    repo0 = setups["feature_store.yaml"]
+    ladle(repo0, "feature_store.yaml", "publish", "--bootstrap-servers", kafka, "--count", "40", "--interval", "0.02",
+          "--weather-interval", "0.05", "--partitions", "2")  # fmt: skip
+    processes = []
+    for config, repo in setups.items():
+        group = f"e2e-{uuid.uuid4().hex[:8]}"
+        log = open(repo.parent / "stream.log", "wb")  # noqa: SIM115 - closed below
+        argv = command(repo, config, "--log-level", "INFO", "stream", "--group-id", group, "--metrics-port", "0")
+        processes.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=environment()), group, log))
+    try:
+        for proc, group, _ in processes:
+            wait_consumed(kafka, group, ["commodity-ticks", "weather-observations"])
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+    finally:
+        for proc, _, log in processes:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+
+
+def stream_answers(repo: Path, config: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[Any]]]:
+    """The stream views' training frame over ``frame`` and their online answers for its keys."""
+    store = open_store(repo, config)
+    try:
+        snapshot = store.snapshot(allow_cache=False)
+        refs = [f"{v}:{f}" for v in STREAM_VIEWS for f in snapshot.feature_view(v).feature_names]
+        training = store.get_historical_features(entity_df=frame, features=refs, full_feature_names=True).to_df()
+        training = training.sort_values(["event_timestamp", "commodity_code", "location_id"]).reset_index(drop=True)
+        rows = frame[["commodity_code", "location_id"]].drop_duplicates().to_dict("records")
+        online = store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True)
+        return training, online.to_dict(include_event_timestamps=True)
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_the_repo_streams_land_in_iceberg_as_in_files(kafka: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    setups = {"feature_store.yaml": copy_repo(tmp_path / "duckdb"), ICEBERG_YAML: copy_repo(tmp_path / "iceberg")}
+    for config, repo in setups.items():
+        ladle(repo, config, "ingest", "--start", START, "--end", END)
+        ladle(repo, config, "apply", kafka=kafka)
+    run_streams(kafka, setups)
+    end = datetime.now(UTC) + timedelta(minutes=1)
+    for config, repo in setups.items():
+        views = [arg for view in STREAM_VIEWS for arg in ("-v", view)]
+        ladle(repo, config, "materialize", started.isoformat(), end.isoformat(), *views)
+
+    store = open_store(setups[ICEBERG_YAML], ICEBERG_YAML)
+    try:
+        snapshot = store.snapshot(allow_cache=False)
+        stream_views = {name: snapshot.feature_view(name) for name in STREAM_VIEWS}
+    finally:
+        store.close()
+    keys: dict[str, list[str]] = {}
+    for name, view in stream_views.items():
+        on_files = kafka_rows(parquet_rows(setups["feature_store.yaml"], view))
+        assert len(on_files) >= 40, f"{name}: the stream stored the published events"
+        pd.testing.assert_frame_equal(kafka_rows(iceberg_rows(setups[ICEBERG_YAML], view)), on_files)
+        keys[view.join_keys[0]] = sorted(set(on_files[view.join_keys[0]]))
+
+    moments = pd.to_datetime([started + timedelta(seconds=30), end], utc=True)
+    frame = pd.DataFrame(
+        [{"commodity_code": c, "location_id": loc, "event_timestamp": t}
+         for t in moments for c in keys["commodity_code"] for loc in keys["location_id"]]
+    )  # fmt: skip
+    results = [stream_answers(repo, config, frame) for config, repo in setups.items()]
+    (want_training, want_online), (have_training, have_online) = results
+    assert want_training["commodity_price_stream__current_price"].notna().sum() > 0
+    pd.testing.assert_frame_equal(have_training, want_training)
+    assert have_online == want_online
