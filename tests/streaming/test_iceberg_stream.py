@@ -258,3 +258,44 @@ def test_events_written_but_never_committed_are_deleted_on_assignment(
     finally:
         store.close()
     assert_online_equals_batch(repo, rows)
+
+
+@pytest.mark.slow
+def test_two_processes_append_to_one_table_while_partitions_move(kafka: str, tmp_path: Path) -> None:
+    """A second process joins mid-stream, then the first leaves: both commit to the same table
+    meanwhile (pyiceberg retries a commit that lost the race), and every event is in it once."""
+    topic, group = unique("icerebal"), unique("g")
+    create_topic(kafka, topic, 4)
+    repo = make_iceberg_repo(tmp_path / "repo", kafka, topic, FILE_BATCH, "sqlite:///data/iceberg/catalog.db",
+                             stream={"offline_flush_seconds": 0.2})  # fmt: skip
+    events = random_events(random.Random(12), 4000, partitions=4, keys=3)
+    chunks = [events[i : i + 400] for i in range(0, len(events), 400)]
+
+    def feed() -> None:
+        for chunk in chunks:
+            produce(kafka, topic, chunk)
+            time.sleep(0.3)
+
+    first, second = FeatureStore(repo_path=repo), FeatureStore(repo_path=repo)
+    producer = threading.Thread(target=feed)
+    with running(first, group_id=group) as a:
+        producer.start()
+        done = wait_progress(kafka, group, topic, 4, 0)
+        with running(second, group_id=group) as b:
+            deadline = time.monotonic() + 30
+            while not (a.runner.assignment() and b.runner.assignment()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert a.runner.assignment() and b.runner.assignment(), "both processes hold partitions"
+            wait_progress(kafka, group, topic, 4, done)
+            a.stop()
+            producer.join(60)
+            wait_committed(kafka, group, topic, ends_of(events, 4), timeout=60)
+    first.close()
+    second.close()
+    rows = assert_table_matches(repo, events)
+    store = FeatureStore(repo_path=repo)
+    try:
+        assert_online_matches(store, events)
+    finally:
+        store.close()
+    assert_online_equals_batch(repo, rows)

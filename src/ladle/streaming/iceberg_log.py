@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 SOURCE_PROPERTY = "ladle.kafka.source"
 TOPIC_PROPERTY = "ladle.kafka.topic"
 OFFSETS_PROPERTY = "ladle.kafka.offsets"
+#: appends tried when concurrent writers keep winning the race (each with pyiceberg's commit.retry.*)
+_APPEND_ATTEMPTS = 3
 
 
 def _where(*terms: tuple[str, str, int]) -> BooleanExpression:
@@ -139,14 +141,20 @@ class IcebergLog:
             TOPIC_PROPERTY: self.topic,
             OFFSETS_PROPERTY: json.dumps(offsets, separators=(",", ":")),
         }
-        table = self._for_rows(rows.schema)
-        conformed = conform(rows, table)
-        try:
-            table.append(conformed, snapshot_properties=properties)
-        except LadleError:
-            raise
-        except Exception as exc:  # pyiceberg: CommitFailedException after its retries, I/O errors
-            raise _error("append to", self.ref, exc) from exc
+        from pyiceberg.exceptions import CommitFailedException
+
+        for attempt in range(_APPEND_ATTEMPTS):
+            table = self._for_rows(rows.schema)
+            try:
+                table.append(conform(rows, table), snapshot_properties=properties)
+                return
+            except LadleError:
+                raise
+            except CommitFailedException as exc:  # lost the race after pyiceberg's own retries: did not land
+                if attempt + 1 == _APPEND_ATTEMPTS:
+                    raise _error("append to", self.ref, exc) from exc
+            except Exception as exc:  # I/O errors; the outcome is unknown, so the stream stops (and replays)
+                raise _error("append to", self.ref, exc) from exc
 
     def truncate_from(self, partition: int, start: int) -> int:
         """Delete the partition's rows with offset ≥ ``start`` (one commit, none when there are none);
