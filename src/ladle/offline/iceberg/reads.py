@@ -149,6 +149,23 @@ def plan(pinned: Pinned, row_filter: BooleanExpression) -> list[FileScanTask]:
         raise DataSourceError(f"source {pinned.label!r}: cannot plan the iceberg scan: {brief(exc)}") from exc
 
 
+def in_commit_order(pinned: Pinned, tasks: list[FileScanTask]) -> list[FileScanTask]:
+    """The tasks ordered by the commit that added their file (data sequence number), then file name.
+
+    A computed stream view keeps, of events with the same key and time, the one that comes last
+    in its input (docs/streaming.md, rule 4): on Iceberg, the one committed last.
+    """
+    if len(tasks) < 2 or pinned.snapshot is None:
+        return tasks
+    try:
+        entries = pinned.table.inspect.entries(pinned.snapshot.snapshot_id)
+    except Exception as exc:
+        raise DataSourceError(f"source {pinned.label!r}: cannot read the iceberg manifests: {brief(exc)}") from exc
+    paths = entries.column("data_file").combine_chunks().field("file_path").to_pylist()
+    sequence = dict(zip(paths, entries.column("sequence_number").to_pylist(), strict=True))
+    return sorted(tasks, key=lambda t: (sequence.get(t.file.file_path) or 0, t.file.file_path))
+
+
 def read_path(pinned: Pinned, tasks: list[FileScanTask], fields: list[NestedField]) -> Literal["direct", "arrow"]:
     """Whether DuckDB can read the planned files itself (see the module docstring)."""
     if pinned.table.properties.get(_NAME_MAPPING):
@@ -219,23 +236,25 @@ def direct_scan(
 def arrow_scan(
     con: duckdb.DuckDBPyConnection,
     pinned: Pinned,
+    tasks: list[FileScanTask],
     row_filter: BooleanExpression,
     fields: list[NestedField],
     mapping: dict[str, str],
     schema: pa.Schema,
 ) -> SourceScan:
-    """pyiceberg reads the planned files (deletes applied, selected columns) into a DuckDB temp table.
+    """pyiceberg reads the planned files, in order (deletes applied, selected columns), into a DuckDB
+    temp table.
 
     ``schema`` holds the columns' Arrow types as the direct path reads them; columns are selected
     by field id (under their names in the snapshot's schema), and columns the snapshot lacks are NULL.
     """
-    assert pinned.snapshot is not None
+    from pyiceberg.io.pyarrow import ArrowScan
+
     names = _scan_names(pinned, fields)
+    table = pinned.table
     try:
-        scan = pinned.table.scan(
-            row_filter=row_filter, selected_fields=tuple(names.values()), snapshot_id=pinned.snapshot.snapshot_id
-        )
-        reader = scan.to_arrow_batch_reader()
+        projected = _scan_schema(pinned).select(*names.values())
+        reader = ArrowScan(table.metadata, table.io, projected, row_filter).to_record_batches(tasks)
     except Exception as exc:
         raise DataSourceError(f"source {pinned.label!r}: cannot read the iceberg table: {brief(exc)}") from exc
     out = pa.schema([*(schema.field(f.name) for f in fields), pa.field(ROW_ID, pa.int64())])
@@ -249,7 +268,7 @@ def arrow_scan(
 
 
 def _numbered(
-    reader: pa.RecordBatchReader, schema: pa.Schema, names: dict[str, str], label: str
+    reader: Iterator[pa.RecordBatch], schema: pa.Schema, names: dict[str, str], label: str
 ) -> Iterator[pa.RecordBatch]:
     offset = 0
     try:
@@ -298,10 +317,12 @@ def open_scan(
     tasks = plan(pinned, row_filter)
     if not tasks:
         return empty_scan(con, pinned.label, fields, mapping), "empty"
+    if is_computed(view):
+        tasks = in_commit_order(pinned, tasks)
     path = read_path(pinned, tasks, fields)
     if path == "direct":
         return direct_scan(con, pinned.label, tasks, fields, mapping), path
     full = empty_scan(con, pinned.label, fields, mapping)
     resolved = view.resolve(full.arrow_schema) if not is_computed(view) else view
     needed = needed_columns(resolved, source, fields)
-    return arrow_scan(con, pinned, row_filter, needed, mapping, full.arrow_schema), path
+    return arrow_scan(con, pinned, tasks, row_filter, needed, mapping, full.arrow_schema), path
