@@ -77,5 +77,7 @@ def test_as_of_errors_name_what_is_wrong(store: IcebergOfflineStore) -> None:
         training(store, as_of={"prices": 12345})
     with pytest.raises(RequestError, match="'prices'"):
         training(store, as_of={"other": 1})
+    with pytest.raises(RequestError, match="integer id"):
+        training(store, as_of={"prices": "latest"})
     with pytest.raises(RequestError, match="had no snapshot then"):
         training(store, as_of=datetime(2000, 1, 1, tzinfo=UTC))

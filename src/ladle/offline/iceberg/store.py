@@ -12,6 +12,7 @@ and semantics as the DuckDB store (``ladle.offline.session``); writes are single
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
@@ -130,9 +131,12 @@ class IcebergOfflineStore:
         if label not in as_of:
             raise RequestError(f"as_of names no snapshot for source {label!r} (it names {sorted(as_of)})")
         wanted = as_of[label]
+        if isinstance(wanted, bool) or not isinstance(wanted, numbers.Integral):
+            raise RequestError(f"as_of: the snapshot of source {label!r} must be an integer id, got {wanted!r}")
+        wanted = int(wanted)
         if wanted == -1:
             return Pinned(label, table, None)
-        snapshot = table.snapshot_by_id(int(wanted))
+        snapshot = table.snapshot_by_id(wanted)
         if snapshot is None:
             raise RequestError(f"as_of: source {label!r} (table {'.'.join(table.name())}) has no snapshot {wanted}")
         return Pinned(label, table, snapshot)
