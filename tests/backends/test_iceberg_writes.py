@@ -9,7 +9,9 @@ import pytest
 
 from ladle import IcebergSource, PushSource
 from ladle.errors import DataSourceError, SchemaMismatchError
+from ladle.offline.iceberg.catalog import TableRef
 from ladle.offline.iceberg.store import IcebergOfflineStore
+from ladle.offline.iceberg.tables import load_table
 from ladle.offline.iceberg.writes import ROWS_HASH
 
 from .iceberg_support import (
@@ -120,6 +122,13 @@ def test_wrong_column_types_change_nothing(tmp_path: Path) -> None:
     assert snapshots(store) == snaps
     with pytest.raises(SchemaMismatchError, match="event_ts"):
         store.append(prices_source(), pa.table({"code": ["A"], "price": [1.0]}))
+    untyped = price_rows(["A"], [1], [1.0]).append_column("nothing", pa.nulls(1))
+    with pytest.raises(SchemaMismatchError, match="nothing"):
+        store.append(prices_source(), untyped)
+    with pytest.raises(SchemaMismatchError, match="nothing"):
+        store.append(prices_source("new_table"), untyped)
+    assert store._table(prices_source()).schema() == schema and snapshots(store) == snaps
+    assert load_table(store.catalogs.get(), TableRef("", "tests.new_table")) is None
 
 
 def test_missing_table_and_namespace_are_data_source_errors(tmp_path: Path) -> None:

@@ -68,9 +68,15 @@ def recent_hashes(table: Table, limit: int = RECENT) -> set[str]:
 def _precheck(catalog: Catalog, ref: TableRef, rows: pa.Table) -> None:
     """SchemaMismatchError if ``rows`` cannot be stored in the existing table's columns (nothing written)."""
     table = load_table(catalog, ref)
+    stored = table.schema().as_arrow().names if table is not None else []
+    untyped = [f.name for f in rows.schema if pa.types.is_null(f.type) and f.name not in stored]
+    if untyped:
+        raise SchemaMismatchError(
+            f"columns {untyped} for {ref} have no type (every value is null), so the table cannot store them; "
+            "give them a type or leave them out"
+        )
     if table is not None:
-        existing = [n for n in rows.column_names if n in table.schema().as_arrow().names]
-        conform(rows.select(existing), table)
+        conform(rows.select([n for n in rows.column_names if n in stored]), table)
 
 
 def _prepared(
