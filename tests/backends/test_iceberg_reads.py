@@ -111,7 +111,9 @@ def test_a_column_added_later_is_null_in_older_rows(tmp_path: Path) -> None:
     source = prices_source()
     store.append(source, price_rows(["A"], [0], [1.0]))
     assert "volume" not in store.source_schema(source).names
+    commits = len(store._table(source).metadata.metadata_log)
     store.append(source, price_rows(["A", "B"], [1, 1], [2.0, 3.0], volume=[10.0, 20.0]))
+    assert len(store._table(source).metadata.metadata_log) == commits + 1  # the new column and the rows: one commit
     assert store.source_schema(source).field("volume").type.equals("double")
     view = prices_view(source, features=["price", "volume"])
     out = store.historical(entity(["A", "A", "B"], [0.5, 1.5, 1.5]), "event_timestamp", [select(view)], False)

@@ -153,3 +153,15 @@ def test_unreadable_catalog_is_one_clear_line(tmp_path: Path) -> None:
     with pytest.raises(DataSourceError) as info:
         store.source_schema(prices_source())
     assert "\n" not in str(info.value) and "catalog" in str(info.value)
+
+
+def test_replace_window_with_a_new_column_is_one_commit(tmp_path: Path) -> None:
+    store = open_iceberg(tmp_path)
+    store.append(prices_source(), price_rows(["A", "A"], [0.5, 1.5], [1.0, 2.0]))
+    commits = len(store._table(prices_source()).metadata.metadata_log)
+    new = price_rows(["A"], [1.25], [5.0], volume=[7.0])
+    assert store.replace_window(prices_source(), new, day(1), day(2)) == 1
+    table = store._table(prices_source())
+    assert len(table.metadata.metadata_log) == commits + 1
+    rows = sorted((r["event_ts"], r["price"], r["volume"]) for r in table.scan().to_arrow().to_pylist())
+    assert rows == [(day(0.5), 1.0, None), (day(1.25), 5.0, 7.0)]

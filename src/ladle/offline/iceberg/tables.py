@@ -96,7 +96,17 @@ def ensure_table(
 def conform(rows: pa.Table, table: Table) -> pa.Table:
     """``rows`` with the table's columns, in its order and types (missing ones NULL); SchemaMismatchError
     when a column cannot be cast."""
-    target = table.schema().as_arrow()
+    return conform_to(rows, table.schema().as_arrow())
+
+
+def new_columns(schema: pa.Schema, table: Table) -> list[pa.Field]:
+    """The fields of ``schema`` (as Iceberg would store them) that the table does not have."""
+    current = table.schema().as_arrow().names
+    return [f for f in _storable(schema) if f.name not in current]
+
+
+def conform_to(rows: pa.Table, target: pa.Schema) -> pa.Table:
+    """``rows`` with the columns of the Arrow schema ``target`` (see :func:`conform`)."""
     columns = []
     for field in target:
         if field.name not in rows.column_names:
