@@ -12,8 +12,9 @@ rows as stored (Arrow IPC of the conformed table; for a window replacement also 
   are rewritten without the window's rows. When the current snapshot already is the same
   replacement (same window, same rows), nothing is committed.
 
-Columns the rows add are added to the table first (schema evolution); existing columns' types
-are checked before anything is written, so a type error leaves the table as it was.
+Columns the rows add are added in the write's own transaction (schema evolution and rows in one
+commit); existing columns' types are checked before anything is written, so a type error leaves
+the table as it was. The first write to a missing table creates it (and its namespace).
 """
 
 from __future__ import annotations
