@@ -64,6 +64,10 @@ class IcebergRetrievalJob(DuckDBRetrievalJob):
         return f"IcebergRetrievalJob(snapshots={self.snapshots})"
 
 
+def _name(table: Table) -> str:
+    return ".".join(table.name())
+
+
 def _batch(source: DataSource) -> DataSource:
     return source.batch_source if isinstance(source, (PushSource, KafkaSource)) else source
 
@@ -125,7 +129,7 @@ class IcebergOfflineStore:
                     else "it has no snapshot at all"
                 )
                 raise RequestError(
-                    f"as_of {moment.isoformat()}: source {label!r} (table {table.name()}) had no snapshot then; {since}"
+                    f"as_of {moment.isoformat()}: source {label!r} (table {_name(table)}) had no snapshot then; {since}"
                 )
             return Pinned(label, table, snapshot)
         if label not in as_of:
@@ -138,7 +142,7 @@ class IcebergOfflineStore:
             return Pinned(label, table, None)
         snapshot = table.snapshot_by_id(wanted)
         if snapshot is None:
-            raise RequestError(f"as_of: source {label!r} (table {'.'.join(table.name())}) has no snapshot {wanted}")
+            raise RequestError(f"as_of: source {label!r} (table {_name(table)}) has no snapshot {wanted}")
         return Pinned(label, table, snapshot)
 
     def _scan(
