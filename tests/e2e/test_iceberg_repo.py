@@ -313,10 +313,13 @@ def run_streams(kafka: str, setups: dict[str, Path]) -> None:
         argv = command(repo, config, "--log-level", "INFO", "stream", "--group-id", group, "--metrics-port", "0")
         processes.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=environment()), group, log))
     try:
-        for proc, group, _ in processes:
-            wait_consumed(kafka, group, ["commodity-ticks", "weather-observations"])
+        for (proc, group, _), repo in zip(processes, setups.values(), strict=True):
+            output = repo.parent / "stream.log"
+            assert proc.poll() is None, f"ladle stream exited with {proc.returncode}:\n{output.read_text()[-3000:]}"
+            wait_consumed(kafka, group, ["commodity-ticks", "weather-observations"], timeout=120)
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0
+            assert proc.wait(30) == 0, output.read_text()[-3000:]
+            assert "Traceback" not in output.read_text(), output.read_text()[-3000:]
     finally:
         for proc, _, log in processes:
             if proc.poll() is None:
