@@ -19,7 +19,11 @@ the events add are added to it (:func:`ladle.offline.iceberg.tables.ensure_table
   partition's rows at or past the committed offset: :meth:`IcebergLog.truncate_from` deletes them
   (an Iceberg delete filtered on ``_kafka_partition`` and ``_kafka_offset``) when the partition is
   assigned, before it is read again. Deleting (rather than skipping them when they come again) keeps
-  the engine's restore exact: :meth:`read_recent` then reads only committed events.
+  the engine's restore exact: :meth:`read_recent` then reads only committed events. The snapshot
+  summaries tell when there is nothing to delete (the partition's newest flush ends before the
+  committed offset), so an assignment usually reads no data file.
+* **Manifests.** The table gets ``commit.manifest-merge.enabled=true`` unless it has the property:
+  appends then merge small manifests instead of adding one per flush for every scan to read.
 * **Restore.** :meth:`IcebergLog.read_recent` is a scan with the filter pushed down to pyiceberg
   (partition pruning on the event time, file pruning on the ``_kafka_*`` statistics): the newest
   event time is bounded from the data files' column statistics, so a restore reads the recent data
@@ -52,6 +56,9 @@ if TYPE_CHECKING:
 SOURCE_PROPERTY = "ladle.kafka.source"
 TOPIC_PROPERTY = "ladle.kafka.topic"
 OFFSETS_PROPERTY = "ladle.kafka.offsets"
+#: the stream turns manifest merging on for its table (unless set): a flush a second would otherwise
+#: leave one manifest per flush for every later scan to read
+MERGE_PROPERTY = "commit.manifest-merge.enabled"
 #: appends tried when concurrent writers keep winning the race (each with pyiceberg's commit.retry.*)
 _APPEND_ATTEMPTS = 3
 
@@ -88,6 +95,7 @@ class IcebergLog:
         self._catalogs = Catalogs(block, repo_path)
         self._probe_catalogs: Catalogs | None = None  # readiness runs on another thread: its own connections
         self._table: Table | None = None
+        self._merge_checked = False
 
     @property
     def location(self) -> str:
@@ -120,7 +128,31 @@ class IcebergLog:
                 self._catalogs.get(self.ref.catalog), self.ref, schema, self._ts, self.block.partition_by
             )
             self._table = table
+        if not self._merge_checked:
+            if MERGE_PROPERTY not in table.properties:
+                try:
+                    with table.transaction() as tx:
+                        tx.set_properties({MERGE_PROPERTY: "true"})
+                except Exception as exc:
+                    raise _error("set properties of", self.ref, exc) from exc
+            self._merge_checked = True
         return table
+
+    def _last_flushed(self, table: Table, partition: int) -> int | None:
+        """The last offset of the partition's newest flush, from the snapshot summaries (None: no
+        summary of one is left, e.g. expired). Rows past it cannot be in the table: a flush past it
+        came before a truncation that deleted it."""
+        from pyiceberg.table.snapshots import ancestors_of
+
+        key = f'"{partition}":'
+        for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
+            summary = snapshot.summary.additional_properties if snapshot.summary is not None else {}
+            raw = summary.get(OFFSETS_PROPERTY)
+            if raw is None or key not in raw or summary.get(SOURCE_PROPERTY) != self.source.name:
+                continue
+            last: int = json.loads(raw)[str(partition)][1]
+            return last
+        return None
 
     # -- the sink ----------------------------------------------------------------------------------
 
@@ -161,6 +193,9 @@ class IcebergLog:
         how many rows were deleted."""
         table = self._current()
         if table is None or not {PARTITION, OFFSET} <= set(table.schema().column_names):
+            return 0
+        last = self._last_flushed(table, partition)
+        if last is not None and last < start:  # the usual case: nothing written past the commit
             return 0
         written = _where((PARTITION, "=", partition), (OFFSET, ">=", start))
         found: int = self._scan(table, written, (OFFSET,)).num_rows
