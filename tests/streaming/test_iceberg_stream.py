@@ -32,7 +32,7 @@ from ladle.aggregation.batch import compute
 from ladle.definitions import KafkaSource
 from ladle.offline.iceberg.catalog import Catalogs, IcebergOfflineStoreConfig, table_ref
 from ladle.offline.iceberg.tables import load_table
-from ladle.streaming.iceberg_log import OFFSETS_PROPERTY
+from ladle.streaming.iceberg_log import OFFSETS_PROPERTY, SOURCE_PROPERTY, TOPIC_PROPERTY
 from streaming.reference import close, expected
 from streaming.stream_repo import (
     DEFS,
@@ -227,8 +227,8 @@ def catalog_uri(request: pytest.FixtureRequest) -> str:
 def test_events_written_but_never_committed_are_deleted_on_assignment(
     kafka: str, tmp_path: Path, catalog_uri: str
 ) -> None:
-    """The crash window between the Iceberg commit and the Kafka commit, made deterministic: rows
-    past the committed offset (here with wrong values) are deleted and their events read again."""
+    """The crash window between the Iceberg commit and the Kafka commit, made deterministic: a flush
+    past the committed offset (here with wrong values) is deleted and its events read again."""
     topic, group = unique("iceuncommitted"), unique("g")
     create_topic(kafka, topic, 1)
     repo = make_iceberg_repo(tmp_path / "repo", kafka, topic, ICEBERG_BATCH, catalog_uri)
@@ -247,7 +247,10 @@ def test_events_written_but_never_committed_are_deleted_on_assignment(
     stale = table.scan().to_arrow().slice(0, 5)  # copies of committed events, posing as the next offsets
     offsets = pa.array(range(rest[0].offset, rest[0].offset + 5), pa.int64())
     stale = stale.set_column(stale.column_names.index("_kafka_offset"), "_kafka_offset", offsets)
-    table.append(stale)
+    # as the crashed process's flush would have: with its offsets in the snapshot summary
+    summary = {SOURCE_PROPERTY: "ticks", TOPIC_PROPERTY: topic,
+               OFFSETS_PROPERTY: json.dumps({"0": [rest[0].offset, rest[0].offset + 4]})}  # fmt: skip
+    table.append(stale, snapshot_properties=summary)
     with running(store, group_id=group):
         wait_committed(kafka, group, topic, ends_of(events, 1))
     store.close()
