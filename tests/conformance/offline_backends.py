@@ -37,6 +37,8 @@ from ladle.offline.base import OfflineStore, open_offline_store
 #: Every offline backend of the suite, with its marker (``pytest -m duckdb``).
 OFFLINE_BACKENDS = [
     pytest.param("duckdb", marks=pytest.mark.duckdb),
+    pytest.param("iceberg", marks=pytest.mark.iceberg),
+    pytest.param("iceberg_pg", marks=[pytest.mark.iceberg, pytest.mark.postgres]),
     pytest.param("doris", marks=[pytest.mark.doris, pytest.mark.mariadb]),
 ]
 

@@ -9,6 +9,7 @@ import click
 from ladle.cli.context import CliContext, console, pass_context, user_errors
 from ladle.cli.progress import progress_option, steps, want_progress
 from ladle.errors import RequestError
+from ladle.times import parse_time
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -42,6 +43,13 @@ def _split(values: tuple[str, ...]) -> list[str]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Result file: .parquet or .csv.",
 )
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    metavar="TIME",
+    help="Read the sources as they were at TIME (ISO 8601; naive = UTC): time travel, Iceberg offline store only.",
+)
 @progress_option
 @pass_context
 def get_historical_features(
@@ -51,12 +59,14 @@ def get_historical_features(
     feature_service: str | None,
     full_feature_names: bool,
     output: Path,
+    as_of: str | None,
     progress: bool | None,
 ) -> None:
     """Join features onto an entity frame as of each row's timestamp and write the result."""
     from ladle.retrieval.historical import write_result
 
     with user_errors():
+        moment = parse_time(as_of, "--as-of") if as_of is not None else None
         refs = _split(features)
         if bool(refs) == bool(feature_service):
             raise RequestError("pass either --features or --feature-service (exactly one)")
@@ -67,6 +77,7 @@ def get_historical_features(
                 features=refs or None,
                 feature_service=feature_service,
                 full_feature_names=full_feature_names,
+                as_of=moment,
             )
             write_result(job, output)
     console().print(f"Wrote {output}", highlight=False)

@@ -57,7 +57,8 @@ def ingest(
             ]
             emit(rows, output, "ingestions")
             return
-        config = ctx.store().config
+        store = ctx.store()
+        config = store.config
         # Views come from the repo's files, not the registry: ingest may run before the first apply.
         views = {v.name: v for v in load_repo(ctx.chdir).feature_views}
         results = []
@@ -66,7 +67,7 @@ def ingest(
                 if job.feature_view not in views:
                     raise FeatureViewNotFoundError(job.feature_view, detail=f"ingestion '{job.name}' feeds it")
                 bar.begin(f"ingest {job.name}")
-                result = run_ingestion(config, job, views[job.feature_view], lo, hi)
+                result = run_ingestion(config, job, views[job.feature_view], lo, hi, store.offline_store)
                 bar.done()
                 results.append(
                     {

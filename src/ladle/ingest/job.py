@@ -4,8 +4,11 @@
 
 ``compute(window)`` returns an Arrow table with the view's join keys, features and the source's
 timestamp columns (it may return more rows than the window; they are dropped). ``run_ingestion``
-checks the rows against the view, then replaces the job's rows inside the window in the view's
-Parquet directory (see :mod:`ladle.ingest.partitions`), so re-running a window adds nothing.
+checks the rows against the view, then replaces the rows inside the window, so re-running a
+window adds nothing: through the offline store's ``replace_window`` when it has one (Iceberg: one
+commit replacing every row of the source in the window, docs/iceberg.md), else in the view's
+Parquet directory, where only the job's own partition files are rewritten
+(see :mod:`ladle.ingest.partitions`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ladle.definitions import FeatureView, FileSource
 from ladle.definitions._common import check_name
 from ladle.errors import DataSourceError, DefinitionError, SchemaMismatchError
 from ladle.ingest.partitions import Granularity, replace_window
+from ladle.offline.base import OfflineStore, WindowReplacer, open_offline_store
 from ladle.types import compatible, dtype_from_arrow
 
 _MIN = datetime(1900, 1, 1, tzinfo=UTC)
@@ -62,7 +66,7 @@ class IngestResult:
     start: datetime
     end: datetime
     rows: int
-    directory: Path
+    directory: Path | None  # the Parquet directory written, or None when the offline store replaced the window
 
 
 def _directory(config: RepoConfig, view: FeatureView) -> Path:
@@ -104,20 +108,31 @@ def run_ingestion(
     view: FeatureView,
     start: datetime | None = None,
     end: datetime | None = None,
+    offline_store: OfflineStore | None = None,
 ) -> IngestResult:
     """Run one ingestion for ``[start, end)``.
 
     Without a window the ingestion's output replaces all of its earlier rows (whatever their time);
-    with one, only its rows inside the window are replaced.
+    with one, only its rows inside the window are replaced. An offline store with
+    ``replace_window`` (default: the one ``config`` opens) replaces the window in one commit;
+    otherwise the rows go to the view's Parquet directory.
     """
     if view.name != ingestion.feature_view:
         raise DefinitionError(f"ingestion '{ingestion.name}' feeds '{ingestion.feature_view}', not '{view.name}'")
-    directory = _directory(config, view)
+    store = offline_store if offline_store is not None else open_offline_store(config)
+    replacer = store if isinstance(store, WindowReplacer) else None
+    directory = None if replacer is not None else _directory(config, view)
     lo = _utc(start) if start is not None else _MIN
     hi = _utc(end) if end is not None else _MAX
     rows = check_rows(view, ingestion.compute(IngestWindow(lo, hi)))
-    ts = view.batch_source.timestamp_field
-    written = replace_window(directory, ingestion.name, rows, ts, lo, hi, ingestion.partition)
+    source = view.batch_source
+    if replacer is not None:
+        inverse = {dst: src for src, dst in source.field_mapping.items()}
+        rows = rows.rename_columns([inverse.get(n, n) for n in rows.column_names])
+        written = replacer.replace_window(source, rows, lo, hi)
+    else:
+        assert directory is not None
+        written = replace_window(directory, ingestion.name, rows, source.timestamp_field, lo, hi, ingestion.partition)
     return IngestResult(ingestion.name, view.name, lo, hi, written, directory)
 
 

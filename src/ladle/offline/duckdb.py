@@ -10,29 +10,22 @@ memory behaviour are described in docs/offline.md.
 
 from __future__ import annotations
 
-import tempfile
-import threading
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field
 
 from ladle.config import RepoConfig, StrictModel
 from ladle.definitions import DataSource, FeatureView
-from ladle.definitions.refs import ViewSelection, check_selections
-from ladle.errors import EntityKeyError, RequestError
-from ladle.offline import pit, pull
+from ladle.definitions.refs import ViewSelection
+from ladle.errors import RequestError
 from ladle.offline.append import append_rows
 from ladle.offline.base import AsOf
-from ladle.offline.computed import computed_scan, is_computed
-from ladle.offline.job import DuckDBRetrievalJob, translate_errors
-from ladle.offline.sources import SourceScan, check_view, duck_type_of, open_scan
-from ladle.types import DType, ValueType
+from ladle.offline.job import DuckDBRetrievalJob
+from ladle.offline.session import DuckDBSession, check_batch_rows, historical_query, pull_batches
+from ladle.offline.sources import SourceScan, open_scan
 
 if TYPE_CHECKING:
     import duckdb
@@ -51,13 +44,6 @@ class DuckDBOfflineStoreConfig(StrictModel):
     )
 
 
-def _micros(value: datetime) -> int:
-    """UTC microseconds of a datetime (naive = UTC)."""
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    delta = aware - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 class DuckDBOfflineStore:
     """History in Parquet files (a file, a directory or a glob per source), joined by DuckDB."""
 
@@ -67,29 +53,11 @@ class DuckDBOfflineStore:
         self.repo_config = config
         block = config.offline_store
         self.config = block if isinstance(block, DuckDBOfflineStoreConfig) else DuckDBOfflineStoreConfig()
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._lock = threading.Lock()
+        self._session = DuckDBSession(self.config.memory_limit, self.config.threads, self.config.temp_directory)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the shared in-memory database, in UTC (one per query or job)."""
-        import duckdb
-
-        with self._lock:
-            if self._con is None:
-                settings: dict[str, str | bool | int | float | list[str]] = {}
-                if self.config.threads:
-                    settings["threads"] = self.config.threads
-                if self.config.memory_limit:
-                    settings["memory_limit"] = self.config.memory_limit
-                # DuckDB's own default spills into ".tmp" under the working directory, i.e. the
-                # user's repo; the system temp directory is the better default.
-                settings["temp_directory"] = self.config.temp_directory or str(
-                    Path(tempfile.gettempdir()) / "ladle-duckdb-spill"
-                )
-                self._con = duckdb.connect(":memory:", config=settings)
-            cur = self._con.cursor()
-        cur.execute("SET TimeZone = 'UTC'")
-        return cur
+        return self._session.cursor()
 
     def _scan(self, con: duckdb.DuckDBPyConnection, source: DataSource, allow_empty: bool = False) -> SourceScan:
         return open_scan(con, source, self.repo_config.repo_path, allow_empty=allow_empty)
@@ -116,21 +84,12 @@ class DuckDBOfflineStore:
     def _pull(
         self, view: FeatureView, start: datetime, end: datetime, batch_rows: int, latest: bool
     ) -> Iterator[pa.RecordBatch]:
-        if batch_rows <= 0:
-            raise RequestError(f"batch_rows must be positive, got {batch_rows}")
+        check_batch_rows(batch_rows)
         con = self._cursor()
         scan = self._scan(con, view.batch_source, allow_empty=True)
         if not scan.files:
             return iter(())
-        if is_computed(view):
-            scan, resolved = computed_scan(con, scan, view, _micros(start), _micros(end))
-        else:
-            resolved = check_view(scan, view)
-        build = pull.latest_sql if latest else pull.all_sql
-        sql = build(scan, resolved, _micros(start), _micros(end))
-        with translate_errors(f"reading '{view.name}'"):
-            reader = con.sql(sql).to_arrow_reader(batch_rows)
-        return _batches(con, reader, view.name)
+        return pull_batches(con, scan, view, start, end, batch_rows, latest)
 
     def historical(
         self,
@@ -151,47 +110,16 @@ class DuckDBOfflineStore:
                 "as_of needs an offline store that keeps snapshots (type: iceberg); "
                 "the duckdb store reads Parquet files as they are now"
             )
-        _check_entity_frame(entity_df, timestamp_column, selections, full_feature_names)
         con = self._cursor()
-        entity, t_min, t_max = _prepare_entity(entity_df, timestamp_column)
-        joins = [self._join(con, sel, entity_df.schema, full_feature_names, (t_min, t_max)) for sel in selections]
-        con.register(pit.ENTITY, entity)
-        sql = pit.build_sql(entity_df.column_names, joins, t_min, t_max)
+        sql, entity = historical_query(
+            con,
+            entity_df,
+            timestamp_column,
+            selections,
+            full_feature_names,
+            lambda sel, _span: self._scan(con, sel.view.batch_source),
+        )
         return DuckDBRetrievalJob(con, sql, entity)
-
-    def _join(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        sel: ViewSelection,
-        schema: pa.Schema,
-        full_feature_names: bool,
-        span: tuple[int, int],
-    ) -> pit.ViewJoin:
-        scan = self._scan(con, sel.view.batch_source)
-        # Beyond ~146,000 years a ttl limits nothing, and the arithmetic must stay in BIGINT.
-        ttl_us = min(sel.view.ttl // timedelta(microseconds=1), _MAX_TTL_US)
-        if is_computed(sel.view):
-            # the rows an entity row at t can match: (t - ttl, t], or all up to t without a ttl
-            rows_from = span[0] - ttl_us if ttl_us else None
-            scan, view = computed_scan(con, scan, sel.view, rows_from, span[1])
-        else:
-            view = check_view(scan, sel.view)
-        entity_keys = sel.entity_columns()
-        key_types = tuple(_key_type(f.dtype) for f in view.entity_columns)
-        casts = tuple(
-            None if _arrow_duck_type(schema.field(k).type) == t else t
-            for k, t in zip(entity_keys, key_types, strict=True)
-        )
-        return pit.ViewJoin(
-            scan=scan,
-            view=view,
-            features=sel.features,
-            outputs=tuple(sel.output_names(full_feature_names)),
-            entity_keys=tuple(entity_keys),
-            key_types=key_types,
-            entity_casts=casts,
-            ttl_us=ttl_us,
-        )
 
     def append(self, source: DataSource, rows: pa.Table) -> int:
         """Add rows (source column names) as a new Parquet file; see :func:`ladle.offline.append.append_rows`."""
@@ -203,80 +131,4 @@ class DuckDBOfflineStore:
 
     def close(self) -> None:
         """Close the DuckDB database (jobs already created keep their own connection)."""
-        with self._lock:
-            if self._con is not None:
-                self._con.close()
-                self._con = None
-
-
-_MAX_TTL_US = 2**62
-
-
-def _batches(con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, name: str) -> Iterator[pa.RecordBatch]:
-    # ``con`` is held so the connection outlives the reader.
-    with translate_errors(f"reading '{name}'"):
-        yield from reader
-    del con
-
-
-def _key_type(dtype: DType) -> str:
-    """The DuckDB type join keys of this dtype are compared as (integers as BIGINT, so no cast can overflow)."""
-    if dtype.value_type in (ValueType.INT32, ValueType.INT64):
-        return "BIGINT"
-    return duck_type_of(dtype)
-
-
-def _arrow_duck_type(arrow_type: pa.DataType) -> str | None:
-    if pa.types.is_int64(arrow_type):
-        return "BIGINT"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
-        return "VARCHAR"
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
-        return "BLOB"
-    return None
-
-
-def _check_entity_frame(
-    entity_df: pa.Table, timestamp_column: str, selections: Sequence[ViewSelection], full_feature_names: bool
-) -> None:
-    if entity_df.num_rows == 0:
-        raise RequestError("the entity frame is empty: give at least one row of join keys and a timestamp")
-    if not selections:
-        raise RequestError("no features requested")
-    check_selections(selections, full_feature_names)
-    names = entity_df.column_names
-    reserved = [n for n in names if n.startswith("__ladle_")]
-    if reserved:
-        raise RequestError(f"entity frame columns {reserved} use the reserved prefix '__ladle_'")
-    if len(set(names)) != len(names):
-        raise RequestError(f"the entity frame has duplicate column names: {names}")
-    if timestamp_column not in names:
-        raise RequestError(f"the entity frame has no timestamp column '{timestamp_column}'")
-    for sel in selections:
-        for key in sel.entity_columns():
-            if key not in names:
-                raise EntityKeyError(f"the entity frame has no column '{key}', a join key of '{sel.view.name}'")
-        clash = sorted(set(sel.output_names(full_feature_names)) & set(names))
-        if clash:
-            raise RequestError(
-                f"features {clash} of '{sel.prefix}' have the names of entity frame columns; "
-                "rename those columns or pass full_feature_names=True"
-            )
-
-
-def _prepare_entity(entity_df: pa.Table, timestamp_column: str) -> tuple[pa.Table, int, int]:
-    """The frame with its timestamp in UTC microseconds, a row number and the row time as int64."""
-    column = entity_df.column(timestamp_column)
-    if not pa.types.is_timestamp(column.type) and not pa.types.is_date(column.type):
-        raise RequestError(f"entity frame column '{timestamp_column}' is {column.type}, not a timestamp")
-    if column.null_count:
-        raise RequestError(f"entity frame column '{timestamp_column}' has {column.null_count} null timestamps")
-    utc = column.cast(pa.timestamp("us", tz="UTC"), safe=False)
-    micros = utc.cast(pa.int64())
-    bounds = pc.min_max(micros)
-    table = entity_df.replace_schema_metadata(None).set_column(
-        entity_df.column_names.index(timestamp_column), timestamp_column, utc
-    )
-    table = table.append_column(pit.ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
-    table = table.append_column(pit.TIME, micros)
-    return table, int(bounds["min"].as_py()), int(bounds["max"].as_py())
+        self._session.close()

@@ -136,6 +136,8 @@ class SourceScan:
     mapping: dict[str, str] = field(default_factory=dict)  # view name → source column
     #: a relation registered in the connection to read instead of the files (computed rows)
     table: str = ""
+    #: more ``read_parquet`` options, e.g. an Iceberg table's field-id ``schema`` map
+    read_options: str = ""
 
     @property
     def relation(self) -> str:
@@ -143,6 +145,8 @@ class SourceScan:
         if self.table:
             return quote(self.table)
         files = ", ".join(literal(f) for f in self.files)
+        if self.read_options:
+            return f"read_parquet([{files}], hive_partitioning = false, {self.read_options})"
         union = ", union_by_name = true" if len(self.files) > 1 else ""
         return f"read_parquet([{files}], hive_partitioning = false{union})"
 

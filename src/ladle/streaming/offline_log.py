@@ -22,6 +22,7 @@ import fnmatch
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,16 @@ class OfflineLog:
         self._from_file = dict(mapping)
         self._ts = source.timestamp_field
 
+    @property
+    def location(self) -> str:
+        """The directory the files go to."""
+        return str(self.root)
+
+    @property
+    def shared_by_topic(self) -> bool:
+        """True: the files are named by topic, so sources of different topics may share a directory."""
+        return True
+
     def _prefix(self, partition: int) -> str:
         return f"{self.topic}-p{partition:05d}-"
 
@@ -110,6 +121,12 @@ class OfflineLog:
         final = self.root / f"{self._prefix(partition)}{first:020d}-{last:020d}.parquet"
         self._write_atomic(final, events)
         return OffsetFile(final, partition, first, last)
+
+    def write_all(self, batches: Mapping[int, pa.Table]) -> None:
+        """Write each partition's events (offset order) as one new file per partition."""
+        for partition, events in batches.items():
+            if events.num_rows:
+                self.write(partition, events)
 
     def _write_atomic(self, final: Path, events: pa.Table) -> None:
         table = events.rename_columns([self._to_file.get(n, n) for n in events.column_names])

@@ -19,8 +19,8 @@ from ladle.definitions import KafkaSource, StreamFeatureView
 from ladle.errors import BackendUnavailableError, ConfigError, DefinitionError, FeatureViewNotFoundError, LadleError
 from ladle.streaming.decode import Decoder
 from ladle.streaming.metrics import MetricsServer, StreamMetrics
-from ladle.streaming.offline_log import OfflineLog
 from ladle.streaming.runner import EngineFactory, RunnerSettings, SourcePlan, StreamRunner, default_engine_factory
+from ladle.streaming.sink import open_sink
 
 if TYPE_CHECKING:
     from ladle.online.base import OnlineStore
@@ -72,12 +72,12 @@ def source_plans(store: FeatureStore, views: Sequence[StreamFeatureView]) -> lis
     roots: dict[tuple[str, str], str] = {}
     for name, source in sorted(sources.items()):
         decoder = Decoder(source, by_source[name])
-        offline = OfflineLog(source, store.repo_path, decoder.schema)
-        clash = roots.setdefault((str(offline.root), source.topic), name)
+        offline = open_sink(source, store.config, store.repo_path, decoder.schema)
+        clash = roots.setdefault((offline.location, source.topic if offline.shared_by_topic else ""), name)
         if clash != name:
             raise DefinitionError(
-                f"kafka sources '{clash}' and '{name}' read topic '{source.topic}' into the same directory "
-                f"{offline.root}; give them different batch_source directories"
+                f"kafka sources '{clash}' and '{name}' keep their events in the same place {offline.location}; "
+                "give them different batch sources"
             )
         plans.append(SourcePlan(source, by_source[name], decoder, offline, lookback_us(source, by_source[name])))
     return plans

@@ -11,14 +11,17 @@ poll_timeout)``) is handled in this order:
 
 Every ``offline_flush_seconds`` (or as soon as a partition buffers ``offline_flush_events``):
 
-4. each partition's buffered events become one Parquet file (:mod:`ladle.streaming.offline_log`);
+4. each source's buffered events are stored by its sink (:mod:`ladle.streaming.sink`): one Parquet
+   file per partition (:mod:`ladle.streaming.offline_log`), or one Iceberg commit for all
+   partitions (:mod:`ladle.streaming.iceberg_log`);
 5. the dead-letter producer is flushed (every dead letter acknowledged);
 6. the offsets are committed, synchronously: per partition, the offset after the last message
    whose effects are all stored (online, in files, or acknowledged as a dead letter).
 
-So an offset is never committed beyond what is both online and in files. After a crash the
-partition's next owner deletes the files past the committed offset, restores the engine from the
-files that remain, and reads on from the committed offset: nothing lost, nothing counted twice.
+So an offset is never committed beyond what is both online and in files (or the Iceberg table).
+After a crash the partition's next owner deletes the events past the committed offset from the
+sink, restores the engine from the events that remain, and reads on from the committed offset:
+nothing lost, nothing counted twice.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from ladle.errors import BackendError, BackendUnavailableError
 from ladle.streaming.dead_letter import DeadLetters
 from ladle.streaming.decode import OFFSET, Decoder
 from ladle.streaming.metrics import StreamMetrics
-from ladle.streaming.offline_log import OfflineLog
+from ladle.streaming.sink import OfflineSink
 from ladle.types import EVENT_TIMESTAMP
 
 if TYPE_CHECKING:
@@ -131,7 +134,7 @@ class SourcePlan:
     source: KafkaSource
     views: list[StreamFeatureView]
     decoder: Decoder
-    log: OfflineLog
+    log: OfflineSink
     #: how far back (µs, before the partition's newest event time) restored events reach
     lookback_us: int
 
@@ -364,24 +367,33 @@ class StreamRunner:
             self._update_lag(consumer, states)
 
     def _flush(self, consumer: Consumer, states: Sequence[PartitionState]) -> None:
-        """Write the buffered events of ``states`` to files, flush dead letters, commit their offsets."""
+        """Store the buffered events of ``states`` (files or Iceberg), flush dead letters, commit their offsets."""
         started = time.perf_counter()
-        for state in states:
-            for plan in self.by_topic[state.topic]:
-                self._write_files(plan, state, state.sources[plan.source.name])
+        for plan in self.plans:
+            self._write_files(plan, [s for s in states if s.topic == plan.source.topic])
         assert self._dlq is not None
         self._dlq.flush()
         self._commit(consumer, states)
         self._last_flush = time.monotonic()
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
 
-    def _write_files(self, plan: SourcePlan, partition: PartitionState, state: SourceState) -> None:
-        if not state.pending:
+    def _write_files(self, plan: SourcePlan, partitions: Sequence[PartitionState]) -> None:
+        """Hand the source's buffered events of every partition to its sink at once (one commit for
+        Iceberg), then forget them."""
+        batches: dict[int, pa.Table] = {}
+        for partition in partitions:
+            state = partition.sources[plan.source.name]
+            if state.pending:
+                batches[partition.partition] = (
+                    pa.concat_tables(state.pending) if len(state.pending) > 1 else state.pending[0]
+                )
+        if not batches:
             return
-        events = pa.concat_tables(state.pending) if len(state.pending) > 1 else state.pending[0]
-        plan.log.write(partition.partition, events)
-        self.metrics.offline_rows.labels(source=plan.source.name).inc(events.num_rows)
-        state.pending, state.pending_rows, state.first_pending = [], 0, None
+        plan.log.write_all(batches)
+        self.metrics.offline_rows.labels(source=plan.source.name).inc(sum(t.num_rows for t in batches.values()))
+        for partition in partitions:
+            state = partition.sources[plan.source.name]
+            state.pending, state.pending_rows, state.first_pending = [], 0, None
 
     def _commit(self, consumer: Consumer, states: Sequence[PartitionState]) -> None:
         from confluent_kafka import KafkaException, TopicPartition

@@ -31,8 +31,8 @@ from ladle.offline.doris.connection import close_quietly, connect, engine_versio
 from ladle.offline.doris.job import DorisRetrievalJob, Output, WorkTable
 from ladle.offline.doris.load import insert_rows, key_column_types, table_columns
 from ladle.offline.doris.values import UTC_US, schema_of, to_arrow
-from ladle.offline.duckdb import _check_entity_frame, _prepare_entity
 from ladle.offline.pit import ROW, TIME
+from ladle.offline.session import check_entity_frame, prepare_entity
 from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, DType, ValueType
 
 if TYPE_CHECKING:
@@ -161,8 +161,8 @@ class DorisOfflineStore:
                 "as_of needs an offline store that keeps snapshots (type: iceberg); "
                 f"the {self.config.type} store reads its tables as they are now"
             )
-        _check_entity_frame(entity_df, timestamp_column, selections, full_feature_names)
-        prepared, t_min, t_max = _prepare_entity(entity_df, timestamp_column)
+        check_entity_frame(entity_df, timestamp_column, selections, full_feature_names)
+        prepared, t_min, t_max = prepare_entity(entity_df, timestamp_column)
         slots: dict[str, int] = {}  # entity column → work-table key slot
         key_types: dict[int, str] = {}
         joins: list[sql.ViewJoin] = []

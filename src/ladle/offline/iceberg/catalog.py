@@ -136,6 +136,12 @@ def catalog_properties(properties: dict[str, str], repo_path: Path) -> dict[str,
     return props
 
 
+def brief(exc: BaseException) -> str:
+    """``Type: first line of the message``: library errors (SQLAlchemy's, HTTP) span several lines."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
 class Catalogs:
     """The store's catalogs, each opened on first use and kept (thread-safe)."""
 
@@ -167,4 +173,4 @@ class Catalogs:
         except ConfigError:
             raise
         except Exception as exc:  # pyiceberg raises many kinds (ValueError, SQLAlchemy, HTTP)
-            raise ConfigError(f"cannot open iceberg catalog '{label}': {type(exc).__name__}: {exc}") from exc
+            raise ConfigError(f"cannot open iceberg catalog '{label}': {brief(exc)}") from exc

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ladle.errors import DataSourceError, SchemaMismatchError
-from ladle.offline.iceberg.catalog import TableRef
+from ladle.offline.iceberg.catalog import TableRef, brief
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -57,7 +57,7 @@ def load_table(catalog: Catalog, ref: TableRef) -> Table | None:
     except (NoSuchTableError, NoSuchNamespaceError):
         return None
     except Exception as exc:  # catalog I/O: SQLAlchemy, HTTP, file system
-        raise DataSourceError(f"cannot load iceberg table {ref}: {type(exc).__name__}: {exc}") from exc
+        raise DataSourceError(f"cannot load iceberg table {ref} from its catalog: {brief(exc)}") from exc
 
 
 def ensure_table(
@@ -89,14 +89,24 @@ def ensure_table(
             with table.update_schema() as update:
                 update.union_by_name(pa.schema(added))
         except Exception as exc:  # pyiceberg's ValidationError and friends
-            raise SchemaMismatchError(f"cannot add columns {[f.name for f in added]} to {ref}: {exc}") from exc
+            raise SchemaMismatchError(f"cannot add columns {[f.name for f in added]} to {ref}: {brief(exc)}") from exc
     return table
 
 
 def conform(rows: pa.Table, table: Table) -> pa.Table:
     """``rows`` with the table's columns, in its order and types (missing ones NULL); SchemaMismatchError
     when a column cannot be cast."""
-    target = table.schema().as_arrow()
+    return conform_to(rows, table.schema().as_arrow())
+
+
+def new_columns(schema: pa.Schema, table: Table) -> list[pa.Field]:
+    """The fields of ``schema`` (as Iceberg would store them) that the table does not have."""
+    current = table.schema().as_arrow().names
+    return [f for f in _storable(schema) if f.name not in current]
+
+
+def conform_to(rows: pa.Table, target: pa.Schema) -> pa.Table:
+    """``rows`` with the columns of the Arrow schema ``target`` (see :func:`conform`)."""
     columns = []
     for field in target:
         if field.name not in rows.column_names:

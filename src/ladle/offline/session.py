@@ -1,0 +1,244 @@
+"""What every DuckDB-joined offline store shares: the connection, the checks of an entity frame,
+one view's part of a point-in-time join, and the materialization reads over a :class:`SourceScan`.
+
+The DuckDB (Parquet) store and the Iceberg store differ only in how a source becomes a
+:class:`~ladle.offline.sources.SourceScan` (a file listing, or an Iceberg scan plan); the SQL
+(``pit.py``, ``pull.py``, ``computed.py``) and its semantics are these functions'.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ladle.definitions import FeatureView
+from ladle.definitions.refs import ViewSelection, check_selections
+from ladle.errors import EntityKeyError, RequestError
+from ladle.offline import pit, pull
+from ladle.offline.computed import computed_scan, is_computed
+from ladle.offline.job import translate_errors
+from ladle.offline.sources import SourceScan, check_view, duck_type_of
+from ladle.types import DType, ValueType
+
+if TYPE_CHECKING:
+    import duckdb
+
+#: Beyond ~146,000 years a ttl limits nothing, and the arithmetic must stay in BIGINT.
+MAX_TTL_US = 2**62
+
+
+def micros(value: datetime) -> int:
+    """UTC microseconds of a datetime (naive = UTC)."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    delta = aware - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class DuckDBSession:
+    """One in-memory DuckDB database (created on first use) with the store's limits; a cursor per query."""
+
+    def __init__(self, memory_limit: str | None, threads: int | None, temp_directory: str | None) -> None:
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self.temp_directory = temp_directory
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the shared in-memory database, in UTC (one per query or job)."""
+        import duckdb
+
+        with self._lock:
+            if self._con is None:
+                settings: dict[str, str | bool | int | float | list[str]] = {}
+                if self.threads:
+                    settings["threads"] = self.threads
+                if self.memory_limit:
+                    settings["memory_limit"] = self.memory_limit
+                # DuckDB's own default spills into ".tmp" under the working directory, i.e. the
+                # user's repo; the system temp directory is the better default.
+                settings["temp_directory"] = self.temp_directory or str(
+                    Path(tempfile.gettempdir()) / "ladle-duckdb-spill"
+                )
+                self._con = duckdb.connect(":memory:", config=settings)
+            cur = self._con.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        return cur
+
+    def close(self) -> None:
+        """Close the database (jobs already created keep their own connection)."""
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+
+def ttl_us(view: FeatureView) -> int:
+    """The view's ttl in microseconds (0: none), capped so the SQL arithmetic stays in BIGINT."""
+    return min(view.ttl // timedelta(microseconds=1), MAX_TTL_US)
+
+
+def rows_from(view: FeatureView, t_min: int) -> int | None:
+    """The earliest event time (µs) a row of ``view`` can have to match an entity row at ``t_min``
+    or later: ``t_min - ttl``, or None without a ttl."""
+    ttl = ttl_us(view)
+    return t_min - ttl if ttl else None
+
+
+def view_join(
+    con: duckdb.DuckDBPyConnection,
+    scan: SourceScan,
+    sel: ViewSelection,
+    schema: pa.Schema,
+    full_feature_names: bool,
+    span: tuple[int, int],
+) -> pit.ViewJoin:
+    """One selection's part of the point-in-time query, over ``scan`` (the view's batch source)."""
+    ttl = ttl_us(sel.view)
+    if is_computed(sel.view):
+        # the rows an entity row at t can match: (t - ttl, t], or all up to t without a ttl
+        scan, view = computed_scan(con, scan, sel.view, rows_from(sel.view, span[0]), span[1])
+    else:
+        view = check_view(scan, sel.view)
+    entity_keys = sel.entity_columns()
+    key_types = tuple(_key_type(f.dtype) for f in view.entity_columns)
+    casts = tuple(
+        None if _arrow_duck_type(schema.field(k).type) == t else t for k, t in zip(entity_keys, key_types, strict=True)
+    )
+    return pit.ViewJoin(
+        scan=scan,
+        view=view,
+        features=sel.features,
+        outputs=tuple(sel.output_names(full_feature_names)),
+        entity_keys=tuple(entity_keys),
+        key_types=key_types,
+        entity_casts=casts,
+        ttl_us=ttl,
+    )
+
+
+def historical_query(
+    con: duckdb.DuckDBPyConnection,
+    entity_df: pa.Table,
+    timestamp_column: str,
+    selections: Sequence[ViewSelection],
+    full_feature_names: bool,
+    scan_of: Callable[[ViewSelection, tuple[int, int]], SourceScan],
+) -> tuple[str, pa.Table]:
+    """The point-in-time query of ``entity_df`` with each selection, each source read by ``scan_of``
+    (given the selection and the entity rows' time span in UTC microseconds), and the prepared
+    entity table registered in ``con`` (a job must keep it alive)."""
+    check_entity_frame(entity_df, timestamp_column, selections, full_feature_names)
+    entity, t_min, t_max = prepare_entity(entity_df, timestamp_column)
+    span = (t_min, t_max)
+    joins = [view_join(con, scan_of(sel, span), sel, entity_df.schema, full_feature_names, span) for sel in selections]
+    con.register(pit.ENTITY, entity)
+    return pit.build_sql(entity_df.column_names, joins, t_min, t_max), entity
+
+
+def pull_batches(
+    con: duckdb.DuckDBPyConnection,
+    scan: SourceScan,
+    view: FeatureView,
+    start: datetime,
+    end: datetime,
+    batch_rows: int,
+    latest: bool,
+) -> Iterator[pa.RecordBatch]:
+    """``pull_latest`` (``latest``) or ``pull_all`` of ``view`` over ``scan``, as record batches."""
+    start_us, end_us = micros(start), micros(end)
+    if is_computed(view):
+        scan, resolved = computed_scan(con, scan, view, start_us, end_us)
+    else:
+        resolved = check_view(scan, view)
+    build = pull.latest_sql if latest else pull.all_sql
+    sql = build(scan, resolved, start_us, end_us)
+    with translate_errors(f"reading '{view.name}'"):
+        reader = con.sql(sql).to_arrow_reader(batch_rows)
+    return _batches(con, reader, view.name)
+
+
+def check_batch_rows(batch_rows: int) -> None:
+    """RequestError unless ``batch_rows`` is positive."""
+    if batch_rows <= 0:
+        raise RequestError(f"batch_rows must be positive, got {batch_rows}")
+
+
+def _batches(con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, name: str) -> Iterator[pa.RecordBatch]:
+    # ``con`` is held so the connection outlives the reader.
+    with translate_errors(f"reading '{name}'"):
+        yield from reader
+    del con
+
+
+def _key_type(dtype: DType) -> str:
+    """The DuckDB type join keys of this dtype are compared as (integers as BIGINT, so no cast can overflow)."""
+    if dtype.value_type in (ValueType.INT32, ValueType.INT64):
+        return "BIGINT"
+    return duck_type_of(dtype)
+
+
+def _arrow_duck_type(arrow_type: pa.DataType) -> str | None:
+    if pa.types.is_int64(arrow_type):
+        return "BIGINT"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
+        return "VARCHAR"
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return "BLOB"
+    return None
+
+
+def check_entity_frame(
+    entity_df: pa.Table, timestamp_column: str, selections: Sequence[ViewSelection], full_feature_names: bool
+) -> None:
+    """RequestError / EntityKeyError for an entity frame or selections the join cannot take."""
+    if entity_df.num_rows == 0:
+        raise RequestError("the entity frame is empty: give at least one row of join keys and a timestamp")
+    if not selections:
+        raise RequestError("no features requested")
+    check_selections(selections, full_feature_names)
+    names = entity_df.column_names
+    reserved = [n for n in names if n.startswith("__ladle_")]
+    if reserved:
+        raise RequestError(f"entity frame columns {reserved} use the reserved prefix '__ladle_'")
+    if len(set(names)) != len(names):
+        raise RequestError(f"the entity frame has duplicate column names: {names}")
+    if timestamp_column not in names:
+        raise RequestError(f"the entity frame has no timestamp column '{timestamp_column}'")
+    for sel in selections:
+        for key in sel.entity_columns():
+            if key not in names:
+                raise EntityKeyError(f"the entity frame has no column '{key}', a join key of '{sel.view.name}'")
+        clash = sorted(set(sel.output_names(full_feature_names)) & set(names))
+        if clash:
+            raise RequestError(
+                f"features {clash} of '{sel.prefix}' have the names of entity frame columns; "
+                "rename those columns or pass full_feature_names=True"
+            )
+
+
+def prepare_entity(entity_df: pa.Table, timestamp_column: str) -> tuple[pa.Table, int, int]:
+    """The frame with its timestamp in UTC microseconds, a row number and the row time as int64,
+    and the smallest and largest row times."""
+    column = entity_df.column(timestamp_column)
+    if not pa.types.is_timestamp(column.type) and not pa.types.is_date(column.type):
+        raise RequestError(f"entity frame column '{timestamp_column}' is {column.type}, not a timestamp")
+    if column.null_count:
+        raise RequestError(f"entity frame column '{timestamp_column}' has {column.null_count} null timestamps")
+    utc = column.cast(pa.timestamp("us", tz="UTC"), safe=False)
+    micros_ = utc.cast(pa.int64())
+    bounds = pc.min_max(micros_)
+    table = entity_df.replace_schema_metadata(None).set_column(
+        entity_df.column_names.index(timestamp_column), timestamp_column, utc
+    )
+    table = table.append_column(pit.ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    table = table.append_column(pit.TIME, micros_)
+    return table, int(bounds["min"].as_py()), int(bounds["max"].as_py())
