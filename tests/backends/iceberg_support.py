@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from ladle import Entity, FeatureView, Field, FileSource, Float64, ValueType
 from ladle.config import RepoConfig, load_config
+from ladle.definitions import DataSource
 from ladle.definitions.refs import ViewSelection
 from ladle.offline.base import open_offline_store
 from ladle.offline.iceberg.store import IcebergOfflineStore
@@ -64,7 +65,7 @@ def prices_source(name: str = "prices") -> FileSource:
 
 
 def prices_view(
-    source: FileSource, features: Sequence[str] = ("price",), ttl: timedelta = timedelta(0), name: str = "prices"
+    source: DataSource, features: Sequence[str] = ("price",), ttl: timedelta = timedelta(0), name: str = "prices"
 ) -> FeatureView:
     """A view of Float64 features over ``source`` keyed by ``code``."""
     schema = [Field(name=f, dtype=Float64) for f in features]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from ladle import IcebergSource, PushSource
+from ladle import IcebergSource, JsonFormat, KafkaSource, PushSource
 from ladle.errors import DataSourceError, SchemaMismatchError
 from ladle.offline.iceberg.catalog import TableRef
 from ladle.offline.iceberg.store import IcebergOfflineStore
@@ -145,6 +145,26 @@ def test_missing_table_and_namespace_are_data_source_errors(tmp_path: Path) -> N
         store.source_schema(elsewhere)
     with pytest.raises(DataSourceError, match="catalog 'lake'"):
         store.source_schema(IcebergSource(name="y", table="a.b", timestamp_field="event_ts", catalog="lake"))
+
+
+def test_a_stream_view_whose_table_the_stream_has_not_created_pulls_nothing(tmp_path: Path) -> None:
+    # ``ladle stream`` creates a Kafka source's table at its first flush: before that, materializing
+    # the view finds no rows (as on Parquet), while a batch view over a missing table is an error.
+    store = open_iceberg(tmp_path)
+    stream = KafkaSource(
+        name="ticks_stream",
+        kafka_bootstrap_servers="127.0.0.1:9",
+        topic="ticks",
+        timestamp_field="event_ts",
+        message_format=JsonFormat(schema_json="code string, event_ts timestamp, price double"),
+        batch_source=prices_source("not_yet_streamed"),
+    )
+    view = prices_view(stream)
+    assert list(store.pull_latest(view, day(0), day(1))) == []
+    assert list(store.pull_all(view, day(0), day(1))) == []
+    assert load_table(store.catalogs.get(), TableRef("", "tests.not_yet_streamed")) is None
+    with pytest.raises(DataSourceError, match=r"tests\.not_yet_streamed does not exist"):
+        list(store.pull_latest(prices_view(prices_source("not_yet_streamed")), day(0), day(1)))
 
 
 def test_unreadable_catalog_is_one_clear_line(tmp_path: Path) -> None:

@@ -182,7 +182,12 @@ class IcebergOfflineStore:
         self, view: FeatureView, start: datetime, end: datetime, batch_rows: int, latest: bool
     ) -> Iterator[pa.RecordBatch]:
         check_batch_rows(batch_rows)
-        table = self._table(view.batch_source)
+        ref = self._ref(view.batch_source)
+        table = load_table(self._catalog(ref), ref)
+        if table is None:
+            if isinstance(view.source, KafkaSource):  # the stream creates it at its first flush: nothing yet
+                return iter(())
+            self._table(view.batch_source)  # raises DataSourceError naming the table
         pinned = self._pin(view.batch_source, table, None)
         lo, hi = micros(start), micros(end)
         if is_computed(view):
