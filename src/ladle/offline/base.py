@@ -33,7 +33,13 @@ AsOf = datetime | Mapping[str, int]
 
 
 class RetrievalJob(Protocol):
-    """A (lazy) historical retrieval."""
+    """A (lazy) historical retrieval.
+
+    ``snapshots``: the snapshot id of each source it reads, by source name (Iceberg); empty on
+    stores that keep no snapshots. Pass it back as ``as_of`` to take the same training set again.
+    """
+
+    snapshots: Mapping[str, int]
 
     def to_arrow(self) -> pa.Table:
         """Run and return the result as an Arrow table."""

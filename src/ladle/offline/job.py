@@ -46,6 +46,7 @@ class DuckDBRetrievalJob:
         self._sql = sql
         self._entity = entity  # keeps the registered Arrow buffers alive
         self._lock = threading.Lock()
+        self.snapshots: dict[str, int] = {}  # Parquet files keep no snapshots
 
     @property
     def sql(self) -> str:

@@ -65,6 +65,7 @@ class DorisRetrievalJob:
         self._outputs = list(outputs)
         self._strategy = strategy
         self._last_sql = ""
+        self.snapshots: dict[str, int] = {}  # the engine's tables are read as they are now
 
     def _query(self, work_name: str, strategy: str) -> str:
         canonical = sql.pit_sql(self._joins, work_name, strategy)

@@ -187,7 +187,7 @@ class IcebergOfflineStore:
         if table is None:
             if isinstance(view.source, KafkaSource):  # the stream creates it at its first flush: nothing yet
                 return iter(())
-            self._table(view.batch_source)  # raises DataSourceError naming the table
+            table = self._table(view.batch_source)  # raises DataSourceError naming the table
         pinned = self._pin(view.batch_source, table, None)
         lo, hi = micros(start), micros(end)
         if is_computed(view):
