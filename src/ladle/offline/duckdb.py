@@ -244,9 +244,8 @@ def _key_compatible(dtype: DType, arrow_type: pa.DataType) -> bool:
     if dtype.value_type in (ValueType.INT32, ValueType.INT64):
         return bool(pa.types.is_integer(arrow_type))
     if dtype.value_type == ValueType.STRING:
-        return bool(
-            pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type)
-        )
+        checks = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+        return any(check(arrow_type) for check in checks)
     if dtype.value_type == ValueType.BYTES:
         return bool(pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type))
     return bool(dtype.arrow.equals(arrow_type))
