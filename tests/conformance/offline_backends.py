@@ -15,10 +15,11 @@ The factory contract (every backend):
   connections) go in ``OfflineSetup.cleanup``; they run last first, once (:func:`release`).
 * A parameter named ``tmp_path`` is a **new empty directory for each call** (from
   ``tmp_path_factory``), not the test's own ``tmp_path``; open the store with
-  ``open_store(tmp_path, ...)``, so ``config.repo_path`` is that directory (the suite checks that a
-  failed call changed no file below it). Other fixtures (server addresses) are shared by the calls
-  of one test.
-* Every table becomes a source named like the table. The suite derives a source that does not
+  ``open_store(tmp_path, ...)`` (or a directory below it), so ``config.repo_path`` is the call's own
+  (the suite checks that a failed call changed no file below it). Other fixtures (server
+  addresses) are shared by the calls of one test.
+* Every table becomes a source named like the table, **also a table of zero rows** (an existing,
+  empty table with the given columns: the suite joins and pulls such sources). The suite derives a source that does not
   exist from a returned one by appending ``_absent`` to its ``name`` and to its ``path`` or
   ``table`` (:func:`absent_source`), so each source must have one of those locations.
 * Entity-frame columns whose name starts with ``__ladle_`` are reserved for the stores' own use:
