@@ -171,6 +171,9 @@ def offline(
         if fresh_dir:
             kwargs["tmp_path"] = tmp_path_factory.mktemp(f"offline_{offline_backend}")
         setup = factory(tables, **kwargs)
+        # Forget setups released already (a property test makes one per example): holding them would
+        # keep their stores, connection pools and catalogs alive until the test ends.
+        made[:] = [s for s in made if s.cleanup]
         made.append(setup)
         return setup
 
