@@ -14,6 +14,7 @@ import inspect
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
 from typing import Any, NoReturn
 
 import pytest
@@ -21,7 +22,8 @@ import pytest
 from ladle.online.base import OnlineStore
 
 from .backends import SQLITE_GAPS, make_sqlite
-from .offline_backends import OFFLINE_BACKENDS, OfflineBuilder, OfflineSetup, SourceTable, offline_factory
+from .offline_backends import OFFLINE_BACKENDS, OfflineBuilder, OfflineSetup, SourceTable, offline_factory, release
+from .offline_support import Guarded, make_view, window_rows
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -80,11 +82,17 @@ def _unavailable(reason: str) -> NoReturn:
 
 
 def _bind_fixtures(
-    factory: Callable[..., Any], request: pytest.FixtureRequest, skip: int, label: str
+    factory: Callable[..., Any],
+    request: pytest.FixtureRequest,
+    skip: int,
+    label: str,
+    skip_names: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, Any]:
-    """The factory's parameters after the first ``skip``, resolved as fixtures by name."""
+    """The factory's parameters after the first ``skip`` (except ``skip_names``), resolved as fixtures by name."""
     kwargs = {}
     for name in list(inspect.signature(factory).parameters)[skip:]:
+        if name in skip_names:
+            continue
         try:
             kwargs[name] = request.getfixturevalue(name)
         except pytest.FixtureLookupError:
@@ -137,11 +145,15 @@ def offline_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def offline(offline_backend: str, request: pytest.FixtureRequest) -> Iterator[OfflineBuilder]:
+def offline(
+    offline_backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OfflineBuilder]:
     """``offline(tables)``: a store of this backend holding ``tables`` (name → SourceTable).
 
-    Call it once per test: a factory may keep its data at a fixed place of the test (``tmp_path``).
-    Whatever the factory set up is cleaned up afterwards.
+    It may be called several times in one test (hypothesis examples): each call gets a new
+    directory for a factory parameter named ``tmp_path``, and the factory keeps each call's tables
+    apart (offline_backends.py). Whatever a call set up is released after the test, unless the
+    test released it earlier (``offline_backends.release``).
     """
     factory, _ = offline_factory(offline_backend)
     if factory is None:
@@ -149,15 +161,35 @@ def offline(offline_backend: str, request: pytest.FixtureRequest) -> Iterator[Of
             f"BACKEND NOT AVAILABLE: tests/conformance/offline_{offline_backend}.py has no "
             f"make_{offline_backend}() yet; the offline conformance suite cannot run on it"
         )
-    bound = functools.partial(factory, **_bind_fixtures(factory, request, 1, f"make_{offline_backend}()"))
+    fresh_dir = "tmp_path" in inspect.signature(factory).parameters
+    label = f"make_{offline_backend}()"
+    shared = _bind_fixtures(factory, request, 1, label, skip_names={"tmp_path"})
     made: list[OfflineSetup] = []
 
     def build(tables: Mapping[str, SourceTable]) -> OfflineSetup:
-        setup = bound(tables)
+        kwargs = dict(shared)
+        if fresh_dir:
+            kwargs["tmp_path"] = tmp_path_factory.mktemp(f"offline_{offline_backend}")
+        setup = factory(tables, **kwargs)
+        # Forget setups released already (a property test makes one per example): holding them would
+        # keep their stores, connection pools and catalogs alive until the test ends.
+        made[:] = [s for s in made if s.cleanup]
         made.append(setup)
         return setup
 
     yield build
+    errors: list[Exception] = []
     for setup in reversed(made):
-        for step in reversed(setup.cleanup):
-            step()
+        try:
+            release(setup)
+        except Exception as exc:  # release every setup, then report the first failure
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def guarded(offline: OfflineBuilder) -> Guarded:
+    """A store with one view (``prices``, ttl one hour), and a check that a failed call changed nothing."""
+    setup = offline({"prices": window_rows()})
+    return Guarded.of(setup, make_view(setup.sources["prices"], "prices", ttl=timedelta(hours=1)))

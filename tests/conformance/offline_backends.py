@@ -6,6 +6,25 @@ store (opened from an ``offline_store:`` block, as ``feature_store.yaml`` would)
 built on the same data). Its first parameter is ``tables``; every other parameter is a pytest
 fixture name (``tmp_path``, a server address fixture, ...) resolved by ``conftest.py``.
 
+The factory contract (every backend):
+
+* **Each call is isolated.** A test may call the ``offline`` builder several times (a hypothesis
+  property test calls it once per example, and releases each setup before the next), so every
+  call must store its tables in a fresh place of its own: unique table names, namespace or
+  database per call, never a fixed name. Its clean-ups (dropping what it created, closing
+  connections) go in ``OfflineSetup.cleanup``; they run last first, once (:func:`release`).
+* A parameter named ``tmp_path`` is a **new empty directory for each call** (from
+  ``tmp_path_factory``), not the test's own ``tmp_path``; open the store with
+  ``open_store(tmp_path, ...)`` (or a directory below it), so ``config.repo_path`` is the call's own
+  (the suite checks that a failed call changed no file below it). Other fixtures (server
+  addresses) are shared by the calls of one test.
+* Every table becomes a source named like the table, **also a table of zero rows** (an existing,
+  empty table with the given columns: the suite joins and pulls such sources). The suite derives a source that does not
+  exist from a returned one by appending ``_absent`` to its ``name`` and to its ``path`` or
+  ``table`` (:func:`absent_source`), so each source must have one of those locations.
+* Entity-frame columns whose name starts with ``__ladle_`` are reserved for the stores' own use:
+  ``historical`` rejects them with a ``RequestError``.
+
 Adding a backend (say ``iceberg``):
 
 1. write ``offline_iceberg.py`` next to this file with ``make_iceberg(tables, tmp_path, ...)`` and,
@@ -31,7 +50,7 @@ import pytest
 
 from ladle import FileSource
 from ladle.config import RepoConfig, load_config
-from ladle.definitions import DataSource
+from ladle.definitions import DataSource, source_from_spec
 from ladle.offline.base import OfflineStore, open_offline_store
 
 #: Every offline backend of the suite, with its marker (``pytest -m duckdb``).
@@ -63,7 +82,37 @@ class OfflineSetup:
     store: OfflineStore
     sources: dict[str, DataSource]  # table name → source
     config: RepoConfig  # what ``store`` was opened from (SQLite registry and online store in the repo)
-    cleanup: list[Callable[[], None]] = field(default_factory=list)  # run after the test, last first
+    cleanup: list[Callable[[], None]] = field(default_factory=list)  # run by ``release``, last first
+
+
+def release(setup: OfflineSetup) -> None:
+    """Run the setup's clean-ups, last first, each once (a second call does nothing).
+
+    Every step runs even if an earlier one fails; the first failure is raised afterwards.
+    """
+    error: Exception | None = None
+    while setup.cleanup:
+        step = setup.cleanup.pop()
+        try:
+            step()
+        except Exception as exc:  # run the other steps, then raise the first failure
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+def absent_source(source: DataSource) -> DataSource:
+    """``source`` renamed to a place that holds nothing: ``_absent`` added to its name and path or table."""
+    spec = source.to_spec()
+    spec["name"] = f"{spec['name']}_absent"
+    if spec.get("path"):
+        path = str(spec["path"])
+        spec["path"] = path.rstrip("/") + "_absent" + ("/" if path.endswith("/") else "")
+    elif spec.get("table"):
+        spec["table"] = f"{spec['table']}_absent"
+    else:
+        raise AssertionError(f"cannot derive a missing source from {source!r}: it has neither a path nor a table")
+    return source_from_spec(spec)
 
 
 Factory = Callable[..., OfflineSetup]
@@ -95,6 +144,8 @@ def make_duckdb(tables: Mapping[str, SourceTable], tmp_path: Path) -> OfflineSet
     """Each table as a directory source ``data/<name>/`` of two Parquet files (rows split in half).
 
     Two files per source make every case also cover rows of one entity spread over several files.
+    ``tmp_path`` is new for each call, so calls are isolated; a reused directory is an error
+    (``mkdir`` refuses an existing ``data/<name>``) rather than a silent mix of two calls' rows.
     """
     sources: dict[str, DataSource] = {}
     for name, spec in tables.items():

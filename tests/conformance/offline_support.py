@@ -6,7 +6,9 @@ wrong zone conversion shifts answers by a different amount on either side of it)
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -159,9 +161,45 @@ def _utc_ns(column: pd.Series) -> pd.Series:
     return pd.to_datetime(column, utc=True).astype("datetime64[ns, UTC]")
 
 
-def state(setup: OfflineSetup, views: Sequence[FeatureView], directory: Path) -> tuple[object, ...]:
-    """What a failed call must leave as it was: every view's rows and the files under ``directory``."""
-    files = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in directory.rglob("*") if p.is_file())
+def state(setup: OfflineSetup, views: Sequence[FeatureView], directory: Path | None = None) -> tuple[object, ...]:
+    """What a failed call must leave as it was: every view's rows and the files under ``directory``.
+
+    ``directory`` defaults to the setup's repo directory (the factory's ``tmp_path``).
+    """
+    root = setup.config.repo_path if directory is None else directory
+    files = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file())
     # Sorted by their whole content: rows tied on key and event time may come in any order.
     rows = [sorted(map(repr, pulled(setup.store.pull_all(v, FAR_PAST, FAR_FUTURE), v.join_keys))) for v in views]
     return (files, rows)
+
+
+def window_rows(seed: int = 0) -> SourceTable:
+    """Rows around the window [10, 30] (see ``test_pull_latest_window_and_tie_break``), in any order."""
+    spec = feature_rows(
+        {"code": ["A", "A", "A", "A", "A", "A", "B", "B", "B", "C", "D", "E"]},
+        [0, 10, 20, 20, 30, 30 + US, 10 - US, 15, 15, 10, 30 + US, 9],
+        {"price": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0]},
+        created=[0, 10, 20, 25, 30, 31, 9, None, 14, 10, 31, 9],
+    )
+    order = list(range(spec.table.num_rows))
+    if seed:
+        random.Random(seed).shuffle(order)
+    return SourceTable(spec.table.take(order), spec.timestamp_field, spec.created_timestamp_column)
+
+
+@dataclass
+class Guarded:
+    """A store with one view (``prices`` over :func:`window_rows`), and what it held before the test's failing calls."""
+
+    setup: OfflineSetup
+    view: FeatureView
+    before: tuple[object, ...]
+
+    @classmethod
+    def of(cls, setup: OfflineSetup, view: FeatureView) -> Guarded:
+        """Record the state of ``setup`` now."""
+        return cls(setup, view, state(setup, [view]))
+
+    def unchanged(self) -> None:
+        """Assert that the view's rows and the files of the setup's repo are as they were."""
+        assert state(self.setup, [self.view]) == self.before

@@ -8,10 +8,7 @@ anything runs, through the protocol and through the SDK, and leaves the data as 
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,13 +16,13 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from ladle import FeatureStore, FeatureView
+from ladle import FeatureStore
 from ladle.errors import EntityKeyError, FeatureNotFoundError, RequestError
 from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
-from .offline_backends import OfflineBuilder, OfflineSetup, SourceTable
+from .offline_backends import OfflineBuilder, OfflineSetup
 from .offline_support import (
-    US,
+    Guarded,
     at,
     commodity,
     entity_rows,
@@ -35,22 +32,8 @@ from .offline_support import (
     pulled,
     retrieve,
     select,
-    state,
+    window_rows,
 )
-
-
-def window_rows(seed: int = 0) -> SourceTable:
-    """Rows around the window [10, 30] (see ``test_pull_latest_window_and_tie_break``), in any order."""
-    spec = feature_rows(
-        {"code": ["A", "A", "A", "A", "A", "A", "B", "B", "B", "C", "D", "E"]},
-        [0, 10, 20, 20, 30, 30 + US, 10 - US, 15, 15, 10, 30 + US, 9],
-        {"price": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0]},
-        created=[0, 10, 20, 25, 30, 31, 9, None, 14, 10, 31, 9],
-    )
-    order = list(range(spec.table.num_rows))
-    if seed:
-        random.Random(seed).shuffle(order)
-    return SourceTable(spec.table.take(order), spec.timestamp_field, spec.created_timestamp_column)
 
 
 def latest(setup: OfflineSetup, start: datetime, end: datetime, batch_rows: int = 100_000) -> list[dict[str, Any]]:
@@ -133,28 +116,6 @@ def test_pull_all_window_is_inclusive(offline: OfflineBuilder) -> None:
 
 
 # -- bad input ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Guarded:
-    """A store with one view, and what it held before the test's failing calls."""
-
-    setup: OfflineSetup
-    view: FeatureView
-    directory: Path
-    before: tuple[object, ...]
-
-    def unchanged(self) -> None:
-        """Assert that the view's rows and the files of the test are as they were."""
-        assert state(self.setup, [self.view], self.directory) == self.before
-
-
-@pytest.fixture
-def guarded(offline: OfflineBuilder, tmp_path: Path) -> Guarded:
-    """A store with one view, and a check that a failed call changed nothing."""
-    setup = offline({"prices": window_rows()})
-    view = make_view(setup.sources["prices"], "prices", ttl=timedelta(hours=1))
-    return Guarded(setup, view, tmp_path, state(setup, [view], tmp_path))
 
 
 def test_missing_join_key_column(guarded: Guarded) -> None:

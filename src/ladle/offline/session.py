@@ -109,6 +109,13 @@ def view_join(
     else:
         view = check_view(scan, sel.view)
     entity_keys = sel.entity_columns()
+    for key_field, column in zip(view.entity_columns, entity_keys, strict=True):
+        arrow_type = schema.field(column).type
+        if not key_compatible(key_field.dtype, arrow_type):
+            raise EntityKeyError(
+                f"entity frame column '{column}' is {arrow_type} but '{sel.view.name}' joins on "
+                f"'{key_field.name}' of type {key_field.dtype}"
+            )
     key_types = tuple(_key_type(f.dtype) for f in view.entity_columns)
     casts = tuple(
         None if _arrow_duck_type(schema.field(k).type) == t else t for k, t in zip(entity_keys, key_types, strict=True)
@@ -184,6 +191,24 @@ def _key_type(dtype: DType) -> str:
     if dtype.value_type in (ValueType.INT32, ValueType.INT64):
         return "BIGINT"
     return duck_type_of(dtype)
+
+
+def key_compatible(dtype: DType, arrow_type: pa.DataType) -> bool:
+    """Whether an entity column of ``arrow_type`` can hold keys of ``dtype`` (integers of any width, strings, bytes).
+
+    Anything else (floats or booleans for an integer key, numbers for a string key) would be cast
+    by DuckDB and match the wrong rows (1.2 -> 1, True -> 1, 1 -> '1').
+    """
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if dtype.value_type in (ValueType.INT32, ValueType.INT64):
+        return bool(pa.types.is_integer(arrow_type))
+    if dtype.value_type == ValueType.STRING:
+        checks = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+        return any(check(arrow_type) for check in checks)
+    if dtype.value_type == ValueType.BYTES:
+        return bool(pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type))
+    return bool(dtype.arrow.equals(arrow_type))
 
 
 def _arrow_duck_type(arrow_type: pa.DataType) -> str | None:
