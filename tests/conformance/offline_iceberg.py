@@ -17,7 +17,9 @@ import pyarrow as pa
 
 from ladle import FileSource
 from ladle.definitions import DataSource
+from ladle.offline.iceberg.catalog import table_ref
 from ladle.offline.iceberg.store import IcebergOfflineStore
+from ladle.offline.iceberg.tables import ensure_table
 
 from .offline_backends import OfflineSetup, SourceTable, open_store
 
@@ -57,6 +59,9 @@ def store_tables(
             created_timestamp_column=spec.created_timestamp_column,
         )
         rows = iceberg_rows(spec.table)
+        if rows.num_rows == 0:  # an existing, empty table with the given columns
+            ref = table_ref(source, store.config)
+            ensure_table(store.catalogs.get(ref.catalog), ref, rows.schema, spec.timestamp_field)
         half = rows.num_rows // 2
         for part in (rows.slice(0, half), rows.slice(half)):
             if part.num_rows:

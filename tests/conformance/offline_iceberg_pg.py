@@ -37,11 +37,14 @@ def make_iceberg_pg(tables: Mapping[str, SourceTable], tmp_path: Path, postgres_
     catalog = store.catalogs.get()
 
     def drop() -> None:
-        for identifier in catalog.list_tables(f"conf_{tag}"):
-            catalog.drop_table(identifier)
-        catalog.drop_namespace(f"conf_{tag}")
-        engine = getattr(catalog, "engine", None)
-        if engine is not None:
-            engine.dispose()
+        try:
+            if catalog.namespace_exists(f"conf_{tag}"):
+                for identifier in catalog.list_tables(f"conf_{tag}"):
+                    catalog.drop_table(identifier)
+                catalog.drop_namespace(f"conf_{tag}")
+        finally:  # never leave the catalog's connection pool open on the shared server
+            engine = getattr(catalog, "engine", None)
+            if engine is not None:
+                engine.dispose()
 
     return OfflineSetup(store, sources, config, [drop, store.close])
