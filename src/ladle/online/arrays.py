@@ -43,7 +43,11 @@ def micros_to_datetime(us: int) -> datetime:
 
 def contiguous(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """One array (chunks combined, a dictionary decoded): what the encoders take apart into NumPy."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(column, pa.ChunkedArray):
+        # one chunk (a table made of one batch: materialization's case) needs no copy
+        array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    else:
+        array = column
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     return array
