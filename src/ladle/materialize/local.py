@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from ladle.definitions import FeatureView
 from ladle.errors import RegistryError, RequestError
-from ladle.materialize.partitions import chunked_latest, partitioned_pull
+from ladle.materialize.partitions import check_budget, chunked_latest, partitioned_pull
 from ladle.metrics import observe_materialization
 from ladle.online.base import BatchWriter
 from ladle.registry.base import RunRecorder
@@ -72,6 +72,10 @@ class Materializer:
     bind: Callable[[Iterable[FeatureView]], list[FeatureView]] | None = None
     #: bytes the pull may hold (``materialization.memory_budget``); None: pull every entity at once
     memory_budget: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.memory_budget is not None:
+            check_budget(self.memory_budget)  # a ConfigError before any run starts
 
     def materialize(
         self,

@@ -34,9 +34,12 @@ if TYPE_CHECKING:
 
 #: Entity-hash buckets a chunk is a contiguous range of.
 BUCKETS = 4096
-#: Memory set aside from the budget for the interpreter, libraries, the scan's buffers and the
-#: online writer's batches (measured: ~80 MB after imports, ~200 MB for a 2-thread Parquet scan).
-RESERVED_BYTES = 224 * 2**20
+#: Memory set aside from the budget for what is there before any data: the interpreter, the
+#: libraries, the registry, the engine's scan buffers and the online writer's batches (measured:
+#: ~225 MB of process before the pull, ~80-120 MB more for a 2-thread Parquet scan).
+RESERVED_BYTES = 320 * 2**20
+#: The least a budget must leave for data beyond that.
+MIN_DATA_BYTES = 32 * 2**20
 #: Working-set bytes of one entity in the newest-row aggregate: a fixed part plus one per column
 #: (measured with DuckDB's arg_max over a struct: ~350-530 bytes for 11 columns; rounded up).
 ENTITY_BASE_BYTES = 128
@@ -98,14 +101,20 @@ def entity_bytes(view: FeatureView) -> int:
     return ENTITY_BASE_BYTES + ENTITY_COLUMN_BYTES * columns
 
 
+def check_budget(budget_bytes: int) -> None:
+    """ConfigError unless the budget leaves room for data after :data:`RESERVED_BYTES`."""
+    if budget_bytes < RESERVED_BYTES + MIN_DATA_BYTES:
+        raise ConfigError(
+            f"invalid configuration: materialization.memory_budget ({budget_bytes / 2**20:.0f} MB) is below the "
+            f"{(RESERVED_BYTES + MIN_DATA_BYTES) // 2**20} MB a materialization needs (the process and the engine "
+            "take ~320 MB before any data); raise it"
+        )
+
+
 def chunk_entities(view: FeatureView, budget_bytes: int) -> int:
     """Entities per chunk so that two chunks in flight fit the budget (at most MAX_CHUNK_ENTITIES)."""
+    check_budget(budget_bytes)
     usable = budget_bytes - RESERVED_BYTES
-    if usable <= 0:
-        raise ConfigError(
-            f"invalid configuration: materialization.memory_budget ({budget_bytes // 2**20} MB) is below the "
-            f"{RESERVED_BYTES // 2**20} MB a materialization needs before any data; raise it"
-        )
     return max(1, min(MAX_CHUNK_ENTITIES, usable // (2 * entity_bytes(view))))
 
 
@@ -179,9 +188,10 @@ def chunked_latest(
                     for batch in batches:
                         rows += batch.num_rows
                         yield batch
-                finally:
-                    if pending is not None and not pending.running():
+                except BaseException:  # the writer failed or stopped: drop the next chunk's query
+                    if pending is not None:
                         pending.cancel()
+                    raise
                 planner.observe(current, rows)
 
     return chunks()
