@@ -1,7 +1,7 @@
 """One write (or a stream of them), cut into batches and encoded lazily in the shape each client needs.
 
-The single-node client wants contiguous RESP-framed keys and blobs (sliced into commands with no
-per-row work); the cluster client wants Python ``bytes`` to group by slot. Batches are encoded one
+Both clients take contiguous RESP-framed keys and blobs, sliced into commands with no per-row work;
+the cluster client first re-lays them in slot order (:mod:`.cluster_write`). Batches are encoded one
 at a time, so client memory stays bounded and encoding overlaps the server's work.
 
 A batch stays in :attr:`WriteRows.unacknowledged` until every reply for it has been read. When a
@@ -22,8 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.lib.recfunctions import repack_fields
 
-from ladle.online.codec.stamped import Prepared, encode
-from ladle.online.redis.keys import row_keys_arrow
+from ladle.online.codec.stamped import Prepared
 from ladle.online.redis.resp import encode_pairs, encode_resp, row_keys_resp
 
 Offsets = npt.NDArray[np.int64]
@@ -90,6 +89,31 @@ class FramedBatch:
         return self._pairs
 
 
+def merge_batches(batches: list[FramedBatch]) -> FramedBatch:
+    """One batch holding the rows of ``batches`` in order (the cluster client's larger batches)."""
+    if len(batches) == 1:
+        return batches[0]
+    rows = sum(b.rows for b in batches)
+    entities = pa.concat_arrays([b.entities for b in batches])
+    fused = [b._fused for b in batches if b._fused is not None]
+    if len(fused) == len(batches) and len({f.dtype for f in fused}) == 1:
+        # joined as raw bytes: numpy's concatenate of records with void fields copies element-wise
+        joined = b"".join([memoryview(pa.py_buffer(f)) for f in fused])
+        return FramedBatch(rows, entities, _fused=np.frombuffer(joined, dtype=fused[0].dtype))
+    parts = [b.separate() for b in batches]
+    keys = pa.concat_arrays([_array(p[0], p[1]) for p in parts])
+    blobs = pa.concat_arrays([_array(p[2], p[3]) for p in parts])
+    key_data, key_offsets = _buffers(keys)
+    blob_data, blob_offsets = _buffers(blobs)
+    return FramedBatch(rows, entities, _separate=(key_data, key_offsets, blob_data, blob_offsets))
+
+
+def _buffers(array: pa.Array) -> tuple[memoryview, Offsets]:
+    _, offsets_buf, data_buf = array.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
+    return memoryview(data_buf), offsets
+
+
 def _array(data: memoryview, offsets: Offsets) -> pa.Array:
     start = int(offsets[0])
     buffers = [None, pa.py_buffer(offsets - start), pa.py_buffer(data[start : int(offsets[-1])])]
@@ -124,9 +148,9 @@ class WriteRows:
         self.unacknowledged.popleft()
         self.written += written
 
-    def framed(self) -> Iterator[FramedBatch]:
-        """RESP-framed batches (single-node client), in order."""
-        for part, start, stop in self._specs(self.batch_rows):
+    def framed(self, batch_rows: int = 0) -> Iterator[FramedBatch]:
+        """RESP-framed batches of ``batch_rows`` (default: the write's), in order."""
+        for part, start, stop in self._specs(batch_rows or self.batch_rows):
             entities = part.entities.slice(start, stop - start)
             fused = encode_pairs(self.project, self.vid, entities, part.prepared, start, stop)
             if fused is not None:
@@ -135,9 +159,3 @@ class WriteRows:
             keys, key_offsets = row_keys_resp(self.project, self.vid, entities)
             blobs, blob_offsets = encode_resp(part.prepared, start, stop)
             yield FramedBatch(stop - start, entities, _separate=(keys, key_offsets, blobs, blob_offsets))
-
-    def python(self, min_batch_rows: int = 0) -> Iterator[tuple[list[bytes], list[bytes]]]:
-        """Batches (of at least ``min_batch_rows``) as lists of key and blob ``bytes`` (cluster client)."""
-        for part, start, stop in self._specs(max(self.batch_rows, min_batch_rows)):
-            keys = row_keys_arrow(self.project, self.vid, part.entities.slice(start, stop - start))
-            yield keys.to_pylist(), encode(part.prepared, start, stop).to_pylist()
