@@ -26,11 +26,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ladle.errors import BackendError, BackendUnavailableError, ConfigError
 from ladle.online.redis.cluster_write import ClusterUpsert
 from ladle.online.redis.conn import RedisEndpoint
-from ladle.online.redis.fanout import Cluster, Command, fan_out
+from ladle.online.redis.fanout import Cluster, fan_out, slot_table
 from ladle.online.redis.keys import row_keys_py
-from ladle.online.redis.resp import resp_command
 from ladle.online.redis.single import IOSettings
-from ladle.online.redis.slots import key_slots
+from ladle.online.redis.slots import key_slots, row_slots
 from ladle.online.redis.write import WriteRows
 
 T = TypeVar("T")
@@ -99,17 +98,28 @@ class ClusterNodes:
     def read_rows(self, project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[bytes | None]:
         """Stored rows of ``(view id, entities)`` groups, in order (``None`` when absent)."""
         keys: list[bytes] = []
+        slots: list[int] = []
+        seen: dict[int, list[int]] = {}  # views of one request usually share the entity list
         for vid, entities in groups:
             keys += row_keys_py(project, vid, entities)
-        return self.mget(keys) if keys else []
+            held = seen.get(id(entities))
+            if held is None:
+                held = seen[id(entities)] = row_slots(project, entities)
+            slots += held
+        return self.mget(keys, slots) if keys else []
 
-    def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """Values of ``keys`` (``None`` when absent): one MGET per slot, one round trip."""
+    def mget(self, keys: Sequence[bytes], slots: Sequence[int] | None = None) -> list[bytes | None]:
+        """Values of ``keys`` (``None`` when absent; ``slots``: theirs, if known): one MGET per slot, one round trip."""
         by_slot: dict[int, list[int]] = {}
-        for i, slot in enumerate(key_slots(keys)):
-            by_slot.setdefault(slot, []).append(i)
-        commands = [Command(slot, resp_command(b"MGET", *(keys[i] for i in pos))) for slot, pos in by_slot.items()]
-        replies = self.run(lambda c: fan_out(c, commands, self.address))
+        for i, slot in enumerate(key_slots(keys) if slots is None else slots):
+            entry = by_slot.get(slot)
+            if entry is None:
+                by_slot[slot] = [i]
+            else:
+                entry.append(i)
+        order = list(by_slot)
+        pieces = [_mget(keys, positions) for positions in by_slot.values()]
+        replies = self.run(lambda c: fan_out(c, (order, pieces), self.address, table=slot_table(c)))
         out: list[bytes | None] = [None] * len(keys)
         for positions, values in zip(by_slot.values(), replies, strict=True):
             for i, value in zip(positions, values, strict=True):
@@ -174,3 +184,12 @@ class ClusterNodes:
             executors, self._executors = self._executors, None
         for executor in executors or ():
             executor.shutdown(wait=False)
+
+
+def _mget(keys: Sequence[bytes], positions: list[int]) -> tuple[bytes]:
+    """``MGET`` of some keys, framed (one key, the usual case with entity-tagged keys: one format)."""
+    if len(positions) == 1:
+        key = keys[positions[0]]
+        return (b"*2\r\n$4\r\nMGET\r\n$%d\r\n%b\r\n" % (len(key), key),)
+    body = b"".join([b"$%d\r\n%b\r\n" % (len(keys[i]), keys[i]) for i in positions])
+    return (b"*%d\r\n$4\r\nMGET\r\n%b" % (len(positions) + 1, body),)

@@ -46,9 +46,22 @@ class Command:
 
 
 def slot_table(cluster: Cluster) -> list[Any]:
-    """The node serving each slot, per the client's current slot map (for routing many commands)."""
+    """The node serving each slot, per the client's current slot map (for routing many commands).
+
+    Built once per slot map: redis-py replaces ``nodes_manager.slots_cache`` when it refreshes the
+    map (after a MOVED, here or in its own commands), which is what the cached table is keyed on.
+    """
     manager = cluster.nodes_manager
-    return [manager.get_node_from_slot(slot) for slot in range(16384)]
+    cache = manager.slots_cache
+    held = _TABLES.get(id(manager))
+    if held is not None and held[0] is cache:
+        return held[1]
+    table = [manager.get_node_from_slot(slot) for slot in range(16384)]
+    _TABLES[id(manager)] = (cache, table)
+    return table
+
+
+_TABLES: dict[int, tuple[Any, list[Any]]] = {}
 
 
 def fan_out(

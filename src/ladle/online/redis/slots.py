@@ -49,6 +49,16 @@ def key_slots(keys: Sequence[bytes]) -> list[int]:
     return [key_slot(k) for k in keys]
 
 
+def row_slots(project: str, entities: Sequence[bytes]) -> list[int]:
+    """Slots of the row keys of ``entities`` in ``project``: the project's CRC, continued over each entity."""
+    prefix = project.encode() + b":"
+    if b"}" in prefix or any(b"}" in e for e in entities):
+        return [key_slot(b"{" + prefix + e + b"}") for e in entities]
+    start = binascii.crc_hqx(prefix, 0)
+    crc = binascii.crc_hqx
+    return [crc(e, start) & _MASK for e in entities]
+
+
 def entity_slots(project: str, entities: pa.Array) -> npt.NDArray[np.int64]:
     """Slots of the row keys of ``entities`` (encoded entity keys, a binary array) in ``project``."""
     prefix = project.encode() + b":"
