@@ -75,9 +75,11 @@ def entity_slots(project: str, entities: pa.Array) -> npt.NDArray[np.int64]:
     starts = offsets[:-1]
     longest = int(lengths.max())
     uniform = bool((lengths == longest).all())
+    # fixed-width entities (the usual case) are a (rows, width) matrix: column j is a strided view
+    matrix = data[int(offsets[0]) : int(offsets[0]) + n * longest].reshape(n, longest) if uniform else None
     for j in range(longest):
-        if uniform:
-            byte = data[starts + j]
+        if matrix is not None:
+            byte = matrix[:, j]
         else:
             active = lengths > j
             byte = data[np.where(active, starts + j, 0)] if len(data) else np.zeros(n, dtype=np.uint8)

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from numpy.lib.recfunctions import repack_fields
 
 from ladle.online.codec.stamped import Prepared
-from ladle.online.redis.resp import encode_pairs, encode_resp, row_keys_resp
+from ladle.online.redis.resp import encode_pairs, encode_resp, fixed_width, row_keys_resp
 
 Offsets = npt.NDArray[np.int64]
 _NO_SEP = pa.scalar(b"", pa.large_binary())
@@ -56,7 +56,14 @@ class FramedBatch:
 
     def unique(self) -> bool:
         """Whether no entity occurs twice in the batch."""
-        return len(pc.unique(self.entities)) == self.rows  # unique() is ~2x faster than count_distinct()
+        return unique_entities(self.entities)
+
+    def fused_rows(self) -> npt.NDArray[np.uint8] | None:
+        """The fused records as a (rows, record bytes) matrix, or None (separate buffers)."""
+        if self._fused is None:
+            return None
+        raw = np.frombuffer(pa.py_buffer(self._fused), dtype=np.uint8)
+        return raw.reshape(self.rows, self._fused.dtype.itemsize)
 
     def separate(self) -> tuple[memoryview, Offsets, memoryview, Offsets]:
         """Keys, key offsets, blobs and blob offsets (the argument layout of the upsert script)."""
@@ -87,6 +94,30 @@ class FramedBatch:
                 offsets = np.frombuffer(offsets_buf, dtype=np.int64)[: self.rows + 1]
                 self._pairs = (memoryview(data_buf), offsets)
         return self._pairs
+
+
+def unique_entities(entities: pa.Array) -> bool:
+    """Whether no value of a binary array occurs twice.
+
+    Fixed-width values (the usual entity codes) are hashed to 64 bits column by column in NumPy and
+    sorted: distinct hashes prove distinct values, ~6x cheaper than Arrow's hash-based ``unique`` on
+    binary values. Equal hashes (a duplicate, or a collision) are decided exactly by ``unique``.
+    """
+    n = len(entities)
+    width = fixed_width(entities) if n > 1 else None
+    if width is not None:
+        wide = np.int64 if pa.types.is_large_binary(entities.type) else np.int32
+        first = int(np.frombuffer(entities.buffers()[1], dtype=wide)[entities.offset])
+        matrix = np.frombuffer(entities.buffers()[2], dtype=np.uint8, count=n * width, offset=first).reshape(n, width)
+        hashed = np.zeros(n, dtype=np.uint64)
+        prime = np.uint64(1_099_511_628_211)
+        for j in range(width):
+            hashed *= prime
+            hashed ^= matrix[:, j]
+        hashed.sort()
+        if not bool((hashed[1:] == hashed[:-1]).any()):
+            return True
+    return len(pc.unique(entities)) == n  # unique() is ~2x faster than count_distinct()
 
 
 def merge_batches(batches: list[FramedBatch]) -> FramedBatch:
