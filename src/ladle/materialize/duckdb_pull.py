@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ladle.offline.duckdb import DuckDBOfflineStore
 
 #: Rows sampled to estimate how many distinct entities a large window holds.
-SAMPLE_ROWS = 262_144
+SAMPLE_ROWS = 65_536
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -22,11 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.lib.recfunctions import repack_fields
 
+from ladle.online.arrays import binary_scalar
 from ladle.online.codec.stamped import Prepared
 from ladle.online.redis.resp import encode_pairs, encode_resp, fixed_width, row_keys_resp
 
 Offsets = npt.NDArray[np.int64]
-_NO_SEP = pa.scalar(b"", pa.large_binary())
+_NO_SEP = binary_scalar(b"")  # pa.scalar would import pandas
 
 
 @dataclass(frozen=True)
