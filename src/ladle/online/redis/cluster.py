@@ -36,7 +36,7 @@ T = TypeVar("T")
 _NODE: Any = ClusterNode
 # Rows are spread over 16384 slots and a command cannot span two: large batches keep many rows
 # per command (at 16k rows per batch most commands would carry one row).
-_CLUSTER_BATCH_ROWS = 262_144
+_CLUSTER_BATCH_ROWS = 131_072
 #: Threads serving the masters of one write concurrently (more masters share them).
 _NODE_THREADS = 8
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, OSError)
