@@ -55,6 +55,10 @@ class ClusterNodes:
         self._lock = threading.Lock()
         self._executors: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
         self._pid = os.getpid()
+        # one connection per master kept checked out for reads (used by one read at a time)
+        self._read_lock = threading.RLock()  # re-entered when a failed read drops the topology
+        self._read_conns: dict[str, tuple[Any, Any]] = {}
+        self._reads_pid = os.getpid()
         # (project, view id) → whether its last write was mostly new keys (False: straight to the script)
         self._fast_views: dict[tuple[str, bytes], bool] = {}
 
@@ -76,6 +80,11 @@ class ClusterNodes:
         """Drop the client so the next call rediscovers the nodes (after a restart or failover)."""
         with self._lock:
             client, self._client = self._client, None
+        with self._read_lock:
+            held, self._read_conns = self._read_conns, {}
+        for kept_client, conn in held.values():
+            conn.disconnect()
+            kept_client.connection_pool.release(conn)
         if client is not None:
             client.close()
 
@@ -109,9 +118,19 @@ class ClusterNodes:
         return self.mget(keys, slots) if keys else []
 
     def mget(self, keys: Sequence[bytes], slots: Sequence[int] | None = None) -> list[bytes | None]:
-        """Values of ``keys`` (``None`` when absent; ``slots``: theirs, if known): one MGET per slot, one round trip."""
+        """Values of ``keys`` (``None`` when absent; ``slots``: theirs, if known), in one round trip.
+
+        One ``MGET`` per slot; when no two keys share a slot, one ``GET`` per key (the same command
+        count, without the one-element arrays).
+        """
+        if slots is None:
+            slots = key_slots(keys)
+        if len(set(slots)) == len(slots):  # every key in its own slot (random entities): one GET each
+            gets = [(b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(k), k),) for k in keys]
+            values: list[bytes | None] = self._read(slots, gets)
+            return values
         by_slot: dict[int, list[int]] = {}
-        for i, slot in enumerate(key_slots(keys) if slots is None else slots):
+        for i, slot in enumerate(slots):
             entry = by_slot.get(slot)
             if entry is None:
                 by_slot[slot] = [i]
@@ -119,12 +138,24 @@ class ClusterNodes:
                 entry.append(i)
         order = list(by_slot)
         pieces = [_mget(keys, positions) for positions in by_slot.values()]
-        replies = self.run(lambda c: fan_out(c, (order, pieces), self.address, table=slot_table(c)))
+        replies = self._read(order, pieces)
         out: list[bytes | None] = [None] * len(keys)
         for positions, values in zip(by_slot.values(), replies, strict=True):
             for i, value in zip(positions, values, strict=True):
                 out[i] = value
         return out
+
+    def _read(self, slots: Sequence[int], pieces: list[tuple[bytes]]) -> list[Any]:
+        """One read round trip; one caller at a time reuses the held connections, others use the pool."""
+        if os.getpid() != self._reads_pid:  # forked: the parent's sockets are not ours
+            self._reads_pid, self._read_conns = os.getpid(), {}
+        if not self._read_lock.acquire(blocking=False):
+            return self.run(lambda c: fan_out(c, (slots, pieces), self.address, table=slot_table(c)))
+        try:
+            held = self._read_conns
+            return self.run(lambda c: fan_out(c, (slots, pieces), self.address, table=slot_table(c), held=held))
+        finally:
+            self._read_lock.release()
 
     def _pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
         with self._lock:

@@ -70,12 +70,14 @@ def fan_out(
     address: str,
     pool: Executor | None = None,
     table: Sequence[Any] | None = None,
+    held: dict[str, tuple[Any, Any]] | None = None,
 ) -> list[Any]:
     """Replies of ``commands`` in order; each node's pipeline in one write (see the module docstring).
 
     ``commands`` are :class:`Command` objects, or (slots, pieces) lists where command ``i`` is the
     concatenation of ``pieces[i]`` (writes: a header and a slice of the batch, no copy until the
-    node's pipeline is joined). ``table`` (from :func:`slot_table`) routes without per-slot lookups.
+    node's pipeline is joined). ``table`` (from :func:`slot_table`) routes without per-slot lookups;
+    ``held`` keeps a connection per node between calls (see :func:`_exchange`).
     """
     if isinstance(commands, tuple):
         slots, pieces = commands
@@ -102,7 +104,7 @@ def fan_out(
                 if node is None:
                     node = owner[slot] = manager.get_node_from_slot(slot)
                 by_node.setdefault(node.name, (node, []))[1].append(i)
-        outcomes = _exchange(cluster, list(by_node.values()), pieces, replies, pool)
+        outcomes = _exchange(cluster, list(by_node.values()), pieces, replies, pool, held)
         retry = [i for moved, noscript in outcomes for i in (*moved, *noscript)]
         if not retry:
             return replies
@@ -124,8 +126,13 @@ def _exchange(
     pieces: Sequence[Sequence[bytes | memoryview]],
     replies: list[Any],
     pool: Executor | None,
+    held: dict[str, tuple[Any, Any]] | None = None,
 ) -> list[tuple[list[int], list[int]]]:
-    """One round trip with every node; per node, the commands redirected and those that met NOSCRIPT."""
+    """One round trip with every node; per node, the commands redirected and those that met NOSCRIPT.
+
+    ``held`` (node name → client and connection) keeps one connection per node checked out between
+    calls, sparing the pool's checkout (~10 µs a node); the caller makes sure one call uses it at a time.
+    """
     if pool is not None and len(nodes) > 1:
         futures = [pool.submit(_node_round_trip, cluster, node, idx, pieces, replies) for node, idx in nodes]
         return [f.result() for f in futures]
@@ -133,7 +140,15 @@ def _exchange(
     try:
         for node, indices in nodes:
             client = cluster.get_redis_connection(node)
-            conn = client.connection_pool.get_connection()
+            kept = held.get(node.name) if held is not None else None
+            if kept is not None and kept[0] is client:
+                conn = kept[1]
+            else:
+                conn = client.connection_pool.get_connection()
+                if held is not None:
+                    if kept is not None:  # the client was replaced (topology refresh): drop the old one
+                        _drop(kept)
+                    held[node.name] = (client, conn)
             opened.append((client, conn, indices))
             conn.send_packed_command([_joined(pieces, indices)], check_health=False)
         out = []
@@ -141,12 +156,20 @@ def _exchange(
             client, conn, indices = opened[0]
             out.append(_read(client, conn, indices, replies))
             opened.pop(0)
-            client.connection_pool.release(conn)
+            if held is None:
+                client.connection_pool.release(conn)
         return out
     finally:
         for client, conn, _ in opened:  # replies not read: the connection cannot be reused
-            conn.disconnect()
-            client.connection_pool.release(conn)
+            if held is not None:
+                held.pop(next((name for name, kept in held.items() if kept[1] is conn), ""), None)
+            _drop((client, conn))
+
+
+def _drop(kept: tuple[Any, Any]) -> None:
+    client, conn = kept
+    conn.disconnect()
+    client.connection_pool.release(conn)
 
 
 def _node_round_trip(
