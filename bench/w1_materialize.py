@@ -6,12 +6,13 @@
   1,000,000 online writes.
 
 Each run is a fresh child process (its own peak RSS) with a throw-away SQLite registry and, for
-``--backend sqlite``, a fresh online database; for ``--backend redis`` a fresh project on the server
+``--backend sqlite``, a fresh online database; for ``--backend redis`` / ``redis_cluster`` a fresh project on the server
 (torn down afterwards). ``apply`` is not timed; ``store.materialize(start, end)`` is.
 
     .venv/bin/python -m bench.w1_materialize                          # W1a and W1b on SQLite
     .venv/bin/python -m bench.w1_materialize --workload w1a --repeat 5
     .venv/bin/python -m bench.w1_materialize --backend redis --redis 127.0.0.1:6379
+    .venv/bin/python -m bench.w1_materialize --backend redis_cluster --workload w1b  # starts a 3-master cluster
     .venv/bin/python -m bench.w1_materialize --data /path/to/dir      # the files Feast reads
 """
 
@@ -39,8 +40,8 @@ def build_store(repo: Path, ticks: Path, backend: str, redis: str, project: str)
     from ladle import Entity, FeatureStore, FeatureView, Field, FileSource, Float64, ValueType
 
     online: dict[str, Any] = {"type": "sqlite", "path": str(repo / "online.db")}
-    if backend == "redis":
-        online = {"type": "redis", "connection_string": redis}
+    if backend in ("redis", "redis_cluster"):
+        online = {"type": "redis", "connection_string": redis, "redis_type": backend}
     store = FeatureStore(
         config={
             "project": project,
@@ -80,7 +81,7 @@ def child(args: argparse.Namespace) -> None:
             with Timer() as t:
                 (result,) = store.materialize(START, END, [VIEW])
         finally:
-            if args.backend == "redis":
+            if args.backend != "sqlite":
                 store.online_store.teardown(project, [])
             store.close()
     emit(
@@ -98,13 +99,21 @@ def child(args: argparse.Namespace) -> None:
 
 def parent(args: argparse.Namespace) -> None:
     """Generate/reuse the files, run each workload ``--repeat`` times in children, report medians."""
+    if args.backend == "redis_cluster" and not args.redis_nodes:
+        from bench.cluster import local_cluster
+
+        with local_cluster() as nodes:
+            args.redis_nodes = nodes
+            parent(args)
+        return
     files = {}
     if args.workload in ("w1a", "both"):
         files["W1a"] = ensure_ticks(args.data)
     if args.workload in ("w1b", "both"):
         files["W1b"] = ensure_distinct_ticks(args.data)
     for name, path in files.items():
-        child_args = ["--child", "--ticks", str(path), "--backend", args.backend, "--redis", args.redis]
+        address = args.redis_nodes if args.backend == "redis_cluster" else args.redis
+        child_args = ["--child", "--ticks", str(path), "--backend", args.backend, "--redis", address]
         runs = [run_child("bench.w1_materialize", child_args) for _ in range(args.repeat)]
         walls = [r["wall_s"] for r in runs]
         best = min(runs, key=lambda r: abs(r["wall_s"] - median(walls)))
@@ -130,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DIR, help="directory of the Parquet files")
     parser.add_argument("--workload", choices=["w1a", "w1b", "both"], default="both")
-    parser.add_argument("--backend", choices=["sqlite", "redis"], default="sqlite")
+    parser.add_argument("--backend", choices=["sqlite", "redis", "redis_cluster"], default="sqlite")
     parser.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port for --backend redis")
+    parser.add_argument(
+        "--redis-nodes", default="", help="startup nodes for --backend redis_cluster (default: start a local cluster)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per workload (median reported)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ticks", type=Path, help=argparse.SUPPRESS)

@@ -14,6 +14,7 @@ long-running server would: without it, p99 includes Python's full garbage collec
 
     .venv/bin/python -m bench.w2_online                       # SQLite
     .venv/bin/python -m bench.w2_online --backend redis --redis 127.0.0.1:6379
+    .venv/bin/python -m bench.w2_online --backend redis_cluster       # starts a 3-master cluster
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> None:
             lat_a = _latencies(lambda r: store.get_online_features(refs_a, r), requests_a, args.warmup, freeze)
             lat_b = _latencies(lambda r: store.get_online_features(refs_b, r), requests_b, args.warmup, freeze)
         finally:
-            if args.backend == "redis":
+            if args.backend != "sqlite":
                 store.online_store.teardown(project, [])
             store.close()
     emit(_summary("W2a", lat_a, args))
@@ -107,13 +108,28 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DIR, help="directory of the Parquet files")
-    parser.add_argument("--backend", choices=["sqlite", "redis"], default="sqlite")
+    parser.add_argument("--backend", choices=["sqlite", "redis", "redis_cluster"], default="sqlite")
     parser.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port for --backend redis")
+    parser.add_argument(
+        "--redis-nodes", default="", help="startup nodes for --backend redis_cluster (default: start a local cluster)"
+    )
     parser.add_argument("--calls", type=int, default=2_000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--form", choices=["records", "columns"], default="records")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after set-up, as a server would")
-    run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    if args.backend == "redis_cluster":
+        if args.redis_nodes:
+            args.redis = args.redis_nodes
+            run(args)
+            return 0
+        from bench.cluster import local_cluster
+
+        with local_cluster() as nodes:
+            args.redis = nodes
+            run(args)
+        return 0
+    run(args)
     return 0
 
 

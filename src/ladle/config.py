@@ -77,11 +77,42 @@ class FeatureServerConfig(StrictModel):
     tls: ServerTlsConfig | None = Field(None, description="TLS on both server ports (docs/security.md)")
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes of ``'512MB'``, ``'1.5GB'``, ``'2GiB'`` or an integer (units are powers of 1024).
+
+    >>> parse_size("1GB")
+    1073741824
+    """
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(text)
+    if not match:
+        raise ConfigError(f"invalid size {text!r}: write a number with a unit, e.g. '512MB' or '2GB'")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
 class MaterializationConfig(StrictModel):
     """``materialization:`` block."""
 
     online_write_batch_size: int = Field(50_000, gt=0, description="rows per online write batch")
     pull_latest_features: bool = True
+    memory_budget: str = Field(
+        "2GB",
+        description="memory a materialization may use, e.g. '1GB'; more entities are pulled in entity-hash chunks",
+    )
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        try:
+            parse_size(value)
+        except ConfigError as exc:
+            raise ConfigError(f"invalid configuration: materialization.memory_budget: {exc}") from None
+        return value
 
 
 class WriteSafetyConfig(StrictModel):

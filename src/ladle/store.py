@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from ladle.config import RepoConfig, load_config, load_yaml
+from ladle.config import RepoConfig, load_config, load_yaml, parse_size
 from ladle.definitions import (
     AuthzedAction,
     DataSource,
@@ -442,9 +442,15 @@ class FeatureStore:
     def _materializer(self) -> Materializer:
         from ladle.materialize.local import Materializer
 
-        batch_rows = self.config.materialization.online_write_batch_size
+        settings = self.config.materialization
         return Materializer(
-            self.registry, self.offline_store, self.online_store, self.project, batch_rows, bind=self.bind_views
+            self.registry,
+            self.offline_store,
+            self.online_store,
+            self.project,
+            settings.online_write_batch_size,
+            bind=self.bind_views,
+            memory_budget=parse_size(settings.memory_budget),
         )
 
     def push(

@@ -129,3 +129,50 @@ def test_teardown_on_a_cluster_removes_only_the_project(store: RedisOnlineStore,
 
 def test_ping(store: RedisOnlineStore) -> None:
     store.ping()
+
+
+def _move_slot(cluster: Any, slot: int) -> tuple[Any, Any]:
+    """Migrate ``slot`` (and its keys) to another master, as a resharding does; return (source, target)."""
+    source = cluster.nodes_manager.get_node_from_slot(slot)
+    target = next(n for n in cluster.get_primaries() if n.name != source.name)
+    src = redis.Redis(host=source.host, port=source.port)
+    dst = redis.Redis(host=target.host, port=target.port)
+    src_id, dst_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
+    dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+    src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+    while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1000):
+        src.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys)
+    for node in cluster.get_primaries():
+        redis.Redis(host=node.host, port=node.port).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+    return source, target
+
+
+def test_writes_and_reads_follow_a_moved_slot(
+    store: RedisOnlineStore, cluster: Any, project: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a resharding the store's slot map is stale: MOVED replies re-route (writes and reads)."""
+    codes = [f"CMD{i:05d}" for i in range(5_000)]
+    assert store.write(project, view("prices"), rows(codes, hour=1)) == 5_000
+    moved = codes[17]
+    slot = cluster.keyslot(f"{{{project}:{moved}}}")
+    _, target = _move_slot(cluster, slot)
+    refreshes: list[int] = []
+    original = redis.cluster.NodesManager.initialize
+
+    def counting(manager: Any, *args: Any, **kwargs: Any) -> Any:
+        refreshes.append(1)
+        return original(manager, *args, **kwargs)
+
+    monkeypatch.setattr(redis.cluster.NodesManager, "initialize", counting)
+    try:
+        assert store.write(project, view("prices"), rows(codes, hour=2)) == 5_000  # every row compared, all newer
+        got = store.read(project, [ReadRequest(view("prices"), ["price"], {"code": codes})])[0]
+        assert got.values["price"] == [2000.0 + i for i in range(5_000)]
+        fresh = [f"NEW{i:05d}" for i in range(3_000)] + [moved + "x"]
+        assert store.write(project, view("prices"), rows(fresh, hour=3)) == len(fresh)  # new keys: MSETNX
+        got = store.read(project, [ReadRequest(view("prices"), ["price"], {"code": [moved, *fresh]})])[0]
+        assert got.values["price"] == [2017.0, *(3000.0 + i for i in range(len(fresh)))]
+        assert refreshes, "the slot map was never refreshed: the MOVED path did not run"
+    finally:
+        monkeypatch.undo()
+        _move_slot(RedisCluster(host=target.host, port=target.port), slot)  # give it back

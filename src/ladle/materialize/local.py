@@ -1,7 +1,8 @@
 """The local materialization engine (Feast's rules; docs/online.md, "Materialization").
 
 For each online view: the offline store yields the newest row per entity with
-``start <= event_ts <= end`` (created timestamp breaks ties) as bounded Arrow batches; each batch
+``start <= event_ts <= end`` (created timestamp breaks ties) as bounded Arrow batches (in
+entity-hash chunks when the entities would not fit ``memory_budget``: :mod:`.partitions`); each batch
 is written to the online store (which keeps the newest event per entity whatever the order); only
 when every batch is written is the interval recorded in the registry, which moves the view's
 watermark to ``max(end)``. A failure records nothing, so the same command can simply be run again;
@@ -27,6 +28,7 @@ import pyarrow as pa
 
 from ladle.definitions import FeatureView
 from ladle.errors import RegistryError, RequestError
+from ladle.materialize.partitions import check_budget, chunked_latest, partitioned_pull
 from ladle.metrics import observe_materialization
 from ladle.online.base import BatchWriter
 from ladle.registry.base import RunRecorder
@@ -68,6 +70,12 @@ class Materializer:
     batch_rows: int
     #: gives registry views their transform functions (stream views computed offline); None: as read
     bind: Callable[[Iterable[FeatureView]], list[FeatureView]] | None = None
+    #: bytes the pull may hold (``materialization.memory_budget``); None: pull every entity at once
+    memory_budget: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.memory_budget is not None:
+            check_budget(self.memory_budget)  # a ConfigError before any run starts
 
     def materialize(
         self,
@@ -122,7 +130,7 @@ class Materializer:
 
         def tables() -> Iterator[pa.Table]:
             nonlocal read
-            for batch in self.offline_store.pull_latest(view, start, end, batch_rows=self.batch_rows):
+            for batch in self._pull(view, start, end):
                 if batch.num_rows:
                     yield pa.Table.from_batches([batch])
                     read += batch.num_rows
@@ -147,6 +155,16 @@ class Materializer:
             _finish(recorder, run_id, "succeeded", written, "")
         log.info("materialized '%s' [%s, %s]: %d rows read, %d written", view.name, start, end, read, written)
         return ViewResult(view.name, start, end, read, written)
+
+    def _pull(self, view: FeatureView, start: datetime, end: datetime) -> Iterator[pa.RecordBatch]:
+        """The window's newest rows: in entity-hash chunks when they would not fit the budget."""
+        if self.memory_budget is not None:
+            ranged = partitioned_pull(self.offline_store)
+            if ranged is not None:
+                chunks = chunked_latest(ranged, view, start, end, self.memory_budget, self.batch_rows)
+                if chunks is not None:
+                    return chunks
+        return self.offline_store.pull_latest(view, start, end, batch_rows=self.batch_rows)
 
 
 def _finish(registry: RunRecorder, run_id: int, status: str, rows: int, detail: str) -> None:

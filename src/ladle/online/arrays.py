@@ -36,6 +36,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LARGE_BINARY = pa.large_binary()
 
 
+def binary_scalar(raw: bytes, kind: pa.DataType = LARGE_BINARY) -> pa.Scalar:
+    """A binary scalar built from buffers: ``pa.scalar`` of a Python object imports pandas (~50 MB)."""
+    width = np.int64 if kind == LARGE_BINARY else np.int32
+    offsets = pa.py_buffer(np.array([0, len(raw)], dtype=width))
+    return pa.Array.from_buffers(kind, 1, [None, offsets, pa.py_buffer(raw)])[0]
+
+
 def micros_to_datetime(us: int) -> datetime:
     """A UTC datetime from microseconds since the epoch."""
     return _EPOCH + timedelta(microseconds=us)
@@ -43,7 +50,11 @@ def micros_to_datetime(us: int) -> datetime:
 
 def contiguous(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """One array (chunks combined, a dictionary decoded): what the encoders take apart into NumPy."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(column, pa.ChunkedArray):
+        # one chunk (a table made of one batch: materialization's case) needs no copy
+        array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    else:
+        array = column
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     return array

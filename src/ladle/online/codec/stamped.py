@@ -30,12 +30,22 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ladle.online.arrays import FIXED, I64, cast_column, fixed_numpy, mark_nulls, null_mask, records_array, sized_array
+from ladle.online.arrays import (
+    FIXED,
+    I64,
+    binary_scalar,
+    cast_column,
+    fixed_numpy,
+    mark_nulls,
+    null_mask,
+    records_array,
+    sized_array,
+)
 from ladle.online.codec.history import fields_from_json, fields_json, fingerprint
 from ladle.online.columns import timestamps_us
 from ladle.types import DType, ValueType
 
-_NO_SEP = pa.scalar(b"", pa.large_binary())
+_NO_SEP = binary_scalar(b"")  # pa.scalar would import pandas
 #: Where the layout fingerprint sits in a blob (after the two timestamps).
 FINGERPRINT_AT = 16
 

@@ -1,62 +1,45 @@
 """I/O against a Redis Cluster (``redis_type: redis_cluster``), on redis-py's cluster client.
 
 Multi-key commands must stay inside one hash slot, so keys are grouped by slot: reads send one
-``MGET`` per slot and writes one upsert script call per slot (at most ``chunk_rows`` rows). Because
-keys are hash-tagged by entity, every view of one entity is in the same slot. Commands are grouped
-by the node serving their slot and written to every node before any reply is read
-(:func:`_fan_out`), so a request costs one round trip with the nodes answering in parallel.
+``MGET`` per slot, writes one ``MSETNX`` or upsert-script call per slot group (:mod:`.cluster_write`).
+Because keys are hash-tagged by entity, every view of one entity is in the same slot. Commands are
+grouped by the master serving their slot and each master gets its whole pipeline in one write
+(:mod:`.fanout`): writes serve the masters on parallel threads, reads write to every master before
+reading any reply, so a request costs one round trip with the masters answering in parallel.
 redis-py's own cluster pipeline refuses ``MGET`` and scripts, hence this small fan-out; it follows
 MOVED / ASK / TRYAGAIN by refreshing the slot map and re-sending (every command here is idempotent).
 """
 
 from __future__ import annotations
 
+import os
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import numpy as np
 from redis.cluster import ClusterNode, RedisCluster
-from redis.crc import key_slot
-from redis.exceptions import (
-    AskError,
-    ClusterDownError,
-    MovedError,
-    NoScriptError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-    TryAgainError,
-)
+from redis.exceptions import ClusterDownError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ladle.errors import BackendError, BackendUnavailableError, ConfigError
+from ladle.online.redis.cluster_write import ClusterUpsert
 from ladle.online.redis.conn import RedisEndpoint
+from ladle.online.redis.fanout import Cluster, fan_out, slot_table
 from ladle.online.redis.keys import row_keys_py
-from ladle.online.redis.resp import resp_command
-from ladle.online.redis.scripts import UPSERT_LUA, UPSERT_SHA
 from ladle.online.redis.single import IOSettings
+from ladle.online.redis.slots import key_slots, row_slots
 from ladle.online.redis.write import WriteRows
 
 T = TypeVar("T")
-# redis-py's cluster client is largely untyped; this is the boundary where that stops.
-Cluster = Any
 _NODE: Any = ClusterNode
-_ATTEMPTS = 5
-# Rows are spread over 16384 slots and a script call cannot span two: large batches keep many rows
-# per call (at 16k rows per batch most calls would carry one row).
-_CLUSTER_BATCH_ROWS = 262_144
-_REDIRECTED = (MovedError, AskError, TryAgainError)
+# Rows are spread over 16384 slots and a command cannot span two: large batches keep many rows
+# per command (at 16k rows per batch most commands would carry one row).
+_CLUSTER_BATCH_ROWS = 131_072
+#: Threads serving the masters of one write concurrently (more masters share them).
+_NODE_THREADS = 8
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, OSError)
-
-
-@dataclass(frozen=True)
-class _Command:
-    slot: int
-    args: tuple[bytes, ...]
 
 
 class ClusterNodes:
@@ -70,6 +53,14 @@ class ClusterNodes:
         self._endpoint = endpoint
         self._client: Cluster = None
         self._lock = threading.Lock()
+        self._executors: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
+        self._pid = os.getpid()
+        # one connection per master kept checked out for reads (used by one read at a time)
+        self._read_lock = threading.RLock()  # re-entered when a failed read drops the topology
+        self._read_conns: dict[str, tuple[Any, Any]] = {}
+        self._reads_pid = os.getpid()
+        # (project, view id) → whether its last write was mostly new keys (False: straight to the script)
+        self._fast_views: dict[tuple[str, bytes], bool] = {}
 
     def _cluster(self) -> Cluster:
         with self._lock:
@@ -89,6 +80,11 @@ class ClusterNodes:
         """Drop the client so the next call rediscovers the nodes (after a restart or failover)."""
         with self._lock:
             client, self._client = self._client, None
+        with self._read_lock:
+            held, self._read_conns = self._read_conns, {}
+        for kept_client, conn in held.values():
+            conn.disconnect()
+            kept_client.connection_pool.release(conn)
         if client is not None:
             client.close()
 
@@ -111,35 +107,84 @@ class ClusterNodes:
     def read_rows(self, project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[bytes | None]:
         """Stored rows of ``(view id, entities)`` groups, in order (``None`` when absent)."""
         keys: list[bytes] = []
+        slots: list[int] = []
+        seen: dict[int, list[int]] = {}  # views of one request usually share the entity list
         for vid, entities in groups:
             keys += row_keys_py(project, vid, entities)
-        return self.mget(keys) if keys else []
+            held = seen.get(id(entities))
+            if held is None:
+                held = seen[id(entities)] = row_slots(project, entities)
+            slots += held
+        return self.mget(keys, slots) if keys else []
 
-    def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """Values of ``keys`` (``None`` when absent): one MGET per slot, one round trip."""
+    def mget(self, keys: Sequence[bytes], slots: Sequence[int] | None = None) -> list[bytes | None]:
+        """Values of ``keys`` (``None`` when absent; ``slots``: theirs, if known), in one round trip.
+
+        One ``MGET`` per slot; when no two keys share a slot, one ``GET`` per key (the same command
+        count, without the one-element arrays).
+        """
+        if slots is None:
+            slots = key_slots(keys)
+        if len(set(slots)) == len(slots):  # every key in its own slot (random entities): one GET each
+            gets = [(b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(k), k),) for k in keys]
+            values: list[bytes | None] = self._read(slots, gets)
+            return values
         by_slot: dict[int, list[int]] = {}
-        for i, key in enumerate(keys):
-            by_slot.setdefault(key_slot(key), []).append(i)
-        commands = [_Command(slot, (b"MGET", *(keys[i] for i in pos))) for slot, pos in by_slot.items()]
-        replies = self.run(lambda c: _fan_out(c, commands, self.address))
+        for i, slot in enumerate(slots):
+            entry = by_slot.get(slot)
+            if entry is None:
+                by_slot[slot] = [i]
+            else:
+                entry.append(i)
+        order = list(by_slot)
+        pieces = [_mget(keys, positions) for positions in by_slot.values()]
+        replies = self._read(order, pieces)
         out: list[bytes | None] = [None] * len(keys)
         for positions, values in zip(by_slot.values(), replies, strict=True):
             for i, value in zip(positions, values, strict=True):
                 out[i] = value
         return out
 
+    def _read(self, slots: Sequence[int], pieces: list[tuple[bytes]]) -> list[Any]:
+        """One read round trip; one caller at a time reuses the held connections, others use the pool."""
+        if os.getpid() != self._reads_pid:  # forked: the parent's sockets are not ours
+            self._reads_pid, self._read_conns = os.getpid(), {}
+        if not self._read_lock.acquire(blocking=False):
+            return self.run(lambda c: fan_out(c, (slots, pieces), self.address, table=slot_table(c)))
+        try:
+            held = self._read_conns
+            return self.run(lambda c: fan_out(c, (slots, pieces), self.address, table=slot_table(c), held=held))
+        finally:
+            self._read_lock.release()
+
+    def _pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+        with self._lock:
+            if self._executors is None or self._pid != os.getpid():  # threads do not survive a fork
+                self._pid = os.getpid()
+                self._executors = (
+                    ThreadPoolExecutor(1, thread_name_prefix="ladle-cluster-batch"),
+                    ThreadPoolExecutor(_NODE_THREADS, thread_name_prefix="ladle-cluster-node"),
+                )
+            return self._executors
+
     def upsert(self, rows: WriteRows) -> int:
-        """Send every row through the upsert script, one call per slot group; return rows written."""
-        ttl = b"%d" % self.settings.ttl_ms
+        """Write ``rows`` newest-event-wins, pipelined per master in parallel; return rows written."""
+        view = (rows.project, rows.vid)
+        settings = self.settings
 
         def call(cluster: Cluster) -> int:
-            for key_list, blob_list in rows.python(_CLUSTER_BATCH_ROWS):
-                commands = [
-                    _Command(slot, (b"EVALSHA", UPSERT_SHA, b"%d" % len(ks), *ks, ttl, _unique_flag(ks), *bs))
-                    for slot, ks, bs in _slot_groups(key_list, blob_list, self.settings.chunk_rows)
-                ]
-                rows.acknowledge(sum(int(r) for r in _fan_out(cluster, commands, self.address)))
-            return rows.written
+            write = ClusterUpsert(
+                rows.project,
+                settings.chunk_rows,
+                settings.ttl_ms,
+                self._fast_views.get(view, True),
+                self.address,
+                self._pools(),
+            )
+            written = write.run(cluster, rows, _CLUSTER_BATCH_ROWS)
+            if write.tried:
+                self._fast_views[view] = write.went_fast
+            return written
 
         return self.run(call)
 
@@ -164,82 +209,18 @@ class ClusterNodes:
         self.run(lambda c: c.ping(target_nodes=RedisCluster.PRIMARIES))
 
     def close(self) -> None:
-        """Close every connection to every node."""
+        """Close every connection to every node (and stop the write threads)."""
         self._forget_topology()
+        with self._lock:
+            executors, self._executors = self._executors, None
+        for executor in executors or ():
+            executor.shutdown(wait=False)
 
 
-def _unique_flag(keys: list[bytes]) -> bytes:
-    return b"1" if len(set(keys)) == len(keys) else b"0"
-
-
-def _slot_groups(keys: list[bytes], blobs: list[bytes], chunk_rows: int) -> list[tuple[int, list[bytes], list[bytes]]]:
-    """Rows grouped by hash slot, at most ``chunk_rows`` per group."""
-    slots = np.fromiter(map(key_slot, keys), dtype=np.int64, count=len(keys))
-    order = np.argsort(slots, kind="stable")
-    bounds = np.flatnonzero(np.diff(slots[order])) + 1
-    groups = []
-    for group in np.split(order, bounds):
-        for start in range(0, len(group), chunk_rows):
-            chosen = group[start : start + chunk_rows].tolist()
-            groups.append((int(slots[chosen[0]]), [keys[i] for i in chosen], [blobs[i] for i in chosen]))
-    return groups
-
-
-def _fan_out(cluster: Cluster, commands: list[_Command], address: str) -> list[Any]:
-    """Replies of ``commands``, each sent to the node serving its slot; all nodes written first."""
-    replies: list[Any] = [None] * len(commands)
-    pending = list(range(len(commands)))
-    for attempt in range(_ATTEMPTS):
-        by_node: dict[str, tuple[Any, list[int]]] = {}
-        owner: dict[int, Any] = {}  # slot → node, looked up once per slot
-        for i in pending:
-            slot = commands[i].slot
-            node = owner.get(slot)
-            if node is None:
-                node = owner[slot] = cluster.nodes_manager.get_node_from_slot(slot)
-            by_node.setdefault(node.name, (node, []))[1].append(i)
-        retry, moved = _send_and_read(cluster, by_node, commands, replies)
-        if not retry:
-            return replies
-        if moved:
-            cluster.nodes_manager.initialize()
-            time.sleep(0.05 * attempt)
-        pending = retry
-    raise BackendError(f"Redis Cluster at {address}: slots kept moving during the request")
-
-
-def _send_and_read(
-    cluster: Cluster, by_node: dict[str, tuple[Any, list[int]]], commands: list[_Command], replies: list[Any]
-) -> tuple[list[int], bool]:
-    """One round trip to every node; returns the commands to re-send and whether a slot moved."""
-    sent: list[tuple[Any, Any, list[int]]] = []
-    retry: list[int] = []
-    moved = False
-    try:
-        for node, indices in by_node.values():
-            client = cluster.get_redis_connection(node)
-            conn = client.connection_pool.get_connection()
-            sent.append((client, conn, indices))
-            # bytes-only arguments, framed here (redis-py's packer costs ~1 µs per argument), one send per node
-            conn.send_packed_command([b"".join([resp_command(*commands[i].args) for i in indices])], check_health=False)
-        while sent:
-            client, conn, indices = sent[0]
-            noscript = False
-            for i in indices:
-                try:
-                    replies[i] = conn.read_response()
-                except NoScriptError:
-                    retry.append(i)
-                    noscript = True
-                except _REDIRECTED:
-                    retry.append(i)
-                    moved = True
-            sent.pop(0)
-            client.connection_pool.release(conn)
-            if noscript:  # first use of this node, or it restarted
-                client.script_load(UPSERT_LUA)
-    finally:
-        for client, conn, _ in sent:  # replies not read: the connection cannot be reused
-            conn.disconnect()
-            client.connection_pool.release(conn)
-    return retry, moved
+def _mget(keys: Sequence[bytes], positions: list[int]) -> tuple[bytes]:
+    """``MGET`` of some keys, framed (one key, the usual case with entity-tagged keys: one format)."""
+    if len(positions) == 1:
+        key = keys[positions[0]]
+        return (b"*2\r\n$4\r\nMGET\r\n$%d\r\n%b\r\n" % (len(key), key),)
+    body = b"".join([b"$%d\r\n%b\r\n" % (len(keys[i]), keys[i]) for i in positions])
+    return (b"*%d\r\n$4\r\nMGET\r\n%b" % (len(positions) + 1, body),)

@@ -89,6 +89,64 @@ def _framed_record(layout: ViewLayout) -> np.dtype:
     return np.dtype([("resp_head", f"S{head}"), ("row", layout.record), ("resp_tail", "S2")])
 
 
+def fixed_width(entities: pa.Array) -> int | None:
+    """The byte length shared by every entity key, or None if they differ (or any is null)."""
+    if entities.null_count or not len(entities):
+        return None
+    width = np.int64 if pa.types.is_large_binary(entities.type) else np.int32
+    offsets = np.frombuffer(entities.buffers()[1], dtype=width)[entities.offset : entities.offset + len(entities) + 1]
+    lengths = np.diff(offsets)
+    first = int(lengths[0])
+    return first if first > 0 and bool((lengths == first).all()) else None
+
+
+@lru_cache(maxsize=1024)
+def _pair_record(layout: ViewLayout, key_head: bytes, key_width: int, key_tail: bytes) -> np.dtype:
+    """One MSET argument pair framed in RESP: key bulk string then value bulk string."""
+    value_head = len(b"$%d\r\n" % layout.size)
+    return np.dtype(
+        [
+            ("key_head", f"V{len(key_head)}"),
+            ("entity", f"V{key_width}"),
+            ("key_tail", f"V{len(key_tail)}"),
+            ("value_head", f"V{value_head}"),
+            ("row", layout.record),
+            ("value_tail", "V2"),
+        ]
+    )
+
+
+def encode_pairs(
+    project: str, vid: bytes, entities: pa.Array, prepared: Prepared, start: int, stop: int
+) -> np.ndarray | None:
+    """Rows ``start:stop`` as RESP-framed (key, value) pairs in one record array, or None.
+
+    Possible when the layout is fixed-width and every entity key has the same length (fixed-format
+    codes: the common case): the whole batch is then one numpy record array filled column by
+    column, with no per-row concatenation. ``entities`` are the batch's rows (already sliced).
+    """
+    layout = prepared.layout
+    key_width = fixed_width(entities) if not layout.variable else None
+    if key_width is None:
+        return None
+    pre, suf = key_prefix(project), key_suffix(vid)
+    key_head = b"$%d\r\n" % (len(pre) + key_width + len(suf)) + pre
+    key_tail = suf + b"\r\n"
+    framed = _pair_record(layout, key_head, key_width, key_tail)
+    n = stop - start
+    rec = np.zeros(n, dtype=framed)
+    rec["key_head"] = np.frombuffer(key_head, dtype=f"V{len(key_head)}")[0]
+    rec["key_tail"] = np.frombuffer(key_tail, dtype=f"V{len(key_tail)}")[0]
+    rec["value_head"] = np.frombuffer(b"$%d\r\n" % layout.size, dtype=framed["value_head"])[0]
+    rec["value_tail"] = np.frombuffer(b"\r\n", dtype="V2")[0]
+    data = entities.buffers()[2]
+    width = np.int64 if pa.types.is_large_binary(entities.type) else np.int32
+    first = int(np.frombuffer(entities.buffers()[1], dtype=width)[entities.offset])
+    rec["entity"] = np.frombuffer(data, dtype=f"V{key_width}", count=n, offset=first)
+    fill(prepared, rec["row"], start, stop)
+    return rec
+
+
 def encode_resp(prepared: Prepared, start: int, stop: int) -> tuple[memoryview, I64]:
     """Blobs of rows ``start:stop`` framed as RESP bulk strings, contiguous, with row offsets.
 

@@ -165,8 +165,9 @@ class Upsert:
         batch = sent.batch
         rows = b"%d" % (stop - start)
         head = b"*%d\r\n$7\r\nEVALSHA\r\n%b$%d\r\n%b\r\n" % (2 * (stop - start) + 5, _SHA_ARG, len(rows), rows)
-        keys = batch.keys[batch.key_offsets[start] : batch.key_offsets[stop]]
-        blobs = batch.blobs[batch.blob_offsets[start] : batch.blob_offsets[stop]]
+        key_data, key_offsets, blob_data, blob_offsets = batch.separate()
+        keys = key_data[key_offsets[start] : key_offsets[stop]]
+        blobs = blob_data[blob_offsets[start] : blob_offsets[stop]]
 
         def on_reply(reply: Any) -> None:
             sent.outstanding -= 1
