@@ -78,7 +78,19 @@ def machine_info(packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, Any]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (``ru_maxrss``)."""
+    """Peak resident set size of this process so far, in MB.
+
+    On Linux ``VmHWM`` of ``/proc/self/status``: the high-water mark of this program's own memory.
+    ``ru_maxrss`` is not used there because Linux carries the forking parent's high-water mark
+    across ``exec`` into it, so a child started by a large parent reported the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(kb / 1024 if sys.platform != "darwin" else kb / 2**20, 1)
 
