@@ -24,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ladle.errors import BackendError, BackendUnavailableError, ConfigError
+from ladle.online.redis.cluster_read import LinkLost, LinkTimeout, RawReads
 from ladle.online.redis.cluster_write import ClusterUpsert
 from ladle.online.redis.conn import RedisEndpoint
 from ladle.online.redis.fanout import Cluster, fan_out, slot_table
@@ -59,6 +60,7 @@ class ClusterNodes:
         self._read_lock = threading.RLock()  # re-entered when a failed read drops the topology
         self._read_conns: dict[str, tuple[Any, Any]] = {}
         self._reads_pid = os.getpid()
+        self._raw = RawReads(endpoint, settings)
         # (project, view id) → whether its last write was mostly new keys (False: straight to the script)
         self._fast_views: dict[tuple[str, bytes], bool] = {}
 
@@ -82,6 +84,7 @@ class ClusterNodes:
             client, self._client = self._client, None
         with self._read_lock:
             held, self._read_conns = self._read_conns, {}
+        self._raw.close()
         for kept_client, conn in held.values():
             conn.disconnect()
             kept_client.connection_pool.release(conn)
@@ -105,7 +108,20 @@ class ClusterNodes:
         return self.run(lambda c: c.execute_command(*args))
 
     def read_rows(self, project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[bytes | None]:
-        """Stored rows of ``(view id, entities)`` groups, in order (``None`` when absent)."""
+        """Stored rows of ``(view id, entities)`` groups, in order (``None`` when absent).
+
+        One script call per master on raw sockets (:mod:`.cluster_read`); TLS, Redis < 7 and keys a
+        master refused (a stale slot map) take the general path (:meth:`mget`).
+        """
+        if not any(entities for _, entities in groups):
+            return []
+        if self._raw.usable:
+            try:
+                return self._raw_read(project, groups)
+            except BackendError:
+                if self._raw.usable:
+                    raise
+                # the masters refused the read script (Redis < 7): the general path from now on
         keys: list[bytes] = []
         slots: list[int] = []
         seen: dict[int, list[int]] = {}  # views of one request usually share the entity list
@@ -115,7 +131,40 @@ class ClusterNodes:
             if held is None:
                 held = seen[id(entities)] = row_slots(project, entities)
             slots += held
-        return self.mget(keys, slots) if keys else []
+        return self.mget(keys, slots)
+
+    def _raw_read(self, project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[bytes | None]:
+        """A read on raw sockets; a lost connection is retried once after rediscovering the nodes."""
+        for attempt in range(2):
+            table = self.run(slot_table)  # (re)discovers the topology if it was dropped
+            seen: dict[int, list[Any]] = {}
+            owners = []
+            for _, entities in groups:
+                nodes = seen.get(id(entities))
+                if nodes is None:
+                    nodes = seen[id(entities)] = [table[s] for s in row_slots(project, entities)]
+                owners.append(nodes)
+            try:
+                out, refused = self._raw.read(project, groups, owners)
+            except LinkTimeout as exc:
+                self._forget_topology()
+                raise BackendUnavailableError(f"Redis Cluster at {self.address} timed out: {exc}") from exc
+            except LinkLost as exc:
+                self._forget_topology()  # a master restarted or failed over: ask the cluster again
+                if attempt:
+                    raise BackendUnavailableError(f"Redis Cluster at {self.address} is unavailable: {exc}") from exc
+                continue
+            if refused:  # keys whose slot moved: one GET each, following MOVED / ASK (refreshes the map)
+                keys: list[bytes] = []
+                for g, _, positions in refused:
+                    vid, entities = groups[g]
+                    keys += row_keys_py(project, vid, [entities[j] for j in positions])
+                values = iter(self.mget(keys))
+                for _, base, positions in refused:
+                    for j in positions:
+                        out[base + j] = next(values)
+            return out
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def mget(self, keys: Sequence[bytes], slots: Sequence[int] | None = None) -> list[bytes | None]:
         """Values of ``keys`` (``None`` when absent; ``slots``: theirs, if known), in one round trip.
