@@ -12,10 +12,12 @@ MOVED / ASK / TRYAGAIN by refreshing the slot map and re-sending (every command 
 
 from __future__ import annotations
 
+import binascii
 import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from typing import Any, TypeVar
 
 from redis.cluster import ClusterNode, RedisCluster
@@ -24,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ladle.errors import BackendError, BackendUnavailableError, ConfigError
-from ladle.online.redis.cluster_read import LinkLost, LinkTimeout, RawReads
+from ladle.online.redis.cluster_read import LinkLost, LinkTimeout, RawReads, routing
 from ladle.online.redis.cluster_write import ClusterUpsert
 from ladle.online.redis.conn import RedisEndpoint
 from ladle.online.redis.fanout import Cluster, fan_out, slot_table
@@ -110,18 +112,13 @@ class ClusterNodes:
     def read_rows(self, project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[bytes | None]:
         """Stored rows of ``(view id, entities)`` groups, in order (``None`` when absent).
 
-        One script call per master on raw sockets (:mod:`.cluster_read`); TLS, Redis < 7 and keys a
-        master refused (a stale slot map) take the general path (:meth:`mget`).
+        One pipeline of GETs per master on raw sockets (:mod:`.cluster_read`); TLS, and keys a
+        master redirected (a stale slot map), take the general path (:meth:`mget`).
         """
         if not any(entities for _, entities in groups):
             return []
         if self._raw.usable:
-            try:
-                return self._raw_read(project, groups)
-            except BackendError:
-                if self._raw.usable:
-                    raise
-                # the masters refused the read script (Redis < 7): the general path from now on
+            return self._raw_read(project, groups)
         keys: list[bytes] = []
         slots: list[int] = []
         seen: dict[int, list[int]] = {}  # views of one request usually share the entity list
@@ -136,16 +133,16 @@ class ClusterNodes:
     def _raw_read(self, project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[bytes | None]:
         """A read on raw sockets; a lost connection is retried once after rediscovering the nodes."""
         for attempt in range(2):
-            table = self.run(slot_table)  # (re)discovers the topology if it was dropped
-            seen: dict[int, list[Any]] = {}
+            nodes, by_crc = self.run(routing)  # (re)discovers the topology if it was dropped
+            seen: dict[int, list[int]] = {}
             owners = []
             for _, entities in groups:
-                nodes = seen.get(id(entities))
-                if nodes is None:
-                    nodes = seen[id(entities)] = [table[s] for s in row_slots(project, entities)]
-                owners.append(nodes)
+                idx = seen.get(id(entities))
+                if idx is None:
+                    idx = seen[id(entities)] = _masters(project, entities, by_crc)
+                owners.append(idx)
             try:
-                out, refused = self._raw.read(project, groups, owners)
+                out, refused = self._raw.read(project, groups, owners, nodes)
             except LinkTimeout as exc:
                 self._forget_topology()
                 raise BackendUnavailableError(f"Redis Cluster at {self.address} timed out: {exc}") from exc
@@ -155,14 +152,10 @@ class ClusterNodes:
                     raise BackendUnavailableError(f"Redis Cluster at {self.address} is unavailable: {exc}") from exc
                 continue
             if refused:  # keys whose slot moved: one GET each, following MOVED / ASK (refreshes the map)
-                keys: list[bytes] = []
-                for g, _, positions in refused:
-                    vid, entities = groups[g]
-                    keys += row_keys_py(project, vid, [entities[j] for j in positions])
-                values = iter(self.mget(keys))
-                for _, base, positions in refused:
-                    for j in positions:
-                        out[base + j] = next(values)
+                refused.sort()
+                keys = _keys_at(project, groups, refused)
+                for i, value in zip(refused, self.mget(keys), strict=True):
+                    out[i] = value
             return out
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -273,3 +266,24 @@ def _mget(keys: Sequence[bytes], positions: list[int]) -> tuple[bytes]:
         return (b"*2\r\n$4\r\nMGET\r\n$%d\r\n%b\r\n" % (len(key), key),)
     body = b"".join([b"$%d\r\n%b\r\n" % (len(keys[i]), keys[i]) for i in positions])
     return (b"*%d\r\n$4\r\nMGET\r\n%b" % (len(positions) + 1, body),)
+
+
+def _keys_at(project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]], positions: list[int]) -> list[bytes]:
+    """Row keys at sorted ``positions`` (counted over all groups in order)."""
+    keys: list[bytes] = []
+    base, g = 0, 0
+    for i in positions:
+        while i >= base + len(groups[g][1]):
+            base += len(groups[g][1])
+            g += 1
+        vid, entities = groups[g]
+        keys += row_keys_py(project, vid, [entities[i - base]])
+    return keys
+
+
+def _masters(project: str, entities: Sequence[bytes], by_crc: list[int]) -> list[int]:
+    """The master (index) serving each entity's row keys: the project's CRC16 continued over the entity."""
+    prefix = project.encode() + b":"
+    if b"}" in prefix or b"}" in b"".join(entities):  # the hash tag ends early: Redis's general rule
+        return list(map(by_crc.__getitem__, row_slots(project, entities)))
+    return list(map(by_crc.__getitem__, map(binascii.crc_hqx, entities, repeat(binascii.crc_hqx(prefix, 0)))))
