@@ -1,13 +1,14 @@
 """I/O against a Redis Cluster (``redis_type: redis_cluster``), on redis-py's cluster client.
 
-Multi-key commands must stay inside one hash slot, so keys are grouped by slot: reads send one
-``MGET`` per slot, writes one ``MSETNX`` or upsert-script call per slot group (:mod:`.cluster_write`).
-Because keys are hash-tagged by entity, every view of one entity is in the same slot. Commands are
-grouped by the master serving their slot and each master gets its whole pipeline in one write
-(:mod:`.fanout`): writes serve the masters on parallel threads, reads write to every master before
-reading any reply, so a request costs one round trip with the masters answering in parallel.
-redis-py's own cluster pipeline refuses ``MGET`` and scripts, hence this small fan-out; it follows
-MOVED / ASK / TRYAGAIN by refreshing the slot map and re-sending (every command here is idempotent).
+Multi-key commands must stay inside one hash slot, and keys are hash-tagged by entity (every view of
+one entity is in the same slot). Writes send one ``MSETNX`` or upsert-script call per slot group
+(:mod:`.cluster_write`), grouped by the master serving the slot, each master's pipeline in one write
+on its own thread (:mod:`.fanout`). Reads send one ``GET`` per key on raw sockets, one pipeline per
+master, every master written before any reply is read (:mod:`.cluster_read`); keys a master
+redirects, and every read over TLS, take the general path: one ``MGET`` per slot through
+:func:`.fanout.fan_out` on redis-py's connections. redis-py's own cluster pipeline refuses ``MGET``
+and scripts, hence this small fan-out; it follows MOVED / ASK / TRYAGAIN by refreshing the slot map
+and re-sending (every command here is idempotent).
 """
 
 from __future__ import annotations

@@ -287,5 +287,7 @@ def routing(cluster: Any) -> tuple[list[Any], list[int]]:
             nodes.append(node)
         by_slot.append(k)
     route = (nodes, by_slot * 4)
+    if len(_ROUTES) > 8:  # one entry per topology the process has seen (each rediscovery is a new one)
+        _ROUTES.clear()
     _ROUTES[id(cluster.nodes_manager)] = (table, route)
     return route
