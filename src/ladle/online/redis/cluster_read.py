@@ -26,6 +26,7 @@ import select
 import socket
 import threading
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 import hiredis
@@ -218,7 +219,7 @@ class RawReads:
             else:
                 for link in links.values():
                     link.close()
-        targets = [i for t, _ in plan.values() for i in t] if len(plan) > 1 else next(iter(plan.values()))[0]
+        targets = list(chain.from_iterable(t for t, _ in plan.values()))
         inverse = sorted(range(base), key=targets.__getitem__)
         out: list[Any] = list(map(replies.__getitem__, inverse))
         redirected: list[int] = []
@@ -259,9 +260,7 @@ class RawReads:
                 if len(mine) >= len(targets[n]):
                     poller.unregister(fd)
                     del waiting[fd]
-        if len(got) == 1:
-            return got[0]
-        return [reply for mine in got for reply in mine]
+        return got[0] if len(got) == 1 else list(chain.from_iterable(got))
 
 
 _ROUTES: dict[int, tuple[Any, tuple[list[Any], list[int]]]] = {}
