@@ -16,6 +16,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from ladle.config import load_config
 from ladle.definitions import Entity, FeatureView, Field, FileSource
 from ladle.online.base import ReadRequest
+from ladle.online.redis import cluster_read
 from ladle.online.redis.store import RedisOnlineStore
 from ladle.types import Float64, String
 
@@ -102,17 +103,18 @@ def test_a_read_is_one_round_trip_per_node(
     store.write(project, view("prices"), rows(codes))
     request = [ReadRequest(view("prices"), ["price"], {"code": codes})]
     store.read(project, request)
-    sends: list[int] = []
-    original = redis.connection.AbstractConnection.send_packed_command
+    sends: list[tuple[str, int]] = []
+    original = cluster_read._Link.send
 
-    def spy(conn: Any, *args: Any, **kwargs: Any) -> Any:
-        sends.append(conn.port)
-        return original(conn, *args, **kwargs)
+    def spy(link: Any, payload: bytes) -> None:
+        sends.append((link.name, payload.count(b"*2\r\n$3\r\nGET\r\n")))
+        original(link, payload)
 
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", spy)
+    monkeypatch.setattr(cluster_read._Link, "send", spy)
     got = store.read(project, request)[0]
     assert got.values["price"] == [float(i) for i in range(100)]
-    assert sorted(sends) == sorted(set(sends)) and len(sends) == 3  # one send per master
+    assert len(sends) == 3 and len({name for name, _ in sends}) == 3  # one send per master
+    assert sum(gets for _, gets in sends) == 100  # one GET per key (every entity in its own slot)
 
 
 def test_teardown_on_a_cluster_removes_only_the_project(store: RedisOnlineStore, cluster: Any, project: str) -> None:

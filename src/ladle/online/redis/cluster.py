@@ -1,21 +1,24 @@
 """I/O against a Redis Cluster (``redis_type: redis_cluster``), on redis-py's cluster client.
 
-Multi-key commands must stay inside one hash slot, so keys are grouped by slot: reads send one
-``MGET`` per slot, writes one ``MSETNX`` or upsert-script call per slot group (:mod:`.cluster_write`).
-Because keys are hash-tagged by entity, every view of one entity is in the same slot. Commands are
-grouped by the master serving their slot and each master gets its whole pipeline in one write
-(:mod:`.fanout`): writes serve the masters on parallel threads, reads write to every master before
-reading any reply, so a request costs one round trip with the masters answering in parallel.
-redis-py's own cluster pipeline refuses ``MGET`` and scripts, hence this small fan-out; it follows
-MOVED / ASK / TRYAGAIN by refreshing the slot map and re-sending (every command here is idempotent).
+Multi-key commands must stay inside one hash slot, and keys are hash-tagged by entity (every view of
+one entity is in the same slot). Writes send one ``MSETNX`` or upsert-script call per slot group
+(:mod:`.cluster_write`), grouped by the master serving the slot, each master's pipeline in one write
+on its own thread (:mod:`.fanout`). Reads send one ``GET`` per key on raw sockets, one pipeline per
+master, every master written before any reply is read (:mod:`.cluster_read`); keys a master
+redirects, and every read over TLS, take the general path: one ``MGET`` per slot through
+:func:`.fanout.fan_out` on redis-py's connections. redis-py's own cluster pipeline refuses ``MGET``
+and scripts, hence this small fan-out; it follows MOVED / ASK / TRYAGAIN by refreshing the slot map
+and re-sending (every command here is idempotent).
 """
 
 from __future__ import annotations
 
+import binascii
 import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from typing import Any, TypeVar
 
 from redis.cluster import ClusterNode, RedisCluster
@@ -24,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ladle.errors import BackendError, BackendUnavailableError, ConfigError
+from ladle.online.redis.cluster_read import LinkLost, LinkTimeout, RawReads, routing
 from ladle.online.redis.cluster_write import ClusterUpsert
 from ladle.online.redis.conn import RedisEndpoint
 from ladle.online.redis.fanout import Cluster, fan_out, slot_table
@@ -59,6 +63,7 @@ class ClusterNodes:
         self._read_lock = threading.RLock()  # re-entered when a failed read drops the topology
         self._read_conns: dict[str, tuple[Any, Any]] = {}
         self._reads_pid = os.getpid()
+        self._raw = RawReads(endpoint, settings)
         # (project, view id) → whether its last write was mostly new keys (False: straight to the script)
         self._fast_views: dict[tuple[str, bytes], bool] = {}
 
@@ -82,6 +87,7 @@ class ClusterNodes:
             client, self._client = self._client, None
         with self._read_lock:
             held, self._read_conns = self._read_conns, {}
+        self._raw.close()
         for kept_client, conn in held.values():
             conn.disconnect()
             kept_client.connection_pool.release(conn)
@@ -105,7 +111,15 @@ class ClusterNodes:
         return self.run(lambda c: c.execute_command(*args))
 
     def read_rows(self, project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[bytes | None]:
-        """Stored rows of ``(view id, entities)`` groups, in order (``None`` when absent)."""
+        """Stored rows of ``(view id, entities)`` groups, in order (``None`` when absent).
+
+        One pipeline of GETs per master on raw sockets (:mod:`.cluster_read`); TLS, and keys a
+        master redirected (a stale slot map), take the general path (:meth:`mget`).
+        """
+        if not any(entities for _, entities in groups):
+            return []
+        if self._raw.usable:
+            return self._raw_read(project, groups)
         keys: list[bytes] = []
         slots: list[int] = []
         seen: dict[int, list[int]] = {}  # views of one request usually share the entity list
@@ -115,7 +129,36 @@ class ClusterNodes:
             if held is None:
                 held = seen[id(entities)] = row_slots(project, entities)
             slots += held
-        return self.mget(keys, slots) if keys else []
+        return self.mget(keys, slots)
+
+    def _raw_read(self, project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[bytes | None]:
+        """A read on raw sockets; a lost connection is retried once after rediscovering the nodes."""
+        for attempt in range(2):
+            nodes, by_crc = self.run(routing)  # (re)discovers the topology if it was dropped
+            seen: dict[int, list[int]] = {}
+            owners = []
+            for _, entities in groups:
+                idx = seen.get(id(entities))
+                if idx is None:
+                    idx = seen[id(entities)] = _masters(project, entities, by_crc)
+                owners.append(idx)
+            try:
+                out, refused = self._raw.read(project, groups, owners, nodes)
+            except LinkTimeout as exc:
+                self._forget_topology()
+                raise BackendUnavailableError(f"Redis Cluster at {self.address} timed out: {exc}") from exc
+            except LinkLost as exc:
+                self._forget_topology()  # a master restarted or failed over: ask the cluster again
+                if attempt:
+                    raise BackendUnavailableError(f"Redis Cluster at {self.address} is unavailable: {exc}") from exc
+                continue
+            if refused:  # keys whose slot moved: one GET each, following MOVED / ASK (refreshes the map)
+                refused.sort()
+                keys = _keys_at(project, groups, refused)
+                for i, value in zip(refused, self.mget(keys), strict=True):
+                    out[i] = value
+            return out
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def mget(self, keys: Sequence[bytes], slots: Sequence[int] | None = None) -> list[bytes | None]:
         """Values of ``keys`` (``None`` when absent; ``slots``: theirs, if known), in one round trip.
@@ -224,3 +267,24 @@ def _mget(keys: Sequence[bytes], positions: list[int]) -> tuple[bytes]:
         return (b"*2\r\n$4\r\nMGET\r\n$%d\r\n%b\r\n" % (len(key), key),)
     body = b"".join([b"$%d\r\n%b\r\n" % (len(keys[i]), keys[i]) for i in positions])
     return (b"*%d\r\n$4\r\nMGET\r\n%b" % (len(positions) + 1, body),)
+
+
+def _keys_at(project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]], positions: list[int]) -> list[bytes]:
+    """Row keys at sorted ``positions`` (counted over all groups in order)."""
+    keys: list[bytes] = []
+    base, g = 0, 0
+    for i in positions:
+        while i >= base + len(groups[g][1]):
+            base += len(groups[g][1])
+            g += 1
+        vid, entities = groups[g]
+        keys += row_keys_py(project, vid, [entities[i - base]])
+    return keys
+
+
+def _masters(project: str, entities: Sequence[bytes], by_crc: list[int]) -> list[int]:
+    """The master (index) serving each entity's row keys: the project's CRC16 continued over the entity."""
+    prefix = project.encode() + b":"
+    if b"}" in prefix or b"}" in b"".join(entities):  # the hash tag ends early: Redis's general rule
+        return list(map(by_crc.__getitem__, row_slots(project, entities)))
+    return list(map(by_crc.__getitem__, map(binascii.crc_hqx, entities, repeat(binascii.crc_hqx(prefix, 0)))))
