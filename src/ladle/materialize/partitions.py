@@ -10,9 +10,10 @@ per bucket observed so far. The next chunk's query runs while the current one is
 (the engine's threads work while Python encodes), so at most two chunks are held at once, which
 the sizing accounts for.
 
-An offline store opts in by implementing :class:`PartitionedPull` (checked with ``isinstance``);
-:func:`partitioned_pull` also adapts the DuckDB store (:mod:`.duckdb_pull`). Stores without it are
-pulled unchunked, as before.
+An offline store opts in by implementing :class:`PartitionedPull` (checked with ``isinstance``): the
+DuckDB and Iceberg stores do (:mod:`ladle.offline.ranges`). Stores without it are pulled unchunked.
+The buckets are those of :mod:`ladle.offline.hashing`, which partitioned historical retrieval and
+the Ray engine use too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -28,12 +28,12 @@ import pyarrow as pa
 
 from ladle.definitions import FeatureView
 from ladle.errors import ConfigError
+from ladle.offline.hashing import BUCKETS, HashRange
 
 if TYPE_CHECKING:
     from ladle.offline.base import OfflineStore
 
-#: Entity-hash buckets a chunk is a contiguous range of.
-BUCKETS = 4096
+__all__ = ["BUCKETS", "ChunkPlanner", "HashRange", "PartitionedPull", "chunked_latest", "partitioned_pull"]
 #: Memory set aside from the budget for what is there before any data: the interpreter, the
 #: libraries, the registry, the engine's scan buffers and the online writer's batches (measured:
 #: ~225 MB of process before the pull, ~80-120 MB more for a 2-thread Parquet scan).
@@ -49,20 +49,6 @@ ENTITY_COLUMN_BYTES = 48
 #: core is free) and cost a scan of the source each: W1b in 4 chunks ran ~1.6x slower on a busy
 #: 2-core machine than in one, for ~120 MB less peak RSS; the budget decides.
 MAX_CHUNK_ENTITIES = 4_194_304
-
-
-@dataclass(frozen=True)
-class HashRange:
-    """Entities whose ``hash(join keys) % buckets`` is in ``[lo, hi)``."""
-
-    buckets: int
-    lo: int
-    hi: int
-
-    @property
-    def whole(self) -> bool:
-        """Whether the range covers every entity."""
-        return self.lo <= 0 and self.hi >= self.buckets
 
 
 @runtime_checkable
@@ -85,16 +71,8 @@ class PartitionedPull(Protocol):
 
 
 def partitioned_pull(store: OfflineStore) -> PartitionedPull | None:
-    """The store's range pulls: its own, the DuckDB adapter, or None (pull unchunked)."""
-    if isinstance(store, PartitionedPull):
-        return store
-    from ladle.offline.duckdb import DuckDBOfflineStore
-
-    if isinstance(store, DuckDBOfflineStore):
-        from ladle.materialize.duckdb_pull import DuckDBRangePull
-
-        return DuckDBRangePull(store)
-    return None
+    """The store's range pulls, or None when it has none (pull unchunked)."""
+    return store if isinstance(store, PartitionedPull) else None
 
 
 def entity_bytes(view: FeatureView) -> int:
