@@ -50,10 +50,13 @@ if TYPE_CHECKING:
 #: Bytes the process holds before a retrieval's data (interpreter, libraries, the entity frame's
 #: caller copy, DuckDB's scan buffers); the same reserve as materialization's.
 RESERVED_BYTES = 320 * 2**20
-#: Working-set bytes of one candidate source row in a part's ASOF join (measured at W6: ~70-80).
-SOURCE_ROW_BYTES = 80
-#: Working-set bytes of one entity row in the values stage, per output column (sort + hash tables).
-RESULT_CELL_BYTES = 24
+#: Working-set bytes of one candidate source row in a part's ASOF join, rounded up from measurements (W6:
+#: ~70-80 with the scan buffers apart; tests/unit/test_retrieval_memory.py: 4 parts of 4,000,000 rows peaked
+#: 6-22 MB over a 400 MB budget, 5 parts 20 MB under).
+SOURCE_ROW_BYTES = 112
+#: Working-set bytes of one entity row in the values stage, per output column (hash join, sort, scan
+#: buffers; measured ~65 on 400,000 rows x 5 columns).
+RESULT_CELL_BYTES = 64
 #: Stage-1 parts at most per view (each rescans the key columns of the source).
 MAX_PARTS = 64
 

@@ -188,8 +188,9 @@ def historical_job(
     entity, joins, span = _prepared(con, entity_df, timestamp_column, selections, full_feature_names, scan_of)
     cut = force
     forced = os.environ.get(FORCE_PARTS_ENV)
-    if cut is None and forced:  # testing aid: every retrieval partitioned (the conformance suite runs so too)
-        cut = Plan(tuple(int(forced) for _ in joins), int(forced))
+    if cut is None and forced:  # testing aid: every retrieval cut ("parts" or "parts,row_ranges")
+        parts, _, ranges = forced.partition(",")
+        cut = Plan(tuple(int(parts) for _ in joins), int(ranges or parts))
     if cut is None:
         rows = [partitioned.source_rows(con, j) for j in joins]
         columns = entity.num_columns + sum(len(j.outputs) for j in joins)
