@@ -9,6 +9,7 @@ capability are skipped (they are pulled unchunked).
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import datetime
 from typing import Any
@@ -81,7 +82,7 @@ def test_ranges_partition_the_newest_rows(
     view = make_view(setup.sources["prices"], "prices", entities=entities)
     start, end = at(5), at(35)
     seen: dict[Any, Any] = {}
-    for lo, hi in zip(CUTS, CUTS[1:], strict=False):
+    for lo, hi in itertools.pairwise(CUTS):
         for row in _ranged(pull, view, start, end, HashRange(BUCKETS, lo, hi)):
             key = tuple(row[k] for k in view.join_keys)
             assert key not in seen, f"entity {key} in two ranges"

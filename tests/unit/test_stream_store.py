@@ -8,6 +8,7 @@ joined by a brute-force point-in-time scan written in this file).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import textwrap
@@ -432,7 +433,7 @@ def test_range_pulls_of_computed_views_split_the_newest_rows(store: FeatureStore
     inside = [r for r in rows if start <= r["event_timestamp"] <= end]
     cuts = [0, 1000, 2048, 3000, BUCKETS]
     got: dict[str, dict[str, Any]] = {}
-    for lo, hi in zip(cuts, cuts[1:], strict=False):
+    for lo, hi in itertools.pairwise(cuts):
         part = HashRange(BUCKETS, lo, hi)
         for row in pa.Table.from_batches(
             list(store.offline_store.pull_latest_range(view, start, end, part, 2))
