@@ -40,10 +40,12 @@ __all__ = ["BUCKETS", "ChunkPlanner", "HashRange", "PartitionedPull", "chunked_l
 RESERVED_BYTES = 320 * 2**20
 #: The least a budget must leave for data beyond that.
 MIN_DATA_BYTES = 32 * 2**20
-#: Working-set bytes of one entity in the newest-row aggregate: a fixed part plus one per column
-#: (measured with DuckDB's arg_max over a struct: ~350-530 bytes for 11 columns; rounded up).
-ENTITY_BASE_BYTES = 128
-ENTITY_COLUMN_BYTES = 48
+#: Working-set bytes of one entity in the two-phase newest-row pull (``ladle.offline.pull``): the
+#: aggregate's keys, row id and ordering key, the join's row id, plus a little per column. Measured
+#: with one pull thread (VmHWM of the process less the ~210 MB before the pull): 140 bytes for
+#: W1b (one string key, 14 columns), 83 for an integer key and 6 columns; rounded up by ~1.5x.
+ENTITY_BASE_BYTES = 96
+ENTITY_COLUMN_BYTES = 8
 #: Entities per chunk at most, whatever the budget: bounds one query's work before its first row is
 #: written. Smaller chunks save little time (the next chunk's query overlaps the writes only when a
 #: core is free) and cost a scan of the source each: W1b in 4 chunks ran ~1.6x slower on a busy
