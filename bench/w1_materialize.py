@@ -4,6 +4,9 @@
   2023-12-31T00:00Z → 2024-01-06T00:00Z: read, keep the newest row of each entity, write 10,000 rows.
 * **W1b**: ``commodity_ticks_distinct.parquet`` (1,000,000 entities x 1 row), same window:
   1,000,000 online writes.
+* **W6** (materialization at 10x scale): ``commodity_ticks_100000x100_s42.parquet`` (100,000
+  entities x 100 hours = 10,000,000 rows, ``bench.data --entities 100000``), same window: read 10M
+  rows, write the newest row of each of the 100,000 entities, under the default memory budget.
 
 Each run is a fresh child process (its own peak RSS) with a throw-away SQLite registry and, for
 ``--backend sqlite``, a fresh online database; for ``--backend redis`` / ``redis_cluster`` a fresh project on the server
@@ -14,6 +17,7 @@ Each run is a fresh child process (its own peak RSS) with a throw-away SQLite re
     .venv/bin/python -m bench.w1_materialize --backend redis --redis 127.0.0.1:6379
     .venv/bin/python -m bench.w1_materialize --backend redis_cluster --workload w1b  # starts a 3-master cluster
     .venv/bin/python -m bench.w1_materialize --data /path/to/dir      # the files Feast reads
+    .venv/bin/python -m bench.w1_materialize --workload w6 --backend redis   # 10,000,000 source rows
 """
 
 from __future__ import annotations
@@ -28,15 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Timer, emit, median, peak_rss_mb, run_child
-from bench.data import DEFAULT_DIR, FEATURES, ensure_distinct_ticks, ensure_ticks
+from bench.data import DEFAULT_DIR, FEATURES, TickSpec, ensure_distinct_ticks, ensure_ticks
 
 VIEW = "commodity_price_features"
 START = datetime(2023, 12, 31, tzinfo=UTC)
 END = datetime(2024, 1, 6, tzinfo=UTC)
 
 
-def build_store(repo: Path, ticks: Path, backend: str, redis: str, project: str) -> Any:
-    """A store with the W1 view applied (SQLite registry in ``repo``)."""
+def build_store(repo: Path, ticks: Path, backend: str, redis: str, project: str, memory_budget: str = "") -> Any:
+    """A store with the W1 view applied (SQLite registry in ``repo``); ``memory_budget`` '' keeps the default."""
     from ladle import Entity, FeatureStore, FeatureView, Field, FileSource, Float64, ValueType
 
     online: dict[str, Any] = {"type": "sqlite", "path": str(repo / "online.db")}
@@ -48,6 +52,7 @@ def build_store(repo: Path, ticks: Path, backend: str, redis: str, project: str)
             "registry": {"path": str(repo / "registry.db"), "cache_ttl_seconds": 600},
             "online_store": online,
             "offline_store": {"type": "duckdb"},
+            **({"materialization": {"memory_budget": memory_budget}} if memory_budget else {}),
         },
         repo_path=repo,
     )
@@ -75,7 +80,7 @@ def child(args: argparse.Namespace) -> None:
     source_rows = pq.ParquetFile(args.ticks).metadata.num_rows
     project = f"w1_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:
-        store = build_store(Path(tmp), args.ticks, args.backend, args.redis, project)
+        store = build_store(Path(tmp), args.ticks, args.backend, args.redis, project, args.memory_budget)
         store.online_store.ping()
         try:
             with Timer() as t:
@@ -111,9 +116,12 @@ def parent(args: argparse.Namespace) -> None:
         files["W1a"] = ensure_ticks(args.data)
     if args.workload in ("w1b", "both"):
         files["W1b"] = ensure_distinct_ticks(args.data)
+    if args.workload == "w6":
+        files["W6"] = ensure_ticks(args.data, TickSpec(entities=100_000))
     for name, path in files.items():
         address = args.redis_nodes if args.backend == "redis_cluster" else args.redis
         child_args = ["--child", "--ticks", str(path), "--backend", args.backend, "--redis", address]
+        child_args += ["--memory-budget", args.memory_budget] if args.memory_budget else []
         runs = [run_child("bench.w1_materialize", child_args) for _ in range(args.repeat)]
         walls = [r["wall_s"] for r in runs]
         best = min(runs, key=lambda r: abs(r["wall_s"] - median(walls)))
@@ -123,6 +131,7 @@ def parent(args: argparse.Namespace) -> None:
                 "backend": args.backend,
                 "file": str(path),
                 "runs": args.repeat,
+                "memory_budget": args.memory_budget or "default",
                 "wall_s_median": round(median(walls), 3),
                 "wall_s_all": walls,
                 "source_rows": best["source_rows"],
@@ -138,12 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DIR, help="directory of the Parquet files")
-    parser.add_argument("--workload", choices=["w1a", "w1b", "both"], default="both")
+    parser.add_argument("--workload", choices=["w1a", "w1b", "both", "w6"], default="both")
     parser.add_argument("--backend", choices=["sqlite", "redis", "redis_cluster"], default="sqlite")
     parser.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port for --backend redis")
     parser.add_argument(
         "--redis-nodes", default="", help="startup nodes for --backend redis_cluster (default: start a local cluster)"
     )
+    parser.add_argument("--memory-budget", default="", help="materialization.memory_budget (default: the config's)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per workload (median reported)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ticks", type=Path, help=argparse.SUPPRESS)

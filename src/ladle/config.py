@@ -102,7 +102,8 @@ class MaterializationConfig(StrictModel):
     pull_latest_features: bool = True
     memory_budget: str = Field(
         "2GB",
-        description="memory a materialization may use, e.g. '1GB'; more entities are pulled in entity-hash chunks",
+        description="memory a materialization or a historical retrieval may use in one process, e.g. '1GB'; "
+        "beyond it the work is cut into entity-hash chunks",
     )
 
     @field_validator("memory_budget")
@@ -112,6 +113,41 @@ class MaterializationConfig(StrictModel):
             parse_size(value)
         except ConfigError as exc:
             raise ConfigError(f"invalid configuration: materialization.memory_budget: {exc}") from None
+        return value
+
+
+class BatchEngineConfig(StrictModel):
+    """``batch_engine:`` block (Feast's key): where materialization and historical retrieval run.
+
+    ``local`` (the default) runs them in this process; ``ray`` splits them into entity-hash tasks on
+    a Ray cluster (docs/scaling.md, "The Ray engine"). A bare string is the type.
+    """
+
+    type: Literal["local", "ray", "ray.engine"] = Field(
+        "local", description="'local' (this process) or 'ray' (Feast's 'ray.engine' is read as 'ray')"
+    )
+    address: str | None = Field(
+        None,
+        description="Ray cluster to join: 'auto' (the cluster on this machine), 'ray://host:10001'; "
+        "null starts a local Ray in this process",
+    )
+    num_cpus: int | None = Field(None, gt=0, description="CPUs of the local Ray started when address is null")
+    object_store_memory: str | None = Field(
+        None, description="object store size of the local Ray started when address is null, e.g. '300MB'"
+    )
+    max_retries: int = Field(3, ge=0, description="times Ray re-runs a task whose worker died")
+    partitions: int | None = Field(
+        None, gt=0, description="entity-hash tasks per view (materialization) or per retrieval; default: 2 per CPU"
+    )
+
+    @field_validator("object_store_memory")
+    @classmethod
+    def _store_size(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_size(value)
+            except ConfigError as exc:
+                raise ConfigError(f"invalid configuration: batch_engine.object_store_memory: {exc}") from None
         return value
 
 
@@ -155,6 +191,7 @@ class RepoConfig(StrictModel):
     entity_key_serialization_version: Literal[3] = 3
     feature_server: FeatureServerConfig = FeatureServerConfig()
     materialization: MaterializationConfig = MaterializationConfig()
+    batch_engine: BatchEngineConfig = BatchEngineConfig()
     write_safety: WriteSafetyConfig = WriteSafetyConfig()
     stream: StreamConfig = StreamConfig()
     auth: dict[str, Any] = Field(default_factory=lambda: {"type": "no_auth"})
@@ -180,6 +217,11 @@ class RepoConfig(StrictModel):
         if value.get("type", "no_auth") not in kinds:
             raise ValueError(f"type {value.get('type')!r} is not one of {', '.join(kinds)}")
         return value
+
+    @field_validator("batch_engine", mode="before")
+    @classmethod
+    def _engine_string(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
 
     @field_validator("registry", mode="before")
     @classmethod

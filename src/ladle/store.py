@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ladle.materialize.local import Materializer, ViewResult
+    from ladle.materialize.ray_engine import RayEngine
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
     from ladle.online.base import OnlineStore
     from ladle.registry.base import Kind, ObjectVersion, Registry, RegistrySnapshot
@@ -369,8 +370,13 @@ class FeatureStore:
             snapshot, self.principal, AuthzedAction.READ_OFFLINE, features,
             event="get_historical_features", source=self.request_source,
         )  # fmt: skip
+        offline = self.offline_store
+        if self._ray is not None:
+            from ladle.materialize.ray_retrieval import RayOfflineStore
+
+            offline = RayOfflineStore(offline, self._ray)
         return historical_job(
-            snapshot, self.offline_store, entity_df, features, full_feature_names, bind=self.bind_views, as_of=as_of
+            snapshot, offline, entity_df, features, full_feature_names, bind=self.bind_views, as_of=as_of
         )
 
     # -- writing ------------------------------------------------------------------------------
@@ -443,15 +449,22 @@ class FeatureStore:
         from ladle.materialize.local import Materializer
 
         settings = self.config.materialization
-        return Materializer(
-            self.registry,
-            self.offline_store,
-            self.online_store,
-            self.project,
-            settings.online_write_batch_size,
-            bind=self.bind_views,
-            memory_budget=parse_size(settings.memory_budget),
-        )
+        args = (self.registry, self.offline_store, self.online_store, self.project, settings.online_write_batch_size)
+        budget = parse_size(settings.memory_budget)
+        if self._ray is not None:
+            from ladle.materialize.ray_engine import RayMaterializer
+
+            return RayMaterializer(*args, bind=self.bind_views, memory_budget=budget, engine=self._ray)
+        return Materializer(*args, bind=self.bind_views, memory_budget=budget)
+
+    @cached_property
+    def _ray(self) -> RayEngine | None:
+        """The Ray engine when ``batch_engine: ray`` (connected on first use), else None."""
+        if self.config.batch_engine.type == "local":
+            return None
+        from ladle.materialize.ray_engine import RayEngine
+
+        return RayEngine(self.config)
 
     def push(
         self,
@@ -536,3 +549,6 @@ class FeatureStore:
             self.online_store.close()
         if "registry" in self.__dict__:
             self.registry.close()
+        engine = self.__dict__.get("_ray")
+        if engine is not None:
+            engine.close()

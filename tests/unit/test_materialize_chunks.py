@@ -20,8 +20,8 @@ from ladle import Entity, FeatureStore, FeatureView, Field, FileSource, Float64,
 from ladle.config import MaterializationConfig, parse_size
 from ladle.errors import ConfigError
 from ladle.materialize import partitions
-from ladle.materialize.duckdb_pull import DuckDBRangePull
 from ladle.materialize.partitions import BUCKETS, ChunkPlanner, HashRange, chunked_latest, partitioned_pull
+from ladle.offline.duckdb import DuckDBOfflineStore
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 START, END = T0, T0 + timedelta(days=10)
@@ -167,7 +167,7 @@ def test_chunked_pull_equals_the_reference_and_the_unchunked_pull(
     fv = store.registry.snapshot().feature_view(view)
     monkeypatch.setattr(partitions, "MAX_CHUNK_ENTITIES", 250)  # ~12 chunks of this small input
     pull = partitioned_pull(store.offline_store)
-    assert isinstance(pull, DuckDBRangePull)
+    assert isinstance(pull, DuckDBOfflineStore)
     seen: list[HashRange] = []
     real = pull.pull_latest_range
 
@@ -197,7 +197,7 @@ def test_a_window_that_fits_is_pulled_in_one_piece(tmp_path: Path) -> None:
 def test_the_estimate_samples_large_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rows = _rows(3_000)  # ~6,000 rows, 3,000 entities
     store = _store(tmp_path, rows)
-    monkeypatch.setattr("ladle.materialize.duckdb_pull.SAMPLE_ROWS", 1_000)
+    monkeypatch.setattr("ladle.offline.ranges.SAMPLE_ROWS", 1_000)
     pull = partitioned_pull(store.offline_store)
     assert pull is not None
     estimate = pull.estimate_entities(store.registry.snapshot().feature_view("items"), START, END)
@@ -223,13 +223,13 @@ def test_chunked_materialization_writes_the_reference_and_records_once(
     store = _store(tmp_path, rows, budget="1GB")
     monkeypatch.setattr(partitions, "MAX_CHUNK_ENTITIES", 300)
     pulled: list[int] = []
-    real = DuckDBRangePull.pull_latest_range
+    real = DuckDBOfflineStore.pull_latest_range
 
-    def counting(self: DuckDBRangePull, *args: Any) -> Any:
+    def counting(self: DuckDBOfflineStore, *args: Any) -> Any:
         pulled.append(args[3].hi - args[3].lo)
         return real(self, *args)
 
-    monkeypatch.setattr(DuckDBRangePull, "pull_latest_range", counting)
+    monkeypatch.setattr(DuckDBOfflineStore, "pull_latest_range", counting)
     (result,) = store.materialize(START, END, ["items"])
     reference = _reference(rows, ("item_id",))
     assert len(pulled) > 3 and sum(pulled) == BUCKETS
@@ -247,20 +247,20 @@ def test_a_failure_in_a_later_chunk_records_nothing(tmp_path: Path, monkeypatch:
     rows = _rows(2_000)
     store = _store(tmp_path, rows, budget="1GB")
     monkeypatch.setattr(partitions, "MAX_CHUNK_ENTITIES", 300)
-    real = DuckDBRangePull.pull_latest_range
+    real = DuckDBOfflineStore.pull_latest_range
     calls: list[int] = []
 
-    def failing(self: DuckDBRangePull, *args: Any) -> Any:
+    def failing(self: DuckDBOfflineStore, *args: Any) -> Any:
         calls.append(1)
         if len(calls) == 3:
             raise OSError("source vanished (simulated)")
         return real(self, *args)
 
-    monkeypatch.setattr(DuckDBRangePull, "pull_latest_range", failing)
+    monkeypatch.setattr(DuckDBOfflineStore, "pull_latest_range", failing)
     with pytest.raises(OSError, match="simulated"):
         store.materialize(START, END, ["items"])
     assert store.registry.watermark("items") is None
-    monkeypatch.setattr(DuckDBRangePull, "pull_latest_range", real)
+    monkeypatch.setattr(DuckDBOfflineStore, "pull_latest_range", real)
     (result,) = store.materialize(START, END, ["items"])
     reference = _reference(rows, ("item_id",))
     ids = sorted(k[0] for k in reference)
@@ -273,3 +273,35 @@ def test_windows_that_fit_materialize_unchunked(tmp_path: Path) -> None:
     store = _store(tmp_path, _rows(50), budget="2GB")
     results = store.materialize(START, END, ["items", "codes"])
     assert [r.rows_written for r in results] == [50, 7]
+
+
+# -- the hash is one function, the same in every process ------------------------------------------------
+
+_BUCKETS_CHILD = """
+import json, duckdb
+from ladle.offline.hashing import bucket_sql
+con = duckdb.connect()
+rows = con.execute(
+    "SELECT " + bucket_sql(["k::VARCHAR"]) + ", " + bucket_sql(["i::BIGINT", "k::VARCHAR"])
+    + " FROM (SELECT 'c' || range AS k, range AS i FROM range(2000))"
+).fetchall()
+print(json.dumps(rows))
+"""
+
+
+def test_buckets_are_the_same_in_every_process_and_spread() -> None:
+    import json
+    import subprocess
+    import sys
+
+    runs = [
+        json.loads(
+            subprocess.run([sys.executable, "-c", _BUCKETS_CHILD], capture_output=True, text=True, check=True).stdout
+        )
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]  # Ray workers and the driver cut entities alike
+    singles = [r[0] for r in runs[0]]
+    assert all(0 <= b < BUCKETS for b in singles)
+    assert len(set(singles)) > 1500  # 2,000 keys over 4,096 buckets: few collisions
+    assert [r[0] for r in runs[0]] != [r[1] for r in runs[0]]

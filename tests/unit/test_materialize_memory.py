@@ -2,8 +2,8 @@
 
 Each measurement is a fresh child process (its own peak RSS: ``VmHWM`` of /proc/self/status; Linux
 only, like the test). The control child
-pulls the same window unchunked and must peak at more than twice the budget, which shows the input
-is large enough to matter; the budgeted child materializes into SQLite and must stay under the
+pulls the same window unchunked and must peak at more than 1.75 times the budget, which shows the
+input is large enough to matter; the budgeted child materializes into SQLite and must stay under the
 budget. Values read back are compared with a NumPy reference (newest event, then newest created
 time, per entity).
 """
@@ -27,8 +27,8 @@ pytestmark = [
     pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak RSS is read from /proc (Linux)"),
 ]
 
-ENTITIES = 3_200_000
-BUDGET_MB = 480
+ENTITIES = 6_400_000
+BUDGET_MB = 400
 FEATURES = 3
 BASE_US = int(np.datetime64("2024-01-01T00:00:00", "us").astype(np.int64))
 
@@ -123,9 +123,10 @@ def test_peak_rss_stays_under_the_budget_for_an_input_far_larger(tmp_path: Path)
 
     control = _child(tmp_path, "unchunked")
     assert control["rows"] == ENTITIES
-    assert control["peak_mb"] > 2 * BUDGET_MB, f"the input is too small to test the budget: {control}"
+    assert control["peak_mb"] > 1.75 * BUDGET_MB, f"the input is too small to test the budget: {control}"
 
     budgeted = _child(tmp_path, "budgeted")
+    print(f"unchunked {control} budgeted {budgeted} (budget {BUDGET_MB} MB)")
     assert budgeted["rows"] == ENTITIES
     assert budgeted["peak_mb"] < BUDGET_MB, f"peak RSS {budgeted['peak_mb']} MB over the {BUDGET_MB} MB budget"
 

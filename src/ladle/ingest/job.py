@@ -3,28 +3,30 @@
 >>> Ingestion(name="weather", feature_view="weather_features", compute=compute_weather)
 
 ``compute(window)`` returns an Arrow table with the view's join keys, features and the source's
-timestamp columns (it may return more rows than the window; they are dropped). ``run_ingestion``
-checks the rows against the view, then replaces the rows inside the window, so re-running a
-window adds nothing: through the offline store's ``replace_window`` when it has one (Iceberg: one
-commit replacing every row of the source in the window, docs/iceberg.md), else in the view's
-Parquet directory, where only the job's own partition files are rewritten
-(see :mod:`ladle.ingest.partitions`).
+timestamp columns (it may return more rows than the window; they are dropped), or, for outputs
+too large to hold at once, an iterable of such tables or record batches (a generator), consumed
+piece by piece. ``run_ingestion`` checks the rows against the view, then replaces the rows inside
+the window, so re-running a window adds nothing: through the offline store's ``replace_window``
+when it has one (Iceberg: one commit replacing every row of the source in the window,
+docs/iceberg.md; the pieces are gathered into one table first), else in the view's Parquet
+directory, where only the job's own partition files are rewritten, in memory bounded by
+``materialization.memory_budget`` whatever the size of the output (see :mod:`ladle.ingest.partitions`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 
-from ladle.config import RepoConfig, resolve_path
+from ladle.config import RepoConfig, parse_size, resolve_path
 from ladle.definitions import FeatureView, FileSource
 from ladle.definitions._common import check_name
 from ladle.errors import DataSourceError, DefinitionError, SchemaMismatchError
-from ladle.ingest.partitions import Granularity, replace_window
+from ladle.ingest.partitions import Granularity, Rows, pieces, replace_window
 from ladle.offline.base import OfflineStore, WindowReplacer, open_offline_store
 from ladle.types import compatible, dtype_from_arrow
 
@@ -46,7 +48,7 @@ class Ingestion:
 
     name: str
     feature_view: str
-    compute: Callable[[IngestWindow], pa.Table]
+    compute: Callable[[IngestWindow], Rows]
     partition: Granularity = "month"
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
@@ -124,16 +126,52 @@ def run_ingestion(
     directory = None if replacer is not None else _directory(config, view)
     lo = _utc(start) if start is not None else _MIN
     hi = _utc(end) if end is not None else _MAX
-    rows = check_rows(view, ingestion.compute(IngestWindow(lo, hi)))
+    checked = _checked(view, ingestion.compute(IngestWindow(lo, hi)))
     source = view.batch_source
     if replacer is not None:
         inverse = {dst: src for src, dst in source.field_mapping.items()}
+        rows = _gather(view, checked)
         rows = rows.rename_columns([inverse.get(n, n) for n in rows.column_names])
         written = replacer.replace_window(source, rows, lo, hi)
     else:
         assert directory is not None
-        written = replace_window(directory, ingestion.name, rows, source.timestamp_field, lo, hi, ingestion.partition)
+        written = replace_window(
+            directory,
+            ingestion.name,
+            checked,
+            source.timestamp_field,
+            lo,
+            hi,
+            ingestion.partition,
+            memory_limit=merge_memory(config),
+        )
     return IngestResult(ingestion.name, view.name, lo, hi, written, directory)
+
+
+def merge_memory(config: RepoConfig) -> int:
+    """DuckDB memory of a partition merge: a quarter of ``materialization.memory_budget``.
+
+    The rest is the process itself (~200 MB of libraries) and the piece being staged.
+    """
+    return parse_size(config.materialization.memory_budget) // 4
+
+
+def _checked(view: FeatureView, rows: Rows) -> Iterator[pa.Table]:
+    """Each piece of ``rows`` checked and cast to the view (:func:`check_rows`), lazily."""
+    for piece in pieces(rows):
+        yield check_rows(view, piece)
+
+
+def _gather(view: FeatureView, checked: Iterator[pa.Table]) -> pa.Table:
+    tables = list(checked)
+    if tables:
+        return pa.concat_tables(tables)
+    src = view.batch_source
+    fields = [pa.field(f.name, f.dtype.arrow) for f in [*view.entity_columns, *view.features]]
+    fields += [
+        pa.field(c, pa.timestamp("us", tz="UTC")) for c in (src.timestamp_field, src.created_timestamp_column) if c
+    ]
+    return pa.schema(fields).empty_table()
 
 
 def _utc(moment: datetime) -> datetime:

@@ -127,22 +127,9 @@ class Materializer:
         run_id = recorder.begin_run(view.name, start, end) if recorder is not None else None
         read = written = 0
         bar = _bar(view.name, progress)
-
-        def tables() -> Iterator[pa.Table]:
-            nonlocal read
-            for batch in self._pull(view, start, end):
-                if batch.num_rows:
-                    yield pa.Table.from_batches([batch])
-                    read += batch.num_rows
-                    bar.update(batch.num_rows)
-
-        online = self.online_store
         began = time.perf_counter()
         try:
-            if isinstance(online, BatchWriter):
-                written = online.write_batches(self.project, view, tables())
-            else:
-                written = sum(online.write(self.project, view, t) for t in tables())
+            read, written = self._load(view, start, end, bar)
             registry.record_materialization(view.name, start, end, written)
         except BaseException as exc:  # record the failure, then let it propagate unchanged
             if recorder is not None and run_id is not None:
@@ -155,6 +142,29 @@ class Materializer:
             _finish(recorder, run_id, "succeeded", written, "")
         log.info("materialized '%s' [%s, %s]: %d rows read, %d written", view.name, start, end, read, written)
         return ViewResult(view.name, start, end, read, written)
+
+    def _load(self, view: FeatureView, start: datetime, end: datetime, bar: Any) -> tuple[int, int]:
+        """Pull the window's newest rows and write them online; (rows read, rows written).
+
+        Engines that run elsewhere (``ladle.materialize.ray_engine``) replace this step only: the
+        run log and the watermark stay here, recorded once, after the whole load succeeded.
+        """
+        read = 0
+
+        def tables() -> Iterator[pa.Table]:
+            nonlocal read
+            for batch in self._pull(view, start, end):
+                if batch.num_rows:
+                    yield pa.Table.from_batches([batch])
+                    read += batch.num_rows
+                    bar.update(batch.num_rows)
+
+        online = self.online_store
+        if isinstance(online, BatchWriter):
+            written = online.write_batches(self.project, view, tables())
+        else:
+            written = sum(online.write(self.project, view, t) for t in tables())
+        return read, written
 
     def _pull(self, view: FeatureView, start: datetime, end: datetime) -> Iterator[pa.RecordBatch]:
         """The window's newest rows: in entity-hash chunks when they would not fit the budget."""

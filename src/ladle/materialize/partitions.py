@@ -10,9 +10,10 @@ per bucket observed so far. The next chunk's query runs while the current one is
 (the engine's threads work while Python encodes), so at most two chunks are held at once, which
 the sizing accounts for.
 
-An offline store opts in by implementing :class:`PartitionedPull` (checked with ``isinstance``);
-:func:`partitioned_pull` also adapts the DuckDB store (:mod:`.duckdb_pull`). Stores without it are
-pulled unchunked, as before.
+An offline store opts in by implementing :class:`PartitionedPull` (checked with ``isinstance``): the
+DuckDB and Iceberg stores do (:mod:`ladle.offline.ranges`). Stores without it are pulled unchunked.
+The buckets are those of :mod:`ladle.offline.hashing`, which partitioned historical retrieval and
+the Ray engine use too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -28,41 +28,29 @@ import pyarrow as pa
 
 from ladle.definitions import FeatureView
 from ladle.errors import ConfigError
+from ladle.offline.hashing import BUCKETS, HashRange
 
 if TYPE_CHECKING:
     from ladle.offline.base import OfflineStore
 
-#: Entity-hash buckets a chunk is a contiguous range of.
-BUCKETS = 4096
+__all__ = ["BUCKETS", "ChunkPlanner", "HashRange", "PartitionedPull", "chunked_latest", "partitioned_pull"]
 #: Memory set aside from the budget for what is there before any data: the interpreter, the
 #: libraries, the registry, the engine's scan buffers and the online writer's batches (measured:
 #: ~225 MB of process before the pull, ~80-120 MB more for a 2-thread Parquet scan).
 RESERVED_BYTES = 320 * 2**20
 #: The least a budget must leave for data beyond that.
 MIN_DATA_BYTES = 32 * 2**20
-#: Working-set bytes of one entity in the newest-row aggregate: a fixed part plus one per column
-#: (measured with DuckDB's arg_max over a struct: ~350-530 bytes for 11 columns; rounded up).
-ENTITY_BASE_BYTES = 128
-ENTITY_COLUMN_BYTES = 48
+#: Working-set bytes of one entity in the two-phase newest-row pull (``ladle.offline.pull``): the
+#: aggregate's keys, row id and ordering key, the join's row id, plus a little per column. Measured
+#: with one pull thread (VmHWM of the process less the ~210 MB before the pull): 140 bytes for
+#: W1b (one string key, 14 columns), 83 for an integer key and 6 columns; rounded up by ~1.5x.
+ENTITY_BASE_BYTES = 96
+ENTITY_COLUMN_BYTES = 8
 #: Entities per chunk at most, whatever the budget: bounds one query's work before its first row is
 #: written. Smaller chunks save little time (the next chunk's query overlaps the writes only when a
 #: core is free) and cost a scan of the source each: W1b in 4 chunks ran ~1.6x slower on a busy
 #: 2-core machine than in one, for ~120 MB less peak RSS; the budget decides.
 MAX_CHUNK_ENTITIES = 4_194_304
-
-
-@dataclass(frozen=True)
-class HashRange:
-    """Entities whose ``hash(join keys) % buckets`` is in ``[lo, hi)``."""
-
-    buckets: int
-    lo: int
-    hi: int
-
-    @property
-    def whole(self) -> bool:
-        """Whether the range covers every entity."""
-        return self.lo <= 0 and self.hi >= self.buckets
 
 
 @runtime_checkable
@@ -85,16 +73,8 @@ class PartitionedPull(Protocol):
 
 
 def partitioned_pull(store: OfflineStore) -> PartitionedPull | None:
-    """The store's range pulls: its own, the DuckDB adapter, or None (pull unchunked)."""
-    if isinstance(store, PartitionedPull):
-        return store
-    from ladle.offline.duckdb import DuckDBOfflineStore
-
-    if isinstance(store, DuckDBOfflineStore):
-        from ladle.materialize.duckdb_pull import DuckDBRangePull
-
-        return DuckDBRangePull(store)
-    return None
+    """The store's range pulls, or None when it has none (pull unchunked)."""
+    return store if isinstance(store, PartitionedPull) else None
 
 
 def entity_bytes(view: FeatureView) -> int:

@@ -19,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ladle.aggregation.batch import compute
 from ladle.definitions import FeatureView, StreamFeatureView
 from ladle.definitions.stream_feature_view import KAFKA_COLUMNS
 from ladle.offline.job import translate_errors
@@ -37,8 +36,9 @@ def is_computed(view: FeatureView) -> TypeGuard[StreamFeatureView]:
     return isinstance(view, StreamFeatureView) and view.is_computed
 
 
-def events_sql(raw: SourceScan, view: FeatureView, from_us: int | None, to_us: int) -> str:
-    """The raw events in ``[from, to]`` (``from`` None: all up to ``to``), under the view's names."""
+def events_sql(raw: SourceScan, view: FeatureView, from_us: int | None, to_us: int, where: str | None = None) -> str:
+    """The raw events in ``[from, to]`` (``from`` None: all up to ``to``) that meet ``where`` (a condition
+    on the raw columns, e.g. an entity-hash range), under the view's names."""
     src = view.batch_source
     times = {src.timestamp_field, src.created_timestamp_column} - {""}
     needed = None  # with a udf every column may matter; without, only what the windows read
@@ -51,16 +51,25 @@ def events_sql(raw: SourceScan, view: FeatureView, from_us: int | None, to_us: i
             continue
         cols.append(f"{raw.utc(name) if name in times else quote(column)} AS {quote(name)}")
     ts = src.timestamp_field
-    where = [raw.bound(ts, "<=", to_us + 1_000), f"{raw.epoch_us(ts)} <= {to_us}"]
+    where_ = [raw.bound(ts, "<=", to_us + 1_000), f"{raw.epoch_us(ts)} <= {to_us}"]
     if from_us is not None:
-        where += [raw.bound(ts, ">=", from_us - 1_000), f"{raw.epoch_us(ts)} >= {from_us}"]
-    return f"SELECT {', '.join(cols)} FROM {raw.relation} WHERE {' AND '.join(where)}"
+        where_ += [raw.bound(ts, ">=", from_us - 1_000), f"{raw.epoch_us(ts)} >= {from_us}"]
+    if where:
+        where_.append(f"({where})")
+    return f"SELECT {', '.join(cols)} FROM {raw.relation} WHERE {' AND '.join(where_)}"
 
 
 def computed_scan(
-    con: duckdb.DuckDBPyConnection, raw: SourceScan, view: StreamFeatureView, rows_from_us: int | None, rows_to_us: int
+    con: duckdb.DuckDBPyConnection,
+    raw: SourceScan,
+    view: StreamFeatureView,
+    rows_from_us: int | None,
+    rows_to_us: int,
+    where: str | None = None,
 ) -> tuple[SourceScan, FeatureView]:
-    """The view's rows in ``[rows_from, rows_to]`` (``rows_from`` None: all), registered in ``con``.
+    """The view's rows in ``[rows_from, rows_to]`` (``rows_from`` None: all), registered in ``con``,
+    computed from the raw events that meet ``where`` (None: all; an entity-hash range keeps whole
+    entities, so their rows are exactly those of the unfiltered computation).
 
     Returns the scan over the registered rows and the view resolved against the raw source.
     The view's transforms must be bound (see ``ladle.repo.bind``).
@@ -69,7 +78,11 @@ def computed_scan(
     lookback = resolved.max_window // timedelta(microseconds=1)
     from_us = None if rows_from_us is None else rows_from_us - lookback
     with translate_errors(f"reading the events of '{view.name}'"):
-        events = con.sql(events_sql(raw, resolved, from_us, rows_to_us)).to_arrow_table()
+        events = con.sql(events_sql(raw, resolved, from_us, rows_to_us, where)).to_arrow_table()
+    # imported here: the batch computation needs pandas (~50 MB of a process), which plain
+    # materialization and retrieval never load
+    from ladle.aggregation.batch import compute
+
     rows = compute(resolved, events, con=con)
     ts = resolved.batch_source.timestamp_field
     if rows_from_us is not None:

@@ -21,10 +21,13 @@ from ladle.config import RepoConfig, StrictModel
 from ladle.definitions import DataSource, FeatureView
 from ladle.definitions.refs import ViewSelection
 from ladle.errors import RequestError
+from ladle.offline import ranges
 from ladle.offline.append import append_rows
 from ladle.offline.base import AsOf
+from ladle.offline.hashing import HashRange
 from ladle.offline.job import DuckDBRetrievalJob
-from ladle.offline.session import DuckDBSession, check_batch_rows, historical_query, pull_batches
+from ladle.offline.partitioned import PartitionedRetrievalJob, retrieval_budget
+from ladle.offline.session import DuckDBSession, check_batch_rows, historical_job, pull_batches
 from ladle.offline.sources import SourceScan, open_scan
 
 if TYPE_CHECKING:
@@ -54,6 +57,10 @@ class DuckDBOfflineStore:
         block = config.offline_store
         self.config = block if isinstance(block, DuckDBOfflineStoreConfig) else DuckDBOfflineStoreConfig()
         self._session = DuckDBSession(self.config.memory_limit, self.config.threads, self.config.temp_directory)
+        #: materialization pulls (``pull_latest``, range pulls) run in a database of their own, with fewer threads
+        self._pull_session = DuckDBSession(
+            self.config.memory_limit, ranges.pull_threads(self.config.threads), self.config.temp_directory
+        )
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the shared in-memory database, in UTC (one per query or job)."""
@@ -85,11 +92,38 @@ class DuckDBOfflineStore:
         self, view: FeatureView, start: datetime, end: datetime, batch_rows: int, latest: bool
     ) -> Iterator[pa.RecordBatch]:
         check_batch_rows(batch_rows)
-        con = self._cursor()
+        con = self._pull_session.cursor() if latest else self._cursor()
         scan = self._scan(con, view.batch_source, allow_empty=True)
         if not scan.files:
             return iter(())
         return pull_batches(con, scan, view, start, end, batch_rows, latest)
+
+    def estimate_entities(self, view: FeatureView, start: datetime, end: datetime) -> int:
+        """A cheap estimate of the distinct entities in ``[start, end]``: the files' row counts (footers),
+        scaled by the distinct entities of a sample of the window (:func:`ladle.offline.ranges.estimate_entities`)."""
+        con = self._pull_session.cursor()
+        try:
+            scan = self._scan(con, view.batch_source, allow_empty=True)
+            total = ranges.footer_rows(con, scan, view.name)
+            return ranges.estimate_entities(con, scan, view, start, end, total) if total else 0
+        finally:
+            con.close()
+
+    def pull_latest_range(
+        self, view: FeatureView, start: datetime, end: datetime, part: HashRange, batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        """``pull_latest`` of the entities whose key hash falls in ``part`` (:mod:`ladle.offline.hashing`)."""
+        check_batch_rows(batch_rows)
+        con = self._pull_session.cursor()
+        try:
+            scan = self._scan(con, view.batch_source, allow_empty=True)
+        except BaseException:
+            con.close()
+            raise
+        if not scan.files:
+            con.close()
+            return iter(())
+        return ranges.range_batches(con, scan, view, start, end, part, batch_rows)
 
     def historical(
         self,
@@ -98,7 +132,7 @@ class DuckDBOfflineStore:
         selections: Sequence[ViewSelection],
         full_feature_names: bool,
         as_of: AsOf | None = None,
-    ) -> DuckDBRetrievalJob:
+    ) -> DuckDBRetrievalJob | PartitionedRetrievalJob:
         """Point-in-time join of ``entity_df`` with each selection (docs/offline.md).
 
         ``entity_df`` holds the join keys (under each selection's entity column names) and a
@@ -111,15 +145,16 @@ class DuckDBOfflineStore:
                 "the duckdb store reads Parquet files as they are now"
             )
         con = self._cursor()
-        sql, entity = historical_query(
+        return historical_job(
             con,
             entity_df,
             timestamp_column,
             selections,
             full_feature_names,
             lambda sel, _span: self._scan(con, sel.view.batch_source),
+            budget_bytes=retrieval_budget(self.repo_config),
+            single=DuckDBRetrievalJob,
         )
-        return DuckDBRetrievalJob(con, sql, entity)
 
     def append(self, source: DataSource, rows: pa.Table) -> int:
         """Add rows (source column names) as a new Parquet file; see :func:`ladle.offline.append.append_rows`."""
@@ -132,3 +167,4 @@ class DuckDBOfflineStore:
     def close(self) -> None:
         """Close the DuckDB database (jobs already created keep their own connection)."""
         self._session.close()
+        self._pull_session.close()

@@ -58,6 +58,8 @@ class ViewJoin:
     key_types: tuple[str, ...]  # DuckDB type both sides of each key are compared as
     entity_casts: tuple[str | None, ...]  # DuckDB type each entity key column is cast to, if any
     ttl_us: int  # 0: no limit
+    #: an extra condition on the source rows (an entity-hash range of a partitioned retrieval); "": none
+    where: str = ""
 
     @property
     def tie_break(self) -> bool:
@@ -71,6 +73,8 @@ def _bounds(join: ViewJoin, t_min: int, t_max: int) -> str:
     low = t_min - join.ttl_us - _SLACK_US
     if join.ttl_us and low > _MIN_US:
         where.append(scan.bound(ts, ">=", low))
+    if join.where:
+        where.append(f"({join.where})")
     return " AND ".join(where)
 
 
@@ -109,35 +113,47 @@ def _key_match(left: str, right: str, width: int) -> str:
     return " AND ".join(f"{left}.__k{i} = {right}.__k{i}" for i in range(width)) or "TRUE"
 
 
-def _ids_cte(join: ViewJoin, n: int) -> str:
+def _ids_cte(join: ViewJoin, n: int, entity: str) -> str:
     width = len(join.entity_keys)
     if not width:
         return f"__ids{n} AS (SELECT 1::INTEGER AS __id)"
     keys = ", ".join(f"{_entity_key(join, i)} AS __k{i}" for i in range(width))
+    # MATERIALIZED: both references must see the same numbering (row_number() OVER () is arbitrary,
+    # and without insertion order two evaluations could number the keys differently)
     return (
-        f"__ids{n} AS (SELECT *, (row_number() OVER ())::INTEGER AS __id\n"
-        f"    FROM (SELECT DISTINCT {keys} FROM {quote(ENTITY)} AS e))"
+        f"__ids{n} AS MATERIALIZED (SELECT *, (row_number() OVER ())::INTEGER AS __id\n"
+        f"    FROM (SELECT DISTINCT {keys} FROM {entity} AS e))"
     )
 
 
-def _view_ctes(join: ViewJoin, n: int, t_min: int, t_max: int) -> list[str]:
+def _hit_ctes(join: ViewJoin, n: int, t_min: int, t_max: int) -> list[str]:
+    """``__src<n>`` and ``__hit<n>``: the source's candidate rows and each entity row's winner."""
     width = len(join.entity_keys)
     order = HUGE if join.tie_break else TIME
     ttl = f"\n    WHERE v.__t >= e.{TIME} - {join.ttl_us}" if join.ttl_us else ""
-    features = ", ".join(f"s.__f{i}" for i in range(len(join.features)))
     return [
-        _ids_cte(join, n),
         f"__src{n} AS (SELECT i.__id, s.__t, s.__a, s.__rid\n"
         f"    FROM ({_source_keys(join, t_min, t_max)}) AS s\n"
         f"    JOIN __ids{n} AS i ON {_key_match('s', 'i', width)})",
         f"__hit{n} AS (SELECT e.{ROW}, v.__rid\n"
         f"    FROM __rows AS e ASOF JOIN __src{n} AS v ON e.__id{n} = v.__id AND e.{order} >= v.__a{ttl})",
-        f"__val{n} AS (SELECT h.{ROW}, {features}\n"
-        f"    FROM __hit{n} AS h JOIN ({_source_values(join, t_min, t_max)}) AS s ON h.__rid = s.__rid)",
     ]
 
 
-def _rows_cte(joins: Sequence[ViewJoin]) -> str:
+def _val_cte(join: ViewJoin, n: int, t_min: int, t_max: int, hits: str) -> str:
+    """``__val<n>``: the features of the winning rows ``hits`` (row number, row id), by row id."""
+    features = ", ".join(f"s.__f{i}" for i in range(len(join.features)))
+    return (
+        f"__val{n} AS (SELECT h.{ROW}, {features}\n"
+        f"    FROM {hits} AS h JOIN ({_source_values(join, t_min, t_max)}) AS s ON h.__rid = s.__rid)"
+    )
+
+
+def _view_ctes(join: ViewJoin, n: int, t_min: int, t_max: int, entity: str) -> list[str]:
+    return [_ids_cte(join, n, entity), *_hit_ctes(join, n, t_min, t_max), _val_cte(join, n, t_min, t_max, f"__hit{n}")]
+
+
+def _rows_cte(joins: Sequence[ViewJoin], entity: str) -> str:
     """The entity rows with their time, ordering key and, per view, entity id."""
     cols = [f"e.{ROW}", f"e.{TIME}"]
     if any(j.tie_break for j in joins):
@@ -149,7 +165,7 @@ def _rows_cte(joins: Sequence[ViewJoin]) -> str:
             " AND ".join(f"{_entity_key(join, i)} = __ids{n}.__k{i}" for i in range(len(join.entity_keys))) or "TRUE"
         )
         lookups.append(f"\n    LEFT JOIN __ids{n} ON {match}")
-    return f"__rows AS (SELECT {', '.join(cols)}\n    FROM {quote(ENTITY)} AS e{''.join(lookups)})"
+    return f"__rows AS (SELECT {', '.join(cols)}\n    FROM {entity} AS e{''.join(lookups)})"
 
 
 def build_sql(columns: Sequence[str], joins: Sequence[ViewJoin], t_min: int, t_max: int) -> str:
@@ -159,10 +175,31 @@ def build_sql(columns: Sequence[str], joins: Sequence[ViewJoin], t_min: int, t_m
     has ``__ladle_row`` (row number) and ``__ladle_t`` (row time, UTC microseconds).
     ``t_min``/``t_max`` are the smallest and largest row times.
     """
-    per_view = [_view_ctes(join, n, t_min, t_max) for n, join in enumerate(joins)]
-    ctes = [v[0] for v in per_view] + [_rows_cte(joins)] + [c for v in per_view for c in v[1:]]
+    entity = quote(ENTITY)
+    per_view = [_view_ctes(join, n, t_min, t_max, entity) for n, join in enumerate(joins)]
+    ctes = [v[0] for v in per_view] + [_rows_cte(joins, entity)] + [c for v in per_view for c in v[1:]]
+    return _select(ctes, columns, joins, entity)
+
+
+def hits_sql(join: ViewJoin, t_min: int, t_max: int, entity: str) -> str:
+    """The first half of the query for one view, over the entity relation ``entity``: each entity row's
+    winning source row, as (``__ladle_row``, ``__rid``); rows without a winner are left out."""
+    ctes = [_ids_cte(join, 0, entity), _rows_cte([join], entity), *_hit_ctes(join, 0, t_min, t_max)]
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT {ROW}, __rid FROM __hit0"
+
+
+def values_sql(
+    columns: Sequence[str], joins: Sequence[ViewJoin], hits: Sequence[str], t_min: int, t_max: int, entity: str
+) -> str:
+    """The second half: the entity rows of ``entity`` with the features of each view's winners, read
+    from the relations ``hits`` (one per view, as :func:`hits_sql` returns them), in row order."""
+    ctes = [_val_cte(join, n, t_min, t_max, h) for n, (join, h) in enumerate(zip(joins, hits, strict=True))]
+    return _select(ctes, columns, joins, entity)
+
+
+def _select(ctes: Sequence[str], columns: Sequence[str], joins: Sequence[ViewJoin], entity: str) -> str:
     select = [f"e.{quote(c)}" for c in columns]
-    parts = [f"FROM {quote(ENTITY)} AS e"]
+    parts = [f"FROM {entity} AS e"]
     for n, join in enumerate(joins):
         select += [f"__val{n}.__f{i} AS {quote(name)}" for i, name in enumerate(join.outputs)]
         parts.append(f"LEFT JOIN __val{n} ON e.{ROW} = __val{n}.{ROW}")

@@ -2,12 +2,23 @@
 
 Both return the view's join keys and features under the view's names, then ``event_timestamp``
 and ``created_timestamp`` (TIMESTAMPTZ, UTC; the latter NULL when the source has no created
-column), for rows with ``start <= event_ts <= end``.
+column), for rows with ``start <= event_ts <= end`` (and, when given, a further row condition
+``where`` on the source's columns, e.g. an entity-hash range of :mod:`ladle.offline.hashing`).
 
 ``pull_latest`` keeps one row per join key value (rows with a NULL key are skipped): the greatest
-event time, then the greatest created time (NULL created times lose). It is a hash aggregate
-with ``arg_max`` over a packed ordering key (about half the CPU of a ``row_number()`` window), so
-memory grows with the number of entities in the window, not with its rows.
+event time, then the greatest created time (NULL created times lose). It runs in two phases, as
+the point-in-time join does (``pit.py``):
+
+1. a hash aggregate keeps, per entity, the **row id** of its newest row: ``arg_max(row id,
+   ordering key)`` over the join keys, the event time and the created time only;
+2. a second scan of the window fetches the features of exactly those rows, by row id (a hash
+   join whose build side is one BIGINT per entity).
+
+The aggregate's state is the keys, a row id and the ordering key (about 60 bytes an entity
+with one string key) instead of every feature (measured for 1,000,000 entities with eight
+features: 283 MB and 0.19 s against 609 MB and 0.57 s carrying the features through
+``arg_max``), so memory still grows with the entities in the window, not with its rows, but
+much more slowly; the price is a second read of the window's feature columns.
 """
 
 from __future__ import annotations
@@ -29,46 +40,60 @@ def _columns(scan: SourceScan, view: FeatureView) -> list[str]:
     return cols
 
 
-def _window(scan: SourceScan, view: FeatureView, start_us: int, end_us: int) -> str:
+def window(scan: SourceScan, view: FeatureView, start_us: int, end_us: int, where: str | None = None) -> str:
+    """The row condition ``start <= event_ts <= end`` (and ``where``) on the source's columns."""
     ts = view.batch_source.timestamp_field
     # The raw-column bounds let Parquet statistics skip row groups; the epoch test is exact.
-    return " AND ".join(
-        [
-            scan.bound(ts, ">=", start_us - 1_000),
-            scan.bound(ts, "<=", end_us + 1_000),
-            f"{scan.epoch_us(ts)} BETWEEN {start_us} AND {end_us}",
-        ]
-    )
+    parts = [
+        scan.bound(ts, ">=", start_us - 1_000),
+        scan.bound(ts, "<=", end_us + 1_000),
+        f"{scan.epoch_us(ts)} BETWEEN {start_us} AND {end_us}",
+    ]
+    if where:
+        parts.append(f"({where})")
+    return " AND ".join(parts)
 
 
-def all_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int) -> str:
-    """Every row of the view in ``[start, end]``."""
-    where = _window(scan, view, start_us, end_us)
-    return f"SELECT {', '.join(_columns(scan, view))}\nFROM {scan.relation}\nWHERE {where}"
-
-
-def latest_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int) -> str:
-    """The newest row per join key value in ``[start, end]``."""
-    src = view.batch_source
-    keys = [quote(k) for k in view.join_keys]
-    values = [quote(f.name) for f in view.features] + [EVENT_TIMESTAMP, CREATED_TIMESTAMP]
-    order = f"epoch_us({EVENT_TIMESTAMP})"
-    if src.created_timestamp_column:
-        created = f"coalesce(epoch_us({CREATED_TIMESTAMP}), -{_OFFSET})"
-        order = f"{order}::HUGEINT * {_SHIFT} + ({created}::HUGEINT + {_OFFSET})"
-    packed = ", ".join(f"{v} := {v}" for v in values)
-    rows = (
-        f"SELECT {', '.join(_columns(scan, view))} FROM {scan.relation} WHERE {_window(scan, view, start_us, end_us)}"
-    )
-    latest = f"arg_max(struct_pack({packed}), {order}) AS __latest"
-    if not keys:  # a view without entities has one "entity": the newest row overall, if any
-        return f"SELECT __latest.* FROM (SELECT {latest} FROM ({rows})) WHERE __latest IS NOT NULL"
-    key_list = ", ".join(keys)
-    not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys)
+def all_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int, where: str | None = None) -> str:
+    """Every row of the view in ``[start, end]`` (that also meets ``where``)."""
     return (
-        f"SELECT {key_list}, __latest.*\nFROM (\n"
-        f"  SELECT {key_list}, {latest}\n"
-        f"  FROM ({rows})\n"
-        f"  WHERE {not_null}\n"
-        f"  GROUP BY {key_list}\n)"
+        f"SELECT {', '.join(_columns(scan, view))}\nFROM {scan.relation}\n"
+        f"WHERE {window(scan, view, start_us, end_us, where)}"
+    )
+
+
+def _order(scan: SourceScan, view: FeatureView) -> str:
+    """The ordering key of a source row: event time, then created time (NULL loses)."""
+    src = view.batch_source
+    event = scan.epoch_us(src.timestamp_field)
+    if not src.created_timestamp_column:
+        return event
+    created = f"coalesce({scan.epoch_us(src.created_timestamp_column)}, -{_OFFSET})"
+    return f"{event}::HUGEINT * {_SHIFT} + ({created}::HUGEINT + {_OFFSET})"
+
+
+def latest_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int, where: str | None = None) -> str:
+    """The newest row per join key value in ``[start, end]`` (among the rows that meet ``where``)."""
+    rows = window(scan, view, start_us, end_us, where)
+    newest = f"arg_max({scan.row_id}, {_order(scan, view)})"
+    if view.join_keys:
+        keys = [scan.cast(f.name, f.dtype) for f in view.entity_columns]
+        not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys)
+        winners = (
+            f"SELECT {newest} AS __rid FROM {scan.relation}\n  WHERE {rows} AND {not_null}\n"
+            f"  GROUP BY {', '.join(keys)}"
+        )
+    else:  # a view without entities has one "entity": the newest row overall, if any
+        winners = (
+            f"SELECT __rid FROM (SELECT {newest} AS __rid FROM {scan.relation} WHERE {rows}) WHERE __rid IS NOT NULL"
+        )
+    # the window again (row-group skipping); ``where`` is not repeated: the join keeps only winners
+    values = (
+        f"SELECT {scan.row_id} AS __rid, {', '.join(_columns(scan, view))} FROM {scan.relation} "
+        f"WHERE {window(scan, view, start_us, end_us)}"
+    )
+    names = [quote(f.name) for f in [*view.entity_columns, *view.features]] + [EVENT_TIMESTAMP, CREATED_TIMESTAMP]
+    return (
+        f"SELECT {', '.join('s.' + n for n in names)}\nFROM (\n  {winners}\n) AS w\n"
+        f"JOIN ({values}) AS s ON s.__rid = w.__rid"
     )

@@ -8,9 +8,10 @@ The DuckDB (Parquet) store and the Iceberg store differ only in how a source bec
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,15 +23,21 @@ import pyarrow.compute as pc
 from ladle.definitions import FeatureView
 from ladle.definitions.refs import ViewSelection, check_selections
 from ladle.errors import EntityKeyError, RequestError
-from ladle.offline import pit, pull
+from ladle.offline import partitioned, pit, pull
 from ladle.offline.computed import computed_scan, is_computed
 from ladle.offline.job import translate_errors
+from ladle.offline.partitioned import Plan
 from ladle.offline.sources import SourceScan, check_view, duck_type_of
 from ladle.types import DType, ValueType
 
 if TYPE_CHECKING:
     import duckdb
 
+    from ladle.offline.job import DuckDBRetrievalJob
+    from ladle.offline.partitioned import PartitionedRetrievalJob
+
+#: Environment variable forcing every historical retrieval into this many parts (tests).
+FORCE_PARTS_ENV = "LADLE_RETRIEVAL_PARTS"
 #: Beyond ~146,000 years a ttl limits nothing, and the arithmetic must stay in BIGINT.
 MAX_TTL_US = 2**62
 
@@ -143,12 +150,55 @@ def historical_query(
     """The point-in-time query of ``entity_df`` with each selection, each source read by ``scan_of``
     (given the selection and the entity rows' time span in UTC microseconds), and the prepared
     entity table registered in ``con`` (a job must keep it alive)."""
+    entity, joins, span = _prepared(con, entity_df, timestamp_column, selections, full_feature_names, scan_of)
+    con.register(pit.ENTITY, entity)
+    return pit.build_sql(entity_df.column_names, joins, *span), entity
+
+
+def _prepared(
+    con: duckdb.DuckDBPyConnection,
+    entity_df: pa.Table,
+    timestamp_column: str,
+    selections: Sequence[ViewSelection],
+    full_feature_names: bool,
+    scan_of: Callable[[ViewSelection, tuple[int, int]], SourceScan],
+) -> tuple[pa.Table, list[pit.ViewJoin], tuple[int, int]]:
     check_entity_frame(entity_df, timestamp_column, selections, full_feature_names)
     entity, t_min, t_max = prepare_entity(entity_df, timestamp_column)
     span = (t_min, t_max)
     joins = [view_join(con, scan_of(sel, span), sel, entity_df.schema, full_feature_names, span) for sel in selections]
-    con.register(pit.ENTITY, entity)
-    return pit.build_sql(entity_df.column_names, joins, t_min, t_max), entity
+    return entity, joins, span
+
+
+def historical_job(
+    con: duckdb.DuckDBPyConnection,
+    entity_df: pa.Table,
+    timestamp_column: str,
+    selections: Sequence[ViewSelection],
+    full_feature_names: bool,
+    scan_of: Callable[[ViewSelection, tuple[int, int]], SourceScan],
+    budget_bytes: int | None,
+    single: Callable[[duckdb.DuckDBPyConnection, str, pa.Table], DuckDBRetrievalJob],
+    snapshots: Mapping[str, int] | None = None,
+    force: Plan | None = None,
+) -> DuckDBRetrievalJob | PartitionedRetrievalJob:
+    """The retrieval job of ``entity_df``: the one-query join (built by ``single``) when it fits
+    ``budget_bytes``, else a :class:`~ladle.offline.partitioned.PartitionedRetrievalJob` (``force``:
+    that job with the given cut, for tests)."""
+    entity, joins, span = _prepared(con, entity_df, timestamp_column, selections, full_feature_names, scan_of)
+    cut = force
+    forced = os.environ.get(FORCE_PARTS_ENV)
+    if cut is None and forced:  # testing aid: every retrieval cut ("parts" or "parts,row_ranges")
+        parts, _, ranges = forced.partition(",")
+        cut = Plan(tuple(int(parts) for _ in joins), int(ranges or parts))
+    if cut is None:
+        rows = [partitioned.source_rows(con, j) for j in joins]
+        columns = entity.num_columns + sum(len(j.outputs) for j in joins)
+        cut = partitioned.plan(rows, entity.num_rows, columns, budget_bytes)
+    if cut.single:
+        con.register(pit.ENTITY, entity)
+        return single(con, pit.build_sql(entity_df.column_names, joins, *span), entity)
+    return partitioned.PartitionedRetrievalJob(con, entity, entity_df.column_names, joins, span, cut, snapshots)
 
 
 def pull_batches(

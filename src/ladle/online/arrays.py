@@ -43,6 +43,56 @@ def binary_scalar(raw: bytes, kind: pa.DataType = LARGE_BINARY) -> pa.Scalar:
     return pa.Array.from_buffers(kind, 1, [None, offsets, pa.py_buffer(raw)])[0]
 
 
+_NUMPY_TYPES: dict[pa.DataType, np.dtype[Any]] = {
+    t: np.dtype(n)
+    for t, n in [
+        (pa.int8(), "i1"),
+        (pa.int16(), "<i2"),
+        (pa.int32(), "<i4"),
+        (pa.int64(), "<i8"),
+        (pa.uint8(), "u1"),
+        (pa.uint16(), "<u2"),
+        (pa.uint32(), "<u4"),
+        (pa.uint64(), "<u8"),
+        (pa.float32(), "<f4"),
+        (pa.float64(), "<f8"),
+    ]
+}
+
+
+def as_numpy(array: pa.Array, fill: int | float | None = None) -> npt.NDArray[Any]:
+    """A numeric or boolean array as NumPy, read from its buffers; nulls become ``fill`` when given.
+
+    pyarrow's ``to_numpy`` (and ``fill_null`` with a Python value) imports pandas (~50 MB of a
+    process) on its first call, which the write path of a materialization otherwise never needs.
+    Null-free numeric arrays are a read-only view (no copy); booleans are unpacked. Arrays with nulls
+    and no ``fill``, or of other types, go through ``to_numpy``.
+    """
+    dtype = _NUMPY_TYPES.get(array.type)
+    if dtype is not None and (array.null_count == 0 or fill is not None):
+        buffer = array.buffers()[1]
+        if buffer is None or array.null_count == len(array):
+            return np.full(len(array), 0 if fill is None else fill, dtype=dtype)
+        values = np.frombuffer(buffer, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+        if array.null_count:
+            values = np.where(as_numpy(array.is_null()), np.asarray(fill, dtype=dtype), values)
+        return values
+    if array.null_count == 0 and pa.types.is_boolean(array.type):
+        buffer = array.buffers()[1]
+        if buffer is None:
+            return np.empty(0, dtype=np.bool_)
+        bits = np.frombuffer(buffer, dtype=np.uint8)
+        return np.unpackbits(bits, count=array.offset + len(array), bitorder="little")[array.offset :].astype(np.bool_)
+    out: npt.NDArray[Any] = array.to_numpy(zero_copy_only=False)
+    return out
+
+
+def int64_array(values: npt.NDArray[np.int64]) -> pa.Array:
+    """An int64 Arrow array over a NumPy array's buffer (``pa.array`` imports pandas on its first call)."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
 def micros_to_datetime(us: int) -> datetime:
     """A UTC datetime from microseconds since the epoch."""
     return _EPOCH + timedelta(microseconds=us)
@@ -75,9 +125,7 @@ def fixed_numpy(values: pa.Array, vt: ValueType) -> npt.NDArray[Any]:
         values = values.cast(pa.int64())
     elif vt == ValueType.BOOL:
         values = pc.cast(values, pa.uint8())
-    if values.null_count:
-        values = pc.fill_null(values, 0)
-    out: npt.NDArray[Any] = values.to_numpy(zero_copy_only=False).astype(FIXED[vt][1], copy=False)
+    out: npt.NDArray[Any] = as_numpy(values, fill=0).astype(FIXED[vt][1], copy=False)
     return out
 
 
@@ -95,7 +143,7 @@ def null_mask(array: pa.Array, values: npt.NDArray[Any] | None = None) -> npt.ND
 
     ``values`` is the column as NumPy when the caller has it already (where NaN is looked for).
     """
-    mask = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
+    mask = as_numpy(array.is_null()) if array.null_count else None
     if pa.types.is_floating(array.type):
         nan = np.isnan(values if values is not None else array.to_numpy(zero_copy_only=False))
         if nan.any():

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from ladle.definitions import FeatureView
 from ladle.errors import SchemaMismatchError
-from ladle.online.arrays import contiguous
+from ladle.online.arrays import as_numpy, contiguous, int64_array
 from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 _TS_US = pa.timestamp("us", tz="UTC")
@@ -34,7 +34,7 @@ def timestamps_us(rows: pa.Table, view_name: str, now_us: int, created: bool) ->
     if name not in rows.column_names:
         if not created:
             raise SchemaMismatchError(f"rows for feature view '{view_name}' lack column '{name}'")
-        return pa.array(np.full(rows.num_rows, now_us, dtype=np.int64))
+        return int64_array(np.full(rows.num_rows, now_us, dtype=np.int64))
     try:
         col = contiguous(rows.column(name)).cast(_TS_US).cast(pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
@@ -42,5 +42,6 @@ def timestamps_us(rows: pa.Table, view_name: str, now_us: int, created: bool) ->
     if col.null_count:
         if not created:
             raise SchemaMismatchError(f"feature view '{view_name}': {col.null_count} row(s) have no event timestamp")
-        col = col.fill_null(now_us)
+        # not ``fill_null(now_us)``: a Python scalar makes pyarrow import pandas (~50 MB)
+        return int64_array(as_numpy(col, fill=now_us))
     return col

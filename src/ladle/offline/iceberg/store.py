@@ -23,18 +23,21 @@ from ladle.config import RepoConfig, StrictModel
 from ladle.definitions import DataSource, FeatureView, KafkaSource, PushSource
 from ladle.definitions.refs import ViewSelection
 from ladle.errors import DataSourceError, RequestError
+from ladle.offline import ranges
 from ladle.offline.base import AsOf
 from ladle.offline.computed import is_computed
+from ladle.offline.hashing import HashRange
 from ladle.offline.iceberg import reads, writes
 from ladle.offline.iceberg.catalog import Catalogs, IcebergOfflineStoreConfig, TableRef, table_ref
 from ladle.offline.iceberg.reads import Pinned
 from ladle.offline.iceberg.tables import load_table
 from ladle.offline.job import DuckDBRetrievalJob
+from ladle.offline.partitioned import PartitionedRetrievalJob, retrieval_budget
 from ladle.offline.session import (
     DuckDBSession,
     check_batch_rows,
     check_entity_frame,
-    historical_query,
+    historical_job,
     micros,
     pull_batches,
     rows_from,
@@ -89,6 +92,10 @@ class IcebergOfflineStore:
         self.config = block if isinstance(block, IcebergOfflineStoreConfig) else IcebergOfflineStoreConfig()
         self.catalogs = Catalogs(self.config, config.repo_path)
         self._session = DuckDBSession(self.config.memory_limit, self.config.threads, self.config.temp_directory)
+        #: materialization pulls (``pull_latest``, range pulls) run in a database of their own, with fewer threads
+        self._pull_session = DuckDBSession(
+            self.config.memory_limit, ranges.pull_threads(self.config.threads), self.config.temp_directory
+        )
         #: how the last scans were read, by source label ("direct", "arrow" or "empty"); for tests and docs
         self.last_read_paths: dict[str, str] = {}
 
@@ -178,22 +185,73 @@ class IcebergOfflineStore:
         """Every row with ``start <= event_ts <= end``."""
         return self._pull(view, start, end, 100_000, latest=False)
 
-    def _pull(
-        self, view: FeatureView, start: datetime, end: datetime, batch_rows: int, latest: bool
+    def estimate_entities(self, view: FeatureView, start: datetime, end: datetime) -> int:
+        """A cheap estimate of the distinct entities in ``[start, end]``: the rows of the data files the
+        scan plan (time window pushed down) selects, scaled by the distinct entities of a sample of the
+        window when DuckDB reads the files directly (otherwise the row count, an upper bound)."""
+        pinned = self._pinned(view)
+        if pinned is None:
+            return 0
+        lo, hi = self._bounds(view, start, end)
+        fields = reads.columns_of(pinned)
+        source = view.batch_source
+        ts = {dst: src for src, dst in source.field_mapping.items()}.get(source.timestamp_field, source.timestamp_field)
+        tasks = reads.plan(pinned, reads.window_filter(pinned, ts, lo, hi))
+        total = sum(task.file.record_count for task in tasks)
+        if total <= ranges.SAMPLE_ROWS or reads.read_path(pinned, tasks, fields) != "direct":
+            return total
+        con = self._pull_session.cursor()
+        try:
+            mapping = {dst: src for src, dst in source.field_mapping.items()}
+            scan = reads.direct_scan(con, pinned.label, tasks, fields, mapping)
+            return ranges.estimate_entities(con, scan, view, start, end, total)
+        finally:
+            con.close()
+
+    def pull_latest_range(
+        self, view: FeatureView, start: datetime, end: datetime, part: HashRange, batch_rows: int
     ) -> Iterator[pa.RecordBatch]:
+        """``pull_latest`` of the entities whose key hash falls in ``part`` (:mod:`ladle.offline.hashing`):
+        the scan plan prunes files by the time window; DuckDB filters the planned files' rows by hash."""
         check_batch_rows(batch_rows)
+        pinned = self._pinned(view)
+        if pinned is None:
+            return iter(())
+        con = self._pull_session.cursor()
+        try:
+            scan = self._scan(con, pinned, view, *self._bounds(view, start, end))
+        except BaseException:
+            con.close()
+            raise
+        return ranges.range_batches(con, scan, view, start, end, part, batch_rows)
+
+    def _pinned(self, view: FeatureView) -> Pinned | None:
+        """The view's table at its current snapshot; None for a stream's table not created yet."""
         ref = self._ref(view.batch_source)
         table = load_table(self._catalog(ref), ref)
         if table is None:
             if isinstance(view.source, KafkaSource):  # the stream creates it at its first flush: nothing yet
-                return iter(())
+                return None
             table = self._table(view.batch_source)  # raises DataSourceError naming the table
-        pinned = self._pin(view.batch_source, table, None)
+        return self._pin(view.batch_source, table, None)
+
+    @staticmethod
+    def _bounds(view: FeatureView, start: datetime, end: datetime) -> tuple[int, int]:
+        """The event-time bounds (µs) of the rows a pull reads: a computed view's windows look back."""
         lo, hi = micros(start), micros(end)
         if is_computed(view):
             lo -= int(view.max_window.total_seconds() * 1_000_000) + 1
-        con = self._session.cursor()
-        scan = self._scan(con, pinned, view, lo, hi)
+        return lo, hi
+
+    def _pull(
+        self, view: FeatureView, start: datetime, end: datetime, batch_rows: int, latest: bool
+    ) -> Iterator[pa.RecordBatch]:
+        check_batch_rows(batch_rows)
+        pinned = self._pinned(view)
+        if pinned is None:
+            return iter(())
+        con = (self._pull_session if latest else self._session).cursor()
+        scan = self._scan(con, pinned, view, *self._bounds(view, start, end))
         return pull_batches(con, scan, view, start, end, batch_rows, latest)
 
     def historical(
@@ -203,7 +261,7 @@ class IcebergOfflineStore:
         selections: Sequence[ViewSelection],
         full_feature_names: bool,
         as_of: AsOf | None = None,
-    ) -> IcebergRetrievalJob:
+    ) -> DuckDBRetrievalJob | PartitionedRetrievalJob:
         """Point-in-time join of ``entity_df`` with each selection (docs/offline.md), reading each table at
         its current snapshot, or as of ``as_of`` (an instant, or snapshot ids by source name)."""
         if as_of is not None and not isinstance(as_of, (datetime, Mapping)):
@@ -228,8 +286,18 @@ class IcebergOfflineStore:
                 lo -= int(view.max_window.total_seconds() * 1_000_000) + 1
             return self._scan(con, pins[source_label(view.batch_source)], view, lo, span[1])
 
-        sql, entity = historical_query(con, entity_df, timestamp_column, selections, full_feature_names, scan_of)
-        return IcebergRetrievalJob(con, sql, entity, {label: pinned.snapshot_id for label, pinned in pins.items()})
+        snapshots = {label: pinned.snapshot_id for label, pinned in pins.items()}
+        return historical_job(
+            con,
+            entity_df,
+            timestamp_column,
+            selections,
+            full_feature_names,
+            scan_of,
+            budget_bytes=retrieval_budget(self.repo_config),
+            single=lambda c, sql, entity: IcebergRetrievalJob(c, sql, entity, snapshots),
+            snapshots=snapshots,
+        )
 
     def append(self, source: DataSource, rows: pa.Table) -> int:
         """Append rows (source column names) in one commit, creating or evolving the table;
@@ -255,6 +323,7 @@ class IcebergOfflineStore:
     def close(self) -> None:
         """Close the DuckDB database (jobs already created keep their own connection)."""
         self._session.close()
+        self._pull_session.close()
 
 
 def source_timestamp(source: DataSource) -> str:

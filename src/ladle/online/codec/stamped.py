@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 from ladle.online.arrays import (
     FIXED,
     I64,
+    as_numpy,
     binary_scalar,
     cast_column,
     fixed_numpy,
@@ -164,8 +165,8 @@ def prepare(layout: ViewLayout, view_name: str, table: pa.Table, now_us: int) ->
 
     A missing (or null) created timestamp means ``now_us``, the write time.
     """
-    ets = timestamps_us(table, view_name, now_us, created=False).to_numpy(zero_copy_only=False)
-    cts = timestamps_us(table, view_name, now_us, created=True).to_numpy(zero_copy_only=False)
+    ets = as_numpy(timestamps_us(table, view_name, now_us, created=False))
+    cts = as_numpy(timestamps_us(table, view_name, now_us, created=True))
     columns = {}
     for name, dtype in layout.fields:
         if name in table.column_names:
@@ -176,7 +177,7 @@ def prepare(layout: ViewLayout, view_name: str, table: pa.Table, now_us: int) ->
 def _list_payload(slot: Slot, array: pa.Array) -> pa.Array:
     if array.null_count:
         array = pc.if_else(array.is_null(), pa.scalar([], array.type), array)
-    counts = pc.list_value_length(array).to_numpy(zero_copy_only=False).astype(np.int64)
+    counts = as_numpy(pc.list_value_length(array)).astype(np.int64)
     elements = array.flatten()
     element = slot.dtype.element
     assert element is not None
@@ -186,7 +187,7 @@ def _list_payload(slot: Slot, array: pa.Array) -> pa.Array:
         width = FIXED[element.value_type][1].itemsize
         return sized_array(fixed_numpy(elements, element.value_type), counts * width)
     data = pc.fill_null(pc.cast(elements, pa.large_binary()), b"")
-    lengths = pc.binary_length(data).to_numpy(zero_copy_only=False).astype("<u4")
+    lengths = as_numpy(pc.binary_length(data)).astype("<u4")
     head = np.empty(len(counts), dtype="<u4")
     head[:] = counts
     row_data = _rows_of(data, counts)
@@ -224,9 +225,9 @@ def fill(prepared: Prepared, rec: npt.NDArray[Any], start: int, stop: int) -> li
                 payload = pc.fill_null(pc.cast(array, pa.large_binary()), b"")
             else:
                 payload = _list_payload(slot, array)
-            rec[slot.field] = pc.binary_length(payload).to_numpy(zero_copy_only=False)
+            rec[slot.field] = as_numpy(pc.binary_length(payload))
             payloads.append(payload)
-            mask = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
+            mask = as_numpy(array.is_null()) if array.null_count else None
         mark_nulls(rec["nulls"], slot.index, mask)
     return payloads
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ladle.definitions import FeatureView
+from ladle.online.arrays import int64_array
 from ladle.online.codec.history import fields_json
 from ladle.online.codec.stamped import ViewLayout, encode, prepare
 from ladle.online.keys import entity_join_keys, text_entity_keys_arrow
@@ -87,8 +88,8 @@ def encode_rows(view: FeatureView, chunk: pa.Table, layout: ViewLayout, now_us: 
     prepared = prepare(layout, view.name, chunk, now_us)
     columns = [
         keys,
-        pa.array(prepared.event_ts),
-        pa.array(prepared.created_ts),
+        int64_array(prepared.event_ts),  # not pa.array: it imports pandas
+        int64_array(prepared.created_ts),
         encode(prepared, 0, chunk.num_rows),
     ]
     if len(keys) > 1:
