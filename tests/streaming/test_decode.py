@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from ladle import Aggregation, Entity, Field, FileSource, Float64, Int64, KafkaSource, StreamFeatureView, String
-from ladle.definitions.sources import AvroFormat, JsonFormat
+from ladle.definitions.formats import AvroFormat, JsonFormat
 from ladle.errors import DefinitionError
 from ladle.streaming.decode import OFFSET, PARTITION, Decoder
 

@@ -30,7 +30,8 @@ from ladle import (
     ValueType,
 )
 from ladle.definitions import Udf, view_from_spec
-from ladle.definitions.sources import format_from_spec, source_from_spec
+from ladle.definitions.formats import format_from_spec
+from ladle.definitions.sources import source_from_spec
 from ladle.errors import DataSourceError, DefinitionError
 
 batch = FileSource(name="ticks_history", path="data/ticks/", timestamp_field="ts")

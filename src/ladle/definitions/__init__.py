@@ -6,6 +6,7 @@ from ladle.definitions.entity import Entity
 from ladle.definitions.feature_service import FeatureService
 from ladle.definitions.feature_view import FeatureView, FeatureViewProjection
 from ladle.definitions.field import Field
+from ladle.definitions.formats import AvroFormat, JsonFormat, StreamFormat
 from ladle.definitions.permission import (
     ALL_ACTIONS,
     ALL_RESOURCE_TYPES,
@@ -23,15 +24,12 @@ from ladle.definitions.permission import (
     RoleBasedPolicy,
 )
 from ladle.definitions.sources import (
-    AvroFormat,
     DataSource,
     DorisSource,
     FileSource,
     IcebergSource,
-    JsonFormat,
     KafkaSource,
     PushSource,
-    StreamFormat,
     source_from_spec,
 )
 from ladle.definitions.stream_feature_view import Aggregation, StreamFeatureView, Udf, view_from_spec

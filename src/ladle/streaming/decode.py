@@ -32,7 +32,7 @@ import orjson
 import pyarrow as pa
 
 from ladle.definitions import KafkaSource, StreamFeatureView
-from ladle.definitions.sources import AvroFormat
+from ladle.definitions.formats import AvroFormat
 from ladle.errors import DefinitionError, MissingExtraError
 from ladle.types import Bool, Bytes, DType, Float32, Float64, Int32, Int64, String, UnixTimestamp
 
