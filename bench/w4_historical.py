@@ -31,21 +31,36 @@ from bench.data import DEFAULT_DIR, FEATURES, TickSpec, ensure_entity_df, ensure
 VIEW = "commodity_price_features"
 
 
-def _store(repo: Path, ticks: Path, ttl_hours: float, offline: dict[str, Any]) -> Any:
+def w4_store(
+    repo: Path,
+    ticks: Path | str,
+    ttl_hours: float,
+    offline_block: dict[str, Any],
+    *,
+    project: str = "w4",
+    source_name: str = "commodity_ticks",
+    extra_config: dict[str, Any] | None = None,
+) -> Any:
+    """A FeatureStore in ``repo`` with W4's view (8 features, ttl ``ttl_hours``) over the ticks, applied.
+
+    ``offline_block`` is the ``offline_store:`` block; W6 and W7 pass their own (Iceberg, MySQL,
+    a memory budget or a batch engine through ``extra_config``).
+    """
     from ladle import Entity, FeatureStore, FeatureView, Field, FileSource, Float64, ValueType
 
     store = FeatureStore(
         config={
-            "project": "w4",
+            "project": project,
             "registry": {"path": str(repo / "registry.db"), "cache_ttl_seconds": 600},
             "online_store": {"type": "sqlite", "path": str(repo / "online.db")},
-            "offline_store": {"type": "duckdb", **offline},
+            "offline_store": offline_block,
+            **(extra_config or {}),
         },
         repo_path=repo,
     )
     commodity = Entity(name="commodity", join_keys=["commodity_code"], value_type=ValueType.STRING)
     source = FileSource(
-        name="commodity_ticks",
+        name=source_name,
         path=str(ticks),
         timestamp_field="event_timestamp",
         created_timestamp_column="created",
@@ -71,7 +86,7 @@ def child(args: argparse.Namespace) -> None:
     if args.memory_limit:
         offline["memory_limit"] = args.memory_limit
     with tempfile.TemporaryDirectory() as tmp:
-        store = _store(Path(tmp), args.ticks, args.ttl_hours, offline)
+        store = w4_store(Path(tmp), args.ticks, args.ttl_hours, {"type": "duckdb", **offline})
         entity_df = pq.read_table(args.entity_df).to_pandas()
         refs = [f"{VIEW}:{f}" for f in FEATURES]
         store.snapshot()  # registry load is not part of the retrieval

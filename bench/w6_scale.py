@@ -26,7 +26,6 @@ import os
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,37 +33,16 @@ import numpy as np
 
 from bench.common import emit, peak_rss_mb, rss_mb, run_child, summarize
 from bench.data import DEFAULT_DIR, FEATURES, TickSpec, ensure_entity_df, ensure_ticks
-from bench.w4_historical import VIEW, expected_frame
+from bench.w4_historical import VIEW, expected_frame, w4_store
 
 
 def _store(repo: Path, ticks: Path, args: argparse.Namespace) -> Any:
-    from ladle import Entity, FeatureStore, FeatureView, Field, FileSource, Float64, ValueType
-
     engine: Any = "local"
     if args.engine == "ray":
         engine = {"type": "ray", "num_cpus": args.ray_cpus, "object_store_memory": args.object_store,
                   "partitions": args.partitions or args.ray_cpus}  # fmt: skip
-    store = FeatureStore(
-        config={
-            "project": "w6",
-            "registry": {"path": str(repo / "registry.db"), "cache_ttl_seconds": 600},
-            "online_store": {"type": "sqlite", "path": str(repo / "online.db")},
-            "offline_store": {"type": "duckdb"},
-            "materialization": {"memory_budget": args.budget},
-            "batch_engine": engine,
-        },
-        repo_path=repo,
-    )
-    commodity = Entity(name="commodity", join_keys=["commodity_code"], value_type=ValueType.STRING)
-    source = FileSource(
-        name="commodity_ticks", path=str(ticks), timestamp_field="event_timestamp", created_timestamp_column="created"
-    )
-    view = FeatureView(
-        name=VIEW, entities=[commodity], ttl=timedelta(hours=args.ttl_hours),
-        schema=[Field(name=f, dtype=Float64) for f in FEATURES], source=source,
-    )  # fmt: skip
-    store.apply([commodity, source, view])
-    return store
+    extra = {"materialization": {"memory_budget": args.budget}, "batch_engine": engine}
+    return w4_store(repo, ticks, args.ttl_hours, {"type": "duckdb"}, project="w6", extra_config=extra)
 
 
 def _ray_daemons_mb() -> float:

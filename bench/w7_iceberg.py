@@ -27,13 +27,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bench.common import Timer, emit, peak_rss_mb, rss_mb, run_child, summarize
 from bench.data import DEFAULT_DIR, FEATURES, TickSpec, ensure_entity_df, ensure_ticks
-from bench.w4_historical import VIEW, check
+from bench.w4_historical import VIEW, check, w4_store
 
 NAMESPACE = "w7"
 
@@ -98,36 +97,6 @@ def read_path(directory: Path, path: str) -> Iterator[None]:
             tx.remove_properties("schema.name-mapping.default")
 
 
-def _store(repo: Path, offline_block: dict[str, Any], ticks: Path, ttl_hours: float) -> Any:
-    from ladle import Entity, FeatureStore, FeatureView, Field, FileSource, Float64, ValueType
-
-    store = FeatureStore(
-        config={
-            "project": "w7",
-            "registry": {"path": str(repo / "registry.db"), "cache_ttl_seconds": 600},
-            "online_store": {"type": "sqlite", "path": str(repo / "online.db")},
-            "offline_store": offline_block,
-        },
-        repo_path=repo,
-    )
-    commodity = Entity(name="commodity", join_keys=["commodity_code"], value_type=ValueType.STRING)
-    source = FileSource(
-        name="commodity_ticks",
-        path=str(ticks),
-        timestamp_field="event_timestamp",
-        created_timestamp_column="created",
-    )
-    view = FeatureView(
-        name=VIEW,
-        entities=[commodity],
-        ttl=timedelta(hours=ttl_hours),
-        schema=[Field(name=f, dtype=Float64) for f in FEATURES],
-        source=source,
-    )
-    store.apply([commodity, source, view])
-    return store
-
-
 def child(args: argparse.Namespace) -> None:
     """The measured process (Iceberg store): prints one JSON line."""
     import pyarrow.parquet as pq
@@ -138,7 +107,7 @@ def child(args: argparse.Namespace) -> None:
     if args.memory_limit:
         offline["memory_limit"] = args.memory_limit
     with tempfile.TemporaryDirectory() as tmp:
-        store = _store(Path(tmp), iceberg_block(args.iceberg, offline), args.ticks, args.ttl_hours)
+        store = w4_store(Path(tmp), args.ticks, args.ttl_hours, iceberg_block(args.iceberg, offline), project="w7")
         entity_df = pq.read_table(args.entity_df).to_pandas()
         refs = [f"{VIEW}:{f}" for f in FEATURES]
         store.snapshot()

@@ -24,13 +24,12 @@ import json
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bench.common import Timer, emit, peak_rss_mb, rss_mb, run_child, summarize
 from bench.data import DEFAULT_DIR, FEATURES, TickSpec, ensure_entity_df, ensure_ticks
-from bench.w4_historical import VIEW, check
+from bench.w4_historical import VIEW, check, w4_store
 
 DATABASE = "ladle_w7"
 #: Two layouts of the same rows: a secondary index on (key, time, created) over a heap without a
@@ -162,33 +161,10 @@ def upload_comparison(args: argparse.Namespace, entity_df: Path) -> dict[str, fl
 
 
 def _store(repo: Path, args: argparse.Namespace) -> Any:
-    from ladle import Entity, FeatureStore, FeatureView, Field, FileSource, Float64, ValueType
-
-    store = FeatureStore(
-        config={
-            "project": "w7",
-            "registry": {"path": str(repo / "registry.db"), "cache_ttl_seconds": 600},
-            "online_store": {"type": "sqlite", "path": str(repo / "online.db")},
-            "offline_store": _block(args),
-        },
-        repo_path=repo,
+    # The source is the MySQL table of the layout (a FileSource is the table of its name there).
+    return w4_store(
+        repo, "unused.parquet", args.ttl_hours, _block(args), project="w7", source_name=LAYOUTS[args.layout][0]
     )
-    commodity = Entity(name="commodity", join_keys=["commodity_code"], value_type=ValueType.STRING)
-    source = FileSource(
-        name=LAYOUTS[args.layout][0],
-        path="unused.parquet",
-        timestamp_field="event_timestamp",
-        created_timestamp_column="created",
-    )
-    view = FeatureView(
-        name=VIEW,
-        entities=[commodity],
-        ttl=timedelta(hours=args.ttl_hours),
-        schema=[Field(name=f, dtype=Float64) for f in FEATURES],
-        source=source,
-    )
-    store.apply([commodity, source, view])
-    return store
 
 
 def child(args: argparse.Namespace) -> None:
