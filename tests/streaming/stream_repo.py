@@ -10,7 +10,11 @@ The views (all over ``ticks``, a JSON topic keyed by ``commodity_code``, waterma
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -424,3 +428,64 @@ def unique(prefix: str) -> str:
 def utc(us: int) -> datetime:
     """µs → datetime."""
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+def start_stream(repo: Path, group: str, log: Path) -> subprocess.Popen[bytes]:
+    """``ladle stream`` as a child process, its output appended to ``log``."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ladle", "-c", str(repo), "--log-level", "INFO", "stream", "--group-id", group],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def kill_twice_while_feeding(
+    kafka: str,
+    repo: Path,
+    topic: str,
+    group: str,
+    events: Sequence[Event],
+    chunk: int,
+    log: Path,
+    rng: random.Random,
+    assignments_before_stop: int = 0,
+) -> None:
+    """Publish ``events`` in chunks (one every 0.4 s) to the topic's 2 partitions while ``ladle stream``
+    is killed with SIGKILL twice, each time at a random moment after the process committed something
+    of its own, and restarted; then wait until every event is committed and stop the last process
+    with SIGTERM (it must exit 0). ``assignments_before_stop``: first wait (up to 15 s) until the log
+    shows that many partition assignments."""
+    chunks = [events[i : i + chunk] for i in range(0, len(events), chunk)]
+
+    def feed() -> None:
+        for part in chunks:
+            produce(kafka, topic, part)
+            time.sleep(0.4)
+
+    proc = start_stream(repo, group, log)
+    producer = threading.Thread(target=feed)
+    producer.start()
+    try:
+        done = 0
+        for _ in range(2):
+            done = wait_progress(kafka, group, topic, 2, done)
+            time.sleep(rng.uniform(0.0, 1.5))
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(10) == -signal.SIGKILL
+            proc = start_stream(repo, group, log)
+        producer.join(60)
+        wait_committed(kafka, group, topic, ends_of(events, 2), timeout=90)
+        deadline = time.monotonic() + 15
+        while (
+            log.read_text().count("INFO ladle.streaming.runner: assigned") < assignments_before_stop
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        producer.join(60)

@@ -11,11 +11,7 @@ table's rows.
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -44,6 +40,7 @@ from streaming.stream_repo import (
     assert_online_matches,
     create_topic,
     ends_of,
+    kill_twice_while_feeding,
     online_state,
     produce,
     random_events,
@@ -155,17 +152,6 @@ def assert_online_equals_batch(repo: Path, rows: pa.Table) -> None:
         store.close()
 
 
-def start(repo: Path, group: str, log: Path) -> subprocess.Popen[bytes]:
-    """``ladle stream`` as a child process, its output in ``log``."""
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ladle", "-c", str(repo), "--log-level", "INFO", "stream", "--group-id", group],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-
 @pytest.mark.slow
 def test_kill_9_twice_stores_every_event_once_in_iceberg(kafka: str, tmp_path: Path) -> None:
     rng = random.Random(int(time.time()))
@@ -177,32 +163,7 @@ def test_kill_9_twice_stores_every_event_once_in_iceberg(kafka: str, tmp_path: P
                              stream={"offline_flush_seconds": 0.3, "kafka": fast})  # fmt: skip
     events = random_events(rng, 4000, partitions=2, keys=5)
     log = tmp_path / "stream.log"
-    chunks = [events[i : i + 250] for i in range(0, len(events), 250)]
-
-    def feed() -> None:
-        for chunk in chunks:
-            produce(kafka, topic, chunk)
-            time.sleep(0.4)
-
-    proc = start(repo, group, log)
-    producer = threading.Thread(target=feed)
-    producer.start()
-    try:
-        done = 0
-        for _ in range(2):
-            done = wait_progress(kafka, group, topic, 2, done)
-            time.sleep(rng.uniform(0.0, 1.5))
-            proc.send_signal(signal.SIGKILL)
-            assert proc.wait(10) == -signal.SIGKILL
-            proc = start(repo, group, log)
-        producer.join(60)
-        wait_committed(kafka, group, topic, ends_of(events, 2), timeout=90)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, log.read_text()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        producer.join(60)
+    kill_twice_while_feeding(kafka, repo, topic, group, events, 250, log, rng)
     rows = assert_table_matches(repo, events)
     store = FeatureStore(repo_path=repo)
     try:
