@@ -21,6 +21,7 @@ import pytest
 
 from ladle import Entity, FeatureStore, FeatureView, Field, FileSource, Float64, Int64, ValueType
 from ladle.errors import ConfigError
+from unit.test_stream_store import REPO as STREAM_REPO
 
 pytestmark = pytest.mark.ray
 
@@ -249,66 +250,12 @@ def test_bad_address_is_one_config_error_line(tmp_path: Path) -> None:
         ray.init(num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False, log_to_driver=False)
 
 
-STREAM_REPO = """
-from datetime import timedelta
-
-import pandas as pd
-
-from ladle import Aggregation, Entity, Field, FileSource, Float64, Int64, JsonFormat, KafkaSource
-from ladle import StreamFeatureView, ValueType
-
-commodity = Entity(name="commodity", join_keys=["code"], value_type=ValueType.STRING)
-ticks = KafkaSource(
-    name="ticks",
-    kafka_bootstrap_servers="127.0.0.1:9092",
-    topic="commodity-ticks",
-    timestamp_field="event_timestamp",
-    message_format=JsonFormat("code string, event_timestamp timestamp, price double, volume bigint"),
-    batch_source=FileSource(name="ticks_history", path="data/ticks/", timestamp_field="event_timestamp"),
-)
-
-
-def cents(df: pd.DataFrame) -> pd.DataFrame:
-    return df.assign(price_cents=df["price"] * 100)
-
-
-price_stream = StreamFeatureView(
-    name="price_stream",
-    source=ticks,
-    entities=[commodity],
-    ttl=timedelta(hours=2),
-    aggregations=[
-        Aggregation(column="price_cents", function="last", time_window=timedelta(hours=1), name="last_cents"),
-        Aggregation(column="price", function="max", time_window=timedelta(hours=1), name="high_1h"),
-        Aggregation(column="volume", function="sum", time_window=timedelta(minutes=30), name="volume_30m"),
-    ],
-    udf=cents,
-    schema=[
-        Field(name="last_cents", dtype=Float64),
-        Field(name="high_1h", dtype=Float64),
-        Field(name="volume_30m", dtype=Float64),
-    ],
-)
-
-hourly = StreamFeatureView(
-    name="hourly",
-    source=ticks,
-    entities=[commodity],
-    ttl=timedelta(hours=3),
-    aggregations=[
-        Aggregation(column="price", function="mean", time_window=timedelta(hours=2),
-                    slide_interval=timedelta(hours=1), name="mean_2h"),
-    ],
-)
-"""
-
-
 def test_stream_aggregation_backfill_equals_local_engine(tmp_path: Path) -> None:
     from ladle.repo import load_repo
 
     root = tmp_path / "repo"
     (root / "data" / "ticks").mkdir(parents=True)
-    (root / "streams.py").write_text(STREAM_REPO)
+    (root / "streams.py").write_text(STREAM_REPO)  # the stream views of the DuckDB store tests
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     rng = random.Random(5)
     codes = [f"K{i}" for i in range(12)]
