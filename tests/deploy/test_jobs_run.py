@@ -12,46 +12,16 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from deploy.manifests import ROOT, Container, containers_of, render
+from e2e.test_schedule_e2e import VIEWS, table
 from ladle.cli.main import cli
 from ladle.store import FeatureStore
 
 pytestmark = pytest.mark.deploy
-
-REPO = """
-    from datetime import timedelta
-    from ladle import Entity, FeatureView, Field, FileSource, Float64, ValueType
-
-    commodity = Entity(name="commodity", join_keys=["commodity_code"], value_type=ValueType.STRING)
-    location = Entity(name="location", join_keys=["location_id"], value_type=ValueType.STRING)
-    country = Entity(name="country", join_keys=["country_code"], value_type=ValueType.STRING)
-
-    def source(name):
-        return FileSource(name=name, path=f"data/{name}.parquet", timestamp_field="event_timestamp")
-
-    commodity_price_features = FeatureView(
-        name="commodity_price_features", entities=[commodity], ttl=timedelta(0),
-        schema=[Field(name="current_price", dtype=Float64)], source=source("prices"))
-    weather_features = FeatureView(
-        name="weather_features", entities=[location], ttl=timedelta(0),
-        schema=[Field(name="temperature_avg", dtype=Float64)], source=source("weather"))
-    economic_features = FeatureView(
-        name="economic_features", entities=[country], ttl=timedelta(0),
-        schema=[Field(name="gdp_growth", dtype=Float64)], source=source("economic"))
-"""
-
-
-def _table(key: str, feature: str, rows: list[tuple[str, datetime, float]]) -> pa.Table:
-    return pa.table({
-        key: [r[0] for r in rows],
-        "event_timestamp": pa.array([r[1] for r in rows], pa.timestamp("us", tz="UTC")),
-        feature: [r[2] for r in rows],
-    })  # fmt: skip
 
 
 @pytest.fixture
@@ -62,14 +32,14 @@ def repo(tmp_path: Path) -> Path:
         "project: deploy_jobs\nregistry:\n  path: data/registry.db\n  cache_ttl_seconds: 0\n"
         "online_store:\n  type: sqlite\n  path: data/online.db\noffline_store:\n  type: duckdb\n"
     )
-    (tmp_path / "views.py").write_text(textwrap.dedent(REPO))
+    (tmp_path / "views.py").write_text(textwrap.dedent(VIEWS))
     shutil.copy(ROOT / "feature_repo" / "schedules.py", tmp_path / "schedules.py")
     prices = [("in_2h", now - timedelta(hours=1), 1.0), ("out_2h", now - timedelta(hours=3), 2.0)]
     weather = [("in_2h", now - timedelta(minutes=100), 10.0), ("out_2h", now - timedelta(minutes=140), 20.0)]
     economic = [("in_7d", now - timedelta(days=6), 2.5), ("out_7d", now - timedelta(days=8), 0.5)]
-    pq.write_table(_table("commodity_code", "current_price", prices), tmp_path / "data" / "prices.parquet")
-    pq.write_table(_table("location_id", "temperature_avg", weather), tmp_path / "data" / "weather.parquet")
-    pq.write_table(_table("country_code", "gdp_growth", economic), tmp_path / "data" / "economic.parquet")
+    pq.write_table(table("commodity_code", "current_price", prices), tmp_path / "data" / "prices.parquet")
+    pq.write_table(table("location_id", "temperature_avg", weather), tmp_path / "data" / "weather.parquet")
+    pq.write_table(table("country_code", "gdp_growth", economic), tmp_path / "data" / "economic.parquet")
     return tmp_path
 
 

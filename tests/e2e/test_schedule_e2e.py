@@ -36,10 +36,11 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-REPO = """
+#: The platform's three views on Parquet files (data/prices, weather, economic.parquet); shared with
+#: tests/deploy/test_jobs_run.py, which adds feature_repo/schedules.py instead.
+VIEWS = """
     from datetime import timedelta
     from ladle import Entity, FeatureView, Field, FileSource, Float64, ValueType
-    from ladle.schedule import DEFAULT_SCHEDULES
 
     commodity = Entity(name="commodity", join_keys=["commodity_code"], value_type=ValueType.STRING)
     location = Entity(name="location", join_keys=["location_id"], value_type=ValueType.STRING)
@@ -58,9 +59,10 @@ REPO = """
         name="economic_features", entities=[country], ttl=timedelta(0),
         schema=[Field(name="gdp_growth", dtype=Float64)], source=source("economic"))
 """
+REPO = VIEWS + "    from ladle.schedule import DEFAULT_SCHEDULES\n"
 
 
-def _table(key: str, feature: str, rows: list[tuple[str, datetime, float]]) -> pa.Table:
+def table(key: str, feature: str, rows: list[tuple[str, datetime, float]]) -> pa.Table:
     return pa.table(
         {
             key: [r[0] for r in rows],
@@ -85,11 +87,11 @@ def repo(tmp_path: Path) -> Iterator[Path]:
         ("wti", utc(2026, 3, 2, 1, 50), 2.0),  # only in the 02:05 window
         ("brent", utc(2026, 3, 2, 3, 30), 4.0),  # after every fire the tests run
     ]
-    pq.write_table(_table("commodity_code", "current_price", prices), tmp_path / "data" / "prices.parquet")
+    pq.write_table(table("commodity_code", "current_price", prices), tmp_path / "data" / "prices.parquet")
     weather = [("JFK", utc(2026, 3, 2, 0, 45), 10.0)]
-    pq.write_table(_table("location_id", "temperature_avg", weather), tmp_path / "data" / "weather.parquet")
+    pq.write_table(table("location_id", "temperature_avg", weather), tmp_path / "data" / "weather.parquet")
     economic = [("US", utc(2026, 2, 28), 2.5), ("DE", utc(2026, 2, 1), 0.5)]  # DE is older than the 7-day window
-    pq.write_table(_table("country_code", "gdp_growth", economic), tmp_path / "data" / "economic.parquet")
+    pq.write_table(table("country_code", "gdp_growth", economic), tmp_path / "data" / "economic.parquet")
     store = FeatureStore(repo_path=tmp_path)
     store.apply(load_repo(tmp_path))
     store.close()
