@@ -17,6 +17,26 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", int(os.environ.get("LADLE_TEST_REDIS_PORT"
 PG_HOST, PG_PORT = "127.0.0.1", int(os.environ.get("LADLE_TEST_PG_PORT", "5432"))
 
 
+#: Tests that run in the suite's second phase, one at a time (scripts/test.sh): they assert latencies,
+#: timeouts or fd limits, or run brokers and Ray clusters that want the machine's cores to themselves.
+#: Everything else runs in the first phase on two xdist workers.
+SERIAL_PREFIXES = (
+    "tests/security/",
+    "tests/streaming/",
+    "tests/unit/h2grpc/",
+    "tests/e2e/test_serve_multiworker.py",
+    "tests/e2e/test_demo_live.py",
+    "tests/unit/test_live_feed.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of :data:`SERIAL_PREFIXES` and every Ray test ``serial``."""
+    for item in items:
+        if item.nodeid.startswith(SERIAL_PREFIXES) or item.get_closest_marker("ray") is not None:
+            item.add_marker(pytest.mark.serial)
+
+
 def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
     """Whether a TCP server accepts connections at host:port."""
     try:

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -218,16 +219,28 @@ def test_follow_keeps_feeding_until_ctrl_c(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None and proc.stderr is not None
+    lines: list[str] = []
+    errors: list[str] = []
+    readers = [
+        threading.Thread(target=lambda out=proc.stdout: lines.extend(iter(out.readline, "")), daemon=True),
+        threading.Thread(target=lambda err=proc.stderr: errors.extend(iter(err.readline, "")), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
+        # The catch-up run and at least one follow-up, however slow the machine (polled, not slept).
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (repo / "data" / "online.db").exists():
-            time.sleep(0.2)
-        time.sleep(3)
+        while time.monotonic() < deadline and sum('"push_source": "prices_push"' in x for x in list(lines)) < 2:
+            time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        for reader in readers:
+            reader.join(timeout=10)
+    err = "".join(errors)
     assert proc.returncode == 0, err
-    assert out.count('"push_source": "prices_push"') >= 2  # the catch-up run and at least one follow-up
+    assert "".join(lines).count('"push_source": "prices_push"') >= 2
     assert "stopped" in err and "Traceback" not in err
 
 
