@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 #: Bytes the process holds before a retrieval's data (interpreter, libraries, the entity frame's
 #: caller copy, DuckDB's scan buffers); the same reserve as materialization's.
 RESERVED_BYTES = 320 * 2**20
+#: Bytes the process holds per entity row whatever the cut (the prepared frame, stage 1's winners, the
+#: result batches in flight): tests/unit/test_retrieval_memory.py's 400,000 rows kept a floor of
+#: ~370-400 MB however many parts stage 1 had (8 parts: 367 MB, 12: 373 MB), ~60 MB above the reserve.
+ENTITY_ROW_BYTES = 160
 #: Working-set bytes of one candidate source row in a part's ASOF join, rounded up from measurements (W6:
 #: ~70-80 with the scan buffers apart; tests/unit/test_retrieval_memory.py: 4 parts of 4,000,000 rows peaked
 #: 6-22 MB over a 400 MB budget, 5 parts 20 MB under).
@@ -76,10 +80,11 @@ class Plan:
 
 def plan(source_rows: Sequence[int], entity_rows: int, columns: int, budget_bytes: int | None) -> Plan:
     """Parts per view from each source's (upper-bound) row count, and row ranges from the result size,
-    so that one part's working set fits ``budget_bytes`` less :data:`RESERVED_BYTES`."""
+    so that one part's working set fits ``budget_bytes`` less :data:`RESERVED_BYTES` and the
+    entity rows' share (:data:`ENTITY_ROW_BYTES` each)."""
     if budget_bytes is None:
         return Plan(tuple(1 for _ in source_rows), 1)
-    usable = max(budget_bytes - RESERVED_BYTES, 32 * 2**20)
+    usable = max(budget_bytes - RESERVED_BYTES - entity_rows * ENTITY_ROW_BYTES, 32 * 2**20)
     parts = tuple(min(MAX_PARTS, max(1, math.ceil(rows * SOURCE_ROW_BYTES / usable))) for rows in source_rows)
     ranges = max(1, math.ceil(entity_rows * columns * RESULT_CELL_BYTES / usable))
     return Plan(parts, ranges)
