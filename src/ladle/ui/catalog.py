@@ -68,7 +68,7 @@ def summary(kind: Kind, obj: Any) -> Row:
             "stream": "aggregations" in spec or spec.get("source", {}).get("type") in {"kafka", "push"},
         }
     elif kind == "feature_service":
-        views = [p.get("name", "") for p in spec.get("features", [])]
+        views = [p.get("view", "") for p in spec.get("features", [])]
         row |= {"feature_views": views, "features": sum(len(p.get("features", [])) for p in spec["features"])}
     return row
 
@@ -191,12 +191,17 @@ def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
     if isinstance(value, Mapping) and value:
         for key in sorted(value):
             _flatten(value[key], f"{path}.{key}" if path else str(key), out)
-    elif isinstance(value, list) and value and all(isinstance(v, Mapping) and "name" in v for v in value):
+    elif isinstance(value, list) and value and all(isinstance(v, Mapping) and _key(v) for v in value):
         for item in value:  # fields and projections are keyed by name, so a reorder is not a change
-            _flatten({k: v for k, v in item.items() if k != "name"}, f"{path}[{item['name']}]", out)
-            out.setdefault(f"{path}[{item['name']}]", "present")
+            key = _key(item)
+            _flatten({k: v for k, v in item.items() if k not in ("name", "view")}, f"{path}[{key}]", out)
+            out.setdefault(f"{path}[{key}]", "present")
     else:
         out[path] = value
+
+
+def _key(item: Mapping[str, Any]) -> str:
+    return str(item.get("name") or item.get("view") or "")
 
 
 def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> list[Row]:

@@ -115,7 +115,7 @@ function overviewOf(segment, d) {
     parts.push(props(common));
     parts.push(h("h2", {}, "Features"), sortedTable([
       { key: "view", label: "Feature view", render: (r) => link("feature-views", r.view) }, { key: "feature", label: "Feature" },
-    ], (spec.features || []).flatMap((p) => (p.features || []).map((f) => ({ view: p.name, feature: typeof f === "string" ? f : f.name }))),
+    ], (spec.features || []).flatMap((p) => (p.features || []).map((f) => ({ view: p.view, feature: typeof f === "string" ? f : f.name }))),
     "view", "asc", "service-features"));
   }
   for (const [rel, names] of Object.entries(d.related || {})) {
