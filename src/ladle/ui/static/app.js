@@ -46,6 +46,8 @@ async function route() {
       h("p", { class: "error", "data-testid": "error" }, err.message)));
   }
   document.body.dataset.state = "ready";
+  document.body.dataset.route = location.hash || "#/";
+  if (window.ladle.readyAt === undefined) window.ladle.readyAt = performance.now(); // first page with its data
   document.title = `${content.querySelector("h1")?.textContent || "Ladle"} · Ladle`;
 }
 
@@ -129,5 +131,5 @@ document.getElementById("theme").addEventListener("click", () => {
 document.getElementById("signout").addEventListener("click", () => { setToken(null); signIn(""); });
 
 window.addEventListener("hashchange", route);
-window.ladle = { prefix: PREFIX, hasToken: () => Boolean(token()) };
+window.ladle = { prefix: PREFIX, hasToken: () => Boolean(token()), readyAt: undefined };
 start();

@@ -7,6 +7,7 @@ const TITLES = {
   entities: "Entities", "data-sources": "Data sources", "feature-views": "Feature views",
   "feature-services": "Feature services", features: "Features",
 };
+const when = (iso) => h("time", { datetime: iso || "" }, fmtTime(iso));
 const link = (kind, name) => h("a", { href: objectHref(kind, name) }, name);
 const links = (kind, names) => (names || []).flatMap((n, i) => (i ? [", ", link(kind, n)] : [link(kind, n)]));
 const header = (title, sub) => [h("h1", {}, title), sub ? h("p", { class: "sub" }, sub) : null];
@@ -62,8 +63,8 @@ export async function projects() {
     sortedTable([
       { key: "name", label: "Project", render: (r) => (r.served ? h("a", { href: "#/" }, h("strong", {}, r.name)) : r.name) },
       { key: "version", label: "Version", num: true },
-      { key: "last_updated", label: "Last apply", render: (r) => fmtTime(r.last_updated) },
-      { key: "last_applied_by", label: "Applied by" }, { key: "created", label: "Created", render: (r) => fmtTime(r.created) },
+      { key: "last_updated", label: "Last apply", render: (r) => when(r.last_updated) },
+      { key: "last_applied_by", label: "Applied by" }, { key: "created", label: "Created", render: (r) => when(r.created) },
     ], d.items, "name", "asc", "projects"));
 }
 
@@ -140,7 +141,7 @@ async function versions(segment, name, params) {
   return h("div", {},
     sortedTable([
       { key: "version", label: "Version", num: true }, { key: "change", label: "Change", render: (r) => badge(r.change) },
-      { key: "applied_at", label: "Applied", render: (r) => fmtTime(r.applied_at) }, { key: "applied_by", label: "By" },
+      { key: "applied_at", label: "Applied", render: (r) => when(r.applied_at) }, { key: "applied_by", label: "By" },
       { key: "content_hash", label: "Hash", render: (r) => h("span", { class: "mono" }, r.content_hash.slice(0, 12)) },
     ], items, "version", "desc", "versions"),
     h("h2", {}, "Compare versions"),
@@ -164,8 +165,8 @@ export async function lineage(params, go) {
     node.kind === "job" ? h("a", { href: "#/jobs" }, "Job history →") : null,
     h("a", { href: "#/lineage" }, "Whole graph")) : h("p", { class: "sub" }, "Click a node to follow its paths; click again to open it.");
   const legend = h("div", { class: "legend" },
-    ...[["data source", "--c-source"], ["job", "--c-job"], ["feature view", "--c-view"], ["feature service", "--c-service"]]
-      .map(([l, c]) => h("span", {}, h("i", { style: `border-color: var(${c})` }), l)));
+    ...[["data source", "data_source"], ["job", "job"], ["feature view", "feature_view"], ["feature service", "feature_service"]]
+      .map(([l, c]) => h("span", {}, h("i", { class: `key-${c}` }), l)));
   const svg = drawLineage(g, { focus, onOpen: (n) => (n.id === focus && segOf[n.kind] ? go(objectHref(segOf[n.kind], n.name)) : open(n)) });
   return h("div", {}, header("Lineage", `${g.nodes.length} nodes, ${g.edges.length} edges`), info, legend, h("div", { class: "graph" }, svg));
 }
@@ -174,7 +175,7 @@ function runsTable(runs) {
   return sortedTable([
     { key: "job_type", label: "Job" }, { key: "lane", label: "Name" },
     { key: "status", label: "Status", render: (r) => badge(r.status) },
-    { key: "started_at", label: "Started", render: (r) => fmtTime(r.started_at) },
+    { key: "started_at", label: "Started", render: (r) => when(r.started_at) },
     { key: "duration_seconds", label: "Duration", num: true, render: (r) => fmtDuration(r.duration_seconds) },
     { key: "rows", label: "Rows", num: true }, { key: "detail", label: "Detail" },
   ], runs, "started_at", "desc", "runs");
@@ -186,7 +187,7 @@ function reportsTable(reports) {
     { key: "subject", label: "Subject", render: (r) => (r.kind === "freshness" ? h("a", { href: "#/freshness" }, r.subject)
       : h("a", { href: `#/reports/${r.kind}/${enc(r.subject)}?id=${r.report_id}` }, r.subject)) },
     { key: "status", label: "Status", render: (r) => badge(r.status) },
-    { key: "breaches", label: "Breaches", num: true }, { key: "created_at", label: "When", render: (r) => fmtTime(r.created_at) },
+    { key: "breaches", label: "Breaches", num: true }, { key: "created_at", label: "When", render: (r) => when(r.created_at) },
   ], reports, "created_at", "desc", "reports");
 }
 
@@ -218,9 +219,9 @@ export async function freshness() {
       { key: "status", label: "Status", render: (r) => badge(r.status) },
       { key: "age_seconds", label: "Age", num: true, render: (r) => fmtDuration(r.age_seconds) },
       { key: "slo_seconds", label: "SLO", num: true, render: (r) => fmtDuration(r.slo_seconds) },
-      { key: "newest_event", label: "Newest event", render: (r) => fmtTime(r.newest_event) },
-      { key: "watermark", label: "Materialized to", render: (r) => fmtTime(r.watermark) },
-      { key: "checked_at", label: "Checked", render: (r) => fmtTime(r.checked_at) },
+      { key: "newest_event", label: "Newest event", render: (r) => when(r.newest_event) },
+      { key: "watermark", label: "Materialized to", render: (r) => when(r.watermark) },
+      { key: "checked_at", label: "Checked", render: (r) => when(r.checked_at) },
     ], d.items, "status", "asc", "freshness"));
 }
 
@@ -265,7 +266,7 @@ export async function report(kind, subject, params, go) {
       { key: "ks", label: "KS", num: true }, { key: "chi2_p", label: "χ² p", num: true },
       { key: "breach", label: "Status", render: (x) => badge(x.breach ? "breach" : "ok") },
     ], rows, "psi", "desc", "drift"),
-    h("div", { class: "grid2", style: "margin-top:16px" }, cards));
+    h("div", { class: "grid2 spaced" }, cards));
 }
 
 export async function searchPage(params) {
