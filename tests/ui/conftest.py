@@ -78,7 +78,9 @@ def record_history(repo: Path) -> Recorded:
     spec["tags"] = {**spec.get("tags", {}), "tier": "gold"}
     spec["ttl_seconds"] = 7200.0
     spec["features"] = [*spec["features"], {"name": "uv_index", "dtype": "Float64"}]
-    registry.apply_changes([ObjectChange("feature_view", "weather_features", spec)], expected_version=registry.version())
+    registry.apply_changes(
+        [ObjectChange("feature_view", "weather_features", spec)], expected_version=registry.version()
+    )
     run = registry.begin_run("commodity_price_features", T0 - timedelta(days=1), T0)  # type: ignore[attr-defined]
     registry.finish_run(run, "succeeded", rows=1234)  # type: ignore[attr-defined]
     run = registry.begin_run("economic_features", T0 - timedelta(days=1), T0)  # type: ignore[attr-defined]
@@ -103,10 +105,9 @@ def record_history(repo: Path) -> Recorded:
     skew = {"sampled": 200, "features": {"current_price": {"compared": 200, "mismatches": 3, "rate": 0.015}},
             "examples": [{"commodity_code": "brent", "online": 81.2, "offline": 80.9}]}  # fmt: skip
     reports.record("skew", "commodity_price_features", "ok", skew, created_at=T0)
-    freshness = {"views": {
-        "commodity_price_features": {"newest_event": T0.isoformat(), "age_seconds": 600, "slo_seconds": 3600, "breach": False},
-        "economic_features": {"newest_event": None, "age_seconds": None, "slo_seconds": 86400, "breach": True},
-    }}  # fmt: skip
+    prices = {"newest_event": T0.isoformat(), "age_seconds": 600, "slo_seconds": 3600, "breach": False}
+    economic = {"newest_event": None, "age_seconds": None, "slo_seconds": 86400, "breach": True}
+    freshness = {"views": {"commodity_price_features": prices, "economic_features": economic}}
     reports.record("freshness", "commodity_analytics", "breach", freshness, created_at=T0)
     db.close()
     store.close()

@@ -133,7 +133,9 @@ def test_overview_matches_the_registry_and_loads_within_budget(page: Any, site: 
         ("features", lambda s: [f.name for v in s.list_feature_views() for f in v.features]),
     ],
 )
-def test_each_list_page_shows_the_registry(page: Any, site: str, store: FeatureStore, segment: str, expected: Any) -> None:
+def test_each_list_page_shows_the_registry(
+    page: Any, site: str, store: FeatureStore, segment: str, expected: Any
+) -> None:
     open_page(page, f"{site}#/{segment}")
     names = expected(store)
     total = page.inner_text('[data-testid="total"]')
@@ -188,7 +190,9 @@ def test_lineage_click_through(page: Any, site: str, store: FeatureStore) -> Non
     follow(page, "#/lineage?focus=feature_service%3Aprice_model_v1")
     shown = set(page.locator('[data-testid="lineage-node"]').evaluate_all("els => els.map(e => e.dataset.id)"))
     service = store.get_feature_service("price_model_v1")
-    assert {i for i in shown if i.startswith("feature_view:")} == {f"feature_view:{v}" for v in service.feature_view_names}
+    assert {i for i in shown if i.startswith("feature_view:")} == {
+        f"feature_view:{v}" for v in service.feature_view_names
+    }
     assert "feature_service:price_model_stream" not in shown
     shot(page, "lineage-focus")
     # One of its views, then that view's page.
@@ -230,7 +234,7 @@ def test_jobs_freshness_and_monitoring_pages(page: Any, site: str, commodity: Re
     shot(page, "freshness")
     open_page(page, f"{site}#/monitoring")
     assert sorted(column(page, "reports", 1)) == ["drift", "drift", "freshness", "skew"]
-    page.click('a[href$="?id=%d"]' % commodity.drift_ids[-1])
+    page.click(f'a[href$="?id={commodity.drift_ids[-1]}"]')
     page.wait_for_selector('[data-testid="distribution"]')
     assert page.locator('[data-testid="drift-feature"]').count() == 2
     assert page.locator('[data-testid="distribution"]').count() == 2

@@ -94,3 +94,11 @@ def test_a_failed_stream_run_keeps_its_error(store: FeatureStore) -> None:
         raise RuntimeError("broker went away")
     (session,) = sessions_of(store).sessions()
     assert (session.status, session.rows_emitted, session.detail) == ("failed", 3, "RuntimeError: broker went away")
+
+
+def test_teardown_deletes_the_project_sessions(store: FeatureStore) -> None:
+    with recorded_session(store, ["v"], lambda: 1):
+        pass
+    assert len(sessions_of(store).sessions()) == 1
+    store.teardown()
+    assert sessions_of(store).sessions() == []
