@@ -100,7 +100,9 @@ COMMANDS: dict[str, CommandEntry] = {
         "Materialize each view from its watermark (first run: END - ttl) up to END (ISO 8601).",
     ),
     "ui": CommandEntry(
-        "ladle.cli.ui", "ui", "Serve the read-only web UI (registry, lineage, jobs, freshness, drift) until Ctrl-C."
+        "ladle.cli.ui",
+        "ui",
+        "Serve the read-only web UI (registry, lineage, jobs, freshness, drift) until Ctrl-C or SIGTERM.",
     ),
     "get-historical-features": CommandEntry(
         "ladle.cli.historical",
