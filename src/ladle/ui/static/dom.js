@@ -96,7 +96,7 @@ export function table(columns, rows, sort = null, testid = "table") {
 function fmtCell(v) {
   if (v === null || v === undefined || v === "") return "—";
   if (Array.isArray(v)) return v.join(", ");
-  if (typeof v === "object") return tags(v);
+  if (typeof v === "object") return Object.keys(v).length ? tags(v) : "—";
   if (typeof v === "boolean") return v ? "yes" : "no";
   return fmtNum(v);
 }
