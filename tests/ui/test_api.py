@@ -110,6 +110,7 @@ def test_detail_related_and_errors(client: TestClient) -> None:
     assert view["version"] == 2 and view["versions"] == 2
     entity = client.get("/ui/api/objects/entities/commodity").json()
     assert "commodity_price_features" in entity["related"]["feature_views"]
+    assert entity["summary"]["join_keys"] == ["commodity_code"] and entity["summary"]["value_type"] == "STRING"
     missing = client.get("/ui/api/objects/feature-views/nope")
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
     assert client.get("/ui/api/objects/widgets").status_code == 400

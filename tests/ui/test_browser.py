@@ -142,6 +142,9 @@ def test_each_list_page_shows_the_registry(
     assert total.startswith(f"{len(names)} "), total
     shown = column(page, "table", 1)
     assert shown == sorted(names, key=str.lower)[:50] or sorted(shown) == sorted(names)[: len(shown)]
+    if segment == "entities":  # a second column, read from the registry too
+        keys = dict(zip(column(page, "table", 1), column(page, "table", 2), strict=True))
+        assert keys == {e.name: e.join_key for e in store.list_entities()}
     shot(page, f"list-{segment}")
 
 

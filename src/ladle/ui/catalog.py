@@ -55,7 +55,8 @@ def summary(kind: Kind, obj: Any) -> Row:
         "tags": _tags(spec),
     }
     if kind == "entity":
-        row |= {"join_keys": spec.get("join_keys", []), "value_type": spec.get("value_type")}
+        keys = spec.get("join_keys") or ([spec["join_key"]] if spec.get("join_key") else [])
+        row |= {"join_keys": keys, "value_type": spec.get("value_type")}
     elif kind == "data_source":
         row |= {"type": spec.get("type", ""), "timestamp_field": spec.get("timestamp_field", "")}
     elif kind == "feature_view":
