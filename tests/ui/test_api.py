@@ -246,3 +246,27 @@ def test_thousands_of_features_page_and_search_server_side(tmp_path: Path) -> No
         # Generous bounds on a shared 2-core machine; bench/ui.py measures properly.
         assert took < 1.0 and took_search < 1.0, (took, took_search)
     store.close()
+
+
+def test_a_large_graph_is_cut_fairly_and_says_so(client: TestClient) -> None:
+    whole = client.get("/ui/api/lineage").json()
+    assert whole["truncated"] is None
+    cut = client.get("/ui/api/lineage", params={"max_nodes": 8}).json()
+    assert cut["truncated"] == {"shown": 8, "total": len(whole["nodes"])}
+    assert {n["column"] for n in cut["nodes"]} == {0, 1, 2, 3}  # every layer keeps some nodes
+    kept = {n["id"] for n in cut["nodes"]}
+    assert all(e["from"] in kept and e["to"] in kept for e in cut["edges"])
+
+
+def test_diff_ignores_order_and_shows_a_deletion() -> None:
+    from ladle.ui.catalog import diff
+
+    before = {"name": "v", "features": [{"name": "a", "dtype": "Int64"}, {"name": "b", "dtype": "Float64"}]}
+    reordered = {"name": "v", "features": [{"name": "b", "dtype": "Float64"}, {"name": "a", "dtype": "Int64"}]}
+    assert diff(before, reordered) == []
+    retyped = {"name": "v", "features": [{"name": "a", "dtype": "Float64"}, {"name": "b", "dtype": "Float64"}]}
+    assert diff(before, retyped) == [
+        {"path": "features[a].dtype", "change": "changed", "before": "Int64", "after": "Float64"}
+    ]
+    gone = diff(before, None)
+    assert {r["change"] for r in gone} == {"removed"} and {r["path"] for r in gone} >= {"name", "features[b].dtype"}

@@ -218,6 +218,11 @@ def test_search_box(page: Any, site: str) -> None:
     shot(page, "search")
     hit.click()
     follow(page, "#/feature-views/weather_features")
+    page.fill('[data-testid="search"]', "economic_features")  # the keyboard: first hit, Enter
+    page.locator('[data-testid="search-hit"]').first.wait_for()
+    page.press('[data-testid="search"]', "ArrowDown")
+    page.press('[data-testid="search"]', "Enter")
+    follow(page, "#/feature-views/economic_features")
     page.fill('[data-testid="search"]', "price_model")
     page.press('[data-testid="search"]', "Enter")
     follow(page, "#/search?q=price_model")

@@ -29,6 +29,8 @@ from ladle.ui import activity, catalog, lineage
 from ladle.ui.lineage import Job
 
 Query = Mapping[str, str]
+#: Nodes drawn for the whole lineage graph; beyond it the page asks for a focus (search, or a click).
+MAX_GRAPH_NODES = 400
 
 
 @dataclass(frozen=True)
@@ -225,8 +227,8 @@ class UiApi:
         v = self.view(principal)
         graph = lineage.build(v.objects["feature_view"], v.objects["feature_service"], self._jobs(v))
         if query.get("focus"):
-            graph = lineage.focus(graph, query["focus"])
-        return graph.to_json()
+            return lineage.focus(graph, query["focus"]).to_json()
+        return graph.to_json(min(max(_int(query, "max_nodes", MAX_GRAPH_NODES), 1), 5000))
 
     def _jobs(self, v: View) -> list[Job]:
         views = {fv.name: fv for fv in v.objects["feature_view"]}

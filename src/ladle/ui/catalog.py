@@ -209,8 +209,10 @@ def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> l
     """Field-level differences between two specs (``None`` for a deletion): path, change, before, after."""
     old: dict[str, Any] = {}
     new: dict[str, Any] = {}
-    _flatten(before or {}, "", old)
-    _flatten(after or {}, "", new)
+    if before:
+        _flatten(before, "", old)
+    if after:
+        _flatten(after, "", new)
     rows: list[Row] = []
     for path in sorted(old.keys() | new.keys()):
         if path not in new:

@@ -37,9 +37,35 @@ class Graph:
         self.nodes.setdefault(node_id, {"id": node_id, "kind": kind, "name": name, "column": column, **extra})
         return node_id
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, max_nodes: int | None = None) -> dict[str, Any]:
+        """Nodes by column and name, and edges; past ``max_nodes`` the graph is cut (``truncated`` says so)."""
         nodes = sorted(self.nodes.values(), key=lambda n: (n["column"], n["name"]))
-        return {"nodes": nodes, "edges": [{"from": a, "to": b} for a, b in sorted(self.edges)]}
+        total = len(nodes)
+        edges = sorted(self.edges)
+        if max_nodes is not None and total > max_nodes:
+            nodes = _balanced(nodes, max_nodes)
+            kept = {n["id"] for n in nodes}
+            edges = [(a, b) for a, b in edges if a in kept and b in kept]
+        return {
+            "nodes": nodes,
+            "edges": [{"from": a, "to": b} for a, b in edges],
+            "truncated": {"shown": len(nodes), "total": total} if len(nodes) < total else None,
+        }
+
+
+def _balanced(nodes: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` nodes, shared fairly between the columns (each column keeps its first by name)."""
+    columns: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for node in nodes:
+        columns[node["column"]].append(node)
+    quota = {c: 0 for c in columns}
+    left = limit
+    while left > 0 and any(quota[c] < len(columns[c]) for c in columns):
+        for c in sorted(columns):
+            if left and quota[c] < len(columns[c]):
+                quota[c] += 1
+                left -= 1
+    return [n for c in sorted(columns) for n in columns[c][: quota[c]]]
 
 
 def _sources(graph: Graph, spec: Mapping[str, Any]) -> list[str]:

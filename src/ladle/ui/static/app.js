@@ -107,6 +107,23 @@ const runSearch = debounce(async () => {
   } catch { results.hidden = true; }
 }, 120);
 search.addEventListener("input", runSearch);
+// Arrow keys move through the hits, Enter on a selected hit opens it (else the full result page).
+search.addEventListener("keydown", (ev) => {
+  const hits = [...results.querySelectorAll("a")];
+  if (results.hidden || !hits.length || !["ArrowDown", "ArrowUp", "Enter"].includes(ev.key)) return;
+  const at = hits.findIndex((a) => a.classList.contains("sel"));
+  if (ev.key === "Enter") {
+    if (at < 0) return;
+    ev.preventDefault();
+    results.hidden = true;
+    location.hash = hits[at].getAttribute("href");
+    return;
+  }
+  ev.preventDefault();
+  const next = ev.key === "ArrowDown" ? Math.min(at + 1, hits.length - 1) : Math.max(at - 1, 0);
+  hits.forEach((a, i) => a.classList.toggle("sel", i === next));
+  hits[next].scrollIntoView({ block: "nearest" });
+});
 document.getElementById("search-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   results.hidden = true;

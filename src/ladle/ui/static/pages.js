@@ -168,7 +168,9 @@ export async function lineage(params, go) {
     ...[["data source", "data_source"], ["job", "job"], ["feature view", "feature_view"], ["feature service", "feature_service"]]
       .map(([l, c]) => h("span", {}, h("i", { class: `key-${c}` }), l)));
   const svg = drawLineage(g, { focus, onOpen: (n) => (n.id === focus && segOf[n.kind] ? go(objectHref(segOf[n.kind], n.name)) : open(n)) });
-  return h("div", {}, header("Lineage", `${g.nodes.length} nodes, ${g.edges.length} edges`), info, legend, h("div", { class: "graph" }, svg));
+  const cut = g.truncated ? h("p", { class: "error", "data-testid": "lineage-truncated" },
+    `Showing ${g.truncated.shown} of ${g.truncated.total} nodes. Open an object (or search) and use its Lineage tab to see all of its paths.`) : null;
+  return h("div", {}, header("Lineage", `${g.nodes.length} nodes, ${g.edges.length} edges`), info, cut, legend, h("div", { class: "graph" }, svg));
 }
 
 function runsTable(runs) {
