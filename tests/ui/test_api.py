@@ -46,6 +46,10 @@ def test_shell_and_assets_come_from_the_package(client: TestClient) -> None:
         asset = client.get(f"/ui/static/{name}")
         assert asset.status_code == 200 and len(asset.content) > 100, name
         assert b"//cdn" not in asset.content and b"https://" not in asset.content, name
+    from ladle.ui.app import ASSETS
+
+    static = Path(__file__).resolve().parents[2] / "src" / "ladle" / "ui" / "static"
+    assert {p.name for p in static.iterdir()} == {*ASSETS, "index.html"}  # every file served, none forgotten
     assert client.get("/ui/static/../api.py").status_code == 404
     assert client.get("/ui/static/missing.js").status_code == 404
 
