@@ -66,6 +66,7 @@ def test_counts_and_lists_match_the_registry(client: TestClient, store: FeatureS
     assert overview["counts"]["feature-views"] == len(views)
     assert overview["counts"]["features"] == sum(len(v.features) for v in views)
     assert overview["counts"]["entities"] == len(store.list_entities())
+    assert overview["health"] == {"failed_runs": 1, "drift_breaches": 1, "skew_breaches": 0, "freshness_breaches": 1}
     listed = client.get("/ui/api/objects/feature-views", params={"sort": "features", "order": "desc"}).json()
     assert [r["name"] for r in listed["items"]] == [
         v.name for v in sorted(views, key=lambda v: (-len(v.features), v.name))

@@ -117,6 +117,7 @@ def test_overview_matches_the_registry_and_loads_within_budget(page: Any, site: 
     assert page.inner_text('[data-testid="count-feature-views"] .n') == str(len(views))
     assert page.inner_text('[data-testid="count-features"] .n') == str(sum(len(v.features) for v in views))
     assert page.inner_text('[data-testid="project-name"]') == store.project
+    assert page.inner_text('[data-testid="health-failed_runs"] .n') == "1"  # the one failed run recorded
     nav = page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])")
     (ARTIFACTS / "timing.txt").write_text(f"ready at (ms, 3 loads): {timings}\nnavigation: {nav}\n")
     shot(page, "overview")

@@ -120,14 +120,21 @@ class UiApi:
         v = self.view(principal)
         counts = {seg: len(v.objects[kind]) for seg, kind in catalog.KINDS.items()}
         counts["features"] = sum(len(fv.features) for fv in v.objects["feature_view"])
-        runs = self._runs(v, 10)
+        runs = self._runs(v, 200)
         reports = [
             activity.report_row(r)
             for r in self.reports_journal.reports(limit=20)
             if v.may_see(r.subject)
         ][:10]  # fmt: skip
+        health = {"failed_runs": sum(r["status"] == "failed" for r in runs)}
+        for kind in ("drift", "skew"):
+            latest = self.reports_journal.latest(kind).values()
+            health[f"{kind}_breaches"] = sum(r.status == "breach" for r in latest if v.may_see(r.subject))
+        views = v.objects["feature_view"]
+        fresh = activity.freshness_rows(views, {}, self.reports_journal.latest("freshness"))
+        health["freshness_breaches"] = sum(r["status"] == "breach" for r in fresh)
         return {"project": v.snapshot.project, "version": v.snapshot.version, "counts": counts,
-                "runs": runs, "reports": reports}  # fmt: skip
+                "health": health, "runs": runs[:10], "reports": reports}  # fmt: skip
 
     def projects(self, principal: Principal) -> dict[str, Any]:
         """Projects in this registry database (only the served one when auth is on)."""

@@ -50,11 +50,15 @@ export async function overview() {
   const cards = Object.entries(TITLES).map(([seg, label]) =>
     h("a", { class: "card", href: `#/${seg}`, "data-testid": `count-${seg}` },
       h("div", { class: "n" }, fmtNum(d.counts[seg] ?? 0)), h("div", { class: "l" }, label)));
+  const health = [["failed_runs", "Failed runs (last 200)", "#/jobs"], ["freshness_breaches", "Stale views", "#/freshness"],
+    ["drift_breaches", "Drifting subjects", "#/monitoring?kind=drift"], ["skew_breaches", "Skewed subjects", "#/monitoring?kind=skew"]]
+    .map(([key, label, href]) => h("a", { class: `card ${d.health[key] ? "bad" : "good"}`, href, "data-testid": `health-${key}` },
+      h("div", { class: "n" }, fmtNum(d.health[key])), h("div", { class: "l" }, label)));
   return h("div", {}, header(`Project ${d.project}`, `Registry version ${d.version}`),
     h("div", { class: "cards" }, cards),
-    h("div", { class: "grid2" },
-      h("div", {}, h("h2", {}, "Recent job runs"), runsTable(d.runs)),
-      h("div", {}, h("h2", {}, "Recent monitoring reports"), reportsTable(d.reports))));
+    h("div", { class: "cards" }, health),
+    h("h2", {}, "Recent job runs"), runsTable(d.runs),
+    h("h2", {}, "Recent monitoring reports"), reportsTable(d.reports));
 }
 
 export async function projects() {
