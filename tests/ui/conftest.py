@@ -83,6 +83,7 @@ def record_history(repo: Path) -> Recorded:
     )
     run = registry.begin_run("commodity_price_features", T0 - timedelta(days=1), T0)  # type: ignore[attr-defined]
     registry.finish_run(run, "succeeded", rows=1234)  # type: ignore[attr-defined]
+    registry.record_materialization("commodity_price_features", T0 - timedelta(days=1), T0, 1234)
     run = registry.begin_run("economic_features", T0 - timedelta(days=1), T0)  # type: ignore[attr-defined]
     detail = "DataSourceError: economic.parquet is missing"
     registry.finish_run(run, "failed", rows=0, detail=detail)  # type: ignore[attr-defined]

@@ -160,6 +160,8 @@ def test_jobs_freshness_and_reports(client: TestClient, commodity: Recorded) -> 
     assert {r["job_type"] for r in only} == {"schedule"}
     fresh = {r["feature_view"]: r for r in client.get("/ui/api/freshness").json()["items"]}
     assert fresh["commodity_price_features"]["status"] == "ok"
+    assert fresh["commodity_price_features"]["watermark"] == "2026-03-02T08:00:00+00:00"  # the recorded interval
+    assert fresh["weather_features"]["watermark"] is None
     assert fresh["economic_features"]["status"] == "breach"
     assert fresh["weather_features"]["status"] == "unknown"
     drift = client.get("/ui/api/reports/drift/commodity_price_features").json()
