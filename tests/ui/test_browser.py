@@ -20,6 +20,12 @@ from ladle.server.rest import create_app
 from ladle.store import FeatureStore
 from ui.conftest import ROOT, Recorded, applied_commodity_repo, serving
 
+
+def in_ci() -> bool:
+    """Whether this is a CI run (where a missing browser is a failure, not a skip)."""
+    return IN_CI
+
+
 CHROMIUM = os.environ.get("LADLE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
 #: The issue's budget for a page with its API calls, on the commodity repo.
@@ -28,23 +34,31 @@ PAGE_BUDGET_MS = 300
 
 def _unavailable(reason: str) -> None:
     message = f"BROWSER MISSING: {reason} (scripts/bootstrap.sh installs Debian's chromium and Playwright)"
-    if IN_CI:
+    if in_ci():
         pytest.fail(message)
     pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def require_browser() -> str:
+    """The Chromium to drive; skips loudly, or under CI=true fails, when it or Playwright is missing."""
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         _unavailable("the playwright package is not installed")
     if not Path(CHROMIUM).exists():
         _unavailable(f"no Chromium at {CHROMIUM}")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    executable = require_browser()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
         yield chromium
         chromium.close()
 

@@ -102,3 +102,14 @@ def test_teardown_deletes_the_project_sessions(store: FeatureStore) -> None:
     assert len(sessions_of(store).sessions()) == 1
     store.teardown()
     assert sessions_of(store).sessions() == []
+
+
+@pytest.mark.parametrize("ci", [True, False])
+def test_a_missing_browser_fails_under_ci_and_skips_loudly_outside(monkeypatch: pytest.MonkeyPatch, ci: bool) -> None:
+    from ui import test_browser
+
+    monkeypatch.setattr(test_browser, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setattr(test_browser, "in_ci", lambda: ci)
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match="BROWSER MISSING: no Chromium at /nonexistent/chromium"):
+        test_browser.require_browser()
