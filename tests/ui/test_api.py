@@ -113,6 +113,12 @@ def test_detail_related_and_errors(client: TestClient) -> None:
     view = client.get("/ui/api/objects/feature-views/weather_features").json()
     assert view["summary"]["ttl_seconds"] == 7200.0 and view["summary"]["tags"]["tier"] == "gold"
     assert view["version"] == 2 and view["versions"] == 2
+    prices = client.get("/ui/api/objects/feature-views/commodity_price_features").json()
+    assert prices["watermark"] == "2026-03-02T08:00:00+00:00"
+    assert {(r["job_type"], r["status"]) for r in prices["runs"]} == {
+        ("materialize", "succeeded"),
+        ("schedule", "succeeded"),
+    }
     entity = client.get("/ui/api/objects/entities/commodity").json()
     assert "commodity_price_features" in entity["related"]["feature_views"]
     assert entity["summary"]["join_keys"] == ["commodity_code"] and entity["summary"]["value_type"] == "STRING"

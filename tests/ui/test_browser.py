@@ -183,6 +183,11 @@ def test_feature_view_detail_versions_and_diff(page: Any, site: str, store: Feat
     assert "tier=gold" in page.inner_text("main")
     assert "2.0 h" in page.inner_text("main")  # the ttl of version 2
     shot(page, "feature-view")
+    open_page(page, f"{site}#/feature-views/commodity_price_features")
+    assert sorted(column(page, "runs", 1)) == ["materialize", "schedule"]  # its runs, from the registry
+    assert "2026-03-02 08:00Z" in page.inner_text("main")  # materialized to (the recorded interval)
+    shot(page, "feature-view-runs")
+    open_page(page, f"{site}#/feature-views/weather_features")
     page.click('[data-testid="tab-versions"]')
     page.wait_for_selector('[data-testid="diff"]')
     assert column(page, "versions", 1) == ["2", "1"]

@@ -182,7 +182,7 @@ class UiApi:
         v = self.view(principal)
         obj = self._described(v, principal, kind, name)
         history = self.store.registry.history(kind, name)
-        return {
+        answer = {
             "kind": kind,
             "summary": catalog.summary(kind, obj),
             "spec": obj.to_spec(),
@@ -190,6 +190,11 @@ class UiApi:
             "versions": len(history),
             "version": history[-1].version if history else None,
         }
+        if kind == "feature_view":  # what happened to it: its last runs and how far it is materialized
+            answer["runs"] = [r for r in self._runs(v, 200) if name in r["feature_views"]][:10]
+            mark = self.store.registry.watermark(name)
+            answer["watermark"] = mark.isoformat() if mark is not None else None
+        return answer
 
     def versions(self, principal: Principal, segment: str, name: str) -> dict[str, Any]:
         """Every stored version of an object (its permissions are those of its last definition)."""

@@ -110,7 +110,7 @@ function overviewOf(segment, d) {
     parts.push(props([["Type", s.type], ["Timestamp field", s.timestamp_field], ["Location", spec.path || spec.table || spec.topic || ""], ...common]));
   } else if (segment === "feature-views") {
     parts.push(props([["Entities", links("entities", s.entities)], ["TTL", fmtDuration(s.ttl_seconds)], ["Online", s.online ? "yes" : "no"],
-      ["Source", s.source], ...common]));
+      ["Source", s.source], ["Materialized to", when(d.watermark)], ...common]));
     parts.push(h("h2", {}, "Fields"), sortedTable([
       { key: "name", label: "Name" }, { key: "dtype", label: "Type" }, { key: "role", label: "Role" },
       { key: "description", label: "Description" }, { key: "tags", label: "Tags", sortable: false },
@@ -123,6 +123,7 @@ function overviewOf(segment, d) {
     ], (spec.features || []).flatMap((p) => (p.features || []).map((f) => ({ view: p.view, feature: typeof f === "string" ? f : f.name }))),
     "view", "asc", "service-features"));
   }
+  if (d.runs) parts.push(h("h2", {}, "Recent runs"), runsTable(d.runs));
   for (const [rel, names] of Object.entries(d.related || {})) {
     const seg = rel.replace("_", "-").replace("_", "-");
     parts.push(h("h2", {}, `Used by: ${TITLES[seg] || rel}`), names.length ? h("p", {}, links(seg, names)) : h("p", { class: "muted" }, "Nothing."));
