@@ -51,8 +51,6 @@ FEAST_INSTEAD = {
     "`registry.path` at one PostgreSQL database.",
     "serve_transformations": "No transformation server (no on-demand transforms): compute features when ingesting "
     "(`ladle ingest`, `ladle.transforms`).",
-    "ui": "No web UI yet: browse with `ladle feature-views list` / `describe`, and the REST API at `/docs` of "
-    "`ladle serve`.",
     "on-demand-feature-views": "On-demand feature views are not supported: compute the values in an ingestion "
     "and store them in a feature view.",
     "permissions list-roles": "Ladle keeps no list of roles: they come with the caller's credential (API key entry, "

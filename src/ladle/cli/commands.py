@@ -99,6 +99,11 @@ COMMANDS: dict[str, CommandEntry] = {
         "materialize_incremental_command",
         "Materialize each view from its watermark (first run: END - ttl) up to END (ISO 8601).",
     ),
+    "ui": CommandEntry(
+        "ladle.cli.ui",
+        "ui",
+        "Serve the read-only web UI (registry, lineage, jobs, freshness, drift) until Ctrl-C or SIGTERM.",
+    ),
     "get-historical-features": CommandEntry(
         "ladle.cli.historical",
         "get_historical_features",

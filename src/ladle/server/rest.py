@@ -28,6 +28,7 @@ from ladle.server.openapi import OPENAPI
 from ladle.server.settings import ServerSettings
 from ladle.server.status import error_body, status_of
 from ladle.store import FeatureStore
+from ladle.ui import UiApp
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ class RestApp:
         if self.settings.metrics:
             self._routes["/metrics"] = {"GET": self._metrics}
         self._openapi_body = orjson.dumps(OPENAPI)
+        # The web UI under /ui: read-only, its API calls checked by the same authenticator (docs/ui.md).
+        self._ui = UiApp(core.store, core.auth)
         self._auth = core.auth
         # Open to anonymous callers while auth is on: health, /ready's status (its details are checked),
         # and what auth.public names.
@@ -150,6 +153,9 @@ class RestApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         path = scope["path"]
+        if path == "/ui" or path.startswith("/ui/"):
+            await self._ui(scope, receive, send)
+            return
         if self._auth is not None and path not in self._open:
             try:
                 scope[PRINCIPAL] = await self._authenticate(scope)
@@ -229,6 +235,7 @@ class RestApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await asyncio.get_running_loop().run_in_executor(None, self.jobs.close)
+                self._ui.api.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ladle.definitions import KafkaSource, StreamFeatureView
 from ladle.errors import BackendUnavailableError, ConfigError, DefinitionError, FeatureViewNotFoundError, LadleError
+from ladle.registry.stream_sessions import counter_total, recorded_session
 from ladle.streaming.decode import Decoder
 from ladle.streaming.metrics import MetricsServer, StreamMetrics
 from ladle.streaming.runner import EngineFactory, RunnerSettings, SourcePlan, StreamRunner, default_engine_factory
@@ -237,8 +238,10 @@ class StreamProcess:
         """Run until :meth:`stop`; the metrics endpoint serves meanwhile."""
         if self.server is None:
             self.start_metrics()
+        views = [v.name for plan in self.runner.plans for v in plan.views]
         try:
-            self.runner.run()
+            with recorded_session(self.store, views, lambda: counter_total(self.runner.metrics.emitted)):
+                self.runner.run()
         finally:
             self.close()
 

@@ -1,0 +1,1 @@
+"""Web UI tests: JSON API in-process, pages in headless Chromium."""
