@@ -1,0 +1,278 @@
+"""Running drift: save a baseline from a training set, read a window, compare, store the report, export metrics.
+
+Two kinds of window (``source``):
+
+* ``materialized``: the offline store's rows of each view of the baseline with event time in the
+  window (what materialization loaded, or will load, online); one report per view (subject: the view);
+* ``served``: the feature log of a feature service (``<view>__<feature>`` columns of the log
+  source, ``log_time`` in the window); one report for the service (subject: the service).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+
+from ladle.definitions import DataSource, FeatureService, FeatureView, Field
+from ladle.definitions.refs import resolve
+from ladle.errors import RequestError
+from ladle.monitor.baseline import Baseline, build_baseline
+from ladle.monitor.baseline_store import BaselineStore
+from ladle.monitor.drift import Thresholds, compare_feature, scores, thresholds_for
+from ladle.registry.reports import ReportJournal
+from ladle.times import as_utc
+from ladle.types import dtype_from_arrow
+
+if TYPE_CHECKING:
+    from ladle.offline.base import OfflineStore, RetrievalJob
+    from ladle.store import FeatureStore
+
+WindowSource = Literal["materialized", "served"]
+LOG_TIME = "log_time"
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """One drift report: about a view (materialized window) or a feature service (served window)."""
+
+    subject: str
+    status: Literal["ok", "breach"]
+    payload: dict[str, Any]
+    report_id: int | None = None
+    breached: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether no feature breached."""
+        return self.status == "ok"
+
+
+def save_baseline(
+    store: FeatureStore,
+    training: pa.Table | RetrievalJob | Any,
+    name: str,
+    features: Sequence[str] | FeatureService | str | None = None,
+    **options: Any,
+) -> Baseline:
+    """Profile a training set and store it as baseline ``name`` (see ``FeatureStore.save_drift_baseline``)."""
+    table = _as_table(training)
+    columns = baseline_columns(store, table, features)
+    source: dict[str, Any] = {"columns": dict(columns)}
+    if isinstance(features, (FeatureService, str)):
+        source["feature_service"] = features.name if isinstance(features, FeatureService) else features
+    baseline = build_baseline(name, table, columns, source=source, **options)
+    baselines = BaselineStore.open(store.config.registry, store.project, store.repo_path)
+    try:
+        baselines.save(baseline)
+    finally:
+        baselines.close()
+    return baseline
+
+
+def _as_table(training: Any) -> pa.Table:
+    if isinstance(training, pa.Table):
+        return training
+    to_arrow = getattr(training, "to_arrow", None)
+    if callable(to_arrow):
+        table = to_arrow()
+        assert isinstance(table, pa.Table)
+        return table
+    import pandas as pd
+
+    if isinstance(training, pd.DataFrame):
+        return pa.Table.from_pandas(training, preserve_index=False)
+    raise RequestError(
+        f"a baseline is taken from a pandas DataFrame, an Arrow table or a retrieval job, not {type(training).__name__}"
+    )
+
+
+def baseline_columns(
+    store: FeatureStore, table: pa.Table, features: Sequence[str] | FeatureService | str | None
+) -> dict[str, str]:
+    """Which column of a training set holds which ``view:feature``.
+
+    With ``features`` (references or a feature service) each selected feature is looked up under
+    its full name (``prefix__feature``) and then its bare name; without, columns named
+    ``view__feature`` after a registered view's feature are taken.
+    """
+    snapshot = store.snapshot()
+    out: dict[str, str] = {}
+    if features is None:
+        for column in table.column_names:
+            view_name, sep, feature = column.partition("__")
+            view = snapshot.feature_views.get(view_name)
+            if sep and view is not None and feature in view.feature_names:
+                out[column] = f"{view_name}:{feature}"
+        if not out:
+            raise RequestError(
+                "cannot tell which columns are features: pass features=[...] or a feature service, or take the "
+                "training set with full_feature_names=True"
+            )
+        return out
+    for sel in resolve(snapshot, features):
+        for feature in sel.features:
+            for column in (f"{sel.prefix}__{feature}", feature):
+                if column in table.column_names:
+                    out[column] = f"{sel.view.name}:{feature}"
+                    break
+            else:
+                raise RequestError(f"the training set has no column for '{sel.view.name}:{feature}'")
+    return out
+
+
+def materialized_window(
+    offline: OfflineStore, views: Mapping[str, FeatureView], baseline: Baseline, start: datetime, end: datetime
+) -> dict[str, dict[str, pa.ChunkedArray]]:
+    """The offline rows in ``[start, end]`` of each view of the baseline: ``{view: {feature: values}}``."""
+    out: dict[str, dict[str, pa.ChunkedArray]] = {}
+    for view_name in baseline.views:
+        view = views[view_name]
+        table = _concat(offline.pull_all(view, start, end))
+        out[view_name] = {
+            ref.split(":", 1)[1]: _column(table, ref.split(":", 1)[1])
+            for ref in baseline.features
+            if ref.startswith(f"{view_name}:")
+        }
+    return out
+
+
+def served_window(
+    offline: OfflineStore, log_source: DataSource, baseline: Baseline, start: datetime, end: datetime
+) -> dict[str, dict[str, pa.ChunkedArray]]:
+    """The logged values in ``[start, end]`` (by ``log_time``) of the baseline's features, by view."""
+    schema = offline.source_schema(log_source)
+    wanted = {ref: ref.replace(":", "__", 1) for ref in baseline.features}
+    present = [c for c in wanted.values() if c in schema.names]
+    if not present:
+        raise RequestError(
+            f"the feature log has none of the baseline's features (looked for {sorted(wanted.values())})"
+        )
+    reader = FeatureView(
+        name="feature_log_reader",
+        source=log_source,
+        entities=[],
+        schema=[Field(name=c, dtype=dtype_from_arrow(schema.field(c).type)) for c in present],
+    )
+    table = _concat(offline.pull_all(reader, start, end))
+    out: dict[str, dict[str, pa.ChunkedArray]] = {}
+    for ref, column in wanted.items():
+        view, feature = ref.split(":", 1)
+        out.setdefault(view, {})[feature] = _column(table, column)
+    return out
+
+
+def _concat(batches: Any) -> pa.Table | None:
+    collected = list(batches)
+    return pa.Table.from_batches(collected) if collected else None
+
+
+def _column(table: pa.Table | None, name: str) -> pa.ChunkedArray:
+    if table is None or name not in table.column_names:
+        return pa.chunked_array([], pa.null())
+    return table.column(name)
+
+
+def compare(
+    baseline: Baseline,
+    window: Mapping[str, Mapping[str, pa.ChunkedArray]],
+    views: Mapping[str, FeatureView],
+    defaults: Thresholds,
+) -> dict[str, dict[str, Any]]:
+    """Drift entries of each feature in ``window`` (``{view: {feature: values}}``), keyed ``view:feature``."""
+    out: dict[str, dict[str, Any]] = {}
+    for view_name, columns in window.items():
+        for feature, values in columns.items():
+            ref = f"{view_name}:{feature}"
+            thresholds = thresholds_for(defaults, views.get(view_name), feature)
+            out[ref] = compare_feature(baseline.features[ref], values, thresholds)
+    return out
+
+
+def run_drift(
+    store: FeatureStore,
+    baseline_name: str,
+    start: datetime,
+    end: datetime,
+    source: WindowSource = "materialized",
+    feature_service: str | None = None,
+    record: bool = True,
+) -> list[DriftResult]:
+    """Compare the window ``[start, end]`` with baseline ``baseline_name``; store and export the results."""
+    start, end = as_utc(start), as_utc(end)
+    if start >= end:
+        raise RequestError(f"the drift window is empty: start {start.isoformat()} is not before end {end.isoformat()}")
+    baselines = BaselineStore.open(store.config.registry, store.project, store.repo_path)
+    try:
+        baseline = baselines.load(baseline_name)
+    finally:
+        baselines.close()
+    snapshot = store.snapshot()
+    views = {name: snapshot.feature_view(name) for name in baseline.views}
+    defaults = Thresholds.from_config(store.config.monitoring)
+    groups: list[tuple[str, dict[str, dict[str, pa.ChunkedArray]]]]
+    if source == "served":
+        if feature_service is None:
+            raise RequestError("drift over served values needs the feature service whose log to read")
+        snapshot.feature_service(feature_service)
+        window = served_window(store.offline_store, _log_source(store, feature_service), baseline, start, end)
+        groups = [(feature_service, window)]
+    elif source == "materialized":
+        window = materialized_window(store.offline_store, views, baseline, start, end)
+        groups = [(view, {view: cols}) for view, cols in window.items()]
+    else:
+        raise RequestError(f"drift source must be 'materialized' or 'served', got {source!r}")
+    results = []
+    for subject, group in groups:
+        entries = compare(baseline, group, views, defaults)
+        breached = sorted(ref for ref, e in entries.items() if e["breach"])
+        payload = {
+            "baseline": baseline.name,
+            "baseline_created_at": baseline.created_at.isoformat(),
+            "source": source,
+            "window": {"start": start.isoformat(), "end": end.isoformat()},
+            "features": entries,
+        }
+        status: Literal["ok", "breach"] = "breach" if breached else "ok"
+        report_id = None
+        if record:
+            report_id = _record(store, subject, status, payload, start, end)
+        export_drift(entries)
+        results.append(DriftResult(subject, status, payload, report_id, breached))
+    return results
+
+
+def _log_source(store: FeatureStore, service: str) -> DataSource:
+    try:
+        from ladle.monitor import feature_log  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        raise RequestError(
+            "drift over served values reads the feature log, which this installation does not have "
+            "(ladle.monitor.feature_log); use source='materialized'"
+        ) from None
+    found: DataSource = feature_log.log_source(store, service)
+    return found
+
+
+def _record(
+    store: FeatureStore, subject: str, status: str, payload: dict[str, Any], start: datetime, end: datetime
+) -> int:
+    journal = ReportJournal.open(store.config.registry, store.project, store.repo_path)
+    try:
+        return journal.record("drift", subject, status, payload, window_start=start, window_end=end)
+    finally:
+        journal.close()
+
+
+def export_drift(entries: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set ``ladle_feature_drift_score`` and ``ladle_feature_drift_breach`` from report entries."""
+    from ladle.metrics import FEATURE_DRIFT_BREACH, FEATURE_DRIFT_SCORE
+
+    for ref, entry in entries.items():
+        view, feature = ref.split(":", 1)
+        for metric, value in scores(entry).items():
+            FEATURE_DRIFT_SCORE.labels(view, feature, metric).set(value)
+        FEATURE_DRIFT_BREACH.labels(view, feature).set(1.0 if entry["breach"] else 0.0)
