@@ -200,6 +200,9 @@ class MonitoringConfig(StrictModel):
     skew_sample: int = Field(100, gt=0, description="entities a skew audit samples by default")
     skew_rel_tolerance: float = Field(1e-9, ge=0, description="float values within this relative difference match")
     skew_abs_tolerance: float = Field(1e-12, ge=0, description="... or within this absolute difference")
+    skew_max_rate: float = Field(
+        0.0, ge=0, le=1, description="a skew audit breaches when a feature's mismatch rate exceeds this"
+    )
     freshness_slo_seconds: float | None = Field(
         None, gt=0, description="SLO of views without a freshness_slo tag; null = such views are not judged"
     )

@@ -16,7 +16,7 @@ from ladle.errors import DefinitionError, ObjectNotFoundError, RequestError
 from ladle.monitor.baseline import build_baseline, profile
 from ladle.monitor.drift import Thresholds, compare_feature, thresholds_for
 from ladle.monitor.drift_run import compare, run_drift, served_window
-from ladle.monitor.drift_stats import chi2_homogeneity, chi2_sf, gammaincc, ks_2samp, kolmogorov_sf, psi
+from ladle.monitor.drift_stats import chi2_homogeneity, chi2_sf, gammaincc, kolmogorov_sf, ks_2samp, psi
 from ladle.registry.reports import ReportJournal
 
 from .drift_repo import T0, TS, build, reading_rows, readings
