@@ -99,6 +99,9 @@ COMMANDS: dict[str, CommandEntry] = {
         "materialize_incremental_command",
         "Materialize each view from its watermark (first run: END - ttl) up to END (ISO 8601).",
     ),
+    "monitor": CommandEntry(
+        "ladle.cli.monitor", "monitor", "Drift, online/offline skew and freshness checks (exit 2 past a threshold)."
+    ),
     "get-historical-features": CommandEntry(
         "ladle.cli.historical",
         "get_historical_features",
