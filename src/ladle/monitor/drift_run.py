@@ -11,7 +11,7 @@ Two kinds of window (``source``):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -200,8 +200,12 @@ def run_drift(
     source: WindowSource = "materialized",
     feature_service: str | None = None,
     record: bool = True,
+    views: Sequence[str] | None = None,
 ) -> list[DriftResult]:
-    """Compare the window ``[start, end]`` with baseline ``baseline_name``; store and export the results."""
+    """Compare the window ``[start, end]`` with baseline ``baseline_name``; store and export the results.
+
+    ``views`` limits the comparison to the baseline's features of those views (default: all).
+    """
     start, end = as_utc(start), as_utc(end)
     if start >= end:
         raise RequestError(f"the drift window is empty: start {start.isoformat()} is not before end {end.isoformat()}")
@@ -210,8 +214,10 @@ def run_drift(
         baseline = baselines.load(baseline_name)
     finally:
         baselines.close()
+    if views is not None:
+        baseline = _only_views(baseline, views)
     snapshot = store.snapshot()
-    views = {name: snapshot.feature_view(name) for name in baseline.views}
+    found = {name: snapshot.feature_view(name) for name in baseline.views}
     defaults = Thresholds.from_config(store.config.monitoring)
     groups: list[tuple[str, dict[str, dict[str, pa.ChunkedArray]]]]
     if source == "served":
@@ -221,13 +227,13 @@ def run_drift(
         window = served_window(store.offline_store, _log_source(store, feature_service), baseline, start, end)
         groups = [(feature_service, window)]
     elif source == "materialized":
-        window = materialized_window(store.offline_store, views, baseline, start, end)
+        window = materialized_window(store.offline_store, found, baseline, start, end)
         groups = [(view, {view: cols}) for view, cols in window.items()]
     else:
         raise RequestError(f"drift source must be 'materialized' or 'served', got {source!r}")
     results = []
     for subject, group in groups:
-        entries = compare(baseline, group, views, defaults)
+        entries = compare(baseline, group, found, defaults)
         breached = sorted(ref for ref, e in entries.items() if e["breach"])
         payload = {
             "baseline": baseline.name,
@@ -243,6 +249,14 @@ def run_drift(
         export_drift(entries)
         results.append(DriftResult(subject, status, payload, report_id, breached))
     return results
+
+
+def _only_views(baseline: Baseline, views: Sequence[str]) -> Baseline:
+    unknown = sorted(set(views) - set(baseline.views))
+    if unknown:
+        raise RequestError(f"baseline '{baseline.name}' has no features of {unknown}; it covers {baseline.views}")
+    kept = {ref: p for ref, p in baseline.features.items() if ref.split(":", 1)[0] in views}
+    return replace(baseline, features=kept)
 
 
 def _log_source(store: FeatureStore, service: str) -> DataSource:
