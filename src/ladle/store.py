@@ -392,9 +392,16 @@ class FeatureStore:
         ``features`` (references or a feature service) says which columns are which features; without
         it, columns named ``view__feature`` are taken. ``options``: ``bins``, ``top_k``, ``sample_size``.
         """
-        from ladle.monitor.drift_run import save_baseline
+        from ladle.monitor.baseline_store import BaselineStore
+        from ladle.monitor.baseline_training import baseline_from_training
 
-        return save_baseline(self, job_or_frame, name, features, **options)
+        baseline = baseline_from_training(self.snapshot(), job_or_frame, name, features, **options)
+        baselines = BaselineStore.open(self.config.registry, self.project, self.repo_path)
+        try:
+            baselines.save(baseline)
+        finally:
+            baselines.close()
+        return baseline
 
     # -- writing ------------------------------------------------------------------------------
     # Servers pass the caller they authenticated (``principal``) and where the call came from

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from prometheus_client import REGISTRY
 
 from ladle import FeatureStore
 from ladle.errors import DefinitionError, FeatureViewNotFoundError
 from ladle.monitor.freshness import check_freshness, parse_duration, slo_tag
 from ladle.monitor.skew import audit_skew
 from ladle.registry.reports import ReportJournal
-from unit.drift_repo import T0, build, reading_rows
+from unit.drift_repo import T0, build, monitor_sample, reading_rows
 
 ROWS = 500  # 50 sensors x 10 readings, a minute apart
 NEWEST = T0 + timedelta(minutes=ROWS - 1)
@@ -72,9 +72,7 @@ def _check_audit_finds_planted_rows(store: FeatureStore) -> None:
     assert rates == {"readings:level": 3 / 50, "readings:count": 0.0, "readings:kind": 0.0}
     example = found.payload["examples"][0]
     assert example["online"] == pytest.approx(example["offline"] + 0.5)
-    assert (
-        REGISTRY.get_sample_value("ladle_online_offline_skew_rate", {"view": "readings", "feature": "level"}) == 3 / 50
-    )
+    assert monitor_sample(store, "ladle_online_offline_skew_rate", view="readings", feature="level") == 3 / 50
 
 
 def test_skew_audit_finds_exactly_the_planted_rows(sqlite_store: FeatureStore) -> None:
@@ -107,7 +105,10 @@ def test_freshness_flags_a_stale_view(sqlite_store: FeatureStore) -> None:
     assert view.age_seconds == 600 and not view.breach
     [stale] = check_freshness(sqlite_store, ["readings"], now=NEWEST + timedelta(hours=2))
     assert stale.breach and stale.to_payload()["slo_seconds"] == 3600
-    assert REGISTRY.get_sample_value("ladle_feature_freshness_slo_breach", {"view": "readings"}) == 1.0
+    # Scraped now (years after NEWEST), the age keeps growing from the reported newest event.
+    assert monitor_sample(sqlite_store, "ladle_feature_freshness_slo_breach", view="readings") == 1.0
+    age = monitor_sample(sqlite_store, "ladle_feature_freshness_age_seconds", view="readings")
+    assert age is not None and age > (datetime.now(UTC) - NEWEST).total_seconds() - 60
     journal = ReportJournal.open(sqlite_store.config.registry, sqlite_store.project, sqlite_store.repo_path)
     try:
         newest = journal.latest("freshness")["readings"]
@@ -137,3 +138,20 @@ def test_durations_and_slo_tags() -> None:
             parse_duration(bad)
     with pytest.raises(DefinitionError):
         slo_tag(timedelta(0))
+
+
+def test_the_feature_server_exports_the_stored_reports(sqlite_store: FeatureStore) -> None:
+    """A check run elsewhere (another process, a CronJob) shows on the server's /metrics."""
+    from ladle.server.rest import create_app
+
+    with warnings.catch_warnings():  # starlette asks for httpx2 here; the plain httpx client is what we have
+        warnings.filterwarnings("ignore", message=".*httpx2")
+        from starlette.testclient import TestClient
+
+    check_freshness(sqlite_store, ["readings"], now=NEWEST + timedelta(minutes=10))
+    audit_skew(sqlite_store, "readings", sample=5, seed=3)
+    with TestClient(create_app(sqlite_store)) as client:
+        text = client.get("/metrics").text
+    project = sqlite_store.project
+    assert f'ladle_feature_freshness_slo_breach{{project="{project}",view="readings"}} 1.0' in text
+    assert f'ladle_online_offline_skew_rate{{feature="level",project="{project}",view="readings"}} 0.0' in text

@@ -95,3 +95,19 @@ def build(root: Path, rows: pa.Table, online: dict[str, Any] | None = None) -> F
     store = FeatureStore(repo_path=root)
     store.apply(OBJECTS)
     return store
+
+
+def monitor_sample(store: FeatureStore, name: str, **labels: str) -> float | None:
+    """The value a scrape of the monitor metrics (from ``store``'s stored reports) shows for ``name{labels}``."""
+    from ladle.monitor.report_metrics import ReportMetrics
+
+    collector = ReportMetrics(cache_seconds=0)
+    collector.watch(store.config.registry, store.project, store.repo_path)
+    try:
+        for family in collector.collect():
+            for sample in family.samples:
+                if sample.name == name and sample.labels == {"project": store.project, **labels}:
+                    return float(sample.value)
+    finally:
+        collector.close()
+    return None

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from prometheus_client import REGISTRY
 
 from ladle import FeatureStore, FeatureView, Field, FileSource, Float64
 from ladle.errors import DefinitionError, ObjectNotFoundError, RequestError
@@ -19,7 +18,7 @@ from ladle.monitor.drift_run import compare, run_drift, served_window
 from ladle.monitor.drift_stats import chi2_homogeneity, chi2_sf, gammaincc, kolmogorov_sf, ks_2samp, psi
 from ladle.registry.reports import ReportJournal
 
-from .drift_repo import T0, TS, build, reading_rows, readings
+from .drift_repo import T0, TS, build, monitor_sample, reading_rows, readings
 
 BASE_ROWS = 2000
 CALM = T0 + timedelta(days=10)  # same distributions as the baseline, other seed
@@ -99,11 +98,9 @@ def test_shifted_window_breaches_every_shifted_feature(store: FeatureStore) -> N
     level = report.payload["features"]["readings:level"]
     assert len(level["bins"]["baseline"]) == len(level["bins"]["current"]) == len(level["bins"]["edges"]) - 1
     assert sum(level["bins"]["current"]) == pytest.approx(1.0)
-    score = REGISTRY.get_sample_value(
-        "ladle_feature_drift_score", {"view": "readings", "feature": "level", "metric": "psi"}
-    )
+    score = monitor_sample(store, "ladle_feature_drift_score", view="readings", feature="level", metric="psi")
     assert score == pytest.approx(level["psi"])
-    assert REGISTRY.get_sample_value("ladle_feature_drift_breach", {"view": "readings", "feature": "kind"}) == 1.0
+    assert monitor_sample(store, "ladle_feature_drift_breach", view="readings", feature="kind") == 1.0
 
 
 def test_small_window_is_reported_not_judged(store: FeatureStore) -> None:

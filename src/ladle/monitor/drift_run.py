@@ -17,19 +17,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
-from ladle.definitions import DataSource, FeatureService, FeatureView, Field
-from ladle.definitions.refs import resolve
+from ladle.definitions import DataSource, FeatureView, Field
 from ladle.errors import RequestError
-from ladle.monitor.baseline import Baseline, build_baseline
+from ladle.monitor.baseline import Baseline
 from ladle.monitor.baseline_store import BaselineStore
-from ladle.monitor.drift import Thresholds, compare_feature, scores, thresholds_for
+from ladle.monitor.drift import Thresholds, compare_feature, thresholds_for
 from ladle.registry.reports import ReportJournal
 from ladle.times import as_utc
 from ladle.types import dtype_from_arrow
 
 if TYPE_CHECKING:
-    from ladle.offline.base import OfflineStore, RetrievalJob
-    from ladle.store import FeatureStore
+    from ladle.monitor.monitored import MonitoredStore
+    from ladle.offline.base import OfflineStore
 
 WindowSource = Literal["materialized", "served"]
 LOG_TIME = "log_time"
@@ -49,79 +48,6 @@ class DriftResult:
     def ok(self) -> bool:
         """Whether no feature breached."""
         return self.status == "ok"
-
-
-def save_baseline(
-    store: FeatureStore,
-    training: pa.Table | RetrievalJob | Any,
-    name: str,
-    features: Sequence[str] | FeatureService | str | None = None,
-    **options: Any,
-) -> Baseline:
-    """Profile a training set and store it as baseline ``name`` (see ``FeatureStore.save_drift_baseline``)."""
-    table = _as_table(training)
-    columns = baseline_columns(store, table, features)
-    source: dict[str, Any] = {"columns": dict(columns)}
-    if isinstance(features, (FeatureService, str)):
-        source["feature_service"] = features.name if isinstance(features, FeatureService) else features
-    baseline = build_baseline(name, table, columns, source=source, **options)
-    baselines = BaselineStore.open(store.config.registry, store.project, store.repo_path)
-    try:
-        baselines.save(baseline)
-    finally:
-        baselines.close()
-    return baseline
-
-
-def _as_table(training: Any) -> pa.Table:
-    if isinstance(training, pa.Table):
-        return training
-    to_arrow = getattr(training, "to_arrow", None)
-    if callable(to_arrow):
-        table = to_arrow()
-        assert isinstance(table, pa.Table)
-        return table
-    import pandas as pd
-
-    if isinstance(training, pd.DataFrame):
-        return pa.Table.from_pandas(training, preserve_index=False)
-    raise RequestError(
-        f"a baseline is taken from a pandas DataFrame, an Arrow table or a retrieval job, not {type(training).__name__}"
-    )
-
-
-def baseline_columns(
-    store: FeatureStore, table: pa.Table, features: Sequence[str] | FeatureService | str | None
-) -> dict[str, str]:
-    """Which column of a training set holds which ``view:feature``.
-
-    With ``features`` (references or a feature service) each selected feature is looked up under
-    its full name (``prefix__feature``) and then its bare name; without, columns named
-    ``view__feature`` after a registered view's feature are taken.
-    """
-    snapshot = store.snapshot()
-    out: dict[str, str] = {}
-    if features is None:
-        for column in table.column_names:
-            view_name, sep, feature = column.partition("__")
-            view = snapshot.feature_views.get(view_name)
-            if sep and view is not None and feature in view.feature_names:
-                out[column] = f"{view_name}:{feature}"
-        if not out:
-            raise RequestError(
-                "cannot tell which columns are features: pass features=[...] or a feature service, or take the "
-                "training set with full_feature_names=True"
-            )
-        return out
-    for sel in resolve(snapshot, features):
-        for feature in sel.features:
-            for column in (f"{sel.prefix}__{feature}", feature):
-                if column in table.column_names:
-                    out[column] = f"{sel.view.name}:{feature}"
-                    break
-            else:
-                raise RequestError(f"the training set has no column for '{sel.view.name}:{feature}'")
-    return out
 
 
 def materialized_window(
@@ -193,7 +119,7 @@ def compare(
 
 
 def run_drift(
-    store: FeatureStore,
+    store: MonitoredStore,
     baseline_name: str,
     start: datetime,
     end: datetime,
@@ -246,7 +172,6 @@ def run_drift(
         report_id = None
         if record:
             report_id = _record(store, subject, status, payload, start, end)
-        export_drift(entries)
         results.append(DriftResult(subject, status, payload, report_id, breached))
     return results
 
@@ -259,7 +184,7 @@ def _only_views(baseline: Baseline, views: Sequence[str]) -> Baseline:
     return replace(baseline, features=kept)
 
 
-def _log_source(store: FeatureStore, service: str) -> DataSource:
+def _log_source(store: MonitoredStore, service: str) -> DataSource:
     try:
         from ladle.monitor import feature_log  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
@@ -272,21 +197,10 @@ def _log_source(store: FeatureStore, service: str) -> DataSource:
 
 
 def _record(
-    store: FeatureStore, subject: str, status: str, payload: dict[str, Any], start: datetime, end: datetime
+    store: MonitoredStore, subject: str, status: str, payload: dict[str, Any], start: datetime, end: datetime
 ) -> int:
     journal = ReportJournal.open(store.config.registry, store.project, store.repo_path)
     try:
         return journal.record("drift", subject, status, payload, window_start=start, window_end=end)
     finally:
         journal.close()
-
-
-def export_drift(entries: Mapping[str, Mapping[str, Any]]) -> None:
-    """Set ``ladle_feature_drift_score`` and ``ladle_feature_drift_breach`` from report entries."""
-    from ladle.metrics import FEATURE_DRIFT_BREACH, FEATURE_DRIFT_SCORE
-
-    for ref, entry in entries.items():
-        view, feature = ref.split(":", 1)
-        for metric, value in scores(entry).items():
-            FEATURE_DRIFT_SCORE.labels(view, feature, metric).set(value)
-        FEATURE_DRIFT_BREACH.labels(view, feature).set(1.0 if entry["breach"] else 0.0)

@@ -30,7 +30,7 @@ from ladle.registry.reports import ReportJournal
 from ladle.types import EVENT_TIMESTAMP, FieldStatus
 
 if TYPE_CHECKING:
-    from ladle.store import FeatureStore
+    from ladle.monitor.monitored import MonitoredStore
 
 SLO_TAG = "ladle.freshness_slo"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -132,7 +132,7 @@ def _age(now: datetime, value: datetime | None) -> float | None:
 
 
 def check_freshness(
-    store: FeatureStore,
+    store: MonitoredStore,
     views: Sequence[str] | None = None,
     now: datetime | None = None,
     record: bool = True,
@@ -162,11 +162,10 @@ def check_freshness(
                 journal.record("freshness", r.view, status, {"views": {r.view: r.to_payload()}}, window_end=checked_at)
         finally:
             journal.close()
-    export_freshness(results)
     return results
 
 
-def _latest_rows(store: FeatureStore, view: FeatureView, now: datetime) -> pa.Table | None:
+def _latest_rows(store: MonitoredStore, view: FeatureView, now: datetime) -> pa.Table | None:
     batches = list(store.offline_store.pull_latest(view, _EPOCH, now))
     return pa.Table.from_batches(batches) if batches else None
 
@@ -178,7 +177,7 @@ def _max_time(table: pa.Table | None) -> datetime | None:
     return newest.astimezone(UTC) if newest is not None else None
 
 
-def _newest_online(store: FeatureStore, view: FeatureView, latest: pa.Table | None, limit: int) -> datetime | None:
+def _newest_online(store: MonitoredStore, view: FeatureView, latest: pa.Table | None, limit: int) -> datetime | None:
     if latest is None or latest.num_rows == 0 or not view.features or not view.join_keys:
         return None
     order = pc.sort_indices(latest, sort_keys=[(EVENT_TIMESTAMP, "descending")])
@@ -192,14 +191,3 @@ def _newest_online(store: FeatureStore, view: FeatureView, latest: pa.Table | No
         if ts and status in (FieldStatus.PRESENT, FieldStatus.OUTSIDE_MAX_AGE, FieldStatus.NULL_VALUE)
     ]
     return _EPOCH + timedelta(microseconds=max(seen)) if seen else None
-
-
-def export_freshness(results: Sequence[ViewFreshness]) -> None:
-    """Set ``ladle_feature_freshness_age_seconds`` and ``ladle_feature_freshness_slo_breach``."""
-    from ladle.metrics import FRESHNESS_AGE, FRESHNESS_SLO_BREACH
-
-    for r in results:
-        age = r.age_seconds
-        if age is not None:
-            FRESHNESS_AGE.labels(r.view).set(age)
-        FRESHNESS_SLO_BREACH.labels(r.view).set(1.0 if r.breach else 0.0)

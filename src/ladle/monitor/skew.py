@@ -34,7 +34,7 @@ from ladle.registry.reports import ReportJournal
 from ladle.types import EVENT_TIMESTAMP, FieldStatus
 
 if TYPE_CHECKING:
-    from ladle.store import FeatureStore
+    from ladle.monitor.monitored import MonitoredStore
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ABSENT = (FieldStatus.NOT_FOUND, FieldStatus.OUTSIDE_MAX_AGE)
@@ -58,7 +58,7 @@ class SkewResult:
 
 
 def audit_skew(
-    store: FeatureStore,
+    store: MonitoredStore,
     target: str,
     sample: int | None = None,
     seed: int | None = None,
@@ -106,11 +106,10 @@ def audit_skew(
             report_id = journal.record("skew", target, status, payload)
         finally:
             journal.close()
-    export_skew(features)
     return SkewResult(target, status, payload, mismatches, report_id)
 
 
-def _views(store: FeatureStore, target: str) -> list[FeatureView]:
+def _views(store: MonitoredStore, target: str) -> list[FeatureView]:
     snapshot = store.snapshot()
     if target in snapshot.feature_views:
         views = [snapshot.feature_view(target)]
@@ -125,7 +124,7 @@ def _views(store: FeatureStore, target: str) -> list[FeatureView]:
     return online
 
 
-def _sample_keys(store: FeatureStore, view: FeatureView, size: int, seed: int) -> pa.Table:
+def _sample_keys(store: MonitoredStore, view: FeatureView, size: int, seed: int) -> pa.Table:
     batches = list(store.offline_store.pull_latest(view, _EPOCH, datetime.now(UTC)))
     if not batches:
         return pa.table({k: [] for k in view.join_keys})
@@ -137,7 +136,7 @@ def _sample_keys(store: FeatureStore, view: FeatureView, size: int, seed: int) -
 
 
 def _audit_view(
-    store: FeatureStore, view: FeatureView, keys: pa.Table
+    store: MonitoredStore, view: FeatureView, keys: pa.Table
 ) -> tuple[datetime, dict[str, dict[str, Any]], list[dict[str, Any]]]:
     refs = [f"{view.name}:{f}" for f in view.feature_names]
     rows = {k: keys.column(k).to_pylist() for k in view.join_keys}
@@ -210,12 +209,3 @@ def _iso_micros(micros: int) -> str | None:
     from datetime import timedelta
 
     return (_EPOCH + timedelta(microseconds=micros)).isoformat() if micros else None
-
-
-def export_skew(features: dict[str, dict[str, Any]]) -> None:
-    """Set ``ladle_online_offline_skew_rate`` for each audited feature."""
-    from ladle.metrics import SKEW_RATE
-
-    for ref, entry in features.items():
-        view, feature = ref.split(":", 1)
-        SKEW_RATE.labels(view, feature).set(float(entry["rate"]))
