@@ -179,3 +179,40 @@ def _baseline(store: FeatureStore):  # type: ignore[no-untyped-def]
         return baselines.load("training_march")
     finally:
         baselines.close()
+
+
+@pytest.mark.postgres
+def test_baselines_and_reports_on_postgresql(postgres_url: str) -> None:
+    """The baseline table and the report-derived metrics on a PostgreSQL registry."""
+    from ladle.config import RegistryConfig
+    from ladle.monitor.baseline_store import BaselineStore
+    from ladle.monitor.report_metrics import ReportMetrics
+
+    config = RegistryConfig(path=postgres_url)
+    table = reading_rows(T0, 300, seed=4)
+    baseline = build_baseline("pg", table, {"level": "readings:level", "kind": "readings:kind"})
+    baselines = BaselineStore.open(config, "p1", Path("."))
+    try:
+        baselines.save(baseline)
+        assert baselines.load("pg").features == baseline.features
+        assert baselines.names() == ["pg"]
+        other = BaselineStore.open(config, "p2", Path("."))
+        with pytest.raises(ObjectNotFoundError):
+            other.load("pg")  # other projects do not see it
+        other.close()
+    finally:
+        baselines.close()
+    entry = compare_feature(baseline.features["readings:level"], table.column("level"), Thresholds())
+    journal = ReportJournal.open(config, "p1", Path("."))
+    try:
+        journal.record("drift", "readings", "ok", {"features": {"readings:level": entry}})
+    finally:
+        journal.close()
+    collector = ReportMetrics(cache_seconds=0)
+    collector.watch(config, "p1", Path("."))
+    try:
+        samples = {(s.name, s.labels.get("metric")): s.value for f in collector.collect() for s in f.samples}
+    finally:
+        collector.close()
+    assert samples[("ladle_feature_drift_score", "psi")] == pytest.approx(0.0)
+    assert samples[("ladle_feature_drift_breach", None)] == 0.0
