@@ -31,7 +31,6 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ladle.config import RegistryConfig
-from ladle.errors import LadleError
 from ladle.monitor.drift import scores
 from ladle.registry.reports import MonitorReport, ReportJournal
 
@@ -76,7 +75,7 @@ class ReportMetrics:
         for journal in journals:
             try:
                 out.append((journal.project, {k: journal.latest(k) for k in ("drift", "skew", "freshness")}))
-            except LadleError as exc:
+            except Exception as exc:  # a scrape must answer even when one registry is unreachable or gone
                 log.warning("monitor metrics: cannot read the reports of %s: %s", journal.project, exc)
         return out
 
