@@ -14,7 +14,8 @@ set in the process that ran the check. Families (labels ``project`` plus those l
 * ``ladle_feature_freshness_slo_breach{view}``: 1 when that age is past the view's SLO (or there
   is no event at all), else 0; views without an SLO are not exported.
 
-Reports are read at most every ``cache_seconds`` (15 s) per process; a registry that cannot be
+Reports are read at most every ``cache_seconds`` (15 s) per process, newest per kind and subject in
+one query (ids grow with time, so the newest row is the highest id); a registry that cannot be
 read exports nothing for that scrape (and logs why) rather than failing the scrape.
 """
 
@@ -28,11 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ladle.config import RegistryConfig
 from ladle.monitor.drift import scores
-from ladle.registry.reports import MonitorReport, ReportJournal
+from ladle.registry.engine import Database
+from ladle.registry.reports import REPORT_KINDS, MonitorReport, monitor_reports
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class ReportMetrics:
 
     def __init__(self, cache_seconds: float = 15.0) -> None:
         self.cache_seconds = cache_seconds
-        self._journals: dict[tuple[str, str, str], ReportJournal] = {}
+        self._sources: dict[tuple[str, str, str], tuple[str, Database]] = {}
         self._lock = threading.Lock()
         self._cached: tuple[float, list[tuple[str, Latest]]] | None = None
 
@@ -60,8 +63,8 @@ class ReportMetrics:
         """Export the reports of ``project`` (idempotent)."""
         key = (config.path, project, str(repo_path))
         with self._lock:
-            if key not in self._journals:
-                self._journals[key] = ReportJournal.open(config, project, repo_path)
+            if key not in self._sources:
+                self._sources[key] = (project, Database(config, repo_path))
                 self._cached = None
 
     def describe(self) -> list[Metric]:
@@ -71,12 +74,12 @@ class ReportMetrics:
     def _latest(self) -> list[tuple[str, Latest]]:
         out = []
         with self._lock:
-            journals = list(self._journals.values())
-        for journal in journals:
+            sources = list(self._sources.values())
+        for project, db in sources:
             try:
-                out.append((journal.project, {k: journal.latest(k) for k in ("drift", "skew", "freshness")}))
+                out.append((project, newest_reports(db, project)))
             except Exception as exc:  # a scrape must answer even when one registry is unreachable or gone
-                log.warning("monitor metrics: cannot read the reports of %s: %s", journal.project, exc)
+                log.warning("monitor metrics: cannot read the reports of %s: %s", project, exc)
         return out
 
     def collect(self) -> Iterator[Metric]:
@@ -122,9 +125,32 @@ class ReportMetrics:
     def close(self) -> None:
         """Close the journals' connections."""
         with self._lock:
-            for journal in self._journals.values():
-                journal.close()
-            self._journals.clear()
+            for _, db in self._sources.values():
+                db.close()
+            self._sources.clear()
+
+
+def newest_reports(db: Database, project: str) -> Latest:
+    """The newest report of each kind and subject, in one query (the history can be long)."""
+    t = monitor_reports
+    out: Latest = {kind: {} for kind in REPORT_KINDS}
+    with db.read() as conn:
+        if not sa.inspect(conn).has_table(t.name):
+            return out  # no check has run against this registry yet
+        newest = (
+            sa.select(sa.func.max(t.c.report_id).label("report_id"))
+            .where(t.c.project_id == project)
+            .group_by(t.c.kind, t.c.subject)
+            .subquery()
+        )
+        rows = conn.execute(sa.select(t).join(newest, t.c.report_id == newest.c.report_id)).mappings().all()
+    for r in rows:
+        out.setdefault(r["kind"], {})[r["subject"]] = MonitorReport(
+            report_id=r["report_id"], kind=r["kind"], subject=r["subject"], status=r["status"],
+            created_at=r["created_at"], window_start=r["window_start"], window_end=r["window_end"],
+            payload=dict(r["payload"]),
+        )  # fmt: skip
+    return out
 
 
 def _drift(families: dict[str, GaugeMetricFamily], project: str, reports: dict[str, MonitorReport]) -> None:
