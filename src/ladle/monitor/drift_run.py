@@ -1,4 +1,4 @@
-"""Running drift: save a baseline from a training set, read a window, compare, store the report, export metrics.
+"""Running drift: read a window, compare it with a saved baseline, store the report (metrics derive from it).
 
 Two kinds of window (``source``):
 
@@ -6,6 +6,9 @@ Two kinds of window (``source``):
   window (what materialization loaded, or will load, online); one report per view (subject: the view);
 * ``served``: the feature log of a feature service (``<view>__<feature>`` columns of the log
   source, ``log_time`` in the window); one report for the service (subject: the service).
+
+The window's rows are loaded into memory (as Arrow tables, one view at a time): size
+windows to what one process holds comfortably.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ if TYPE_CHECKING:
     from ladle.offline.base import OfflineStore
 
 WindowSource = Literal["materialized", "served"]
-LOG_TIME = "log_time"
 
 
 @dataclass(frozen=True)
