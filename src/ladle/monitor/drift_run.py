@@ -7,7 +7,7 @@ Two kinds of window (``source``):
 * ``served``: the feature log of a feature service (``<view>__<feature>`` columns of the log
   source, ``log_time`` in the window); one report for the service (subject: the service).
 
-The window's rows are loaded into memory (as Arrow tables, one view at a time): size
+The window's rows are loaded into memory (as Arrow tables): size
 windows to what one process holds comfortably.
 """
 
