@@ -251,25 +251,32 @@ def test_served_drift_end_to_end_through_the_feature_log_seam(
 
     (store.repo_path / "data" / "served_log").mkdir()
     source = FileSource(name="readings_model_log", path="data/served_log", timestamp_field="log_time")
-    rows = reading_rows(SHIFTED, 300, seed=9, mu=0.8)
-    log = pa.table(
-        {
-            "request_id": [f"r{i}" for i in range(rows.num_rows)],
-            "log_time": rows.column("event_timestamp"),
-            "variant": pa.array([None] * rows.num_rows, pa.string()),
-            "sensor_id": rows.column("sensor_id"),
-            "readings__level": rows.column("level"),
-            "readings__count": rows.column("count"),
-            "readings__kind": rows.column("kind"),
-        }
-    )
-    store.offline_store.append(source, log)
+    for arm, rows in (("a", reading_rows(SHIFTED, 300, seed=9)), ("b", reading_rows(SHIFTED, 300, seed=10, mu=0.8))):
+        log = pa.table(
+            {
+                "request_id": [f"{arm}{i}" for i in range(rows.num_rows)],
+                "log_time": rows.column("event_timestamp"),
+                "variant": pa.array([arm] * rows.num_rows, pa.string()),
+                "sensor_id": rows.column("sensor_id"),
+                "readings__level": rows.column("level"),
+                "readings__count": rows.column("count"),
+                "readings__kind": rows.column("kind"),
+            }
+        )
+        store.offline_store.append(source, log)
     stand_in = types.ModuleType("ladle.monitor.feature_log")
     stand_in.log_source = lambda _store, service: source if service == "readings_model" else None  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "ladle.monitor.feature_log", stand_in)
-    [result] = run_drift(
-        store, "training_march", SHIFTED, SHIFTED + WINDOW, source="served", feature_service="readings_model"
+    window = (SHIFTED, SHIFTED + WINDOW)
+    [arm_a] = run_drift(
+        store, "training_march", *window, source="served", feature_service="readings_model", variant="a"
     )
-    assert result.subject == "readings_model" and result.payload["source"] == "served"
-    assert result.breached == ["readings:level"]  # only the level was shifted in the log
-    assert result.report_id is not None
+    [arm_b] = run_drift(
+        store, "training_march", *window, source="served", feature_service="readings_model", variant="b"
+    )
+    assert arm_a.ok and arm_a.payload["features"]["readings:level"]["count"]["current"] == 300
+    assert arm_b.subject == "readings_model" and arm_b.payload["source"] == "served"
+    assert arm_b.payload["variant"] == "b" and arm_b.breached == ["readings:level"]  # only arm b's level shifted
+    assert arm_b.report_id is not None
+    with pytest.raises(RequestError, match="source='served'"):
+        run_drift(store, "training_march", *window, variant="a")

@@ -133,6 +133,7 @@ def baselines(ctx: CliContext, output: str) -> None:
     help="Offline rows of the baseline's views, or the feature log of --feature-service.",
 )
 @click.option("--feature-service", default=None, metavar="NAME", help="Whose feature log to read (--source served).")
+@click.option("--variant", default=None, metavar="ARM", help="Only the rows one A/B arm served (--source served).")
 @click.option("--no-record", is_flag=True, help="Do not store the report.")
 @output_option
 @pass_context
@@ -144,6 +145,7 @@ def drift(
     last: str,
     source: str,
     feature_service: str | None,
+    variant: str | None,
     no_record: bool,
     output: str,
 ) -> None:
@@ -154,7 +156,7 @@ def drift(
         window = _window(start, end, last)
         results = run_drift(
             ctx.store(), baseline_name, *window, source=source,  # type: ignore[arg-type]
-            feature_service=feature_service, record=not no_record,
+            feature_service=feature_service, record=not no_record, variant=variant,
         )  # fmt: skip
         if output == "json":
             click.echo(json.dumps([{"subject": r.subject, "status": r.status, **r.payload} for r in results], indent=2))

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ladle.definitions import DataSource, FeatureView, Field
 from ladle.errors import RequestError
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from ladle.offline.base import OfflineStore
 
 WindowSource = Literal["materialized", "served"]
+#: The feature log's column naming the A/B arm that served a row (null without a split).
+VARIANT = "variant"
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,24 @@ def materialized_window(
 
 
 def served_window(
-    offline: OfflineStore, log_source: DataSource, baseline: Baseline, start: datetime, end: datetime
+    offline: OfflineStore,
+    log_source: DataSource,
+    baseline: Baseline,
+    start: datetime,
+    end: datetime,
+    variant: str | None = None,
 ) -> dict[str, dict[str, pa.ChunkedArray]]:
-    """The logged values in ``[start, end]`` (by ``log_time``) of the baseline's features, by view."""
+    """The logged values in ``[start, end]`` (by ``log_time``) of the baseline's features, by view.
+
+    With ``variant``, only the rows an A/B split served from that arm (column ``variant``).
+    """
     schema = offline.source_schema(log_source)
     wanted = {ref: ref.replace(":", "__", 1) for ref in baseline.features}
     present = [c for c in wanted.values() if c in schema.names]
+    if variant is not None:
+        if VARIANT not in schema.names:
+            raise RequestError(f"the feature log has no '{VARIANT}' column to select variant {variant!r} by")
+        present.append(VARIANT)
     if not present:
         raise RequestError(
             f"the feature log has none of the baseline's features (looked for {sorted(wanted.values())})"
@@ -86,6 +101,8 @@ def served_window(
         schema=[Field(name=c, dtype=dtype_from_arrow(schema.field(c).type)) for c in present],
     )
     table = _concat(offline.pull_all(reader, start, end))
+    if table is not None and variant is not None:
+        table = table.filter(pc.equal(table.column(VARIANT), variant))
     out: dict[str, dict[str, pa.ChunkedArray]] = {}
     for ref, column in wanted.items():
         view, feature = ref.split(":", 1)
@@ -129,10 +146,12 @@ def run_drift(
     feature_service: str | None = None,
     record: bool = True,
     views: Sequence[str] | None = None,
+    variant: str | None = None,
 ) -> list[DriftResult]:
     """Compare the window ``[start, end]`` with baseline ``baseline_name``; store and export the results.
 
-    ``views`` limits the comparison to the baseline's features of those views (default: all).
+    ``views`` limits the comparison to the baseline's features of those views (default: all);
+    ``variant`` (served windows only) to the rows one arm of an A/B split served.
     """
     start, end = as_utc(start), as_utc(end)
     if start >= end:
@@ -152,8 +171,11 @@ def run_drift(
         if feature_service is None:
             raise RequestError("drift over served values needs the feature service whose log to read")
         snapshot.feature_service(feature_service)
-        window = served_window(store.offline_store, _log_source(store, feature_service), baseline, start, end)
+        log = _log_source(store, feature_service)
+        window = served_window(store.offline_store, log, baseline, start, end, variant)
         groups = [(feature_service, window)]
+    elif variant is not None:
+        raise RequestError("a variant selects rows of the feature log: use it with source='served'")
     elif source == "materialized":
         window = materialized_window(store.offline_store, found, baseline, start, end)
         groups = [(view, {view: cols}) for view, cols in window.items()]
@@ -167,6 +189,7 @@ def run_drift(
             "baseline": baseline.name,
             "baseline_created_at": baseline.created_at.isoformat(),
             "source": source,
+            "variant": variant,
             "window": {"start": start.isoformat(), "end": end.isoformat()},
             "features": entries,
         }
