@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from ladle import FeatureStore
+from ladle import FeatureStore, FeatureView, FileSource
 from ladle.errors import DefinitionError, FeatureViewNotFoundError
-from ladle.monitor.freshness import check_freshness, parse_duration, slo_tag
+from ladle.monitor.freshness import SLO_TAG, check_freshness, parse_duration, slo_tag, view_slo
 from ladle.monitor.skew import audit_skew
 from ladle.registry.reports import ReportJournal
 from unit.drift_repo import T0, build, monitor_sample, reading_rows
@@ -138,6 +138,13 @@ def test_durations_and_slo_tags() -> None:
             parse_duration(bad)
     with pytest.raises(DefinitionError):
         slo_tag(timedelta(0))
+    view = FeatureView(
+        name="v", source=FileSource(name="s", path="x.parquet", timestamp_field="ts"), tags={SLO_TAG: "soonish"}
+    )
+    with pytest.raises(DefinitionError, match=r"feature view 'v': tag ladle\.freshness_slo"):
+        view_slo(view, None)
+    assert view_slo(FeatureView(name="w", source=view.source), 60.0) == timedelta(minutes=1)  # the config default
+    assert view_slo(FeatureView(name="w", source=view.source), None) is None
 
 
 def test_the_feature_server_exports_the_stored_reports(sqlite_store: FeatureStore) -> None:
