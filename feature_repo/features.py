@@ -40,7 +40,7 @@ commodity_price_features = FeatureView(
     online=True,
     owner="market-data@commodity-analytics",
     description="Price, momentum and volatility features per commodity.",
-    tags={"domain": "markets", "live": "simulated"},
+    tags={"domain": "markets", "live": "simulated", "ladle.freshness_slo": "3h"},
 )
 
 economic_features = FeatureView(
@@ -59,7 +59,7 @@ economic_features = FeatureView(
     online=True,
     owner="macro@commodity-analytics",
     description="Macro indicators as published (event time = release date).",
-    tags={"domain": "macro", "live": "simulated"},
+    tags={"domain": "macro", "live": "simulated", "ladle.freshness_slo": "40d"},
 )
 
 weather_features = FeatureView(
@@ -77,7 +77,7 @@ weather_features = FeatureView(
     online=True,
     owner="weather@commodity-analytics",
     description="Weather features per station from hourly observations.",
-    tags={"domain": "weather", "live": "simulated"},
+    tags={"domain": "weather", "live": "simulated", "ladle.freshness_slo": "3h"},
 )
 
 price_model_v1 = FeatureService(

@@ -180,6 +180,34 @@ class StreamConfig(StrictModel):
     )
 
 
+class MonitoringConfig(StrictModel):
+    """``monitoring:`` block: drift thresholds, skew tolerance and freshness defaults (docs/monitoring.md)."""
+
+    drift_psi: float | None = Field(0.2, ge=0, description="drift breach when a feature's PSI exceeds this; null = off")
+    drift_ks: float | None = Field(
+        0.1, ge=0, le=1, description="numeric drift breach when the KS statistic D exceeds this; null = off"
+    )
+    drift_chi2_p: float | None = Field(
+        None, ge=0, le=1, description="categorical drift breach when the chi-square p-value is below this; null = off"
+    )
+    drift_null_rate: float | None = Field(
+        0.05, ge=0, le=1, description="drift breach when the null rate moves by more than this (absolute); null = off"
+    )
+    drift_out_of_range: float | None = Field(
+        0.05, ge=0, le=1, description="drift breach when this share of values is outside the baseline range; null = off"
+    )
+    drift_min_rows: int = Field(30, ge=1, description="windows with fewer values than this are reported, not judged")
+    skew_sample: int = Field(100, gt=0, description="entities a skew audit samples by default")
+    skew_rel_tolerance: float = Field(1e-9, ge=0, description="float values within this relative difference match")
+    skew_abs_tolerance: float = Field(1e-12, ge=0, description="... or within this absolute difference")
+    skew_max_rate: float = Field(
+        0.0, ge=0, le=1, description="a skew audit breaches when a feature's mismatch rate exceeds this"
+    )
+    freshness_slo_seconds: float | None = Field(
+        None, gt=0, description="SLO of views without a freshness_slo tag; null = such views are not judged"
+    )
+
+
 class RepoConfig(StrictModel):
     """The whole ``feature_store.yaml``."""
 
@@ -194,6 +222,7 @@ class RepoConfig(StrictModel):
     batch_engine: BatchEngineConfig = BatchEngineConfig()
     write_safety: WriteSafetyConfig = WriteSafetyConfig()
     stream: StreamConfig = StreamConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     auth: dict[str, Any] = Field(default_factory=lambda: {"type": "no_auth"})
     flags: dict[str, Any] | None = None
     coerce_tz_aware: bool = True

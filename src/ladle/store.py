@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from ladle.materialize.local import Materializer, ViewResult
     from ladle.materialize.ray_engine import RayEngine
+    from ladle.monitor.baseline import Baseline
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
     from ladle.online.base import OnlineStore
     from ladle.registry.base import Kind, ObjectVersion, Registry, RegistrySnapshot
@@ -378,6 +379,29 @@ class FeatureStore:
         return historical_job(
             snapshot, offline, entity_df, features, full_feature_names, bind=self.bind_views, as_of=as_of
         )
+
+    def save_drift_baseline(
+        self,
+        job_or_frame: RetrievalJob | pd.DataFrame | pa.Table,
+        name: str,
+        features: Sequence[str] | FeatureService | str | None = None,
+        **options: Any,
+    ) -> Baseline:
+        """Profile a training set and save it as drift baseline ``name`` (docs/monitoring.md).
+
+        ``features`` (references or a feature service) says which columns are which features; without
+        it, columns named ``view__feature`` are taken. ``options``: ``bins``, ``top_k``, ``sample_size``.
+        """
+        from ladle.monitor.baseline_store import BaselineStore
+        from ladle.monitor.baseline_training import baseline_from_training
+
+        baseline = baseline_from_training(self.snapshot(), job_or_frame, name, features, **options)
+        baselines = BaselineStore.open(self.config.registry, self.project, self.repo_path)
+        try:
+            baselines.save(baseline)
+        finally:
+            baselines.close()
+        return baseline
 
     # -- writing ------------------------------------------------------------------------------
     # Servers pass the caller they authenticated (``principal``) and where the call came from

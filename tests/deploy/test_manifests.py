@@ -289,6 +289,7 @@ def _exported_metric_names() -> set[str]:
     from ladle.streaming.metrics import StreamMetrics
 
     names = {server_metrics.FRESHNESS_NAME}
+    names.update(server_metrics.METRIC_NAMES)  # includes the families computed at scrape from monitoring reports
     for registry in (REGISTRY, StreamMetrics().registry):
         for family in registry.collect():
             names.add(family.name)

@@ -15,6 +15,7 @@ from ladle.schedule import (
     DAILY_ECONOMIC,
     DEFAULT_SCHEDULES,
     HOURLY_PRICES_WEATHER,
+    PLATFORM_MONITORS,
     CronSchedule,
     ManualClock,
     Schedule,
@@ -286,7 +287,7 @@ def test_the_platform_repo_declares_the_default_schedules() -> None:
     found = collect_schedules(Path(__file__).resolve().parents[2] / "feature_repo")
     if not found:
         pytest.skip("feature_repo declares no schedules yet (it should: from ladle.schedule import DEFAULT_SCHEDULES)")
-    assert found == sorted(DEFAULT_SCHEDULES, key=lambda s: s.name)
+    assert found == sorted([*DEFAULT_SCHEDULES, *PLATFORM_MONITORS], key=lambda s: s.name)
 
 
 def test_a_year_long_gap_plans_only_the_bounded_newest_fires() -> None:

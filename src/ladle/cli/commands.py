@@ -104,6 +104,9 @@ COMMANDS: dict[str, CommandEntry] = {
         "ui",
         "Serve the read-only web UI (registry, lineage, jobs, freshness, drift) until Ctrl-C or SIGTERM.",
     ),
+    "monitor": CommandEntry(
+        "ladle.cli.monitor", "monitor", "Drift, online/offline skew and freshness checks (exit 2 past a threshold)."
+    ),
     "get-historical-features": CommandEntry(
         "ladle.cli.historical",
         "get_historical_features",

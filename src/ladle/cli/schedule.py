@@ -75,8 +75,12 @@ def _run_once(scheduler: Scheduler, name: str, output: str) -> None:
 def _run_forever(scheduler: Scheduler, metrics_port: int | None) -> None:
     scheduler.check_views()
     if metrics_port is not None:
-        from prometheus_client import start_http_server
+        from prometheus_client import REGISTRY, start_http_server
 
+        from ladle.monitor.report_metrics import watch_reports
+
+        store = scheduler.store
+        watch_reports(REGISTRY, store.config.registry, store.project, store.repo_path)  # monitor schedules' results
         start_http_server(metrics_port)
     stop = threading.Event()
     with _stop_on_signals(stop):

@@ -147,9 +147,16 @@ PROJECT_TABLES: tuple[sa.Table, ...] = (
 )
 
 #: Per-project tables other modules create in the registry database (the scheduler's journal,
-#: ladle.registry.schedule_runs, the monitors' ladle.registry.reports, the stream sessions of
-#: ladle.registry.stream_sessions); teardown deletes the project's rows from them when they exist.
-EXTENSION_TABLES: tuple[str, ...] = ("schedule_state", "schedule_runs", "monitor_reports", "stream_sessions")
+#: ladle.registry.schedule_runs, the monitors' ladle.registry.reports and ladle.monitor.baseline_store,
+#: the stream sessions of ladle.registry.stream_sessions); teardown deletes the project's rows from them
+#: when they exist.
+EXTENSION_TABLES: tuple[str, ...] = (
+    "schedule_state",
+    "schedule_runs",
+    "monitor_reports",
+    "monitor_baselines",
+    "stream_sessions",
+)
 
 # Any constant works: it only has to be the same in every Ladle process sharing the database.
 _PG_SCHEMA_LOCK = 0x1AD1E

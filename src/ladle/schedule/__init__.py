@@ -13,8 +13,15 @@ from ladle.registry.schedule_runs import ScheduleRun, ScheduleState
 from ladle.schedule.clock import Clock, ManualClock, SystemClock
 from ladle.schedule.collect import collect_schedules
 from ladle.schedule.cron import CronSchedule
-from ladle.schedule.defaults import DAILY_ECONOMIC, DEFAULT_SCHEDULES, HOURLY_PRICES_WEATHER
+from ladle.schedule.defaults import (
+    DAILY_ECONOMIC,
+    DEFAULT_SCHEDULES,
+    HOURLY_FRESHNESS,
+    HOURLY_PRICES_WEATHER,
+    PLATFORM_MONITORS,
+)
 from ladle.schedule.execute import FireResult
+from ladle.schedule.monitor import MonitorSchedule
 from ladle.schedule.plan import CatchUpPlan, due_at, plan_fires
 from ladle.schedule.runner import Scheduler, SchedulerSettings, ScheduleStatus
 from ladle.schedule.spec import Schedule, find_schedule
@@ -26,8 +33,11 @@ __all__ = [
     "DAILY_ECONOMIC",
     "DEFAULT_SCHEDULES",
     "FireResult",
+    "HOURLY_FRESHNESS",
     "HOURLY_PRICES_WEATHER",
     "ManualClock",
+    "MonitorSchedule",
+    "PLATFORM_MONITORS",
     "Schedule",
     "ScheduleRun",
     "ScheduleState",

@@ -1,4 +1,4 @@
-"""The commodity-analytics platform's two materialization schedules.
+"""The commodity-analytics platform's two materialization schedules and its freshness check.
 
 The platform's feature repo declares them with ``from ladle.schedule import DEFAULT_SCHEDULES``
 (any module-level ``Schedule``, or list/tuple of them, is picked up by ``ladle schedule``).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from ladle.schedule.monitor import MonitorSchedule
 from ladle.schedule.spec import Schedule
 
 #: Every hour at :05, the last 2 hours of prices and weather (late ticks and observations included).
@@ -32,3 +33,17 @@ DAILY_ECONOMIC = Schedule(
 
 #: Both platform schedules.
 DEFAULT_SCHEDULES: tuple[Schedule, ...] = (HOURLY_PRICES_WEATHER, DAILY_ECONOMIC)
+
+#: Every hour at :15, each platform view's newest event against its ``ladle.freshness_slo`` tag
+#: (freshness reports and the ``ladle_feature_freshness_*`` gauges; see docs/monitoring.md).
+HOURLY_FRESHNESS = MonitorSchedule(
+    name="hourly_freshness",
+    cron="15 * * * *",
+    check="freshness",
+    feature_views=["commodity_price_features", "weather_features", "economic_features"],
+    lookback=timedelta(hours=1),
+    description="Hourly at :15 UTC: check every platform view against its freshness SLO.",
+)
+
+#: The platform's scheduled monitoring checks.
+PLATFORM_MONITORS: tuple[Schedule, ...] = (HOURLY_FRESHNESS,)

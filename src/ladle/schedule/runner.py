@@ -25,6 +25,7 @@ from ladle.registry.schedule_runs import ScheduleJournal, ScheduleRun, ScheduleS
 from ladle.schedule.clock import Clock, SystemClock
 from ladle.schedule.execute import FireResult, Materialize, run_fire
 from ladle.schedule.lease import Lease
+from ladle.schedule.monitor import MonitorSchedule, monitor_job
 from ladle.schedule.plan import CatchUpPlan, due_at, plan_fires, retry_at
 from ladle.schedule.spec import Schedule, find_schedule
 
@@ -180,7 +181,7 @@ class Scheduler:
                 self._record_skip(schedule, plan, now)
             for fire in plan.fires:
                 trigger = _trigger(fire, plan, state)
-                result = run_fire(self._materialize, self.journal, self.clock, schedule, fire, trigger, self.owner)
+                result = run_fire(self._job(schedule), self.journal, self.clock, schedule, fire, trigger, self.owner)
                 results.append(result)
                 if self.on_result is not None:
                     self.on_result(result)
@@ -218,6 +219,12 @@ class Scheduler:
             raise ConfigError("schedules need a registry that can hold leases (the SQL registry does)")
         return Lease(registry, _lease_name(schedule), self.owner, self.settings.lease_ttl)
 
+    def _job(self, schedule: Schedule) -> Materialize:
+        """What a fire of ``schedule`` runs per view: a monitor check, or materialization."""
+        if isinstance(schedule, MonitorSchedule):
+            return monitor_job(self.store, schedule)
+        return self._materialize
+
     def _materialize(self, start: datetime, end: datetime, views: Sequence[str]) -> None:
         if self.materialize is not None:
             self.materialize(start, end, views)
@@ -243,7 +250,7 @@ class Scheduler:
                     "try again when it has finished"
                 )
             now = self.clock.now().replace(microsecond=0)
-            result = run_fire(self._materialize, self.journal, self.clock, schedule, now, "manual", self.owner)
+            result = run_fire(self._job(schedule), self.journal, self.clock, schedule, now, "manual", self.owner)
         if self.on_result is not None:
             self.on_result(result)
         return result

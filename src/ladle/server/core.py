@@ -91,6 +91,7 @@ class ServerCore:
         self.public = frozenset(auth.config.public)
         #: Whether ``x-api-key`` is accepted in place of ``Authorization`` (``api_key`` auth, ``x_api_key`` on).
         self.accepts_api_key_header = self.auth is not None and bool(getattr(auth.config, "x_api_key", False))
+        metrics.watch_reports(store)  # drift, skew and freshness gauges from the stored monitoring reports
 
     def is_public(self, endpoint: str) -> bool:
         """Whether anonymous callers may use ``endpoint`` (always, under ``no_auth``)."""

@@ -31,10 +31,12 @@ from prometheus_client import generate_latest as _generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ladle.metrics import MATERIALIZATION_DURATION
+from ladle.monitor.report_metrics import METRIC_NAMES as MONITOR_METRIC_NAMES
 from ladle.types import FieldStatus
 
 if TYPE_CHECKING:
     from ladle.retrieval.plan import ViewRead
+    from ladle.store import FeatureStore
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (
@@ -244,9 +246,17 @@ def render() -> tuple[bytes, str]:
     return _generate_latest(scrape_registry()), CONTENT_TYPE_LATEST
 
 
+def watch_reports(store: FeatureStore) -> None:
+    """Also show ``store``'s newest monitoring reports (drift, skew, freshness) on ``/metrics``."""
+    from ladle.monitor.report_metrics import watch_reports as watch
+
+    watch(scrape_registry(), store.config.registry, store.project, store.repo_path)
+
+
 #: Every metric family name ``/metrics`` can show (the docs test checks each is documented).
 METRIC_NAMES: tuple[str, ...] = (
     *(m._name for m in (REQUEST_LATENCY, REQUESTS, FEATURE_REQUESTS, FEATURE_NOT_FOUND, ENTITY_COUNT, STORE_READ)),
     *(m._name for m in (MATERIALIZATION_DURATION, PUSHES, NEWEST_EVENT, WORKERS)),
     FRESHNESS_NAME,
+    *MONITOR_METRIC_NAMES,
 )

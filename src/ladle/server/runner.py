@@ -163,9 +163,14 @@ class Supervisor:
             return
         from prometheus_client import start_http_server
 
+        from ladle.monitor.report_metrics import watch_reports
         from ladle.server.metrics import scrape_registry
+        from ladle.store import FeatureStore
 
-        start_http_server(self.settings.metrics_port, addr=self.settings.host, registry=scrape_registry())
+        registry = scrape_registry()
+        config = FeatureStore(repo_path=self.spec.repo_path, fs_yaml_file=self.spec.fs_yaml_file).config
+        watch_reports(registry, config.registry, config.project, config.repo_path)  # as the workers' /metrics do
+        start_http_server(self.settings.metrics_port, addr=self.settings.host, registry=registry)
 
     def _banner(self, metrics_dir: str) -> str:
         s = self.settings
