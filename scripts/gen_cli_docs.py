@@ -98,14 +98,14 @@ def walk(command: click.Command, ctx: click.Context) -> Iterator[tuple[click.Com
         sub = command.get_command(ctx, name)
         if sub is None or sub.hidden:
             continue
-        sub_ctx = click.Context(sub, info_name=name, parent=ctx)
+        sub_ctx = click.Context(sub, info_name=name, parent=ctx, **sub.context_settings)
         yield sub, sub_ctx
         yield from walk(sub, sub_ctx)
 
 
 def command_paths() -> list[str]:
     """``ladle entities list`` and so on, for every command and group."""
-    root = click.Context(cli, info_name="ladle")
+    root = click.Context(cli, info_name="ladle", **cli.context_settings)
     return [ctx.command_path for _, ctx in walk(cli, root)]
 
 
@@ -149,7 +149,7 @@ def _section(command: click.Command, ctx: click.Context, level: int) -> list[str
 
 def render() -> str:
     """The full text of docs/cli.md."""
-    root = click.Context(cli, info_name="ladle")
+    root = click.Context(cli, info_name="ladle", **cli.context_settings)
     lines = [HEADER, "## Global options", "", "```", "ladle [OPTIONS] COMMAND [ARGS]...", "```", ""]
     lines += _options(cli, root)
     lines += feast_verbs()
