@@ -177,8 +177,12 @@ class FeatureStore:
         *,
         skip_source_validation: bool = False,
         applied_by: str | None = None,
+        force: bool = False,
     ) -> ApplyResult:
         """Register objects (Feast's ``store.apply``); ``partial=False`` also removes the rest.
+
+        A change that breaks a consumer pinned to an older version raises PinConflictError unless
+        ``force`` (docs/versions.md).
 
         With permissions registered and ``auth:`` configured, each added, changed or removed object
         needs CREATE, UPDATE or DELETE; one refusal applies nothing.
@@ -191,6 +195,7 @@ class FeatureStore:
             return apply(
                 self.registry, self.offline_store, self.online_store, objects, objects_to_delete, partial,
                 skip_source_validation=skip_source_validation, applied_by=applied_by, authorize=authorize,
+                force=force,
             )  # fmt: skip
 
         return self._audited("apply", actions, lambda: changed, work)

@@ -226,4 +226,3 @@ def assign_variants(
     splitter = Splitter.of(service)
     arms = splitter.assign([entity_df[k].tolist() for k in keys], len(entity_df))
     return pd.Series(arms, index=entity_df.index, name="variant", dtype="object")
-
