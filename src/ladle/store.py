@@ -347,6 +347,27 @@ class FeatureStore:
             )  # fmt: skip
         return self._online.get_online_features(features, entity_rows, full_feature_names)
 
+    def assign_variants(self, feature_service: FeatureService | str, entity_df: pd.DataFrame) -> pd.Series:
+        """The arm of each row of ``entity_df`` under a split (A/B) service, exactly as serving assigns it.
+
+        Rebuilds an arm's training rows without the feature logs (docs/versions.md)::
+
+            arms = store.assign_variants("price_ab", entity_df)
+            store.get_historical_features(entity_df[arms == "treatment"],
+                                          feature_service=store.variant_service("price_ab", "treatment"))
+        """
+        from ladle.retrieval.variants import assign_variants, require_split
+
+        snapshot = self.snapshot()
+        return assign_variants(self._online, snapshot, require_split(snapshot, feature_service), entity_df)
+
+    def variant_service(self, feature_service: FeatureService | str, arm: str) -> FeatureService:
+        """The feature service one arm of a split serves (a pinned arm's stored version)."""
+        from ladle.retrieval.variants import arm_definition, require_split
+
+        snapshot = self.snapshot()
+        return arm_definition(snapshot, require_split(snapshot, feature_service), arm)
+
     def get_historical_features(
         self,
         entity_df: pd.DataFrame | pa.Table | str | Path,

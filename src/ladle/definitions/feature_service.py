@@ -30,7 +30,7 @@ class FeatureService:
     def __init__(
         self,
         name: str,
-        features: Sequence[FeatureView | FeatureViewProjection],
+        features: Sequence[FeatureView | FeatureViewProjection] = (),
         description: str = "",
         tags: Mapping[str, str] | None = None,
         owner: str = "",

@@ -74,6 +74,22 @@ def arm_service(snapshot: RegistrySnapshot, target: str) -> FeatureService | str
     return snapshot.feature_service_version(name, version)
 
 
+def require_split(snapshot: RegistrySnapshot, service: FeatureService | str) -> FeatureService:
+    """The split service ``service`` names; RequestError if it is not a split."""
+    found = snapshot.feature_service(service) if isinstance(service, str) else service
+    if not found.variants:
+        raise RequestError(f"feature service '{found.name}' is not a split: it has no variants")
+    return found
+
+
+def arm_definition(snapshot: RegistrySnapshot, service: FeatureService, arm: str) -> FeatureService:
+    """The feature service one arm of ``service`` serves (the stored version for a pinned arm)."""
+    if arm not in service.variants:
+        raise RequestError(f"split service '{service.name}' has no variant '{arm}'; it has {sorted(service.variants)}")
+    target = arm_service(snapshot, service.variants[arm][0])
+    return snapshot.feature_service(target) if isinstance(target, str) else target
+
+
 def entity_key(values: Sequence[Any]) -> bytes:
     """The canonical bytes of one entity's join-key values (in sorted join-key order)."""
     parts = []
