@@ -20,7 +20,7 @@ import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -28,12 +28,21 @@ import pandas as pd
 from ladle.definitions.feature_service import FeatureService, parse_pinned
 from ladle.errors import EntityKeyError, RequestError
 from ladle.registry.base import RegistrySnapshot
-from ladle.retrieval.plan import OnlinePlan
+from ladle.retrieval.plan import Features, OnlinePlan
 from ladle.retrieval.response import OnlineResponse
 from ladle.types import FieldStatus
 
-if TYPE_CHECKING:
-    from ladle.retrieval.online import OnlineRetriever
+
+class Retriever(Protocol):
+    """What a split read needs from :class:`~ladle.retrieval.online.OnlineRetriever`."""
+
+    def plan(self, snapshot: RegistrySnapshot, features: Features, full: bool, names: tuple[str, ...]) -> OnlinePlan:
+        """The (cached) plan of a request shape."""
+        ...
+
+    def read(self, plan: OnlinePlan, entities: Mapping[str, Sequence[Any]], rows: int) -> OnlineResponse:
+        """Run ``plan`` for ``rows`` entity rows."""
+        ...
 
 _NOT_FOUND = int(FieldStatus.NOT_FOUND)
 _PRESENT = int(FieldStatus.PRESENT)
@@ -161,7 +170,7 @@ class ArmRead:
 
 
 def read_split(
-    retriever: OnlineRetriever,
+    retriever: Retriever,
     snapshot: RegistrySnapshot,
     service: FeatureService,
     entities: Mapping[str, Sequence[Any]],
@@ -227,7 +236,7 @@ def _merge(reads: Sequence[ArmRead], entities: Mapping[str, Sequence[Any]], rows
 
 
 def assign_variants(
-    retriever: OnlineRetriever, snapshot: RegistrySnapshot, service: FeatureService, entity_df: pd.DataFrame
+    retriever: Retriever, snapshot: RegistrySnapshot, service: FeatureService, entity_df: pd.DataFrame
 ) -> pd.Series:
     """The arm of each row of ``entity_df`` (a training or entity frame), exactly as serving assigns it.
 
