@@ -7,6 +7,7 @@ Real embedded stores (SQLite registry and online store, Parquet + DuckDB offline
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import warnings
 from collections.abc import Iterator
@@ -294,6 +295,14 @@ def test_cli_plan_warns_and_apply_refuses_without_force(pinned_repo: FeatureStor
     forced = runner.invoke(cli, ["-c", str(tmp_path), "apply", "--force"])
     assert forced.exit_code == 0, forced.output
     assert "applied anyway" in forced.output
+    listed = runner.invoke(cli, ["-c", str(tmp_path), "feature-services", "list"])
+    assert listed.exit_code == 0 and "prices@v1" in listed.output
+    args = ["get-online-features", "-f", "prices@v1:volume", "-e", "commodity_code=wti", "-o", "json"]
+    pinned = runner.invoke(cli, ["-c", str(tmp_path), *args])
+    assert pinned.exit_code == 0, pinned.output
+    body = json.loads(pinned.stdout)
+    assert body["metadata"]["feature_names"] == ["commodity_code", "volume"]
+    assert body["results"][1]["values"] == [100]  # v1's volume, which the latest prices no longer has
 
 
 def _repo_py(kind: str) -> str:
