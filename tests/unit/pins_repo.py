@@ -29,13 +29,17 @@ ONLINE_PRICES = {"wti": 78.0, "brent": 82.0}
 COMMODITY = Entity(name="commodity", join_keys=["commodity_code"], value_type=ValueType.STRING)
 
 
-def write_repo(path: Path) -> FeatureStore:
-    """The yaml and both source files under ``path``; an open store (nothing applied)."""
+def write_repo(path: Path, redis: str | None = None, project: str = PROJECT) -> FeatureStore:
+    """The yaml and both source files under ``path``; an open store (nothing applied).
+
+    The online store is SQLite, or the Redis server at ``redis`` (``host:port``) when given.
+    """
     (path / "data").mkdir(parents=True, exist_ok=True)
+    online = f"  type: redis\n  connection_string: '{redis}'\n" if redis else "  type: sqlite\n  path: data/online.db\n"
     (path / "feature_store.yaml").write_text(
-        f"project: {PROJECT}\n"
+        f"project: {project}\n"
         "registry:\n  path: data/registry.db\n  cache_ttl_seconds: 0\n"
-        "online_store:\n  type: sqlite\n  path: data/online.db\n"
+        f"online_store:\n{online}"
         "offline_store:\n  type: duckdb\n"
     )
     # v1's file has a spread column too (v1 does not declare it; the additive version does).
@@ -82,4 +86,4 @@ def fill_online(store: FeatureStore) -> None:
     """Write the online rows (``ONLINE_PRICES`` at ``ONLINE_TIME``) through the online store protocol."""
     view = store.snapshot(allow_cache=False).feature_view("prices")
     table = _table(ONLINE_PRICES, ONLINE_TIME, spread="spread" in view.feature_names)
-    store.online_store.write(PROJECT, view, table)
+    store.online_store.write(store.project, view, table)

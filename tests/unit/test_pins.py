@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +124,26 @@ def test_pinned_historical_reads_the_pinned_versions_source(store: FeatureStore)
     new = store.get_historical_features(entity_df, ["prices:current_price"]).to_df()
     assert dict(zip(old.commodity_code, old.current_price, strict=True)) == V1_PRICES
     assert dict(zip(new.commodity_code, new.current_price, strict=True)) == V2_PRICES
+
+
+def test_pinned_reference_on_redis(redis_address: str, tmp_path: Path) -> None:
+    store = write_repo(tmp_path, redis=redis_address, project=f"pins_{uuid.uuid4().hex[:8]}")
+    try:
+        store.apply([COMMODITY, prices_view("v1")])
+        fill_online(store)
+        store.apply([COMMODITY, prices_view("v2")])
+        rows = [{"commodity_code": "wti"}, {"commodity_code": "brent"}]
+        pinned = store.get_online_features(PINNED, rows)
+        assert pinned.to_dict() == {
+            "commodity_code": ["wti", "brent"],
+            "current_price": [ONLINE_PRICES["wti"], ONLINE_PRICES["brent"]],
+            "volume": [100, 101],
+        }
+        latest = store.get_online_features(["prices:current_price", "prices:spread"], rows)
+        assert set(latest.statuses_dict()["current_price"]) == {FieldStatus.OUTSIDE_MAX_AGE}
+    finally:
+        store.teardown()
+        store.close()
 
 
 # -- REST and gRPC --------------------------------------------------------------------------------
