@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from ladle import FeatureService, FeatureStore
-from ladle.errors import DefinitionError, InvalidFeatureReferenceError, RequestError
+from ladle.errors import DefinitionError, InvalidFeatureReferenceError, PinConflictError, RequestError
 from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
 from ladle.server._proto.feast.serving import ServingService_pb2_grpc as serving_grpc
 from ladle.server._proto.feast.types import Value_pb2 as value_pb
@@ -207,3 +207,16 @@ def test_split_definitions_are_checked(store: FeatureStore) -> None:
         store.plan([FeatureService(name="bad", variants={"a": ("price_ab", 1.0)})], partial=True)
     with pytest.raises(RequestError, match="not a split"):
         store.assign_variants("model_a", _codes(3))
+
+
+def test_plan_warns_when_a_change_breaks_a_pinned_arm(store: FeatureStore) -> None:
+    no_volume = prices_view("no_volume")
+    model_b = FeatureService(name="model_b", features=[no_volume[["current_price"]]])
+    before = store.registry.version()
+    planned = store.plan([COMMODITY, no_volume, model_b], partial=True)
+    assert planned.warnings == (
+        "variant 'treatment' of 'price_ab' (model_b@v1) reads 'prices:volume', which the latest 'prices' removes",
+    )
+    with pytest.raises(PinConflictError):
+        store.apply([COMMODITY, no_volume, model_b])
+    assert store.registry.version() == before

@@ -44,7 +44,8 @@ def pin_conflicts(
         for label, pinned_service in _pinning(service, spec_of):
             for proj in pinned_service.projections:
                 version = pinned_service.pins.get(proj.view_name)
-                if version is None:
+                if version is None:  # an arm's stored service version reading a view unpinned
+                    out += _unpinned_breaks(label, proj.view_name, proj.features, views)
                     continue
                 pinned = canonical_spec(spec_of("feature_view", proj.view_name, version))
                 ref = f"{proj.view_name}@v{version}"
@@ -57,15 +58,27 @@ def pin_conflicts(
 
 
 def _pinning(service: FeatureService, spec_of: SpecOf) -> Iterable[tuple[str, FeatureService]]:
-    """The service itself, and for a split, each arm's service version that it pins."""
+    """The service itself if it pins views, and for a split, each arm's pinned service version."""
     if service.pins:
         yield f"feature service '{service.name}'", service
     for arm, (target, _) in service.variants.items():
         name, version = parse_pinned(target)
         if version is not None:
-            arm_service = FeatureService.from_spec(spec_of("feature_service", name, version))
-            if arm_service.pins:
-                yield f"variant '{arm}' of '{service.name}' ({target})", arm_service
+            yield (
+                f"variant '{arm}' of '{service.name}' ({target})",
+                FeatureService.from_spec(spec_of("feature_service", name, version)),
+            )
+
+
+def _unpinned_breaks(label: str, view: str, wanted: Iterable[str], views: Mapping[str, FeatureView]) -> list[str]:
+    current = views.get(view)
+    if current is None:
+        return [f"{label} reads view '{view}', which is deleted"]
+    return [
+        f"{label} reads '{view}:{f}', which the latest '{view}' removes"
+        for f in wanted
+        if f not in current.feature_names
+    ]
 
 
 def _check_features(label: str, ref: str, pinned: Mapping[str, Any], wanted: Iterable[str]) -> None:
