@@ -10,6 +10,9 @@ of the latest view breaks the pin when the online rows stop being what version 3
 * its ttl changes (the brief's rule: a pinned consumer was tuned to the pinned ttl);
 * its source or transformation changes (the online values would be computed another way).
 
+A split's arm pinned to a stored service version (``"model_b@v1"``) is checked the same way, and
+the views that version reads unpinned must still exist with the features it reads.
+
 :func:`pin_conflicts` lists the broken pins of one registry state; plan and apply report the ones
 a change introduces (present after it, absent before), so a conflict accepted once with
 ``--force`` is not raised again on every later apply.
