@@ -220,3 +220,19 @@ def test_plan_warns_when_a_change_breaks_a_pinned_arm(store: FeatureStore) -> No
     with pytest.raises(PinConflictError):
         store.apply([COMMODITY, no_volume, model_b])
     assert store.registry.version() == before
+
+
+def test_assignment_is_the_documented_keyed_hash(store: FeatureStore) -> None:
+    """docs/versions.md: BLAKE2b-64 keyed with the split's name over length-prefixed, type-tagged join-key
+    values; the digest over 2**64 falls into the cumulative weights. Recomputed here from that text alone,
+    so a change of the algorithm (which would reshuffle running experiments) fails this test."""
+    import hashlib
+
+    codes = [f"c{i}" for i in range(300)]
+    served = _arms(store, "three", codes)
+    for code in codes:
+        part = b"s" + code.encode()
+        digest = hashlib.blake2b(len(part).to_bytes(4, "big") + part, digest_size=8, key=b"three").digest()
+        fraction = int.from_bytes(digest, "big") / 2**64
+        expected = "a" if fraction < 0.5 else "b" if fraction < 0.8 else "c"
+        assert served[code] == expected, code
