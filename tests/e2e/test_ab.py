@@ -160,7 +160,7 @@ def test_rest_header_says_which_variant_served(store: FeatureStore, repo: Path) 
 
 @pytest.mark.parametrize("engine", ["ladle", "grpcio"])
 def test_grpc_metadata_says_which_variant_served(store: FeatureStore, repo: Path, engine: str) -> None:
-    control, _ = _one_of_each(store)
+    control, treatment = _one_of_each(store)
     with _grpc_channel(repo, engine) as channel:
         stub = serving_grpc.ServingServiceStub(channel)
         request = serving_pb.GetOnlineFeaturesRequest(
@@ -174,6 +174,15 @@ def test_grpc_metadata_says_which_variant_served(store: FeatureStore, repo: Path
             serving_pb.GetOnlineFeaturesRequest(feature_service="model_a", entities=request.entities), timeout=10
         )
         assert "ladle-variant" not in dict(call.initial_metadata())
+        both = value_pb.RepeatedValue(val=[value_pb.Value(string_val=c) for c in (treatment, control)])
+        mixed, call = stub.GetOnlineFeatures.with_call(
+            serving_pb.GetOnlineFeaturesRequest(feature_service="price_ab", entities={"commodity_code": both}),
+            timeout=10,
+        )
+        assert dict(call.initial_metadata())["ladle-variant"] == "treatment,control"
+        assert list(mixed.metadata.feature_names.val) == ["commodity_code", "current_price", "volume"]
+        assert list(mixed.results[2].statuses) == [serving_pb.PRESENT if treatment in ONLINE_PRICES else
+                                                   serving_pb.NOT_FOUND, serving_pb.NOT_FOUND]  # fmt: skip
 
 
 def test_each_arms_training_data_can_be_rebuilt(store: FeatureStore) -> None:

@@ -336,3 +336,17 @@ def _repo_py(kind: str) -> str:
         "reads = prices_view('v1')[['current_price', 'volume']]  # what v1 had\n"
         "service = FeatureService(name='pinned_model', features=[reads], pins={'prices': 1})\n"
     )
+
+
+def test_pinned_service_training_data_reads_the_pinned_source(pinned_repo: FeatureStore) -> None:
+    store = pinned_repo
+    forced = store.apply([COMMODITY, prices_view("v2")], force=True)  # another source, ttl: breaks the pin
+    assert any("changes its source" in w for w in forced.warnings)
+    entity_df = pd.DataFrame(
+        {"commodity_code": ["wti", "brent"], "event_timestamp": [SOURCE_TIME + pd.Timedelta(minutes=30)] * 2}
+    )
+    pinned = store.get_historical_features(entity_df, feature_service="pinned_model").to_df()
+    latest = store.get_historical_features(entity_df, ["prices:current_price", "prices:spread"]).to_df()
+    assert dict(zip(pinned.commodity_code, pinned.current_price, strict=True)) == V1_PRICES
+    assert list(pinned.columns) == ["commodity_code", "event_timestamp", "current_price", "volume"]
+    assert dict(zip(latest.commodity_code, latest.current_price, strict=True)) == V2_PRICES
