@@ -209,6 +209,14 @@ class _grpc_channel:
     def __exit__(self, *exc: object) -> None:
         self.channel.close()
         self._run(self.server.stop(1))
+
+        async def cancel_the_rest() -> None:  # e.g. the readiness watcher: end it rather than drop it pending
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self._run(cancel_the_rest())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.store.close()
