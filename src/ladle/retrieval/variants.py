@@ -44,6 +44,7 @@ class Retriever(Protocol):
         """Run ``plan`` for ``rows`` entity rows."""
         ...
 
+
 _NOT_FOUND = int(FieldStatus.NOT_FOUND)
 _PRESENT = int(FieldStatus.PRESENT)
 _SCALE = float(2**64)
