@@ -8,7 +8,6 @@ first read of a pin costs a registry query.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,7 +25,6 @@ class DefinitionVersions:
         self._history = history
         self._project = project
         self._specs: dict[tuple[str, str, int], Mapping[str, Any]] = {}
-        self._lock = threading.Lock()
 
     def spec(self, kind: str, name: str, version: int) -> Mapping[str, Any]:
         """The spec of version ``version`` of ``kind`` ``name``; VersionNotFoundError if none (or a deletion)."""
@@ -42,8 +40,7 @@ class DefinitionVersions:
                     detail = f"version {version} of {label} '{name}' records its deletion"
                     raise VersionNotFoundError(f"{name}@v{version}", self._project, detail=detail)
                 spec: Mapping[str, Any] = record.spec
-                with self._lock:
-                    self._specs[key] = spec
+                self._specs[key] = spec  # one atomic dict store: no lock (none to inherit held across a fork)
                 return spec
         known = ", ".join(f"v{r.version}" for r in history if r.spec is not None) or "none"
         raise VersionNotFoundError(
