@@ -29,16 +29,17 @@ ONLINE_PRICES = {"wti": 78.0, "brent": 82.0}
 COMMODITY = Entity(name="commodity", join_keys=["commodity_code"], value_type=ValueType.STRING)
 
 
-def write_repo(path: Path, redis: str | None = None, project: str = PROJECT) -> FeatureStore:
+def write_repo(path: Path, redis: str | None = None, project: str = PROJECT, registry: str = "") -> FeatureStore:
     """The yaml and both source files under ``path``; an open store (nothing applied).
 
-    The online store is SQLite, or the Redis server at ``redis`` (``host:port``) when given.
+    The online store is SQLite, or the Redis server at ``redis`` (``host:port``) when given; the
+    registry SQLite, or the database at the SQLAlchemy URL ``registry``.
     """
     (path / "data").mkdir(parents=True, exist_ok=True)
     online = f"  type: redis\n  connection_string: '{redis}'\n" if redis else "  type: sqlite\n  path: data/online.db\n"
     (path / "feature_store.yaml").write_text(
         f"project: {project}\n"
-        "registry:\n  path: data/registry.db\n  cache_ttl_seconds: 0\n"
+        f"registry:\n  path: {registry or 'data/registry.db'}\n  cache_ttl_seconds: 0\n"
         f"online_store:\n{online}"
         "offline_store:\n  type: duckdb\n"
     )

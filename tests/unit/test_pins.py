@@ -146,6 +146,23 @@ def test_pinned_reference_on_redis(redis_address: str, tmp_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.postgres
+def test_pins_on_a_postgresql_registry(postgres_url: str, tmp_path: Path) -> None:
+    store = write_repo(tmp_path, registry=postgres_url)
+    try:
+        store.apply([COMMODITY, prices_view("v1")])
+        fill_online(store)
+        store.apply([COMMODITY, prices_view("additive")])
+        store.apply([FeatureService(name="pinned", features=[prices_view("v1")[["volume"]]], pins={"prices": 1})])
+        assert store.get_online_features("pinned", [{"commodity_code": "wti"}]).to_dict()["volume"] == [100]
+        with pytest.raises(PinConflictError, match="removes feature 'volume'"):
+            store.apply([COMMODITY, prices_view("no_volume")])
+        with pytest.raises(VersionNotFoundError, match="v1, v2"):
+            store.get_online_features(["prices@v3:volume"], [{"commodity_code": "wti"}])
+    finally:
+        store.close()
+
+
 # -- REST and gRPC --------------------------------------------------------------------------------
 
 
