@@ -16,8 +16,10 @@
     │   │   ├── FeatureServiceNotFoundError
     │   │   ├── FeatureNotFoundError     a view exists but has no such feature
     │   │   ├── PermissionNotFoundError  no permission object by that name
+    │   │   ├── VersionNotFoundError     a pinned version (``view@v3``) was never stored
     │   │   └── ScheduleNotFoundError    no schedule by that name is declared in the repo
     │   ├── ConflictError                optimistic-concurrency loss on apply; retry after refresh
+    │   ├── PinConflictError             an apply would break a pinned consumer (``--force`` overrides)
     │   └── LeaseHeldError               a scheduled run already holds the lease
     ├── SecurityError
     │   ├── AuthenticationError          no credential, or a wrong / expired one (401 / UNAUTHENTICATED)
@@ -122,6 +124,12 @@ class PermissionNotFoundError(ObjectNotFoundError):
     kind = "permission"
 
 
+class VersionNotFoundError(ObjectNotFoundError):
+    """A pinned definition version (``view@v3``, ``service@v2``) is not in the registry's history."""
+
+    kind = "version"
+
+
 class ScheduleNotFoundError(ObjectNotFoundError):
     """No schedule by that name is declared in the feature repo."""
 
@@ -130,6 +138,20 @@ class ScheduleNotFoundError(ObjectNotFoundError):
 
 class ConflictError(RegistryError):
     """Someone else changed the registry since this writer read it; nothing was applied."""
+
+
+class PinConflictError(RegistryError):
+    """An apply would break a consumer pinned to an older version; nothing was applied.
+
+    ``conflicts`` holds one readable line per broken pin; ``ladle apply --force`` applies anyway.
+    """
+
+    def __init__(self, conflicts: list[str]) -> None:
+        self.conflicts = list(conflicts)
+        super().__init__(
+            "the change breaks pinned consumers: " + "; ".join(conflicts) + " (apply with --force / force=True to "
+            "apply anyway)"
+        )
 
 
 class LeaseHeldError(RegistryError):

@@ -178,8 +178,12 @@ class FeatureStore:
         *,
         skip_source_validation: bool = False,
         applied_by: str | None = None,
+        force: bool = False,
     ) -> ApplyResult:
         """Register objects (Feast's ``store.apply``); ``partial=False`` also removes the rest.
+
+        A change that breaks a consumer pinned to an older version raises PinConflictError unless
+        ``force`` (docs/versions.md).
 
         With permissions registered and ``auth:`` configured, each added, changed or removed object
         needs CREATE, UPDATE or DELETE; one refusal applies nothing.
@@ -192,6 +196,7 @@ class FeatureStore:
             return apply(
                 self.registry, self.offline_store, self.online_store, objects, objects_to_delete, partial,
                 skip_source_validation=skip_source_validation, applied_by=applied_by, authorize=authorize,
+                force=force,
             )  # fmt: skip
 
         return self._audited("apply", actions, lambda: changed, work)
@@ -342,6 +347,27 @@ class FeatureStore:
                 event="get_online_features", source=self.request_source,
             )  # fmt: skip
         return self._online.get_online_features(features, entity_rows, full_feature_names)
+
+    def assign_variants(self, feature_service: FeatureService | str, entity_df: pd.DataFrame) -> pd.Series:
+        """The arm of each row of ``entity_df`` under a split (A/B) service, exactly as serving assigns it.
+
+        Rebuilds an arm's training rows without the feature logs (docs/versions.md)::
+
+            arms = store.assign_variants("price_ab", entity_df)
+            store.get_historical_features(entity_df[arms == "treatment"],
+                                          feature_service=store.variant_service("price_ab", "treatment"))
+        """
+        from ladle.retrieval.variants import assign_variants, require_split
+
+        snapshot = self.snapshot()
+        return assign_variants(self._online, snapshot, require_split(snapshot, feature_service), entity_df)
+
+    def variant_service(self, feature_service: FeatureService | str, arm: str) -> FeatureService:
+        """The feature service one arm of a split serves (a pinned arm's stored version)."""
+        from ladle.retrieval.variants import arm_definition, require_split
+
+        snapshot = self.snapshot()
+        return arm_definition(snapshot, require_split(snapshot, feature_service), arm)
 
     def get_historical_features(
         self,

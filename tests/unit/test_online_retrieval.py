@@ -21,6 +21,7 @@ from ladle.errors import (
     FeatureViewNotFoundError,
     InvalidFeatureReferenceError,
     RequestError,
+    VersionNotFoundError,
 )
 from ladle.online.base import ReadRequest, ViewRows
 from ladle.retrieval import online as online_module
@@ -222,7 +223,8 @@ def test_empty_request(retriever: OnlineRetriever) -> None:
         (["nope:price"], {"commodity_code": ["A"]}, FeatureViewNotFoundError),
         (["prices:nope"], {"commodity_code": ["A"]}, FeatureNotFoundError),
         (["prices:price:x"], {"commodity_code": ["A"]}, InvalidFeatureReferenceError),
-        (["prices@v2:price"], {"commodity_code": ["A"]}, InvalidFeatureReferenceError),
+        (["prices@v2:price"], {"commodity_code": ["A"]}, VersionNotFoundError),  # a pin of a version never stored
+        (["prices@2:price"], {"commodity_code": ["A"]}, InvalidFeatureReferenceError),  # a malformed pin
         ([""], {"commodity_code": ["A"]}, InvalidFeatureReferenceError),
         ([3], {"commodity_code": ["A"]}, InvalidFeatureReferenceError),
         ([["prices:price"]], {"commodity_code": ["A"]}, InvalidFeatureReferenceError),

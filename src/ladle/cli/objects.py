@@ -236,7 +236,8 @@ def feature_services() -> None:
 def _service_row(s: FeatureService) -> dict[str, Any]:
     return {
         "name": s.name,
-        "feature views": s.feature_view_names,
+        "feature views": [f"{v}@v{s.pins[v]}" if v in s.pins else v for v in s.feature_view_names]
+        or [f"{arm}: {target} ({weight:g})" for arm, (target, weight) in s.variants.items()],  # a split's arms
         "features": sum(len(p.features) for p in s.projections),
         "description": s.description,
         "tags": s.tags,

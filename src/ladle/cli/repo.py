@@ -57,6 +57,7 @@ def plan_command(ctx: CliContext, skip_source_validation: bool, output: str) -> 
         contents = load_repo(store.repo_path)
         result = store.plan(contents, skip_source_validation=skip_source_validation)
     _warn_unenforced(ctx, contents)
+    _warn_pins(result)
     _report(result, output)
 
 
@@ -67,9 +68,12 @@ def plan_command(ctx: CliContext, skip_source_validation: bool, output: str) -> 
     envvar="LADLE_APPLIED_BY",
     help="Who/what to record as the author of new versions [default: user@host ladle apply].",
 )
+@click.option("--force", is_flag=True, help="Apply even if the change breaks a consumer pinned to an older version.")
 @output_option
 @pass_context
-def apply_command(ctx: CliContext, skip_source_validation: bool, applied_by: str | None, output: str) -> None:
+def apply_command(
+    ctx: CliContext, skip_source_validation: bool, applied_by: str | None, force: bool, output: str
+) -> None:
     """Register the repo's definitions, remove those it no longer has, and prepare the online store."""
     with user_errors():
         store = ctx.store()
@@ -80,8 +84,17 @@ def apply_command(ctx: CliContext, skip_source_validation: bool, applied_by: str
             partial=False,
             skip_source_validation=skip_source_validation,
             applied_by=applied_by or default_applied_by("ladle apply"),
+            force=force,
         )
+    _warn_pins(result)
     _report(result, output)
+
+
+def _warn_pins(result: ApplyResult) -> None:
+    """Pinned consumers the change breaks (on stderr, before the plan; apply refused them unless --force)."""
+    verb = "applied anyway (--force)" if result.applied else "apply will refuse without --force"
+    for line in result.warnings:
+        err_console().print(f"[bold yellow]Warning:[/] {line}; {verb}.", highlight=False, soft_wrap=True)
 
 
 def _warn_unenforced(ctx: CliContext, contents: RepoContents) -> None:

@@ -1,5 +1,10 @@
 """Feature references (``view:feature``, a bare ``view``, or a feature service) → view selections.
 
+A reference may pin a stored version of its view: ``view@v3:feature`` (or a bare ``view@v3``) reads
+version 3 of the view's definition (schema, ttl, entities, source), and so does a feature service's
+``pins={"view": 3}``. Output columns keep the view's name as their prefix, so a model sees the same
+column names pinned or not (docs/versions.md).
+
 A :class:`ViewSelection` is the vocabulary retrieval and the offline stores share, so it lives with
 the definitions; :func:`resolve` reads definitions from any :class:`Catalog` (a registry snapshot).
 """
@@ -10,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ladle.definitions.feature_service import FeatureService
+from ladle.definitions.feature_service import FeatureService, parse_pinned
 from ladle.definitions.feature_view import FeatureView
 from ladle.errors import (
+    DefinitionError,
     FeatureNameCollisionError,
     FeatureServiceNotFoundError,
     InvalidFeatureReferenceError,
@@ -37,6 +43,14 @@ class Catalog(Protocol):
         ...
 
 
+class VersionedCatalog(Catalog, Protocol):
+    """A catalog that can also rebuild stored versions (pins); a registry snapshot is one."""
+
+    def feature_view_version(self, name: str, version: int) -> FeatureView:
+        """Version ``version`` of view ``name``; raises VersionNotFoundError."""
+        ...
+
+
 @dataclass(frozen=True)
 class ViewSelection:
     """Which features of a view a request reads, and under what output prefix."""
@@ -45,6 +59,7 @@ class ViewSelection:
     features: tuple[str, ...]
     prefix: str
     join_key_map: dict[str, str] = field(default_factory=dict)
+    version: int | None = None  # the pinned definition version, None for the latest
 
     def output_names(self, full_feature_names: bool) -> list[str]:
         """Column names in the response for this selection."""
@@ -86,43 +101,68 @@ def resolve(catalog: Catalog, features: FeatureRequest, full_feature_names: bool
 
 
 def _from_service(catalog: Catalog, service: FeatureService) -> list[ViewSelection]:
+    if service.is_split:
+        raise InvalidFeatureReferenceError(
+            f"feature service '{service.name}' splits traffic between {sorted(service.variants)}: read it with "
+            "get_online_features (each entity goes to its arm), or pick an arm's service for training data "
+            "(docs/versions.md)"
+        )
     out = []
     for proj in service.projections:
-        view = catalog.feature_view(proj.view_name)
+        version = service.pins.get(proj.view_name)
+        view = _view(catalog, proj.view_name, version)
         for name in proj.features:
             view.feature(name)
-        out.append(ViewSelection(view, tuple(proj.features), proj.name_to_use, dict(proj.join_key_map)))
+        out.append(ViewSelection(view, tuple(proj.features), proj.name_to_use, dict(proj.join_key_map), version))
     return out
+
+
+def split_ref(ref: str) -> tuple[str, int | None, str]:
+    """``"view@v3:feature"`` → ``("view", 3, "feature")``; the version is None when unpinned and the
+    feature empty for a bare view. Raises InvalidFeatureReferenceError if malformed."""
+    if not isinstance(ref, str) or not ref or ref.count(":") > 1:
+        raise InvalidFeatureReferenceError(
+            f"feature reference {ref!r} is malformed: use 'view:feature', 'view@vN:feature' or a bare 'view'"
+        )
+    view_name, _, feature = ref.partition(":")
+    try:
+        name, version = parse_pinned(view_name)
+    except DefinitionError as exc:
+        raise InvalidFeatureReferenceError(f"feature reference {ref!r}: {exc}") from None
+    return name, version, feature
+
+
+def _view(catalog: Catalog, name: str, version: int | None) -> FeatureView:
+    if version is None:
+        return catalog.feature_view(name)
+    lookup = getattr(catalog, "feature_view_version", None)
+    if lookup is None:
+        raise InvalidFeatureReferenceError(f"'{name}@v{version}': this catalog keeps no definition versions")
+    view: FeatureView = lookup(name, version)
+    return view
 
 
 def _from_refs(catalog: Catalog, refs: Sequence[str]) -> list[ViewSelection]:
     if not refs:
         raise RequestError("no features requested: pass 'view:feature' references or a feature service")
-    order: list[str] = []
-    wanted: dict[str, list[str]] = {}
+    views: dict[tuple[str, int | None], FeatureView] = {}
+    wanted: dict[tuple[str, int | None], list[str]] = {}
     for ref in refs:
-        if not isinstance(ref, str) or not ref or ref.count(":") > 1:
-            raise InvalidFeatureReferenceError(
-                f"feature reference {ref!r} is malformed: use 'view:feature' or a bare 'view'"
-            )
-        view_name, _, feature = ref.partition(":")
-        if "@" in view_name:
-            raise InvalidFeatureReferenceError(
-                f"feature reference {ref!r}: versioned views ('view@vN') are not supported"
-            )
-        if not feature and view_name not in catalog.feature_views:
+        view_name, version, feature = split_ref(ref)
+        if not feature and version is None and view_name not in catalog.feature_views:
             raise _bare_name_error(catalog, ref)
-        view = catalog.feature_view(view_name)
+        key = (view_name, version)
+        view = views.get(key)
+        if view is None:
+            view = views[key] = _view(catalog, view_name, version)
+            wanted[key] = []
         names = [feature] if feature else view.feature_names
         if feature:
             view.feature(feature)
-        if view_name not in wanted:
-            order.append(view_name)
-            wanted[view_name] = []
         for name in names:
-            if name not in wanted[view_name]:
-                wanted[view_name].append(name)
-    return [ViewSelection(catalog.feature_view(v), tuple(wanted[v]), v) for v in order]
+            if name not in wanted[key]:
+                wanted[key].append(name)
+    return [ViewSelection(views[k], tuple(wanted[k]), k[0], version=k[1]) for k in wanted]
 
 
 def _bare_name_error(catalog: Catalog, ref: str) -> InvalidFeatureReferenceError:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
@@ -26,7 +26,11 @@ from ladle.errors import (
     FeatureViewNotFoundError,
     PermissionNotFoundError,
     PushSourceNotFoundError,
+    VersionNotFoundError,
 )
+
+if TYPE_CHECKING:
+    from ladle.registry.versions import DefinitionVersions
 
 Kind = Literal["entity", "data_source", "feature_view", "feature_service", "permission"]
 #: Order in which kinds are loaded (views need entities).
@@ -80,6 +84,20 @@ class RegistrySnapshot:
     feature_views: Mapping[str, FeatureView] = field(default_factory=dict)
     feature_services: Mapping[str, FeatureService] = field(default_factory=dict)
     permissions: Mapping[str, Permission] = field(default_factory=dict)
+    #: Past versions of views and services, for pins (``view@v3``); None where no history is kept.
+    versions: DefinitionVersions | None = field(default=None, compare=False, repr=False)
+
+    def feature_view_version(self, name: str, version: int) -> FeatureView:
+        """Version ``version`` of feature view ``name`` (a pin); VersionNotFoundError if never stored."""
+        if self.versions is None:
+            raise VersionNotFoundError(f"{name}@v{version}", self.project, detail="this registry keeps no history")
+        return self.versions.feature_view(name, version, self.entities)
+
+    def feature_service_version(self, name: str, version: int) -> FeatureService:
+        """Version ``version`` of feature service ``name``; VersionNotFoundError if never stored."""
+        if self.versions is None:
+            raise VersionNotFoundError(f"{name}@v{version}", self.project, detail="this registry keeps no history")
+        return self.versions.feature_service(name, version)
 
     def entity(self, name: str) -> Entity:
         """The entity called ``name``."""

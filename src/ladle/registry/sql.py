@@ -55,6 +55,7 @@ from ladle.registry.schema import (
     object_versions,
     projects,
 )
+from ladle.registry.versions import DefinitionVersions
 from ladle.times import as_utc
 
 
@@ -71,6 +72,7 @@ class SqlRegistry:
         self._db = Database(config, Path(repo_path))
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        self._versions = DefinitionVersions(self.history, project)  # type: ignore[arg-type]
         self._cache = SnapshotCache(config.cache_ttl_seconds, config.cache_mode, self._probe_version, self._load)
         # A forked child must not share pooled connections with its parent, and needs its own refresher.
         ref = weakref.ref(self)
@@ -193,7 +195,7 @@ class SqlRegistry:
                 if inspector.has_table(name):
                     extra = sa.table(name, sa.column("project_id"))
                     conn.execute(extra.delete().where(extra.c.project_id == self.project))
-        self._cache.put(RegistrySnapshot(project=self.project, version=0))
+        self._cache.put(RegistrySnapshot(project=self.project, version=0, versions=self._versions))
 
     # -- materialization --------------------------------------------------------------------
     def record_materialization(self, view: str, start: datetime, end: datetime, rows: int) -> None:
@@ -309,6 +311,7 @@ class SqlRegistry:
             feature_views=views,
             feature_services=services,
             permissions=permissions,
+            versions=self._versions,
         )
 
     def _bump_version(self, conn: Connection, expected: int | None, who: str, now: datetime) -> int:

@@ -24,9 +24,10 @@ from ladle.definitions import (
     Permission,
     PushSource,
 )
-from ladle.errors import BackendError, DefinitionError, RepoError
+from ladle.errors import BackendError, DefinitionError, LadleError, PinConflictError, RepoError, VersionNotFoundError
 from ladle.registry.base import KINDS, Kind, ObjectChange, RegistrySnapshot, canonical_spec
 from ladle.repo.diff import ObjectDiff, diff_specs
+from ladle.repo.pins import pin_conflicts
 from ladle.repo.validate import Target, resolve_views, validate_target
 
 if TYPE_CHECKING:
@@ -120,6 +121,9 @@ class ApplyResult:
     base_version: int
     version: int
     applied: bool
+    #: Pinned consumers this change breaks (docs/versions.md): plan lists them, apply refuses them
+    #: unless forced (then they are listed here as what was accepted).
+    warnings: tuple[str, ...] = ()
 
     @property
     def added(self) -> list[ObjectDiff]:
@@ -153,6 +157,7 @@ class ApplyResult:
             "base_version": self.base_version,
             "version": self.version,
             "diffs": [d.to_dict() for d in self.diffs],
+            "warnings": list(self.warnings),
         }
 
 
@@ -166,6 +171,7 @@ class _Prepared:
     base: RegistrySnapshot
     target: Target
     diffs: tuple[ObjectDiff, ...]
+    warnings: tuple[str, ...] = ()
 
 
 def _prepare(
@@ -188,7 +194,26 @@ def _prepare(
             raise RepoError(f"{kind.replace('_', ' ')} '{obj.name}' is both applied and deleted")
         target[kind].pop(obj.name, None)
     target = validate_target(target, base)
-    return _Prepared(base, target, tuple(_diffs(base, target)))
+    diffs = tuple(_diffs(base, target))
+    return _Prepared(base, target, diffs, _pin_warnings(base, target) if diffs else ())
+
+
+def _pin_warnings(base: RegistrySnapshot, target: Target) -> tuple[str, ...]:
+    """The pinned consumers the change from ``base`` to ``target`` breaks (only the new breaks)."""
+    if not any(s.pins or s.variants for s in target["feature_service"].values()):
+        return ()
+
+    def spec_of(kind: str, name: str, version: int) -> Any:
+        if base.versions is None:
+            raise VersionNotFoundError(f"{name}@v{version}", base.project, detail="this registry keeps no history")
+        return base.versions.spec(kind, name, version)
+
+    after = pin_conflicts(target["feature_service"], target["feature_view"], spec_of)
+    try:
+        before = set(pin_conflicts(base.feature_services, base.feature_views, spec_of))
+    except LadleError:  # the registry's own pins are already unreadable: report everything
+        before = set()
+    return tuple(c for c in after if c not in before)
 
 
 def _registered(snapshot: RegistrySnapshot, kind: Kind) -> dict[str, Any]:
@@ -226,7 +251,7 @@ def plan(
         registry, offline_store, _contents(contents), objects_to_delete, partial, skip_source_validation
     )
     version = prepared.base.version
-    return ApplyResult(prepared.base.project, prepared.diffs, version, version, applied=False)
+    return ApplyResult(prepared.base.project, prepared.diffs, version, version, False, prepared.warnings)
 
 
 def apply(
@@ -240,15 +265,20 @@ def apply(
     skip_source_validation: bool = False,
     applied_by: str | None = None,
     authorize: Authorize | None = None,
+    force: bool = False,
 ) -> ApplyResult:
     """Validate, then write every change in one registry transaction, then update the online store.
 
     Raises :class:`~ladle.errors.ConflictError` (and writes nothing) if another apply changed the
     project after this one read it. ``authorize`` sees every change first; if it raises, nothing is written.
+    Raises :class:`~ladle.errors.PinConflictError` (and writes nothing) if the change breaks a pinned
+    consumer, unless ``force``.
     """
     prepared = _prepare(
         registry, offline_store, _contents(objects_or_contents), objects_to_delete, partial, skip_source_validation
     )
+    if prepared.warnings and not force:
+        raise PinConflictError(list(prepared.warnings))
     if authorize is not None:
         authorize(prepared.base, [(d, _object_of(prepared, d)) for d in prepared.diffs])
     changes = [
@@ -267,7 +297,9 @@ def apply(
             f"the registry was updated (project version {snapshot.version}) but preparing the online store "
             f"failed: {exc}. Run apply again to retry the online store update."
         ) from exc
-    return ApplyResult(snapshot.project, prepared.diffs, prepared.base.version, snapshot.version, applied=True)
+    return ApplyResult(
+        snapshot.project, prepared.diffs, prepared.base.version, snapshot.version, True, prepared.warnings
+    )
 
 
 def _object_of(prepared: _Prepared, diff: ObjectDiff) -> Any:

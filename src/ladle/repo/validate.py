@@ -21,6 +21,7 @@ from ladle.definitions import (
     KafkaSource,
     PushSource,
 )
+from ladle.definitions.feature_service import parse_pinned
 from ladle.errors import DataSourceError, DefinitionError
 from ladle.registry.base import Kind, RegistrySnapshot, canonical_spec, content_hash
 from ladle.types import JOIN_KEY_TYPES, compatible, dtype_from_arrow
@@ -174,7 +175,8 @@ def _checked_service(service: FeatureService, target: Target) -> FeatureService:
                 f"feature service '{service.name}' uses feature view '{proj.view_name}', which does not exist "
                 "after this apply"
             )
-        missing = [f for f in proj.features if f not in view.feature_names]
+        # A pinned view is checked against its pinned version by the pin check of plan/apply.
+        missing = [f for f in proj.features if f not in view.feature_names and proj.view_name not in service.pins]
         if missing:
             raise DefinitionError(
                 f"feature service '{service.name}': feature view '{view.name}' has no features {missing}; "
@@ -182,10 +184,19 @@ def _checked_service(service: FeatureService, target: Target) -> FeatureService:
             )
         features = proj.features or tuple(view.feature_names)
         projections.append(FeatureViewProjection(proj.view_name, features, proj.alias, dict(proj.join_key_map)))
+    for arm, (target_name, _) in service.variants.items():
+        arm_service = target["feature_service"].get(parse_pinned(target_name)[0])
+        if arm_service is None or arm_service.is_split:
+            what = "does not exist after this apply" if arm_service is None else "is itself a split"
+            raise DefinitionError(
+                f"feature service '{service.name}': variant '{arm}' uses feature service '{target_name}', which {what}"
+            )
     return FeatureService(
         name=service.name,
         features=projections,
         description=service.description,
         tags=service.tags,
         owner=service.owner,
+        pins=service.pins,
+        variants=service.variants,
     )

@@ -30,6 +30,7 @@ from ladle.online.keys import DUMMY_JOIN_KEY, key_types_for
 from ladle.registry.base import RegistrySnapshot
 from ladle.retrieval.plan import Features, OnlinePlan, PlanCache, ViewRead
 from ladle.retrieval.response import OnlineResponse
+from ladle.retrieval.variants import read_split, split_of
 from ladle.types import DType, FieldStatus, ValueType
 
 EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Any] | pd.DataFrame
@@ -77,6 +78,11 @@ class OnlineRetriever:
         """Latest values of ``features`` for each entity row (see the module docstring)."""
         snapshot = self.registry.snapshot()
         names, column, n = _entity_input(entity_rows)
+        if type(features) is not list:  # only a service can be a split: a list of references skips the check
+            split = split_of(snapshot, features)
+            if split is not None:
+                entities = {name: list(column(name)) for name in names}
+                return read_split(self, snapshot, split, entities, n, full_feature_names)[0]
         return self._run(self.plans.get(snapshot, features, full_feature_names, names), column, n)
 
     def plan(

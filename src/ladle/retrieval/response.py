@@ -21,12 +21,18 @@ class OnlineResponse:
     ``values[i][j]`` is the value of ``feature_names[i]`` for entity row ``j``;
     ``statuses[i][j]`` its :class:`~ladle.types.FieldStatus`; ``event_timestamps[i][j]`` the event
     time in microseconds since the epoch (0 for join keys and missing values).
+
+    When a split service (A/B, docs/versions.md) answered, ``variant`` names the arm that served
+    every row, and ``variants`` lists the arm of each row; if rows went to different arms,
+    ``variant`` is None and only ``variants`` tells them apart. Both are None without a split.
     """
 
     feature_names: list[str]
     values: list[list[Any]]
     statuses: list[list[int]]
     event_timestamps: list[list[int]]
+    variant: str | None = None
+    variants: list[str] | None = None
 
     def to_dict(self, include_event_timestamps: bool = False) -> dict[str, list[Any]]:
         """``{name: [value per entity row]}``, join keys included (Feast's shape).

@@ -209,8 +209,8 @@ def read_resources(snapshot: RegistrySnapshot, features: Sequence[str] | Feature
     if isinstance(features, str):
         return [Resource.of(snapshot.feature_service(features))]
     # The view of each "view:feature" (or bare "view"); references to no view are left to the read,
-    # which refuses them with its own error before anything is read.
-    names = dict.fromkeys(ref.partition(":")[0] for ref in features if isinstance(ref, str))
+    # which refuses them with its own error before anything is read. A pinned "view@v3" needs the view's.
+    names = dict.fromkeys(ref.partition(":")[0].partition("@")[0] for ref in features if isinstance(ref, str))
     views = snapshot.feature_views
     return [Resource.of(views[name]) for name in names if name in views]
 

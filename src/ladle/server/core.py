@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ladle.definitions import AuthzedAction
+from ladle.definitions import AuthzedAction, FeatureService
 from ladle.errors import MaterializationInProgressError, RequestError, RequestTooLargeError
 from ladle.registry.base import RegistrySnapshot
 from ladle.retrieval.online import OnlineRetriever
 from ladle.retrieval.plan import OnlinePlan
 from ladle.retrieval.push import PUSH_MODES
 from ladle.retrieval.response import OnlineResponse
+from ladle.retrieval.variants import read_split, split_of
 from ladle.security.auth import Authenticator, authenticator_for
 from ladle.security.permissions import Resource
 from ladle.security.principal import ANONYMOUS, Principal
@@ -138,6 +139,10 @@ class ServerCore:
         rows = check_entities(request.entities, self.settings.entity_limit)
         started = time.perf_counter()
         snapshot = self.store.snapshot()
+        if request.feature_service is not None:
+            split = split_of(snapshot, request.feature_service)
+            if split is not None:
+                return self._read_split(snapshot, split, request, rows, principal, via, started)
         plan = self.plan(snapshot, request)
         if snapshot.permissions and self.enforcer.applies(principal):
             self._authorize_read(snapshot, plan, request, principal, via)
@@ -145,6 +150,34 @@ class ServerCore:
         metrics.observe_online_read(rows, time.perf_counter() - started)
         self._observe_views(response, plan, rows)
         return response, plan
+
+    def _read_split(
+        self,
+        snapshot: RegistrySnapshot,
+        split: FeatureService,
+        request: OnlineRequest,
+        rows: int,
+        principal: Principal,
+        via: str,
+        started: float,
+    ) -> tuple[OnlineResponse, OnlinePlan]:
+        """A read through an A/B split service: each row from its arm (:mod:`ladle.retrieval.variants`).
+
+        Authorized on the split service itself; the plan returned is the (first) arm's, which the
+        encoders use when every row went to one arm.
+        """
+        if snapshot.permissions and self.enforcer.applies(principal):
+            self.enforcer.check(
+                snapshot, principal, AuthzedAction.READ_ONLINE, [Resource.of(split)],
+                event="get_online_features", source=via,
+            )  # fmt: skip
+        response, reads = read_split(
+            self.retriever, snapshot, split, request.entities, rows, request.full_feature_names
+        )
+        metrics.observe_online_read(rows, time.perf_counter() - started)
+        for arm in reads:
+            self._observe_views(arm.response, arm.plan, len(arm.rows))
+        return response, reads[0].plan
 
     def _authorize_read(
         self, snapshot: RegistrySnapshot, plan: OnlinePlan, request: OnlineRequest, principal: Principal, via: str

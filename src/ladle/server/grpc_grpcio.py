@@ -55,11 +55,16 @@ class _Base:
         metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
         return result
 
-    async def _online(self, request: Any, principal: Principal) -> Any:
+    async def _online(self, request: Any, principal: Principal, context: Any) -> Any:
         parsed = self.services.parse_online(request)
+        read = self.services.read_with_variant
         if parsed.rows > self.core.settings.offload_entities:
-            return await asyncio.get_running_loop().run_in_executor(None, self.services.read, parsed, principal)
-        return self.services.read(parsed, principal)
+            answer, variant = await asyncio.get_running_loop().run_in_executor(None, read, parsed, principal)
+        else:
+            answer, variant = read(parsed, principal)
+        if variant is not None:
+            await context.send_initial_metadata((("ladle-variant", variant),))
+        return answer
 
 
 class ServingServicer(_Base):
@@ -76,7 +81,8 @@ class ServingServicer(_Base):
 
     async def GetOnlineFeatures(self, request: Any, context: Any) -> Any:
         """Latest feature values, column-major like the REST response."""
-        return await self._call(f"/{SERVING}/GetOnlineFeatures", context, lambda who: self._online(request, who))
+        endpoint = f"/{SERVING}/GetOnlineFeatures"
+        return await self._call(endpoint, context, lambda who: self._online(request, who, context))
 
 
 class FeatureServerServicer(_Base):
@@ -84,7 +90,8 @@ class FeatureServerServicer(_Base):
 
     async def GetOnlineFeatures(self, request: Any, context: Any) -> Any:
         """Same as ``ServingService/GetOnlineFeatures``."""
-        return await self._call(f"/{LISTEN}/GetOnlineFeatures", context, lambda who: self._online(request, who))
+        endpoint = f"/{LISTEN}/GetOnlineFeatures"
+        return await self._call(endpoint, context, lambda who: self._online(request, who, context))
 
     async def Push(self, request: Any, context: Any) -> Any:
         """Push one row to every view fed by the push source named in ``stream_feature_view``."""

@@ -282,9 +282,11 @@ class H2Engine:
                 request = services.parse_online(_parse(serving_pb.GetOnlineFeaturesRequest, data))
                 if principal is None or request.rows > offload:
                     return offloaded(request, principal, context, started)
-                answer = services.read(request, principal)
+                answer, variant = services.read_with_variant(request, principal)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
+            if variant is not None:
+                context.response_headers = [("ladle-variant", variant)]
             metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
             return answer
 
@@ -292,9 +294,12 @@ class H2Engine:
             try:
                 if principal is None:  # a token not seen before: checked in a thread
                     principal = await services.principal(context.metadata)
-                answer = await asyncio.get_running_loop().run_in_executor(None, services.read, request, principal)
+                loop = asyncio.get_running_loop()
+                answer, variant = await loop.run_in_executor(None, services.read_with_variant, request, principal)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
+            if variant is not None:
+                context.response_headers = [("ladle-variant", variant)]
             metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
             return answer
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ladle.errors import RequestError
+from ladle.retrieval.variants import variant_label
 from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import codec, health
 from ladle.server._proto.feast.serving import GrpcServer_pb2 as listen_pb
@@ -98,6 +99,11 @@ class Services:
         """The ``GetOnlineFeaturesResponse`` bytes for one request."""
         response, plan = self.core.get_online_features(request, principal, "grpc")
         return plan_response_bytes(response, plan)
+
+    def read_with_variant(self, request: OnlineRequest, principal: Principal = ANONYMOUS) -> tuple[bytes, str | None]:
+        """:meth:`read`, and the split arm that answered (the ``ladle-variant`` metadata; None without a split)."""
+        response, plan = self.core.get_online_features(request, principal, "grpc")
+        return plan_response_bytes(response, plan), variant_label(response)
 
     async def push(self, request: Any, principal: Principal = ANONYMOUS) -> Any:
         """Push one row to every view fed by the push source named in ``stream_feature_view``."""

@@ -20,6 +20,8 @@ from urllib.parse import parse_qs
 import orjson
 
 from ladle.errors import RequestError, RequestTooLargeError
+from ladle.retrieval.response import OnlineResponse
+from ladle.retrieval.variants import variant_label
 from ladle.security.principal import ANONYMOUS, Principal
 from ladle.server import codec, health, metrics, swagger
 from ladle.server.core import OnlineRequest, ServerCore, parse_timestamp
@@ -44,12 +46,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class Response:
     """A status, a body and its content type."""
 
-    __slots__ = ("body", "content_type", "status")
+    __slots__ = ("body", "content_type", "headers", "status")
 
-    def __init__(self, status: int, body: bytes = b"", content_type: bytes = JSON) -> None:
+    def __init__(
+        self, status: int, body: bytes = b"", content_type: bytes = JSON, headers: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
         self.status = status
         self.body = body
         self.content_type = content_type
+        self.headers = headers  # extra response headers (e.g. X-Ladle-Variant)
 
 
 class ClientGone(Exception):
@@ -245,9 +250,10 @@ class RestApp:
         if request.rows > self.settings.offload_entities:
             loop = asyncio.get_running_loop()
             response, plan = await loop.run_in_executor(None, self.core.get_online_features, request, _principal(scope))
-            return Response(200, await loop.run_in_executor(None, codec.online_response_json, response, plan))
+            body = await loop.run_in_executor(None, codec.online_response_json, response, plan)
+            return Response(200, body, headers=_variant_header(response))
         response, plan = self.core.get_online_features(request, _principal(scope))
-        return Response(200, codec.online_response_json(response, plan))
+        return Response(200, codec.online_response_json(response, plan), headers=_variant_header(response))
 
     async def _push(self, scope: Scope, body: bytes) -> Response:
         data = _object(body)
@@ -319,6 +325,13 @@ class RestApp:
         return Response(200, self._openapi_body)
 
 
+def _variant_header(response: OnlineResponse) -> tuple[tuple[bytes, bytes], ...]:
+    """``X-Ladle-Variant`` after a split read (:func:`~ladle.retrieval.variants.variant_label`)."""
+    if response.variants is None:
+        return ()
+    return ((b"x-ladle-variant", str(variant_label(response)).encode()),)
+
+
 def _principal(scope: Scope) -> Principal:
     """The caller the auth check put in ``scope`` (ANONYMOUS under ``no_auth``)."""
     principal: Principal = scope.get(PRINCIPAL, ANONYMOUS)
@@ -343,6 +356,7 @@ async def _send(send: Send, response: Response) -> None:
             "headers": [
                 (b"content-type", response.content_type),
                 (b"content-length", str(len(response.body)).encode()),
+                *response.headers,
             ],
         }
     )

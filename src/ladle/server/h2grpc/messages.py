@@ -56,6 +56,8 @@ class CallContext:
     metadata: Mapping[str, str]
     peer: str
     deadline: float | None  # time.monotonic() value, or None
+    #: Extra response headers (initial metadata) a unary handler wants sent, e.g. ``ladle-variant``.
+    response_headers: list[tuple[str, str]] | None = None
 
 
 UnaryHandler = Callable[[bytes, CallContext], bytes | Awaitable[bytes]]
@@ -143,6 +145,10 @@ class HeaderBlocks:
         block = self._encoder.encode([NeverIndexedHeaderTuple(n, v) for n, v in headers], huffman=False)
         assert not self._encoder.header_table.dynamic_entries, "response headers must not be indexed"
         return bytes(block)
+
+    def with_metadata(self, metadata: list[tuple[str, str]]) -> bytes:
+        """The OK response headers plus custom initial metadata (lower-case ASCII names)."""
+        return self.encode([(":status", "200"), ("content-type", "application/grpc"), *metadata])
 
     def status(self, status: int, message: str, *, trailers_only: bool, http_status: int = 200) -> bytes:
         """Trailers carrying ``status`` (a Trailers-Only block when nothing was sent before)."""
