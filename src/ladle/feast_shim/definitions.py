@@ -10,6 +10,7 @@ Spark transformation, vector indexes). The objects are plain Ladle definitions a
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
@@ -181,7 +182,10 @@ class FeatureView(lad.FeatureView):
         udf: object = None,
         feature_transformation: object = None,
         enable_validation: bool = False,
+        version: str = "latest",
     ) -> None:
+        if version != "latest":
+            raise unsupported(f"version={version!r} on feature view '{name}'", "Ladle keeps one live version per view")
         if sink_source is not None:
             raise unsupported(f"sink_source on feature view '{name}'", "a view reads one source")
         _no_transformation("FeatureView", name, mode, udf, feature_transformation)
@@ -255,6 +259,13 @@ class FeatureService(lad.FeatureService):
         if logging_config is not None:
             log.warning("feature service '%s': logging_config is accepted but Ladle does not log served features", name)
         super().__init__(name=name, features=features, description=description, tags=tags, owner=owner)
+
+
+class ConflictPolicy(enum.Enum):
+    """``feast.ConflictPolicy``: importable; the label views that use it are refused."""
+
+    LAST_WRITE_WINS = "last_write_wins"
+    FIRST_WRITE_WINS = "first_write_wins"
 
 
 class Project:

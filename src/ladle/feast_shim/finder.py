@@ -43,14 +43,15 @@ def _module_getattr(feast_module: str, names: dict[str, object]) -> Any:
     def __getattr__(attr: str) -> object:
         if attr in names:
             return _resolve(feast_module, attr, names[attr])
+        if attr.startswith("__"):
+            raise AttributeError(attr)
         if feast_module == "feast" and attr in table.REFUSED:
             return fd.refused_class(attr, table.REFUSED[attr])
         if feast_module == "feast.types" and attr in table.REFUSED_TYPES:
             raise fd.unsupported(f"feast.types.{attr}", "Ladle has no column type for it")
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        raise AttributeError(
-            f"Ladle's Feast compatibility provides no {feast_module}.{attr} (see docs/feast-compat.md)"
+        # Not AttributeError: ``from feast import X`` would turn it into a message without the reason.
+        raise fd.unsupported(
+            f"{feast_module}.{attr}", "it is not in Ladle's Feast compatibility (docs/feast-compat.md)"
         )
 
     return __getattr__

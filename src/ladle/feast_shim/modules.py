@@ -28,7 +28,7 @@ REFUSED: dict[str, str] = {
     "ClickhouseSource": _WAREHOUSE,
     "CouchbaseColumnarSource": _WAREHOUSE,
     "KinesisSource": "Ladle reads streams from Kafka (KafkaSource) or pushes (PushSource)",
-    "LabelView": "label views are not part of Ladle",
+    "LabelView": "label views (mutable human labels) are not part of Ladle",
     "ValidationReference": "validation references are not part of Ladle's registry",
 }
 
@@ -74,6 +74,7 @@ _ROOT: dict[str, object] = {
     "PushSource": fd.PushSource,
     "KafkaSource": fd.KafkaSource,
     "Project": fd.Project,
+    "ConflictPolicy": fd.ConflictPolicy,
     "ValueType": lt.ValueType,
     "Aggregation": "ladle.definitions:Aggregation",
     "FeatureStore": "ladle.store:FeatureStore",

@@ -1,0 +1,158 @@
+"""Feast repos load unchanged: ``from feast import ...`` gives Ladle's definitions, and what Ladle
+cannot honour is refused with one line that names it."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ladle import Entity, FeatureService, FeatureView, FileSource, PushSource
+from ladle.cli.main import cli
+from ladle.errors import RepoError
+from ladle.feast_shim import feast_names
+from ladle.repo.loader import load_repo
+
+FEAST_REPO = Path(__file__).resolve().parents[1] / "e2e" / "feast_repo"
+YAML = "project: shim\nprovider: local\nregistry: data/registry.db\nonline_store: {type: sqlite, path: data/online.db}\n"
+HEAD = """
+from datetime import timedelta
+from feast import Entity, FeatureView, Field, FileSource
+from feast.types import Float64
+driver = Entity(name="driver", join_keys=["driver_id"])
+src = FileSource(name="src", path="data/x.parquet", timestamp_field="ts")
+"""
+
+
+def test_the_feast_written_repo_gives_ladle_definitions() -> None:
+    contents = load_repo(FEAST_REPO)
+    assert {e.name for e in contents.entities} == {"commodity", "country", "location"}
+    assert {v.name for v in contents.feature_views} == {
+        "commodity_price_features",
+        "economic_features",
+        "weather_features",
+    }
+    assert all(isinstance(o, (Entity, FileSource, PushSource, FeatureView, FeatureService)) for o in contents.objects())
+    commodity = next(e for e in contents.entities if e.name == "commodity")
+    assert commodity.to_spec() == Entity(
+        name="commodity",
+        join_keys=["commodity_code"],
+        value_type=commodity.value_type,
+        description="A traded commodity, e.g. crude_oil_wti, brent, natural_gas, gold.",
+        owner="market-data@commodity-analytics",
+        tags={"domain": "markets"},
+    ).to_spec()
+    # value_type left out in Feast's style: inferred from the source at apply
+    assert next(e for e in contents.entities if e.name == "country").value_type is None
+    service = contents.feature_services[0]
+    assert [(p.view_name, p.features) for p in service.projections][1] == (
+        "economic_features",
+        ("gdp_growth", "inflation_rate"),
+    )
+    prices = next(v for v in contents.feature_views if v.name == "commodity_price_features")
+    assert prices.source.name == "commodity_prices_push"
+    assert prices.batch_source.to_spec()["file_format"] == "parquet"
+
+
+def test_feast_modules_are_restored_after_a_load(tmp_path: Path) -> None:
+    # Stands for a real Feast imported by other code (the real one is tested in test_feast_coexist).
+    sentinel = types.ModuleType("feast")
+    sentinel_types = types.ModuleType("feast.types")
+    saved = {n: sys.modules.get(n) for n in ("feast", "feast.types")}
+    sys.modules["feast"], sys.modules["feast.types"] = sentinel, sentinel_types
+    try:
+        load_repo(FEAST_REPO)
+        assert sys.modules["feast"] is sentinel
+        assert sys.modules["feast.types"] is sentinel_types
+        assert "feast.data_format" not in sys.modules
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    assert not any(isinstance(f, type) and "feast" in f.__module__ for f in sys.meta_path)
+
+
+def test_the_finder_is_gone_after_the_block() -> None:
+    before = list(sys.meta_path)
+    with feast_names():
+        import feast
+
+        assert feast.FeatureView.__module__ == "ladle.feast_shim.definitions"
+    assert sys.meta_path == before
+    assert "feast" not in sys.modules or sys.modules["feast"] is not feast
+
+
+REFUSED = {
+    "warehouse source": (
+        "from feast import BigQuerySource\nBigQuerySource(table='p.d.t', timestamp_field='ts')\n",
+        "Ladle does not support BigQuerySource",
+    ),
+    "map dtype": ("from feast.types import Map\n", "Ladle does not support feast.types.Map"),
+    "delta files": (
+        "from feast.data_format import DeltaFormat\n"
+        "FileSource(name='d', path='x', timestamp_field='ts', file_format=DeltaFormat())\n",
+        "Ladle does not support file_format DeltaFormat (file source 'd')",
+    ),
+    "spark transformation": (
+        "from feast import BatchFeatureView\n"
+        "def f(df):\n    return df\n"
+        "BatchFeatureView(name='b', source=src, entities=[driver], udf=f, mode='spark')\n",
+        "Ladle does not support a BatchFeatureView with a transformation ('b', mode='spark')",
+    ),
+    "vector index": (
+        "Field(name='emb', dtype=Float64, vector_index=True)\n",
+        "Ladle does not support vector_index on field 'emb'",
+    ),
+    "kinesis": (
+        "from feast import KinesisSource\nKinesisSource(name='k')\n",
+        "Ladle does not support KinesisSource",
+    ),
+    "unknown module": (
+        "from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource\n",
+        "Ladle's Feast compatibility provides no module feast.infra.offline_stores.contrib",
+    ),
+    "unknown name": ("from feast import Frobnicator\n", "Ladle does not support feast.Frobnicator"),
+    "versioned view": (
+        "FeatureView(name='v', source=src, entities=[driver], version='v2')\n",
+        "Ladle does not support version='v2' on feature view 'v'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_unsupported_feast_definitions_are_refused_in_one_line(tmp_path: Path, case: str) -> None:
+    code, message = REFUSED[case]
+    (tmp_path / "feature_store.yaml").write_text(YAML)
+    (tmp_path / "repo.py").write_text(textwrap.dedent(HEAD) + code)
+    with pytest.raises(RepoError) as caught:
+        load_repo(tmp_path)
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("cannot load feature repo: repo.py:")
+    assert "\n" not in str(caught.value)
+
+
+def test_ladle_apply_of_a_refused_repo_exits_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "feature_store.yaml").write_text(YAML)
+    (tmp_path / "repo.py").write_text(textwrap.dedent(HEAD) + REFUSED["map dtype"][0])
+    result = CliRunner().invoke(cli, ["-c", str(tmp_path), "apply"])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert "Ladle does not support feast.types.Map" in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_a_feast_repo_plans_like_the_same_repo_written_for_ladle(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(FEAST_REPO, repo)
+    result = CliRunner().invoke(cli, ["-c", str(repo), "plan", "--skip-source-validation"])
+    assert result.exit_code == 0, result.output
+    for name in ("commodity_price_features", "price_model_v1", "commodity_prices_push", "country"):
+        assert name in result.output
