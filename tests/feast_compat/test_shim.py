@@ -19,7 +19,9 @@ from ladle.feast_shim import feast_names
 from ladle.repo.loader import load_repo
 
 FEAST_REPO = Path(__file__).resolve().parents[1] / "e2e" / "feast_repo"
-YAML = "project: shim\nprovider: local\nregistry: data/registry.db\nonline_store: {type: sqlite, path: data/online.db}\n"
+YAML = (
+    "project: shim\nprovider: local\nregistry: data/registry.db\nonline_store: {type: sqlite, path: data/online.db}\n"
+)
 HEAD = """
 from datetime import timedelta
 from feast import Entity, FeatureView, Field, FileSource
@@ -39,14 +41,17 @@ def test_the_feast_written_repo_gives_ladle_definitions() -> None:
     }
     assert all(isinstance(o, (Entity, FileSource, PushSource, FeatureView, FeatureService)) for o in contents.objects())
     commodity = next(e for e in contents.entities if e.name == "commodity")
-    assert commodity.to_spec() == Entity(
-        name="commodity",
-        join_keys=["commodity_code"],
-        value_type=commodity.value_type,
-        description="A traded commodity, e.g. crude_oil_wti, brent, natural_gas, gold.",
-        owner="market-data@commodity-analytics",
-        tags={"domain": "markets"},
-    ).to_spec()
+    assert (
+        commodity.to_spec()
+        == Entity(
+            name="commodity",
+            join_keys=["commodity_code"],
+            value_type=commodity.value_type,
+            description="A traded commodity, e.g. crude_oil_wti, brent, natural_gas, gold.",
+            owner="market-data@commodity-analytics",
+            tags={"domain": "markets"},
+        ).to_spec()
+    )
     # value_type left out in Feast's style: inferred from the source at apply
     assert next(e for e in contents.entities if e.name == "country").value_type is None
     service = contents.feature_services[0]
