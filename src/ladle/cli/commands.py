@@ -48,6 +48,11 @@ COMMANDS: dict[str, CommandEntry] = {
         "configuration",
         "Print the resolved configuration (defaults filled in, passwords masked) as YAML.",
     ),
+    "import-feast": CommandEntry(
+        "ladle.cli.feast",
+        "import_feast_command",
+        "Import a Feast registry (a registry.db protobuf file, or a SQL registry URL) into Ladle's registry.",
+    ),
     "entities": CommandEntry("ladle.cli.objects", "entities", "Browse entities."),
     "feature-views": CommandEntry(
         "ladle.cli.objects", "feature_views", "Browse feature views and their version history."

@@ -36,6 +36,8 @@ _SOURCE_TYPES = {
     11: "BATCH_SPARK",
     12: "BATCH_ATHENA",
 }
+#: The entity Feast adds to entity-less views; internal to Feast, never imported nor reported.
+DUMMY_ENTITY = "__dummy"
 # feast.core.FileFormat oneof members Ladle reads.
 _PARQUET = "parquet_format"
 
@@ -173,20 +175,27 @@ def feature_view_from_proto(
     """A Feast ``FeatureView`` (entities by name, the source from ``sources`` when named)."""
     spec = message.spec
     kind = "feature view"
-    return lad.FeatureView(**_view_args(kind, spec, entities, sources))
+    if spec.feature_transformation or spec.source_views:
+        raise Unmapped(kind, spec.name, "it has a transformation (a BatchFeatureView udf or source views)")
+    try:
+        return lad.FeatureView(**_view_args(kind, spec, entities, sources))
+    except DefinitionError as exc:
+        raise Unmapped(kind, spec.name, str(exc)) from None
 
 
 def _view_args(
     kind: str, spec: Any, entities: Mapping[str, lad.Entity], sources: Mapping[str, lad.DataSource]
 ) -> dict[str, Any]:
-    names = [n for n in spec.entities if n != "__dummy"]
+    names = [n for n in spec.entities if n != DUMMY_ENTITY]
     missing = [n for n in names if n not in entities]
     if missing:
         raise Unmapped(kind, spec.name, f"refers to entities {missing} that were not imported")
     if len(names) < len(spec.entities):
         raise Unmapped(kind, spec.name, "entity-less views are not supported by Ladle")
     schema = [field_from_proto(kind, spec.name, f) for f in spec.entity_columns]
-    schema += [field_from_proto(kind, spec.name, f) for f in spec.features]
+    keys = {f.name for f in schema}
+    # Feast lists a stream view's entity columns among its features too: one field each in Ladle.
+    schema += [field_from_proto(kind, spec.name, f) for f in spec.features if f.name not in keys]
     return {
         "name": spec.name,
         "source": _view_source(kind, spec, sources),
@@ -194,7 +203,7 @@ def _view_args(
         "entities": [entities[n] for n in names],
         "ttl": _seconds(spec.ttl),
         "online": spec.online,
-        "offline": spec.offline,
+        "offline": "offline" in spec.DESCRIPTOR.fields_by_name and spec.offline,
         "description": spec.description,
         "tags": _tags(spec.tags),
         "owner": spec.owner,
@@ -225,3 +234,89 @@ def feature_service_from_proto(message: Any, views: Mapping[str, lad.FeatureView
         )
     except DefinitionError as exc:
         raise Unmapped("feature service", spec.name, str(exc)) from None
+
+
+# feast.core.PermissionSpec.Type numbers → Ladle resource kinds (None: Ladle has no such kind).
+_PERMISSION_TYPES: dict[int, str | None] = {
+    0: "feature_view",
+    1: None,  # ON_DEMAND_FEATURE_VIEW
+    2: "feature_view",  # BATCH_FEATURE_VIEW
+    3: "feature_view",  # STREAM_FEATURE_VIEW
+    4: "entity",
+    5: "feature_service",
+    6: "data_source",
+    7: None,  # VALIDATION_REFERENCE
+    8: None,  # SAVED_DATASET
+    9: "permission",
+    10: None,  # PROJECT
+    11: None,  # LABEL_VIEW
+}
+_ACTIONS = ("CREATE", "DESCRIBE", "UPDATE", "DELETE", "READ_ONLINE", "READ_OFFLINE", "WRITE_ONLINE", "WRITE_OFFLINE")
+
+
+def _policy(name: str, policy: Any) -> lad.Policy:
+    which = policy.WhichOneof("policy_type")
+    if which == "role_based_policy":
+        return lad.RoleBasedPolicy(roles=list(policy.role_based_policy.roles))
+    if which == "group_based_policy":
+        return lad.GroupBasedPolicy(groups=list(policy.group_based_policy.groups))
+    if which == "namespace_based_policy":
+        return lad.NamespaceBasedPolicy(namespaces=list(policy.namespace_based_policy.namespaces))
+    if which == "combined_group_namespace_policy":
+        combined = policy.combined_group_namespace_policy
+        return lad.CombinedGroupNamespacePolicy(groups=list(combined.groups), namespaces=list(combined.namespaces))
+    return lad.AllowAll
+
+
+def permission_from_proto(message: Any) -> tuple[lad.Permission, list[str]]:
+    """A Feast ``Permission``, and notes on the resource types Ladle has no kind for (dropped)."""
+    spec = message.spec
+    kinds = {_PERMISSION_TYPES.get(t) for t in spec.types}
+    dropped = sorted({t for t in spec.types if _PERMISSION_TYPES.get(t) is None})
+    notes = [f"resource type numbers {dropped} have no Ladle kind and were left out"] if dropped else []
+    known = sorted(k for k in kinds if k is not None)
+    if spec.types and not known:
+        raise Unmapped("permission", spec.name, "it only covers resource types Ladle has not got")
+    try:
+        actions = [_ACTIONS[a] for a in spec.actions]
+    except IndexError:
+        raise Unmapped("permission", spec.name, f"unknown action numbers {list(spec.actions)}") from None
+    try:
+        permission = lad.Permission(
+            name=spec.name,
+            types=known or None,
+            name_patterns=list(spec.name_patterns),
+            actions=actions or list(_ACTIONS),
+            policy=_policy(spec.name, spec.policy),
+            tags=_tags(spec.tags),
+            required_tags=_tags(spec.required_tags),
+        )
+    except DefinitionError as exc:
+        raise Unmapped("permission", spec.name, str(exc)) from None
+    return permission, notes
+
+
+def stream_view_from_proto(
+    message: Any, entities: Mapping[str, lad.Entity], sources: Mapping[str, lad.DataSource]
+) -> lad.StreamFeatureView:
+    """A Feast ``StreamFeatureView`` without a transformation (functions are code: re-declare them)."""
+    spec = message.spec
+    kind = "stream feature view"
+    if spec.user_defined_function.name or spec.user_defined_function.body_text or spec.feature_transformation:
+        raise Unmapped(kind, spec.name, "its transformation function is code; declare the view in the Ladle repo")
+    args = _view_args(kind, spec, entities, sources)
+    aggregations = [
+        lad.Aggregation(
+            column=a.column,
+            function=a.function,
+            time_window=_seconds(a.time_window),
+            slide_interval=_seconds(a.slide_interval) or None,
+            name=a.name,
+        )
+        for a in spec.aggregations
+    ]
+    mode = spec.mode if spec.mode in ("pandas", "python") else "pandas"
+    try:
+        return lad.StreamFeatureView(**args, aggregations=aggregations, mode=mode)
+    except DefinitionError as exc:
+        raise Unmapped(kind, spec.name, str(exc)) from None
