@@ -52,7 +52,12 @@ def test_real_feast_is_untouched_around_a_ladle_load(feast_python: Path, tmp_pat
     assert result["real_proto"] == "FeatureView"
     assert result["feast_version"] == "0.67.0"
     assert result["ladle_view_module"] == "ladle.feast_shim.definitions"
-    assert result["ladle_views"] == ["commodity_price_features", "economic_features", "weather_features"]
+    assert result["ladle_views"] == [
+        "commodity_price_features",
+        "commodity_price_stream",
+        "economic_features",
+        "weather_features",
+    ]
 
 
 def test_the_feast_init_template_is_refused_in_one_line_naming_what_is_missing(

@@ -27,9 +27,11 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 EVENT = NOW - timedelta(hours=1)
 
 
-def _write(repo: Path, folder: str, columns: dict[str, list[object]]) -> None:
+def _write(repo: Path, folder: str, columns: dict[str, list[object]], times: list[datetime] | None = None) -> None:
     n = len(next(iter(columns.values())))
-    table = pa.table({**columns, "event_timestamp": [EVENT] * n, "created": [EVENT] * n})
+    stamps = times or [EVENT] * n
+    extra = {"created": stamps} if times is None else {}
+    table = pa.table({**columns, "event_timestamp": stamps, **extra})
     target = repo / "data" / "offline" / folder
     target.mkdir(parents=True)
     pq.write_table(table, target / "part-0.parquet")
@@ -56,6 +58,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"country_code": ["US"], "gdp_growth": [2.1], "inflation_rate": [3.2], "interest_rate": [5.0]},
     )
     _write(path, "weather", {"location_id": ["JFK"], "temperature_avg": [12.5], "storm_index": [0.1]})
+    ticks = {"commodity_code": ["brent", "brent", "brent"], "price": [74.0, 76.0, 75.0]}
+    _write(path, "commodity_ticks", ticks, [EVENT - timedelta(hours=3), EVENT - timedelta(hours=2), EVENT])
     runner = CliRunner()
     applied = runner.invoke(cli, ["-c", str(path), "apply"])
     assert applied.exit_code == 0, applied.output
@@ -98,6 +102,13 @@ def test_the_same_answers_come_over_feast_rest(store: FeatureStore) -> None:
     assert result["current_price"]["values"] == [75.25, None]
     assert result["current_price"]["statuses"] == ["PRESENT", "NOT_FOUND"]
     assert result["temperature_avg"]["values"] == [12.5, None]
+
+
+def test_the_stream_view_written_for_feast_serves_its_aggregates(store: FeatureStore) -> None:
+    features = ["commodity_price_stream:price_mean_24h", "commodity_price_stream:price_max_24h"]
+    values = store.get_online_features(features, [{"commodity_code": "brent"}]).to_dict()
+    assert values["price_mean_24h"] == [75.0]
+    assert values["price_max_24h"] == [76.0]
 
 
 def test_the_registry_holds_what_the_feast_repo_declared(store: FeatureStore) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ladle import Entity, FeatureService, FeatureView, FileSource, PushSource
+from ladle import Entity, FeatureService, FeatureView, FileSource, KafkaSource, PushSource
 from ladle.cli.main import cli
 from ladle.errors import RepoError
 from ladle.feast_shim import feast_names
@@ -36,10 +36,12 @@ def test_the_feast_written_repo_gives_ladle_definitions() -> None:
     assert {e.name for e in contents.entities} == {"commodity", "country", "location"}
     assert {v.name for v in contents.feature_views} == {
         "commodity_price_features",
+        "commodity_price_stream",
         "economic_features",
         "weather_features",
     }
-    assert all(isinstance(o, (Entity, FileSource, PushSource, FeatureView, FeatureService)) for o in contents.objects())
+    ladle_kinds = (Entity, FileSource, PushSource, KafkaSource, FeatureView, FeatureService)
+    assert all(isinstance(o, ladle_kinds) for o in contents.objects())
     commodity = next(e for e in contents.entities if e.name == "commodity")
     assert (
         commodity.to_spec()
