@@ -86,6 +86,15 @@ def test_feast_modules_are_restored_after_a_load(tmp_path: Path) -> None:
     assert not any(isinstance(f, type) and "feast" in f.__module__ for f in sys.meta_path)
 
 
+def test_push_mode_is_the_push_argument_ladle_takes(tmp_path: Path) -> None:
+    with feast_names():
+        from feast.data_source import PushMode
+    from ladle.retrieval.push import PUSH_MODES
+
+    assert [m for m in PushMode if m in PUSH_MODES] == list(PushMode)
+    assert PushMode.ONLINE_AND_OFFLINE == "online_and_offline"
+
+
 def test_the_finder_is_gone_after_the_block() -> None:
     before = list(sys.meta_path)
     with feast_names():

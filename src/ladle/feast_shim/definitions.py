@@ -261,6 +261,14 @@ class FeatureService(lad.FeatureService):
         super().__init__(name=name, features=features, description=description, tags=tags, owner=owner)
 
 
+class PushMode(enum.StrEnum):
+    """``feast.data_source.PushMode``: where ``store.push(..., to=...)`` writes; equal to Ladle's strings."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    ONLINE_AND_OFFLINE = "online_and_offline"
+
+
 class ConflictPolicy(enum.Enum):
     """``feast.ConflictPolicy``: importable; the label views that use it are refused."""
 

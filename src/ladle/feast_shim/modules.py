@@ -105,6 +105,7 @@ MODULES: dict[str, dict[str, object]] = {
         "DataSource": "ladle.definitions:DataSource",
         "PushSource": fd.PushSource,
         "KafkaSource": fd.KafkaSource,
+        "PushMode": fd.PushMode,
         **_REQUEST,
     },
     "feast.data_format": {
