@@ -8,11 +8,13 @@ venv's Python (subprocesses), never imported into Ladle's process.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,3 +64,33 @@ def run_feast(python: Path, args: list[str], cwd: Path, timeout: float = 300) ->
 def ladle_paths() -> tuple[str, str]:
     """Ladle's ``src`` and the site-packages of Ladle's venv (appended after Feast's own, for orjson & co)."""
     return str(ROOT / "src"), sysconfig.get_paths()["purelib"]
+
+
+#: Feast message names whose descriptors the tests compare with Ladle's (see test_import_protos.py).
+FEAST_MESSAGES: dict[str, str] = {
+    "Duration": "google.protobuf.Duration",
+    "Timestamp": "google.protobuf.Timestamp",
+    "FileOptions": "feast.core.DataSource.FileOptions",
+    "KafkaOptions": "feast.core.DataSource.KafkaOptions",
+    "RequestDataOptions": "feast.core.DataSource.RequestDataOptions",
+    "SchemaJson": "feast.core.StreamFormat.JsonFormat",
+    "NamedSpec": "feast.core.SavedDatasetSpec",
+}
+
+
+def feast_message_name(ours: str) -> str:
+    """The full Feast name of one of Ladle's declared registry messages."""
+    return FEAST_MESSAGES.get(ours, f"feast.core.{ours}")
+
+
+@pytest.fixture(scope="session")
+def feast_introspection(feast_python: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Feast's public surface and the descriptors of its registry messages, from one Feast process."""
+    from ladle.feast_import._proto import declared_fields
+
+    names = sorted({feast_message_name(n) for n in declared_fields()})
+    script = Path(__file__).with_name("extract_surface.py")
+    done = run_feast(feast_python, [str(script), json.dumps(names)], cwd=tmp_path_factory.mktemp("introspect"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result

@@ -6,6 +6,8 @@ It prints JSON: Feast's version, its public definition classes (``feast.__all__`
 than the store and the config), the public methods of ``FeatureStore`` with their parameter names,
 every CLI verb (``feast`` command paths) and every route of the Python feature server. This file
 never imports Ladle, and Ladle never imports it: it runs only in Feast's own environment.
+With a JSON list of message names as argument it prints ``{"surface": ..., "descriptors": ...}``
+(number, type and repetition of each message's fields) instead, for the tests.
 """
 
 import inspect
@@ -66,6 +68,18 @@ def _routes():  # type: ignore[no-untyped-def]
     return sorted(found)
 
 
+def _descriptors(names):  # type: ignore[no-untyped-def]
+    import feast.protos.feast.core.Registry_pb2  # noqa: F401 - registers every core message
+    from google.protobuf import descriptor_pool
+
+    pool = descriptor_pool.Default()
+    out = {}
+    for name in names:
+        found = pool.FindMessageTypeByName(name)
+        out[name] = {f.name: [f.number, f.type, f.is_repeated] for f in found.fields}
+    return out
+
+
 def main() -> None:
     import feast
     from feast.cli.cli import cli
@@ -77,6 +91,8 @@ def main() -> None:
         "cli_verbs": _verbs(cli),
         "server_routes": _routes(),
     }
+    if len(sys.argv) > 1:  # the tests also ask for protobuf descriptors, to save starting Feast twice
+        surface = {"surface": surface, "descriptors": _descriptors(json.loads(sys.argv[1]))}
     json.dump(surface, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
 

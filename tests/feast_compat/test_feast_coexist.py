@@ -60,6 +60,7 @@ def test_real_feast_is_untouched_around_a_ladle_load(feast_python: Path, tmp_pat
     ]
 
 
+@pytest.mark.slow
 def test_the_feast_init_template_is_refused_in_one_line_naming_what_is_missing(
     feast_python: Path, tmp_path: Path
 ) -> None:

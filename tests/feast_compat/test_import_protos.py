@@ -3,53 +3,26 @@ numbers, same wire types, for every field Ladle declares."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from feast_compat.conftest import run_feast
+from feast_compat.conftest import feast_message_name
 from ladle.feast_import._proto import declared_fields
 
 pytestmark = pytest.mark.feast_client
 
-# Ladle's message name -> Feast's full name (where Ladle's own name differs or is shared).
-FEAST_NAMES = {
-    "Duration": "google.protobuf.Duration",
-    "Timestamp": "google.protobuf.Timestamp",
-    "FileOptions": "feast.core.DataSource.FileOptions",
-    "KafkaOptions": "feast.core.DataSource.KafkaOptions",
-    "RequestDataOptions": "feast.core.DataSource.RequestDataOptions",
-    "SchemaJson": "feast.core.StreamFormat.JsonFormat",
-    "NamedSpec": "feast.core.SavedDatasetSpec",
-}
-
-DUMP = """
-import json, sys
-from google.protobuf import descriptor_pool
-import feast.protos.feast.core.Registry_pb2  # registers every core message
-pool = descriptor_pool.Default()
-out = {}
-for name in json.loads(sys.argv[1]):
-    d = pool.FindMessageTypeByName(name)
-    out[name] = {f.name: [f.number, f.type, f.is_repeated] for f in d.fields}
-print(json.dumps(out))
-"""
 # Wire types Ladle may declare in place of Feast's: enum as int32, message as bytes.
 ENUM, INT32, MESSAGE, BYTES = 14, 5, 11, 12
 SCALARS = {"string": 9, "bool": 8, "int64": 3}
 
 
-def test_declared_fields_match_feast(feast_python: Path, tmp_path: Path) -> None:
-    declared = declared_fields()
-    names = {n: FEAST_NAMES.get(n, f"feast.core.{n}") for n in declared}
-    done = run_feast(feast_python, ["-c", DUMP, json.dumps(sorted(set(names.values())))], cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    feast = json.loads(done.stdout.strip().splitlines()[-1])
-    for ours, fields in declared.items():
-        theirs = feast[names[ours]]
+def test_declared_fields_match_feast(feast_introspection: dict[str, Any]) -> None:
+    feast = feast_introspection["descriptors"]
+    for ours, fields in declared_fields().items():
+        theirs = feast[feast_message_name(ours)]
         for name, number, kind, repeated in fields:
-            assert name in theirs, f"{ours}.{name} is not a field of {names[ours]}"
+            assert name in theirs, f"{ours}.{name} is not a field of {feast_message_name(ours)}"
             their_number, their_type, their_repeated = theirs[name]
             assert number == their_number, f"{ours}.{name}: number {number}, Feast says {their_number}"
             if kind == "map":
