@@ -52,11 +52,11 @@ class Unmapped(Exception):
         self.reason = reason
 
 
-def _dtype(kind: str, name: str, value_type: int) -> DType:
+def _dtype(kind: str, owner: str, field: str, value_type: int) -> DType:
     try:
         return dtype_from_value_type(ValueType(value_type))
     except (ValueError, DefinitionError):
-        raise Unmapped(kind, name, f"value type {value_type} has no Ladle dtype") from None
+        raise Unmapped(kind, owner, f"field '{field}': value type {value_type} has no Ladle dtype") from None
 
 
 def _tags(tags: Mapping[str, str]) -> dict[str, str]:
@@ -73,7 +73,7 @@ def field_from_proto(kind: str, owner: str, spec: Any) -> lad.Field:
         raise Unmapped(kind, owner, f"field '{spec.name}' has a vector index (Ladle has no vector search)")
     return lad.Field(
         name=spec.name,
-        dtype=_dtype(kind, f"{owner}.{spec.name}", spec.value_type),
+        dtype=_dtype(kind, owner, spec.name, spec.value_type),
         description=spec.description,
         tags=_tags(spec.tags),
     )

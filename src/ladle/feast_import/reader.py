@@ -73,9 +73,12 @@ def _read_sql(url: str) -> Any:
     registry = message_class("Registry")()
     try:
         with engine.connect() as conn:
-            present = set(sa.inspect(conn).get_table_names())
-            if "entities" not in present or "feature_views" not in present:
-                raise ConfigError(f"{url}: no Feast SQL registry tables (entities, feature_views) in this database")
+            inspector = sa.inspect(conn)
+            present = set(inspector.get_table_names())
+            views = inspector.get_columns("feature_views") if "feature_views" in present else []
+            columns = {c["name"] for c in views}
+            if "entities" not in present or "feature_view_proto" not in columns:
+                raise ConfigError(f"{url}: not a Feast SQL registry (no Feast tables such as feature_views)")
             for table, (field, column, message) in SQL_TABLES.items():
                 if table not in present:
                     continue
