@@ -78,7 +78,10 @@ def main() -> None:
         "stream_feature_views": {
             v.name: {
                 **_view(v),
-                "aggregations": [[a.column, a.function, a.time_window.total_seconds(), a.name] for a in v.aggregations],
+                "aggregations": [
+                    [a.column, a.function, a.time_window.total_seconds(), a.name, a.slide_interval.total_seconds()]
+                    for a in v.aggregations
+                ],
             }
             for v in store.list_stream_feature_views()
         },

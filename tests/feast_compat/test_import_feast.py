@@ -132,11 +132,27 @@ def _compare(feast: dict[str, Any], store: FeatureStore, report: dict[str, Any])
     assert set(streams) == set(feast["stream_feature_views"])
     for name, want in feast["stream_feature_views"].items():
         v = streams[name]
-        aggs = [[a.column, a.function, a.window.total_seconds(), a.name] for a in v.aggregations]
+        aggs = [
+            [a.column, a.function, a.window.total_seconds(), a.name, a.slide_interval and a.slide_interval.total_seconds()]
+            for a in v.aggregations
+        ]
         got = {**_view(v), "aggregations": aggs}
+        # Feast stores slide_interval = time_window by default: imported as Ladle's continuous window (None)
+        expected_aggs = [[*a[:4], None if a[4] == a[2] else a[4]] for a in want["aggregations"]]
         # Ladle's stream view serves its aggregations; Feast lists the entity column among features too.
         keys = {c[0] for c in want["entity_columns"]}
-        assert got == {**want, "features": [f for f in want["features"] if f[0] not in keys]}, name
+        features = [f for f in want["features"] if f[0] not in keys]
+        assert got == {**want, "features": features, "aggregations": expected_aggs}, name
+
+    notes = {(n["kind"], n["name"], n["note"]) for n in report["notes"]}
+    for name, view in feast["stream_feature_views"].items():
+        for agg in view["aggregations"]:
+            if agg[4] == agg[2]:
+                note = (
+                    f"aggregation '{agg[3]}': slide_interval = time_window (Feast's default) "
+                    "imported as a continuous window"
+                )
+                assert ("stream feature view", name, note) in notes
 
     odfvs = set(feast["on_demand_feature_views"])
     skipped = {(s["kind"], s["name"]) for s in report["not_imported"]}

@@ -122,7 +122,7 @@ def map_registry(registry: Any, project: str | None = None) -> ImportReport:
             report,
             "stream feature view",
             mine(registry.stream_feature_views),
-            lambda v: m.stream_view_from_proto(v, entities, sources),
+            lambda v: _stream_view(report, v, entities, sources),
         )
     )
     services = _mapped(report, "feature service", mine(registry.feature_services), lambda s: _service(report, s, views))
@@ -156,6 +156,14 @@ def _service(report: ImportReport, message: Any, views: dict[str, lad.FeatureVie
     if spec.logging_config:
         report.notes.append(Skipped("feature service", spec.name, "logging_config dropped (Ladle does not log)"))
     return m.feature_service_from_proto(message, views)
+
+
+def _stream_view(
+    report: ImportReport, message: Any, entities: dict[str, lad.Entity], sources: dict[str, lad.DataSource]
+) -> lad.StreamFeatureView:
+    view, notes = m.stream_view_from_proto(message, entities, sources)
+    report.notes.extend(Skipped("stream feature view", view.name, n) for n in notes)
+    return view
 
 
 def _permission(report: ImportReport, message: Any) -> lad.Permission:

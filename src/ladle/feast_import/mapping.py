@@ -298,25 +298,38 @@ def permission_from_proto(message: Any) -> tuple[lad.Permission, list[str]]:
 
 def stream_view_from_proto(
     message: Any, entities: Mapping[str, lad.Entity], sources: Mapping[str, lad.DataSource]
-) -> lad.StreamFeatureView:
-    """A Feast ``StreamFeatureView`` without a transformation (functions are code: re-declare them)."""
+) -> tuple[lad.StreamFeatureView, list[str]]:
+    """A Feast ``StreamFeatureView`` without a transformation (functions are code: re-declare them).
+
+    Feast stores ``slide_interval = time_window`` when none was given (its default); such an
+    aggregation is imported as Ladle's continuous window, as the same repo loaded through the
+    ``feast`` names gives (docs/migrating-from-feast.md). The notes say which.
+    """
     spec = message.spec
     kind = "stream feature view"
     if spec.user_defined_function.name or spec.user_defined_function.body_text or spec.feature_transformation:
         raise Unmapped(kind, spec.name, "its transformation function is code; declare the view in the Ladle repo")
     args = _view_args(kind, spec, entities, sources)
-    aggregations = [
-        lad.Aggregation(
-            column=a.column,
-            function=a.function,
-            time_window=_seconds(a.time_window),
-            slide_interval=_seconds(a.slide_interval) or None,
-            name=a.name,
+    aggregations: list[lad.Aggregation] = []
+    notes: list[str] = []
+    for a in spec.aggregations:
+        window, slide = _seconds(a.time_window), _seconds(a.slide_interval)
+        if slide == window:
+            notes.append(
+                f"aggregation '{a.name or a.column}': slide_interval = time_window (Feast's default) "
+                "imported as a continuous window"
+            )
+        aggregations.append(
+            lad.Aggregation(
+                column=a.column,
+                function=a.function,
+                time_window=window,
+                slide_interval=None if slide in (window, timedelta(0)) else slide,
+                name=a.name,
+            )
         )
-        for a in spec.aggregations
-    ]
     mode = spec.mode if spec.mode in ("pandas", "python") else "pandas"
     try:
-        return lad.StreamFeatureView(**args, aggregations=aggregations, mode=mode)
+        return lad.StreamFeatureView(**args, aggregations=aggregations, mode=mode), notes
     except DefinitionError as exc:
         raise Unmapped(kind, spec.name, str(exc)) from None
