@@ -133,7 +133,7 @@ def _compare(feast: dict[str, Any], store: FeatureStore, report: dict[str, Any])
     for name, want in feast["stream_feature_views"].items():
         v = streams[name]
         aggs = [
-            [a.column, a.function, a.window.total_seconds(), a.name, a.slide_interval and a.slide_interval.total_seconds()]
+            [a.column, a.function, a.window.total_seconds(), a.name, a.slide_interval and a.slide_interval.seconds]
             for a in v.aggregations
         ]
         got = {**_view(v), "aggregations": aggs}
