@@ -132,9 +132,10 @@ def _compare(feast: dict[str, Any], store: FeatureStore, report: dict[str, Any])
     assert set(streams) == set(feast["stream_feature_views"])
     for name, want in feast["stream_feature_views"].items():
         v = streams[name]
+        slides = [a.slide_interval.total_seconds() if a.slide_interval else None for a in v.aggregations]
         aggs = [
-            [a.column, a.function, a.window.total_seconds(), a.name, a.slide_interval and a.slide_interval.seconds]
-            for a in v.aggregations
+            [a.column, a.function, a.window.total_seconds(), a.name, slide]
+            for a, slide in zip(v.aggregations, slides, strict=True)
         ]
         got = {**_view(v), "aggregations": aggs}
         # Feast stores slide_interval = time_window by default: imported as Ladle's continuous window (None)
