@@ -6,8 +6,8 @@ It prints JSON: Feast's version, its public definition classes (``feast.__all__`
 than the store and the config), the public methods of ``FeatureStore`` with their parameter names,
 every CLI verb (``feast`` command paths) and every route of the Python feature server. This file
 never imports Ladle, and Ladle never imports it: it runs only in Feast's own environment.
-With a JSON list of message names as argument it prints ``{"surface": ..., "descriptors": ...}``
-(number, type and repetition of each message's fields) instead, for the tests.
+With a JSON list of message names as argument it prints ``{"surface": ..., "descriptors": ...,
+"yaml_keys": ...}`` (each message's fields; the top-level ``feature_store.yaml`` keys) instead, for the tests.
 """
 
 import inspect
@@ -92,7 +92,10 @@ def main() -> None:
         "server_routes": _routes(),
     }
     if len(sys.argv) > 1:  # the tests also ask for protobuf descriptors, to save starting Feast twice
-        surface = {"surface": surface, "descriptors": _descriptors(json.loads(sys.argv[1]))}
+        from feast.repo_config import RepoConfig
+
+        keys = sorted(f.alias or name for name, f in RepoConfig.model_fields.items() if name != "repo_path")
+        surface = {"surface": surface, "descriptors": _descriptors(json.loads(sys.argv[1])), "yaml_keys": keys}
     json.dump(surface, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
 

@@ -8,13 +8,14 @@ import sys
 import textwrap
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from ladle import Entity, FeatureService, FeatureView, FileSource, KafkaSource, PushSource
 from ladle.cli.main import cli
-from ladle.errors import RepoError
+from ladle.errors import ConfigError, RepoError
 from ladle.feast_shim import feast_names
 from ladle.repo.loader import load_repo
 
@@ -172,3 +173,29 @@ def test_a_feast_repo_plans_like_the_same_repo_written_for_ladle(tmp_path: Path)
     assert result.exit_code == 0, result.output
     for name in ("commodity_price_features", "price_model_v1", "commodity_prices_push", "country"):
         assert name in result.output
+
+
+@pytest.mark.feast_client
+def test_every_top_level_feast_yaml_key_loads(feast_introspection: dict[str, Any]) -> None:
+    from ladle.config import load_config
+
+    keys = feast_introspection["yaml_keys"]
+    assert {"project", "registry", "online_store", "offline_store", "auth"} <= set(keys)
+    values: dict[str, Any] = {
+        "project": "p",
+        "provider": "local",
+        "entity_key_serialization_version": 3,
+        "coerce_tz_aware": True,
+        "project_description": "a Feast project",
+        "registry": "data/registry.db",
+        "online_store": {"type": "sqlite"},
+        "offline_store": {"type": "file"},
+        "auth": {"type": "no_auth"},
+    }
+    refused = []
+    for key in keys:
+        try:
+            load_config({"project": "p", key: values.get(key, {})}, ".")
+        except ConfigError as exc:
+            refused.append(f"{key}: {exc}")
+    assert not refused, refused
