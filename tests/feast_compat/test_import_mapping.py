@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from ladle import FeatureStore
+from ladle import FeatureStore, FileSource
 from ladle.cli.main import cli
 from ladle.errors import ConfigError
 from ladle.feast_import import map_registry
@@ -138,3 +138,29 @@ def test_ladles_own_registry_is_not_taken_for_feasts(tmp_path: Path) -> None:
     result = _import(repo, repo / "data" / "registry.db")
     assert result.exit_code == 1
     assert "not a Feast SQL registry" in result.output
+
+
+def test_paths_relative_to_the_feast_repo(tmp_path: Path) -> None:
+    feast_repo, repo = tmp_path / "feast_repo", tmp_path / "ladle_repo"
+    (feast_repo / "data").mkdir(parents=True)
+    repo.mkdir()
+    (repo / "feature_store.yaml").write_text("project: p\nregistry: data/registry.db\n")
+    trips = {"driver_id": [1], "conv_rate": [0.5], "ts": pa.array([0], pa.timestamp("s"))}
+    pq.write_table(pa.table(trips), feast_repo / "data" / "trips.parquet")
+    registry = _registry()
+    _view(registry, "good")
+    feast_file = feast_repo / "data" / "registry.db"
+    feast_file.write_bytes(registry.SerializeToString())
+    # relative to the Ladle repo the file is not there: validation says so, nothing is written
+    missing = _import(repo, feast_file)
+    assert missing.exit_code == 1 and "trips.parquet" in missing.output, missing.output
+    done = _import(repo, feast_file, "--paths-relative-to", str(feast_repo))
+    assert done.exit_code == 0, done.output
+    store = FeatureStore(repo_path=repo)
+    try:
+        source = store.get_data_source("trips")
+        assert isinstance(source, FileSource)
+        assert source.path == str(feast_repo.resolve() / "data" / "trips.parquet")
+        assert store.get_feature_view("good").batch_source.path == source.path
+    finally:
+        store.close()

@@ -18,10 +18,22 @@ from ladle.cli.context import CliContext, emit, output_option, pass_context, use
     is_flag=True,
     help="Do not open the sources' files to check their columns (e.g. paths of another machine).",
 )
+@click.option(
+    "--paths-relative-to",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="The Feast repo's directory: relative source paths become absolute against it (else against this repo).",
+)
 @output_option
 @pass_context
 def import_feast_command(
-    ctx: CliContext, location: str, project: str | None, dry_run: bool, skip_source_validation: bool, output: str
+    ctx: CliContext,
+    location: str,
+    project: str | None,
+    dry_run: bool,
+    skip_source_validation: bool,
+    paths_relative_to: str | None,
+    output: str,
 ) -> None:
     """Import a Feast registry (a registry.db protobuf file, or a SQL registry URL) into Ladle's registry.
 
@@ -32,7 +44,12 @@ def import_feast_command(
 
     with user_errors():
         report = import_feast(
-            ctx.store(), location, project, dry_run=dry_run, skip_source_validation=skip_source_validation
+            ctx.store(),
+            location,
+            project,
+            dry_run=dry_run,
+            skip_source_validation=skip_source_validation,
+            paths_relative_to=paths_relative_to,
         )
     if output == "json":
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ladle import definitions as lad
@@ -172,6 +173,24 @@ def _permission(report: ImportReport, message: Any) -> lad.Permission:
     return permission
 
 
+def _rebase_source(source: Any, base: Path) -> None:
+    uri = source.file_options.uri
+    if uri and "://" not in uri and not Path(uri).is_absolute():
+        source.file_options.uri = str((base / uri).resolve())
+    if source.HasField("batch_source"):
+        _rebase_source(source.batch_source, base)
+
+
+def rebase_paths(registry: Any, base: Path) -> None:
+    """Make every relative file-source path of the registry absolute against ``base`` (the Feast repo)."""
+    for source in registry.data_sources:
+        _rebase_source(source, base)
+    for view in [*registry.feature_views, *registry.stream_feature_views]:
+        for field_name in ("batch_source", "stream_source"):
+            if view.spec.HasField(field_name):
+                _rebase_source(getattr(view.spec, field_name), base)
+
+
 def import_feast(
     store: FeatureStore,
     location: str,
@@ -179,9 +198,17 @@ def import_feast(
     *,
     dry_run: bool = False,
     skip_source_validation: bool = False,
+    paths_relative_to: str | Path | None = None,
 ) -> ImportReport:
-    """Import one project of the Feast registry at ``location`` into ``store``'s project."""
-    report = map_registry(read_registry(location), project)
+    """Import one project of the Feast registry at ``location`` into ``store``'s project.
+
+    ``paths_relative_to`` (the Feast repo's directory) makes relative file-source paths absolute;
+    without it they stay relative and resolve against the Ladle repo, as in any Ladle definition.
+    """
+    registry = read_registry(location)
+    if paths_relative_to is not None:
+        rebase_paths(registry, Path(paths_relative_to).resolve())
+    report = map_registry(registry, project)
     if not report.objects:
         return report
     if dry_run:
