@@ -199,3 +199,42 @@ def test_every_top_level_feast_yaml_key_loads(feast_introspection: dict[str, Any
         except ConfigError as exc:
             refused.append(f"{key}: {exc}")
     assert not refused, refused
+
+
+ACCEPTED = """
+from datetime import timedelta
+from feast import BatchFeatureView, Entity, FeatureService, FeatureView, Field, FileSource, Project
+from feast.feature_logging import LoggingConfig
+from feast.infra.offline_stores.file_source import FileLoggingDestination
+from feast.types import Float32, Int64
+
+project = Project(name="shim", description="the feast init template's habits")
+driver = Entity(name="driver", join_keys=["driver_id"])
+src = FileSource(name="driver_stats", path="data/driver_stats.parquet", timestamp_field="event_timestamp",
+                 created_timestamp_column="created")
+conv = Field(name="conv_rate", dtype=Float32)
+assert isinstance(conv, Field)
+stats = FeatureView(name="driver_hourly_stats", entities=[driver], ttl=timedelta(days=1),
+                    schema=[conv, Field(name="avg_daily_trips", dtype=Int64, description="trips")],
+                    source=src, online=True, tags={"team": "drivers"}, enable_validation=True, version="latest")
+batch = BatchFeatureView(name="driver_batch", entities=[driver], schema=[conv], source=src)
+service = FeatureService(name="driver_activity", features=[stats[["conv_rate"]], batch],
+                         logging_config=LoggingConfig(destination=FileLoggingDestination(path="data")))
+"""
+
+
+def test_the_template_habits_ladle_accepts_load_as_ladle_definitions(tmp_path: Path) -> None:
+    (tmp_path / "feature_store.yaml").write_text(YAML)
+    (tmp_path / "repo.py").write_text(ACCEPTED)
+    contents = load_repo(tmp_path)
+    assert [e.name for e in contents.entities] == ["driver"]
+    assert contents.entities[0].value_type is None  # inferred from the source at apply
+    views = {v.name: v for v in contents.feature_views}
+    assert set(views) == {"driver_hourly_stats", "driver_batch"}
+    assert isinstance(views["driver_batch"], FeatureView)
+    assert views["driver_hourly_stats"].features[1].description == "trips"
+    service = contents.feature_services[0]
+    assert [(p.view_name, p.features) for p in service.projections] == [
+        ("driver_hourly_stats", ("conv_rate",)),
+        ("driver_batch", ("conv_rate",)),
+    ]

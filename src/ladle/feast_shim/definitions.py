@@ -137,20 +137,29 @@ class Entity(lad.Entity):
         )
 
 
-def Field(
-    *,
-    name: str,
-    dtype: DType,
-    description: str = "",
-    tags: Mapping[str, str] | None = None,
-    vector_index: bool = False,
-    vector_length: int = 0,
-    vector_search_metric: str | None = None,
-) -> lad.Field:
-    """``feast.Field``; vector-index options are refused (Ladle has no vector search)."""
-    if vector_index or vector_length or vector_search_metric:
-        raise unsupported(f"vector_index on field '{name}'", "Ladle has no vector search (retrieve_online_documents)")
-    return lad.Field(name=name, dtype=dtype, description=description, tags=dict(tags or {}))
+class _FieldMeta(type):
+    # ``isinstance(f, feast.Field)`` holds for the Ladle fields ``feast.Field(...)`` returns.
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, lad.Field)
+
+
+class Field(metaclass=_FieldMeta):
+    """``feast.Field``: builds a Ladle :class:`~ladle.definitions.Field`; vector-index options are refused."""
+
+    def __new__(  # type: ignore[misc]  # returns Ladle's Field, on purpose
+        cls,
+        *,
+        name: str,
+        dtype: DType,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        vector_index: bool = False,
+        vector_length: int = 0,
+        vector_search_metric: str | None = None,
+    ) -> lad.Field:
+        if vector_index or vector_length or vector_search_metric:
+            raise unsupported(f"vector_index on field '{name}'", "Ladle has no vector search")
+        return lad.Field(name=name, dtype=dtype, description=description, tags=dict(tags or {}))
 
 
 def _no_transformation(kind: str, name: str, mode: object, udf: object, feature_transformation: object) -> None:
