@@ -51,21 +51,13 @@ FEAST_INSTEAD = {
     "`registry.path` at one PostgreSQL database.",
     "serve_transformations": "No transformation server (no on-demand transforms): compute features when ingesting "
     "(`ladle ingest`, `ladle.transforms`).",
-    "on-demand-feature-views": "On-demand feature views are not supported: compute the values in an ingestion "
-    "and store them in a feature view.",
     "permissions list-roles": "Ladle keeps no list of roles: they come with the caller's credential (API key entry, "
     "OIDC token claims, Kubernetes bindings); `ladle permissions list` shows the roles each permission names.",
-    "projects": "A project is the `project:` key of feature_store.yaml (several share one registry); "
-    "`ladle registry-dump` shows the current one.",
-    "saved-datasets": "No saved datasets: write training data to a file with `ladle get-historical-features -o "
-    "FILE.parquet`.",
     "validation-references": "No validation references (no data-quality profiles).",
     "endpoint": "`ladle serve` listens on `--host`/`--port` (REST, default 127.0.0.1:8080) and `--grpc-port` "
     "(default 6566): see `ladle serve`.",
     "listen": "Feast's gRPC streaming-ingestion server: use `ladle serve` (gRPC `feast.serving.ServingService` on "
     "`--grpc-port`) and `POST /push`.",
-    "delete": "Remove the definition from the repo and run `ladle apply` (apply deletes what the repo no longer "
-    "has), or `ladle teardown` for the whole project.",
 }
 
 

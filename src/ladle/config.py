@@ -226,6 +226,12 @@ class RepoConfig(StrictModel):
     auth: dict[str, Any] = Field(default_factory=lambda: {"type": "no_auth"})
     flags: dict[str, Any] | None = None
     coerce_tz_aware: bool = True
+    # Feast 0.67 keys for integrations Ladle has not got: accepted so a Feast yaml loads unchanged, not acted on.
+    project_description: str = ""
+    openlineage: dict[str, Any] | None = None
+    mlflow: dict[str, Any] | None = None
+    data_quality_monitoring: dict[str, Any] | None = None
+    embedding_model: dict[str, Any] | None = None
     data_dir: str | None = Field(
         None, description="raw data the repo's ingestions read; relative to the repo; LADLE_DATA_DIR overrides"
     )

@@ -48,6 +48,21 @@ COMMANDS: dict[str, CommandEntry] = {
         "configuration",
         "Print the resolved configuration (defaults filled in, passwords masked) as YAML.",
     ),
+    "import-feast": CommandEntry(
+        "ladle.cli.feast",
+        "import_feast_command",
+        "Import a Feast registry (a registry.db protobuf file, or a SQL registry URL) into Ladle's registry.",
+    ),
+    "delete": CommandEntry(
+        "ladle.cli.feast_verbs",
+        "delete",
+        "Delete one object (entity, data source, feature view, feature service, permission) by name.",
+    ),
+    "projects": CommandEntry("ladle.cli.feast_verbs", "projects", "Browse the projects of the registry."),
+    "on-demand-feature-views": CommandEntry(
+        "ladle.cli.feast_verbs", "on_demand_feature_views", "Browse on-demand feature views."
+    ),
+    "saved-datasets": CommandEntry("ladle.cli.feast_verbs", "saved_datasets", "Browse saved datasets."),
     "entities": CommandEntry("ladle.cli.objects", "entities", "Browse entities."),
     "feature-views": CommandEntry(
         "ladle.cli.objects", "feature_views", "Browse feature views and their version history."

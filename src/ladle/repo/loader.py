@@ -3,7 +3,8 @@
 Every module-level :class:`Entity`, named data source, :class:`FeatureView`,
 :class:`FeatureService` and :class:`Permission` is collected; named sources that views read are
 collected too. Files import each other by their path relative to the repo
-(``from entities import commodity``), as in Feast.
+(``from entities import commodity``), as in Feast. Files written for Feast (``from feast import
+FeatureView``) load unchanged: :func:`ladle.feast_shim.feast_names` provides those names meanwhile.
 Hidden directories, ``__pycache__``, virtualenvs and the patterns listed in ``.ladleignore`` (or
 ``.feastignore``) are skipped. A file that fails to import gives a :class:`RepoError` naming the file
 and line, never a traceback.
@@ -26,6 +27,7 @@ from typing import Protocol, TypeVar
 
 from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView, Permission
 from ladle.errors import ObjectNotFoundError, RepoError
+from ladle.feast_shim import feast_names
 from ladle.registry.base import canonical_spec
 from ladle.repo.plan import RepoContents, kind_of
 
@@ -57,7 +59,7 @@ def import_repo_modules(repo_path: str | Path) -> list[tuple[Path, ModuleType]]:
     if not root.is_dir():
         raise RepoError(f"feature repo {root} is not a directory")
     files = list(repo_files(root))
-    with _LOCK, _importing_from(root):
+    with _LOCK, _importing_from(root), feast_names():
         return [(file, _import(root, file)) for file in files]
 
 

@@ -1,0 +1,115 @@
+"""Run in Feast's venv: ``feast apply`` a repo, then print its objects as Feast itself reads them back (JSON).
+
+    python feast_dump.py LADLE_SITE_PACKAGES REPO
+
+Ladle's site-packages come last on ``sys.path`` only so Feast's SQL registry finds a PostgreSQL
+driver (psycopg) that Feast's own venv lacks. The JSON is the expected side of the import tests:
+it comes from Feast's SDK, not from Ladle's proto decoding.
+"""
+
+import json
+import sys
+
+
+def _fields(fields):  # type: ignore[no-untyped-def]
+    return [[f.name, str(f.dtype), f.description, dict(f.tags)] for f in fields]
+
+
+def _source(s):  # type: ignore[no-untyped-def]
+    batch = getattr(s, "batch_source", None)
+    return {
+        "class": type(s).__name__,
+        "path": getattr(s, "path", None),
+        "timestamp_field": s.timestamp_field,
+        "created_timestamp_column": s.created_timestamp_column,
+        "description": s.description,
+        "tags": dict(s.tags),
+        "owner": s.owner,
+        "batch_source": batch.name if batch is not None else None,
+        "topic": getattr(getattr(s, "kafka_options", None), "topic", None),
+    }
+
+
+def _view(v):  # type: ignore[no-untyped-def]
+    source = v.stream_source if v.stream_source is not None else v.batch_source
+    return {
+        "entities": sorted(v.entities),
+        "features": _fields(v.features),
+        "entity_columns": _fields(v.entity_columns),
+        "ttl": v.ttl.total_seconds(),
+        "tags": dict(v.tags),
+        "owner": v.owner,
+        "description": v.description,
+        "online": v.online,
+        "source": source.name,
+        "batch_source_path": v.batch_source.path,
+        "timestamp_field": v.batch_source.timestamp_field,
+    }
+
+
+def main() -> None:
+    site, repo = sys.argv[1], sys.argv[2]
+    sys.path.append(site)
+    import os
+
+    os.chdir(repo)
+    from feast import FeatureStore
+    from feast.cli.cli import cli
+
+    try:
+        cli(["apply"], standalone_mode=False)
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    store = FeatureStore(repo_path=repo)
+    out = {
+        "entities": {
+            e.name: {
+                "join_key": e.join_key,
+                "value_type": e.value_type.name,
+                "description": e.description,
+                "tags": dict(e.tags),
+                "owner": e.owner,
+            }
+            for e in store.list_entities()
+        },
+        "data_sources": {s.name: _source(s) for s in store.list_data_sources()},
+        "feature_views": {v.name: _view(v) for v in store.list_feature_views()},
+        "stream_feature_views": {
+            v.name: {
+                **_view(v),
+                "aggregations": [
+                    [a.column, a.function, a.time_window.total_seconds(), a.name, a.slide_interval.total_seconds()]
+                    for a in v.aggregations
+                ],
+            }
+            for v in store.list_stream_feature_views()
+        },
+        "on_demand_feature_views": sorted(v.name for v in store.list_on_demand_feature_views()),
+        "feature_services": {
+            s.name: {
+                "projections": [
+                    [p.name, p.name_alias, [f.name for f in p.features], dict(p.join_key_map)]
+                    for p in s.feature_view_projections
+                ],
+                "tags": dict(s.tags),
+                "owner": s.owner,
+                "description": s.description,
+            }
+            for s in store.list_feature_services()
+        },
+        "permissions": {
+            p.name: {
+                "name_patterns": list(p.name_patterns),
+                "actions": sorted(a.name for a in p.actions),
+                "roles": sorted(getattr(p.policy, "roles", [])),
+                "tags": dict(p.tags),
+            }
+            for p in store.list_permissions()
+        },
+    }
+    print(json.dumps(out, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
