@@ -26,6 +26,7 @@
     │   ├── InvalidFeatureReferenceError
     │   ├── FeatureNameCollisionError
     │   ├── EntityKeyError               missing join key, wrong key dtype
+    │   │   └── RequestDataNotFoundError a request field an on-demand view needs is not in the entity rows
     │   ├── SchemaMismatchError          pushed / written columns or types do not match the view
     │   ├── FutureEventTimeError         rows with event times beyond the allowed skew into the future
     │   └── RequestTooLargeError
@@ -167,6 +168,10 @@ class FeatureNameCollisionError(RequestError):
 
 class EntityKeyError(RequestError):
     """A join key is missing, has the wrong type, or entity columns have different lengths."""
+
+
+class RequestDataNotFoundError(EntityKeyError):
+    """An on-demand feature view needs a request field the entity rows (or entity frame) lack."""
 
 
 class SchemaMismatchError(RequestError):

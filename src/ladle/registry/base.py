@@ -18,7 +18,15 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
-from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, Permission, PushSource
+from ladle.definitions import (
+    DataSource,
+    Entity,
+    FeatureService,
+    FeatureView,
+    OnDemandFeatureView,
+    Permission,
+    PushSource,
+)
 from ladle.errors import (
     DataSourceNotFoundError,
     EntityNotFoundError,
@@ -28,9 +36,11 @@ from ladle.errors import (
     PushSourceNotFoundError,
 )
 
-Kind = Literal["entity", "data_source", "feature_view", "feature_service", "permission"]
+Kind = Literal["entity", "data_source", "feature_view", "feature_service", "permission", "on_demand_feature_view"]
 #: Order in which kinds are loaded (views need entities).
-KINDS: tuple[Kind, ...] = ("entity", "data_source", "feature_view", "feature_service", "permission")
+KINDS: tuple[Kind, ...] = (
+    "entity", "data_source", "feature_view", "feature_service", "permission", "on_demand_feature_view",
+)  # fmt: skip
 
 
 def canonical_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,6 +90,7 @@ class RegistrySnapshot:
     feature_views: Mapping[str, FeatureView] = field(default_factory=dict)
     feature_services: Mapping[str, FeatureService] = field(default_factory=dict)
     permissions: Mapping[str, Permission] = field(default_factory=dict)
+    on_demand_feature_views: Mapping[str, OnDemandFeatureView] = field(default_factory=dict)
 
     def entity(self, name: str) -> Entity:
         """The entity called ``name``."""
@@ -116,6 +127,14 @@ class RegistrySnapshot:
         except KeyError:
             raise FeatureServiceNotFoundError(name, self.project) from None
 
+    def on_demand_feature_view(self, name: str) -> OnDemandFeatureView:
+        """The on-demand feature view called ``name``."""
+        try:
+            return self.on_demand_feature_views[name]
+        except KeyError:
+            detail = "No on-demand feature view has that name."
+            raise FeatureViewNotFoundError(name, self.project, detail=detail) from None
+
     def permission(self, name: str) -> Permission:
         """The permission called ``name``."""
         try:
@@ -131,6 +150,7 @@ class RegistrySnapshot:
             "feature_view": self.feature_views,
             "feature_service": self.feature_services,
             "permission": self.permissions,
+            "on_demand_feature_view": self.on_demand_feature_views,
         }
         return by_kind[kind]
 

@@ -27,6 +27,7 @@ from ladle.definitions import (
     DataSource,
     Entity,
     FeatureService,
+    OnDemandFeatureView,
     Permission,
     source_from_spec,
     view_from_spec,
@@ -299,6 +300,7 @@ class SqlRegistry:
             views = {n: view_from_spec(s, entities) for n, s in specs["feature_view"].items()}
             services = {n: FeatureService.from_spec(s) for n, s in specs["feature_service"].items()}
             permissions = {n: Permission.from_spec(s) for n, s in specs["permission"].items()}
+            odfvs = {n: OnDemandFeatureView.from_spec(s) for n, s in specs["on_demand_feature_view"].items()}
         except (DefinitionError, KeyError, TypeError, ValueError) as exc:
             raise RegistryError(f"project '{self.project}' holds a definition this Ladle cannot read: {exc}") from exc
         return RegistrySnapshot(
@@ -309,6 +311,7 @@ class SqlRegistry:
             feature_views=views,
             feature_services=services,
             permissions=permissions,
+            on_demand_feature_views=odfvs,
         )
 
     def _bump_version(self, conn: Connection, expected: int | None, who: str, now: datetime) -> int:

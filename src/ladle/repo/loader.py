@@ -24,7 +24,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Protocol, TypeVar
 
-from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView, Permission
+from ladle.definitions import (
+    DataSource,
+    Definition,
+    Entity,
+    FeatureService,
+    FeatureView,
+    OnDemandFeatureView,
+    Permission,
+)
 from ladle.errors import ObjectNotFoundError, RepoError
 from ladle.registry.base import canonical_spec
 from ladle.repo.plan import RepoContents, kind_of
@@ -189,7 +197,7 @@ def _where(exc: Exception, root: Path, file: Path) -> str:
 def _definitions(module: ModuleType) -> Iterator[Definition]:
     for value in list(vars(module).values()):
         named_source = isinstance(value, DataSource) and bool(value.name)
-        if named_source or isinstance(value, (Entity, FeatureView, FeatureService, Permission)):
+        if named_source or isinstance(value, (Entity, FeatureView, FeatureService, Permission, OnDemandFeatureView)):
             yield value
 
 

@@ -21,6 +21,7 @@ from ladle.definitions import (
     FeatureService,
     FeatureView,
     KafkaSource,
+    OnDemandFeatureView,
     Permission,
     PushSource,
 )
@@ -47,6 +48,8 @@ def kind_of(obj: object) -> Kind:
         return "feature_service"
     if isinstance(obj, Permission):
         return "permission"
+    if isinstance(obj, OnDemandFeatureView):
+        return "on_demand_feature_view"
     raise DefinitionError(
         f"{obj!r} is not a definition; apply Entity, FileSource, PushSource, FeatureView, FeatureService "
         "or Permission objects"
@@ -62,6 +65,7 @@ class RepoContents:
     feature_views: list[FeatureView] = field(default_factory=list)
     feature_services: list[FeatureService] = field(default_factory=list)
     permissions: list[Permission] = field(default_factory=list)
+    on_demand_feature_views: list[OnDemandFeatureView] = field(default_factory=list)
 
     @classmethod
     def from_objects(cls, objects: Iterable[Definition]) -> RepoContents:
@@ -86,11 +90,17 @@ class RepoContents:
             feature_views=[o for o in by_kind["feature_view"].values() if isinstance(o, FeatureView)],
             feature_services=[o for o in by_kind["feature_service"].values() if isinstance(o, FeatureService)],
             permissions=[o for o in by_kind["permission"].values() if isinstance(o, Permission)],
+            on_demand_feature_views=[
+                o for o in by_kind["on_demand_feature_view"].values() if isinstance(o, OnDemandFeatureView)
+            ],
         )
 
     def objects(self) -> list[Definition]:
         """Every definition, entities first."""
-        return [*self.entities, *self.data_sources, *self.feature_views, *self.feature_services, *self.permissions]
+        return [
+            *self.entities, *self.data_sources, *self.feature_views, *self.feature_services, *self.permissions,
+            *self.on_demand_feature_views,
+        ]  # fmt: skip
 
     def by_kind(self) -> dict[Kind, dict[str, Any]]:
         """``{kind: {name: object}}``."""
@@ -109,6 +119,8 @@ def _with_view_sources(objects: Iterable[Definition]) -> Iterable[Definition]:
                 yield source
             if isinstance(source, (PushSource, KafkaSource)) and source.batch_source.name:
                 yield source.batch_source
+        if isinstance(obj, OnDemandFeatureView):
+            yield from obj.request_sources
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import pandas as pd
 import pyarrow as pa
 
-from ladle.definitions import FeatureView
+from ladle.definitions import FeatureService, FeatureView
 from ladle.definitions.refs import FeatureRequest, ViewSelection, resolve
 from ladle.errors import EntityKeyError, RequestError
 from ladle.types import EVENT_TIMESTAMP, DType, ValueType
@@ -59,6 +59,14 @@ def historical_job(
     times), EntityKeyError for a missing or mistyped join key column, DataSourceError when a
     view's source is missing or does not match the view.
     """
+    from ladle.retrieval.on_demand import names_on_demand
+
+    if not isinstance(features, FeatureService | str) and names_on_demand(snapshot, features):  # ODFVs: over the frame
+        from ladle.retrieval.on_demand_historical import on_demand_job
+
+        return on_demand_job(
+            snapshot, offline_store, entity_df, list(features), full_feature_names, historical_job, bind, as_of
+        )
     selections = resolve(snapshot, features, full_feature_names)
     if bind is not None:
         bound = bind(sel.view for sel in selections)

@@ -28,6 +28,7 @@ from ladle.errors import EntityKeyError, InvalidFeatureReferenceError
 from ladle.online.base import OnlineStore, ReadRequest, ViewRows
 from ladle.online.keys import DUMMY_JOIN_KEY, key_types_for
 from ladle.registry.base import RegistrySnapshot
+from ladle.retrieval.on_demand import compile_on_demand, names_on_demand
 from ladle.retrieval.plan import Features, OnlinePlan, PlanCache, ViewRead
 from ladle.retrieval.response import OnlineResponse
 from ladle.types import DType, FieldStatus, ValueType
@@ -95,7 +96,7 @@ class OnlineRetriever:
         keys = {c: _coerce(c, column(c), key_types[c]) for c in plan.key_columns}
         if plan.entityless:
             keys[DUMMY_JOIN_KEY] = [""] * rows
-        if not rows:
+        if not rows or not plan.reads:
             results = [_empty(r) for r in plan.reads]
         elif len(plan.reads) == 1:  # the usual small read: skip the sharing below
             only = plan.reads[0]
@@ -107,7 +108,10 @@ class OnlineRetriever:
             requests = [ReadRequest(r.view, r.features, mappings[r.key_columns]) for r in plan.reads]
             results = self.online_store.read(plan.project, requests)
         now_us = int(self.clock() * 1_000_000) if plan.uses_ttl else 0
-        return _respond(plan, keys, results, rows, now_us)
+        response = _respond(plan, keys, results, rows, now_us)
+        if plan.on_demand is not None:
+            return plan.on_demand.apply(response, column, rows)  # type: ignore[no-any-return]
+        return response
 
 
 def compile_plan(snapshot: RegistrySnapshot, features: Features, full: bool, names: tuple[str, ...]) -> OnlinePlan:
@@ -116,6 +120,8 @@ def compile_plan(snapshot: RegistrySnapshot, features: Features, full: bool, nam
         raise InvalidFeatureReferenceError(
             f"features must be a list of 'view:feature' references or a feature service, got {type(features).__name__}"
         )
+    if snapshot.on_demand_feature_views and names_on_demand(snapshot, features):
+        return compile_on_demand(snapshot, features, full, names, compile_plan)  # type: ignore[arg-type]
     selections = resolve(snapshot, features, full)
     key_types: dict[str, ValueType | None] = {}
     key_dtypes: dict[str, DType] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,8 @@ class OnlineResponse:
     values: list[list[Any]]
     statuses: list[list[int]]
     event_timestamps: list[list[int]]
+    #: The store read an on-demand answer was computed from (its columns follow the plan's reads).
+    base: OnlineResponse | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self, include_event_timestamps: bool = False) -> dict[str, list[Any]]:
         """``{name: [value per entity row]}``, join keys included (Feast's shape).

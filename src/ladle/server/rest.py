@@ -101,6 +101,11 @@ def parse_online_request(body: bytes) -> OnlineRequest:
     for key, values in entities.items():
         if not isinstance(values, list):
             raise RequestError(f"entities['{key}'] must be a list of values (one per row), got {values!r}")
+    context = _field(data, "request_context", dict)  # the Go server's field; Python Feast sends these in entities
+    for key, values in (context or {}).items():
+        if not isinstance(values, list):
+            raise RequestError(f"request_context['{key}'] must be a list of values (one per row), got {values!r}")
+        entities.setdefault(key, values)
     full = _field(data, "full_feature_names", bool, False)
     return OnlineRequest(tuple(features) if features is not None else None, service, entities, full)
 
