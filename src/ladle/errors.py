@@ -30,6 +30,7 @@
     │   ├── SchemaMismatchError          pushed / written columns or types do not match the view
     │   ├── FutureEventTimeError         rows with event times beyond the allowed skew into the future
     │   └── RequestTooLargeError
+    ├── UnsupportedFeatureError          a Feast feature Ladle refuses on purpose (the message says why)
     ├── DataSourceError                  a source file is missing, unreadable or has the wrong schema
     ├── MaterializationError
     │   └── MaterializationInProgressError
@@ -184,6 +185,10 @@ class FutureEventTimeError(RequestError):
 
 class RequestTooLargeError(RequestError):
     """The request exceeds a configured limit (entities per request, body size)."""
+
+
+class UnsupportedFeatureError(LadleError):
+    """A Feast feature Ladle does not offer (the message says why and what to use instead)."""
 
 
 class DataSourceError(LadleError):

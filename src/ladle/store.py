@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ladle.materialize.ray_engine import RayEngine
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
     from ladle.online.base import OnlineStore
+    from ladle.online.remote.store import RemoteOnlineStore
     from ladle.registry.base import Kind, ObjectVersion, Registry, RegistrySnapshot
     from ladle.repo.plan import ApplyResult, RepoContents
     from ladle.retrieval.online import OnlineRetriever
@@ -333,7 +334,14 @@ class FeatureStore:
         entity_rows: EntityRows,
         full_feature_names: bool = False,
     ) -> OnlineResponse:
-        """Latest values for each entity row; ttl enforced (``OUTSIDE_MAX_AGE``); needs READ_ONLINE."""
+        """Latest values for each entity row; ttl enforced (``OUTSIDE_MAX_AGE``); needs READ_ONLINE.
+
+        With ``online_store: {type: remote}`` the whole request goes to the server (one round trip),
+        which resolves it and checks the caller's permissions.
+        """
+        remote = self._remote
+        if remote is not None:
+            return remote.get_online_features(features, entity_rows, full_feature_names)
         principal = self.principal
         if self.enforcer.applies(principal):
             self.enforcer.check_read(
@@ -341,6 +349,59 @@ class FeatureStore:
                 event="get_online_features", source=self.request_source,
             )  # fmt: skip
         return self._online.get_online_features(features, entity_rows, full_feature_names)
+
+    async def get_online_features_async(
+        self,
+        features: Sequence[str] | FeatureService,
+        entity_rows: EntityRows,
+        full_feature_names: bool = False,
+    ) -> OnlineResponse:
+        """:meth:`get_online_features` for asyncio code: truly non-blocking against a ``remote`` online
+        store (httpx's async client); embedded stores run the read in a worker thread."""
+        remote = self._remote
+        if remote is not None:
+            return await remote.get_online_features_async(features, entity_rows, full_feature_names)
+        import asyncio
+
+        return await asyncio.to_thread(self.get_online_features, features, entity_rows, full_feature_names)
+
+    async def push_async(
+        self,
+        push_source_name: str,
+        df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]],
+        to: PushMode = "online",
+    ) -> int | None:
+        """:meth:`push` for asyncio code (remote store: an async ``POST /push``, which returns None;
+        embedded: a worker thread, which returns the rows written online)."""
+        remote = self._remote
+        if remote is not None:
+            await remote.push_async(push_source_name, _columns(df), to)
+            return None
+        import asyncio
+
+        return await asyncio.to_thread(self.push, push_source_name, df, to)
+
+    def retrieve_online_documents(self, *args: Any, **kwargs: Any) -> OnlineResponse:
+        """Feast's vector search: not supported (see docs/remote.md, "Vector search"); always raises
+        :class:`~ladle.errors.UnsupportedFeatureError`."""
+        from ladle.errors import UnsupportedFeatureError
+
+        raise UnsupportedFeatureError(
+            "retrieve_online_documents (vector search) is not supported: none of Ladle's online stores has a "
+            "vector index on this deployment (Redis lacks RediSearch; SQLite has no sqlite-vec); see docs/remote.md"
+        )
+
+    @cached_property
+    def _remote(self) -> RemoteOnlineStore | None:
+        """The online store when it is ``remote`` (requests are forwarded whole), else None."""
+        if getattr(self.config.online_store, "type", None) != "remote":
+            return None
+        from ladle.online.remote.store import RemoteOnlineStore
+
+        store = self.online_store
+        assert isinstance(store, RemoteOnlineStore)
+        store.credential = self._credential
+        return store
 
     def get_historical_features(
         self,
@@ -480,6 +541,10 @@ class FeatureStore:
         Needs WRITE_ONLINE, WRITE_OFFLINE or both (by ``to``) on each of those views; rows with event
         times beyond ``write_safety.max_future_skew_seconds`` refuse the whole batch.
         """
+        remote = self._remote
+        if remote is not None:  # the server checks the rows and the caller
+            remote.push(push_source_name, _columns(df), to)
+            return 0
         from ladle.retrieval.push import push
         from ladle.security.permissions import PUSH_ACTIONS, Resource
 
@@ -552,3 +617,15 @@ class FeatureStore:
         engine = self.__dict__.get("_ray")
         if engine is not None:
             engine.close()
+
+
+def _columns(df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]]) -> Mapping[str, Sequence[Any]]:
+    """Rows to push as ``column -> values`` (what the REST API takes)."""
+    import pyarrow as pa
+
+    if isinstance(df, Mapping):
+        return df
+    if isinstance(df, pa.Table):
+        columns: Mapping[str, Sequence[Any]] = df.to_pydict()
+        return columns
+    return {str(k): list(v) for k, v in df.to_dict(orient="list").items()}

@@ -1,0 +1,107 @@
+"""``online_store: type: remote``: the SDK against a real ``ladle serve`` (API-key auth), compared with
+the embedded SDK over the same repo; sync, async and on-demand views."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ladle import FeatureStore
+from ladle.errors import AuthenticationError, RequestError
+from security.serve_process import Served, serve
+from unit.odfv_repo import PROJECT, build_odfv_repo
+
+KEY = "ladle_remote_test_key_0123456789abcdef"
+FEATURES = ["prices:current_price", "prices:volume_24h", "order_value:order_value", "big_order:big_order"]
+ROWS = {"commodity_code": ["brent", "nope", "gold"], "quantity": [2.0, 500.0, 0.5]}
+
+
+@pytest.fixture(scope="module")
+def server_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("remote_server")
+    build_odfv_repo(path).close()
+    config = yaml.safe_load((path / "feature_store.yaml").read_text())
+    digest = hashlib.sha256(KEY.encode()).hexdigest()
+    config["auth"] = {"type": "api_key", "keys": [{"name": "model", "sha256": digest, "roles": ["reader"]}]}
+    (path / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(server_repo: Path) -> Iterator[Served]:
+    with serve(server_repo) as running:
+        yield running
+
+
+def client_repo(root: Path, port: int, token: str | None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    config: dict[str, object] = {
+        "project": PROJECT,
+        "registry": "data/registry.db",
+        "online_store": {"type": "remote", "path": f"http://127.0.0.1:{port}"},
+    }
+    if token is not None:
+        config["auth"] = {"type": "api_key", "token": token}
+    (root / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+@pytest.fixture(scope="module")
+def remote(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeatureStore]:
+    store = FeatureStore(repo_path=client_repo(tmp_path_factory.mktemp("client"), served.rest_port, KEY))
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def embedded(server_repo: Path) -> Iterator[FeatureStore]:
+    yaml_file = server_repo / "feature_store.yaml"
+    config = yaml.safe_load(yaml_file.read_text())
+    config.pop("auth")  # the embedded SDK of the same repo, without the server's key check
+    store = FeatureStore(repo_path=server_repo, config=config)
+    yield store
+    store.close()
+
+
+def test_remote_reads_match_the_embedded_sdk(remote: FeatureStore, embedded: FeatureStore) -> None:
+    for full in (False, True):
+        got = remote.get_online_features(FEATURES, ROWS, full_feature_names=full)
+        want = embedded.get_online_features(FEATURES, ROWS, full_feature_names=full)
+        assert got.to_dict() == want.to_dict()
+        assert got.statuses == want.statuses
+        assert got.event_timestamps == want.event_timestamps
+    records = [dict(zip(ROWS, values, strict=True)) for values in zip(*ROWS.values(), strict=True)]
+    from_records = remote.get_online_features(FEATURES, records).to_dict()
+    assert from_records == embedded.get_online_features(FEATURES, ROWS).to_dict()
+
+
+def test_async_is_the_same_answer_and_runs_concurrently(remote: FeatureStore, embedded: FeatureStore) -> None:
+    want = embedded.get_online_features(FEATURES, ROWS).to_dict()
+
+    async def many(store: FeatureStore) -> list[dict[str, list[object]]]:
+        answers = await asyncio.gather(*(store.get_online_features_async(FEATURES, ROWS) for _ in range(20)))
+        return [a.to_dict() for a in answers]
+
+    assert asyncio.run(many(remote)) == [want] * 20
+    assert asyncio.run(many(embedded)) == [want] * 20
+
+
+def test_credentials_and_errors_come_back_typed(served: Served, remote: FeatureStore, tmp_path: Path) -> None:
+    anonymous = FeatureStore(repo_path=client_repo(tmp_path / "anon", served.rest_port, None))
+    try:
+        with pytest.raises(AuthenticationError):
+            anonymous.get_online_features(FEATURES, ROWS)
+    finally:
+        anonymous.close()
+    keyed = FeatureStore(repo_path=client_repo(tmp_path / "arg", served.rest_port, None), credential=KEY)
+    try:
+        assert keyed.get_online_features(["prices:current_price"], {"commodity_code": ["gold"]}).to_dict()
+    finally:
+        keyed.close()
+    with pytest.raises(RequestError, match="quantity"):
+        remote.get_online_features(["order_value:order_value"], {"commodity_code": ["gold"]})
