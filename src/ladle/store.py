@@ -418,6 +418,8 @@ class FeatureStore:
         """
         from ladle.retrieval.historical import historical_job
 
+        if getattr(self.config.offline_store, "type", None) == "remote":  # the server joins and checks the caller
+            return self._remote_offline(entity_df, features, feature_service, full_feature_names)
         if features is None:
             if feature_service is None:
                 raise ConfigError("pass features=[...] or feature_service=...")
@@ -439,6 +441,23 @@ class FeatureStore:
         return historical_job(
             snapshot, offline, entity_df, features, full_feature_names, bind=self.bind_views, as_of=as_of
         )
+
+    def _remote_offline(
+        self,
+        entity_df: pd.DataFrame | pa.Table | str | Path,
+        features: Sequence[str] | FeatureService | None,
+        feature_service: FeatureService | str | None,
+        full_feature_names: bool,
+    ) -> RetrievalJob:
+        from ladle.offline.remote.store import RemoteOfflineStore
+
+        store = self.offline_store
+        assert isinstance(store, RemoteOfflineStore)
+        store.credential = self._credential
+        wanted = features if features is not None else feature_service
+        if wanted is None:
+            raise ConfigError("pass features=[...] or feature_service=...")
+        return store.get_historical_features(entity_df, wanted, full_feature_names)
 
     # -- writing ------------------------------------------------------------------------------
     # Servers pass the caller they authenticated (``principal``) and where the call came from

@@ -105,3 +105,38 @@ def test_credentials_and_errors_come_back_typed(served: Served, remote: FeatureS
         keyed.close()
     with pytest.raises(RequestError, match="quantity"):
         remote.get_online_features(["order_value:order_value"], {"commodity_code": ["gold"]})
+
+
+def test_remote_offline_store_takes_the_servers_training_set(
+    served: Served, embedded: FeatureStore, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    root = client_repo(tmp_path / "offline", served.rest_port, KEY)
+    config = yaml.safe_load((root / "feature_store.yaml").read_text())
+    config["offline_store"] = {"type": "remote", "path": f"http://127.0.0.1:{served.rest_port}"}
+    (root / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    entity_df = pd.DataFrame(
+        {
+            "commodity_code": ["brent", "gold", "brent"],
+            "quantity": [3.0, 1.0, 4.0],
+            "event_timestamp": pd.to_datetime(["2024-01-06", "2024-01-06", "2024-01-01"], utc=True),
+        }
+    )
+    features = ["prices:current_price", "order_value:order_value"]
+    store = FeatureStore(repo_path=root)
+    try:
+        got = store.get_historical_features(entity_df, features).to_df()
+    finally:
+        store.close()
+    want = embedded.get_historical_features(entity_df, features).to_df()
+    pd.testing.assert_frame_equal(got, want)
+    assert got["order_value"].notna().sum() == 2
+    anonymous = FeatureStore(
+        repo_path=client_repo(tmp_path / "anon", served.rest_port, None), config={**config, "auth": {"type": "no_auth"}}
+    )
+    try:
+        with pytest.raises(AuthenticationError):
+            anonymous.get_historical_features(entity_df, features).to_df()
+    finally:
+        anonymous.close()

@@ -119,6 +119,7 @@ class RestApp:
         self.jobs = MaterializationJobs(core)
         self._routes: dict[str, dict[str, Handler]] = {
             "/get-online-features": {"POST": self._get_online_features},
+            "/get-historical-features": {"POST": self._get_historical_features},
             "/push": {"POST": self._push},
             "/write-to-online-store": {"POST": self._write},
             "/materialize": {"POST": self._materialize},
@@ -246,6 +247,14 @@ class RestApp:
             return Response(200, await loop.run_in_executor(None, codec.online_response_json, response, plan))
         response, plan = self.core.get_online_features(request, _principal(scope))
         return Response(200, codec.online_response_json(response, plan))
+
+    async def _get_historical_features(self, scope: Scope, body: bytes) -> Response:
+        from ladle.offline.remote.serve import historical_answer
+        from ladle.offline.remote.wire import ARROW_STREAM
+
+        loop = asyncio.get_running_loop()
+        answer = await loop.run_in_executor(None, historical_answer, self.core.store, body, _principal(scope))
+        return Response(200, answer, ARROW_STREAM)
 
     async def _push(self, scope: Scope, body: bytes) -> Response:
         data = _object(body)
