@@ -196,9 +196,8 @@ OPENAPI: dict[str, Any] = {
                 "requestBody": {
                     "required": True,
                     "content": {
-                        "application/vnd.apache.arrow.stream": {
-                            "schema": {"type": "string", "format": "binary"},
-                        }
+                        # An Arrow IPC stream (the client labels it application/vnd.apache.arrow.stream).
+                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                     },
                 },
                 "responses": {
