@@ -31,6 +31,7 @@
     │   ├── FutureEventTimeError         rows with event times beyond the allowed skew into the future
     │   └── RequestTooLargeError
     ├── UnsupportedFeatureError          a Feast feature Ladle refuses on purpose (the message says why)
+    ├── ValidationFailed                 a frame does not match a validation reference (``.report`` says how)
     ├── DataSourceError                  a source file is missing, unreadable or has the wrong schema
     ├── MaterializationError
     │   └── MaterializationInProgressError
@@ -189,6 +190,15 @@ class RequestTooLargeError(RequestError):
 
 class UnsupportedFeatureError(LadleError):
     """A Feast feature Ladle does not offer (the message says why and what to use instead)."""
+
+
+class ValidationFailed(LadleError):
+    """A frame failed validation against a saved reference; ``report`` is the
+    :class:`~ladle.offline.validation.ValidationReport`."""
+
+    def __init__(self, report: object) -> None:
+        super().__init__(str(report))
+        self.report = report
 
 
 class DataSourceError(LadleError):

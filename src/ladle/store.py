@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
@@ -25,9 +26,16 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from ladle.definitions.saved_dataset import (
+        SavedDataset,
+        SavedDatasetFileStorage,
+        Tolerances,
+        ValidationReference,
+    )
     from ladle.materialize.local import Materializer, ViewResult
     from ladle.materialize.ray_engine import RayEngine
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
+    from ladle.offline.validation import ValidationReport
     from ladle.online.base import OnlineStore
     from ladle.online.remote.store import RemoteOnlineStore
     from ladle.registry.base import Kind, ObjectVersion, Registry, RegistrySnapshot
@@ -35,6 +43,7 @@ if TYPE_CHECKING:
     from ladle.retrieval.online import OnlineRetriever
     from ladle.retrieval.push import PushMode
     from ladle.retrieval.response import OnlineResponse
+    from ladle.retrieval.saved import RecordRegistry
     from ladle.security.permissions import Enforcer, Resource
     from ladle.security.principal import Principal
 
@@ -341,7 +350,9 @@ class FeatureStore:
         """
         remote = self._remote
         if remote is not None:
-            return remote.get_online_features(features, entity_rows, full_feature_names)
+            from ladle.retrieval.response import OnlineResponse
+
+            return OnlineResponse(*remote.get_online_features(features, entity_rows, full_feature_names))
         principal = self.principal
         if self.enforcer.applies(principal):
             self.enforcer.check_read(
@@ -360,7 +371,9 @@ class FeatureStore:
         store (httpx's async client); embedded stores run the read in a worker thread."""
         remote = self._remote
         if remote is not None:
-            return await remote.get_online_features_async(features, entity_rows, full_feature_names)
+            from ladle.retrieval.response import OnlineResponse
+
+            return OnlineResponse(*await remote.get_online_features_async(features, entity_rows, full_feature_names))
         import asyncio
 
         return await asyncio.to_thread(self.get_online_features, features, entity_rows, full_feature_names)
@@ -391,6 +404,12 @@ class FeatureStore:
             "vector index on this deployment (Redis lacks RediSearch; SQLite has no sqlite-vec); see docs/remote.md"
         )
 
+    def _token(self) -> str | None:
+        """The bearer token remote stores send (``credential``, LADLE_AUTH_TOKEN, the ``auth:`` client keys)."""
+        from ladle.security.credentials import client_token
+
+        return client_token(self.config.auth, self._credential)
+
     @cached_property
     def _remote(self) -> RemoteOnlineStore | None:
         """The online store when it is ``remote`` (requests are forwarded whole), else None."""
@@ -400,7 +419,7 @@ class FeatureStore:
 
         store = self.online_store
         assert isinstance(store, RemoteOnlineStore)
-        store.credential = self._credential
+        store.token_source = self._token
         return store
 
     def get_historical_features(
@@ -438,9 +457,84 @@ class FeatureStore:
             from ladle.materialize.ray_retrieval import RayOfflineStore
 
             offline = RayOfflineStore(offline, self._ray)
-        return historical_job(
+        job = historical_job(
             snapshot, offline, entity_df, features, full_feature_names, bind=self.bind_views, as_of=as_of
         )
+        refs = (
+            [f"{p.view_name}:{f}" for p in features.projections for f in p.features]
+            if isinstance(features, FeatureService)
+            else list(features)
+        )
+        keys = sorted({k for v in snapshot.feature_views.values() for k in v.join_keys})
+        service = features.name if isinstance(features, FeatureService) else None
+        self._job_requests[job] = (refs, full_feature_names, keys, service)  # for create_saved_dataset
+        return job
+
+    @property
+    def _records(self) -> RecordRegistry:
+        from ladle.retrieval.saved import RecordRegistry
+
+        registry = self.registry
+        if not isinstance(registry, RecordRegistry):
+            raise ConfigError("saved datasets need Ladle's SQL registry")
+        return registry
+
+    @cached_property
+    def _job_requests(self) -> weakref.WeakKeyDictionary[Any, tuple[list[str], bool, list[str], str | None]]:
+        return weakref.WeakKeyDictionary()
+
+    # -- saved datasets and validation (docs/on-demand.md, "Saved datasets") -------------------------
+    def create_saved_dataset(
+        self,
+        from_: RetrievalJob,
+        name: str,
+        storage: SavedDatasetFileStorage,
+        tags: Mapping[str, str] | None = None,
+        allow_overwrite: bool = False,
+    ) -> SavedDataset:
+        """Run ``from_`` (a job of this store's ``get_historical_features``), write its rows to
+        ``storage`` and register them as saved dataset ``name``."""
+        from ladle.retrieval.saved import create_saved_dataset
+
+        table = from_.to_arrow()
+        refs, full, keys, service = self._job_requests.get(from_, ([], False, [], None))
+        request = (refs, full, [k for k in keys if k in table.column_names], service)
+        return create_saved_dataset(self._records, self.repo_path, table, name, storage, request, tags, allow_overwrite)
+
+    def get_saved_dataset(self, name: str) -> SavedDataset:
+        """The saved dataset called ``name`` (``.storage`` says where its rows are)."""
+        from ladle.retrieval.saved import get_saved_dataset
+
+        return get_saved_dataset(self._records, name)
+
+    def create_validation_reference(
+        self,
+        name: str,
+        dataset_name: str,
+        tolerances: Tolerances | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+    ) -> ValidationReference:
+        """Profile saved dataset ``dataset_name`` and register the profile as reference ``name``."""
+        from ladle.retrieval.saved import create_validation_reference
+
+        return create_validation_reference(
+            self._records, self.repo_path, name, dataset_name, tolerances, description, tags
+        )
+
+    def get_validation_reference(self, name: str) -> ValidationReference:
+        """The validation reference called ``name`` (pass it to ``job.to_df(validation_reference=...)``)."""
+        from ladle.retrieval.saved import get_validation_reference
+
+        return get_validation_reference(self._records, name)
+
+    def validate(self, data: Any, reference: ValidationReference | str) -> ValidationReport:
+        """The report of ``data`` (a DataFrame, Arrow table or job) against a reference (or its name)."""
+        from ladle.retrieval.saved import validate
+
+        if isinstance(reference, str):
+            reference = self.get_validation_reference(reference)
+        return validate(data, reference)
 
     def _remote_offline(
         self,
@@ -453,11 +547,13 @@ class FeatureStore:
 
         store = self.offline_store
         assert isinstance(store, RemoteOfflineStore)
-        store.credential = self._credential
+        store.token_source = self._token
         wanted = features if features is not None else feature_service
         if wanted is None:
             raise ConfigError("pass features=[...] or feature_service=...")
-        return store.get_historical_features(entity_df, wanted, full_feature_names)
+        from ladle.retrieval.historical import entity_table
+
+        return store.get_historical_features(entity_table(entity_df), wanted, full_feature_names)
 
     # -- writing ------------------------------------------------------------------------------
     # Servers pass the caller they authenticated (``principal``) and where the call came from

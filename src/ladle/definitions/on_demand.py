@@ -31,7 +31,8 @@ from ladle.definitions._common import check_name, check_str, check_tags, common_
 from ladle.definitions.feature_view import FeatureView, FeatureViewProjection
 from ladle.definitions.field import Field
 from ladle.definitions.sources import RequestSource
-from ladle.errors import DefinitionError
+from ladle.errors import DefinitionError, FeatureNotFoundError
+from ladle.types import DType
 
 Mode = Literal["pandas", "python"]
 _MODES = ("pandas", "python")
@@ -213,8 +214,6 @@ class OnDemandFeatureView:
 
     def feature(self, name: str) -> Field:
         """The output field called ``name``; FeatureNotFoundError otherwise."""
-        from ladle.errors import FeatureNotFoundError
-
         for f in self.schema:
             if f.name == name:
                 return f
@@ -355,3 +354,55 @@ def on_demand_feature_view(
         )  # fmt: skip
 
     return decorate
+
+
+# -- apply checks -------------------------------------------------------------------------------
+
+
+def check_on_demand_views(target: Mapping[Any, Mapping[str, Any]]) -> None:
+    """Every ODFV's inputs exist after the apply, and its function runs on one row and returns its schema."""
+    views: Mapping[str, Any] = target.get("feature_view", {})
+    odfvs: Mapping[str, OnDemandFeatureView] = target.get("on_demand_feature_view", {})
+    for name, odfv in odfvs.items():
+        if name in views:
+            raise DefinitionError(f"'{name}' is both a feature view and an on-demand feature view")
+        if odfv.write_to_online_store:
+            raise DefinitionError(
+                f"on-demand feature view '{name}': write_to_online_store=True is not supported yet; "
+                "leave it False (outputs are computed at read time, with the same answers)"
+            )
+        inputs: dict[str, list[Any]] = {}
+        for v in odfv.view_inputs:
+            view = views.get(v.view_name)
+            if view is None:
+                raise DefinitionError(
+                    f"on-demand feature view '{name}' reads feature view '{v.view_name}', which does not exist"
+                )
+            for f in v.features:
+                try:
+                    sample = _sample(view.feature(f).dtype)
+                except FeatureNotFoundError:
+                    raise DefinitionError(
+                        f"on-demand feature view '{name}': feature view '{v.view_name}' has no feature '{f}'"
+                    ) from None
+                inputs[f] = inputs[f"{v.name_to_use}__{f}"] = [sample]
+        for fld in odfv.request_fields:
+            inputs[fld.name] = [_sample(fld.dtype)]
+        # The function as a server will run it: compiled from the stored source, not the live one.
+        stored = OnDemandFeatureView.from_spec(odfv.to_spec())
+        try:
+            stored.transform(inputs, 1)
+        except DefinitionError as exc:
+            raise DefinitionError(f"dry run on one row: {exc}") from exc
+
+
+def _sample(dtype: DType) -> Any:
+    """A plausible non-null value of ``dtype`` for a dry run."""
+    samples: dict[str, Any] = {
+        "INT32": 1, "INT64": 1, "DOUBLE": 1.0, "FLOAT": 1.0, "BOOL": True, "STRING": "a", "BYTES": b"a",
+        "UNIX_TIMESTAMP": 0,
+    }  # fmt: skip
+    name = dtype.value_type.name
+    if name.endswith("_LIST"):
+        return [samples.get(name[:-5])]
+    return samples.get(name)

@@ -419,7 +419,6 @@ class KafkaSource(DataSource):
         )
 
 
-
 class RequestSource(DataSource):
     """Values that arrive with each request (not stored), for on-demand feature views.
 

@@ -36,7 +36,13 @@ from ladle.errors import (
     PushSourceNotFoundError,
 )
 
-Kind = Literal["entity", "data_source", "feature_view", "feature_service", "permission", "on_demand_feature_view"]
+Kind = Literal[
+    "entity", "data_source", "feature_view", "feature_service", "permission", "on_demand_feature_view",
+    "saved_dataset", "validation_reference",
+]  # fmt: skip
+#: Kinds made by FeatureStore methods, not declared in repos: stored and versioned, but neither in
+#: snapshots nor touched by plan/apply (so ``ladle apply`` never removes them).
+RECORD_KINDS: tuple[Kind, ...] = ("saved_dataset", "validation_reference")
 #: Order in which kinds are loaded (views need entities).
 KINDS: tuple[Kind, ...] = (
     "entity", "data_source", "feature_view", "feature_service", "permission", "on_demand_feature_view",

@@ -85,6 +85,11 @@ OBJECT_TABLES: dict[str, tuple[sa.Table, str]] = {
         _object_table("on_demand_feature_views", "feature_view_name"),
         "feature_view_name",
     ),
+    "saved_dataset": (_object_table("saved_datasets", "saved_dataset_name"), "saved_dataset_name"),
+    "validation_reference": (
+        _object_table("validation_references", "validation_reference_name"),
+        "validation_reference_name",
+    ),
 }
 
 object_versions = sa.Table(

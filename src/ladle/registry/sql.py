@@ -114,6 +114,14 @@ class SqlRegistry:
             for r in rows
         ]
 
+    def records(self, kind: Kind) -> dict[str, Any]:
+        """``{name: spec}`` of every stored object of a kind outside snapshots (``RECORD_KINDS``)."""
+        self._ensure_schema()
+        table, column = OBJECT_TABLES[kind]
+        query = sa.select(table.c[column], table.c.spec).where(table.c.project_id == self.project)
+        rows = self._db.read_retrying(lambda conn: conn.execute(query).all())
+        return {row[0]: row[1] for row in sorted(rows, key=lambda r: r[0])}
+
     def list_projects(self) -> list[str]:
         """Every project that has been applied to this database."""
         self._ensure_schema()

@@ -9,16 +9,14 @@ were not requested and request fields are dropped. Request fields come from the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ladle.definitions import FeatureService, FeatureView, OnDemandFeatureView
+from ladle.definitions import FeatureService, OnDemandFeatureView
 from ladle.definitions.refs import resolve
 from ladle.errors import (
-    DefinitionError,
     FeatureNameCollisionError,
-    FeatureNotFoundError,
     InvalidFeatureReferenceError,
     RequestDataNotFoundError,
 )
@@ -202,58 +200,3 @@ def transform_frame(
         for o in outputs:
             frame[f"{name}__{o}" if full else o] = out[o]
     return frame
-
-
-# -- apply checks -------------------------------------------------------------------------------
-
-
-def check_on_demand_views(target: Mapping[Any, Mapping[str, Any]]) -> None:
-    """Every ODFV's inputs exist after the apply, and its function runs on one row and returns its schema."""
-    views: Mapping[str, FeatureView] = target.get("feature_view", {})
-    odfvs: Mapping[str, OnDemandFeatureView] = target.get("on_demand_feature_view", {})
-    for name, odfv in odfvs.items():
-        if name in views:
-            raise DefinitionError(f"'{name}' is both a feature view and an on-demand feature view")
-        if odfv.write_to_online_store:
-            raise DefinitionError(
-                f"on-demand feature view '{name}': write_to_online_store=True is not supported yet; "
-                "leave it False (outputs are computed at read time, with the same answers)"
-            )
-        inputs: dict[str, list[Any]] = {}
-        for v in odfv.view_inputs:
-            view = views.get(v.view_name)
-            if view is None:
-                raise DefinitionError(
-                    f"on-demand feature view '{name}' reads feature view '{v.view_name}', which does not exist"
-                )
-            for f in v.features:
-                try:
-                    sample = _sample(view.feature(f).dtype)
-                except FeatureNotFoundError:
-                    raise DefinitionError(
-                        f"on-demand feature view '{name}': feature view '{v.view_name}' has no feature '{f}'"
-                    ) from None
-                inputs[f] = inputs[f"{v.name_to_use}__{f}"] = [sample]
-        for fld in odfv.request_fields:
-            inputs[fld.name] = [_sample(fld.dtype)]
-        # The function as a server will run it: compiled from the stored source, not the live one.
-        from ladle.definitions.on_demand import TransformUdf
-
-        stored = OnDemandFeatureView.from_spec(odfv.to_spec())
-        assert isinstance(stored.udf, TransformUdf)
-        try:
-            stored.transform(inputs, 1)
-        except DefinitionError as exc:
-            raise DefinitionError(f"dry run on one row: {exc}") from exc
-
-
-def _sample(dtype: DType) -> Any:
-    """A plausible non-null value of ``dtype`` for a dry run."""
-    samples: dict[str, Any] = {
-        "INT32": 1, "INT64": 1, "DOUBLE": 1.0, "FLOAT": 1.0, "BOOL": True, "STRING": "a", "BYTES": b"a",
-        "UNIX_TIMESTAMP": 0,
-    }  # fmt: skip
-    name = dtype.value_type.name
-    if name.endswith("_LIST"):
-        return [samples.get(name[:-5])]
-    return samples.get(name)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ladle.definitions import FeatureView
+    from ladle.definitions.saved_dataset import ValidationReference
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
     from ladle.registry.base import RegistrySnapshot
 
@@ -48,7 +49,7 @@ class OnDemandRetrievalJob:
         """The base job's query."""
         return self.base.sql
 
-    def to_df(self) -> pd.DataFrame:
+    def to_df(self, validation_reference: ValidationReference | None = None) -> pd.DataFrame:
         """Run the join, then the ODFVs; entity columns, requested features, ODFV outputs."""
         frame = self.base.to_df()
         read_columns = {f"{v}__{f}" for r in self._read_refs() for v, _, f in [r.partition(":")]}
@@ -60,8 +61,10 @@ class OnDemandRetrievalJob:
                 for feature, out in zip(sel.features, sel.output_names(self._full), strict=True):
                     renamed[f"{sel.view.name}__{feature}"] = out
         outputs = [f"{n}__{o}" if self._full else o for n, outs in self._wanted.items() for o in outs]
-        kept = frame[entity_columns + list(renamed) + outputs]
-        return kept.rename(columns=renamed)
+        kept = frame[entity_columns + list(renamed) + outputs].rename(columns=renamed)
+        from ladle.offline.validation import check
+
+        return check(kept, validation_reference)
 
     def to_arrow(self) -> pa.Table:
         """The same as :meth:`to_df`, as an Arrow table."""

@@ -249,8 +249,8 @@ class RestApp:
         return Response(200, codec.online_response_json(response, plan))
 
     async def _get_historical_features(self, scope: Scope, body: bytes) -> Response:
-        from ladle.offline.remote.serve import historical_answer
         from ladle.offline.remote.wire import ARROW_STREAM
+        from ladle.server.historical import historical_answer
 
         loop = asyncio.get_running_loop()
         answer = await loop.run_in_executor(None, historical_answer, self.core.store, body, _principal(scope))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ladle.definitions.refs import ViewSelection
+    from ladle.definitions.saved_dataset import ValidationReference
 
 
 class RemoteOfflineStoreConfig(StrictModel):
@@ -48,10 +49,12 @@ class RemoteRetrievalJob:
             self._table = self._store.fetch(self._body)
         return self._table
 
-    def to_df(self) -> pd.DataFrame:
+    def to_df(self, validation_reference: ValidationReference | None = None) -> pd.DataFrame:
         """The result as a pandas DataFrame."""
+        from ladle.offline.validation import check
+
         frame: pd.DataFrame = self.to_arrow().to_pandas()
-        return frame
+        return check(frame, validation_reference)
 
     def to_parquet(self, path: str | Path) -> None:
         """Write the result to a Parquet file."""
@@ -70,7 +73,7 @@ class RemoteOfflineStore:
 
     config_class: ClassVar[type[StrictModel]] = RemoteOfflineStoreConfig
 
-    def __init__(self, config: RepoConfig, credential: str | None = None) -> None:
+    def __init__(self, config: RepoConfig) -> None:
         cfg = config.offline_store
         if not isinstance(cfg, RemoteOfflineStoreConfig):
             cfg = RemoteOfflineStoreConfig.model_validate(dict(cfg or {}))
@@ -78,16 +81,13 @@ class RemoteOfflineStore:
             raise ConfigError(f"offline_store.path: {cfg.path!r} must be an http:// or https:// URL")
         self.config = cfg
         self.url = cfg.path.rstrip("/")
-        self._auth = dict(config.auth)
-        self.credential = credential
+        #: Returns the bearer token to send (or None); FeatureStore sets it from its credentials.
+        self.token_source: Callable[[], str | None] = lambda: None
 
     def get_historical_features(
-        self, entity_df: Any, features: Sequence[str] | FeatureService | str, full_feature_names: bool
+        self, table: pa.Table, features: Sequence[str] | FeatureService | str, full_feature_names: bool
     ) -> RemoteRetrievalJob:
-        """A job for the server's ``/get-historical-features`` (the entity frame is read here)."""
-        from ladle.retrieval.historical import entity_table
-
-        table = entity_table(entity_df)
+        """A job for the server's ``/get-historical-features`` with the entity frame ``table``."""
         if isinstance(features, FeatureService | str):
             name = features.name if isinstance(features, FeatureService) else features
             return RemoteRetrievalJob(self, encode_request(table, None, name, full_feature_names))
@@ -98,10 +98,9 @@ class RemoteOfflineStore:
         import httpx
 
         from ladle.online.remote.wire import error_of
-        from ladle.security.credentials import client_token
 
         headers = {"Content-Type": ARROW_STREAM.decode(), "Accept": ARROW_STREAM.decode()}
-        token = client_token(self._auth, self.credential)
+        token = self.token_source()
         if token:
             headers["Authorization"] = f"Bearer {token}"
         verify: ssl.SSLContext | bool = self.config.verify

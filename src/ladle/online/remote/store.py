@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,8 +19,7 @@ from ladle.definitions import FeatureService, FeatureView
 from ladle.errors import BackendUnavailableError, ConfigError
 from ladle.online.base import ReadRequest, ViewRows
 from ladle.online.remote.config import RemoteOnlineStoreConfig
-from ladle.online.remote.wire import error_of, online_body, online_response
-from ladle.retrieval.response import OnlineResponse
+from ladle.online.remote.wire import Answer, error_of, online_body, online_response
 from ladle.types import FieldStatus
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ class RemoteOnlineStore:
     #: FeatureStore forwards whole get_online_features requests to stores that say so.
     forwards_requests: ClassVar[bool] = True
 
-    def __init__(self, config: RepoConfig, credential: str | None = None) -> None:
+    def __init__(self, config: RepoConfig) -> None:
         cfg = config.online_store
         if not isinstance(cfg, RemoteOnlineStoreConfig):
             cfg = RemoteOnlineStoreConfig.model_validate(dict(cfg or {}))
@@ -46,17 +45,15 @@ class RemoteOnlineStore:
             raise ConfigError(f"online_store.path: {cfg.path!r} must be an http:// or https:// URL")
         self.config = cfg
         self.url = cfg.path.rstrip("/")
-        self._auth = dict(config.auth)
-        self.credential = credential
+        #: Returns the bearer token to send (or None); FeatureStore sets it from its credentials.
+        self.token_source: Callable[[], str | None] = lambda: None
         self._client: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
         self._lock = threading.Lock()
 
     # -- transport ----------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
-        from ladle.security.credentials import client_token
-
-        token = client_token(self._auth, self.credential)
+        token = self.token_source()
         return {**_JSON, "Authorization": f"Bearer {token}"} if token else dict(_JSON)
 
     def _options(self) -> dict[str, Any]:
@@ -111,14 +108,14 @@ class RemoteOnlineStore:
     # -- whole requests (what FeatureStore forwards) --------------------------------------------
     def get_online_features(
         self, features: Sequence[str] | FeatureService | str, entity_rows: Any, full_feature_names: bool = False
-    ) -> OnlineResponse:
-        """One ``/get-online-features`` round trip; the server's answer as an OnlineResponse."""
+    ) -> Answer:
+        """One ``/get-online-features`` round trip; the server's answer as columns."""
         body = online_body(features, entity_rows, full_feature_names)
         return online_response(self._post("/get-online-features", body))
 
     async def get_online_features_async(
         self, features: Sequence[str] | FeatureService | str, entity_rows: Any, full_feature_names: bool = False
-    ) -> OnlineResponse:
+    ) -> Answer:
         """:meth:`get_online_features` without blocking the event loop (httpx.AsyncClient)."""
         body = online_body(features, entity_rows, full_feature_names)
         return online_response(await self._post_async("/get-online-features", body))
@@ -136,20 +133,19 @@ class RemoteOnlineStore:
         """One request per view (full feature names), NOT_FOUND rows as missing."""
         out = []
         for request in requests:
-            refs = [f"{request.view.name}:{f}" for f in request.features]
-            answer = self.get_online_features(refs, {k: list(v) for k, v in request.keys.items()}, True)
-            index = {n: i for i, n in enumerate(answer.feature_names)}
-            first = index[f"{request.view.name}__{request.features[0]}"] if request.features else None
-            if first is None:
-                n = len(next(iter(request.keys.values()), []))
+            n = len(next(iter(request.keys.values()), []))
+            if not request.features:
                 out.append(ViewRows([None] * n, {}))
                 continue
-            stamps: list[int | None] = [
-                None if s == _NOT_FOUND else t
-                for s, t in zip(answer.statuses[first], answer.event_timestamps[first], strict=True)
+            refs = [f"{request.view.name}:{f}" for f in request.features]
+            keys = {k: list(v) for k, v in request.keys.items()}
+            names, values, statuses, stamps = self.get_online_features(refs, keys, True)
+            index = {name: i for i, name in enumerate(names)}
+            first = index[f"{request.view.name}__{request.features[0]}"]
+            event_ts: list[int | None] = [
+                None if s == _NOT_FOUND else t for s, t in zip(statuses[first], stamps[first], strict=True)
             ]
-            values = {f: answer.values[index[f"{request.view.name}__{f}"]] for f in request.features}
-            out.append(ViewRows(stamps, values))
+            out.append(ViewRows(event_ts, {f: values[index[f"{request.view.name}__{f}"]] for f in request.features}))
         return out
 
     def write(self, project: str, view: FeatureView, rows: pa.Table) -> int:

@@ -18,7 +18,6 @@ from ladle.errors import (
     PermissionDeniedError,
     RequestError,
 )
-from ladle.retrieval.response import OnlineResponse
 from ladle.types import FieldStatus
 
 _STATUS = {s.name: int(s) for s in FieldStatus}
@@ -56,8 +55,13 @@ def online_body(features: Sequence[str] | FeatureService | str, entity_rows: Any
     return orjson.dumps(payload)
 
 
-def online_response(body: bytes) -> OnlineResponse:
-    """A server's ``/get-online-features`` answer as an :class:`OnlineResponse`."""
+#: A column-major answer: feature names, values, statuses, event timestamps (µs); the fields of
+#: :class:`ladle.retrieval.response.OnlineResponse`, which the façade builds from it.
+Answer = tuple[list[str], list[list[Any]], list[list[int]], list[list[int]]]
+
+
+def online_response(body: bytes) -> Answer:
+    """A server's ``/get-online-features`` answer as :data:`Answer` columns."""
     try:
         data = orjson.loads(body)
         names = list(data["metadata"]["feature_names"])
@@ -68,7 +72,7 @@ def online_response(body: bytes) -> OnlineResponse:
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         what = "the feature server's answer is not a get-online-features response"
         raise BackendUnavailableError(f"{what}: {exc}") from None
-    return OnlineResponse(names, values, statuses, stamps)
+    return names, values, statuses, stamps
 
 
 @lru_cache(maxsize=4096)
