@@ -171,3 +171,48 @@ def test_definition_errors() -> None:
         OnDemandFeatureView(name="x", schema=[Field(name="y", dtype=Float64)], sources=[order], udf=lambda d: d)
     with pytest.raises(DefinitionError, match="non-empty"):
         RequestSource(name="r", schema=[])
+
+
+def test_feature_services_hold_odfvs_and_their_projections(tmp_path: Path) -> None:
+    definitions = (
+        DEFINITIONS
+        + """
+
+from ladle import FeatureService
+
+order_model = FeatureService(name="order_model", features=[prices[["volume_24h"]], order_value[["order_value"]], big_order])
+"""
+    )
+    store = build_odfv_repo(tmp_path, definitions)
+    try:
+        got = store.get_online_features("order_model", ROWS).to_dict()
+        assert (
+            got
+            == store.get_online_features(
+                ["prices:volume_24h", "order_value:order_value", "big_order:big_order"], ROWS
+            ).to_dict()
+        )
+        assert got["order_value"] == [PRICES["brent"] * 2.0, None]
+        service = store.get_feature_service("order_model")
+        entity_df = pd.DataFrame(
+            {"commodity_code": ["gold"], "quantity": [3.0], "event_timestamp": [datetime(2024, 1, 6, tzinfo=UTC)]}
+        )
+        df = store.get_historical_features(entity_df, service).to_df()
+        assert df["order_value"].tolist() == [PRICES["gold"] * 3.0]
+        assert df["big_order"].tolist() == [False]
+    finally:
+        store.close()
+
+
+def test_async_reads_and_vector_search_refusal(store: FeatureStore) -> None:
+    import asyncio
+
+    from ladle.errors import UnsupportedFeatureError
+
+    async def both() -> list[dict[str, list[object]]]:
+        answers = await asyncio.gather(*(store.get_online_features_async(FEATURES, ROWS) for _ in range(5)))
+        return [a.to_dict() for a in answers]
+
+    assert asyncio.run(both()) == [store.get_online_features(FEATURES, ROWS).to_dict()] * 5
+    with pytest.raises(UnsupportedFeatureError, match="vector search"):
+        store.retrieve_online_documents(features=["prices:current_price"], query=[0.1, 0.2], top_k=3)

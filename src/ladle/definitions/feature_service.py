@@ -7,6 +7,7 @@ from typing import Any
 
 from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
 from ladle.definitions.feature_view import FeatureView, FeatureViewProjection
+from ladle.definitions.on_demand import OnDemandFeatureView
 from ladle.errors import DefinitionError
 
 
@@ -20,7 +21,7 @@ class FeatureService:
     def __init__(
         self,
         name: str,
-        features: Sequence[FeatureView | FeatureViewProjection],
+        features: Sequence[FeatureView | FeatureViewProjection | OnDemandFeatureView],
         description: str = "",
         tags: Mapping[str, str] | None = None,
         owner: str = "",
@@ -28,7 +29,7 @@ class FeatureService:
         self.name = check_name("feature service", name)
         projections: list[FeatureViewProjection] = []
         for item in features:
-            if isinstance(item, FeatureView):
+            if isinstance(item, FeatureView | OnDemandFeatureView):
                 projections.append(item.projection())
             elif isinstance(item, FeatureViewProjection):
                 projections.append(item)

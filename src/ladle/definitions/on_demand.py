@@ -219,6 +219,16 @@ class OnDemandFeatureView:
                 return f
         raise FeatureNotFoundError(f"{self.name}:{name}", detail=f"'{self.name}' outputs {self.feature_names}")
 
+    def __getitem__(self, features: Sequence[str]) -> FeatureViewProjection:
+        """A selection of outputs for a feature service: ``odfv[["a", "b"]]``."""
+        for name in features:
+            self.feature(name)
+        return FeatureViewProjection(self.name, tuple(features))
+
+    def projection(self) -> FeatureViewProjection:
+        """Every output, for a feature service."""
+        return FeatureViewProjection(self.name, tuple(self.feature_names))
+
     @property
     def request_fields(self) -> list[Field]:
         """Every field the request must carry."""

@@ -171,6 +171,15 @@ def _check_view_sources(view: FeatureView, target: Target) -> None:
 def _checked_service(service: FeatureService, target: Target) -> FeatureService:
     projections: list[FeatureViewProjection] = []
     for proj in service.projections:
+        odfv = target["on_demand_feature_view"].get(proj.view_name)
+        if odfv is not None:  # an on-demand view's outputs
+            missing = [f for f in proj.features if f not in odfv.feature_names]
+            if missing:
+                raise DefinitionError(
+                    f"feature service '{service.name}': on-demand feature view '{odfv.name}' has no features {missing}"
+                )
+            projections.append(FeatureViewProjection(proj.view_name, proj.features or tuple(odfv.feature_names)))
+            continue
         view: FeatureView | None = target["feature_view"].get(proj.view_name)
         if view is None:
             raise DefinitionError(

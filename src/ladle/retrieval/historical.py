@@ -61,12 +61,12 @@ def historical_job(
     """
     from ladle.retrieval.on_demand import names_on_demand
 
-    if not isinstance(features, FeatureService | str) and names_on_demand(snapshot, features):  # ODFVs: over the frame
+    if names_on_demand(snapshot, features):  # ODFVs: over the joined frame
+        from ladle.retrieval.on_demand import service_refs
         from ladle.retrieval.on_demand_historical import on_demand_job
 
-        return on_demand_job(
-            snapshot, offline_store, entity_df, list(features), full_feature_names, historical_job, bind, as_of
-        )
+        refs = list(service_refs(snapshot, features))
+        return on_demand_job(snapshot, offline_store, entity_df, refs, full_feature_names, historical_job, bind, as_of)
     selections = resolve(snapshot, features, full_feature_names)
     if bind is not None:
         bound = bind(sel.view for sel in selections)

@@ -90,11 +90,32 @@ def _missing(odfv: OnDemandFeatureView, name: str) -> RequestDataNotFoundError:
 
 
 def names_on_demand(snapshot: RegistrySnapshot, features: Any) -> bool:
-    """Whether ``features`` (a list of references) names an on-demand view."""
+    """Whether ``features`` (references, a feature service or its name) names an on-demand view."""
     odfvs = snapshot.on_demand_feature_views
-    if not odfvs or isinstance(features, FeatureService | str):
+    if not odfvs:
         return False
+    if isinstance(features, FeatureService | str):
+        service = features if isinstance(features, FeatureService) else snapshot.feature_services.get(features)
+        return service is not None and any(p.view_name in odfvs for p in service.projections)
     return any(isinstance(r, str) and r.partition(":")[0] in odfvs for r in features)
+
+
+def service_refs(snapshot: RegistrySnapshot, features: Any) -> Any:
+    """``features`` with a feature service (or its name) that uses ODFVs spelled out as references.
+
+    Projections of plain views must then be plain (no ``with_name`` alias, no join-key map):
+    an InvalidFeatureReferenceError says so otherwise.
+    """
+    if not isinstance(features, FeatureService | str):
+        return features
+    service = features if isinstance(features, FeatureService) else snapshot.feature_service(features)
+    for p in service.projections:
+        if p.alias or p.join_key_map:
+            raise InvalidFeatureReferenceError(
+                f"feature service '{service.name}' mixes on-demand views with a renamed projection of "
+                f"'{p.view_name}' (with_name / with_join_key_map), which Ladle cannot serve together yet"
+            )
+    return [f"{p.view_name}:{f}" for p in service.projections for f in p.features]
 
 
 def split_refs(snapshot: RegistrySnapshot, refs: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -126,7 +147,7 @@ def input_refs(snapshot: RegistrySnapshot, wanted: dict[str, list[str]]) -> list
 
 def compile_on_demand(
     snapshot: RegistrySnapshot,
-    features: Sequence[str],
+    features: Sequence[str] | FeatureService | str,
     full: bool,
     names: tuple[str, ...],
     compile_base: Callable[[RegistrySnapshot, Any, bool, tuple[str, ...]], OnlinePlan],
@@ -134,7 +155,7 @@ def compile_on_demand(
     """The plan of a request naming ODFVs: the base read (full names) with an :class:`OnDemandStep`."""
     from ladle.retrieval.plan import OnlinePlan
 
-    plain, wanted = split_refs(snapshot, features)
+    plain, wanted = split_refs(snapshot, service_refs(snapshot, features))
     read_refs = list(dict.fromkeys([*plain, *input_refs(snapshot, wanted)]))
     if read_refs:
         base = compile_base(snapshot, read_refs, True, names)

@@ -121,7 +121,7 @@ def compile_plan(snapshot: RegistrySnapshot, features: Features, full: bool, nam
             f"features must be a list of 'view:feature' references or a feature service, got {type(features).__name__}"
         )
     if snapshot.on_demand_feature_views and names_on_demand(snapshot, features):
-        return compile_on_demand(snapshot, features, full, names, compile_plan)  # type: ignore[arg-type]
+        return compile_on_demand(snapshot, features, full, names, compile_plan)
     selections = resolve(snapshot, features, full)
     key_types: dict[str, ValueType | None] = {}
     key_dtypes: dict[str, DType] = {}
