@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import pandas as pd
 import pyarrow as pa
 
-from ladle.definitions import FeatureService, FeatureView
+from ladle.definitions import FeatureView
 from ladle.definitions.refs import FeatureRequest, ViewSelection, resolve
 from ladle.errors import EntityKeyError, RequestError
 from ladle.types import EVENT_TIMESTAMP, DType, ValueType
