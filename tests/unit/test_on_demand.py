@@ -216,3 +216,17 @@ def test_async_reads_and_vector_search_refusal(store: FeatureStore) -> None:
     assert asyncio.run(both()) == [store.get_online_features(FEATURES, ROWS).to_dict()] * 5
     with pytest.raises(UnsupportedFeatureError, match="vector search"):
         store.retrieve_online_documents(features=["prices:current_price"], query=[0.1, 0.2], top_k=3)
+
+
+def test_a_whole_view_whose_features_come_from_its_source(tmp_path: Path) -> None:
+    schema = '    schema=[Field(name="current_price", dtype=Float64), Field(name="volume_24h", dtype=Int64)],\n'
+    assert schema in DEFINITIONS
+    definitions = DEFINITIONS.replace(schema, "").replace('prices[["current_price"]]', "prices")
+    store = build_odfv_repo(tmp_path, definitions)
+    try:
+        inputs = store.snapshot(allow_cache=False).on_demand_feature_views["order_value"].view_inputs
+        assert inputs[0].features == ("current_price", "volume_24h")
+        got = store.get_online_features(["order_value:order_value"], ROWS[:1]).to_dict()
+        assert got["order_value"] == [PRICES["brent"] * 2.0]
+    finally:
+        store.close()

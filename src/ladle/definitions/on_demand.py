@@ -196,6 +196,7 @@ class OnDemandFeatureView:
         if isinstance(source, RequestSource):
             self.request_sources.append(source)
         elif isinstance(source, FeatureView):
+            # A view whose features come from its source's schema has none yet: apply fills them in.
             self.view_inputs.append(ViewInput(source.name, tuple(source.feature_names)))
         elif isinstance(source, FeatureViewProjection):
             self.view_inputs.append(ViewInput(source.view_name, tuple(source.features), source.alias))
@@ -382,12 +383,14 @@ def check_on_demand_views(target: Mapping[Any, Mapping[str, Any]]) -> None:
                 "leave it False (outputs are computed at read time, with the same answers)"
             )
         inputs: dict[str, list[Any]] = {}
-        for v in odfv.view_inputs:
+        for i, v in enumerate(odfv.view_inputs):
             view = views.get(v.view_name)
             if view is None:
                 raise DefinitionError(
                     f"on-demand feature view '{name}' reads feature view '{v.view_name}', which does not exist"
                 )
+            if not v.features:  # a whole view declared before its schema was read from the source
+                v = odfv.view_inputs[i] = ViewInput(v.view_name, tuple(view.feature_names), v.alias)  # noqa: PLW2901
             for f in v.features:
                 try:
                     sample = _sample(view.feature(f).dtype)
