@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -230,3 +231,19 @@ def test_a_whole_view_whose_features_come_from_its_source(tmp_path: Path) -> Non
         assert got["order_value"] == [PRICES["brent"] * 2.0]
     finally:
         store.close()
+
+
+def test_cli_types_request_fields_by_their_schema(repo: Path) -> None:
+    from click.testing import CliRunner
+
+    from ladle.cli.main import cli
+
+    args = ["-c", str(repo), "get-online-features", "-f", "order_value:order_value,big_order:big_order"]
+    ok = CliRunner().invoke(cli, [*args, "-e", "commodity_code=gold", "-e", "quantity=2.5", "-o", "json"])
+    assert ok.exit_code == 0, ok.output
+    body = json.loads(ok.output)
+    names = body["metadata"]["feature_names"]
+    assert body["results"][names.index("order_value")]["values"] == [PRICES["gold"] * 2.5]
+    bad = CliRunner().invoke(cli, [*args, "-e", "commodity_code=gold", "-e", "quantity=lots"])
+    assert bad.exit_code == 1
+    assert "quantity" in bad.output and "Traceback" not in bad.output

@@ -10,7 +10,7 @@ were not requested and request fields are dropped. Request fields come from the 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ladle.definitions import FeatureService, OnDemandFeatureView
@@ -52,6 +52,8 @@ class OnDemandStep:
     calls: tuple[OdfvCall, ...]
     names: tuple[str, ...]
     dtypes: dict[str, DType]
+    #: The request fields the ODFVs read, with their declared dtypes (the CLI types text with them).
+    request_types: dict[str, DType] = field(default_factory=dict)
 
     def apply(self, base: OnlineResponse, column: Callable[[str], Sequence[Any]], rows: int) -> OnlineResponse:
         """The answer for ``rows`` rows; ``column`` gives a request column by name."""
@@ -189,7 +191,8 @@ def compile_on_demand(
             f"feature names {dupes} are requested more than once; pass full_feature_names=True to name columns "
             "'view__feature'"
         )
-    step = OnDemandStep(tuple(keep), tuple(calls), final, out_types)
+    request_types = {f.name: f.dtype for c in calls for f in c.odfv.request_fields}
+    step = OnDemandStep(tuple(keep), tuple(calls), final, out_types, request_types)
     return OnlinePlan(
         base.project, base.version, base.key_columns, base.key_types, base.reads, base.feature_names,
         base.dtypes, base.uses_ttl, base.entityless, on_demand=step,

@@ -191,7 +191,30 @@ def entities_from_text(
     for key, value in pairs:
         columns.setdefault(key, []).append(value)
     plan = compile_plan(snapshot, features, True, tuple(columns))
-    return {k: [_from_text(k, v, plan.key_types.get(k)) for v in vals] for k, vals in columns.items()}
+    requested: dict[str, DType] = plan.on_demand.request_types if plan.on_demand is not None else {}
+    return {
+        k: [_request_from_text(k, v, requested[k]) if k in requested else _from_text(k, v, plan.key_types.get(k))
+            for v in vals]
+        for k, vals in columns.items()
+    }  # fmt: skip
+
+
+def _request_from_text(name: str, text: str, dtype: DType) -> Any:
+    """A request field's text as its declared type (numbers, booleans; other types stay text)."""
+    vt = dtype.value_type
+    try:
+        if vt in (ValueType.INT32, ValueType.INT64):
+            return int(text)
+        if vt in (ValueType.DOUBLE, ValueType.FLOAT):
+            return float(text)
+    except ValueError:
+        raise EntityKeyError(f"request field '{name}' is {vt.name} but {text!r} is not a number") from None
+    if vt == ValueType.BOOL:
+        flag = {"true": True, "false": False, "1": True, "0": False}.get(text.strip().lower())
+        if flag is None:
+            raise EntityKeyError(f"request field '{name}' is BOOL but {text!r} is not true or false")
+        return flag
+    return text
 
 
 # -- entity input ---------------------------------------------------------------------------------
