@@ -181,7 +181,9 @@ def test_feature_services_hold_odfvs_and_their_projections(tmp_path: Path) -> No
 
 from ladle import FeatureService
 
-order_model = FeatureService(name="order_model", features=[prices[["volume_24h"]], order_value[["order_value"]], big_order])
+order_model = FeatureService(
+    name="order_model", features=[prices[["volume_24h"]], order_value[["order_value"]], big_order]
+)
 """
     )
     store = build_odfv_repo(tmp_path, definitions)
