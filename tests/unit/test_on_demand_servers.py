@@ -22,7 +22,7 @@ from ladle.server.core import ServerCore
 from ladle.server.grpc_server import GrpcServer
 from ladle.server.rest import create_app
 from ladle.server.settings import ServerSettings
-from unit.odfv_repo import PRICES, build_odfv_repo
+from unit.odfv_repo import DEFINITIONS, PRICES, build_odfv_repo
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2")
@@ -36,7 +36,9 @@ QUANTITIES = [2.0, 500.0, 0.5]
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeatureStore]:
     path: Path = tmp_path_factory.mktemp("odfv_servers")
-    build_odfv_repo(path).close()
+    service = "\nfrom ladle import FeatureService\n\n"
+    service += 'model = FeatureService(name="model", features=[order_value, big_order])\n'
+    build_odfv_repo(path, DEFINITIONS + service).close()
     s = FeatureStore(repo_path=path)
     yield s
     s.close()
@@ -147,3 +149,20 @@ def test_grpc_missing_request_field_is_invalid_argument(channel: grpc.Channel) -
     with pytest.raises(grpc.RpcError) as info:
         stub.GetOnlineFeatures(request, timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_feature_service_with_odfvs_through_rest_and_grpc(
+    store: FeatureStore, rest: TestClient, channel: grpc.Channel
+) -> None:
+    want = store.get_online_features("model", {"commodity_code": CODES, "quantity": QUANTITIES})
+    body = {"feature_service": "model", "entities": {"commodity_code": CODES, "quantity": QUANTITIES}}
+    data = rest.post("/get-online-features", json=body).json()
+    assert data["metadata"]["feature_names"] == want.feature_names == [
+        "commodity_code", "order_value", "price_x2", "big_order",
+    ]  # fmt: skip
+    assert [r["values"] for r in data["results"]] == want.values
+    request = serving_pb.GetOnlineFeaturesRequest(feature_service="model")
+    request.entities["commodity_code"].CopyFrom(_repeated(CODES))
+    request.request_context["quantity"].CopyFrom(_repeated(QUANTITIES))
+    reply = serving_grpc.ServingServiceStub(channel).GetOnlineFeatures(request, timeout=10)
+    assert [[_plain(v) for v in r.values] for r in reply.results] == want.values
