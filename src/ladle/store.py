@@ -611,11 +611,21 @@ class FeatureStore:
             views = [snapshot.feature_view(n) for n in names]
         resources = [Resource.of(v) for v in views]
         self._check(snapshot, AuthzedAction.WRITE_ONLINE, resources, "materialize", principal, source)
+        def work_and_derive() -> list[ViewResult]:
+            results = work()
+            from ladle.retrieval.on_demand_write import materialize_derived, writing_odfvs
+
+            if writing_odfvs(snapshot):  # write_to_online_store ODFVs of the views just loaded
+                for r in results:
+                    if not r.skipped:
+                        materialize_derived(snapshot, self.offline_store, self.online_store, [r.view], r.start, r.end)
+            return results
+
         return self._audited(
             "materialize",
             ["WRITE_ONLINE"],
             lambda: [r.ref for r in resources],
-            work,
+            work_and_derive,
             principal,
             source,
             rows=lambda results: sum(r.rows_written for r in results),

@@ -249,3 +249,46 @@ def test_cli_types_request_fields_by_their_schema(repo: Path) -> None:
     bad = CliRunner().invoke(cli, [*args, "-e", "commodity_code=gold", "-e", "quantity=lots"])
     assert bad.exit_code == 1
     assert "quantity" in bad.output and "Traceback" not in bad.output
+
+
+WRITING = """
+
+@on_demand_feature_view(
+    sources=[prices],
+    schema=[Field(name="price_doubled", dtype=Float64)],
+    mode="python",
+    write_to_online_store=True,
+)
+def price_doubled(inputs: dict) -> dict:
+    return {"price_doubled": [None if p is None else p * 2 for p in inputs["current_price"]]}
+"""
+
+
+def test_write_to_online_store_computes_on_write_and_serves_stored_values(tmp_path: Path) -> None:
+    from ladle.online.base import ReadRequest
+    from ladle.types import FieldStatus
+
+    store = build_odfv_repo(tmp_path, DEFINITIONS + WRITING)  # applies, then materializes
+    try:
+        snapshot = store.snapshot(allow_cache=False)
+        stored = snapshot.on_demand_feature_views["price_doubled"].stored_view(snapshot.feature_views)
+        keys = {"commodity_code": ["gold", "brent"]}
+        rows = store.online_store.read(snapshot.project, [ReadRequest(stored, ["price_doubled"], keys)])[0]
+        assert rows.values["price_doubled"] == [PRICES["gold"] * 2, PRICES["brent"] * 2]  # stored by materialize
+        got = store.get_online_features(["price_doubled:price_doubled", "order_value:order_value"], ROWS)
+        assert got.to_dict()["price_doubled"] == [PRICES["brent"] * 2, None]
+        assert got.statuses_dict()["price_doubled"] == [FieldStatus.PRESENT, FieldStatus.NOT_FOUND]
+        now = datetime.now(UTC)
+        store.write_to_online_store(
+            "prices",
+            {"commodity_code": ["brent"], "current_price": [10.0], "volume_24h": [1], "event_timestamp": [now]},
+        )
+        assert store.get_online_features(["price_doubled"], ROWS[:1]).to_dict()["price_doubled"] == [20.0]
+        entity_df = pd.DataFrame({"commodity_code": ["gold"], "event_timestamp": [datetime(2024, 1, 6, tzinfo=UTC)]})
+        df = store.get_historical_features(entity_df, ["price_doubled:price_doubled"]).to_df()
+        assert df["price_doubled"].tolist() == [PRICES["gold"] * 2]  # offline: computed over the frame
+    finally:
+        store.close()
+    refused = WRITING.replace("sources=[prices]", "sources=[prices, order]")
+    with pytest.raises(DefinitionError, match="exactly one feature view source and no RequestSource"):
+        build_odfv_repo(tmp_path / "refused", DEFINITIONS + refused)

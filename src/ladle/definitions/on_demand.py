@@ -230,6 +230,15 @@ class OnDemandFeatureView:
         """Every output, for a feature service."""
         return FeatureViewProjection(self.name, tuple(self.feature_names))
 
+    def stored_view(self, views: Mapping[str, FeatureView]) -> FeatureView:
+        """With ``write_to_online_store``: the view its outputs are stored online under (its name, its
+        source view's entities, ttl and source, its output schema)."""
+        source = views[self.view_inputs[0].view_name]
+        return FeatureView(
+            name=self.name, source=source.source, schema=[*source.entity_columns, *self.schema],
+            entities=source.entities, ttl=source.ttl, online=True, tags=self.tags,
+        )  # fmt: skip
+
     @property
     def request_fields(self) -> list[Field]:
         """Every field the request must carry."""
@@ -377,10 +386,11 @@ def check_on_demand_views(target: Mapping[Any, Mapping[str, Any]]) -> None:
     for name, odfv in odfvs.items():
         if name in views:
             raise DefinitionError(f"'{name}' is both a feature view and an on-demand feature view")
-        if odfv.write_to_online_store:
+        if odfv.write_to_online_store and (len(odfv.view_inputs) != 1 or odfv.request_sources):
             raise DefinitionError(
-                f"on-demand feature view '{name}': write_to_online_store=True is not supported yet; "
-                "leave it False (outputs are computed at read time, with the same answers)"
+                f"on-demand feature view '{name}': write_to_online_store=True needs exactly one feature view "
+                "source and no RequestSource (its outputs are computed when that view's rows are written); "
+                "leave it False to compute at read time"
             )
         inputs: dict[str, list[Any]] = {}
         for i, v in enumerate(odfv.view_inputs):

@@ -271,7 +271,11 @@ def apply(
     removed_views = [
         prepared.base.feature_views[d.name] for d in prepared.diffs if d.action == "remove" and d.kind == "feature_view"
     ]
-    keep = [v for v in snapshot.feature_views.values() if v.online]
+    from ladle.retrieval.on_demand_write import stored_views
+
+    keep = [v for v in snapshot.feature_views.values() if v.online] + stored_views(snapshot)  # + ODFV outputs
+    kept = {v.name for v in keep}
+    removed_views += [v for v in stored_views(prepared.base) if v.name not in kept]
     try:
         online_store.update(snapshot.project, keep=keep, delete=removed_views)
     except BackendError as exc:
@@ -296,5 +300,7 @@ def teardown(registry: Registry, online_store: OnlineStore, authorize: Authorize
             (ObjectDiff(kind, name, "remove"), obj) for kind in KINDS for name, obj in snapshot.objects(kind).items()
         ]
         authorize(snapshot, removals)
-    online_store.teardown(snapshot.project, list(snapshot.feature_views.values()))
+    from ladle.retrieval.on_demand_write import stored_views
+
+    online_store.teardown(snapshot.project, [*snapshot.feature_views.values(), *stored_views(snapshot)])
     registry.delete_project()

@@ -9,6 +9,7 @@ were not requested and request fields are dropped. Request fields come from the 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -157,10 +158,22 @@ def compile_on_demand(
     """The plan of a request naming ODFVs: the base read (full names) with an :class:`OnDemandStep`."""
     from ladle.retrieval.plan import OnlinePlan
 
-    plain, wanted = split_refs(snapshot, service_refs(snapshot, features))
-    read_refs = list(dict.fromkeys([*plain, *input_refs(snapshot, wanted)]))
+    plain, every = split_refs(snapshot, service_refs(snapshot, features))
+    odfvs = snapshot.on_demand_feature_views
+    # write_to_online_store ODFVs are read like views (their stored outputs); the others are computed.
+    stored = {n: outs for n, outs in every.items() if odfvs[n].write_to_online_store}
+    wanted = {n: outs for n, outs in every.items() if n not in stored}
+    read_snapshot = snapshot
+    if stored:
+        extra = {n: odfvs[n].stored_view(snapshot.feature_views) for n in stored}
+        rest = {n: o for n, o in odfvs.items() if n not in stored}
+        read_snapshot = dataclasses.replace(
+            snapshot, feature_views={**snapshot.feature_views, **extra}, on_demand_feature_views=rest
+        )
+    stored_refs = [f"{n}:{o}" for n, outs in stored.items() for o in outs]
+    read_refs = list(dict.fromkeys([*plain, *input_refs(snapshot, wanted), *stored_refs]))
     if read_refs:
-        base = compile_base(snapshot, read_refs, True, names)
+        base = compile_base(read_snapshot, read_refs, True, names)
     else:
         base = OnlinePlan(snapshot.project, snapshot.version, (), {}, (), (), (), False, False)
     index = {n: i for i, n in enumerate(base.feature_names)}
@@ -173,6 +186,11 @@ def compile_on_demand(
                 read_name = f"{sel.view.name}__{feature}"
                 keep.append((index[read_name], out))
                 out_types[out] = dtypes[read_name]
+    for name, outputs in stored.items():
+        for o in outputs:
+            response_name = f"{name}__{o}" if full else o
+            keep.append((index[f"{name}__{o}"], response_name))
+            out_types[response_name] = odfvs[name].feature(o).dtype
     calls = []
     for name, outputs in wanted.items():
         odfv = snapshot.on_demand_feature_views[name]
