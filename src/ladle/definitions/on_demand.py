@@ -18,111 +18,20 @@ that serves from it; guard the registry like the code it holds (docs/on-demand.m
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import inspect
 import math
-import textwrap
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
 from ladle.definitions.feature_view import FeatureView, FeatureViewProjection
 from ladle.definitions.field import Field
 from ladle.definitions.sources import RequestSource
+from ladle.definitions.transform_udf import TransformUdf
 from ladle.errors import DefinitionError, FeatureNotFoundError
-from ladle.types import DType
 
 Mode = Literal["pandas", "python"]
 _MODES = ("pandas", "python")
-
-
-@dataclass(frozen=True)
-class TransformUdf:
-    """An ODFV's function as the registry keeps it: its source (decorators removed), the imports of
-    its file, and their SHA-256. ``fn`` is the live function when there is one."""
-
-    name: str
-    source: str
-    imports: str
-    sha256: str
-    fn: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
-
-    @classmethod
-    def from_function(cls, what: str, fn: object) -> TransformUdf:
-        """Capture a function defined in a file (a lambda or a REPL function cannot be versioned)."""
-        if not inspect.isfunction(fn):
-            raise DefinitionError(f"{what}: the transformation must be a Python function, got {fn!r}")
-        if fn.__name__ == "<lambda>":
-            raise DefinitionError(f"{what}: the transformation must be a named function (def), not a lambda")
-        try:
-            text = textwrap.dedent(inspect.getsource(fn))
-            file = inspect.getsourcefile(fn)
-            module_text = open(file, encoding="utf-8").read() if file else ""  # noqa: SIM115
-        except (OSError, TypeError):
-            raise DefinitionError(
-                f"{what}: the source of {fn.__qualname__} cannot be read; define it in a file"
-            ) from None
-        source = _undecorated(what, text)
-        imports = _imports_of(module_text)
-        return cls(fn.__name__, source, imports, _sha(imports + "\n" + source), fn)
-
-    def load(self) -> Callable[..., Any]:
-        """The live function, or the stored source compiled with its file's imports."""
-        if self.fn is not None:
-            return self.fn
-        namespace: dict[str, Any] = {"__name__": f"ladle_odfv_{self.name}"}
-        try:
-            exec(compile(self.imports + "\n" + self.source, f"<odfv {self.name}>", "exec"), namespace)
-        except Exception as exc:  # user code: report which function, not a traceback
-            raise DefinitionError(
-                f"on-demand function {self.name} cannot be loaded: {type(exc).__name__}: {exc}"
-            ) from exc
-        fn: Callable[..., Any] | None = namespace.get(self.name)
-        if not callable(fn):
-            raise DefinitionError(f"on-demand function {self.name} is not defined by its stored source")
-        object.__setattr__(self, "fn", fn)
-        return fn
-
-    def to_spec(self) -> dict[str, Any]:
-        """JSON-ready spec."""
-        return {"name": self.name, "source": self.source, "imports": self.imports, "sha256": self.sha256}
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> TransformUdf:
-        """Rebuild from :meth:`to_spec` output (not compiled until :meth:`load`)."""
-        return cls(spec["name"], spec["source"], spec.get("imports", ""), spec["sha256"])
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _undecorated(what: str, text: str) -> str:
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        raise DefinitionError(f"{what}: the transformation's source does not parse on its own") from None
-    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
-    if len(defs) != 1:
-        raise DefinitionError(f"{what}: the transformation must be a plain 'def' function")
-    defs[0].decorator_list = []
-    return ast.unparse(defs[0]) + "\n"
-
-
-def _imports_of(module_text: str) -> str:
-    """The module-level import statements of a file (what the function's body may refer to)."""
-    try:
-        tree = ast.parse(module_text)
-    except SyntaxError:
-        return ""
-    nodes: list[ast.stmt] = [
-        n
-        for n in tree.body
-        if isinstance(n, ast.Import) or (isinstance(n, ast.ImportFrom) and n.level == 0 and n.module != "__future__")
-    ]
-    return "".join(ast.unparse(n) + "\n" for n in nodes)
 
 
 @dataclass(frozen=True)
@@ -374,58 +283,3 @@ def on_demand_feature_view(
         )  # fmt: skip
 
     return decorate
-
-
-# -- apply checks -------------------------------------------------------------------------------
-
-
-def check_on_demand_views(target: Mapping[Any, Mapping[str, Any]]) -> None:
-    """Every ODFV's inputs exist after the apply, and its function runs on one row and returns its schema."""
-    views: Mapping[str, Any] = target.get("feature_view", {})
-    odfvs: Mapping[str, OnDemandFeatureView] = target.get("on_demand_feature_view", {})
-    for name, odfv in odfvs.items():
-        if name in views:
-            raise DefinitionError(f"'{name}' is both a feature view and an on-demand feature view")
-        if odfv.write_to_online_store and (len(odfv.view_inputs) != 1 or odfv.request_sources):
-            raise DefinitionError(
-                f"on-demand feature view '{name}': write_to_online_store=True needs exactly one feature view "
-                "source and no RequestSource (its outputs are computed when that view's rows are written); "
-                "leave it False to compute at read time"
-            )
-        inputs: dict[str, list[Any]] = {}
-        for i, v in enumerate(odfv.view_inputs):
-            view = views.get(v.view_name)
-            if view is None:
-                raise DefinitionError(
-                    f"on-demand feature view '{name}' reads feature view '{v.view_name}', which does not exist"
-                )
-            if not v.features:  # a whole view declared before its schema was read from the source
-                v = odfv.view_inputs[i] = ViewInput(v.view_name, tuple(view.feature_names), v.alias)  # noqa: PLW2901
-            for f in v.features:
-                try:
-                    sample = _sample(view.feature(f).dtype)
-                except FeatureNotFoundError:
-                    raise DefinitionError(
-                        f"on-demand feature view '{name}': feature view '{v.view_name}' has no feature '{f}'"
-                    ) from None
-                inputs[f] = inputs[f"{v.name_to_use}__{f}"] = [sample]
-        for fld in odfv.request_fields:
-            inputs[fld.name] = [_sample(fld.dtype)]
-        # The function as a server will run it: compiled from the stored source, not the live one.
-        stored = OnDemandFeatureView.from_spec(odfv.to_spec())
-        try:
-            stored.transform(inputs, 1)
-        except DefinitionError as exc:
-            raise DefinitionError(f"dry run on one row: {exc}") from exc
-
-
-def _sample(dtype: DType) -> Any:
-    """A plausible non-null value of ``dtype`` for a dry run."""
-    samples: dict[str, Any] = {
-        "INT32": 1, "INT64": 1, "DOUBLE": 1.0, "FLOAT": 1.0, "BOOL": True, "STRING": "a", "BYTES": b"a",
-        "UNIX_TIMESTAMP": 0,
-    }  # fmt: skip
-    name = dtype.value_type.name
-    if name.endswith("_LIST"):
-        return [samples.get(name[:-5])]
-    return samples.get(name)

@@ -125,7 +125,7 @@ def validate_target(target: Target, base: RegistrySnapshot) -> Target:
         _check_view_entities(view, target, base)
         _check_view_sources(view, target)
     services = {name: _checked_service(s, target) for name, s in target["feature_service"].items()}
-    from ladle.definitions.on_demand import check_on_demand_views
+    from ladle.definitions.on_demand_check import check_on_demand_views
 
     check_on_demand_views(target)
     return {**target, "feature_service": services}
