@@ -140,3 +140,32 @@ def test_remote_offline_store_takes_the_servers_training_set(
             anonymous.get_historical_features(entity_df, features).to_df()
     finally:
         anonymous.close()
+
+
+def test_remote_store_read_and_write_protocol(remote: FeatureStore, embedded: FeatureStore) -> None:
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from ladle.online.base import ReadRequest
+
+    online = remote.online_store
+    online.token_source = lambda: KEY  # type: ignore[attr-defined]
+    view = embedded.snapshot(allow_cache=False).feature_view("prices")
+    request = [ReadRequest(view, ["current_price", "volume_24h"], {"commodity_code": ["gold", "nope"]})]
+    got, want = online.read(PROJECT, request)[0], embedded.online_store.read(PROJECT, request)[0]
+    assert (got.event_ts, got.values) == (want.event_ts, want.values)
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows = pa.table(
+        {
+            "commodity_code": ["platinum"],
+            "current_price": [950.5],
+            "volume_24h": pa.array([7], pa.int64()),
+            "event_timestamp": pa.array([now], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    assert online.write(PROJECT, view, rows) == 1
+    after = embedded.online_store.read(
+        PROJECT, [ReadRequest(view, ["current_price"], {"commodity_code": ["platinum"]})]
+    )
+    assert after[0].values["current_price"] == [950.5]
