@@ -56,7 +56,8 @@ class RemoteOnlineStore:
         token = self.token_source()
         return {**_JSON, "Authorization": f"Bearer {token}"} if token else dict(_JSON)
 
-    def _options(self) -> dict[str, Any]:
+    def _transport_options(self) -> dict[str, Any]:
+        """TLS, pool and retries: a custom transport ignores the client's own ``verify``/``limits``."""
         import httpx
 
         verify: ssl.SSLContext | bool = self.config.verify
@@ -64,10 +65,9 @@ class RemoteOnlineStore:
             verify = ssl.create_default_context(cafile=self.config.cert)
         size = self.config.connection_pool_size
         return {
-            "base_url": self.url,
             "verify": verify,
-            "timeout": self.config.timeout_seconds,
             "limits": httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            "retries": self.config.connection_retries,
         }
 
     def _sync(self) -> httpx.Client:
@@ -76,8 +76,10 @@ class RemoteOnlineStore:
 
             with self._lock:
                 if self._client is None:
-                    transport = httpx.HTTPTransport(retries=self.config.connection_retries)
-                    self._client = httpx.Client(transport=transport, **self._options())
+                    transport = httpx.HTTPTransport(**self._transport_options())
+                    self._client = httpx.Client(
+                        transport=transport, base_url=self.url, timeout=self.config.timeout_seconds
+                    )
         return self._client
 
     def _post(self, path: str, body: bytes) -> bytes:
@@ -95,8 +97,8 @@ class RemoteOnlineStore:
         import httpx
 
         if self._async is None:
-            transport = httpx.AsyncHTTPTransport(retries=self.config.connection_retries)
-            self._async = httpx.AsyncClient(transport=transport, **self._options())
+            transport = httpx.AsyncHTTPTransport(**self._transport_options())
+            self._async = httpx.AsyncClient(transport=transport, base_url=self.url, timeout=self.config.timeout_seconds)
         try:
             reply = await self._async.post(path, content=body, headers=self._headers())
         except httpx.HTTPError as exc:
