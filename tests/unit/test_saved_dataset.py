@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,3 +86,24 @@ def test_validate_by_name_and_apply_keeps_records(store: FeatureStore) -> None:
     store.apply(load_repo(store.repo_path), partial=False)  # what `ladle apply` does
     assert store.get_saved_dataset("train_v1").row_count == 30
     assert store.get_validation_reference("ref_v1").dataset_name == "train_v1"
+
+
+def test_cli_validate(store: FeatureStore, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ladle.cli.main import cli
+
+    base = ["-c", str(store.repo_path), "validate", "-r", "ref_v1"]
+    ok = CliRunner().invoke(cli, [*base, "--dataset", "train_v1"])
+    assert ok.exit_code == 0, ok.output
+    assert "ok" in ok.output
+    drifted = store.get_historical_features(entity_frame(["gold"] * 4, [900.0] * 4), FEATURES).to_df()
+    drifted.to_parquet(tmp_path / "drifted.parquet")
+    bad = CliRunner().invoke(cli, [*base, str(tmp_path / "drifted.parquet"), "-o", "json"])
+    assert bad.exit_code == 1
+    report = json.loads(bad.output)
+    assert not report["ok"] and {"column": "quantity", "check": "range"} in [
+        {"column": f["column"], "check": f["check"]} for f in report["findings"]
+    ]
+    neither = CliRunner().invoke(cli, base)
+    assert neither.exit_code == 1 and "one of the two" in neither.output and "Traceback" not in neither.output
