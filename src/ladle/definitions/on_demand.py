@@ -266,14 +266,19 @@ def on_demand_feature_view(
     write_to_online_store: bool = False,
     singleton: bool = False,
     entities: Sequence[Any] | None = None,
+    track_metrics: bool = False,
 ) -> Callable[[Callable[..., Any]], OnDemandFeatureView]:
     """Feast's decorator: the decorated function becomes an :class:`OnDemandFeatureView` of its name.
 
-    ``entities`` is accepted for Feast's signature and must be empty (Ladle's ODFVs are keyed by
-    their feature-view sources).
+    ``entities`` and ``track_metrics`` are accepted for Feast's signature and must be left out
+    (Ladle's ODFVs are keyed by their feature-view sources, and have no per-ODFV timing metrics).
     """
     if entities:
         raise DefinitionError("on_demand_feature_view: entities= is not supported; the sources' entities are used")
+    if track_metrics:
+        raise DefinitionError(
+            "on_demand_feature_view: track_metrics=True is not supported (no per-ODFV timing metrics)"
+        )
 
     def decorate(fn: Callable[..., Any]) -> OnDemandFeatureView:
         return OnDemandFeatureView(
