@@ -38,6 +38,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield running
 
 
+@pytest.mark.slow  # starts its own ladle serve
 def test_odfv_reads_need_read_online_on_the_odfv_and_training_sets_need_read_offline(
     served: Served, tmp_path: Path
 ) -> None:

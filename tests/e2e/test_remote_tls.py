@@ -42,6 +42,7 @@ def client(root: Path, port: int, cert: Path | None) -> FeatureStore:
     return FeatureStore(repo_path=root)
 
 
+@pytest.mark.slow  # starts its own ladle serve
 def test_cert_verifies_the_server_and_answers_match(served: tuple[Served, Path, Path], tmp_path: Path) -> None:
     running, repo, ca = served
     embedded = FeatureStore(repo_path=repo)
