@@ -292,3 +292,18 @@ def test_write_to_online_store_computes_on_write_and_serves_stored_values(tmp_pa
     refused = WRITING.replace("sources=[prices]", "sources=[prices, order]")
     with pytest.raises(DefinitionError, match="exactly one feature view source and no RequestSource"):
         build_odfv_repo(tmp_path / "refused", DEFINITIONS + refused)
+
+
+def test_stored_function_loads_where_an_import_of_its_file_is_missing() -> None:
+    from ladle.definitions.transform_udf import TransformUdf
+
+    udf = TransformUdf(
+        name="f",
+        source="def f(inputs):\n    return {'y': [math.sqrt(v) for v in inputs['x']]}\n",
+        imports="import math\nfrom feast_is_not_installed_here import FeatureView\n",
+        sha256="0",
+    )
+    assert udf.load()({"x": [4.0]}) == {"y": [2.0]}
+    needs = TransformUdf(name="g", source="def g(inputs):\n    return FeatureView\n", imports=udf.imports, sha256="0")
+    with pytest.raises(NameError):
+        needs.load()({})

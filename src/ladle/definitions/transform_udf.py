@@ -52,8 +52,18 @@ class TransformUdf:
         if self.fn is not None:
             return self.fn
         namespace: dict[str, Any] = {"__name__": f"ladle_odfv_{self.name}"}
+        # The file's imports one by one: one this process cannot import (a repo written with
+        # `from feast import ...` served where only Ladle is installed) is skipped; the function
+        # only fails, with a NameError the apply dry run reports, if its body needs that name.
+        for line in self.imports.splitlines():
+            try:
+                exec(compile(line, f"<odfv {self.name} imports>", "exec"), namespace)
+            except ImportError:
+                continue
+            except Exception as exc:  # an import's module raised: report which one
+                raise DefinitionError(f"on-demand function {self.name}: '{line}' failed: {exc}") from exc
         try:
-            exec(compile(self.imports + "\n" + self.source, f"<odfv {self.name}>", "exec"), namespace)
+            exec(compile(self.source, f"<odfv {self.name}>", "exec"), namespace)
         except Exception as exc:  # user code: report which function, not a traceback
             raise DefinitionError(
                 f"on-demand function {self.name} cannot be loaded: {type(exc).__name__}: {exc}"
