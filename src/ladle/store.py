@@ -611,6 +611,7 @@ class FeatureStore:
             views = [snapshot.feature_view(n) for n in names]
         resources = [Resource.of(v) for v in views]
         self._check(snapshot, AuthzedAction.WRITE_ONLINE, resources, "materialize", principal, source)
+
         def work_and_derive() -> list[ViewResult]:
             results = work()
             from ladle.retrieval.on_demand_write import materialize_derived, writing_odfvs
