@@ -23,6 +23,11 @@ with the server, which is reported with the results (``nproc``).
     .venv/bin/python -m bench.w3_server --workers 2 --duration 6 --repeat 3   # medians of 3, interleaved
     .venv/bin/python -m bench.w3_server --only grpc --grpc-engine grpcio        # grpcio's server instead
     .venv/bin/python -m bench.w3_server --workers 1 --auth api_key              # every request with a key
+    .venv/bin/python -m bench.w3_server --workers 1 --odfv python              # + an on-demand view
+
+With ``--odfv python|pandas`` every request also asks for ``order_value:order_value`` (an on-demand
+feature view of that mode over ``current_price`` and a ``quantity`` request field sent with each
+entity row), so the figures compare with a plain run of the same options.
 """
 
 from __future__ import annotations
@@ -56,13 +61,19 @@ ENTITIES = 10_000
 
 _LUA = """
 math.randomseed(42)
-local n, rows, features, auth = {entities}, {rows}, '{features}', '{auth}'
+local n, rows, features, auth, odfv = {entities}, {rows}, '{features}', '{auth}', {odfv}
 local headers = {{["Content-Type"] = "application/json"}}
 if auth ~= "" then headers["Authorization"] = auth end
 request = function()
   local codes = {{}}
   for i = 1, rows do codes[i] = string.format('"CMD%05d"', math.random(0, n - 1)) end
-  local entities = '"entities": {{"commodity_code": [' .. table.concat(codes, ",") .. ']}}'
+  local extra = ''
+  if odfv then
+    local q = {{}}
+    for i = 1, rows do q[i] = string.format('%d.5', math.random(1, 100)) end
+    extra = ', "quantity": [' .. table.concat(q, ",") .. ']'
+  end
+  local entities = '"entities": {{"commodity_code": [' .. table.concat(codes, ",") .. ']' .. extra .. '}}'
   local body = '{{"features": ' .. features .. ', ' .. entities .. '}}'
   return wrk.format("POST", "/get-online-features", headers, body)
 end
@@ -81,8 +92,43 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def build_repo(repo: Path, ticks: Path, redis: str) -> str:
-    """A feature repo in ``repo`` with the W1 view materialized into Redis; returns the project."""
+ODFV = "order_value"
+_ODFV_FUNCTIONS = """
+import pandas as pd
+
+
+def order_value_python(inputs: dict) -> dict:
+    pairs = zip(inputs["current_price"], inputs["quantity"])
+    return {"order_value": [None if p is None else p * q for p, q in pairs]}
+
+
+def order_value_pandas(inputs: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"order_value": inputs["current_price"] * inputs["quantity"]})
+"""
+
+
+def _odfv(repo: Path, view: Any, mode: str) -> Any:
+    """The ``order_value`` on-demand view of ``mode``; its function lives in a repo file, as a user's would."""
+    import importlib.util
+
+    from ladle import Field, Float64, OnDemandFeatureView, RequestSource
+
+    file = repo / "w3_odfv.py"
+    file.write_text(_ODFV_FUNCTIONS)
+    spec = importlib.util.spec_from_file_location("w3_odfv", file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    request = RequestSource(name="order", schema=[Field(name="quantity", dtype=Float64)])
+    return OnDemandFeatureView(
+        name=ODFV, schema=[Field(name="order_value", dtype=Float64)], sources=[view[["current_price"]], request],
+        udf=getattr(module, f"order_value_{mode}"), mode=mode,
+    )  # fmt: skip
+
+
+def build_repo(repo: Path, ticks: Path, redis: str, odfv: str = "") -> str:
+    """A feature repo in ``repo`` with the W1 view materialized into Redis (and the ODFV of mode
+    ``odfv``, if given); returns the project."""
     from ladle import Entity, FeatureStore, FeatureView, Field, FileSource, Float64, ValueType
 
     project = f"w3_{uuid.uuid4().hex[:8]}"
@@ -102,7 +148,7 @@ def build_repo(repo: Path, ticks: Path, redis: str) -> str:
         schema=[Field(name=f, dtype=Float64) for f in FEATURES],
         source=source,
     )
-    store.apply([commodity, source, view])
+    store.apply([commodity, source, view, *([_odfv(repo, view, odfv)] if odfv else [])])
     store.materialize(START, END, [VIEW])
     store.close()
     return project
@@ -142,10 +188,21 @@ class Server:
         self.process.wait(60)
 
 
+#: ``odfv`` is set by ``--odfv``: every request also asks for the on-demand view's output.
+OPTIONS: dict[str, bool] = {"odfv": False}
+
+
+def _feature_refs(rows: int) -> list[str]:
+    refs = [f"{VIEW}:{f}" for f in (W3A_FEATURES if rows == 1 else FEATURES)]
+    return [*refs, f"{ODFV}:order_value"] if OPTIONS["odfv"] else refs
+
+
 def _body(rows: int, rng: random.Random) -> dict[str, Any]:
-    features = W3A_FEATURES if rows == 1 else list(FEATURES)
     codes = [f"CMD{rng.randrange(ENTITIES):05d}" for _ in range(rows)]
-    return {"features": [f"{VIEW}:{f}" for f in features], "entities": {"commodity_code": codes}}
+    entities: dict[str, list[Any]] = {"commodity_code": codes}
+    if OPTIONS["odfv"]:
+        entities["quantity"] = [rng.randrange(1, 100) + 0.5 for _ in range(rows)]
+    return {"features": _feature_refs(rows), "entities": entities}
 
 
 def check_answers(server: Server, rows: int) -> None:
@@ -173,17 +230,21 @@ def _grpc_request(body: dict[str, Any]) -> Any:
     from ladle.server._proto.feast.types import Value_pb2 as value_pb
 
     codes = body["entities"]["commodity_code"]
-    return serving_pb.GetOnlineFeaturesRequest(
-        features=serving_pb.FeatureList(val=body["features"]),
-        entities={"commodity_code": value_pb.RepeatedValue(val=[value_pb.Value(string_val=c) for c in codes])},
-    )
+    entities = {"commodity_code": value_pb.RepeatedValue(val=[value_pb.Value(string_val=c) for c in codes])}
+    if "quantity" in body["entities"]:
+        quantities = body["entities"]["quantity"]
+        entities["quantity"] = value_pb.RepeatedValue(val=[value_pb.Value(double_val=q) for q in quantities])
+    return serving_pb.GetOnlineFeaturesRequest(features=serving_pb.FeatureList(val=body["features"]), entities=entities)
 
 
 def run_wrk(server: Server, rows: int, connections: int, seconds: float, tmp: Path) -> dict[str, Any]:
     """``wrk`` with a random entity per request; latency percentiles from wrk's histogram."""
-    features = json.dumps([f"{VIEW}:{f}" for f in (W3A_FEATURES if rows == 1 else FEATURES)])
+    features = json.dumps(_feature_refs(rows))
     script = tmp / f"w3_{rows}.lua"
-    script.write_text(_LUA.format(entities=ENTITIES, rows=rows, features=features, auth=server.authorization))
+    odfv = "true" if OPTIONS["odfv"] else "false"
+    script.write_text(
+        _LUA.format(entities=ENTITIES, rows=rows, features=features, auth=server.authorization, odfv=odfv)
+    )
     return run_wrk_script(server, script, connections, seconds)
 
 
@@ -277,7 +338,8 @@ def run(args: argparse.Namespace) -> None:
         tmp = Path(tmp_dir)
         repo = tmp / "repo"
         repo.mkdir()
-        build_repo(repo, ticks, args.redis)
+        OPTIONS["odfv"] = bool(args.odfv)
+        build_repo(repo, ticks, args.redis, args.odfv)
         token, stop_idp = configure(repo, args.auth)
         try:
             for workers in args.workers:
@@ -297,7 +359,7 @@ def run(args: argparse.Namespace) -> None:
                             engine = {"grpc_engine": args.grpc_engine} if protocol == "grpc" else {}
                             emit({"workload": f"{name}-{protocol}", "entities": rows, "concurrency": conc,
                                   "server_workers": workers, "backend": "redis", "nproc": os.cpu_count(),
-                                  "auth": args.auth,
+                                  "auth": args.auth, "odfv": args.odfv or "none",
                                   **engine, **_median_run(runs[protocol])})  # fmt: skip
                 finally:
                     server.stop()
@@ -317,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", type=lambda s: s.split(","), default=["rest", "grpc"], help="rest, grpc or both")
     parser.add_argument("--repeat", type=int, default=1, help="runs per workload and protocol (median reported)")
     parser.add_argument("--auth", default="none", choices=AUTH_KINDS, help="auth: none, api_key or oidc")
+    parser.add_argument("--odfv", default="", choices=["", "python", "pandas"],
+                        help="also request an on-demand view of this mode (python or pandas)")  # fmt: skip
     parser.add_argument("--grpc-engine", default="ladle", choices=["ladle", "grpcio"], help="ladle serve --grpc-engine")
     run(parser.parse_args(argv))
 

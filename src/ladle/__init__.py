@@ -39,10 +39,13 @@ if typing.TYPE_CHECKING:
         JsonFormat,
         KafkaSource,
         NamespaceBasedPolicy,
+        OnDemandFeatureView,
         Permission,
         PushSource,
+        RequestSource,
         RoleBasedPolicy,
         StreamFeatureView,
+        on_demand_feature_view,
     )
     from ladle.retrieval.response import OnlineResponse
     from ladle.store import FeatureStore
@@ -93,12 +96,14 @@ __all__ = [
     "JsonFormat",
     "KafkaSource",
     "NamespaceBasedPolicy",
+    "OnDemandFeatureView",
     "OnlineResponse",
     "Permission",
     "PushSource",
     "READ",
     "RemoteClient",
     "RepoConfig",
+    "RequestSource",
     "RoleBasedPolicy",
     "StreamFeatureView",
     "String",
@@ -106,6 +111,7 @@ __all__ = [
     "ValueType",
     "WRITE",
     "__version__",
+    "on_demand_feature_view",
 ]
 
 _HOME = {
@@ -137,6 +143,9 @@ _HOME = {
     "NamespaceBasedPolicy": "ladle.definitions",
     "Permission": "ladle.definitions",
     "RoleBasedPolicy": "ladle.definitions",
+    "OnDemandFeatureView": "ladle.definitions",
+    "RequestSource": "ladle.definitions",
+    "on_demand_feature_view": "ladle.definitions",
     "OnlineResponse": "ladle.retrieval.response",
     "RemoteClient": "ladle.client",
     "FeatureStore": "ladle.store",

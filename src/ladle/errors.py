@@ -28,9 +28,12 @@
     │   ├── InvalidFeatureReferenceError
     │   ├── FeatureNameCollisionError
     │   ├── EntityKeyError               missing join key, wrong key dtype
+    │   │   └── RequestDataNotFoundError a request field an on-demand view needs is not in the entity rows
     │   ├── SchemaMismatchError          pushed / written columns or types do not match the view
     │   ├── FutureEventTimeError         rows with event times beyond the allowed skew into the future
     │   └── RequestTooLargeError
+    ├── UnsupportedFeatureError          a Feast feature Ladle refuses on purpose (the message says why)
+    ├── ValidationFailed                 a frame does not match a validation reference (``.report`` says how)
     ├── DataSourceError                  a source file is missing, unreadable or has the wrong schema
     ├── MaterializationError
     │   └── MaterializationInProgressError
@@ -191,6 +194,10 @@ class EntityKeyError(RequestError):
     """A join key is missing, has the wrong type, or entity columns have different lengths."""
 
 
+class RequestDataNotFoundError(EntityKeyError):
+    """An on-demand feature view needs a request field the entity rows (or entity frame) lack."""
+
+
 class SchemaMismatchError(RequestError):
     """Rows pushed or written do not match the feature view's schema."""
 
@@ -201,6 +208,19 @@ class FutureEventTimeError(RequestError):
 
 class RequestTooLargeError(RequestError):
     """The request exceeds a configured limit (entities per request, body size)."""
+
+
+class UnsupportedFeatureError(LadleError):
+    """A Feast feature Ladle does not offer (the message says why and what to use instead)."""
+
+
+class ValidationFailed(LadleError):
+    """A frame failed validation against a saved reference; ``report`` is the
+    :class:`~ladle.offline.validation.ValidationReport`."""
+
+    def __init__(self, report: object) -> None:
+        super().__init__(str(report))
+        self.report = report
 
 
 class DataSourceError(LadleError):

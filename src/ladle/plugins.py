@@ -21,6 +21,7 @@ _EXTRAS = {
     "pyiceberg": "iceberg",
     "pymysql": "doris",
     "sqlglot": "doris",
+    "httpx": "remote",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
@@ -25,16 +26,25 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from ladle.definitions.saved_dataset import (
+        SavedDataset,
+        SavedDatasetFileStorage,
+        Tolerances,
+        ValidationReference,
+    )
     from ladle.materialize.local import Materializer, ViewResult
     from ladle.materialize.ray_engine import RayEngine
     from ladle.monitor.baseline import Baseline
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
+    from ladle.offline.validation import ValidationReport
     from ladle.online.base import OnlineStore
+    from ladle.online.remote.store import RemoteOnlineStore
     from ladle.registry.base import Kind, ObjectVersion, Registry, RegistrySnapshot
     from ladle.repo.plan import ApplyResult, RepoContents
     from ladle.retrieval.online import OnlineRetriever
     from ladle.retrieval.push import PushMode
     from ladle.retrieval.response import OnlineResponse
+    from ladle.retrieval.saved import RecordRegistry
     from ladle.security.permissions import Enforcer, Resource
     from ladle.security.principal import Principal
 
@@ -339,7 +349,16 @@ class FeatureStore:
         entity_rows: EntityRows,
         full_feature_names: bool = False,
     ) -> OnlineResponse:
-        """Latest values for each entity row; ttl enforced (``OUTSIDE_MAX_AGE``); needs READ_ONLINE."""
+        """Latest values for each entity row; ttl enforced (``OUTSIDE_MAX_AGE``); needs READ_ONLINE.
+
+        With ``online_store: {type: remote}`` the whole request goes to the server (one round trip),
+        which resolves it and checks the caller's permissions.
+        """
+        remote = self._remote
+        if remote is not None:
+            from ladle.retrieval.response import OnlineResponse
+
+            return OnlineResponse(*remote.get_online_features(features, entity_rows, full_feature_names))
         principal = self.principal
         if self.enforcer.applies(principal):
             self.enforcer.check_read(
@@ -369,6 +388,67 @@ class FeatureStore:
         snapshot = self.snapshot()
         return arm_definition(snapshot, require_split(snapshot, feature_service), arm)
 
+    async def get_online_features_async(
+        self,
+        features: Sequence[str] | FeatureService,
+        entity_rows: EntityRows,
+        full_feature_names: bool = False,
+    ) -> OnlineResponse:
+        """:meth:`get_online_features` for asyncio code: truly non-blocking against a ``remote`` online
+        store (httpx's async client); embedded stores run the read in a worker thread."""
+        remote = self._remote
+        if remote is not None:
+            from ladle.retrieval.response import OnlineResponse
+
+            return OnlineResponse(*await remote.get_online_features_async(features, entity_rows, full_feature_names))
+        import asyncio
+
+        return await asyncio.to_thread(self.get_online_features, features, entity_rows, full_feature_names)
+
+    async def push_async(
+        self,
+        push_source_name: str,
+        df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]],
+        to: PushMode = "online",
+    ) -> int | None:
+        """:meth:`push` for asyncio code (remote store: an async ``POST /push``, which returns None;
+        embedded: a worker thread, which returns the rows written online)."""
+        remote = self._remote
+        if remote is not None:
+            await remote.push_async(push_source_name, _columns(df), to)
+            return None
+        import asyncio
+
+        return await asyncio.to_thread(self.push, push_source_name, df, to)
+
+    def retrieve_online_documents(self, *args: Any, **kwargs: Any) -> OnlineResponse:
+        """Feast's vector search: not supported (see docs/remote.md, "Vector search"); always raises
+        :class:`~ladle.errors.UnsupportedFeatureError`."""
+        from ladle.errors import UnsupportedFeatureError
+
+        raise UnsupportedFeatureError(
+            "retrieve_online_documents (vector search) is not supported: none of Ladle's online stores has a "
+            "vector index on this deployment (Redis lacks RediSearch; SQLite has no sqlite-vec); see docs/remote.md"
+        )
+
+    def _token(self) -> str | None:
+        """The bearer token remote stores send (``credential``, LADLE_AUTH_TOKEN, the ``auth:`` client keys)."""
+        from ladle.security.credentials import client_token
+
+        return client_token(self.config.auth, self._credential)
+
+    @cached_property
+    def _remote(self) -> RemoteOnlineStore | None:
+        """The online store when it is ``remote`` (requests are forwarded whole), else None."""
+        if getattr(self.config.online_store, "type", None) != "remote":
+            return None
+        from ladle.online.remote.store import RemoteOnlineStore
+
+        store = self.online_store
+        assert isinstance(store, RemoteOnlineStore)
+        store.token_source = self._token
+        return store
+
     def get_historical_features(
         self,
         entity_df: pd.DataFrame | pa.Table | str | Path,
@@ -384,6 +464,8 @@ class FeatureStore:
         """
         from ladle.retrieval.historical import historical_job
 
+        if getattr(self.config.offline_store, "type", None) == "remote":  # the server joins and checks the caller
+            return self._remote_offline(entity_df, features, feature_service, full_feature_names)
         if features is None:
             if feature_service is None:
                 raise ConfigError("pass features=[...] or feature_service=...")
@@ -402,9 +484,103 @@ class FeatureStore:
             from ladle.materialize.ray_retrieval import RayOfflineStore
 
             offline = RayOfflineStore(offline, self._ray)
-        return historical_job(
+        job = historical_job(
             snapshot, offline, entity_df, features, full_feature_names, bind=self.bind_views, as_of=as_of
         )
+        refs = (
+            [f"{p.view_name}:{f}" for p in features.projections for f in p.features]
+            if isinstance(features, FeatureService)
+            else list(features)
+        )
+        keys = sorted({k for v in snapshot.feature_views.values() for k in v.join_keys})
+        service = features.name if isinstance(features, FeatureService) else None
+        self._job_requests[job] = (refs, full_feature_names, keys, service)  # for create_saved_dataset
+        return job
+
+    @property
+    def _records(self) -> RecordRegistry:
+        from ladle.retrieval.saved import RecordRegistry
+
+        registry = self.registry
+        if not isinstance(registry, RecordRegistry):
+            raise ConfigError("saved datasets need Ladle's SQL registry")
+        return registry
+
+    @cached_property
+    def _job_requests(self) -> weakref.WeakKeyDictionary[Any, tuple[list[str], bool, list[str], str | None]]:
+        return weakref.WeakKeyDictionary()
+
+    # -- saved datasets and validation (docs/on-demand.md, "Saved datasets") -------------------------
+    def create_saved_dataset(
+        self,
+        from_: RetrievalJob,
+        name: str,
+        storage: SavedDatasetFileStorage,
+        tags: Mapping[str, str] | None = None,
+        allow_overwrite: bool = False,
+    ) -> SavedDataset:
+        """Run ``from_`` (a job of this store's ``get_historical_features``), write its rows to
+        ``storage`` and register them as saved dataset ``name``."""
+        from ladle.retrieval.saved import create_saved_dataset
+
+        table = from_.to_arrow()
+        refs, full, keys, service = self._job_requests.get(from_, ([], False, [], None))
+        request = (refs, full, [k for k in keys if k in table.column_names], service)
+        return create_saved_dataset(self._records, self.repo_path, table, name, storage, request, tags, allow_overwrite)
+
+    def get_saved_dataset(self, name: str) -> SavedDataset:
+        """The saved dataset called ``name`` (``.storage`` says where its rows are)."""
+        from ladle.retrieval.saved import get_saved_dataset
+
+        return get_saved_dataset(self._records, name)
+
+    def create_validation_reference(
+        self,
+        name: str,
+        dataset_name: str,
+        tolerances: Tolerances | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+    ) -> ValidationReference:
+        """Profile saved dataset ``dataset_name`` and register the profile as reference ``name``."""
+        from ladle.retrieval.saved import create_validation_reference
+
+        return create_validation_reference(
+            self._records, self.repo_path, name, dataset_name, tolerances, description, tags
+        )
+
+    def get_validation_reference(self, name: str) -> ValidationReference:
+        """The validation reference called ``name`` (pass it to ``job.to_df(validation_reference=...)``)."""
+        from ladle.retrieval.saved import get_validation_reference
+
+        return get_validation_reference(self._records, name)
+
+    def validate(self, data: Any, reference: ValidationReference | str) -> ValidationReport:
+        """The report of ``data`` (a DataFrame, Arrow table or job) against a reference (or its name)."""
+        from ladle.retrieval.saved import validate
+
+        if isinstance(reference, str):
+            reference = self.get_validation_reference(reference)
+        return validate(data, reference)
+
+    def _remote_offline(
+        self,
+        entity_df: pd.DataFrame | pa.Table | str | Path,
+        features: Sequence[str] | FeatureService | None,
+        feature_service: FeatureService | str | None,
+        full_feature_names: bool,
+    ) -> RetrievalJob:
+        from ladle.offline.remote.store import RemoteOfflineStore
+
+        store = self.offline_store
+        assert isinstance(store, RemoteOfflineStore)
+        store.token_source = self._token
+        wanted = features if features is not None else feature_service
+        if wanted is None:
+            raise ConfigError("pass features=[...] or feature_service=...")
+        from ladle.retrieval.historical import entity_table
+
+        return store.get_historical_features(entity_table(entity_df), wanted, full_feature_names)
 
     def save_drift_baseline(
         self,
@@ -485,11 +661,22 @@ class FeatureStore:
             views = [snapshot.feature_view(n) for n in names]
         resources = [Resource.of(v) for v in views]
         self._check(snapshot, AuthzedAction.WRITE_ONLINE, resources, "materialize", principal, source)
+
+        def work_and_derive() -> list[ViewResult]:
+            results = work()
+            from ladle.retrieval.on_demand_write import materialize_derived, writing_odfvs
+
+            if writing_odfvs(snapshot):  # write_to_online_store ODFVs of the views just loaded
+                for r in results:
+                    if not r.skipped:
+                        materialize_derived(snapshot, self.offline_store, self.online_store, [r.view], r.start, r.end)
+            return results
+
         return self._audited(
             "materialize",
             ["WRITE_ONLINE"],
             lambda: [r.ref for r in resources],
-            work,
+            work_and_derive,
             principal,
             source,
             rows=lambda results: sum(r.rows_written for r in results),
@@ -530,6 +717,10 @@ class FeatureStore:
         Needs WRITE_ONLINE, WRITE_OFFLINE or both (by ``to``) on each of those views; rows with event
         times beyond ``write_safety.max_future_skew_seconds`` refuse the whole batch.
         """
+        remote = self._remote
+        if remote is not None:  # the server checks the rows and the caller
+            remote.push(push_source_name, _columns(df), to)
+            return 0
         from ladle.retrieval.push import push
         from ladle.security.permissions import PUSH_ACTIONS, Resource
 
@@ -602,3 +793,15 @@ class FeatureStore:
         engine = self.__dict__.get("_ray")
         if engine is not None:
             engine.close()
+
+
+def _columns(df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]]) -> Mapping[str, Sequence[Any]]:
+    """Rows to push as ``column -> values`` (what the REST API takes)."""
+    import pyarrow as pa
+
+    if isinstance(df, Mapping):
+        return df
+    if isinstance(df, pa.Table):
+        columns: Mapping[str, Sequence[Any]] = df.to_pydict()
+        return columns
+    return {str(k): list(v) for k, v in df.to_dict(orient="list").items()}

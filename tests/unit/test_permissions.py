@@ -94,7 +94,9 @@ def test_types_aliases_and_spec_round_trip() -> None:
     assert json.loads(json.dumps(spec)) == spec
     again = Permission.from_spec(spec)
     assert again == perm and again.to_spec() == spec
-    assert Permission("all").types == ("data_source", "entity", "feature_service", "feature_view", "permission")
+    assert Permission("all").types == (
+        "data_source", "entity", "feature_service", "feature_view", "on_demand_feature_view", "permission",
+    )  # fmt: skip
     assert Permission.from_spec(Permission("x", policy=AllowAll).to_spec()).policy is AllowAll
 
 

@@ -127,6 +127,9 @@ COMMANDS: dict[str, CommandEntry] = {
         "get_historical_features",
         "Join features onto an entity frame as of each row's timestamp and write the result.",
     ),
+    "validate": CommandEntry(
+        "ladle.cli.validate", "validate", "Check a saved dataset or a Parquet file against a validation reference."
+    ),
 }
 
 

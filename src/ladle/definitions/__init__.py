@@ -7,6 +7,7 @@ from ladle.definitions.feature_service import FeatureService
 from ladle.definitions.feature_view import FeatureView, FeatureViewProjection
 from ladle.definitions.field import Field
 from ladle.definitions.formats import AvroFormat, JsonFormat, StreamFormat
+from ladle.definitions.on_demand import OnDemandFeatureView, on_demand_feature_view
 from ladle.definitions.permission import (
     ALL_ACTIONS,
     ALL_RESOURCE_TYPES,
@@ -30,11 +31,12 @@ from ladle.definitions.sources import (
     IcebergSource,
     KafkaSource,
     PushSource,
+    RequestSource,
     source_from_spec,
 )
 from ladle.definitions.stream_feature_view import Aggregation, StreamFeatureView, Udf, view_from_spec
 
-Definition = Entity | DataSource | FeatureView | FeatureService | Permission
+Definition = Entity | DataSource | FeatureView | FeatureService | Permission | OnDemandFeatureView
 
 __all__ = [
     "ALL_ACTIONS",
@@ -62,13 +64,16 @@ __all__ = [
     "JsonFormat",
     "KafkaSource",
     "NamespaceBasedPolicy",
+    "OnDemandFeatureView",
     "Permission",
     "Policy",
     "PushSource",
+    "RequestSource",
     "RoleBasedPolicy",
     "StreamFeatureView",
     "StreamFormat",
     "Udf",
+    "on_demand_feature_view",
     "source_from_spec",
     "view_from_spec",
 ]

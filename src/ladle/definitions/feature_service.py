@@ -7,6 +7,7 @@ from typing import Any
 
 from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
 from ladle.definitions.feature_view import FeatureView, FeatureViewProjection
+from ladle.definitions.on_demand import OnDemandFeatureView
 from ladle.errors import DefinitionError
 
 
@@ -30,7 +31,7 @@ class FeatureService:
     def __init__(
         self,
         name: str,
-        features: Sequence[FeatureView | FeatureViewProjection] = (),
+        features: Sequence[FeatureView | FeatureViewProjection | OnDemandFeatureView] = (),
         description: str = "",
         tags: Mapping[str, str] | None = None,
         owner: str = "",
@@ -41,7 +42,7 @@ class FeatureService:
         self.variants: dict[str, tuple[str, float]] = _check_variants(self.name, variants or {})
         projections: list[FeatureViewProjection] = []
         for item in features:
-            if isinstance(item, FeatureView):
+            if isinstance(item, FeatureView | OnDemandFeatureView):
                 projections.append(item.projection())
             elif isinstance(item, FeatureViewProjection):
                 projections.append(item)

@@ -25,6 +25,7 @@ from ladle.definitions._common import check_name, check_tags
 from ladle.definitions.entity import Entity
 from ladle.definitions.feature_service import FeatureService
 from ladle.definitions.feature_view import FeatureView
+from ladle.definitions.on_demand import OnDemandFeatureView
 from ladle.definitions.sources import DataSource
 from ladle.errors import DefinitionError
 
@@ -232,6 +233,7 @@ RESOURCE_KINDS: dict[str, str] = {
     "feature_view": "feature view",
     "feature_service": "feature service",
     "permission": "permission",
+    "on_demand_feature_view": "on-demand feature view",
 }
 
 
@@ -358,7 +360,7 @@ class Permission:
 
 
 #: Every resource type (Feast's ``ALL_RESOURCE_TYPES``).
-ALL_RESOURCE_TYPES: list[type] = [Entity, DataSource, FeatureView, FeatureService, Permission]
+ALL_RESOURCE_TYPES: list[type] = [Entity, DataSource, FeatureView, FeatureService, Permission, OnDemandFeatureView]
 
 
 def resource_kind(obj: object) -> str:
@@ -375,4 +377,5 @@ _CLASS_KINDS: tuple[tuple[type, str], ...] = (
     (FeatureView, "feature_view"),
     (FeatureService, "feature_service"),
     (Permission, "permission"),
+    (OnDemandFeatureView, "on_demand_feature_view"),
 )

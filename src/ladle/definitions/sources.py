@@ -8,11 +8,12 @@ Sources are serialized as specs with a ``type`` key; :func:`source_from_spec` di
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
+from ladle.definitions.field import Field
 from ladle.definitions.formats import StreamFormat, format_from_spec
 from ladle.errors import DefinitionError
 
@@ -418,12 +419,55 @@ class KafkaSource(DataSource):
         )
 
 
+class RequestSource(DataSource):
+    """Values that arrive with each request (not stored), for on-demand feature views.
+
+    >>> RequestSource(name="order", schema=[Field(name="amount", dtype=Float64)])
+    RequestSource(name='order')
+
+    Online, each schema field is a column of the request's entity rows; in historical retrieval,
+    a column of the entity frame.
+    """
+
+    kind = "request source"
+    type_name = "request"
+
+    def __init__(
+        self,
+        name: str,
+        schema: Sequence[Field],
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        owner: str = "",
+    ) -> None:
+        if not name:
+            raise DefinitionError("request source: a name is required")
+        super().__init__(name, description=description, tags=tags, owner=owner)
+        fields = list(schema or [])
+        if not fields or not all(isinstance(f, Field) for f in fields):
+            raise DefinitionError(f"request source '{name}': schema must be a non-empty list of Field")
+        names = [f.name for f in fields]
+        if len(set(names)) != len(names):
+            raise DefinitionError(f"request source '{name}': schema names a field twice: {names}")
+        self.schema = fields
+
+    def to_spec(self) -> dict[str, Any]:
+        """JSON-ready spec as stored in the registry."""
+        return {**super().to_spec(), "schema": [f.to_spec() for f in self.schema]}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> RequestSource:
+        """Rebuild from :meth:`to_spec` output."""
+        return cls(name=spec["name"], schema=[Field.from_spec(f) for f in spec["schema"]], **common_args(spec))
+
+
 _FROM_SPEC: dict[str, Callable[[Mapping[str, Any]], DataSource]] = {
     FileSource.type_name: FileSource.from_spec,
     PushSource.type_name: PushSource.from_spec,
     KafkaSource.type_name: KafkaSource.from_spec,
     IcebergSource.type_name: IcebergSource.from_spec,
     DorisSource.type_name: DorisSource.from_spec,
+    RequestSource.type_name: RequestSource.from_spec,
 }
 
 

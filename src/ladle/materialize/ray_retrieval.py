@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
+    from ladle.definitions.saved_dataset import ValidationReference
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
 
 
@@ -77,10 +78,13 @@ class RayRetrievalJob:
                 self._result = self._run()
             return self._result
 
-    def to_df(self) -> pd.DataFrame:
-        """The result as pandas."""
+    def to_df(self, validation_reference: ValidationReference | None = None) -> pd.DataFrame:
+        """The result as pandas (checked against ``validation_reference``, if given:
+        ValidationFailed when it does not match)."""
+        from ladle.offline.validation import check
+
         frame: pd.DataFrame = self.to_arrow().to_pandas()
-        return frame
+        return check(frame, validation_reference)
 
     def to_parquet(self, path: str | Path) -> None:
         """Write the result to a Parquet file (temp file, then renamed)."""

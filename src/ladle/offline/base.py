@@ -24,6 +24,8 @@ from ladle.definitions.refs import ViewSelection
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ladle.definitions.saved_dataset import ValidationReference
+
 
 #: What a training set is taken "as of" (time travel, docs/offline.md "Time travel"): an instant
 #: (each table as its newest snapshot committed at or before it), or snapshot ids by source name
@@ -45,8 +47,9 @@ class RetrievalJob(Protocol):
         """Run and return the result as an Arrow table."""
         ...
 
-    def to_df(self) -> pd.DataFrame:
-        """Run and return the result as a pandas DataFrame."""
+    def to_df(self, validation_reference: ValidationReference | None = None) -> pd.DataFrame:
+        """Run and return the result as a pandas DataFrame; with ``validation_reference``, raise
+        :class:`~ladle.errors.ValidationFailed` if it does not match the reference's profile."""
         ...
 
     def to_parquet(self, path: str | Path) -> None:

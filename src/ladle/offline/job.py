@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
+    from ladle.definitions.saved_dataset import ValidationReference
+
 
 @contextmanager
 def translate_errors(what: str) -> Iterator[None]:
@@ -59,10 +61,13 @@ class DuckDBRetrievalJob:
             table: pa.Table = self._con.sql(self._sql).to_arrow_table()
         return table
 
-    def to_df(self) -> pd.DataFrame:
-        """Run and return the result as a pandas DataFrame."""
+    def to_df(self, validation_reference: ValidationReference | None = None) -> pd.DataFrame:
+        """Run and return the result as a pandas DataFrame (checked against ``validation_reference``, if given:
+        ValidationFailed when it does not match)."""
+        from ladle.offline.validation import check
+
         frame: pd.DataFrame = self.to_arrow().to_pandas()
-        return frame
+        return check(frame, validation_reference)
 
     def to_parquet(self, path: str | Path) -> None:
         """Stream the result into a Parquet file (DuckDB ``COPY``; written to a temp file, then renamed)."""

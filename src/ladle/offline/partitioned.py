@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ladle.config import RepoConfig
+    from ladle.definitions.saved_dataset import ValidationReference
 
 #: Bytes the process holds before a retrieval's data (interpreter, libraries, the entity frame's
 #: caller copy, DuckDB's scan buffers); the same reserve as materialization's.
@@ -193,10 +194,13 @@ class PartitionedRetrievalJob:
             raise AssertionError("no result batches")
         return pa.Table.from_batches(batches)
 
-    def to_df(self) -> pd.DataFrame:
-        """Run and return the result as a pandas DataFrame."""
+    def to_df(self, validation_reference: ValidationReference | None = None) -> pd.DataFrame:
+        """Run and return the result as a pandas DataFrame (checked against ``validation_reference``, if given:
+        ValidationFailed when it does not match)."""
+        from ladle.offline.validation import check
+
         frame: pd.DataFrame = self.to_arrow().to_pandas()
-        return frame
+        return check(frame, validation_reference)
 
     def to_parquet(self, path: str | Path) -> None:
         """Stream the result into a Parquet file, batch by batch (a temp file, then renamed)."""

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
-from ladle.definitions import DataSource, Entity, FeatureService, FeatureView, Permission, PushSource
+from ladle.definitions import (
+    DataSource,
+    Entity,
+    FeatureService,
+    FeatureView,
+    OnDemandFeatureView,
+    Permission,
+    PushSource,
+)
 from ladle.errors import (
     DataSourceNotFoundError,
     EntityNotFoundError,
@@ -32,9 +40,17 @@ from ladle.errors import (
 if TYPE_CHECKING:
     from ladle.registry.versions import DefinitionVersions
 
-Kind = Literal["entity", "data_source", "feature_view", "feature_service", "permission"]
+Kind = Literal[
+    "entity", "data_source", "feature_view", "feature_service", "permission", "on_demand_feature_view",
+    "saved_dataset", "validation_reference",
+]  # fmt: skip
+#: Kinds made by FeatureStore methods, not declared in repos: stored and versioned, but neither in
+#: snapshots nor touched by plan/apply (so ``ladle apply`` never removes them).
+RECORD_KINDS: tuple[Kind, ...] = ("saved_dataset", "validation_reference")
 #: Order in which kinds are loaded (views need entities).
-KINDS: tuple[Kind, ...] = ("entity", "data_source", "feature_view", "feature_service", "permission")
+KINDS: tuple[Kind, ...] = (
+    "entity", "data_source", "feature_view", "feature_service", "permission", "on_demand_feature_view",
+)  # fmt: skip
 
 
 def canonical_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,6 +100,7 @@ class RegistrySnapshot:
     feature_views: Mapping[str, FeatureView] = field(default_factory=dict)
     feature_services: Mapping[str, FeatureService] = field(default_factory=dict)
     permissions: Mapping[str, Permission] = field(default_factory=dict)
+    on_demand_feature_views: Mapping[str, OnDemandFeatureView] = field(default_factory=dict)
     #: Past versions of views and services, for pins (``view@v3``); None where no history is kept.
     versions: DefinitionVersions | None = field(default=None, compare=False, repr=False)
 
@@ -134,6 +151,14 @@ class RegistrySnapshot:
         except KeyError:
             raise FeatureServiceNotFoundError(name, self.project) from None
 
+    def on_demand_feature_view(self, name: str) -> OnDemandFeatureView:
+        """The on-demand feature view called ``name``."""
+        try:
+            return self.on_demand_feature_views[name]
+        except KeyError:
+            detail = "No on-demand feature view has that name."
+            raise FeatureViewNotFoundError(name, self.project, detail=detail) from None
+
     def permission(self, name: str) -> Permission:
         """The permission called ``name``."""
         try:
@@ -149,6 +174,7 @@ class RegistrySnapshot:
             "feature_view": self.feature_views,
             "feature_service": self.feature_services,
             "permission": self.permissions,
+            "on_demand_feature_view": self.on_demand_feature_views,
         }
         return by_kind[kind]
 

@@ -79,8 +79,17 @@ OBJECT_TABLES: dict[str, tuple[sa.Table, str]] = {
     "data_source": (_object_table("data_sources", "data_source_name"), "data_source_name"),
     "feature_view": (_object_table("feature_views", "feature_view_name"), "feature_view_name"),
     "feature_service": (_object_table("feature_services", "feature_service_name"), "feature_service_name"),
-    # Added after schema version 1 shipped: create_schema's create_all adds it to older databases.
+    # Added after schema version 1 shipped: create_schema's create_all adds them to older databases.
     "permission": (_object_table("permissions", "permission_name"), "permission_name"),
+    "on_demand_feature_view": (
+        _object_table("on_demand_feature_views", "feature_view_name"),
+        "feature_view_name",
+    ),
+    "saved_dataset": (_object_table("saved_datasets", "saved_dataset_name"), "saved_dataset_name"),
+    "validation_reference": (
+        _object_table("validation_references", "validation_reference_name"),
+        "validation_reference_name",
+    ),
 }
 
 object_versions = sa.Table(

@@ -27,6 +27,7 @@ from ladle.definitions import (
     DataSource,
     Entity,
     FeatureService,
+    OnDemandFeatureView,
     Permission,
     source_from_spec,
     view_from_spec,
@@ -114,6 +115,14 @@ class SqlRegistry:
             )
             for r in rows
         ]
+
+    def records(self, kind: Kind) -> dict[str, Any]:
+        """``{name: spec}`` of every stored object of a kind outside snapshots (``RECORD_KINDS``)."""
+        self._ensure_schema()
+        table, column = OBJECT_TABLES[kind]
+        query = sa.select(table.c[column], table.c.spec).where(table.c.project_id == self.project)
+        rows = self._db.read_retrying(lambda conn: conn.execute(query).all())
+        return {row[0]: row[1] for row in sorted(rows, key=lambda r: r[0])}
 
     def list_projects(self) -> list[str]:
         """Every project that has been applied to this database."""
@@ -301,6 +310,7 @@ class SqlRegistry:
             views = {n: view_from_spec(s, entities) for n, s in specs["feature_view"].items()}
             services = {n: FeatureService.from_spec(s) for n, s in specs["feature_service"].items()}
             permissions = {n: Permission.from_spec(s) for n, s in specs["permission"].items()}
+            odfvs = {n: OnDemandFeatureView.from_spec(s) for n, s in specs["on_demand_feature_view"].items()}
         except (DefinitionError, KeyError, TypeError, ValueError) as exc:
             raise RegistryError(f"project '{self.project}' holds a definition this Ladle cannot read: {exc}") from exc
         return RegistrySnapshot(
@@ -312,6 +322,7 @@ class SqlRegistry:
             feature_services=services,
             permissions=permissions,
             versions=self._versions,
+            on_demand_feature_views=odfvs,
         )
 
     def _bump_version(self, conn: Connection, expected: int | None, who: str, now: datetime) -> int:

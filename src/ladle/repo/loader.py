@@ -25,7 +25,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Protocol, TypeVar
 
-from ladle.definitions import DataSource, Definition, Entity, FeatureService, FeatureView, Permission
+from ladle.definitions import (
+    DataSource,
+    Definition,
+    Entity,
+    FeatureService,
+    FeatureView,
+    OnDemandFeatureView,
+    Permission,
+)
 from ladle.errors import ObjectNotFoundError, RepoError
 from ladle.feast_shim import feast_names
 from ladle.registry.base import canonical_spec
@@ -191,7 +199,7 @@ def _where(exc: Exception, root: Path, file: Path) -> str:
 def _definitions(module: ModuleType) -> Iterator[Definition]:
     for value in list(vars(module).values()):
         named_source = isinstance(value, DataSource) and bool(value.name)
-        if named_source or isinstance(value, (Entity, FeatureView, FeatureService, Permission)):
+        if named_source or isinstance(value, (Entity, FeatureView, FeatureService, Permission, OnDemandFeatureView)):
             yield value
 
 

@@ -21,6 +21,7 @@ from ladle.definitions import (
     FeatureService,
     FeatureView,
     KafkaSource,
+    OnDemandFeatureView,
     Permission,
     PushSource,
 )
@@ -48,6 +49,8 @@ def kind_of(obj: object) -> Kind:
         return "feature_service"
     if isinstance(obj, Permission):
         return "permission"
+    if isinstance(obj, OnDemandFeatureView):
+        return "on_demand_feature_view"
     raise DefinitionError(
         f"{obj!r} is not a definition; apply Entity, FileSource, PushSource, FeatureView, FeatureService "
         "or Permission objects"
@@ -63,6 +66,7 @@ class RepoContents:
     feature_views: list[FeatureView] = field(default_factory=list)
     feature_services: list[FeatureService] = field(default_factory=list)
     permissions: list[Permission] = field(default_factory=list)
+    on_demand_feature_views: list[OnDemandFeatureView] = field(default_factory=list)
 
     @classmethod
     def from_objects(cls, objects: Iterable[Definition]) -> RepoContents:
@@ -87,11 +91,17 @@ class RepoContents:
             feature_views=[o for o in by_kind["feature_view"].values() if isinstance(o, FeatureView)],
             feature_services=[o for o in by_kind["feature_service"].values() if isinstance(o, FeatureService)],
             permissions=[o for o in by_kind["permission"].values() if isinstance(o, Permission)],
+            on_demand_feature_views=[
+                o for o in by_kind["on_demand_feature_view"].values() if isinstance(o, OnDemandFeatureView)
+            ],
         )
 
     def objects(self) -> list[Definition]:
         """Every definition, entities first."""
-        return [*self.entities, *self.data_sources, *self.feature_views, *self.feature_services, *self.permissions]
+        return [
+            *self.entities, *self.data_sources, *self.feature_views, *self.feature_services, *self.permissions,
+            *self.on_demand_feature_views,
+        ]  # fmt: skip
 
     def by_kind(self) -> dict[Kind, dict[str, Any]]:
         """``{kind: {name: object}}``."""
@@ -110,6 +120,8 @@ def _with_view_sources(objects: Iterable[Definition]) -> Iterable[Definition]:
                 yield source
             if isinstance(source, (PushSource, KafkaSource)) and source.batch_source.name:
                 yield source.batch_source
+        if isinstance(obj, OnDemandFeatureView):
+            yield from obj.request_sources
 
 
 @dataclass(frozen=True)
@@ -289,7 +301,11 @@ def apply(
     removed_views = [
         prepared.base.feature_views[d.name] for d in prepared.diffs if d.action == "remove" and d.kind == "feature_view"
     ]
-    keep = [v for v in snapshot.feature_views.values() if v.online]
+    from ladle.retrieval.on_demand_write import stored_views
+
+    keep = [v for v in snapshot.feature_views.values() if v.online] + stored_views(snapshot)  # + ODFV outputs
+    kept = {v.name for v in keep}
+    removed_views += [v for v in stored_views(prepared.base) if v.name not in kept]
     try:
         online_store.update(snapshot.project, keep=keep, delete=removed_views)
     except BackendError as exc:
@@ -316,5 +332,7 @@ def teardown(registry: Registry, online_store: OnlineStore, authorize: Authorize
             (ObjectDiff(kind, name, "remove"), obj) for kind in KINDS for name, obj in snapshot.objects(kind).items()
         ]
         authorize(snapshot, removals)
-    online_store.teardown(snapshot.project, list(snapshot.feature_views.values()))
+    from ladle.retrieval.on_demand_write import stored_views
+
+    online_store.teardown(snapshot.project, [*snapshot.feature_views.values(), *stored_views(snapshot)])
     registry.delete_project()

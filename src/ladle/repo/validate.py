@@ -126,6 +126,9 @@ def validate_target(target: Target, base: RegistrySnapshot) -> Target:
         _check_view_entities(view, target, base)
         _check_view_sources(view, target)
     services = {name: _checked_service(s, target) for name, s in target["feature_service"].items()}
+    from ladle.definitions.on_demand_check import check_on_demand_views
+
+    check_on_demand_views(target)
     return {**target, "feature_service": services}
 
 
@@ -169,6 +172,15 @@ def _check_view_sources(view: FeatureView, target: Target) -> None:
 def _checked_service(service: FeatureService, target: Target) -> FeatureService:
     projections: list[FeatureViewProjection] = []
     for proj in service.projections:
+        odfv = target["on_demand_feature_view"].get(proj.view_name)
+        if odfv is not None:  # an on-demand view's outputs
+            missing = [f for f in proj.features if f not in odfv.feature_names]
+            if missing:
+                raise DefinitionError(
+                    f"feature service '{service.name}': on-demand feature view '{odfv.name}' has no features {missing}"
+                )
+            projections.append(FeatureViewProjection(proj.view_name, proj.features or tuple(odfv.feature_names)))
+            continue
         view: FeatureView | None = target["feature_view"].get(proj.view_name)
         if view is None:
             raise DefinitionError(

@@ -59,6 +59,14 @@ def historical_job(
     times), EntityKeyError for a missing or mistyped join key column, DataSourceError when a
     view's source is missing or does not match the view.
     """
+    from ladle.retrieval.on_demand import names_on_demand
+
+    if names_on_demand(snapshot, features):  # ODFVs: over the joined frame
+        from ladle.retrieval.on_demand import service_refs
+        from ladle.retrieval.on_demand_historical import on_demand_job
+
+        refs = list(service_refs(snapshot, features))
+        return on_demand_job(snapshot, offline_store, entity_df, refs, full_feature_names, historical_job, bind, as_of)
     selections = resolve(snapshot, features, full_feature_names)
     if bind is not None:
         bound = bind(sel.view for sel in selections)

@@ -28,6 +28,7 @@ from ladle.errors import EntityKeyError, InvalidFeatureReferenceError
 from ladle.online.base import OnlineStore, ReadRequest, ViewRows
 from ladle.online.keys import DUMMY_JOIN_KEY, key_types_for
 from ladle.registry.base import RegistrySnapshot
+from ladle.retrieval.on_demand import compile_on_demand, names_on_demand
 from ladle.retrieval.plan import Features, OnlinePlan, PlanCache, ViewRead
 from ladle.retrieval.response import OnlineResponse
 from ladle.retrieval.variants import read_split, split_of
@@ -101,7 +102,7 @@ class OnlineRetriever:
         keys = {c: _coerce(c, column(c), key_types[c]) for c in plan.key_columns}
         if plan.entityless:
             keys[DUMMY_JOIN_KEY] = [""] * rows
-        if not rows:
+        if not rows or not plan.reads:
             results = [_empty(r) for r in plan.reads]
         elif len(plan.reads) == 1:  # the usual small read: skip the sharing below
             only = plan.reads[0]
@@ -113,7 +114,10 @@ class OnlineRetriever:
             requests = [ReadRequest(r.view, r.features, mappings[r.key_columns]) for r in plan.reads]
             results = self.online_store.read(plan.project, requests)
         now_us = int(self.clock() * 1_000_000) if plan.uses_ttl else 0
-        return _respond(plan, keys, results, rows, now_us)
+        response = _respond(plan, keys, results, rows, now_us)
+        if plan.on_demand is not None:
+            return plan.on_demand.apply(response, column, rows)  # type: ignore[no-any-return]
+        return response
 
 
 def compile_plan(snapshot: RegistrySnapshot, features: Features, full: bool, names: tuple[str, ...]) -> OnlinePlan:
@@ -122,6 +126,8 @@ def compile_plan(snapshot: RegistrySnapshot, features: Features, full: bool, nam
         raise InvalidFeatureReferenceError(
             f"features must be a list of 'view:feature' references or a feature service, got {type(features).__name__}"
         )
+    if snapshot.on_demand_feature_views and names_on_demand(snapshot, features):
+        return compile_on_demand(snapshot, features, full, names, compile_plan)
     selections = resolve(snapshot, features, full)
     key_types: dict[str, ValueType | None] = {}
     key_dtypes: dict[str, DType] = {}
@@ -191,7 +197,30 @@ def entities_from_text(
     for key, value in pairs:
         columns.setdefault(key, []).append(value)
     plan = compile_plan(snapshot, features, True, tuple(columns))
-    return {k: [_from_text(k, v, plan.key_types.get(k)) for v in vals] for k, vals in columns.items()}
+    requested: dict[str, DType] = plan.on_demand.request_types if plan.on_demand is not None else {}
+    return {
+        k: [_request_from_text(k, v, requested[k]) if k in requested else _from_text(k, v, plan.key_types.get(k))
+            for v in vals]
+        for k, vals in columns.items()
+    }  # fmt: skip
+
+
+def _request_from_text(name: str, text: str, dtype: DType) -> Any:
+    """A request field's text as its declared type (numbers, booleans; other types stay text)."""
+    vt = dtype.value_type
+    try:
+        if vt in (ValueType.INT32, ValueType.INT64):
+            return int(text)
+        if vt in (ValueType.DOUBLE, ValueType.FLOAT):
+            return float(text)
+    except ValueError:
+        raise EntityKeyError(f"request field '{name}' is {vt.name} but {text!r} is not a number") from None
+    if vt == ValueType.BOOL:
+        flag = {"true": True, "false": False, "1": True, "0": False}.get(text.strip().lower())
+        if flag is None:
+            raise EntityKeyError(f"request field '{name}' is BOOL but {text!r} is not true or false")
+        return flag
+    return text
 
 
 # -- entity input ---------------------------------------------------------------------------------

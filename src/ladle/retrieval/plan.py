@@ -69,6 +69,9 @@ class OnlinePlan:
     uses_ttl: bool
     entityless: bool  # some view has no entities: it reads the dummy key "" for every row
     encodings: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: Set when the request names on-demand views: the step that turns the read into the answer
+    #: (:class:`ladle.retrieval.on_demand.OnDemandStep`); the read's own columns are then internal.
+    on_demand: Any = None
 
     @cached_property
     def key_mappings(self) -> tuple[tuple[tuple[str, str], ...], ...]:
@@ -77,6 +80,8 @@ class OnlinePlan:
 
     def dtype_map(self) -> dict[str, DType]:
         """``{output name: dtype}`` for the columns whose dtype is known."""
+        if self.on_demand is not None:
+            return dict(self.on_demand.dtypes)
         return {n: d for n, d in zip(self.feature_names, self.dtypes, strict=True) if d is not None}
 
 

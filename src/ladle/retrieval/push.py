@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from ladle.definitions import DataSource, FeatureView
 from ladle.errors import FutureEventTimeError, RequestError, SchemaMismatchError
+from ladle.retrieval.on_demand_write import write_derived
 from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, DType, ValueType
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ def push(
         for view, rows in prepared:
             if view.online:
                 written += online_store.write(snapshot.project, view, rows)
+                write_derived(snapshot, online_store, view, rows)  # write_to_online_store ODFVs
     return written
 
 
@@ -83,7 +85,9 @@ def write_to_online_store(
     view = snapshot.feature_view(feature_view_name)
     rows = view_rows(view, to_arrow(df))
     check_future_skew(view, rows, max_future_skew)
-    return online_store.write(snapshot.project, view, rows)
+    written = online_store.write(snapshot.project, view, rows)
+    write_derived(snapshot, online_store, view, rows)  # write_to_online_store ODFVs
+    return written
 
 
 def check_future_skew(view: FeatureView, rows: pa.Table, max_future_skew: float | None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,8 @@ class OnlineResponse:
     event_timestamps: list[list[int]]
     variant: str | None = None
     variants: list[str] | None = None
+    #: The store read an on-demand answer was computed from (its columns follow the plan's reads).
+    base: OnlineResponse | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self, include_event_timestamps: bool = False) -> dict[str, list[Any]]:
         """``{name: [value per entity row]}``, join keys included (Feast's shape).

@@ -212,7 +212,11 @@ def read_resources(snapshot: RegistrySnapshot, features: Sequence[str] | Feature
     # which refuses them with its own error before anything is read. A pinned "view@v3" needs the view's.
     names = dict.fromkeys(ref.partition(":")[0].partition("@")[0] for ref in features if isinstance(ref, str))
     views = snapshot.feature_views
-    return [Resource.of(views[name]) for name in names if name in views]
+    odfvs = snapshot.on_demand_feature_views
+    # An on-demand view needs READ on itself and on the views it reads.
+    inputs = [i.view_name for name in names if name in odfvs for i in odfvs[name].view_inputs]
+    found = [Resource.of(odfvs[name]) for name in names if name in odfvs]
+    return found + [Resource.of(views[name]) for name in dict.fromkeys([*names, *inputs]) if name in views]
 
 
 #: The actions a push needs on each view it feeds, by ``to``.

@@ -189,6 +189,8 @@ class ServerCore:
             resources = [Resource.of(snapshot.feature_service(request.feature_service))]
         else:
             resources = [Resource.of(read.view) for read in plan.reads]
+            if plan.on_demand is not None:
+                resources += [Resource.of(call.odfv) for call in plan.on_demand.calls]
         self.enforcer.check(
             snapshot, principal, AuthzedAction.READ_ONLINE, resources, event="get_online_features", source=via
         )
@@ -196,6 +198,8 @@ class ServerCore:
         plan.encodings.setdefault("read_online_granted", set()).add(principal)
 
     def _observe_views(self, response: OnlineResponse, plan: OnlinePlan, rows: int) -> None:
+        if response.base is not None:  # an on-demand answer: the reads' columns are in the store read
+            response = response.base
         statuses, stamps = response.statuses, response.event_timestamps
         # NOT_FOUND marks whole rows, so every column of a view has it in the same places.
         not_found = [statuses[read.start].count(metrics.NOT_FOUND) for read in plan.reads]

@@ -30,11 +30,14 @@ READINESS_INTERVAL_SECONDS = 5.0
 
 
 def parse_online_request(request: Any) -> OnlineRequest:
-    """A ``GetOnlineFeaturesRequest`` as an :class:`OnlineRequest` (request_context is ignored)."""
+    """A ``GetOnlineFeaturesRequest`` as an :class:`OnlineRequest` (``request_context`` columns join
+    the entity columns: on-demand views read their request fields from there)."""
     kind = request.WhichOneof("kind")
     if kind is None:
         raise RequestError("set 'features' (a FeatureList of 'view:feature') or 'feature_service'")
     entities = {key: codec.from_repeated(column) for key, column in request.entities.items()}
+    for key, column in request.request_context.items():
+        entities.setdefault(key, codec.from_repeated(column))
     if kind == "feature_service":
         return OnlineRequest(None, request.feature_service, entities, request.full_feature_names)
     return OnlineRequest(tuple(request.features.val), None, entities, request.full_feature_names)

@@ -190,6 +190,27 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/get-historical-features": {
+            "post": {
+                "summary": "A point-in-time training set (offline_store type remote): Arrow IPC in and out.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        # An Arrow IPC stream (the client labels it application/vnd.apache.arrow.stream).
+                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "the training frame as an Arrow IPC stream",
+                        "content": {
+                            "application/vnd.apache.arrow.stream": {"schema": {"type": "string", "format": "binary"}}
+                        },
+                    },
+                    **_errors(400, 401, 403, 404, 413, 500),
+                },
+            }
+        },
         "/push": {
             "post": {
                 "summary": "Write rows to every feature view fed by a push source.",

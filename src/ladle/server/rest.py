@@ -107,6 +107,11 @@ def parse_online_request(body: bytes) -> OnlineRequest:
     for key, values in entities.items():
         if not isinstance(values, list):
             raise RequestError(f"entities['{key}'] must be a list of values (one per row), got {values!r}")
+    context = _field(data, "request_context", dict)  # the Go server's field; Python Feast sends these in entities
+    for key, values in (context or {}).items():
+        if not isinstance(values, list):
+            raise RequestError(f"request_context['{key}'] must be a list of values (one per row), got {values!r}")
+        entities.setdefault(key, values)
     full = _field(data, "full_feature_names", bool, False)
     return OnlineRequest(tuple(features) if features is not None else None, service, entities, full)
 
@@ -120,6 +125,7 @@ class RestApp:
         self.jobs = MaterializationJobs(core)
         self._routes: dict[str, dict[str, Handler]] = {
             "/get-online-features": {"POST": self._get_online_features},
+            "/get-historical-features": {"POST": self._get_historical_features},
             "/push": {"POST": self._push},
             "/write-to-online-store": {"POST": self._write},
             "/materialize": {"POST": self._materialize},
@@ -254,6 +260,14 @@ class RestApp:
             return Response(200, body, headers=_variant_header(response))
         response, plan = self.core.get_online_features(request, _principal(scope))
         return Response(200, codec.online_response_json(response, plan), headers=_variant_header(response))
+
+    async def _get_historical_features(self, scope: Scope, body: bytes) -> Response:
+        from ladle.offline.remote.wire import ARROW_STREAM
+        from ladle.server.historical import historical_answer
+
+        loop = asyncio.get_running_loop()
+        answer = await loop.run_in_executor(None, historical_answer, self.core.store, body, _principal(scope))
+        return Response(200, answer, ARROW_STREAM)
 
     async def _push(self, scope: Scope, body: bytes) -> Response:
         data = _object(body)

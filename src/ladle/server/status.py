@@ -47,6 +47,10 @@ _MAP: tuple[tuple[type[BaseException], ErrorStatus], ...] = (
         ErrorStatus(400, grpc.StatusCode.INVALID_ARGUMENT, "FeatureNameCollisionError"),
     ),
     (errors.RequestTooLargeError, ErrorStatus(413, grpc.StatusCode.INVALID_ARGUMENT, "FeastError")),
+    (
+        errors.RequestDataNotFoundError,
+        ErrorStatus(400, grpc.StatusCode.INVALID_ARGUMENT, "RequestDataNotFoundInEntityRowsException"),
+    ),
     (errors.RequestError, ErrorStatus(400, grpc.StatusCode.INVALID_ARGUMENT, "FeastError")),
     (errors.MaterializationInProgressError, ErrorStatus(409, grpc.StatusCode.ABORTED, "FeastError")),
     (errors.LeaseHeldError, ErrorStatus(409, grpc.StatusCode.ABORTED, "FeastError")),

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pymysql
 
+    from ladle.definitions.saved_dataset import ValidationReference
+
 
 @dataclass(frozen=True)
 class Output:
@@ -170,10 +172,13 @@ class DorisRetrievalJob:
         """Run and return the result as an Arrow table (the entity frame's columns, then the features)."""
         return pa.Table.from_batches(list(self._run()), schema=self._schema())
 
-    def to_df(self) -> pd.DataFrame:
-        """Run and return the result as a pandas DataFrame."""
+    def to_df(self, validation_reference: ValidationReference | None = None) -> pd.DataFrame:
+        """Run and return the result as a pandas DataFrame (checked against ``validation_reference``, if given:
+        ValidationFailed when it does not match)."""
+        from ladle.offline.validation import check
+
         frame: pd.DataFrame = self.to_arrow().to_pandas()
-        return frame
+        return check(frame, validation_reference)
 
     def to_parquet(self, path: str | Path) -> None:
         """Stream the result into a Parquet file (a temporary file renamed into place)."""
