@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
     from ladle.materialize.local import Materializer, ViewResult
     from ladle.materialize.ray_engine import RayEngine
+    from ladle.monitor.erase import ErasureReport
+    from ladle.monitor.feature_log import FeatureLogger
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
     from ladle.online.base import OnlineStore
     from ladle.registry.base import Kind, ObjectVersion, Registry, RegistrySnapshot
@@ -340,7 +342,34 @@ class FeatureStore:
                 self.snapshot(), principal, AuthzedAction.READ_ONLINE, features,
                 event="get_online_features", source=self.request_source,
             )  # fmt: skip
-        return self._online.get_online_features(features, entity_rows, full_feature_names)
+        response = self._online.get_online_features(features, entity_rows, full_feature_names)
+        if isinstance(features, FeatureService):  # served-feature logging (docs/feature-logging.md)
+            self.feature_logger.log(self.snapshot(), features.name, response)
+        return response
+
+    @cached_property
+    def feature_logger(self) -> FeatureLogger:
+        """Queues and flushes the logs of feature services that declare a ``logging_config``."""
+        from ladle.monitor.feature_log import FeatureLogger
+
+        return FeatureLogger(self.config, lambda: self.offline_store)
+
+    def get_feature_log(
+        self, feature_service: str, start: datetime | str | None = None, end: datetime | str | None = None
+    ) -> pa.Table:
+        """The logged rows of a feature service with ``start <= log_time <= end`` (flushes first), as Arrow."""
+        from ladle.monitor.feature_log_read import read_log
+
+        self.feature_logger.flush()
+        return read_log(self, feature_service, start, end)
+
+    def erase_entity(self, keys: Mapping[str, Any], dry_run: bool = False) -> ErasureReport:
+        """Remove every row of one entity (join key → value) from the online store, the offline
+        store and the feature logs; ``dry_run`` only counts. See docs/feature-logging.md, "Erasure"."""
+        from ladle.monitor.erase import erase_entity
+
+        self.feature_logger.flush()
+        return erase_entity(self, keys, dry_run=dry_run)
 
     def get_historical_features(
         self,
@@ -545,6 +574,8 @@ class FeatureStore:
 
     def close(self) -> None:
         """Release connections held by the stores and stop the registry's refresh thread."""
+        if "feature_logger" in self.__dict__:
+            self.feature_logger.close()  # flushes queued logs while the stores are still open
         if "online_store" in self.__dict__:
             self.online_store.close()
         if "registry" in self.__dict__:

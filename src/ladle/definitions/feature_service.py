@@ -8,6 +8,7 @@ from typing import Any
 from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
 from ladle.definitions.feature_view import FeatureView, FeatureViewProjection
 from ladle.errors import DefinitionError
+from ladle.monitor.feature_log_config import LoggingConfig
 
 
 class FeatureService:
@@ -24,6 +25,7 @@ class FeatureService:
         description: str = "",
         tags: Mapping[str, str] | None = None,
         owner: str = "",
+        logging_config: LoggingConfig | None = None,
     ) -> None:
         self.name = check_name("feature service", name)
         projections: list[FeatureViewProjection] = []
@@ -48,6 +50,10 @@ class FeatureService:
         self.description = check_str("feature service", name, "description", description)
         self.tags = check_tags("feature service", name, tags)
         self.owner = check_str("feature service", name, "owner", owner)
+        if logging_config is not None and not isinstance(logging_config, LoggingConfig):
+            raise DefinitionError(f"feature service '{name}': logging_config must be a LoggingConfig")
+        #: Log a sample of the served values (docs/feature-logging.md); None: not logged.
+        self.logging_config = logging_config
 
     @property
     def feature_view_names(self) -> list[str]:
@@ -56,7 +62,10 @@ class FeatureService:
 
     def to_spec(self) -> dict[str, Any]:
         """JSON-ready spec as stored in the registry."""
-        return {"name": self.name, "features": [p.to_spec() for p in self.projections], **common_spec(self)}
+        spec = {"name": self.name, "features": [p.to_spec() for p in self.projections], **common_spec(self)}
+        if self.logging_config is not None:  # absent when unset: older specs stay byte-identical
+            spec["logging_config"] = self.logging_config.to_spec()
+        return spec
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> FeatureService:
@@ -65,6 +74,7 @@ class FeatureService:
             name=spec["name"],
             features=[FeatureViewProjection.from_spec(p) for p in spec["features"]],
             **common_args(spec),
+            logging_config=LoggingConfig.from_spec(spec["logging_config"]) if spec.get("logging_config") else None,
         )
 
     def __eq__(self, other: object) -> bool:

@@ -188,4 +188,5 @@ def _checked_service(service: FeatureService, target: Target) -> FeatureService:
         description=service.description,
         tags=service.tags,
         owner=service.owner,
+        logging_config=service.logging_config,
     )

@@ -38,6 +38,8 @@ class OnlineRequest:
     feature_service: str | None
     entities: dict[str, list[Any]]
     full_feature_names: bool = False
+    #: The caller's ``X-Request-ID`` / ``x-request-id`` metadata; generated for feature services when absent.
+    request_id: str | None = None
 
     @property
     def rows(self) -> int:
@@ -82,6 +84,8 @@ class ServerCore:
         self.enforcer = store.enforcer
         # The server's own retriever (the store's is built lazily for SDK calls): one plan cache.
         self.retriever = OnlineRetriever(store.registry, store.online_store)
+        #: Served-feature logging (docs/feature-logging.md); each worker process flushes its own.
+        self.feature_logger = store.feature_logger
         self._materializing: set[str] = set()
         self._lock = threading.Lock()
         auth = authenticator_for(store.config.auth, str(store.repo_path))
@@ -91,6 +95,12 @@ class ServerCore:
         self.public = frozenset(auth.config.public)
         #: Whether ``x-api-key`` is accepted in place of ``Authorization`` (``api_key`` auth, ``x_api_key`` on).
         self.accepts_api_key_header = self.auth is not None and bool(getattr(auth.config, "x_api_key", False))
+
+    def request_id(self, given: str | None, request: OnlineRequest) -> str | None:
+        """The id of a read: the caller's, else a generated one for a feature service (else None)."""
+        if given is not None:
+            return given[:128]
+        return self.feature_logger.new_request_id() if request.feature_service is not None else None
 
     def is_public(self, endpoint: str) -> bool:
         """Whether anonymous callers may use ``endpoint`` (always, under ``no_auth``)."""
@@ -141,6 +151,8 @@ class ServerCore:
         if snapshot.permissions and self.enforcer.applies(principal):
             self._authorize_read(snapshot, plan, request, principal, via)
         response = self.retriever.read(plan, request.entities, rows)
+        if request.feature_service is not None:  # O(1): a cached lookup and at most one enqueue
+            self.feature_logger.log(snapshot, request.feature_service, response, request.request_id)
         metrics.observe_online_read(rows, time.perf_counter() - started)
         self._observe_views(response, plan, rows)
         return response, plan

@@ -35,6 +35,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON = b"application/json"
+Header = tuple[bytes, bytes]
 #: The scope key holding the authenticated caller (absent under ``no_auth``).
 PRINCIPAL = "ladle.principal"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -43,12 +44,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class Response:
     """A status, a body and its content type."""
 
-    __slots__ = ("body", "content_type", "status")
+    __slots__ = ("body", "content_type", "headers", "status")
 
-    def __init__(self, status: int, body: bytes = b"", content_type: bytes = JSON) -> None:
+    def __init__(
+        self, status: int, body: bytes = b"", content_type: bytes = JSON, headers: list[Header] | None = None
+    ) -> None:
         self.status = status
         self.body = body
         self.content_type = content_type
+        self.headers = headers
 
 
 class ClientGone(Exception):
@@ -88,7 +92,7 @@ def _string_list(data: dict[str, Any], name: str) -> list[str] | None:
     return strings
 
 
-def parse_online_request(body: bytes) -> OnlineRequest:
+def parse_online_request(body: bytes, request_id: str | None = None) -> OnlineRequest:
     """Validate a ``/get-online-features`` body (unknown fields are ignored, as Feast does)."""
     data = _object(body)
     service = _field(data, "feature_service", str)
@@ -102,7 +106,7 @@ def parse_online_request(body: bytes) -> OnlineRequest:
         if not isinstance(values, list):
             raise RequestError(f"entities['{key}'] must be a list of values (one per row), got {values!r}")
     full = _field(data, "full_feature_names", bool, False)
-    return OnlineRequest(tuple(features) if features is not None else None, service, entities, full)
+    return OnlineRequest(tuple(features) if features is not None else None, service, entities, full, request_id)
 
 
 class RestApp:
@@ -234,13 +238,24 @@ class RestApp:
 
     # -- handlers ---------------------------------------------------------------------------
     async def _get_online_features(self, scope: Scope, body: bytes) -> Response:
+        given = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
         request = parse_online_request(body)
+        rid = self.core.request_id(given, request)
+        if rid is not None:
+            request = OnlineRequest(request.features, request.feature_service, request.entities,
+                                    request.full_feature_names, rid)  # fmt: skip
+        headers = [(b"x-request-id", rid.encode("latin-1"))] if rid is not None else None
         if request.rows > self.settings.offload_entities:
             loop = asyncio.get_running_loop()
             response, plan = await loop.run_in_executor(None, self.core.get_online_features, request, _principal(scope))
-            return Response(200, await loop.run_in_executor(None, codec.online_response_json, response, plan))
+            body = await loop.run_in_executor(None, codec.online_response_json, response, plan)
+            return Response(200, body, JSON, headers)
         response, plan = self.core.get_online_features(request, _principal(scope))
-        return Response(200, codec.online_response_json(response, plan))
+        return Response(200, codec.online_response_json(response, plan), JSON, headers)
 
     async def _push(self, scope: Scope, body: bytes) -> Response:
         data = _object(body)
@@ -336,6 +351,7 @@ async def _send(send: Send, response: Response) -> None:
             "headers": [
                 (b"content-type", response.content_type),
                 (b"content-length", str(len(response.body)).encode()),
+                *(response.headers or ()),
             ],
         }
     )

@@ -1,0 +1,286 @@
+"""Served-feature logging: sample responses of logged feature services, write them to the offline store.
+
+The request path does an O(1) amount of work: one cached lookup of the service's logging target
+(per registry version), one sampling decision and one ``deque.append`` of references to the response's
+already-built column lists. A daemon thread (started on first use, one per process, so each server
+worker flushes its own) drains the queue every ``flush_interval_secs`` or as soon as ``flush_rows``
+rows wait, builds Arrow tables (:mod:`.feature_log_table`) and appends them to the service's log
+source through the offline store's ``append``. A full queue drops the request and counts it in
+``ladle_feature_log_dropped_total``; nothing ever blocks a read. :meth:`FeatureLogger.close` (the
+store's ``close``, a server's graceful shutdown) flushes what is queued.
+
+>>> source = log_source(store, "price_model")          # a DataSource: FeatureView or raw scans
+>>> store.get_feature_log("price_model", start, end)   # the rows as an Arrow table
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from prometheus_client import Counter
+
+from ladle.config import RepoConfig
+from ladle.definitions import DataSource, DorisSource, FeatureService, FileSource, IcebergSource
+from ladle.errors import DefinitionError
+from ladle.monitor.feature_log_config import (
+    DorisLoggingDestination,
+    FileLoggingDestination,
+    IcebergLoggingDestination,
+)
+from ladle.monitor.feature_log_table import LOG_TIME, Entry, LogLayout, build_table
+
+if TYPE_CHECKING:
+    from ladle.offline.base import OfflineStore
+    from ladle.registry.base import RegistrySnapshot
+    from ladle.retrieval.response import OnlineResponse
+
+log = logging.getLogger(__name__)
+
+LOG_ROWS = Counter(
+    "ladle_feature_log_rows", "Served-feature log rows written to the offline store.", ["feature_service"]
+)
+LOG_DROPPED = Counter(
+    "ladle_feature_log_dropped",
+    "Served-feature log requests dropped (queue full, or the write failed).",
+    ["feature_service"],
+)
+#: Where logs of services without a destination go in a file offline store (relative to the repo).
+DEFAULT_LOG_DIR = "data/feature_logs"
+
+
+class HasRegistry(Protocol):
+    """What :func:`log_source` needs of a store (``FeatureStore`` has it)."""
+
+    config: RepoConfig
+
+    def snapshot(self, allow_cache: bool = True) -> RegistrySnapshot:
+        """The current definitions."""
+        ...
+
+
+def log_table_name(service_name: str) -> str:
+    """The default table (or directory) name of a service's log."""
+    return f"feature_log_{service_name}"
+
+
+def log_source(store_or_config: HasRegistry | RepoConfig, service_name: str | FeatureService) -> DataSource:
+    """The offline data source holding the feature log of a service (event time: ``log_time``).
+
+    Usable in a ``FeatureView`` (entities: the service's join keys) for ``get_historical_features``,
+    or read raw. The service must declare a ``logging_config``.
+    """
+    config = store_or_config if isinstance(store_or_config, RepoConfig) else store_or_config.config
+    if isinstance(service_name, FeatureService):
+        service = service_name
+    elif isinstance(store_or_config, RepoConfig):
+        from ladle.registry.sql import SqlRegistry
+
+        registry = SqlRegistry(config.registry, config.project, config.repo_path)
+        try:
+            service = registry.snapshot().feature_service(service_name)
+        finally:
+            registry.close()
+    else:
+        service = store_or_config.snapshot().feature_service(service_name)
+    return _source_of(config, service)
+
+
+def _source_of(config: RepoConfig, service: FeatureService) -> DataSource:
+    settings = service.logging_config
+    if settings is None:
+        raise DefinitionError(f"feature service '{service.name}' has no logging_config: nothing is logged")
+    name = log_table_name(service.name)
+    dest = settings.destination
+    kind = config.offline_store.type
+    if kind == "iceberg":
+        namespace = str(getattr(config.offline_store, "namespace", "ladle"))
+        table = dest.table if isinstance(dest, IcebergLoggingDestination) else f"{namespace}.{name}"
+        return IcebergSource(table=table, timestamp_field=LOG_TIME, name=name)
+    if kind in ("doris", "starrocks", "mysql"):
+        if isinstance(dest, DorisLoggingDestination):
+            return DorisSource(table=dest.table, database=dest.database, timestamp_field=LOG_TIME, name=name)
+        return DorisSource(table=name, timestamp_field=LOG_TIME, name=name)
+    path = dest.path if isinstance(dest, FileLoggingDestination) else f"{DEFAULT_LOG_DIR}/{service.name}"
+    return FileSource(path=path.rstrip("/") + "/", timestamp_field=LOG_TIME, name=name)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A logged service under one registry version."""
+
+    service: str
+    source: DataSource
+    layout: LogLayout
+    rate: float
+    deterministic: bool
+
+
+class FeatureLogger:
+    """Queues sampled responses and flushes them in a background thread (one per process).
+
+    ``offline`` returns the offline store (called in the flusher only); ``settings`` is the
+    ``feature_server.feature_logging`` block.
+    """
+
+    def __init__(self, config: RepoConfig, offline: Callable[[], OfflineStore]) -> None:
+        self.config = config
+        self.settings = config.feature_server.feature_logging
+        self._offline = offline
+        self._targets: dict[tuple[int, str], _Target | None] = {}
+        self._queue: deque[tuple[_Target, Entry]] = deque()
+        self._queued_rows = 0
+        self._capacity = self.settings.queue_capacity
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()  # one flush at a time (the thread, or flush() from a caller)
+        self._ids = itertools.count()
+        self._id_prefix = f"{uuid.uuid4().hex[:12]}-"
+        self._random = random.random
+        self.written = 0
+        self.dropped = 0
+
+    def new_request_id(self) -> str:
+        """A request id unique across processes (a random per-process prefix and a counter)."""
+        return self._id_prefix + str(next(self._ids))
+
+    # -- the request path ------------------------------------------------------------------------
+    def target(self, snapshot: RegistrySnapshot, service: str) -> _Target | None:
+        """The logging target of ``service`` under ``snapshot`` (None if it does not log); cached."""
+        key = (snapshot.version, service)
+        try:
+            return self._targets[key]
+        except KeyError:
+            pass
+        found = self._resolve(snapshot, service)
+        if len(self._targets) > 1024:
+            self._targets.clear()
+        self._targets[key] = found
+        return found
+
+    def _resolve(self, snapshot: RegistrySnapshot, name: str) -> _Target | None:
+        from ladle.definitions.refs import resolve
+
+        if not self.settings.enabled:
+            return None
+        service = snapshot.feature_services.get(name)
+        if service is None or service.logging_config is None:
+            return None
+        layout = LogLayout.of(resolve(snapshot, service, True))
+        cfg = service.logging_config
+        return _Target(name, _source_of(self.config, service), layout, cfg.sample_rate, cfg.deterministic)
+
+    def log(
+        self, snapshot: RegistrySnapshot, service: str, response: OnlineResponse, request_id: str | None = None
+    ) -> str | None:
+        """Queue ``response`` if ``service`` logs and the request is sampled; returns the request id
+        used (generated when not given) or None when nothing is logged. Never blocks, never raises."""
+        target = self.target(snapshot, service)
+        if target is None:
+            return None
+        if request_id is None:
+            request_id = self.new_request_id()
+        rate = target.rate
+        if rate < 1.0:
+            draw = zlib.crc32(request_id.encode()) / 4294967296.0 if target.deterministic else self._random()
+            if draw >= rate:
+                return request_id
+        if len(self._queue) >= self._capacity:
+            LOG_DROPPED.labels(feature_service=service).inc()
+            self.dropped += 1
+            return request_id
+        entry = Entry(
+            request_id,
+            time.time_ns() // 1000,
+            getattr(response, "variant", None),
+            response.feature_names,
+            response.values,
+            response.statuses,
+            response.event_timestamps,
+        )
+        self._queue.append((target, entry))
+        self._queued_rows += len(entry.values[0]) if entry.values else 0
+        if self._thread is None or self._pid != os.getpid():
+            self._start()
+        elif self._queued_rows >= self.settings.flush_rows:
+            self._wake.set()
+        return request_id
+
+    # -- the flusher -----------------------------------------------------------------------------
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid():
+                return
+            self._pid = os.getpid()  # a forked child flushes its own queue with its own thread
+            self._thread = threading.Thread(target=self._run, name="ladle-feature-log", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        interval = self.settings.flush_interval_secs
+        while not self._stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # the flusher must survive a bad write; the rows are counted as dropped
+                log.exception("feature log flush failed")
+
+    def flush(self) -> int:
+        """Write everything queued now; returns the rows written."""
+        with self._lock:
+            taken: list[tuple[_Target, Entry]] = []
+            while self._queue:
+                taken.append(self._queue.popleft())
+            self._queued_rows = 0
+            groups: dict[int, tuple[_Target, list[Entry]]] = {}
+            for target, entry in taken:
+                groups.setdefault(id(target), (target, []))[1].append(entry)
+            written = 0
+            for target, entries in groups.values():
+                written += self._write(target, entries)
+            return written
+
+    def _write(self, target: _Target, entries: list[Entry]) -> int:
+        table = build_table(target.layout, entries)
+        if table.num_rows == 0:
+            return 0
+        try:
+            rows = write_log(self._offline(), self.config, target.source, table)
+        except Exception:
+            LOG_DROPPED.labels(feature_service=target.service).inc(len(entries))
+            self.dropped += len(entries)
+            raise
+        LOG_ROWS.labels(feature_service=target.service).inc(rows)
+        self.written += rows
+        return rows
+
+    def close(self) -> None:
+        """Stop the flusher and write what is queued (graceful shutdown)."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and self._pid == os.getpid():
+            thread.join(timeout=30)
+        if self._queue:
+            self.flush()
+
+
+def write_log(offline: OfflineStore, config: RepoConfig, source: DataSource, table: Any) -> int:
+    """Append log rows to ``source``, creating its table first on MySQL-protocol stores."""
+    if isinstance(source, DorisSource):
+        from ladle.monitor.feature_log_doris import ensure_table
+
+        ensure_table(config, source, table.schema)
+    return int(offline.append(source, table))
