@@ -26,5 +26,5 @@ def ensure_table(config: RepoConfig, source: DorisSource, schema: pa.Schema) -> 
     try:
         table_columns(block, store._source(source))
     except DataSourceError:
-        create_table(block, database, source.table, schema, [REQUEST_ID], LOG_TIME)  # type: ignore[arg-type]
+        create_table(block, database, source.table, schema, [REQUEST_ID], LOG_TIME)
     _CREATED.add(token)
