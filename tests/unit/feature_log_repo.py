@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ladle import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, Float64, String, ValueType
 from ladle.definitions import DataSource, DorisSource, IcebergSource
-from ladle.monitor.feature_log_config import LoggingConfig
+from ladle.definitions.feature_logging import LoggingConfig
 
 EVENT_TIME = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
 OLDER = EVENT_TIME - timedelta(days=1)

@@ -33,7 +33,7 @@ from prometheus_client import Counter
 from ladle.config import RepoConfig
 from ladle.definitions import DataSource, DorisSource, FeatureService, FileSource, IcebergSource
 from ladle.errors import DefinitionError
-from ladle.monitor.feature_log_config import (
+from ladle.definitions.feature_logging import (
     DorisLoggingDestination,
     FileLoggingDestination,
     IcebergLoggingDestination,
