@@ -13,9 +13,9 @@ import pytest
 
 from ladle import FeatureStore
 from ladle.config import FeatureLoggingConfig
+from ladle.definitions.feature_logging import FileLoggingDestination, LoggingConfig
 from ladle.errors import DefinitionError
 from ladle.monitor.feature_log import LOG_DROPPED, FeatureLogger, log_source
-from ladle.definitions.feature_logging import FileLoggingDestination, LoggingConfig
 from ladle.monitor.feature_log_read import log_view
 from ladle.server.rest import create_app
 from unit.feature_log_repo import EVENT_TIME, build, entity_rows

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
+from ladle.definitions.feature_logging import LoggingConfig
 from ladle.definitions.feature_view import FeatureView, FeatureViewProjection
 from ladle.errors import DefinitionError
-from ladle.definitions.feature_logging import LoggingConfig
 
 
 class FeatureService:

@@ -32,12 +32,12 @@ from prometheus_client import Counter
 
 from ladle.config import RepoConfig
 from ladle.definitions import DataSource, DorisSource, FeatureService, FileSource, IcebergSource
-from ladle.errors import DefinitionError
 from ladle.definitions.feature_logging import (
     DorisLoggingDestination,
     FileLoggingDestination,
     IcebergLoggingDestination,
 )
+from ladle.errors import DefinitionError
 from ladle.monitor.feature_log_table import LOG_TIME, Entry, LogLayout, build_table
 
 if TYPE_CHECKING:
