@@ -72,7 +72,7 @@ class FeatureLoggingConfig(StrictModel):
     enabled: bool = Field(True, description="log services that declare a logging_config (false: log nothing)")
     queue_capacity: int = Field(10_000, gt=0, description="requests held in memory; past it requests are dropped")
     flush_interval_secs: float = Field(5.0, gt=0, description="the background flusher writes at least this often")
-    flush_rows: int = Field(50_000, gt=0, description="the flusher writes as soon as this many rows are queued")
+    flush_requests: int = Field(20_000, gt=0, description="the flusher writes as soon as this many requests wait")
     write_to_disk_interval_secs: float | None = Field(None, description="Feast's key (accepted; flush_interval_secs)")
     emit_timeout_micro_secs: int | None = Field(None, description="Feast's key (accepted; Ladle never blocks)")
 

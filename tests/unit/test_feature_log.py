@@ -106,11 +106,11 @@ def test_sampling_is_deterministic_by_request_id_and_close_to_the_rate(store: Fe
     ids = [f"req-{i}" for i in range(2000)]
     for rid in ids:
         logger.log(snapshot, "price_model", response, rid)
-    first = {e.request_id for _, e in logger._queue}
+    first = {e[1] for e in logger._queue}
     logger._queue.clear()
     for rid in ids:
         logger.log(snapshot, "price_model", response, rid)
-    second = {e.request_id for _, e in logger._queue}
+    second = {e[1] for e in logger._queue}
     logger._queue.clear()
     assert first == second
     assert 0.25 < len(first) / len(ids) < 0.35

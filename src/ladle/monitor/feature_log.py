@@ -3,8 +3,8 @@
 The request path does an O(1) amount of work: one cached lookup of the service's logging target
 (per registry version), one sampling decision and one ``deque.append`` of references to the response's
 already-built column lists. A daemon thread (started on first use, one per process, so each server
-worker flushes its own) drains the queue every ``flush_interval_secs`` or as soon as ``flush_rows``
-rows wait, builds Arrow tables (:mod:`.feature_log_table`) and appends them to the service's log
+worker flushes its own) drains the queue every ``flush_interval_secs`` or as soon as ``flush_requests``
+requests wait, builds Arrow tables (:mod:`.feature_log_table`) and appends them to the service's log
 source through the offline store's ``append``. A full queue drops the request and counts it in
 ``ladle_feature_log_dropped_total``; nothing ever blocks a read. :meth:`FeatureLogger.close` (the
 store's ``close``, a server's graceful shutdown) flushes what is queued.
@@ -22,6 +22,7 @@ import random
 import threading
 import time
 import uuid
+import weakref
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -138,19 +139,26 @@ class FeatureLogger:
         self.settings = config.feature_server.feature_logging
         self._offline = offline
         self._targets: dict[tuple[int, str], _Target | None] = {}
-        self._queue: deque[tuple[_Target, Entry]] = deque()
-        self._queued_rows = 0
         self._capacity = self.settings.queue_capacity
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-        self._lock = threading.Lock()  # one flush at a time (the thread, or flush() from a caller)
+        self._flush_at = self.settings.flush_requests
         self._ids = itertools.count()
         self._id_prefix = f"{uuid.uuid4().hex[:12]}-"
         self._random = random.random
+        self._clock = time.time
+        self._lock = threading.Lock()  # one flush at a time (the thread, or flush() from a caller)
+        self._reset()
         self.written = 0
         self.dropped = 0
+        ref = weakref.WeakMethod(self._reset)
+        os.register_at_fork(after_in_child=lambda: _call(ref))
+
+    def _reset(self) -> None:
+        """A fresh queue and no flusher (at start, and in a forked child: each process flushes its own)."""
+        self._queue: deque[tuple[_Target, str, float, OnlineResponse]] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     def new_request_id(self) -> str:
         """A request id unique across processes (a random per-process prefix and a counter)."""
@@ -186,46 +194,41 @@ class FeatureLogger:
         self, snapshot: RegistrySnapshot, service: str, response: OnlineResponse, request_id: str | None = None
     ) -> str | None:
         """Queue ``response`` if ``service`` logs and the request is sampled; returns the request id
-        used (generated when not given) or None when nothing is logged. Never blocks, never raises."""
-        target = self.target(snapshot, service)
+        used (generated when not given) or None when nothing is logged. Never blocks, never raises.
+
+        The work is a cached lookup, a sampling decision and one append of a tuple referencing the
+        response: everything else happens in the flusher.
+        """
+        target = self._targets.get((snapshot.version, service), _UNKNOWN)
+        if target is _UNKNOWN:
+            target = self.target(snapshot, service)
         if target is None:
             return None
+        assert isinstance(target, _Target)
         if request_id is None:
-            request_id = self.new_request_id()
-        rate = target.rate
-        if rate < 1.0:
+            request_id = self._id_prefix + str(next(self._ids))
+        if target.rate < 1.0:
             draw = zlib.crc32(request_id.encode()) / 4294967296.0 if target.deterministic else self._random()
-            if draw >= rate:
+            if draw >= target.rate:
                 return request_id
-        if len(self._queue) >= self._capacity:
+        queue = self._queue
+        if len(queue) >= self._capacity:
             LOG_DROPPED.labels(feature_service=service).inc()
             self.dropped += 1
             return request_id
-        entry = Entry(
-            request_id,
-            time.time_ns() // 1000,
-            getattr(response, "variant", None),
-            response.feature_names,
-            response.values,
-            response.statuses,
-            response.event_timestamps,
-        )
-        self._queue.append((target, entry))
-        self._queued_rows += len(entry.values[0]) if entry.values else 0
-        if self._thread is None or self._pid != os.getpid():
+        queue.append((target, request_id, self._clock(), response))
+        if self._thread is None:
             self._start()
-        elif self._queued_rows >= self.settings.flush_rows:
+        elif len(queue) == self._flush_at:
             self._wake.set()
         return request_id
 
     # -- the flusher -----------------------------------------------------------------------------
     def _start(self) -> None:
         with self._lock:
-            if self._thread is not None and self._pid == os.getpid():
-                return
-            self._pid = os.getpid()  # a forked child flushes its own queue with its own thread
-            self._thread = threading.Thread(target=self._run, name="ladle-feature-log", daemon=True)
-            self._thread.start()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ladle-feature-log", daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
         interval = self.settings.flush_interval_secs
@@ -240,13 +243,11 @@ class FeatureLogger:
     def flush(self) -> int:
         """Write everything queued now; returns the rows written."""
         with self._lock:
-            taken: list[tuple[_Target, Entry]] = []
-            while self._queue:
-                taken.append(self._queue.popleft())
-            self._queued_rows = 0
+            queue = self._queue
             groups: dict[int, tuple[_Target, list[Entry]]] = {}
-            for target, entry in taken:
-                groups.setdefault(id(target), (target, []))[1].append(entry)
+            for _ in range(len(queue)):  # popleft is atomic: the request path may append meanwhile
+                target, request_id, when, response = queue.popleft()
+                groups.setdefault(id(target), (target, []))[1].append((request_id, when, response))
             written = 0
             for target, entries in groups.values():
                 written += self._write(target, entries)
@@ -271,10 +272,19 @@ class FeatureLogger:
         self._stop.set()
         self._wake.set()
         thread = self._thread
-        if thread is not None and thread.is_alive() and self._pid == os.getpid():
+        if thread is not None and thread.is_alive():
             thread.join(timeout=30)
         if self._queue:
             self.flush()
+
+
+_UNKNOWN = object()
+
+
+def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
+    method = ref()
+    if method is not None:
+        method()
 
 
 def write_log(offline: OfflineStore, config: RepoConfig, source: DataSource, table: Any) -> int:

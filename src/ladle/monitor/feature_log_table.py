@@ -12,13 +12,16 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from ladle.definitions.refs import ViewSelection
 from ladle.types import FieldStatus
+
+if TYPE_CHECKING:
+    from ladle.retrieval.response import OnlineResponse
 
 REQUEST_ID = "request_id"
 LOG_TIME = "log_time"
@@ -62,56 +65,53 @@ class LogLayout:
         return pa.schema(fields)
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One logged request: references to the response's columns (nothing copied on the request path)."""
-
-    request_id: str
-    log_time_us: int
-    variant: str | None
-    feature_names: list[str]
-    values: list[list[Any]]
-    statuses: list[list[int]]
-    event_timestamps: list[list[int]]
-
-    @property
-    def rows(self) -> int:
-        """Entity rows in the response."""
-        return len(self.values[0]) if self.values else 0
+#: One logged request as queued by the request path: (request id, log time in seconds since the
+#: epoch, the response). The response's column lists are referenced, never copied.
+Entry = tuple[str, float, "OnlineResponse"]
 
 
-def _chain(columns: list[list[Any]]) -> list[Any]:
+def _chain(columns: Sequence[list[Any]]) -> list[Any]:
     return list(itertools.chain.from_iterable(columns))
 
 
-def _statuses(columns: list[list[int]]) -> pa.Array:
+def _statuses(columns: Sequence[list[int]]) -> pa.Array:
     codes = np.fromiter(itertools.chain.from_iterable(columns), dtype=np.int64)
     index = np.searchsorted(_STATUS_CODES, codes)
     return _STATUS_NAMES.take(pa.array(index))
 
 
-def _stamps(columns: list[list[int]]) -> pa.Array:
+def _stamps(columns: Sequence[list[int]]) -> pa.Array:
     micros = np.fromiter(itertools.chain.from_iterable(columns), dtype=np.int64)
     return pa.array(micros, pa.int64(), mask=micros == 0).cast(_TS)
 
 
 def build_table(layout: LogLayout, entries: Sequence[Entry]) -> pa.Table:
-    """The log rows of ``entries`` (all of one service, same layout) as one table."""
+    """The log rows of ``entries`` (all of one service, same layout) as one table.
+
+    Per-request values (id, time, variant) are spread over the request's entity rows with one
+    NumPy ``repeat`` of row indices; the response columns are concatenated column by column.
+    """
     schema = layout.schema()
-    usable = [e for e in entries if len(e.values) == len(layout.keys) + len(layout.features)]
+    width = len(layout.keys) + len(layout.features)
+    usable = [e for e in entries if len(e[2].values) == width]
     if not usable:
         return schema.empty_table()
-    counts = [e.rows for e in usable]
+    responses = [e[2] for e in usable]
+    counts = np.fromiter((len(r.values[0]) for r in responses), dtype=np.int64, count=len(responses))
+    spread = pa.array(np.repeat(np.arange(len(usable)), counts))
+    seconds = np.fromiter((e[1] for e in usable), dtype=np.float64, count=len(usable))
+    times = pa.array((seconds * 1_000_000).astype(np.int64)).cast(_TS)
+    variants = pa.array([getattr(r, "variant", None) for r in responses], pa.string())
     arrays: list[pa.Array] = [
-        pa.array(_chain([[e.request_id] * n for e, n in zip(usable, counts, strict=True)]), pa.string()),
-        _stamps([[e.log_time_us] * n for e, n in zip(usable, counts, strict=True)]),
-        pa.array(_chain([[e.variant] * n for e, n in zip(usable, counts, strict=True)]), pa.string()),
+        pa.array([e[0] for e in usable], pa.string()).take(spread),
+        times.take(spread),
+        variants.take(spread),
     ]
     for i, (_, kind) in enumerate(layout.keys):
-        arrays.append(pa.array(_chain([e.values[i] for e in usable]), kind))
+        arrays.append(pa.array(_chain([r.values[i] for r in responses]), kind))
     first = len(layout.keys)
     for j, (_, kind) in enumerate(layout.features, start=first):
-        arrays.append(pa.array(_chain([e.values[j] for e in usable]), kind))
-        arrays.append(_statuses([e.statuses[j] for e in usable]))
-        arrays.append(_stamps([e.event_timestamps[j] for e in usable]))
+        arrays.append(pa.array(_chain([r.values[j] for r in responses]), kind))
+        arrays.append(_statuses([r.statuses[j] for r in responses]))
+        arrays.append(_stamps([r.event_timestamps[j] for r in responses]))
     return pa.Table.from_arrays(arrays, schema=schema)
