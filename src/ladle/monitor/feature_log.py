@@ -39,7 +39,15 @@ from ladle.definitions.feature_logging import (
     IcebergLoggingDestination,
 )
 from ladle.errors import DefinitionError
-from ladle.monitor.feature_log_table import LOG_TIME, Entry, LogLayout, build_table
+from ladle.monitor.feature_log_table import (
+    LOG_TIME,
+    REQUEST_ID,
+    STATUS_SUFFIX,
+    VARIANT,
+    Entry,
+    LogLayout,
+    build_table,
+)
 
 if TYPE_CHECKING:
     from ladle.offline.base import OfflineStore
@@ -254,7 +262,15 @@ class FeatureLogger:
             return written
 
     def _write(self, target: _Target, entries: list[Entry]) -> int:
-        table = build_table(target.layout, entries)
+        import pyarrow as pa
+
+        # Python-to-Arrow conversion holds the GIL: build in slices and yield between them, so a
+        # server worker's event loop waits at most one slice for it (not Python's 5 ms switch interval).
+        parts = []
+        for start in range(0, len(entries), _SLICE):
+            parts.append(build_table(target.layout, entries[start : start + _SLICE]))
+            time.sleep(0)
+        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
         if table.num_rows == 0:
             return 0
         try:
@@ -279,6 +295,29 @@ class FeatureLogger:
 
 
 _UNKNOWN = object()
+#: Requests converted to Arrow at a time by the flusher (it yields the GIL between slices).
+_SLICE = 256
+
+
+def _write_file(config: RepoConfig, source: FileSource, table: Any) -> int:
+    import pyarrow.parquet as pq
+
+    from ladle.offline.sources import SourceLocation
+
+    root = SourceLocation.of(source, config.repo_path).root
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    final = root / f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+    tmp = root / f".{final.name}.tmp"
+    try:
+        # Dictionary pages only for the low-cardinality text columns: on float columns they cost more
+        # than they save (a third of the write time of a 100-entity request).
+        low = [f.name for f in table.schema if f.name in (REQUEST_ID, VARIANT) or f.name.endswith(STATUS_SUFFIX)]
+        pq.write_table(table, tmp, use_dictionary=low)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return int(table.num_rows)
 
 
 def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
@@ -288,7 +327,16 @@ def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
 
 
 def write_log(offline: OfflineStore, config: RepoConfig, source: DataSource, table: Any) -> int:
-    """Append log rows to ``source``, creating its table first on MySQL-protocol stores."""
+    """Append log rows to ``source``: its offline store's ``append`` (creating the table first on
+    MySQL-protocol stores), or for Parquet one new file written directly.
+
+    Parquet logs skip the DuckDB store's ``append`` on purpose: it reads the footer of every file
+    already in the directory to conform types, a cost that grows with each flush, while log files
+    all have their service's schema. The file is written the way ``append`` writes one (hidden
+    temporary name, then an atomic rename), so readers see all of it or nothing.
+    """
+    if isinstance(source, FileSource):
+        return _write_file(config, source, table)
     if isinstance(source, DorisSource):
         from ladle.monitor.feature_log_doris import ensure_table
 

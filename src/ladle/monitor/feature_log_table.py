@@ -110,8 +110,20 @@ def build_table(layout: LogLayout, entries: Sequence[Entry]) -> pa.Table:
     for i, (_, kind) in enumerate(layout.keys):
         arrays.append(pa.array(_chain([r.values[i] for r in responses]), kind))
     first = len(layout.keys)
+    # Responses share one status list among fully present columns and one timestamp list among a
+    # view's columns: columns made of the same lists are converted once.
+    statuses: dict[tuple[int, ...], pa.Array] = {}
+    stamps: dict[tuple[int, ...], pa.Array] = {}
     for j, (_, kind) in enumerate(layout.features, start=first):
         arrays.append(pa.array(_chain([r.values[j] for r in responses]), kind))
-        arrays.append(_statuses([r.statuses[j] for r in responses]))
-        arrays.append(_stamps([r.event_timestamps[j] for r in responses]))
+        status_lists = [r.statuses[j] for r in responses]
+        key = tuple(map(id, status_lists))
+        if key not in statuses:
+            statuses[key] = _statuses(status_lists)
+        arrays.append(statuses[key])
+        stamp_lists = [r.event_timestamps[j] for r in responses]
+        key = tuple(map(id, stamp_lists))
+        if key not in stamps:
+            stamps[key] = _stamps(stamp_lists)
+        arrays.append(stamps[key])
     return pa.Table.from_arrays(arrays, schema=schema)
