@@ -96,11 +96,14 @@ class ServerCore:
         #: Whether ``x-api-key`` is accepted in place of ``Authorization`` (``api_key`` auth, ``x_api_key`` on).
         self.accepts_api_key_header = self.auth is not None and bool(getattr(auth.config, "x_api_key", False))
 
-    def request_id(self, given: str | None, request: OnlineRequest) -> str | None:
-        """The id of a read: the caller's, else a generated one for a feature service (else None)."""
+    def request_id(self, given: str | None, request: OnlineRequest | None) -> str | None:
+        """The id of a read: the caller's, else a generated one for a feature service (``request`` None:
+        the caller knows it names one), else None."""
         if given is not None:
             return given[:128]
-        return self.feature_logger.new_request_id() if request.feature_service is not None else None
+        if request is not None and request.feature_service is None:
+            return None
+        return self.feature_logger.new_request_id()
 
     def is_public(self, endpoint: str) -> bool:
         """Whether anonymous callers may use ``endpoint`` (always, under ``no_auth``)."""

@@ -55,8 +55,11 @@ class _Base:
         metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
         return result
 
-    async def _online(self, request: Any, principal: Principal) -> Any:
-        parsed = self.services.parse_online(request)
+    async def _online(self, request: Any, principal: Principal, context: Any) -> Any:
+        given = next((v for k, v in context.invocation_metadata() if k == "x-request-id"), None)
+        parsed = self.services.parse_online(request, given)
+        if parsed.request_id is not None:
+            await context.send_initial_metadata((("x-request-id", parsed.request_id),))
         if parsed.rows > self.core.settings.offload_entities:
             return await asyncio.get_running_loop().run_in_executor(None, self.services.read, parsed, principal)
         return self.services.read(parsed, principal)
@@ -76,7 +79,9 @@ class ServingServicer(_Base):
 
     async def GetOnlineFeatures(self, request: Any, context: Any) -> Any:
         """Latest feature values, column-major like the REST response."""
-        return await self._call(f"/{SERVING}/GetOnlineFeatures", context, lambda who: self._online(request, who))
+        return await self._call(
+            f"/{SERVING}/GetOnlineFeatures", context, lambda who: self._online(request, who, context)
+        )
 
 
 class FeatureServerServicer(_Base):
@@ -84,7 +89,9 @@ class FeatureServerServicer(_Base):
 
     async def GetOnlineFeatures(self, request: Any, context: Any) -> Any:
         """Same as ``ServingService/GetOnlineFeatures``."""
-        return await self._call(f"/{LISTEN}/GetOnlineFeatures", context, lambda who: self._online(request, who))
+        return await self._call(
+            f"/{LISTEN}/GetOnlineFeatures", context, lambda who: self._online(request, who, context)
+        )
 
     async def Push(self, request: Any, context: Any) -> Any:
         """Push one row to every view fed by the push source named in ``stream_feature_view``."""

@@ -279,7 +279,11 @@ class H2Engine:
             started = time.perf_counter()
             try:
                 principal = quick(context.metadata) if auth else ANONYMOUS
-                request = services.parse_online(_parse(serving_pb.GetOnlineFeaturesRequest, data))
+                request = services.parse_online(
+                    _parse(serving_pb.GetOnlineFeaturesRequest, data), context.metadata.get("x-request-id")
+                )
+                if request.request_id is not None:
+                    context.response_metadata = [("x-request-id", request.request_id)]
                 if principal is None or request.rows > offload:
                     return offloaded(request, principal, context, started)
                 answer = services.read(request, principal)

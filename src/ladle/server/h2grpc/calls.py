@@ -292,7 +292,9 @@ class GrpcConnection(Http2Connection):
     def _send_message(self, stream: Stream, message: bytes) -> None:
         if not stream.headers_sent:
             stream.headers_sent = True
-            self.out.append(frame(HEADERS, END_HEADERS, stream.id, self.blocks.ok_headers))
+            extra = stream.context.response_metadata if stream.context is not None else None
+            block = self.blocks.ok_headers if not extra else self.blocks.ok_headers_with(extra)
+            self.out.append(frame(HEADERS, END_HEADERS, stream.id, block))
         data = MESSAGE.pack(0, len(message)) + message
         if stream.pending or stream.id in self.blocked:
             if self.over_budget(len(data)):

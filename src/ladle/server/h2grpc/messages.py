@@ -56,6 +56,8 @@ class CallContext:
     metadata: Mapping[str, str]
     peer: str
     deadline: float | None  # time.monotonic() value, or None
+    #: Response headers (initial metadata) a unary handler adds, e.g. ``[("x-request-id", "…")]``.
+    response_metadata: list[tuple[str, str]] | None = None
 
 
 UnaryHandler = Callable[[bytes, CallContext], bytes | Awaitable[bytes]]
@@ -143,6 +145,10 @@ class HeaderBlocks:
         block = self._encoder.encode([NeverIndexedHeaderTuple(n, v) for n, v in headers], huffman=False)
         assert not self._encoder.header_table.dynamic_entries, "response headers must not be indexed"
         return bytes(block)
+
+    def ok_headers_with(self, metadata: list[tuple[str, str]]) -> bytes:
+        """The OK response headers plus ``metadata`` (encoded per call: only calls that add metadata pay)."""
+        return self.encode([(":status", "200"), ("content-type", "application/grpc"), *metadata])
 
     def status(self, status: int, message: str, *, trailers_only: bool, http_status: int = 200) -> bytes:
         """Trailers carrying ``status`` (a Trailers-Only block when nothing was sent before)."""
