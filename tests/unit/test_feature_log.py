@@ -61,6 +61,15 @@ def test_sdk_reads_of_a_logged_service_are_logged_with_values_statuses_and_times
     assert by_code.loc["brent", "venue_prices__spread__status"] == "PRESENT"
 
 
+def test_join_keys_are_logged_by_name_whatever_the_request_order(store: FeatureStore) -> None:
+    before = datetime.now(UTC)
+    rows = [{"venue": "NYMEX", "commodity_code": "gold"}]  # venue first: the response's key columns follow
+    response = store.get_online_features(_service(store), rows)
+    assert response.feature_names[:2] == ["venue", "commodity_code"]
+    logged = store.get_feature_log("price_model", start=before).to_pandas()
+    assert list(logged["commodity_code"]) == ["gold"] and list(logged["venue"]) == ["NYMEX"]
+
+
 def test_reads_by_feature_list_or_of_an_unlogged_service_are_not_logged(store: FeatureStore) -> None:
     before = datetime.now(UTC)
     store.get_online_features(["prices:current_price"], [{"commodity_code": "gold"}])

@@ -163,6 +163,9 @@ class FeatureLogger:
     def _reset(self) -> None:
         """A fresh queue and no flusher (at start, and in a forked child: each process flushes its own)."""
         self._queue: deque[tuple[_Target, str, float, OnlineResponse]] = deque()
+        #: Converted, not yet written: per target, its tables and the number of requests in them.
+        self._pending: dict[int, tuple[_Target, list[Any], list[int]]] = {}
+        self._pending_requests = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -227,7 +230,7 @@ class FeatureLogger:
         queue.append((target, request_id, self._clock(), response))
         if self._thread is None:
             self._start()
-        elif len(queue) == self._flush_at:
+        elif len(queue) == _CONVERT_REQUESTS:
             self._wake.set()
         return request_id
 
@@ -240,48 +243,73 @@ class FeatureLogger:
 
     def _run(self) -> None:
         interval = self.settings.flush_interval_secs
+        last_write = time.monotonic()
         while not self._stop.is_set():
-            self._wake.wait(interval)
+            self._wake.wait(min(interval, _CONVERT_SECONDS))
             self._wake.clear()
             try:
-                self.flush()
+                with self._lock:
+                    self._convert()
+                    if time.monotonic() - last_write >= interval or self._pending_requests >= self._flush_at:
+                        last_write = time.monotonic()
+                        self._write_pending()
             except Exception:  # the flusher must survive a bad write; the rows are counted as dropped
                 log.exception("feature log flush failed")
 
     def flush(self) -> int:
-        """Write everything queued now; returns the rows written."""
+        """Convert and write everything queued now; returns the rows written."""
         with self._lock:
-            queue = self._queue
-            groups: dict[int, tuple[_Target, list[Entry]]] = {}
-            for _ in range(len(queue)):  # popleft is atomic: the request path may append meanwhile
-                target, request_id, when, response = queue.popleft()
-                groups.setdefault(id(target), (target, []))[1].append((request_id, when, response))
-            written = 0
-            for target, entries in groups.values():
-                written += self._write(target, entries)
-            return written
+            self._convert()
+            return self._write_pending()
 
-    def _write(self, target: _Target, entries: list[Entry]) -> int:
+    def _convert(self) -> None:
+        """Turn queued responses into Arrow tables now (called with the lock held).
+
+        Done every :data:`_CONVERT_SECONDS` or :data:`_CONVERT_REQUESTS` requests, well before a write:
+        responses held in the queue are Python containers the cyclic GC walks on every full
+        collection, so holding seconds of them costs the request path more than converting them.
+        Conversion holds the GIL, so it runs in slices with a yield between them: an event loop waits
+        at most one slice, not Python's 5 ms switch interval.
+        """
+        queue = self._queue
+        groups: dict[int, tuple[_Target, list[Entry]]] = {}
+        for _ in range(len(queue)):  # popleft is atomic: the request path may append meanwhile
+            target, request_id, when, response = queue.popleft()
+            groups.setdefault(id(target), (target, []))[1].append((request_id, when, response))
+        for key, (target, entries) in groups.items():
+            tables = self._pending.setdefault(key, (target, [], [0]))
+            for start in range(0, len(entries), _SLICE):
+                part = entries[start : start + _SLICE]
+                tables[1].append(build_table(target.layout, part))
+                tables[2][0] += len(part)
+                self._pending_requests += len(part)
+                time.sleep(0)
+
+    def _write_pending(self) -> int:
+        """Write the converted tables, one batch per service (called with the lock held)."""
         import pyarrow as pa
 
-        # Python-to-Arrow conversion holds the GIL: build in slices and yield between them, so a
-        # server worker's event loop waits at most one slice for it (not Python's 5 ms switch interval).
-        parts = []
-        for start in range(0, len(entries), _SLICE):
-            parts.append(build_table(target.layout, entries[start : start + _SLICE]))
-            time.sleep(0)
-        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-        if table.num_rows == 0:
-            return 0
-        try:
-            rows = write_log(self._offline(), self.config, target.source, table)
-        except Exception:
-            LOG_DROPPED.labels(feature_service=target.service).inc(len(entries))
-            self.dropped += len(entries)
-            raise
-        LOG_ROWS.labels(feature_service=target.service).inc(rows)
-        self.written += rows
-        return rows
+        pending, self._pending = self._pending, {}
+        self._pending_requests = 0
+        written = 0
+        failed: Exception | None = None
+        for target, tables, (requests,) in pending.values():
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            if table.num_rows == 0:
+                continue
+            try:
+                rows = write_log(self._offline(), self.config, target.source, table)
+            except Exception as exc:
+                LOG_DROPPED.labels(feature_service=target.service).inc(requests)
+                self.dropped += requests
+                failed = exc
+                continue
+            LOG_ROWS.labels(feature_service=target.service).inc(rows)
+            self.written += rows
+            written += rows
+        if failed is not None:
+            raise failed
+        return written
 
     def close(self) -> None:
         """Stop the flusher and write what is queued (graceful shutdown)."""
@@ -290,13 +318,16 @@ class FeatureLogger:
         thread = self._thread
         if thread is not None and thread.is_alive():
             thread.join(timeout=30)
-        if self._queue:
+        if self._queue or self._pending:
             self.flush()
 
 
 _UNKNOWN = object()
 #: Requests converted to Arrow at a time by the flusher (it yields the GIL between slices).
 _SLICE = 256
+#: The flusher converts queued responses at least this often, or as soon as this many wait.
+_CONVERT_SECONDS = 0.1
+_CONVERT_REQUESTS = 512
 
 
 def _write_file(config: RepoConfig, source: FileSource, table: Any) -> int:

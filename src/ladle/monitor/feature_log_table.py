@@ -107,8 +107,8 @@ def build_table(layout: LogLayout, entries: Sequence[Entry]) -> pa.Table:
         times.take(spread),
         variants.take(spread),
     ]
-    for i, (_, kind) in enumerate(layout.keys):
-        arrays.append(pa.array(_chain([r.values[i] for r in responses]), kind))
+    for name, kind in layout.keys:  # key columns come in the request's order: found by name
+        arrays.append(pa.array(_chain([r.values[r.feature_names.index(name)] for r in responses]), kind))
     first = len(layout.keys)
     # Responses share one status list among fully present columns and one timestamp list among a
     # view's columns: columns made of the same lists are converted once.
