@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ladle import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, Float64, String, ValueType
+from ladle import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, Float64, ValueType
 from ladle.definitions import DataSource, DorisSource, IcebergSource
 from ladle.definitions.feature_logging import LoggingConfig
 
@@ -118,8 +118,3 @@ def build(
 def entity_rows(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
     """Entity rows for ``price_model`` (both join keys)."""
     return [{"commodity_code": c, "venue": v} for c, v in pairs]
-
-
-def string_field(name: str) -> Field:
-    """A String field (kept importable for tests that add views)."""
-    return Field(name=name, dtype=String)

@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ladle import FeatureStore
+from ladle import FeatureService, FeatureStore
 from ladle.config import FeatureLoggingConfig
 from ladle.definitions.feature_logging import FileLoggingDestination, LoggingConfig
+from ladle.definitions.refs import ViewSelection
 from ladle.errors import DefinitionError
 from ladle.monitor.feature_log import LOG_DROPPED, FeatureLogger, log_source
 from ladle.monitor.feature_log_read import log_view
@@ -83,15 +85,15 @@ def test_the_log_is_a_source_for_point_in_time_training_sets(store: FeatureStore
     store.get_online_features(_service(store), entity_rows([("gold", "ICE")]))
     store.feature_logger.flush()
     view = log_view(store, "price_model")
-    entity_df = pd.DataFrame(
-        {"commodity_code": ["gold"], "venue": ["ICE"], "event_timestamp": [datetime.now(UTC) + timedelta(seconds=1)]}
+    entity_df = pa.table(
+        {
+            "commodity_code": ["gold"],
+            "venue": ["ICE"],
+            "event_timestamp": pa.array([datetime.now(UTC) + timedelta(seconds=1)], pa.timestamp("us", tz="UTC")),
+        }
     )
-    job = store.offline_store.historical(
-        __import__("pyarrow").Table.from_pandas(entity_df), "event_timestamp",
-        [__import__("ladle.definitions.refs", fromlist=["ViewSelection"]).ViewSelection(
-            view, ("prices__current_price", "prices__current_price__status"), view.name)],
-        False,
-    )  # fmt: skip
+    columns = ("prices__current_price", "prices__current_price__status")
+    job = store.offline_store.historical(entity_df, "event_timestamp", [ViewSelection(view, columns, view.name)], False)
     frame = job.to_df()
     served = store.get_online_features(["prices:current_price"], [{"commodity_code": "gold"}]).to_dict()
     assert frame["prices__current_price"].iloc[0] == served["current_price"][0]
@@ -103,26 +105,23 @@ def test_the_log_is_a_source_for_point_in_time_training_sets(store: FeatureStore
 
 
 def test_sampling_is_deterministic_by_request_id_and_close_to_the_rate(store: FeatureStore) -> None:
-    snapshot = store.snapshot()
-    target = FeatureLogger(store.config, lambda: store.offline_store).target(snapshot, "price_model")
-    assert target is not None
-    config = LoggingConfig(sample_rate=0.3, deterministic=True)
-    logger = FeatureLogger(store.config, lambda: store.offline_store)
-    logger._targets[(snapshot.version, "price_model")] = target.__class__(  # a 30 % deterministic target
-        target.service, target.source, target.layout, config.sample_rate, config.deterministic
+    prices = store.get_feature_view("prices")
+    sampled = FeatureService(
+        name="sampled", features=[prices], logging_config=LoggingConfig(sample_rate=0.3, deterministic=True)
     )
+    store.apply([sampled])
+    snapshot = store.snapshot(allow_cache=False)
     response = store.get_online_features(["prices:current_price"], [{"commodity_code": "gold"}])
     ids = [f"req-{i}" for i in range(2000)]
-    for rid in ids:
-        logger.log(snapshot, "price_model", response, rid)
-    first = {e[1] for e in logger._queue}
-    logger._queue.clear()
-    for rid in ids:
-        logger.log(snapshot, "price_model", response, rid)
-    second = {e[1] for e in logger._queue}
-    logger._queue.clear()
-    assert first == second
-    assert 0.25 < len(first) / len(ids) < 0.35
+    picked = []
+    for _ in range(2):
+        logger = FeatureLogger(store.config, lambda: store.offline_store)
+        logger._start = lambda: None  # type: ignore[method-assign]  # no flusher: inspect the queue
+        for rid in ids:
+            logger.log(snapshot, "sampled", response, rid)
+        picked.append({e[1] for e in logger._queue})
+    assert picked[0] == picked[1]
+    assert 0.25 < len(picked[0]) / len(ids) < 0.35
 
 
 def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path, store: FeatureStore) -> None:
@@ -130,6 +129,7 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path, store
     server = store.config.feature_server.model_copy(update={"feature_logging": settings})
     config = store.config.model_copy(update={"feature_server": server})
     logger = FeatureLogger(config, lambda: store.offline_store)
+    logger._start = lambda: None  # type: ignore[method-assign]  # no flusher: the queue stays as filled
     snapshot = store.snapshot()
     response = store.get_online_features(_service(store), entity_rows([("gold", "ICE")]))
     counter = LOG_DROPPED.labels(feature_service="price_model")
