@@ -367,9 +367,25 @@ class FeatureStore:
         """Remove every row of one entity (join key → value) from the online store, the offline
         store and the feature logs; ``dry_run`` only counts. See docs/feature-logging.md, "Erasure"."""
         from ladle.monitor.erase import erase_entity
+        from ladle.security.permissions import Resource
+
+        actions = [AuthzedAction.WRITE_ONLINE, AuthzedAction.WRITE_OFFLINE]
+        touched: list[str] = []
+
+        def authorize(snapshot: RegistrySnapshot, views: Sequence[FeatureView]) -> None:
+            resources = [Resource.of(v) for v in views]
+            touched.extend(r.ref for r in resources)
+            if resources:
+                self._check(snapshot, actions, resources, "erase")
 
         self.feature_logger.flush()
-        return erase_entity(self, keys, dry_run=dry_run)
+        return self._audited(
+            "erase",
+            [a.name for a in actions],
+            lambda: touched,
+            lambda: erase_entity(self, keys, dry_run=dry_run, authorize=authorize),
+            rows=lambda report: report.total,
+        )
 
     def get_historical_features(
         self,

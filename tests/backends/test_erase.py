@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ladle import FeatureStore
+from ladle import ALL_ACTIONS, AuthzedAction, FeatureStore, FeatureView, Permission, RoleBasedPolicy
 from ladle.cli.main import cli
-from ladle.errors import EntityKeyError
+from ladle.errors import EntityKeyError, PermissionDeniedError
+from ladle.security.principal import Principal
 from unit.feature_log_repo import CODES, EVENT_TIME, OLDER, VENUES, build, entity_rows
 
 VICTIM = "brent"
@@ -106,6 +107,29 @@ def test_bad_arguments_change_nothing(sqlite_parquet: FeatureStore) -> None:
     with pytest.raises(EntityKeyError, match="no entity given"):
         sqlite_parquet.erase_entity({})
     assert sqlite_parquet.erase_entity({"commodity_code": VICTIM}, dry_run=True).total > 0
+
+
+def test_erasure_needs_write_permissions_on_every_touched_view(sqlite_parquet: FeatureStore) -> None:
+    store = sqlite_parquet
+    store.apply(
+        [
+            Permission(
+                "price_writers",
+                types=[FeatureView],
+                name_patterns=["prices"],
+                actions=[AuthzedAction.WRITE_ONLINE, AuthzedAction.WRITE_OFFLINE],
+                policy=RoleBasedPolicy(roles=["writer"]),
+            ),
+            Permission("admins", actions=ALL_ACTIONS, policy=RoleBasedPolicy(roles=["admin"])),
+        ]
+    )
+    before = store.erase_entity({"commodity_code": VICTIM}, dry_run=True).total
+    store.__dict__["principal"] = Principal("w", roles=frozenset({"writer"}), method="api_key")
+    with pytest.raises(PermissionDeniedError, match="venue_prices"):  # may write prices, not venue_prices
+        store.erase_entity({"commodity_code": VICTIM})
+    store.__dict__["principal"] = Principal("root", roles=frozenset({"admin"}), method="api_key")
+    assert store.erase_entity({"commodity_code": VICTIM}, dry_run=True).total == before  # nothing was deleted
+    assert store.erase_entity({"commodity_code": VICTIM}).total == before
 
 
 def test_the_cli_reports_per_table_and_fails_on_bad_input_with_one_line(sqlite_parquet: FeatureStore) -> None:

@@ -15,7 +15,7 @@ nowhere reports zeros.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -177,12 +177,20 @@ def _plan(store: ErasureTarget, snapshot: RegistrySnapshot, keys: dict[str, Any]
     return _Plan(views, list(sources.values()), logs)
 
 
-def erase_entity(store: ErasureTarget, given: Mapping[str, Any], dry_run: bool = False) -> ErasureReport:
+def erase_entity(
+    store: ErasureTarget,
+    given: Mapping[str, Any],
+    dry_run: bool = False,
+    authorize: Callable[[RegistrySnapshot, Sequence[FeatureView]], None] | None = None,
+) -> ErasureReport:
     """Remove one entity's rows from the offline store, the feature logs and the online store (see the
-    module docstring); with ``dry_run`` only count them. Nothing is deleted if an argument is bad."""
+    module docstring); with ``dry_run`` only count them. Nothing is deleted if an argument is bad or
+    ``authorize`` (given the views that would be touched) raises."""
     snapshot = store.snapshot(allow_cache=False)
     keys = resolve_keys(snapshot, given)
     plan = _plan(store, snapshot, keys)
+    if authorize is not None:
+        authorize(snapshot, plan.views)
     offline, online = store.offline_store, store.online_store
     offline_kind = store.config.offline_store.type
     online_kind = store.config.online_store.type
