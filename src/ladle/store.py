@@ -343,8 +343,9 @@ class FeatureStore:
                 event="get_online_features", source=self.request_source,
             )  # fmt: skip
         response = self._online.get_online_features(features, entity_rows, full_feature_names)
-        if isinstance(features, FeatureService):  # served-feature logging (docs/feature-logging.md)
-            self.feature_logger.log(self.snapshot(), features.name, response)
+        if isinstance(features, FeatureService | str):  # a service (or its name): docs/feature-logging.md
+            name = features if isinstance(features, str) else features.name
+            self.feature_logger.log(self.snapshot(), name, response)
         return response
 
     @cached_property

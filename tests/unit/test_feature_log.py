@@ -66,7 +66,7 @@ def test_sdk_reads_of_a_logged_service_are_logged_with_values_statuses_and_times
 def test_join_keys_are_logged_by_name_whatever_the_request_order(store: FeatureStore) -> None:
     before = datetime.now(UTC)
     rows = [{"venue": "NYMEX", "commodity_code": "gold"}]  # venue first: the response's key columns follow
-    response = store.get_online_features(_service(store), rows)
+    response = store.get_online_features("price_model", rows)  # the service by name
     assert response.feature_names[:2] == ["venue", "commodity_code"]
     logged = store.get_feature_log("price_model", start=before).to_pandas()
     assert list(logged["commodity_code"]) == ["gold"] and list(logged["venue"]) == ["NYMEX"]
