@@ -172,3 +172,21 @@ def test_logging_config_validates_and_round_trips() -> None:
         FileLoggingDestination(path="")
     cfg = LoggingConfig(destination=FileLoggingDestination(path="logs/x"), sample_rate=0.25, deterministic=True)
     assert LoggingConfig.from_spec(cfg.to_spec()) == cfg
+
+
+def test_the_variant_that_served_is_logged_per_row() -> None:
+    from ladle.monitor.feature_log_table import LogLayout, build_table
+    from ladle.retrieval.response import OnlineResponse
+
+    layout = LogLayout((("commodity_code", pa.string()),), (("prices__current_price", pa.float64()),))
+    split = OnlineResponse(
+        ["commodity_code", "current_price"], [["a", "b"], [1.0, None]], [[1, 1], [1, 3]], [[0, 0], [5, 0]]
+    )
+    split.variant = "v2"  # type: ignore[attr-defined]  # set by an A/B split (docs/versions.md)
+    plain = OnlineResponse(["commodity_code", "current_price"], [["c"], [2.0]], [[1], [1]], [[0], [7]])
+    table = build_table(layout, [("r1", 1.5, split), ("r2", 2.5, plain)]).to_pydict()
+    assert table["request_id"] == ["r1", "r1", "r2"]
+    assert table["variant"] == ["v2", "v2", None]
+    assert table["prices__current_price__status"] == ["PRESENT", "NOT_FOUND", "PRESENT"]
+    assert [t.timestamp() if t else None for t in table["prices__current_price__event_timestamp"]] == [5e-6, None, 7e-6]
+    assert [t.timestamp() for t in table["log_time"]] == [1.5, 1.5, 2.5]

@@ -98,14 +98,15 @@ def build_table(layout: LogLayout, entries: Sequence[Entry]) -> pa.Table:
         return schema.empty_table()
     responses = [e[2] for e in usable]
     counts = np.fromiter((len(r.values[0]) for r in responses), dtype=np.int64, count=len(responses))
-    spread = pa.array(np.repeat(np.arange(len(usable)), counts))
+    index = np.repeat(np.arange(len(usable)), counts)
+    total = len(index)
     seconds = np.fromiter((e[1] for e in usable), dtype=np.float64, count=len(usable))
-    times = pa.array((seconds * 1_000_000).astype(np.int64)).cast(_TS)
-    variants = pa.array([getattr(r, "variant", None) for r in responses], pa.string())
+    micros = (seconds * 1_000_000).astype(np.int64)
+    variants = [getattr(r, "variant", None) for r in responses]
     arrays: list[pa.Array] = [
-        pa.array([e[0] for e in usable], pa.string()).take(spread),
-        times.take(spread),
-        variants.take(spread),
+        pa.array([e[0] for e in usable], pa.string()).take(pa.array(index)),
+        pa.array(micros[index]).cast(_TS),
+        pa.array(variants, pa.string()).take(pa.array(index)) if any(variants) else pa.nulls(total, pa.string()),
     ]
     for name, kind in layout.keys:  # key columns come in the request's order: found by name
         arrays.append(pa.array(_chain([r.values[r.feature_names.index(name)] for r in responses]), kind))
