@@ -66,6 +66,17 @@ class ServerTlsConfig(StrictModel):
     client_auth: Literal["required", "optional"] = "required"
 
 
+class FeatureLoggingConfig(StrictModel):
+    """``feature_server: feature_logging:`` how served features are queued and flushed (docs/feature-logging.md)."""
+
+    enabled: bool = Field(True, description="log services that declare a logging_config (false: log nothing)")
+    queue_capacity: int = Field(10_000, gt=0, description="requests held in memory; past it requests are dropped")
+    flush_interval_secs: float = Field(5.0, gt=0, description="the background flusher writes at least this often")
+    flush_requests: int = Field(20_000, gt=0, description="the flusher writes as soon as this many requests wait")
+    write_to_disk_interval_secs: float | None = Field(None, description="Feast's key (accepted; flush_interval_secs)")
+    emit_timeout_micro_secs: int | None = Field(None, description="Feast's key (accepted; Ladle never blocks)")
+
+
 class FeatureServerConfig(StrictModel):
     """``feature_server:`` block (server defaults; CLI flags override)."""
 
@@ -75,6 +86,9 @@ class FeatureServerConfig(StrictModel):
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="larger bodies get 413")
     metrics: dict[str, Any] = Field(default_factory=dict, description="Feast's metrics toggles (accepted)")
     tls: ServerTlsConfig | None = Field(None, description="TLS on both server ports (docs/security.md)")
+    feature_logging: FeatureLoggingConfig = Field(
+        default_factory=FeatureLoggingConfig, description="served-feature logging (docs/feature-logging.md)"
+    )
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from ladle.materialize.local import Materializer, ViewResult
     from ladle.materialize.ray_engine import RayEngine
     from ladle.monitor.baseline import Baseline
+    from ladle.monitor.erase import ErasureReport
+    from ladle.monitor.feature_log import FeatureLogger
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
     from ladle.offline.validation import ValidationReport
     from ladle.online.base import OnlineStore
@@ -365,7 +367,51 @@ class FeatureStore:
                 self.snapshot(), principal, AuthzedAction.READ_ONLINE, features,
                 event="get_online_features", source=self.request_source,
             )  # fmt: skip
-        return self._online.get_online_features(features, entity_rows, full_feature_names)
+        response = self._online.get_online_features(features, entity_rows, full_feature_names)
+        if isinstance(features, FeatureService | str):  # a service (or its name): docs/feature-logging.md
+            name = features if isinstance(features, str) else features.name
+            self.feature_logger.log(self.snapshot(), name, response)
+        return response
+
+    @cached_property
+    def feature_logger(self) -> FeatureLogger:
+        """Queues and flushes the logs of feature services that declare a ``logging_config``."""
+        from ladle.monitor.feature_log import FeatureLogger
+
+        return FeatureLogger(self.config, lambda: self.offline_store)
+
+    def get_feature_log(
+        self, feature_service: str, start: datetime | str | None = None, end: datetime | str | None = None
+    ) -> pa.Table:
+        """The logged rows of a feature service with ``start <= log_time <= end`` (flushes first), as Arrow."""
+        from ladle.monitor.feature_log_read import read_log
+
+        self.feature_logger.flush()
+        return read_log(self, feature_service, start, end)
+
+    def erase_entity(self, keys: Mapping[str, Any], dry_run: bool = False) -> ErasureReport:
+        """Remove every row of one entity (join key → value) from the online store, the offline
+        store and the feature logs; ``dry_run`` only counts. See docs/feature-logging.md, "Erasure"."""
+        from ladle.monitor.erase import erase_entity
+        from ladle.security.permissions import Resource
+
+        actions = [AuthzedAction.WRITE_ONLINE, AuthzedAction.WRITE_OFFLINE]
+        touched: list[str] = []
+
+        def authorize(snapshot: RegistrySnapshot, views: Sequence[FeatureView]) -> None:
+            resources = [Resource.of(v) for v in views]
+            touched.extend(r.ref for r in resources)
+            if resources:
+                self._check(snapshot, actions, resources, "erase")
+
+        self.feature_logger.flush()
+        return self._audited(
+            "erase",
+            [a.name for a in actions],
+            lambda: touched,
+            lambda: erase_entity(self, keys, dry_run=dry_run, authorize=authorize),
+            rows=lambda report: report.total,
+        )
 
     def assign_variants(self, feature_service: FeatureService | str, entity_df: pd.DataFrame) -> pd.Series:
         """The arm of each row of ``entity_df`` under a split (A/B) service, exactly as serving assigns it.
@@ -786,6 +832,8 @@ class FeatureStore:
 
     def close(self) -> None:
         """Release connections held by the stores and stop the registry's refresh thread."""
+        if "feature_logger" in self.__dict__:
+            self.feature_logger.close()  # flushes queued logs while the stores are still open
         if "online_store" in self.__dict__:
             self.online_store.close()
         if "registry" in self.__dict__:

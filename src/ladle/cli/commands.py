@@ -91,6 +91,11 @@ COMMANDS: dict[str, CommandEntry] = {
     "ingest": CommandEntry(
         "ladle.cli.ingest", "ingest", "Compute feature rows from raw data and store them offline (idempotent)."
     ),
+    "erase": CommandEntry(
+        "ladle.cli.erase",
+        "erase",
+        "Remove one entity's rows from every store and feature log, and report what was removed.",
+    ),
     "feed": CommandEntry(
         "ladle.cli.feed", "feed", "Push SIMULATED fresh rows that continue each real series up to now."
     ),

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from ladle.definitions.entity import Entity
+from ladle.definitions.feature_logging import (
+    DorisLoggingDestination,
+    FileLoggingDestination,
+    IcebergLoggingDestination,
+    LoggingConfig,
+)
 from ladle.definitions.feature_service import FeatureService
 from ladle.definitions.feature_view import FeatureView, FeatureViewProjection
 from ladle.definitions.field import Field
@@ -52,17 +58,21 @@ __all__ = [
     "CombinedGroupNamespacePolicy",
     "DataSource",
     "Definition",
+    "DorisLoggingDestination",
     "DorisSource",
     "Entity",
     "FeatureService",
     "FeatureView",
     "FeatureViewProjection",
     "Field",
+    "FileLoggingDestination",
     "FileSource",
     "GroupBasedPolicy",
+    "IcebergLoggingDestination",
     "IcebergSource",
     "JsonFormat",
     "KafkaSource",
+    "LoggingConfig",
     "NamespaceBasedPolicy",
     "OnDemandFeatureView",
     "Permission",

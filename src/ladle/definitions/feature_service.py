@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ladle.definitions._common import check_name, check_str, check_tags, common_args, common_spec
+from ladle.definitions.feature_logging import LoggingConfig
 from ladle.definitions.feature_view import FeatureView, FeatureViewProjection
 from ladle.definitions.on_demand import OnDemandFeatureView
 from ladle.errors import DefinitionError
@@ -37,6 +38,7 @@ class FeatureService:
         owner: str = "",
         pins: Mapping[str, int] | None = None,
         variants: Mapping[str, tuple[str, float]] | None = None,
+        logging_config: LoggingConfig | None = None,
     ) -> None:
         self.name = check_name("feature service", name)
         self.variants: dict[str, tuple[str, float]] = _check_variants(self.name, variants or {})
@@ -67,6 +69,10 @@ class FeatureService:
         self.tags = check_tags("feature service", name, tags)
         self.owner = check_str("feature service", name, "owner", owner)
         self.pins: dict[str, int] = _check_pins(self.name, pins or {}, {p.view_name for p in projections})
+        if logging_config is not None and not isinstance(logging_config, LoggingConfig):
+            raise DefinitionError(f"feature service '{name}': logging_config must be a LoggingConfig")
+        #: Log a sample of the served values (docs/feature-logging.md); None: not logged.
+        self.logging_config = logging_config
 
     @property
     def is_split(self) -> bool:
@@ -86,6 +92,8 @@ class FeatureService:
             spec["pins"] = dict(sorted(self.pins.items()))
         if self.variants:
             spec["variants"] = [{"name": a, "service": s, "weight": w} for a, (s, w) in self.variants.items()]
+        if self.logging_config is not None:  # absent when unset: older specs stay byte-identical
+            spec["logging_config"] = self.logging_config.to_spec()
         return {**spec, **common_spec(self)}
 
     @classmethod
@@ -97,6 +105,7 @@ class FeatureService:
             pins=spec.get("pins"),
             variants={v["name"]: (v["service"], v["weight"]) for v in spec.get("variants", ())},
             **common_args(spec),
+            logging_config=LoggingConfig.from_spec(spec["logging_config"]) if spec.get("logging_config") else None,
         )
 
     def __eq__(self, other: object) -> bool:

@@ -210,15 +210,9 @@ def _only_views(baseline: Baseline, views: Sequence[str]) -> Baseline:
 
 
 def _log_source(store: MonitoredStore, service: str) -> DataSource:
-    try:
-        from ladle.monitor import feature_log  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise RequestError(
-            "drift over served values reads the feature log, which this installation does not have "
-            "(ladle.monitor.feature_log); use source='materialized'"
-        ) from None
-    found: DataSource = feature_log.log_source(store, service)
-    return found
+    from ladle.monitor.feature_log import log_source
+
+    return log_source(store, service)  # type: ignore[arg-type]
 
 
 def _record(

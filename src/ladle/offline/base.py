@@ -115,6 +115,20 @@ class WindowReplacer(Protocol):
         ...
 
 
+@runtime_checkable
+class RowEraser(Protocol):
+    """Optional capability: delete every row of one entity from a source (``ladle erase``).
+
+    ``keys`` maps source column names to one value each; rows where every one of those columns equals
+    its value are removed (Parquet: each file holding such rows is rewritten without them, atomically
+    per file; Iceberg: one row-level delete commit; MySQL protocol: one DELETE).
+    """
+
+    def erase_rows(self, source: DataSource, keys: Mapping[str, object], dry_run: bool = False) -> int:
+        """Delete the matching rows (with ``dry_run``, only count them); return how many."""
+        ...
+
+
 def open_offline_store(config: RepoConfig) -> OfflineStore:
     """Build the offline store named by ``config.offline_store.type``."""
     from ladle.plugins import load_backend

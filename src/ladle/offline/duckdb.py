@@ -10,7 +10,7 @@ memory behaviour are described in docs/offline.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -163,6 +163,12 @@ class DuckDBOfflineStore:
             return append_rows(con, source, self.repo_config.repo_path, rows)
         finally:
             con.close()
+
+    def erase_rows(self, source: DataSource, keys: Mapping[str, object], dry_run: bool = False) -> int:
+        """Rewrite the source's files without the rows matching ``keys`` (:class:`~ladle.offline.base.RowEraser`)."""
+        from ladle.offline.erase_files import erase_file_rows
+
+        return erase_file_rows(source, self.repo_config.repo_path, keys, dry_run)
 
     def close(self) -> None:
         """Close the DuckDB database (jobs already created keep their own connection)."""

@@ -102,6 +102,19 @@ class BatchWriter(Protocol):
         ...
 
 
+@runtime_checkable
+class EntityEraser(Protocol):
+    """Optional capability: delete the rows of one entity from one view (``ladle erase``).
+
+    ``keys`` maps some or all of the view's join keys to one value each; a row matches when its
+    entity has those values (join keys left out match anything: every venue of one commodity).
+    """
+
+    def erase_entity(self, project: str, view: FeatureView, keys: Mapping[str, Any], dry_run: bool = False) -> int:
+        """Delete the matching rows (with ``dry_run``, only count them); return how many."""
+        ...
+
+
 def open_online_store(config: RepoConfig) -> OnlineStore:
     """Build the online store named by ``config.online_store.type``."""
     from ladle.plugins import load_backend

@@ -20,7 +20,7 @@ join key whose type is declared nowhere (then the data decides it).
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -149,3 +149,44 @@ def text_entity_keys_arrow(join_keys: Sequence[str], table: pa.Table) -> pa.Arra
     for part in parts:
         pieces += [pc.cast(pc.cast(pc.binary_length(part), pa.string()), pa.binary()), b":", part]
     return pc.binary_join_element_wise(*pieces, b"")
+
+
+# -- erasure: which stored entity keys belong to one entity --------------------------------------
+
+
+def _split_key(key: bytes, count: int) -> list[bytes] | None:
+    """The ``count`` values of a compound entity key (``<len>:<bytes>`` each), or None if malformed."""
+    parts, pos = [], 0
+    for _ in range(count):
+        colon = key.find(b":", pos)
+        if colon < 0 or not key[pos:colon].isdigit():
+            return None
+        start = colon + 1
+        stop = start + int(key[pos:colon])
+        parts.append(key[start:stop])
+        pos = stop
+    return parts if pos == len(key) else None
+
+
+def exact_entity_key(join_keys: Sequence[str], keys: Mapping[str, Any]) -> bytes | None:
+    """The one entity key when ``keys`` gives every join key of the view, else None (a partial key)."""
+    if set(join_keys) - set(keys):
+        return None
+    return text_entity_keys(join_keys, {n: [keys[n]] for n in join_keys})[0]
+
+
+def entity_key_matcher(join_keys: Sequence[str], keys: Mapping[str, Any]) -> Callable[[bytes], bool]:
+    """Whether a stored entity key of a view with ``join_keys`` has the values in ``keys`` (any subset of
+    them: the others match anything), e.g. every (station, venue) row of one station."""
+    names = sorted(join_keys)
+    wanted = [(i, _value_bytes(n, keys[n])) for i, n in enumerate(names) if n in keys]
+    if len(names) == 1:
+        only = wanted[0][1] if wanted else None
+        return lambda key: only is None or key == only
+    count = len(names)
+
+    def match(key: bytes) -> bool:
+        parts = _split_key(key, count)
+        return parts is not None and all(parts[i] == value for i, value in wanted)
+
+    return match

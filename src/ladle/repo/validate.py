@@ -211,4 +211,5 @@ def _checked_service(service: FeatureService, target: Target) -> FeatureService:
         owner=service.owner,
         pins=service.pins,
         variants=service.variants,
+        logging_config=service.logging_config,
     )

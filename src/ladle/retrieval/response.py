@@ -35,6 +35,9 @@ class OnlineResponse:
     variants: list[str] | None = None
     #: The store read an on-demand answer was computed from (its columns follow the plan's reads).
     base: OnlineResponse | None = field(default=None, repr=False, compare=False)
+    #: After a split read: each arm's own answer as (arm, the arm's service name, its response), which
+    #: feature logging writes to the arm service's log (docs/feature-logging.md, "A/B splits").
+    arms: list[tuple[str, str, OnlineResponse]] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self, include_event_timestamps: bool = False) -> dict[str, list[Any]]:
         """``{name: [value per entity row]}``, join keys included (Feast's shape).

@@ -84,6 +84,10 @@ def arm_service(snapshot: RegistrySnapshot, target: str) -> FeatureService | str
     return snapshot.feature_service_version(name, version)
 
 
+def _name(service: FeatureService | str) -> str:
+    return service if isinstance(service, str) else service.name
+
+
 def require_split(snapshot: RegistrySnapshot, service: FeatureService | str) -> FeatureService:
     """The split service ``service`` names; RequestError if it is not a split."""
     found = snapshot.feature_service(service) if isinstance(service, str) else service
@@ -181,10 +185,10 @@ def read_split(
     """Read ``rows`` entity rows through a split service: each row from its own arm (module docstring)."""
     splitter = Splitter.of(service)
     names = tuple(entities)
-    plans = {
-        arm: retriever.plan(snapshot, arm_service(snapshot, target), full_feature_names, names)
-        for arm, target in zip(splitter.arms, splitter.targets, strict=True)
+    services = {
+        arm: arm_service(snapshot, target) for arm, target in zip(splitter.arms, splitter.targets, strict=True)
     }
+    plans = {arm: retriever.plan(snapshot, svc, full_feature_names, names) for arm, svc in services.items()}
     keys = split_keys(list(plans.values()))
     assigned = splitter.assign([entities[k] for k in keys], rows)
     groups: dict[str, list[int]] = {}
@@ -194,15 +198,19 @@ def read_split(
         arm = assigned[0] if assigned else splitter.arms[0]
         response = retriever.read(plans[arm], entities, rows)
         response.variant, response.variants = arm, assigned
+        response.arms = [(arm, _name(services[arm]), response)]
         return response, [ArmRead(arm, plans[arm], list(range(rows)), response)]
     reads = []
     for arm in splitter.arms:
         if arm in groups:
             index = groups[arm]
             subset = {k: [col[i] for i in index] for k, col in entities.items()}
-            reads.append(ArmRead(arm, plans[arm], index, retriever.read(plans[arm], subset, len(index))))
+            answer = retriever.read(plans[arm], subset, len(index))
+            answer.variant = arm
+            reads.append(ArmRead(arm, plans[arm], index, answer))
     merged = _merge(reads, entities, rows)
     merged.variants = assigned
+    merged.arms = [(r.arm, _name(services[r.arm]), r.response) for r in reads]
     return merged, reads
 
 

@@ -39,6 +39,8 @@ class OnlineRequest:
     feature_service: str | None
     entities: dict[str, list[Any]]
     full_feature_names: bool = False
+    #: The caller's ``X-Request-ID`` / ``x-request-id`` metadata; generated for feature services when absent.
+    request_id: str | None = None
 
     @property
     def rows(self) -> int:
@@ -83,6 +85,8 @@ class ServerCore:
         self.enforcer = store.enforcer
         # The server's own retriever (the store's is built lazily for SDK calls): one plan cache.
         self.retriever = OnlineRetriever(store.registry, store.online_store)
+        #: Served-feature logging (docs/feature-logging.md); each worker process flushes its own.
+        self.feature_logger = store.feature_logger
         self._materializing: set[str] = set()
         self._lock = threading.Lock()
         auth = authenticator_for(store.config.auth, str(store.repo_path))
@@ -93,6 +97,15 @@ class ServerCore:
         #: Whether ``x-api-key`` is accepted in place of ``Authorization`` (``api_key`` auth, ``x_api_key`` on).
         self.accepts_api_key_header = self.auth is not None and bool(getattr(auth.config, "x_api_key", False))
         metrics.watch_reports(store)  # drift, skew and freshness gauges from the stored monitoring reports
+
+    def request_id(self, given: str | None, request: OnlineRequest | None) -> str | None:
+        """The id of a read: the caller's, else a generated one for a feature service (``request`` None:
+        the caller knows it names one), else None."""
+        if given is not None:
+            return given[:128]
+        if request is not None and request.feature_service is None:
+            return None
+        return self.feature_logger.new_request_id()
 
     def is_public(self, endpoint: str) -> bool:
         """Whether anonymous callers may use ``endpoint`` (always, under ``no_auth``)."""
@@ -147,6 +160,8 @@ class ServerCore:
         if snapshot.permissions and self.enforcer.applies(principal):
             self._authorize_read(snapshot, plan, request, principal, via)
         response = self.retriever.read(plan, request.entities, rows)
+        if request.feature_service is not None:  # O(1): a cached lookup and at most one enqueue
+            self.feature_logger.log(snapshot, request.feature_service, response, request.request_id)
         metrics.observe_online_read(rows, time.perf_counter() - started)
         self._observe_views(response, plan, rows)
         return response, plan
@@ -174,6 +189,7 @@ class ServerCore:
         response, reads = read_split(
             self.retriever, snapshot, split, request.entities, rows, request.full_feature_names
         )
+        self.feature_logger.log(snapshot, split.name, response, request.request_id)  # each arm to its own log
         metrics.observe_online_read(rows, time.perf_counter() - started)
         for arm in reads:
             self._observe_views(arm.response, arm.plan, len(arm.rows))

@@ -56,14 +56,19 @@ class _Base:
         return result
 
     async def _online(self, request: Any, principal: Principal, context: Any) -> Any:
-        parsed = self.services.parse_online(request)
+        given = next((v for k, v in context.invocation_metadata() if k == "x-request-id"), None)
+        parsed = self.services.parse_online(request, given)
         read = self.services.read_with_variant
         if parsed.rows > self.core.settings.offload_entities:
             answer, variant = await asyncio.get_running_loop().run_in_executor(None, read, parsed, principal)
         else:
             answer, variant = read(parsed, principal)
+        # grpcio sends initial metadata once: the request id and the split arm go together
+        metadata = [] if parsed.request_id is None else [("x-request-id", parsed.request_id)]
         if variant is not None:
-            await context.send_initial_metadata((("ladle-variant", variant),))
+            metadata.append(("ladle-variant", variant))
+        if metadata:
+            await context.send_initial_metadata(tuple(metadata))
         return answer
 
 

@@ -279,14 +279,18 @@ class H2Engine:
             started = time.perf_counter()
             try:
                 principal = quick(context.metadata) if auth else ANONYMOUS
-                request = services.parse_online(_parse(serving_pb.GetOnlineFeaturesRequest, data))
+                request = services.parse_online(
+                    _parse(serving_pb.GetOnlineFeaturesRequest, data), context.metadata.get("x-request-id")
+                )
+                if request.request_id is not None:
+                    context.response_headers = [("x-request-id", request.request_id)]
                 if principal is None or request.rows > offload:
                     return offloaded(request, principal, context, started)
                 answer, variant = services.read_with_variant(request, principal)
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
             if variant is not None:
-                context.response_headers = [("ladle-variant", variant)]
+                context.response_headers = [*(context.response_headers or ()), ("ladle-variant", variant)]
             metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
             return answer
 
@@ -299,7 +303,7 @@ class H2Engine:
             except Exception as exc:
                 raise _grpc_error(endpoint, exc, started) from None
             if variant is not None:
-                context.response_headers = [("ladle-variant", variant)]
+                context.response_headers = [*(context.response_headers or ()), ("ladle-variant", variant)]
             metrics.observe_request(endpoint, "grpc", "OK", time.perf_counter() - started)
             return answer
 

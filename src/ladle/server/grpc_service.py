@@ -29,7 +29,7 @@ LISTEN = listen_pb.DESCRIPTOR.services_by_name["GrpcFeatureServer"].full_name
 READINESS_INTERVAL_SECONDS = 5.0
 
 
-def parse_online_request(request: Any) -> OnlineRequest:
+def parse_online_request(request: Any, request_id: str | None = None) -> OnlineRequest:
     """A ``GetOnlineFeaturesRequest`` as an :class:`OnlineRequest` (``request_context`` columns join
     the entity columns: on-demand views read their request fields from there)."""
     kind = request.WhichOneof("kind")
@@ -39,8 +39,8 @@ def parse_online_request(request: Any) -> OnlineRequest:
     for key, column in request.request_context.items():
         entities.setdefault(key, codec.from_repeated(column))
     if kind == "feature_service":
-        return OnlineRequest(None, request.feature_service, entities, request.full_feature_names)
-    return OnlineRequest(tuple(request.features.val), None, entities, request.full_feature_names)
+        return OnlineRequest(None, request.feature_service, entities, request.full_feature_names, request_id)
+    return OnlineRequest(tuple(request.features.val), None, entities, request.full_feature_names, request_id)
 
 
 def _from_text(text: str, dtype: DType | None, column: str) -> Any:
@@ -94,9 +94,12 @@ class Services:
         """The caller of a call with ``metadata`` (UNAUTHENTICATED for a missing or wrong credential)."""
         return await self.core.caller(self.credential(metadata))
 
-    def parse_online(self, request: Any) -> OnlineRequest:
-        """A parsed ``GetOnlineFeaturesRequest``."""
-        return parse_online_request(request)
+    def parse_online(self, request: Any, request_id: str | None = None) -> OnlineRequest:
+        """A parsed ``GetOnlineFeaturesRequest``; ``request_id`` is the caller's ``x-request-id`` metadata,
+        else one is generated for a feature service (the id its feature log rows carry)."""
+        if request_id is None and request.WhichOneof("kind") != "feature_service":
+            return parse_online_request(request)
+        return parse_online_request(request, self.core.request_id(request_id, None))
 
     def read(self, request: OnlineRequest, principal: Principal = ANONYMOUS) -> bytes:
         """The ``GetOnlineFeaturesResponse`` bytes for one request."""

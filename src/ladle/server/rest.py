@@ -38,6 +38,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON = b"application/json"
+Header = tuple[bytes, bytes]
 #: The scope key holding the authenticated caller (absent under ``no_auth``).
 PRINCIPAL = "ladle.principal"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -49,12 +50,12 @@ class Response:
     __slots__ = ("body", "content_type", "headers", "status")
 
     def __init__(
-        self, status: int, body: bytes = b"", content_type: bytes = JSON, headers: tuple[tuple[bytes, bytes], ...] = ()
+        self, status: int, body: bytes = b"", content_type: bytes = JSON, headers: tuple[Header, ...] = ()
     ) -> None:
         self.status = status
         self.body = body
         self.content_type = content_type
-        self.headers = headers  # extra response headers (e.g. X-Ladle-Variant)
+        self.headers = headers  # extra response headers (X-Request-ID, X-Ladle-Variant)
 
 
 class ClientGone(Exception):
@@ -94,7 +95,7 @@ def _string_list(data: dict[str, Any], name: str) -> list[str] | None:
     return strings
 
 
-def parse_online_request(body: bytes) -> OnlineRequest:
+def parse_online_request(body: bytes, request_id: str | None = None) -> OnlineRequest:
     """Validate a ``/get-online-features`` body (unknown fields are ignored, as Feast does)."""
     data = _object(body)
     service = _field(data, "feature_service", str)
@@ -113,7 +114,7 @@ def parse_online_request(body: bytes) -> OnlineRequest:
             raise RequestError(f"request_context['{key}'] must be a list of values (one per row), got {values!r}")
         entities.setdefault(key, values)
     full = _field(data, "full_feature_names", bool, False)
-    return OnlineRequest(tuple(features) if features is not None else None, service, entities, full)
+    return OnlineRequest(tuple(features) if features is not None else None, service, entities, full, request_id)
 
 
 class RestApp:
@@ -252,14 +253,24 @@ class RestApp:
 
     # -- handlers ---------------------------------------------------------------------------
     async def _get_online_features(self, scope: Scope, body: bytes) -> Response:
+        given = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
         request = parse_online_request(body)
+        rid = self.core.request_id(given, request)
+        if rid is not None:
+            request = OnlineRequest(request.features, request.feature_service, request.entities,
+                                    request.full_feature_names, rid)  # fmt: skip
+        headers: tuple[Header, ...] = ((b"x-request-id", rid.encode("latin-1")),) if rid is not None else ()
         if request.rows > self.settings.offload_entities:
             loop = asyncio.get_running_loop()
             response, plan = await loop.run_in_executor(None, self.core.get_online_features, request, _principal(scope))
             body = await loop.run_in_executor(None, codec.online_response_json, response, plan)
-            return Response(200, body, headers=_variant_header(response))
+            return Response(200, body, headers=(*headers, *_variant_header(response)))
         response, plan = self.core.get_online_features(request, _principal(scope))
-        return Response(200, codec.online_response_json(response, plan), headers=_variant_header(response))
+        return Response(200, codec.online_response_json(response, plan), headers=(*headers, *_variant_header(response)))
 
     async def _get_historical_features(self, scope: Scope, body: bytes) -> Response:
         from ladle.offline.remote.wire import ARROW_STREAM
@@ -339,7 +350,7 @@ class RestApp:
         return Response(200, self._openapi_body)
 
 
-def _variant_header(response: OnlineResponse) -> tuple[tuple[bytes, bytes], ...]:
+def _variant_header(response: OnlineResponse) -> tuple[Header, ...]:
     """``X-Ladle-Variant`` after a split read (:func:`~ladle.retrieval.variants.variant_label`)."""
     if response.variants is None:
         return ()

@@ -7,7 +7,7 @@ failure leaves the table as it was. Doris and StarRocks commit each statement on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
@@ -160,3 +160,34 @@ def create_table(
     finally:
         con.close()
     return statements
+
+
+def erase_rows(block: DorisOfflineStoreConfig, src: sql.Source, keys: Mapping[str, object], dry_run: bool) -> int:
+    """DELETE (or count) the rows of a table source whose columns equal ``keys``; one statement each."""
+    if not src.relation.is_table:
+        raise DataSourceError(f"source '{src.relation.label}' is a query: rows can only be erased from a table")
+    try:
+        columns = table_columns(block, src)
+    except DataSourceError:
+        return 0  # the table does not exist (yet): nothing to erase
+    if not set(keys) <= set(columns):
+        return 0
+    # Backtick identifiers and %s parameters: the same text on MySQL, Doris and StarRocks (autocommit on).
+    name = f"{_tick(src.relation.database)}.{_tick(src.relation.table)}"
+    where = " AND ".join(f"{_tick(k)} = %s" for k in keys)
+    params = tuple(keys.values())
+    con = connect(block)
+    try:
+        with translated(block, f"erasing rows of {src.relation}"), con.cursor() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM {name} WHERE {where}", params)
+            row = cur.fetchone()
+            found = int(row[0]) if row else 0
+            if found and not dry_run:
+                cur.execute(f"DELETE FROM {name} WHERE {where}", params)
+    finally:
+        con.close()
+    return found
+
+
+def _tick(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"

@@ -12,7 +12,7 @@ are streamed back in batches (server-side cursor) into Arrow. Semantics are the 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -213,6 +213,12 @@ class DorisOfflineStore:
         """Insert rows (source column names) into the source's table; returns the number inserted."""
         src = self._source(source)
         return insert_rows(self.config, src, rows, replace=None)
+
+    def erase_rows(self, source: DataSource, keys: Mapping[str, object], dry_run: bool = False) -> int:
+        """DELETE the rows matching ``keys`` from the source's table (:class:`~ladle.offline.base.RowEraser`)."""
+        from ladle.offline.doris.load import erase_rows
+
+        return erase_rows(self.config, self._source(source), keys, dry_run)
 
     def replace_window(self, source: DataSource, rows: pa.Table, start: datetime, end: datetime) -> int:
         """Replace the rows with ``start <= event_ts < end`` by ``rows`` (one transaction on MySQL/MariaDB).

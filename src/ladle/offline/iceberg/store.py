@@ -306,6 +306,17 @@ class IcebergOfflineStore:
         ts = _source_column(source, source_timestamp(source))
         return writes.append_rows(self._catalog(ref), ref, rows, ts, self.config.partition_by)
 
+    def erase_rows(self, source: DataSource, keys: Mapping[str, object], dry_run: bool = False) -> int:
+        """Delete the rows matching ``keys`` in one row-level delete commit (:class:`~ladle.offline.base.RowEraser`).
+
+        Snapshots from before the delete still hold the rows until they are expired (docs/feature-logging.md).
+        """
+        from ladle.offline.iceberg.writes import erase_rows
+
+        ref = self._ref(source)
+        table = load_table(self._catalog(ref), ref)
+        return 0 if table is None else erase_rows(table, keys, dry_run)
+
     def replace_window(self, source: DataSource, rows: pa.Table, start: datetime, end: datetime) -> int:
         """Replace the rows with ``start <= event_ts < end`` by ``rows`` in one commit (``ladle ingest``)."""
         ref = self._ref(source)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -228,3 +228,20 @@ def _commit(ref: TableRef, write: Callable[[], int]) -> int:
         raise DataSourceError(f"writing to {ref}: a concurrent commit won; retry the write ({brief(exc)})") from exc
     except Exception as exc:
         raise DataSourceError(f"writing to {ref} failed: {brief(exc)}") from exc
+
+
+def erase_rows(table: Table, keys: Mapping[str, object], dry_run: bool = False) -> int:
+    """Delete (or count) the rows whose columns equal ``keys`` with one row-level delete; return how many.
+
+    Columns the table lacks match nothing (0). The count is a scan of the key columns before the delete.
+    """
+    from pyiceberg.expressions import And, BooleanExpression, EqualTo
+
+    if not set(keys) <= set(table.schema().column_names):
+        return 0
+    tests: list[BooleanExpression] = [EqualTo(term=name, value=value) for name, value in keys.items()]
+    expression = tests[0] if len(tests) == 1 else And(*tests)
+    found = table.scan(row_filter=expression, selected_fields=tuple(keys)).to_arrow().num_rows
+    if found and not dry_run:
+        table.delete(delete_filter=expression)
+    return int(found)

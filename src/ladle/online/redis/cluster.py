@@ -231,12 +231,20 @@ class ClusterNodes:
 
         return self.run(call)
 
-    def scan_unlink(self, pattern: bytes, count: int) -> int:
-        """Delete every key matching ``pattern`` on every primary (SCAN + UNLINK in batches)."""
+    def scan_unlink(
+        self, pattern: bytes, count: int, select: Callable[[bytes], bool] | None = None, dry_run: bool = False
+    ) -> int:
+        """Delete every key matching ``pattern`` (and ``select``, if given) on every primary (SCAN + UNLINK
+        in batches); return how many (``dry_run``: only count them)."""
 
         def call(cluster: Cluster) -> int:
             deleted, batch = 0, []
             for key in cluster.scan_iter(match=pattern, count=count):
+                if select is not None and not select(key):
+                    continue
+                if dry_run:
+                    deleted += 1
+                    continue
                 batch.append(key)
                 if len(batch) >= count:
                     deleted += cluster.unlink(*batch)

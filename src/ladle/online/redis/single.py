@@ -187,15 +187,22 @@ class SingleNode:
 
         return self.run(call)
 
-    def scan_unlink(self, pattern: bytes, count: int) -> int:
-        """Delete every key matching ``pattern`` with incremental SCAN + UNLINK; return how many."""
+    def scan_unlink(
+        self, pattern: bytes, count: int, select: Callable[[bytes], bool] | None = None, dry_run: bool = False
+    ) -> int:
+        """Delete every key matching ``pattern`` (and ``select``, if given) with incremental SCAN + UNLINK;
+        return how many (``dry_run``: only count them)."""
 
         def call(conn: Conn) -> int:
             cursor, deleted = b"0", 0
             while True:
                 conn.send_command("SCAN", cursor, "MATCH", pattern, "COUNT", count)
                 cursor, keys = conn.read_response()
-                if keys:
+                if select is not None:
+                    keys = [k for k in keys if select(k)]
+                if keys and dry_run:
+                    deleted += len(keys)
+                elif keys:
                     conn.send_packed_command([resp_command(b"UNLINK", *keys)], check_health=False)
                     deleted += int(conn.read_response())
                 if cursor in (b"0", 0):

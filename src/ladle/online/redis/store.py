@@ -12,9 +12,9 @@ entities; writes go through a server-side script that keeps only the newest even
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -33,12 +33,21 @@ from ladle.online.base import ReadRequest, ViewRows
 from ladle.online.codec.stamped import ViewLayout, layout_for, prepare
 from ladle.online.codec.stamped_decode import Resolver, decode_plain_views, decode_view
 from ladle.online.columns import check_write_columns
-from ladle.online.keys import entity_join_keys, text_entity_keys, text_entity_keys_arrow
+from ladle.online.keys import (
+    entity_join_keys,
+    entity_key_matcher,
+    exact_entity_key,
+    text_entity_keys,
+    text_entity_keys_arrow,
+)
 from ladle.online.redis.cluster import ClusterNodes
 from ladle.online.redis.conn import parse_connection_string
 from ladle.online.redis.keys import (
+    key_prefix,
+    key_suffix,
     meta_key,
     project_pattern,
+    row_keys_py,
     view_id,
     view_pattern,
 )
@@ -251,6 +260,19 @@ class RedisOnlineStore:
         self._io.scan_unlink(project_pattern(project), self.config.delete_scan_count)
         self._registered = {t: at for t, at in self._registered.items() if t[0] != project}
         self._old_layouts = {t: v for t, v in self._old_layouts.items() if t[0] != project}
+
+    def erase_entity(self, project: str, view: FeatureView, keys: Mapping[str, Any], dry_run: bool = False) -> int:
+        """Delete (or count, ``dry_run``) one entity's rows of ``view`` (:class:`~ladle.online.base.EntityEraser`):
+        one UNLINK for a full key, an incremental SCAN of the view's keys for a partial one."""
+        plan = self._plan(view)
+        exact = exact_entity_key(plan.join_keys, keys)
+        if exact is not None:
+            key = row_keys_py(project, plan.vid, [exact])[0]
+            return int(self._io.execute("EXISTS" if dry_run else "UNLINK", key))
+        match = entity_key_matcher(plan.join_keys, keys)
+        start, stop = len(key_prefix(project)), -len(key_suffix(plan.vid))
+        pattern = view_pattern(project, plan.vid)
+        return self._io.scan_unlink(pattern, self.config.delete_scan_count, lambda k: match(k[start:stop]), dry_run)
 
     def ping(self) -> None:
         """Raise BackendUnavailableError (naming the address) if Redis cannot be reached."""

@@ -28,11 +28,11 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 from pydantic import Field
@@ -337,6 +337,14 @@ class SqliteOnlineStore:
             return layout
 
         return resolve
+
+    def erase_entity(self, project: str, view: FeatureView, keys: Mapping[str, Any], dry_run: bool = False) -> int:
+        """Delete (or count, ``dry_run``) one entity's rows of ``view`` (:class:`~ladle.online.base.EntityEraser`)."""
+        from ladle.online.sqlite.erase import erase_entity
+
+        with self._transaction() as conn:
+            table = self._load(conn, project, view.name)
+            return 0 if table is None else erase_entity(conn, table.name, view, keys, dry_run)
 
     # -- lifecycle --------------------------------------------------------------------------
     def update(self, project: str, keep: Sequence[FeatureView], delete: Sequence[FeatureView]) -> None:

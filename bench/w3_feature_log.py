@@ -1,0 +1,211 @@
+"""W3 with served-feature logging: the same reads through a logged and an unlogged feature service.
+
+The W3 repo (bench/w3_server.py: the W1 view materialized into Redis) gets two pairs of feature
+services with the same features: ``w3a_plain`` / ``w3a_logged`` (W3a/W3b's three features) and
+``w3c_plain`` / ``w3c_logged`` (all eight, for W3c), the ``_logged`` ones with
+``LoggingConfig(sample_rate=1.0)`` (every request logged to Parquet in the repo). One ``ladle serve``
+answers both, and every round measures off then on (interleaved), so drift in the machine's load
+hits both sides alike. Reported per workload and protocol: the median of the rounds for each side
+and the changes in server CPU per request (the figure a shared machine disturbs least; the
+flusher's work included: each run's CPU window ends a settle time after it), throughput and p50.
+
+    .venv/bin/python -m bench.w3_feature_log --workers 2 --duration 5 --rounds 3
+    .venv/bin/python -m bench.w3_feature_log --only rest --workloads W3b --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import emit
+from bench.data import DEFAULT_DIR, FEATURES, ensure_ticks
+from bench.w3_server import (
+    ENTITIES,
+    VIEW,
+    W3A_FEATURES,
+    Server,
+    build_repo,
+    grpc_frame,
+    run_h2load_file,
+    run_wrk_script,
+    teardown,
+)
+
+_LUA = """
+math.randomseed(42)
+local n, rows, service = {entities}, {rows}, '{service}'
+local headers = {{["Content-Type"] = "application/json"}}
+request = function()
+  local codes = {{}}
+  for i = 1, rows do codes[i] = string.format('"CMD%05d"', math.random(0, n - 1)) end
+  local body = '{{"feature_service": "' .. service .. '", "entities": {{"commodity_code": [' ..
+    table.concat(codes, ",") .. ']}}}}'
+  return wrk.format("POST", "/get-online-features", headers, body)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('W3JSON {{"requests": %d, "duration_us": %d, "errors": %d, "non_2xx": %d, ' ..
+    '"p50_us": %d, "p99_us": %d, "mean_us": %.1f}}\\n', summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99), latency.mean))
+end
+"""
+WORKLOADS = {"W3a": (1, 1), "W3b": (1, 32), "W3c": (100, 1)}
+#: Idle time after each run, inside its CPU window, so the flusher's work lands in the run that caused it.
+SETTLE_SECONDS = 1.0
+
+
+def measured(runner: Any, server: Server, *args: Any) -> dict[str, Any]:
+    """One load run plus the server's CPU per request (every worker, flusher threads included).
+
+    CPU is taken over the run and a short settle after it, divided by the requests the load
+    generator counted: a shared machine disturbs it far less than throughput or latency.
+    """
+    from bench.w8_many_views import tree_cpu_seconds
+
+    cpu = tree_cpu_seconds(server.process.pid)
+    result: dict[str, Any] = runner(server, *args)
+    time.sleep(SETTLE_SECONDS)
+    cpu = tree_cpu_seconds(server.process.pid) - cpu
+    result["server_cpu_us_per_req"] = round(cpu / result["requests"] * 1e6, 1) if result["requests"] else None
+    return result
+
+
+def add_services(repo: Path) -> None:
+    """The plain and logged feature services over the W3 view; logs flushed every half second."""
+    from ladle import FeatureService, FeatureStore, LoggingConfig
+
+    with (repo / "feature_store.yaml").open("a") as yaml:
+        yaml.write(f"feature_server:\n  feature_logging:\n    flush_interval_secs: {SETTLE_SECONDS / 2}\n")
+
+    store = FeatureStore(repo_path=repo)
+    view = store.get_feature_view(VIEW)
+    services = []
+    for prefix, features in (("w3a", W3A_FEATURES), ("w3c", list(FEATURES))):
+        services.append(FeatureService(name=f"{prefix}_plain", features=[view[features]]))
+        services.append(
+            FeatureService(name=f"{prefix}_logged", features=[view[features]], logging_config=LoggingConfig())
+        )
+    store.apply(services, partial=True)
+    store.close()
+
+
+def _rest(server: Server, service: str, rows: int, conc: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    script = tmp / f"{service}_{rows}.lua"
+    script.write_text(_LUA.format(entities=ENTITIES, rows=rows, service=service))
+    return run_wrk_script(server, script, conc, seconds)
+
+
+def _grpc(server: Server, service: str, rows: int, conc: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
+    from ladle.server._proto.feast.types import Value_pb2 as value_pb
+
+    rng = random.Random(7)
+    codes = [f"CMD{rng.randrange(ENTITIES):05d}" for _ in range(rows)]
+    message = serving_pb.GetOnlineFeaturesRequest(
+        feature_service=service,
+        entities={"commodity_code": value_pb.RepeatedValue(val=[value_pb.Value(string_val=c) for c in codes])},
+    ).SerializeToString()
+    data = tmp / f"{service}_{rows}.grpc"
+    data.write_bytes(grpc_frame(message))
+    return run_h2load_file(server, data, conc, seconds, tmp / f"{service}_{rows}_{conc}.log")
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "req_per_s": statistics.median(r["req_per_s"] for r in runs),
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+        "cpu_us_per_req": statistics.median(r["server_cpu_us_per_req"] for r in runs),
+        "all_cpu_us_per_req": [r["server_cpu_us_per_req"] for r in runs],
+        "all_req_per_s": [r["req_per_s"] for r in runs],
+        "all_p50_ms": [r["p50_ms"] for r in runs],
+        "errors": sum(r["errors"] for r in runs),
+    }
+
+
+def _change(on: float, off: float) -> float:
+    return round(100 * (on / off - 1), 1)
+
+
+def log_rows(repo: Path) -> int:
+    """Rows in the Parquet logs of the logged services (a check that logging really ran)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(p).num_rows for p in (repo / "data" / "feature_logs").rglob("*.parquet"))
+
+
+def run(args: argparse.Namespace) -> None:
+    """Set up, then every round measures each (workload, protocol) with logging off and then on."""
+    ticks = ensure_ticks(args.data)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        repo = tmp / "repo"
+        repo.mkdir()
+        build_repo(repo, ticks, args.redis)
+        add_services(repo)
+        try:
+            server = Server(repo, args.workers)
+            runners = {"rest": _rest, "grpc": _grpc}
+            results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+            try:
+                for protocol in args.only:  # warm-up, not reported
+                    for side in ("plain", "logged"):
+                        runners[protocol](server, f"w3a_{side}", 1, 4, 2, tmp)
+                for _ in range(args.rounds):
+                    for name in args.workloads:
+                        rows, conc = WORKLOADS[name]
+                        prefix = "w3a" if rows == 1 else "w3c"
+                        for protocol in args.only:
+                            for side in ("plain", "logged"):
+                                service = f"{prefix}_{side}"
+                                run_ = measured(runners[protocol], server, service, rows, conc, args.duration, tmp)
+                                results.setdefault((name, protocol, side), []).append(run_)
+            finally:
+                server.stop()  # graceful: the workers flush their queues
+            logged = log_rows(repo)
+            for name in args.workloads:
+                for protocol in args.only:
+                    off = _summary(results[(name, protocol, "plain")])
+                    on = _summary(results[(name, protocol, "logged")])
+                    emit(
+                        {
+                            "workload": f"{name}-{protocol}-feature-log",
+                            "server_workers": args.workers,
+                            "rounds": args.rounds,
+                            "off": off,
+                            "on": on,
+                            "cpu_per_req_change_pct": round(
+                                100 * (on["cpu_us_per_req"] / off["cpu_us_per_req"] - 1), 1
+                            ),
+                            "throughput_change_pct": _change(on["req_per_s"], off["req_per_s"]),
+                            "p50_change_pct": _change(on["p50_ms"], off["p50_ms"]),
+                        }
+                    )
+            print(json.dumps({"log_rows_written": logged}))
+        finally:
+            teardown(repo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DIR, help="directory of commodity_ticks.parquet")
+    parser.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--workers", type=int, default=2, help="ladle serve --workers")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved off/on rounds")
+    parser.add_argument("--only", type=lambda s: s.split(","), default=["rest", "grpc"], help="rest, grpc or both")
+    parser.add_argument("--workloads", type=lambda s: s.split(","), default=list(WORKLOADS), help="W3a,W3b,W3c")
+    run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

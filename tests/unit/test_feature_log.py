@@ -1,0 +1,219 @@
+"""Served-feature logging on the embedded stores (SQLite online, Parquet offline): SDK and REST."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ladle import FeatureService, FeatureStore
+from ladle.config import FeatureLoggingConfig
+from ladle.definitions.feature_logging import FileLoggingDestination, LoggingConfig
+from ladle.definitions.refs import ViewSelection
+from ladle.errors import DefinitionError
+from ladle.monitor.feature_log import LOG_DROPPED, FeatureLogger, log_source
+from ladle.monitor.feature_log_read import log_view
+from ladle.server.rest import create_app
+from unit.feature_log_repo import EVENT_TIME, build, entity_rows
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*httpx2")
+    from starlette.testclient import TestClient
+
+SQLITE = {"type": "sqlite", "path": "data/online.db"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeatureStore]:
+    s = build(tmp_path_factory.mktemp("flog"), SQLITE)
+    yield s
+    s.close()
+
+
+def _service(store: FeatureStore, name: str = "price_model"):  # type: ignore[no-untyped-def]
+    return store.snapshot().feature_service(name)
+
+
+def test_sdk_reads_of_a_logged_service_are_logged_with_values_statuses_and_times(store: FeatureStore) -> None:
+    before = datetime.now(UTC)
+    pairs = [("crude_oil_wti", "ICE"), ("brent", "NYMEX"), ("nickel", "LME")]
+    response = store.get_online_features(_service(store), entity_rows(pairs))
+    logged = store.get_feature_log("price_model", start=before - timedelta(seconds=1)).to_pandas()
+    assert len(logged) == 3
+    assert logged["request_id"].nunique() == 1 and logged["request_id"].iloc[0]
+    assert logged["variant"].isna().all()
+    assert logged["log_time"].min() >= pd.Timestamp(before) - pd.Timedelta(seconds=1)
+    by_code = logged.set_index("commodity_code")
+    served = response.to_dict()
+    for i, (code, venue) in enumerate(pairs):
+        row = by_code.loc[code]
+        assert row["venue"] == venue
+        price = served["current_price"][i]
+        assert (pd.isna(row["prices__current_price"]) and price is None) or row["prices__current_price"] == price
+    assert by_code.loc["crude_oil_wti", "prices__current_price__status"] == "PRESENT"
+    assert by_code.loc["crude_oil_wti", "prices__current_price__event_timestamp"] == pd.Timestamp(EVENT_TIME)
+    assert by_code.loc["nickel", "prices__current_price__status"] == "NOT_FOUND"
+    assert pd.isna(by_code.loc["nickel", "prices__current_price__event_timestamp"])
+    assert by_code.loc["brent", "venue_prices__spread__status"] == "PRESENT"
+
+
+def test_join_keys_are_logged_by_name_whatever_the_request_order(store: FeatureStore) -> None:
+    before = datetime.now(UTC)
+    rows = [{"venue": "NYMEX", "commodity_code": "gold"}]  # venue first: the response's key columns follow
+    response = store.get_online_features("price_model", rows)  # the service by name
+    assert response.feature_names[:2] == ["venue", "commodity_code"]
+    logged = store.get_feature_log("price_model", start=before).to_pandas()
+    assert list(logged["commodity_code"]) == ["gold"] and list(logged["venue"]) == ["NYMEX"]
+
+
+def test_reads_by_feature_list_or_of_an_unlogged_service_are_not_logged(store: FeatureStore) -> None:
+    before = datetime.now(UTC)
+    store.get_online_features(["prices:current_price"], [{"commodity_code": "gold"}])
+    store.get_online_features(_service(store, "plain"), [{"commodity_code": "gold"}])
+    assert store.get_feature_log("price_model", start=before).num_rows == 0
+    with pytest.raises(DefinitionError, match="no logging_config"):
+        log_source(store, "plain")
+
+
+def test_the_log_is_a_source_for_point_in_time_training_sets(store: FeatureStore) -> None:
+    store.get_online_features(_service(store), entity_rows([("gold", "ICE")]))
+    store.feature_logger.flush()
+    view = log_view(store, "price_model")
+    entity_df = pa.table(
+        {
+            "commodity_code": ["gold"],
+            "venue": ["ICE"],
+            "event_timestamp": pa.array([datetime.now(UTC) + timedelta(seconds=1)], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    columns = ("prices__current_price", "prices__current_price__status")
+    job = store.offline_store.historical(entity_df, "event_timestamp", [ViewSelection(view, columns, view.name)], False)
+    frame = job.to_df()
+    served = store.get_online_features(["prices:current_price"], [{"commodity_code": "gold"}]).to_dict()
+    assert frame["prices__current_price"].iloc[0] == served["current_price"][0]
+    assert frame["prices__current_price__status"].iloc[0] == "PRESENT"
+    source = log_source(store, "price_model")
+    assert source.timestamp_field == "log_time"
+    files = list((store.repo_path / "data" / "feature_logs" / "price_model").glob("*.parquet"))
+    assert files and "request_id" in pq.read_schema(files[0]).names
+
+
+def test_sampling_is_deterministic_by_request_id_and_close_to_the_rate(store: FeatureStore) -> None:
+    prices = store.get_feature_view("prices")
+    sampled = FeatureService(
+        name="sampled", features=[prices], logging_config=LoggingConfig(sample_rate=0.3, deterministic=True)
+    )
+    store.apply([sampled])
+    snapshot = store.snapshot(allow_cache=False)
+    response = store.get_online_features(["prices:current_price"], [{"commodity_code": "gold"}])
+    ids = [f"req-{i}" for i in range(2000)]
+    picked = []
+    for _ in range(2):
+        logger = FeatureLogger(store.config, lambda: store.offline_store)
+        logger._start = lambda: None  # type: ignore[method-assign]  # no flusher: inspect the queue
+        for rid in ids:
+            logger.log(snapshot, "sampled", response, rid)
+        picked.append({e[1] for e in logger._queue})
+    assert picked[0] == picked[1]
+    assert 0.25 < len(picked[0]) / len(ids) < 0.35
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path, store: FeatureStore) -> None:
+    settings = FeatureLoggingConfig(queue_capacity=3, flush_interval_secs=3600)
+    server = store.config.feature_server.model_copy(update={"feature_logging": settings})
+    config = store.config.model_copy(update={"feature_server": server})
+    logger = FeatureLogger(config, lambda: store.offline_store)
+    logger._start = lambda: None  # type: ignore[method-assign]  # no flusher: the queue stays as filled
+    snapshot = store.snapshot()
+    response = store.get_online_features(_service(store), entity_rows([("gold", "ICE")]))
+    counter = LOG_DROPPED.labels(feature_service="price_model")
+    dropped_before = counter._value.get()
+    for i in range(10):
+        logger.log(snapshot, "price_model", response, f"r{i}")
+    assert len(logger._queue) == 3
+    assert logger.dropped == 7
+    assert counter._value.get() - dropped_before == 7
+    assert logger.flush() == 3  # one row per queued request
+    logger.close()
+
+
+def test_rest_echoes_or_generates_the_request_id_and_logs_under_it(store: FeatureStore) -> None:
+    body = {"feature_service": "price_model", "entities": {"commodity_code": ["brent"], "venue": ["ICE"]}}
+    before = datetime.now(UTC)
+    with TestClient(create_app(store)) as client:
+        given = client.post("/get-online-features", json=body, headers={"X-Request-ID": "abc-123"})
+        made = client.post("/get-online-features", json=body)
+        listed = client.post(
+            "/get-online-features", json={"features": ["prices:current_price"], "entities": {"commodity_code": ["x"]}}
+        )
+    assert given.status_code == made.status_code == 200
+    assert given.headers["x-request-id"] == "abc-123"
+    generated = made.headers["x-request-id"]
+    assert generated and generated != "abc-123"
+    assert "x-request-id" not in listed.headers
+    assert set(given.json()) == {"metadata", "results"}  # Feast's body, nothing added
+    logged = store.get_feature_log("price_model", start=before).to_pandas()
+    assert sorted(logged["request_id"]) == sorted(["abc-123", generated])
+    assert set(logged["commodity_code"]) == {"brent"}
+
+
+def test_logging_config_validates_and_round_trips() -> None:
+    with pytest.raises(DefinitionError, match="sample_rate"):
+        LoggingConfig(sample_rate=0)
+    with pytest.raises(DefinitionError, match="sample_rate"):
+        LoggingConfig(sample_rate=1.5)
+    with pytest.raises(DefinitionError, match="path"):
+        FileLoggingDestination(path="")
+    cfg = LoggingConfig(destination=FileLoggingDestination(path="logs/x"), sample_rate=0.25, deterministic=True)
+    assert LoggingConfig.from_spec(cfg.to_spec()) == cfg
+
+
+def test_the_variant_that_served_is_logged_per_row() -> None:
+    from ladle.monitor.feature_log_table import LogLayout, build_table
+    from ladle.retrieval.response import OnlineResponse
+
+    layout = LogLayout((("commodity_code", pa.string()),), (("prices__current_price", pa.float64()),))
+    split = OnlineResponse(
+        ["commodity_code", "current_price"], [["a", "b"], [1.0, None]], [[1, 1], [1, 3]], [[0, 0], [5, 0]]
+    )
+    split.variant = "v2"  # type: ignore[attr-defined]  # set by an A/B split (docs/versions.md)
+    plain = OnlineResponse(["commodity_code", "current_price"], [["c"], [2.0]], [[1], [1]], [[0], [7]])
+    table = build_table(layout, [("r1", 1.5, split), ("r2", 2.5, plain)]).to_pydict()
+    assert table["request_id"] == ["r1", "r1", "r2"]
+    assert table["variant"] == ["v2", "v2", None]
+    assert table["prices__current_price__status"] == ["PRESENT", "NOT_FOUND", "PRESENT"]
+    assert [t.timestamp() if t else None for t in table["prices__current_price__event_timestamp"]] == [5e-6, None, 7e-6]
+    assert [t.timestamp() for t in table["log_time"]] == [1.5, 1.5, 2.5]
+
+
+def test_a_split_is_logged_arm_by_arm_into_each_arm_services_log_with_its_variant(tmp_path: Path) -> None:
+    store = build(tmp_path, SQLITE)
+    try:
+        snapshot = store.snapshot()
+        logged = snapshot.feature_service("price_model")
+        twin = FeatureService(
+            name="price_model_b",
+            features=[snapshot.feature_view("prices"), snapshot.feature_view("venue_prices")],
+            logging_config=LoggingConfig(sample_rate=1.0),
+        )
+        split = FeatureService(name="price_ab", variants={"a": ("price_model", 0.5), "b": ("price_model_b", 0.5)})
+        store.apply([*snapshot.entities.values(), *snapshot.data_sources.values(), *snapshot.feature_views.values(),
+                     logged, snapshot.feature_service("plain"), twin, split])  # fmt: skip
+        before = datetime.now(UTC)
+        codes = ["crude_oil_wti", "brent", "nickel", "gold", "silver", "copper", "natural_gas", "wheat"]
+        rows = [{"commodity_code": c, "venue": v} for c in codes for v in ("ICE", "NYMEX", "LME")]
+        response = store.get_online_features("price_ab", rows)
+        assert response.variants is not None and set(response.variants) == {"a", "b"}  # both arms served
+        for arm, service in (("a", "price_model"), ("b", "price_model_b")):
+            log = store.get_feature_log(service, start=before - timedelta(seconds=1)).to_pandas()
+            served = [(r["commodity_code"], r["venue"]) for r, v in zip(rows, response.variants, strict=True) if v == arm]
+            assert sorted(zip(log["commodity_code"], log["venue"], strict=True)) == sorted(served)
+            assert set(log["variant"]) == {arm} and log["request_id"].nunique() == 1
+    finally:
+        store.close()
