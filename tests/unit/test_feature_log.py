@@ -212,7 +212,8 @@ def test_a_split_is_logged_arm_by_arm_into_each_arm_services_log_with_its_varian
         assert response.variants is not None and set(response.variants) == {"a", "b"}  # both arms served
         for arm, service in (("a", "price_model"), ("b", "price_model_b")):
             log = store.get_feature_log(service, start=before - timedelta(seconds=1)).to_pandas()
-            served = [(r["commodity_code"], r["venue"]) for r, v in zip(rows, response.variants, strict=True) if v == arm]
+            pairs = zip(rows, response.variants, strict=True)
+            served = [(r["commodity_code"], r["venue"]) for r, v in pairs if v == arm]
             assert sorted(zip(log["commodity_code"], log["venue"], strict=True)) == sorted(served)
             assert set(log["variant"]) == {arm} and log["request_id"].nunique() == 1
     finally:
