@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from ladle.materialize.local import Materializer, ViewResult
     from ladle.materialize.ray_engine import RayEngine
+    from ladle.monitor.lineage import Lineage
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
     from ladle.online.base import OnlineStore
     from ladle.registry.base import Kind, ObjectVersion, Registry, RegistrySnapshot
@@ -139,6 +140,13 @@ class FeatureStore:
         return open_offline_store(self.config)
 
     @cached_property
+    def lineage(self) -> Lineage:
+        """OpenLineage run events of this store's jobs (a no-op unless ``lineage:`` is configured)."""
+        from ladle.monitor.lineage import Lineage
+
+        return Lineage(self.config)
+
+    @cached_property
     def _online(self) -> OnlineRetriever:
         from ladle.retrieval.online import OnlineRetriever
 
@@ -193,7 +201,9 @@ class FeatureStore:
                 skip_source_validation=skip_source_validation, applied_by=applied_by, authorize=authorize,
             )  # fmt: skip
 
-        return self._audited("apply", actions, lambda: changed, work)
+        from ladle.monitor.lineage_jobs import apply_work
+
+        return self._audited("apply", actions, lambda: changed, apply_work(self, objects, work))
 
     def teardown(self) -> None:
         """Remove the project's online data and registry entries."""
@@ -375,9 +385,12 @@ class FeatureStore:
             from ladle.materialize.ray_retrieval import RayOfflineStore
 
             offline = RayOfflineStore(offline, self._ray)
-        return historical_job(
+        from ladle.monitor.lineage_jobs import retrieval_job
+
+        job = historical_job(
             snapshot, offline, entity_df, features, full_feature_names, bind=self.bind_views, as_of=as_of
         )
+        return retrieval_job(self, job, features, full_feature_names)
 
     # -- writing ------------------------------------------------------------------------------
     # Servers pass the caller they authenticated (``principal``) and where the call came from
@@ -435,11 +448,13 @@ class FeatureStore:
             views = [snapshot.feature_view(n) for n in names]
         resources = [Resource.of(v) for v in views]
         self._check(snapshot, AuthzedAction.WRITE_ONLINE, resources, "materialize", principal, source)
+        from ladle.monitor.lineage_jobs import materialize_work
+
         return self._audited(
             "materialize",
             ["WRITE_ONLINE"],
             lambda: [r.ref for r in resources],
-            work,
+            materialize_work(self, views, work),
             principal,
             source,
             rows=lambda results: sum(r.rows_written for r in results),
@@ -491,11 +506,18 @@ class FeatureStore:
         resources = [Resource.of(v) for v in snapshot.views_fed_by(push_source_name)]
         self._check(snapshot, actions, resources, "push", principal, source)
         skew = self.config.write_safety.max_future_skew_seconds
+        from ladle.monitor.lineage_jobs import push_work
+
         return self._audited(
             "push",
             [a.name for a in actions],
             lambda: [r.ref for r in resources],
-            lambda: push(snapshot, self.offline_store, self.online_store, push_source_name, df, to, skew),
+            push_work(
+                self,
+                push_source_name,
+                to,
+                lambda: push(snapshot, self.offline_store, self.online_store, push_source_name, df, to, skew),
+            ),
             principal,
             source,
         )

@@ -147,7 +147,8 @@ PROJECT_TABLES: tuple[sa.Table, ...] = (
 )
 
 #: Per-project tables other modules create in the registry database (the scheduler's journal,
-#: ladle.registry.schedule_runs, the monitors' ladle.registry.reports); teardown deletes the project's rows from them when they exist.
+#: ladle.registry.schedule_runs, the monitors' ladle.registry.reports); teardown deletes the
+#: project's rows from them when they exist.
 EXTENSION_TABLES: tuple[str, ...] = ("schedule_state", "schedule_runs", "monitor_reports")
 
 # Any constant works: it only has to be the same in every Ladle process sharing the database.
