@@ -141,13 +141,21 @@ def push_work(store: FeatureStore, push_source: str, to: str, work: Callable[[],
 class TracedRetrieval:
     """A historical retrieval job whose runs (``to_df``, ``to_arrow``, ``to_parquet``) are lineage runs."""
 
-    def __init__(self, job: RetrievalJob, lineage: Lineage, inputs: list[LineageDataset], facts: dict[str, Any]):
+    def __init__(
+        self,
+        job: RetrievalJob,
+        lineage: Lineage,
+        inputs: list[LineageDataset],
+        facts: dict[str, Any],
+        fields: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self._job = job
         #: the wrapped job's snapshot ids (Iceberg), as the protocol asks
         self.snapshots: Mapping[str, int] = job.snapshots
         self._lineage = lineage
         self._inputs = inputs
         self._facts = facts
+        self._fields = fields
 
     @property
     def sql(self) -> str:
@@ -179,7 +187,7 @@ class TracedRetrieval:
 
     def to_parquet(self, path: str | Path) -> None:
         """Run and write the result to Parquet; the file is the run's output dataset."""
-        out = file_dataset(path)
+        out = file_dataset(path, self._fields)
         with self._run([out]) as run:
             self._job.to_parquet(path)
             try:
@@ -210,7 +218,12 @@ def retrieval_job(
     }
     if isinstance(features, FeatureService):
         facts["featureService"] = features.name
-    return TracedRetrieval(job, lineage, inputs, facts)
+    fields: dict[str, str] = {}
+    for s in selections:
+        fields.update({s.join_key_map.get(f.name, f.name): str(f.dtype) for f in s.view.entity_columns})
+        names = s.output_names(full_names)
+        fields.update({n: str(s.view.feature(f).dtype) for n, f in zip(names, s.features, strict=True)})
+    return TracedRetrieval(job, lineage, inputs, facts, tuple(fields.items()))
 
 
 def ingest_run(store: FeatureStore, ingestion: str, view: FeatureView) -> Any:
