@@ -27,52 +27,24 @@ import atexit
 import logging
 import queue
 import threading
-import traceback
-import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ladle.errors import MissingExtraError
 from ladle.metrics import LINEAGE_EMIT_FAILURES, LINEAGE_EVENTS
+from ladle.monitor.lineage_datasets import LineageDataset, LineageRun
+
+__all__ = ["QUEUE_SIZE", "Lineage", "LineageDataset", "LineageRun"]
 
 if TYPE_CHECKING:
     from ladle.config import LineageConfig, RepoConfig
-    from ladle.monitor.lineage_datasets import LineageDataset
 
 log = logging.getLogger(__name__)
 
-#: ``producer`` of every event: which software wrote it (a URI, as the spec asks).
-PRODUCER = "urn:ladle:0.1.0"
-#: Where the Ladle run facet's JSON schema is described (shipped as ``lineage_facet.json``).
-LADLE_FACET_SCHEMA = "urn:ladle:facets:LadleRunFacet:1-0-0"
 #: Events waiting to be sent; beyond this new events are dropped (and counted), never blocking a job.
 QUEUE_SIZE = 10_000
-
-#: Job type shown by receivers (``jobType`` facet), by Ladle job name.
-JOB_TYPES: Mapping[str, tuple[str, str]] = {
-    "apply": ("BATCH", "APPLY"),
-    "ingest": ("BATCH", "INGEST"),
-    "materialize": ("BATCH", "MATERIALIZATION"),
-    "stream": ("STREAMING", "STREAM"),
-    "push": ("STREAMING", "PUSH"),
-    "get_historical_features": ("BATCH", "TRAINING_SET"),
-}
-
-
-class LineageRun:
-    """One run of a job: its id, datasets and the facts that go into the Ladle facet."""
-
-    def __init__(self, job: str, inputs: Iterable[LineageDataset], outputs: Iterable[LineageDataset]) -> None:
-        self.job = job
-        self.run_id = str(uuid.uuid4())
-        self.inputs = list(inputs)
-        self.outputs = list(outputs)
-        #: Ladle facet fields, e.g. ``rowsWritten``, ``watermark``, ``viewVersions``
-        self.facts: dict[str, Any] = {}
-        #: rows written per output dataset name (the ``outputStatistics`` facet)
-        self.rows: dict[str, int] = {}
 
 
 class Lineage:
@@ -130,7 +102,7 @@ class Lineage:
         try:
             from ladle.monitor.lineage_events import build_event
 
-            event = build_event(self, run, state, datetime.now(UTC), error)
+            event = build_event(self.namespace, self.project, run, state, datetime.now(UTC), error)
             self._start_worker()
             self._queue.put_nowait(event)
         except queue.Full:
@@ -202,9 +174,3 @@ class Lineage:
             log.warning("lineage: sending a %s event of %s failed: %s", event.eventType.value, event.job.name, exc)
             return
         LINEAGE_EVENTS.labels(event_type=event.eventType.value).inc()
-
-
-def error_text(error: BaseException) -> tuple[str, str]:
-    """The message and the stack trace of a failed job, for the ``errorMessage`` facet."""
-    message = f"{type(error).__name__}: {error}"
-    return message, "".join(traceback.format_exception(error))

@@ -12,11 +12,17 @@ Ladle's datasets with the same tables seen by other tools:
 * a training set written by ``to_parquet``: ``file``, the absolute path.
 
 Every dataset carries its schema (fields and Ladle dtypes) from the feature view definition.
+:class:`LineageRun` (one run of a job: id, datasets, facts) and the event constants live here too,
+so that the emitter (:mod:`.lineage`) and the openlineage-python side (:mod:`.lineage_events`) share
+them without importing each other.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import traceback
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +38,42 @@ class LineageDataset:
     namespace: str
     name: str
     fields: tuple[tuple[str, str], ...] = ()
-    #: extra Ladle facts (feature view, source name) for the Ladle dataset facet
-    facts: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+#: ``producer`` of every event: which software wrote it (a URI, as the spec asks).
+PRODUCER = "urn:ladle:0.1.0"
+#: Where the Ladle run facet's JSON schema is described (shipped as ``lineage_facet.json``).
+LADLE_FACET_SCHEMA = "urn:ladle:facets:LadleRunFacet:1-0-0"
+
+#: Job type shown by receivers (``jobType`` facet), by Ladle job name.
+JOB_TYPES: Mapping[str, tuple[str, str]] = {
+    "apply": ("BATCH", "APPLY"),
+    "ingest": ("BATCH", "INGEST"),
+    "materialize": ("BATCH", "MATERIALIZATION"),
+    "stream": ("STREAMING", "STREAM"),
+    "push": ("STREAMING", "PUSH"),
+    "get_historical_features": ("BATCH", "TRAINING_SET"),
+}
+
+
+class LineageRun:
+    """One run of a job: its id, datasets and the facts that go into the Ladle facet."""
+
+    def __init__(self, job: str, inputs: Iterable[LineageDataset], outputs: Iterable[LineageDataset]) -> None:
+        self.job = job
+        self.run_id = str(uuid.uuid4())
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        #: Ladle facet fields, e.g. ``rowsWritten``, ``watermark``, ``viewVersions``
+        self.facts: dict[str, Any] = {}
+        #: rows written per output dataset name (the ``outputStatistics`` facet)
+        self.rows: dict[str, int] = {}
+
+
+def error_text(error: BaseException) -> tuple[str, str]:
+    """The message and the stack trace of a failed job, for the ``errorMessage`` facet."""
+    message = f"{type(error).__name__}: {error}"
+    return message, "".join(traceback.format_exception(error))
 
 
 def view_fields(view: FeatureView) -> tuple[tuple[str, str], ...]:
@@ -66,9 +106,7 @@ def online_namespace(config: RepoConfig) -> str:
 
 def online_dataset(config: RepoConfig, view: FeatureView) -> LineageDataset:
     """The online table of ``view``."""
-    return LineageDataset(
-        online_namespace(config), f"{config.project}.{view.name}", view_fields(view), {"featureView": view.name}
-    )
+    return LineageDataset(online_namespace(config), f"{config.project}.{view.name}", view_fields(view))
 
 
 def _mysql_namespace(block: Any) -> str:
@@ -112,7 +150,7 @@ def offline_dataset(config: RepoConfig, view: FeatureView) -> LineageDataset:
         namespace, name = source_location(config, source)
     except Exception:  # a source the store cannot place must not stop the job it describes
         namespace, name = f"ladle://{config.project}", source.name or view.name
-    return LineageDataset(namespace, name, view_fields(view), {"featureView": view.name, "source": source.name})
+    return LineageDataset(namespace, name, view_fields(view))
 
 
 def stream_dataset(config: RepoConfig, view: FeatureView) -> LineageDataset | None:
@@ -121,7 +159,7 @@ def stream_dataset(config: RepoConfig, view: FeatureView) -> LineageDataset | No
     if not isinstance(source, KafkaSource):
         return None
     namespace, name = source_location(config, source)
-    return LineageDataset(namespace, name, view_fields(view), {"featureView": view.name, "source": source.name})
+    return LineageDataset(namespace, name, view_fields(view))
 
 
 def file_dataset(path: str | Path, fields: tuple[tuple[str, str], ...] = ()) -> LineageDataset:

@@ -23,12 +23,11 @@ from openlineage.client.facet_v2 import (
     schema_dataset,
 )
 
-from ladle.monitor.lineage import JOB_TYPES, LADLE_FACET_SCHEMA, PRODUCER, error_text
+from ladle.monitor.lineage_datasets import JOB_TYPES, LADLE_FACET_SCHEMA, PRODUCER, error_text
 
 if TYPE_CHECKING:
     from ladle.config import LineageConfig
-    from ladle.monitor.lineage import Lineage, LineageRun
-    from ladle.monitor.lineage_datasets import LineageDataset
+    from ladle.monitor.lineage_datasets import LineageDataset, LineageRun
 
 #: How often the http transport retries one event (backoff 0.2 s, 0.4 s): a short outage is bridged,
 #: a receiver that is down costs the background thread well under a second per event.
@@ -56,13 +55,13 @@ def _schema(dataset: LineageDataset) -> dict[str, Any]:
 
 
 def build_event(
-    lineage: Lineage, run: LineageRun, state: str, when: datetime, error: BaseException | None = None
+    namespace: str, project: str, run: LineageRun, state: str, when: datetime, error: BaseException | None = None
 ) -> RunEvent:
-    """The ``state`` event of ``run`` at ``when`` (UTC)."""
+    """The ``state`` event of ``run`` of ``project`` at ``when`` (UTC), in job namespace ``namespace``."""
     import ladle
 
     facets: dict[str, Any] = {
-        "ladle": LadleRunFacet(project=lineage.project, job=run.job, facts=dict(run.facts), producer=PRODUCER),
+        "ladle": LadleRunFacet(project=project, job=run.job, facts=dict(run.facts), producer=PRODUCER),
         "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
             version=getattr(ladle, "__version__", "0.1.0"), name="ladle", producer=PRODUCER
         ),
@@ -91,7 +90,7 @@ def build_event(
         eventType=RunState(state),
         eventTime=when.isoformat(),
         run=Run(runId=run.run_id, facets=facets),
-        job=Job(namespace=lineage.namespace, name=f"ladle.{run.job}", facets=job_facets),
+        job=Job(namespace=namespace, name=f"ladle.{run.job}", facets=job_facets),
         inputs=inputs,
         outputs=outputs,
         producer=PRODUCER,

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ladle.definitions import FeatureService, FeatureView
 from ladle.monitor.lineage_datasets import (
     LineageDataset,
+    LineageRun,
     file_dataset,
     offline_dataset,
     online_dataset,
@@ -26,14 +27,32 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from ladle.config import RepoConfig
     from ladle.materialize.local import ViewResult
-    from ladle.monitor.lineage import Lineage, LineageRun
+    from ladle.monitor.lineage import Lineage
     from ladle.offline.base import RetrievalJob
-    from ladle.registry.base import Registry
+    from ladle.registry.base import Registry, RegistrySnapshot
     from ladle.repo.plan import ApplyResult
-    from ladle.store import FeatureStore
 
-T = TypeVar("T")
+
+class FeatureStore(Protocol):
+    """What the helpers use of :class:`ladle.store.FeatureStore` (named here: the store imports this module)."""
+
+    config: RepoConfig
+
+    @property
+    def lineage(self) -> Lineage:
+        """The store's lineage emitter."""
+        ...
+
+    @property
+    def registry(self) -> Registry:
+        """The store's registry."""
+        ...
+
+    def snapshot(self, allow_cache: bool = True) -> RegistrySnapshot:
+        """The current definitions."""
+        ...
 
 
 def _version(registry: Registry, view: str) -> int | None:
