@@ -59,11 +59,15 @@ class Lineage:
             from ladle.config import resolve_path
 
             self._file = str(resolve_path(config, self.settings.file))
-        if self.enabled:
+        self._missing: str | None = None
+        if self.settings.transport is not None:
             try:
                 import openlineage.client  # noqa: F401
             except ImportError:
-                raise MissingExtraError("lineage", "lineage", "openlineage-python") from None
+                # Lineage must never fail the job it describes: say so loudly once, then stay off.
+                self._missing = str(MissingExtraError("lineage", "lineage", "openlineage-python"))
+                LINEAGE_EMIT_FAILURES.labels(transport=str(self.settings.transport)).inc()
+                log.error("lineage is configured but off: %s", self._missing)
         self._queue: queue.Queue[Any] = queue.Queue(QUEUE_SIZE)
         self._worker: threading.Thread | None = None
         self._client: Any = None
@@ -71,8 +75,8 @@ class Lineage:
 
     @property
     def enabled(self) -> bool:
-        """True when a transport is configured."""
-        return self.settings.transport is not None
+        """True when a transport is configured (and openlineage-python is installed)."""
+        return self.settings.transport is not None and self._missing is None
 
     # -- runs --------------------------------------------------------------------------------
     @contextmanager
