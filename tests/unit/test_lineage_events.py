@@ -311,3 +311,23 @@ def test_the_validator_rejects_a_broken_event(tmp_path: Path) -> None:
             del bad["outputs"][0]["namespace"]
         with pytest.raises(jsonschema.ValidationError):
             EVENT_VALIDATOR.validate(bad)
+
+
+def test_a_scheduled_materialization_is_a_lineage_run(tmp_path: Path) -> None:
+    from ladle.schedule.runner import Scheduler
+    from ladle.schedule.spec import Schedule
+
+    store = lineage_store(tmp_path, {"transport": "file", "file": "lineage.jsonl"})
+    hourly = Schedule(name="hourly_prices", cron="5 * * * *", feature_views=["prices"], lookback=timedelta(days=3650))
+    result = Scheduler(store, [hourly]).run_once("hourly_prices")
+    assert store.lineage.flush()
+    store.close()
+    assert result.status == "succeeded", result
+    events = file_events(tmp_path / "lineage.jsonl")
+    for event in events:
+        check(event)
+    assert [(e["job"]["name"], e["eventType"]) for e in events] == [
+        ("ladle.materialize", "START"),
+        ("ladle.materialize", "COMPLETE"),
+    ]
+    assert events[1]["run"]["facets"]["ladle"]["facts"]["views"]["prices"]["rowsWritten"] > 0
