@@ -64,3 +64,12 @@ def test_redis_online_tables(tmp_path: Path, connection: str, namespace: str) ->
     d = online_dataset(cfg, view(FileSource(name="ticks", path="x.parquet", timestamp_field="ts")))
     assert (d.namespace, d.name) == (namespace, "shop.prices")
     assert "pw" not in d.namespace
+
+
+def test_every_lineage_job_and_metric_is_documented() -> None:
+    from ladle.monitor.lineage_datasets import JOB_TYPES
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "lineage.md").read_text()
+    missing = [job for job in JOB_TYPES if f"`ladle.{job}`" not in text]
+    missing += [m for m in ("ladle_lineage_events_total", "ladle_lineage_emit_failures_total") if m not in text]
+    assert not missing, f"docs/lineage.md does not mention {missing}"
