@@ -146,7 +146,8 @@ def test_http_events_of_apply_materialize_push_and_retrieval(tmp_path: Path, rec
     online_ns = f"sqlite://{tmp_path / 'data' / 'online.db'}"
     ticks_file = str(tmp_path / "data" / "ticks.parquet")
 
-    done = by_job(events, "materialize")[-1]
+    started, done = by_job(events, "materialize")
+    assert started["run"]["facets"]["ladle"]["facts"] == {"engine": "local"}  # known up front: in START too
     assert [(d["namespace"], d["name"]) for d in done["inputs"]] == [("file", ticks_file)]
     assert [(d["namespace"], d["name"]) for d in done["outputs"]] == [(online_ns, "online_test.prices")]
     fields = {f["name"]: f["type"] for f in done["outputs"][0]["facets"]["schema"]["fields"]}

@@ -27,7 +27,7 @@ import atexit
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -85,9 +85,14 @@ class Lineage:
         job: str,
         inputs: Iterable[LineageDataset] = (),
         outputs: Iterable[LineageDataset] = (),
+        facts: Mapping[str, Any] | None = None,
     ) -> Iterator[LineageRun]:
-        """START now, COMPLETE when the body returns, FAIL (then re-raise) when it raises."""
+        """START now, COMPLETE when the body returns, FAIL (then re-raise) when it raises.
+
+        ``facts`` are known from the start (they are in every event); the body adds more to ``run.facts``.
+        """
         run = LineageRun(job, inputs, outputs)
+        run.facts.update(facts or {})
         if not self.enabled:
             yield run
             return

@@ -113,8 +113,7 @@ def materialize_work(
     names = {v.name: online_dataset(config, v).name for v in views}
 
     def traced() -> list[ViewResult]:
-        with lineage.run("materialize", inputs, outputs) as run:
-            run.facts["engine"] = config.batch_engine.type
+        with lineage.run("materialize", inputs, outputs, {"engine": config.batch_engine.type}) as run:
             results = work()
             per_view: dict[str, Any] = {}
             for r in results:
@@ -149,9 +148,9 @@ def push_work(store: FeatureStore, push_source: str, to: str, work: Callable[[],
     inputs = [LineageDataset(f"ladle://{config.project}", f"push_source.{push_source}", fields)]
 
     def traced() -> int:
-        with lineage.run("push", inputs, outputs) as run:
+        with lineage.run("push", inputs, outputs, {"pushSource": push_source, "to": to}) as run:
             written = work()
-            run.facts.update(pushSource=push_source, to=to, rowsWritten=written)
+            run.facts["rowsWritten"] = written
         return written
 
     return traced
@@ -186,8 +185,7 @@ class TracedRetrieval:
 
     @contextmanager
     def _run(self, outputs: list[LineageDataset]) -> Iterator[LineageRun]:
-        with self._lineage.run("get_historical_features", self._inputs, outputs) as run:
-            run.facts.update(self._facts)
+        with self._lineage.run("get_historical_features", self._inputs, outputs, self._facts) as run:
             yield run
 
     def to_arrow(self) -> pa.Table:
@@ -259,8 +257,7 @@ def ingest_run(store: FeatureStore, ingestion: str, view: FeatureView) -> Any:
 
 @contextmanager
 def _ingest(lineage: Lineage, ingestion: str, view: FeatureView, out: LineageDataset) -> Iterator[Any]:
-    with lineage.run("ingest", [], [out]) as run:
-        run.facts.update(ingestion=ingestion, featureView=view.name)
+    with lineage.run("ingest", [], [out], {"ingestion": ingestion, "featureView": view.name}) as run:
         yield _RowsSetter(run, out.name)
 
 
@@ -290,10 +287,6 @@ def stream_run(store: FeatureStore, views: Sequence[FeatureView], group_id: str)
     inputs = _dedup([d for d in (stream_dataset(config, v) for v in views) if d is not None])
     outputs = [online_dataset(config, v) for v in views if v.online]
     outputs += _dedup([offline_dataset(config, v) for v in views])
-    with lineage.run("stream", inputs, outputs) as run:
-        run.facts.update(
-            groupId=group_id,
-            views={v.name: {"version": _version(store.registry, v.name)} for v in views},
-        )
-        with lineage.heartbeat(run):
-            yield
+    facts = {"groupId": group_id, "views": {v.name: {"version": _version(store.registry, v.name)} for v in views}}
+    with lineage.run("stream", inputs, outputs, facts) as run, lineage.heartbeat(run):
+        yield
