@@ -332,3 +332,15 @@ def test_a_scheduled_materialization_is_a_lineage_run(tmp_path: Path) -> None:
         ("ladle.materialize", "COMPLETE"),
     ]
     assert events[1]["run"]["facets"]["ladle"]["facts"]["views"]["prices"]["rowsWritten"] > 0
+
+
+def test_console_transport_logs_each_event(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = lineage_store(tmp_path, {"transport": "console"})
+    with caplog.at_level("INFO", logger="openlineage.client.transport.console"):
+        store.materialize(T0, T0 + timedelta(days=1), ["prices"])
+        assert store.lineage.flush()
+    store.close()
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "openlineage.client.transport.console"]
+    for event in logged:
+        check(event)
+    assert [e["eventType"] for e in logged] == ["START", "COMPLETE"]
