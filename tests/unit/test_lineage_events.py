@@ -8,6 +8,7 @@ sends; every event is validated with ``jsonschema`` against the vendored OpenLin
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 import threading
 import time
@@ -344,3 +345,17 @@ def test_console_transport_logs_each_event(tmp_path: Path, caplog: pytest.LogCap
     for event in logged:
         check(event)
     assert [e["eventType"] for e in logged] == ["START", "COMPLETE"]
+
+
+def test_without_the_extra_lineage_stays_off_and_the_job_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = lineage_store(tmp_path, {"transport": "file", "file": "lineage.jsonl"})
+    monkeypatch.setitem(sys.modules, "openlineage.client", None)  # as if openlineage-python were not installed
+    with caplog.at_level("ERROR", logger="ladle.monitor.lineage"):
+        results = store.materialize(T0, T0 + timedelta(days=1), ["prices"])
+    store.close()
+    assert results[0].rows_written > 0
+    assert not store.lineage.enabled
+    assert "pip install 'ladle[lineage]'" in caplog.text
+    assert not (tmp_path / "lineage.jsonl").exists()
