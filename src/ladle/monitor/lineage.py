@@ -108,18 +108,13 @@ class Lineage:
         """Queue one event of ``run`` (START, RUNNING, COMPLETE, FAIL, ABORT); never raises."""
         if not self.enabled:
             return
+        # The event is built by the sender thread: the job's thread only copies the run's state.
         try:
-            from ladle.monitor.lineage_events import build_event
-
-            event = build_event(self.namespace, self.project, run, state, datetime.now(UTC), error)
             self._start_worker()
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((run.copy(), state, datetime.now(UTC), error))
         except queue.Full:
             LINEAGE_EMIT_FAILURES.labels(transport=str(self.settings.transport)).inc()
             log.warning("lineage: %d events wait to be sent; dropped the %s event of %s", QUEUE_SIZE, state, run.job)
-        except Exception as exc:
-            LINEAGE_EMIT_FAILURES.labels(transport=str(self.settings.transport)).inc()
-            log.warning("lineage: could not build the %s event of %s: %s", state, run.job, exc)
 
     @contextmanager
     def heartbeat(self, run: LineageRun, interval: float | None = None) -> Iterator[None]:
@@ -170,16 +165,18 @@ class Lineage:
                 continue
             self._send(item)
 
-    def _send(self, event: Any) -> None:
+    def _send(self, item: tuple[LineageRun, str, datetime, BaseException | None]) -> None:
+        run, state, when, error = item
         transport = str(self.settings.transport)
         try:
-            if self._client is None:
-                from ladle.monitor.lineage_events import open_client
+            from ladle.monitor.lineage_events import build_event, open_client
 
+            event = build_event(self.namespace, self.project, run, state, when, error)
+            if self._client is None:
                 self._client = open_client(self.settings, self._file)
             self._client.emit(event)
         except Exception as exc:
             LINEAGE_EMIT_FAILURES.labels(transport=transport).inc()
-            log.warning("lineage: sending a %s event of %s failed: %s", event.eventType.value, event.job.name, exc)
+            log.warning("lineage: sending the %s event of %s failed: %s", state, run.job, exc)
             return
-        LINEAGE_EVENTS.labels(event_type=event.eventType.value).inc()
+        LINEAGE_EVENTS.labels(event_type=state).inc()

@@ -69,6 +69,13 @@ class LineageRun:
         #: rows written per output dataset name (the ``outputStatistics`` facet)
         self.rows: dict[str, int] = {}
 
+    def copy(self) -> LineageRun:
+        """The run as it is now (its facts and row counts copied), for an event built later."""
+        other = LineageRun.__new__(LineageRun)
+        other.job, other.run_id, other.inputs, other.outputs = self.job, self.run_id, self.inputs, self.outputs
+        other.facts, other.rows = dict(self.facts), dict(self.rows)
+        return other
+
 
 def error_text(error: BaseException) -> tuple[str, str]:
     """The message and the stack trace of a failed job, for the ``errorMessage`` facet."""
