@@ -11,7 +11,18 @@ from typing import Any
 import pytest
 import yaml
 
-from streaming.stream_repo import create_topic, make_repo, start_stream, unique
+from streaming.stream_repo import (
+    BASE_US,
+    Event,
+    create_topic,
+    make_repo,
+    message,
+    produce,
+    start_stream,
+    tick,
+    unique,
+    wait_committed,
+)
 from unit.test_lineage_events import check
 
 
@@ -35,6 +46,9 @@ def test_ladle_stream_lineage_run(kafka: str, tmp_path: Path) -> None:
             assert child.poll() is None, (tmp_path / "stream.log").read_text()
             assert time.monotonic() < deadline, "no RUNNING events from ladle stream"
             time.sleep(0.05)
+        rows = [tick("k0", BASE_US + i * 1_000_000, 10.0 + i, 1.0) for i in range(20)]
+        produce(kafka, topic, [Event(0, message(r), r) for r in rows])
+        wait_committed(kafka, group, topic, {0: 20})
         child.send_signal(signal.SIGTERM)
         assert child.wait(60) == 0, (tmp_path / "stream.log").read_text()
     finally:
@@ -51,3 +65,6 @@ def test_ladle_stream_lineage_run(kafka: str, tmp_path: Path) -> None:
     assert start["job"]["name"] == "ladle.stream"
     assert [(d["namespace"], d["name"]) for d in start["inputs"]] == [(f"kafka://{kafka}", topic)]
     assert start["run"]["facets"]["ladle"]["facts"]["groupId"] == group
+    done = got[-1]["run"]["facets"]["ladle"]["facts"]
+    assert done["eventsRead"] == 20 and done["eventsAccepted"] == 20 and done["deadLetters"] == 0
+    assert done["rowsWritten"] == 20  # appended to the batch source by the time it stopped

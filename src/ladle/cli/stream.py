@@ -44,5 +44,6 @@ def stream(ctx: CliContext, views: str | None, group_id: str | None, metrics_por
             soft_wrap=True,
         )
         served = [v for p in plans for v in p.views]
-        with process.stopping_on_signals(), stream_run(store, served, process.runner.settings.group_id):
+        lineage = stream_run(store, served, process.runner.settings.group_id, process.runner.metrics.registry)
+        with process.stopping_on_signals(), lineage:
             process.run()

@@ -27,7 +27,7 @@ import atexit
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -117,16 +117,32 @@ class Lineage:
             log.warning("lineage: %d events wait to be sent; dropped the %s event of %s", QUEUE_SIZE, state, run.job)
 
     @contextmanager
-    def heartbeat(self, run: LineageRun, interval: float | None = None) -> Iterator[None]:
-        """Send RUNNING for ``run`` every ``interval`` seconds (default ``running_interval_seconds``)."""
+    def heartbeat(
+        self,
+        run: LineageRun,
+        interval: float | None = None,
+        progress: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> Iterator[None]:
+        """Send RUNNING for ``run`` every ``interval`` seconds (default ``running_interval_seconds``).
+
+        ``progress`` (if given) is called before each RUNNING and on exit; what it returns joins ``run.facts``.
+        """
         if not self.enabled:
             yield
             return
         every = interval if interval is not None else self.settings.running_interval_seconds
         stop = threading.Event()
 
+        def update() -> None:
+            if progress is not None:
+                try:
+                    run.facts.update(progress())
+                except Exception as exc:  # progress is best effort, like every lineage fact
+                    log.warning("lineage: progress of %s unavailable: %s", run.job, exc)
+
         def beat() -> None:
             while not stop.wait(every):
+                update()
                 self.emit(run, "RUNNING")
 
         thread = threading.Thread(target=beat, name="ladle-lineage-heartbeat", daemon=True)
@@ -136,6 +152,7 @@ class Lineage:
         finally:
             stop.set()
             thread.join()
+            update()
 
     # -- sending -----------------------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:

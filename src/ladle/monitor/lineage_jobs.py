@@ -276,9 +276,31 @@ class _RowsSetter:
         self.run.facts["rowsWritten"] = rows
 
 
+def stream_progress(registry: Any) -> dict[str, int]:
+    """Totals so far of a stream process's counters (its :class:`~ladle.streaming.metrics.StreamMetrics` registry)."""
+    totals = {"eventsRead": 0, "eventsAccepted": 0, "rowsWritten": 0, "deadLetters": 0}
+    names = {
+        "ladle_stream_events_total": "eventsRead",
+        "ladle_stream_events_accepted_total": "eventsAccepted",
+        "ladle_stream_offline_rows_total": "rowsWritten",
+        "ladle_stream_dead_letters_total": "deadLetters",
+    }
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name in names:
+                totals[names[sample.name]] += int(sample.value)
+    return totals
+
+
 @contextmanager
-def stream_run(store: FeatureStore, views: Sequence[FeatureView], group_id: str) -> Iterator[None]:
-    """``ladle stream``: START now, RUNNING every ``running_interval_seconds``, COMPLETE on stop, FAIL on crash."""
+def stream_run(
+    store: FeatureStore, views: Sequence[FeatureView], group_id: str, metrics_registry: Any = None
+) -> Iterator[None]:
+    """``ladle stream``: START now, RUNNING every ``running_interval_seconds``, COMPLETE on stop, FAIL on crash.
+
+    With the stream's ``metrics_registry`` the RUNNING and COMPLETE events carry its totals
+    (events read and accepted, rows appended to the batch source, dead letters).
+    """
     lineage = store.lineage
     if not lineage.enabled:
         yield
@@ -288,5 +310,6 @@ def stream_run(store: FeatureStore, views: Sequence[FeatureView], group_id: str)
     outputs = [online_dataset(config, v) for v in views if v.online]
     outputs += _dedup([offline_dataset(config, v) for v in views])
     facts = {"groupId": group_id, "views": {v.name: {"version": _version(store.registry, v.name)} for v in views}}
-    with lineage.run("stream", inputs, outputs, facts) as run, lineage.heartbeat(run):
+    progress = (lambda: stream_progress(metrics_registry)) if metrics_registry is not None else None
+    with lineage.run("stream", inputs, outputs, facts) as run, lineage.heartbeat(run, progress=progress):
         yield
