@@ -567,6 +567,8 @@ class FeatureStore:
 
     def close(self) -> None:
         """Release connections held by the stores and stop the registry's refresh thread."""
+        if "lineage" in self.__dict__:
+            self.lineage.flush(timeout=5)  # queued lineage events go out first (never more than 5 s)
         if "online_store" in self.__dict__:
             self.online_store.close()
         if "registry" in self.__dict__:
