@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ladle.errors import ConfigError
 from ladle.plugins import load_backend
@@ -221,6 +221,36 @@ class MonitoringConfig(StrictModel):
         None, gt=0, description="SLO of views without a freshness_slo tag; null = such views are not judged"
     )
 
+class LineageConfig(StrictModel):
+    """``lineage:`` block: OpenLineage run events of apply, ingest, materialize, streams, push and retrieval.
+
+    Off unless ``transport`` is set (docs/lineage.md). Emitting never fails the job it describes.
+    """
+
+    transport: Literal["http", "file", "console"] | None = Field(
+        None, description="where events go: 'http' (url), 'file' (file), 'console' (the log); null = off"
+    )
+    url: str | None = Field(None, description="http: base URL of the receiver, e.g. http://marquez:5000")
+    endpoint: str = Field(
+        "api/v1/lineage",
+        description="http: path under url (Marquez: api/v1/lineage; DataHub: openapi/openlineage/api/v1/lineage)",
+    )
+    api_key: str | None = Field(None, description="http: sent as 'Authorization: Bearer <api_key>'")
+    timeout_seconds: float = Field(5.0, gt=0, description="http: timeout of one POST")
+    file: str | None = Field(None, description="file: JSON-lines file events are appended to (relative to the repo)")
+    namespace: str | None = Field(None, description="job namespace; default 'ladle.<project>'")
+    running_interval_seconds: float = Field(
+        60.0, gt=0, description="ladle stream: seconds between RUNNING events while the stream runs"
+    )
+
+    @model_validator(mode="after")
+    def _target(self) -> LineageConfig:
+        if self.transport == "http" and not self.url:
+            raise ValueError("transport 'http' needs url (e.g. http://marquez:5000)")
+        if self.transport == "file" and not self.file:
+            raise ValueError("transport 'file' needs file (a path events are appended to)")
+        return self
+
 
 class RepoConfig(StrictModel):
     """The whole ``feature_store.yaml``."""
@@ -237,6 +267,7 @@ class RepoConfig(StrictModel):
     write_safety: WriteSafetyConfig = WriteSafetyConfig()
     stream: StreamConfig = StreamConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    lineage: LineageConfig = LineageConfig()
     auth: dict[str, Any] = Field(default_factory=lambda: {"type": "no_auth"})
     flags: dict[str, Any] | None = None
     coerce_tz_aware: bool = True

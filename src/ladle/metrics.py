@@ -6,7 +6,7 @@ Defined once, in the default ``prometheus_client`` registry, so whatever process
 
 from __future__ import annotations
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 #: ``feast_materialization_duration{feature_view}``, in seconds, the name our dashboards use (Feast's
 #: own server calls it ``feast_materialization_duration_seconds``). Buckets span a quick
@@ -22,3 +22,11 @@ MATERIALIZATION_DURATION = Histogram(
 def observe_materialization(view: str, seconds: float) -> None:
     """Record how long one materialization of ``view`` took."""
     MATERIALIZATION_DURATION.labels(feature_view=view).observe(seconds)
+
+
+#: ``ladle_lineage_events_total{event_type}``: OpenLineage events sent (START, RUNNING, COMPLETE, FAIL).
+LINEAGE_EVENTS = Counter("ladle_lineage_events", "OpenLineage run events sent.", ["event_type"])
+#: ``ladle_lineage_emit_failures_total{transport}``: events that could not be built, queued or sent.
+LINEAGE_EMIT_FAILURES = Counter(
+    "ladle_lineage_emit_failures", "OpenLineage run events lost (send failed or queue full).", ["transport"]
+)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ladle.monitor.baseline import Baseline
     from ladle.monitor.erase import ErasureReport
     from ladle.monitor.feature_log import FeatureLogger
+    from ladle.monitor.lineage import Lineage
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
     from ladle.offline.validation import ValidationReport
     from ladle.online.base import OnlineStore
@@ -152,6 +153,13 @@ class FeatureStore:
         return open_offline_store(self.config)
 
     @cached_property
+    def lineage(self) -> Lineage:
+        """OpenLineage run events of this store's jobs (a no-op unless ``lineage:`` is configured)."""
+        from ladle.monitor.lineage import Lineage
+
+        return Lineage(self.config)
+
+    @cached_property
     def _online(self) -> OnlineRetriever:
         from ladle.retrieval.online import OnlineRetriever
 
@@ -211,7 +219,9 @@ class FeatureStore:
                 force=force,
             )  # fmt: skip
 
-        return self._audited("apply", actions, lambda: changed, work)
+        from ladle.monitor.lineage_jobs import apply_work
+
+        return self._audited("apply", actions, lambda: changed, apply_work(self, objects, work))
 
     def teardown(self) -> None:
         """Remove the project's online data and registry entries."""
@@ -530,9 +540,12 @@ class FeatureStore:
             from ladle.materialize.ray_retrieval import RayOfflineStore
 
             offline = RayOfflineStore(offline, self._ray)
+        from ladle.monitor.lineage_jobs import retrieval_job
+
         job = historical_job(
             snapshot, offline, entity_df, features, full_feature_names, bind=self.bind_views, as_of=as_of
         )
+        job = retrieval_job(self, job, features, full_feature_names)
         refs = (
             [f"{p.view_name}:{f}" for p in features.projections for f in p.features]
             if isinstance(features, FeatureService)
@@ -718,11 +731,13 @@ class FeatureStore:
                         materialize_derived(snapshot, self.offline_store, self.online_store, [r.view], r.start, r.end)
             return results
 
+        from ladle.monitor.lineage_jobs import materialize_work
+
         return self._audited(
             "materialize",
             ["WRITE_ONLINE"],
             lambda: [r.ref for r in resources],
-            work_and_derive,
+            materialize_work(self, views, work_and_derive),
             principal,
             source,
             rows=lambda results: sum(r.rows_written for r in results),
@@ -778,11 +793,18 @@ class FeatureStore:
         resources = [Resource.of(v) for v in snapshot.views_fed_by(push_source_name)]
         self._check(snapshot, actions, resources, "push", principal, source)
         skew = self.config.write_safety.max_future_skew_seconds
+        from ladle.monitor.lineage_jobs import push_work
+
         return self._audited(
             "push",
             [a.name for a in actions],
             lambda: [r.ref for r in resources],
-            lambda: push(snapshot, self.offline_store, self.online_store, push_source_name, df, to, skew),
+            push_work(
+                self,
+                push_source_name,
+                to,
+                lambda: push(snapshot, self.offline_store, self.online_store, push_source_name, df, to, skew),
+            ),
             principal,
             source,
         )
@@ -832,6 +854,8 @@ class FeatureStore:
 
     def close(self) -> None:
         """Release connections held by the stores and stop the registry's refresh thread."""
+        if "lineage" in self.__dict__:
+            self.lineage.flush(timeout=5)  # queued lineage events go out first (never more than 5 s)
         if "feature_logger" in self.__dict__:
             self.feature_logger.close()  # flushes queued logs while the stores are still open
         if "online_store" in self.__dict__:

@@ -317,3 +317,28 @@ def test_stream_aggregation_backfill_equals_local_engine(tmp_path: Path) -> None
     finally:
         local.close()
         remote.close()
+
+
+def test_a_ray_materialization_is_a_lineage_run(tmp_path: Path) -> None:
+    """The Ray engine goes through ``FeatureStore.materialize``: one OpenLineage run, engine 'ray' (docs/lineage.md)."""
+    import json
+
+    _data(tmp_path)
+    lineage = {"transport": "file", "file": str(tmp_path / "lineage.jsonl")}
+    _store(tmp_path, "ray", "local").close()  # writes the registry the Ray store below reads
+    config = {
+        "project": "rayt",
+        "registry": {"path": str(tmp_path / "ray-registry.db"), "cache_ttl_seconds": 0},
+        "online_store": {"type": "sqlite", "path": str(tmp_path / "ray-online.db")},
+        "batch_engine": {"type": "ray", "partitions": 2},
+        "lineage": lineage,
+    }
+    store = FeatureStore(config=config, repo_path=tmp_path)
+    results = store.materialize(T0, T0 + timedelta(hours=12), ["prices"])
+    assert store.lineage.flush()
+    store.close()
+    events = [json.loads(line) for line in (tmp_path / "lineage.jsonl").read_text().splitlines()]
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
+    facts = events[1]["run"]["facets"]["ladle"]["facts"]
+    assert facts["engine"] == "ray"
+    assert facts["rowsWritten"] == results[0].rows_written > 0

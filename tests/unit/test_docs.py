@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 from pydantic import BaseModel
 
-from ladle.config import FeatureServerConfig, MaterializationConfig, RegistryConfig, RepoConfig
+from ladle.config import FeatureServerConfig, LineageConfig, MaterializationConfig, RegistryConfig, RepoConfig
 from ladle.plugins import available, load_backend
 from ladle.registry.schema import metadata
 
@@ -51,7 +51,7 @@ def _backend_configs() -> list[type[BaseModel]]:
 
 @pytest.mark.parametrize(
     "model",
-    [RepoConfig, RegistryConfig, FeatureServerConfig, MaterializationConfig, *_backend_configs()],
+    [RepoConfig, RegistryConfig, FeatureServerConfig, MaterializationConfig, LineageConfig, *_backend_configs()],
     ids=lambda m: m.__name__,
 )
 def test_every_config_key_is_documented(model: type[BaseModel]) -> None:

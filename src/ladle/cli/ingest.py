@@ -42,6 +42,7 @@ def ingest(
     """
     from ladle.ingest import run_ingestion
     from ladle.ingest.collect import collect_ingestions, select
+    from ladle.monitor.lineage_jobs import ingest_run
     from ladle.repo.loader import load_repo
 
     with user_errors():
@@ -67,7 +68,9 @@ def ingest(
                 if job.feature_view not in views:
                     raise FeatureViewNotFoundError(job.feature_view, detail=f"ingestion '{job.name}' feeds it")
                 bar.begin(f"ingest {job.name}")
-                result = run_ingestion(config, job, views[job.feature_view], lo, hi, store.offline_store)
+                with ingest_run(store, job.name, views[job.feature_view]) as run:
+                    result = run_ingestion(config, job, views[job.feature_view], lo, hi, store.offline_store)
+                    run.written(result.rows)
                 bar.done()
                 results.append(
                     {

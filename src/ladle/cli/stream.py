@@ -27,6 +27,7 @@ def stream(ctx: CliContext, views: str | None, group_id: str | None, metrics_por
     Processes started with the same group id share the topics' partitions (scale out by starting
     more); SIGTERM finishes the micro-batch, writes files, commits offsets and exits 0.
     """
+    from ladle.monitor.lineage_jobs import stream_run
     from ladle.streaming.process import StreamProcess
 
     with user_errors():
@@ -42,5 +43,7 @@ def stream(ctx: CliContext, views: str | None, group_id: str | None, metrics_por
             highlight=False,
             soft_wrap=True,
         )
-        with process.stopping_on_signals():
+        served = [v for p in plans for v in p.views]
+        lineage = stream_run(store, served, process.runner.settings.group_id, process.runner.metrics.registry)
+        with process.stopping_on_signals(), lineage:
             process.run()
