@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ladle.materialize.local import ViewResult
     from ladle.monitor.lineage import Lineage
     from ladle.offline.base import RetrievalJob
+    from ladle.definitions.saved_dataset import ValidationReference
     from ladle.registry.base import Registry, RegistrySnapshot
     from ladle.repo.plan import ApplyResult
 
@@ -195,10 +196,10 @@ class TracedRetrieval:
             run.facts["rowsWritten"] = table.num_rows
         return table
 
-    def to_df(self) -> pd.DataFrame:
-        """Run and return the result as a pandas DataFrame."""
+    def to_df(self, validation_reference: ValidationReference | None = None) -> pd.DataFrame:
+        """Run and return the result as a pandas DataFrame (checked against ``validation_reference``)."""
         with self._run([]) as run:
-            frame = self._job.to_df()
+            frame = self._job.to_df(validation_reference=validation_reference)
             run.facts["rowsWritten"] = len(frame)
         return frame
 
