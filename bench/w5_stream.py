@@ -25,6 +25,12 @@ some twice. The offline rows the stream appended are counted too (after SIGTERM 
     .venv/bin/python -m bench.w5_stream --engine quix --rate 2000 --duration 20
     .venv/bin/python -m bench.w5_stream --push --duration 10               # REST /push rows/s, one client
 
+``--engine bare`` runs a bare confluent-kafka consumer per process instead (``ladle stream``'s consumer
+settings and loop shape, no decoding, no engine, no write): its latency (publish time carried in the
+message → consumed, over every message after the warm-up) is the floor the broker, librdkafka and
+the machine put under ``ladle stream``. ``--kafka KEY=VALUE`` (repeatable) sets librdkafka consumer
+settings for both (``stream.kafka`` of the run's feature_store.yaml).
+
 ``--engine quix`` runs the same producers against a minimal quixstreams 3.28.1 app per process
 (sliding 1 h window: latest price, mean price, latest publish time per key; each update written to a
 Redis hash), observed through the Redis keys: it is here to document why the hot path is not
@@ -128,6 +134,53 @@ def produce(servers: str, topic: str, rate: float, seconds: float, entities: int
     wall = time.time() - began
     print(json.dumps({"sent": sent, "undelivered": left, "wall_s": wall, "behind_slots": behind,
                       "counts": {ENTITY_FORMAT.format(e): c for e, c in zip(mine, counts, strict=True)}}))  # fmt: skip
+
+
+# -- bare consumer (a child process) ----------------------------------------------------------------
+
+
+def bare_consumer(servers: str, topic: str, group: str, kafka: dict[str, Any], after: float, out: str) -> None:
+    """Consume like ``ladle stream`` (its consumer settings, its loop) and do nothing else; on SIGTERM
+    write the count and latency percentiles (ms) of the messages published at or after ``after``."""
+    import numpy as np
+    from confluent_kafka import Consumer
+
+    from ladle.streaming.runner import RunnerSettings
+
+    config = RunnerSettings(group_id=group, bootstrap_servers=servers, kafka=kafka).consumer_config()
+    consumer = Consumer(config)
+    consumer.subscribe([topic])
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    print("bare consumer: subscribed", flush=True)
+    chunks: list[Any] = []
+    count = 0
+    while not stopping.is_set():
+        messages = consumer.consume(10_000, 0)
+        if not messages:
+            messages = consumer.consume(1, 0.05)
+            if messages:
+                messages += consumer.consume(9_999, 0)
+        if not messages:
+            continue
+        now = time.time()
+        sent = np.fromiter((orjson_sent(m.value()) for m in messages if m.error() is None), dtype=np.float64)
+        count += len(sent)
+        chunks.append(now - sent[sent >= after])
+    consumer.close()
+    lat = np.concatenate(chunks) if chunks else np.zeros(0)
+    summary = {"consumed": count, "samples": int(lat.size)}
+    if lat.size:
+        summary.update({f"p{q}_ms": round(float(np.percentile(lat, q)) * 1000, 1) for q in (50, 90, 99)})
+        summary["max_ms"] = round(float(lat.max()) * 1000, 1)
+    Path(out).write_text(json.dumps(summary))
+
+
+def orjson_sent(value: bytes | None) -> float:
+    """The ``sent_at`` of one producer message."""
+    import orjson
+
+    return float(orjson.loads(value or b"{}").get("sent_at", 0.0))
 
 
 # -- quixstreams app (a child process) --------------------------------------------------------------
@@ -287,7 +340,7 @@ class Setup:
     metrics_ports: list[int] = field(default_factory=list)
 
     @classmethod
-    def create(cls, workdir: Path, servers: str, partitions: int) -> Setup:
+    def create(cls, workdir: Path, servers: str, partitions: int, kafka: dict[str, Any] | None = None) -> Setup:
         from ladle.streaming.publish import ensure_topics
 
         run = uuid.uuid4().hex[:8]
@@ -297,6 +350,7 @@ class Setup:
             f"project: w5_{run}\nregistry:\n  path: registry.db\n  cache_ttl_seconds: 60\n"
             f"online_store:\n  type: redis\n  connection_string: {REDIS}\noffline_store:\n  type: duckdb\n"
             f"stream:\n  group_id: {setup.group}\n  metrics_port: 0\n"
+            + (f"  kafka: {json.dumps(kafka)}\n" if kafka else "")
         )
         (setup.repo / "w5.py").write_text(_REPO_FILE.format(servers=servers, topic=setup.topic, view=VIEW))
         subprocess.run([*setup.ladle, "apply", "--skip-source-validation"], check=True, capture_output=True)
@@ -307,11 +361,19 @@ class Setup:
     def ladle(self) -> list[str]:
         return [sys.executable, "-m", "ladle", "-c", str(self.repo)]
 
-    def start_workers(self, engine: str, processes: int) -> list[subprocess.Popen[bytes]]:
+    def start_workers(
+        self, engine: str, processes: int, kafka: dict[str, Any] | None = None, after: float = 0.0
+    ) -> list[subprocess.Popen[bytes]]:
         workers: list[subprocess.Popen[bytes]] = []
         for i in range(processes):
             log = self.repo / f"worker{i}.log"
-            if engine == "ladle":
+            if engine == "bare":
+                role = ["--role", "bare", "--servers", self.servers, "--topic", self.topic, "--group", self.group]
+                extra = ["--kafka-json", json.dumps(kafka or {}), "--after", repr(after)]
+                out = ["--prefix", str(self.repo / f"bare{i}.json")]
+                workers.append(_spawn([sys.executable, "-m", "bench.w5_stream", *role, *extra, *out], log))
+                _wait_line(log, "bare consumer:", workers[-1])
+            elif engine == "ladle":
                 from ladle.streaming.broker import free_port
 
                 self.metrics_ports.append(free_port())
@@ -339,7 +401,7 @@ class Setup:
 
         if engine == "ladle":
             subprocess.run([*self.ladle, "teardown"], capture_output=True, check=False)
-        else:
+        elif engine == "quix":
             import redis
 
             client = redis.Redis.from_url(f"redis://{REDIS}")
@@ -436,9 +498,45 @@ def stop(workers: list[subprocess.Popen[bytes]]) -> float:
     return peak
 
 
+def kafka_settings(pairs: list[str]) -> dict[str, Any]:
+    """``--kafka KEY=VALUE`` pairs as librdkafka settings (numbers as numbers, true/false as booleans)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        value: Any = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        elif raw.lstrip("-").isdigit():
+            value = int(raw)
+        out[key.strip()] = value
+    return out
+
+
+def run_bare(args: argparse.Namespace, servers: str, rate: float, workdir: Path) -> dict[str, Any]:
+    """Bare consumers (no processing) and the same producers: the broker's and librdkafka's floor."""
+    kafka = kafka_settings(args.kafka)
+    setup = Setup.create(workdir, servers, args.partitions, kafka)
+    after = time.time() + args.settle + args.warmup
+    workers = setup.start_workers("bare", args.processes, kafka, after)
+    time.sleep(args.settle)
+    producers = setup.start_producers(args, rate)
+    published = Published.collect(producers)
+    time.sleep(1.0)  # the last messages reach the consumers
+    stop(workers)
+    rows = [json.loads((setup.repo / f"bare{i}.json").read_text()) for i in range(args.processes)]
+    setup.cleanup("bare")
+    return {"workload": "W5-bare", "engine": "bare", "processes": args.processes, "partitions": args.partitions,
+            "offered_rate": rate, "duration_s": args.duration, "kafka": kafka, "published": published.sent,
+            "achieved_rate": round(published.sent / published.wall, 1) if published.wall else 0.0,
+            "consumed": sum(r["consumed"] for r in rows), "per_process": rows,
+            "nproc": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
+
+
 def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path) -> dict[str, Any]:
     """Stream processes, producers and the observer for one offered ``rate``; the result row."""
-    setup = Setup.create(workdir, servers, args.partitions)
+    if args.engine == "bare":
+        return run_bare(args, servers, rate, workdir)
+    setup = Setup.create(workdir, servers, args.partitions, kafka_settings(args.kafka))
     workers = setup.start_workers(args.engine, args.processes)
     time.sleep(args.settle)  # consumers join the group and get their partitions
     codes = [ENTITY_FORMAT.format(i) for i in range(args.entities)]
@@ -564,7 +662,7 @@ def push_rate(args: argparse.Namespace, servers: str, workdir: Path) -> dict[str
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.w5_stream", description=__doc__.splitlines()[0])
-    p.add_argument("--engine", choices=["ladle", "quix"], default="ladle")
+    p.add_argument("--engine", choices=["ladle", "quix", "bare"], default="ladle")
     p.add_argument("--rate", type=float, default=10_000.0, help="offered events/s in total (default 10,000)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of publishing per run (default 60)")
     p.add_argument("--entities", type=int, default=10_000)
@@ -581,8 +679,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--push", action="store_true", help="measure REST /push rows/s from one client instead")
     p.add_argument("--push-rows", type=int, default=1000)
     p.add_argument("--servers", help="an existing broker (default: start a LocalBroker)")
+    p.add_argument("--kafka", action="append", default=[], metavar="KEY=VALUE",
+                   help="librdkafka consumer setting for ladle stream / the bare consumer (repeatable)")  # fmt: skip
     # child roles
-    p.add_argument("--role", choices=["main", "producer", "quix"], default="main", help=argparse.SUPPRESS)
+    p.add_argument("--role", choices=["main", "producer", "quix", "bare"], default="main", help=argparse.SUPPRESS)
+    p.add_argument("--kafka-json", default="{}", help=argparse.SUPPRESS)
+    p.add_argument("--after", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--group", help=argparse.SUPPRESS)
     p.add_argument("--prefix", help=argparse.SUPPRESS)
@@ -596,6 +698,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     if args.role == "producer":
         produce(args.servers, args.topic, args.rate, args.duration, args.entities, args.part, args.parts)
+        return
+    if args.role == "bare":
+        bare_consumer(args.servers, args.topic, args.group, json.loads(args.kafka_json), args.after, args.prefix)
         return
     if args.role == "quix":
         quix_app(args.servers, args.topic, args.group, args.prefix, args.state_dir)
