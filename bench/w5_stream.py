@@ -133,6 +133,7 @@ def produce(servers: str, topic: str, rate: float, seconds: float, entities: int
     left = producer.flush(60)
     wall = time.time() - began
     print(json.dumps({"sent": sent, "undelivered": left, "wall_s": wall, "behind_slots": behind,
+                      "cpu_s": time.process_time(),
                       "counts": {ENTITY_FORMAT.format(e): c for e, c in zip(mine, counts, strict=True)}}))  # fmt: skip
 
 
@@ -340,7 +341,14 @@ class Setup:
     metrics_ports: list[int] = field(default_factory=list)
 
     @classmethod
-    def create(cls, workdir: Path, servers: str, partitions: int, kafka: dict[str, Any] | None = None) -> Setup:
+    def create(
+        cls,
+        workdir: Path,
+        servers: str,
+        partitions: int,
+        kafka: dict[str, Any] | None = None,
+        topic_config: dict[str, str] | None = None,
+    ) -> Setup:
         from ladle.streaming.publish import ensure_topics
 
         run = uuid.uuid4().hex[:8]
@@ -354,7 +362,7 @@ class Setup:
         )
         (setup.repo / "w5.py").write_text(_REPO_FILE.format(servers=servers, topic=setup.topic, view=VIEW))
         subprocess.run([*setup.ladle, "apply", "--skip-source-validation"], check=True, capture_output=True)
-        ensure_topics(servers, {setup.topic: partitions})
+        ensure_topics(servers, {setup.topic: partitions}, topic_config)
         return setup
 
     @property
@@ -419,6 +427,7 @@ class Published:
     sent: int = 0
     undelivered: int = 0
     wall: float = 0.0
+    cpu: float = 0.0
 
     @classmethod
     def collect(cls, producers: list[tuple[subprocess.Popen[bytes], Path]]) -> Published:
@@ -431,6 +440,7 @@ class Published:
             out.sent += row["sent"]
             out.undelivered += row["undelivered"]
             out.wall = max(out.wall, row["wall_s"])
+            out.cpu += row.get("cpu_s", 0.0)
         return out
 
 
@@ -485,6 +495,56 @@ def internal_latency(ports: list[int]) -> dict[str, float | None]:
     return out
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes (and their children) used so far."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def redis_cpu() -> float:
+    """CPU seconds the Redis server used so far (INFO cpu)."""
+    import redis
+
+    info = redis.Redis.from_url(f"redis://{REDIS}").info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+@dataclass
+class CpuMeter:
+    """Where the machine's CPU went while the producers ran: percent of one core per part."""
+
+    broker: int | None
+    workers: list[int]
+    began: float = field(default_factory=time.time)
+    start: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.start = self.read()
+
+    def read(self) -> dict[str, float]:
+        out = {"stream": cpu_seconds(self.workers), "observer": time.process_time(), "redis": redis_cpu()}
+        if self.broker is not None:
+            out["broker"] = cpu_seconds([self.broker])
+        return out
+
+    def percent(self, producers_cpu: float) -> dict[str, float]:
+        wall = time.time() - self.began
+        now = self.read()
+        out = {k: round(100 * (now[k] - self.start[k]) / wall, 1) for k in now}
+        out["producers"] = round(100 * producers_cpu / wall, 1)
+        return out
+
+
 def stop(workers: list[subprocess.Popen[bytes]]) -> float:
     """SIGTERM the workers (they flush and commit); their summed peak RSS (MB) read just before."""
     peak = sum(_rss_tree(w.pid)[1] for w in workers)
@@ -512,15 +572,22 @@ def kafka_settings(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def topic_settings(pairs: list[str]) -> dict[str, str]:
+    """``--topic-config KEY=VALUE`` pairs (topic settings such as ``retention.ms``, as strings)."""
+    return {k.strip(): v for k, _, v in (p.partition("=") for p in pairs)}
+
+
 def run_bare(args: argparse.Namespace, servers: str, rate: float, workdir: Path) -> dict[str, Any]:
     """Bare consumers (no processing) and the same producers: the broker's and librdkafka's floor."""
     kafka = kafka_settings(args.kafka)
-    setup = Setup.create(workdir, servers, args.partitions, kafka)
+    setup = Setup.create(workdir, servers, args.partitions, kafka, topic_settings(args.topic_config))
     after = time.time() + args.settle + args.warmup
     workers = setup.start_workers("bare", args.processes, kafka, after)
     time.sleep(args.settle)
+    meter = CpuMeter(args.broker_pid, [w.pid for w in workers])
     producers = setup.start_producers(args, rate)
     published = Published.collect(producers)
+    cpu = meter.percent(published.cpu)
     time.sleep(1.0)  # the last messages reach the consumers
     stop(workers)
     rows = [json.loads((setup.repo / f"bare{i}.json").read_text()) for i in range(args.processes)]
@@ -528,7 +595,7 @@ def run_bare(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
     return {"workload": "W5-bare", "engine": "bare", "processes": args.processes, "partitions": args.partitions,
             "offered_rate": rate, "duration_s": args.duration, "kafka": kafka, "published": published.sent,
             "achieved_rate": round(published.sent / published.wall, 1) if published.wall else 0.0,
-            "consumed": sum(r["consumed"] for r in rows), "per_process": rows,
+            "consumed": sum(r["consumed"] for r in rows), "per_process": rows, "cpu_pct_of_one_core": cpu,
             "nproc": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
 
 
@@ -536,7 +603,9 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
     """Stream processes, producers and the observer for one offered ``rate``; the result row."""
     if args.engine == "bare":
         return run_bare(args, servers, rate, workdir)
-    setup = Setup.create(workdir, servers, args.partitions, kafka_settings(args.kafka))
+    setup = Setup.create(
+        workdir, servers, args.partitions, kafka_settings(args.kafka), topic_settings(args.topic_config)
+    )
     workers = setup.start_workers(args.engine, args.processes)
     time.sleep(args.settle)  # consumers join the group and get their partitions
     codes = [ENTITY_FORMAT.format(i) for i in range(args.entities)]
@@ -547,6 +616,7 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
     watcher = threading.Thread(
         target=observe, args=(reader, sample, stop_observing, time.time() + args.warmup, obs), daemon=True
     )
+    meter = CpuMeter(args.broker_pid, [w.pid for w in workers])
     producers = setup.start_producers(args, rate)
     watcher.start()
     rss_samples: list[float] = []
@@ -554,6 +624,7 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
         rss_samples.append(sum(_rss_tree(w.pid)[0] for w in workers))
         time.sleep(0.5)
     published = Published.collect(producers)
+    cpu = meter.percent(published.cpu)
     if args.engine == "ladle":
         drained_in, counted = drain(reader, codes, published.sent, args.drain)
     else:
@@ -582,6 +653,7 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
         "observer_polls": obs.polls,
         "stream_rss_mb_max_sampled": round(max(rss_samples, default=0.0), 1),
         "stream_peak_rss_mb": round(peak, 1),
+        "cpu_pct_of_one_core": cpu,
         "nproc": os.cpu_count(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
@@ -681,6 +753,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--servers", help="an existing broker (default: start a LocalBroker)")
     p.add_argument("--kafka", action="append", default=[], metavar="KEY=VALUE",
                    help="librdkafka consumer setting for ladle stream / the bare consumer (repeatable)")  # fmt: skip
+    p.add_argument("--topic-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="setting of the run's topic, e.g. retention.ms=10000 (repeatable)")  # fmt: skip
     # child roles
     p.add_argument("--role", choices=["main", "producer", "quix", "bare"], default="main", help=argparse.SUPPRESS)
     p.add_argument("--kafka-json", default="{}", help=argparse.SUPPRESS)
@@ -710,6 +784,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="w5-"))
     broker = None if args.servers else LocalBroker().start()
     servers = args.servers or (broker.bootstrap_servers if broker else "")
+    args.broker_pid = broker.pid if broker is not None else None
     try:
         if args.push:
             emit(push_rate(args, servers, workdir))
