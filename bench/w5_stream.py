@@ -537,6 +537,23 @@ class CpuMeter:
             out["broker"] = cpu_seconds([self.broker])
         return out
 
+    def broker_windows(
+        self, producers: list[tuple[subprocess.Popen[bytes], Path]], window: float = 10.0
+    ) -> list[float]:
+        """While the producers run: the broker's CPU (% of one core) in each ``window`` seconds."""
+        out: list[float] = []
+        if self.broker is None:
+            return out
+        last_t, last_cpu = time.time(), cpu_seconds([self.broker])
+        while any(p.poll() is None for p, _ in producers):
+            time.sleep(0.5)
+            now = time.time()
+            if now - last_t >= window:
+                cpu = cpu_seconds([self.broker])
+                out.append(round(100 * (cpu - last_cpu) / (now - last_t), 1))
+                last_t, last_cpu = now, cpu
+        return out
+
     def percent(self, producers_cpu: float) -> dict[str, float]:
         wall = time.time() - self.began
         now = self.read()
@@ -586,6 +603,7 @@ def run_bare(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
     time.sleep(args.settle)
     meter = CpuMeter(args.broker_pid, [w.pid for w in workers])
     producers = setup.start_producers(args, rate)
+    broker_windows = meter.broker_windows(producers)
     published = Published.collect(producers)
     cpu = meter.percent(published.cpu)
     time.sleep(1.0)  # the last messages reach the consumers
@@ -596,6 +614,7 @@ def run_bare(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
             "offered_rate": rate, "duration_s": args.duration, "kafka": kafka, "published": published.sent,
             "achieved_rate": round(published.sent / published.wall, 1) if published.wall else 0.0,
             "consumed": sum(r["consumed"] for r in rows), "per_process": rows, "cpu_pct_of_one_core": cpu,
+            "broker_cpu_pct_per_10s": broker_windows,
             "nproc": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
 
 
@@ -620,9 +639,15 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
     producers = setup.start_producers(args, rate)
     watcher.start()
     rss_samples: list[float] = []
+    broker_windows: list[float] = []
+    last = (time.time(), cpu_seconds([args.broker_pid]) if args.broker_pid else 0.0)
     while any(p.poll() is None for p, _ in producers):
         rss_samples.append(sum(_rss_tree(w.pid)[0] for w in workers))
         time.sleep(0.5)
+        if args.broker_pid and time.time() - last[0] >= 10:
+            now = (time.time(), cpu_seconds([args.broker_pid]))
+            broker_windows.append(round(100 * (now[1] - last[1]) / (now[0] - last[0]), 1))
+            last = now
     published = Published.collect(producers)
     cpu = meter.percent(published.cpu)
     if args.engine == "ladle":
@@ -654,6 +679,7 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
         "stream_rss_mb_max_sampled": round(max(rss_samples, default=0.0), 1),
         "stream_peak_rss_mb": round(peak, 1),
         "cpu_pct_of_one_core": cpu,
+        "broker_cpu_pct_per_10s": broker_windows,
         "nproc": os.cpu_count(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
