@@ -468,28 +468,38 @@ def caught_up(reader: Reader, sample: list[str], newest: float, seconds: float) 
 
 
 def internal_latency(ports: list[int]) -> dict[str, float | None]:
-    """p50/p99 (ms, bucket upper bounds) of the stream processes' own event-to-online histogram:
-    Kafka message timestamp to rows written online, without the observer's polling."""
-    merged: dict[float, float] = {}
+    """p50/p99 (ms, bucket upper bounds) of the stream processes' own histograms: event to online
+    (Kafka message timestamp to rows written online, without the observer's polling) and the loop's
+    time per micro-batch (``batch``)."""
+    texts: list[str] = []
     for port in ports:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         try:
             conn.request("GET", "/metrics")
-            text = conn.getresponse().read().decode()
+            texts.append(conn.getresponse().read().decode())
         except OSError:
             continue
         finally:
             conn.close()
+    return {
+        **_quantiles(texts, "ladle_stream_event_to_online_seconds", "stream_internal"),
+        **_quantiles(texts, "ladle_stream_batch_seconds", "stream_batch"),
+    }
+
+
+def _quantiles(texts: list[str], metric: str, label: str) -> dict[str, float | None]:
+    merged: dict[float, float] = {}
+    for text in texts:
         for line in text.splitlines():
-            if line.startswith("ladle_stream_event_to_online_seconds_bucket{"):
+            if line.startswith(f"{metric}_bucket{{"):
                 bound = line.split('le="', 1)[1].split('"', 1)[0]
                 le = float("inf") if bound == "+Inf" else float(bound)
                 merged[le] = merged.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
-    out: dict[str, float | None] = {"stream_internal_p50_ms": None, "stream_internal_p99_ms": None}
+    out: dict[str, float | None] = {f"{label}_p50_ms": None, f"{label}_p99_ms": None}
     if not merged or not merged.get(float("inf")):
         return out
     total = merged[float("inf")]
-    for name, q in (("stream_internal_p50_ms", 0.5), ("stream_internal_p99_ms", 0.99)):
+    for name, q in ((f"{label}_p50_ms", 0.5), (f"{label}_p99_ms", 0.99)):
         le = next(b for b in sorted(merged) if merged[b] >= q * total)
         out[name] = round(le * 1000, 1) if le != float("inf") else None
     return out

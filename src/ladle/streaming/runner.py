@@ -265,7 +265,9 @@ class StreamRunner:
                 if messages and most > 1:
                     messages += consumer.consume(most - 1, 0)
             if messages:
+                began = time.perf_counter()
                 self._handle(messages)
+                self.metrics.batch.observe(time.perf_counter() - began)
             self._maybe_flush(consumer)
             self.heartbeat = time.monotonic()
         self._flush(consumer, list(self._partitions.values()))
