@@ -8,6 +8,14 @@ has a row-level udf (drops ticks with a volume above 450, about 10 %, and adds a
 events/s and the retained state. Not a test; runs in well under a minute.
 
     .venv/bin/python bench/stream_engine.py --batch 500 --gap-s 3600 --history-days 7
+
+``--turn`` measures instead what one loop turn of ``ladle stream`` costs in CPU on W5's workload (the
+view ``w5_price`` of bench/w5_stream.py, JSON ticks, 4 partitions, 10,000 keys, Redis online at
+127.0.0.1:6379): per stage (decode, engine, the online rows, the Redis write), for ``--per-partition``
+events per partition and turn, in CPU milliseconds (``time.process_time``, so a busy machine changes
+them less than wall times; the Redis server's own time is not in them).
+
+    .venv/bin/python -m bench.stream_engine --turn --per-partition 25
 """
 
 from __future__ import annotations
@@ -89,6 +97,76 @@ def events(n: int, keys: int, gap_us: int, start_us: int, first_offset: int, rng
     )
 
 
+class _W5Ticks:
+    """JSON ticks as bench/w5_stream.py's producer writes them, round-robin over 10,000 entities at 10,000/s."""
+
+    def __init__(self, per_batch: int) -> None:
+        self.per_batch, self.began, self.sent = per_batch, time.time(), 0
+
+    def next(self) -> list[bytes]:
+        import json
+
+        out = []
+        for _ in range(self.per_batch):
+            now = self.began + self.sent / 10_000
+            tick = {"commodity_code": f"CMD{self.sent % 10_000:05d}", "event_timestamp": now, "price": 100.0,
+                    "volume": 1.0, "sent_at": now}  # fmt: skip
+            out.append(json.dumps(tick).encode())
+            self.sent += 1
+        return out
+
+
+def turn_costs(per_partition: int, turns: int, partitions: int = 4) -> dict[str, float]:
+    """CPU ms per loop turn and stage of W5's workload (see the module docstring, ``--turn``)."""
+    from bench.w5_stream import _REPO_FILE, VIEW
+    from ladle.aggregation.incremental import PartitionEngine
+    from ladle.config import load_config
+    from ladle.online.redis.store import RedisOnlineStore
+    from ladle.streaming.decode import Decoder
+    from ladle.streaming.runner import online_rows
+
+    names: dict[str, object] = {}
+    exec(_REPO_FILE.format(servers="127.0.0.1:9", topic="w5-turn", view=VIEW), names)  # the bench's own definitions
+    view = names[VIEW]
+    assert isinstance(view, StreamFeatureView) and isinstance(view.source, KafkaSource)
+    project = "w5turn"
+    store = RedisOnlineStore(
+        load_config({"project": project, "online_store": {"type": "redis", "connection_string": "127.0.0.1:6379"}})
+    )
+    decoder = Decoder(view.source, [view])
+    engines = [PartitionEngine(view.source, [view], p) for p in range(partitions)]
+    offsets = [0] * partitions
+    ticks = _W5Ticks(per_partition)
+    stages = dict.fromkeys(("decode", "engine", "online_rows", "redis_write"), 0.0)
+    try:
+        for _pass in ("warm-up", "measured"):
+            for k in stages:
+                stages[k] = 0.0
+            for _ in range(turns):
+                batches = [ticks.next() for _ in range(partitions)]
+                rows = []
+                for p in range(partitions):
+                    a = time.process_time()
+                    decoded = decoder.decode(batches[p], p, range(offsets[p], offsets[p] + per_partition))
+                    offsets[p] += per_partition
+                    b = time.process_time()
+                    rows.extend(engines[p].process(decoded.table).rows.values())
+                    stages["engine"] += time.process_time() - b
+                    stages["decode"] += b - a
+                a = time.process_time()
+                table = online_rows(view, pa.concat_tables(rows))
+                b = time.process_time()
+                store.write(project, view, table)
+                stages["redis_write"] += time.process_time() - b
+                stages["online_rows"] += b - a
+    finally:
+        store.teardown(project, [view])
+        store.close()
+    out = {k: round(v * 1000 / turns, 3) for k, v in stages.items()}
+    out["total"] = round(sum(out.values()), 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -98,7 +176,14 @@ def main() -> None:
     parser.add_argument("--history-days", type=float, default=7.0)
     parser.add_argument("--slide-s", type=float, default=0.0, help="hopping windows with this slide (0: continuous)")
     parser.add_argument("--udf", action="store_true", help="a row-level udf that drops about 10 %% of the events")
+    parser.add_argument("--turn", action="store_true", help="CPU ms per ladle stream loop turn on W5's workload")
+    parser.add_argument("--per-partition", type=int, default=25, help="--turn: events per partition and turn")
+    parser.add_argument("--turns", type=int, default=300, help="--turn: turns measured (after as many warm-up)")
     args = parser.parse_args()
+    if args.turn:
+        costs = turn_costs(args.per_partition, args.turns)
+        print(f"W5 loop turn, 4 partitions x {args.per_partition} events: CPU ms per turn {costs}")
+        return
     rng = np.random.default_rng(7)
     source, view = definitions(timedelta(seconds=args.slide_s) if args.slide_s else None, args.udf)
     gap = int(args.gap_s * 1e6)

@@ -25,6 +25,12 @@ some twice. The offline rows the stream appended are counted too (after SIGTERM 
     .venv/bin/python -m bench.w5_stream --engine quix --rate 2000 --duration 20
     .venv/bin/python -m bench.w5_stream --push --duration 10               # REST /push rows/s, one client
 
+``--engine bare`` runs a bare confluent-kafka consumer per process instead (``ladle stream``'s consumer
+settings and loop shape, no decoding, no engine, no write): its latency (publish time carried in the
+message → consumed, over every message after the warm-up) is the floor the broker, librdkafka and
+the machine put under ``ladle stream``. ``--kafka KEY=VALUE`` (repeatable) sets librdkafka consumer
+settings for both (``stream.kafka`` of the run's feature_store.yaml).
+
 ``--engine quix`` runs the same producers against a minimal quixstreams 3.28.1 app per process
 (sliding 1 h window: latest price, mean price, latest publish time per key; each update written to a
 Redis hash), observed through the Redis keys: it is here to document why the hot path is not
@@ -127,7 +133,55 @@ def produce(servers: str, topic: str, rate: float, seconds: float, entities: int
     left = producer.flush(60)
     wall = time.time() - began
     print(json.dumps({"sent": sent, "undelivered": left, "wall_s": wall, "behind_slots": behind,
+                      "cpu_s": time.process_time(),
                       "counts": {ENTITY_FORMAT.format(e): c for e, c in zip(mine, counts, strict=True)}}))  # fmt: skip
+
+
+# -- bare consumer (a child process) ----------------------------------------------------------------
+
+
+def bare_consumer(servers: str, topic: str, group: str, kafka: dict[str, Any], after: float, out: str) -> None:
+    """Consume like ``ladle stream`` (its consumer settings, its loop) and do nothing else; on SIGTERM
+    write the count and latency percentiles (ms) of the messages published at or after ``after``."""
+    import numpy as np
+    from confluent_kafka import Consumer
+
+    from ladle.streaming.runner import RunnerSettings
+
+    config = RunnerSettings(group_id=group, bootstrap_servers=servers, kafka=kafka).consumer_config()
+    consumer = Consumer(config)
+    consumer.subscribe([topic])
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    print("bare consumer: subscribed", flush=True)
+    chunks: list[Any] = []
+    count = 0
+    while not stopping.is_set():
+        messages = consumer.consume(10_000, 0)
+        if not messages:
+            messages = consumer.consume(1, 0.05)
+            if messages:
+                messages += consumer.consume(9_999, 0)
+        if not messages:
+            continue
+        now = time.time()
+        sent = np.fromiter((orjson_sent(m.value()) for m in messages if m.error() is None), dtype=np.float64)
+        count += len(sent)
+        chunks.append(now - sent[sent >= after])
+    consumer.close()
+    lat = np.concatenate(chunks) if chunks else np.zeros(0)
+    summary = {"consumed": count, "samples": int(lat.size)}
+    if lat.size:
+        summary.update({f"p{q}_ms": round(float(np.percentile(lat, q)) * 1000, 1) for q in (50, 90, 99)})
+        summary["max_ms"] = round(float(lat.max()) * 1000, 1)
+    Path(out).write_text(json.dumps(summary))
+
+
+def orjson_sent(value: bytes | None) -> float:
+    """The ``sent_at`` of one producer message."""
+    import orjson
+
+    return float(orjson.loads(value or b"{}").get("sent_at", 0.0))
 
 
 # -- quixstreams app (a child process) --------------------------------------------------------------
@@ -287,7 +341,14 @@ class Setup:
     metrics_ports: list[int] = field(default_factory=list)
 
     @classmethod
-    def create(cls, workdir: Path, servers: str, partitions: int) -> Setup:
+    def create(
+        cls,
+        workdir: Path,
+        servers: str,
+        partitions: int,
+        kafka: dict[str, Any] | None = None,
+        topic_config: dict[str, str] | None = None,
+    ) -> Setup:
         from ladle.streaming.publish import ensure_topics
 
         run = uuid.uuid4().hex[:8]
@@ -297,21 +358,30 @@ class Setup:
             f"project: w5_{run}\nregistry:\n  path: registry.db\n  cache_ttl_seconds: 60\n"
             f"online_store:\n  type: redis\n  connection_string: {REDIS}\noffline_store:\n  type: duckdb\n"
             f"stream:\n  group_id: {setup.group}\n  metrics_port: 0\n"
+            + (f"  kafka: {json.dumps(kafka)}\n" if kafka else "")
         )
         (setup.repo / "w5.py").write_text(_REPO_FILE.format(servers=servers, topic=setup.topic, view=VIEW))
         subprocess.run([*setup.ladle, "apply", "--skip-source-validation"], check=True, capture_output=True)
-        ensure_topics(servers, {setup.topic: partitions})
+        ensure_topics(servers, {setup.topic: partitions}, topic_config)
         return setup
 
     @property
     def ladle(self) -> list[str]:
         return [sys.executable, "-m", "ladle", "-c", str(self.repo)]
 
-    def start_workers(self, engine: str, processes: int) -> list[subprocess.Popen[bytes]]:
+    def start_workers(
+        self, engine: str, processes: int, kafka: dict[str, Any] | None = None, after: float = 0.0
+    ) -> list[subprocess.Popen[bytes]]:
         workers: list[subprocess.Popen[bytes]] = []
         for i in range(processes):
             log = self.repo / f"worker{i}.log"
-            if engine == "ladle":
+            if engine == "bare":
+                role = ["--role", "bare", "--servers", self.servers, "--topic", self.topic, "--group", self.group]
+                extra = ["--kafka-json", json.dumps(kafka or {}), "--after", repr(after)]
+                out = ["--prefix", str(self.repo / f"bare{i}.json")]
+                workers.append(_spawn([sys.executable, "-m", "bench.w5_stream", *role, *extra, *out], log))
+                _wait_line(log, "bare consumer:", workers[-1])
+            elif engine == "ladle":
                 from ladle.streaming.broker import free_port
 
                 self.metrics_ports.append(free_port())
@@ -339,7 +409,7 @@ class Setup:
 
         if engine == "ladle":
             subprocess.run([*self.ladle, "teardown"], capture_output=True, check=False)
-        else:
+        elif engine == "quix":
             import redis
 
             client = redis.Redis.from_url(f"redis://{REDIS}")
@@ -357,6 +427,7 @@ class Published:
     sent: int = 0
     undelivered: int = 0
     wall: float = 0.0
+    cpu: float = 0.0
 
     @classmethod
     def collect(cls, producers: list[tuple[subprocess.Popen[bytes], Path]]) -> Published:
@@ -369,6 +440,7 @@ class Published:
             out.sent += row["sent"]
             out.undelivered += row["undelivered"]
             out.wall = max(out.wall, row["wall_s"])
+            out.cpu += row.get("cpu_s", 0.0)
         return out
 
 
@@ -396,31 +468,108 @@ def caught_up(reader: Reader, sample: list[str], newest: float, seconds: float) 
 
 
 def internal_latency(ports: list[int]) -> dict[str, float | None]:
-    """p50/p99 (ms, bucket upper bounds) of the stream processes' own event-to-online histogram:
-    Kafka message timestamp to rows written online, without the observer's polling."""
-    merged: dict[float, float] = {}
+    """p50/p99 (ms, bucket upper bounds) of the stream processes' own histograms: event to online
+    (Kafka message timestamp to rows written online, without the observer's polling) and the loop's
+    time per micro-batch (``batch``)."""
+    texts: list[str] = []
     for port in ports:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         try:
             conn.request("GET", "/metrics")
-            text = conn.getresponse().read().decode()
+            texts.append(conn.getresponse().read().decode())
         except OSError:
             continue
         finally:
             conn.close()
+    return {
+        **_quantiles(texts, "ladle_stream_event_to_online_seconds", "stream_internal"),
+        **_quantiles(texts, "ladle_stream_batch_seconds", "stream_batch"),
+    }
+
+
+def _quantiles(texts: list[str], metric: str, label: str) -> dict[str, float | None]:
+    merged: dict[float, float] = {}
+    for text in texts:
         for line in text.splitlines():
-            if line.startswith("ladle_stream_event_to_online_seconds_bucket{"):
+            if line.startswith(f"{metric}_bucket{{"):
                 bound = line.split('le="', 1)[1].split('"', 1)[0]
                 le = float("inf") if bound == "+Inf" else float(bound)
                 merged[le] = merged.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
-    out: dict[str, float | None] = {"stream_internal_p50_ms": None, "stream_internal_p99_ms": None}
+    out: dict[str, float | None] = {f"{label}_p50_ms": None, f"{label}_p99_ms": None}
     if not merged or not merged.get(float("inf")):
         return out
     total = merged[float("inf")]
-    for name, q in (("stream_internal_p50_ms", 0.5), ("stream_internal_p99_ms", 0.99)):
+    for name, q in ((f"{label}_p50_ms", 0.5), (f"{label}_p99_ms", 0.99)):
         le = next(b for b in sorted(merged) if merged[b] >= q * total)
         out[name] = round(le * 1000, 1) if le != float("inf") else None
     return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes (and their children) used so far."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def redis_cpu() -> float:
+    """CPU seconds the Redis server used so far (INFO cpu)."""
+    import redis
+
+    info = redis.Redis.from_url(f"redis://{REDIS}").info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+@dataclass
+class CpuMeter:
+    """Where the machine's CPU went while the producers ran: percent of one core per part."""
+
+    broker: int | None
+    workers: list[int]
+    began: float = field(default_factory=time.time)
+    start: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.start = self.read()
+
+    def read(self) -> dict[str, float]:
+        out = {"stream": cpu_seconds(self.workers), "observer": time.process_time(), "redis": redis_cpu()}
+        if self.broker is not None:
+            out["broker"] = cpu_seconds([self.broker])
+        return out
+
+    def broker_windows(
+        self, producers: list[tuple[subprocess.Popen[bytes], Path]], window: float = 10.0
+    ) -> list[float]:
+        """While the producers run: the broker's CPU (% of one core) in each ``window`` seconds."""
+        out: list[float] = []
+        if self.broker is None:
+            return out
+        last_t, last_cpu = time.time(), cpu_seconds([self.broker])
+        while any(p.poll() is None for p, _ in producers):
+            time.sleep(0.5)
+            now = time.time()
+            if now - last_t >= window:
+                cpu = cpu_seconds([self.broker])
+                out.append(round(100 * (cpu - last_cpu) / (now - last_t), 1))
+                last_t, last_cpu = now, cpu
+        return out
+
+    def percent(self, producers_cpu: float) -> dict[str, float]:
+        wall = time.time() - self.began
+        now = self.read()
+        out = {k: round(100 * (now[k] - self.start[k]) / wall, 1) for k in now}
+        out["producers"] = round(100 * producers_cpu / wall, 1)
+        return out
 
 
 def stop(workers: list[subprocess.Popen[bytes]]) -> float:
@@ -436,9 +585,56 @@ def stop(workers: list[subprocess.Popen[bytes]]) -> float:
     return peak
 
 
+def kafka_settings(pairs: list[str]) -> dict[str, Any]:
+    """``--kafka KEY=VALUE`` pairs as librdkafka settings (numbers as numbers, true/false as booleans)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        value: Any = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        elif raw.lstrip("-").isdigit():
+            value = int(raw)
+        out[key.strip()] = value
+    return out
+
+
+def topic_settings(pairs: list[str]) -> dict[str, str]:
+    """``--topic-config KEY=VALUE`` pairs (topic settings such as ``retention.ms``, as strings)."""
+    return {k.strip(): v for k, _, v in (p.partition("=") for p in pairs)}
+
+
+def run_bare(args: argparse.Namespace, servers: str, rate: float, workdir: Path) -> dict[str, Any]:
+    """Bare consumers (no processing) and the same producers: the broker's and librdkafka's floor."""
+    kafka = kafka_settings(args.kafka)
+    setup = Setup.create(workdir, servers, args.partitions, kafka, topic_settings(args.topic_config))
+    after = time.time() + args.settle + args.warmup
+    workers = setup.start_workers("bare", args.processes, kafka, after)
+    time.sleep(args.settle)
+    meter = CpuMeter(args.broker_pid, [w.pid for w in workers])
+    producers = setup.start_producers(args, rate)
+    broker_windows = meter.broker_windows(producers)
+    published = Published.collect(producers)
+    cpu = meter.percent(published.cpu)
+    time.sleep(1.0)  # the last messages reach the consumers
+    stop(workers)
+    rows = [json.loads((setup.repo / f"bare{i}.json").read_text()) for i in range(args.processes)]
+    setup.cleanup("bare")
+    return {"workload": "W5-bare", "engine": "bare", "processes": args.processes, "partitions": args.partitions,
+            "offered_rate": rate, "duration_s": args.duration, "kafka": kafka, "published": published.sent,
+            "achieved_rate": round(published.sent / published.wall, 1) if published.wall else 0.0,
+            "consumed": sum(r["consumed"] for r in rows), "per_process": rows, "cpu_pct_of_one_core": cpu,
+            "broker_cpu_pct_per_10s": broker_windows,
+            "nproc": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
+
+
 def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path) -> dict[str, Any]:
     """Stream processes, producers and the observer for one offered ``rate``; the result row."""
-    setup = Setup.create(workdir, servers, args.partitions)
+    if args.engine == "bare":
+        return run_bare(args, servers, rate, workdir)
+    setup = Setup.create(
+        workdir, servers, args.partitions, kafka_settings(args.kafka), topic_settings(args.topic_config)
+    )
     workers = setup.start_workers(args.engine, args.processes)
     time.sleep(args.settle)  # consumers join the group and get their partitions
     codes = [ENTITY_FORMAT.format(i) for i in range(args.entities)]
@@ -449,13 +645,21 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
     watcher = threading.Thread(
         target=observe, args=(reader, sample, stop_observing, time.time() + args.warmup, obs), daemon=True
     )
+    meter = CpuMeter(args.broker_pid, [w.pid for w in workers])
     producers = setup.start_producers(args, rate)
     watcher.start()
     rss_samples: list[float] = []
+    broker_windows: list[float] = []
+    last = (time.time(), cpu_seconds([args.broker_pid]) if args.broker_pid else 0.0)
     while any(p.poll() is None for p, _ in producers):
         rss_samples.append(sum(_rss_tree(w.pid)[0] for w in workers))
         time.sleep(0.5)
+        if args.broker_pid and time.time() - last[0] >= 10:
+            now = (time.time(), cpu_seconds([args.broker_pid]))
+            broker_windows.append(round(100 * (now[1] - last[1]) / (now[0] - last[0]), 1))
+            last = now
     published = Published.collect(producers)
+    cpu = meter.percent(published.cpu)
     if args.engine == "ladle":
         drained_in, counted = drain(reader, codes, published.sent, args.drain)
     else:
@@ -484,6 +688,8 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
         "observer_polls": obs.polls,
         "stream_rss_mb_max_sampled": round(max(rss_samples, default=0.0), 1),
         "stream_peak_rss_mb": round(peak, 1),
+        "cpu_pct_of_one_core": cpu,
+        "broker_cpu_pct_per_10s": broker_windows,
         "nproc": os.cpu_count(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
@@ -564,7 +770,7 @@ def push_rate(args: argparse.Namespace, servers: str, workdir: Path) -> dict[str
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.w5_stream", description=__doc__.splitlines()[0])
-    p.add_argument("--engine", choices=["ladle", "quix"], default="ladle")
+    p.add_argument("--engine", choices=["ladle", "quix", "bare"], default="ladle")
     p.add_argument("--rate", type=float, default=10_000.0, help="offered events/s in total (default 10,000)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of publishing per run (default 60)")
     p.add_argument("--entities", type=int, default=10_000)
@@ -581,8 +787,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--push", action="store_true", help="measure REST /push rows/s from one client instead")
     p.add_argument("--push-rows", type=int, default=1000)
     p.add_argument("--servers", help="an existing broker (default: start a LocalBroker)")
+    p.add_argument("--kafka", action="append", default=[], metavar="KEY=VALUE",
+                   help="librdkafka consumer setting for ladle stream / the bare consumer (repeatable)")  # fmt: skip
+    p.add_argument("--topic-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="setting of the run's topic, e.g. retention.ms=10000 (repeatable)")  # fmt: skip
     # child roles
-    p.add_argument("--role", choices=["main", "producer", "quix"], default="main", help=argparse.SUPPRESS)
+    p.add_argument("--role", choices=["main", "producer", "quix", "bare"], default="main", help=argparse.SUPPRESS)
+    p.add_argument("--kafka-json", default="{}", help=argparse.SUPPRESS)
+    p.add_argument("--after", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--group", help=argparse.SUPPRESS)
     p.add_argument("--prefix", help=argparse.SUPPRESS)
@@ -597,6 +809,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.role == "producer":
         produce(args.servers, args.topic, args.rate, args.duration, args.entities, args.part, args.parts)
         return
+    if args.role == "bare":
+        bare_consumer(args.servers, args.topic, args.group, json.loads(args.kafka_json), args.after, args.prefix)
+        return
     if args.role == "quix":
         quix_app(args.servers, args.topic, args.group, args.prefix, args.state_dir)
         return
@@ -605,6 +820,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="w5-"))
     broker = None if args.servers else LocalBroker().start()
     servers = args.servers or (broker.bootstrap_servers if broker else "")
+    args.broker_pid = broker.pid if broker is not None else None
     try:
         if args.push:
             emit(push_rate(args, servers, workdir))

@@ -455,8 +455,10 @@ def kill_twice_while_feeding(
     """Publish ``events`` in chunks (one every 0.4 s) to the topic's 2 partitions while ``ladle stream``
     is killed with SIGKILL twice, each time at a random moment after the process committed something
     of its own, and restarted; then wait until every event is committed and stop the last process
-    with SIGTERM (it must exit 0). ``assignments_before_stop``: first wait (up to 15 s) until the log
-    shows that many partition assignments."""
+    with SIGTERM (it must exit 0) once it runs: its own partition assignment is in the log (a SIGTERM
+    while it still imports would kill it before it installs its handler: the exit code would be
+    -15, a race of the test, not of the stream). ``assignments_before_stop``: also wait (up to 15 s)
+    until the log shows that many partition assignments in all."""
     chunks = [events[i : i + chunk] for i in range(0, len(events), chunk)]
 
     def feed() -> None:
@@ -467,6 +469,7 @@ def kill_twice_while_feeding(
     proc = start_stream(repo, group, log)
     producer = threading.Thread(target=feed)
     producer.start()
+    started_at = 0  # where the log of the process running now begins
     try:
         done = 0
         for _ in range(2):
@@ -474,9 +477,15 @@ def kill_twice_while_feeding(
             time.sleep(rng.uniform(0.0, 1.5))
             proc.send_signal(signal.SIGKILL)
             assert proc.wait(10) == -signal.SIGKILL
+            started_at = len(log.read_text())
             proc = start_stream(repo, group, log)
         producer.join(60)
         wait_committed(kafka, group, topic, ends_of(events, 2), timeout=90)
+        deadline = time.monotonic() + 60
+        while "INFO ladle.streaming.runner: assigned" not in log.read_text()[started_at:]:
+            assert proc.poll() is None, f"exit code {proc.returncode}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "the last stream process was never assigned its partitions"
+            time.sleep(0.1)
         deadline = time.monotonic() + 15
         while (
             log.read_text().count("INFO ladle.streaming.runner: assigned") < assignments_before_stop
@@ -484,7 +493,8 @@ def kill_twice_while_feeding(
         ):
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, log.read_text()[-3000:]
+        code = proc.wait(30)
+        assert code == 0, f"exit code {code}:\n{log.read_text()[-3000:]}"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -73,6 +73,10 @@ def test_metrics_health_and_ready_then_ready_fails_without_the_broker(tmp_path: 
             assert sample(text, 'ladle_stream_rows_emitted_total{feature_view="ticks_raw"}') == 50
             assert sample(text, "ladle_stream_event_to_online_seconds_count") == 50
             assert sample(text, 'ladle_stream_event_to_online_seconds_bucket{le="+Inf"}') == 50
+            batches = sample(text, "ladle_stream_batch_seconds_count")
+            assert 1 <= batches <= 50  # one per micro-batch that held messages
+            assert sample(text, 'ladle_stream_batch_seconds_bucket{le="+Inf"}') == batches
+            assert sample(text, "ladle_stream_batch_seconds_sum") > 0
             for p in (0, 1):
                 assert sample(text, f'ladle_stream_consumer_lag{{partition="{p}",topic="{topic}"}}') == 0
             retained = sample(text, 'ladle_stream_engine_retained_events{partition="0",source="ticks"}')

@@ -71,6 +71,11 @@ class LocalBroker:
         """``host:port`` for Kafka clients."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (benchmarks meter its CPU)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self, timeout: float = 15.0) -> LocalBroker:
         """Start the broker and wait until it answers a metadata request."""
         url = f"tcp://127.0.0.1:{self.port}"

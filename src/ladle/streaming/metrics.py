@@ -8,6 +8,7 @@ second cost one ``searchsorted`` per micro-batch, not 10,000 locked ``observe`` 
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
 import time
@@ -28,11 +29,18 @@ LATENCY_BUCKETS = (
 
 
 class LatencyHistogram(Collector):
-    """``ladle_stream_event_to_online_seconds``: Kafka message timestamp → after the online write."""
+    """A histogram kept as numpy bucket counts; by default ``ladle_stream_event_to_online_seconds``
+    (Kafka message timestamp → after the online write)."""
 
-    name = "ladle_stream_event_to_online_seconds"
-
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+    def __init__(
+        self,
+        buckets: tuple[float, ...] = LATENCY_BUCKETS,
+        name: str = "ladle_stream_event_to_online_seconds",
+        documentation: str = "Time from the Kafka message timestamp until its rows are written online.",
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._bounds = list(buckets)
         self._edges = np.asarray(buckets, dtype=np.float64)
         self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)
         self._sum = 0.0
@@ -47,6 +55,13 @@ class LatencyHistogram(Collector):
         with self._lock:
             self._counts += counts
             self._sum += float(seconds.sum())
+
+    def observe(self, seconds: float) -> None:
+        """Add one observation (no numpy call: once per micro-batch)."""
+        slot = bisect.bisect_left(self._bounds, seconds)
+        with self._lock:
+            self._counts[slot] += 1
+            self._sum += seconds
 
     def snapshot(self) -> tuple[list[float], list[int], float]:
         """Bucket upper bounds, cumulative counts (with +Inf last) and the sum."""
@@ -65,9 +80,7 @@ class LatencyHistogram(Collector):
 
     def collect(self) -> Iterable[Metric]:
         bounds, cumulative, total = self.snapshot()
-        family = HistogramMetricFamily(
-            self.name, "Time from the Kafka message timestamp until its rows are written online."
-        )
+        family = HistogramMetricFamily(self.name, self.documentation)
         buckets = [("+Inf" if b == float("inf") else repr(b), c) for b, c in zip(bounds, cumulative, strict=True)]
         family.add_metric([], buckets, total)
         yield family
@@ -125,6 +138,11 @@ class StreamMetrics:
         )  # fmt: skip
         self.latency = LatencyHistogram()
         r.register(self.latency)
+        self.batch = LatencyHistogram(
+            name="ladle_stream_batch_seconds",
+            documentation="Time the loop spends on one micro-batch: decode, engine, online write.",
+        )
+        r.register(self.batch)
         self._newest: dict[str, float] = {}
 
     def set_newest(self, view: str, newest_seconds: float) -> None:
