@@ -317,3 +317,51 @@ def test_stream_aggregation_backfill_equals_local_engine(tmp_path: Path) -> None
     finally:
         local.close()
         remote.close()
+
+
+@pytest.mark.redis
+def test_materialize_into_real_redis_equals_local_engine(tmp_path: Path, redis_address: str) -> None:
+    """The workers write into the real Redis at 127.0.0.1:6379: the rows there are the local engine's."""
+    import uuid
+
+    import redis
+
+    _data(tmp_path)
+    project = f"ray{uuid.uuid4().hex[:10]}"
+    local = _store(tmp_path, "rlocal", "local")
+    remote = FeatureStore(
+        config={
+            "project": project,
+            "registry": {"path": str(tmp_path / "rredis-registry.db"), "cache_ttl_seconds": 0},
+            "online_store": {"type": "redis", "connection_string": redis_address},
+            "offline_store": {"type": "duckdb"},
+            "batch_engine": {"type": "ray", "partitions": 3, "max_retries": 2},
+        },
+        repo_path=tmp_path,
+    )
+    host, port = redis_address.split(":")
+    raw = redis.Redis(host=host, port=int(port))
+    try:
+        remote.apply(_definitions())
+        start, end = T0, T0 + timedelta(hours=13)
+        want = local.materialize(start, end)
+        got = remote.materialize(start, end)
+        assert [(r.view, r.rows_read) for r in got] == [(r.view, r.rows_read) for r in want]
+        # one key per (entity, view) in the project's keyspace, written by the workers
+        row_keys = [k for k in raw.scan_iter(match=f"{{{project}:*", count=1000) if not k.endswith(b"_meta")]
+        assert len(row_keys) == len(CODES) + len(MARKETS)
+        assert raw.exists(f"{{{project}:{CODES[0]}}}:".encode() + _view_id("prices"))
+        online = _online(remote)
+        assert online == _online(local)
+        assert sum(v is not None for v in online["price"]) > len(CODES) // 2
+        assert remote.registry.watermark("prices") == end
+    finally:
+        remote.online_store.teardown(project, [])
+        local.close()
+        remote.close()
+
+
+def _view_id(name: str) -> bytes:
+    import hashlib
+
+    return hashlib.blake2b(name.encode(), digest_size=6).hexdigest().encode()
