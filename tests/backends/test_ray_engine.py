@@ -365,3 +365,39 @@ def _view_id(name: str) -> bytes:
     import hashlib
 
     return hashlib.blake2b(name.encode(), digest_size=6).hexdigest().encode()
+
+
+def test_retrieval_task_scans_only_its_entity_hash_part(stores: tuple[FeatureStore, FeatureStore]) -> None:
+    """A task's part filters the keyed view's source in its scan: the right part gives the local engine's
+    answer; the same rows told they are another part (so the filter, if applied, drops their entities'
+    source rows) find nothing in that view, and the other view (other keys) is not filtered."""
+    import duckdb
+
+    from ladle.definitions.refs import resolve
+    from ladle.materialize.ray_retrieval import entity_part, part_ids
+    from ladle.offline.hashing import ENTITY_PART, EntityPart, HashRange
+
+    local, _ = stores
+    features = ["prices:price", "prices:volume", "depth:depth"]
+    k = 3
+    frame = _entity_frame()
+    # the parts computed independently: DuckDB's hash of the key as VARCHAR, modulo k
+    expected = duckdb.sql(f"SELECT (hash(CAST(code AS VARCHAR)) % {k})::BIGINT AS p FROM frame").fetchnumpy()["p"]
+    selections = resolve(local.snapshot(), features)
+    assert list(part_ids(frame, selections, k)) == list(expected)
+    assert entity_part(selections, k, 1) == EntityPart(("code",), ("VARCHAR",), HashRange(k, 1, 2))
+
+    part = frame.filter(pa.array(expected == 1))
+    want = local.get_historical_features(part, features).to_arrow()
+    token = ENTITY_PART.set(entity_part(selections, k, 1))
+    try:
+        job = local.get_historical_features(part, features)
+        assert f"% {k}) BETWEEN 1 AND 1" in job.sql
+        assert job.to_arrow().equals(want)
+        ENTITY_PART.set(EntityPart(("code",), ("VARCHAR",), HashRange(k, 2, 3)))  # a lie: these rows are part 1
+        wrong = local.get_historical_features(part, features).to_arrow()
+    finally:
+        ENTITY_PART.reset(token)
+    assert want.column("price").null_count < part.num_rows
+    assert wrong.column("price").null_count == part.num_rows
+    assert wrong.column("depth").equals(want.column("depth"))

@@ -95,6 +95,8 @@ def part_of(join: pit.ViewJoin, part: HashRange) -> tuple[str, pit.ViewJoin]:
     from ladle.offline.hashing import scan_keys
 
     source = range_sql(scan_keys(join.scan, join.view), part)
+    if join.where:  # already cut (a Ray task's part): both conditions hold
+        source = f"({join.where}) AND {source}"
     return range_sql(entity_hash_keys(join), part), dataclasses.replace(join, where=source)
 
 
