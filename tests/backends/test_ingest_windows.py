@@ -1,4 +1,4 @@
-"""``ladle ingest`` into a window-replacing store (Iceberg) in bounded memory (``ladle.ingest.windows``).
+"""``ladle ingest`` into a window-replacing store (Iceberg, Doris on MariaDB) in bounded memory (``ladle.ingest.windows``).
 
 Small outputs are one overwrite of the whole window, as before; outputs over the chunk size are
 staged on disk and replaced time chunk by time chunk: the chunks tile the window (stored rows in
@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -167,3 +168,44 @@ def test_an_iceberg_ingestion_larger_than_the_budget_stays_under_it(tmp_path: Pa
         "SELECT count(*), count(DISTINCT event_timestamp), sum(f0), min(length(note)) FROM read_parquet(?)", [files]
     ).fetchone()
     assert got == (n, n, pytest.approx(0.5 * n * (n - 1) / 2), 400)
+
+
+@pytest.mark.doris
+@pytest.mark.mariadb
+def test_a_large_output_is_replaced_chunk_by_chunk_on_mariadb(tmp_path: Path) -> None:
+    """The same chunking through the Doris store's ``replace_window`` (one transaction per chunk on MariaDB)."""
+    from .test_doris_mariadb import admin_connection, at, load, open_store, view_of
+
+    admin = admin_connection()
+    name = f"ladle_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    try:
+        store = open_store(tmp_path, name)
+
+        def grid(code: str, hours: list[float], base: float) -> pa.Table:
+            stamps = pa.array([at(60 * h) for h in hours], TS)
+            return pa.table({"code": [code] * len(hours), "event_ts": stamps, "created": stamps,
+                             "price": [base + h for h in hours]})  # fmt: skip
+
+        source = load(store, name, "ticks", grid("OLD", [float(h) for h in range(10)], 0.0))
+        calls: list[tuple[datetime, datetime]] = []
+
+        def replace(rows: pa.Table, start: datetime, end: datetime) -> int:
+            calls.append((start, end))
+            return store.replace_window(source, rows, start, end)
+
+        new_hours = [3 + m / 60 for m in range(0, 60, 5)] + [6 + m / 60 for m in range(0, 60, 5)]
+        pieces = [grid("NEW", new_hours[i : i + 5], 100.0) for i in range(0, len(new_hours), 5)]
+        empty = pieces[0].schema
+        written = replace_bounded(iter(pieces), "event_ts", at(120), at(480), replace, empty, pieces[0].nbytes * 2)
+        assert written == len(new_hours)
+        assert len(calls) >= 2 and calls[0][0] == at(120) and calls[-1][1] == at(480)
+        rows = [r for b in store.pull_all(view_of(source), at(-1000), at(10_000)) for r in b.to_pylist()]
+        got = sorted((r["code"], r["event_timestamp"]) for r in rows)
+        kept = [("OLD", at(60 * h)) for h in range(10) if not 2 <= h < 8]
+        assert got == sorted(kept + [("NEW", at(60 * h)) for h in new_hours])
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
