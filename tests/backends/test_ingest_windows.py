@@ -1,4 +1,4 @@
-"""``ladle ingest`` into a window-replacing store (Iceberg, Doris on MariaDB) in bounded memory (``ladle.ingest.windows``).
+"""``ladle ingest`` into a window-replacing store (Iceberg, Doris on MariaDB) in bounded memory (windows.py).
 
 Small outputs are one overwrite of the whole window, as before; outputs over the chunk size are
 staged on disk and replaced time chunk by time chunk: the chunks tile the window (stored rows in
