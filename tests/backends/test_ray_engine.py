@@ -401,3 +401,38 @@ def test_retrieval_task_scans_only_its_entity_hash_part(stores: tuple[FeatureSto
     assert want.column("price").null_count < part.num_rows
     assert wrong.column("price").null_count == part.num_rows
     assert wrong.column("depth").equals(want.column("depth"))
+
+
+def test_a_task_cut_again_in_bounded_memory_splits_its_own_part(
+    stores: tuple[FeatureStore, FeatureStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a task (part 1 of hash % 3), the two-stage join's parts are buckets 1, 4, 7 of hash % 9: each
+    holds some of the task's entities (hash % 3 alone would put them all in one), and the answer is the same."""
+    import duckdb
+
+    from ladle.definitions.refs import resolve
+    from ladle.materialize.ray_retrieval import entity_part
+    from ladle.offline.hashing import ENTITY_PART, HashRange
+    from ladle.offline.partitioned import PartitionedRetrievalJob, sub_parts
+
+    local, _ = stores
+    features = ["prices:price", "prices:volume", "depth:depth"]
+    frame = _entity_frame()
+    buckets = duckdb.sql("SELECT (hash(CAST(code AS VARCHAR)) % 9)::BIGINT AS b FROM frame").fetchnumpy()["b"]
+    part = frame.filter(pa.array(buckets % 3 == 1))
+    want = local.get_historical_features(part, features).to_arrow()
+    selections = resolve(local.snapshot(), features)
+    monkeypatch.setenv("LADLE_RETRIEVAL_PARTS", "3")  # force the two-stage join, 3 parts per view
+    token = ENTITY_PART.set(entity_part(selections, 3, 1))
+    try:
+        job = local.get_historical_features(part, features)
+        assert isinstance(job, PartitionedRetrievalJob)
+        prices_join = next(j for j in job._joins if j.view.name == "prices")
+        depth_join = next(j for j in job._joins if j.view.name == "depth")
+        assert sub_parts(prices_join, 3) == [HashRange(9, 1, 2), HashRange(9, 4, 5), HashRange(9, 7, 8)]
+        assert sub_parts(depth_join, 3) == [HashRange(3, p, p + 1) for p in range(3)]  # other keys: not cut
+        got = job.to_arrow()
+    finally:
+        ENTITY_PART.reset(token)
+    assert {int(b) for b in buckets[buckets % 3 == 1]} == {1, 4, 7}  # every sub-part has entities
+    assert got.equals(want)

@@ -177,7 +177,8 @@ def _restricted(join: pit.ViewJoin) -> pit.ViewJoin:
     part = hashing.ENTITY_PART.get()
     if part is None or not join.entity_keys or (join.entity_keys, join.key_types) != (part.columns, part.key_types):
         return join
-    return dataclasses.replace(join, where=hashing.range_sql(hashing.scan_keys(join.scan, join.view), part.part))
+    where = hashing.range_sql(hashing.scan_keys(join.scan, join.view), part.part)
+    return dataclasses.replace(join, where=where, bucket=part.part if part.part.hi == part.part.lo + 1 else None)
 
 
 def historical_job(
