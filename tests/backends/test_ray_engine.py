@@ -342,3 +342,122 @@ def test_a_ray_materialization_is_a_lineage_run(tmp_path: Path) -> None:
     facts = events[1]["run"]["facets"]["ladle"]["facts"]
     assert facts["engine"] == "ray"
     assert facts["rowsWritten"] == results[0].rows_written > 0
+
+
+@pytest.mark.redis
+def test_materialize_into_real_redis_equals_local_engine(tmp_path: Path, redis_address: str) -> None:
+    """The workers write into the real Redis at 127.0.0.1:6379: the rows there are the local engine's."""
+    import uuid
+
+    import redis
+
+    _data(tmp_path)
+    project = f"ray{uuid.uuid4().hex[:10]}"
+    local = _store(tmp_path, "rlocal", "local")
+    remote = FeatureStore(
+        config={
+            "project": project,
+            "registry": {"path": str(tmp_path / "rredis-registry.db"), "cache_ttl_seconds": 0},
+            "online_store": {"type": "redis", "connection_string": redis_address},
+            "offline_store": {"type": "duckdb"},
+            "batch_engine": {"type": "ray", "partitions": 3, "max_retries": 2},
+        },
+        repo_path=tmp_path,
+    )
+    host, port = redis_address.split(":")
+    raw = redis.Redis(host=host, port=int(port))
+    try:
+        remote.apply(_definitions())
+        start, end = T0, T0 + timedelta(hours=13)
+        want = local.materialize(start, end)
+        got = remote.materialize(start, end)
+        assert [(r.view, r.rows_read) for r in got] == [(r.view, r.rows_read) for r in want]
+        # one key per (entity, view) in the project's keyspace, written by the workers
+        row_keys = [k for k in raw.scan_iter(match=f"{{{project}:*", count=1000) if not k.endswith(b"_meta")]
+        assert len(row_keys) == len(CODES) + len(MARKETS)
+        assert raw.exists(f"{{{project}:{CODES[0]}}}:".encode() + _view_id("prices"))
+        online = _online(remote)
+        assert online == _online(local)
+        assert sum(v is not None for v in online["price"]) > len(CODES) // 2
+        assert remote.registry.watermark("prices") == end
+    finally:
+        remote.online_store.teardown(project, [])
+        local.close()
+        remote.close()
+
+
+def _view_id(name: str) -> bytes:
+    import hashlib
+
+    return hashlib.blake2b(name.encode(), digest_size=6).hexdigest().encode()
+
+
+def test_retrieval_task_scans_only_its_entity_hash_part(stores: tuple[FeatureStore, FeatureStore]) -> None:
+    """A task's part filters the keyed view's source in its scan: the right part gives the local engine's
+    answer; the same rows told they are another part (so the filter, if applied, drops their entities'
+    source rows) find nothing in that view, and the other view (other keys) is not filtered."""
+    import duckdb
+
+    from ladle.definitions.refs import resolve
+    from ladle.materialize.ray_retrieval import entity_part, part_ids
+    from ladle.offline.hashing import ENTITY_PART, EntityPart, HashRange
+
+    local, _ = stores
+    features = ["prices:price", "prices:volume", "depth:depth"]
+    k = 3
+    frame = _entity_frame()
+    # the parts computed independently: DuckDB's hash of the key as VARCHAR, modulo k
+    expected = duckdb.sql(f"SELECT (hash(CAST(code AS VARCHAR)) % {k})::BIGINT AS p FROM frame").fetchnumpy()["p"]
+    selections = resolve(local.snapshot(), features)
+    assert list(part_ids(frame, selections, k)) == list(expected)
+    assert entity_part(selections, k, 1) == EntityPart(("code",), ("VARCHAR",), HashRange(k, 1, 2))
+
+    part = frame.filter(pa.array(expected == 1))
+    want = local.get_historical_features(part, features).to_arrow()
+    token = ENTITY_PART.set(entity_part(selections, k, 1))
+    try:
+        job = local.get_historical_features(part, features)
+        assert f"% {k}) BETWEEN 1 AND 1" in job.sql
+        assert job.to_arrow().equals(want)
+        ENTITY_PART.set(EntityPart(("code",), ("VARCHAR",), HashRange(k, 2, 3)))  # a lie: these rows are part 1
+        wrong = local.get_historical_features(part, features).to_arrow()
+    finally:
+        ENTITY_PART.reset(token)
+    assert want.column("price").null_count < part.num_rows
+    assert wrong.column("price").null_count == part.num_rows
+    assert wrong.column("depth").equals(want.column("depth"))
+
+
+def test_a_task_cut_again_in_bounded_memory_splits_its_own_part(
+    stores: tuple[FeatureStore, FeatureStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a task (part 1 of hash % 3), the two-stage join's parts are buckets 1, 4, 7 of hash % 9: each
+    holds some of the task's entities (hash % 3 alone would put them all in one), and the answer is the same."""
+    import duckdb
+
+    from ladle.definitions.refs import resolve
+    from ladle.materialize.ray_retrieval import entity_part
+    from ladle.offline.hashing import ENTITY_PART, HashRange
+    from ladle.offline.partitioned import PartitionedRetrievalJob, sub_parts
+
+    local, _ = stores
+    features = ["prices:price", "prices:volume", "depth:depth"]
+    frame = _entity_frame()
+    buckets = duckdb.sql("SELECT (hash(CAST(code AS VARCHAR)) % 9)::BIGINT AS b FROM frame").fetchnumpy()["b"]
+    part = frame.filter(pa.array(buckets % 3 == 1))
+    want = local.get_historical_features(part, features).to_arrow()
+    selections = resolve(local.snapshot(), features)
+    monkeypatch.setenv("LADLE_RETRIEVAL_PARTS", "3")  # force the two-stage join, 3 parts per view
+    token = ENTITY_PART.set(entity_part(selections, 3, 1))
+    try:
+        job = local.get_historical_features(part, features)
+        assert isinstance(job, PartitionedRetrievalJob)
+        prices_join = next(j for j in job._joins if j.view.name == "prices")
+        depth_join = next(j for j in job._joins if j.view.name == "depth")
+        assert sub_parts(prices_join, 3) == [HashRange(9, 1, 2), HashRange(9, 4, 5), HashRange(9, 7, 8)]
+        assert sub_parts(depth_join, 3) == [HashRange(3, p, p + 1) for p in range(3)]  # other keys: not cut
+        got = job.to_arrow()
+    finally:
+        ENTITY_PART.reset(token)
+    assert {int(b) for b in buckets[buckets % 3 == 1]} == {1, 4, 7}  # every sub-part has entities
+    assert got.equals(want)

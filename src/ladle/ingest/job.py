@@ -7,8 +7,9 @@ timestamp columns (it may return more rows than the window; they are dropped), o
 too large to hold at once, an iterable of such tables or record batches (a generator), consumed
 piece by piece. ``run_ingestion`` checks the rows against the view, then replaces the rows inside
 the window, so re-running a window adds nothing: through the offline store's ``replace_window``
-when it has one (Iceberg: one commit replacing every row of the source in the window,
-docs/iceberg.md; the pieces are gathered into one table first), else in the view's Parquet
+when it has one (Iceberg, Doris: one commit replacing every row of the source in the window,
+docs/iceberg.md, when the rows fit a quarter of ``materialization.memory_budget``; larger outputs
+are staged on disk and replaced time chunk by time chunk, :mod:`ladle.ingest.windows`), else in the view's Parquet
 directory, where only the job's own partition files are rewritten, in memory bounded by
 ``materialization.memory_budget`` whatever the size of the output (see :mod:`ladle.ingest.partitions`).
 """
@@ -27,6 +28,7 @@ from ladle.definitions import FeatureView, FileSource
 from ladle.definitions._common import check_name
 from ladle.errors import DataSourceError, DefinitionError, SchemaMismatchError
 from ladle.ingest.partitions import Granularity, Rows, pieces, replace_window
+from ladle.ingest.windows import replace_bounded
 from ladle.offline.base import OfflineStore, WindowReplacer, open_offline_store
 from ladle.types import compatible, dtype_from_arrow
 
@@ -130,9 +132,14 @@ def run_ingestion(
     source = view.batch_source
     if replacer is not None:
         inverse = {dst: src for src, dst in source.field_mapping.items()}
-        rows = _gather(view, checked)
-        rows = rows.rename_columns([inverse.get(n, n) for n in rows.column_names])
-        written = replacer.replace_window(source, rows, lo, hi)
+
+        def replace(rows: pa.Table, start: datetime, end: datetime) -> int:
+            rows = rows.rename_columns([inverse.get(n, n) for n in rows.column_names])
+            return replacer.replace_window(source, rows, start, end)
+
+        empty = _empty(view)
+        chunk = window_chunk_bytes(config)
+        written = replace_bounded(checked, source.timestamp_field, lo, hi, replace, empty, chunk)
     else:
         assert directory is not None
         written = replace_window(
@@ -162,16 +169,25 @@ def _checked(view: FeatureView, rows: Rows) -> Iterator[pa.Table]:
         yield check_rows(view, piece)
 
 
-def _gather(view: FeatureView, checked: Iterator[pa.Table]) -> pa.Table:
-    tables = list(checked)
-    if tables:
-        return pa.concat_tables(tables)
+#: ``memory_budget`` / this: Arrow bytes of rows per window replacement. The store's overwrite holds
+#: several copies while it writes (Iceberg: conformed rows, their IPC hash, one table per day
+#: partition, Parquet encoders: ~4-5x the chunk measured) and what the allocator keeps after the first
+#: overwrite (~200 MB more, measured), on top of ~250-320 MB of process.
+WINDOW_CHUNK_SHARE = 24
+
+
+def window_chunk_bytes(config: RepoConfig) -> int:
+    """Rows (Arrow bytes) one window replacement of a store holds: ``memory_budget / WINDOW_CHUNK_SHARE``."""
+    return parse_size(config.materialization.memory_budget) // WINDOW_CHUNK_SHARE
+
+
+def _empty(view: FeatureView) -> pa.Schema:
     src = view.batch_source
     fields = [pa.field(f.name, f.dtype.arrow) for f in [*view.entity_columns, *view.features]]
     fields += [
         pa.field(c, pa.timestamp("us", tz="UTC")) for c in (src.timestamp_field, src.created_timestamp_column) if c
     ]
-    return pa.schema(fields).empty_table()
+    return pa.schema(fields)
 
 
 def _utc(moment: datetime) -> datetime:

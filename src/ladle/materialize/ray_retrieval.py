@@ -29,7 +29,7 @@ from ladle.config import RepoConfig, StrictModel
 from ladle.definitions import DataSource, FeatureView
 from ladle.definitions.refs import ViewSelection
 from ladle.materialize.ray_engine import RayEngine, _peak_rss_mb, _portable, bound
-from ladle.offline.hashing import key_type
+from ladle.offline.hashing import ENTITY_PART, EntityPart, HashRange, key_type
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -102,16 +102,17 @@ class RayRetrievalJob:
         ray = self.engine.connect()
         k = self.engine.partitions(ray)
         parts = part_ids(self.entity, self.selections, k)
-        indices = [np.flatnonzero(parts == p) for p in range(k)]
-        indices = [i for i in indices if len(i)]
+        cut = [(p, np.flatnonzero(parts == p)) for p in range(k)]
+        cut = [(p, i) for p, i in cut if len(i)]
+        indices = [i for _, i in cut]
         task = ray.remote(_retrieve_part).options(max_retries=self.engine.settings.max_retries, num_cpus=1)
         selections = [_portable_selection(s) for s in self.selections]
         refs = [
             task.remote(
-                self.engine.config, n, self.entity.take(pa.array(idx)), self.timestamp_column, selections,
-                self.full_feature_names, self.as_of,
+                self.engine.config, p, self.entity.take(pa.array(idx)), self.timestamp_column, selections,
+                self.full_feature_names, self.as_of, entity_part(self.selections, k, p),
             )
-            for n, idx in enumerate(indices)
+            for p, idx in cut
         ]  # fmt: skip
         results: list[tuple[pa.Table, PartReport]] = ray.get(refs)
         self.reports[:] = [r for _, r in results]
@@ -142,6 +143,16 @@ def part_ids(entity: pa.Table, selections: Sequence[ViewSelection], k: int) -> n
     return np.asarray(ids)
 
 
+def entity_part(selections: Sequence[ViewSelection], k: int, p: int) -> EntityPart | None:
+    """What part ``p`` of :func:`part_ids`'s cut holds: the entities of hash range ``[p, p+1)`` of ``k`` of
+    the first keyed view's entity columns (None when the frame is not cut by hash)."""
+    keyed = next((s for s in selections if s.view.join_keys), None)
+    if keyed is None or k <= 1:
+        return None
+    types = tuple(key_type(f.dtype) for f in keyed.view.entity_columns)
+    return EntityPart(tuple(keyed.entity_columns()), types, HashRange(k, p, p + 1))
+
+
 def _portable_selection(sel: ViewSelection) -> ViewSelection:
     from dataclasses import replace
 
@@ -156,8 +167,10 @@ def _retrieve_part(
     selections: list[ViewSelection],
     full_feature_names: bool,
     as_of: Any,
+    part: EntityPart | None = None,
 ) -> tuple[pa.Table, PartReport]:
-    """One Ray task: the store's own point-in-time join of one part of the frame."""
+    """One Ray task: the store's own point-in-time join of one part of the frame, the sources of the views
+    keyed like the cut filtered to the part's entity hashes in their scans (``part``)."""
     from dataclasses import replace
 
     from ladle.offline.base import open_offline_store
@@ -165,6 +178,7 @@ def _retrieve_part(
     began = time.perf_counter()
     selections = [replace(s, view=bound(s.view, config)) for s in selections]
     store = open_offline_store(config)
+    token = ENTITY_PART.set(part)
     try:
         if as_of:
             job = store.historical(entity, timestamp_column, selections, full_feature_names, as_of=as_of)
@@ -172,6 +186,7 @@ def _retrieve_part(
             job = store.historical(entity, timestamp_column, selections, full_feature_names)
         table = job.to_arrow()
     finally:
+        ENTITY_PART.reset(token)
         close = getattr(store, "close", None)
         if callable(close):
             close()

@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ladle.config import RepoConfig
+    from ladle.definitions.saved_dataset import ValidationReference
     from ladle.materialize.local import ViewResult
     from ladle.monitor.lineage import Lineage
     from ladle.offline.base import RetrievalJob
-    from ladle.definitions.saved_dataset import ValidationReference
     from ladle.registry.base import Registry, RegistrySnapshot
     from ladle.repo.plan import ApplyResult
 

@@ -16,6 +16,7 @@ processes).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from ladle.definitions import FeatureView
@@ -69,3 +70,23 @@ def range_condition(scan: SourceScan, view: FeatureView, part: HashRange) -> str
     """SQL condition on the rows of ``scan``: the entity of the row (``view`` resolved against the
     scan) falls in ``part``."""
     return range_sql(scan_keys(scan, view), part)
+
+
+@dataclass(frozen=True)
+class EntityPart:
+    """A frame known to hold only the entities of one hash range of some of its columns.
+
+    ``columns`` are entity-frame columns and ``key_types`` the key types they were hashed as (in
+    that order). A point-in-time join of such a frame filters the source of every view joined on
+    exactly those columns (as those types) to the same range in its scan: rows of other entities
+    could never match. The Ray engine's retrieval tasks set it (:data:`ENTITY_PART`).
+    """
+
+    columns: tuple[str, ...]
+    key_types: tuple[str, ...]
+    part: HashRange
+
+
+#: The entity part of the retrieval running in this context (None: the frame is not cut). Set by
+#: the Ray engine's tasks around their store's ``historical`` call; read when the joins are built.
+ENTITY_PART: ContextVar[EntityPart | None] = ContextVar("ladle_entity_part", default=None)

@@ -101,7 +101,20 @@ def part_of(join: pit.ViewJoin, part: HashRange) -> tuple[str, pit.ViewJoin]:
     from ladle.offline.hashing import scan_keys
 
     source = range_sql(scan_keys(join.scan, join.view), part)
+    if join.where:  # already cut (a Ray task's part): both conditions hold
+        source = f"({join.where}) AND {source}"
     return range_sql(entity_hash_keys(join), part), dataclasses.replace(join, where=source)
+
+
+def sub_parts(join: pit.ViewJoin, k: int) -> list[HashRange]:
+    """The ``k`` stage-1 parts of ``join``'s entity rows: buckets ``p`` of ``hash % k``, or, when every entity row
+    is already in one bucket ``b`` of ``hash % K`` (a Ray task's part, ``join.bucket``), the buckets
+    ``b + K*j`` of ``hash % (K*k)``, which split that bucket in ``k`` (``hash % k`` alone would put all of a
+    task's entities in one part when ``K`` and ``k`` share factors, and leave the others empty)."""
+    cut = join.bucket
+    if cut is None:
+        return [HashRange(k, p, p + 1) for p in range(k)]
+    return [HashRange(cut.buckets * k, cut.lo + cut.buckets * j, cut.lo + cut.buckets * j + 1) for j in range(k)]
 
 
 def winners(
@@ -158,7 +171,7 @@ class PartitionedRetrievalJob:
         entity = quote(pit.ENTITY)
         for n, (join, k) in enumerate(zip(self._joins, self.plan.parts, strict=True)):
             # a view without entities has one (every row matches it): nothing to cut
-            parts = [HashRange(k, p, p + 1) for p in range(k)] if k > 1 and join.entity_keys else [None]
+            parts: list[HashRange | None] = list(sub_parts(join, k)) if k > 1 and join.entity_keys else [None]
             tables = [winners(self._con, join, entity, *self._span, part) for part in parts]
             name = f"__ladle_hits{n}_{uuid.uuid4().hex[:8]}"
             self._con.register(name, pa.concat_tables(tables) if len(tables) > 1 else tables[0])

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ladle.definitions import FeatureView
+from ladle.offline.hashing import HashRange
 from ladle.offline.sources import SourceScan, quote
 
 ROW = "__ladle_row"
@@ -60,6 +61,10 @@ class ViewJoin:
     ttl_us: int  # 0: no limit
     #: an extra condition on the source rows (an entity-hash range of a partitioned retrieval); "": none
     where: str = ""
+    #: the one entity-hash bucket (``lo + 1 == hi``) every entity row of the frame is in, when the frame is a
+    #: part cut on this join's keys (a Ray task's; ``where`` then holds its condition): a partitioned job
+    #: cuts inside it (``partitioned.sub_parts``)
+    bucket: HashRange | None = None
 
     @property
     def tie_break(self) -> bool:
@@ -67,13 +72,13 @@ class ViewJoin:
         return bool(self.view.batch_source.created_timestamp_column)
 
 
-def _bounds(join: ViewJoin, t_min: int, t_max: int) -> str:
+def _bounds(join: ViewJoin, t_min: int, t_max: int, extra: bool = True) -> str:
     scan, ts = join.scan, join.view.batch_source.timestamp_field
     where = [scan.bound(ts, "<=", min(t_max + _SLACK_US, _MAX_US))]
     low = t_min - join.ttl_us - _SLACK_US
     if join.ttl_us and low > _MIN_US:
         where.append(scan.bound(ts, ">=", low))
-    if join.where:
+    if join.where and extra:
         where.append(f"({join.where})")
     return " AND ".join(where)
 
@@ -99,7 +104,9 @@ def _source_values(join: ViewJoin, t_min: int, t_max: int) -> str:
     scan, view = join.scan, join.view
     dtypes = {f.name: f.dtype for f in view.features}
     cols = [f"{scan.row_id} AS __rid", *(f"{scan.cast(f, dtypes[f])} AS __f{i}" for i, f in enumerate(join.features))]
-    return f"SELECT {', '.join(cols)} FROM {scan.relation} WHERE {_bounds(join, t_min, t_max)}"
+    # no ``join.where`` here: values are fetched by the winners' row ids, which satisfy it already (testing it
+    # again would read and hash the key columns in this scan too)
+    return f"SELECT {', '.join(cols)} FROM {scan.relation} WHERE {_bounds(join, t_min, t_max, extra=False)}"
 
 
 def _entity_key(join: ViewJoin, i: int) -> str:

@@ -8,6 +8,7 @@ The DuckDB (Parquet) store and the Iceberg store differ only in how a source bec
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import threading
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 from ladle.definitions import FeatureView
 from ladle.definitions.refs import ViewSelection, check_selections
 from ladle.errors import EntityKeyError, RequestError
-from ladle.offline import partitioned, pit, pull
+from ladle.offline import hashing, partitioned, pit, pull
 from ladle.offline.computed import computed_scan, is_computed
 from ladle.offline.job import translate_errors
 from ladle.offline.partitioned import Plan
@@ -167,7 +168,17 @@ def _prepared(
     entity, t_min, t_max = prepare_entity(entity_df, timestamp_column)
     span = (t_min, t_max)
     joins = [view_join(con, scan_of(sel, span), sel, entity_df.schema, full_feature_names, span) for sel in selections]
-    return entity, joins, span
+    return entity, [_restricted(j) for j in joins], span
+
+
+def _restricted(join: pit.ViewJoin) -> pit.ViewJoin:
+    """The join with its source filtered to the frame's entity-hash part (:data:`hashing.ENTITY_PART`), when
+    the frame is a part cut on exactly this join's entity columns and key types; else unchanged."""
+    part = hashing.ENTITY_PART.get()
+    if part is None or not join.entity_keys or (join.entity_keys, join.key_types) != (part.columns, part.key_types):
+        return join
+    where = hashing.range_sql(hashing.scan_keys(join.scan, join.view), part.part)
+    return dataclasses.replace(join, where=where, bucket=part.part if part.part.hi == part.part.lo + 1 else None)
 
 
 def historical_job(

@@ -48,7 +48,7 @@ def rows_hash(rows: pa.Table, extra: str = "") -> str:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, rows.schema) as writer:
         writer.write_table(rows)
-    digest = hashlib.sha256(sink.getvalue().to_pybytes())
+    digest = hashlib.sha256(sink.getvalue())  # the buffer itself: no bytes copy of the whole IPC stream
     digest.update(extra.encode())
     return digest.hexdigest()
 
