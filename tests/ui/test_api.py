@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,13 @@ import yaml
 from ladle import Entity, FeatureView, Field, FileSource, Float64, String, ValueType
 from ladle.definitions import AuthzedAction, Permission
 from ladle.definitions.permission import ALL_ACTIONS, RoleBasedPolicy
+from ladle.registry.reports import MonitorReport, ReportJournal
 from ladle.security.api_keys import hash_key
 from ladle.server.rest import create_app
 from ladle.store import FeatureStore
+from ladle.ui.monitoring import freshness_rows
 from ui.conftest import Recorded, applied_commodity_repo
+from ui.monitor_history import BASELINE, BASELINE_FEATURES
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2")
@@ -66,7 +70,8 @@ def test_counts_and_lists_match_the_registry(client: TestClient, store: FeatureS
     assert overview["counts"]["feature-views"] == len(views)
     assert overview["counts"]["features"] == sum(len(v.features) for v in views)
     assert overview["counts"]["entities"] == len(store.list_entities())
-    assert overview["health"] == {"failed_runs": 1, "drift_breaches": 1, "skew_breaches": 0, "freshness_breaches": 1}
+    # The monitors' reports: the shifted week drifts, gold was planted online, economic has no events at all.
+    assert overview["health"] == {"failed_runs": 1, "drift_breaches": 1, "skew_breaches": 1, "freshness_breaches": 1}
     listed = client.get("/ui/api/objects/feature-views", params={"sort": "features", "order": "desc"}).json()
     assert [r["name"] for r in listed["items"]] == [
         v.name for v in sorted(views, key=lambda v: (-len(v.features), v.name))
@@ -164,20 +169,75 @@ def test_jobs_freshness_and_reports(client: TestClient, commodity: Recorded) -> 
     assert {r["rows"] for r in jobs["runs"] if r["job_type"] == "stream"} == {420}
     only = client.get("/ui/api/jobs", params={"type": "schedule"}).json()["runs"]
     assert {r["job_type"] for r in only} == {"schedule"}
-    fresh = {r["feature_view"]: r for r in client.get("/ui/api/freshness").json()["items"]}
-    assert fresh["commodity_price_features"]["status"] == "ok"
-    assert fresh["commodity_price_features"]["watermark"] == "2026-03-02T08:00:00+00:00"  # the recorded interval
-    assert fresh["weather_features"]["watermark"] is None
-    assert fresh["economic_features"]["status"] == "breach"
-    assert fresh["weather_features"]["status"] == "unknown"
-    drift = client.get("/ui/api/reports/drift/commodity_price_features").json()
-    assert drift["report"]["report_id"] == commodity.drift_ids[-1] and drift["report"]["status"] == "breach"
-    assert [p["psi"] for p in drift["series"]["current_price"]] == [0.05, 0.32]
-    older = client.get("/ui/api/reports/drift/commodity_price_features", params={"id": commodity.drift_ids[0]})
-    assert older.json()["report"]["status"] == "ok"
-    assert client.get("/ui/api/reports/drift/weather_features").status_code == 404
     listed = client.get("/ui/api/reports", params={"kind": "skew"}).json()["items"]
-    assert [(r["subject"], r["items"]) for r in listed] == [("commodity_price_features", 1)]
+    assert [(r["subject"], r["items"], r["breaches"]) for r in listed] == [("commodity_price_features", 9, 0)]
+
+
+def _stored(store: FeatureStore, kind: str) -> list[MonitorReport]:
+    journal = ReportJournal.open(store.config.registry, store.project, store.repo_path)
+    try:
+        return journal.reports(kind)
+    finally:
+        journal.close()
+
+
+def test_freshness_shows_the_slo_of_every_view_and_the_live_age(client: TestClient, store: FeatureStore) -> None:
+    fresh = {r["feature_view"]: r for r in client.get("/ui/api/freshness").json()["items"]}
+    reported = {r.subject: r.payload["views"][r.subject] for r in _stored(store, "freshness")}
+    prices = fresh["commodity_price_features"]
+    assert prices["status"] == "ok" and prices["slo_seconds"] == 3 * 3600 and prices["slo_source"] == "tag"
+    assert prices["newest_event"] == reported["commodity_price_features"]["newest_event"]
+    assert prices["age_basis"] == "report" and prices["judged_on"] == "online"
+    assert prices["age_seconds"] >= reported["commodity_price_features"]["age_seconds"]  # live: it keeps growing
+    assert prices["watermark"] == "2026-03-02T08:00:00+00:00"  # the recorded interval
+    economic = fresh["economic_features"]
+    assert (economic["status"], economic["reported_status"]) == ("breach", "breach")
+    assert economic["slo_seconds"] == 40 * 86400
+    assert economic["age_seconds"] is None and economic["newest_event"] is None
+    # Never checked, never materialized: its SLO (the tag) is still shown.
+    weather = fresh["weather_features"]
+    assert (weather["status"], weather["slo_seconds"], weather["checked_at"], weather["watermark"]) == (
+        "unknown", 3 * 3600, None, None,
+    )  # fmt: skip
+
+
+def test_freshness_rows_age_an_unchecked_view_from_its_watermark(store: FeatureStore) -> None:
+    snapshot = store.snapshot()
+    weather = snapshot.feature_view("weather_features")
+    untagged = weather.__class__(
+        name="untagged", entities=[], schema=[], source=weather.source, tags={"ladle.freshness_slo": "soon"}
+    )
+    now = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    marks = {"weather_features": now - timedelta(hours=1)}
+    [ok, bad] = freshness_rows([weather, untagged], marks, {}, None, now)
+    assert (ok["status"], ok["age_seconds"], ok["age_basis"], ok["slo_seconds"]) == ("ok", 3600, "watermark", 10800)
+    assert bad["status"] == "error" and "untagged" in bad["error"] and "soon" in bad["error"]
+    [late] = freshness_rows([weather], {"weather_features": now - timedelta(hours=4)}, {}, None, now)
+    assert late["status"] == "breach"
+    plain = weather.__class__(name="plain", entities=[], schema=[], source=weather.source)
+    [none, dflt] = [freshness_rows([plain], {"plain": now}, {}, d, now)[0] for d in (None, 600.0)]
+    assert (none["status"], dflt["status"], dflt["slo_source"], dflt["slo_seconds"]) == ("no_slo", "ok", "config", 600)
+
+
+def test_drift_pages_read_what_the_monitor_stored(client: TestClient, store: FeatureStore, commodity: Recorded) -> None:
+    stored = {r.report_id: r for r in _stored(store, "drift")}
+    ok_id, breach_id = commodity.drift_ids
+    drift = client.get("/ui/api/reports/drift/commodity_price_features").json()
+    assert drift["report"]["report_id"] == breach_id and drift["report"]["payload"] == stored[breach_id].payload
+    price = "commodity_price_features:current_price"
+    assert drift["report"]["payload"]["features"][price]["breaches"] == ["psi", "ks", "out_of_range"]
+    psi = [stored[i].payload["features"][price]["psi"] for i in (ok_id, breach_id)]
+    assert [p["psi"] for p in drift["series"][price]] == psi and psi[1] > 0.2
+    assert [p["breach"] for p in drift["series"][price]] == [False, True]
+    # The training week compared with its own baseline: nothing drifts, the boolean feature included.
+    older = client.get("/ui/api/reports/drift/commodity_price_features", params={"id": ok_id}).json()["report"]
+    assert older["status"] == "ok" and {f["psi"] for f in older["payload"]["features"].values()} == {0.0}
+    assert client.get("/ui/api/reports/drift/weather_features").status_code == 404
+    [baseline] = client.get("/ui/api/baselines").json()["items"]
+    assert (baseline["name"], baseline["rows"], baseline["saves"]) == (BASELINE, 4 * 7 * 24, 1)
+    assert [f["ref"] for f in baseline["features"]] == sorted(BASELINE_FEATURES)
+    assert baseline["feature_views"] == ["commodity_price_features"]
+    assert stored[breach_id].payload["baseline"] == BASELINE
 
 
 def test_auth_and_permissions(tmp_path: Path) -> None:

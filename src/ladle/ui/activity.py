@@ -1,5 +1,5 @@
 """What happened to the features: job runs (materialization, schedules, stream sessions), freshness,
-drift and skew reports, all read from the registry database.
+drift and skew reports, all read from the registry database (freshness: :mod:`ladle.ui.monitoring`).
 
 Monitoring payload shapes are the ones agreed for :class:`~ladle.registry.reports.ReportJournal`
 (docs/ui.md repeats them); the page plots whatever of them a report holds and shows the rest as JSON.
@@ -144,6 +144,8 @@ def drift_series(reports: Iterable[MonitorReport]) -> dict[str, list[Row]]:
                     "psi": scores.get("psi"),
                     "ks": scores.get("ks"),
                     "chi2_p": scores.get("chi2_p"),
+                    "out_of_range": scores.get("out_of_range"),
+                    "judged": scores.get("judged", True),
                     "breach": bool(scores.get("breach")),
                 }
             )
@@ -160,33 +162,3 @@ def skew_series(reports: Iterable[MonitorReport]) -> dict[str, list[Row]]:
                     {"at": report.created_at.isoformat(), "report_id": report.report_id, "rate": scores.get("rate")}
                 )
     return series
-
-
-def freshness_rows(
-    views: Iterable[Any],
-    watermarks: Mapping[str, datetime | None],
-    latest: Mapping[str, MonitorReport],
-) -> list[Row]:
-    """One row per view: its materialization watermark and, from the newest freshness report, age and SLO."""
-    measured: dict[str, tuple[MonitorReport | None, Mapping[str, Any]]] = {}
-    for made in sorted(latest.values(), key=lambda r: r.created_at):
-        for name, found in (made.payload.get("views") or {}).items():
-            if isinstance(found, Mapping):
-                measured[name] = (made, found)
-    rows = []
-    for view in views:
-        report, entry = measured.get(view.name, (None, {}))
-        slo = entry.get("slo_seconds")
-        rows.append(
-            {
-                "feature_view": view.name,
-                "watermark": _iso(watermarks.get(view.name)),
-                "newest_event": entry.get("newest_event"),
-                "age_seconds": entry.get("age_seconds"),
-                "slo_seconds": slo,
-                "status": "unknown" if report is None else "breach" if entry.get("breach") else
-                "ok" if slo is not None else "no_slo",
-                "checked_at": _iso(report.created_at) if report is not None else None,
-            }
-        )  # fmt: skip
-    return rows
