@@ -170,7 +170,12 @@ def test_jobs_freshness_and_reports(client: TestClient, commodity: Recorded) -> 
     only = client.get("/ui/api/jobs", params={"type": "schedule"}).json()["runs"]
     assert {r["job_type"] for r in only} == {"schedule"}
     listed = client.get("/ui/api/reports", params={"kind": "skew"}).json()["items"]
-    assert [(r["subject"], r["items"], r["breaches"]) for r in listed] == [("commodity_price_features", 9, 0)]
+    assert [(r["subject"], r["items"], r["breaches"]) for r in listed] == [("commodity_price_features", 9, 1)]
+    skew = client.get("/ui/api/reports/skew/commodity_price_features").json()
+    assert skew["series"]["commodity_price_features:current_price"][0] | {"at": None} == {
+        "at": None, "report_id": skew["report"]["report_id"], "rate": 0.25, "breach": True,
+    }  # fmt: skip
+    assert [x["entity"] for x in skew["report"]["payload"]["examples"]] == [{"commodity_code": "gold"}]
 
 
 def _stored(store: FeatureStore, kind: str) -> list[MonitorReport]:

@@ -297,6 +297,7 @@ def test_jobs_freshness_and_monitoring_pages(page: Any, site: str, store: Featur
     assert sorted(column(page, "skew", 1)) == sorted(rates) and column(page, "skew", 1)[0] == f"{VIEW}:current_price"
     assert column(page, "skew", 3)[0] == str(rates[f"{VIEW}:current_price"]["mismatches"])
     assert f'"{PLANTED}"' in page.inner_text('[data-testid="skew-examples"]')
+    assert page.locator('[data-testid="series"] circle.dot-breach').count() == 1  # the one audit, past 0 %
     shot(page, "skew")
 
 

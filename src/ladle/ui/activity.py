@@ -122,11 +122,15 @@ def report_row(report: MonitorReport) -> Row:
     payload = row.pop("payload")
     features = payload.get("features") or payload.get("views") or {}
     row["items"] = len(features) if isinstance(features, Mapping) else 0
-    row["breaches"] = (
-        sum(1 for f in features.values() if isinstance(f, Mapping) and f.get("breach"))
-        if isinstance(features, Mapping)
-        else 0
-    )
+    allowed = payload.get("max_rate") or 0.0  # skew entries have a rate, not a breach flag
+
+    def breached(f: Any) -> bool:
+        if not isinstance(f, Mapping):
+            return False
+        rate = f.get("rate")
+        return bool(f.get("breach")) or (report.kind == "skew" and isinstance(rate, (int, float)) and rate > allowed)
+
+    row["breaches"] = sum(1 for f in features.values() if breached(f)) if isinstance(features, Mapping) else 0
     return row
 
 
@@ -158,7 +162,13 @@ def skew_series(reports: Iterable[MonitorReport]) -> dict[str, list[Row]]:
     for report in sorted(reports, key=lambda r: (r.created_at, r.report_id)):
         for name, scores in (report.payload.get("features") or {}).items():
             if isinstance(scores, Mapping):
+                rate, allowed = scores.get("rate"), report.payload.get("max_rate", 0.0)
                 series.setdefault(name, []).append(
-                    {"at": report.created_at.isoformat(), "report_id": report.report_id, "rate": scores.get("rate")}
+                    {
+                        "at": report.created_at.isoformat(),
+                        "report_id": report.report_id,
+                        "rate": rate,
+                        "breach": isinstance(rate, (int, float)) and rate > (allowed or 0.0),
+                    }
                 )
     return series

@@ -78,7 +78,7 @@ function skewReport(subject, r, d, go) {
   const p = r.payload;
   const features = Object.entries(p.features || {}).map(([name, f]) => ({ name, ...f }));
   const meta = `read at ${(p.read_times || []).map(fmtTime).join(", ") || fmtTime(r.created_at)} · seed ${p.seed ?? "—"}` +
-    ` · tolerance rel ${fmtNum(p.tolerance?.rel)} abs ${fmtNum(p.tolerance?.abs)} · allowed rate ${fmtNum(p.max_rate)}`;
+    ` · tolerance rel ${sci(p.tolerance?.rel)} abs ${sci(p.tolerance?.abs)} · allowed rate ${pct(p.max_rate)}`;
   return h("div", {}, reportHead("skew", subject, r, d, go, meta),
     h("p", {}, `${fmtNum(p.sampled)} entity rows sampled.`),
     sortedTable([{ key: "name", label: "Feature" }, { key: "compared", label: "Compared", num: true },
