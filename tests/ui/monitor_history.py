@@ -4,7 +4,8 @@ Two weeks of hourly prices for four commodities end an hour before the fixture r
 freshness are judged against now): the first week is the training set the baseline is taken from,
 the second has ``current_price`` shifted up by 30 %. The monitors then run exactly as
 ``ladle monitor`` runs them: drift on the training week (ok) and on the shifted week (breach),
-a skew audit after one online value was planted, and a freshness check of two views.
+a skew audit of the view and of a feature service using it after one online value was planted, and a
+freshness check of two views.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ VIEW = "commodity_price_features"
 COMMODITIES = ["brent", "crude_oil_wti", "gold", "natural_gas"]
 BASELINE = "price_model_training"
 BASELINE_FEATURES = [f"{VIEW}:{f}" for f in ("current_price", "price_change_24h", "volatility_7d", "simulated")]
+SERVICE = "price_model_v1"
 PLANTED = "gold"  # its online current_price differs from the offline row at the same event time
 HOURS = 24 * 7
 
@@ -37,6 +39,7 @@ class MonitorRuns:
 
     drift_ids: list[int]
     skew_id: int
+    service_skew_id: int
     fresh_views: list[str]
     newest_event: datetime
 
@@ -77,7 +80,8 @@ def run_monitors(repo: Path) -> MonitorRuns:
     target = repo / "data" / "offline" / "commodity_prices"
     target.mkdir(parents=True, exist_ok=True)
     pq.write_table(rows, target / "prices.parquet")
-    (repo / "data" / "offline" / "economic").mkdir()  # ingested nothing yet: no events, a freshness breach
+    for empty in ("economic", "weather"):  # ingested nothing yet: no events (economic: a freshness breach)
+        (repo / "data" / "offline" / empty).mkdir()
     split = end - timedelta(hours=HOURS)
     ts = rows.column("event_timestamp")
     training = rows.filter(pc.less_equal(ts, pa.scalar(split, ts.type)))
@@ -100,9 +104,10 @@ def run_monitors(repo: Path) -> MonitorRuns:
         )  # fmt: skip
         store.write_to_online_store(VIEW, latest.set_column(3, "current_price", planted))
         skew = audit_skew(store, VIEW, sample=len(COMMODITIES), seed=3)
+        by_service = audit_skew(store, SERVICE, sample=len(COMMODITIES), seed=3)  # subject: the service
         fresh = ["commodity_price_features", "economic_features"]
         check_freshness(store, fresh)
     finally:
         store.close()
-    assert all(i is not None for i in drift_ids) and skew.report_id is not None
-    return MonitorRuns([int(i) for i in drift_ids if i is not None], skew.report_id, fresh, end)
+    assert all(i is not None for i in drift_ids) and skew.report_id is not None and by_service.report_id is not None
+    return MonitorRuns([int(i) for i in drift_ids if i is not None], skew.report_id, by_service.report_id, fresh, end)

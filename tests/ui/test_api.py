@@ -21,7 +21,7 @@ from ladle.server.rest import create_app
 from ladle.store import FeatureStore
 from ladle.ui.monitoring import freshness_rows
 from ui.conftest import Recorded, applied_commodity_repo
-from ui.monitor_history import BASELINE, BASELINE_FEATURES
+from ui.monitor_history import BASELINE, BASELINE_FEATURES, SERVICE
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2")
@@ -71,7 +71,7 @@ def test_counts_and_lists_match_the_registry(client: TestClient, store: FeatureS
     assert overview["counts"]["features"] == sum(len(v.features) for v in views)
     assert overview["counts"]["entities"] == len(store.list_entities())
     # The monitors' reports: the shifted week drifts, gold was planted online, economic has no events at all.
-    assert overview["health"] == {"failed_runs": 1, "drift_breaches": 1, "skew_breaches": 1, "freshness_breaches": 1}
+    assert overview["health"] == {"failed_runs": 1, "drift_breaches": 1, "skew_breaches": 2, "freshness_breaches": 1}
     listed = client.get("/ui/api/objects/feature-views", params={"sort": "features", "order": "desc"}).json()
     assert [r["name"] for r in listed["items"]] == [
         v.name for v in sorted(views, key=lambda v: (-len(v.features), v.name))
@@ -157,7 +157,7 @@ def test_lineage_graph(client: TestClient, store: FeatureStore) -> None:
     assert client.get("/ui/api/lineage", params={"focus": "feature_view:nope"}).status_code == 400
 
 
-def test_jobs_freshness_and_reports(client: TestClient, commodity: Recorded) -> None:
+def test_jobs_freshness_and_reports(client: TestClient, store: FeatureStore, commodity: Recorded) -> None:
     jobs = client.get("/ui/api/jobs").json()
     kinds = {(r["job_type"], r["lane"], r["status"]) for r in jobs["runs"]}
     assert ("materialize", "commodity_price_features", "succeeded") in kinds
@@ -170,7 +170,12 @@ def test_jobs_freshness_and_reports(client: TestClient, commodity: Recorded) -> 
     only = client.get("/ui/api/jobs", params={"type": "schedule"}).json()["runs"]
     assert {r["job_type"] for r in only} == {"schedule"}
     listed = client.get("/ui/api/reports", params={"kind": "skew"}).json()["items"]
-    assert [(r["subject"], r["items"], r["breaches"]) for r in listed] == [("commodity_price_features", 9, 1)]
+    stored = {r.subject: r for r in _stored(store, "skew")}
+    assert [(r["subject"], r["items"], r["breaches"]) for r in listed] == [
+        (SERVICE, len(stored[SERVICE].payload["features"]), 1), ("commodity_price_features", 9, 1),
+    ]  # fmt: skip
+    by_service = client.get(f"/ui/api/reports/skew/{SERVICE}").json()  # a report about a service, not a view
+    assert by_service["report"]["payload"] == stored[SERVICE].payload and by_service["report"]["subject"] == SERVICE
     skew = client.get("/ui/api/reports/skew/commodity_price_features").json()
     assert skew["series"]["commodity_price_features:current_price"][0] | {"at": None} == {
         "at": None, "report_id": skew["report"]["report_id"], "rate": 0.25, "breach": True,

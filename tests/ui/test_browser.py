@@ -20,7 +20,7 @@ from ladle.security.api_keys import hash_key
 from ladle.server.rest import create_app
 from ladle.store import FeatureStore
 from ui.conftest import ROOT, Recorded, applied_commodity_repo, serving
-from ui.monitor_history import BASELINE, BASELINE_FEATURES, PLANTED, VIEW
+from ui.monitor_history import BASELINE, BASELINE_FEATURES, PLANTED, SERVICE, VIEW
 
 
 def in_ci() -> bool:
@@ -273,7 +273,7 @@ def test_jobs_freshness_and_monitoring_pages(page: Any, site: str, store: Featur
     assert all(ref.split(":")[1] in features for ref in BASELINE_FEATURES)
     shot(page, "monitoring-drift")
     open_page(page, f"{site}#/monitoring")
-    assert sorted(column(page, "reports", 1)) == ["drift", "drift", "freshness", "freshness", "skew"]
+    assert sorted(column(page, "reports", 1)) == ["drift", "drift", "freshness", "freshness", "skew", "skew"]
     stored = {r.report_id: r for r in reports(store, "drift")}
     newest = stored[commodity.drift_ids[-1]].payload["features"]
     page.click(f'a[href$="?id={commodity.drift_ids[-1]}"]')
@@ -291,7 +291,7 @@ def test_jobs_freshness_and_monitoring_pages(page: Any, site: str, store: Featur
     shot(page, "drift")
     page.evaluate("document.documentElement.dataset.theme = 'dark'")
     shot(page, "drift-dark")
-    [skew] = reports(store, "skew")
+    skew = next(r for r in reports(store, "skew") if r.subject == VIEW)
     open_page(page, f"{site}#/reports/skew/commodity_price_features")
     rates = skew.payload["features"]
     assert sorted(column(page, "skew", 1)) == sorted(rates) and column(page, "skew", 1)[0] == f"{VIEW}:current_price"
@@ -299,6 +299,9 @@ def test_jobs_freshness_and_monitoring_pages(page: Any, site: str, store: Featur
     assert f'"{PLANTED}"' in page.inner_text('[data-testid="skew-examples"]')
     assert page.locator('[data-testid="series"] circle.dot-breach').count() == 1  # the one audit, past 0 %
     shot(page, "skew")
+    open_page(page, f"{site}#/reports/skew/{SERVICE}")
+    assert page.inner_text('[data-testid="report-title"]') == f"Skew: {SERVICE}"
+    assert f'"{PLANTED}"' in page.inner_text('[data-testid="skew-examples"]')
 
 
 def freshness_api(store: FeatureStore) -> list[dict[str, Any]]:
