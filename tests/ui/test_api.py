@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from ladle import Entity, FeatureView, Field, FileSource, Float64, String, ValueType
@@ -19,6 +21,7 @@ from ladle.registry.reports import MonitorReport, ReportJournal
 from ladle.security.api_keys import hash_key
 from ladle.server.rest import create_app
 from ladle.store import FeatureStore
+from ladle.ui.api import UiApi
 from ladle.ui.monitoring import freshness_rows
 from ui.conftest import Recorded, applied_commodity_repo
 from ui.monitor_history import BASELINE, BASELINE_FEATURES, SERVICE
@@ -259,6 +262,11 @@ def test_auth_and_permissions(tmp_path: Path) -> None:
                    actions=[AuthzedAction.DESCRIBE], policy=RoleBasedPolicy(roles=["analyst"])),
         Permission("admins", actions=ALL_ACTIONS, policy=RoleBasedPolicy(roles=["admin"])),
     ])  # fmt: skip
+    assert get_baselines(repo) == []  # none saved: nothing listed, and the table is not created by reading
+    training = pa.table({"commodity_price_features__current_price": [80.0, 81.5, 79.0],
+                         "economic_features__gdp_growth": [1.2, 2.0, 0.4]})  # fmt: skip
+    setup.save_drift_baseline(training, "prices_only", features=["commodity_price_features:current_price"])
+    setup.save_drift_baseline(training, "prices_and_macro")
     setup.close()
     config = yaml.safe_load((repo / "feature_store.yaml").read_text())
     config["auth"] = {"type": "api_key", "keys": [
@@ -284,9 +292,28 @@ def test_auth_and_permissions(tmp_path: Path) -> None:
         assert {n["name"] for n in graph["nodes"] if n["kind"] == "feature_view"} == {"commodity_price_features"}
         hits = get("/ui/api/search?q=economic", "alice-key").json()["items"]
         assert all(h.get("feature_view") != "economic_features" and h["name"] != "economic_features" for h in hits)
+        # A baseline is listed only when the caller may see every view it covers.
+        assert [b["name"] for b in get("/ui/api/baselines", "alice-key").json()["items"]] == ["prices_only"]
+        assert [b["name"] for b in get("/ui/api/baselines", "root-key").json()["items"]] == [
+            "prices_and_macro", "prices_only",
+        ]  # fmt: skip
         root = get("/ui/api/objects/feature-views", "root-key").json()
         assert root["total"] == len(store.list_feature_views())
     store.close()
+
+
+def get_baselines(repo: Path) -> list[dict[str, Any]]:
+    """The UI's baseline list of ``repo``, read without credentials (no auth yet); checks no table was made."""
+    store = FeatureStore(repo_path=repo)
+    api = UiApi(store)
+    try:
+        items: list[dict[str, Any]] = api.baselines(store.principal)["items"]
+        with api._db.read() as conn:
+            assert not sa.inspect(conn).has_table("monitor_baselines")
+        return items
+    finally:
+        api.close()
+        store.close()
 
 
 def big_repo(path: Path, views: int = 100, per_view: int = 30) -> Path:
