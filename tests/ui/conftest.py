@@ -47,7 +47,7 @@ class Recorded:
 
     @property
     def drift_ids(self) -> list[int]:
-        """The drift reports the monitor stored, oldest first (ok, then breach)."""
+        """The drift reports the monitor stored, oldest first (ok, not judged, breach)."""
         return self.monitors.drift_ids
 
 

@@ -234,14 +234,14 @@ def test_freshness_rows_age_an_unchecked_view_from_its_watermark(store: FeatureS
 
 def test_drift_pages_read_what_the_monitor_stored(client: TestClient, store: FeatureStore, commodity: Recorded) -> None:
     stored = {r.report_id: r for r in _stored(store, "drift")}
-    ok_id, breach_id = commodity.drift_ids
+    ok_id, small_id, breach_id = commodity.drift_ids
     drift = client.get("/ui/api/reports/drift/commodity_price_features").json()
     assert drift["report"]["report_id"] == breach_id and drift["report"]["payload"] == stored[breach_id].payload
     price = "commodity_price_features:current_price"
     assert drift["report"]["payload"]["features"][price]["breaches"] == ["psi", "ks", "out_of_range"]
-    psi = [stored[i].payload["features"][price]["psi"] for i in (ok_id, breach_id)]
-    assert [p["psi"] for p in drift["series"][price]] == psi and psi[1] > 0.2
-    assert [p["breach"] for p in drift["series"][price]] == [False, True]
+    psi = [stored[i].payload["features"][price]["psi"] for i in (ok_id, small_id, breach_id)]
+    assert [p["psi"] for p in drift["series"][price]] == psi and psi[2] > 0.2
+    assert [(p["judged"], p["breach"]) for p in drift["series"][price]] == [(True, False), (False, False), (True, True)]
     # The training week compared with its own baseline: nothing drifts, the boolean feature included.
     older = client.get("/ui/api/reports/drift/commodity_price_features", params={"id": ok_id}).json()["report"]
     assert older["status"] == "ok" and {f["psi"] for f in older["payload"]["features"].values()} == {0.0}

@@ -273,7 +273,11 @@ def test_jobs_freshness_and_monitoring_pages(page: Any, site: str, store: Featur
     assert all(ref.split(":")[1] in features for ref in BASELINE_FEATURES)
     shot(page, "monitoring-drift")
     open_page(page, f"{site}#/monitoring")
-    assert sorted(column(page, "reports", 1)) == ["drift", "drift", "freshness", "freshness", "skew", "skew"]
+    assert sorted(column(page, "reports", 1)) == ["drift", "drift", "drift", "freshness", "freshness", "skew", "skew"]
+
+
+def test_drift_and_skew_report_pages(page: Any, site: str, store: FeatureStore, commodity: Recorded) -> None:
+    open_page(page, f"{site}#/monitoring")
     stored = {r.report_id: r for r in reports(store, "drift")}
     newest = stored[commodity.drift_ids[-1]].payload["features"]
     page.click(f'a[href$="?id={commodity.drift_ids[-1]}"]')
@@ -291,6 +295,9 @@ def test_jobs_freshness_and_monitoring_pages(page: Any, site: str, store: Featur
     shot(page, "drift")
     page.evaluate("document.documentElement.dataset.theme = 'dark'")
     shot(page, "drift-dark")
+    open_page(page, f"{site}#/reports/drift/{VIEW}?id={commodity.drift_ids[1]}")  # six hours: too few values
+    assert set(column(page, "drift", 8)) == {"not judged"}
+    assert page.locator('[data-testid="drift-feature"] .badge.judged').count() == len(newest)
     skew = next(r for r in reports(store, "skew") if r.subject == VIEW)
     open_page(page, f"{site}#/reports/skew/commodity_price_features")
     rates = skew.payload["features"]
