@@ -291,7 +291,9 @@ def test_drift_and_skew_report_pages(page: Any, site: str, store: FeatureStore, 
     breaches = page.inner_text(f'[data-feature="{price}"] [data-testid="drift-breaches"]')
     assert all(k in breaches for k in newest[price]["breaches"])
     assert BASELINE in page.inner_text('[data-testid="drift-baseline"]')
-    assert page.locator('[data-testid="series"] circle.dot-breach').count() >= 1
+    breached = sum(f["breach"] for r in stored.values() for f in r.payload["features"].values())
+    assert page.locator('[data-testid="series"] circle.dot-breach').count() == breached == 1
+    assert page.locator('[data-testid="series"] circle.dot-unjudged').count() == len(newest)  # the six hours
     shot(page, "drift")
     page.evaluate("document.documentElement.dataset.theme = 'dark'")
     shot(page, "drift-dark")

@@ -9,7 +9,9 @@ export function distribution(bins, width = 520, height = 220) {
   // Numeric bins: the tooltip gives the range, the axis the lower edge (the outer bins are open-ended).
   const edges = bins.edges || [];
   const labels = bins.categories || edges.slice(0, -1).map((e, i) => `${fmtNum(e, 2)}–${fmtNum(edges[i + 1], 2)}`);
-  const ticks = bins.categories || edges.slice(0, -1).map((e, i) => (i === 0 ? `<${fmtNum(edges[1] ?? e, 1)}` : fmtNum(e, 1)));
+  const span = edges.length ? Math.abs(edges[edges.length - 1] - edges[0]) : 0;
+  const dp = span >= 100 ? 0 : span >= 10 ? 1 : span >= 1 ? 2 : 3;
+  const ticks = bins.categories || edges.slice(0, -1).map((e, i) => (i === 0 ? `<${(edges[1] ?? e).toFixed(dp)}` : e.toFixed(dp)));
   const base = bins.baseline || [];
   const cur = bins.current || [];
   const norm = (xs) => { const t = xs.reduce((a, b) => a + b, 0) || 1; return xs.map((x) => x / t); };
@@ -72,8 +74,9 @@ export function series(points, keys, threshold = null, width = 520, height = 200
   points.forEach((p, i) => {
     const v = p[keys[0]];
     if (typeof v !== "number") return;
-    svg.append(S("circle", { cx: x(times[i]), cy: y(v), r: p.breach ? 4.5 : 3, class: p.breach ? "dot-breach" : "line-" + keys[0] },
-      title(`${fmtTime(p.at)}  ${keys.map((k) => `${k}=${fmtNum(p[k])}`).join("  ")}${p.breach ? "  BREACH" : ""}`)));
+    const cls = p.breach ? "dot-breach" : p.judged === false ? "dot-unjudged" : "line-" + keys[0];
+    svg.append(S("circle", { cx: x(times[i]), cy: y(v), r: p.breach ? 4.5 : 3, class: cls },
+      title(`${fmtTime(p.at)}  ${keys.map((k) => `${k}=${fmtNum(p[k])}`).join("  ")}${p.breach ? "  BREACH" : p.judged === false ? "  (too few values: not judged)" : ""}`)));
   });
   if (points.length) {
     svg.append(S("text", { class: "muted-text", x: pad.l, y: height - 8 }, fmtTime(points[0].at)),

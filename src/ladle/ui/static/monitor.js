@@ -111,7 +111,7 @@ function driftCard(f, pts) {
     f.breaches && f.breaches.length ? h("p", { "data-testid": "drift-breaches" }, "Past threshold: ", f.breaches.map((k) => `${k} (${fmtNum(t[k])})`).join(", ")) : null,
     f.judged === false ? h("p", { class: "muted" }, `Fewer than ${t.min_rows} values in the window: reported, not judged.`) : null,
     f.bins ? distribution(f.bins) : h("p", { class: "muted" }, "No distribution in this report."),
-    pts ? [h("div", { class: "muted" }, f.type === "numeric" ? "PSI (blue) and KS (purple) over time" : "PSI over time"),
+    pts ? [h("div", { class: "muted" }, `${f.type === "numeric" ? "PSI (blue) and KS (purple)" : "PSI"} over time; red: breach, dashed: not judged`),
       series(pts, f.type === "numeric" ? ["psi", "ks"] : ["psi"], typeof t.psi === "number" ? t.psi : null)] : null);
 }
 
