@@ -24,7 +24,7 @@ from ladle.store import FeatureStore
 from ladle.ui.api import UiApi
 from ladle.ui.monitoring import freshness_rows
 from ui.conftest import Recorded, applied_commodity_repo
-from ui.monitor_history import BASELINE, BASELINE_FEATURES, SERVICE
+from ui.monitor_history import BASELINE, BASELINE_FEATURES, SERVICE, VIEW
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2")
@@ -251,6 +251,14 @@ def test_drift_pages_read_what_the_monitor_stored(client: TestClient, store: Fea
     assert [f["ref"] for f in baseline["features"]] == sorted(BASELINE_FEATURES)
     assert baseline["feature_views"] == ["commodity_price_features"]
     assert stored[breach_id].payload["baseline"] == BASELINE
+    # An object page names its newest drift and skew reports and (a view) its freshness.
+    view = client.get("/ui/api/objects/feature-views/commodity_price_features").json()
+    skew = {r.subject: r.report_id for r in _stored(store, "skew")}
+    assert [(r["kind"], r["report_id"]) for r in view["reports"]] == [("drift", breach_id), ("skew", skew[VIEW])]
+    assert (view["freshness"]["status"], view["freshness"]["slo_seconds"]) == ("ok", 3 * 3600)
+    service = client.get(f"/ui/api/objects/feature-services/{SERVICE}").json()
+    assert [(r["kind"], r["report_id"]) for r in service["reports"]] == [("skew", skew[SERVICE])]
+    assert "freshness" not in service
 
 
 def test_auth_and_permissions(tmp_path: Path) -> None:

@@ -311,6 +311,13 @@ def test_drift_and_skew_report_pages(page: Any, site: str, store: FeatureStore, 
     open_page(page, f"{site}#/reports/skew/{SERVICE}")
     assert page.inner_text('[data-testid="report-title"]') == f"Skew: {SERVICE}"
     assert f'"{PLANTED}"' in page.inner_text('[data-testid="skew-examples"]')
+    open_page(page, f"{site}#/feature-views/{VIEW}")  # the view's page: its freshness and newest reports
+    assert page.inner_text('[data-testid="view-freshness"] .badge') == "ok"
+    assert "SLO 3.0 h (tag)" in page.inner_text('[data-testid="view-freshness"]')
+    assert sorted(zip(column(page, "reports", 1), column(page, "reports", 3), strict=True)) == [
+        ("drift", "breach"), ("skew", "breach"),
+    ]  # fmt: skip
+    shot(page, "view-monitoring")
 
 
 def freshness_api(store: FeatureStore) -> list[dict[str, Any]]:

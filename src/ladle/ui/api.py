@@ -194,6 +194,12 @@ class UiApi:
             answer["runs"] = [r for r in self._runs(v, 200) if name in r["feature_views"]][:10]
             mark = self.store.registry.watermark(name)
             answer["watermark"] = mark.isoformat() if mark is not None else None
+            default = self.store.config.monitoring.freshness_slo_seconds
+            latest = self.reports_journal.latest("freshness")
+            [answer["freshness"]] = monitoring.freshness_rows([obj], {name: mark}, latest, default, datetime.now(UTC))
+        if kind in ("feature_view", "feature_service"):  # the newest drift and skew report about it
+            found = (self.reports_journal.latest(k).get(name) for k in ("drift", "skew"))
+            answer["reports"] = [activity.report_row(r) for r in found if r is not None]
         return answer
 
     def versions(self, principal: Principal, segment: str, name: str) -> dict[str, Any]:

@@ -126,6 +126,15 @@ function overviewOf(segment, d) {
     ], (spec.features || []).flatMap((p) => (p.features || []).map((f) => ({ view: p.view, feature: typeof f === "string" ? f : f.name }))),
     "view", "asc", "service-features"));
   }
+  if (d.freshness) {
+    const f = d.freshness;
+    parts.push(h("h2", {}, "Monitoring"), props([
+      ["Freshness", h("span", { "data-testid": "view-freshness" }, badge(f.status), " ", f.age_seconds == null ? "no event measured"
+        : `age ${fmtDuration(f.age_seconds)}${f.age_basis === "watermark" ? " (from the watermark)" : ""}`,
+      f.slo_seconds == null ? " · no SLO" : ` · SLO ${fmtDuration(f.slo_seconds)} (${f.slo_source})`, " · ", h("a", { href: "#/freshness" }, "all views"))],
+    ]));
+  }
+  if (d.reports && d.reports.length) parts.push(h("h2", {}, "Newest monitoring reports"), reportsTable(d.reports));
   if (d.runs) parts.push(h("h2", {}, "Recent runs"), runsTable(d.runs));
   for (const [rel, names] of Object.entries(d.related || {})) {
     const seg = rel.replace("_", "-").replace("_", "-");
