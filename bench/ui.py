@@ -33,7 +33,7 @@ import httpx
 from bench.common import emit, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
-ASSETS = ["style.css", "app.js", "dom.js", "pages.js", "lineage.js", "charts.js"]
+ASSETS = ["style.css", "app.js", "dom.js", "pages.js", "monitor.js", "lineage.js", "charts.js"]
 #: Page → the API calls it makes (after /ui/api/session, which every first load makes).
 PAGES: dict[str, tuple[str, list[str]]] = {
     "overview": ("#/", ["overview"]),
@@ -43,6 +43,7 @@ PAGES: dict[str, tuple[str, list[str]]] = {
     "lineage": ("#/lineage", ["lineage"]),
     "jobs": ("#/jobs", ["jobs"]),
     "freshness": ("#/freshness", ["freshness"]),
+    "monitoring": ("#/monitoring", ["reports?kind=", "baselines"]),
     "search": ("#/search?q=price", ["search?q=price&limit=200"]),
 }
 BUDGET_MS = 300

@@ -18,10 +18,10 @@ from click.testing import CliRunner
 from ladle.cli.main import cli
 from ladle.registry.base import ObjectChange
 from ladle.registry.engine import Database
-from ladle.registry.reports import ReportJournal
 from ladle.registry.schedule_runs import ScheduleJournal
 from ladle.registry.stream_sessions import StreamSessions
 from ladle.store import FeatureStore
+from ui.monitor_history import MonitorRuns, run_monitors
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -37,41 +37,22 @@ def applied_commodity_repo(path: Path) -> Path:
     return path
 
 
-def drift_payload(shift: float) -> dict[str, Any]:
-    """A drift report body in the agreed shape; ``shift`` moves the current distribution."""
-    base = [5, 20, 40, 25, 10]
-    current = [max(0, round(b + shift * (i - 2) * 6)) for i, b in enumerate(base)]
-    psi = round(0.02 + shift * 0.3, 4)
-    return {
-        "features": {
-            "current_price": {
-                "type": "numeric", "psi": psi, "ks": round(0.05 + shift * 0.2, 4), "chi2_p": None,
-                "null_rate": {"baseline": 0.0, "current": 0.01},
-                "range": {"baseline": [50.0, 120.0], "current": [55.0, 140.0]},
-                "thresholds": {"psi": 0.2, "ks": 0.1}, "breach": psi > 0.2,
-                "bins": {"edges": [50, 64, 78, 92, 106, 120], "baseline": base, "current": current},
-            },
-            "volume_24h": {
-                "type": "categorical", "psi": 0.01, "ks": None, "chi2_p": 0.8,
-                "null_rate": {"baseline": 0.0, "current": 0.0},
-                "range": {"baseline": [0, 1], "current": [0, 1]}, "thresholds": {"psi": 0.2}, "breach": False,
-                "bins": {"categories": ["low", "mid", "high"], "baseline": [30, 50, 20], "current": [28, 52, 20]},
-            },
-        }
-    }  # fmt: skip
-
-
 @dataclass
 class Recorded:
     """What the fixture wrote, to compare the pages with."""
 
     repo: Path
     failed_run_detail: str
-    drift_ids: list[int]
+    monitors: MonitorRuns
+
+    @property
+    def drift_ids(self) -> list[int]:
+        """The drift reports the monitor stored, oldest first (ok, not judged, breach)."""
+        return self.monitors.drift_ids
 
 
 def record_history(repo: Path) -> Recorded:
-    """A second version of weather_features, job runs of every kind and monitoring reports, all real writes."""
+    """A second version of weather_features, job runs of every kind, and reports of the real monitors."""
     store = FeatureStore(repo_path=repo)
     registry = store.registry
     spec = dict(registry.history("feature_view", "weather_features")[-1].spec or {})
@@ -96,23 +77,9 @@ def record_history(repo: Path) -> Recorded:
     schedules.finish(fire, "succeeded", T0 + timedelta(seconds=3), 3.0)
     streams = StreamSessions(db, store.project)
     streams.finish(streams.begin(["commodity_price_stream"], owner="test"), "stopped", 420)
-    reports = ReportJournal(db, store.project)
-    window = {"window_start": T0 - timedelta(days=7), "window_end": T0}
-    drift_ids = [
-        reports.record("drift", "commodity_price_features", "ok", drift_payload(0.1), created_at=T0, **window),
-        reports.record("drift", "commodity_price_features", "breach", drift_payload(1.0),
-                       created_at=T0 + timedelta(hours=1), **window),
-    ]  # fmt: skip
-    skew = {"sampled": 200, "features": {"current_price": {"compared": 200, "mismatches": 3, "rate": 0.015}},
-            "examples": [{"commodity_code": "brent", "online": 81.2, "offline": 80.9}]}  # fmt: skip
-    reports.record("skew", "commodity_price_features", "ok", skew, created_at=T0)
-    prices = {"newest_event": T0.isoformat(), "age_seconds": 600, "slo_seconds": 3600, "breach": False}
-    economic = {"newest_event": None, "age_seconds": None, "slo_seconds": 86400, "breach": True}
-    freshness = {"views": {"commodity_price_features": prices, "economic_features": economic}}
-    reports.record("freshness", "commodity_analytics", "breach", freshness, created_at=T0)
     db.close()
     store.close()
-    return Recorded(repo, detail, drift_ids)
+    return Recorded(repo, detail, run_monitors(repo))
 
 
 @pytest.fixture(scope="session")

@@ -5,19 +5,26 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from ladle import Entity, FeatureView, Field, FileSource, Float64, String, ValueType
 from ladle.definitions import AuthzedAction, Permission
 from ladle.definitions.permission import ALL_ACTIONS, RoleBasedPolicy
+from ladle.registry.reports import MonitorReport, ReportJournal
 from ladle.security.api_keys import hash_key
 from ladle.server.rest import create_app
 from ladle.store import FeatureStore
+from ladle.ui.api import UiApi
+from ladle.ui.monitoring import freshness_rows
 from ui.conftest import Recorded, applied_commodity_repo
+from ui.monitor_history import BASELINE, BASELINE_FEATURES, SERVICE, VIEW
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2")
@@ -66,7 +73,8 @@ def test_counts_and_lists_match_the_registry(client: TestClient, store: FeatureS
     assert overview["counts"]["feature-views"] == len(views)
     assert overview["counts"]["features"] == sum(len(v.features) for v in views)
     assert overview["counts"]["entities"] == len(store.list_entities())
-    assert overview["health"] == {"failed_runs": 1, "drift_breaches": 1, "skew_breaches": 0, "freshness_breaches": 1}
+    # The monitors' reports: the shifted week drifts, gold was planted online, economic has no events at all.
+    assert overview["health"] == {"failed_runs": 1, "drift_breaches": 1, "skew_breaches": 2, "freshness_breaches": 1}
     listed = client.get("/ui/api/objects/feature-views", params={"sort": "features", "order": "desc"}).json()
     assert [r["name"] for r in listed["items"]] == [
         v.name for v in sorted(views, key=lambda v: (-len(v.features), v.name))
@@ -152,7 +160,7 @@ def test_lineage_graph(client: TestClient, store: FeatureStore) -> None:
     assert client.get("/ui/api/lineage", params={"focus": "feature_view:nope"}).status_code == 400
 
 
-def test_jobs_freshness_and_reports(client: TestClient, commodity: Recorded) -> None:
+def test_jobs_freshness_and_reports(client: TestClient, store: FeatureStore, commodity: Recorded) -> None:
     jobs = client.get("/ui/api/jobs").json()
     kinds = {(r["job_type"], r["lane"], r["status"]) for r in jobs["runs"]}
     assert ("materialize", "commodity_price_features", "succeeded") in kinds
@@ -164,20 +172,93 @@ def test_jobs_freshness_and_reports(client: TestClient, commodity: Recorded) -> 
     assert {r["rows"] for r in jobs["runs"] if r["job_type"] == "stream"} == {420}
     only = client.get("/ui/api/jobs", params={"type": "schedule"}).json()["runs"]
     assert {r["job_type"] for r in only} == {"schedule"}
-    fresh = {r["feature_view"]: r for r in client.get("/ui/api/freshness").json()["items"]}
-    assert fresh["commodity_price_features"]["status"] == "ok"
-    assert fresh["commodity_price_features"]["watermark"] == "2026-03-02T08:00:00+00:00"  # the recorded interval
-    assert fresh["weather_features"]["watermark"] is None
-    assert fresh["economic_features"]["status"] == "breach"
-    assert fresh["weather_features"]["status"] == "unknown"
-    drift = client.get("/ui/api/reports/drift/commodity_price_features").json()
-    assert drift["report"]["report_id"] == commodity.drift_ids[-1] and drift["report"]["status"] == "breach"
-    assert [p["psi"] for p in drift["series"]["current_price"]] == [0.05, 0.32]
-    older = client.get("/ui/api/reports/drift/commodity_price_features", params={"id": commodity.drift_ids[0]})
-    assert older.json()["report"]["status"] == "ok"
-    assert client.get("/ui/api/reports/drift/weather_features").status_code == 404
     listed = client.get("/ui/api/reports", params={"kind": "skew"}).json()["items"]
-    assert [(r["subject"], r["items"]) for r in listed] == [("commodity_price_features", 1)]
+    stored = {r.subject: r for r in _stored(store, "skew")}
+    assert [(r["subject"], r["items"], r["breaches"]) for r in listed] == [
+        (SERVICE, len(stored[SERVICE].payload["features"]), 1), ("commodity_price_features", 9, 1),
+    ]  # fmt: skip
+    by_service = client.get(f"/ui/api/reports/skew/{SERVICE}").json()  # a report about a service, not a view
+    assert by_service["report"]["payload"] == stored[SERVICE].payload and by_service["report"]["subject"] == SERVICE
+    skew = client.get("/ui/api/reports/skew/commodity_price_features").json()
+    assert skew["series"]["commodity_price_features:current_price"][0] | {"at": None} == {
+        "at": None, "report_id": skew["report"]["report_id"], "rate": 0.25, "breach": True,
+    }  # fmt: skip
+    assert [x["entity"] for x in skew["report"]["payload"]["examples"]] == [{"commodity_code": "gold"}]
+
+
+def _stored(store: FeatureStore, kind: str) -> list[MonitorReport]:
+    journal = ReportJournal.open(store.config.registry, store.project, store.repo_path)
+    try:
+        return journal.reports(kind)
+    finally:
+        journal.close()
+
+
+def test_freshness_shows_the_slo_of_every_view_and_the_live_age(client: TestClient, store: FeatureStore) -> None:
+    fresh = {r["feature_view"]: r for r in client.get("/ui/api/freshness").json()["items"]}
+    reported = {r.subject: r.payload["views"][r.subject] for r in _stored(store, "freshness")}
+    prices = fresh["commodity_price_features"]
+    assert prices["status"] == "ok" and prices["slo_seconds"] == 3 * 3600 and prices["slo_source"] == "tag"
+    assert prices["newest_event"] == reported["commodity_price_features"]["newest_event"]
+    assert prices["age_basis"] == "report" and prices["judged_on"] == "online"
+    assert prices["age_seconds"] >= reported["commodity_price_features"]["age_seconds"]  # live: it keeps growing
+    assert prices["watermark"] == "2026-03-02T08:00:00+00:00"  # the recorded interval
+    economic = fresh["economic_features"]
+    assert (economic["status"], economic["reported_status"]) == ("breach", "breach")
+    assert economic["slo_seconds"] == 40 * 86400
+    assert economic["age_seconds"] is None and economic["newest_event"] is None
+    # Never checked, never materialized: its SLO (the tag) is still shown.
+    weather = fresh["weather_features"]
+    assert (weather["status"], weather["slo_seconds"], weather["checked_at"], weather["watermark"]) == (
+        "unknown", 3 * 3600, None, None,
+    )  # fmt: skip
+
+
+def test_freshness_rows_age_an_unchecked_view_from_its_watermark(store: FeatureStore) -> None:
+    snapshot = store.snapshot()
+    weather = snapshot.feature_view("weather_features")
+    untagged = weather.__class__(
+        name="untagged", entities=[], schema=[], source=weather.source, tags={"ladle.freshness_slo": "soon"}
+    )
+    now = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    marks = {"weather_features": now - timedelta(hours=1)}
+    [ok, bad] = freshness_rows([weather, untagged], marks, {}, None, now)
+    assert (ok["status"], ok["age_seconds"], ok["age_basis"], ok["slo_seconds"]) == ("ok", 3600, "watermark", 10800)
+    assert bad["status"] == "error" and "untagged" in bad["error"] and "soon" in bad["error"]
+    [late] = freshness_rows([weather], {"weather_features": now - timedelta(hours=4)}, {}, None, now)
+    assert late["status"] == "breach"
+    plain = weather.__class__(name="plain", entities=[], schema=[], source=weather.source)
+    [none, dflt] = [freshness_rows([plain], {"plain": now}, {}, d, now)[0] for d in (None, 600.0)]
+    assert (none["status"], dflt["status"], dflt["slo_source"], dflt["slo_seconds"]) == ("no_slo", "ok", "config", 600)
+
+
+def test_drift_pages_read_what_the_monitor_stored(client: TestClient, store: FeatureStore, commodity: Recorded) -> None:
+    stored = {r.report_id: r for r in _stored(store, "drift")}
+    ok_id, small_id, breach_id = commodity.drift_ids
+    drift = client.get("/ui/api/reports/drift/commodity_price_features").json()
+    assert drift["report"]["report_id"] == breach_id and drift["report"]["payload"] == stored[breach_id].payload
+    price = "commodity_price_features:current_price"
+    assert drift["report"]["payload"]["features"][price]["breaches"] == ["psi", "ks", "out_of_range"]
+    psi = [stored[i].payload["features"][price]["psi"] for i in (ok_id, small_id, breach_id)]
+    assert [p["psi"] for p in drift["series"][price]] == psi and psi[2] > 0.2
+    assert [(p["judged"], p["breach"]) for p in drift["series"][price]] == [(True, False), (False, False), (True, True)]
+    # The training week compared with its own baseline: nothing drifts, the boolean feature included.
+    older = client.get("/ui/api/reports/drift/commodity_price_features", params={"id": ok_id}).json()["report"]
+    assert older["status"] == "ok" and {f["psi"] for f in older["payload"]["features"].values()} == {0.0}
+    assert client.get("/ui/api/reports/drift/weather_features").status_code == 404
+    [baseline] = client.get("/ui/api/baselines").json()["items"]
+    assert (baseline["name"], baseline["rows"], baseline["saves"]) == (BASELINE, 4 * 7 * 24, 1)
+    assert [f["ref"] for f in baseline["features"]] == sorted(BASELINE_FEATURES)
+    assert baseline["feature_views"] == ["commodity_price_features"]
+    assert stored[breach_id].payload["baseline"] == BASELINE
+    # An object page names its newest drift and skew reports and (a view) its freshness.
+    view = client.get("/ui/api/objects/feature-views/commodity_price_features").json()
+    skew = {r.subject: r.report_id for r in _stored(store, "skew")}
+    assert [(r["kind"], r["report_id"]) for r in view["reports"]] == [("drift", breach_id), ("skew", skew[VIEW])]
+    assert (view["freshness"]["status"], view["freshness"]["slo_seconds"]) == ("ok", 3 * 3600)
+    service = client.get(f"/ui/api/objects/feature-services/{SERVICE}").json()
+    assert [(r["kind"], r["report_id"]) for r in service["reports"]] == [("skew", skew[SERVICE])]
+    assert "freshness" not in service
 
 
 def test_auth_and_permissions(tmp_path: Path) -> None:
@@ -189,6 +270,11 @@ def test_auth_and_permissions(tmp_path: Path) -> None:
                    actions=[AuthzedAction.DESCRIBE], policy=RoleBasedPolicy(roles=["analyst"])),
         Permission("admins", actions=ALL_ACTIONS, policy=RoleBasedPolicy(roles=["admin"])),
     ])  # fmt: skip
+    assert get_baselines(repo) == []  # none saved: nothing listed, and the table is not created by reading
+    training = pa.table({"commodity_price_features__current_price": [80.0, 81.5, 79.0],
+                         "economic_features__gdp_growth": [1.2, 2.0, 0.4]})  # fmt: skip
+    setup.save_drift_baseline(training, "prices_only", features=["commodity_price_features:current_price"])
+    setup.save_drift_baseline(training, "prices_and_macro")
     setup.close()
     config = yaml.safe_load((repo / "feature_store.yaml").read_text())
     config["auth"] = {"type": "api_key", "keys": [
@@ -214,9 +300,28 @@ def test_auth_and_permissions(tmp_path: Path) -> None:
         assert {n["name"] for n in graph["nodes"] if n["kind"] == "feature_view"} == {"commodity_price_features"}
         hits = get("/ui/api/search?q=economic", "alice-key").json()["items"]
         assert all(h.get("feature_view") != "economic_features" and h["name"] != "economic_features" for h in hits)
+        # A baseline is listed only when the caller may see every view it covers.
+        assert [b["name"] for b in get("/ui/api/baselines", "alice-key").json()["items"]] == ["prices_only"]
+        assert [b["name"] for b in get("/ui/api/baselines", "root-key").json()["items"]] == [
+            "prices_and_macro", "prices_only",
+        ]  # fmt: skip
         root = get("/ui/api/objects/feature-views", "root-key").json()
         assert root["total"] == len(store.list_feature_views())
     store.close()
+
+
+def get_baselines(repo: Path) -> list[dict[str, Any]]:
+    """The UI's baseline list of ``repo``, read without credentials (no auth yet); checks no table was made."""
+    store = FeatureStore(repo_path=repo)
+    api = UiApi(store)
+    try:
+        items: list[dict[str, Any]] = api.baselines(store.principal)["items"]
+        with api._db.read() as conn:
+            assert not sa.inspect(conn).has_table("monitor_baselines")
+        return items
+    finally:
+        api.close()
+        store.close()
 
 
 def big_repo(path: Path, views: int = 100, per_view: int = 30) -> Path:

@@ -15,10 +15,12 @@ import pytest
 import yaml
 
 from conftest import IN_CI
+from ladle.registry.reports import MonitorReport, ReportJournal
 from ladle.security.api_keys import hash_key
 from ladle.server.rest import create_app
 from ladle.store import FeatureStore
 from ui.conftest import ROOT, Recorded, applied_commodity_repo, serving
+from ui.monitor_history import BASELINE, BASELINE_FEATURES, PLANTED, SERVICE, VIEW
 
 
 def in_ci() -> bool:
@@ -249,7 +251,7 @@ def test_search_box(page: Any, site: str) -> None:
     assert sorted(column(page, "search-table", 2)) == ["price_model_stream", "price_model_v1"]
 
 
-def test_jobs_freshness_and_monitoring_pages(page: Any, site: str, commodity: Recorded) -> None:
+def test_jobs_freshness_and_monitoring_pages(page: Any, site: str, store: FeatureStore, commodity: Recorded) -> None:
     open_page(page, f"{site}#/jobs")
     bars = page.locator('[data-testid="timeline"] rect.tl-bar')
     runs = column(page, "runs", 2)
@@ -257,22 +259,85 @@ def test_jobs_freshness_and_monitoring_pages(page: Any, site: str, commodity: Re
     assert commodity.failed_run_detail in page.inner_text('[data-testid="runs"]')
     shot(page, "jobs")
     open_page(page, f"{site}#/freshness")
-    status = dict(zip(column(page, "freshness", 1), column(page, "freshness", 2), strict=True))
-    assert status["commodity_price_features"] == "ok" and status["economic_features"] == "breach"
+    fresh = {r["feature_view"]: r for r in freshness_api(store)}
+    shown = {name: (status, slo) for name, status, slo in
+             zip(*(column(page, "freshness", i) for i in (1, 2, 4)), strict=True)}  # fmt: skip
+    assert shown["commodity_price_features"] == ("ok", "3.0 h (tag)")
+    assert shown["economic_features"] == ("breach", "40.0 d (tag)")
+    assert shown["weather_features"] == ("unknown", "3.0 h (tag)")  # no report yet: the SLO still shows
+    assert set(shown) == set(fresh) and all(shown[v][0] == fresh[v]["status"] for v in fresh)
     shot(page, "freshness")
+    open_page(page, f"{site}#/monitoring?kind=drift")
+    assert column(page, "baselines", 1) == [BASELINE]
+    features = column(page, "baselines", 6)[0]
+    assert all(ref.split(":")[1] in features for ref in BASELINE_FEATURES)
+    shot(page, "monitoring-drift")
     open_page(page, f"{site}#/monitoring")
-    assert sorted(column(page, "reports", 1)) == ["drift", "drift", "freshness", "skew"]
+    assert sorted(column(page, "reports", 1)) == ["drift", "drift", "drift", "freshness", "freshness", "skew", "skew"]
+
+
+def test_drift_and_skew_report_pages(page: Any, site: str, store: FeatureStore, commodity: Recorded) -> None:
+    open_page(page, f"{site}#/monitoring")
+    stored = {r.report_id: r for r in reports(store, "drift")}
+    newest = stored[commodity.drift_ids[-1]].payload["features"]
     page.click(f'a[href$="?id={commodity.drift_ids[-1]}"]')
     page.wait_for_selector('[data-testid="distribution"]')
-    assert page.locator('[data-testid="drift-feature"]').count() == 2
-    assert page.locator('[data-testid="distribution"]').count() == 2
-    assert page.locator('[data-testid="series"] circle.dot-breach').count() >= 1
+    cards = page.locator('[data-testid="drift-feature"]')
+    assert sorted(cards.evaluate_all("els => els.map(e => e.dataset.feature)")) == sorted(newest)
+    assert page.locator('[data-testid="distribution"]').count() == len(newest)
+    status = dict(zip(column(page, "drift", 1), column(page, "drift", 8), strict=True))
+    assert status == {ref: "breach" if f["breach"] else "ok" for ref, f in newest.items()}
+    price = "commodity_price_features:current_price"
+    breaches = page.inner_text(f'[data-feature="{price}"] [data-testid="drift-breaches"]')
+    assert all(k in breaches for k in newest[price]["breaches"])
+    assert BASELINE in page.inner_text('[data-testid="drift-baseline"]')
+    breached = sum(f["breach"] for r in stored.values() for f in r.payload["features"].values())
+    assert page.locator('[data-testid="series"] circle.dot-breach').count() == breached == 1
+    assert page.locator('[data-testid="series"] circle.dot-unjudged').count() == len(newest)  # the six hours
     shot(page, "drift")
     page.evaluate("document.documentElement.dataset.theme = 'dark'")
     shot(page, "drift-dark")
+    open_page(page, f"{site}#/reports/drift/{VIEW}?id={commodity.drift_ids[1]}")  # six hours: too few values
+    assert set(column(page, "drift", 8)) == {"not judged"}
+    assert page.locator('[data-testid="drift-feature"] .badge.judged').count() == len(newest)
+    skew = next(r for r in reports(store, "skew") if r.subject == VIEW)
     open_page(page, f"{site}#/reports/skew/commodity_price_features")
-    assert column(page, "skew", 1) == ["current_price"]
+    rates = skew.payload["features"]
+    assert sorted(column(page, "skew", 1)) == sorted(rates) and column(page, "skew", 1)[0] == f"{VIEW}:current_price"
+    assert column(page, "skew", 3)[0] == str(rates[f"{VIEW}:current_price"]["mismatches"])
+    assert f'"{PLANTED}"' in page.inner_text('[data-testid="skew-examples"]')
+    assert page.locator('[data-testid="series"] circle.dot-breach').count() == 1  # the one audit, past 0 %
     shot(page, "skew")
+    open_page(page, f"{site}#/reports/skew/{SERVICE}")
+    assert page.inner_text('[data-testid="report-title"]') == f"Skew: {SERVICE}"
+    assert f'"{PLANTED}"' in page.inner_text('[data-testid="skew-examples"]')
+    open_page(page, f"{site}#/feature-views/{VIEW}")  # the view's page: its freshness and newest reports
+    assert page.inner_text('[data-testid="view-freshness"] .badge') == "ok"
+    assert "SLO 3.0 h (tag)" in page.inner_text('[data-testid="view-freshness"]')
+    assert sorted(zip(column(page, "reports", 1), column(page, "reports", 3), strict=True)) == [
+        ("drift", "breach"), ("skew", "breach"),
+    ]  # fmt: skip
+    shot(page, "view-monitoring")
+
+
+def freshness_api(store: FeatureStore) -> list[dict[str, Any]]:
+    """The freshness rows the page loads, computed the way the API does."""
+    from ladle.ui.api import UiApi
+
+    api = UiApi(store)
+    try:
+        return api.freshness(store.principal)["items"]  # type: ignore[no-any-return]
+    finally:
+        api.close()
+
+
+def reports(store: FeatureStore, kind: str) -> list[MonitorReport]:
+    """The reports the monitors stored."""
+    journal = ReportJournal.open(store.config.registry, store.project, store.repo_path)
+    try:
+        return journal.reports(kind)
+    finally:
+        journal.close()
 
 
 def test_sign_in_with_an_api_key(browser: Any, tmp_path: Path) -> None:

@@ -93,7 +93,8 @@ class FeatureProfile:
             index = np.searchsorted(np.asarray(self.edges, dtype=np.float64), arr, side="right")
             counts = np.bincount(index, minlength=len(self.edges) + 1)
             return [int(c) for c in counts], int(arr.size), nulls + int(len(present) - arr.size)
-        strings = [str(v) for v in present.to_pylist()]
+        # Arrow's cast, as when profiling (Python's str() would turn booleans into 'True', not 'true').
+        strings = [str(v) for v in present.cast(pa.string()).to_pylist()]
         slot = {c: i for i, c in enumerate(self.categories)}
         out = [0] * (len(self.categories) + 1)
         for value in strings:

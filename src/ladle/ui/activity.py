@@ -1,5 +1,5 @@
 """What happened to the features: job runs (materialization, schedules, stream sessions), freshness,
-drift and skew reports, all read from the registry database.
+drift and skew reports, all read from the registry database (freshness: :mod:`ladle.ui.monitoring`).
 
 Monitoring payload shapes are the ones agreed for :class:`~ladle.registry.reports.ReportJournal`
 (docs/ui.md repeats them); the page plots whatever of them a report holds and shows the rest as JSON.
@@ -122,11 +122,15 @@ def report_row(report: MonitorReport) -> Row:
     payload = row.pop("payload")
     features = payload.get("features") or payload.get("views") or {}
     row["items"] = len(features) if isinstance(features, Mapping) else 0
-    row["breaches"] = (
-        sum(1 for f in features.values() if isinstance(f, Mapping) and f.get("breach"))
-        if isinstance(features, Mapping)
-        else 0
-    )
+    allowed = payload.get("max_rate") or 0.0  # skew entries have a rate, not a breach flag
+
+    def breached(f: Any) -> bool:
+        if not isinstance(f, Mapping):
+            return False
+        rate = f.get("rate")
+        return bool(f.get("breach")) or (report.kind == "skew" and isinstance(rate, (int, float)) and rate > allowed)
+
+    row["breaches"] = sum(1 for f in features.values() if breached(f)) if isinstance(features, Mapping) else 0
     return row
 
 
@@ -144,6 +148,8 @@ def drift_series(reports: Iterable[MonitorReport]) -> dict[str, list[Row]]:
                     "psi": scores.get("psi"),
                     "ks": scores.get("ks"),
                     "chi2_p": scores.get("chi2_p"),
+                    "out_of_range": scores.get("out_of_range"),
+                    "judged": scores.get("judged", True),
                     "breach": bool(scores.get("breach")),
                 }
             )
@@ -156,37 +162,13 @@ def skew_series(reports: Iterable[MonitorReport]) -> dict[str, list[Row]]:
     for report in sorted(reports, key=lambda r: (r.created_at, r.report_id)):
         for name, scores in (report.payload.get("features") or {}).items():
             if isinstance(scores, Mapping):
+                rate, allowed = scores.get("rate"), report.payload.get("max_rate", 0.0)
                 series.setdefault(name, []).append(
-                    {"at": report.created_at.isoformat(), "report_id": report.report_id, "rate": scores.get("rate")}
+                    {
+                        "at": report.created_at.isoformat(),
+                        "report_id": report.report_id,
+                        "rate": rate,
+                        "breach": isinstance(rate, (int, float)) and rate > (allowed or 0.0),
+                    }
                 )
     return series
-
-
-def freshness_rows(
-    views: Iterable[Any],
-    watermarks: Mapping[str, datetime | None],
-    latest: Mapping[str, MonitorReport],
-) -> list[Row]:
-    """One row per view: its materialization watermark and, from the newest freshness report, age and SLO."""
-    measured: dict[str, tuple[MonitorReport | None, Mapping[str, Any]]] = {}
-    for made in sorted(latest.values(), key=lambda r: r.created_at):
-        for name, found in (made.payload.get("views") or {}).items():
-            if isinstance(found, Mapping):
-                measured[name] = (made, found)
-    rows = []
-    for view in views:
-        report, entry = measured.get(view.name, (None, {}))
-        slo = entry.get("slo_seconds")
-        rows.append(
-            {
-                "feature_view": view.name,
-                "watermark": _iso(watermarks.get(view.name)),
-                "newest_event": entry.get("newest_event"),
-                "age_seconds": entry.get("age_seconds"),
-                "slo_seconds": slo,
-                "status": "unknown" if report is None else "breach" if entry.get("breach") else
-                "ok" if slo is not None else "no_slo",
-                "checked_at": _iso(report.created_at) if report is not None else None,
-            }
-        )  # fmt: skip
-    return rows

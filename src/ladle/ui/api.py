@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -25,7 +26,7 @@ from ladle.registry.stream_sessions import StreamSessions
 from ladle.security.permissions import Resource
 from ladle.security.principal import Principal
 from ladle.store import FeatureStore
-from ladle.ui import activity, catalog, lineage
+from ladle.ui import activity, catalog, lineage, monitoring
 from ladle.ui.lineage import Job
 
 Query = Mapping[str, str]
@@ -130,8 +131,7 @@ class UiApi:
         for kind in ("drift", "skew"):
             latest = self.reports_journal.latest(kind).values()
             health[f"{kind}_breaches"] = sum(r.status == "breach" for r in latest if v.may_see(r.subject))
-        views = v.objects["feature_view"]
-        fresh = activity.freshness_rows(views, {}, self.reports_journal.latest("freshness"))
+        fresh = self._freshness(v)
         health["freshness_breaches"] = sum(r["status"] == "breach" for r in fresh)
         return {"project": v.snapshot.project, "version": v.snapshot.version, "counts": counts,
                 "health": health, "runs": runs[:10], "reports": reports}  # fmt: skip
@@ -194,6 +194,12 @@ class UiApi:
             answer["runs"] = [r for r in self._runs(v, 200) if name in r["feature_views"]][:10]
             mark = self.store.registry.watermark(name)
             answer["watermark"] = mark.isoformat() if mark is not None else None
+            default = self.store.config.monitoring.freshness_slo_seconds
+            latest = self.reports_journal.latest("freshness")
+            [answer["freshness"]] = monitoring.freshness_rows([obj], {name: mark}, latest, default, datetime.now(UTC))
+        if kind in ("feature_view", "feature_service"):  # the newest drift and skew report about it
+            found = (self.reports_journal.latest(k).get(name) for k in ("drift", "skew"))
+            answer["reports"] = [activity.report_row(r) for r in found if r is not None]
         return answer
 
     def versions(self, principal: Principal, segment: str, name: str) -> dict[str, Any]:
@@ -278,8 +284,10 @@ class UiApi:
         return {"runs": rows, "summary": activity.job_summary(rows)}
 
     def freshness(self, principal: Principal) -> dict[str, Any]:
-        """Each view's watermark and, from the newest freshness reports, its age against the SLO."""
-        v = self.view(principal)
+        """Each view's SLO (tag or config), live age, watermark and what its newest freshness report said."""
+        return {"items": self._freshness(self.view(principal))}
+
+    def _freshness(self, v: View) -> list[dict[str, Any]]:
         views = v.objects["feature_view"]
         registry = self.store.registry
         all_marks = getattr(registry, "watermarks", None)  # one query when the registry has it (SQL does)
@@ -287,7 +295,13 @@ class UiApi:
             watermarks: dict[str, Any] = dict(all_marks())
         else:
             watermarks = {fv.name: registry.watermark(fv.name) for fv in views}
-        return {"items": activity.freshness_rows(views, watermarks, self.reports_journal.latest("freshness"))}
+        default = self.store.config.monitoring.freshness_slo_seconds
+        latest = self.reports_journal.latest("freshness")
+        return monitoring.freshness_rows(views, watermarks, latest, default, datetime.now(UTC))
+
+    def baselines(self, principal: Principal) -> dict[str, Any]:
+        """The saved drift baselines (the one in force per name) about views the caller may see."""
+        return {"items": monitoring.baselines(self._db, self.store.project, self.view(principal).may_see)}
 
     def reports(self, principal: Principal, query: Query) -> dict[str, Any]:
         """Report list (``kind``, ``subject``, ``offset``, ``limit``), payloads left out."""
@@ -306,8 +320,9 @@ class UiApi:
         if kind not in ("drift", "skew"):
             raise RequestError(f"kind must be drift or skew, got {kind!r}")
         v = self.view(principal)
-        if not v.may_see(subject):
-            self._described(v, principal, "feature_view", subject)  # 403 or 404, with the registry's words
+        if not v.may_see(subject):  # a report is about a view, or a service (skew of a service, served drift)
+            about: Kind = "feature_service" if subject in v.snapshot.feature_services else "feature_view"
+            self._described(v, principal, about, subject)  # 403 or 404, with the registry's words
         history = self.reports_journal.reports(kind, subject, limit=200)
         if not history:
             raise ObjectNotFoundError(subject, self.store.project, detail=f"No {kind} reports about it.")

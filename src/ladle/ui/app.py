@@ -38,6 +38,7 @@ PREFIX = "/ui"
 ASSETS: dict[str, bytes] = {
     "app.js": b"text/javascript; charset=utf-8",
     "pages.js": b"text/javascript; charset=utf-8",
+    "monitor.js": b"text/javascript; charset=utf-8",
     "charts.js": b"text/javascript; charset=utf-8",
     "lineage.js": b"text/javascript; charset=utf-8",
     "dom.js": b"text/javascript; charset=utf-8",
@@ -67,6 +68,7 @@ def _routes() -> dict[tuple[str, int], Handler]:
         ("lineage", 1): lambda api, p, s, q: api.lineage(p, q),
         ("jobs", 1): lambda api, p, s, q: api.jobs(p, q),
         ("freshness", 1): lambda api, p, s, q: api.freshness(p),
+        ("baselines", 1): lambda api, p, s, q: api.baselines(p),
         ("reports", 1): lambda api, p, s, q: api.reports(p, q),
         ("reports", 3): lambda api, p, s, q: api.report(p, s[1], s[2], q),
     }

@@ -6,7 +6,12 @@ const title = (text) => S("title", {}, text);
 
 /** Baseline vs current distribution: grouped bars over bins (numeric edges or categories). */
 export function distribution(bins, width = 520, height = 220) {
-  const labels = bins.categories || (bins.edges || []).slice(0, -1).map((e, i) => `${fmtNum(e, 2)}–${fmtNum(bins.edges[i + 1], 2)}`);
+  // Numeric bins: the tooltip gives the range, the axis the lower edge (the outer bins are open-ended).
+  const edges = bins.edges || [];
+  const labels = bins.categories || edges.slice(0, -1).map((e, i) => `${fmtNum(e, 2)}–${fmtNum(edges[i + 1], 2)}`);
+  const span = edges.length ? Math.abs(edges[edges.length - 1] - edges[0]) : 0;
+  const dp = span >= 100 ? 0 : span >= 10 ? 1 : span >= 1 ? 2 : 3;
+  const ticks = bins.categories || edges.slice(0, -1).map((e, i) => (i === 0 ? `<${(edges[1] ?? e).toFixed(dp)}` : e.toFixed(dp)));
   const base = bins.baseline || [];
   const cur = bins.current || [];
   const norm = (xs) => { const t = xs.reduce((a, b) => a + b, 0) || 1; return xs.map((x) => x / t); };
@@ -30,9 +35,10 @@ export function distribution(bins, width = 520, height = 220) {
         title(`baseline ${labels[i] ?? i}: ${((b[i] || 0) * 100).toFixed(1)}%`)),
       S("rect", { class: "bar-cur", x: x + 1 + gw, y: y(c[i] || 0), width: gw, height: pad.t + hgt - y(c[i] || 0) },
         title(`current ${labels[i] ?? i}: ${((c[i] || 0) * 100).toFixed(1)}%`)));
-    if (n <= 12 || i % Math.ceil(n / 12) === 0) {
+    const every = Math.ceil(n / (bins.categories ? 12 : 6));
+    if (i % every === 0) {
       svg.append(S("text", { class: "muted-text", x: x + bw / 2, y: height - pad.b + 14, "text-anchor": "middle" },
-        String(labels[i] ?? i).slice(0, 14)));
+        String(ticks[i] ?? i).slice(0, 14)));
     }
   }
   svg.append(S("line", { class: "axis", x1: pad.l, x2: width - pad.r, y1: pad.t + hgt, y2: pad.t + hgt }));
@@ -68,8 +74,9 @@ export function series(points, keys, threshold = null, width = 520, height = 200
   points.forEach((p, i) => {
     const v = p[keys[0]];
     if (typeof v !== "number") return;
-    svg.append(S("circle", { cx: x(times[i]), cy: y(v), r: p.breach ? 4.5 : 3, class: p.breach ? "dot-breach" : "line-" + keys[0] },
-      title(`${fmtTime(p.at)}  ${keys.map((k) => `${k}=${fmtNum(p[k])}`).join("  ")}${p.breach ? "  BREACH" : ""}`)));
+    const cls = p.breach ? "dot-breach" : p.judged === false ? "dot-unjudged" : "line-" + keys[0];
+    svg.append(S("circle", { cx: x(times[i]), cy: y(v), r: p.breach ? 4.5 : 3, class: cls },
+      title(`${fmtTime(p.at)}  ${keys.map((k) => `${k}=${fmtNum(p[k])}`).join("  ")}${p.breach ? "  BREACH" : p.judged === false ? "  (too few values: not judged)" : ""}`)));
   });
   if (points.length) {
     svg.append(S("text", { class: "muted-text", x: pad.l, y: height - 8 }, fmtTime(points[0].at)),

@@ -1,7 +1,10 @@
 // One function per page; each returns a node (or a promise of one) for <main>.
 import { api, h, badge, tags, table, sortedTable, pagedTable, objectHref, enc, fmtTime, fmtDuration, fmtNum } from "./dom.js";
 import { drawLineage } from "./lineage.js";
-import { distribution, series, timeline } from "./charts.js";
+import { timeline } from "./charts.js";
+import { reportsTable } from "./monitor.js";
+
+export { freshness, monitoring, report } from "./monitor.js";
 
 const TITLES = {
   entities: "Entities", "data-sources": "Data sources", "feature-views": "Feature views",
@@ -123,6 +126,15 @@ function overviewOf(segment, d) {
     ], (spec.features || []).flatMap((p) => (p.features || []).map((f) => ({ view: p.view, feature: typeof f === "string" ? f : f.name }))),
     "view", "asc", "service-features"));
   }
+  if (d.freshness) {
+    const f = d.freshness;
+    parts.push(h("h2", {}, "Monitoring"), props([
+      ["Freshness", h("span", { "data-testid": "view-freshness" }, badge(f.status), " ", f.age_seconds == null ? "no event measured"
+        : `age ${fmtDuration(f.age_seconds)}${f.age_basis === "watermark" ? " (from the watermark)" : ""}`,
+      f.slo_seconds == null ? " · no SLO" : ` · SLO ${fmtDuration(f.slo_seconds)} (${f.slo_source})`, " · ", h("a", { href: "#/freshness" }, "all views"))],
+    ]));
+  }
+  if (d.reports && d.reports.length) parts.push(h("h2", {}, "Newest monitoring reports"), reportsTable(d.reports));
   if (d.runs) parts.push(h("h2", {}, "Recent runs"), runsTable(d.runs));
   for (const [rel, names] of Object.entries(d.related || {})) {
     const seg = rel.replace("_", "-").replace("_", "-");
@@ -188,16 +200,6 @@ function runsTable(runs) {
   ], runs, "started_at", "desc", "runs");
 }
 
-function reportsTable(reports) {
-  return sortedTable([
-    { key: "kind", label: "Kind" },
-    { key: "subject", label: "Subject", render: (r) => (r.kind === "freshness" ? h("a", { href: "#/freshness" }, r.subject)
-      : h("a", { href: `#/reports/${r.kind}/${enc(r.subject)}?id=${r.report_id}` }, r.subject)) },
-    { key: "status", label: "Status", render: (r) => badge(r.status) },
-    { key: "breaches", label: "Breaches", num: true }, { key: "created_at", label: "When", render: (r) => when(r.created_at) },
-  ], reports, "created_at", "desc", "reports");
-}
-
 export async function jobs(params, go) {
   const type = params.get("type") || "";
   const d = await api("jobs", { type });
@@ -216,64 +218,6 @@ export async function jobs(params, go) {
       { key: "last_status", label: "Last", render: (r) => badge(r.last_status) },
     ], d.summary, "lane", "asc", "job-summary"),
     h("h2", {}, "Runs"), runs);
-}
-
-export async function freshness() {
-  const d = await api("freshness");
-  return h("div", {}, header("Freshness", "Each view's newest data against its freshness SLO (from the newest freshness report) and its materialization watermark."),
-    sortedTable([
-      { key: "feature_view", label: "Feature view", render: (r) => link("feature-views", r.feature_view) },
-      { key: "status", label: "Status", render: (r) => badge(r.status) },
-      { key: "age_seconds", label: "Age", num: true, render: (r) => fmtDuration(r.age_seconds) },
-      { key: "slo_seconds", label: "SLO", num: true, render: (r) => fmtDuration(r.slo_seconds) },
-      { key: "newest_event", label: "Newest event", render: (r) => when(r.newest_event) },
-      { key: "watermark", label: "Materialized to", render: (r) => when(r.watermark) },
-      { key: "checked_at", label: "Checked", render: (r) => when(r.checked_at) },
-    ], d.items, "status", "asc", "freshness"));
-}
-
-export async function monitoring(params, go) {
-  const kind = params.get("kind") || "";
-  const d = await api("reports", { kind });
-  const pick = h("select", { "data-testid": "report-kind", onchange: (ev) => go(`#/monitoring${ev.target.value ? "?kind=" + ev.target.value : ""}`) },
-    [["", "All reports"], ["drift", "Drift"], ["skew", "Skew"], ["freshness", "Freshness"]].map(([v, l]) => h("option", { value: v, selected: v === kind }, l)));
-  return h("div", {}, header("Drift & skew", "Monitoring reports, newest first. Open one for its plots."),
-    h("div", { class: "toolbar" }, pick), reportsTable(d.items));
-}
-
-export async function report(kind, subject, params, go) {
-  const d = await api(`reports/${kind}/${enc(subject)}`, { id: params.get("id") });
-  const r = d.report;
-  const features = r.payload.features || {};
-  const pick = h("select", { "data-testid": "report-pick", onchange: (ev) => go(`#/reports/${kind}/${enc(subject)}?id=${ev.target.value}`) },
-    d.history.map((x) => h("option", { value: x.report_id, selected: x.report_id === r.report_id }, `#${x.report_id} · ${x.status} · ${fmtTime(x.created_at)}`)));
-  const head = h("div", {}, h("div", { class: "crumbs" }, h("a", { href: "#/monitoring" }, "Drift & skew"), " / ", kind),
-    h("h1", { "data-testid": "report-title" }, `${kind === "drift" ? "Drift" : "Skew"}: ${subject}`),
-    h("div", { class: "toolbar" }, badge(r.status), pick,
-      h("span", { class: "muted" }, `window ${fmtTime(r.window_start)} → ${fmtTime(r.window_end)}`)));
-  if (kind === "skew") {
-    return h("div", {}, head, h("p", {}, `${fmtNum(r.payload.sampled)} entity rows sampled.`),
-      sortedTable([{ key: "name", label: "Feature" }, { key: "compared", label: "Compared", num: true },
-        { key: "mismatches", label: "Mismatches", num: true }, { key: "rate", label: "Rate", num: true }],
-      Object.entries(features).map(([name, f]) => ({ name, ...f })), "rate", "desc", "skew"),
-      h("div", { class: "grid2" }, Object.entries(d.series).map(([name, pts]) =>
-        h("div", { class: "panel pad" }, h("h2", {}, `${name}: mismatch rate over time`), series(pts, ["rate"])))),
-      r.payload.examples && r.payload.examples.length ? [h("h2", {}, "Examples"), h("div", { class: "panel" }, h("pre", { class: "json mono" }, JSON.stringify(r.payload.examples, null, 2)))] : null);
-  }
-  const rows = Object.entries(features).map(([name, f]) => ({ name, ...f }));
-  const cards = rows.map((f) => h("div", { class: "panel pad", "data-testid": "drift-feature", "data-feature": f.name },
-    h("h2", {}, f.name, " ", badge(f.breach ? "breach" : "ok")),
-    h("p", { class: "muted" }, `${f.type} · PSI ${fmtNum(f.psi)} · KS ${fmtNum(f.ks)} · χ² p ${fmtNum(f.chi2_p)} · nulls ${fmtNum(f.null_rate?.baseline)} → ${fmtNum(f.null_rate?.current)}`),
-    f.bins ? distribution(f.bins) : h("p", { class: "muted" }, "No distribution in this report."),
-    d.series[f.name] ? [h("div", { class: "muted" }, "PSI (blue) and KS (purple) over time"),
-      series(d.series[f.name], ["psi", "ks"], f.thresholds && typeof f.thresholds.psi === "number" ? f.thresholds.psi : null)] : null));
-  return h("div", {}, head,
-    sortedTable([
-      { key: "name", label: "Feature" }, { key: "type", label: "Type" }, { key: "psi", label: "PSI", num: true },
-      { key: "ks", label: "KS", num: true }, { key: "chi2_p", label: "χ² p", num: true },
-      { key: "breach", label: "Status", render: (x) => badge(x.breach ? "breach" : "ok") },
-    ], rows, "psi", "desc", "drift"),
-    h("div", { class: "grid2 spaced" }, cards));
 }
 
 export async function searchPage(params) {
