@@ -38,6 +38,7 @@ def ui(ctx: CliContext, host: str, port: int) -> None:
             import uvicorn
         except ImportError:
             raise MissingExtraError("web UI", "server", "uvicorn") from None
+        from ladle.server.status import status_of
         from ladle.ui import UiApp
 
         store = ctx.store()
@@ -45,6 +46,6 @@ def ui(ctx: CliContext, host: str, port: int) -> None:
         warning = exposure_warning(host, authenticator_for(store.config.auth, str(store.repo_path)))
         if warning:
             err_console().print(f"[bold yellow]{warning}[/]", highlight=False, soft_wrap=True)
-        app = UiApp(store)
+        app = UiApp(store, http_status=lambda exc: status_of(exc).http)
         err_console().print(f"Ladle UI for project '{store.project}' on http://{host}:{port}/ui/", highlight=False)
         uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")

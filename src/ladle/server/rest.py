@@ -140,7 +140,7 @@ class RestApp:
             self._routes["/metrics"] = {"GET": self._metrics}
         self._openapi_body = orjson.dumps(OPENAPI)
         # The web UI under /ui: read-only, its API calls checked by the same authenticator (docs/ui.md).
-        self._ui = UiApp(core.store, core.auth)
+        self._ui = UiApp(core.store, core.auth, http_status=lambda exc: status_of(exc).http)
         self._auth = core.auth
         # Open to anonymous callers while auth is on: health, /ready's status (its details are checked),
         # and what auth.public names.

@@ -6,7 +6,7 @@ show its sign-in form; every ``/ui/api/`` call authenticates with the API's own 
 (``Authorization: Bearer <API key or token>``, which the page keeps in sessionStorage) and
 answers with what the registry's permissions let the caller describe.
 
->>> app = UiApp(FeatureStore(repo_path="feature_repo"))   # then: uvicorn, or httpx.ASGITransport
+>>> app = UiApp(FeatureStore(repo_path="feature_repo"), http_status=lambda exc: status_of(exc).http)
 """
 
 from __future__ import annotations
@@ -93,8 +93,18 @@ def shell(prefix: str) -> bytes:
 class UiApp:
     """The web UI over one store. ``auth``: the server's authenticator (None: built from the store's config)."""
 
-    def __init__(self, store: FeatureStore, auth: Authenticator | None = None, prefix: str = PREFIX) -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        auth: Authenticator | None = None,
+        prefix: str = PREFIX,
+        *,
+        http_status: Callable[[BaseException], int],
+    ) -> None:
+        """``http_status`` maps an error to its HTTP status (the server's mapping: passed in, so the UI
+        does not import the server that mounts it)."""
         self.store = store
+        self._http_status = http_status
         if auth is None:
             built = authenticator_for(store.config.auth, str(store.repo_path))
             auth = built if built.enabled else None
@@ -150,7 +160,7 @@ class UiApp:
             principal = await self._caller(scope)
             answer = await loop.run_in_executor(None, handler, self.api, principal, segments, query)
         except Exception as exc:  # the boundary: every failure is a status and one readable message
-            return _error(exc)
+            return _error(exc, self._http_status)
         return 200, orjson.dumps(answer, option=orjson.OPT_NON_STR_KEYS), b"application/json", [
             (b"cache-control", b"no-store")
         ]  # fmt: skip
@@ -169,11 +179,11 @@ def _json(status: int, body: dict[str, Any]) -> tuple[int, bytes, bytes, list[tu
     return status, orjson.dumps(body), b"application/json", [(b"cache-control", b"no-store")]
 
 
-def _error(exc: Exception) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+def _error(
+    exc: Exception, http_status: Callable[[BaseException], int]
+) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
     if isinstance(exc, LadleError):
-        from ladle.server.status import status_of
-
-        status = status_of(exc).http
+        status = http_status(exc)
     else:
         status = 500
         log.error("UI request failed", exc_info=exc)
