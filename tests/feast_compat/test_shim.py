@@ -234,6 +234,8 @@ def test_the_template_habits_ladle_accepts_load_as_ladle_definitions(tmp_path: P
     assert isinstance(views["driver_batch"], FeatureView)
     assert views["driver_hourly_stats"].features[1].description == "trips"
     service = contents.feature_services[0]
+    assert service.logging_config is not None and service.logging_config.sample_rate == 1.0  # logged, as in Feast
+    assert service.logging_config.destination.to_spec()["path"] == "data"  # type: ignore[union-attr]
     assert [(p.view_name, p.features) for p in service.projections] == [
         ("driver_hourly_stats", ("conv_rate",)),
         ("driver_batch", ("conv_rate",)),

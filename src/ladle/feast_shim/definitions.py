@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from ladle import definitions as lad
+from ladle.definitions.feature_logging import LoggingConfig
 from ladle.errors import DefinitionError
 from ladle.types import DType, ValueType
 
@@ -253,7 +254,7 @@ def stream_feature_view(**kwargs: Any) -> Callable[[Callable[..., Any]], StreamF
 
 
 class FeatureService(lad.FeatureService):
-    """``feast.FeatureService``; a ``logging_config`` is accepted and not acted on (logged once)."""
+    """``feast.FeatureService``; ``logging_config`` logs served features (docs/feature-logging.md)."""
 
     def __init__(
         self,
@@ -263,11 +264,11 @@ class FeatureService(lad.FeatureService):
         tags: Mapping[str, str] | None = None,
         description: str = "",
         owner: str = "",
-        logging_config: object = None,
+        logging_config: LoggingConfig | None = None,
     ) -> None:
-        if logging_config is not None:
-            log.warning("feature service '%s': logging_config is accepted but Ladle does not log served features", name)
-        super().__init__(name=name, features=features, description=description, tags=tags, owner=owner)
+        super().__init__(
+            name=name, features=features, description=description, tags=tags, owner=owner, logging_config=logging_config
+        )
 
 
 class PushMode(enum.StrEnum):
@@ -295,22 +296,6 @@ class Project:
         self.description = description
         self.tags = dict(tags or {})
         self.owner = owner
-
-
-class LoggingConfig:
-    """``feast.feature_logging.LoggingConfig``: accepted, not acted on (see :class:`FeatureService`)."""
-
-    def __init__(self, destination: object = None, sample_rate: float = 1.0) -> None:
-        self.destination = destination
-        self.sample_rate = sample_rate
-
-
-class FileLoggingDestination:
-    """``feast.infra.offline_stores.file_source.FileLoggingDestination``: accepted, not acted on."""
-
-    def __init__(self, *, path: str, s3_endpoint_override: str = "", partition_by: Sequence[str] | None = None) -> None:
-        self.path = path
-        self.partition_by = list(partition_by or [])
 
 
 def refused_class(name: str, why: str) -> type:

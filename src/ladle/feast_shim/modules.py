@@ -115,10 +115,10 @@ MODULES: dict[str, dict[str, object]] = {
         "JsonFormat": "ladle.definitions:JsonFormat",
         "AvroFormat": "ladle.definitions:AvroFormat",
     },
-    "feast.feature_logging": {"LoggingConfig": fd.LoggingConfig},
+    "feast.feature_logging": {"LoggingConfig": "ladle.definitions.feature_logging:LoggingConfig"},
     "feast.infra.offline_stores.file_source": {
         "FileSource": fd.FileSource,
-        "FileLoggingDestination": fd.FileLoggingDestination,
+        "FileLoggingDestination": "ladle.definitions.feature_logging:FileLoggingDestination",
         "SavedDatasetFileStorage": _SAVED["SavedDatasetFileStorage"],
     },
     "feast.saved_dataset": dict(_SAVED),
