@@ -553,7 +553,9 @@ class FeatureStore:
         )
         keys = sorted({k for v in snapshot.feature_views.values() for k in v.join_keys})
         service = features.name if isinstance(features, FeatureService) else None
-        self._job_requests[job] = (refs, full_feature_names, keys, service)  # for create_saved_dataset
+        # for create_saved_dataset; by identity, dropped with the job (some jobs are unhashable dataclasses)
+        self._job_requests[id(job)] = (refs, full_feature_names, keys, service)
+        weakref.finalize(job, self._job_requests.pop, id(job), None)
         return job
 
     @property
@@ -566,8 +568,8 @@ class FeatureStore:
         return registry
 
     @cached_property
-    def _job_requests(self) -> weakref.WeakKeyDictionary[Any, tuple[list[str], bool, list[str], str | None]]:
-        return weakref.WeakKeyDictionary()
+    def _job_requests(self) -> dict[int, tuple[list[str], bool, list[str], str | None]]:
+        return {}
 
     # -- saved datasets and validation (docs/on-demand.md, "Saved datasets") -------------------------
     def create_saved_dataset(
@@ -583,7 +585,7 @@ class FeatureStore:
         from ladle.retrieval.saved import create_saved_dataset
 
         table = from_.to_arrow()
-        refs, full, keys, service = self._job_requests.get(from_, ([], False, [], None))
+        refs, full, keys, service = self._job_requests.get(id(from_), ([], False, [], None))
         request = (refs, full, [k for k in keys if k in table.column_names], service)
         return create_saved_dataset(self._records, self.repo_path, table, name, storage, request, tags, allow_overwrite)
 
