@@ -172,8 +172,9 @@ def _checked(view: FeatureView, rows: Rows) -> Iterator[pa.Table]:
 #: ``memory_budget`` / this: Arrow bytes of rows per window replacement. The store's overwrite holds
 #: several copies while it writes (Iceberg: conformed rows, their IPC hash, one table per day
 #: partition, Parquet encoders: ~4-5x the chunk measured) and what the allocator keeps after the first
-#: overwrite (~200 MB more, measured), on top of ~250-320 MB of process.
-WINDOW_CHUNK_SHARE = 24
+#: overwrite (~200 MB more, measured), on top of ~250-320 MB of process. With /24 an 800 MB budget
+#: peaked at 736-804 MB across runs (test_ingest_windows); /48 at 699-714 MB.
+WINDOW_CHUNK_SHARE = 48
 
 
 def window_chunk_bytes(config: RepoConfig) -> int:
