@@ -75,6 +75,7 @@ FEAST_MESSAGES: dict[str, str] = {
     "RequestDataOptions": "feast.core.DataSource.RequestDataOptions",
     "SchemaJson": "feast.core.StreamFormat.JsonFormat",
     "NamedSpec": "feast.core.SavedDatasetSpec",
+    "OnDemandSourcesEntry": "feast.core.OnDemandFeatureViewSpec.SourcesEntry",
 }
 
 

@@ -136,7 +136,39 @@ _MESSAGES: dict[str, list[Field]] = {
         ("feature_view_name_alias", 3, "string", False),
         ("join_key_map", 4, "map", False),
     ],
-    "OnDemandFeatureView": [("spec", 1, "NamedSpec", False)],
+    "OnDemandFeatureView": [("spec", 1, "OnDemandFeatureViewSpec", False)],
+    "OnDemandFeatureViewSpec": [
+        ("name", 1, "string", False),
+        ("project", 2, "string", False),
+        ("features", 3, "FeatureSpecV2", True),
+        ("sources", 4, "OnDemandSourcesEntry", True),  # map<string, OnDemandSource>: the same wire form
+        ("user_defined_function", 5, "UserDefinedFunction", False),
+        ("description", 6, "string", False),
+        ("tags", 7, "map", False),
+        ("owner", 8, "string", False),
+        ("feature_transformation", 10, "FeatureTransformationV2", False),
+        ("mode", 11, "string", False),
+        ("write_to_online_store", 12, "bool", False),
+        ("entities", 13, "string", True),
+        ("singleton", 15, "bool", False),
+        ("aggregations", 16, "bytes", True),
+        ("version", 17, "string", False),
+    ],
+    "OnDemandSourcesEntry": [("key", 1, "string", False), ("value", 2, "OnDemandSource", False)],
+    "OnDemandSource": [
+        ("feature_view", 1, "FeatureView", False),
+        ("request_data_source", 2, "DataSource", False),
+        ("feature_view_projection", 3, "FeatureViewProjection", False),
+    ],
+    "FeatureTransformationV2": [
+        ("user_defined_function", 1, "UserDefinedFunctionV2", False),
+        ("substrait_transformation", 2, "bytes", False),
+    ],
+    "UserDefinedFunctionV2": [
+        ("name", 1, "string", False),
+        ("body_text", 3, "string", False),
+        ("mode", 4, "string", False),
+    ],
     "StreamFeatureView": [("spec", 1, "StreamFeatureViewSpec", False)],
     "StreamFeatureViewSpec": [
         ("name", 1, "string", False),
@@ -194,6 +226,7 @@ _MESSAGES: dict[str, list[Field]] = {
 # oneof groups: message -> (oneof name, member fields)
 _ONEOFS: dict[str, tuple[str, tuple[str, ...]]] = {
     "FileFormat": ("format", ("parquet_format", "delta_format")),
+    "OnDemandSource": ("source", ("feature_view", "request_data_source", "feature_view_projection")),
     "StreamFormat": ("format", ("avro_format", "proto_format", "json_format")),
     "Policy": (
         "policy_type",
