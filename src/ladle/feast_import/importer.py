@@ -19,6 +19,7 @@ from ladle import definitions as lad
 from ladle.definitions.on_demand import OnDemandFeatureView
 from ladle.errors import ConfigError
 from ladle.feast_import import mapping as m
+from ladle.feast_import.label_view import label_view_from_proto
 from ladle.feast_import.on_demand import on_demand_from_proto
 from ladle.feast_import.reader import read_registry
 
@@ -129,6 +130,14 @@ def map_registry(registry: Any, project: str | None = None) -> ImportReport:
         )
     )
     permissions = _mapped(report, "permission", mine(registry.permissions), lambda p: _permission(report, p))
+    views.update(
+        _mapped(
+            report,
+            "label view",
+            mine(getattr(registry, "label_views", [])),
+            lambda v: label_view_from_proto(v, entities, sources),
+        )
+    )
     on_demand = _mapped(
         report,
         "on-demand feature view",

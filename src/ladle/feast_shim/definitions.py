@@ -283,7 +283,8 @@ class ConflictPolicy(enum.Enum):
     """``feast.ConflictPolicy``: a :class:`LabelView` takes ``LAST_WRITE_WINS`` (Ladle's rule everywhere)."""
 
     LAST_WRITE_WINS = "last_write_wins"
-    FIRST_WRITE_WINS = "first_write_wins"
+    LABELER_PRIORITY = "labeler_priority"
+    MAJORITY_VOTE = "majority_vote"
 
 
 #: Tags a LabelView leaves on the feature view it becomes (what Ladle keeps of its label settings).
