@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from feast_compat.conftest import run_feast
 from ladle import FeatureStore
 from ladle.cli.main import cli
 from ladle.server._proto.feast.serving import ServingService_pb2 as serving_pb
@@ -32,8 +33,6 @@ from ladle.server.core import ServerCore
 from ladle.server.grpc_server import GrpcServer
 from ladle.server.rest import create_app
 from ladle.server.settings import ServerSettings
-
-from feast_compat.conftest import run_feast
 
 with warnings.catch_warnings():  # starlette asks for httpx2 here; the plain httpx client is what we have
     warnings.filterwarnings("ignore", message=".*httpx2")
