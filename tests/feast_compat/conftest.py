@@ -76,6 +76,7 @@ FEAST_MESSAGES: dict[str, str] = {
     "SchemaJson": "feast.core.StreamFormat.JsonFormat",
     "NamedSpec": "feast.core.SavedDatasetSpec",
     "OnDemandSourcesEntry": "feast.core.OnDemandFeatureViewSpec.SourcesEntry",
+    "LoggingFileDestination": "feast.core.LoggingConfig.FileDestination",
 }
 
 

@@ -183,8 +183,9 @@ def _service(
         del spec.features[:]
         spec.features.extend(kept)
         report.notes.append(Skipped("feature service", spec.name, f"imported without {missing} (not imported)"))
-    if spec.logging_config:
-        report.notes.append(Skipped("feature service", spec.name, "logging_config dropped (Ladle does not log)"))
+    if spec.HasField("logging_config") and spec.logging_config.WhichOneof("destination") != "file_destination":
+        where = spec.logging_config.WhichOneof("destination") or "no destination"
+        report.notes.append(Skipped("feature service", spec.name, f"logging_config dropped ({where}: not a file)"))
     return m.feature_service_from_proto(message, views)
 
 

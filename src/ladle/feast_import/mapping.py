@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from ladle import definitions as lad
+from ladle.definitions.feature_logging import FileLoggingDestination, LoggingConfig
 from ladle.definitions.on_demand import OnDemandFeatureView
 from ladle.errors import DefinitionError
 from ladle.types import DType, Struct, ValueType, dtype_from_value_type
@@ -267,9 +268,19 @@ def feature_service_from_proto(
             description=spec.description,
             tags=_tags(spec.tags),
             owner=spec.owner,
+            logging_config=_logging_config(spec),
         )
     except DefinitionError as exc:
         raise Unmapped("feature service", spec.name, str(exc)) from None
+
+
+def _logging_config(spec: Any) -> LoggingConfig | None:
+    """A service's ``LoggingConfig`` with a file destination (others are dropped with a note)."""
+    if not spec.HasField("logging_config") or not spec.logging_config.HasField("file_destination"):
+        return None
+    config, file = spec.logging_config, spec.logging_config.file_destination
+    destination = FileLoggingDestination(file.path, file.s3_endpoint_override, list(file.partition_by))
+    return LoggingConfig(destination, config.sample_rate or 1.0)
 
 
 # feast.core.PermissionSpec.Type numbers → Ladle resource kinds (None: Ladle has no such kind).

@@ -128,7 +128,22 @@ _MESSAGES: dict[str, list[Field]] = {
         ("tags", 4, "map", False),
         ("description", 5, "string", False),
         ("owner", 6, "string", False),
-        ("logging_config", 7, "bytes", False),
+        ("logging_config", 7, "LoggingConfig", False),
+    ],
+    "LoggingConfig": [
+        ("sample_rate", 1, "float", False),
+        ("file_destination", 3, "LoggingFileDestination", False),
+        ("bigquery_destination", 4, "bytes", False),
+        ("redshift_destination", 5, "bytes", False),
+        ("snowflake_destination", 6, "bytes", False),
+        ("custom_destination", 7, "bytes", False),
+        ("athena_destination", 8, "bytes", False),
+        ("couchbase_columnar_destination", 9, "bytes", False),
+    ],
+    "LoggingFileDestination": [
+        ("path", 1, "string", False),
+        ("s3_endpoint_override", 2, "string", False),
+        ("partition_by", 3, "string", True),
     ],
     "FeatureViewProjection": [
         ("feature_view_name", 1, "string", False),
@@ -245,6 +260,18 @@ _MESSAGES: dict[str, list[Field]] = {
 _ONEOFS: dict[str, tuple[str, tuple[str, ...]]] = {
     "FileFormat": ("format", ("parquet_format", "delta_format")),
     "OnDemandSource": ("source", ("feature_view", "request_data_source", "feature_view_projection")),
+    "LoggingConfig": (
+        "destination",
+        (
+            "file_destination",
+            "bigquery_destination",
+            "redshift_destination",
+            "snowflake_destination",
+            "custom_destination",
+            "athena_destination",
+            "couchbase_columnar_destination",
+        ),
+    ),
     "StreamFormat": ("format", ("avro_format", "proto_format", "json_format")),
     "Policy": (
         "policy_type",
@@ -257,6 +284,7 @@ _SCALARS = {
     "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
     "int32": descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
     "int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+    "float": descriptor_pb2.FieldDescriptorProto.TYPE_FLOAT,
 }
 _F = descriptor_pb2.FieldDescriptorProto
 
