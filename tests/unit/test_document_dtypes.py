@@ -194,5 +194,22 @@ def test_a_view_of_documents_materializes_and_serves(tmp_path: Path, online_yaml
             features,
         ).to_df()
         assert json.loads(historical["config"][0]) == {"max": 1}
+        pushed = {
+            "driver_id": [2],
+            "event_timestamp": [now + timedelta(seconds=1)],
+            "meta": [{"car": "bike", "seats": 1}],
+            "config": ['{"max": 9}'],
+            "profile": [{"name": "b", "age": 51}],
+        }
+        store.write_to_online_store("driver_docs", pa.table(pushed).to_pandas())
+        got = store.get_online_features(features=features, entity_rows=[{"driver_id": 2}])
+        assert got.to_dict() == {
+            "driver_id": [2],
+            "meta": [{"car": "bike", "seats": 1}],
+            "config": [{"max": 9}],
+            "profile": [{"name": "b", "age": 51}],
+        }
+        with pytest.raises(SchemaMismatchError, match="'meta'"):
+            store.write_to_online_store("driver_docs", pa.table({**pushed, "meta": [[1, 2]]}).to_pandas())
     finally:
         store.close()
