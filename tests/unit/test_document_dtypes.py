@@ -213,3 +213,17 @@ def test_a_view_of_documents_materializes_and_serves(tmp_path: Path, online_yaml
             store.write_to_online_store("driver_docs", pa.table({**pushed, "meta": [[1, 2]]}).to_pandas())
     finally:
         store.close()
+
+
+def test_offline_append_turns_json_text_back_into_the_sources_nested_columns() -> None:
+    """A push to the offline store appends JSON text to a Parquet source whose column is a struct / map."""
+    from ladle.offline.append import _conform
+
+    schema = pa.schema([("s", pa.struct([("a", pa.int64())])), ("m", pa.map_(pa.string(), pa.string()))])
+    rows = pa.table({"s": ['{"a": 1}', None], "m": ['{"k": "v"}', "{}"]})
+    conformed = _conform(rows, schema)
+    assert conformed.schema == schema
+    assert conformed.column("s").to_pylist() == [{"a": 1}, None]
+    assert conformed.column("m").to_pylist() == [[("k", "v")], []]
+    with pytest.raises(SchemaMismatchError, match="column 's'"):
+        _conform(pa.table({"s": ["{not json"]}), schema)
