@@ -132,6 +132,23 @@ def test_on_demand_views_come_from_their_text_or_are_reported() -> None:
     assert odfv.udf.load()(pd.DataFrame({"conv_rate": [1.5]}))["doubled"].tolist() == [3.0]
 
 
+def test_label_views_other_than_last_write_wins_are_reported() -> None:
+    registry = _registry()
+    for name, policy in (("newest", 0), ("voted", 2)):
+        spec = registry.label_views.add().spec
+        spec.name, spec.project, spec.conflict_policy, spec.labeler_field = name, "p", policy, "who"
+        spec.entities.append("driver")
+        label = spec.features.add()
+        label.name, label.value_type = "conv_rate", DOUBLE
+        spec.source.CopyFrom(registry.data_sources[0])
+    report = map_registry(registry)
+    reasons = {(s.kind, s.name): s.reason for s in report.skipped}
+    assert "conflict policy MAJORITY_VOTE" in reasons[("label view", "voted")]
+    view = next(o for o in report.objects if o.name == "newest")
+    assert view.tags == {"ladle.io/feast-label-view": "labeler_field=who"}
+    assert view.feature_names == ["conv_rate"]
+
+
 def test_a_registry_with_several_projects_needs_one_chosen() -> None:
     registry = _registry("a")
     other = registry.entities.add().spec

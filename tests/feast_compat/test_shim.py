@@ -112,6 +112,12 @@ REFUSED = {
         "Ladle does not support BigQuerySource",
     ),
     "set dtype": ("from feast.types import Set\n", "Ladle does not support feast.types.Set"),
+    "label view policy": (
+        "from feast import ConflictPolicy, LabelView, PushSource\n"
+        "LabelView(name='l', source=PushSource(name='p', batch_source=src), entities=[driver],\n"
+        "          conflict_policy=ConflictPolicy.MAJORITY_VOTE)\n",
+        "Ladle does not support conflict_policy=MAJORITY_VOTE on LabelView 'l'",
+    ),
     "delta files": (
         "from feast.data_format import DeltaFormat\n"
         "FileSource(name='d', path='x', timestamp_field='ts', file_format=DeltaFormat())\n",
