@@ -75,6 +75,8 @@ FEAST_MESSAGES: dict[str, str] = {
     "RequestDataOptions": "feast.core.DataSource.RequestDataOptions",
     "SchemaJson": "feast.core.StreamFormat.JsonFormat",
     "NamedSpec": "feast.core.SavedDatasetSpec",
+    "OnDemandSourcesEntry": "feast.core.OnDemandFeatureViewSpec.SourcesEntry",
+    "LoggingFileDestination": "feast.core.LoggingConfig.FileDestination",
 }
 
 

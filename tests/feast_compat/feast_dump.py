@@ -27,7 +27,36 @@ def _source(s):  # type: ignore[no-untyped-def]
         "owner": s.owner,
         "batch_source": batch.name if batch is not None else None,
         "topic": getattr(getattr(s, "kafka_options", None), "topic", None),
+        **({"schema": _fields(s.schema)} if type(s).__name__ == "RequestSource" else {}),
     }
+
+
+def _odfv(v):  # type: ignore[no-untyped-def]
+    """An ODFV as Feast reads it back, with what its function computes on SAMPLE (Feast runs it)."""
+    import pandas as pd
+
+    views = [[p.name, p.name_alias, [f.name for f in p.features]] for p in v.source_feature_view_projections.values()]
+    requests = sorted(v.source_request_sources)
+    sample = {k: vals for k, vals in SAMPLE.items()}
+    if v.mode == "python":
+        computed = v.feature_transformation.udf(sample)
+    else:
+        computed = v.feature_transformation.udf(pd.DataFrame(sample)).to_dict(orient="list")
+    return {
+        "features": _fields(v.features),
+        "views": sorted(views),
+        "request_sources": requests,
+        "mode": v.mode,
+        "write_to_online_store": v.write_to_online_store,
+        "tags": dict(v.tags),
+        "owner": v.owner,
+        "description": v.description,
+        "computed": {k: list(vals) for k, vals in computed.items()},
+    }
+
+
+#: Inputs every test ODFV's function is run on (Feast's result is compared with Ladle's).
+SAMPLE = {"price": [2.0, 4.0], "fx_rate": [0.5, 3.0], "gdp_growth": [1.5, -2.0]}
 
 
 def _view(v):  # type: ignore[no-untyped-def]
@@ -85,7 +114,7 @@ def main() -> None:
             }
             for v in store.list_stream_feature_views()
         },
-        "on_demand_feature_views": sorted(v.name for v in store.list_on_demand_feature_views()),
+        "on_demand_feature_views": {v.name: _odfv(v) for v in store.list_on_demand_feature_views()},
         "feature_services": {
             s.name: {
                 "projections": [

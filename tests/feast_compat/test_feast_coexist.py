@@ -58,28 +58,3 @@ def test_real_feast_is_untouched_around_a_ladle_load(feast_python: Path, tmp_pat
         "economic_features",
         "weather_features",
     ]
-
-
-@pytest.mark.slow
-def test_the_feast_init_template_is_refused_in_one_line_naming_what_is_missing(
-    feast_python: Path, tmp_path: Path
-) -> None:
-    """Feast 0.67's template uses Map/Json/Struct dtypes and a LabelView, which Ladle has not got.
-
-    Until it has (docs/feast-compat.md), ``ladle apply`` must refuse it in one readable line that
-    names the first unsupported name, and leave the registry untouched.
-    """
-    from click.testing import CliRunner
-
-    from ladle.cli.main import cli
-
-    init = run_feast(feast_python.parent / "feast", ["init", "demo"], cwd=tmp_path)
-    repo = tmp_path / "demo" / "feature_repo"
-    assert repo.is_dir(), init.stderr[-2000:]
-    result = CliRunner().invoke(cli, ["-c", str(repo), "apply"])
-    assert result.exit_code != 0
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert "Ladle does not support feast." in lines[0]
-    assert "feature_definitions.py:" in lines[0]
-    assert not (repo / "data" / "registry.db").exists() or (repo / "data" / "registry.db").stat().st_size == 0

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -16,13 +17,15 @@ import yaml
 from click.testing import CliRunner
 
 from feast_compat.conftest import ladle_paths, run_feast
-from ladle import FeatureStore, KafkaSource, StreamFeatureView
+from ladle import FeatureStore, KafkaSource, OnDemandFeatureView, RequestSource, StreamFeatureView
 from ladle.cli.main import cli
 from ladle.definitions import DataSource, FileSource, PushSource
 
 pytestmark = pytest.mark.feast_client
 
 HERE = Path(__file__).resolve().parent
+#: The inputs the ODFVs' functions run on (the same as feast_dump.py's SAMPLE).
+SAMPLE = {"price": [2.0, 4.0], "fx_rate": [0.5, 3.0], "gdp_growth": [1.5, -2.0]}
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -102,6 +105,24 @@ def _view(v: Any) -> dict[str, Any]:
     }
 
 
+def _compare_sources(feast: dict[str, Any], store: FeatureStore) -> None:
+    sources = {s.name: s for s in store.list_data_sources()}
+    assert set(sources) == set(feast["data_sources"])
+    for name, want in feast["data_sources"].items():
+        if want["class"] == "RequestSource":
+            request = sources[name]
+            assert isinstance(request, RequestSource)
+            got_request = {"fields": _fields(request.schema), "tags": request.tags, "owner": request.owner}
+            assert got_request == {"fields": want["schema"], "tags": want["tags"], "owner": want["owner"]}, name
+            continue
+        got = _source(sources[name])
+        # A Ladle push source carries its batch source's timestamp columns; Feast's leaves them empty.
+        skip = {"timestamp_field", "created_timestamp_column"} if want["class"] == "PushSource" else {"timestamp_field"}
+        assert {k: v for k, v in got.items() if k not in skip} == {k: v for k, v in want.items() if k not in skip}
+        if want["class"] == "FileSource":
+            assert sources[name].timestamp_field == feast["data_sources"][name]["timestamp_field"]
+
+
 def _compare(feast: dict[str, Any], store: FeatureStore, report: dict[str, Any]) -> None:
     entities = {e.name: e for e in store.list_entities()}
     assert set(entities) == set(feast["entities"])
@@ -110,18 +131,7 @@ def _compare(feast: dict[str, Any], store: FeatureStore, report: dict[str, Any])
         got = {"join_key": e.join_key, "value_type": e.value_type.name if e.value_type else "UNKNOWN"}
         assert {**got, "description": e.description, "tags": e.tags, "owner": e.owner} == want, name
 
-    sources = {s.name: s for s in store.list_data_sources()}
-    request_sources = {n for n, s in feast["data_sources"].items() if s["class"] == "RequestSource"}
-    assert set(sources) == set(feast["data_sources"]) - request_sources
-    for name, want in feast["data_sources"].items():
-        if name in request_sources:
-            continue
-        got = _source(sources[name])
-        # A Ladle push source carries its batch source's timestamp columns; Feast's leaves them empty.
-        skip = {"timestamp_field", "created_timestamp_column"} if want["class"] == "PushSource" else {"timestamp_field"}
-        assert {k: v for k, v in got.items() if k not in skip} == {k: v for k, v in want.items() if k not in skip}
-        if want["class"] == "FileSource":
-            assert sources[name].timestamp_field == feast["data_sources"][name]["timestamp_field"]
+    _compare_sources(feast, store)
 
     views = {v.name: v for v in store.list_feature_views() if not isinstance(v, StreamFeatureView)}
     assert set(views) == set(feast["feature_views"])
@@ -155,17 +165,18 @@ def _compare(feast: dict[str, Any], store: FeatureStore, report: dict[str, Any])
                 )
                 assert ("stream feature view", name, note) in notes
 
-    odfvs = set(feast["on_demand_feature_views"])
-    skipped = {(s["kind"], s["name"]) for s in report["not_imported"]}
-    assert {("on-demand feature view", n) for n in odfvs} <= skipped
-    assert skipped - {("on-demand feature view", n) for n in odfvs} == {("data source", n) for n in request_sources}
+    assert report["not_imported"] == []  # everything the real Feast wrote maps
+    odfvs = dict(store.snapshot(allow_cache=False).on_demand_feature_views)
+    assert set(odfvs) == set(feast["on_demand_feature_views"])
+    for name, want in feast["on_demand_feature_views"].items():
+        _compare_odfv(odfvs[name], want)
 
     services = {s.name: s for s in store.list_feature_services()}
     assert set(services) == set(feast["feature_services"])
     for name, want in feast["feature_services"].items():
         s = services[name]
         got = [[p.view_name, p.alias, list(p.features), dict(p.join_key_map)] for p in s.projections]
-        assert got == [p for p in want["projections"] if p[0] not in odfvs], name
+        assert got == want["projections"], name
         assert (s.tags, s.owner, s.description) == (want["tags"], want["owner"], want["description"])
 
     permissions = {p.name: p for p in store.list_permissions()}
@@ -180,6 +191,25 @@ def _compare(feast: dict[str, Any], store: FeatureStore, report: dict[str, Any])
         }
         assert got == want, name
         assert set(p.types) == {"feature_view", "feature_service"}
+
+
+def _compare_odfv(v: OnDemandFeatureView, want: dict[str, Any]) -> None:
+    views = sorted([i.view_name, i.alias, list(i.features)] for i in v.view_inputs)
+    got = {
+        "features": _fields(v.schema),
+        "views": views,
+        "request_sources": sorted(r.name for r in v.request_sources),
+        "mode": v.mode,
+        "write_to_online_store": v.write_to_online_store,
+        "tags": v.tags,
+        "owner": v.owner,
+        "description": v.description,
+    }
+    assert got == {k: w for k, w in want.items() if k != "computed"}, v.name
+    # The function, rebuilt from Feast's stored text, computes what Feast's own (pickled) one did.
+    fn = v.udf.load()
+    computed = fn(dict(SAMPLE)) if v.mode == "python" else fn(pd.DataFrame(SAMPLE)).to_dict(orient="list")
+    assert {k: list(vals) for k, vals in computed.items()} == want["computed"], v.name
 
 
 def test_a_file_registry_imports_object_by_object(feast_python: Path, tmp_path: Path) -> None:

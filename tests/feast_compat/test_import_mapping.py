@@ -22,7 +22,8 @@ from ladle.feast_import import map_registry
 from ladle.feast_import._proto import message_class
 
 INT64, DOUBLE = 4, 5
-MAP_TYPE = 20  # a value type Ladle has no dtype for
+MAP_TYPE = 22  # BYTES_SET: a value type Ladle has no dtype for
+STRUCT = 34
 
 
 def _registry(project: str = "p") -> Any:
@@ -67,7 +68,7 @@ def test_what_cannot_be_mapped_is_reported_with_its_reason() -> None:
         service.features.add().feature_view_name = view
     report = map_registry(registry)
     reasons = {(s.kind, s.name): s.reason for s in report.skipped}
-    assert reasons[("feature view", "mapped_type")].endswith("value type 20 has no Ladle dtype")
+    assert reasons[("feature view", "mapped_type")].endswith("value type 22 has no Ladle dtype")
     assert "transformation" in reasons[("feature view", "transformed")]
     assert reasons[("data source", "bq")] == "source type BATCH_BIGQUERY has no Ladle equivalent"
     assert "delta_format" in reasons[("data source", "delta")]
@@ -80,6 +81,72 @@ def test_what_cannot_be_mapped_is_reported_with_its_reason() -> None:
     ]
     good = next(o for o in report.objects if o.name == "good")
     assert good.to_spec()["ttl_seconds"] == 3600
+
+
+def test_struct_fields_take_their_members_from_feasts_tag() -> None:
+    registry = _registry()
+    typed = _view(registry, "typed", value_type=STRUCT).features[0]
+    typed.tags["feast:struct_schema"] = json.dumps({"name": "STRING", "geo": {"lat": "DOUBLE"}})
+    typed.tags["kept"] = "yes"
+    _view(registry, "untyped", value_type=STRUCT)
+    report = map_registry(registry)
+    view = next(o for o in report.objects if o.name == "typed")
+    field = view.features[0]
+    assert field.dtype.name == "Struct(name: String, geo: Struct(lat: Float64))"
+    assert field.tags == {"kept": "yes"}  # the schema tag became the dtype
+    reasons = {(s.kind, s.name): s.reason for s in report.skipped}
+    assert "a Struct without its 'feast:struct_schema' tag" in reasons[("feature view", "untyped")]
+
+
+def _odfv(registry: Any, name: str, body: str) -> Any:
+    spec = registry.on_demand_feature_views.add().spec
+    spec.name, spec.project, spec.mode = name, "p", "pandas"
+    out = spec.features.add()
+    out.name, out.value_type = "doubled", DOUBLE
+    entry = spec.sources.add()
+    entry.key = "good"
+    entry.value.feature_view_projection.feature_view_name = "good"
+    spec.feature_transformation.user_defined_function.body_text = body
+    return spec
+
+
+def test_on_demand_views_come_from_their_text_or_are_reported() -> None:
+    registry = _registry()
+    _view(registry, "good")
+    ok = "@on_demand_feature_view(sources=[good], schema=[])\ndef doubled(df: pd.DataFrame) -> pd.DataFrame:\n"
+    ok += "    return pd.DataFrame({'doubled': df['conv_rate'] * 2})\n"
+    _odfv(registry, "doubled", ok)
+    _odfv(registry, "helper", "def helper(df):\n    return my_helper(df)\n")
+    _odfv(registry, "pickled_only", "")
+    _odfv(registry, "substrait", ok).feature_transformation.substrait_transformation = b"\x0a\x00"
+    report = map_registry(registry)
+    reasons = {(s.kind, s.name): s.reason for s in report.skipped}
+    assert "uses ['my_helper'], which its stored text does not define" in reasons[("on-demand feature view", "helper")]
+    assert "only the pickle" in reasons[("on-demand feature view", "pickled_only")]
+    assert "Substrait" in reasons[("on-demand feature view", "substrait")]
+    odfv = next(o for o in report.objects if o.name == "doubled")
+    assert odfv.udf.imports == "import pandas as pd\n"
+    assert odfv.udf.source.startswith("def doubled(df: pd.DataFrame)")
+    import pandas as pd
+
+    assert odfv.udf.load()(pd.DataFrame({"conv_rate": [1.5]}))["doubled"].tolist() == [3.0]
+
+
+def test_label_views_other_than_last_write_wins_are_reported() -> None:
+    registry = _registry()
+    for name, policy in (("newest", 0), ("voted", 2)):
+        spec = registry.label_views.add().spec
+        spec.name, spec.project, spec.conflict_policy, spec.labeler_field = name, "p", policy, "who"
+        spec.entities.append("driver")
+        label = spec.features.add()
+        label.name, label.value_type = "conv_rate", DOUBLE
+        spec.source.CopyFrom(registry.data_sources[0])
+    report = map_registry(registry)
+    reasons = {(s.kind, s.name): s.reason for s in report.skipped}
+    assert "conflict policy MAJORITY_VOTE" in reasons[("label view", "voted")]
+    view = next(o for o in report.objects if o.name == "newest")
+    assert view.tags == {"ladle.io/feast-label-view": "labeler_field=who"}
+    assert view.feature_names == ["conv_rate"]
 
 
 def test_a_registry_with_several_projects_needs_one_chosen() -> None:

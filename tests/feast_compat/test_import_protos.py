@@ -14,7 +14,7 @@ pytestmark = pytest.mark.feast_client
 
 # Wire types Ladle may declare in place of Feast's: enum as int32, message as bytes.
 ENUM, INT32, MESSAGE, BYTES = 14, 5, 11, 12
-SCALARS = {"string": 9, "bool": 8, "int64": 3}
+SCALARS = {"string": 9, "bool": 8, "int64": 3, "float": 2}
 
 
 def test_declared_fields_match_feast(feast_introspection: dict[str, Any]) -> None:

@@ -111,7 +111,13 @@ REFUSED = {
         "from feast import BigQuerySource\nBigQuerySource(table='p.d.t', timestamp_field='ts')\n",
         "Ladle does not support BigQuerySource",
     ),
-    "map dtype": ("from feast.types import Map\n", "Ladle does not support feast.types.Map"),
+    "set dtype": ("from feast.types import Set\n", "Ladle does not support feast.types.Set"),
+    "label view policy": (
+        "from feast import ConflictPolicy, LabelView, PushSource\n"
+        "LabelView(name='l', source=PushSource(name='p', batch_source=src), entities=[driver],\n"
+        "          conflict_policy=ConflictPolicy.MAJORITY_VOTE)\n",
+        "Ladle does not support conflict_policy=MAJORITY_VOTE on LabelView 'l'",
+    ),
     "delta files": (
         "from feast.data_format import DeltaFormat\n"
         "FileSource(name='d', path='x', timestamp_field='ts', file_format=DeltaFormat())\n",
@@ -157,12 +163,12 @@ def test_unsupported_feast_definitions_are_refused_in_one_line(tmp_path: Path, c
 
 def test_ladle_apply_of_a_refused_repo_exits_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "feature_store.yaml").write_text(YAML)
-    (tmp_path / "repo.py").write_text(textwrap.dedent(HEAD) + REFUSED["map dtype"][0])
+    (tmp_path / "repo.py").write_text(textwrap.dedent(HEAD) + REFUSED["set dtype"][0])
     result = CliRunner().invoke(cli, ["-c", str(tmp_path), "apply"])
     assert result.exit_code != 0
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
-    assert "Ladle does not support feast.types.Map" in lines[0]
+    assert "Ladle does not support feast.types.Set" in lines[0]
     assert "Traceback" not in result.output
 
 

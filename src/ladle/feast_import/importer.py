@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ladle import definitions as lad
+from ladle.definitions.on_demand import OnDemandFeatureView
 from ladle.errors import ConfigError
 from ladle.feast_import import mapping as m
+from ladle.feast_import.label_view import label_view_from_proto
+from ladle.feast_import.on_demand import on_demand_from_proto
 from ladle.feast_import.reader import read_registry
 
 if TYPE_CHECKING:
@@ -126,25 +129,51 @@ def map_registry(registry: Any, project: str | None = None) -> ImportReport:
             lambda v: _stream_view(report, v, entities, sources),
         )
     )
-    services = _mapped(report, "feature service", mine(registry.feature_services), lambda s: _service(report, s, views))
     permissions = _mapped(report, "permission", mine(registry.permissions), lambda p: _permission(report, p))
-    for odfv in mine(registry.on_demand_feature_views):
-        report.skipped.append(
-            Skipped(
-                "on-demand feature view",
-                odfv.spec.name,
-                "its transformation is pickled Python in Feast's registry; declare it in the Ladle repo",
-            )
+    views.update(
+        _mapped(
+            report,
+            "label view",
+            mine(getattr(registry, "label_views", [])),
+            lambda v: label_view_from_proto(v, entities, sources),
         )
+    )
+    on_demand = _mapped(
+        report,
+        "on-demand feature view",
+        mine(registry.on_demand_feature_views),
+        lambda v: on_demand_from_proto(v, views),
+    )
+    for name, odfv in on_demand.items():
+        if odfv.udf.imports:
+            imports = "; ".join(odfv.udf.imports.splitlines())
+            report.notes.append(
+                Skipped("on-demand feature view", name, f"function from its stored text, with {imports}")
+            )
     for dataset in mine(registry.saved_datasets):
         report.skipped.append(Skipped("saved dataset", dataset.spec.name, "saved datasets are not imported"))
     for reference in [r for r in registry.validation_references if r.project == chosen]:
         report.skipped.append(Skipped("validation reference", reference.name, "Ladle has no validation references"))
-    report.objects = [*entities.values(), *sources.values(), *views.values(), *services.values(), *permissions.values()]
+    services = _mapped(
+        report,
+        "feature service",
+        mine(registry.feature_services),
+        lambda s: _service(report, s, {**views, **on_demand}),
+    )
+    report.objects = [
+        *entities.values(),
+        *sources.values(),
+        *views.values(),
+        *on_demand.values(),
+        *services.values(),
+        *permissions.values(),
+    ]
     return report
 
 
-def _service(report: ImportReport, message: Any, views: dict[str, lad.FeatureView]) -> lad.FeatureService:
+def _service(
+    report: ImportReport, message: Any, views: dict[str, lad.FeatureView | OnDemandFeatureView]
+) -> lad.FeatureService:
     spec = message.spec
     missing = [p.feature_view_name for p in spec.features if p.feature_view_name not in views]
     if missing and len(missing) == len(spec.features):
@@ -154,8 +183,9 @@ def _service(report: ImportReport, message: Any, views: dict[str, lad.FeatureVie
         del spec.features[:]
         spec.features.extend(kept)
         report.notes.append(Skipped("feature service", spec.name, f"imported without {missing} (not imported)"))
-    if spec.logging_config:
-        report.notes.append(Skipped("feature service", spec.name, "logging_config dropped (Ladle does not log)"))
+    if spec.HasField("logging_config") and spec.logging_config.WhichOneof("destination") != "file_destination":
+        where = spec.logging_config.WhichOneof("destination") or "no destination"
+        report.notes.append(Skipped("feature service", spec.name, f"logging_config dropped ({where}: not a file)"))
     return m.feature_service_from_proto(message, views)
 
 

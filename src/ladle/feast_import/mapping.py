@@ -8,13 +8,16 @@ either harmless by construction (documented in docs/migrating-from-feast.md) or 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from ladle import definitions as lad
+from ladle.definitions.feature_logging import FileLoggingDestination, LoggingConfig
+from ladle.definitions.on_demand import OnDemandFeatureView
 from ladle.errors import DefinitionError
-from ladle.types import DType, ValueType, dtype_from_value_type
+from ladle.types import DType, Struct, ValueType, dtype_from_value_type
 
 # feast.core.DataSource.SourceType numbers (facts from Feast's DataSource.proto).
 BATCH_FILE = 1
@@ -67,16 +70,44 @@ def _seconds(duration: Any) -> timedelta:
     return timedelta(seconds=duration.seconds, microseconds=duration.nanos // 1000)
 
 
+#: The tag in which Feast keeps a Struct field's member types (JSON: name -> ValueType name or nested object).
+STRUCT_SCHEMA_TAG = "feast:struct_schema"
+
+
+def _struct_member(kind: str, owner: str, field: str, value: Any) -> DType:
+    if isinstance(value, dict):
+        return Struct({k: _struct_member(kind, owner, field, v) for k, v in value.items()})
+    if isinstance(value, str) and value in ValueType.__members__:
+        return _dtype(kind, owner, field, ValueType[value])
+    raise Unmapped(kind, owner, f"field '{field}': struct member type {value!r} is not a Feast value type")
+
+
+def _struct(kind: str, owner: str, spec: Any) -> DType:
+    text = spec.tags.get(STRUCT_SCHEMA_TAG)
+    if not text:
+        raise Unmapped(kind, owner, f"field '{spec.name}': a Struct without its '{STRUCT_SCHEMA_TAG}' tag")
+    try:
+        members = json.loads(text)
+    except ValueError:
+        raise Unmapped(kind, owner, f"field '{spec.name}': its '{STRUCT_SCHEMA_TAG}' tag is not JSON") from None
+    if not isinstance(members, dict) or not members:
+        raise Unmapped(kind, owner, f"field '{spec.name}': its '{STRUCT_SCHEMA_TAG}' tag is not a JSON object")
+    try:
+        return _struct_member(kind, owner, spec.name, members)
+    except DefinitionError as exc:
+        raise Unmapped(kind, owner, f"field '{spec.name}': {exc}") from None
+
+
 def field_from_proto(kind: str, owner: str, spec: Any) -> lad.Field:
-    """A ``FeatureSpecV2`` as a Ladle :class:`~ladle.definitions.Field`."""
+    """A ``FeatureSpecV2`` as a Ladle :class:`~ladle.definitions.Field` (a Struct's members from its tag)."""
     if spec.vector_index:
         raise Unmapped(kind, owner, f"field '{spec.name}' has a vector index (Ladle has no vector search)")
-    return lad.Field(
-        name=spec.name,
-        dtype=_dtype(kind, owner, spec.name, spec.value_type),
-        description=spec.description,
-        tags=_tags(spec.tags),
-    )
+    if spec.value_type == ValueType.STRUCT:
+        dtype = _struct(kind, owner, spec)
+        tags = {k: v for k, v in spec.tags.items() if k != STRUCT_SCHEMA_TAG}
+    else:
+        dtype, tags = _dtype(kind, owner, spec.name, spec.value_type), dict(spec.tags)
+    return lad.Field(name=spec.name, dtype=dtype, description=spec.description, tags=_tags(tags))
 
 
 def entity_from_proto(message: Any) -> lad.Entity:
@@ -111,7 +142,11 @@ def source_from_proto(message: Any) -> lad.DataSource:
     except DefinitionError as exc:
         raise Unmapped("data source", name, str(exc)) from None
     if message.type == REQUEST_SOURCE:
-        raise Unmapped("data source", name, "request sources belong to on-demand feature views (not imported)")
+        schema = [field_from_proto("data source", name, f) for f in message.request_data_options.schema]
+        try:
+            return lad.RequestSource(name=name, schema=schema, **common)
+        except DefinitionError as exc:
+            raise Unmapped("data source", name, str(exc)) from None
     raise Unmapped("data source", name, f"source type {kind} has no Ladle equivalent")
 
 
@@ -210,7 +245,9 @@ def _view_args(
     }
 
 
-def feature_service_from_proto(message: Any, views: Mapping[str, lad.FeatureView]) -> lad.FeatureService:
+def feature_service_from_proto(
+    message: Any, views: Mapping[str, lad.FeatureView | OnDemandFeatureView]
+) -> lad.FeatureService:
     """A Feast ``FeatureService``; every projection must name an imported view."""
     spec = message.spec
     projections: list[lad.FeatureViewProjection] = []
@@ -231,9 +268,19 @@ def feature_service_from_proto(message: Any, views: Mapping[str, lad.FeatureView
             description=spec.description,
             tags=_tags(spec.tags),
             owner=spec.owner,
+            logging_config=_logging_config(spec),
         )
     except DefinitionError as exc:
         raise Unmapped("feature service", spec.name, str(exc)) from None
+
+
+def _logging_config(spec: Any) -> LoggingConfig | None:
+    """A service's ``LoggingConfig`` with a file destination (others are dropped with a note)."""
+    if not spec.HasField("logging_config") or not spec.logging_config.HasField("file_destination"):
+        return None
+    config, file = spec.logging_config, spec.logging_config.file_destination
+    destination = FileLoggingDestination(file.path, file.s3_endpoint_override, list(file.partition_by))
+    return LoggingConfig(destination, config.sample_rate or 1.0)
 
 
 # feast.core.PermissionSpec.Type numbers → Ladle resource kinds (None: Ladle has no such kind).

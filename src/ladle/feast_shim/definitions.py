@@ -280,10 +280,63 @@ class PushMode(enum.StrEnum):
 
 
 class ConflictPolicy(enum.Enum):
-    """``feast.ConflictPolicy``: importable; the label views that use it are refused."""
+    """``feast.ConflictPolicy``: a :class:`LabelView` takes ``LAST_WRITE_WINS`` (Ladle's rule everywhere)."""
 
     LAST_WRITE_WINS = "last_write_wins"
-    FIRST_WRITE_WINS = "first_write_wins"
+    LABELER_PRIORITY = "labeler_priority"
+    MAJORITY_VOTE = "majority_vote"
+
+
+#: Tags a LabelView leaves on the feature view it becomes (what Ladle keeps of its label settings).
+LABEL_VIEW_TAG = "ladle.io/feast-label-view"
+
+
+class LabelView(FeatureView):
+    """``feast.LabelView`` (mutable human labels) as a feature view over its (push) source.
+
+    With ``ConflictPolicy.LAST_WRITE_WINS`` (Feast's default) a label view reads like any Ladle
+    view: the newest label per entity wins, online and point-in-time offline. Other policies
+    resolve labels by labeler in offline reads, which Ladle does not do: they are refused. The
+    labeler field stays an ordinary feature; the label settings are kept as tags.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        source: lad.DataSource | None = None,
+        schema: Sequence[lad.Field] | None = None,
+        entities: Sequence[lad.Entity] | None = None,
+        ttl: timedelta | None = timedelta(0),
+        online: bool = True,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        owner: str = "",
+        labeler_field: str = "labeler",
+        conflict_policy: ConflictPolicy = ConflictPolicy.LAST_WRITE_WINS,
+        reference_feature_view: str | None = None,
+    ) -> None:
+        if source is None:
+            raise unsupported(f"LabelView '{name}' without a source", "give it a PushSource")
+        if conflict_policy != ConflictPolicy.LAST_WRITE_WINS:
+            raise unsupported(
+                f"conflict_policy={conflict_policy.name} on LabelView '{name}'", "Ladle serves the newest label"
+            )
+        kept = dict(tags or {})
+        kept[LABEL_VIEW_TAG] = f"labeler_field={labeler_field}"
+        if reference_feature_view:
+            kept[LABEL_VIEW_TAG] += f";reference_feature_view={reference_feature_view}"
+        super().__init__(
+            name=name,
+            source=source,
+            schema=schema,
+            entities=entities,
+            ttl=ttl,
+            online=online,
+            description=description,
+            tags=kept,
+            owner=owner,
+        )
 
 
 class Project:

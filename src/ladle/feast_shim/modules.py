@@ -28,7 +28,6 @@ REFUSED: dict[str, str] = {
     "ClickhouseSource": _WAREHOUSE,
     "CouchbaseColumnarSource": _WAREHOUSE,
     "KinesisSource": "Ladle reads streams from Kafka (KafkaSource) or pushes (PushSource)",
-    "LabelView": "label views (mutable human labels) are not part of Ladle",
     "ValidationReference": "validation references are not part of Ladle's registry",
 }
 
@@ -42,10 +41,13 @@ _TYPES: dict[str, object] = {
     "Bool": lt.Bool,
     "UnixTimestamp": lt.UnixTimestamp,
     "Array": lt.Array,
+    "Map": lt.Map,
+    "Json": lt.Json,
+    "Struct": lt.Struct,
     "ValueType": lt.ValueType,
 }
 #: dtypes of feast.types that Ladle has no column type for.
-REFUSED_TYPES = ("Invalid", "Map", "Json", "Struct", "Set", "PdfBytes", "ImageBytes", "Uuid", "TimeUuid", "Decimal")
+REFUSED_TYPES = ("Invalid", "Set", "PdfBytes", "ImageBytes", "Uuid", "TimeUuid", "Decimal")
 
 _ON_DEMAND = {
     "OnDemandFeatureView": "ladle.definitions.on_demand:OnDemandFeatureView",
@@ -75,6 +77,7 @@ _ROOT: dict[str, object] = {
     "KafkaSource": fd.KafkaSource,
     "Project": fd.Project,
     "ConflictPolicy": fd.ConflictPolicy,
+    "LabelView": fd.LabelView,
     "ValueType": lt.ValueType,
     "Aggregation": "ladle.definitions:Aggregation",
     "FeatureStore": "ladle.store:FeatureStore",
@@ -101,6 +104,9 @@ MODULES: dict[str, dict[str, object]] = {
     "feast.feature_service": {"FeatureService": fd.FeatureService},
     "feast.aggregation": {"Aggregation": "ladle.definitions:Aggregation"},
     "feast.project": {"Project": fd.Project},
+    "feast.labeling": {"LabelView": fd.LabelView, "ConflictPolicy": fd.ConflictPolicy},
+    "feast.labeling.label_view": {"LabelView": fd.LabelView},
+    "feast.labeling.conflict_policy": {"ConflictPolicy": fd.ConflictPolicy},
     "feast.data_source": {
         "DataSource": "ladle.definitions:DataSource",
         "PushSource": fd.PushSource,

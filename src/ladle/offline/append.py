@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -66,12 +67,28 @@ def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
         if rows.schema.field(i).type.equals(target):
             continue
         try:
-            rows = rows.set_column(i, name, rows.column(i).cast(target))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            if pa.types.is_string(rows.schema.field(i).type) and _nested(target):
+                column = _from_json_text(rows.column(i), target)  # Map / Json / Struct values into a nested column
+            else:
+                column = rows.column(i).cast(target)
+            rows = rows.set_column(i, name, column)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError) as exc:
             raise SchemaMismatchError(
                 f"column '{name}' is {rows.schema.field(i).type} but the source stores {target}: {exc}"
             ) from exc
     return rows
+
+
+def _nested(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_struct(kind) or pa.types.is_map(kind) or pa.types.is_list(kind))
+
+
+def _from_json_text(column: pa.ChunkedArray, target: pa.DataType) -> pa.Array:
+    """JSON texts (how Ladle carries Map / Json / Struct values) as the source's nested column type."""
+    values = [None if text is None else json.loads(text) for text in column.to_pylist()]
+    if pa.types.is_map(target):
+        values = [None if v is None else list(v.items()) for v in values]
+    return pa.array(values, type=target)
 
 
 def _add_file(location: SourceLocation, rows: pa.Table) -> None:

@@ -196,7 +196,13 @@ class SourceScan:
         return f"{col} {op} TIMESTAMP {literal(stamp)}"
 
     def cast(self, view_name: str, dtype: DType) -> str:
-        """The column as the view declares it (a CAST only when the stored type differs)."""
+        """The column as the view declares it (a CAST only when the stored type differs).
+
+        ``Map``, ``Json`` and ``Struct`` features are JSON text: a STRUCT / MAP / LIST column is
+        turned into its JSON with DuckDB's ``to_json``; a VARCHAR column is taken as JSON already.
+        """
+        if dtype.is_document and self.duck_type(view_name) != "VARCHAR":
+            return f"CAST(to_json({self.ref(view_name)}) AS VARCHAR)"
         return self.cast_sql(view_name, duck_type_of(dtype))
 
     def cast_sql(self, view_name: str, target: str) -> str:
@@ -219,11 +225,15 @@ _DUCK: dict[str, str] = {
 }
 
 
+def _duck_name(dtype: DType) -> str:
+    return "VARCHAR" if dtype.is_document else _DUCK[dtype.name]
+
+
 def duck_type_of(dtype: DType) -> str:
     """The DuckDB type that stores a Ladle dtype."""
     if dtype.element is not None:
         return f"{_DUCK[dtype.element.name]}[]"
-    return _DUCK[dtype.name]
+    return _duck_name(dtype)
 
 
 def open_scan(

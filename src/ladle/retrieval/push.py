@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ladle.definitions import DataSource, FeatureView
+from ladle.documents import to_json_column
 from ladle.errors import FutureEventTimeError, RequestError, SchemaMismatchError
 from ladle.retrieval.on_demand_write import write_derived
 from ladle.types import CREATED_TIMESTAMP, EVENT_TIMESTAMP, DType, ValueType
@@ -241,6 +242,8 @@ def _cast(view: FeatureView, name: str, col: pa.Array, dtype: DType | None) -> p
     if pa.types.is_null(col.type):
         return pa.nulls(len(col), dtype.arrow)
     where = f"feature view '{view.name}': column '{name}'"
+    if dtype.is_document:  # Map / Json / Struct: objects or JSON text, stored as JSON text
+        return to_json_column(name, col, dtype)
     if dtype.value_type == ValueType.UNIX_TIMESTAMP:
         return timestamps(col, f"{view.name}.{name}")
     if dtype.element is not None and _kind(col.type) == "list" and pa.types.is_null(col.type.value_type):

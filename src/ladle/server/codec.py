@@ -18,6 +18,7 @@ costs no Python per value. Timestamps are formatted once per distinct value (cac
 from __future__ import annotations
 
 import base64
+import dataclasses
 import operator
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,11 +26,12 @@ from typing import Any
 
 import orjson
 
+from ladle import documents
 from ladle.errors import RequestError
 from ladle.retrieval.plan import OnlinePlan
 from ladle.retrieval.response import OnlineResponse
 from ladle.server.wire import epoch_seconds
-from ladle.types import FieldStatus
+from ladle.types import FieldStatus, ValueType
 
 STATUS_NAMES: tuple[str, ...] = tuple(s.name for s in sorted(FieldStatus))
 EPOCH_TEXT = "1970-01-01T00:00:00Z"
@@ -88,8 +90,10 @@ def online_response_json(response: OnlineResponse, plan: OnlinePlan | None = Non
     """Feast's ``/get-online-features`` JSON body for ``response`` (read with ``plan``, if given).
 
     With the plan, the ``metadata`` part is serialized once per plan and each view's statuses and
-    timestamps once per request.
+    timestamps once per request. ``Json`` features are sent as their JSON text (Feast's ``json_val``
+    is a string); ``Map`` and ``Struct`` values are JSON objects.
     """
+    response = _json_as_text(response, plan)
     if plan is None or tuple(response.feature_names) != plan.feature_names:
         results = _results(response.values, response.statuses, response.event_timestamps)
         return dumps({"metadata": {"feature_names": response.feature_names}, "results": results})
@@ -99,6 +103,20 @@ def online_response_json(response: OnlineResponse, plan: OnlinePlan | None = Non
     for read in plan.reads:
         results += _view_results(response, read.start, read.stop, fragments)
     return dumps({"metadata": _plan_metadata(plan), "results": results})
+
+
+def _json_as_text(response: OnlineResponse, plan: OnlinePlan | None) -> OnlineResponse:
+    """``response`` with the values of its ``Json`` columns as JSON text (a copy; the same if none)."""
+    if plan is None:
+        return response
+    dtypes = plan.dtype_map()
+    texts = [i for i, n in enumerate(response.feature_names) if (d := dtypes.get(n)) and d.value_type == ValueType.JSON]
+    if not texts:
+        return response
+    values = list(response.values)
+    for i in texts:
+        values[i] = [None if v is None else documents.dumps(v) for v in values[i]]
+    return dataclasses.replace(response, values=values)
 
 
 def _results(values: list[Any], statuses: list[list[int]], stamps: list[list[int]]) -> list[dict[str, Any]]:

@@ -97,9 +97,53 @@ def _list_value(value_type: ValueType) -> Callable[[Any], bytes]:
     return lambda v: _len_field(tag, _packed(v, element))
 
 
+_NULL_VALUE = b"\x98\x01\x00"  # null_val (19) = NULL (0)
+
+
+def _document_value(value: Any) -> bytes:
+    """A ``Value`` for one element of a Map / Struct document (type inferred from the JSON value)."""
+    if value is None:
+        return _NULL_VALUE
+    if isinstance(value, dict):
+        return _map_message(b"\xa2\x01", value)  # map_val (20)
+    if isinstance(value, list):
+        present = [v for v in value if v is not None]
+        if present and all(isinstance(v, dict) for v in present):  # map_list_val (21): MapList{repeated Map val = 1}
+            maps = b"".join(_len_field(b"\x0a", _map_entries(v)) for v in present)
+            return _len_field(b"\xaa\x01", maps)
+        kinds = {_inferred(v) for v in present}
+        if len(kinds) == 1 and len(present) == len(value) and next(iter(kinds)) in _SCALAR:
+            return _ENCODERS[ValueType(next(iter(kinds)) + 10)](value)
+        # list_val (42): RepeatedValue{repeated Value val = 1}
+        return _len_field(b"\xd2\x02", b"".join(_len_field(b"\x0a", _document_value(v)) for v in value))
+    return _SCALAR[_inferred(value)](value)
+
+
+def _map_entries(value: dict[str, Any]) -> bytes:
+    """The entries of a protobuf ``map<string, Value>`` (field 1): {key (1), value (2)} each."""
+    entries = []
+    for key, item in value.items():
+        entry = _len_field(b"\x0a", str(key).encode()) + _len_field(b"\x12", _document_value(item))
+        entries.append(_len_field(b"\x0a", entry))
+    return b"".join(entries)
+
+
+def _map_message(tag: bytes, value: dict[str, Any]) -> bytes:
+    return _len_field(tag, _map_entries(value))
+
+
+def _json_value(value: Any) -> bytes:
+    from ladle.documents import dumps
+
+    return _len_field(b"\x82\x02", dumps(value).encode())  # json_val (32): the JSON text
+
+
 _ENCODERS: dict[ValueType, Callable[[Any], bytes]] = {
     **_SCALAR,
     **{vt: _list_value(vt) for vt in ValueType if ValueType.BYTES_LIST <= vt <= ValueType.UNIX_TIMESTAMP_LIST},
+    ValueType.MAP: lambda v: _map_message(b"\xa2\x01", v),  # map_val (20): Map{map<string, Value> val = 1}
+    ValueType.STRUCT: lambda v: _map_message(b"\x92\x02", v),  # struct_val (34): a Map message
+    ValueType.JSON: _json_value,
 }
 # Fixed-size values whose column can be written by NumPy in one go: (entry header, element dtype).
 _FIXED = {
@@ -128,6 +172,8 @@ def _inferred(value: Any) -> ValueType:
     if isinstance(value, (list, tuple)):
         first = next((x for x in value if x is not None), "")
         return ValueType(_inferred(first) + 10)
+    if isinstance(value, dict):
+        return ValueType.MAP
     raise TypeError(f"no Feast value type for {type(value).__name__}")
 
 

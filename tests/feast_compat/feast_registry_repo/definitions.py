@@ -81,6 +81,19 @@ def price_eur(inputs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+@on_demand_feature_view(
+    sources=[macro],
+    schema=[Field(name="gdp_growth_pct", dtype=Float64)],
+    mode="python",
+    write_to_online_store=True,
+    description="growth in percent",
+    tags={"unit": "pct"},
+    owner="macro@example.com",
+)
+def gdp_pct(inputs: dict) -> dict:
+    return {"gdp_growth_pct": [g * 100.0 for g in inputs["gdp_growth"]]}
+
+
 ticks = KafkaSource(
     name="ticks",
     kafka_bootstrap_servers="127.0.0.1:19092",

@@ -8,7 +8,8 @@ store): the first 16 bytes are all a comparison needs, with no decoding. Blob la
     | variable-width payloads in schema order
 
 Fixed-width: Float64 f8, Float32 f4, Int64 i8, Int32 i4, Bool u1, UnixTimestamp i8 (µs). Variable:
-String (UTF-8), Bytes, lists (``Array(fixed)``: the raw elements; ``Array(String|Bytes)``:
+String (UTF-8), Bytes, Map / Json / Struct (their compact JSON text, UTF-8; :mod:`ladle.documents`),
+lists (``Array(fixed)``: the raw elements; ``Array(String|Bytes)``:
 u32 count, u32 length per element, then the elements). Null values are zero-filled with their bit set.
 
 Everything up to the last length is a numpy structured record (:attr:`ViewLayout.record`): a view
@@ -30,6 +31,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ladle.documents import to_json_column
 from ladle.online.arrays import (
     FIXED,
     I64,
@@ -170,7 +172,10 @@ def prepare(layout: ViewLayout, view_name: str, table: pa.Table, now_us: int) ->
     columns = {}
     for name, dtype in layout.fields:
         if name in table.column_names:
-            columns[name] = cast_column(name, table.column(name), dtype.arrow)
+            if dtype.is_document:  # Map / Json / Struct: JSON text, like a String (ladle.documents)
+                columns[name] = to_json_column(name, table.column(name), dtype)
+            else:
+                columns[name] = cast_column(name, table.column(name), dtype.arrow)
     return Prepared(layout, ets, cts, columns)
 
 

@@ -8,6 +8,7 @@ feature name and dtype (:mod:`.history`).
 
 from __future__ import annotations
 
+import json
 import operator
 import struct
 from collections.abc import Callable, Sequence
@@ -89,6 +90,8 @@ class _Group:
         elif slot.kind == "var":
             data, offsets = gather(self.buf, *self.payload(slot))
             out = _binary(slot.dtype.arrow, data, offsets).to_pylist()
+            if slot.dtype.is_document:  # Map / Json / Struct: stored as JSON text, read as objects
+                out = [json.loads(v) if v else None for v in out]
         else:
             out = self._lists(slot)
         nulls = self.nulls(slot)
