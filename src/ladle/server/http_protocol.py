@@ -13,6 +13,7 @@ uvicorn bounds none of this with httptools, so :class:`LimitedHttpProtocol` subc
 * **Connections**: at most ``rest_max_connections`` per worker, TLS handshakes included. At the cap a
   new connection displaces the one that has waited longest (at least :data:`STALL_GRACE` seconds) for
   a request's bytes or a handshake, or sits idle between requests; if none has, it is closed at once.
+  A connection none of whose bytes were read yet keeps its place for :data:`FIRST_REQUEST_GRACE`.
 * **Slow readers**: a connection whose response has waited ``rest_write_timeout`` seconds for a
   client that reads nothing (writes paused by flow control all that time) is closed, its buffered
   response freed; the same sweep checks it.
@@ -42,6 +43,10 @@ from ladle.server.settings import ServerSettings
 log = logging.getLogger(__name__)
 STALL_GRACE = 0.005
 """Seconds a connection must have been stalled before a new one may displace it at the cap."""
+FIRST_REQUEST_GRACE = 0.05
+"""Seconds a new connection keeps its place before its first bytes are read: under a flood of
+connections the event loop may accept a whole backlog before it reads a client's request that
+arrived with its connection, and that client must not lose its place to the flood meanwhile."""
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -135,9 +140,12 @@ class ConnectionGuard:
         for front, since in self.handshaking.items():
             if since <= best_since and not front.closing:
                 best, best_since = front, since
+        fresh = now - FIRST_REQUEST_GRACE
         for conn in self.connections or ():
             since = conn.stalled_since()
-            if since is not None and since <= best_since:
+            if since is None or (since > fresh and conn.phase() == FIRST):
+                continue
+            if since <= best_since:
                 best, best_since = conn, since
         return best
 
