@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+import feast_venv
 from ladle import FeatureStore
 from ladle.server.rest import RestApp
 from security.auth_idp import CLIENT_ID, IdP
@@ -25,9 +25,6 @@ from unit.server_repo import PRICES
 pytestmark = pytest.mark.feast_client
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV = ROOT / ".cache" / "feast-venv"
-FEAST = "0.67.0"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 READ = """
 import json, sys
@@ -38,32 +35,10 @@ print(json.dumps(store.get_online_features(features=sys.argv[2].split(","), enti
 """
 
 
-def _python() -> Path:
-    return VENV / "bin" / "python"
-
-
-def _installed() -> bool:
-    if not _python().exists():
-        return False
-    probe = [str(_python()), "-c", "import importlib.metadata as m; print(m.version('feast'))"]
-    done = subprocess.run(probe, check=False, capture_output=True, text=True, cwd="/")
-    return done.returncode == 0 and done.stdout.strip() == FEAST
-
-
 @pytest.fixture(scope="session")
 def feast_python() -> Path:
-    """The Python of a venv with Feast installed (made once, then reused)."""
-    if not _installed():
-        VENV.parent.mkdir(exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-        pip = [str(_python()), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"feast=={FEAST}"]
-        done = subprocess.run(pip, check=False, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            reason = f"FEAST NOT INSTALLABLE: pip install feast=={FEAST} failed: {done.stderr[-500:]}"
-            if IN_CI:
-                pytest.fail(reason)
-            pytest.skip(reason)
-    return _python()
+    """The Python of a venv with Feast installed (made once, then reused). (tests/feast_venv.py)."""
+    return feast_venv.feast_python()
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,13 @@ distribution it was compared with: the report payload carries the baseline's ``c
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from ladle.config import RegistryConfig
 from ladle.errors import ObjectNotFoundError
 from ladle.monitor.baseline import Baseline
-from ladle.registry.engine import Database
+from ladle.registry.extension import ExtensionTables
 from ladle.registry.schema import UtcDateTime
 
 metadata = sa.MetaData()
@@ -34,7 +32,7 @@ monitor_baselines = sa.Table(
 )
 
 # Different from the registry's, the scheduler's and the reports' schema locks.
-_PG_SCHEMA_LOCK = 0x1AD21
+_PG_SCHEMA_LOCK = 0x1AD21  # distinct per extension (ladle.registry.extension)
 
 
 class BaselineNotFoundError(ObjectNotFoundError):
@@ -43,31 +41,11 @@ class BaselineNotFoundError(ObjectNotFoundError):
     kind = "drift baseline"
 
 
-class BaselineStore:
+class BaselineStore(ExtensionTables):
     """Saves and loads one project's drift baselines."""
 
-    def __init__(self, db: Database, project: str) -> None:
-        self._db = db
-        self.project = project
-        self._ready = False
-
-    @classmethod
-    def open(cls, config: RegistryConfig, project: str, repo_path: Path) -> BaselineStore:
-        """A store on the registry database described by ``config``."""
-        return cls(Database(config, repo_path), project)
-
-    def close(self) -> None:
-        """Close pooled connections."""
-        self._db.close()
-
-    def _schema(self) -> None:
-        if self._ready:
-            return
-        with self._db.write() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK})
-            metadata.create_all(conn, checkfirst=True)
-        self._ready = True
+    metadata = metadata
+    schema_lock = _PG_SCHEMA_LOCK
 
     def save(self, baseline: Baseline) -> int:
         """Store ``baseline`` (it becomes the one in force for its name); return the row id."""

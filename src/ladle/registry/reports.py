@@ -16,14 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from ladle.config import RegistryConfig
 from ladle.errors import RegistryError
-from ladle.registry.engine import Database
+from ladle.registry.extension import ExtensionTables
 from ladle.registry.schema import UtcDateTime
 
 ReportKind = Literal["drift", "skew", "freshness"]
@@ -49,7 +47,7 @@ monitor_reports = sa.Table(
 )
 
 # Different from the registry's and the scheduler's schema locks.
-_PG_SCHEMA_LOCK = 0x1AD20
+_PG_SCHEMA_LOCK = 0x1AD20  # distinct per extension (ladle.registry.extension)
 
 
 @dataclass(frozen=True)
@@ -73,31 +71,11 @@ class MonitorReport:
         return out
 
 
-class ReportJournal:
+class ReportJournal(ExtensionTables):
     """Reads and writes one project's monitoring reports."""
 
-    def __init__(self, db: Database, project: str) -> None:
-        self._db = db
-        self.project = project
-        self._ready = False
-
-    @classmethod
-    def open(cls, config: RegistryConfig, project: str, repo_path: Path) -> ReportJournal:
-        """A journal on the registry database described by ``config``."""
-        return cls(Database(config, repo_path), project)
-
-    def close(self) -> None:
-        """Close pooled connections."""
-        self._db.close()
-
-    def _schema(self) -> None:
-        if self._ready:
-            return
-        with self._db.write() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK})
-            metadata.create_all(conn, checkfirst=True)
-        self._ready = True
+    metadata = metadata
+    schema_lock = _PG_SCHEMA_LOCK
 
     def record(
         self,

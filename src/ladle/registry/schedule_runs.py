@@ -17,15 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ladle.config import RegistryConfig
-from ladle.registry.engine import Database
+from ladle.registry.extension import ExtensionTables
 from ladle.registry.schema import UtcDateTime
 
 Trigger = Literal["scheduled", "catch_up", "retry", "manual"]
@@ -65,7 +63,7 @@ schedule_runs = sa.Table(
 )
 
 # Different from the registry's own schema lock so the two creations never wait on each other.
-_PG_SCHEMA_LOCK = 0x1AD1F
+_PG_SCHEMA_LOCK = 0x1AD1F  # distinct per extension (ladle.registry.extension)
 
 
 @dataclass(frozen=True)
@@ -110,31 +108,11 @@ class ScheduleRun:
         return out
 
 
-class ScheduleJournal:
+class ScheduleJournal(ExtensionTables):
     """Reads and writes one project's schedule state and run history."""
 
-    def __init__(self, db: Database, project: str) -> None:
-        self._db = db
-        self.project = project
-        self._ready = False
-
-    @classmethod
-    def open(cls, config: RegistryConfig, project: str, repo_path: Path) -> ScheduleJournal:
-        """A journal on the registry database described by ``config``."""
-        return cls(Database(config, repo_path), project)
-
-    def close(self) -> None:
-        """Close pooled connections."""
-        self._db.close()
-
-    def _schema(self) -> None:
-        if self._ready:
-            return
-        with self._db.write() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK})
-            metadata.create_all(conn, checkfirst=True)
-        self._ready = True
+    metadata = metadata
+    schema_lock = _PG_SCHEMA_LOCK
 
     def _key(self, name: str) -> sa.ColumnElement[bool]:
         return sa.and_(schedule_state.c.project_id == self.project, schedule_state.c.schedule_name == name)

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from ladle.errors import LadleError
 from ladle.registry.engine import Database
+from ladle.registry.extension import ExtensionTables
 from ladle.registry.schema import UtcDateTime
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ stream_sessions = sa.Table(
     sa.Index("ix_stream_sessions_started", "project_id", "started_at"),
 )
 
-_PG_SCHEMA_LOCK = 0x1AD21  # beside the registry's, the scheduler's and the reports' locks
+_PG_SCHEMA_LOCK = 0x1AD22  # distinct per extension (ladle.registry.extension)
 
 
 @dataclass(frozen=True)
@@ -60,22 +61,11 @@ class StreamSession:
     detail: str
 
 
-class StreamSessions:
+class StreamSessions(ExtensionTables):
     """Reads and writes one project's stream sessions."""
 
-    def __init__(self, db: Database, project: str) -> None:
-        self._db = db
-        self.project = project
-        self._ready = False
-
-    def _schema(self) -> None:
-        if self._ready:
-            return
-        with self._db.write() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK})
-            metadata.create_all(conn, checkfirst=True)
-        self._ready = True
+    metadata = metadata
+    schema_lock = _PG_SCHEMA_LOCK
 
     def begin(self, feature_views: Sequence[str], owner: str | None = None) -> int:
         """Record a running session; return its id."""
