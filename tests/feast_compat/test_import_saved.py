@@ -109,3 +109,26 @@ def test_saved_datasets_are_written_in_the_applys_transaction(tmp_path: Path) ->
         assert frame["driver_id"].tolist() == [1, 2, 3] and frame["good__conv_rate"].isna().tolist() == [0, 1, 0]
     finally:
         store.close()
+
+
+def test_a_directory_of_parquet_parts_imports_and_reads_as_one_table(tmp_path: Path) -> None:
+    # Feast writes a directory of parts when the saved dataset's path does not end in .parquet
+    repo, feast_file = _repo(tmp_path)
+    parts = repo / "data" / "train_dir"
+    parts.mkdir()
+    pq.write_table(pa.table({"driver_id": [1, 2], "x": [0.1, 0.2]}), parts / "part-0.parquet")
+    pq.write_table(pa.table({"driver_id": [3], "x": [0.3]}), parts / "part-1.parquet")
+    registry = _registry()
+    _view(registry, "good")
+    _dataset(registry, "train_dir", uri="data/train_dir")
+    feast_file.write_bytes(registry.SerializeToString())
+    done = _import(repo, feast_file)
+    assert done.exit_code == 0, done.output
+    store = FeatureStore(repo_path=repo)
+    try:
+        dataset = store.get_saved_dataset("train_dir")
+        assert dataset.row_count == 3
+        frame = read_saved_dataset(store.repo_path, dataset)
+        assert sorted(frame["driver_id"].tolist()) == [1, 2, 3]
+    finally:
+        store.close()

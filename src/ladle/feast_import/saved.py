@@ -4,8 +4,9 @@ A Feast ``SavedDataset`` keeps what produced a training set (feature references,
 ``full_feature_names``, the feature service), its tags, its event-time range (``meta``) and where
 its rows are. Ladle's saved datasets are Parquet files, so only Feast's file storage in Parquet
 maps; a warehouse table (BigQuery, Snowflake, ...), a Delta table or a remote URI is reported with
-its reason. Feast does not record a row count: the importer reads it from the Parquet footer when
-the file is there (else 0, as Ladle writes for an empty set).
+its reason. Feast writes a directory of Parquet parts when the path does not end in ``.parquet``;
+that imports too (Ladle reads the directory as one table). Feast does not record a row count: the
+importer reads it from the Parquet footers when the file is there (else 0).
 
 Validation references are never imported: Feast stores their Great Expectations profiler as
 pickled Python (dill), which Ladle will not unpickle and run; see :data:`VALIDATION_REFERENCE_REASON`.
@@ -84,8 +85,8 @@ def saved_dataset_from_proto(message: Any) -> SavedDataset:
 
 
 def with_row_counts(datasets: Iterable[SavedDataset], repo_path: Path) -> list[SavedDataset]:
-    """The datasets with ``row_count`` read from their Parquet files' footers (where the file is there)."""
-    import pyarrow.parquet as pq
+    """The datasets with ``row_count`` read from their Parquet footers (where the file or directory is there)."""
+    import pyarrow.dataset as ds
 
     out = []
     for dataset in datasets:
@@ -93,8 +94,9 @@ def with_row_counts(datasets: Iterable[SavedDataset], repo_path: Path) -> list[S
         path = storage_path(repo_path, dataset.storage)
         # not readable as Parquet: the count stays 0 and reading its rows will say why
         with contextlib.suppress(OSError, ValueError):
-            if path.is_file():
-                counted = dataclasses.replace(dataset, row_count=pq.read_metadata(path).num_rows)
+            if path.exists():  # a file, or a directory of parts (Feast writes one for a path without .parquet)
+                rows = ds.dataset(path, format="parquet").count_rows()
+                counted = dataclasses.replace(dataset, row_count=rows)
         out.append(counted)
     return out
 
