@@ -30,7 +30,7 @@ from ladle.retrieval.saved import storage_path
 KIND = "saved dataset"
 #: The report's reason for every Feast validation reference.
 VALIDATION_REFERENCE_REASON = (
-    "not imported: Feast keeps its Great Expectations profiler as pickled Python, which Ladle does not "
+    "Feast keeps its Great Expectations profiler as pickled Python, which Ladle does not "
     "unpickle or run; make a reference from the imported saved dataset with "
     "FeatureStore.create_validation_reference(name, dataset_name)"
 )
