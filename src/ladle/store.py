@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ladle.offline.validation import ValidationReport
     from ladle.online.base import OnlineStore
     from ladle.online.remote.store import RemoteOnlineStore
-    from ladle.registry.base import Kind, ObjectVersion, Registry, RegistrySnapshot
+    from ladle.registry.base import Kind, ObjectChange, ObjectVersion, Registry, RegistrySnapshot
     from ladle.repo.plan import ApplyResult, RepoContents
     from ladle.retrieval.online import OnlineRetriever
     from ladle.retrieval.push import PushMode
@@ -199,8 +199,11 @@ class FeatureStore:
         skip_source_validation: bool = False,
         applied_by: str | None = None,
         force: bool = False,
+        records: Sequence[ObjectChange] = (),
     ) -> ApplyResult:
         """Register objects (Feast's ``store.apply``); ``partial=False`` also removes the rest.
+
+        ``records`` (saved datasets, as ``ladle import-feast`` writes them) go into the same transaction.
 
         A change that breaks a consumer pinned to an older version raises PinConflictError unless
         ``force`` (docs/versions.md).
@@ -216,7 +219,7 @@ class FeatureStore:
             return apply(
                 self.registry, self.offline_store, self.online_store, objects, objects_to_delete, partial,
                 skip_source_validation=skip_source_validation, applied_by=applied_by, authorize=authorize,
-                force=force,
+                force=force, records=records,
             )  # fmt: skip
 
         from ladle.monitor.lineage_jobs import apply_work

@@ -50,7 +50,6 @@ FEAST_MESSAGES: dict[str, str] = {
     "KafkaOptions": "feast.core.DataSource.KafkaOptions",
     "RequestDataOptions": "feast.core.DataSource.RequestDataOptions",
     "SchemaJson": "feast.core.StreamFormat.JsonFormat",
-    "NamedSpec": "feast.core.SavedDatasetSpec",
     "OnDemandSourcesEntry": "feast.core.OnDemandFeatureViewSpec.SourcesEntry",
     "LoggingFileDestination": "feast.core.LoggingConfig.FileDestination",
 }

@@ -4,10 +4,12 @@
 
 Ladle's site-packages come last on ``sys.path`` only so Feast's SQL registry finds a PostgreSQL
 driver (psycopg) that Feast's own venv lacks. The JSON is the expected side of the import tests:
-it comes from Feast's SDK, not from Ladle's proto decoding.
+it comes from Feast's SDK, not from Ladle's proto decoding. After the apply it also makes a saved
+dataset with Feast's own ``create_saved_dataset`` (so the registry holds one) and reads it back.
 """
 
 import json
+import math
 import sys
 
 
@@ -76,6 +78,63 @@ def _view(v):  # type: ignore[no-untyped-def]
     }
 
 
+#: The saved dataset made with Feast's own API (a feature service's features, full names, tags).
+SAVED = {"name": "macro_training", "path": "data/macro_training.parquet", "tags": {"team": "macro", "use": "train"}}
+
+
+def _cell(value):  # type: ignore[no-untyped-def]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return None if isinstance(value, float) and math.isnan(value) else value  # NaN (a missed join) as null
+
+
+def _rows(frame):  # type: ignore[no-untyped-def]
+    """A frame's rows as JSON-ready records, sorted, timestamps as ISO text."""
+    records = []
+    for row in frame.to_dict(orient="records"):
+        records.append({k: _cell(v) for k, v in row.items()})
+    return sorted(records, key=lambda r: json.dumps(r, sort_keys=True, default=str))
+
+
+def _saved_dataset(store):  # type: ignore[no-untyped-def]
+    """Create SAVED with Feast's create_saved_dataset, then read it back through Feast's get_saved_dataset."""
+    import warnings
+    from datetime import UTC, datetime
+
+    import pandas as pd
+    from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+
+    service = store.get_feature_service("macro_only")
+    when = [datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)]
+    entity_df = pd.DataFrame({"country_code": ["US", "FR"], "event_timestamp": when})
+    job = store.get_historical_features(entity_df=entity_df, features=service, full_feature_names=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "saving dataset is an experimental feature"
+        store.create_saved_dataset(
+            from_=job,
+            name=SAVED["name"],
+            storage=SavedDatasetFileStorage(path=SAVED["path"]),
+            tags=SAVED["tags"],
+            feature_service=service,
+        )
+    out = {}
+    for listed in store.list_saved_datasets():
+        dataset = store.get_saved_dataset(listed.name)
+        low, high = dataset.min_event_timestamp, dataset.max_event_timestamp
+        out[dataset.name] = {
+            "features": list(dataset.features),
+            "join_keys": list(dataset.join_keys),
+            "full_feature_names": dataset.full_feature_names,
+            "path": dataset.storage.file_options.uri,
+            "tags": dict(dataset.tags),
+            "feature_service_name": dataset.feature_service_name,
+            "min_event_timestamp": low.isoformat() if low else None,
+            "max_event_timestamp": high.isoformat() if high else None,
+            "rows": _rows(dataset.to_df()),
+        }
+    return out
+
+
 def main() -> None:
     site, repo = sys.argv[1], sys.argv[2]
     sys.path.append(site)
@@ -91,7 +150,9 @@ def main() -> None:
         if exc.code:
             raise
     store = FeatureStore(repo_path=repo)
+    saved = _saved_dataset(store)
     out = {
+        "saved_datasets": saved,
         "entities": {
             e.name: {
                 "join_key": e.join_key,

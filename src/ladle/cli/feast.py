@@ -61,4 +61,6 @@ def import_feast_command(
     emit(rows, "table", f"Feast project '{report.feast_project}'")
     if report.result is not None:
         changes = len(report.result.diffs)
-        click.echo(f"{changes} registry change(s) {'planned' if dry_run else 'applied'}; {len(report.skipped)} skipped")
+        datasets = f" (+ {len(report.datasets)} saved dataset record(s), same transaction)" if report.datasets else ""
+        done = "planned" if dry_run else "applied"
+        click.echo(f"{changes} registry change(s) {done}{datasets}; {len(report.skipped)} skipped")

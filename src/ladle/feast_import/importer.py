@@ -2,7 +2,9 @@
 
 The objects of one Feast project are mapped (:mod:`ladle.feast_import.mapping`) and written
 through the normal apply path: validated together, then written in one registry transaction
-(``partial=True``: objects Ladle already has and the Feast registry does not are kept). With
+(``partial=True``: objects Ladle already has and the Feast registry does not are kept). Saved
+datasets (:mod:`ladle.feast_import.saved`) are records, not definitions: they go into the same
+transaction as the apply's changes. With
 ``dry_run`` nothing is written and the report says what would change. Whatever cannot be mapped
 is listed with its reason; a feature service that reads an object that was not imported keeps
 the rest of its projections and says which it lost.
@@ -22,8 +24,16 @@ from ladle.feast_import import mapping as m
 from ladle.feast_import.label_view import label_view_from_proto
 from ladle.feast_import.on_demand import on_demand_from_proto
 from ladle.feast_import.reader import read_registry
+from ladle.feast_import.saved import (
+    VALIDATION_REFERENCE_REASON,
+    dataset_changes,
+    rebase_storage,
+    saved_dataset_from_proto,
+    with_row_counts,
+)
 
 if TYPE_CHECKING:
+    from ladle.definitions.saved_dataset import SavedDataset
     from ladle.repo.plan import ApplyResult
     from ladle.store import FeatureStore
 
@@ -46,6 +56,7 @@ class ImportReport:
 
     feast_project: str
     objects: list[lad.Definition] = field(default_factory=list)
+    datasets: list[SavedDataset] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[Skipped] = field(default_factory=list)
     result: ApplyResult | None = None
@@ -55,7 +66,8 @@ class ImportReport:
         """``(kind, name)`` of every mapped object, in apply order."""
         from ladle.repo.plan import kind_of
 
-        return [(kind_of(o), o.name) for o in self.objects]
+        objects: list[tuple[str, str]] = [(kind_of(o), o.name) for o in self.objects]
+        return objects + [("saved_dataset", d.name) for d in self.datasets]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``--output json`` prints)."""
@@ -71,7 +83,8 @@ class ImportReport:
 def projects_in(registry: Any) -> list[str]:
     """The Feast projects a registry holds objects of."""
     names = {p.spec.name for p in registry.projects} | {p.project for p in registry.project_metadata}
-    for kind in ("entities", "feature_views", "stream_feature_views", "feature_services", "permissions"):
+    kinds = ("entities", "feature_views", "stream_feature_views", "feature_services", "permissions", "saved_datasets")
+    for kind in kinds:
         names |= {o.spec.project for o in getattr(registry, kind)}
     names |= {s.project for s in registry.data_sources}
     return sorted(n for n in names if n)
@@ -150,10 +163,9 @@ def map_registry(registry: Any, project: str | None = None) -> ImportReport:
             report.notes.append(
                 Skipped("on-demand feature view", name, f"function from its stored text, with {imports}")
             )
-    for dataset in mine(registry.saved_datasets):
-        report.skipped.append(Skipped("saved dataset", dataset.spec.name, "saved datasets are not imported"))
+    datasets = _mapped(report, "saved dataset", mine(registry.saved_datasets), saved_dataset_from_proto)
     for reference in [r for r in registry.validation_references if r.project == chosen]:
-        report.skipped.append(Skipped("validation reference", reference.name, "Ladle has no validation references"))
+        report.skipped.append(Skipped("validation reference", reference.name, VALIDATION_REFERENCE_REASON))
     services = _mapped(
         report,
         "feature service",
@@ -168,6 +180,7 @@ def map_registry(registry: Any, project: str | None = None) -> ImportReport:
         *services.values(),
         *permissions.values(),
     ]
+    report.datasets = list(datasets.values())
     return report
 
 
@@ -219,6 +232,8 @@ def rebase_paths(registry: Any, base: Path) -> None:
         for field_name in ("batch_source", "stream_source"):
             if view.spec.HasField(field_name):
                 _rebase_source(getattr(view.spec, field_name), base)
+    for dataset in registry.saved_datasets:
+        rebase_storage(dataset, base)
 
 
 def import_feast(
@@ -234,17 +249,23 @@ def import_feast(
 
     ``paths_relative_to`` (the Feast repo's directory) makes relative file-source paths absolute;
     without it they stay relative and resolve against the Ladle repo, as in any Ladle definition.
+    Saved datasets are written in the apply's registry transaction (their files are not copied).
     """
     registry = read_registry(location)
     if paths_relative_to is not None:
         rebase_paths(registry, Path(paths_relative_to).resolve())
     report = map_registry(registry, project)
-    if not report.objects:
+    report.datasets = with_row_counts(report.datasets, store.repo_path)
+    if not report.objects and not report.datasets:
         return report
     if dry_run:
         report.result = store.plan(report.objects, partial=True, skip_source_validation=skip_source_validation)
     else:
         report.result = store.apply(
-            report.objects, partial=True, skip_source_validation=skip_source_validation, applied_by="import-feast"
+            report.objects,
+            partial=True,
+            skip_source_validation=skip_source_validation,
+            applied_by="import-feast",
+            records=dataset_changes(report.datasets),
         )
     return report

@@ -278,8 +278,11 @@ def apply(
     applied_by: str | None = None,
     authorize: Authorize | None = None,
     force: bool = False,
+    records: Sequence[ObjectChange] = (),
 ) -> ApplyResult:
     """Validate, then write every change in one registry transaction, then update the online store.
+
+    ``records`` (record kinds such as ``saved_dataset``) are written in the same transaction.
 
     Raises :class:`~ladle.errors.ConflictError` (and writes nothing) if another apply changed the
     project after this one read it. ``authorize`` sees every change first; if it raises, nothing is written.
@@ -296,7 +299,7 @@ def apply(
     changes = [
         ObjectChange(d.kind, d.name, None if d.action == "remove" else prepared.target[d.kind][d.name].to_spec())
         for d in prepared.diffs
-    ]
+    ] + list(records)
     snapshot = registry.apply_changes(changes, expected_version=prepared.base.version, applied_by=applied_by)
     removed_views = [
         prepared.base.feature_views[d.name] for d in prepared.diffs if d.action == "remove" and d.kind == "feature_view"

@@ -109,7 +109,7 @@ def read_saved_dataset(repo_path: Path, dataset: SavedDataset) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     path = storage_path(repo_path, dataset.storage)
-    if not path.is_file():
+    if not path.exists():  # a file, or a directory of Parquet parts (as Feast writes for a path without .parquet)
         raise RequestError(f"saved dataset '{dataset.name}': its file {path} is missing")
     frame: pd.DataFrame = pq.read_table(path).to_pandas()
     return frame

@@ -230,9 +230,32 @@ _MESSAGES: dict[str, list[Field]] = {
         ("slide_interval", 4, "Duration", False),
         ("name", 5, "string", False),
     ],
-    # Kinds the importer only names in its report: their spec starts with name (1) and project (2).
-    "NamedSpec": [("name", 1, "string", False), ("project", 2, "string", False)],
-    "SavedDataset": [("spec", 1, "NamedSpec", False)],
+    "SavedDataset": [("spec", 1, "SavedDatasetSpec", False), ("meta", 2, "SavedDatasetMeta", False)],
+    "SavedDatasetSpec": [
+        ("name", 1, "string", False),
+        ("project", 2, "string", False),
+        ("features", 3, "string", True),
+        ("join_keys", 4, "string", True),
+        ("full_feature_names", 5, "bool", False),
+        ("storage", 6, "SavedDatasetStorage", False),
+        ("tags", 7, "map", False),
+        ("feature_service_name", 8, "string", False),
+    ],
+    "SavedDatasetStorage": [
+        ("file_storage", 4, "FileOptions", False),
+        ("bigquery_storage", 5, "bytes", False),
+        ("redshift_storage", 6, "bytes", False),
+        ("snowflake_storage", 7, "bytes", False),
+        ("trino_storage", 8, "bytes", False),
+        ("spark_storage", 9, "bytes", False),
+        ("custom_storage", 10, "bytes", False),
+        ("athena_storage", 11, "bytes", False),
+    ],
+    "SavedDatasetMeta": [
+        ("min_event_timestamp", 3, "Timestamp", False),
+        ("max_event_timestamp", 4, "Timestamp", False),
+    ],
+    # Only named in the import report (its profiler is pickled Python): name (1) and project (3).
     "ValidationReference": [("name", 1, "string", False), ("project", 3, "string", False)],
     "Permission": [("spec", 1, "PermissionSpec", False)],
     "PermissionSpec": [
@@ -259,6 +282,19 @@ _MESSAGES: dict[str, list[Field]] = {
 # oneof groups: message -> (oneof name, member fields)
 _ONEOFS: dict[str, tuple[str, tuple[str, ...]]] = {
     "FileFormat": ("format", ("parquet_format", "delta_format")),
+    "SavedDatasetStorage": (
+        "kind",
+        (
+            "file_storage",
+            "bigquery_storage",
+            "redshift_storage",
+            "snowflake_storage",
+            "trino_storage",
+            "spark_storage",
+            "custom_storage",
+            "athena_storage",
+        ),
+    ),
     "OnDemandSource": ("source", ("feature_view", "request_data_source", "feature_view_projection")),
     "LoggingConfig": (
         "destination",
