@@ -8,9 +8,6 @@ and in the log.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import httpx
@@ -18,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from e2e.test_serve_multiworker import free_port
+from e2e.test_serve_multiworker import two_workers
 from unit.feature_log_repo import build
 
 pytestmark = pytest.mark.slow
@@ -36,24 +33,7 @@ def test_workers_flush_their_logs_on_graceful_shutdown(tmp_path: Path) -> None:
     }
     store.close()
     (tmp_path / "feature_store.yaml").write_text(yaml.safe_dump(config))
-    port, grpc_port = free_port(), free_port()
-    ladle = Path(sys.executable).parent / "ladle"
-    command = [str(ladle), "-c", str(tmp_path), "serve", "--workers", "2", "--port", str(port),
-               "--grpc-port", str(grpc_port), "--graceful-timeout", "20"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            if "ready:" in line:
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        assert ready.wait(90), "server did not start:\n" + "".join(output)
+    with two_workers(tmp_path) as (process, port, _, output):
         body = {"feature_service": "price_model", "entities": {"commodity_code": ["gold"], "venue": ["ICE"]}}
         sent = [f"e2e-{i}" for i in range(REQUESTS)]
         for rid in sent:  # a new connection each: the kernel spreads them over both workers
@@ -63,10 +43,6 @@ def test_workers_flush_their_logs_on_graceful_shutdown(tmp_path: Path) -> None:
         assert not list(log_dir.glob("*.parquet"))  # nothing flushed while serving
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0, "".join(output)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
     files = sorted(log_dir.glob("*.parquet"))
     assert files, "no log file after shutdown:\n" + "".join(output)
     ids = [i for f in files for i in pq.read_table(f, columns=["request_id"])["request_id"].to_pylist()]

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +46,10 @@ class Server:
     output: list[str]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    repo = tmp_path_factory.mktemp("serve_repo")
-    build_repo(repo).store.close()
+@contextmanager
+def two_workers(repo: Path) -> Iterator[tuple[subprocess.Popen[str], int, int, list[str]]]:
+    """``ladle serve --workers 2`` on free ports, once its banner says ready: (process, REST port, gRPC
+    port, output lines so far); killed on the way out if it is still running."""
     rest_port, grpc_port = free_port(), free_port()
     ladle = Path(sys.executable).parent / "ladle"
     command = [str(ladle), "-c", str(repo), "serve", "--workers", "2", "--port", str(rest_port),
@@ -67,16 +68,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     threading.Thread(target=pump, daemon=True).start()
     try:
         assert ready.wait(90), "server did not start:\n" + "".join(output)
+        yield process, rest_port, grpc_port, output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    repo = tmp_path_factory.mktemp("serve_repo")
+    build_repo(repo).store.close()
+    with two_workers(repo) as (process, rest_port, grpc_port, output):
         banner = next(line for line in output if "ready:" in line)
         match = re.search(r"pids ([\d,]+); metrics dir (\S+)\)", banner)
         assert match, banner
         pids = [int(p) for p in match.group(1).split(",")]
         yield Server(process, f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}", pids,
                      Path(match.group(2)), output)  # fmt: skip
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
 
 
 def _metric(text: str, line_start: str) -> float:
