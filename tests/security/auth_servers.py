@@ -18,7 +18,6 @@ from ladle import FeatureStore
 from ladle.security.principal import Principal
 from ladle.server.core import ServerCore
 from ladle.server.grpc_server import GrpcServer
-from ladle.server.rest import RestApp
 from ladle.server.settings import ServerSettings
 from unit.server_repo import build_repo
 
@@ -83,8 +82,8 @@ def grpc_server(core: ServerCore, engine: str) -> Iterator[int]:
 
 
 @contextmanager
-def rest_server(app: RestApp) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a loopback port; yields its base URL."""
+def rest_server(app: Any) -> Iterator[str]:
+    """Serve ``app`` (an ASGI app: a RestApp, the UI's) with uvicorn on a loopback port; yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -88,21 +83,3 @@ def commodity(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     return record_history(applied_commodity_repo(tmp_path_factory.mktemp("ui") / "repo"))
 
 
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a loopback port; yields its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            thread.join(0.05)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()

@@ -19,7 +19,8 @@ from ladle.registry.reports import MonitorReport, ReportJournal
 from ladle.security.api_keys import hash_key
 from ladle.server.rest import create_app
 from ladle.store import FeatureStore
-from ui.conftest import ROOT, Recorded, applied_commodity_repo, serving
+from security.auth_servers import rest_server as serving
+from ui.conftest import ROOT, Recorded, applied_commodity_repo
 from ui.monitor_history import BASELINE, BASELINE_FEATURES, PLANTED, SERVICE, VIEW
 
 
