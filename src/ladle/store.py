@@ -21,25 +21,18 @@ from ladle.definitions import (
     StreamFeatureView,
 )
 from ladle.errors import ConfigError, RequestError
+from ladle.store_records import RecordMethods
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from ladle.definitions.saved_dataset import (
-        SavedDataset,
-        SavedDatasetFileStorage,
-        Tolerances,
-        ValidationReference,
-    )
     from ladle.materialize.local import Materializer, ViewResult
     from ladle.materialize.ray_engine import RayEngine
-    from ladle.monitor.baseline import Baseline
     from ladle.monitor.erase import ErasureReport
     from ladle.monitor.feature_log import FeatureLogger
     from ladle.monitor.lineage import Lineage
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
-    from ladle.offline.validation import ValidationReport
     from ladle.online.base import OnlineStore
     from ladle.online.remote.store import RemoteOnlineStore
     from ladle.registry.base import Kind, ObjectChange, ObjectVersion, Registry, RegistrySnapshot
@@ -47,7 +40,6 @@ if TYPE_CHECKING:
     from ladle.retrieval.online import OnlineRetriever
     from ladle.retrieval.push import PushMode
     from ladle.retrieval.response import OnlineResponse
-    from ladle.retrieval.saved import RecordRegistry
     from ladle.security.permissions import Enforcer, Resource
     from ladle.security.principal import Principal
 
@@ -55,7 +47,7 @@ T = TypeVar("T")
 EntityRows: TypeAlias = "Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame"
 
 
-class FeatureStore:
+class FeatureStore(RecordMethods):
     """Entry point of the SDK, configured like Feast.
 
     >>> store = FeatureStore(repo_path="feature_repo")
@@ -561,71 +553,9 @@ class FeatureStore:
         weakref.finalize(job, self._job_requests.pop, id(job), None)
         return job
 
-    @property
-    def _records(self) -> RecordRegistry:
-        from ladle.retrieval.saved import RecordRegistry
-
-        registry = self.registry
-        if not isinstance(registry, RecordRegistry):
-            raise ConfigError("saved datasets need Ladle's SQL registry")
-        return registry
-
     @cached_property
     def _job_requests(self) -> dict[int, tuple[list[str], bool, list[str], str | None]]:
         return {}
-
-    # -- saved datasets and validation (docs/on-demand.md, "Saved datasets") -------------------------
-    def create_saved_dataset(
-        self,
-        from_: RetrievalJob,
-        name: str,
-        storage: SavedDatasetFileStorage,
-        tags: Mapping[str, str] | None = None,
-        allow_overwrite: bool = False,
-    ) -> SavedDataset:
-        """Run ``from_`` (a job of this store's ``get_historical_features``), write its rows to
-        ``storage`` and register them as saved dataset ``name``."""
-        from ladle.retrieval.saved import create_saved_dataset
-
-        table = from_.to_arrow()
-        refs, full, keys, service = self._job_requests.get(id(from_), ([], False, [], None))
-        request = (refs, full, [k for k in keys if k in table.column_names], service)
-        return create_saved_dataset(self._records, self.repo_path, table, name, storage, request, tags, allow_overwrite)
-
-    def get_saved_dataset(self, name: str) -> SavedDataset:
-        """The saved dataset called ``name`` (``.storage`` says where its rows are)."""
-        from ladle.retrieval.saved import get_saved_dataset
-
-        return get_saved_dataset(self._records, name)
-
-    def create_validation_reference(
-        self,
-        name: str,
-        dataset_name: str,
-        tolerances: Tolerances | None = None,
-        description: str = "",
-        tags: Mapping[str, str] | None = None,
-    ) -> ValidationReference:
-        """Profile saved dataset ``dataset_name`` and register the profile as reference ``name``."""
-        from ladle.retrieval.saved import create_validation_reference
-
-        return create_validation_reference(
-            self._records, self.repo_path, name, dataset_name, tolerances, description, tags
-        )
-
-    def get_validation_reference(self, name: str) -> ValidationReference:
-        """The validation reference called ``name`` (pass it to ``job.to_df(validation_reference=...)``)."""
-        from ladle.retrieval.saved import get_validation_reference
-
-        return get_validation_reference(self._records, name)
-
-    def validate(self, data: Any, reference: ValidationReference | str) -> ValidationReport:
-        """The report of ``data`` (a DataFrame, Arrow table or job) against a reference (or its name)."""
-        from ladle.retrieval.saved import validate
-
-        if isinstance(reference, str):
-            reference = self.get_validation_reference(reference)
-        return validate(data, reference)
 
     def _remote_offline(
         self,
@@ -645,29 +575,6 @@ class FeatureStore:
         from ladle.retrieval.historical import entity_table
 
         return store.get_historical_features(entity_table(entity_df), wanted, full_feature_names)
-
-    def save_drift_baseline(
-        self,
-        job_or_frame: RetrievalJob | pd.DataFrame | pa.Table,
-        name: str,
-        features: Sequence[str] | FeatureService | str | None = None,
-        **options: Any,
-    ) -> Baseline:
-        """Profile a training set and save it as drift baseline ``name`` (docs/monitoring.md).
-
-        ``features`` (references or a feature service) says which columns are which features; without
-        it, columns named ``view__feature`` are taken. ``options``: ``bins``, ``top_k``, ``sample_size``.
-        """
-        from ladle.monitor.baseline_store import BaselineStore
-        from ladle.monitor.baseline_training import baseline_from_training
-
-        baseline = baseline_from_training(self.snapshot(), job_or_frame, name, features, **options)
-        baselines = BaselineStore.open(self.config.registry, self.project, self.repo_path)
-        try:
-            baselines.save(baseline)
-        finally:
-            baselines.close()
-        return baseline
 
     # -- writing ------------------------------------------------------------------------------
     # Servers pass the caller they authenticated (``principal``) and where the call came from
