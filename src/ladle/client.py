@@ -23,13 +23,8 @@ from typing import Any
 
 import orjson
 
-from ladle.errors import (
-    AuthenticationError,
-    BackendUnavailableError,
-    LadleError,
-    PermissionDeniedError,
-    RequestError,
-)
+from ladle.errors import BackendUnavailableError
+from ladle.online.remote.wire import error_of
 
 
 class RemoteClient:
@@ -62,7 +57,7 @@ class RemoteClient:
             with urllib.request.urlopen(request, timeout=self._timeout, context=self._context) as response:
                 body = response.read()
         except urllib.error.HTTPError as exc:
-            raise _error(exc.code, exc.read()) from None
+            raise error_of(exc.code, exc.read()) from None
         except (urllib.error.URLError, OSError) as exc:
             raise BackendUnavailableError(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from None
         return orjson.loads(body) if body else None
@@ -93,23 +88,3 @@ class RemoteClient:
         """Push rows (``column -> values``; timestamps as ISO 8601 strings) through a push source."""
         df = {k: list(v) for k, v in columns.items()}
         self._post("/push", {"push_source_name": push_source_name, "df": df, "to": to})
-
-
-def _error(status: int, body: bytes) -> LadleError:
-    """A server's error answer as a typed error, with the server's message."""
-    message = body.decode("utf-8", "replace")
-    try:
-        data = orjson.loads(body)
-        if isinstance(data, str):  # Feast's double-encoded error body
-            data = orjson.loads(data)
-        if isinstance(data, dict):
-            message = str(data.get("detail") or data.get("message") or message)
-    except orjson.JSONDecodeError:
-        pass
-    if status == 401:
-        return AuthenticationError(message)
-    if status == 403:
-        return PermissionDeniedError(message)
-    if 400 <= status < 500:
-        return RequestError(f"HTTP {status}: {message}")
-    return BackendUnavailableError(f"HTTP {status}: {message}")

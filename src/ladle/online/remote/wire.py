@@ -82,8 +82,8 @@ def micros(text: str) -> int:
     return int(moment.timestamp()) * 1_000_000 + moment.microsecond
 
 
-def error_of(status: int, body: bytes, url: str) -> LadleError:
-    """A server's error answer as Ladle's typed error, with the server's message."""
+def error_of(status: int, body: bytes, url: str | None = None) -> LadleError:
+    """A server's error answer as Ladle's typed error, with the server's message (after ``url``, if given)."""
     message = body.decode("utf-8", "replace")
     try:
         data = orjson.loads(body)
@@ -93,10 +93,11 @@ def error_of(status: int, body: bytes, url: str) -> LadleError:
             message = str(data.get("detail") or data.get("message") or message)
     except orjson.JSONDecodeError:
         pass
+    where = f"{url}: " if url else ""
     if status == 401:
-        return AuthenticationError(f"{url}: {message}")
+        return AuthenticationError(f"{where}{message}")
     if status == 403:
-        return PermissionDeniedError(f"{url}: {message}")
+        return PermissionDeniedError(f"{where}{message}")
     if 400 <= status < 500:
-        return RequestError(f"{url}: HTTP {status}: {message}")
-    return BackendUnavailableError(f"{url}: HTTP {status}: {message}")
+        return RequestError(f"{where}HTTP {status}: {message}")
+    return BackendUnavailableError(f"{where}HTTP {status}: {message}")
