@@ -207,7 +207,7 @@ class GrpcioEngine:
         if not self.port:
             raise OSError(f"cannot listen for gRPC on {host}:{port} (address in use?)")
         await self.server.start()
-        self._watch = asyncio.create_task(watch_readiness(self.core, self._set_serving))
+        self._watch = await watch_readiness(self.core, self._set_serving)
         return self.port
 
     async def _set_serving(self, ready: bool) -> None:

@@ -330,7 +330,7 @@ class H2Engine:
         """Bind and serve (TLS with ``ssl``, which must offer ALPN ``h2``); returns the bound port."""
         sock = reuseport_socket(host, port, "gRPC", reuse_port=reuse_port)
         self.port = await self.server.start(sock, ssl=ssl)
-        self._watch = asyncio.create_task(watch_readiness(self.core, self._set_serving))
+        self._watch = await watch_readiness(self.core, self._set_serving)
         return self.port
 
     async def _set_serving(self, ready: bool) -> None:

@@ -68,12 +68,18 @@ def row_columns(text: Mapping[str, str], typed: Mapping[str, Any], dtypes: Mappi
     return {name: [_from_text(value, dtypes.get(name), name)] for name, value in text.items()}
 
 
-async def watch_readiness(core: ServerCore, set_serving: Callable[[bool], Awaitable[None]]) -> None:
-    """Check the registry and online store every few seconds and report the result to the health service."""
-    while True:
-        readiness = await health.check_readiness(core.store)
-        await set_serving(readiness.ready)
-        await asyncio.sleep(READINESS_INTERVAL_SECONDS)
+async def watch_readiness(core: ServerCore, set_serving: Callable[[bool], Awaitable[None]]) -> asyncio.Task[None]:
+    """Check the registry and online store once now, report it to the health service, and return the task that
+    repeats the check every few seconds. Health is known when a server's ``start`` returns, so a client's first
+    ``Check`` never sees the NOT_SERVING a health service starts with (the check's own timeout bounds the wait)."""
+    await set_serving((await health.check_readiness(core.store)).ready)
+
+    async def repeat() -> None:
+        while True:
+            await asyncio.sleep(READINESS_INTERVAL_SECONDS)
+            await set_serving((await health.check_readiness(core.store)).ready)
+
+    return asyncio.create_task(repeat())
 
 
 class Services:
