@@ -78,7 +78,7 @@ def measured(runner: Any, server: Server, *args: Any) -> dict[str, Any]:
     return result
 
 
-def add_services(repo: Path) -> None:
+def add_services(repo: Path, sample_rate: float = 1.0) -> None:
     """The plain and logged feature services over the W3 view; logs flushed every half second."""
     from ladle import FeatureService, FeatureStore, LoggingConfig
 
@@ -91,7 +91,11 @@ def add_services(repo: Path) -> None:
     for prefix, features in (("w3a", W3A_FEATURES), ("w3c", list(FEATURES))):
         services.append(FeatureService(name=f"{prefix}_plain", features=[view[features]]))
         services.append(
-            FeatureService(name=f"{prefix}_logged", features=[view[features]], logging_config=LoggingConfig())
+            FeatureService(
+                name=f"{prefix}_logged",
+                features=[view[features]],
+                logging_config=LoggingConfig(sample_rate=sample_rate),
+            )
         )
     store.apply(services, partial=True)
     store.close()
@@ -150,7 +154,7 @@ def run(args: argparse.Namespace) -> None:
         repo = tmp / "repo"
         repo.mkdir()
         build_repo(repo, ticks, args.redis)
-        add_services(repo)
+        add_services(repo, args.sample_rate)
         try:
             server = Server(repo, args.workers)
             runners = {"rest": _rest, "grpc": _grpc}
@@ -171,6 +175,12 @@ def run(args: argparse.Namespace) -> None:
             finally:
                 server.stop()  # graceful: the workers flush their queues
             logged = log_rows(repo)
+            served = sum(  # entity rows of the logged runs (warm-up not counted): each is one log row
+                run_["requests"] * (1 if name != "W3c" else 100) * args.sample_rate
+                for (name, _, side), runs in results.items()
+                if side == "logged"
+                for run_ in runs
+            )
             for name in args.workloads:
                 for protocol in args.only:
                     off = _summary(results[(name, protocol, "plain")])
@@ -180,6 +190,7 @@ def run(args: argparse.Namespace) -> None:
                             "workload": f"{name}-{protocol}-feature-log",
                             "server_workers": args.workers,
                             "rounds": args.rounds,
+                            "sample_rate": args.sample_rate,
                             "off": off,
                             "on": on,
                             "cpu_per_req_change_pct": round(
@@ -189,7 +200,7 @@ def run(args: argparse.Namespace) -> None:
                             "p50_change_pct": _change(on["p50_ms"], off["p50_ms"]),
                         }
                     )
-            print(json.dumps({"log_rows_written": logged}))
+            print(json.dumps({"log_rows_written": logged, "logged_rows_expected_in_measured_runs": round(served)}))
         finally:
             teardown(repo)
 
@@ -202,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--workers", type=int, default=2, help="ladle serve --workers")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved off/on rounds")
+    parser.add_argument("--sample-rate", type=float, default=1.0, help="the logged services' sample_rate")
     parser.add_argument("--only", type=lambda s: s.split(","), default=["rest", "grpc"], help="rest, grpc or both")
     parser.add_argument("--workloads", type=lambda s: s.split(","), default=list(WORKLOADS), help="W3a,W3b,W3c")
     run(parser.parse_args(argv))

@@ -383,7 +383,7 @@ class FeatureStore(RecordMethods):
         """Queues and flushes the logs of feature services that declare a ``logging_config``."""
         from ladle.monitor.feature_log import FeatureLogger
 
-        return FeatureLogger(self.config, lambda: self.offline_store)
+        return FeatureLogger(self.config)
 
     def get_feature_log(
         self, feature_service: str, start: datetime | str | None = None, end: datetime | str | None = None

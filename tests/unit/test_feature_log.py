@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -113,33 +114,41 @@ def test_sampling_is_deterministic_by_request_id_and_close_to_the_rate(store: Fe
     snapshot = store.snapshot(allow_cache=False)
     response = store.get_online_features(["prices:current_price"], [{"commodity_code": "gold"}])
     ids = [f"req-{i}" for i in range(2000)]
-    picked = []
-    for _ in range(2):
-        logger = FeatureLogger(store.config, lambda: store.offline_store)
-        logger._start = lambda: None  # type: ignore[method-assign]  # no flusher: inspect the queue
-        for rid in ids:
-            logger.log(snapshot, "sampled", response, rid)
-        picked.append({e[1] for e in logger._queue})
-    assert picked[0] == picked[1]
-    assert 0.25 < len(picked[0]) / len(ids) < 0.35
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    logger = FeatureLogger(store.config)
+    for rid in ids:
+        logger.log(snapshot, "sampled", response, rid)
+    assert logger.flush() == logger.written > 0
+    logger.close()
+    first = set(store.get_feature_log("sampled", start=before).column("request_id").to_pylist())
+    assert 0.25 < len(first) / len(ids) < 0.35
+    again = FeatureLogger(store.config)  # another process would pick the same requests
+    for rid in ids:
+        again.log(snapshot, "sampled", response, rid)
+    assert again.flush() == len(first)
+    again.close()
+    logged = store.get_feature_log("sampled", start=before).column("request_id").to_pylist()
+    assert sorted(logged) == sorted(first) * 2 or sorted(logged) == sorted(list(first) * 2)
 
 
-def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path, store: FeatureStore) -> None:
+def test_a_full_buffer_drops_and_counts_instead_of_blocking(tmp_path: Path, store: FeatureStore) -> None:
     settings = FeatureLoggingConfig(queue_capacity=3, flush_interval_secs=3600)
     server = store.config.feature_server.model_copy(update={"feature_logging": settings})
     config = store.config.model_copy(update={"feature_server": server})
-    logger = FeatureLogger(config, lambda: store.offline_store)
-    logger._start = lambda: None  # type: ignore[method-assign]  # no flusher: the queue stays as filled
+    logger = FeatureLogger(config)
+    logger._start = lambda: None  # type: ignore[method-assign]  # no shipper: the buffer stays as filled
+    logger._thread = threading.current_thread()  # (and the request path sees one running)
     snapshot = store.snapshot()
     response = store.get_online_features(_service(store), entity_rows([("gold", "ICE")]))
     counter = LOG_DROPPED.labels(feature_service="price_model")
     dropped_before = counter._value.get()
     for i in range(10):
         logger.log(snapshot, "price_model", response, f"r{i}")
-    assert len(logger._queue) == 3
+    assert logger._buffered == 3
     assert logger.dropped == 7
     assert counter._value.get() - dropped_before == 7
-    assert logger.flush() == 3  # one row per queued request
+    assert logger.flush() == 3  # one row per buffered request
+    logger._thread = None
     logger.close()
 
 
@@ -175,7 +184,7 @@ def test_logging_config_validates_and_round_trips() -> None:
 
 
 def test_the_variant_that_served_is_logged_per_row() -> None:
-    from ladle.monitor.feature_log_table import LogLayout, build_table
+    from ladle.monitor.feature_log_table import Batch, LogLayout, build_table
     from ladle.retrieval.response import OnlineResponse
 
     layout = LogLayout((("commodity_code", pa.string()),), (("prices__current_price", pa.float64()),))
@@ -184,7 +193,10 @@ def test_the_variant_that_served_is_logged_per_row() -> None:
     )
     split.variant = "v2"  # type: ignore[attr-defined]  # set by an A/B split (docs/versions.md)
     plain = OnlineResponse(["commodity_code", "current_price"], [["c"], [2.0]], [[1], [1]], [[0], [7]])
-    table = build_table(layout, [("r1", 1.5, split), ("r2", 2.5, plain)]).to_pydict()
+    batch = Batch(["commodity_code"], 1, None)
+    batch.add_values("r1", 1.5, split)
+    batch.add_values("r2", 2.5, plain)
+    table = build_table(layout, [batch]).to_pydict()
     assert table["request_id"] == ["r1", "r1", "r2"]
     assert table["variant"] == ["v2", "v2", None]
     assert table["prices__current_price__status"] == ["PRESENT", "NOT_FOUND", "PRESENT"]
@@ -218,3 +230,82 @@ def test_a_split_is_logged_arm_by_arm_into_each_arm_services_log_with_its_varian
             assert set(log["variant"]) == {arm} and log["request_id"].nunique() == 1
     finally:
         store.close()
+
+
+def test_reads_with_every_row_present_are_logged_from_the_store_records_exactly(store: FeatureStore) -> None:
+    """The usual read (every row present, fixed-width features) is logged from the store's records
+    by NumPy; its rows must equal what was served, for both views of the service, beside a read with
+    a missing entity (logged from the Python values) in the same batch."""
+    before = datetime.now(UTC)
+    present = [("crude_oil_wti", "ICE"), ("brent", "NYMEX"), ("gold", "ICE"), ("brent", "ICE")]
+    full = store.get_online_features(_service(store), entity_rows(present))
+    assert full.records is not None and len(full.records) == 2  # two views, one buffer per read
+    partial = store.get_online_features(_service(store), entity_rows([("nickel", "LME")]))
+    assert partial.records is None
+    logged = store.get_feature_log("price_model", start=before).to_pandas()
+    assert len(logged) == len(present) + 1
+    assert logged["request_id"].nunique() == 2
+    served = full.to_dict(include_event_timestamps=True)
+    rows = logged[logged["commodity_code"] != "nickel"].reset_index(drop=True)
+    assert list(zip(rows["commodity_code"], rows["venue"], strict=True)) == present
+    for column, name in (("prices__current_price", "current_price"), ("venue_prices__spread", "spread")):
+        assert list(rows[column]) == served[name]
+        assert set(rows[column + "__status"]) == {"PRESENT"}
+        assert [t.to_pydatetime() for t in rows[column + "__event_timestamp"]] == served[name + "__ts"]
+    missing = logged[logged["commodity_code"] == "nickel"].iloc[0]
+    assert missing["prices__current_price__status"] == "NOT_FOUND"
+
+
+def test_a_killed_writer_is_replaced_and_nothing_not_yet_handed_to_it_is_lost(tmp_path: Path) -> None:
+    s = build(tmp_path, SQLITE)
+    try:
+        rows = entity_rows([("gold", "ICE")])
+        s.get_online_features(_service(s), rows)
+        assert s.feature_logger.flush() == 1
+        writer = s.feature_logger._writer
+        assert writer is not None
+        writer.process.kill()
+        writer.process.wait()
+        before = datetime.now(UTC)
+        for _ in range(2):
+            s.get_online_features(_service(s), rows)
+        s.feature_logger.flush()
+        assert s.feature_logger._writer is not writer and s.feature_logger._writer is not None
+        assert s.feature_logger._writer.alive()
+        assert s.get_feature_log("price_model", start=before).num_rows == 2
+        assert s.feature_logger.dropped == 0
+    finally:
+        s.close()
+
+
+def test_services_reading_different_features_of_one_view_each_get_their_own_rows(tmp_path: Path) -> None:
+    """Two logged services over the same view but different features: their record shapes differ
+    even where the read starts at the same column and the records have one layout."""
+    s = build(tmp_path, SQLITE)
+    try:
+        from ladle import Entity, FeatureView, Field, FileSource, Float64, ValueType
+
+        now = datetime.now(UTC)
+        rows = pa.table({"commodity_code": ["gold"], "current_price": [3.5], "bid": [3.25],
+                         "event_timestamp": pa.array([now], pa.timestamp("us", tz="UTC"))})  # fmt: skip
+        pq.write_table(rows, tmp_path / "data" / "quotes.parquet")
+        commodity = Entity(name="commodity", join_keys=["commodity_code"], value_type=ValueType.STRING)
+        source = FileSource(name="quotes_src", path="data/quotes.parquet", timestamp_field="event_timestamp")
+        quotes = FeatureView(
+            name="quotes", entities=[commodity], ttl=timedelta(days=30), source=source,
+            schema=[Field(name="current_price", dtype=Float64), Field(name="bid", dtype=Float64)],
+        )  # fmt: skip
+        one = FeatureService(name="quotes_one", features=[quotes[["bid"]]], logging_config=LoggingConfig())
+        both = FeatureService(name="quotes_both", features=[quotes], logging_config=LoggingConfig())
+        s.apply([source, quotes, one, both])
+        s.write_to_online_store("quotes", rows)
+        before = now - timedelta(seconds=1)
+        answers = [s.get_online_features(name, [{"commodity_code": "gold"}]) for name in ("quotes_one", "quotes_both")]
+        assert all(a.records is not None for a in answers)
+        first = s.get_feature_log("quotes_one", start=before).to_pylist()
+        second = s.get_feature_log("quotes_both", start=before).to_pylist()
+        assert [(r["quotes__bid"], r["quotes__bid__status"]) for r in first] == [(3.25, "PRESENT")]
+        assert [(r["quotes__current_price"], r["quotes__bid"]) for r in second] == [(3.5, 3.25)]
+        assert s.feature_logger.dropped == 0
+    finally:
+        s.close()

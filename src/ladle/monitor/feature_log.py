@@ -1,13 +1,16 @@
 """Served-feature logging: sample responses of logged feature services, write them to the offline store.
 
-The request path does an O(1) amount of work: one cached lookup of the service's logging target
-(per registry version), one sampling decision and one ``deque.append`` of references to the response's
-already-built column lists. A daemon thread (started on first use, one per process, so each server
-worker flushes its own) drains the queue every ``flush_interval_secs`` or as soon as ``flush_requests``
-requests wait, builds Arrow tables (:mod:`.feature_log_table`) and appends them to the service's log
-source through the offline store's ``append``. A full queue drops the request and counts it in
-``ladle_feature_log_dropped_total``; nothing ever blocks a read. :meth:`FeatureLogger.close` (the
-store's ``close``, a server's graceful shutdown) flushes what is queued.
+The request path does little: one cached lookup of the service's logging target (per registry
+version), one sampling decision, and the request encoded as one frame appended to a buffer — the
+store records the response was decoded from (a byte slice per view) when it has them, else its
+Python columns, pickled. A thread ships the buffer to a writer process
+(:mod:`.feature_log_writer`, started on first use, one per serving process), which builds the Arrow
+tables (:mod:`.feature_log_table`) and appends them to the service's log source every
+``flush_interval_secs`` or ``flush_requests`` requests. Converting and writing never take this
+process's interpreter lock, so they do not slow its reads (docs/feature-logging.md, "Cost").
+A full buffer drops the request and counts it in ``ladle_feature_log_dropped_total``; nothing
+ever blocks a read. :meth:`FeatureLogger.close` (the store's ``close``, a server's graceful
+shutdown) ships and writes everything.
 
 >>> source = log_source(store, "price_model")          # a DataSource: FeatureView or raw scans
 >>> store.get_feature_log("price_model", start, end)   # the rows as an Arrow table
@@ -18,6 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import pickle
 import random
 import threading
 import time
@@ -38,19 +42,11 @@ from ladle.definitions.feature_logging import (
     FileLoggingDestination,
     IcebergLoggingDestination,
 )
-from ladle.errors import DefinitionError
-from ladle.monitor.feature_log_table import (
-    LOG_TIME,
-    REQUEST_ID,
-    STATUS_SUFFIX,
-    VARIANT,
-    Entry,
-    LogLayout,
-    build_table,
-)
+from ladle.errors import BackendError, DefinitionError
+from ladle.monitor.feature_log_table import LOG_TIME, Batch, LogLayout, RecordShape
+from ladle.monitor.feature_log_writer import WriterProcess
 
 if TYPE_CHECKING:
-    from ladle.offline.base import OfflineStore
     from ladle.registry.base import RegistrySnapshot
     from ladle.retrieval.response import OnlineResponse
 
@@ -136,24 +132,29 @@ class _Target:
 
 
 class FeatureLogger:
-    """Queues sampled responses and flushes them in a background thread (one per process).
+    """Samples served responses and hands them to a log writer process (one per serving process).
 
-    ``offline`` returns the offline store (called in the flusher only); ``settings`` is the
-    ``feature_server.feature_logging`` block.
+    The request path encodes a sampled request into one frame of an in-memory buffer: the store
+    records the response came from (the usual read: a slice of bytes per view), or else its Python
+    columns, pickled. A background thread ships the buffer to the writer's pipe every
+    :data:`_SHIP_SECONDS`; the writer
+    (:mod:`ladle.monitor.feature_log_writer`, a child process started on first use) builds the Arrow
+    tables and writes them, so no conversion or write ever holds this process's GIL. A full buffer
+    (the writer gone or far behind) drops the request and counts it in
+    ``ladle_feature_log_dropped_total``; a read never waits. :meth:`flush` waits until the writer
+    has written everything sent; :meth:`close` (the store's, a server's graceful drain) flushes and
+    stops the writer, which also writes what it holds if this process dies.
     """
 
-    def __init__(self, config: RepoConfig, offline: Callable[[], OfflineStore]) -> None:
+    def __init__(self, config: RepoConfig) -> None:
         self.config = config
         self.settings = config.feature_server.feature_logging
-        self._offline = offline
         self._targets: dict[tuple[int, str], _Target | None] = {}
         self._capacity = self.settings.queue_capacity
-        self._flush_at = self.settings.flush_requests
         self._ids = itertools.count()
         self._id_prefix = f"{uuid.uuid4().hex[:12]}-"
         self._random = random.random
         self._clock = time.time
-        self._lock = threading.Lock()  # one flush at a time (the thread, or flush() from a caller)
         self._reset()
         self.written = 0
         self.dropped = 0
@@ -161,15 +162,22 @@ class FeatureLogger:
         os.register_at_fork(after_in_child=lambda: _call(ref))
 
     def _reset(self) -> None:
-        """A fresh queue and no flusher (at start, and in a forked child: each process flushes its own)."""
-        self._queue: deque[tuple[_Target, str, float, OnlineResponse]] = deque()
-        #: Converted, not yet written: per target, its tables and the number of requests in them.
-        self._pending: dict[int, tuple[_Target, list[Any], list[int]]] = {}
-        self._pending_requests = 0
-        self._wake = threading.Event()
+        """No batches, writer or shipper (at start, and in a forked child: each process has its own)."""
+        #: Requests since the last hand-over, per (target, record shape or None for Python columns).
+        self._batches: dict[tuple[int, Any], tuple[_Target, Batch]] = {}
+        self._buffered = 0  # requests in the batches and in the unsent part of the buffer
+        self._lock = threading.Lock()  # the batches: requests may come from several threads
+        self._buffer = bytearray()  # frames not yet taken by the pipe
+        self._frames: deque[tuple[int, int]] = deque()  # per batch frame in it: (its end, its requests)
+        #: What the writer knows: id(target) or a shape key -> (its number, the object, kept alive
+        #: so that its id stays unique). Numbers are never reused, even across writers.
+        self._declared: dict[Any, tuple[int, Any]] = {}
+        self._shapes: dict[tuple[Any, ...], tuple[RecordShape, list[Any]]] = {}
+        self._numbers = itertools.count()
+        self._writer: WriterProcess | None = None
+        self._ship_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
     def new_request_id(self) -> str:
         """A request id unique across processes (a random per-process prefix and a counter)."""
@@ -204,12 +212,11 @@ class FeatureLogger:
     def log(
         self, snapshot: RegistrySnapshot, service: str, response: OnlineResponse, request_id: str | None = None
     ) -> str | None:
-        """Queue ``response`` if ``service`` logs and the request is sampled; returns the request id
+        """Log ``response`` if ``service`` logs and the request is sampled; returns the request id
         used (generated when not given) or None when nothing is logged. Never blocks, never raises.
 
-        The work is a cached lookup, a sampling decision and one append of a tuple referencing the
-        response: everything else happens in the flusher. A split (A/B) read is logged arm by arm,
-        each into its arm service's log (if that service logs) with the ``variant`` column set.
+        A split (A/B) read is logged arm by arm, each into its arm service's log (if that service
+        logs) with the ``variant`` column set.
         """
         arms = response.arms
         if arms is not None:
@@ -233,156 +240,170 @@ class FeatureLogger:
             draw = zlib.crc32(request_id.encode()) / 4294967296.0 if target.deterministic else self._random()
             if draw >= target.rate:
                 return request_id
-        queue = self._queue
-        if len(queue) >= self._capacity:
+        if self._buffered >= self._capacity or len(response.values) != target.layout.width:
             LOG_DROPPED.labels(feature_service=service).inc()
             self.dropped += 1
             return request_id
-        queue.append((target, request_id, self._clock(), response))
+        records = response.records
+        # A shape is a plan's reads over their record layouts (both kept alive in _shapes, so ids stay unique).
+        shape_key = None if records is None else tuple([(id(read), id(raw[0])) for read, raw in records])
+        when = self._clock()
+        with self._lock:
+            held = self._batches.get((id(target), shape_key))
+            if held is None:
+                held = self._batches[(id(target), shape_key)] = (target, self._new_batch(target, shape_key, records))
+            if records is None:
+                held[1].add_values(request_id, when, response)
+            else:
+                held[1].add_records(request_id, when, response)
+            self._buffered += 1
         if self._thread is None:
             self._start()
-        elif len(queue) == _CONVERT_REQUESTS:
-            self._wake.set()
         return request_id
 
-    # -- the flusher -----------------------------------------------------------------------------
+    def _new_batch(self, target: _Target, shape_key: tuple[Any, ...] | None, records: Any) -> Batch:
+        keys = [name for name, _ in target.layout.keys]
+        if shape_key is None:
+            return Batch(keys, len(target.layout.features), None)
+        known = self._shapes.get(shape_key)
+        if known is None:
+            known = self._shapes[shape_key] = (RecordShape.of(records), [(read, raw[0]) for read, raw in records])
+        return Batch(keys, len(target.layout.features), known[0])
+
+    # -- shipping to the writer ------------------------------------------------------------------
     def _start(self) -> None:
-        with self._lock:
+        with self._ship_lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ladle-feature-log", daemon=True)
                 self._thread.start()
 
     def _run(self) -> None:
-        interval = self.settings.flush_interval_secs
-        last_write = time.monotonic()
-        while not self._stop.is_set():
-            self._wake.wait(min(interval, _CONVERT_SECONDS))
-            self._wake.clear()
+        while not self._stop.wait(_SHIP_SECONDS):
             try:
+                self._ship()
+                self._account(self._progress())
+            except Exception:  # the shipper must survive; what could not be shipped is counted dropped
+                log.exception("feature log: shipping to the writer failed")
+
+    def _take_batches(self) -> None:
+        """Move the batches into the buffer as writer frames (declaring new targets and shapes)."""
+        with self._lock:
+            batches, self._batches = self._batches, {}
+        for (_, shape_key), (target, batch) in batches.items():
+            declared = self._declared.get(id(target))
+            if declared is None:
+                declared = self._declared[id(target)] = (next(self._numbers), target)
+                self._buffer += _pack(("target", declared[0], target.service, target.source, target.layout))
+            shape_number = None
+            if shape_key is not None:
+                shape = self._declared.get(shape_key)
+                if shape is None:
+                    shape = self._declared[shape_key] = (next(self._numbers), self._shapes[shape_key])
+                    self._buffer += _pack(("shape", shape[0], batch.shape))
+                shape_number = shape[0]
+                batch.shape = None  # the writer has it by number
+            self._buffer += _pack(("batch", declared[0], shape_number, batch))
+            self._frames.append((len(self._buffer), len(batch)))
+
+    def _ship(self, wait: bool = False) -> None:
+        """Hand the batches to the writer's pipe, as much as fits now (all of it with ``wait``)."""
+        if not self._ship_lock.acquire(blocking=wait):
+            return
+        try:
+            writer = self._writer
+            if writer is not None and not writer.alive():
+                # The rest of the buffer may start inside a frame and name targets only the lost
+                # writer knew: it is dropped (and counted), and everything is declared again.
+                log.error("feature log writer exited with %s; starting another", writer.returncode())
+                lost = sum(requests for _, requests in self._frames)
                 with self._lock:
-                    self._convert()
-                    if time.monotonic() - last_write >= interval or self._pending_requests >= self._flush_at:
-                        last_write = time.monotonic()
-                        self._write_pending()
-            except Exception:  # the flusher must survive a bad write; the rows are counted as dropped
-                log.exception("feature log flush failed")
+                    self._buffered -= lost
+                LOG_DROPPED.labels(feature_service="").inc(lost)
+                self.dropped += lost
+                self._buffer.clear()
+                self._frames.clear()
+                self._declared.clear()
+                self._writer = writer = None
+            if self._batches:
+                self._take_batches()
+            if not self._buffer:
+                return
+            if writer is None:
+                writer = self._writer = WriterProcess.start(self.config)
+            sent = writer.send(self._buffer, wait)
+            del self._buffer[:sent]
+            handed = 0
+            frames = self._frames
+            while frames and frames[0][0] <= sent:
+                handed += frames.popleft()[1]
+            for i, (end, requests) in enumerate(frames):
+                frames[i] = (end - sent, requests)
+            with self._lock:
+                self._buffered -= handed
+        finally:
+            self._ship_lock.release()
+
+    def _progress(self) -> list[tuple[str, str, int]]:
+        """The writer's reports so far; read under the ship lock, which a flush holds while it
+        waits for its answer (so the answer is never taken here)."""
+        if not self._ship_lock.acquire(blocking=False):
+            return []
+        try:
+            return self._writer.progress() if self._writer is not None else []
+        finally:
+            self._ship_lock.release()
+
+    def _account(self, events: list[tuple[str, str, int]]) -> None:
+        for kind, service, count in events:
+            if kind == "written":
+                LOG_ROWS.labels(feature_service=service).inc(count)
+                self.written += count
+            else:
+                LOG_DROPPED.labels(feature_service=service).inc(count)
+                self.dropped += count
 
     def flush(self) -> int:
-        """Convert and write everything queued now; returns the rows written."""
-        with self._lock:
-            self._convert()
-            return self._write_pending()
-
-    def _convert(self) -> None:
-        """Turn queued responses into Arrow tables now (called with the lock held).
-
-        Done every :data:`_CONVERT_SECONDS` or :data:`_CONVERT_REQUESTS` requests, well before a write:
-        responses held in the queue are Python containers the cyclic GC walks on every full
-        collection, so holding seconds of them costs the request path more than converting them.
-        Conversion holds the GIL, so it runs in slices with a yield between them: an event loop waits
-        at most one slice, not Python's 5 ms switch interval.
-        """
-        queue = self._queue
-        groups: dict[int, tuple[_Target, list[Entry]]] = {}
-        for _ in range(len(queue)):  # popleft is atomic: the request path may append meanwhile
-            target, request_id, when, response = queue.popleft()
-            groups.setdefault(id(target), (target, []))[1].append((request_id, when, response))
-        for key, (target, entries) in groups.items():
-            tables = self._pending.setdefault(key, (target, [], [0]))
-            for start in range(0, len(entries), _SLICE):
-                part = entries[start : start + _SLICE]
-                tables[1].append(build_table(target.layout, part))
-                tables[2][0] += len(part)
-                self._pending_requests += len(part)
-                time.sleep(0)
-
-    def _write_pending(self) -> int:
-        """Write the converted tables, one batch per service (called with the lock held)."""
-        import pyarrow as pa
-
-        pending, self._pending = self._pending, {}
-        self._pending_requests = 0
-        written = 0
-        failed: Exception | None = None
-        for target, tables, (requests,) in pending.values():
-            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            if table.num_rows == 0:
-                continue
-            try:
-                rows = write_log(self._offline(), self.config, target.source, table)
-            except Exception as exc:
-                LOG_DROPPED.labels(feature_service=target.service).inc(requests)
-                self.dropped += requests
-                failed = exc
-                continue
-            LOG_ROWS.labels(feature_service=target.service).inc(rows)
-            self.written += rows
-            written += rows
-        if failed is not None:
-            raise failed
-        return written
+        """Ship everything buffered and wait until the writer has written it; returns the rows
+        written meanwhile (the writer's own count). Raises if the last write failed."""
+        if not self._buffered and self._writer is None:
+            return 0
+        self._ship(wait=True)
+        writer = self._writer
+        if writer is None:
+            return 0
+        with self._ship_lock:
+            events, error = writer.flush()
+        self._account(events)
+        if error:
+            raise BackendError(f"feature log write failed: {error}")
+        return sum(count for kind, _, count in events if kind == "written")
 
     def close(self) -> None:
-        """Stop the flusher and write what is queued (graceful shutdown)."""
+        """Stop shipping, write what is buffered and stop the writer (graceful shutdown)."""
         self._stop.set()
-        self._wake.set()
         thread = self._thread
         if thread is not None and thread.is_alive():
-            thread.join(timeout=30)
-        if self._queue or self._pending:
-            self.flush()
+            thread.join(timeout=5)
+        try:
+            self._ship(wait=True)
+        finally:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                self._account(writer.close())
 
 
 _UNKNOWN = object()
-#: Requests converted to Arrow at a time by the flusher (it yields the GIL between slices).
-_SLICE = 256
-#: The flusher converts queued responses at least this often, or as soon as this many wait.
-_CONVERT_SECONDS = 0.1
-_CONVERT_REQUESTS = 512
+#: The shipper hands the buffer to the writer this often (the request path never ships: a pipe
+#: write, and a check that the writer is alive, cost more than a request's whole logging).
+_SHIP_SECONDS = 0.05
 
 
-def _write_file(config: RepoConfig, source: FileSource, table: Any) -> int:
-    import pyarrow.parquet as pq
-
-    from ladle.offline.sources import SourceLocation
-
-    root = SourceLocation.of(source, config.repo_path).root
-    root.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    final = root / f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
-    tmp = root / f".{final.name}.tmp"
-    try:
-        # Dictionary pages only for the low-cardinality text columns: on float columns they cost more
-        # than they save (a third of the write time of a 100-entity request).
-        # Statistics (row-group pruning) only for the columns logs are filtered by: id, time, variant, keys.
-        low = [f.name for f in table.schema if f.name in (REQUEST_ID, VARIANT) or f.name.endswith(STATUS_SUFFIX)]
-        filtered = [f.name for f in table.schema if "__" not in f.name]
-        pq.write_table(table, tmp, use_dictionary=low, write_statistics=filtered)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return int(table.num_rows)
+def _pack(message: tuple[Any, ...]) -> bytes:
+    payload = pickle.dumps(message, protocol=5)
+    return len(payload).to_bytes(4, "little") + payload
 
 
 def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
     method = ref()
     if method is not None:
         method()
-
-
-def write_log(offline: OfflineStore, config: RepoConfig, source: DataSource, table: Any) -> int:
-    """Append log rows to ``source``: its offline store's ``append`` (creating the table first on
-    MySQL-protocol stores), or for Parquet one new file written directly.
-
-    Parquet logs skip the DuckDB store's ``append`` on purpose: it reads the footer of every file
-    already in the directory to conform types, a cost that grows with each flush, while log files
-    all have their service's schema. The file is written the way ``append`` writes one (hidden
-    temporary name, then an atomic rename), so readers see all of it or nothing.
-    """
-    if isinstance(source, FileSource):
-        return _write_file(config, source, table)
-    if isinstance(source, DorisSource):
-        from ladle.monitor.feature_log_doris import ensure_table
-
-        ensure_table(config, source, table.schema)
-    return int(offline.append(source, table))

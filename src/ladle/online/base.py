@@ -49,6 +49,12 @@ class ViewRows:
 
     event_ts: list[int | None]
     values: dict[str, list[Any]]
+    #: When every row was decoded from fixed-width records of one layout (the usual read), the
+    #: records themselves: ``(layout, buffer, offset)``, N records of the
+    #: :class:`~ladle.online.codec.stamped.ViewLayout` at byte ``offset`` of ``buffer`` (shared by
+    #: the views of one read, never copied). Consumers that want columns (feature logging) decode
+    #: them with NumPy instead of converting the Python values; None otherwise.
+    raw: tuple[Any, bytes, int] | None = None
 
 
 @runtime_checkable

@@ -346,6 +346,7 @@ def _respond(
     # encoders rely on that to convert each distinct list once.
     present = [_PRESENT] * n
     zeros = [0] * n
+    records: list[tuple[ViewRead, Any]] | None = []
     values: list[list[Any]] = [keys[c] for c in plan.key_columns]
     statuses: list[list[int]] = [present] * len(values)
     stamps: list[list[int]] = [zeros] * len(values)
@@ -361,7 +362,13 @@ def _respond(
             else:
                 statuses += [present] * width
             stamps += [ts] * width  # type: ignore[list-item]  # no None in it
+            if records is not None:  # every row present: the store's records hold the whole answer
+                if rows.raw is None:
+                    records = None
+                else:
+                    records.append((read, rows.raw))
             continue
+        records = None
         row_status = [
             _NOT_FOUND if t is None else _OUTSIDE if cutoff is not None and t < cutoff else _PRESENT for t in ts
         ]
@@ -371,4 +378,7 @@ def _respond(
             values.append(col)
             statuses.append([_NULL if s == _PRESENT and v is None else s for v, s in zip(col, row_status, strict=True)])
         stamps += [view_ts] * width
-    return OnlineResponse(list(plan.feature_names), values, statuses, stamps)
+    response = OnlineResponse(list(plan.feature_names), values, statuses, stamps)
+    if records:
+        response.records = records
+    return response

@@ -38,6 +38,10 @@ class OnlineResponse:
     #: After a split read: each arm's own answer as (arm, the arm's service name, its response), which
     #: feature logging writes to the arm service's log (docs/feature-logging.md, "A/B splits").
     arms: list[tuple[str, str, OnlineResponse]] | None = field(default=None, repr=False, compare=False)
+    #: When every feature column came whole from fixed-width store records (every row present, no
+    #: null, within ttl): per view read, ``(ViewRead, (layout, buffer, offset))`` as in
+    #: :attr:`ladle.online.base.ViewRows.raw`. Feature logging decodes these with NumPy.
+    records: list[tuple[Any, Any]] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self, include_event_timestamps: bool = False) -> dict[str, list[Any]]:
         """``{name: [value per entity row]}``, join keys included (Feast's shape).

@@ -233,6 +233,8 @@ class _PlainView:
     names: tuple[str, ...]
     indexes: tuple[int, ...]  # of names, within a row
     pick: Callable[[tuple[Any, ...]], Any]  # names of the first row, in one call
+    layout: ViewLayout
+    offset: int  # of the view's first record in the joined blobs, in bytes
 
 
 _PLAIN_SHAPES: dict[Any, tuple[struct.Struct, list[_PlainView]] | None] = {}
@@ -250,16 +252,18 @@ def _plain_shape(
     shape: tuple[struct.Struct, list[_PlainView]] | None = None
     indexes = [_plain_indexes(layout, view_names) for layout, view_names in zip(layouts, names, strict=True)]
     if all(found is not None for found in indexes) and rows <= _PLAIN_MAX_ROWS:
-        views, formats, start = [], [], 0
+        views, formats, start, offset = [], [], 0, 0
         for layout, view_names, found in zip(layouts, key[1], indexes, strict=True):
             assert found is not None and layout.row_struct is not None  # _plain_indexes checked both
             step = 4 + len(layout.struct_index)
             first = [start + i for i in found]
             pick = operator.itemgetter(*first) if len(first) > 1 else _one(first[0])
             fingerprint, no_nulls = layout.fingerprint, bytes(layout.null_bytes)
-            views.append(_PlainView(start, start + step * rows, step, fingerprint, no_nulls, view_names, found, pick))
+            stop = start + step * rows
+            views.append(_PlainView(start, stop, step, fingerprint, no_nulls, view_names, found, pick, layout, offset))
             formats.append(layout.row_struct.format.lstrip("<") * rows)
             start += step * rows
+            offset += layout.size * rows
         shape = (struct.Struct("<" + "".join(formats)), views)
     if len(_PLAIN_SHAPES) >= 1024:
         _PLAIN_SHAPES.clear()
@@ -298,7 +302,8 @@ def decode_plain_views(
             start = view.start
             if flat[start + 2] != view.fingerprint or flat[start + 3] != view.no_nulls:
                 return None
-            out.append(ViewRows([flat[start]], dict(zip(view.names, [[v] for v in view.pick(flat)], strict=True))))
+            values = dict(zip(view.names, [[v] for v in view.pick(flat)], strict=True))
+            out.append(ViewRows([flat[start]], values, (view.layout, joined, view.offset)))
         return out
     for view in views:
         start, stop, step = view.start, view.stop, view.step
@@ -308,7 +313,7 @@ def decode_plain_views(
             return None
         picks = zip(view.names, view.indexes, strict=True)
         values = {name: list(flat[start + i : stop : step]) for name, i in picks}
-        out.append(ViewRows(list(flat[start:stop:step]), values))
+        out.append(ViewRows(list(flat[start:stop:step]), values, (view.layout, joined, view.offset)))
     return out
 
 
