@@ -368,13 +368,17 @@ class _Group:
         )
         results: dict[str, np.ndarray] = {}
         shared: dict[tuple[str, int], Windows] = {}
+        geometry: dict[int, Windows] = {}  # per window length: its ranges, split once for every column
         for agg in view.aggregations:
             block = v.windows.index(agg.window // _US)
             name, _ = v.columns[agg.column]
             if (name, block) not in shared:
-                a = starts[block * n : (block + 1) * n]
                 summaries = functools.partial(runs.summaries.read, runs.cols, name)
-                shared[name, block] = Windows(runs.cols[name], summaries, a, stop)
+                if block in geometry:
+                    shared[name, block] = geometry[block].over(runs.cols[name], summaries)
+                else:
+                    a = starts[block * n : (block + 1) * n]
+                    shared[name, block] = geometry[block] = Windows(runs.cols[name], summaries, a, stop)
             results[agg.name] = shared[name, block].aggregate(agg.function)
         assert self.keys.table is not None
         columns: dict[str, object] = {k: self.keys.table.column(k).take(pa.array(slots)) for k in self.keys.names}
