@@ -487,10 +487,18 @@ def internal_latency(ports: list[int]) -> dict[str, float | None]:
             continue
         finally:
             conn.close()
+    turns, events = _total(texts, "ladle_stream_batch_seconds_count"), _total(texts, "ladle_stream_events_total")
     return {
         **_quantiles(texts, "ladle_stream_event_to_online_seconds", "stream_internal"),
         **_quantiles(texts, "ladle_stream_batch_seconds", "stream_batch"),
+        "stream_turns": turns,
+        "stream_events_per_turn": round(events / turns, 1) if turns else None,
     }
+
+
+def _total(texts: list[str], metric: str) -> float:
+    """A counter (or histogram count) summed over processes and labels."""
+    return sum(float(line.rsplit(" ", 1)[1]) for t in texts for line in t.splitlines() if line.startswith(metric))
 
 
 def _quantiles(texts: list[str], metric: str, label: str) -> dict[str, float | None]:
