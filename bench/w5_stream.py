@@ -52,6 +52,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,7 @@ def bare_consumer(servers: str, topic: str, group: str, kafka: dict[str, Any], a
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     print("bare consumer: subscribed", flush=True)
     chunks: list[Any] = []
+    sent_chunks: list[Any] = []
     count = 0
     while not stopping.is_set():
         messages = consumer.consume(10_000, 0)
@@ -168,12 +170,14 @@ def bare_consumer(servers: str, topic: str, group: str, kafka: dict[str, Any], a
         sent = np.fromiter((orjson_sent(m.value()) for m in messages if m.error() is None), dtype=np.float64)
         count += len(sent)
         chunks.append(now - sent[sent >= after])
+        sent_chunks.append(sent[sent >= after])
     consumer.close()
     lat = np.concatenate(chunks) if chunks else np.zeros(0)
     summary = {"consumed": count, "samples": int(lat.size)}
     if lat.size:
         summary.update({f"p{q}_ms": round(float(np.percentile(lat, q)) * 1000, 1) for q in (50, 90, 99)})
         summary["max_ms"] = round(float(lat.max()) * 1000, 1)
+        summary.update(by_window(np.concatenate(sent_chunks).tolist(), lat.tolist(), after))
     Path(out).write_text(json.dumps(summary))
 
 
@@ -235,6 +239,7 @@ class Observation:
     """First-seen times of each sampled publish time."""
 
     latencies: list[float] = field(default_factory=list)
+    sent: list[float] = field(default_factory=list)  # the publish time of each latency
     seen: dict[str, float] = field(default_factory=dict)
     polls: int = 0
 
@@ -308,6 +313,7 @@ def observe(reader: Reader, sample: list[str], until: threading.Event, after: fl
                 last[code] = sent
                 if sent >= after:
                     obs.latencies.append(now - sent)
+                    obs.sent.append(sent)
         time.sleep(0.005)
 
 
@@ -481,10 +487,18 @@ def internal_latency(ports: list[int]) -> dict[str, float | None]:
             continue
         finally:
             conn.close()
+    turns, events = _total(texts, "ladle_stream_batch_seconds_count"), _total(texts, "ladle_stream_events_total")
     return {
         **_quantiles(texts, "ladle_stream_event_to_online_seconds", "stream_internal"),
         **_quantiles(texts, "ladle_stream_batch_seconds", "stream_batch"),
+        "stream_turns": turns,
+        "stream_events_per_turn": round(events / turns, 1) if turns else None,
     }
+
+
+def _total(texts: list[str], metric: str) -> float:
+    """A counter (or histogram count) summed over processes and labels."""
+    return sum(float(line.rsplit(" ", 1)[1]) for t in texts for line in t.splitlines() if line.startswith(metric))
 
 
 def _quantiles(texts: list[str], metric: str, label: str) -> dict[str, float | None]:
@@ -642,9 +656,8 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
     reader = Reader(args.engine, setup.repo, setup.prefix)
     obs = Observation()
     stop_observing = threading.Event()
-    watcher = threading.Thread(
-        target=observe, args=(reader, sample, stop_observing, time.time() + args.warmup, obs), daemon=True
-    )
+    after = time.time() + args.warmup
+    watcher = threading.Thread(target=observe, args=(reader, sample, stop_observing, after, obs), daemon=True)
     meter = CpuMeter(args.broker_pid, [w.pid for w in workers])
     producers = setup.start_producers(args, rate)
     watcher.start()
@@ -684,6 +697,7 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
         "p50_ms": round(percentile(obs.latencies, 50) * 1000, 1),
         "p99_ms": round(percentile(obs.latencies, 99) * 1000, 1),
         "max_ms": round(max(obs.latencies, default=float("nan")) * 1000, 1),
+        **by_window(obs.sent, obs.latencies, after),
         **internal,
         "observer_polls": obs.polls,
         "stream_rss_mb_max_sampled": round(max(rss_samples, default=0.0), 1),
@@ -705,6 +719,18 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
         result["keys_written"] = sum(1 for _ in redis.Redis.from_url(f"redis://{REDIS}").scan_iter(f"{setup.prefix}*"))
     setup.cleanup(args.engine)
     return result
+
+
+def by_window(
+    sent: Sequence[float], latencies: Sequence[float], began: float, window: float = 10.0
+) -> dict[str, list[float]]:
+    """p50 and p99 (ms) of the latencies of the events published in each ``window`` seconds after
+    ``began``: shows whether the latency drifts over a run (the broker's CPU does)."""
+    groups: dict[int, list[float]] = {}
+    for s, lat in zip(sent, latencies, strict=True):
+        groups.setdefault(int((s - began) // window), []).append(lat)
+    keys = sorted(groups)
+    return {f"p{q}_ms_per_{window:g}s": [round(percentile(groups[k], q) * 1000, 1) for k in keys] for q in (50, 99)}
 
 
 def _offline_rows(repo: Path) -> int:

@@ -395,3 +395,32 @@ def test_a_udf_that_renumbers_and_keeps_some_of_one_identity_is_refused() -> Non
     partial = view(src, [Aggregation("x", "sum", HOUR)], udf="keep_then_renumber")
     with pytest.raises(DefinitionError, match="kept only some of several events"):
         PartitionEngine(src, [partial], PARTITION).process(events({"ts": 4, "x": 9000.0}, {"ts": 4, "x": 1.0}))
+
+
+def test_columns_sharing_a_window_each_aggregate_their_own_values() -> None:
+    """Two columns over the same windows share the windows' ranges (split once) but not their
+    results: x and y are missing at different events, so their counts, sums and ends differ."""
+    rng = np.random.default_rng(5)
+    src = source()
+    fns = ["count", "sum", "mean", "min", "max", "stddev", "first", "last"]
+    aggs = [
+        Aggregation(c, f, timedelta(microseconds=w), None, f"{c}_{f}_{w}")
+        for w in (3, 150, 400)
+        for f in fns
+        for c in ("y", "x")
+    ]
+    v = view(src, aggs)
+    arrivals: list[Arrival] = []
+    for offset in range(700):
+        x = None if rng.random() < 0.3 else round(float(rng.uniform(0, 100)), 2)
+        y = None if rng.random() < 0.05 else round(float(rng.uniform(-50, 50)), 2)
+        row = {"k": str(rng.choice(["a", "b"])), "ts": offset // 2, "x": x, "y": y}
+        arrivals.append(Arrival(PARTITION, offset, row))
+    cuts = sorted(rng.choice(np.arange(1, 700), 30, replace=False).tolist())
+    steps, _, _ = run(src, [v], arrivals, cuts)
+    got, _ = written(steps, v)
+    ref = expected(v, arrivals)
+    assert set(got) == set(ref.rows)
+    for ident, want in ref.rows.items():
+        bad = {f: (got[ident][f], want[f]) for f in v.feature_names if not close(got[ident][f], want[f])}
+        assert not bad, (ident, bad)

@@ -38,8 +38,10 @@ def micros(column: pa.ChunkedArray | pa.Array, what: str) -> I64:
     if not (pa.types.is_timestamp(column.type) or pa.types.is_integer(column.type)):
         raise SchemaMismatchError(f"column '{what}' must be a timestamp, got {column.type}")
     try:
-        if pa.types.is_timestamp(column.type):
+        if pa.types.is_timestamp(column.type) and column.type.unit != "us":
             column = column.cast(pa.timestamp("us", tz=column.type.tz))
+        if pa.types.is_timestamp(column.type):  # µs already: its int64 storage, without a cast kernel
+            return np.asarray(column.to_numpy()).view(np.int64)
         return np.asarray(column.cast(pa.int64()).to_numpy(), dtype=np.int64)
     except pa.ArrowInvalid as exc:  # e.g. nanoseconds that are not whole microseconds
         raise SchemaMismatchError(f"column '{what}' cannot be read to the microsecond: {exc}") from None
@@ -145,7 +147,8 @@ def arrow_column(values: object, dtype: pa.DataType, what: str) -> pa.Array:
     """A column of feature values (NumPy, pandas or Arrow) as ``dtype``; NaN becomes null."""
     try:
         if isinstance(values, np.ndarray) and values.dtype == np.float64:
-            return pa.array(values, mask=np.isnan(values), type=pa.float64()).cast(dtype)
+            floats = pa.array(values, mask=np.isnan(values), type=pa.float64())
+            return floats if dtype == pa.float64() else floats.cast(dtype)
         if isinstance(values, pa.ChunkedArray):
             arr = values.combine_chunks()
         elif isinstance(values, pa.Array):
@@ -154,6 +157,6 @@ def arrow_column(values: object, dtype: pa.DataType, what: str) -> pa.Array:
             arr = pa.array(values, from_pandas=True)
         if pa.types.is_floating(arr.type):
             arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
-        return arr.cast(dtype)
+        return arr if arr.type == dtype else arr.cast(dtype)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         raise SchemaMismatchError(f"feature '{what}' cannot be stored as {dtype}: {exc}") from None

@@ -167,7 +167,8 @@ class PartitionEngine:
             raise SchemaMismatchError(f"events of source '{self.source.name}' lack the columns {missing}")
         t = frames.micros(events.column(self._ts), self._ts)
         c = frames.micros(events.column(self._created), self._created) if self._created else np.zeros(len(t), np.int64)
-        o = np.asarray(events.column(_OFFSET).cast(pa.int64()).to_numpy(), dtype=np.int64)
+        offsets = events.column(_OFFSET)
+        o = np.asarray((offsets if offsets.type == pa.int64() else offsets.cast(pa.int64())).to_numpy(), np.int64)
         return t, c, o
 
 
@@ -367,17 +368,21 @@ class _Group:
         )
         results: dict[str, np.ndarray] = {}
         shared: dict[tuple[str, int], Windows] = {}
+        geometry: dict[int, Windows] = {}  # per window length: its ranges, split once for every column
         for agg in view.aggregations:
             block = v.windows.index(agg.window // _US)
             name, _ = v.columns[agg.column]
             if (name, block) not in shared:
-                a = starts[block * n : (block + 1) * n]
                 summaries = functools.partial(runs.summaries.read, runs.cols, name)
-                shared[name, block] = Windows(runs.cols[name], summaries, a, stop)
+                if block in geometry:
+                    shared[name, block] = geometry[block].over(runs.cols[name], summaries)
+                else:
+                    a = starts[block * n : (block + 1) * n]
+                    shared[name, block] = geometry[block] = Windows(runs.cols[name], summaries, a, stop)
             results[agg.name] = shared[name, block].aggregate(agg.function)
         assert self.keys.table is not None
         columns: dict[str, object] = {k: self.keys.table.column(k).take(pa.array(slots)) for k in self.keys.names}
-        columns[self.ts] = pa.array(times, pa.int64()).cast(frames.TIMESTAMP)
+        columns[self.ts] = pa.array(times.view("datetime64[us]"), frames.TIMESTAMP)
         derived = frames.run_derive(view, pd.DataFrame(results)) if view.derive is not None else None
         for f in view.features:
             values: object = results.get(f.name, pa.nulls(n)) if derived is None else None

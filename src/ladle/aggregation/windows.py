@@ -31,6 +31,10 @@ I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 
 
+#: what a Windows computes from its ranges alone (shared by :meth:`Windows.over`)
+_GEOMETRY = ("a", "b", "lens", "first_block", "blocks", "raw_lens", "_raw_index")
+
+
 class Windows:
     """The ranges ``values[a[i]:b[i]]``: a long range is read as its ragged head and tail values
     (the *raw* part) and the summaries of the whole blocks between; a short one as values only."""
@@ -50,6 +54,16 @@ class Windows:
         else:
             self.raw_lens = self.lens
             self._raw_index = ranges(a, self.lens)
+
+    def over(self, values: F64, summaries: Callable[[I64], dict[str, F64]]) -> Windows:
+        """The same ranges over another column: the geometry (block split, raw index) is reused,
+        not recomputed. Only for windows built with summaries (their split depends on it)."""
+        assert self.summaries is not None
+        other = Windows.__new__(Windows)
+        for name in _GEOMETRY:  # never the cached results (count, total, _raw, ...): they are per column
+            setattr(other, name, getattr(self, name))
+        other.values, other.summaries = values, summaries
+        return other
 
     @cached_property
     def _raw(self) -> tuple[F64, Mask]:

