@@ -153,6 +153,27 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @classmethod
+    def joined(cls, batches: Sequence[Batch]) -> Batch:
+        """One batch of the requests of ``batches`` (all of one kind and shape), in order."""
+        first = batches[0]
+        width = len(first.values) if first.values is not None else 0
+        out = cls(list(first.keys), width, first.shape)
+        for batch in batches:
+            out.ids += batch.ids
+            out.times += batch.times
+            out.variants += batch.variants
+            out.rows += batch.rows
+            for name, column in out.keys.items():
+                column.extend(batch.keys[name])
+            for mine, theirs in (
+                (out.records, batch.records), (out.values, batch.values),
+                (out.statuses, batch.statuses), (out.event_timestamps, batch.event_timestamps),
+            ):  # fmt: skip
+                for target, part in zip(mine or (), theirs or (), strict=True):
+                    target.extend(part)
+        return out
+
 
 def _array(values: list[Any], kind: pa.DataType) -> pa.Array:
     """``pa.array(values, kind)``, an order of magnitude faster for plain values: pyarrow converts a
@@ -185,9 +206,13 @@ def build_table(layout: LogLayout, batches: Sequence[Batch]) -> pa.Table:
     """
     schema = layout.schema()
     tables = []
+    groups: dict[int, list[Batch]] = {}  # batches of one kind and shape are converted as one
     for batch in batches:
         if len(batch) and fits(layout, batch):
-            tables.append((_from_records if batch.shape is not None else _from_values)(layout, schema, batch))
+            groups.setdefault(id(batch.shape), []).append(batch)
+    for group in groups.values():
+        batch = group[0] if len(group) == 1 else Batch.joined(group)
+        tables.append((_from_records if batch.shape is not None else _from_values)(layout, schema, batch))
     if not tables:
         return schema.empty_table()
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)

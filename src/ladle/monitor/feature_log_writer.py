@@ -16,10 +16,10 @@ The protocol: frames of a 4-byte little-endian length and a pickle, parent to ch
 * ``("flush",)``: write everything now and answer;
 
 and child to parent on stdout: ``("written", service, rows)`` and ``("dropped", service, requests)``
-after each write, and ``("flushed", error or None)`` after a flush. The writer converts what it has
-every :data:`CONVERT_SECONDS` (or :data:`CONVERT_REQUESTS` requests) and writes every
-``flush_interval_secs`` (or ``flush_requests`` requests). At end of input (the parent closed the
-pipe, or died) it writes everything and exits.
+after each write, and ``("flushed", error or None)`` after a flush. The writer keeps the batches it
+receives as they are and converts them when it writes — every ``flush_interval_secs``, or as soon as
+``flush_requests`` requests wait — one table per service and record shape whatever the number of
+batches. At end of input (the parent closed the pipe, or died) it writes everything and exits.
 """
 
 from __future__ import annotations
@@ -57,9 +57,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The writer converts what it received at least this often, or as soon as this many requests wait.
-CONVERT_SECONDS = 0.1
-CONVERT_REQUESTS = 512
+#: How often the writer checks whether a write is due.
+TICK_SECONDS = 0.1
 #: Pipe capacity asked of the kernel (Linux): what the serving process can hand over without waiting.
 PIPE_BYTES = 1 << 20
 _HEADER = 4
@@ -210,7 +209,6 @@ class Writer:
         self.received_count = 0
         #: Converted, not yet written: per target, its tables and the number of requests in them.
         self.pending: dict[int, tuple[list[Any], list[int]]] = {}
-        self.pending_requests = 0
         self.lock = threading.Lock()
         self.last_write = time.monotonic()
 
@@ -251,14 +249,12 @@ class Writer:
             tables[0].append(build_table(layout, batches))
             requests = sum(map(len, batches)) - misfits
             tables[1][0] += requests
-            self.pending_requests += requests
 
     def write(self) -> str | None:
         """Write the converted tables, one batch per service; returns the first error, if any."""
         import pyarrow as pa
 
         pending, self.pending = self.pending, {}
-        self.pending_requests = 0
         self.last_write = time.monotonic()
         error: str | None = None
         for target, (tables, (requests,)) in pending.items():
@@ -277,10 +273,7 @@ class Writer:
         return error
 
     def due(self) -> bool:
-        return (
-            time.monotonic() - self.last_write >= self.settings.flush_interval_secs
-            or self.pending_requests >= self.settings.flush_requests
-        )
+        return time.monotonic() - self.last_write >= self.settings.flush_interval_secs
 
     def report(self, message: tuple[Any, ...]) -> None:
         with self._answer_lock:
@@ -306,11 +299,10 @@ def _frames(stream: IO[bytes]) -> Iterator[tuple[Any, ...]]:
 
 def _ticker(writer: Writer, stop: threading.Event) -> None:
     """Convert and write on time even while the parent sends nothing."""
-    while not stop.wait(CONVERT_SECONDS):
+    while not stop.wait(TICK_SECONDS):
         with writer.lock:
-            if writer.received:
+            if writer.received and writer.due():
                 writer.convert()
-            if writer.pending and writer.due():
                 writer.write()
 
 
@@ -335,10 +327,9 @@ def main() -> int:
                 writer.report(("flushed", writer.write()))
                 continue
             writer.take(message)
-            if writer.received_count >= CONVERT_REQUESTS:
+            if writer.received_count >= writer.settings.flush_requests:
                 writer.convert()
-                if writer.due():
-                    writer.write()
+                writer.write()
     stop.set()
     ticker.join()
     with writer.lock:
