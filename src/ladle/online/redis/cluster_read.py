@@ -28,6 +28,7 @@ import os
 import select
 import socket
 import threading
+from array import array
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import Any
@@ -314,14 +315,16 @@ def by_master(
     return mine, positions
 
 
-_ROUTES: dict[int, tuple[Any, tuple[list[Any], list[int]]]] = {}
+_ROUTES: dict[int, tuple[Any, tuple[list[Any], Sequence[int]]]] = {}
 
 
-def routing(cluster: Any) -> tuple[list[Any], list[int]]:
+def routing(cluster: Any) -> tuple[list[Any], Sequence[int]]:
     """The masters, and the index of the one serving each raw CRC16 (65,536 entries; slot = CRC % 16384).
 
     Indexing by the raw CRC spares the ``% 16384`` per key. Built once per slot map (keyed like
-    :func:`.fanout.slot_table`, whose table it derives from).
+    :func:`.fanout.slot_table`, whose table it derives from). The table is ``bytes`` (64 KiB) for
+    up to 255 masters: a list would be 512 KiB of pointers, and a read's 100 random lookups in it
+    cost ~5 µs more (missed the CPU cache more often, measured on a busy 2-core machine).
     """
     table = slot_table(cluster)
     held = _ROUTES.get(id(cluster.nodes_manager))
@@ -336,7 +339,8 @@ def routing(cluster: Any) -> tuple[list[Any], list[int]]:
             k = index[node.name] = len(nodes)
             nodes.append(node)
         by_slot.append(k)
-    route = (nodes, by_slot * 4)
+    by_crc: Sequence[int] = bytes(by_slot * 4) if len(nodes) < 256 else array("H", by_slot * 4)
+    route = (nodes, by_crc)
     if len(_ROUTES) > 8:  # one entry per topology the process has seen (each rediscovery is a new one)
         _ROUTES.clear()
     _ROUTES[id(cluster.nodes_manager)] = (table, route)
