@@ -8,6 +8,7 @@ wall minus CPU is time spent waiting on the servers (and, on a shared machine, f
 
     .venv/bin/python -m bench.redis_reads                        # starts a local 3-master cluster
     .venv/bin/python -m bench.redis_reads --batch 1
+    strace -f -c -o calls.txt .venv/bin/python -m bench.redis_reads --only redis_cluster   # system calls
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace, cluster_nodes: str) -> None:
         }
     )
     project = f"rr{uuid.uuid4().hex[:8]}"
-    stores = {"redis": _store("redis", args.redis), "redis_cluster": _store("redis_cluster", cluster_nodes)}
+    nodes = {"redis": args.redis, "redis_cluster": cluster_nodes}
+    stores = {kind: _store(kind, nodes[kind]) for kind in nodes if args.only in (None, kind)}
     rng = random.Random(7)
     try:
         for store in stores.values():
@@ -127,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=2_000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["redis", "redis_cluster"], help="time one backend alone")
     args = parser.parse_args(argv)
-    if args.redis_nodes:
+    if args.redis_nodes or args.only == "redis":
         run(args, args.redis_nodes)
         return 0
     from bench.cluster import local_cluster

@@ -13,12 +13,10 @@ and re-sending (every command here is idempotent).
 
 from __future__ import annotations
 
-import binascii
 import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from itertools import repeat
 from typing import Any, TypeVar
 
 from redis.cluster import ClusterNode, RedisCluster
@@ -135,15 +133,8 @@ class ClusterNodes:
         """A read on raw sockets; a lost connection is retried once after rediscovering the nodes."""
         for attempt in range(2):
             nodes, by_crc = self.run(routing)  # (re)discovers the topology if it was dropped
-            seen: dict[int, list[int]] = {}
-            owners = []
-            for _, entities in groups:
-                idx = seen.get(id(entities))
-                if idx is None:
-                    idx = seen[id(entities)] = _masters(project, entities, by_crc)
-                owners.append(idx)
             try:
-                out, refused = self._raw.read(project, groups, owners, nodes)
+                out, refused = self._raw.read(project, groups, by_crc, nodes)
             except LinkTimeout as exc:
                 self._forget_topology()
                 raise BackendUnavailableError(f"Redis Cluster at {self.address} timed out: {exc}") from exc
@@ -288,11 +279,3 @@ def _keys_at(project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]], posi
         vid, entities = groups[g]
         keys += row_keys_py(project, vid, [entities[i - base]])
     return keys
-
-
-def _masters(project: str, entities: Sequence[bytes], by_crc: list[int]) -> list[int]:
-    """The master (index) serving each entity's row keys: the project's CRC16 continued over the entity."""
-    prefix = project.encode() + b":"
-    if b"}" in prefix or b"}" in b"".join(entities):  # the hash tag ends early: Redis's general rule
-        return list(map(by_crc.__getitem__, row_slots(project, entities)))
-    return list(map(by_crc.__getitem__, map(binascii.crc_hqx, entities, repeat(binascii.crc_hqx(prefix, 0)))))
