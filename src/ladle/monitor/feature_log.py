@@ -129,6 +129,7 @@ class _Target:
     layout: LogLayout
     rate: float
     deterministic: bool
+    width: int  # columns of a response: the join keys, then the features
 
 
 class FeatureLogger:
@@ -207,7 +208,8 @@ class FeatureLogger:
             return None
         layout = LogLayout.of(resolve(snapshot, service, True))
         cfg = service.logging_config
-        return _Target(name, _source_of(self.config, service), layout, cfg.sample_rate, cfg.deterministic)
+        source = _source_of(self.config, service)
+        return _Target(name, source, layout, cfg.sample_rate, cfg.deterministic, layout.width)
 
     def log(
         self, snapshot: RegistrySnapshot, service: str, response: OnlineResponse, request_id: str | None = None
@@ -240,13 +242,18 @@ class FeatureLogger:
             draw = zlib.crc32(request_id.encode()) / 4294967296.0 if target.deterministic else self._random()
             if draw >= target.rate:
                 return request_id
-        if self._buffered >= self._capacity or len(response.values) != target.layout.width:
+        if self._buffered >= self._capacity or len(response.values) != target.width:
             LOG_DROPPED.labels(feature_service=service).inc()
             self.dropped += 1
             return request_id
         records = response.records
         # A shape is a plan's reads over their record layouts (both kept alive in _shapes, so ids stay unique).
-        shape_key = None if records is None else tuple([(id(read), id(raw[0])) for read, raw in records])
+        if records is None:
+            shape_key: Any = None
+        elif len(records) == 1:  # the usual read: one view
+            shape_key = (id(records[0][0]), id(records[0][1][0]))
+        else:
+            shape_key = tuple([(id(read), id(raw[0])) for read, raw in records])
         when = self._clock()
         with self._lock:
             held = self._batches.get((id(target), shape_key))

@@ -136,7 +136,13 @@ class Batch:
     def add_records(self, request_id: str, when: float, response: OnlineResponse) -> None:
         """One request whose response carries store records of this batch's shape."""
         rows = self._request(request_id, when, response)
-        for buffer, (_, (layout, data, offset)) in zip(self.records, response.records, strict=True):  # type: ignore[arg-type]
+        records = response.records
+        assert records is not None and self.records is not None
+        if len(records) == 1:  # the usual read: one view
+            _, (layout, data, offset) = records[0]
+            self.records[0].extend(memoryview(data)[offset : offset + rows * layout.size])
+            return
+        for buffer, (_, (layout, data, offset)) in zip(self.records, records, strict=True):
             buffer.extend(memoryview(data)[offset : offset + rows * layout.size])
 
     def add_values(self, request_id: str, when: float, response: OnlineResponse) -> None:
