@@ -1,9 +1,9 @@
 """Served-feature logging: sample responses of logged feature services, write them to the offline store.
 
 The request path does little: one cached lookup of the service's logging target (per registry
-version), one sampling decision, and the request encoded as one frame appended to a buffer — the
-store records the response was decoded from (a byte slice per view) when it has them, else its
-Python columns, pickled. A thread ships the buffer to a writer process
+version), one sampling decision, and the request appended to its service's batch, column by column
+(:class:`~.feature_log_table.Batch`) — the store records the response was decoded from (a byte
+slice per view) when it has them, else its Python columns. A thread ships the batches to a writer process
 (:mod:`.feature_log_writer`, started on first use, one per serving process), which builds the Arrow
 tables (:mod:`.feature_log_table`) and appends them to the service's log source every
 ``flush_interval_secs`` or ``flush_requests`` requests. Converting and writing never take this
@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import pickle
 import random
 import threading
 import time
@@ -44,7 +43,7 @@ from ladle.definitions.feature_logging import (
 )
 from ladle.errors import BackendError, DefinitionError
 from ladle.monitor.feature_log_table import LOG_TIME, Batch, LogLayout, RecordShape
-from ladle.monitor.feature_log_writer import WriterProcess
+from ladle.monitor.feature_log_writer import WriterProcess, frame
 
 if TYPE_CHECKING:
     from ladle.registry.base import RegistrySnapshot
@@ -135,9 +134,9 @@ class _Target:
 class FeatureLogger:
     """Samples served responses and hands them to a log writer process (one per serving process).
 
-    The request path encodes a sampled request into one frame of an in-memory buffer: the store
-    records the response came from (the usual read: a slice of bytes per view), or else its Python
-    columns, pickled. A background thread ships the buffer to the writer's pipe every
+    The request path appends a sampled request to its service's batch: the store records the
+    response came from (the usual read: a slice of bytes per view), or else its Python columns.
+    A background thread pickles the batches into frames and ships them to the writer's pipe every
     :data:`_SHIP_SECONDS`; the writer
     (:mod:`ladle.monitor.feature_log_writer`, a child process started on first use) builds the Arrow
     tables and writes them, so no conversion or write ever holds this process's GIL. A full buffer
@@ -300,16 +299,16 @@ class FeatureLogger:
             declared = self._declared.get(id(target))
             if declared is None:
                 declared = self._declared[id(target)] = (next(self._numbers), target)
-                self._buffer += _pack(("target", declared[0], target.service, target.source, target.layout))
+                self._buffer += frame(("target", declared[0], target.service, target.source, target.layout))
             shape_number = None
             if shape_key is not None:
                 shape = self._declared.get(shape_key)
                 if shape is None:
                     shape = self._declared[shape_key] = (next(self._numbers), self._shapes[shape_key])
-                    self._buffer += _pack(("shape", shape[0], batch.shape))
+                    self._buffer += frame(("shape", shape[0], batch.shape))
                 shape_number = shape[0]
                 batch.shape = None  # the writer has it by number
-            self._buffer += _pack(("batch", declared[0], shape_number, batch))
+            self._buffer += frame(("batch", declared[0], shape_number, batch))
             self._frames.append((len(self._buffer), len(batch)))
 
     def _ship(self, wait: bool = False) -> None:
@@ -403,11 +402,6 @@ _UNKNOWN = object()
 #: The shipper hands the buffer to the writer this often (the request path never ships: a pipe
 #: write, and a check that the writer is alive, cost more than a request's whole logging).
 _SHIP_SECONDS = 0.05
-
-
-def _pack(message: tuple[Any, ...]) -> bytes:
-    payload = pickle.dumps(message, protocol=5)
-    return len(payload).to_bytes(4, "little") + payload
 
 
 def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:

@@ -66,7 +66,8 @@ _HEADER = 4
 NICENESS = 10
 
 
-def _frame(message: tuple[Any, ...]) -> bytes:
+def frame(message: tuple[Any, ...]) -> bytes:
+    """One protocol frame: the pickled ``message`` after its 4-byte little-endian length."""
     payload = pickle.dumps(message, protocol=5)
     return len(payload).to_bytes(_HEADER, "little") + payload
 
@@ -94,7 +95,7 @@ class WriterProcess:
         _grow_pipe(writer._in)
         os.set_blocking(writer._in, False)
         os.set_blocking(writer._out.fileno(), False)
-        writer.send(bytearray(_frame(("config", config))), wait=True)
+        writer.send(bytearray(frame(("config", config))), wait=True)
         return writer
 
     def alive(self) -> bool:
@@ -132,7 +133,7 @@ class WriterProcess:
     def flush(self, timeout: float = 60.0) -> tuple[list[tuple[str, str, int]], str | None]:
         """Ask the writer to write everything it holds; wait for it. Returns its reports and the
         error of a failed write (None when all went well)."""
-        if self.send(bytearray(_frame(("flush",))), wait=True) == 0:
+        if self.send(bytearray(frame(("flush",))), wait=True) == 0:
             return [], f"the writer exited with {self.returncode()}"
         return self._answers(until_flushed=True, timeout=timeout)
 
@@ -278,7 +279,7 @@ class Writer:
     def report(self, message: tuple[Any, ...]) -> None:
         with self._answer_lock:
             try:
-                self._answer.write(_frame(message))
+                self._answer.write(frame(message))
                 self._answer.flush()
             except (BrokenPipeError, OSError):  # the parent is gone: nobody to tell
                 pass
