@@ -54,20 +54,11 @@ PARALLEL_PREFIXES = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests of :data:`SERIAL_PREFIXES` (less :data:`PARALLEL_PREFIXES`) and every Ray test ``serial``.
-
-    Then the modules holding a ``slow`` test go first (each module's tests stay together, in their order):
-    xdist hands tests out in this order, so the long ones start early instead of leaving one worker
-    alone with them at the end of the phase.
-    """
-    slow_modules: set[str] = set()
+    """Mark the tests of :data:`SERIAL_PREFIXES` (less :data:`PARALLEL_PREFIXES`) and every Ray test ``serial``."""
     for item in items:
         listed = item.nodeid.startswith(SERIAL_PREFIXES) and not item.nodeid.startswith(PARALLEL_PREFIXES)
         if listed or item.get_closest_marker("ray") is not None:
             item.add_marker(pytest.mark.serial)
-        if item.get_closest_marker("slow") is not None:
-            slow_modules.add(item.nodeid.split("::", 1)[0])
-    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in slow_modules)  # stable: False first
 
 
 def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
