@@ -19,21 +19,45 @@ PG_HOST, PG_PORT = "127.0.0.1", int(os.environ.get("LADLE_TEST_PG_PORT", "5432")
 
 #: Tests that run in the suite's second phase, one at a time (scripts/test.sh): they assert latencies,
 #: timeouts or fd limits, or run brokers and Ray clusters that want the machine's cores to themselves.
-#: Everything else runs in the first phase on two xdist workers.
+#: Node-id prefixes (a directory, a file, or one test). Everything else runs in the first phase on two
+#: xdist workers: the rest of tests/security/ (auth, permissions, TLS: correctness, no clocks) and of
+#: tests/unit/h2grpc/ (framing, calls, flow control, limits: bytes and codes, not timings) included.
 SERIAL_PREFIXES = (
-    "tests/security/",
-    "tests/streaming/",
-    "tests/unit/h2grpc/",
+    "tests/security/test_grpc_attacks.py",  # a victim's p99 and the worker's RSS under attack, fd limits
+    "tests/security/test_rest_limits.py",  # timeouts at their values, a fast client's p99, fd limits
+    "tests/streaming/",  # a Kafka-protocol broker (but see PARALLEL_PREFIXES)
+    "tests/unit/h2grpc/test_abuse_limits.py",  # handshake, idle and stall timeouts asserted within bounds
+    "tests/unit/h2grpc/test_graceful_stop.py",  # grace periods
+    "tests/unit/h2grpc/test_streams.py",  # a reset timed against a handler's sleep
     "tests/e2e/test_serve_multiworker.py",
     "tests/e2e/test_demo_live.py",
-    "tests/unit/test_live_feed.py",
+    "tests/unit/test_live_feed.py::test_follow_keeps_feeding_until_ctrl_c",  # a process fed on the clock
+)
+
+#: Exceptions under :data:`SERIAL_PREFIXES`: tests/streaming/ tests that start no broker and no stream
+#: process and time nothing (the engine, decoding, the Iceberg sink, parity with the batch, the flusher's
+#: bookkeeping, the publisher's series, the CLIs' refusals), so the cores are no concern of theirs.
+PARALLEL_PREFIXES = (
+    "tests/streaming/test_decode.py",
+    "tests/streaming/test_engine.py",
+    "tests/streaming/test_engine_property.py",
+    "tests/streaming/test_iceberg_sink.py",
+    "tests/streaming/test_parity.py",
+    "tests/streaming/test_repo_streams.py",
+    "tests/streaming/test_stream_cli.py",
+    "tests/streaming/test_flusher.py::test_a_job_is_reaped_only_once_it_finished_and_hands_back_its_follow_up",
+    "tests/streaming/test_flusher.py::test_a_failed_job_is_raised_where_it_is_reaped",
+    "tests/streaming/test_publish.py::test_prices_continue_the_real_series_as_the_live_feed_does",
+    "tests/streaming/test_publish.py::test_a_shut_market_holds_the_price_with_no_volume",
+    "tests/streaming/test_publish.py::test_the_cli_reports_a_missing_broker_in_one_line",
 )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests of :data:`SERIAL_PREFIXES` and every Ray test ``serial``."""
+    """Mark the tests of :data:`SERIAL_PREFIXES` (less :data:`PARALLEL_PREFIXES`) and every Ray test ``serial``."""
     for item in items:
-        if item.nodeid.startswith(SERIAL_PREFIXES) or item.get_closest_marker("ray") is not None:
+        listed = item.nodeid.startswith(SERIAL_PREFIXES) and not item.nodeid.startswith(PARALLEL_PREFIXES)
+        if listed or item.get_closest_marker("ray") is not None:
             item.add_marker(pytest.mark.serial)
 
 
