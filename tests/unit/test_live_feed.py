@@ -211,6 +211,10 @@ def test_online_and_offline_also_appends_the_simulated_rows_offline(tmp_path: Pa
     assert offline.num_rows == 3 and offline["simulated"].to_pylist() == [True] * 3
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_follow_keeps_feeding_until_ctrl_c(tmp_path: Path) -> None:
     repo = feed_repo(tmp_path)
     proc = subprocess.Popen(
@@ -218,6 +222,9 @@ def test_follow_keeps_feeding_until_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background job ignores SIGINT and its children inherit that (Python then installs no
+        # KeyboardInterrupt handler): give the feed the terminal's Ctrl-C whatever ran the suite.
+        preexec_fn=_default_sigint,  # noqa: PLW1509 (only restores a signal disposition before exec)
     )
     assert proc.stdout is not None and proc.stderr is not None
     lines: list[str] = []
