@@ -15,7 +15,8 @@ view ``w5_price`` of bench/w5_stream.py, JSON ticks, 4 partitions, 10,000 keys, 
 events per partition and turn, in CPU milliseconds (``time.process_time``, so a busy machine changes
 them less than wall times; the Redis server's own time is not in them). The engine is called as
 ``ladle stream`` calls it: once per turn for all the partitions (``SourceEngine``); with
-``--per-partition-engines``, once per partition (a ``PartitionEngine`` each, as before).
+``--per-partition-engines``, once per partition (a ``PartitionEngine`` each, and a decode call per
+partition, as before).
 
     .venv/bin/python -m bench.stream_engine --turn --per-partition 25
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -118,6 +120,36 @@ class _W5Ticks:
         return out
 
 
+def _engine_turn(
+    decoder: Any, engine: Any, batches: list[list[bytes]], offsets: list[int], stages: dict[str, float]
+) -> list[pa.Table]:
+    """Decode and run one turn's batches (one per partition), timing both; the rows to write. ``engine``:
+    a ``SourceEngine`` (one decode and one engine call, as ``ladle stream``) or a ``PartitionEngine``
+    per partition (one of each per partition)."""
+    rows: list[pa.Table] = []
+    if isinstance(engine, list):
+        for p, batch in enumerate(batches):
+            a = time.process_time()
+            decoded = decoder.decode(batch, p, range(offsets[p], offsets[p] + len(batch)))
+            b = time.process_time()
+            rows.extend(engine[p].process(decoded.table).rows.values())
+            stages["engine"] += time.process_time() - b
+            stages["decode"] += b - a
+            offsets[p] += len(batch)
+        return rows
+    a = time.process_time()
+    parts = [p for p, batch in enumerate(batches) for _ in batch]
+    at = [o for p, batch in enumerate(batches) for o in range(offsets[p], offsets[p] + len(batch))]
+    decoded = decoder.decode([v for batch in batches for v in batch], parts, at)
+    b = time.process_time()
+    rows.extend(engine.process(decoded.table).rows.values())
+    stages["engine"] += time.process_time() - b
+    stages["decode"] += b - a
+    for p, batch in enumerate(batches):
+        offsets[p] += len(batch)
+    return rows
+
+
 def turn_costs(per_partition: int, turns: int, partitions: int = 4, split: bool = False) -> dict[str, float]:
     """CPU ms per loop turn and stage of W5's workload (see the module docstring, ``--turn``)."""
     from bench.w5_stream import _REPO_FILE, VIEW
@@ -147,23 +179,7 @@ def turn_costs(per_partition: int, turns: int, partitions: int = 4, split: bool 
                 stages[k] = 0.0
             for _ in range(turns):
                 batches = [ticks.next() for _ in range(partitions)]
-                rows = []
-                tables = []
-                for p in range(partitions):
-                    a = time.process_time()
-                    decoded = decoder.decode(batches[p], p, range(offsets[p], offsets[p] + per_partition))
-                    offsets[p] += per_partition
-                    b = time.process_time()
-                    if split:
-                        rows.extend(engines[p].process(decoded.table).rows.values())
-                    else:
-                        tables.append(decoded.table)
-                    stages["engine"] += time.process_time() - b
-                    stages["decode"] += b - a
-                if not split:
-                    b = time.process_time()
-                    rows.extend(shared.process(pa.concat_tables(tables)).rows.values())
-                    stages["engine"] += time.process_time() - b
+                rows = _engine_turn(decoder, engines if split else shared, batches, offsets, stages)
                 a = time.process_time()
                 table = online_rows(view, pa.concat_tables(rows))
                 b = time.process_time()

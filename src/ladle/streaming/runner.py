@@ -4,7 +4,8 @@ One :class:`StreamRunner` owns one confluent-kafka consumer subscribed to the to
 Kafka source it runs, in one consumer group. Each micro-batch (``consume(max_batch_events,
 poll_timeout)``) is handled in this order:
 
-1. decode per partition (rule 1); undecodable and schema messages are queued as dead letters;
+1. decode (rule 1), once per source for all its partitions; undecodable and schema messages are
+   queued as dead letters;
 2. ``SourceEngine.process`` once per source, on the decoded events of all its partitions (rules
    2-8, each partition with its own state); late events are queued as dead letters, accepted events
    are buffered per partition for the batch source;
@@ -308,22 +309,20 @@ class StreamRunner:
     def _process(
         self, plan: SourcePlan, parts: list[tuple[PartitionState, list[Message]]], out: dict[str, list[pa.Table]]
     ) -> None:
-        """Decode each partition's messages, run the source's engine once on them all, queue what follows."""
+        """Decode the partitions' messages and run the source's engine on them, each once; queue what follows."""
         name = plan.source.name
-        tables: list[pa.Table] = []
-        for state, batch in parts:
-            decoded = plan.decoder.decode([m.value() for m in batch], state.partition, [int(m.offset()) for m in batch])
-            self.metrics.events_in.labels(source=name).inc(len(batch))
-            for r in decoded.rejected:
-                self._dead_letter(name, batch[r.index], r.reason, r.detail)
-            if decoded.table.num_rows:
-                tables.append(decoded.table)
-        if not tables:
+        messages = [m for _, batch in parts for m in batch]  # partition by partition, each in offset order
+        partitions = [state.partition for state, batch in parts for _ in batch]
+        decoded = plan.decoder.decode([m.value() for m in messages], partitions, [int(m.offset()) for m in messages])
+        self.metrics.events_in.labels(source=name).inc(len(messages))
+        for r in decoded.rejected:
+            self._dead_letter(name, messages[r.index], r.reason, r.detail)
+        if not decoded.table.num_rows:
             return
         engine = self.engines[name]
-        step = engine.process(pa.concat_tables(tables) if len(tables) > 1 else tables[0])
+        step = engine.process(decoded.table)
         if step.late.num_rows:
-            by_offset = {(state.partition, int(m.offset())): m for state, batch in parts for m in batch}
+            by_offset = {(p, int(m.offset())): m for p, m in zip(partitions, messages, strict=True)}
             delay = plan.source.watermark_delay_threshold
             late = zip(step.late.column(PARTITION).to_pylist(), step.late.column(OFFSET).to_pylist(), strict=True)
             for partition, offset in late:
