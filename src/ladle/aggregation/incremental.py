@@ -1,9 +1,13 @@
-"""The incremental execution of stream feature views: one Kafka partition's state, micro-batch by micro-batch.
+"""The incremental execution of stream feature views: Kafka partitions' state, micro-batch by micro-batch.
 
-``PartitionEngine`` applies rules 2 to 8 of docs/streaming.md ("Semantics") to the decoded events
-of one partition of one ``KafkaSource``, for every ``StreamFeatureView`` over that source, and says
-what to write online. It does no I/O: the stream runtime feeds it micro-batches in offset order and
-writes what each :class:`Step` returns.
+``SourceEngine`` applies rules 2 to 8 of docs/streaming.md ("Semantics") to the decoded events of
+the partitions of one ``KafkaSource`` that a process holds, each partition against its own state,
+for every ``StreamFeatureView`` over that source, and says what to write online; one call takes a
+micro-batch of any of them, so a loop turn pays the engine's fixed cost once, not once per
+partition. ``PartitionEngine`` is the same for one partition. Neither does I/O: the stream runtime
+feeds them micro-batches (each partition's events in offset order) and writes what each
+:class:`Step` returns. What follows is about one partition's state; every partition has its own
+(its keys have their own slots, see ``keys.KeyIndex``).
 
 **udf and identity.** Each micro-batch's accepted events go through the ``udf`` first (rule 3,
 row-level); identity (rule 4) is settled among its surviving rows only, so an event the udf drops
