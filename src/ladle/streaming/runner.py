@@ -4,9 +4,11 @@ One :class:`StreamRunner` owns one confluent-kafka consumer subscribed to the to
 Kafka source it runs, in one consumer group. Each micro-batch (``consume(max_batch_events,
 poll_timeout)``) is handled in this order:
 
-1. decode per partition (rule 1); undecodable and schema messages are queued as dead letters;
-2. ``PartitionEngine.process`` per partition and source (rules 2-8); late events are queued as
-   dead letters, accepted events are buffered for the batch source;
+1. decode (rule 1), once per source for all its partitions; undecodable and schema messages are
+   queued as dead letters;
+2. ``SourceEngine.process`` once per source, on the decoded events of all its partitions (rules
+   2-8, each partition with its own state); late events are queued as dead letters, accepted events
+   are buffered per partition for the batch source;
 3. the engine's rows are written online, one ``OnlineStore.write`` per view per micro-batch.
 
 Every ``offline_flush_seconds`` (or as soon as a partition buffers ``offline_flush_events``) the
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import logging
 import threading
 import time
@@ -46,7 +49,7 @@ import pyarrow.compute as pc
 from ladle.definitions import KafkaSource, StreamFeatureView
 from ladle.errors import BackendError, BackendUnavailableError
 from ladle.streaming.dead_letter import DeadLetters
-from ladle.streaming.decode import OFFSET, Decoder
+from ladle.streaming.decode import OFFSET, PARTITION, Decoder
 from ladle.streaming.flusher import Flusher
 from ladle.streaming.metrics import StreamMetrics
 from ladle.streaming.sink import OfflineSink
@@ -71,28 +74,26 @@ class Step(Protocol):
     @property
     def rows(self) -> Mapping[str, pa.Table]: ...
     @property
-    def watermark_us(self) -> int | None: ...
+    def watermarks(self) -> Mapping[int, int]: ...
 
 
 class Engine(Protocol):
-    """The incremental engine of one partition of one source (``PartitionEngine``)."""
+    """The incremental engine of one source, for the partitions this process holds (``SourceEngine``)."""
 
-    def restore(self, accepted: pa.Table) -> None: ...
+    def restore(self, partition: int, accepted: pa.Table) -> None: ...
+    def drop(self, partition: int) -> None: ...
     def process(self, events: pa.Table) -> Step: ...
-    @property
-    def watermark_us(self) -> int | None: ...
-    @property
-    def retained(self) -> int: ...
+    def retained_by_partition(self) -> dict[int, int]: ...
 
 
-EngineFactory = Callable[[KafkaSource, Sequence[StreamFeatureView], int], Engine]
+EngineFactory = Callable[[KafkaSource, Sequence[StreamFeatureView]], Engine]
 
 
-def default_engine_factory(source: KafkaSource, views: Sequence[StreamFeatureView], partition: int) -> Engine:
-    """A ``PartitionEngine`` from :mod:`ladle.aggregation.incremental`."""
-    from ladle.aggregation.incremental import PartitionEngine
+def default_engine_factory(source: KafkaSource, views: Sequence[StreamFeatureView]) -> Engine:
+    """A ``SourceEngine`` from :mod:`ladle.aggregation.incremental`."""
+    from ladle.aggregation.incremental import SourceEngine
 
-    engine: Engine = PartitionEngine(source, views, partition)
+    engine: Engine = SourceEngine(source, views)
     return engine
 
 
@@ -147,9 +148,8 @@ class SourcePlan:
 
 @dataclass
 class SourceState:
-    """One source on one partition: its engine and the accepted events not yet in a file."""
+    """One source on one partition: the accepted events not yet in a file (its state is in the source's engine)."""
 
-    engine: Engine
     pending: list[pa.Table] = field(default_factory=list)
     pending_rows: int = 0
     first_pending: int | None = None
@@ -193,6 +193,8 @@ class StreamRunner:
         for plan in self.plans:
             self.by_topic.setdefault(plan.source.topic, []).append(plan)
         self.views = {v.name: v for p in self.plans for v in p.views}
+        #: per source: one engine for every partition this runner holds (and parked ones)
+        self.engines = {p.source.name: engine_factory(p.source, p.views) for p in self.plans}
         self._partitions: dict[tuple[str, int], PartitionState] = {}
         self._parked: dict[tuple[str, int], PartitionState] = {}
         self._stop = threading.Event()
@@ -284,6 +286,7 @@ class StreamRunner:
             groups.setdefault((str(m.topic()), int(m.partition())), []).append(m)
         out: dict[str, list[pa.Table]] = {}
         handled: list[Message] = []
+        by_topic: dict[str, list[tuple[PartitionState, list[Message]]]] = {}
         for key, fetched in groups.items():
             state = self._partitions.get(key)
             if state is None:  # revoked since it was fetched: the next owner reads it
@@ -291,12 +294,12 @@ class StreamRunner:
             batch = [m for m in fetched if m.offset() >= state.position]
             if not batch:
                 continue
-            values = [m.value() for m in batch]
-            offsets = [int(m.offset()) for m in batch]
-            for plan in self.by_topic[key[0]]:
-                self._process(plan, state.sources[plan.source.name], key[1], batch, values, offsets, out)
-            state.position = offsets[-1] + 1
+            by_topic.setdefault(key[0], []).append((state, batch))
+            state.position = int(batch[-1].offset()) + 1
             handled.extend(batch)
+        for topic, parts in by_topic.items():
+            for plan in self.by_topic[topic]:  # one engine call per source for all its partitions
+                self._process(plan, parts, out)
         self._write_online(out)
         if handled:
             now_ms = time.time() * 1000
@@ -304,41 +307,47 @@ class StreamRunner:
             self.metrics.latency.observe_many(np.maximum(now_ms - stamps, 0.0) / 1000)
 
     def _process(
-        self,
-        plan: SourcePlan,
-        state: SourceState,
-        partition: int,
-        batch: list[Message],
-        values: list[bytes | None],
-        offsets: list[int],
-        out: dict[str, list[pa.Table]],
+        self, plan: SourcePlan, parts: list[tuple[PartitionState, list[Message]]], out: dict[str, list[pa.Table]]
     ) -> None:
+        """Decode the partitions' messages and run the source's engine on them, each once; queue what follows."""
         name = plan.source.name
-        decoded = plan.decoder.decode(values, partition, offsets)
-        self.metrics.events_in.labels(source=name).inc(len(batch))
+        messages = [m for _, batch in parts for m in batch]  # partition by partition, each in offset order
+        partitions = [state.partition for state, batch in parts for _ in batch]
+        decoded = plan.decoder.decode([m.value() for m in messages], partitions, [int(m.offset()) for m in messages])
+        self.metrics.events_in.labels(source=name).inc(len(messages))
         for r in decoded.rejected:
-            self._dead_letter(name, batch[r.index], r.reason, r.detail)
-        step = state.engine.process(decoded.table)
+            self._dead_letter(name, messages[r.index], r.reason, r.detail)
+        if not decoded.table.num_rows:
+            return
+        engine = self.engines[name]
+        step = engine.process(decoded.table)
         if step.late.num_rows:
-            by_offset = dict(zip(offsets, batch, strict=True))
+            by_offset = {(p, int(m.offset())): m for p, m in zip(partitions, messages, strict=True)}
             delay = plan.source.watermark_delay_threshold
-            for offset in step.late.column(OFFSET).to_pylist():
+            late = zip(step.late.column(PARTITION).to_pylist(), step.late.column(OFFSET).to_pylist(), strict=True)
+            for partition, offset in late:
                 detail = (
                     f"event time is older than the partition's newest accepted event time minus "
-                    f"watermark_delay_threshold ({delay}); watermark now {_iso(step.watermark_us)}"
+                    f"watermark_delay_threshold ({delay}); watermark now {_iso(step.watermarks.get(partition))}"
                 )
-                self._dead_letter(name, by_offset[offset], "late", detail)
+                self._dead_letter(name, by_offset[partition, offset], "late", detail)
         accepted = step.accepted
         if accepted.num_rows:
             self.metrics.accepted.labels(source=name).inc(accepted.num_rows)
-            if state.first_pending is None:
-                state.first_pending = int(accepted.column(OFFSET)[0].as_py())
-            state.pending.append(accepted)
-            state.pending_rows += accepted.num_rows
+            buffers = {state.partition: state.sources[name] for state, _ in parts}
+            for partition, piece in _by_partition(accepted):
+                buffer = buffers[partition]
+                if buffer.first_pending is None:
+                    buffer.first_pending = int(piece.column(OFFSET)[0].as_py())
+                buffer.pending.append(piece)
+                buffer.pending_rows += piece.num_rows
         for view_name, rows in step.rows.items():
             if rows.num_rows:
                 out.setdefault(view_name, []).append(rows)
-        self.metrics.retained.labels(source=name, partition=str(partition)).set(state.engine.retained)
+        retained = engine.retained_by_partition()
+        for state, _ in parts:
+            gauge = self.metrics.retained.labels(source=name, partition=str(state.partition))
+            gauge.set(retained.get(state.partition, 0))
 
     def _dead_letter(self, source: str, message: Message, reason: str, detail: str) -> None:
         assert self._dlq is not None
@@ -495,12 +504,14 @@ class StreamRunner:
     def _restore(self, key: tuple[str, int], start: int) -> PartitionState:
         sources: dict[str, SourceState] = {}
         for plan in self.by_topic[key[0]]:
-            engine = self.engine_factory(plan.source, plan.views, key[1])
+            engine = self.engines[plan.source.name]
+            engine.drop(key[1])  # what it may hold of an earlier assignment is stale
             history = plan.log.read_recent(key[1], plan.lookback_us)
             if history.num_rows:
-                engine.restore(history)
-            sources[plan.source.name] = SourceState(engine)
-            self.metrics.retained.labels(source=plan.source.name, partition=str(key[1])).set(engine.retained)
+                engine.restore(key[1], history)
+            sources[plan.source.name] = SourceState()
+            retained = engine.retained_by_partition().get(key[1], 0)
+            self.metrics.retained.labels(source=plan.source.name, partition=str(key[1])).set(retained)
         return PartitionState(key[0], key[1], start, -1, sources)
 
     def _reset_offset(self, consumer: Consumer, tp: TopicPartition) -> int:
@@ -537,6 +548,8 @@ class StreamRunner:
             state = self._partitions.pop((tp.topic, tp.partition), None)
             if state is not None:
                 self._forget(state)
+                for plan in self.by_topic.get(str(tp.topic), []):
+                    self.engines[plan.source.name].drop(int(tp.partition))
 
     def _forget(self, state: PartitionState) -> None:
         with contextlib.suppress(KeyError):
@@ -570,6 +583,15 @@ def online_rows(view: StreamFeatureView, rows: pa.Table) -> pa.Table:
     if last.num_rows == table.num_rows:
         return table
     return table.take(np.sort(last.column(f"{order}_last").to_numpy()))
+
+
+def _by_partition(events: pa.Table) -> list[tuple[int, pa.Table]]:
+    """``events`` cut into runs of one ``_kafka_partition`` (zero-copy slices, in order): the runner
+    concatenates its partitions' events partition by partition, so each partition is one run."""
+    parts = np.asarray(events.column(PARTITION).to_numpy(), np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], parts[1:] != parts[:-1]])).tolist()
+    bounds = [*starts, len(parts)]
+    return [(int(parts[a]), events.slice(a, b - a)) for a, b in itertools.pairwise(bounds)]
 
 
 def _freeze_heap() -> bool:
