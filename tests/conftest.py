@@ -44,6 +44,7 @@ PARALLEL_PREFIXES = (
     "tests/streaming/test_iceberg_sink.py",
     "tests/streaming/test_parity.py",
     "tests/streaming/test_repo_streams.py",
+    "tests/streaming/test_source_engine.py",
     "tests/streaming/test_stream_cli.py",
     "tests/streaming/test_flusher.py::test_a_job_is_reaped_only_once_it_finished_and_hands_back_its_follow_up",
     "tests/streaming/test_flusher.py::test_a_failed_job_is_raised_where_it_is_reaped",
