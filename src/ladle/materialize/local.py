@@ -154,7 +154,7 @@ class Materializer:
         def tables() -> Iterator[pa.Table]:
             nonlocal read
             # the engine computes batch k+1 while the writer encodes and sends batch k
-            for batch in prefetched(self._pull(view, start, end)):
+            for batch in prefetched(lambda: self._pull(view, start, end)):
                 if batch.num_rows:
                     yield pa.Table.from_batches([batch])
                     read += batch.num_rows

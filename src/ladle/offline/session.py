@@ -9,7 +9,6 @@ The DuckDB (Parquet) store and the Iceberg store differ only in how a source bec
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import tempfile
 import threading
@@ -182,18 +181,6 @@ def _restricted(join: pit.ViewJoin) -> pit.ViewJoin:
     return dataclasses.replace(join, where=where, bucket=part.part if part.part.hi == part.part.lo + 1 else None)
 
 
-def _scan_share(join: pit.ViewJoin) -> float:
-    """The share of the source's rows the join's scan keeps: that of its entity-hash part when its source is
-    cut to one (:func:`_restricted`, a Ray task's part of ``k``: about ``1/k``), else all of them.
-
-    The memory plan sizes the joins by the rows they hold; counting a task's source whole planned twice
-    the stage-1 parts (and scans) a Ray task of W6 needs."""
-    part = hashing.ENTITY_PART.get()
-    if part is None or not join.where or (join.entity_keys, join.key_types) != (part.columns, part.key_types):
-        return 1.0
-    return (part.part.hi - part.part.lo) / part.part.buckets
-
-
 def historical_job(
     con: duckdb.DuckDBPyConnection,
     entity_df: pa.Table,
@@ -216,7 +203,7 @@ def historical_job(
         parts, _, ranges = forced.partition(",")
         cut = Plan(tuple(int(parts) for _ in joins), int(ranges or parts))
     if cut is None:
-        rows = [math.ceil(partitioned.source_rows(con, j) * _scan_share(j)) for j in joins]
+        rows = [partitioned.source_rows(con, j) for j in joins]
         columns = entity.num_columns + sum(len(j.outputs) for j in joins)
         cut = partitioned.plan(rows, entity.num_rows, columns, budget_bytes)
     if cut.single:
