@@ -85,7 +85,10 @@ def child(args: argparse.Namespace) -> None:
         runs: list[float] = []
         tasks: list[dict[str, Any]] = []
         job = None
+        result: Any = None
         for _ in range(args.repeat):
+            # one retrieval at a time: the previous result (~150 MB as pandas) is not held through the next
+            job = result = None
             began = time.perf_counter()
             job = store.get_historical_features(entity_df=entity_df, features=refs)
             if args.mode == "df":

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from ladle.definitions import FeatureView
 from ladle.errors import RegistryError, RequestError
-from ladle.materialize.partitions import check_budget, chunked_latest, partitioned_pull
+from ladle.materialize.partitions import check_budget, chunked_latest, partitioned_pull, prefetched
 from ladle.metrics import observe_materialization
 from ladle.online.base import BatchWriter
 from ladle.registry.base import RunRecorder
@@ -153,7 +153,8 @@ class Materializer:
 
         def tables() -> Iterator[pa.Table]:
             nonlocal read
-            for batch in self._pull(view, start, end):
+            # the engine computes batch k+1 while the writer encodes and sends batch k
+            for batch in prefetched(lambda: self._pull(view, start, end)):
                 if batch.num_rows:
                     yield pa.Table.from_batches([batch])
                     read += batch.num_rows

@@ -55,16 +55,20 @@ class PartReport:
 class RayRetrievalJob:
     """A retrieval run as Ray tasks when its result is first asked for (then kept)."""
 
-    engine: RayEngine
-    entity: pa.Table
+    engine: RayEngine = field(repr=False)
+    entity: pa.Table = field(repr=False)  # the whole frame: a repr names its size instead
     timestamp_column: str
     selections: list[ViewSelection]
     full_feature_names: bool
     as_of: Any
     snapshots: Mapping[str, int] = field(default_factory=dict)
     reports: list[PartReport] = field(default_factory=list)
-    _result: pa.Table | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _result: pa.Table | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __repr__(self) -> str:
+        views = [s.view.name for s in self.selections]
+        return f"RayRetrievalJob(rows={self.entity.num_rows}, views={views}, tasks={len(self.reports) or None})"
 
     @property
     def sql(self) -> str:

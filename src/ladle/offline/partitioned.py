@@ -39,6 +39,7 @@ import pyarrow as pa
 from ladle.offline import pit
 from ladle.offline.hashing import HashRange, range_sql
 from ladle.offline.job import translate_errors
+from ladle.offline.memory import release_engine_memory
 from ladle.offline.sources import literal, quote
 
 if TYPE_CHECKING:
@@ -176,6 +177,7 @@ class PartitionedRetrievalJob:
             name = f"__ladle_hits{n}_{uuid.uuid4().hex[:8]}"
             self._con.register(name, pa.concat_tables(tables) if len(tables) > 1 else tables[0])
             names.append(name)
+        release_engine_memory()  # the joins' freed hash tables, before stage 2 and the result's copies
         return names
 
     def _batches(self, batch_rows: int = 131_072) -> Iterator[pa.RecordBatch]:
@@ -198,6 +200,7 @@ class PartitionedRetrievalJob:
         finally:
             for name in hits:
                 self._con.unregister(name)
+            release_engine_memory()
 
     def to_arrow(self) -> pa.Table:
         """Run and return the result as an Arrow table (held whole: use :meth:`to_parquet` to stream)."""
@@ -212,7 +215,9 @@ class PartitionedRetrievalJob:
         ValidationFailed when it does not match)."""
         from ladle.offline.validation import check
 
-        frame: pd.DataFrame = self.to_arrow().to_pandas()
+        # each column's Arrow buffers are freed as soon as it is converted: the result is not held twice
+        frame: pd.DataFrame = self.to_arrow().to_pandas(split_blocks=True, self_destruct=True)
+        release_engine_memory()
         return check(frame, validation_reference)
 
     def to_parquet(self, path: str | Path) -> None:
