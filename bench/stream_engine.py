@@ -157,7 +157,7 @@ def turn_costs(per_partition: int, turns: int, partitions: int = 4, split: bool 
     from ladle.config import load_config
     from ladle.online.redis.store import RedisOnlineStore
     from ladle.streaming.decode import Decoder
-    from ladle.streaming.runner import online_rows
+    from ladle.streaming.tables import online_rows
 
     names: dict[str, object] = {}
     exec(_REPO_FILE.format(servers="127.0.0.1:9", topic="w5-turn", view=VIEW), names)  # the bench's own definitions
