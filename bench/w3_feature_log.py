@@ -139,6 +139,20 @@ def _change(on: float, off: float) -> float:
     return round(100 * (on / off - 1), 1)
 
 
+def paired(off: list[dict[str, Any]], on: list[dict[str, Any]]) -> dict[str, Any]:
+    """The throughput change of each round (logged against the plain run of the same round), their
+    median, and a 90 % bootstrap interval of that median: rounds are paired, so slow drift of a
+    shared machine cancels, and the interval says whether a change is inside the noise."""
+    changes = [100 * (b["req_per_s"] / a["req_per_s"] - 1) for a, b in zip(off, on, strict=True)]
+    rng = random.Random(1)
+    medians = sorted(statistics.median(rng.choices(changes, k=len(changes))) for _ in range(2000))
+    return {
+        "round_changes_pct": [round(c, 1) for c in changes],
+        "paired_change_pct": round(statistics.median(changes), 1),
+        "paired_change_90ci_pct": [round(medians[100], 1), round(medians[1899], 1)],
+    }
+
+
 def log_rows(repo: Path) -> int:
     """Rows in the Parquet logs of the logged services (a check that logging really ran)."""
     import pyarrow.parquet as pq
@@ -163,12 +177,14 @@ def run(args: argparse.Namespace) -> None:
                 for protocol in args.only:  # warm-up, not reported
                     for side in ("plain", "logged"):
                         runners[protocol](server, f"w3a_{side}", 1, 4, 2, tmp)
-                for _ in range(args.rounds):
+                for round_ in range(args.rounds):
                     for name in args.workloads:
                         rows, conc = WORKLOADS[name]
                         prefix = "w3a" if rows == 1 else "w3c"
                         for protocol in args.only:
-                            for side in ("plain", "logged"):
+                            # ABBA: the order alternates, so a drift of the machine between the two
+                            # runs of a round does not always favour the same side.
+                            for side in ("plain", "logged") if round_ % 2 == 0 else ("logged", "plain"):
                                 service = f"{prefix}_{side}"
                                 run_ = measured(runners[protocol], server, service, rows, conc, args.duration, tmp)
                                 results.setdefault((name, protocol, side), []).append(run_)
@@ -197,6 +213,7 @@ def run(args: argparse.Namespace) -> None:
                                 100 * (on["cpu_us_per_req"] / off["cpu_us_per_req"] - 1), 1
                             ),
                             "throughput_change_pct": _change(on["req_per_s"], off["req_per_s"]),
+                            **paired(results[(name, protocol, "plain")], results[(name, protocol, "logged")]),
                             "p50_change_pct": _change(on["p50_ms"], off["p50_ms"]),
                         }
                     )
