@@ -21,6 +21,7 @@ from ladle.definitions import (
     StreamFeatureView,
 )
 from ladle.errors import ConfigError, RequestError
+from ladle.store_governance import GovernanceMethods
 from ladle.store_records import RecordMethods
 
 if TYPE_CHECKING:
@@ -29,13 +30,11 @@ if TYPE_CHECKING:
 
     from ladle.materialize.local import Materializer, ViewResult
     from ladle.materialize.ray_engine import RayEngine
-    from ladle.monitor.erase import ErasureReport
-    from ladle.monitor.feature_log import FeatureLogger
     from ladle.monitor.lineage import Lineage
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
     from ladle.online.base import OnlineStore
     from ladle.online.remote.store import RemoteOnlineStore
-    from ladle.registry.base import Kind, ObjectChange, ObjectVersion, Registry, RegistrySnapshot
+    from ladle.registry.base import ObjectChange, Registry, RegistrySnapshot
     from ladle.repo.plan import ApplyResult, RepoContents
     from ladle.retrieval.online import OnlineRetriever
     from ladle.retrieval.push import PushMode
@@ -47,7 +46,7 @@ T = TypeVar("T")
 EntityRows: TypeAlias = "Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame"
 
 
-class FeatureStore(RecordMethods):
+class FeatureStore(GovernanceMethods, RecordMethods):
     """Entry point of the SDK, configured like Feast.
 
     >>> store = FeatureStore(repo_path="feature_repo")
@@ -315,23 +314,6 @@ class FeatureStore(RecordMethods):
         snapshot = self.snapshot()
         return self._describe(snapshot, snapshot.permission(name))  # type: ignore[no-any-return]
 
-    def history(self, kind: Kind, name: str) -> Sequence[ObjectVersion]:
-        """Every stored version of one object, oldest first (deletions included).
-
-        With permissions registered the caller needs DESCRIBE on the object, judged by the tags of
-        its last stored definition (so a deleted object stays as guarded as it was).
-        """
-        snapshot = self.snapshot()
-        versions = self.registry.history(kind, name)
-        if snapshot.permissions and versions:
-            from ladle.security.permissions import Resource
-
-            specs = [v.spec for v in versions if v.spec is not None]
-            tags = (specs[-1].get("tags") or {}) if specs else {}
-            resource = Resource(kind, name, tuple(sorted((str(k), str(v)) for k, v in tags.items())))
-            self._check(snapshot, AuthzedAction.DESCRIBE, [resource], "history")
-        return versions
-
     def registry_dump(self) -> dict[str, Any]:
         """Everything the registry holds for the project (``ladle registry-dump``).
 
@@ -377,67 +359,6 @@ class FeatureStore(RecordMethods):
             name = features if isinstance(features, str) else features.name
             self.feature_logger.log(self.snapshot(), name, response)
         return response
-
-    @cached_property
-    def feature_logger(self) -> FeatureLogger:
-        """Queues and flushes the logs of feature services that declare a ``logging_config``."""
-        from ladle.monitor.feature_log import FeatureLogger
-
-        return FeatureLogger(self.config)
-
-    def get_feature_log(
-        self, feature_service: str, start: datetime | str | None = None, end: datetime | str | None = None
-    ) -> pa.Table:
-        """The logged rows of a feature service with ``start <= log_time <= end`` (flushes first), as Arrow."""
-        from ladle.monitor.feature_log_read import read_log
-
-        self.feature_logger.flush()
-        return read_log(self, feature_service, start, end)
-
-    def erase_entity(self, keys: Mapping[str, Any], dry_run: bool = False) -> ErasureReport:
-        """Remove every row of one entity (join key → value) from the online store, the offline
-        store and the feature logs; ``dry_run`` only counts. See docs/feature-logging.md, "Erasure"."""
-        from ladle.monitor.erase import erase_entity
-        from ladle.security.permissions import Resource
-
-        actions = [AuthzedAction.WRITE_ONLINE, AuthzedAction.WRITE_OFFLINE]
-        touched: list[str] = []
-
-        def authorize(snapshot: RegistrySnapshot, views: Sequence[FeatureView]) -> None:
-            resources = [Resource.of(v) for v in views]
-            touched.extend(r.ref for r in resources)
-            if resources:
-                self._check(snapshot, actions, resources, "erase")
-
-        self.feature_logger.flush()
-        return self._audited(
-            "erase",
-            [a.name for a in actions],
-            lambda: touched,
-            lambda: erase_entity(self, keys, dry_run=dry_run, authorize=authorize),
-            rows=lambda report: report.total,
-        )
-
-    def assign_variants(self, feature_service: FeatureService | str, entity_df: pd.DataFrame) -> pd.Series:
-        """The arm of each row of ``entity_df`` under a split (A/B) service, exactly as serving assigns it.
-
-        Rebuilds an arm's training rows without the feature logs (docs/versions.md)::
-
-            arms = store.assign_variants("price_ab", entity_df)
-            store.get_historical_features(entity_df[arms == "treatment"],
-                                          feature_service=store.variant_service("price_ab", "treatment"))
-        """
-        from ladle.retrieval.variants import assign_variants, require_split
-
-        snapshot = self.snapshot()
-        return assign_variants(self._online, snapshot, require_split(snapshot, feature_service), entity_df)
-
-    def variant_service(self, feature_service: FeatureService | str, arm: str) -> FeatureService:
-        """The feature service one arm of a split serves (a pinned arm's stored version)."""
-        from ladle.retrieval.variants import arm_definition, require_split
-
-        snapshot = self.snapshot()
-        return arm_definition(snapshot, require_split(snapshot, feature_service), arm)
 
     async def get_online_features_async(
         self,
