@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -20,15 +19,16 @@ from ladle.definitions import (
     Permission,
     StreamFeatureView,
 )
-from ladle.errors import ConfigError, RequestError
+from ladle.errors import ConfigError
 from ladle.store_governance import GovernanceMethods
 from ladle.store_records import RecordMethods
+from ladle.store_writes import WriteMethods, push_columns
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from ladle.materialize.local import Materializer, ViewResult
+    from ladle.materialize.local import Materializer
     from ladle.materialize.ray_engine import RayEngine
     from ladle.monitor.lineage import Lineage
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
@@ -46,7 +46,7 @@ T = TypeVar("T")
 EntityRows: TypeAlias = "Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame"
 
 
-class FeatureStore(GovernanceMethods, RecordMethods):
+class FeatureStore(GovernanceMethods, RecordMethods, WriteMethods):
     """Entry point of the SDK, configured like Feast.
 
     >>> store = FeatureStore(repo_path="feature_repo")
@@ -155,6 +155,27 @@ class FeatureStore(GovernanceMethods, RecordMethods):
         from ladle.retrieval.online import OnlineRetriever
 
         return OnlineRetriever(self.registry, self.online_store)
+
+    @cached_property
+    def _ray(self) -> RayEngine | None:
+        """The Ray engine when ``batch_engine: ray`` (connected on first use), else None."""
+        if self.config.batch_engine.type == "local":
+            return None
+        from ladle.materialize.ray_engine import RayEngine
+
+        return RayEngine(self.config)
+
+    def _materializer(self) -> Materializer:
+        from ladle.materialize.local import Materializer
+
+        settings = self.config.materialization
+        args = (self.registry, self.offline_store, self.online_store, self.project, settings.online_write_batch_size)
+        budget = parse_size(settings.memory_budget)
+        if self._ray is not None:
+            from ladle.materialize.ray_engine import RayMaterializer
+
+            return RayMaterializer(*args, bind=self.bind_views, memory_budget=budget, engine=self._ray)
+        return Materializer(*args, bind=self.bind_views, memory_budget=budget)
 
     def snapshot(self, allow_cache: bool = True) -> RegistrySnapshot:
         """The current definitions of the project."""
@@ -387,7 +408,7 @@ class FeatureStore(GovernanceMethods, RecordMethods):
         embedded: a worker thread, which returns the rows written online)."""
         remote = self._remote
         if remote is not None:
-            await remote.push_async(push_source_name, _columns(df), to)
+            await remote.push_async(push_source_name, push_columns(df), to)
             return None
         import asyncio
 
@@ -497,176 +518,6 @@ class FeatureStore(GovernanceMethods, RecordMethods):
 
         return store.get_historical_features(entity_table(entity_df), wanted, full_feature_names)
 
-    # -- writing ------------------------------------------------------------------------------
-    # Servers pass the caller they authenticated (``principal``) and where the call came from
-    # (``source``: rest / grpc); SDK callers leave both out (``store.principal``, "sdk").
-    def materialize(
-        self,
-        start_date: datetime | str,
-        end_date: datetime | str,
-        feature_views: Sequence[str] | None = None,
-        progress: bool = False,
-        *,
-        principal: Principal | None = None,
-        source: str | None = None,
-    ) -> list[ViewResult]:
-        """Load the newest row per entity in ``[start_date, end_date]`` into the online store (WRITE_ONLINE)."""
-        materializer = self._materializer()
-        return self._materializing(
-            feature_views,
-            lambda: materializer.materialize(start_date, end_date, feature_views, progress=progress),
-            principal,
-            source,
-        )
-
-    def materialize_incremental(
-        self,
-        end_date: datetime | str,
-        feature_views: Sequence[str] | None = None,
-        progress: bool = False,
-        *,
-        principal: Principal | None = None,
-        source: str | None = None,
-    ) -> list[ViewResult]:
-        """Materialize from each view's watermark (or ``end - ttl``) up to ``end_date`` (WRITE_ONLINE)."""
-        materializer = self._materializer()
-        return self._materializing(
-            feature_views,
-            lambda: materializer.materialize_incremental(end_date, feature_views, progress=progress),
-            principal,
-            source,
-        )
-
-    def _materializing(
-        self,
-        names: Sequence[str] | None,
-        work: Callable[[], list[ViewResult]],
-        principal: Principal | None,
-        source: str | None,
-    ) -> list[ViewResult]:
-        from ladle.security.permissions import Resource
-
-        snapshot = self.snapshot()
-        if names is None:
-            views = [v for v in snapshot.feature_views.values() if v.online]
-        else:
-            views = [snapshot.feature_view(n) for n in names]
-        resources = [Resource.of(v) for v in views]
-        self._check(snapshot, AuthzedAction.WRITE_ONLINE, resources, "materialize", principal, source)
-
-        def work_and_derive() -> list[ViewResult]:
-            results = work()
-            from ladle.retrieval.on_demand_write import materialize_derived, writing_odfvs
-
-            if writing_odfvs(snapshot):  # write_to_online_store ODFVs of the views just loaded
-                for r in results:
-                    if not r.skipped:
-                        materialize_derived(snapshot, self.offline_store, self.online_store, [r.view], r.start, r.end)
-            return results
-
-        from ladle.monitor.lineage_jobs import materialize_work
-
-        return self._audited(
-            "materialize",
-            ["WRITE_ONLINE"],
-            lambda: [r.ref for r in resources],
-            materialize_work(self, views, work_and_derive),
-            principal,
-            source,
-            rows=lambda results: sum(r.rows_written for r in results),
-        )
-
-    def _materializer(self) -> Materializer:
-        from ladle.materialize.local import Materializer
-
-        settings = self.config.materialization
-        args = (self.registry, self.offline_store, self.online_store, self.project, settings.online_write_batch_size)
-        budget = parse_size(settings.memory_budget)
-        if self._ray is not None:
-            from ladle.materialize.ray_engine import RayMaterializer
-
-            return RayMaterializer(*args, bind=self.bind_views, memory_budget=budget, engine=self._ray)
-        return Materializer(*args, bind=self.bind_views, memory_budget=budget)
-
-    @cached_property
-    def _ray(self) -> RayEngine | None:
-        """The Ray engine when ``batch_engine: ray`` (connected on first use), else None."""
-        if self.config.batch_engine.type == "local":
-            return None
-        from ladle.materialize.ray_engine import RayEngine
-
-        return RayEngine(self.config)
-
-    def push(
-        self,
-        push_source_name: str,
-        df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]],
-        to: PushMode = "online",
-        *,
-        principal: Principal | None = None,
-        source: str | None = None,
-    ) -> int:
-        """Write fresh rows to every view fed by the push source; returns rows written online.
-
-        Needs WRITE_ONLINE, WRITE_OFFLINE or both (by ``to``) on each of those views; rows with event
-        times beyond ``write_safety.max_future_skew_seconds`` refuse the whole batch.
-        """
-        remote = self._remote
-        if remote is not None:  # the server checks the rows and the caller
-            remote.push(push_source_name, _columns(df), to)
-            return 0
-        from ladle.retrieval.push import push
-        from ladle.security.permissions import PUSH_ACTIONS, Resource
-
-        actions = PUSH_ACTIONS.get(to)
-        if actions is None:
-            raise RequestError(f"push 'to' must be one of {', '.join(PUSH_ACTIONS)}, got {to!r}")
-        snapshot = self.snapshot()
-        snapshot.push_source(push_source_name)
-        resources = [Resource.of(v) for v in snapshot.views_fed_by(push_source_name)]
-        self._check(snapshot, actions, resources, "push", principal, source)
-        skew = self.config.write_safety.max_future_skew_seconds
-        from ladle.monitor.lineage_jobs import push_work
-
-        return self._audited(
-            "push",
-            [a.name for a in actions],
-            lambda: [r.ref for r in resources],
-            push_work(
-                self,
-                push_source_name,
-                to,
-                lambda: push(snapshot, self.offline_store, self.online_store, push_source_name, df, to, skew),
-            ),
-            principal,
-            source,
-        )
-
-    def write_to_online_store(
-        self,
-        feature_view_name: str,
-        df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]],
-        *,
-        principal: Principal | None = None,
-        source: str | None = None,
-    ) -> int:
-        """Write rows straight into one view's online storage (validated against its schema; WRITE_ONLINE)."""
-        from ladle.retrieval.push import write_to_online_store
-        from ladle.security.permissions import Resource
-
-        snapshot = self.snapshot()
-        resources = [Resource.of(snapshot.feature_view(feature_view_name))]
-        self._check(snapshot, AuthzedAction.WRITE_ONLINE, resources, "write_to_online_store", principal, source)
-        skew = self.config.write_safety.max_future_skew_seconds
-        return self._audited(
-            "write_to_online_store",
-            ["WRITE_ONLINE"],
-            lambda: [r.ref for r in resources],
-            lambda: write_to_online_store(snapshot, self.online_store, feature_view_name, df, skew),
-            principal,
-            source,
-        )
-
     def _audited(
         self,
         event: str,
@@ -698,15 +549,3 @@ class FeatureStore(GovernanceMethods, RecordMethods):
         engine = self.__dict__.get("_ray")
         if engine is not None:
             engine.close()
-
-
-def _columns(df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]]) -> Mapping[str, Sequence[Any]]:
-    """Rows to push as ``column -> values`` (what the REST API takes)."""
-    import pyarrow as pa
-
-    if isinstance(df, Mapping):
-        return df
-    if isinstance(df, pa.Table):
-        columns: Mapping[str, Sequence[Any]] = df.to_pydict()
-        return columns
-    return {str(k): list(v) for k, v in df.to_dict(orient="list").items()}
