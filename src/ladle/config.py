@@ -221,6 +221,7 @@ class MonitoringConfig(StrictModel):
         None, gt=0, description="SLO of views without a freshness_slo tag; null = such views are not judged"
     )
 
+
 class LineageConfig(StrictModel):
     """``lineage:`` block: OpenLineage run events of apply, ingest, materialize, streams, push and retrieval.
 

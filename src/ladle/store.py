@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -20,22 +19,22 @@ from ladle.definitions import (
     Permission,
     StreamFeatureView,
 )
-from ladle.errors import ConfigError, RequestError
+from ladle.errors import ConfigError
+from ladle.store_governance import GovernanceMethods
 from ladle.store_records import RecordMethods
+from ladle.store_writes import WriteMethods, push_columns
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from ladle.materialize.local import Materializer, ViewResult
+    from ladle.materialize.local import Materializer
     from ladle.materialize.ray_engine import RayEngine
-    from ladle.monitor.erase import ErasureReport
-    from ladle.monitor.feature_log import FeatureLogger
     from ladle.monitor.lineage import Lineage
     from ladle.offline.base import AsOf, OfflineStore, RetrievalJob
     from ladle.online.base import OnlineStore
     from ladle.online.remote.store import RemoteOnlineStore
-    from ladle.registry.base import Kind, ObjectChange, ObjectVersion, Registry, RegistrySnapshot
+    from ladle.registry.base import ObjectChange, Registry, RegistrySnapshot
     from ladle.repo.plan import ApplyResult, RepoContents
     from ladle.retrieval.online import OnlineRetriever
     from ladle.retrieval.push import PushMode
@@ -47,7 +46,7 @@ T = TypeVar("T")
 EntityRows: TypeAlias = "Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | pd.DataFrame"
 
 
-class FeatureStore(RecordMethods):
+class FeatureStore(GovernanceMethods, RecordMethods, WriteMethods):
     """Entry point of the SDK, configured like Feast.
 
     >>> store = FeatureStore(repo_path="feature_repo")
@@ -156,6 +155,27 @@ class FeatureStore(RecordMethods):
         from ladle.retrieval.online import OnlineRetriever
 
         return OnlineRetriever(self.registry, self.online_store)
+
+    @cached_property
+    def _ray(self) -> RayEngine | None:
+        """The Ray engine when ``batch_engine: ray`` (connected on first use), else None."""
+        if self.config.batch_engine.type == "local":
+            return None
+        from ladle.materialize.ray_engine import RayEngine
+
+        return RayEngine(self.config)
+
+    def _materializer(self) -> Materializer:
+        from ladle.materialize.local import Materializer
+
+        settings = self.config.materialization
+        args = (self.registry, self.offline_store, self.online_store, self.project, settings.online_write_batch_size)
+        budget = parse_size(settings.memory_budget)
+        if self._ray is not None:
+            from ladle.materialize.ray_engine import RayMaterializer
+
+            return RayMaterializer(*args, bind=self.bind_views, memory_budget=budget, engine=self._ray)
+        return Materializer(*args, bind=self.bind_views, memory_budget=budget)
 
     def snapshot(self, allow_cache: bool = True) -> RegistrySnapshot:
         """The current definitions of the project."""
@@ -315,23 +335,6 @@ class FeatureStore(RecordMethods):
         snapshot = self.snapshot()
         return self._describe(snapshot, snapshot.permission(name))  # type: ignore[no-any-return]
 
-    def history(self, kind: Kind, name: str) -> Sequence[ObjectVersion]:
-        """Every stored version of one object, oldest first (deletions included).
-
-        With permissions registered the caller needs DESCRIBE on the object, judged by the tags of
-        its last stored definition (so a deleted object stays as guarded as it was).
-        """
-        snapshot = self.snapshot()
-        versions = self.registry.history(kind, name)
-        if snapshot.permissions and versions:
-            from ladle.security.permissions import Resource
-
-            specs = [v.spec for v in versions if v.spec is not None]
-            tags = (specs[-1].get("tags") or {}) if specs else {}
-            resource = Resource(kind, name, tuple(sorted((str(k), str(v)) for k, v in tags.items())))
-            self._check(snapshot, AuthzedAction.DESCRIBE, [resource], "history")
-        return versions
-
     def registry_dump(self) -> dict[str, Any]:
         """Everything the registry holds for the project (``ladle registry-dump``).
 
@@ -378,67 +381,6 @@ class FeatureStore(RecordMethods):
             self.feature_logger.log(self.snapshot(), name, response)
         return response
 
-    @cached_property
-    def feature_logger(self) -> FeatureLogger:
-        """Queues and flushes the logs of feature services that declare a ``logging_config``."""
-        from ladle.monitor.feature_log import FeatureLogger
-
-        return FeatureLogger(self.config)
-
-    def get_feature_log(
-        self, feature_service: str, start: datetime | str | None = None, end: datetime | str | None = None
-    ) -> pa.Table:
-        """The logged rows of a feature service with ``start <= log_time <= end`` (flushes first), as Arrow."""
-        from ladle.monitor.feature_log_read import read_log
-
-        self.feature_logger.flush()
-        return read_log(self, feature_service, start, end)
-
-    def erase_entity(self, keys: Mapping[str, Any], dry_run: bool = False) -> ErasureReport:
-        """Remove every row of one entity (join key → value) from the online store, the offline
-        store and the feature logs; ``dry_run`` only counts. See docs/feature-logging.md, "Erasure"."""
-        from ladle.monitor.erase import erase_entity
-        from ladle.security.permissions import Resource
-
-        actions = [AuthzedAction.WRITE_ONLINE, AuthzedAction.WRITE_OFFLINE]
-        touched: list[str] = []
-
-        def authorize(snapshot: RegistrySnapshot, views: Sequence[FeatureView]) -> None:
-            resources = [Resource.of(v) for v in views]
-            touched.extend(r.ref for r in resources)
-            if resources:
-                self._check(snapshot, actions, resources, "erase")
-
-        self.feature_logger.flush()
-        return self._audited(
-            "erase",
-            [a.name for a in actions],
-            lambda: touched,
-            lambda: erase_entity(self, keys, dry_run=dry_run, authorize=authorize),
-            rows=lambda report: report.total,
-        )
-
-    def assign_variants(self, feature_service: FeatureService | str, entity_df: pd.DataFrame) -> pd.Series:
-        """The arm of each row of ``entity_df`` under a split (A/B) service, exactly as serving assigns it.
-
-        Rebuilds an arm's training rows without the feature logs (docs/versions.md)::
-
-            arms = store.assign_variants("price_ab", entity_df)
-            store.get_historical_features(entity_df[arms == "treatment"],
-                                          feature_service=store.variant_service("price_ab", "treatment"))
-        """
-        from ladle.retrieval.variants import assign_variants, require_split
-
-        snapshot = self.snapshot()
-        return assign_variants(self._online, snapshot, require_split(snapshot, feature_service), entity_df)
-
-    def variant_service(self, feature_service: FeatureService | str, arm: str) -> FeatureService:
-        """The feature service one arm of a split serves (a pinned arm's stored version)."""
-        from ladle.retrieval.variants import arm_definition, require_split
-
-        snapshot = self.snapshot()
-        return arm_definition(snapshot, require_split(snapshot, feature_service), arm)
-
     async def get_online_features_async(
         self,
         features: Sequence[str] | FeatureService,
@@ -466,7 +408,7 @@ class FeatureStore(RecordMethods):
         embedded: a worker thread, which returns the rows written online)."""
         remote = self._remote
         if remote is not None:
-            await remote.push_async(push_source_name, _columns(df), to)
+            await remote.push_async(push_source_name, push_columns(df), to)
             return None
         import asyncio
 
@@ -576,176 +518,6 @@ class FeatureStore(RecordMethods):
 
         return store.get_historical_features(entity_table(entity_df), wanted, full_feature_names)
 
-    # -- writing ------------------------------------------------------------------------------
-    # Servers pass the caller they authenticated (``principal``) and where the call came from
-    # (``source``: rest / grpc); SDK callers leave both out (``store.principal``, "sdk").
-    def materialize(
-        self,
-        start_date: datetime | str,
-        end_date: datetime | str,
-        feature_views: Sequence[str] | None = None,
-        progress: bool = False,
-        *,
-        principal: Principal | None = None,
-        source: str | None = None,
-    ) -> list[ViewResult]:
-        """Load the newest row per entity in ``[start_date, end_date]`` into the online store (WRITE_ONLINE)."""
-        materializer = self._materializer()
-        return self._materializing(
-            feature_views,
-            lambda: materializer.materialize(start_date, end_date, feature_views, progress=progress),
-            principal,
-            source,
-        )
-
-    def materialize_incremental(
-        self,
-        end_date: datetime | str,
-        feature_views: Sequence[str] | None = None,
-        progress: bool = False,
-        *,
-        principal: Principal | None = None,
-        source: str | None = None,
-    ) -> list[ViewResult]:
-        """Materialize from each view's watermark (or ``end - ttl``) up to ``end_date`` (WRITE_ONLINE)."""
-        materializer = self._materializer()
-        return self._materializing(
-            feature_views,
-            lambda: materializer.materialize_incremental(end_date, feature_views, progress=progress),
-            principal,
-            source,
-        )
-
-    def _materializing(
-        self,
-        names: Sequence[str] | None,
-        work: Callable[[], list[ViewResult]],
-        principal: Principal | None,
-        source: str | None,
-    ) -> list[ViewResult]:
-        from ladle.security.permissions import Resource
-
-        snapshot = self.snapshot()
-        if names is None:
-            views = [v for v in snapshot.feature_views.values() if v.online]
-        else:
-            views = [snapshot.feature_view(n) for n in names]
-        resources = [Resource.of(v) for v in views]
-        self._check(snapshot, AuthzedAction.WRITE_ONLINE, resources, "materialize", principal, source)
-
-        def work_and_derive() -> list[ViewResult]:
-            results = work()
-            from ladle.retrieval.on_demand_write import materialize_derived, writing_odfvs
-
-            if writing_odfvs(snapshot):  # write_to_online_store ODFVs of the views just loaded
-                for r in results:
-                    if not r.skipped:
-                        materialize_derived(snapshot, self.offline_store, self.online_store, [r.view], r.start, r.end)
-            return results
-
-        from ladle.monitor.lineage_jobs import materialize_work
-
-        return self._audited(
-            "materialize",
-            ["WRITE_ONLINE"],
-            lambda: [r.ref for r in resources],
-            materialize_work(self, views, work_and_derive),
-            principal,
-            source,
-            rows=lambda results: sum(r.rows_written for r in results),
-        )
-
-    def _materializer(self) -> Materializer:
-        from ladle.materialize.local import Materializer
-
-        settings = self.config.materialization
-        args = (self.registry, self.offline_store, self.online_store, self.project, settings.online_write_batch_size)
-        budget = parse_size(settings.memory_budget)
-        if self._ray is not None:
-            from ladle.materialize.ray_engine import RayMaterializer
-
-            return RayMaterializer(*args, bind=self.bind_views, memory_budget=budget, engine=self._ray)
-        return Materializer(*args, bind=self.bind_views, memory_budget=budget)
-
-    @cached_property
-    def _ray(self) -> RayEngine | None:
-        """The Ray engine when ``batch_engine: ray`` (connected on first use), else None."""
-        if self.config.batch_engine.type == "local":
-            return None
-        from ladle.materialize.ray_engine import RayEngine
-
-        return RayEngine(self.config)
-
-    def push(
-        self,
-        push_source_name: str,
-        df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]],
-        to: PushMode = "online",
-        *,
-        principal: Principal | None = None,
-        source: str | None = None,
-    ) -> int:
-        """Write fresh rows to every view fed by the push source; returns rows written online.
-
-        Needs WRITE_ONLINE, WRITE_OFFLINE or both (by ``to``) on each of those views; rows with event
-        times beyond ``write_safety.max_future_skew_seconds`` refuse the whole batch.
-        """
-        remote = self._remote
-        if remote is not None:  # the server checks the rows and the caller
-            remote.push(push_source_name, _columns(df), to)
-            return 0
-        from ladle.retrieval.push import push
-        from ladle.security.permissions import PUSH_ACTIONS, Resource
-
-        actions = PUSH_ACTIONS.get(to)
-        if actions is None:
-            raise RequestError(f"push 'to' must be one of {', '.join(PUSH_ACTIONS)}, got {to!r}")
-        snapshot = self.snapshot()
-        snapshot.push_source(push_source_name)
-        resources = [Resource.of(v) for v in snapshot.views_fed_by(push_source_name)]
-        self._check(snapshot, actions, resources, "push", principal, source)
-        skew = self.config.write_safety.max_future_skew_seconds
-        from ladle.monitor.lineage_jobs import push_work
-
-        return self._audited(
-            "push",
-            [a.name for a in actions],
-            lambda: [r.ref for r in resources],
-            push_work(
-                self,
-                push_source_name,
-                to,
-                lambda: push(snapshot, self.offline_store, self.online_store, push_source_name, df, to, skew),
-            ),
-            principal,
-            source,
-        )
-
-    def write_to_online_store(
-        self,
-        feature_view_name: str,
-        df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]],
-        *,
-        principal: Principal | None = None,
-        source: str | None = None,
-    ) -> int:
-        """Write rows straight into one view's online storage (validated against its schema; WRITE_ONLINE)."""
-        from ladle.retrieval.push import write_to_online_store
-        from ladle.security.permissions import Resource
-
-        snapshot = self.snapshot()
-        resources = [Resource.of(snapshot.feature_view(feature_view_name))]
-        self._check(snapshot, AuthzedAction.WRITE_ONLINE, resources, "write_to_online_store", principal, source)
-        skew = self.config.write_safety.max_future_skew_seconds
-        return self._audited(
-            "write_to_online_store",
-            ["WRITE_ONLINE"],
-            lambda: [r.ref for r in resources],
-            lambda: write_to_online_store(snapshot, self.online_store, feature_view_name, df, skew),
-            principal,
-            source,
-        )
-
     def _audited(
         self,
         event: str,
@@ -777,15 +549,3 @@ class FeatureStore(RecordMethods):
         engine = self.__dict__.get("_ray")
         if engine is not None:
             engine.close()
-
-
-def _columns(df: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]]) -> Mapping[str, Sequence[Any]]:
-    """Rows to push as ``column -> values`` (what the REST API takes)."""
-    import pyarrow as pa
-
-    if isinstance(df, Mapping):
-        return df
-    if isinstance(df, pa.Table):
-        columns: Mapping[str, Sequence[Any]] = df.to_pydict()
-        return columns
-    return {str(k): list(v) for k, v in df.to_dict(orient="list").items()}

@@ -81,5 +81,3 @@ def record_history(repo: Path) -> Recorded:
 def commodity(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     """The applied commodity repo with its recorded history (shared: every UI test only reads it)."""
     return record_history(applied_commodity_repo(tmp_path_factory.mktemp("ui") / "repo"))
-
-

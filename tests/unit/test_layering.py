@@ -18,7 +18,15 @@ import ladle
 ROOT = Path(ladle.__file__).parent
 #: Backends implement protocols; they must not reach up into the layers that use them.
 BACKENDS = ("ladle.online", "ladle.offline", "ladle.registry")
-ABOVE_BACKENDS = ("ladle.retrieval", "ladle.server", "ladle.cli", "ladle.store")
+ABOVE_BACKENDS = (
+    "ladle.retrieval",
+    "ladle.server",
+    "ladle.cli",
+    "ladle.store",
+    "ladle.store_governance",
+    "ladle.store_records",
+    "ladle.store_writes",
+)
 H2GRPC = "ladle.server.h2grpc"
 
 

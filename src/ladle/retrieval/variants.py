@@ -185,9 +185,7 @@ def read_split(
     """Read ``rows`` entity rows through a split service: each row from its own arm (module docstring)."""
     splitter = Splitter.of(service)
     names = tuple(entities)
-    services = {
-        arm: arm_service(snapshot, target) for arm, target in zip(splitter.arms, splitter.targets, strict=True)
-    }
+    services = {arm: arm_service(snapshot, target) for arm, target in zip(splitter.arms, splitter.targets, strict=True)}
     plans = {arm: retriever.plan(snapshot, svc, full_feature_names, names) for arm, svc in services.items()}
     keys = split_keys(list(plans.values()))
     assigned = splitter.assign([entities[k] for k in keys], rows)

@@ -15,6 +15,7 @@ usable. A dropped connection is raised to the caller (:meth:`.cluster.ClusterNod
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -50,6 +51,7 @@ def slot_table(cluster: Cluster) -> list[Any]:
 
     Built once per slot map: redis-py replaces ``nodes_manager.slots_cache`` when it refreshes the
     map (after a MOVED, here or in its own commands), which is what the cached table is keyed on.
+    Only the last few clients' tables are kept (see ``_KEPT``).
     """
     manager = cluster.nodes_manager
     cache = manager.slots_cache
@@ -57,11 +59,21 @@ def slot_table(cluster: Cluster) -> list[Any]:
     if held is not None and held[0] is cache:
         return held[1]
     table = [manager.get_node_from_slot(slot) for slot in range(16384)]
-    _TABLES[id(manager)] = (cache, table)
+    with _TABLES_LOCK:
+        _TABLES.pop(id(manager), None)  # re-inserted last: the oldest entries go first
+        _TABLES[id(manager)] = (cache, table)
+        while len(_TABLES) > _KEPT:
+            del _TABLES[next(iter(_TABLES))]
     return table
 
 
+#: Client (nodes manager) id → its slot map and the table built from it. Each rediscovery of the
+#: topology (a timeout, a failover) and each opened store makes a new client; an entry holds the
+#: client's nodes (and their connection pools) alive, so only the newest ``_KEPT`` are kept. Weak
+#: references would not do: the table's nodes lead back to their manager.
+_KEPT = 8
 _TABLES: dict[int, tuple[Any, list[Any]]] = {}
+_TABLES_LOCK = threading.Lock()  # only taken to add (once per slot map); lookups go without it
 
 
 def fan_out(
