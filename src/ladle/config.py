@@ -73,6 +73,13 @@ class FeatureLoggingConfig(StrictModel):
     queue_capacity: int = Field(10_000, gt=0, description="requests held in memory; past it requests are dropped")
     flush_interval_secs: float = Field(5.0, gt=0, description="the background flusher writes at least this often")
     flush_requests: int = Field(20_000, gt=0, description="the flusher writes as soon as this many requests wait")
+    cpu_budget: float | None = Field(
+        0.03,
+        gt=0,
+        le=1,
+        description="most CPU a serving process's logging (its writer included) may take, as a share of one "
+        "core; sample rates are scaled down to stay within it (null: log at the configured rates whatever the cost)",
+    )
     write_to_disk_interval_secs: float | None = Field(None, description="Feast's key (accepted; flush_interval_secs)")
     emit_timeout_micro_secs: int | None = Field(None, description="Feast's key (accepted; Ladle never blocks)")
 

@@ -80,7 +80,9 @@ def build(
         "registry": {"path": str(path / "data" / "registry.db"), "cache_ttl_seconds": 0},
         "online_store": dict(online),
         "offline_store": offline,
-        "feature_server": {"feature_logging": {"flush_interval_secs": 0.2}},
+        # No CPU budget: these tests check that exactly the sampled requests are logged (the budget,
+        # which may log fewer under load, has its own tests: test_feature_log_budget.py).
+        "feature_server": {"feature_logging": {"flush_interval_secs": 0.2, "cpu_budget": None}},
     }
     store = FeatureStore(repo_path=path, config=config)
     kind = "iceberg" if offline["type"] == "iceberg" else "mysql" if offline["type"] == "mysql" else "file"

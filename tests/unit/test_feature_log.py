@@ -49,6 +49,7 @@ def test_sdk_reads_of_a_logged_service_are_logged_with_values_statuses_and_times
     assert len(logged) == 3
     assert logged["request_id"].nunique() == 1 and logged["request_id"].iloc[0]
     assert logged["variant"].isna().all()
+    assert (logged["sample_rate"] == 1.0).all()  # logged at the configured rate (no CPU budget here)
     assert logged["log_time"].min() >= pd.Timestamp(before) - pd.Timedelta(seconds=1)
     by_code = logged.set_index("commodity_code")
     served = response.to_dict()
@@ -120,8 +121,10 @@ def test_sampling_is_deterministic_by_request_id_and_close_to_the_rate(store: Fe
         logger.log(snapshot, "sampled", response, rid)
     assert logger.flush() == logger.written > 0
     logger.close()
-    first = set(store.get_feature_log("sampled", start=before).column("request_id").to_pylist())
+    first_log = store.get_feature_log("sampled", start=before)
+    first = set(first_log.column("request_id").to_pylist())
     assert 0.25 < len(first) / len(ids) < 0.35
+    assert set(first_log.column("sample_rate").to_pylist()) == {0.3}
     again = FeatureLogger(store.config)  # another process would pick the same requests
     for rid in ids:
         again.log(snapshot, "sampled", response, rid)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from ladle.config import RepoConfig
 from ladle.definitions import DataSource, DorisSource, FeatureService, FileSource, IcebergSource
@@ -42,6 +42,7 @@ from ladle.definitions.feature_logging import (
     IcebergLoggingDestination,
 )
 from ladle.errors import BackendError, DefinitionError
+from ladle.monitor.feature_log_budget import CostBudget
 from ladle.monitor.feature_log_table import LOG_TIME, Batch, LogLayout, RecordShape
 from ladle.monitor.feature_log_writer import WriterProcess, frame
 
@@ -58,6 +59,16 @@ LOG_DROPPED = Counter(
     "ladle_feature_log_dropped",
     "Served-feature log requests dropped (queue full, or the write failed).",
     ["feature_service"],
+)
+LOG_SCALE = Gauge(
+    "ladle_feature_log_sample_scale",
+    "Factor the CPU budget applies to every logged service's sample_rate (1: as configured).",
+    multiprocess_mode="livemin",
+)
+LOG_CPU_SHARE = Gauge(
+    "ladle_feature_log_cpu_share",
+    "Share of one core a serving process's feature logging took (request path, hand-over, writer).",
+    multiprocess_mode="livemax",
 )
 #: Where logs of services without a destination go in a file offline store (relative to the repo).
 DEFAULT_LOG_DIR = "data/feature_logs"
@@ -178,6 +189,8 @@ class FeatureLogger:
         self._ship_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: The CPU budget (docs/feature-logging.md, "The CPU budget"); its counters move under _lock.
+        self.budget = CostBudget(self.settings.cpu_budget)
 
     def new_request_id(self) -> str:
         """A request id unique across processes (a random per-process prefix and a counter)."""
@@ -235,11 +248,14 @@ class FeatureLogger:
         if target is None:
             return None
         assert isinstance(target, _Target)
+        started = time.perf_counter_ns()
         if request_id is None:
             request_id = self._id_prefix + str(next(self._ids))
-        if target.rate < 1.0:
+        budget = self.budget
+        rate = target.rate * budget.scale
+        if rate < 1.0:
             draw = zlib.crc32(request_id.encode()) / 4294967296.0 if target.deterministic else self._random()
-            if draw >= target.rate:
+            if draw >= rate:
                 return request_id
         if self._buffered >= self._capacity or len(response.values) != target.width:
             LOG_DROPPED.labels(feature_service=service).inc()
@@ -259,10 +275,12 @@ class FeatureLogger:
             if held is None:
                 held = self._batches[(id(target), shape_key)] = (target, self._new_batch(target, shape_key, records))
             if records is None:
-                held[1].add_values(request_id, when, response)
+                held[1].add_values(request_id, when, response, rate)
             else:
-                held[1].add_records(request_id, when, response)
+                held[1].add_records(request_id, when, response, rate)
             self._buffered += 1
+            if budget.logged(len(response.values[0])):
+                budget.timed(time.perf_counter_ns() - started)
         if self._thread is None:
             self._start()
         return request_id
@@ -288,6 +306,11 @@ class FeatureLogger:
             try:
                 self._ship()
                 self._account(self._progress())
+                with self._lock:
+                    closed = self.budget.tick(time.thread_time())
+                if closed:
+                    LOG_SCALE.set(self.budget.scale)
+                    LOG_CPU_SHARE.set(self.budget.measured or 0.0)
             except Exception:  # the shipper must survive; what could not be shipped is counted dropped
                 log.exception("feature log: shipping to the writer failed")
 
@@ -364,6 +387,9 @@ class FeatureLogger:
             if kind == "written":
                 LOG_ROWS.labels(feature_service=service).inc(count)
                 self.written += count
+            elif kind == "cpu":  # the writer's CPU so far, in microseconds, after a write
+                with self._lock:
+                    self.budget.writer_cpu(count / 1e6, self.written)
             else:
                 LOG_DROPPED.labels(feature_service=service).inc(count)
                 self.dropped += count

@@ -13,11 +13,12 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from ladle.definitions import Entity, FeatureView, Field
+from ladle.definitions import Entity, FeatureView, Field, FileSource
 from ladle.definitions.refs import resolve
 from ladle.monitor.feature_log import HasRegistry, _source_of
 from ladle.monitor.feature_log_table import LOG_TIME, LogLayout
 from ladle.offline.base import OfflineStore
+from ladle.offline.sources import SourceLocation
 from ladle.times import parse_time
 from ladle.types import EVENT_TIMESTAMP, dtype_from_arrow
 
@@ -54,6 +55,9 @@ def read_log(
 ) -> pa.Table:
     """Every log row with ``start <= log_time <= end`` (None: unbounded), ``log_time`` named as written."""
     view = log_view(store, service_name)
+    source = view.batch_source
+    if isinstance(source, FileSource) and not SourceLocation.of(source, store.config.repo_path).root.exists():
+        return pa.table({})  # nothing logged yet: the writer creates the directory with the first file
     low = _EARLIEST if start is None else parse_time(start, "start") if isinstance(start, str) else start
     high = _LATEST if end is None else parse_time(end, "end") if isinstance(end, str) else end
     batches = list(store.offline_store.pull_all(view, low, high))

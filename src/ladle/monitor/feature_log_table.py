@@ -1,7 +1,8 @@
 """Served responses → one Arrow table of log rows (the flusher's work, never the request path's).
 
 Columns (the contract in docs/feature-logging.md): ``request_id`` (string), ``log_time``
-(timestamp[us, UTC], the log source's event time), ``variant`` (string, null without a split), each
+(timestamp[us, UTC], the log source's event time), ``variant`` (string, null without a split),
+``sample_rate`` (float64: the probability with which the request was logged), each
 join-key column under its own name, and per served feature ``<view>__<feature>`` (the value),
 ``<view>__<feature>__status`` (the status name: PRESENT, NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE) and
 ``<view>__<feature>__event_timestamp`` (timestamp[us, UTC], null when nothing was found).
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 REQUEST_ID = "request_id"
 LOG_TIME = "log_time"
 VARIANT = "variant"
+SAMPLE_RATE = "sample_rate"
 STATUS_SUFFIX = "__status"
 TIMESTAMP_SUFFIX = "__event_timestamp"
 _TS = pa.timestamp("us", tz="UTC")
@@ -59,6 +61,7 @@ class LogLayout:
     def schema(self) -> pa.Schema:
         """The Arrow schema of the log table."""
         fields = [pa.field(REQUEST_ID, pa.string()), pa.field(LOG_TIME, _TS), pa.field(VARIANT, pa.string())]
+        fields.append(pa.field(SAMPLE_RATE, pa.float64()))
         fields += [pa.field(name, kind) for name, kind in self.keys]
         for name, kind in self.features:
             fields += [
@@ -90,7 +93,7 @@ class RecordShape:
 class Batch:
     """Logged requests of one service since the last hand-over, column by column.
 
-    Per request: its id, time (seconds since the epoch), variant and number of entity rows; per
+    Per request: its id, time (seconds since the epoch), variant, sample rate and number of entity rows; per
     join-key column (by name) the values of every row. The features come either as store records
     (``shape``, and per view read one buffer holding every row's record: the usual read, every row
     present) or as Python columns (``values``, ``statuses``, ``event_timestamps``: per feature, every
@@ -99,13 +102,15 @@ class Batch:
     """
 
     __slots__ = (
-        "event_timestamps", "ids", "keys", "records", "rows", "shape", "statuses", "times", "values", "variants",
+        "event_timestamps", "ids", "keys", "rates", "records", "rows", "shape", "statuses", "times", "values",
+        "variants",
     )  # fmt: skip
 
     def __init__(self, key_names: Sequence[str], width: int, shape: RecordShape | None) -> None:
         self.ids: list[str] = []
         self.times: list[float] = []
         self.variants: list[str | None] = []
+        self.rates: list[float] = []
         self.rows: list[int] = []
         self.keys: dict[str, list[Any]] = {name: [] for name in key_names}
         self.shape = shape
@@ -122,20 +127,22 @@ class Batch:
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
 
-    def _request(self, request_id: str, when: float, response: OnlineResponse) -> int:
+    def _request(self, request_id: str, when: float, response: OnlineResponse, rate: float) -> int:
         rows = len(response.values[0])
         self.ids.append(request_id)
         self.times.append(when)
         self.variants.append(response.variant)
+        self.rates.append(rate)
         self.rows.append(rows)
         names = response.feature_names
         for name, column in self.keys.items():
             column.extend(response.values[names.index(name)])
         return rows
 
-    def add_records(self, request_id: str, when: float, response: OnlineResponse) -> None:
-        """One request whose response carries store records of this batch's shape."""
-        rows = self._request(request_id, when, response)
+    def add_records(self, request_id: str, when: float, response: OnlineResponse, rate: float = 1.0) -> None:
+        """One request whose response carries store records of this batch's shape (logged with
+        probability ``rate``)."""
+        rows = self._request(request_id, when, response, rate)
         records = response.records
         assert records is not None and self.records is not None
         if len(records) == 1:  # the usual read: one view
@@ -145,9 +152,9 @@ class Batch:
         for buffer, (_, (layout, data, offset)) in zip(self.records, records, strict=True):
             buffer.extend(memoryview(data)[offset : offset + rows * layout.size])
 
-    def add_values(self, request_id: str, when: float, response: OnlineResponse) -> None:
+    def add_values(self, request_id: str, when: float, response: OnlineResponse, rate: float = 1.0) -> None:
         """One request taken from its Python columns (the features after its key columns)."""
-        self._request(request_id, when, response)
+        self._request(request_id, when, response, rate)
         first = len(self.keys)
         for target, column in zip(self.values, response.values[first:], strict=True):  # type: ignore[arg-type]
             target.extend(column)
@@ -169,6 +176,7 @@ class Batch:
             out.ids += batch.ids
             out.times += batch.times
             out.variants += batch.variants
+            out.rates += batch.rates
             out.rows += batch.rows
             for name, column in out.keys.items():
                 column.extend(batch.keys[name])
@@ -232,8 +240,8 @@ def fits(layout: LogLayout, batch: Batch) -> bool:
 
 
 def _common_columns(layout: LogLayout, batch: Batch) -> list[pa.Array]:
-    """``request_id``, ``log_time`` and ``variant`` (each request's value spread over its rows), then
-    the join keys."""
+    """``request_id``, ``log_time``, ``variant`` and ``sample_rate`` (each request's value spread
+    over its rows), then the join keys."""
     counts = np.asarray(batch.rows, dtype=np.int64)
     index = pa.array(np.repeat(np.arange(len(counts)), counts))
     micros = (np.asarray(batch.times, dtype=np.float64) * 1_000_000).astype(np.int64)
@@ -243,6 +251,7 @@ def _common_columns(layout: LogLayout, batch: Batch) -> list[pa.Array]:
         pa.array(batch.ids, pa.string()).take(index),
         pa.array(micros).cast(_TS).take(index),
         pa.array(variants, pa.string()).take(index) if any(variants) else pa.nulls(total, pa.string()),
+        pa.array(np.repeat(np.asarray(batch.rates, dtype=np.float64), counts)),
     ]
     arrays += [_array(batch.keys[name], kind) for name, kind in layout.keys]
     return arrays

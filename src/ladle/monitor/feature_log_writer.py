@@ -16,10 +16,12 @@ The protocol: frames of a 4-byte little-endian length and a pickle, parent to ch
 * ``("flush",)``: write everything now and answer;
 
 and child to parent on stdout: ``("written", service, rows)`` and ``("dropped", service, requests)``
-after each write, and ``("flushed", error or None)`` after a flush. The writer keeps the batches it
-receives as they are and converts them when it writes — every ``flush_interval_secs``, or as soon as
-``flush_requests`` requests wait — one table per service and record shape whatever the number of
-batches. At end of input (the parent closed the pipe, or died) it writes everything and exits.
+after each write, then ``("cpu", "", microseconds)`` (the writer's CPU since it started: the
+logger's CPU budget, :mod:`.feature_log_budget`), and ``("flushed", error or None)`` after a flush.
+The writer keeps the batches it receives as they are and converts them when it writes — every
+``flush_interval_secs``, or as soon as ``flush_requests`` requests wait — one table per service and
+record shape whatever the number of batches. At end of input (the parent closed the pipe, or
+died) it writes everything and exits.
 """
 
 from __future__ import annotations
@@ -137,9 +139,7 @@ class WriterProcess:
             return [], f"the writer exited with {self.returncode()}"
         return self._answers(until_flushed=True, timeout=timeout)
 
-    def _answers(
-        self, until_flushed: bool, timeout: float = 0.0
-    ) -> tuple[list[tuple[str, str, int]], str | None]:
+    def _answers(self, until_flushed: bool, timeout: float = 0.0) -> tuple[list[tuple[str, str, int]], str | None]:
         events: list[tuple[str, str, int]] = []
         deadline = time.monotonic() + timeout
         fd = self._out.fileno()
@@ -271,6 +271,8 @@ class Writer:
                 error = error or f"{type(exc).__name__}: {exc}"
                 continue
             self.report(("written", service, rows))
+        if pending:
+            self.report(("cpu", "", int(time.process_time() * 1_000_000)))
         return error
 
     def due(self) -> bool:
