@@ -78,12 +78,14 @@ def measured(runner: Any, server: Server, *args: Any) -> dict[str, Any]:
     return result
 
 
-def add_services(repo: Path, sample_rate: float = 1.0) -> None:
-    """The plain and logged feature services over the W3 view; logs flushed every half second."""
+def add_services(repo: Path, sample_rate: float = 1.0, cpu_budget: float | None = None) -> None:
+    """The plain and logged feature services over the W3 view; logs flushed every half second,
+    under ``cpu_budget`` (None: none, every sampled request logged)."""
     from ladle import FeatureService, FeatureStore, LoggingConfig
 
     with (repo / "feature_store.yaml").open("a") as yaml:
         yaml.write(f"feature_server:\n  feature_logging:\n    flush_interval_secs: {SETTLE_SECONDS / 2}\n")
+        yaml.write(f"    cpu_budget: {'null' if cpu_budget is None else cpu_budget}\n")
 
     store = FeatureStore(repo_path=repo)
     view = store.get_feature_view(VIEW)
@@ -153,6 +155,22 @@ def paired(off: list[dict[str, Any]], on: list[dict[str, Any]]) -> dict[str, Any
     }
 
 
+def log_rates(repo: Path) -> dict[str, dict[str, float]]:
+    """Per logged service: rows in its log and the mean and lowest ``sample_rate`` they were logged at."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    out = {}
+    for folder in sorted((repo / "data" / "feature_logs").iterdir()):
+        rates = ds.dataset(folder, format="parquet").to_table(columns=["sample_rate"]).column("sample_rate")
+        out[folder.name] = {
+            "rows": len(rates),
+            "mean_sample_rate": round(pc.mean(rates).as_py(), 3),
+            "min_sample_rate": round(pc.min(rates).as_py(), 3),
+        }
+    return out
+
+
 def log_rows(repo: Path) -> int:
     """Rows in the Parquet logs of the logged services (a check that logging really ran)."""
     import pyarrow.parquet as pq
@@ -168,7 +186,7 @@ def run(args: argparse.Namespace) -> None:
         repo = tmp / "repo"
         repo.mkdir()
         build_repo(repo, ticks, args.redis)
-        add_services(repo, args.sample_rate)
+        add_services(repo, args.sample_rate, args.cpu_budget)
         try:
             server = Server(repo, args.workers)
             runners = {"rest": _rest, "grpc": _grpc}
@@ -207,6 +225,7 @@ def run(args: argparse.Namespace) -> None:
                             "server_workers": args.workers,
                             "rounds": args.rounds,
                             "sample_rate": args.sample_rate,
+                            "cpu_budget": args.cpu_budget,
                             "off": off,
                             "on": on,
                             "cpu_per_req_change_pct": round(
@@ -217,7 +236,9 @@ def run(args: argparse.Namespace) -> None:
                             "p50_change_pct": _change(on["p50_ms"], off["p50_ms"]),
                         }
                     )
-            print(json.dumps({"log_rows_written": logged, "logged_rows_expected_in_measured_runs": round(served)}))
+            expected = round(served)  # at the configured rate; under a budget, fewer (see log_rates)
+            print(json.dumps({"log_rows_written": logged, "logged_rows_expected_in_measured_runs": expected}))
+            print(json.dumps({"cpu_budget": args.cpu_budget, "log_rates": log_rates(repo)}))
         finally:
             teardown(repo)
 
@@ -231,6 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="ladle serve --workers")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved off/on rounds")
     parser.add_argument("--sample-rate", type=float, default=1.0, help="the logged services' sample_rate")
+    parser.add_argument(
+        "--cpu-budget",
+        type=lambda v: None if v == "none" else float(v),
+        default=0.03,
+        help="feature_logging.cpu_budget (share of a core per worker; 'none': log every sampled request)",
+    )
     parser.add_argument("--only", type=lambda s: s.split(","), default=["rest", "grpc"], help="rest, grpc or both")
     parser.add_argument("--workloads", type=lambda s: s.split(","), default=list(WORKLOADS), help="W3a,W3b,W3c")
     run(parser.parse_args(argv))
