@@ -7,10 +7,10 @@ lines each over ``ladle.monitor.feature_log*``, ``ladle.monitor.erase`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ladle.definitions import AuthzedAction
 
@@ -18,65 +18,11 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from ladle.config import RepoConfig
     from ladle.definitions import FeatureService, FeatureView
     from ladle.monitor.erase import ErasureReport
     from ladle.monitor.feature_log import FeatureLogger
-    from ladle.offline.base import OfflineStore
-    from ladle.online.base import OnlineStore
-    from ladle.registry.base import Kind, ObjectVersion, Registry, RegistrySnapshot
-    from ladle.retrieval.online import OnlineRetriever
-    from ladle.security.permissions import Resource
-    from ladle.security.principal import Principal
-
-T = TypeVar("T")
-
-
-class _Store(Protocol):
-    """What these methods use of the store."""
-
-    config: RepoConfig
-
-    @property
-    def project(self) -> str: ...
-
-    @property
-    def registry(self) -> Registry: ...
-
-    @property
-    def online_store(self) -> OnlineStore: ...
-
-    @property
-    def offline_store(self) -> OfflineStore: ...
-
-    @property
-    def feature_logger(self) -> FeatureLogger: ...
-
-    @property
-    def _online(self) -> OnlineRetriever: ...
-
-    def snapshot(self, allow_cache: bool = True) -> RegistrySnapshot: ...
-
-    def _check(
-        self,
-        snapshot: RegistrySnapshot,
-        actions: AuthzedAction | Sequence[AuthzedAction],
-        resources: Sequence[Resource],
-        event: str,
-        principal: Principal | None = None,
-        source: str | None = None,
-    ) -> None: ...
-
-    def _audited(
-        self,
-        event: str,
-        actions: Iterable[str],
-        resources: Callable[[], Sequence[str]],
-        work: Callable[[], T],
-        principal: Principal | None = None,
-        source: str | None = None,
-        rows: Callable[[T], int | None] | None = None,
-    ) -> T: ...
+    from ladle.registry.base import Kind, ObjectVersion, RegistrySnapshot
+    from ladle.store_core import StoreCore as _Store
 
 
 class GovernanceMethods:

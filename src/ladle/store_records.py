@@ -8,8 +8,7 @@ datasets"; docs/monitoring.md).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ladle.errors import ConfigError
 
@@ -17,7 +16,6 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from ladle.config import RepoConfig
     from ladle.definitions import FeatureService
     from ladle.definitions.saved_dataset import (
         SavedDataset,
@@ -28,28 +26,8 @@ if TYPE_CHECKING:
     from ladle.monitor.baseline import Baseline
     from ladle.offline.base import RetrievalJob
     from ladle.offline.validation import ValidationReport
-    from ladle.registry.base import Registry, RegistrySnapshot
     from ladle.retrieval.saved import RecordRegistry
-
-
-class _Store(Protocol):
-    """What these methods use of the store."""
-
-    repo_path: Path
-
-    @property
-    def config(self) -> RepoConfig: ...
-
-    @property
-    def project(self) -> str: ...
-
-    @property
-    def registry(self) -> Registry: ...
-
-    @property
-    def _job_requests(self) -> dict[int, tuple[list[str], bool, list[str], str | None]]: ...
-
-    def snapshot(self, allow_cache: bool = True) -> RegistrySnapshot: ...
+    from ladle.store_core import StoreCore as _Store
 
 
 def _records(store: _Store) -> RecordRegistry:

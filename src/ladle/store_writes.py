@@ -7,11 +7,10 @@ each over ``ladle.materialize``, ``ladle.retrieval.push`` and ``ladle.retrieval.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from ladle.config import RepoConfig
 from ladle.definitions import AuthzedAction
 from ladle.errors import RequestError
 
@@ -19,66 +18,10 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from ladle.materialize.local import Materializer, ViewResult
-    from ladle.monitor.lineage import Lineage
-    from ladle.offline.base import OfflineStore
-    from ladle.online.base import OnlineStore
-    from ladle.online.remote.store import RemoteOnlineStore
-    from ladle.registry.base import Registry, RegistrySnapshot
+    from ladle.materialize.local import ViewResult
     from ladle.retrieval.push import PushMode
-    from ladle.security.permissions import Resource
     from ladle.security.principal import Principal
-
-T = TypeVar("T")
-
-
-class _Store(Protocol):
-    """What these methods use of the store."""
-
-    config: RepoConfig
-
-    @property
-    def project(self) -> str: ...
-
-    @property
-    def registry(self) -> Registry: ...
-
-    @property
-    def online_store(self) -> OnlineStore: ...
-
-    @property
-    def offline_store(self) -> OfflineStore: ...
-
-    @property
-    def lineage(self) -> Lineage: ...
-
-    @property
-    def _remote(self) -> RemoteOnlineStore | None: ...
-
-    def snapshot(self, allow_cache: bool = True) -> RegistrySnapshot: ...
-
-    def _materializer(self) -> Materializer: ...
-
-    def _check(
-        self,
-        snapshot: RegistrySnapshot,
-        actions: AuthzedAction | Sequence[AuthzedAction],
-        resources: Sequence[Resource],
-        event: str,
-        principal: Principal | None = None,
-        source: str | None = None,
-    ) -> None: ...
-
-    def _audited(
-        self,
-        event: str,
-        actions: Iterable[str],
-        resources: Callable[[], Sequence[str]],
-        work: Callable[[], T],
-        principal: Principal | None = None,
-        source: str | None = None,
-        rows: Callable[[T], int | None] | None = None,
-    ) -> T: ...
+    from ladle.store_core import StoreCore as _Store
 
 
 class WriteMethods:

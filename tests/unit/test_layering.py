@@ -26,6 +26,7 @@ ABOVE_BACKENDS = (
     "ladle.store_governance",
     "ladle.store_records",
     "ladle.store_writes",
+    "ladle.store_core",
 )
 H2GRPC = "ladle.server.h2grpc"
 
