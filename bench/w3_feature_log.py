@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--cpu-budget",
         type=lambda v: None if v == "none" else float(v),
-        default=0.03,
+        default=0.02,
         help="feature_logging.cpu_budget (share of a core per worker; 'none': log every sampled request)",
     )
     parser.add_argument("--only", type=lambda s: s.split(","), default=["rest", "grpc"], help="rest, grpc or both")
