@@ -32,9 +32,9 @@ def _window(budget: CostBudget, clock: Clock, requests: int, rows: int, timed_ns
 
 
 def _writer_costs(budget: CostBudget, per_row: float) -> None:
-    """Two writer reports: a baseline, then ``per_row`` CPU seconds for each of 1,000 rows."""
+    """Two writer reports: a baseline, then ``per_row`` CPU seconds for each of 10,000 rows."""
     budget.writer_cpu(2.0, 100)
-    budget.writer_cpu(2.0 + 1000 * per_row, 1100)
+    budget.writer_cpu(2.0 + 10_000 * per_row, 10_100)
 
 
 def test_the_measured_share_counts_the_request_path_the_shipper_and_the_writer_per_row() -> None:
@@ -75,8 +75,9 @@ def test_idle_windows_and_a_new_writer_leave_the_factor_alone() -> None:
     assert low < 1.0
     assert not _window(budget, clock, 0, 0, 0, 0.0)  # nothing logged: no measurement
     assert budget.scale == low
-    budget.writer_cpu(0.5, 1200)  # a replaced writer starts its CPU from zero: a baseline, not a cost
-    budget.writer_cpu(0.5 + 100 * 50e-6, 1300)
+    budget.writer_started()  # a replaced writer starts its CPU from zero: its first report is a baseline
+    budget.writer_cpu(0.5, 10_200)
+    budget.writer_cpu(0.5 + 5000 * 50e-6, 15_200)
     _window(budget, clock, 20, 10, 0, 0.0)  # 10 ms of 1 s against a 10 ms budget: holds
     assert budget.scale == low
     for _ in range(40):  # a flood cannot push the factor below its floor
@@ -87,7 +88,9 @@ def test_idle_windows_and_a_new_writer_leave_the_factor_alone() -> None:
 def test_a_store_under_a_small_budget_logs_a_sample_and_says_at_which_rate(tmp_path: Path) -> None:
     store = build(tmp_path, {"type": "sqlite", "path": "data/online.db"}, tag="budget")
     try:
-        settings = store.config.feature_server.feature_logging.model_copy(update={"cpu_budget": 0.001})
+        settings = store.config.feature_server.feature_logging.model_copy(
+            update={"cpu_budget": 0.001, "flush_interval_secs": 2.0}
+        )
         server = store.config.feature_server.model_copy(update={"feature_logging": settings})
         store.config = store.config.model_copy(update={"feature_server": server})
         service = store.snapshot().feature_service("price_model")
@@ -95,13 +98,19 @@ def test_a_store_under_a_small_budget_logs_a_sample_and_says_at_which_rate(tmp_p
         rows = entity_rows(pairs)
         before = datetime.now(UTC) - timedelta(seconds=1)
         served = 0
-        deadline = time.monotonic() + 4.0  # several budget windows, and writes every 0.2 s to price them
-        while time.monotonic() < deadline:
+        logger = store.feature_logger
+        # Reads until the budget has priced the writer's rows (its first large writes, every 2 s, after it
+        # started: seconds on a busy machine) and cut the rate, then two windows more.
+        deadline = time.monotonic() + 60.0
+        while logger.budget.scale == 1.0 and time.monotonic() < deadline:
             store.get_online_features(service, rows)
             served += 1
-        logger = store.feature_logger
-        logger.flush()
         assert logger.budget.measured is not None and logger.budget.scale < 1.0
+        more = time.monotonic() + 2.0
+        while time.monotonic() < more:
+            store.get_online_features(service, rows)
+            served += 1
+        logger.flush()
         log = store.get_feature_log("price_model", start=before)
         requests = log.column("request_id").unique()
         assert 0 < len(requests) < served  # a sample, not every request
@@ -111,3 +120,18 @@ def test_a_store_under_a_small_budget_logs_a_sample_and_says_at_which_rate(tmp_p
         assert log.num_rows == len(requests) * len(pairs)  # a logged request is logged whole
     finally:
         store.close()
+
+
+def test_small_writes_do_not_price_a_row_so_a_writes_fixed_cost_cannot_drive_the_rate_down() -> None:
+    clock = Clock()
+    budget = CostBudget(0.02, clock)
+    _writer_costs(budget, 10e-6)
+    # Writes of 500 rows that cost 20 ms fixed plus 10 us a row: priced per row (50 us), each window
+    # of 500 rows would look like 25 ms, over the 20 ms budget, and the factor would keep falling.
+    cpu, rows = 2.0 + 10_000 * 10e-6, 10_100
+    for _ in range(5):
+        cpu, rows = cpu + 0.020 + 500 * 10e-6, rows + 500
+        budget.writer_cpu(cpu, rows)
+        _window(budget, clock, 50, 10, 0, 0.0)
+    assert budget.measured == pytest.approx(0.005)  # 500 rows at the 10 us priced on a large write
+    assert budget.scale == 1.0

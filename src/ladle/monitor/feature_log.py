@@ -359,6 +359,8 @@ class FeatureLogger:
                 return
             if writer is None:
                 writer = self._writer = WriterProcess.start(self.config)
+                with self._lock:
+                    self.budget.writer_started()
             sent = writer.send(self._buffer, wait)
             del self._buffer[:sent]
             handed = 0

@@ -18,9 +18,12 @@ The measurement, once per :data:`WINDOW_SECONDS`:
   requests logged in the window;
 * the shipper thread's own CPU in the window;
 * the writer's cost: it reports its CPU after each write, so the CPU it spends per row written is
-  known (a moving average); times the rows logged in the window. Rows, not the writer's CPU of the
-  window itself, because the writer works up to ``flush_interval_secs`` after the requests it
-  writes arrived.
+  known (a moving average over writes of at least :data:`PRICED_ROWS` rows: in a small write the
+  fixed cost of a write — a file, a footer — would pass for a cost per row, lower the rate, make
+  the next writes smaller still, and so on down); times the rows logged in the window. The fixed
+  cost itself is not counted: one write per ``flush_interval_secs`` (5 s by default) whatever the
+  rate, a few milliseconds each. Rows, not the writer's CPU of the window itself, because the
+  writer works up to ``flush_interval_secs`` after the requests it writes arrived.
 
 Then ``share = logging CPU / window length``; above the budget the factor shrinks in proportion
 (at most 4x per window), below 80 % of it the factor grows (at most 2x per window, never above 1).
@@ -36,6 +39,8 @@ from collections.abc import Callable
 WINDOW_SECONDS = 1.0
 #: One logged request in this many has its request-path cost timed.
 TIMED_EVERY = 32
+#: Rows a write must hold for its CPU to price a row.
+PRICED_ROWS = 5000
 #: The smallest factor: logging never stops entirely.
 MIN_SCALE = 1e-4
 _SHRINK_AT_MOST = 4.0
@@ -81,11 +86,17 @@ class CostBudget:
         self._timed_ns += nanoseconds
         self._timed += 1
 
+    def writer_started(self) -> None:
+        """A new writer replaced the last: its next report is a baseline (its CPU restarts from zero)."""
+        self._writer = None
+
     def writer_cpu(self, cpu_seconds: float, rows_written: int) -> None:
-        """A writer report: its CPU since it started, and the rows written by it so far."""
+        """A writer report after a write: its CPU since it started, and the rows written so far."""
         last, self._writer = self._writer, (cpu_seconds, rows_written)
-        if last is None or rows_written <= last[1] or cpu_seconds < last[0]:
-            return  # the first report, nothing written since, or a new writer
+        if last is None or cpu_seconds < last[0] or rows_written < last[1]:
+            return  # the first report (of this writer): a baseline
+        if rows_written - last[1] < PRICED_ROWS:
+            return  # a small write: mostly its fixed cost
         cost = (cpu_seconds - last[0]) / (rows_written - last[1])
         old = self._row_cost
         self._row_cost = cost if old is None else old + _SMOOTHING * (cost - old)
