@@ -10,7 +10,9 @@
 
 Each run is a fresh child process (its own peak RSS) with a throw-away SQLite registry and, for
 ``--backend sqlite``, a fresh online database; for ``--backend redis`` / ``redis_cluster`` a fresh project on the server
-(torn down afterwards). ``apply`` is not timed; ``store.materialize(start, end)`` is.
+(torn down afterwards). ``apply`` is not timed; ``store.materialize(start, end)`` is. After the timer,
+``--verify`` entities (default 2,000, random) are read back and compared with the source's newest row
+of each; on one Redis, ``server_cpu_s`` is the server's CPU (``INFO cpu``) during the timed call.
 
     .venv/bin/python -m bench.w1_materialize                          # W1a and W1b on SQLite
     .venv/bin/python -m bench.w1_materialize --workload w1a --repeat 5
@@ -83,8 +85,12 @@ def child(args: argparse.Namespace) -> None:
         store = build_store(Path(tmp), args.ticks, args.backend, args.redis, project, args.memory_budget)
         store.online_store.ping()
         try:
+            cpu_before = server_cpu(args)
             with Timer() as t:
                 (result,) = store.materialize(START, END, [VIEW])
+            cpu = server_cpu(args) - cpu_before
+            peak = peak_rss_mb()  # before the check, which reads the source again
+            mismatches = verify(store, args.ticks, args.verify)
         finally:
             if args.backend != "sqlite":
                 store.online_store.teardown(project, [])
@@ -96,10 +102,52 @@ def child(args: argparse.Namespace) -> None:
             "source_rows_per_s": round(source_rows / t.seconds),
             "rows_written": result.rows_written,
             "written_rows_per_s": round(result.rows_written / t.seconds),
-            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb": peak,
+            **({"server_cpu_s": round(cpu, 3)} if args.backend == "redis" else {}),
+            "verified": args.verify,
+            "mismatches": mismatches,
         },
         machine=False,
     )
+    if mismatches:
+        raise SystemExit(f"{mismatches} of {args.verify} entities read back differ from the source")
+
+
+def server_cpu(args: argparse.Namespace) -> float:
+    """CPU seconds (user + sys) the single Redis server has used so far; 0 for other backends."""
+    if args.backend != "redis":
+        return 0.0
+    import redis
+
+    host, port = args.redis.rsplit(":", 1)
+    info = redis.Redis(host=host, port=int(port)).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def verify(store: Any, ticks: Path, count: int) -> int:
+    """Read ``count`` random entities back; how many differ from the source's newest row in the window."""
+    if count <= 0:
+        return 0
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from ladle.online.base import ReadRequest
+
+    table = pq.read_table(ticks, columns=["commodity_code", "event_timestamp", "created", *FEATURES])
+    ts = table["event_timestamp"]
+    table = table.filter(pc.and_(pc.greater_equal(ts, pa.scalar(START)), pc.less_equal(ts, pa.scalar(END))))
+    codes = pc.unique(table["commodity_code"]).to_pylist()
+    sample = sorted(np.random.default_rng(7).choice(len(codes), size=min(count, len(codes)), replace=False))
+    wanted = [codes[i] for i in sample]
+    rows = table.filter(pc.is_in(table["commodity_code"], pa.array(wanted))).to_pylist()
+    newest: dict[str, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: (r["event_timestamp"], r["created"])):
+        newest[row["commodity_code"]] = row
+    view = store.get_feature_view(VIEW)
+    (got,) = store.online_store.read(store.project, [ReadRequest(view, list(FEATURES), {"commodity_code": wanted})])
+    return sum(any(got.values[f][i] != newest[code][f] for f in FEATURES) for i, code in enumerate(wanted))
 
 
 def parent(args: argparse.Namespace) -> None:
@@ -122,6 +170,7 @@ def parent(args: argparse.Namespace) -> None:
         address = args.redis_nodes if args.backend == "redis_cluster" else args.redis
         child_args = ["--child", "--ticks", str(path), "--backend", args.backend, "--redis", address]
         child_args += ["--memory-budget", args.memory_budget] if args.memory_budget else []
+        child_args += ["--verify", str(args.verify)]
         runs = [run_child("bench.w1_materialize", child_args) for _ in range(args.repeat)]
         walls = [r["wall_s"] for r in runs]
         best = min(runs, key=lambda r: abs(r["wall_s"] - median(walls)))
@@ -139,6 +188,9 @@ def parent(args: argparse.Namespace) -> None:
                 "rows_written": best["rows_written"],
                 "written_rows_per_s": round(best["rows_written"] / median(walls)),
                 "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs),
+                **({"server_cpu_s_all": [r["server_cpu_s"] for r in runs]} if args.backend == "redis" else {}),
+                "verified_per_run": args.verify,
+                "mismatches": sum(r["mismatches"] for r in runs),
             }
         )
 
@@ -155,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--memory-budget", default="", help="materialization.memory_budget (default: the config's)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per workload (median reported)")
+    parser.add_argument(
+        "--verify", type=int, default=2000, help="entities read back and checked after each run (0: none)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ticks", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

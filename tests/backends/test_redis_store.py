@@ -610,3 +610,38 @@ def test_without_the_driver_the_error_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'ladle[redis]'" in out
+
+
+@pytest.mark.parametrize(("total", "batch"), [(0, 10), (1, 10), (10, 10), (11, 10), (50_000, 16_384), (49_999, 7)])
+def test_even_batches_cover_the_rows_in_the_fewest_equal_batches(total: int, batch: int) -> None:
+    from ladle.online.redis.write import even_batches
+
+    spans = even_batches(total, batch)
+    assert [s for s, _ in spans] == [0, *[e for _, e in spans[:-1]]][: len(spans)]  # contiguous, from 0
+    assert (spans[-1][1] if spans else 0) == total
+    sizes = [e - s for s, e in spans]
+    assert len(spans) == -(-total // batch)
+    assert all(0 < n <= batch for n in sizes) and max(sizes, default=0) - min(sizes, default=0) <= 1
+
+
+def test_a_stream_of_parts_leaves_no_small_tail_to_the_script(
+    store: RedisOnlineStore, project: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20,000-row parts in 16,384-row batches: sliced greedily, each part's 3,616-row tail would be under
+    FAST_PATH_ROWS and go through the upsert script; equal batches keep every row on MSETNX."""
+    from ladle.online.redis import upsert
+
+    scripts = []
+    real = upsert.Upsert._script
+
+    def counted(self: upsert.Upsert, sent: Any, start: int, stop: int, *, unique: bool) -> None:
+        scripts.append(stop - start)
+        real(self, sent, start, stop, unique=unique)
+
+    monkeypatch.setattr(upsert.Upsert, "_script", counted)
+    parts = [rows([f"P{i}_{j:05d}" for j in range(20_000)], hour=i, price=float(i)) for i in range(3)]
+    assert store.write_batches(project, view(), iter(parts)) == 60_000
+    assert scripts == []
+    codes = [f"P{i}_{j:05d}" for i in range(3) for j in range(0, 20_000, 997)]
+    got = store.read(project, [ReadRequest(view(), ["price"], {"code": codes})])[0]
+    assert got.values["price"] == [float(i) + j for i in range(3) for j in range(0, 20_000, 997)]

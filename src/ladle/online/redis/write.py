@@ -152,6 +152,19 @@ def _array(data: memoryview, offsets: Offsets) -> pa.Array:
     return pa.Array.from_buffers(pa.large_binary(), len(offsets) - 1, buffers)
 
 
+def even_batches(rows: int, batch_rows: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the fewest batches of at most ``batch_rows`` covering ``rows``, all of one size
+    (give or take a row).
+
+    Equal sizes leave no small tail: a 50,000-row part in batches of 16,384 becomes four of 12,500
+    instead of three of 16,384 and one of 848, and a batch that small would miss the MSETNX fast
+    path (:data:`.upsert.FAST_PATH_ROWS`) and go through the upsert script, ~3.5x the server's work
+    per row (W1b: 20 such tails, ~5% of the server's time).
+    """
+    count = -(-rows // batch_rows)
+    return [(rows * i // count, rows * (i + 1) // count) for i in range(count)]
+
+
 class WriteRows:
     """Rows of one view for one project, from one or more input tables, in batches of ``batch_rows``."""
 
@@ -168,8 +181,7 @@ class WriteRows:
     def _specs(self, batch_rows: int) -> Iterator[tuple[Part, int, int]]:
         yield from list(self.unacknowledged)  # a retry replays what the failed attempt left unread
         for part in self._parts:
-            n = len(part.entities)
-            specs = [(part, start, min(start + batch_rows, n)) for start in range(0, n, batch_rows)]
+            specs = [(part, start, stop) for start, stop in even_batches(len(part.entities), batch_rows)]
             # all of a part's batches are registered at once: an attempt that dies half-way through a
             # part must leave the rest of it to the retry, which resumes with the *next* part
             self.unacknowledged.extend(specs)
