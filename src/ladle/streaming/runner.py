@@ -175,21 +175,9 @@ class PartitionState:
 class Batch:
     """One partition's messages of a loop turn (those past its position), with their offsets."""
 
-    state: PartitionState | None  # None: the partition is not (or no longer) ours
+    state: PartitionState
     messages: list[Message] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
-
-    @property
-    def partition(self) -> int:
-        """The partition number."""
-        assert self.state is not None
-        return self.state.partition
-
-    @property
-    def sources(self) -> dict[str, SourceState]:
-        """The partition's per-source buffers."""
-        assert self.state is not None
-        return self.state.sources
 
 
 class StreamRunner:
@@ -300,7 +288,7 @@ class StreamRunner:
     def _handle(self, messages: list[Message]) -> None:
         # One pass over the messages: each partition's batch (what is past its position) and the
         # message timestamps. librdkafka hands a partition's messages over in offset order.
-        batches: dict[tuple[str, int], Batch] = {}
+        batches: dict[tuple[str, int], Batch | None] = {}
         stamps: list[int] = []
         for m in messages:
             err = m.error()
@@ -308,21 +296,19 @@ class StreamRunner:
                 self._kafka_error(err)
                 continue
             key = (m.topic(), m.partition())
-            batch = batches.get(key)
-            if batch is None:
+            if key not in batches:  # None: revoked since it was fetched, the next owner reads it
                 state = self._partitions.get(key)
-                batch = batches[key] = Batch(state)
-            if batch.state is None:  # revoked since it was fetched: the next owner reads it
-                continue
+                batches[key] = None if state is None else Batch(state)
+            batch = batches[key]
             offset = m.offset()
-            if offset < batch.state.position:
+            if batch is None or offset < batch.state.position:
                 continue
             batch.messages.append(m)
             batch.offsets.append(offset)
             stamps.append(m.timestamp()[1])
         by_topic: dict[str, list[Batch]] = {}
         for (topic, _), batch in batches.items():
-            if batch.state is not None and batch.messages:
+            if batch is not None and batch.messages:
                 by_topic.setdefault(topic, []).append(batch)
                 batch.state.position = batch.offsets[-1] + 1
         out: dict[str, list[pa.Table]] = {}
@@ -342,7 +328,7 @@ class StreamRunner:
         else:  # partition by partition, each in offset order
             messages = [m for b in parts for m in b.messages]
             offsets = [o for b in parts for o in b.offsets]
-        partitions = [b.partition for b in parts for _ in b.messages]
+        partitions = [b.state.partition for b in parts for _ in b.messages]
         decoded = plan.decoder.decode([m.value() for m in messages], partitions, offsets)
         self.metrics.events_in.labels(source=name).inc(len(messages))
         for r in decoded.rejected:
@@ -364,7 +350,7 @@ class StreamRunner:
         accepted = step.accepted
         if accepted.num_rows:
             self.metrics.accepted.labels(source=name).inc(accepted.num_rows)
-            buffers = {b.partition: b.sources[name] for b in parts}
+            buffers = {b.state.partition: b.state.sources[name] for b in parts}
             for partition, piece in by_partition(accepted):
                 buffer = buffers[partition]
                 if buffer.first_pending is None:
