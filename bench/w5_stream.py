@@ -28,6 +28,12 @@ some twice. The offline rows the stream appended are counted too (after SIGTERM 
     .venv/bin/python -m bench.w5_stream --engine quix --rate 2000 --duration 20
     .venv/bin/python -m bench.w5_stream --push --duration 10               # REST /push rows/s, one client
 
+Besides the latencies a row reports the producers' ``produce()`` → broker acknowledgement times
+(``producer_ack_p50_ms``/``p99``: every 16th message's delivery report; the producers' ``linger.ms`` is
+``--linger-ms``, 1 by default, as a tick publisher that wants its ticks out at once would set it) and,
+for ``ladle``, the observer's read time and poll cycle (``observer_read_p50_ms``, ``observer_cycle_ms``):
+the pieces of the publish → readable time that are not the stream process's.
+
 ``--engine bare`` runs a bare confluent-kafka consumer per process instead (``ladle stream``'s consumer
 settings and loop shape, no decoding, no engine, no write): its latency (publish time carried in the
 message → consumed, over every message after the warm-up) is the floor the broker, librdkafka and
@@ -101,11 +107,20 @@ w5_pushed = FeatureView(
 # -- producer (a child process) ---------------------------------------------------------------------
 
 
-def produce(servers: str, topic: str, rate: float, seconds: float, entities: int, part: int, parts: int) -> None:
+def produce(
+    servers: str, topic: str, rate: float, seconds: float, entities: int, part: int, parts: int, linger_ms: float = 1
+) -> None:
     """Publish ticks of the entities ``i ≡ part (mod parts)`` at ``rate`` events/s; print a JSON summary."""
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": servers, "linger.ms": 1, "queue.buffering.max.messages": 1_000_000})
+    config = {"bootstrap.servers": servers, "linger.ms": linger_ms, "queue.buffering.max.messages": 1_000_000}
+    producer = Producer(config)
+    acks: list[float] = []  # produce() → broker acknowledgement, seconds, of every 16th message
+
+    def acked(err: Any, msg: Any) -> None:
+        if err is None:
+            acks.append(msg.latency())
+
     mine = list(range(part, entities, parts))
     counts = [0] * len(mine)
     sent = behind = 0
@@ -123,7 +138,10 @@ def produce(servers: str, topic: str, rate: float, seconds: float, entities: int
             value = {"commodity_code": code, "event_timestamp": now, "price": 100.0 + (sent % 997) / 100,
                      "volume": 1.0, "sent_at": now}  # fmt: skip
             try:
-                producer.produce(topic, json.dumps(value).encode(), code.encode())
+                if sent % 16:
+                    producer.produce(topic, json.dumps(value).encode(), code.encode())
+                else:
+                    producer.produce(topic, json.dumps(value).encode(), code.encode(), on_delivery=acked)
             except BufferError:
                 producer.poll(0.05)
                 continue
@@ -133,11 +151,14 @@ def produce(servers: str, topic: str, rate: float, seconds: float, entities: int
         lag = time.time() - began - (elapsed + slot)
         if lag > 0.5:
             behind += 1
-        time.sleep(max(0.0, began + elapsed + slot - time.time()))
+        # wait for the next slot in poll(), not sleep(): delivery reports are served as they come, so
+        # the sampled acknowledgement times are not stretched to the next slot
+        while (left := began + elapsed + slot - time.time()) > 0:
+            producer.poll(left)
     left = producer.flush(60)
     wall = time.time() - began
     print(json.dumps({"sent": sent, "undelivered": left, "wall_s": wall, "behind_slots": behind,
-                      "cpu_s": time.process_time(),
+                      "cpu_s": time.process_time(), "acks_s": acks,
                       "counts": {ENTITY_FORMAT.format(e): c for e, c in zip(mine, counts, strict=True)}}))  # fmt: skip
 
 
@@ -208,7 +229,7 @@ def quix_app(servers: str, topic: str, group: str, prefix: str, state_dir: str) 
         state_dir=state_dir,
         use_changelog_topics=False,
         # the consumer settings ladle stream uses, so both join the group and fetch alike
-        consumer_extra_config={"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000, "fetch.wait.max.ms": 10},
+        consumer_extra_config={"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000, "fetch.wait.max.ms": 5},
         loglevel=os.environ.get("W5_QUIX_LOGLEVEL", "WARNING"),
     )
     source = app.topic(
@@ -243,6 +264,8 @@ class Observation:
 
     latencies: list[float] = field(default_factory=list)
     sent: list[float] = field(default_factory=list)  # the publish time of each latency
+    reads: list[float] = field(default_factory=list)  # seconds each poll's read took
+    span: float = 0.0  # seconds from the first poll to the last
     seen: dict[str, float] = field(default_factory=dict)
     polls: int = 0
 
@@ -307,10 +330,13 @@ class Reader:
 def observe(reader: Reader, sample: list[str], until: threading.Event, after: float, obs: Observation) -> None:
     """Poll the sample until ``until`` is set; latency of each newly seen publish time after ``after``."""
     last: dict[str, float | None] = dict.fromkeys(sample)
+    first = time.time()
     while not until.is_set():
+        began = time.time()
         values = reader.last_sent(sample)
         now = time.time()
         obs.polls += 1
+        obs.reads.append(now - began)
         for code, sent in zip(sample, values, strict=True):
             if sent is not None and sent != last[code]:
                 last[code] = sent
@@ -318,6 +344,7 @@ def observe(reader: Reader, sample: list[str], until: threading.Event, after: fl
                     obs.latencies.append(now - sent)
                     obs.sent.append(sent)
         time.sleep(0.005)
+    obs.span = time.time() - first
 
 
 # -- one run ----------------------------------------------------------------------------------------
@@ -437,7 +464,14 @@ class Setup:
     def start_producers(self, args: argparse.Namespace, rate: float) -> list[tuple[subprocess.Popen[bytes], Path]]:
         # each producer prints its per-entity counts (hundreds of KB): to a file, not a pipe it could fill
         role = ["--role", "producer", "--servers", self.servers, "--topic", self.topic]
-        load = ["--rate", str(rate / args.producers), "--duration", str(args.duration)]
+        load = [
+            "--rate",
+            str(rate / args.producers),
+            "--duration",
+            str(args.duration),
+            "--linger-ms",
+            str(args.linger_ms),
+        ]
         out = []
         for p in range(args.producers):
             log = self.repo / f"producer{p}.json"
@@ -467,6 +501,7 @@ class Published:
     undelivered: int = 0
     wall: float = 0.0
     cpu: float = 0.0
+    acks: list[float] = field(default_factory=list)  # produce() → acknowledged, s, a sample
 
     @classmethod
     def collect(cls, producers: list[tuple[subprocess.Popen[bytes], Path]]) -> Published:
@@ -480,7 +515,13 @@ class Published:
             out.undelivered += row["undelivered"]
             out.wall = max(out.wall, row["wall_s"])
             out.cpu += row.get("cpu_s", 0.0)
+            out.acks.extend(row.get("acks_s", []))
         return out
+
+    def ack_latency(self) -> dict[str, float]:
+        """p50/p99 (ms) of produce() → broker acknowledgement: the producer's queueing (``linger.ms``),
+        the produce request and the broker's append, on a sample of every 16th message."""
+        return {f"producer_ack_p{q}_ms": round(percentile(self.acks, q) * 1000, 1) for q in (50, 99)}
 
 
 def drain(reader: Reader, codes: list[str], total: int, seconds: float) -> tuple[float | None, dict[str, int]]:
@@ -672,6 +713,7 @@ def run_bare(args: argparse.Namespace, broker: Broker, rate: float, workdir: Pat
             "offered_rate": rate, "duration_s": args.duration, "kafka": kafka, "published": published.sent,
             "achieved_rate": round(published.sent / published.wall, 1) if published.wall else 0.0,
             "consumed": sum(r["consumed"] for r in rows), "per_process": rows, "cpu_pct_of_one_core": cpu,
+            **published.ack_latency(),
             "broker_cpu_pct_per_10s": broker_windows,
             "nproc": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
 
@@ -735,6 +777,9 @@ def run_once(args: argparse.Namespace, broker: Broker, rate: float, workdir: Pat
         **by_window(obs.sent, obs.latencies, after),
         **internal,
         "observer_polls": obs.polls,
+        "observer_read_p50_ms": round(percentile(obs.reads, 50) * 1000, 2),
+        "observer_cycle_ms": round(1000 * obs.span / max(obs.polls, 1), 2),
+        **published.ack_latency(),
         "stream_rss_mb_max_sampled": round(max(rss_samples, default=0.0), 1),
         "stream_peak_rss_mb": round(peak, 1),
         "cpu_pct_of_one_core": cpu,
@@ -837,6 +882,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--entities", type=int, default=10_000)
     p.add_argument("--processes", type=int, default=1, help="stream processes in the consumer group")
     p.add_argument("--producers", type=int, default=1, help="producer processes")
+    p.add_argument("--linger-ms", type=float, default=1.0, help="the producers' linger.ms (default 1)")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--sample", type=int, default=50, help="entities the observer polls")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of publishing left out of the latencies")
@@ -870,7 +916,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     if args.role == "producer":
-        produce(args.servers, args.topic, args.rate, args.duration, args.entities, args.part, args.parts)
+        produce(
+            args.servers, args.topic, args.rate, args.duration, args.entities, args.part, args.parts, args.linger_ms
+        )
         return
     if args.role == "bare":
         bare_consumer(args.servers, args.topic, args.group, json.loads(args.kafka_json), args.after, args.prefix)

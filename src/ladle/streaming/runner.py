@@ -117,7 +117,7 @@ class RunnerSettings:
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 1_000,
-            "fetch.wait.max.ms": 10,
+            "fetch.wait.max.ms": 5,
             "enable.partition.eof": False,
             **self.kafka,
             "group.id": self.group_id,
@@ -169,6 +169,15 @@ class PartitionState:
         """The offset safe to commit: before the first event still only in memory."""
         firsts = [s.first_pending for s in self.sources.values() if s.first_pending is not None]
         return min([*firsts, self.position])
+
+
+@dataclass
+class Batch:
+    """One partition's messages of a loop turn (those past its position), with their offsets."""
+
+    state: PartitionState
+    messages: list[Message] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
 
 
 class StreamRunner:
@@ -277,43 +286,50 @@ class StreamRunner:
     # -- one micro-batch -----------------------------------------------------------------------
 
     def _handle(self, messages: list[Message]) -> None:
-        groups: dict[tuple[str, int], list[Message]] = {}
+        # One pass over the messages: each partition's batch (what is past its position) and the
+        # message timestamps. librdkafka hands a partition's messages over in offset order.
+        batches: dict[tuple[str, int], Batch | None] = {}
+        stamps: list[int] = []
         for m in messages:
             err = m.error()
             if err is not None:
                 self._kafka_error(err)
                 continue
-            groups.setdefault((str(m.topic()), int(m.partition())), []).append(m)
+            key = (m.topic(), m.partition())
+            if key not in batches:  # None: revoked since it was fetched, the next owner reads it
+                state = self._partitions.get(key)
+                batches[key] = None if state is None else Batch(state)
+            batch = batches[key]
+            offset = m.offset()
+            if batch is None or offset < batch.state.position:
+                continue
+            batch.messages.append(m)
+            batch.offsets.append(offset)
+            stamps.append(m.timestamp()[1])
+        by_topic: dict[str, list[Batch]] = {}
+        for (topic, _), batch in batches.items():
+            if batch is not None and batch.messages:
+                by_topic.setdefault(topic, []).append(batch)
+                batch.state.position = batch.offsets[-1] + 1
         out: dict[str, list[pa.Table]] = {}
-        handled: list[Message] = []
-        by_topic: dict[str, list[tuple[PartitionState, list[Message]]]] = {}
-        for key, fetched in groups.items():
-            state = self._partitions.get(key)
-            if state is None:  # revoked since it was fetched: the next owner reads it
-                continue
-            batch = [m for m in fetched if m.offset() >= state.position]
-            if not batch:
-                continue
-            by_topic.setdefault(key[0], []).append((state, batch))
-            state.position = int(batch[-1].offset()) + 1
-            handled.extend(batch)
         for topic, parts in by_topic.items():
             for plan in self.by_topic[topic]:  # one engine call per source for all its partitions
                 self._process(plan, parts, out)
         self._write_online(out)
-        if handled:
+        if stamps:
             now_ms = time.time() * 1000
-            stamps = np.fromiter((m.timestamp()[1] for m in handled), dtype=np.float64, count=len(handled))
-            self.metrics.latency.observe_many(np.maximum(now_ms - stamps, 0.0) / 1000)
+            self.metrics.latency.observe_many(np.maximum(now_ms - np.asarray(stamps, np.float64), 0.0) / 1000)
 
-    def _process(
-        self, plan: SourcePlan, parts: list[tuple[PartitionState, list[Message]]], out: dict[str, list[pa.Table]]
-    ) -> None:
+    def _process(self, plan: SourcePlan, parts: list[Batch], out: dict[str, list[pa.Table]]) -> None:
         """Decode the partitions' messages and run the source's engine on them, each once; queue what follows."""
         name = plan.source.name
-        messages = [m for _, batch in parts for m in batch]  # partition by partition, each in offset order
-        partitions = [state.partition for state, batch in parts for _ in batch]
-        decoded = plan.decoder.decode([m.value() for m in messages], partitions, [int(m.offset()) for m in messages])
+        if len(parts) == 1:
+            messages, offsets = parts[0].messages, parts[0].offsets
+        else:  # partition by partition, each in offset order
+            messages = [m for b in parts for m in b.messages]
+            offsets = [o for b in parts for o in b.offsets]
+        partitions = [b.state.partition for b in parts for _ in b.messages]
+        decoded = plan.decoder.decode([m.value() for m in messages], partitions, offsets)
         self.metrics.events_in.labels(source=name).inc(len(messages))
         for r in decoded.rejected:
             self._dead_letter(name, messages[r.index], r.reason, r.detail)
@@ -334,7 +350,7 @@ class StreamRunner:
         accepted = step.accepted
         if accepted.num_rows:
             self.metrics.accepted.labels(source=name).inc(accepted.num_rows)
-            buffers = {state.partition: state.sources[name] for state, _ in parts}
+            buffers = {b.state.partition: b.state.sources[name] for b in parts}
             for partition, piece in by_partition(accepted):
                 buffer = buffers[partition]
                 if buffer.first_pending is None:
@@ -344,10 +360,6 @@ class StreamRunner:
         for view_name, rows in step.rows.items():
             if rows.num_rows:
                 out.setdefault(view_name, []).append(rows)
-        retained = engine.retained_by_partition()
-        for state, _ in parts:
-            gauge = self.metrics.retained.labels(source=name, partition=str(state.partition))
-            gauge.set(retained.get(state.partition, 0))
 
     def _dead_letter(self, source: str, message: Message, reason: str, detail: str) -> None:
         assert self._dlq is not None
@@ -394,6 +406,7 @@ class StreamRunner:
             self._reap(consumer, wait=True)
         self._hand_over(states)
         self._update_lag(consumer, states)
+        self._update_retained(states)
 
     def _hand_over(self, states: Sequence[PartitionState]) -> None:
         """Give the buffered events of ``states`` to the flusher; their offsets are committed when it is done."""
@@ -479,6 +492,16 @@ class StreamRunner:
                 continue
             if high is not None and high >= 0:
                 self.metrics.lag.labels(topic=s.topic, partition=str(s.partition)).set(max(0, high - s.position))
+
+    def _update_retained(self, states: Sequence[PartitionState]) -> None:
+        """The engines' retained-events gauges, refreshed at each flush (not every turn: it is a
+        walk over each engine's state, and the gauge is read every few seconds at most)."""
+        for plan in self.plans:
+            retained = self.engines[plan.source.name].retained_by_partition()
+            for s in states:
+                if s.topic == plan.source.topic:
+                    gauge = self.metrics.retained.labels(source=plan.source.name, partition=str(s.partition))
+                    gauge.set(retained.get(s.partition, 0))
 
     # -- rebalance --------------------------------------------------------------------------------
 
