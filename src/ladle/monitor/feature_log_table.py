@@ -114,18 +114,29 @@ class Batch:
         self.rows: list[int] = []
         self.keys: dict[str, list[Any]] = {name: [] for name in key_names}
         self.shape = shape
-        self.records: list[bytearray] | None = [bytearray() for _ in shape.views] if shape is not None else None
+        #: Per view read, the requests' record slices (views of the response's buffer, not copies):
+        #: joined into one buffer per view when the batch is pickled for the writer.
+        self.records: list[list[Any]] | None = [[] for _ in shape.views] if shape is not None else None
         columns = shape is None
         self.values: list[list[Any]] | None = [[] for _ in range(width)] if columns else None
         self.statuses: list[list[int]] | None = [[] for _ in range(width)] if columns else None
         self.event_timestamps: list[list[int]] | None = [[] for _ in range(width)] if columns else None
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        # Text key columns travel as one string each: pickling a hundred distinct short strings costs
+        # several times more than joining them (and the serving process pays for the hand-over).
+        packed: dict[str, Any] = {
+            "keys": {name: _packed(column) for name, column in self.keys.items()},
+            "records": [b"".join(parts) for parts in self.records] if self.records is not None else None,
+        }
+        return tuple(packed[name] if name in packed else getattr(self, name) for name in self.__slots__)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
+        self.keys = {name: _unpacked(column) for name, column in self.keys.items()}
+        if self.records is not None:
+            self.records = [[buffer] for buffer in self.records]
 
     def _request(self, request_id: str, when: float, response: OnlineResponse, rate: float) -> int:
         rows = len(response.values[0])
@@ -147,10 +158,10 @@ class Batch:
         assert records is not None and self.records is not None
         if len(records) == 1:  # the usual read: one view
             _, (layout, data, offset) = records[0]
-            self.records[0].extend(memoryview(data)[offset : offset + rows * layout.size])
+            self.records[0].append(memoryview(data)[offset : offset + rows * layout.size])
             return
-        for buffer, (_, (layout, data, offset)) in zip(self.records, records, strict=True):
-            buffer.extend(memoryview(data)[offset : offset + rows * layout.size])
+        for parts, (_, (layout, data, offset)) in zip(self.records, records, strict=True):
+            parts.append(memoryview(data)[offset : offset + rows * layout.size])
 
     def add_values(self, request_id: str, when: float, response: OnlineResponse, rate: float = 1.0) -> None:
         """One request taken from its Python columns (the features after its key columns)."""
@@ -187,6 +198,32 @@ class Batch:
                 for target, part in zip(mine or (), theirs or (), strict=True):
                     target.extend(part)
         return out
+
+
+#: Joins a text key column for the hand-over (a control character no key is expected to hold; a
+#: column holding it travels as a list).
+_SEPARATOR = "\x1f"
+
+
+class _Joined(str):
+    """A text column joined by :data:`_SEPARATOR` (tells it apart from a list after pickling)."""
+
+    __slots__ = ()
+
+
+def _packed(column: list[Any]) -> list[Any] | _Joined:
+    """``column`` as one joined string when every value is text without the separator, else itself."""
+    if not column:
+        return column
+    try:
+        text = _SEPARATOR.join(column)
+    except TypeError:  # not all text
+        return column
+    return _Joined(text) if text.count(_SEPARATOR) == len(column) - 1 else column
+
+
+def _unpacked(column: list[Any] | _Joined) -> list[Any]:
+    return column.split(_SEPARATOR) if isinstance(column, _Joined) else column
 
 
 def _array(values: list[Any], kind: pa.DataType) -> pa.Array:
@@ -263,8 +300,8 @@ def _from_records(layout: LogLayout, schema: pa.Schema, batch: Batch) -> pa.Tabl
     arrays = _common_columns(layout, batch)
     assert batch.shape is not None and batch.records is not None
     columns: list[tuple[pa.Array, pa.Array]] = []
-    for buffer, (_, _, record, fields) in zip(batch.records, batch.shape.views, strict=True):
-        rec = np.frombuffer(buffer, dtype=record)
+    for parts, (_, _, record, fields) in zip(batch.records, batch.shape.views, strict=True):
+        rec = np.frombuffer(parts[0] if len(parts) == 1 else b"".join(parts), dtype=record)
         stamps = pa.array(np.ascontiguousarray(rec["ets"])).cast(_TS)
         columns += [(pa.array(np.ascontiguousarray(rec[field])), stamps) for _, field in fields]
     present = _STATUS_NAMES.take(pa.array(np.full(sum(batch.rows), _STATUS_CODES.index(int(FieldStatus.PRESENT)))))
