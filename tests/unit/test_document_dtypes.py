@@ -212,6 +212,7 @@ def test_a_view_of_documents_materializes_and_serves(tmp_path: Path, online_yaml
         with pytest.raises(SchemaMismatchError, match="'meta'"):
             store.write_to_online_store("driver_docs", pa.table({**pushed, "meta": [[1, 2]]}).to_pandas())
     finally:
+        store.teardown()  # the Redis run's keys are the shared server's: remove them
         store.close()
 
 
