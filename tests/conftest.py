@@ -54,11 +54,24 @@ PARALLEL_PREFIXES = (
 )
 
 
+#: Tests of :data:`SERIAL_PREFIXES` that run two at a time, in a phase of their own between the
+#: parallel and the serial phases (scripts/test.sh): the broker tests of tests/streaming/. Each starts
+#: its own broker and stream processes on free ports and asserts no latency; they mostly wait (for a
+#: rebalance, a session timeout, a killed process's restart: ~0.4 of a core on average), so two at a
+#: time halve their wall time, while the latency and attack tests still get the machine to themselves.
+PAIRED_PREFIXES = ("tests/streaming/",)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests of :data:`SERIAL_PREFIXES` (less :data:`PARALLEL_PREFIXES`) and every Ray test ``serial``."""
+    """Mark the tests of :data:`SERIAL_PREFIXES` (less :data:`PARALLEL_PREFIXES`) and every Ray test ``serial``.
+
+    Those of them under :data:`PAIRED_PREFIXES` are marked ``paired`` instead.
+    """
     for item in items:
         listed = item.nodeid.startswith(SERIAL_PREFIXES) and not item.nodeid.startswith(PARALLEL_PREFIXES)
-        if listed or item.get_closest_marker("ray") is not None:
+        if listed and item.nodeid.startswith(PAIRED_PREFIXES) and item.get_closest_marker("ray") is None:
+            item.add_marker(pytest.mark.paired)
+        elif listed or item.get_closest_marker("ray") is not None:
             item.add_marker(pytest.mark.serial)
 
 

@@ -1,5 +1,9 @@
-"""Feast 0.67.0 in a venv of its own (``.cache/feast-venv``), made once and shared by every test that
-runs the real Feast (tests/feast_compat, tests/security/test_auth_feast_client.py).
+"""Feast 0.67.0 in a venv of its own, made once and shared by every test that runs the real Feast
+(tests/feast_compat, tests/security/test_auth_feast_client.py).
+
+The venv lives in the user's cache (``$LADLE_CACHE_DIR``, else ``$XDG_CACHE_HOME/ladle``, else
+``~/.cache/ladle``), named by Feast's version, like pip's own cache: a fresh clone on a machine that
+ran the suite before finds it (making it takes about a minute), and a new version gets a new venv.
 
 The venv is made under an exclusive file lock, so the suite's two xdist workers (and a second
 pytest run) never build it at the same time; the second waits and then finds it installed.
@@ -15,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV = ROOT / ".cache" / "feast-venv"
 FEAST = "0.67.0"
+_USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+_CACHE = Path(os.environ.get("LADLE_CACHE_DIR") or _USER_CACHE / "ladle")
+VENV = _CACHE / f"feast-venv-{FEAST}"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
@@ -35,8 +40,8 @@ def _installed() -> bool:
 
 def feast_python() -> Path:
     """The Python of the Feast venv, made if missing; skips loudly (fails under CI=true) if it cannot be."""
-    VENV.parent.mkdir(exist_ok=True)
-    with open(VENV.parent / "feast-venv.lock", "w") as lock:
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(VENV.parent / f"feast-venv-{FEAST}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _installed():
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)

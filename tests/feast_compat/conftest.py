@@ -1,4 +1,4 @@
-"""Real Feast for the compatibility tests: one venv (``.cache/feast-venv``), shared with the security tests.
+"""Real Feast for the compatibility tests: one venv (tests/feast_venv.py), shared with the security tests.
 
 The venv is made once with ``pip install feast==0.67.0`` (the mechanism of
 ``tests/security/test_auth_feast_client.py``); outside CI a machine that cannot install it skips

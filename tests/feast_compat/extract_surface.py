@@ -1,6 +1,7 @@
 """Extract Feast's public surface by introspection; run with the Python of a venv that has Feast.
 
-    .cache/feast-venv/bin/python tests/feast_compat/extract_surface.py > src/ladle/feast_compat/surface.json
+    ~/.cache/ladle/feast-venv-0.67.0/bin/python tests/feast_compat/extract_surface.py \
+        > src/ladle/feast_compat/surface.json
 
 It prints JSON: Feast's version, its public definition classes (``feast.__all__`` classes other
 than the store and the config), the public methods of ``FeatureStore`` with their parameter names,

@@ -29,7 +29,8 @@ def _claimed(section: str, *statuses: str) -> list[str]:
 def test_the_stored_surface_is_what_feast_has_now(feast_introspection: dict[str, Any]) -> None:
     assert feast_introspection["surface"] == surface(), (
         "src/ladle/feast_compat/surface.json is stale: regenerate it with "
-        ".cache/feast-venv/bin/python tests/feast_compat/extract_surface.py > src/ladle/feast_compat/surface.json"
+        "~/.cache/ladle/feast-venv-0.67.0/bin/python tests/feast_compat/extract_surface.py"
+        " > src/ladle/feast_compat/surface.json"
     )
 
 

@@ -1,6 +1,6 @@
 """Done-when: Feast 0.67's own ``feast init`` template applies, materializes and serves with Ladle, no edits.
 
-The real Feast (in ``.cache/feast-venv``) writes the template; Ladle's CLI applies and materializes
+The real Feast (its venv: tests/feast_venv.py) writes the template; Ladle's CLI applies and materializes
 it; the newest row of each driver in the template's own Parquet file is then read back through the
 SDK, Feast's REST route and Feast's gRPC service. The gRPC bytes are parsed by the real Feast's
 protos (in Feast's venv), so ``map_val`` / ``json_val`` / ``struct_val`` are checked against Feast

@@ -1,6 +1,6 @@
 """Feast's own SDK (0.67.0, ``online_store: type: remote``) reads from Ladle with OIDC on, and not without a token.
 
-Feast is installed once into ``.cache/feast-venv`` (gitignored; ~40 s the first time, from the
+Feast is installed once into a venv in the user cache (tests/feast_venv.py; ~40 s the first time, from the
 machine's configured package index). Deselect with ``-m "not feast_client"``.
 """
 
