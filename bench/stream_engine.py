@@ -16,14 +16,19 @@ events per partition and turn, in CPU milliseconds (``time.process_time``, so a 
 them less than wall times; the Redis server's own time is not in them). The engine is called as
 ``ladle stream`` calls it: once per turn for all the partitions (``SourceEngine``); with
 ``--per-partition-engines``, once per partition (a ``PartitionEngine`` each, and a decode call per
-partition, as before).
+partition, as before). As in ``ladle stream``, the heap is frozen for the garbage collector after the
+set-up (``gc.freeze``). With ``--repeat N`` the measured pass runs N times (each ``--turns`` turns)
+and the figures are each stage's median over the passes, with the minimum beside it: on a shared
+machine the minimum moves least.
 
-    .venv/bin/python -m bench.stream_engine --turn --per-partition 25
+    .venv/bin/python -m bench.stream_engine --turn --per-partition 25 --repeat 5
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import statistics
 import time
 from datetime import timedelta
 from typing import Any
@@ -150,8 +155,11 @@ def _engine_turn(
     return rows
 
 
-def turn_costs(per_partition: int, turns: int, partitions: int = 4, split: bool = False) -> dict[str, float]:
-    """CPU ms per loop turn and stage of W5's workload (see the module docstring, ``--turn``)."""
+def turn_costs(
+    per_partition: int, turns: int, partitions: int = 4, split: bool = False, repeat: int = 1
+) -> dict[str, float]:
+    """CPU ms per loop turn and stage of W5's workload (see the module docstring, ``--turn``): each stage's
+    median over ``repeat`` measured passes, and its minimum (``<stage>_min``) when ``repeat`` > 1."""
     from bench.w5_stream import _REPO_FILE, VIEW
     from ladle.aggregation.incremental import PartitionEngine, SourceEngine
     from ladle.config import load_config
@@ -173,8 +181,13 @@ def turn_costs(per_partition: int, turns: int, partitions: int = 4, split: bool 
     offsets = [0] * partitions
     ticks = _W5Ticks(per_partition)
     stages = dict.fromkeys(("decode", "engine", "online_rows", "redis_write"), 0.0)
+    passes: list[dict[str, float]] = []
+    frozen = gc.isenabled()
+    if frozen:  # as ladle stream does after its start (runner._freeze_heap)
+        gc.collect()
+        gc.freeze()
     try:
-        for _pass in ("warm-up", "measured"):
+        for measured in [False] + [True] * repeat:  # a warm-up pass, then the measured ones
             for k in stages:
                 stages[k] = 0.0
             for _ in range(turns):
@@ -186,11 +199,18 @@ def turn_costs(per_partition: int, turns: int, partitions: int = 4, split: bool 
                 store.write(project, view, table)
                 stages["redis_write"] += time.process_time() - b
                 stages["online_rows"] += b - a
+            if measured:
+                passes.append({k: v * 1000 / turns for k, v in stages.items()})
     finally:
+        if frozen:
+            gc.unfreeze()
         store.teardown(project, [view])
         store.close()
-    out = {k: round(v * 1000 / turns, 3) for k, v in stages.items()}
-    out["total"] = round(sum(out.values()), 3)
+    for p in passes:
+        p["total"] = sum(p.values())
+    out = {k: round(statistics.median(p[k] for p in passes), 3) for k in passes[0]}
+    if repeat > 1:
+        out |= {f"{k}_min": round(min(p[k] for p in passes), 3) for k in passes[0]}
     return out
 
 
@@ -206,11 +226,12 @@ def main() -> None:
     parser.add_argument("--turn", action="store_true", help="CPU ms per ladle stream loop turn on W5's workload")
     parser.add_argument("--per-partition", type=int, default=25, help="--turn: events per partition and turn")
     parser.add_argument("--turns", type=int, default=300, help="--turn: turns measured (after as many warm-up)")
+    parser.add_argument("--repeat", type=int, default=1, help="--turn: measured passes (median and minimum)")
     parser.add_argument("--per-partition-engines", action="store_true",
                         help="--turn: one engine call per partition (PartitionEngine), not one per turn")  # fmt: skip
     args = parser.parse_args()
     if args.turn:
-        costs = turn_costs(args.per_partition, args.turns, split=args.per_partition_engines)
+        costs = turn_costs(args.per_partition, args.turns, split=args.per_partition_engines, repeat=args.repeat)
         calls = "one engine call per partition" if args.per_partition_engines else "one engine call per turn"
         print(f"W5 loop turn, 4 partitions x {args.per_partition} events, {calls}: CPU ms per turn {costs}")
         return

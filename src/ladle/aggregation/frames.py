@@ -57,6 +57,9 @@ def to_float(column: pa.ChunkedArray | pa.Array | pd.Series, numeric: bool, what
     """Values as float64 with NaN for missing; ``numeric=False`` keeps only presence (1.0 or NaN)."""
     if isinstance(column, pd.Series):
         column = pa.Array.from_pandas(column)
+    if column.type == pa.float64() and not column.null_count:  # the common case: the floats themselves
+        floats = _float64s(column)
+        return floats if numeric else np.where(np.isnan(floats), np.nan, 1.0)
     if not numeric:  # only counted: presence, with NaN missing as everywhere else
         present = np.asarray(column.is_valid())
         if pa.types.is_floating(column.type):
@@ -68,6 +71,15 @@ def to_float(column: pa.ChunkedArray | pa.Array | pd.Series, numeric: bool, what
         raise DefinitionError(f"aggregation over '{what}' needs numbers, but the column is {column.type}")
     values = column.cast(pa.float64())
     return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _float64s(column: pa.ChunkedArray | pa.Array) -> F64:
+    """A float64 column without nulls as NumPy (no copy for one chunk)."""
+    if isinstance(column, pa.ChunkedArray):
+        if column.num_chunks != 1:
+            return np.concatenate([np.asarray(c.to_numpy(), np.float64) for c in column.chunks] or [np.zeros(0)])
+        column = column.chunk(0)
+    return np.asarray(column.to_numpy(), np.float64)
 
 
 def run_udf(view: StreamFeatureView, rows: pa.Table, t: I64, ts: str | None = None) -> tuple[I64, pd.DataFrame]:

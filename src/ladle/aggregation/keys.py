@@ -29,6 +29,7 @@ class KeyIndex:
         self.names = names
         self._slots: dict[object, int] = {}
         self._table: pa.Table | None = None
+        self._columns: dict[str, pa.Array] = {}
         self._fresh: list[pa.Table] = []
         self._partitions: list[int] = []
         self._partition_array: I64 = np.zeros(0, np.int64)
@@ -44,7 +45,7 @@ class KeyIndex:
             plain = list(zip(*(events.column(n).to_pylist() for n in self.names), strict=True))
         values: list[object] = list(zip(partitions.tolist(), plain, strict=True))
         known = self._slots
-        found = np.fromiter((known.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+        found = np.array([known.get(v, -1) for v in values], dtype=np.int64)
         missing = np.flatnonzero(found < 0)
         if len(missing):
             first: list[int] = []
@@ -66,7 +67,16 @@ class KeyIndex:
             parts = ([self._table] if self._table is not None else []) + self._fresh
             self._table = pa.concat_tables(parts).combine_chunks()
             self._fresh = []
+            self._columns = {}
         return self._table
+
+    @property
+    def columns(self) -> dict[str, pa.Array]:
+        """The key values of every slot, in slot order, per key column (one contiguous array each)."""
+        table = self.table
+        if not self._columns and table is not None:
+            self._columns = {name: table.column(name).combine_chunks() for name in self.names}
+        return self._columns
 
     @property
     def partitions(self) -> I64:

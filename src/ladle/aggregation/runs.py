@@ -31,17 +31,31 @@ Arr = npt.NDArray[Any]
 _MIN_ROOM = 4
 _COMPACT_FLOOR = 1 << 16
 _FIRST_SIZE = 1024
+_MIN = np.iinfo(np.int64).min
 
 
 def search(keys: I64, lo: I64, hi: I64, x: I64, *, right: bool) -> I64:
     """For each ``i``, the first index ``j`` in ``[lo[i], hi[i])`` with ``keys[j] > x[i]`` (``right``)
     or ``keys[j] >= x[i]``, or ``hi[i]`` when there is none; ``keys`` sorted inside each range.
 
-    A binary search run on all queries at once: about log2(longest range) vector steps.
+    A binary search run on all queries at once: about log2(longest range) vector steps, for the
+    queries whose answer is not at either end of their range (a window holding all of a short run,
+    an eviction with nothing to drop: the common cases, answered by two comparisons).
     """
     lo = lo.astype(np.int64, copy=True)
     hi = hi.astype(np.int64, copy=True)
-    idx = np.flatnonzero(lo < hi)
+    if not len(keys):
+        return lo
+    inside = lo < hi
+    top = len(keys) - 1
+    first, last = keys[np.minimum(lo, top)], keys[np.clip(hi - 1, 0, top)]
+    if right:
+        at_lo, at_hi = first > x, last <= x
+    else:
+        at_lo, at_hi = first >= x, last < x
+    at_hi &= inside & ~at_lo
+    lo[at_hi] = hi[at_hi]
+    idx = np.flatnonzero(inside & ~at_lo & ~at_hi)
     while idx.size:
         lo_i, hi_i = lo[idx], hi[idx]
         mid = (lo_i + hi_i) >> 1
@@ -95,7 +109,7 @@ class Runs:
     def find(self, slot: I64, t: I64) -> tuple[I64, npt.NDArray[np.bool_]]:
         """Position of ``(slot, t)`` (or where it would go) and whether it is there."""
         lo, hi = self.lo[slot], self.hi[slot]
-        newest = np.where(hi > lo, self.t[np.maximum(hi - 1, 0)], np.iinfo(np.int64).min)
+        newest = np.where(hi > lo, self.t[np.maximum(hi - 1, 0)], _MIN)
         found = (hi > lo) & (t == newest)  # the key's newest entry (the common case after an append)
         pos = np.where(found, hi - 1, hi)
         rest = np.flatnonzero(t < newest)  # an older time: search the run
@@ -113,11 +127,15 @@ class Runs:
         """Insert new entries, sorted by ``(slot, t)`` and not already present; ``values`` per column."""
         if not len(slot):
             return
-        first = np.flatnonzero(changes(slot))
+        starts = changes(slot)
+        if starts.all():  # one entry per slot (the common case)
+            self._insert_one(slot, t, values)
+            return
+        first = np.flatnonzero(starts)
         counts = np.diff(np.append(first, len(slot)))
         uniq = slot[first]
         lo, hi = self.lo[uniq], self.hi[uniq]
-        newest = np.where(hi > lo, self.t[np.maximum(hi - 1, 0)], np.iinfo(np.int64).min)
+        newest = np.where(hi > lo, self.t[np.maximum(hi - 1, 0)], _MIN)
         fits = (t[first] > newest) & (self.end[uniq] - hi >= counts)
         per_entry = np.repeat(fits, counts)
         if per_entry.any():
@@ -130,6 +148,24 @@ class Runs:
             self.hi[uniq[fits]] += counts[fits]
         if not per_entry.all():
             self._rewrite(uniq[~fits], slot[~per_entry], t[~per_entry], {k: v[~per_entry] for k, v in values.items()})
+
+    def _insert_one(self, slot: I64, t: I64, values: dict[str, Arr]) -> None:
+        """:meth:`insert` of one entry per slot: appended in place where it is the newest and there is room."""
+        lo, hi = self.lo[slot], self.hi[slot]
+        newest = np.where(hi > lo, self.t[np.maximum(hi - 1, 0)], _MIN)
+        fits = (t > newest) & (self.end[slot] > hi)
+        every = bool(fits.all())
+        at = hi if every else hi[fits]
+        if len(at):
+            pick = slice(None) if every else fits
+            self.cols["t"][at] = t[pick]
+            for name, vals in values.items():
+                self.cols[name][at] = vals[pick]
+            self.summaries.mark(at)
+            self.hi[slot[pick]] += 1
+        if not every:
+            rest = ~fits
+            self._rewrite(slot[rest], slot[rest], t[rest], {k: v[rest] for k, v in values.items()})
 
     def _rewrite(self, uniq: I64, slot: I64, t: I64, values: dict[str, Arr]) -> None:
         """Merge new entries into the runs of ``uniq`` and write those runs afresh at the top."""
@@ -189,6 +225,8 @@ class Runs:
 
     def write(self, at: I64, values: dict[str, Arr]) -> None:
         """Overwrite columns of existing entries (a duplicate replacing its identity's winner)."""
+        if not len(at):
+            return
         for name, vals in values.items():
             self.cols[name][at] = vals
         self.summaries.mark(at)

@@ -32,7 +32,7 @@ Mask = npt.NDArray[np.bool_]
 
 
 #: what a Windows computes from its ranges alone (shared by :meth:`Windows.over`)
-_GEOMETRY = ("a", "b", "lens", "first_block", "blocks", "raw_lens", "_raw_index")
+_GEOMETRY = ("a", "b", "lens", "first_block", "blocks", "raw_lens", "_raw_index", "_any_blocks", "_raw_cuts")
 
 
 class Windows:
@@ -42,6 +42,9 @@ class Windows:
     def __init__(self, values: F64, summaries: Callable[[I64], dict[str, F64]] | None, a: I64, b: I64) -> None:
         self.values, self.summaries, self.a, self.b = values, summaries, a, b
         self.lens = np.maximum(b - a, 0)
+        if not len(a) or summaries is None or int(self.lens.max()) < 2 * BLOCK:  # no range holds 2 whole blocks
+            self._short(a)
+            return
         self.first_block = -(-a // BLOCK)
         blocks = b // BLOCK - self.first_block
         blocky = (blocks >= 2) if summaries is not None else np.zeros(len(a), np.bool_)
@@ -54,6 +57,21 @@ class Windows:
         else:
             self.raw_lens = self.lens
             self._raw_index = ranges(a, self.lens)
+        self._any_blocks = bool(self.blocks.any())
+        #: where each range's raw values start (of the non-empty ranges) and which those are (None: all)
+        self._raw_cuts = _cuts(self.raw_lens)
+
+    def _short(self, a: I64) -> None:
+        """The geometry when every range is read value by value (none spans two whole blocks)."""
+        lens = self.lens
+        self.first_block = a
+        self.blocks = np.zeros(len(a), np.int64)
+        self.raw_lens = lens
+        self._any_blocks = False
+        starts = offsets(lens)
+        total = int(starts[-1] + lens[-1]) if len(lens) else 0
+        self._raw_index = np.repeat(a - starts, lens) + np.arange(total, dtype=np.int64)
+        self._raw_cuts = (starts, None) if bool((lens > 0).all()) else (starts[lens > 0], lens > 0)
 
     def over(self, values: F64, summaries: Callable[[I64], dict[str, F64]]) -> Windows:
         """The same ranges over another column: the geometry (block split, raw index) is reused,
@@ -75,21 +93,25 @@ class Windows:
         assert self.summaries is not None
         return self.summaries(ranges(self.first_block, self.blocks))
 
-    def _per_range(self, ufunc: np.ufunc, x: npt.NDArray[np.generic], lens: I64, fill: float) -> F64:
-        """``ufunc`` over consecutive pieces of ``x`` of ``lens`` (``fill`` for an empty piece)."""
-        out = np.full(len(lens), fill)
-        some = lens > 0
-        if some.any():
-            out[some] = ufunc.reduceat(x, offsets(lens)[some])
+    def _per_range(
+        self, ufunc: np.ufunc, x: npt.NDArray[np.generic], cuts: tuple[I64, Mask | None], fill: float
+    ) -> F64:
+        """``ufunc`` over consecutive pieces of ``x`` cut at ``cuts`` (:func:`_cuts`; ``fill`` for an empty piece)."""
+        starts, some = cuts
+        if some is None:  # no empty piece (rows at an event's own time: its window holds it)
+            return np.asarray(ufunc.reduceat(x, starts), np.float64) if len(starts) else np.full(0, fill)
+        out = np.full(len(some), fill)
+        if len(starts):
+            out[some] = ufunc.reduceat(x, starts)
         return out
 
     def _raw_part(self, ufunc: np.ufunc, x: npt.NDArray[np.generic], fill: float) -> F64:
-        return self._per_range(ufunc, x, self.raw_lens, fill)
+        return self._per_range(ufunc, x, self._raw_cuts, fill)
 
-    def _block_part(self, ufunc: np.ufunc, x: F64 | str, fill: float) -> F64:
-        if not self.blocks.any():
-            return np.full(len(self.a), fill)
-        return self._per_range(ufunc, self._block_stats[x] if isinstance(x, str) else x, self.blocks, fill)
+    def _block_part(self, ufunc: np.ufunc, x: F64 | str, fill: float) -> F64 | float:
+        if not self._any_blocks:
+            return fill  # broadcast by the caller's arithmetic
+        return self._per_range(ufunc, self._block_stats[x] if isinstance(x, str) else x, _cuts(self.blocks), fill)
 
     @cached_property
     def count(self) -> I64:
@@ -157,3 +179,12 @@ class Windows:
         with np.errstate(invalid="ignore", divide="ignore"):
             var = (square - drift * drift / count) / (count - 1)
         return np.where(count >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan)
+
+
+def _cuts(lens: I64) -> tuple[I64, Mask | None]:
+    """Where the non-empty pieces of consecutive ``lens`` start, and which pieces those are (None: all)."""
+    starts = offsets(lens)
+    some = lens > 0
+    if some.all():
+        return starts, None
+    return starts[some], some

@@ -32,6 +32,9 @@ from ladle.online.redis.write import FramedBatch, WriteRows
 #: Batches of at least this many rows try MSETNX (for fewer, the uniqueness check is not worth it).
 FAST_PATH_ROWS = 4096
 _SHA_ARG = b"$40\r\n%b\r\n" % UPSERT_SHA
+#: A command's pieces up to this size are joined and sent in one ``sendall`` (redis-py sends each
+#: piece with its own system call; a stream's 100-row call is five pieces of a few kB).
+JOIN_BYTES = 1 << 18
 _UNIQUE, _MAYBE_REPEATED = b"$1\r\n1\r\n", b"$1\r\n0\r\n"
 
 
@@ -44,6 +47,9 @@ class _Pipeline:
         self.sent = 0
 
     def send(self, parts: list[Any], on_reply: Callable[[Any], None]) -> None:
+        """Send one command's pieces (one buffer, one system call, when small); ``on_reply`` takes its reply."""
+        if sum(len(part) for part in parts) <= JOIN_BYTES:
+            parts = [b"".join(parts)]
         self.conn.send_packed_command(parts, check_health=False)
         self.pending.append(on_reply)
         self.sent += 1

@@ -20,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from numpy.lib.recfunctions import repack_fields
 
 from ladle.online.arrays import binary_scalar
 from ladle.online.codec.stamped import Prepared
@@ -70,13 +69,17 @@ class FramedBatch:
         """Keys, key offsets, blobs and blob offsets (the argument layout of the upsert script)."""
         if self._separate is None:
             assert self._fused is not None
-            keys = repack_fields(self._fused[["key_head", "entity", "key_tail"]])
-            blobs = repack_fields(self._fused[["value_head", "row", "value_tail"]])
+            # a record is the framed key then the framed blob: two column ranges of its bytes, copied
+            # out as plain byte matrices (repack_fields on the void fields costs several times more)
+            raw = self.fused_rows()
+            assert raw is not None
+            split = sum(self._fused.dtype[name].itemsize for name in ("key_head", "entity", "key_tail"))
+            keys, blobs = raw[:, :split].tobytes(), raw[:, split:].tobytes()
             self._separate = (
-                memoryview(pa.py_buffer(keys)),
-                np.arange(self.rows + 1, dtype=np.int64) * keys.itemsize,
-                memoryview(pa.py_buffer(blobs)),
-                np.arange(self.rows + 1, dtype=np.int64) * blobs.itemsize,
+                memoryview(keys),
+                np.arange(self.rows + 1, dtype=np.int64) * split,
+                memoryview(blobs),
+                np.arange(self.rows + 1, dtype=np.int64) * (raw.shape[1] - split),
             )
         return self._separate
 
