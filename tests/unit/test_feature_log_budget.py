@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ladle.monitor.feature_log_budget import MIN_SCALE, WINDOW_SECONDS, CostBudget
+from ladle.monitor.feature_log_budget import INDIRECT_SECONDS, MIN_SCALE, WINDOW_SECONDS, CostBudget, fit_price
 from unit.feature_log_repo import build, entity_rows
 
 
@@ -32,14 +32,15 @@ def _window(budget: CostBudget, clock: Clock, requests: int, rows: int, timed_ns
 
 
 def _writer_costs(budget: CostBudget, per_row: float) -> None:
-    """Two writer reports: a baseline, then ``per_row`` CPU seconds for each of 10,000 rows."""
-    budget.writer_cpu(2.0, 100)
-    budget.writer_cpu(2.0 + 10_000 * per_row, 10_100)
+    """Two writer reports: a baseline, then ``per_row`` CPU seconds for each of 10,000 rows (1,000
+    requests of 10 rows: the writes cannot tell a request's cost from its rows', so all is per request)."""
+    budget.writer_cpu(2.0, 10, 100)
+    budget.writer_cpu(2.0 + 10_000 * per_row, 1_010, 10_100)
 
 
 def test_the_measured_share_counts_the_request_path_the_shipper_and_the_writer_per_row() -> None:
     clock = Clock()
-    budget = CostBudget(None, clock)
+    budget = CostBudget(None, clock, indirect=0.0)
     assert not _window(budget, clock, 100, 10, 5_000, 0.0)  # no writer cost known yet: nothing measured
     _writer_costs(budget, 20e-6)
     assert _window(budget, clock, 1000, 10, 5_000, 0.002)
@@ -50,7 +51,7 @@ def test_the_measured_share_counts_the_request_path_the_shipper_and_the_writer_p
 
 def test_over_budget_the_factor_falls_in_proportion_and_comes_back_when_traffic_drops() -> None:
     clock = Clock()
-    budget = CostBudget(0.05, clock)
+    budget = CostBudget(0.05, clock, indirect=0.0)
     _writer_costs(budget, 20e-6)
     _window(budget, clock, 1000, 10, 0, 0.0)  # 0.2 of a core: four times the budget
     assert budget.scale == pytest.approx(0.25)
@@ -68,7 +69,7 @@ def test_over_budget_the_factor_falls_in_proportion_and_comes_back_when_traffic_
 
 def test_idle_windows_and_a_new_writer_leave_the_factor_alone() -> None:
     clock = Clock()
-    budget = CostBudget(0.01, clock)
+    budget = CostBudget(0.01, clock, indirect=0.0)
     _writer_costs(budget, 50e-6)
     _window(budget, clock, 1000, 10, 0, 0.0)
     low = budget.scale
@@ -76,8 +77,8 @@ def test_idle_windows_and_a_new_writer_leave_the_factor_alone() -> None:
     assert not _window(budget, clock, 0, 0, 0, 0.0)  # nothing logged: no measurement
     assert budget.scale == low
     budget.writer_started()  # a replaced writer starts its CPU from zero: its first report is a baseline
-    budget.writer_cpu(0.5, 10_200)
-    budget.writer_cpu(0.5 + 5000 * 50e-6, 15_200)
+    budget.writer_cpu(0.5, 1_020, 10_200)
+    budget.writer_cpu(0.5 + 5000 * 50e-6, 1_520, 15_200)
     _window(budget, clock, 20, 10, 0, 0.0)  # 10 ms of 1 s against a 10 ms budget: holds
     assert budget.scale == low
     for _ in range(40):  # a flood cannot push the factor below its floor
@@ -124,14 +125,63 @@ def test_a_store_under_a_small_budget_logs_a_sample_and_says_at_which_rate(tmp_p
 
 def test_small_writes_do_not_price_a_row_so_a_writes_fixed_cost_cannot_drive_the_rate_down() -> None:
     clock = Clock()
-    budget = CostBudget(0.02, clock)
+    budget = CostBudget(0.02, clock, indirect=0.0)
     _writer_costs(budget, 10e-6)
     # Writes of 500 rows that cost 20 ms fixed plus 10 us a row: priced per row (50 us), each window
     # of 500 rows would look like 25 ms, over the 20 ms budget, and the factor would keep falling.
-    cpu, rows = 2.0 + 10_000 * 10e-6, 10_100
+    cpu, requests, rows = 2.0 + 10_000 * 10e-6, 1_010, 10_100
     for _ in range(5):
-        cpu, rows = cpu + 0.020 + 500 * 10e-6, rows + 500
-        budget.writer_cpu(cpu, rows)
+        cpu, requests, rows = cpu + 0.020 + 500 * 10e-6, requests + 50, rows + 500
+        budget.writer_cpu(cpu, requests, rows)
         _window(budget, clock, 50, 10, 0, 0.0)
     assert budget.measured == pytest.approx(0.005)  # 500 rows at the 10 us priced on a large write
     assert budget.scale == 1.0
+
+
+def test_the_writer_is_priced_per_request_and_per_row_so_one_entity_requests_pay_their_share() -> None:
+    # A writer that spends 6 us per request plus 1 us per row, writing one-entity and 100-entity
+    # requests in turn (W3b and W3c): priced per row alone, a one-entity request would count 1 us of 7.
+    clock = Clock()
+    budget = CostBudget(None, clock, indirect=0.0)
+    cpu, requests, rows = 1.0, 0, 0
+    budget.writer_cpu(cpu, requests, rows)
+    for count, per in ((1000, 1), (500, 100), (1000, 1), (500, 100)):
+        cpu, requests, rows = cpu + count * (6e-6 + per * 1e-6), requests + count, rows + count * per
+        budget.writer_cpu(cpu, requests, rows)
+    assert budget.writer_price == pytest.approx((6e-6, 1e-6))
+    assert _window(budget, clock, 2000, 1, 0, 0.0)
+    assert budget.measured == pytest.approx(2000 * 7e-6)
+    assert _window(budget, clock, 100, 100, 0, 0.0)
+    assert budget.measured == pytest.approx(100 * 106e-6)
+
+
+def test_one_entity_writes_alone_are_priced() -> None:
+    # 800 one-row requests a write (W3b at a 0.5 s flush): under 5,000 rows, still priced by requests.
+    clock = Clock()
+    budget = CostBudget(0.02, clock, indirect=0.0)
+    budget.writer_cpu(1.0, 0, 0)
+    budget.writer_cpu(1.0 + 800 * 8e-6, 800, 800)
+    assert _window(budget, clock, 5000, 1, 0, 0.0)  # 5,000 x 8 us: 0.04 of a core, twice the budget
+    assert budget.measured == pytest.approx(0.04)
+    assert budget.scale == pytest.approx(0.5)
+
+
+def test_fit_price_clips_at_zero_and_puts_an_undecidable_cost_on_requests() -> None:
+    assert fit_price([(0.01, 1000, 1000), (0.02, 2000, 2000)]) == pytest.approx((10e-6, 0.0))
+    # The rows' cost would come out negative: zero, and all of it per request.
+    per_request, per_row = fit_price([(0.010, 1000, 1000), (0.009, 1000, 100_000)])
+    assert per_row == 0.0 and per_request > 0
+    assert fit_price([]) == (0.0, 0.0)
+
+
+def test_the_indirect_cost_is_priced_per_logged_request_on_top_of_what_is_measured() -> None:
+    clock = Clock()
+    budget = CostBudget(0.02, clock)
+    assert budget.indirect == INDIRECT_SECONDS > 0
+    budget.writer_cpu(1.0, 0, 0)
+    budget.writer_cpu(1.0 + 1000 * 8e-6, 1000, 1000)
+    # 1,000 one-entity requests a second, 4 us each in the request path, 8 us in the writer: 1.2 % of
+    # a core measured, within the budget; with the indirect cost priced too it is over.
+    assert _window(budget, clock, 1000, 1, 4_000, 0.0)
+    assert budget.measured == pytest.approx(1000 * (4e-6 + 8e-6 + INDIRECT_SECONDS))
+    assert budget.scale == pytest.approx(0.02 / budget.measured)

@@ -168,6 +168,7 @@ class FeatureLogger:
         self._clock = time.time
         self._reset()
         self.written = 0
+        self.written_requests = 0
         self.dropped = 0
         ref = weakref.WeakMethod(self._reset)
         os.register_at_fork(after_in_child=lambda: _call(ref))
@@ -389,9 +390,11 @@ class FeatureLogger:
             if kind == "written":
                 LOG_ROWS.labels(feature_service=service).inc(count)
                 self.written += count
+            elif kind == "requests":
+                self.written_requests += count
             elif kind == "cpu":  # the writer's CPU so far, in microseconds, after a write
                 with self._lock:
-                    self.budget.writer_cpu(count / 1e6, self.written)
+                    self.budget.writer_cpu(count / 1e6, self.written_requests, self.written)
             else:
                 LOG_DROPPED.labels(feature_service=service).inc(count)
                 self.dropped += count
