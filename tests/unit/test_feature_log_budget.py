@@ -119,6 +119,9 @@ def test_a_store_under_a_small_budget_logs_a_sample_and_says_at_which_rate(tmp_p
         assert max(rates) == 1.0  # before the first window closed, every request was logged
         assert min(rates) < 1.0 and all(0 < r <= 1.0 for r in rates)
         assert log.num_rows == len(requests) * len(pairs)  # a logged request is logged whole
+        # The writer reports requests as well as rows, so the budget prices it per request and per row.
+        assert logger.written == logger.written_requests * len(pairs) > 0
+        assert logger.budget.writer_price is not None
     finally:
         store.close()
 

@@ -67,7 +67,8 @@ LOG_SCALE = Gauge(
 )
 LOG_CPU_SHARE = Gauge(
     "ladle_feature_log_cpu_share",
-    "Share of one core a serving process's feature logging took (request path, hand-over, writer).",
+    "Share of one core a serving process's feature logging took, as its CPU budget prices it "
+    "(request path, hand-over, writer, indirect cost).",
     multiprocess_mode="livemax",
 )
 #: Where logs of services without a destination go in a file offline store (relative to the repo).
