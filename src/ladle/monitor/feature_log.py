@@ -192,7 +192,7 @@ class FeatureLogger:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: The CPU budget (docs/feature-logging.md, "The CPU budget"); its counters move under _lock.
-        self.budget = CostBudget(self.settings.cpu_budget)
+        self.budget = CostBudget(self.settings.cpu_budget, flush_interval=self.settings.flush_interval_secs)
 
     def new_request_id(self) -> str:
         """A request id unique across processes (a random per-process prefix and a counter)."""

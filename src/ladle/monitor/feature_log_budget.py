@@ -18,19 +18,20 @@ The measurement, once per :data:`WINDOW_SECONDS`:
   requests logged in the window;
 * the shipper thread's own CPU in the window;
 * the writer's cost: it reports its CPU, and the requests and rows it wrote, after each write, so
-  the CPU it spends per request and per row is known — a least-squares fit of ``cpu = a * requests
-  + b * rows`` over the last :data:`PRICES_KEPT` priced writes, times the requests and rows logged in
-  the window. Per request *and* per row because a one-entity request costs the writer several
-  microseconds (its id, time, rate and key, a frame's share) however few its rows: priced per row
-  alone, as the first version did, it cost five to twenty times what was counted (measured at W3b,
-  docs/feature-logging.md, "Cost"). When every write had the same rows per request the two cannot
-  be told apart and the whole cost goes per request (exact for that mix). A write is priced when it
-  holds at least :data:`PRICED_REQUESTS` requests or :data:`PRICED_ROWS` rows, so that a small
-  write's fixed cost (a file, a footer) cannot pass for a cost per request, lower the rate, make the
-  next writes smaller still, and so on down; in a priced write the fixed cost is spread over its
-  requests (it is real CPU, one write per ``flush_interval_secs``). Requests and rows, not the
-  writer's CPU of the window itself, because the writer works up to ``flush_interval_secs`` after
-  the requests it writes arrived;
+  its CPU per write, per request and per row is known — a least-squares fit of ``cpu = fixed +
+  a * requests + b * rows`` (each at least zero) over its last :data:`PRICES_KEPT` writes. The
+  window is charged ``a`` and ``b`` for the requests and rows logged in it, and ``fixed`` once per
+  ``flush_interval_secs`` (the writes happen that often while anything is logged). Per request
+  *and* per row because a one-entity request costs the writer several microseconds however few its
+  rows (priced per row alone, as the first version did, it cost five to twenty times what was
+  counted: docs/feature-logging.md, "Cost"). A fixed cost per write (a file, a Parquet footer, the
+  writer waking up: 1.3-2 ms measured) because every write is priced, small ones included: spread
+  over a small write's requests it would pass for a cost per request, lower the rate, make the
+  next writes smaller and dearer per request still, and so on down. When the writes cannot tell
+  the parts apart (one write, or writes all of one size) the cost goes per request and per row; the
+  next write of another size separates them. Requests and rows, not the writer's CPU of the window
+  itself, because the writer works up to ``flush_interval_secs`` after the requests it writes
+  arrived;
 * the indirect cost: :data:`INDIRECT_SECONDS` per logged request, a measured constant. Logging
   also makes the serving process's *other* work dearer — its reads and writes to sockets wake
   peers at a higher cost, its interpreter refills caches after the hand-over and the writer ran,
@@ -39,9 +40,13 @@ The measurement, once per :data:`WINDOW_SECONDS`:
   11-30 us more than everything above (docs/feature-logging.md, "Cost"), about the same for a
   100-entity request (it does not grow with the rows).
 
-Then ``share = logging CPU / window length``; above the budget the factor shrinks in proportion
-(at most 4x per window), below 80 % of it the factor grows (at most 2x per window, never above 1).
-A window where nothing was logged leaves the factor as it is.
+Then ``share = logging CPU / window length``. The writer's fixed part, ``fixed / flush_interval_secs``,
+is paid as long as anything at all is logged, so the factor cannot reduce it: the factor is set on
+the rest, against what the fixed part leaves of the budget, and at least half the budget (so a
+short ``flush_interval_secs`` whose writes alone take the budget does not stop logging: it costs
+the fixed part beyond half the budget, a price of the interval chosen). Above that allowance the
+factor shrinks in proportion (at most 4x per window), below 80 % of it the factor grows (at most 2x
+per window, never above 1). A window where nothing was logged leaves the factor as it is.
 """
 
 from __future__ import annotations
@@ -54,11 +59,10 @@ from collections.abc import Callable, Sequence
 WINDOW_SECONDS = 1.0
 #: One logged request in this many has its request-path cost timed.
 TIMED_EVERY = 32
-#: Requests, or rows, a write must hold for its CPU to be priced.
-PRICED_REQUESTS = 500
-PRICED_ROWS = 5000
-#: Priced writes the writer's cost per request and per row is fitted on (the newest).
-PRICES_KEPT = 6
+#: Writes the writer's cost per write, per request and per row is fitted on (the newest).
+PRICES_KEPT = 8
+#: The share of the budget the part the factor controls always gets, however much the fixed part takes.
+VARIABLE_AT_LEAST = 0.5
 #: The serving process's CPU per logged request that no part of logging sees (the indirect cost,
 #: measured: docs/feature-logging.md, "Cost").
 INDIRECT_SECONDS = 20e-6
@@ -74,7 +78,8 @@ class CostBudget:
 
     ``share``: the budget, a share of one core; None: no budget (the factor stays 1.0; the cost is
     still measured, for the metric). ``indirect``: CPU seconds priced per logged request on top of
-    what is measured (:data:`INDIRECT_SECONDS`).
+    what is measured (:data:`INDIRECT_SECONDS`). ``flush_interval``: the writer's
+    ``flush_interval_secs`` (its fixed cost per write is charged that often).
     The request path calls :meth:`logged` (and :meth:`timed` for the requests it timed), the
     writer's reports reach :meth:`writer_cpu`, and the shipper thread calls :meth:`tick` about
     every 50 ms with its own CPU time so far. Not thread-safe by itself: the logger calls every
@@ -82,20 +87,27 @@ class CostBudget:
     """
 
     def __init__(
-        self, share: float | None, clock: Callable[[], float] = time.monotonic, indirect: float = INDIRECT_SECONDS
+        self,
+        share: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        indirect: float = INDIRECT_SECONDS,
+        flush_interval: float = 5.0,
     ) -> None:
         self.share = share
         self.indirect = indirect
+        self.flush_interval = flush_interval
         self.scale = 1.0
         #: The last window's measured share of a core taken by logging, None before the first.
         self.measured: float | None = None
+        #: The writer's fixed part of it (its cost per write, once per flush interval).
+        self.measured_fixed: float | None = None
         self._clock = clock
         self._requests = 0  # logged in the window
         self._rows = 0
         self._timed_ns = 0  # request-path time of the timed requests, all windows
         self._timed = 0
-        #: The writer's CPU seconds per request and per row written (None until a write was priced).
-        self.writer_price: tuple[float, float] | None = None
+        #: The writer's CPU seconds per write, per request and per row (None until a write was priced).
+        self.writer_price: tuple[float, float, float] | None = None
         self._priced: deque[tuple[float, int, int]] = deque(maxlen=PRICES_KEPT)  # (cpu, requests, rows) per write
         #: Writer CPU, requests and rows written at its last report.
         self._writer: tuple[float, int, int] | None = None
@@ -124,8 +136,8 @@ class CostBudget:
         if last is None or cpu_seconds < last[0] or requests_written < last[1] or rows_written < last[2]:
             return  # the first report (of this writer): a baseline
         requests, rows = requests_written - last[1], rows_written - last[2]
-        if requests < PRICED_REQUESTS and rows < PRICED_ROWS:
-            return  # a small write: mostly its fixed cost
+        if not requests:
+            return
         self._priced.append((cpu_seconds - last[0], requests, rows))
         self.writer_price = fit_price(self._priced)
 
@@ -144,35 +156,68 @@ class CostBudget:
         price = self.writer_price
         if not requests or price is None:
             return False
-        writer = requests * price[0] + rows * price[1]
-        self.measured = share = (requests * (per_request + self.indirect) + shipper + writer) / elapsed
+        fixed = price[0] / self.flush_interval  # a share of a core, whatever the factor
+        variable = (requests * (per_request + self.indirect + price[1]) + rows * price[2] + shipper) / elapsed
+        self.measured, self.measured_fixed = fixed + variable, fixed
         if self.share is None:
             return True
+        allowed = max(self.share - fixed, VARIABLE_AT_LEAST * self.share)
         old = self.scale
-        if share > self.share:
-            self.scale = max(MIN_SCALE, old * max(1 / _SHRINK_AT_MOST, self.share / share))
-        elif old < 1.0 and share < _GROW_BELOW * self.share:
-            self.scale = min(1.0, old * (min(_GROW_AT_MOST, self.share / share) if share > 0 else _GROW_AT_MOST))
+        if variable > allowed:
+            self.scale = max(MIN_SCALE, old * max(1 / _SHRINK_AT_MOST, allowed / variable))
+        elif old < 1.0 and variable < _GROW_BELOW * allowed:
+            grow = min(_GROW_AT_MOST, allowed / variable) if variable > 0 else _GROW_AT_MOST
+            self.scale = min(1.0, old * grow)
         return True
 
 
-def fit_price(writes: Sequence[tuple[float, int, int]]) -> tuple[float, float]:
-    """CPU seconds per request and per row that best explain ``writes`` (each its CPU, requests and
-    rows): least squares, both prices at least zero; all per request when the writes cannot tell
-    the two apart (the same rows per request in each)."""
-    qq = sum(q * q for _, q, _ in writes)
-    ww = sum(w * w for _, _, w in writes)
-    qw = sum(q * w for _, q, w in writes)
-    qc = sum(q * c for c, q, _ in writes)
-    wc = sum(w * c for c, _, w in writes)
-    det = qq * ww - qw * qw
-    if qq and det > 1e-6 * qq * ww:
-        per_request, per_row = (qc * ww - wc * qw) / det, (wc * qq - qc * qw) / det
-        if per_request >= 0 and per_row >= 0:
-            return per_request, per_row
-        if per_row < 0:
-            return qc / qq, 0.0
-        return 0.0, wc / ww
-    if qq:
-        return sum(c for c, _, _ in writes) / sum(q for _, q, _ in writes), 0.0
-    return 0.0, 0.0
+#: The fit's models, as the columns (0: per write, 1: per request, 2: per row) each one prices, in
+#: the order a tie is settled: the fewest parts, a request's and a row's cost before a fixed one.
+_MODELS = ((1,), (2,), (0,), (1, 2), (0, 1), (0, 2), (0, 1, 2))
+#: A column is determined by the writes when more than this share of it is not a combination of
+#: the others (writes whose sizes differ by 0.1 % or more).
+_DETERMINED = 1e-6
+
+
+def fit_price(writes: Sequence[tuple[float, int, int]]) -> tuple[float, float, float]:
+    """CPU seconds per write, per request and per row that best explain ``writes`` (each its CPU,
+    requests and rows): least squares, every price at least zero. Of the models that explain the
+    writes equally well the simplest is taken, and a cost per request or row before a fixed one:
+    one write, or writes all of one size, put their whole cost per request (exact for that size)."""
+    data = [(c, (1.0, float(q), float(w))) for c, q, w in writes]
+    best: tuple[float, tuple[float, float, float]] | None = None
+    scale = sum(c * c for c, _ in data)
+    for model in _MODELS:
+        coefficients = _least_squares(data, model)
+        if coefficients is None or min(coefficients) < 0:
+            continue
+        price = [0.0, 0.0, 0.0]
+        for column, value in zip(model, coefficients, strict=True):
+            price[column] = value
+        residual = sum((c - sum(p * x for p, x in zip(price, xs, strict=True))) ** 2 for c, xs in data)
+        if best is None or residual < best[0] - 1e-9 * scale:
+            best = (residual, (price[0], price[1], price[2]))
+    return best[1] if best is not None else (0.0, 0.0, 0.0)
+
+
+def _least_squares(data: Sequence[tuple[float, tuple[float, ...]]], columns: Sequence[int]) -> list[float] | None:
+    """The least-squares coefficients of ``columns``; None when the writes cannot determine them
+    (a column zero, or one a combination of the others). Normal equations on columns scaled to unit
+    length (then a pivot is the share of its column the others do not explain), Gauss-Jordan."""
+    norms = [sum(xs[j] ** 2 for _, xs in data) ** 0.5 for j in columns]
+    if not all(norms):
+        return None
+    n = len(columns)
+    matrix = [
+        [sum(xs[i] * xs[j] for _, xs in data) / (ni * nj) for j, nj in zip(columns, norms, strict=True)]
+        + [sum(c * xs[i] for c, xs in data) / ni]
+        for i, ni in zip(columns, norms, strict=True)
+    ]
+    for k in range(n):
+        if matrix[k][k] < _DETERMINED:
+            return None
+        for r in range(n):
+            if r != k:
+                factor = matrix[r][k] / matrix[k][k]
+                matrix[r] = [a - factor * b for a, b in zip(matrix[r], matrix[k], strict=True)]
+    return [matrix[k][n] / matrix[k][k] / norms[k] for k in range(n)]
