@@ -21,7 +21,8 @@ The measurement, once per :data:`WINDOW_SECONDS`:
   its CPU per write, per request and per row is known — a least-squares fit of ``cpu = fixed +
   a * requests + b * rows`` (each at least zero) over its last :data:`PRICES_KEPT` writes. The
   window is charged ``a`` and ``b`` for the requests and rows logged in it, and ``fixed`` once per
-  ``flush_interval_secs`` (the writes happen that often while anything is logged). Per request
+  ``flush_interval_secs`` (the writes happen that often while anything is logged; more often only
+  when ``flush_requests`` requests wait, writes so large that their fixed part is a small share). Per request
   *and* per row because a one-entity request costs the writer several microseconds however few its
   rows (priced per row alone, as the first version did, it cost five to twenty times what was
   counted: docs/feature-logging.md, "Cost"). A fixed cost per write (a file, a Parquet footer, the
