@@ -67,7 +67,8 @@ LOG_SCALE = Gauge(
 )
 LOG_CPU_SHARE = Gauge(
     "ladle_feature_log_cpu_share",
-    "Share of one core a serving process's feature logging took (request path, hand-over, writer).",
+    "Share of one core a serving process's feature logging took, as its CPU budget prices it "
+    "(request path, hand-over, writer, indirect cost).",
     multiprocess_mode="livemax",
 )
 #: Where logs of services without a destination go in a file offline store (relative to the repo).
@@ -168,6 +169,7 @@ class FeatureLogger:
         self._clock = time.time
         self._reset()
         self.written = 0
+        self.written_requests = 0
         self.dropped = 0
         ref = weakref.WeakMethod(self._reset)
         os.register_at_fork(after_in_child=lambda: _call(ref))
@@ -190,7 +192,7 @@ class FeatureLogger:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: The CPU budget (docs/feature-logging.md, "The CPU budget"); its counters move under _lock.
-        self.budget = CostBudget(self.settings.cpu_budget)
+        self.budget = CostBudget(self.settings.cpu_budget, flush_interval=self.settings.flush_interval_secs)
 
     def new_request_id(self) -> str:
         """A request id unique across processes (a random per-process prefix and a counter)."""
@@ -389,9 +391,11 @@ class FeatureLogger:
             if kind == "written":
                 LOG_ROWS.labels(feature_service=service).inc(count)
                 self.written += count
+            elif kind == "requests":
+                self.written_requests += count
             elif kind == "cpu":  # the writer's CPU so far, in microseconds, after a write
                 with self._lock:
-                    self.budget.writer_cpu(count / 1e6, self.written)
+                    self.budget.writer_cpu(count / 1e6, self.written_requests, self.written)
             else:
                 LOG_DROPPED.labels(feature_service=service).inc(count)
                 self.dropped += count

@@ -15,9 +15,10 @@ The protocol: frames of a 4-byte little-endian length and a pickle, parent to ch
   Python columns;
 * ``("flush",)``: write everything now and answer;
 
-and child to parent on stdout: ``("written", service, rows)`` and ``("dropped", service, requests)``
-after each write, then ``("cpu", "", microseconds)`` (the writer's CPU since it started: the
-logger's CPU budget, :mod:`.feature_log_budget`), and ``("flushed", error or None)`` after a flush.
+and child to parent on stdout: ``("written", service, rows)`` and ``("requests", service, requests)``,
+or ``("dropped", service, requests)``, after each write, then ``("cpu", "", microseconds)`` (the
+writer's CPU since it started: the logger's CPU budget, :mod:`.feature_log_budget`), and
+``("flushed", error or None)`` after a flush.
 The writer keeps the batches it receives as they are and converts them when it writes — every
 ``flush_interval_secs``, or as soon as ``flush_requests`` requests wait — one table per service and
 record shape whatever the number of batches. At end of input (the parent closed the pipe, or
@@ -271,6 +272,7 @@ class Writer:
                 error = error or f"{type(exc).__name__}: {exc}"
                 continue
             self.report(("written", service, rows))
+            self.report(("requests", service, requests))
         if pending:
             self.report(("cpu", "", int(time.process_time() * 1_000_000)))
         return error
