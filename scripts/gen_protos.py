@@ -66,7 +66,9 @@ def generate(out: Path) -> None:
 
 
 def _tree(path: Path) -> dict[str, str]:
-    return {str(p.relative_to(path)): p.read_text() for p in sorted(path.rglob("*")) if p.is_file()}
+    """The text of every file under ``path`` (compiled bytecode, ``__pycache__``, left out)."""
+    files = (p for p in sorted(path.rglob("*")) if p.is_file() and "__pycache__" not in p.relative_to(path).parts)
+    return {str(p.relative_to(path)): p.read_text() for p in files}
 
 
 def main() -> int:
@@ -81,8 +83,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp) / "_proto"
         generate(fresh)
-        current = {k: v for k, v in _tree(OUT).items() if "__pycache__" not in k}
-        if _tree(fresh) != current:
+        if _tree(fresh) != _tree(OUT):
             print("src/ladle/server/_proto is stale: run scripts/gen_protos.py", file=sys.stderr)
             return 1
     print("stubs are current")

@@ -40,6 +40,7 @@ SERIAL_PREFIXES = (
 PARALLEL_PREFIXES = (
     "tests/streaming/test_decode.py",
     "tests/streaming/test_engine.py",
+    "tests/streaming/test_engine_kernels.py",
     "tests/streaming/test_engine_property.py",
     "tests/streaming/test_iceberg_sink.py",
     "tests/streaming/test_parity.py",
