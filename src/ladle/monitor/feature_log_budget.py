@@ -56,6 +56,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 #: Length of a measurement window.
 WINDOW_SECONDS = 1.0
 #: One logged request in this many has its request-path cost timed.
@@ -203,22 +205,16 @@ def fit_price(writes: Sequence[tuple[float, int, int]]) -> tuple[float, float, f
 
 def _least_squares(data: Sequence[tuple[float, tuple[float, ...]]], columns: Sequence[int]) -> list[float] | None:
     """The least-squares coefficients of ``columns``; None when the writes cannot determine them
-    (a column zero, or one a combination of the others). Normal equations on columns scaled to unit
-    length (then a pivot is the share of its column the others do not explain), Gauss-Jordan."""
-    norms = [sum(xs[j] ** 2 for _, xs in data) ** 0.5 for j in columns]
-    if not all(norms):
+    (a column zero, or one a combination of the others). The columns are scaled to unit length, so
+    the square of a diagonal entry of their QR factor is the share of that column the columns
+    before it do not explain."""
+    x = np.array([[xs[j] for j in columns] for _, xs in data], dtype=np.float64)
+    norms = np.linalg.norm(x, axis=0)
+    if len(data) < len(columns) or not norms.all():
         return None
-    n = len(columns)
-    matrix = [
-        [sum(xs[i] * xs[j] for _, xs in data) / (ni * nj) for j, nj in zip(columns, norms, strict=True)]
-        + [sum(c * xs[i] for c, xs in data) / ni]
-        for i, ni in zip(columns, norms, strict=True)
-    ]
-    for k in range(n):
-        if matrix[k][k] < _DETERMINED:
-            return None
-        for r in range(n):
-            if r != k:
-                factor = matrix[r][k] / matrix[k][k]
-                matrix[r] = [a - factor * b for a, b in zip(matrix[r], matrix[k], strict=True)]
-    return [matrix[k][n] / matrix[k][k] / norms[k] for k in range(n)]
+    scaled = x / norms
+    if (np.diag(np.linalg.qr(scaled, mode="r")) ** 2 < _DETERMINED).any():
+        return None
+    cpu = np.array([c for c, _ in data], dtype=np.float64)
+    coefficients: list[float] = (np.linalg.lstsq(scaled, cpu, rcond=None)[0] / norms).tolist()
+    return coefficients
