@@ -71,7 +71,7 @@ class Windows:
         starts = offsets(lens)
         total = int(starts[-1] + lens[-1]) if len(lens) else 0
         self._raw_index = np.repeat(a - starts, lens) + np.arange(total, dtype=np.int64)
-        self._raw_cuts = (starts, None) if bool((lens > 0).all()) else (starts[lens > 0], lens > 0)
+        self._raw_cuts = _cuts(lens, starts)
 
     def over(self, values: F64, summaries: Callable[[I64], dict[str, F64]]) -> Windows:
         """The same ranges over another column: the geometry (block split, raw index) is reused,
@@ -181,9 +181,10 @@ class Windows:
         return np.where(count >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan)
 
 
-def _cuts(lens: I64) -> tuple[I64, Mask | None]:
-    """Where the non-empty pieces of consecutive ``lens`` start, and which pieces those are (None: all)."""
-    starts = offsets(lens)
+def _cuts(lens: I64, starts: I64 | None = None) -> tuple[I64, Mask | None]:
+    """Where the non-empty pieces of consecutive ``lens`` start, and which pieces those are (None: all);
+    ``starts``: the pieces' offsets, when the caller has them already."""
+    starts = offsets(lens) if starts is None else starts
     some = lens > 0
     if some.all():
         return starts, None
