@@ -186,6 +186,82 @@ def test_pull_latest_batches_are_bounded(store: DuckDBOfflineStore, tmp_path: Pa
     assert len(batches) >= 5 and max(b.num_rows for b in batches) <= 1000
 
 
+def test_pull_latest_of_distinct_entities_is_every_keyed_row_in_the_window(
+    store: DuckDBOfflineStore, tmp_path: Path
+) -> None:
+    # one row per entity in the window (the shortcut without the join), a null key and rows outside
+    table = ticks(["A", "B", "C", "D", "A"], [1, 2, 3, 4, 50], [1, 2, 3, 4, 50], [1.0, 2.0, 3.0, 4.0, 5.0])
+    table = table.set_column(0, "code", pa.array(["A", "B", None, "D", "A"]))
+    pq.write_table(table, tmp_path / "d.parquet")
+    out = collect(store.pull_latest(view_on("d.parquet"), at(0), at(10))).sort_by("code")
+    assert out.column_names == ["code", "price", EVENT_TIMESTAMP, CREATED_TIMESTAMP]
+    assert out.column("code").to_pylist() == ["A", "B", "D"]  # A's later row is outside; C's key is null
+    assert out.column("price").to_pylist() == [1.0, 2.0, 4.0]
+    assert out.column(CREATED_TIMESTAMP).to_pylist() == [at(1), at(2), at(4)]
+
+
+def test_pull_latest_finds_a_repeat_after_a_distinct_start(store: DuckDBOfflineStore, tmp_path: Path) -> None:
+    # the window's first rows (more than the sample) are all distinct; one entity comes back at the end
+    from ladle.offline.session import DISTINCT_SAMPLE_ROWS
+
+    n = DISTINCT_SAMPLE_ROWS + 1000
+    codes = [f"K{i}" for i in range(n)] + ["K7", "K9"]
+    minutes = [1.0] * n + [2.0, 0.5]  # K7's repeat is newer, K9's older
+    prices = [float(i) for i in range(n)] + [-7.0, -9.0]
+    pq.write_table(ticks(codes, minutes, minutes, prices), tmp_path / "r.parquet")
+    out = collect(store.pull_latest(view_on("r.parquet"), at(0), at(10), batch_rows=10_000))
+    assert out.num_rows == n
+    assert len(set(out.column("code").to_pylist())) == n
+    price = dict(zip(out.column("code").to_pylist(), out.column("price").to_pylist(), strict=True))
+    assert price["K7"] == -7.0 and price["K9"] == 9.0 and price["K8"] == 8.0
+
+
+def test_pull_latest_when_key_hashes_collide(
+    store: DuckDBOfflineStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the whole-window check counts distinct 64-bit hashes: a collision says "a repeat" of distinct
+    # keys; the aggregate then finds none, and every keyed row must still come back
+    from ladle.offline import pull
+
+    real = pull.distinct_sql
+
+    def colliding(*args: object, **kwargs: object) -> str:
+        sql = real(*args, **kwargs)  # type: ignore[arg-type]
+        limit = kwargs.get("limit", args[4] if len(args) > 4 else None)
+        return sql if limit is not None else sql.replace("count(DISTINCT h)", "count(DISTINCT h) - 1")
+
+    monkeypatch.setattr(pull, "distinct_sql", colliding)
+    pq.write_table(ticks(["A", "B", "C"], [1, 2, 3], [1, 2, 3], [1.0, 2.0, 3.0]), tmp_path / "h.parquet")
+    out = collect(store.pull_latest(view_on("h.parquet"), at(0), at(10))).sort_by("code")
+    assert out.column("price").to_pylist() == [1.0, 2.0, 3.0]
+
+
+def test_pull_latest_distinct_composite_keys(store: DuckDBOfflineStore, tmp_path: Path) -> None:
+    # (A, 1) and (A, 2) are two entities: no join needed; (B, 1) twice is one entity
+    table = pa.table(
+        {
+            "code": ["A", "A", "B"],
+            "market_id": [1, 2, 1],
+            "ts": pa.array([at(1), at(2), at(3)], TS),
+            "created": pa.array([at(1), at(2), at(3)], TS),
+            "price": [1.0, 2.0, 3.0],
+        }
+    )
+    pq.write_table(table, tmp_path / "c.parquet")
+    source = FileSource(path="c.parquet", timestamp_field="ts", created_timestamp_column="created")
+    view = FeatureView(
+        name="pm", entities=[commodity, market], schema=[Field(name="price", dtype=Float64)], source=source
+    )
+    out = collect(store.pull_latest(view, at(0), at(10))).sort_by([("code", "ascending"), ("market_id", "ascending")])
+    assert out.column("price").to_pylist() == [1.0, 2.0, 3.0]
+    pq.write_table(
+        pa.concat_tables([table, table.slice(2, 1).set_column(4, "price", pa.array([4.0]))]), tmp_path / "c.parquet"
+    )
+    again = collect(store.pull_latest(view, at(0), at(10))).sort_by([("code", "ascending"), ("market_id", "ascending")])
+    assert again.num_rows == 3 and again.column("price").to_pylist()[:2] == [1.0, 2.0]
+    assert again.column("price").to_pylist()[2] in (3.0, 4.0)  # a tie on both times: either row
+
+
 def test_pull_all_window_mapping_naive_times_and_composite_keys(store: DuckDBOfflineStore, tmp_path: Path) -> None:
     pq.write_table(
         pa.table(

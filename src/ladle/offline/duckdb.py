@@ -96,7 +96,7 @@ class DuckDBOfflineStore:
         scan = self._scan(con, view.batch_source, allow_empty=True)
         if not scan.files:
             return iter(())
-        return pull_batches(con, scan, view, start, end, batch_rows, latest)
+        return pull_batches(con, scan, view, start, end, batch_rows, latest, wide=self._cursor)
 
     def estimate_entities(self, view: FeatureView, start: datetime, end: datetime) -> int:
         """A cheap estimate of the distinct entities in ``[start, end]``: the files' row counts (footers),

@@ -72,6 +72,57 @@ def _order(scan: SourceScan, view: FeatureView) -> str:
     return f"{event}::HUGEINT * {_SHIFT} + ({created}::HUGEINT + {_OFFSET})"
 
 
+def _keyed(scan: SourceScan, view: FeatureView) -> tuple[list[str], str]:
+    keys = [scan.cast(f.name, f.dtype) for f in view.entity_columns]
+    return keys, " AND ".join(f"{k} IS NOT NULL" for k in keys)
+
+
+def distinct_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int, limit: int | None = None) -> str:
+    """Keyed rows of ``[start, end]`` (of its first ``limit`` when given) and the distinct hashes of
+    their join keys: equal counts prove that no entity has two rows (a collision can only make them
+    differ, i.e. say "maybe not" of distinct keys)."""
+    keys, not_null = _keyed(scan, view)
+    hashes = f"SELECT hash({', '.join(keys)}) AS h FROM {scan.relation} WHERE {window(scan, view, start_us, end_us)}"
+    hashes += f" AND {not_null}" + (f" LIMIT {limit}" if limit is not None else "")
+    return f"SELECT count(*), count(DISTINCT h) FROM ({hashes})"
+
+
+def winners_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int) -> str:
+    """Phase 1 on its own, for a view with join keys: the row id (``__rid``) of each entity's newest
+    row in ``[start, end]`` (no row at all when no entity has two rows there: every keyed row is
+    then its entity's newest, :func:`keyed_rows_sql`)."""
+    keys, not_null = _keyed(scan, view)
+    return (
+        f"WITH w AS MATERIALIZED (\n  SELECT arg_max({scan.row_id}, {_order(scan, view)}) AS __rid, count(*) AS __n "
+        f"FROM {scan.relation}\n  WHERE {window(scan, view, start_us, end_us)} AND {not_null}\n"
+        f"  GROUP BY {', '.join(keys)}\n)\nSELECT __rid FROM w WHERE (SELECT max(__n) FROM w) > 1"
+    )
+
+
+def keyed_rows_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int) -> str:
+    """Every row of ``[start, end]`` whose join keys are all set: ``pull_latest``'s answer when no
+    entity has two rows there (phase 1 said so)."""
+    return all_sql(scan, view, start_us, end_us, _keyed(scan, view)[1])
+
+
+def chosen_rows_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int, winners: str) -> str:
+    """Phase 2 on its own: the rows whose id is in the relation ``winners`` (column ``__rid``)."""
+    return _join(scan, view, start_us, end_us, f"SELECT __rid FROM {quote(winners)}")
+
+
+def _join(scan: SourceScan, view: FeatureView, start_us: int, end_us: int, winners: str) -> str:
+    # the window again (row-group skipping); ``where`` is not repeated: the join keeps only winners
+    values = (
+        f"SELECT {scan.row_id} AS __rid, {', '.join(_columns(scan, view))} FROM {scan.relation} "
+        f"WHERE {window(scan, view, start_us, end_us)}"
+    )
+    names = [quote(f.name) for f in [*view.entity_columns, *view.features]] + [EVENT_TIMESTAMP, CREATED_TIMESTAMP]
+    return (
+        f"SELECT {', '.join('s.' + n for n in names)}\nFROM (\n  {winners}\n) AS w\n"
+        f"JOIN ({values}) AS s ON s.__rid = w.__rid"
+    )
+
+
 def latest_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int, where: str | None = None) -> str:
     """The newest row per join key value in ``[start, end]`` (among the rows that meet ``where``)."""
     rows = window(scan, view, start_us, end_us, where)
@@ -87,13 +138,4 @@ def latest_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int, 
         winners = (
             f"SELECT __rid FROM (SELECT {newest} AS __rid FROM {scan.relation} WHERE {rows}) WHERE __rid IS NOT NULL"
         )
-    # the window again (row-group skipping); ``where`` is not repeated: the join keeps only winners
-    values = (
-        f"SELECT {scan.row_id} AS __rid, {', '.join(_columns(scan, view))} FROM {scan.relation} "
-        f"WHERE {window(scan, view, start_us, end_us)}"
-    )
-    names = [quote(f.name) for f in [*view.entity_columns, *view.features]] + [EVENT_TIMESTAMP, CREATED_TIMESTAMP]
-    return (
-        f"SELECT {', '.join('s.' + n for n in names)}\nFROM (\n  {winners}\n) AS w\n"
-        f"JOIN ({values}) AS s ON s.__rid = w.__rid"
-    )
+    return _join(scan, view, start_us, end_us, winners)

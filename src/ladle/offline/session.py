@@ -220,18 +220,86 @@ def pull_batches(
     end: datetime,
     batch_rows: int,
     latest: bool,
+    wide: Callable[[], duckdb.DuckDBPyConnection] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """``pull_latest`` (``latest``) or ``pull_all`` of ``view`` over ``scan``, as record batches."""
+    """``pull_latest`` (``latest``) or ``pull_all`` of ``view`` over ``scan``, as record batches.
+
+    With ``wide`` (a connection to a database with more threads than ``con``'s), ``pull_latest`` of
+    a view with join keys over plain files runs its first phase there, on its own
+    (:func:`latest_in_two_steps`).
+    """
     start_us, end_us = micros(start), micros(end)
     if is_computed(view):
         scan, resolved = computed_scan(con, scan, view, start_us, end_us)
     else:
         resolved = check_view(scan, view)
+        if latest and wide is not None and view.join_keys and not scan.table:
+            return latest_in_two_steps(wide, con, scan, resolved, start_us, end_us, batch_rows)
     build = pull.latest_sql if latest else pull.all_sql
     sql = build(scan, resolved, start_us, end_us)
     with translate_errors(f"reading '{view.name}'"):
         reader = con.sql(sql).to_arrow_reader(batch_rows)
     return _batches(con, reader, view.name)
+
+
+#: Name under which the first phase's winners are registered for the second (one query's connection).
+_WINNERS = "__ladle_winners"
+#: Keyed rows at the start of a window looked at to guess whether its entities are all distinct.
+DISTINCT_SAMPLE_ROWS = 65_536
+
+
+def latest_in_two_steps(
+    wide: Callable[[], duckdb.DuckDBPyConnection],
+    con: duckdb.DuckDBPyConnection,
+    scan: SourceScan,
+    view: FeatureView,
+    start_us: int,
+    end_us: int,
+    batch_rows: int,
+) -> Iterator[pa.RecordBatch]:
+    """``pull_latest`` for a window that may hold one row per entity: checked first, on all cores.
+
+    The newest-row query's first phase (which row wins for each entity, :mod:`.pull`) is a
+    blocking hash aggregate: no row can be written online before it ends, and the online store
+    sits idle meanwhile. When no entity has two rows in the window (a daily snapshot, a first
+    load), every keyed row of the window is the answer and neither that aggregate nor the join
+    after it (whose build side also has to be complete before its first row) is needed. So:
+
+    1. a count of the distinct key hashes of the window's first :data:`DISTINCT_SAMPLE_ROWS` keyed
+       rows (milliseconds): a repeated entity there means the usual single query on ``con``;
+    2. otherwise the same count over the whole window, on ``wide``'s threads (all the cores; the
+       single query runs on ``con``'s, one fewer, the writer's core): measured 0.12-0.14 s for
+       1,000,000 entities on 2 threads against 0.25-0.28 s for the single query's aggregate;
+    3. all distinct: every keyed row, streamed by ``con``; not (a repeat after the sample): the
+       aggregate on ``wide``, and its winners' row ids (8 bytes an entity, as Arrow) joined on ``con``.
+    """
+    phase1 = wide()
+    try:
+        with translate_errors(f"reading '{view.name}'"):
+            if not _all_distinct(phase1, scan, view, start_us, end_us, DISTINCT_SAMPLE_ROWS):
+                rows = pull.latest_sql(scan, view, start_us, end_us)
+            elif _all_distinct(phase1, scan, view, start_us, end_us, None):
+                rows = pull.keyed_rows_sql(scan, view, start_us, end_us)
+            else:
+                winners = phase1.sql(pull.winners_sql(scan, view, start_us, end_us)).to_arrow_table()
+                if winners.num_rows:
+                    con.register(_WINNERS, winners)
+                    rows = pull.chosen_rows_sql(scan, view, start_us, end_us, _WINNERS)
+                else:  # two keys' hashes collided: all distinct after all
+                    rows = pull.keyed_rows_sql(scan, view, start_us, end_us)
+                del winners
+    finally:
+        phase1.close()
+    with translate_errors(f"reading '{view.name}'"):
+        reader = con.sql(rows).to_arrow_reader(batch_rows)
+    return _batches(con, reader, view.name)
+
+
+def _all_distinct(
+    con: duckdb.DuckDBPyConnection, scan: SourceScan, view: FeatureView, start_us: int, end_us: int, limit: int | None
+) -> bool:
+    ((rows, distinct),) = con.sql(pull.distinct_sql(scan, view, start_us, end_us, limit)).fetchall()
+    return bool(rows == distinct)
 
 
 def check_batch_rows(batch_rows: int) -> None:

@@ -252,7 +252,7 @@ class IcebergOfflineStore:
             return iter(())
         con = (self._pull_session if latest else self._session).cursor()
         scan = self._scan(con, pinned, view, *self._bounds(view, start, end))
-        return pull_batches(con, scan, view, start, end, batch_rows, latest)
+        return pull_batches(con, scan, view, start, end, batch_rows, latest, wide=self._session.cursor)
 
     def historical(
         self,
