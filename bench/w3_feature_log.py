@@ -89,7 +89,9 @@ def measured(runner: Any, server: Server, *args: Any) -> dict[str, Any]:
     from bench.w8_many_views import tree_cpu_seconds
 
     cpu = tree_cpu_seconds(server.process.pid)
+    started = time.time()
     result: dict[str, Any] = runner(server, *args)
+    result["wall"] = (started, time.time())  # the run's span, to find its rows in the log
     time.sleep(SETTLE_SECONDS)
     cpu = tree_cpu_seconds(server.process.pid) - cpu
     result["server_cpu_us_per_req"] = round(cpu / result["requests"] * 1e6, 1) if result["requests"] else None
@@ -191,6 +193,30 @@ def log_rates(repo: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def logged_shares(repo: Path, runs: list[dict[str, Any]], rows_per_request: int) -> list[float]:
+    """Per logged run, the share of its requests found in the log (rows stamped inside the run's
+    span, over the rows served in it at the run's rate): what the CPU budget let through in that run."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    folders = sorted((repo / "data" / "feature_logs").iterdir())
+    times = [ds.dataset(f, format="parquet").to_table(columns=["log_time"]).column("log_time") for f in folders]
+    shares = []
+    for run_ in runs:
+        start, end = (pa_ts(t) for t in run_["wall"])
+        found = sum(pc.sum(pc.and_(pc.greater_equal(t, start), pc.less_equal(t, end))).as_py() or 0 for t in times)
+        served = run_["req_per_s"] * (run_["wall"][1] - run_["wall"][0]) * rows_per_request  # h2load's warm-up too
+        shares.append(round(found / served, 3) if served else 0.0)
+    return shares
+
+
+def pa_ts(seconds: float) -> Any:
+    """An Arrow UTC timestamp scalar (microseconds) for ``seconds`` since the epoch."""
+    import pyarrow as pa
+
+    return pa.scalar(int(seconds * 1e6), pa.timestamp("us", tz="UTC"))
+
+
 def log_rows(repo: Path) -> int:
     """Rows in the Parquet logs of the logged services (a check that logging really ran)."""
     import pyarrow.parquet as pq
@@ -255,6 +281,9 @@ def run(args: argparse.Namespace) -> None:
                             "throughput_change_pct": _change(on["req_per_s"], off["req_per_s"]),
                             **paired(results[(name, protocol, "plain")], results[(name, protocol, "logged")]),
                             "p50_change_pct": _change(on["p50_ms"], off["p50_ms"]),
+                            "logged_share_per_round": logged_shares(
+                                repo, results[(name, protocol, "logged")], 1 if name != "W3c" else 100
+                            ),
                         }
                     )
             expected = round(served)  # at the configured rate; under a budget, fewer (see log_rates)
