@@ -88,14 +88,26 @@ def measured(runner: Any, server: Server, *args: Any) -> dict[str, Any]:
     """
     from bench.w8_many_views import tree_cpu_seconds
 
+    workers = _workers(server.process.pid)
+    per_worker = [tree_cpu_seconds(pid) for pid in workers]
     cpu = tree_cpu_seconds(server.process.pid)
     started = time.time()
     result: dict[str, Any] = runner(server, *args)
     result["wall"] = (started, time.time())  # the run's span, to find its rows in the log
     time.sleep(SETTLE_SECONDS)
     cpu = tree_cpu_seconds(server.process.pid) - cpu
+    grew = [tree_cpu_seconds(pid) - before for pid, before in zip(workers, per_worker, strict=True)]
+    result["worker"] = grew.index(max(grew)) if grew else None  # the one that served (one connection)
     result["server_cpu_us_per_req"] = round(cpu / result["requests"] * 1e6, 1) if result["requests"] else None
     return result
+
+
+def _workers(pid: int) -> list[int]:
+    """The server's worker processes (its children), in pid order."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return sorted(children)
 
 
 def add_services(
@@ -155,6 +167,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "all_cpu_us_per_req": [r["server_cpu_us_per_req"] for r in runs],
         "all_req_per_s": [r["req_per_s"] for r in runs],
         "all_p50_ms": [r["p50_ms"] for r in runs],
+        "all_workers": [r["worker"] for r in runs],
         "errors": sum(r["errors"] for r in runs),
     }
 

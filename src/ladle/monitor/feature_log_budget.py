@@ -30,11 +30,11 @@ The measurement, once per :data:`WINDOW_SECONDS`:
   over a small write's requests it would pass for a cost per request, lower the rate, make the
   next writes smaller and dearer per request still, and so on down. When the writes cannot tell
   the parts apart (one write, or writes all of one size) the cost goes per request and per row; the
-  next write of another size separates them. Until the writer's first two writes have priced it, a
-  measured prior (:data:`PRIOR_WRITER_PRICE`) stands in, so the budget holds from the first window
-  of a process's life. Requests and rows, not the writer's CPU of the window
-  itself, because the writer works up to ``flush_interval_secs`` after the requests it writes
-  arrived;
+  next write of another size separates them. Until two of the writer's writes have been priced (its
+  first report is a baseline: three writes), a measured prior (:data:`PRIOR_WRITER_PRICE`) stands
+  in, so the budget holds from the first window of a process's life. Requests and rows, not the
+  writer's CPU of the window itself, because the writer works up to ``flush_interval_secs`` after
+  the requests it writes arrived;
 * the indirect cost: :data:`INDIRECT_SECONDS` per logged request, a measured constant. Logging
   also makes the serving process's *other* work dearer — its reads and writes to sockets wake
   peers at a higher cost, its interpreter refills caches after the hand-over and the writer ran,
@@ -77,6 +77,10 @@ INDIRECT_SECONDS = 20e-6
 #: for the writer's second write (two flush intervals, 10 s by default) and log every sampled
 #: request of a fresh process until then.
 PRIOR_WRITER_PRICE = (1.3e-3, 4e-6, 0.5e-6)
+#: The prior stands until this many writes are priced: one write cannot tell its fixed cost from its
+#: requests', and a small one (the leftovers of a burst) priced all per request would cut the rate
+#: to a hundredth for tens of seconds.
+PRIOR_UNTIL_WRITES = 2
 #: The smallest factor: logging never stops entirely.
 MIN_SCALE = 1e-4
 _SHRINK_AT_MOST = 4.0
@@ -168,7 +172,9 @@ class CostBudget:
         self._requests = self._rows = 0
         self._start, self._shipper_cpu = now, shipper_cpu
         per_request = self._timed_ns / self._timed / 1e9 if self._timed else 0.0
-        price = self.writer_price if self.writer_price is not None else self.prior
+        price = self.writer_price
+        if self.prior is not None and (price is None or len(self._priced) < PRIOR_UNTIL_WRITES):
+            price = self.prior
         if not requests or price is None:
             return False
         fixed = price[0] / self.flush_interval  # a share of a core, whatever the factor
