@@ -80,7 +80,7 @@ SETTLE_SECONDS = 1.0
 FLUSH_INTERVAL = FeatureLoggingConfig.model_fields["flush_interval_secs"].default
 
 
-def measured(runner: Any, server: Server, *args: Any) -> dict[str, Any]:
+def measured(runner: Any, server: Server, *args: Any, settle: float = SETTLE_SECONDS) -> dict[str, Any]:
     """One load run plus the server's CPU per request (every worker, flusher threads included).
 
     CPU is taken over the run and a short settle after it, divided by the requests the load
@@ -88,12 +88,26 @@ def measured(runner: Any, server: Server, *args: Any) -> dict[str, Any]:
     """
     from bench.w8_many_views import tree_cpu_seconds
 
+    workers = _workers(server.process.pid)
+    per_worker = [tree_cpu_seconds(pid) for pid in workers]
     cpu = tree_cpu_seconds(server.process.pid)
+    started = time.time()
     result: dict[str, Any] = runner(server, *args)
-    time.sleep(SETTLE_SECONDS)
+    result["wall"] = [(started, time.time())]  # the run's spans, to find its rows in the log
+    time.sleep(settle)
     cpu = tree_cpu_seconds(server.process.pid) - cpu
+    grew = [tree_cpu_seconds(pid) - before for pid, before in zip(workers, per_worker, strict=True)]
+    result["worker"] = grew.index(max(grew)) if grew else None  # the one that served (one connection)
     result["server_cpu_us_per_req"] = round(cpu / result["requests"] * 1e6, 1) if result["requests"] else None
     return result
+
+
+def _workers(pid: int) -> list[int]:
+    """The server's worker processes (its children), in pid order."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return sorted(children)
 
 
 def add_services(
@@ -153,7 +167,27 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "all_cpu_us_per_req": [r["server_cpu_us_per_req"] for r in runs],
         "all_req_per_s": [r["req_per_s"] for r in runs],
         "all_p50_ms": [r["p50_ms"] for r in runs],
+        "all_workers": [r["worker"] for r in runs],
         "errors": sum(r["errors"] for r in runs),
+    }
+
+
+def _joined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One round's figures from its segments (equal lengths): mean rate, median p50/p99, CPU per
+    request over all of them, every span, the worker of the first segment."""
+    if len(runs) == 1:
+        return runs[0]
+    requests = sum(r["requests"] for r in runs)
+    cpu = sum(r["server_cpu_us_per_req"] * r["requests"] for r in runs if r["server_cpu_us_per_req"] is not None)
+    return {
+        "requests": requests,
+        "errors": sum(r["errors"] for r in runs),
+        "req_per_s": round(statistics.fmean(r["req_per_s"] for r in runs)),
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+        "server_cpu_us_per_req": round(cpu / requests, 1) if requests else None,
+        "wall": [span for r in runs for span in r["wall"]],
+        "worker": runs[0]["worker"],
     }
 
 
@@ -191,6 +225,32 @@ def log_rates(repo: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def logged_shares(repo: Path, runs: list[dict[str, Any]], rows_per_request: int) -> list[float]:
+    """Per logged run, the share of its requests found in the log (rows stamped inside the run's
+    span, over the rows served in it at the run's rate): what the CPU budget let through in that run."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    folders = sorted((repo / "data" / "feature_logs").iterdir())
+    times = [ds.dataset(f, format="parquet").to_table(columns=["log_time"]).column("log_time") for f in folders]
+    shares = []
+    for run_ in runs:
+        found = 0
+        for span in run_["wall"]:
+            start, end = (pa_ts(t) for t in span)
+            found += sum(pc.sum(pc.and_(pc.greater_equal(t, start), pc.less_equal(t, end))).as_py() or 0 for t in times)
+        served = run_["req_per_s"] * sum(b - a for a, b in run_["wall"]) * rows_per_request  # h2load's warm-up too
+        shares.append(round(found / served, 3) if served else 0.0)
+    return shares
+
+
+def pa_ts(seconds: float) -> Any:
+    """An Arrow UTC timestamp scalar (microseconds) for ``seconds`` since the epoch."""
+    import pyarrow as pa
+
+    return pa.scalar(int(seconds * 1e6), pa.timestamp("us", tz="UTC"))
+
+
 def log_rows(repo: Path) -> int:
     """Rows in the Parquet logs of the logged services (a check that logging really ran)."""
     import pyarrow.parquet as pq
@@ -222,10 +282,21 @@ def run(args: argparse.Namespace) -> None:
                         for protocol in args.only:
                             # ABBA: the order alternates, so a drift of the machine between the two
                             # runs of a round does not always favour the same side.
-                            for side in ("plain", "logged") if round_ % 2 == 0 else ("logged", "plain"):
-                                service = f"{prefix}_{side}"
-                                run_ = measured(runners[protocol], server, service, rows, conc, args.duration, tmp)
-                                results.setdefault((name, protocol, side), []).append(run_)
+                            # With --segments N each side's run is N shorter runs, the sides alternating
+                            # ABBA inside the round too (P L L P ...), so the two sides of a round
+                            # are measured closer in time; the round's figures join the segments.
+                            segments: dict[str, list[dict[str, Any]]] = {"plain": [], "logged": []}
+                            for part in range(args.segments):
+                                order = ("plain", "logged") if (round_ + part) % 2 == 0 else ("logged", "plain")
+                                for side in order:
+                                    segments[side].append(
+                                        measured(
+                                            runners[protocol], server, f"{prefix}_{side}", rows, conc,
+                                            args.duration / args.segments, tmp, settle=args.settle,
+                                        )
+                                    )  # fmt: skip
+                            for side, runs in segments.items():
+                                results.setdefault((name, protocol, side), []).append(_joined(runs))
             finally:
                 server.stop()  # graceful: the workers flush their queues
             logged = log_rows(repo)
@@ -255,6 +326,9 @@ def run(args: argparse.Namespace) -> None:
                             "throughput_change_pct": _change(on["req_per_s"], off["req_per_s"]),
                             **paired(results[(name, protocol, "plain")], results[(name, protocol, "logged")]),
                             "p50_change_pct": _change(on["p50_ms"], off["p50_ms"]),
+                            "logged_share_per_round": logged_shares(
+                                repo, results[(name, protocol, "logged")], 1 if name != "W3c" else 100
+                            ),
                         }
                     )
             expected = round(served)  # at the configured rate; under a budget, fewer (see log_rates)
@@ -284,6 +358,12 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=FLUSH_INTERVAL,
         help="feature_logging.flush_interval_secs (default: the configuration's; earlier sittings: 0.5)",
+    )
+    parser.add_argument(
+        "--segments", type=int, default=1, help="runs per side per round (ABBA inside the round too), each duration/N"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=SETTLE_SECONDS, help="idle seconds after each run, inside its CPU window"
     )
     parser.add_argument("--only", type=lambda s: s.split(","), default=["rest", "grpc"], help="rest, grpc or both")
     parser.add_argument("--workloads", type=lambda s: s.split(","), default=list(WORKLOADS), help="W3a,W3b,W3c")

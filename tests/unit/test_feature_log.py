@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -310,5 +311,49 @@ def test_services_reading_different_features_of_one_view_each_get_their_own_rows
         assert [(r["quotes__bid"], r["quotes__bid__status"]) for r in first] == [(3.25, "PRESENT")]
         assert [(r["quotes__current_price"], r["quotes__bid"]) for r in second] == [(3.5, 3.25)]
         assert s.feature_logger.dropped == 0
+    finally:
+        s.close()
+
+
+def test_the_shipper_paces_hand_overs_and_keeps_every_request_once_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ladle.monitor import feature_log
+
+    # Long enough that only the request count can make a hand-over due within this test.
+    monkeypatch.setattr(feature_log, "_SHIP_MAX_SECONDS", 60.0)
+    s = build(tmp_path, SQLITE)
+    try:
+        logger = s.feature_logger
+        response = s.get_online_features(_service(s), entity_rows([("gold", "ICE")]))
+        snapshot = s.snapshot()
+        logger._handed_at = time.monotonic()  # as if just handed over
+        few = feature_log._SHIP_AT_REQUESTS // 4
+        for i in range(few):
+            assert logger.log(snapshot, "price_model", response, f"pace-{i}") == f"pace-{i}"
+        time.sleep(5 * feature_log._SHIP_SECONDS)  # several shipper ticks: none is due
+        assert logger._batches and logger._buffered == few + 1  # (the SDK read's request too)
+        total = few + feature_log._SHIP_AT_REQUESTS
+        for i in range(few, total):
+            logger.log(snapshot, "price_model", response, f"pace-{i}")
+        deadline = time.monotonic() + 10.0  # due now: the next tick hands everything over
+        while logger._batches and time.monotonic() < deadline:
+            time.sleep(feature_log._SHIP_SECONDS)
+        assert not logger._batches
+        logger.flush()
+        assert logger.dropped == 0
+        folder = s.config.repo_path / "data" / "feature_logs" / "price_model"
+        seen: list[int] = []
+        parts = sorted(folder.glob("*.parquet"))
+        assert parts
+        for part in parts:
+            ids = [
+                int(r[5:])
+                for r in pq.read_table(part, columns=["request_id"]).column(0).to_pylist()
+                if r.startswith("pace-")
+            ]
+            assert ids == sorted(ids)  # in the order they were logged
+            seen += ids
+        assert sorted(seen) == list(range(total))  # every request, once
     finally:
         s.close()

@@ -11,6 +11,7 @@ import pytest
 from ladle.monitor.feature_log_budget import (
     INDIRECT_SECONDS,
     MIN_SCALE,
+    PRIOR_WRITER_PRICE,
     VARIABLE_AT_LEAST,
     WINDOW_SECONDS,
     CostBudget,
@@ -47,8 +48,8 @@ def _writer_costs(budget: CostBudget, per_row: float) -> None:
 
 def test_the_measured_share_counts_the_request_path_the_shipper_and_the_writer_per_row() -> None:
     clock = Clock()
-    budget = CostBudget(None, clock, indirect=0.0)
-    assert not _window(budget, clock, 100, 10, 5_000, 0.0)  # no writer cost known yet: nothing measured
+    budget = CostBudget(None, clock, indirect=0.0, prior=None)
+    assert not _window(budget, clock, 100, 10, 5_000, 0.0)  # no writer cost known, no prior: nothing measured
     _writer_costs(budget, 20e-6)
     assert _window(budget, clock, 1000, 10, 5_000, 0.002)
     # 1,000 requests x 5 us + 2 ms shipper + 10,000 rows x 20 us = 207 ms in a 1 s window
@@ -56,9 +57,34 @@ def test_the_measured_share_counts_the_request_path_the_shipper_and_the_writer_p
     assert budget.scale == 1.0  # no budget: measured, never scaled
 
 
+def test_before_the_writer_is_priced_the_prior_price_holds_the_budget_from_the_first_window() -> None:
+    clock = Clock()
+    budget = CostBudget(0.02, clock, flush_interval=5.0)
+    assert budget.writer_price is None
+    # 2,000 one-entity requests in the first second of a process, 5 us each in the request path.
+    assert _window(budget, clock, 2000, 1, 5_000, 0.0)
+    fixed, per_request, per_row = PRIOR_WRITER_PRICE
+    variable = 2000 * (5e-6 + INDIRECT_SECONDS + per_request + per_row)
+    assert budget.measured == pytest.approx(fixed / 5.0 + variable)
+    allowed = max(0.02 - fixed / 5.0, VARIABLE_AT_LEAST * 0.02)
+    assert budget.scale == pytest.approx(max(0.25, allowed / variable))  # at most 4x down per window
+    # One priced write (after the baseline report) cannot tell a write's fixed cost from its
+    # requests': a small one, 5 requests for 1.53 ms, would price a request at 306 us. The prior holds.
+    budget.writer_cpu(1.0, 100, 100)
+    budget.writer_cpu(1.00153, 105, 105)
+    assert budget.writer_price is not None and budget.writer_price[1] == pytest.approx(306e-6)
+    _window(budget, clock, 500, 1, 5_000, 0.0)
+    assert budget.measured == pytest.approx(fixed / 5.0 + 500 * (5e-6 + INDIRECT_SECONDS + per_request + per_row))
+    # A second write of another size: the fit separates the parts and replaces the prior.
+    budget.writer_cpu(1.00153 + 0.0015 + 1000 * 6e-6, 1105, 1105)
+    assert budget.writer_price == pytest.approx((0.0015, 6e-6, 0.0))
+    _window(budget, clock, 500, 1, 5_000, 0.0)
+    assert budget.measured == pytest.approx(0.0015 / 5.0 + 500 * (5e-6 + INDIRECT_SECONDS + 6e-6))
+
+
 def test_over_budget_the_factor_falls_in_proportion_and_comes_back_when_traffic_drops() -> None:
     clock = Clock()
-    budget = CostBudget(0.05, clock, indirect=0.0)
+    budget = CostBudget(0.05, clock, indirect=0.0, prior=None)
     _writer_costs(budget, 20e-6)
     _window(budget, clock, 1000, 10, 0, 0.0)  # 0.2 of a core: four times the budget
     assert budget.scale == pytest.approx(0.25)
@@ -76,7 +102,7 @@ def test_over_budget_the_factor_falls_in_proportion_and_comes_back_when_traffic_
 
 def test_idle_windows_and_a_new_writer_leave_the_factor_alone() -> None:
     clock = Clock()
-    budget = CostBudget(0.01, clock, indirect=0.0)
+    budget = CostBudget(0.01, clock, indirect=0.0, prior=None)
     _writer_costs(budget, 50e-6)
     _window(budget, clock, 1000, 10, 0, 0.0)
     low = budget.scale
@@ -107,10 +133,10 @@ def test_a_store_under_a_small_budget_logs_a_sample_and_says_at_which_rate(tmp_p
         before = datetime.now(UTC) - timedelta(seconds=1)
         served = 0
         logger = store.feature_logger
-        # Reads until the budget has priced the writer's rows (its first large writes, every 2 s, after it
-        # started: seconds on a busy machine) and cut the rate, then two windows more.
+        # Reads until the budget has cut the rate (from its first window, at the writer's prior price)
+        # and priced the writer from its own writes (every 2 s after it started), then two windows more.
         deadline = time.monotonic() + 60.0
-        while logger.budget.scale == 1.0 and time.monotonic() < deadline:
+        while (logger.budget.scale == 1.0 or logger.budget.writer_price is None) and time.monotonic() < deadline:
             store.get_online_features(service, rows)
             served += 1
         assert logger.budget.measured is not None and logger.budget.scale < 1.0
@@ -221,7 +247,7 @@ def test_the_writer_is_priced_per_request_and_per_row_so_one_entity_requests_pay
 def test_one_entity_writes_alone_are_priced() -> None:
     # 800 one-row requests a write (W3b at a 0.5 s flush): under 5,000 rows, still priced by requests.
     clock = Clock()
-    budget = CostBudget(0.02, clock, indirect=0.0)
+    budget = CostBudget(0.02, clock, indirect=0.0, prior=None)
     budget.writer_cpu(1.0, 0, 0)
     budget.writer_cpu(1.0 + 800 * 8e-6, 800, 800)
     assert _window(budget, clock, 5000, 1, 0, 0.0)  # 5,000 x 8 us: 0.04 of a core, twice the budget
@@ -245,7 +271,7 @@ def test_fit_price_clips_at_zero_and_puts_an_undecidable_cost_on_requests() -> N
 
 def test_the_indirect_cost_is_priced_per_logged_request_on_top_of_what_is_measured() -> None:
     clock = Clock()
-    budget = CostBudget(0.02, clock)
+    budget = CostBudget(0.02, clock, prior=None)
     assert budget.indirect == INDIRECT_SECONDS > 0
     budget.writer_cpu(1.0, 0, 0)
     budget.writer_cpu(1.0 + 1000 * 8e-6, 1000, 1000)

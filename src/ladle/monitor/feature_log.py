@@ -148,8 +148,8 @@ class FeatureLogger:
 
     The request path appends a sampled request to its service's batch: the store records the
     response came from (the usual read: a slice of bytes per view), or else its Python columns.
-    A background thread pickles the batches into frames and ships them to the writer's pipe every
-    :data:`_SHIP_SECONDS`; the writer
+    A background thread pickles the batches into frames and ships them to the writer's pipe when
+    :data:`_SHIP_AT_REQUESTS` requests wait or the oldest has waited :data:`_SHIP_MAX_SECONDS`; the writer
     (:mod:`ladle.monitor.feature_log_writer`, a child process started on first use) builds the Arrow
     tables and writes them, so no conversion or write ever holds this process's GIL. A full buffer
     (the writer gone or far behind) drops the request and counts it in
@@ -191,6 +191,7 @@ class FeatureLogger:
         self._ship_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._handed_at = time.monotonic()  # the last hand-over of batches (the shipper paces them)
         #: The CPU budget (docs/feature-logging.md, "The CPU budget"); its counters move under _lock.
         self.budget = CostBudget(self.settings.cpu_budget, flush_interval=self.settings.flush_interval_secs)
 
@@ -306,7 +307,8 @@ class FeatureLogger:
     def _run(self) -> None:
         while not self._stop.wait(_SHIP_SECONDS):
             try:
-                self._ship()
+                if self._due():
+                    self._ship()
                 self._account(self._progress())
                 with self._lock:
                     closed = self.budget.tick(time.thread_time())
@@ -316,10 +318,21 @@ class FeatureLogger:
             except Exception:  # the shipper must survive; what could not be shipped is counted dropped
                 log.exception("feature log: shipping to the writer failed")
 
+    def _due(self) -> bool:
+        """Whether the shipper should hand over now: bytes are still waiting for the pipe, or
+        :data:`_SHIP_AT_REQUESTS` requests wait, or the oldest batch is :data:`_SHIP_MAX_SECONDS` old
+        (or the writer died: checked at every hand-over)."""
+        if self._buffer:
+            return True
+        if not self._batches:
+            return False
+        return self._buffered >= _SHIP_AT_REQUESTS or time.monotonic() - self._handed_at >= _SHIP_MAX_SECONDS
+
     def _take_batches(self) -> None:
         """Move the batches into the buffer as writer frames (declaring new targets and shapes)."""
         with self._lock:
             batches, self._batches = self._batches, {}
+        self._handed_at = time.monotonic()
         for (_, shape_key), (target, batch) in batches.items():
             declared = self._declared.get(id(target))
             if declared is None:
@@ -431,9 +444,16 @@ class FeatureLogger:
 
 
 _UNKNOWN = object()
-#: The shipper hands the buffer to the writer this often (the request path never ships: a pipe
+#: The shipper looks this often whether a hand-over is due (the request path never ships: a pipe
 #: write, and a check that the writer is alive, cost more than a request's whole logging).
 _SHIP_SECONDS = 0.05
+#: A hand-over is due when this many requests wait (it bounds how long one holds the interpreter
+#: lock: ~0.8 us per one-entity request pickled)...
+_SHIP_AT_REQUESTS = 256
+#: ... or when the oldest waiting batch is this old. Handing over every 50 ms whatever the traffic
+#: woke the writer process 20 times a second; at one connection (W3a) the cost did not follow the
+#: share of requests logged, as a cost per hand-over would not (docs/feature-logging.md, "Cost").
+_SHIP_MAX_SECONDS = 1.0
 
 
 def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:

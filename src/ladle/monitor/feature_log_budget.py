@@ -30,16 +30,19 @@ The measurement, once per :data:`WINDOW_SECONDS`:
   over a small write's requests it would pass for a cost per request, lower the rate, make the
   next writes smaller and dearer per request still, and so on down. When the writes cannot tell
   the parts apart (one write, or writes all of one size) the cost goes per request and per row; the
-  next write of another size separates them. Requests and rows, not the writer's CPU of the window
-  itself, because the writer works up to ``flush_interval_secs`` after the requests it writes
-  arrived;
+  next write of another size separates them. Until two of the writer's writes have been priced (its
+  first report is a baseline: three writes), a measured prior (:data:`PRIOR_WRITER_PRICE`) stands
+  in, so the budget holds from the first window of a process's life. Requests and rows, not the
+  writer's CPU of the window itself, because the writer works up to ``flush_interval_secs`` after
+  the requests it writes arrived;
 * the indirect cost: :data:`INDIRECT_SECONDS` per logged request, a measured constant. Logging
   also makes the serving process's *other* work dearer — its reads and writes to sockets wake
   peers at a higher cost, its interpreter refills caches after the hand-over and the writer ran,
   objects a batch keeps alive are allocated and freed later — none of which any part of logging
   can time for itself: in the W3 benchmark the workers' CPU per logged one-entity request rose by
-  11-30 us more than everything above (docs/feature-logging.md, "Cost"), about the same for a
-  100-entity request (it does not grow with the rows).
+  11-30 us more than everything above in the first measurements, 30-100 us in ten W3a runs of
+  2026-12-07 (median 65 us in all, of which ~15 us the parts above; docs/feature-logging.md,
+  "Cost"); it does not grow with the rows.
 
 Then ``share = logging CPU / window length``. The writer's fixed part, ``fixed / flush_interval_secs``,
 is paid as long as anything at all is logged, so the factor cannot reduce it: the factor is set on
@@ -68,7 +71,17 @@ PRICES_KEPT = 8
 VARIABLE_AT_LEAST = 0.5
 #: The serving process's CPU per logged request that no part of logging sees (the indirect cost,
 #: measured: docs/feature-logging.md, "Cost").
-INDIRECT_SECONDS = 20e-6
+INDIRECT_SECONDS = 50e-6
+#: The writer's price (CPU seconds per write, per request, per row) until its own writes have priced
+#: it: measured on the benchmark's 2-vCPU VM (docs/feature-logging.md, "Cost": 1.3 ms per write,
+#: 3.7 us per one-entity request, 45-57 us per 100-entity request). Without it the budget would wait
+#: for the writer's second write (two flush intervals, 10 s by default) and log every sampled
+#: request of a fresh process until then.
+PRIOR_WRITER_PRICE = (1.3e-3, 4e-6, 0.5e-6)
+#: The prior stands until this many writes are priced: one write cannot tell its fixed cost from its
+#: requests', and a small one (the leftovers of a burst) priced all per request would cut the rate
+#: to a hundredth for tens of seconds.
+PRIOR_UNTIL_WRITES = 2
 #: The smallest factor: logging never stops entirely.
 MIN_SCALE = 1e-4
 _SHRINK_AT_MOST = 4.0
@@ -82,7 +95,8 @@ class CostBudget:
     ``share``: the budget, a share of one core; None: no budget (the factor stays 1.0; the cost is
     still measured, for the metric). ``indirect``: CPU seconds priced per logged request on top of
     what is measured (:data:`INDIRECT_SECONDS`). ``flush_interval``: the writer's
-    ``flush_interval_secs`` (its fixed cost per write is charged that often).
+    ``flush_interval_secs`` (its fixed cost per write is charged that often). ``prior``: the
+    writer's price until its writes have priced it (:data:`PRIOR_WRITER_PRICE`).
     The request path calls :meth:`logged` (and :meth:`timed` for the requests it timed), the
     writer's reports reach :meth:`writer_cpu`, and the shipper thread calls :meth:`tick` about
     every 50 ms with its own CPU time so far. Not thread-safe by itself: the logger calls every
@@ -95,8 +109,11 @@ class CostBudget:
         clock: Callable[[], float] = time.monotonic,
         indirect: float = INDIRECT_SECONDS,
         flush_interval: float = 5.0,
+        prior: tuple[float, float, float] | None = PRIOR_WRITER_PRICE,
     ) -> None:
         self.share = share
+        #: The writer's price used until it is fitted (None: measure nothing until then).
+        self.prior = prior
         self.indirect = indirect
         self.flush_interval = flush_interval
         self.scale = 1.0
@@ -157,6 +174,8 @@ class CostBudget:
         self._start, self._shipper_cpu = now, shipper_cpu
         per_request = self._timed_ns / self._timed / 1e9 if self._timed else 0.0
         price = self.writer_price
+        if self.prior is not None and (price is None or len(self._priced) < PRIOR_UNTIL_WRITES):
+            price = self.prior
         if not requests or price is None:
             return False
         fixed = price[0] / self.flush_interval  # a share of a core, whatever the factor
