@@ -30,10 +30,8 @@ import socket
 import threading
 import time
 from array import array
-from collections import Counter
-from collections.abc import Sequence
-from itertools import chain, repeat
-from operator import itemgetter
+from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 import hiredis
@@ -50,8 +48,8 @@ _RECV = 1 << 18
 # Error replies meaning "this master does not serve this key now": the general path follows them.
 _ELSEWHERE = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 _PLAIN = {bytes, type(None)}
-#: How long a read polls without sleeping before it waits in ``poll`` (see :meth:`RawReads._collect`):
-#: longer than a local cluster takes to answer 100 keys, far below any socket timeout.
+#: How long a read polls its sockets without sleeping before ``poll`` may sleep (``RawReads._collect``);
+#: ``LADLE_CLUSTER_SPIN_US=0`` turns it off (a busy host, many reader threads).
 _SPIN_NS = int(os.environ.get("LADLE_CLUSTER_SPIN_US", "200")) * 1000
 
 
@@ -153,26 +151,17 @@ class _Link:
         self.sock.close()  # never raises for a socket the kernel already dropped
 
 
-def _pick(items: Sequence[Any], positions: list[int]) -> list[Any]:
-    """``[items[i] for i in positions]`` in one C-level call."""
-    if len(positions) > 1:
-        return list(itemgetter(*positions)(items))
-    return [items[positions[0]]] if positions else []
-
-
 def _command(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%b\r\n" % (len(a), a) for a in args])
 
 
-def framed_gets(pre: bytes, suf: bytes, entities: Sequence[bytes], uniform: bool | None = None) -> bytes:
+def framed_gets(pre: bytes, suf: bytes, entities: Sequence[bytes]) -> bytes:
     """``GET <pre><entity><suf>`` for every entity, framed as RESP and concatenated.
 
-    When every entity has the same length (fixed-format codes, the usual case; ``uniform`` if the
-    caller knows it) this is one C-level ``join``; otherwise one format per key.
+    When every entity has the same length (fixed-format codes, the usual case) this is one C-level
+    ``join``; otherwise one format per key.
     """
-    if uniform is None:
-        uniform = len(set(map(len, entities))) == 1
-    if uniform and entities:
+    if len(set(map(len, entities))) == 1:
         head = _GET + b"$%d\r\n" % (len(pre) + len(entities[0]) + len(suf)) + pre
         return head + (suf + b"\r\n" + head).join(entities) + suf + b"\r\n"
     fixed = len(pre) + len(suf)
@@ -222,38 +211,31 @@ class RawReads:
         ``.port``, ``.name``) and the index of the one serving each raw CRC16. Positions count over
         all groups in order; redirected positions are left ``None``.
         """
-        pre = key_prefix(project)
         plan: dict[int, tuple[list[int], list[bytes]]] = {}  # master → positions, framed GETs
-        routes: dict[int, tuple[list[int], list[tuple[int, int, int]]]] = {}  # views often share the entities
+        pre = key_prefix(project)
+        routes: dict[int, tuple[list[list[bytes]], list[list[int]]]] = {}  # views often share the entities
         base = 0
         for vid, entities in groups:
             route = routes.get(id(entities))
             if route is None:
-                route = routes[id(entities)] = master_order(project, entities, by_crc, len(nodes))
-            order, spans = route
+                route = routes[id(entities)] = by_master(project, entities, by_crc, len(nodes))
             suf = key_suffix(vid)
-            uniform = len(set(map(len, entities))) == 1
-            for k, start, stop in spans:
-                positions = order[start:stop]
-                targets, payload = plan.setdefault(k, ([], []))
-                payload.append(framed_gets(pre, suf, _pick(entities, positions), uniform))
-                targets += [base + i for i in positions] if base else positions
+            for k, (mine, positions) in enumerate(zip(*route, strict=True)):
+                if mine:
+                    targets, payload = plan.setdefault(k, ([], []))
+                    targets += [base + i for i in positions] if base else positions
+                    payload.append(framed_gets(pre, suf, mine))
             base += len(entities)
-        masters = list(plan)
         links = self._take()
         healthy = False
         try:
-            for k in masters:
+            for k, (_, payload) in plan.items():
                 node = nodes[k]
                 link = links.get(node.name)
                 if link is None:
                     link = links[node.name] = _Link(node.host, node.port, self._endpoint, self._settings)
-                payload = plan[k][1]
                 link.send(payload[0] if len(payload) == 1 else b"".join(payload))
-            # while the masters work: where each reply goes (flat reply order → request order)
-            flat_order = plan[masters[0]][0] if len(masters) == 1 else list(chain(*(plan[k][0] for k in masters)))
-            inverse = sorted(range(base), key=flat_order.__getitem__)
-            replies = self._collect([links[nodes[k].name] for k in masters], [len(plan[k][0]) for k in masters])
+            replies = self._collect([links[nodes[k].name] for k in plan], [len(t) for t, _ in plan.values()])
             healthy = True
         finally:
             if healthy:
@@ -261,9 +243,13 @@ class RawReads:
             else:
                 for link in links.values():
                     link.close()
-        flat = replies[0] if len(replies) == 1 else list(chain.from_iterable(replies))
-        out: list[Any] = _pick(flat, inverse)
-        return out, ([] if _PLAIN.issuperset(map(type, flat)) else self._refused(out))
+        out: list[Any] = [None] * base
+        plain = True
+        for (targets, _), values in zip(plan.values(), replies, strict=True):
+            for i, value in zip(targets, values, strict=True):
+                out[i] = value
+            plain = plain and _PLAIN.issuperset(map(type, values))
+        return out, ([] if plain else self._refused(out))
 
     def _refused(self, out: list[Any]) -> list[int]:
         """Positions of error replies a master redirected (set to ``None``); other errors raise."""
@@ -283,83 +269,61 @@ class RawReads:
     def _collect(self, links: list[_Link], counts: list[int]) -> list[list[Any]]:
         """Every link's replies (``counts[n]`` for link ``n``), taken as they arrive.
 
-        One ``poll`` covers every link still owed replies. It first polls without waiting for up to
-        :data:`_SPIN_NS` (a sleeping thread's wake-up costs tens of µs on a VM, more than the replies
-        take to come back), then waits within the socket timeout.
+        The links are tried in the order they were written (the first is the likeliest to have
+        answered); only when some have nothing yet does ``poll`` wait for them. For the first
+        :data:`_SPIN_NS` of a read that wait does not sleep (``poll`` with no timeout, again and
+        again): waking a sleeping thread costs tens of µs on a VM, more than one master takes to
+        answer a few keys. After that, ``poll`` sleeps within the socket timeout.
         """
         got: list[list[Any]] = [[] for _ in links]
-        by_fd = {}
-        poller = select.poll()
-        for n, link in enumerate(links):
-            by_fd[link.fd] = n
-            poller.register(link.fd, select.POLLIN)
-        poll = poller.poll
-        left = len(links)
-        clock = time.perf_counter_ns
-        spin_until = clock() + _SPIN_NS
+        spin_until = time.perf_counter_ns() + _SPIN_NS
+        waiting = list(range(len(links)))
+        ready = waiting
         while True:
-            events = poll(0)
-            if not events:
-                if clock() < spin_until:
-                    continue
-                events = poll(int(self._settings.socket_timeout * 1000))
-                if not events:
-                    names = ", ".join(links[n].name for n in by_fd.values() if len(got[n]) < counts[n])
-                    raise LinkTimeout(f"no reply from {names} within {self._settings.socket_timeout} s")
-            for fd, _ in events:
-                n = by_fd[fd]
+            for n in ready:
                 link = links[n]
                 if link.receive():
                     got[n] += iter(link.reader.gets, False)  # every complete reply (GET never answers an integer)
-                    if len(got[n]) >= counts[n]:
-                        poller.unregister(fd)
-                        left -= 1
-            if not left:
+            waiting = [n for n in waiting if len(got[n]) < counts[n]]
+            if not waiting:
                 return got
-
-
-def master_order(
-    project: str, entities: Sequence[bytes], by_crc: Sequence[int], masters: int
-) -> tuple[list[int], list[tuple[int, int, int]]]:
-    """Positions of ``entities`` grouped by the master serving their row keys, and each master's span.
-
-    Returns ``order`` (request order within each master) and ``(master, start, stop)`` spans into it.
-    The master comes from the project's CRC16 continued over each entity (:func:`routing`'s table
-    is indexed by that raw CRC); an entity containing ``}`` ends the hash tag early, so such a batch
-    takes Redis's general rule (:func:`.slots.row_slots`; a slot indexes the same table). Every step
-    is a C-level pass: the CRCs, the owners looked up in one ``itemgetter`` call, a stable sort keyed
-    by the owners, and a count per master.
-    """
-    prefix = project.encode() + b":"
-    if b"}" in prefix or b"}" in b"".join(entities):
-        codes: Sequence[int] = row_slots(project, entities)
-    else:
-        codes = list(map(binascii.crc_hqx, entities, repeat(binascii.crc_hqx(prefix, 0))))
-    if len(codes) == 1:
-        return [0], [(by_crc[codes[0]], 0, 1)]
-    looked: Sequence[int] = itemgetter(*codes)(by_crc) if codes else ()
-    owners: Sequence[int] = bytes(looked) if masters < 256 else array("H", looked)
-    order = sorted(range(len(entities)), key=owners.__getitem__)
-    counts = ((k, owners.count(k)) for k in range(masters)) if masters <= 16 else sorted(Counter(owners).items())
-    spans = []
-    start = 0
-    for k, count in counts:
-        if count:
-            spans.append((k, start, start + count))
-            start += count
-    return order, spans
+            poller = select.poll()
+            for n in waiting:
+                poller.register(links[n].fd, select.POLLIN)
+            events = poller.poll(0)
+            while not events and time.perf_counter_ns() < spin_until:
+                events = poller.poll(0)
+            if not events:
+                events = poller.poll(int(self._settings.socket_timeout * 1000))
+            if not events:
+                names = ", ".join(links[n].name for n in waiting)
+                raise LinkTimeout(f"no reply from {names} within {self._settings.socket_timeout} s")
+            by_fd = {links[n].fd: n for n in waiting}
+            ready = [by_fd[fd] for fd, _ in events]
 
 
 def by_master(
     project: str, entities: Sequence[bytes], by_crc: Sequence[int], masters: int
 ) -> tuple[list[list[bytes]], list[list[int]]]:
-    """``entities`` grouped by master (one list per master, request order kept), with their positions."""
-    order, spans = master_order(project, entities, by_crc, masters)
+    """``entities`` grouped by the master serving their row keys, with their positions.
+
+    The master comes from the project's CRC16 continued over each entity (:func:`routing`'s table
+    is indexed by that raw CRC); an entity containing ``}`` ends the hash tag early, so such a batch
+    takes Redis's general rule (:func:`.slots.row_slots`; a slot indexes the same table).
+    """
     mine: list[list[bytes]] = [[] for _ in range(masters)]
     positions: list[list[int]] = [[] for _ in range(masters)]
-    for k, start, stop in spans:
-        positions[k] = order[start:stop]
-        mine[k] = [entities[i] for i in positions[k]]
+    prefix = project.encode() + b":"
+    codes: Iterable[int]
+    if b"}" in prefix or b"}" in b"".join(entities):
+        codes = row_slots(project, entities)
+    else:
+        codes = map(binascii.crc_hqx, entities, repeat(binascii.crc_hqx(prefix, 0)))
+    # A plain loop: on CPython 3.11 it beats sorting by a key and C-level map() over bound methods.
+    for i, entity, code in zip(range(len(entities)), entities, codes, strict=True):
+        k = by_crc[code]
+        mine[k].append(entity)
+        positions[k].append(i)
     return mine, positions
 
 
