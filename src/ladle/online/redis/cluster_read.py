@@ -28,6 +28,7 @@ import os
 import select
 import socket
 import threading
+import time
 from array import array
 from collections.abc import Iterable, Sequence
 from itertools import repeat
@@ -47,6 +48,9 @@ _RECV = 1 << 18
 # Error replies meaning "this master does not serve this key now": the general path follows them.
 _ELSEWHERE = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 _PLAIN = {bytes, type(None)}
+#: How long a read polls its sockets without sleeping before ``poll`` may sleep (``RawReads._collect``);
+#: ``LADLE_CLUSTER_SPIN_US=0`` turns it off (a busy host, many reader threads).
+_SPIN_NS = int(os.environ.get("LADLE_CLUSTER_SPIN_US", "200")) * 1000
 
 
 class LinkLost(Exception):
@@ -266,9 +270,13 @@ class RawReads:
         """Every link's replies (``counts[n]`` for link ``n``), taken as they arrive.
 
         The links are tried in the order they were written (the first is the likeliest to have
-        answered); only when some have nothing yet does ``poll`` wait for them.
+        answered); only when some have nothing yet does ``poll`` wait for them. For the first
+        :data:`_SPIN_NS` of a read that wait does not sleep (``poll`` with no timeout, again and
+        again): waking a sleeping thread costs tens of µs on a VM, more than one master takes to
+        answer a few keys. After that, ``poll`` sleeps within the socket timeout.
         """
         got: list[list[Any]] = [[] for _ in links]
+        spin_until = time.perf_counter_ns() + _SPIN_NS
         waiting = list(range(len(links)))
         ready = waiting
         while True:
@@ -282,7 +290,11 @@ class RawReads:
             poller = select.poll()
             for n in waiting:
                 poller.register(links[n].fd, select.POLLIN)
-            events = poller.poll(int(self._settings.socket_timeout * 1000))
+            events = poller.poll(0)
+            while not events and time.perf_counter_ns() < spin_until:
+                events = poller.poll(0)
+            if not events:
+                events = poller.poll(int(self._settings.socket_timeout * 1000))
             if not events:
                 names = ", ".join(links[n].name for n in waiting)
                 raise LinkTimeout(f"no reply from {names} within {self._settings.socket_timeout} s")
