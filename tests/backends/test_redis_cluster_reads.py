@@ -107,10 +107,13 @@ def owner_of(nodes: str, project: str, code: str) -> tuple[str, int]:
         c.close()
 
 
+@pytest.mark.parametrize("spin_ns", [0, 200_000], ids=["sleeping-poll", "spin-then-poll"])
 def test_replies_out_of_order_across_masters(
-    store: RedisOnlineStore, redis_cluster_nodes: str, project: str, monkeypatch: pytest.MonkeyPatch
+    store: RedisOnlineStore, redis_cluster_nodes: str, project: str, monkeypatch: pytest.MonkeyPatch, spin_ns: int
 ) -> None:
-    """The master written first answers last (paused): the others' replies are taken first, all in place."""
+    """The master written first answers last (paused): the others' replies are taken first, all in place
+    (with the opt-in non-sleeping poll too: it spins past its budget, then sleeps in poll)."""
+    monkeypatch.setattr(cluster_read, "_SPIN_NS", spin_ns)
     codes = CODES[:300]
     assert read(store, project, codes) == expected(codes)  # links open, routing known
     sends: list[str] = []

@@ -48,9 +48,10 @@ _RECV = 1 << 18
 # Error replies meaning "this master does not serve this key now": the general path follows them.
 _ELSEWHERE = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 _PLAIN = {bytes, type(None)}
-#: How long a read polls its sockets without sleeping before ``poll`` may sleep (``RawReads._collect``);
-#: ``LADLE_CLUSTER_SPIN_US=0`` turns it off (a busy host, many reader threads).
-_SPIN_NS = int(os.environ.get("LADLE_CLUSTER_SPIN_US", "200")) * 1000
+#: How long a read polls its sockets without sleeping before ``poll`` may sleep (``RawReads._collect``):
+#: off unless ``LADLE_CLUSTER_SPIN_US`` is set (200 measured best for one-entity reads at low
+#: concurrency; the spin costs a loaded server CPU its other requests need, docs/redis.md).
+_SPIN_NS = int(os.environ.get("LADLE_CLUSTER_SPIN_US", "0")) * 1000
 
 
 class LinkLost(Exception):
@@ -271,7 +272,7 @@ class RawReads:
 
         The links are tried in the order they were written (the first is the likeliest to have
         answered); only when some have nothing yet does ``poll`` wait for them. For the first
-        :data:`_SPIN_NS` of a read that wait does not sleep (``poll`` with no timeout, again and
+        :data:`_SPIN_NS` of a read (none by default) that wait does not sleep (``poll`` with no timeout, again and
         again): waking a sleeping thread costs tens of µs on a VM, more than one master takes to
         answer a few keys. After that, ``poll`` sleeps within the socket timeout.
         """
