@@ -87,15 +87,13 @@ def distinct_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int
     return f"SELECT count(*), count(DISTINCT h) FROM ({hashes})"
 
 
-def winners_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int) -> str:
+def winners_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int, where: str | None = None) -> str:
     """Phase 1 on its own, for a view with join keys: the row id (``__rid``) of each entity's newest
-    row in ``[start, end]`` (no row at all when no entity has two rows there: every keyed row is
-    then its entity's newest, :func:`keyed_rows_sql`)."""
+    row in ``[start, end]`` (among the rows that meet ``where``)."""
     keys, not_null = _keyed(scan, view)
     return (
-        f"WITH w AS MATERIALIZED (\n  SELECT arg_max({scan.row_id}, {_order(scan, view)}) AS __rid, count(*) AS __n "
-        f"FROM {scan.relation}\n  WHERE {window(scan, view, start_us, end_us)} AND {not_null}\n"
-        f"  GROUP BY {', '.join(keys)}\n)\nSELECT __rid FROM w WHERE (SELECT max(__n) FROM w) > 1"
+        f"SELECT arg_max({scan.row_id}, {_order(scan, view)}) AS __rid FROM {scan.relation}\n"
+        f"  WHERE {window(scan, view, start_us, end_us, where)} AND {not_null}\n  GROUP BY {', '.join(keys)}"
     )
 
 
@@ -125,16 +123,11 @@ def _join(scan: SourceScan, view: FeatureView, start_us: int, end_us: int, winne
 
 def latest_sql(scan: SourceScan, view: FeatureView, start_us: int, end_us: int, where: str | None = None) -> str:
     """The newest row per join key value in ``[start, end]`` (among the rows that meet ``where``)."""
-    rows = window(scan, view, start_us, end_us, where)
-    newest = f"arg_max({scan.row_id}, {_order(scan, view)})"
     if view.join_keys:
-        keys = [scan.cast(f.name, f.dtype) for f in view.entity_columns]
-        not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys)
-        winners = (
-            f"SELECT {newest} AS __rid FROM {scan.relation}\n  WHERE {rows} AND {not_null}\n"
-            f"  GROUP BY {', '.join(keys)}"
-        )
+        winners = winners_sql(scan, view, start_us, end_us, where)
     else:  # a view without entities has one "entity": the newest row overall, if any
+        newest = f"arg_max({scan.row_id}, {_order(scan, view)})"
+        rows = window(scan, view, start_us, end_us, where)
         winners = (
             f"SELECT __rid FROM (SELECT {newest} AS __rid FROM {scan.relation} WHERE {rows}) WHERE __rid IS NOT NULL"
         )

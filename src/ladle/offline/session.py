@@ -281,13 +281,9 @@ def latest_in_two_steps(
             elif _all_distinct(phase1, scan, view, start_us, end_us, None):
                 rows = pull.keyed_rows_sql(scan, view, start_us, end_us)
             else:
-                winners = phase1.sql(pull.winners_sql(scan, view, start_us, end_us)).to_arrow_table()
-                if winners.num_rows:
-                    con.register(_WINNERS, winners)
-                    rows = pull.chosen_rows_sql(scan, view, start_us, end_us, _WINNERS)
-                else:  # two keys' hashes collided: all distinct after all
-                    rows = pull.keyed_rows_sql(scan, view, start_us, end_us)
-                del winners
+                # (also right when two keys' hashes collided: every row is then its entity's winner)
+                con.register(_WINNERS, phase1.sql(pull.winners_sql(scan, view, start_us, end_us)).to_arrow_table())
+                rows = pull.chosen_rows_sql(scan, view, start_us, end_us, _WINNERS)
     finally:
         phase1.close()
     with translate_errors(f"reading '{view.name}'"):
