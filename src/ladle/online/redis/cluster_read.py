@@ -277,7 +277,7 @@ class RawReads:
         answer a few keys. After that, ``poll`` sleeps within the socket timeout.
         """
         got: list[list[Any]] = [[] for _ in links]
-        spin_until = time.perf_counter_ns() + _SPIN_NS
+        spin_until = time.perf_counter_ns() + _SPIN_NS if _SPIN_NS else 0
         waiting = list(range(len(links)))
         ready = waiting
         while True:
@@ -291,9 +291,11 @@ class RawReads:
             poller = select.poll()
             for n in waiting:
                 poller.register(links[n].fd, select.POLLIN)
-            events = poller.poll(0)
-            while not events and time.perf_counter_ns() < spin_until:
+            events: list[tuple[int, int]] = []
+            while spin_until and not events:  # the opt-in spin: poll without sleeping, within its budget
                 events = poller.poll(0)
+                if time.perf_counter_ns() >= spin_until:
+                    break
             if not events:
                 events = poller.poll(int(self._settings.socket_timeout * 1000))
             if not events:
