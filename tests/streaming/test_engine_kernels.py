@@ -25,6 +25,7 @@ from ladle.aggregation.windows import Windows
 from ladle.definitions import Aggregation
 
 from .engine_cases import source, view
+from .reference import _apply
 
 SEEDS = st.integers(0, 2**32 - 1)
 
@@ -80,27 +81,9 @@ def test_one_entry_per_slot_inserts_like_a_sorted_dict(seed: int) -> None:
 
 
 def _naive(function: str, x: list[float]) -> float:
-    present = [v for v in x if not math.isnan(v)]
-    if function == "count":
-        return float(len(present))
-    if not present:
-        return math.nan
-    if function == "sum":
-        return math.fsum(present)
-    if function == "mean":
-        return math.fsum(present) / len(present)
-    if function == "min":
-        return min(present)
-    if function == "max":
-        return max(present)
-    if function == "first":
-        return present[0]
-    if function == "last":
-        return present[-1]
-    if len(present) < 2:
-        return math.nan
-    mean = math.fsum(present) / len(present)
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in present) / (len(present) - 1))
+    """The stream reference's aggregate of the present values; NaN for missing ones and no answer."""
+    got = _apply(function, [v for v in x if not math.isnan(v)])
+    return math.nan if got is None else float(got)
 
 
 @settings(max_examples=100, deadline=None)
