@@ -32,6 +32,8 @@ SERIAL_PREFIXES = (
     "tests/e2e/test_serve_multiworker.py",
     "tests/e2e/test_demo_live.py",
     "tests/unit/test_live_feed.py::test_follow_keeps_feeding_until_ctrl_c",  # a process fed on the clock
+    # the overview's load time against the UI's 300 ms budget: beside the other worker it missed (CI, stop 28)
+    "tests/ui/test_browser.py::test_overview_matches_the_registry_and_loads_within_budget",
 )
 
 #: Exceptions under :data:`SERIAL_PREFIXES`: tests/streaming/ tests that start no broker and no stream

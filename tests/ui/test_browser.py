@@ -126,7 +126,7 @@ def column(page: Any, testid: str, index: int) -> list[str]:
 
 def test_overview_matches_the_registry_and_loads_within_budget(page: Any, site: str, store: FeatureStore) -> None:
     timings = []
-    for _ in range(3):  # the first load also warms the server's caches; the budget is for a warm page
+    for _ in range(5):  # the first load also warms the server's caches; the budget is for a warm page
         page.goto("about:blank")
         open_page(page, site)
         timings.append(page.evaluate("window.ladle.readyAt"))
@@ -136,7 +136,7 @@ def test_overview_matches_the_registry_and_loads_within_budget(page: Any, site: 
     assert page.inner_text('[data-testid="project-name"]') == store.project
     assert page.inner_text('[data-testid="health-failed_runs"] .n') == "1"  # the one failed run recorded
     nav = page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])")
-    (ARTIFACTS / "timing.txt").write_text(f"ready at (ms, 3 loads): {timings}\nnavigation: {nav}\n")
+    (ARTIFACTS / "timing.txt").write_text(f"ready at (ms, 5 loads): {timings}\nnavigation: {nav}\n")
     shot(page, "overview")
     assert min(timings) < PAGE_BUDGET_MS, f"overview ready after {timings} ms (budget {PAGE_BUDGET_MS} ms)"
 
