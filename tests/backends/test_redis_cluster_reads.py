@@ -107,12 +107,20 @@ def owner_of(nodes: str, project: str, code: str) -> tuple[str, int]:
         c.close()
 
 
+@pytest.mark.parametrize("paused", ["first", "last"])
 @pytest.mark.parametrize("spin_ns", [0, 200_000], ids=["sleeping-poll", "spin-then-poll"])
 def test_replies_out_of_order_across_masters(
-    store: RedisOnlineStore, redis_cluster_nodes: str, project: str, monkeypatch: pytest.MonkeyPatch, spin_ns: int
+    store: RedisOnlineStore,
+    redis_cluster_nodes: str,
+    project: str,
+    monkeypatch: pytest.MonkeyPatch,
+    spin_ns: int,
+    paused: str,
 ) -> None:
-    """The master written first answers last (paused): the others' replies are taken first, all in place
-    (with the opt-in non-sleeping poll too: it spins past its budget, then sleeps in poll)."""
+    """The master written first (or last) answers last (paused): the read waits for it and every reply
+    lands in place (with the opt-in non-sleeping poll too: it spins past its budget, then sleeps in
+    poll). The read watches the last-written master still waiting, so a paused first master is waited
+    for after the others, a paused last one before them."""
     monkeypatch.setattr(cluster_read, "_SPIN_NS", spin_ns)
     codes = CODES[:300]
     assert read(store, project, codes) == expected(codes)  # links open, routing known
@@ -132,16 +140,18 @@ def test_replies_out_of_order_across_masters(
 
     monkeypatch.setattr(cluster_read._Link, "send", spy_send)
     monkeypatch.setattr(cluster_read._Link, "receive", spy_receive)
-    # the master that is written first: replay the routing the read will use
+    # the masters in the order they are written: replay the routing the read will use
     nodes, _ = store._io.run(cluster_read.routing)  # type: ignore[union-attr]
-    first = next(n for n in nodes if any(owner_of(redis_cluster_nodes, project, c) == (n.host, n.port) for c in codes))
-    redis.Redis(host=first.host, port=first.port).execute_command("CLIENT", "PAUSE", 300, "ALL")
+    owners = {owner_of(redis_cluster_nodes, project, c) for c in codes}
+    written = [n for n in nodes if (n.host, n.port) in owners]
+    slow = written[0] if paused == "first" else written[-1]
+    redis.Redis(host=slow.host, port=slow.port).execute_command("CLIENT", "PAUSE", 300, "ALL")
     started = time.monotonic()
     got = read(store, project, codes)
     assert time.monotonic() - started >= 0.25  # really waited for the paused master
     assert got == expected(codes)
-    assert sends[0] == first.name and len(set(sends)) == 3
-    assert arrivals[-1] == first.name and set(arrivals[:2]) == set(sends) - {first.name}
+    assert sends == [n.name for n in written] and len(sends) == 3
+    assert arrivals[-1] == slow.name and set(arrivals[:2]) == set(sends) - {slow.name}
 
 
 def test_a_slot_moved_during_concurrent_reads(
