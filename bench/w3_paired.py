@@ -569,7 +569,9 @@ def measure(
     """Warm-up, then the measured interleaving of one protocol; one result."""
     prefix = "w3a" if rows == 1 else "w3c"
     features = len(W3A_FEATURES) if rows == 1 else len(FEATURES)
-    arms = {a: Arm(a, servers[a], protocol, f"{prefix}_{a}") for a in ARMS}
+    # --control: an A/A run, server L asked for the plain service too (the design's own bias)
+    services = {a: f"{prefix}_{'plain' if args.control else a}" for a in ARMS}
+    arms = {a: Arm(a, servers[a], protocol, services[a]) for a in ARMS}
     rng = random.Random(args.seed)
     try:
         interleave(arms, rows, args.warmup, rng, features)
@@ -589,6 +591,7 @@ def measure(
     result: dict[str, Any] = {
         "workload": f"{'W3a' if rows == 1 else 'W3c'}-{protocol}-feature-log-paired",
         "entities": rows,
+        "services": services,
         "server_workers": args.workers,
         "sample_rate": args.sample_rate,
         "cpu_budget": args.cpu_budget,
@@ -658,6 +661,7 @@ def main(argv: list[str] | None = None) -> None:
         default=CPU_BUDGET,
         help="feature_logging.cpu_budget (default: the configuration's; 'none': log every sampled request)",
     )
+    parser.add_argument("--control", action="store_true", help="A/A: server L answers the plain service too")
     parser.add_argument("--block", type=int, default=500, help="pairs per bootstrap block")
     parser.add_argument("--seed", type=int, default=42, help="entity and order draws")
     parser.add_argument("--only", type=lambda s: s.split(","), default=["rest", "grpc"], help="rest, grpc or both")
