@@ -442,7 +442,7 @@ def arm_summary(ns: Sequence[int]) -> dict[str, float]:
 
 
 def block_bootstrap(
-    plain: Sequence[int], logged: Sequence[int], block: int, resamples: int = 2000, seed: int = 1
+    plain: Sequence[float], logged: Sequence[float], block: int, resamples: int = 2000, seed: int = 1
 ) -> dict[str, Any]:
     """The change of L's p50 against P's (%) and the mean paired difference (µs), each with a 90 %
     interval from resampling blocks of consecutive pairs with replacement (``len // block`` blocks
