@@ -29,6 +29,10 @@ workers, the logged side's writer processes), read from ``/proc``.
 
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w3_paired --duration 60 --warmup 10
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w3_paired --only grpc --workload W3c --duration 60
+    PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w3_paired --control          # A/A: both plain
+    PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w3_paired --cpu-budget none  # log every request
+
+Figures and the design's limits: docs/feature-logging.md, "Request-interleaved sitting".
 """
 
 from __future__ import annotations
