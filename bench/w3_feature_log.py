@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--cpu-budget",
         type=lambda v: None if v == "none" else float(v),
-        default=0.02,
+        default=FeatureLoggingConfig.model_fields["cpu_budget"].default,
         help="feature_logging.cpu_budget (share of a core per worker; 'none': log every sampled request)",
     )
     parser.add_argument(

@@ -74,7 +74,7 @@ class FeatureLoggingConfig(StrictModel):
     flush_interval_secs: float = Field(5.0, gt=0, description="the background flusher writes at least this often")
     flush_requests: int = Field(20_000, gt=0, description="the flusher writes as soon as this many requests wait")
     cpu_budget: float | None = Field(
-        0.02,
+        0.01,
         gt=0,
         le=1,
         description="most CPU a serving process's logging (its writer included) may take, as a share of one "

@@ -3,7 +3,7 @@
 Logging a request costs CPU twice: in the serving process (the request's sampling decision and
 its append to a batch, the shipper thread's hand-over) and in the log writer process (building the
 Arrow table, encoding Parquet). When every core is busy serving, that CPU is taken from reads. With
-``feature_server.feature_logging.cpu_budget`` set (the default, 0.02), each serving process keeps
+``feature_server.feature_logging.cpu_budget`` set (the default, 0.01), each serving process keeps
 the measured CPU of its logging — its own part and its writer's — at or under that share of one
 core, by multiplying every logged service's ``sample_rate`` by one common factor,
 :attr:`CostBudget.scale`. Under light traffic logging costs little and the factor stays 1.0: every
