@@ -26,6 +26,7 @@ interval would keep the writes in their runs at the cost of doubling every sitti
 
     .venv/bin/python -m bench.w3_feature_log --workers 2 --duration 5 --rounds 3
     .venv/bin/python -m bench.w3_feature_log --only rest --workloads W3b --rounds 5
+    .venv/bin/python -m bench.w3_feature_log --workloads W3b --rounds 6 --control   # A/A: both sides plain
 """
 
 from __future__ import annotations
@@ -271,6 +272,8 @@ def run(args: argparse.Namespace) -> None:
             server = Server(repo, args.workers)
             runners = {"rest": _rest, "grpc": _grpc}
             results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+            # the service each side asks for (--control: both the plain one, an A/A run)
+            asked = {"plain": "plain", "logged": "plain" if args.control else "logged"}
             try:
                 for protocol in args.only:  # warm-up, not reported
                     for side in ("plain", "logged"):
@@ -291,7 +294,7 @@ def run(args: argparse.Namespace) -> None:
                                 for side in order:
                                     segments[side].append(
                                         measured(
-                                            runners[protocol], server, f"{prefix}_{side}", rows, conc,
+                                            runners[protocol], server, f"{prefix}_{asked[side]}", rows, conc,
                                             args.duration / args.segments, tmp, settle=args.settle,
                                         )
                                     )  # fmt: skip
@@ -318,6 +321,7 @@ def run(args: argparse.Namespace) -> None:
                             "sample_rate": args.sample_rate,
                             "cpu_budget": args.cpu_budget,
                             "flush_interval_secs": args.flush_interval,
+                            "control": args.control,
                             "off": off,
                             "on": on,
                             "cpu_per_req_change_pct": round(
@@ -366,6 +370,11 @@ def main(argv: list[str] | None = None) -> None:
         "--settle", type=float, default=SETTLE_SECONDS, help="idle seconds after each run, inside its CPU window"
     )
     parser.add_argument("--only", type=lambda s: s.split(","), default=["rest", "grpc"], help="rest, grpc or both")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="A/A: the 'logged' side asks for the plain service too (the design's own spread; nothing is logged)",
+    )
     parser.add_argument("--workloads", type=lambda s: s.split(","), default=list(WORKLOADS), help="W3a,W3b,W3c")
     run(parser.parse_args(argv))
 
