@@ -79,6 +79,8 @@ WORKLOADS = {"W3a": (1, 1), "W3b": (1, 32), "W3c": (100, 1)}
 SETTLE_SECONDS = 1.0
 #: The configuration's default flush interval (the headline figures are the default configuration's).
 FLUSH_INTERVAL = FeatureLoggingConfig.model_fields["flush_interval_secs"].default
+#: The configuration's default CPU budget (likewise).
+CPU_BUDGET = FeatureLoggingConfig.model_fields["cpu_budget"].default
 
 
 def measured(runner: Any, server: Server, *args: Any, settle: float = SETTLE_SECONDS) -> dict[str, Any]:
@@ -342,21 +344,27 @@ def run(args: argparse.Namespace) -> None:
             teardown(repo)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The options the logging benches share: data, Redis, the logged services' rate and budget."""
     parser.add_argument("--data", type=Path, default=DEFAULT_DIR, help="directory of commodity_ticks.parquet")
     parser.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
-    parser.add_argument("--workers", type=int, default=2, help="ladle serve --workers")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved off/on rounds")
     parser.add_argument("--sample-rate", type=float, default=1.0, help="the logged services' sample_rate")
     parser.add_argument(
         "--cpu-budget",
         type=lambda v: None if v == "none" else float(v),
-        default=FeatureLoggingConfig.model_fields["cpu_budget"].default,
-        help="feature_logging.cpu_budget (share of a core per worker; 'none': log every sampled request)",
+        default=CPU_BUDGET,
+        help="feature_logging.cpu_budget, a share of a core per worker (default: the configuration's; "
+        "'none': log every sampled request)",
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add_common_options(parser)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--workers", type=int, default=2, help="ladle serve --workers")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved off/on rounds")
     parser.add_argument(
         "--flush-interval",
         type=float,

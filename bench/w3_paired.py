@@ -51,14 +51,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import emit, percentile
-from bench.data import DEFAULT_DIR, FEATURES, ensure_ticks
-from bench.w3_feature_log import FLUSH_INTERVAL, _workers, add_services, pa_ts
+from bench.data import FEATURES, ensure_ticks
+from bench.w3_feature_log import FLUSH_INTERVAL, _workers, add_common_options, add_services, pa_ts
 from bench.w3_server import ENTITIES, W3A_FEATURES, Server, build_repo, grpc_frame, teardown
 from bench.w8_many_views import tree_cpu_seconds
-from ladle.config import FeatureLoggingConfig
 
-#: The configuration's default CPU budget (the headline figures are the default configuration's).
-CPU_BUDGET = FeatureLoggingConfig.model_fields["cpu_budget"].default
 #: Entities per request of each workload (both at concurrency 1).
 WORKLOADS = {"W3a": 1, "W3c": 100}
 GRPC_PATH = "/feast.serving.ServingService/GetOnlineFeatures"
@@ -652,19 +649,11 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DIR, help="directory of commodity_ticks.parquet")
-    parser.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port")
+    add_common_options(parser)
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds per protocol")
     parser.add_argument("--warmup", type=float, default=10.0, help="interleaved seconds before, not reported")
     parser.add_argument("--workers", type=int, default=2, help="ladle serve --workers (each server)")
-    parser.add_argument("--sample-rate", type=float, default=1.0, help="the logged service's sample_rate")
     parser.add_argument("--workload", default="W3a", choices=sorted(WORKLOADS), help="W3a (1 entity) or W3c (100)")
-    parser.add_argument(
-        "--cpu-budget",
-        type=lambda v: None if v == "none" else float(v),
-        default=CPU_BUDGET,
-        help="feature_logging.cpu_budget (default: the configuration's; 'none': log every sampled request)",
-    )
     parser.add_argument("--control", action="store_true", help="A/A: server L answers the plain service too")
     parser.add_argument("--block", type=int, default=500, help="pairs per bootstrap block")
     parser.add_argument("--seed", type=int, default=42, help="entity and order draws")
