@@ -51,6 +51,17 @@ def _view() -> Any:
     )
 
 
+def table_of(codes: list[str]) -> pa.Table:
+    """Rows of the bench's view for ``codes`` (feature ``f<k>`` of entity ``i`` is ``float(i)``)."""
+    return pa.table(
+        {
+            "code": codes,
+            "event_timestamp": pa.array([datetime(2024, 1, 1, tzinfo=UTC)] * len(codes), pa.timestamp("us", tz="UTC")),
+            **{f: [float(i) for i in range(len(codes))] for f in FEATURES},
+        }
+    )
+
+
 def _time(store: Any, project: str, requests: list[Any], warmup: int) -> tuple[list[float], float, float]:
     for r in requests[:warmup]:
         store.read(project, r)
@@ -74,13 +85,7 @@ def run(args: argparse.Namespace, cluster_nodes: str) -> None:
 
     view = _view()
     codes = [f"C{i:06d}" for i in range(args.entities)]
-    table = pa.table(
-        {
-            "code": codes,
-            "event_timestamp": pa.array([datetime(2024, 1, 1, tzinfo=UTC)] * len(codes), pa.timestamp("us", tz="UTC")),
-            **{f: [float(i) for i in range(len(codes))] for f in FEATURES},
-        }
-    )
+    table = table_of(codes)
     project = f"rr{uuid.uuid4().hex[:8]}"
     nodes = {"redis": args.redis, "redis_cluster": cluster_nodes}
     stores = {kind: _store(kind, nodes[kind]) for kind in nodes if args.only in (None, kind)}
