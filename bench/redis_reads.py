@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,25 +125,35 @@ def run(args: argparse.Namespace, cluster_nodes: str) -> None:
             store.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--redis", default="127.0.0.1:6379", help="the single Redis")
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """The options naming the two backends and the data, shared with :mod:`bench.redis_timeline`."""
+    parser.add_argument("--redis", default="127.0.0.1:6379", help="the single Redis (host:port)")
     parser.add_argument("--redis-nodes", default="", help="cluster startup nodes (default: start a local cluster)")
     parser.add_argument("--entities", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=100)
+
+
+def on_cluster(args: argparse.Namespace, body: Callable[[argparse.Namespace, str], None], needed: bool = True) -> None:
+    """Run ``body(args, nodes)`` on ``--redis-nodes``, or on a local cluster started for it (when ``needed``)."""
+    if args.redis_nodes or not needed:
+        body(args, args.redis_nodes)
+        return
+    from bench.cluster import local_cluster
+
+    with local_cluster() as nodes:
+        body(args, nodes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_backend_options(parser)
     parser.add_argument("--calls", type=int, default=2_000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["redis", "redis_cluster"], help="time one backend alone")
     args = parser.parse_args(argv)
-    if args.redis_nodes or args.only == "redis":
-        run(args, args.redis_nodes)
-        return 0
-    from bench.cluster import local_cluster
-
-    with local_cluster() as nodes:
-        run(args, nodes)
+    on_cluster(args, run, needed=args.only != "redis")
     return 0
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import hiredis
 
 from bench.common import emit
-from bench.redis_reads import _store, _view, table_of
+from bench.redis_reads import _store, _view, add_backend_options, on_cluster, table_of
 
 _TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
 _STAMP = struct.Struct("qq")
@@ -181,20 +181,10 @@ def run(args: argparse.Namespace, cluster_nodes: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--redis", default="127.0.0.1:6379", help="the single Redis (host:port)")
-    parser.add_argument("--redis-nodes", default="", help="cluster startup nodes (default: start a local cluster)")
-    parser.add_argument("--entities", type=int, default=10_000)
-    parser.add_argument("--batch", type=int, default=100)
+    add_backend_options(parser)
     parser.add_argument("--reads", type=int, default=3_000, help="timed reads per backend")
     parser.add_argument("--warmup", type=int, default=300)
-    args = parser.parse_args(argv)
-    if args.redis_nodes:
-        run(args, args.redis_nodes)
-        return 0
-    from bench.cluster import local_cluster
-
-    with local_cluster() as nodes:
-        run(args, nodes)
+    on_cluster(parser.parse_args(argv), run)
     return 0
 
 
