@@ -96,6 +96,32 @@ def test_large_write_and_read_across_nodes(store: RedisOnlineStore, project: str
     assert got.values["price"] == [2000.0 + i for i in range(0, 30_000, 7)] + [None]
 
 
+def test_replies_larger_than_one_receive_buffer(store: RedisOnlineStore, project: str) -> None:
+    # ~2 KB per row, 300 rows: each master's reply is ~200 KB, several times the raw reader's buffer
+    notes = FeatureView(
+        name="notes",
+        source=SOURCE,
+        entities=[COMMODITY],
+        schema=[Field(name="note", dtype=String), Field(name="price", dtype=Float64)],
+    )
+    codes = [f"CMD{i:04d}" for i in range(300)]
+    texts = [f"{code}:" + "abcdefghij"[i % 10] * (2000 + i) for i, code in enumerate(codes)]
+    table = pa.table(
+        {
+            "code": codes,
+            "event_timestamp": pa.array([T0] * len(codes), pa.timestamp("us", tz="UTC")),
+            "note": texts,
+            "price": [float(i) for i in range(len(codes))],
+        }
+    )
+    store.write(project, notes, table)
+    assert cluster_read._RECV < 200_000
+    order = codes[::-1]
+    got = store.read(project, [ReadRequest(notes, ["note", "price"], {"code": order})])[0]
+    assert got.values["note"] == texts[::-1]
+    assert got.values["price"] == [float(i) for i in reversed(range(len(codes)))]
+
+
 def test_a_read_is_one_round_trip_per_node(
     store: RedisOnlineStore, project: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
