@@ -127,7 +127,9 @@ class _Link:
             raise LinkLost(f"{self.name}: {exc}") from exc
         if not size:
             raise LinkLost(f"{self.name} closed the connection")
-        self.reader.feed(self.buffer, 0, size)  # the reader copies: the buffer is free for the next receive
+        # The reader copies what it is fed, so the buffer is free for the next receive. hiredis takes any
+        # buffer (its stubs say bytes).
+        self.reader.feed(self.buffer, 0, size)  # type: ignore[arg-type]
         return True
 
     def send(self, payload: bytes) -> None:
