@@ -16,6 +16,7 @@ from bench.common import block_bootstrap_intervals, paired_blocks
 from bench.w2_paired import (
     ARMS,
     SPOT_CHECK_EVERY,
+    build_order,
     by_position,
     check_answers,
     interleave,
@@ -93,11 +94,11 @@ def _response(values: list[list[Any]], statuses: list[list[int]] | None = None) 
 
 def test_check_answers() -> None:
     rows = [{"commodity_code": "CMD00001"}, {"commodity_code": "CMD00002"}]
-    same = [["CMD00001", "CMD00002"], [1.5, 2.5]]
+    same: list[list[Any]] = [["CMD00001", "CMD00002"], [1.5, 2.5]]
     check_answers(rows, {"single": _response(same), "cluster": _response([list(c) for c in same])})
     with pytest.raises(ValueError, match="differently"):
         check_answers(rows, {"single": _response(same), "cluster": _response([same[0], [1.5, 2.6]])})
-    missing = [[FieldStatus.PRESENT] * 2, [FieldStatus.PRESENT, FieldStatus.NOT_FOUND]]
+    missing: list[list[int]] = [[FieldStatus.PRESENT] * 2, [FieldStatus.PRESENT, FieldStatus.NOT_FOUND]]
     with pytest.raises(ValueError, match="PRESENT"):
         check_answers(rows, {"single": _response(same, missing), "cluster": _response(same, missing)})
 
@@ -206,3 +207,10 @@ def test_workload_option() -> None:
     for bad in ("W2c", "", "W2a,W3a"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_workloads(bad)
+
+
+def test_build_order() -> None:
+    assert build_order("single") == ("single", "cluster")
+    assert build_order("cluster") == ("cluster", "single")
+    with pytest.raises(ValueError, match="build first"):
+        build_order("both")
