@@ -24,7 +24,7 @@ replacement, so slow drift stays inside a block), the spread of the blocks' own 
 arm's p50 when it was called first and second in its pair (the order effect the random order
 cancels). ``--control`` is an A/A run: the second arm is another store on the same single server
 (its own project and connection), so the ratio shows the design's own bias. It is not quite 1.00:
-in W2b the store set up first answers ~1.5 % faster than the one set up second, whichever arm it is
+in W2b the store set up first answers ~1.2-1.5 % faster than the one set up second, whichever arm it is
 (2026-12-07 sittings, bench/README.md). The single server's store is set up first by default
 (``--build-first``), so that bias counts against the cluster, never for it.
 
@@ -151,7 +151,8 @@ def paired_stats(
 
 def by_position(times: Mapping[str, Sequence[int]], firsts: Sequence[str]) -> dict[str, float | None]:
     """Each arm's p50 (µs) over the pairs where it was called first, and where it was second
-    (``None`` when it never was)."""
+    (``None`` when it never was); and the p50 ratio (cluster / single) of the calls made first in
+    their pair, which never come straight after the other arm's call of the same pair."""
     import numpy as np
 
     out: dict[str, float | None] = {}
@@ -160,6 +161,8 @@ def by_position(times: Mapping[str, Sequence[int]], firsts: Sequence[str]) -> di
         first = np.asarray([f == arm for f in firsts], dtype=bool)
         for label, mask in (("first", first), ("second", ~first)):
             out[f"{arm}_{label}_p50_us"] = round(float(np.median(ns[mask])) / 1e3, 1) if mask.any() else None
+    single, cluster = out["single_first_p50_us"], out["cluster_first_p50_us"]
+    out["first_calls_p50_ratio"] = round(cluster / single, 4) if single and cluster else None
     return out
 
 

@@ -197,8 +197,10 @@ def test_by_position() -> None:
         "single_second_p50_us": 20.0,
         "cluster_first_p50_us": 60.0,  # pair 1
         "cluster_second_p50_us": 70.0,  # pairs 0, 2, 3
+        "first_calls_p50_ratio": 2.0,  # 60 / 30
     }
-    assert by_position(times, ["single"] * 4)["cluster_first_p50_us"] is None
+    never = by_position(times, ["single"] * 4)
+    assert never["cluster_first_p50_us"] is None and never["first_calls_p50_ratio"] is None
 
 
 def test_workload_option() -> None:
