@@ -26,10 +26,14 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 DEFAULT_PACKAGES = ("ladle", "duckdb", "pyarrow", "pandas", "numpy")
 
@@ -132,6 +136,63 @@ def summarize(values: Sequence[float], digits: int = 4) -> dict[str, float]:
         "mean": round(statistics.fmean(values), digits),
         "max": round(max(values), digits),
     }
+
+
+def paired_blocks(
+    first: Sequence[float] | NDArray[np.float64], second: Sequence[float] | NDArray[np.float64], block: int
+) -> tuple[list[NDArray[np.float64]], list[NDArray[np.float64]]]:
+    """Two paired series (``first[i]`` and ``second[i]`` measured together) cut into ``len // block``
+    runs of consecutive pairs, about ``block`` pairs each, every pair in one (none below one block)."""
+    import numpy as np
+
+    a, b = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired series must be 1-D and of one length, got {a.shape} and {b.shape}")
+    if block < 1:
+        raise ValueError(f"block must be at least 1 pair, got {block}")
+    count = len(a) // block
+    if count < 1:
+        return [], []
+    return list(np.array_split(a, count)), list(np.array_split(b, count))
+
+
+PairedMeasure = Callable[["NDArray[np.float64]", "NDArray[np.float64]"], float]
+
+
+def block_bootstrap_intervals(
+    first: Sequence[float] | NDArray[np.float64],
+    second: Sequence[float] | NDArray[np.float64],
+    block: int,
+    measures: Mapping[str, PairedMeasure],
+    resamples: int = 2000,
+    seed: int = 1,
+    level: float = 90.0,
+) -> dict[str, list[float]]:
+    """A ``level`` % percentile interval ``[low, high]`` of each paired measure, by the block bootstrap.
+
+    The pairs are cut into blocks of consecutive pairs (:func:`paired_blocks`); each resample draws
+    as many blocks with replacement and evaluates every measure ``f(first, second)`` on the same
+    draw. Resampling whole blocks keeps a slow drift of the machine inside a block, so the interval
+    is not made too narrow by treating drifting pairs as independent. Empty with fewer than 2 blocks.
+
+        block_bootstrap_intervals(a, b, 100, {"ratio": lambda x, y: float(np.median(y) / np.median(x))})
+    """
+    import numpy as np
+
+    first_blocks, second_blocks = paired_blocks(first, second, block)
+    count = len(first_blocks)
+    if count < 2:
+        return {}
+    rng = np.random.default_rng(seed)
+    draws = {name: np.empty(resamples) for name in measures}
+    for i in range(resamples):
+        pick = rng.integers(0, count, count)
+        a = np.concatenate([first_blocks[j] for j in pick])
+        b = np.concatenate([second_blocks[j] for j in pick])
+        for name, measure in measures.items():
+            draws[name][i] = measure(a, b)
+    tail = (100 - level) / 2
+    return {name: [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))] for name, v in draws.items()}
 
 
 class Timer:

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,51 @@ from bench.w1_materialize import END, START, VIEW, build_store
 
 CLOCK = datetime(2024, 1, 6, tzinfo=UTC).timestamp()
 W2A_FEATURES = ["current_price", "price_change_1h", "volume_24h"]
+W2A_REFS = [f"{VIEW}:{f}" for f in W2A_FEATURES]
+W2B_REFS = [f"{VIEW}:{f}" for f in FEATURES]
+
+
+def settle_gc(freeze: bool) -> None:
+    """Before the clock: a full collection, then with ``freeze`` what a long-running server does after
+    start-up, ``gc.freeze()`` (old objects leave the GC's scans)."""
+    gc.collect()
+    if freeze:
+        gc.freeze()
+
+
+def draw_rows(rng: random.Random, codes: Sequence[str], n: int, form: str) -> Any:
+    """``n`` random entities of ``codes`` as entity rows: a list of dicts (``records``) or a dict of columns."""
+    picked = [rng.choice(codes) for _ in range(n)]
+    return [{"commodity_code": c} for c in picked] if form == "records" else {"commodity_code": picked}
+
+
+def prepared_store(repo: Path, ticks: Path, backend: str, redis: str, project: str, rng: random.Random) -> Any:
+    """The W1 store in ``repo`` with the view materialized and the retriever's clock pinned inside the
+    data's ttl window (see the module docstring); checks that every value of 100 entities drawn with
+    ``rng`` is PRESENT. Release it with :func:`release_store`."""
+    from ladle.retrieval.online import OnlineRetriever
+
+    store = build_store(repo, ticks, backend, redis, project)
+    try:
+        store.materialize(START, END, [VIEW])
+        # The public path, with the clock pinned inside the data's ttl window (see the docstring).
+        store.__dict__["_online"] = OnlineRetriever(store.registry, store.online_store, clock=lambda: CLOCK)
+        codes = entity_codes(10_000).to_pylist()
+        check = store.get_online_features(W2B_REFS, draw_rows(rng, codes, 100, "records"))
+        assert all(s == 1 for col in check.statuses for s in col), "setup: every value should be PRESENT"
+    except BaseException:
+        release_store(store, backend, project)
+        raise
+    return store
+
+
+def release_store(store: Any, backend: str, project: str) -> None:
+    """Tear down the project's online data (Redis) and close ``store``."""
+    try:
+        if backend != "sqlite":
+            store.online_store.teardown(project, [])
+    finally:
+        store.close()
 
 
 def _latencies(call: Any, requests: list[Any], warmup: int, freeze: bool) -> list[float]:
@@ -44,9 +90,7 @@ def _latencies(call: Any, requests: list[Any], warmup: int, freeze: bool) -> lis
         call(req)
     out = []
     perf = time.perf_counter_ns
-    gc.collect()
-    if freeze:
-        gc.freeze()  # what a long-running server does after start-up: old objects leave the GC's scans
+    settle_gc(freeze)
     for req in requests[warmup:]:
         started = perf()
         call(req)
@@ -69,37 +113,21 @@ def _summary(name: str, lat: list[float], args: argparse.Namespace) -> dict[str,
 
 def run(args: argparse.Namespace) -> None:
     """Set up, then time both workloads; prints one JSON line each."""
-    from ladle.retrieval.online import OnlineRetriever
-
     ticks = ensure_ticks(args.data)
     codes = entity_codes(10_000).to_pylist()
     project = f"w2_{uuid.uuid4().hex[:8]}"
     rng = random.Random(42)
     with tempfile.TemporaryDirectory() as tmp:
-        store = build_store(Path(tmp), ticks, args.backend, args.redis, project)
+        store = prepared_store(Path(tmp), ticks, args.backend, args.redis, project, rng)
         try:
-            store.materialize(START, END, [VIEW])
-            # The public path, with the clock pinned inside the data's ttl window (see the docstring).
-            store.__dict__["_online"] = OnlineRetriever(store.registry, store.online_store, clock=lambda: CLOCK)
             total = args.warmup + args.calls
-
-            def rows(n: int) -> Any:
-                picked = [rng.choice(codes) for _ in range(n)]
-                return [{"commodity_code": c} for c in picked] if args.form == "records" else {"commodity_code": picked}
-
-            refs_a = [f"{VIEW}:{f}" for f in W2A_FEATURES]
-            refs_b = [f"{VIEW}:{f}" for f in FEATURES]
-            check = store.get_online_features(refs_b, rows(100))
-            assert all(s == 1 for col in check.statuses for s in col), "setup: every value should be PRESENT"
-            requests_a = [rows(1) for _ in range(total)]
-            requests_b = [rows(100) for _ in range(total)]
+            requests_a = [draw_rows(rng, codes, 1, args.form) for _ in range(total)]
+            requests_b = [draw_rows(rng, codes, 100, args.form) for _ in range(total)]
             freeze = args.gc_freeze
-            lat_a = _latencies(lambda r: store.get_online_features(refs_a, r), requests_a, args.warmup, freeze)
-            lat_b = _latencies(lambda r: store.get_online_features(refs_b, r), requests_b, args.warmup, freeze)
+            lat_a = _latencies(lambda r: store.get_online_features(W2A_REFS, r), requests_a, args.warmup, freeze)
+            lat_b = _latencies(lambda r: store.get_online_features(W2B_REFS, r), requests_b, args.warmup, freeze)
         finally:
-            if args.backend != "sqlite":
-                store.online_store.teardown(project, [])
-            store.close()
+            release_store(store, args.backend, project)
     emit(_summary("W2a", lat_a, args))
     emit(_summary("W2b", lat_b, args))
 

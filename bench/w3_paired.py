@@ -50,7 +50,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import emit, percentile
+from bench.common import PairedMeasure, block_bootstrap_intervals, emit, paired_blocks, percentile
 from bench.data import FEATURES, ensure_ticks
 from bench.w3_feature_log import FLUSH_INTERVAL, _workers, add_common_options, add_services, pa_ts
 from bench.w3_server import ENTITIES, W3A_FEATURES, Server, build_repo, grpc_frame, teardown
@@ -456,20 +456,16 @@ def block_bootstrap(
         "p50_change_pct": round(float(100 * (np.median(q) / np.median(p) - 1)), 2),
         "mean_paired_diff_us": round(float(np.mean(q - p)) / 1e3, 2),
     }
-    count = len(p) // block
-    out["blocks"] = count
-    if count < 2:
+    pb, qb = paired_blocks(p, q, block)
+    out["blocks"] = len(pb)
+    if len(pb) < 2:
         return out
-    pb, qb = np.array_split(p, count), np.array_split(q, count)
-    rng = np.random.default_rng(seed)
-    changes, diffs = np.empty(resamples), np.empty(resamples)
-    for i in range(resamples):
-        pick = rng.integers(0, count, count)
-        ps, qs = np.concatenate([pb[j] for j in pick]), np.concatenate([qb[j] for j in pick])
-        changes[i] = 100 * (np.median(qs) / np.median(ps) - 1)
-        diffs[i] = float(np.mean(qs - ps)) / 1e3
-    out["p50_change_90ci_pct"] = [round(float(np.percentile(changes, c)), 2) for c in (5, 95)]
-    out["mean_paired_diff_90ci_us"] = [round(float(np.percentile(diffs, c)), 2) for c in (5, 95)]
+    measures: dict[str, PairedMeasure] = {
+        "p50_change_90ci_pct": lambda a, b: float(100 * (np.median(b) / np.median(a) - 1)),
+        "mean_paired_diff_90ci_us": lambda a, b: float(np.mean(b - a)) / 1e3,
+    }
+    intervals = block_bootstrap_intervals(p, q, block, measures, resamples, seed)
+    out.update({name: [round(v, 2) for v in bounds] for name, bounds in intervals.items()})
     per_block = np.array([100 * (np.median(b) / np.median(a) - 1) for a, b in zip(pb, qb, strict=True)])
     out["block_p50_changes_pct"] = {
         "min": round(float(per_block.min()), 1),

@@ -1,0 +1,316 @@
+"""W2 on one Redis and on a Redis Cluster, call by call: two stores in one process, interleaved.
+
+Issue #16 asks that W2b (100 entities x 8 features, in-process ``get_online_features``) on a
+3-master local cluster stay within 1.5x of one Redis server. ``bench/w2_online.py`` run once per
+backend measures the two a few seconds apart, and on a shared 2-vCPU VM the machine drifts between
+the runs by more than the effect (1.2x-1.9x round by round). This bench pairs calls instead of runs:
+
+* one process sets up two stores exactly as ``bench/w2_online.py`` does (:func:`prepared_store`:
+  the W1 view materialized from the same ticks file, the retriever's clock pinned inside the ttl
+  window, every value checked PRESENT): **single** on one Redis (``--redis``), **cluster** on a
+  Redis Cluster (``--redis-nodes``, or a 3-master cluster started for the run, ``bench/cluster.py``);
+* then, per workload (W2a 1 x 3, W2b 100 x 8), pairs of calls: each pair draws one random entity
+  set (seed ``--seed``) and calls both stores' ``get_online_features`` with it, in a random order
+  within the pair, each call timed alone with ``time.perf_counter_ns()``; ``--warmup`` pairs
+  first, not reported; ``gc.collect()`` and (``--gc-freeze``, on by default) ``gc.freeze()``
+  between warm-up and the timed pairs; every ``SPOT_CHECK_EVERY``-th pair both answers are compared
+  (outside the clock).
+
+A drift of the machine hits both calls of a pair within a millisecond, so the comparison is within
+pairs. Reported per workload: each arm's median / p99 / mean, the ratio of the arms' p50
+(cluster / single) and the median of the per-pair differences (cluster - single), each with a 90 %
+interval from the block bootstrap (blocks of ``--block`` consecutive pairs resampled with
+replacement, so slow drift stays inside a block), the spread of the blocks' own ratios, and each
+arm's p50 when it was called first and second in its pair (the order effect the random order
+cancels). ``--control`` is an A/A run: the second arm is another store on the same single server
+(its own project and connection), so the ratio shows the design's own bias. It is not quite 1.00:
+in W2b the store set up first answers ~1.2-1.5 % faster than the one set up second, whichever arm it is
+(2026-12-07 sittings, bench/README.md). The single server's store is set up first by default
+(``--build-first``), so that bias counts against the cluster, never for it.
+
+    redis-server --port 6392 --save '' --appendonly no --daemonize yes
+    PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392
+    PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --workloads W2b --pairs 10000
+    PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --control
+    PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --control --build-first cluster
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import PairedMeasure, block_bootstrap_intervals, emit, paired_blocks, summarize
+from bench.data import DEFAULT_DIR, ensure_ticks, entity_codes
+from bench.w2_online import W2A_REFS, W2B_REFS, draw_rows, prepared_store, release_store, settle_gc
+
+#: Entities per call and feature references of each workload.
+WORKLOADS: dict[str, tuple[int, list[str]]] = {"W2a": (1, W2A_REFS), "W2b": (100, W2B_REFS)}
+ARMS = ("single", "cluster")
+#: Every how many pairs both answers are compared (outside the clock).
+SPOT_CHECK_EVERY = 97
+
+Call = Callable[[Any], Any]
+
+
+def pair_order(rng: random.Random) -> tuple[str, str]:
+    """The order of the two arms within one pair: either, with probability 1/2."""
+    return ARMS if rng.random() < 0.5 else (ARMS[1], ARMS[0])
+
+
+def interleave(
+    calls: Mapping[str, Call],
+    draw: Callable[[], Any],
+    rng: random.Random,
+    pairs: int,
+    seconds: float | None = None,
+    check: Callable[[Any, dict[str, Any]], None] | None = None,
+) -> tuple[dict[str, list[int]], list[str]]:
+    """Pairs of calls: each pair draws one argument with ``draw`` (outside the clock) and hands it to
+    both arms of ``calls`` in the order :func:`pair_order` picks, timing each call alone. Runs
+    ``pairs`` pairs, or with ``seconds`` until that much time has passed. Every
+    ``SPOT_CHECK_EVERY``-th pair (the first included), ``check(argument, answers)`` sees both answers.
+    Returns each arm's nanoseconds in pair order and the arm called first in each pair."""
+    times: dict[str, list[int]] = {arm: [] for arm in ARMS}
+    firsts: list[str] = []
+    perf = time.perf_counter_ns
+    deadline = None if seconds is None else time.monotonic() + seconds
+    pair = 0
+    while (pair < pairs) if deadline is None else (time.monotonic() < deadline):
+        argument = draw()
+        order = pair_order(rng)
+        answers: dict[str, Any] = {}
+        for arm in order:
+            call = calls[arm]
+            started = perf()
+            answers[arm] = call(argument)
+            times[arm].append(perf() - started)
+        firsts.append(order[0])
+        if check is not None and pair % SPOT_CHECK_EVERY == 0:
+            check(argument, answers)
+        pair += 1
+    return times, firsts
+
+
+def check_answers(argument: Any, answers: Mapping[str, Any]) -> None:
+    """Both arms answered the same names, values and statuses, every status PRESENT."""
+    from ladle.types import FieldStatus
+
+    single, cluster = answers["single"], answers["cluster"]
+    if any(s != FieldStatus.PRESENT for column in single.statuses for s in column):
+        raise ValueError(f"single: not every value PRESENT for {argument!r:.200}")
+    if (single.feature_names, single.values, single.statuses) != (
+        cluster.feature_names,
+        cluster.values,
+        cluster.statuses,
+    ):
+        raise ValueError(f"the arms answered differently for {argument!r:.200}")
+
+
+def paired_stats(
+    single_ns: Sequence[int], cluster_ns: Sequence[int], block: int, resamples: int = 2000, seed: int = 1
+) -> dict[str, Any]:
+    """The ratio of the arms' p50 (cluster / single) and the median of the per-pair differences
+    (cluster - single, µs), each with a 90 % block-bootstrap interval (:func:`block_bootstrap_intervals`),
+    the mean difference, the share of pairs where the cluster was slower, and the blocks' own ratios."""
+    import numpy as np
+
+    single, cluster = np.asarray(single_ns, dtype=np.float64) / 1e3, np.asarray(cluster_ns, dtype=np.float64) / 1e3
+    out: dict[str, Any] = {
+        "p50_ratio": round(float(np.median(cluster) / np.median(single)), 4),
+        "median_pair_diff_us": round(float(np.median(cluster - single)), 2),
+        "mean_pair_diff_us": round(float(np.mean(cluster - single)), 2),
+        "share_pairs_cluster_slower": round(float(np.mean(cluster > single)), 3),
+    }
+    single_blocks, cluster_blocks = paired_blocks(single, cluster, block)
+    out["blocks"] = len(single_blocks)
+    measures: dict[str, PairedMeasure] = {
+        "p50_ratio_90ci": lambda s, c: float(np.median(c) / np.median(s)),
+        "median_pair_diff_90ci_us": lambda s, c: float(np.median(c - s)),
+    }
+    intervals = block_bootstrap_intervals(single, cluster, block, measures, resamples, seed)
+    out.update({name: [round(v, 4 if "ratio" in name else 2) for v in bounds] for name, bounds in intervals.items()})
+    if single_blocks:
+        ratios = [float(np.median(c) / np.median(s)) for s, c in zip(single_blocks, cluster_blocks, strict=True)]
+        out["block_p50_ratios"] = {
+            "min": round(min(ratios), 3),
+            "median": round(float(np.median(ratios)), 3),
+            "max": round(max(ratios), 3),
+        }
+    return out
+
+
+def by_position(times: Mapping[str, Sequence[int]], firsts: Sequence[str]) -> dict[str, float | None]:
+    """Each arm's p50 (µs) over the pairs where it was called first, and where it was second
+    (``None`` when it never was); and the p50 ratio (cluster / single) of the calls made first in
+    their pair, which never come straight after the other arm's call of the same pair."""
+    import numpy as np
+
+    out: dict[str, float | None] = {}
+    for arm in ARMS:
+        ns = np.asarray(times[arm], dtype=np.float64)
+        first = np.asarray([f == arm for f in firsts], dtype=bool)
+        for label, mask in (("first", first), ("second", ~first)):
+            out[f"{arm}_{label}_p50_us"] = round(float(np.median(ns[mask])) / 1e3, 1) if mask.any() else None
+    single, cluster = out["single_first_p50_us"], out["cluster_first_p50_us"]
+    out["first_calls_p50_ratio"] = round(cluster / single, 4) if single and cluster else None
+    return out
+
+
+def measure(
+    workload: str, stores: Mapping[str, Any], labels: Mapping[str, str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Warm-up, then the timed pairs of one workload on ``stores`` (described by ``labels``); one result."""
+    rows, refs = WORKLOADS[workload]
+    codes = entity_codes(10_000).to_pylist()
+    rng = random.Random(args.seed)
+    calls = {arm: _caller(stores[arm], refs) for arm in ARMS}
+
+    def draw() -> Any:
+        return draw_rows(rng, codes, rows, args.form)
+
+    interleave(calls, draw, rng, args.warmup, check=check_answers)
+    settle_gc(args.gc_freeze)
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    times, firsts = interleave(calls, draw, rng, args.pairs, args.duration, check=check_answers)
+    seconds = time.perf_counter() - started
+    load_after = os.getloadavg()
+    pairs = len(firsts)
+    return {
+        "workload": f"{workload}-paired",
+        "entities": rows,
+        "features": len(refs),
+        "control": args.control,
+        "arms": dict(labels),
+        "entity_rows": args.form,
+        "gc_freeze": args.gc_freeze,
+        "built_first": args.build_first,
+        "pairs": pairs,
+        "seconds": round(seconds, 2),
+        "cluster_first_share": round(firsts.count("cluster") / pairs, 3),
+        "single_us": summarize([t / 1e3 for t in times["single"]], 1),
+        "cluster_us": summarize([t / 1e3 for t in times["cluster"]], 1),
+        **paired_stats(times["single"], times["cluster"], args.block, args.resamples),
+        "by_position": by_position(times, firsts),
+        "block_pairs": args.block,
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in load_after],
+    }
+
+
+def _caller(store: Any, refs: list[str]) -> Call:
+    def call(entity_rows: Any) -> Any:
+        return store.get_online_features(refs, entity_rows)
+
+    return call
+
+
+@contextlib.contextmanager
+def _store(ticks: Path, backend: str, address: str, rng: random.Random) -> Iterator[Any]:
+    """One :func:`prepared_store` in a throw-away repo with a fresh project, released afterwards."""
+    project = f"w2p_{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        store = prepared_store(Path(tmp), ticks, backend, address, project, rng)
+        try:
+            yield store
+        finally:
+            release_store(store, backend, project)
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Set up both stores (and the cluster, unless given), measure each workload; the results."""
+    ticks = ensure_ticks(args.data)
+    rng = random.Random(args.seed)
+    with contextlib.ExitStack() as stack:
+        targets = {"single": ("redis", args.redis)}
+        if args.control:
+            targets["cluster"] = ("redis", args.redis)
+        else:
+            nodes = args.redis_nodes
+            if not nodes:
+                from bench.cluster import local_cluster
+
+                nodes = stack.enter_context(local_cluster())
+            targets["cluster"] = ("redis_cluster", nodes)
+        stores: dict[str, Any] = {}
+        for arm in build_order(args.build_first):  # the order the control shows a bias of (see the docstring)
+            stores[arm] = stack.enter_context(_store(ticks, *targets[arm], rng))
+        labels = {arm: f"{backend} {address}" for arm, (backend, address) in targets.items()}
+        if args.control:
+            labels["cluster"] += " (A/A control: a second store, own project)"
+        return [measure(workload, stores, labels, args) for workload in args.workloads]
+
+
+def build_order(first: str) -> tuple[str, str]:
+    """The arms in the order their stores are built, ``first`` first."""
+    if first not in ARMS:
+        raise ValueError(f"build first one of {ARMS}, not {first!r}")
+    return (first, ARMS[1] if first == ARMS[0] else ARMS[0])
+
+
+def headline(result: Mapping[str, Any]) -> str:
+    """One line: both arms' p50, the ratio and the per-pair median difference with their intervals."""
+    ci = result.get("p50_ratio_90ci", ["-", "-"])
+    diff_ci = result.get("median_pair_diff_90ci_us", ["-", "-"])
+    return (
+        f"{result['workload']}: single p50 {result['single_us']['median']} µs, "
+        f"{'control' if result['control'] else 'cluster'} p50 {result['cluster_us']['median']} µs, "
+        f"ratio {result['p50_ratio']:.3f} [90 % {ci[0]}, {ci[1]}], "
+        f"pair diff median {result['median_pair_diff_us']} µs [{diff_ci[0]}, {diff_ci[1]}], "
+        f"{result['pairs']} pairs, load {result['load_before'][0]}"
+    )
+
+
+def parse_workloads(text: str) -> list[str]:
+    """The ``--workloads`` option: a comma list of known workload ids."""
+    names = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"workloads are a comma list of {', '.join(WORKLOADS)}; got {text!r}")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DIR, help="directory of the Parquet files")
+    parser.add_argument("--redis", default="127.0.0.1:6379", help="host:port of the single Redis server")
+    parser.add_argument(
+        "--redis-nodes", default="", help="startup nodes of the Redis Cluster (default: start a local 3-master one)"
+    )
+    parser.add_argument("--workloads", type=parse_workloads, default=list(WORKLOADS), help="W2a, W2b or W2a,W2b")
+    parser.add_argument("--pairs", type=int, default=3000, help="timed pairs per workload")
+    parser.add_argument("--duration", type=float, default=None, help="timed seconds per workload, instead of --pairs")
+    parser.add_argument("--warmup", type=int, default=300, help="interleaved pairs before, not reported")
+    parser.add_argument("--block", type=int, default=100, help="consecutive pairs per bootstrap block")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=42, help="entity and order draws")
+    parser.add_argument("--form", choices=["records", "columns"], default="records", help="entity rows' form")
+    parser.add_argument(
+        "--gc-freeze", action=argparse.BooleanOptionalAction, default=True, help="gc.freeze() after warm-up"
+    )
+    parser.add_argument("--control", action="store_true", help="A/A: the second arm is a store on the single server")
+    parser.add_argument("--build-first", choices=ARMS, default="single", help="whose store is set up first")
+    args = parser.parse_args(argv)
+    if args.pairs < 1 or args.block < 1 or args.warmup < 0 or (args.duration is not None and args.duration <= 0):
+        parser.error("--pairs and --block must be at least 1, --warmup at least 0, --duration positive")
+    results = run(args)
+    for result in results:
+        emit(result)
+    for result in results:
+        print(headline(result), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
