@@ -17,7 +17,14 @@ the runs by more than the effect (1.2x-1.9x round by round). This bench pairs ca
   (outside the clock).
 
 A drift of the machine hits both calls of a pair within a millisecond, so the comparison is within
-pairs. Reported per workload: each arm's median / p99 / mean, the ratio of the arms' p50
+pairs. With ``--run N`` a pair is two *runs*: N arguments drawn at once, handed one call each to one
+arm, then the same N to the other; the first ``--settle`` calls of each run are not kept, and the
+k-th kept call of one run pairs with the k-th of the other. Single calls alternate with cluster
+calls when ``--run 1``, and each arm then runs straight after the other's three masters or one
+server woke and worked: a single-server call made right after a cluster call is 2-7 % slower than
+one made first (2026-12-07), so alternating call by call measures each arm a little off its own
+steady state. Runs (e.g. ``--run 20 --settle 4``) let each arm settle into it before it is timed
+while still pairing within ~10 ms. Reported per workload: each arm's median / p99 / mean, the ratio of the arms' p50
 (cluster / single) and the median of the per-pair differences (cluster - single), each with a 90 %
 interval from the block bootstrap (blocks of ``--block`` consecutive pairs resampled with
 replacement, so slow drift stays inside a block), the spread of the blocks' own ratios, and each
@@ -31,6 +38,7 @@ in W2b the store set up first answers ~1.2-1.5 % faster than the one set up seco
     redis-server --port 6392 --save '' --appendonly no --daemonize yes
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --workloads W2b --pairs 10000
+    PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --run 20 --settle 4 --pairs 300
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --control
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --control --build-first cluster
 """
@@ -74,29 +82,41 @@ def interleave(
     pairs: int,
     seconds: float | None = None,
     check: Callable[[Any, dict[str, Any]], None] | None = None,
+    run: int = 1,
+    settle: int = 0,
 ) -> tuple[dict[str, list[int]], list[str]]:
-    """Pairs of calls: each pair draws one argument with ``draw`` (outside the clock) and hands it to
-    both arms of ``calls`` in the order :func:`pair_order` picks, timing each call alone. Runs
-    ``pairs`` pairs, or with ``seconds`` until that much time has passed. Every
-    ``SPOT_CHECK_EVERY``-th pair (the first included), ``check(argument, answers)`` sees both answers.
-    Returns each arm's nanoseconds in pair order and the arm called first in each pair."""
+    """Pairs of runs: each pair draws ``run`` arguments with ``draw`` (outside the clock) and hands
+    them, one call each, to one arm of ``calls`` and then to the other, in the order
+    :func:`pair_order` picks, timing each call alone; the first ``settle`` calls of each run are not
+    kept. With ``run=1`` (the default) a pair is two calls with one argument. Runs ``pairs`` pairs,
+    or with ``seconds`` until that much time has passed. Every ``SPOT_CHECK_EVERY``-th pair (the
+    first included), ``check(argument, answers)`` sees both arms' answers to the pair's first argument.
+    Returns each arm's kept nanoseconds in order (the k-th of one arm pairs with the k-th of the
+    other: same argument, adjacent runs) and, per kept call, the arm whose run came first."""
+    if run < 1 or not 0 <= settle < run:
+        raise ValueError(f"a run is at least 1 call and keeps at least one: run={run}, settle={settle}")
     times: dict[str, list[int]] = {arm: [] for arm in ARMS}
     firsts: list[str] = []
     perf = time.perf_counter_ns
     deadline = None if seconds is None else time.monotonic() + seconds
     pair = 0
     while (pair < pairs) if deadline is None else (time.monotonic() < deadline):
-        argument = draw()
+        arguments = [draw() for _ in range(run)]
         order = pair_order(rng)
         answers: dict[str, Any] = {}
         for arm in order:
-            call = calls[arm]
-            started = perf()
-            answers[arm] = call(argument)
-            times[arm].append(perf() - started)
-        firsts.append(order[0])
+            call, kept = calls[arm], times[arm]
+            for k, argument in enumerate(arguments):
+                started = perf()
+                answer = call(argument)
+                elapsed = perf() - started
+                if k >= settle:
+                    kept.append(elapsed)
+                if k == 0:
+                    answers[arm] = answer
+        firsts += [order[0]] * (run - settle)
         if check is not None and pair % SPOT_CHECK_EVERY == 0:
-            check(argument, answers)
+            check(arguments[0], answers)
         pair += 1
     return times, firsts
 
@@ -178,14 +198,16 @@ def measure(
     def draw() -> Any:
         return draw_rows(rng, codes, rows, args.form)
 
-    interleave(calls, draw, rng, args.warmup, check=check_answers)
+    interleave(calls, draw, rng, args.warmup, check=check_answers, run=args.run, settle=args.settle)
     settle_gc(args.gc_freeze)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    times, firsts = interleave(calls, draw, rng, args.pairs, args.duration, check=check_answers)
+    times, firsts = interleave(
+        calls, draw, rng, args.pairs, args.duration, check=check_answers, run=args.run, settle=args.settle
+    )
     seconds = time.perf_counter() - started
     load_after = os.getloadavg()
-    pairs = len(firsts)
+    pairs = len(firsts)  # kept calls per arm
     return {
         "workload": f"{workload}-paired",
         "entities": rows,
@@ -196,6 +218,8 @@ def measure(
         "gc_freeze": args.gc_freeze,
         "built_first": args.build_first,
         "pairs": pairs,
+        "run": args.run,
+        "settle": args.settle,
         "seconds": round(seconds, 2),
         "cluster_first_share": round(firsts.count("cluster") / pairs, 3),
         "single_us": summarize([t / 1e3 for t in times["single"]], 1),
@@ -289,9 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         "--redis-nodes", default="", help="startup nodes of the Redis Cluster (default: start a local 3-master one)"
     )
     parser.add_argument("--workloads", type=parse_workloads, default=list(WORKLOADS), help="W2a, W2b or W2a,W2b")
-    parser.add_argument("--pairs", type=int, default=3000, help="timed pairs per workload")
+    parser.add_argument("--pairs", type=int, default=3000, help="timed pairs (of runs, with --run) per workload")
     parser.add_argument("--duration", type=float, default=None, help="timed seconds per workload, instead of --pairs")
     parser.add_argument("--warmup", type=int, default=300, help="interleaved pairs before, not reported")
+    parser.add_argument(
+        "--run", type=int, default=1, help="calls per arm in a row within a pair (1: the two calls of a pair alternate)"
+    )
+    parser.add_argument("--settle", type=int, default=0, help="calls at the start of each run not kept")
     parser.add_argument("--block", type=int, default=100, help="consecutive pairs per bootstrap block")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=42, help="entity and order draws")
@@ -304,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.pairs < 1 or args.block < 1 or args.warmup < 0 or (args.duration is not None and args.duration <= 0):
         parser.error("--pairs and --block must be at least 1, --warmup at least 0, --duration positive")
+    if args.run < 1 or not 0 <= args.settle < args.run:
+        parser.error("--run must be at least 1 and --settle between 0 and --run - 1")
     results = run(args)
     for result in results:
         emit(result)

@@ -67,6 +67,49 @@ def test_interleave_calls_both_arms_with_one_draw_per_pair() -> None:
     assert checked[1][1] == {"single": ("single", SPOT_CHECK_EVERY), "cluster": ("cluster", SPOT_CHECK_EVERY)}
 
 
+def test_interleave_in_runs_keeps_all_but_the_settling_calls() -> None:
+    log: list[tuple[str, int]] = []
+    counter = iter(range(10**6))
+    checked: list[int] = []
+
+    def arm(name: str) -> Any:
+        def call(argument: int) -> int:
+            log.append((name, argument))
+            return argument
+
+        return call
+
+    calls = {a: arm(a) for a in ARMS}
+    times, firsts = interleave(calls, lambda: next(counter), random.Random(5), 30,
+                               check=lambda arg, answers: checked.append(arg), run=6, settle=2)  # fmt: skip
+    assert len(log) == 30 * 2 * 6  # every call is made, settling ones too
+    assert all(len(times[a]) == 30 * 4 for a in ARMS) and len(firsts) == 30 * 4
+    for pair in range(30):
+        calls_of_pair = log[12 * pair : 12 * pair + 12]
+        first, second = calls_of_pair[:6], calls_of_pair[6:]
+        assert {name for name, _ in first} == {firsts[4 * pair]} and len({name for name, _ in second}) == 1
+        assert first[0][0] != second[0][0]
+        assert [a for _, a in first] == [a for _, a in second] == list(range(6 * pair, 6 * pair + 6))
+    assert checked == [6 * p for p in range(0, 30, SPOT_CHECK_EVERY)]
+    with pytest.raises(ValueError, match="run"):
+        interleave(calls, lambda: 0, random.Random(1), 1, run=3, settle=3)
+
+
+def test_interleave_in_runs_times_the_kept_calls() -> None:
+    nap = 0.01
+    seen: list[int] = []
+
+    def slow_at_first(argument: int) -> int:
+        seen.append(argument)
+        if len(seen) % 4 in (1, 2):  # the first two calls of each 4-call run sleep
+            time.sleep(nap)
+        return argument
+
+    times, _ = interleave({"single": lambda a: a, "cluster": slow_at_first}, lambda: 0, random.Random(1), 5,
+                          run=4, settle=2)  # fmt: skip
+    assert len(times["cluster"]) == 10 and max(times["cluster"]) < nap * 1e9  # the sleeping calls were not kept
+
+
 def test_interleave_times_each_call_alone() -> None:
     nap = 0.02
 
