@@ -19,7 +19,15 @@ from backends.redis_cluster import LocalRedisCluster
 from backends.redis_tls import TlsFiles, TlsRedisServer, TlsUnavailable, tls_binaries_available
 from redis_cluster_plugin import redis_cluster_nodes
 
-__all__ = ["redis_cluster_nodes", "redis_tls_cluster", "redis_tls_files", "redis_tls_server", "tls_service"]
+__all__ = [
+    "misnamed_server",
+    "redis_cluster_nodes",
+    "redis_mtls_server",
+    "redis_tls_cluster",
+    "redis_tls_files",
+    "redis_tls_server",
+    "tls_service",
+]
 
 _IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 T = TypeVar("T")
@@ -64,3 +72,22 @@ def redis_tls_cluster(redis_tls_files: TlsFiles) -> Iterator[LocalRedisCluster]:
     cluster = tls_service(LocalRedisCluster(workdir, tls=redis_tls_files).start)
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_mtls_server(redis_tls_files: TlsFiles) -> Iterator[TlsRedisServer]:
+    """A TLS-only redis-server that requires a client certificate from the test CA."""
+    workdir = Path(tempfile.mkdtemp(prefix="ladle-redis-mtls-"))
+    server = tls_service(TlsRedisServer(workdir, redis_tls_files, auth_clients=True).start)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def misnamed_server(redis_tls_files: TlsFiles) -> Iterator[TlsRedisServer]:
+    """A TLS-only redis-server whose certificate (from the test CA) names only redis.invalid."""
+    workdir = Path(tempfile.mkdtemp(prefix="ladle-redis-misnamed-"))
+    files = redis_tls_files
+    server = tls_service(TlsRedisServer(workdir, files, cert=files.misnamed_cert, key=files.misnamed_key).start)
+    yield server
+    server.stop()

@@ -217,16 +217,6 @@ def test_plain_client_against_a_tls_server_is_a_typed_error(target: Target, proj
         store.close()
 
 
-@pytest.fixture(scope="module")
-def misnamed_server(redis_tls_files: TlsFiles) -> Iterator[TlsRedisServer]:
-    """A TLS redis-server whose certificate (signed by the right CA) names only redis.invalid."""
-    workdir = Path(tempfile.mkdtemp(prefix="ladle-redis-misnamed-"))
-    files = redis_tls_files
-    server = tls_service(TlsRedisServer(workdir, files, cert=files.misnamed_cert, key=files.misnamed_key).start)
-    yield server
-    server.stop()
-
-
 def test_host_name_check(misnamed_server: TlsRedisServer, redis_tls_files: TlsFiles, project: str) -> None:
     """A certificate for another host fails the host name check unless ``ssl_check_hostname=false``."""
     target = Target("redis", misnamed_server.address, redis_tls_files, server=misnamed_server)
@@ -252,12 +242,11 @@ def test_host_name_check(misnamed_server: TlsRedisServer, redis_tls_files: TlsFi
 @pytest.fixture(scope="module", params=["single", "cluster"])
 def client_cert_target(request: pytest.FixtureRequest, redis_tls_files: TlsFiles) -> Iterator[Target]:
     """A server (or a cluster of its own) that requires a client certificate from the test CA."""
-    workdir = Path(tempfile.mkdtemp(prefix="ladle-redis-mtls-"))
     if request.param == "single":
-        server = tls_service(TlsRedisServer(workdir, redis_tls_files, auth_clients=True).start)
+        server: TlsRedisServer = request.getfixturevalue("redis_mtls_server")
         yield Target("redis", server.address, redis_tls_files, server=server)
-        server.stop()
         return
+    workdir = Path(tempfile.mkdtemp(prefix="ladle-redis-mtls-cluster-"))
     cluster = tls_service(LocalRedisCluster(workdir, tls=redis_tls_files, auth_clients=True).start)
     yield Target("redis_cluster", cluster.nodes, redis_tls_files, cluster=cluster)
     cluster.stop()
