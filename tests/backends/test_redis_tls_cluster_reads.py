@@ -135,14 +135,15 @@ def test_reads_take_the_raw_path_on_tls_sockets(
 def test_decrypted_bytes_held_by_tls_are_read_before_poll_sleeps(
     redis_tls_cluster: LocalRedisCluster, project: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With a receive smaller than a TLS record most of each reply sits decrypted in the SSL object,
-    where ``poll`` cannot see it: the read still completes (no timeout), and no receive leaves bytes
-    behind there."""
+    """With a receive buffer smaller than a TLS record most of each reply sits decrypted in the SSL
+    object, where ``poll`` cannot see it: the read still completes (no timeout), and no receive leaves
+    bytes behind there."""
+    monkeypatch.setattr(cluster_read, "_RECV", 200)  # each link's buffer, sized when it opens
     store = open_store(redis_tls_cluster.connection_string, socket_timeout_seconds=1)
     try:
         store.write(project, VIEW, rows(CODES))
         assert read(store, project, CODES[:10]) == expected(CODES[:10])  # links open
-        monkeypatch.setattr(cluster_read, "_RECV", 200)
+        assert {len(link.buffer) for link in idle_links(store)} == {200}
         left: list[int] = []
         receive = cluster_read._TlsLink.receive
 

@@ -183,13 +183,13 @@ class _TlsLink(_Link):
 
     def receive(self) -> bool:
         """Feed what the socket holds to the reader; False if no application data has arrived yet."""
-        sock = self.sock
+        sock, buffer, feed = self.sock, self.buffer, self.reader.feed
         try:
-            data = sock.recv(_RECV)
-            if data:
-                self.reader.feed(data)
+            size = sock.recv_into(buffer)
+            if size:
+                feed(buffer, 0, size)  # type: ignore[arg-type]  # (hiredis takes any buffer: see _Link)
                 while sock.pending():  # decrypted already: poll would never report it
-                    self.reader.feed(sock.recv(_RECV))
+                    feed(buffer, 0, sock.recv_into(buffer))  # type: ignore[arg-type]
         except ssl.SSLWantReadError:  # no whole record yet (or only TLS's own messages, e.g. session tickets)
             return False
         except ssl.SSLWantWriteError:  # TLS must send before it can read: wait until it can
@@ -197,7 +197,7 @@ class _TlsLink(_Link):
             return False
         except OSError as exc:
             raise LinkLost(f"{self.name}: {exc}") from exc
-        if not data:
+        if not size:
             raise LinkLost(f"{self.name} closed the connection")
         return True
 
