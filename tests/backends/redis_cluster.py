@@ -86,7 +86,7 @@ class LocalRedisCluster:
         """A redis-py client of one node (over verified TLS in TLS mode)."""
         if self.tls is not None:
             kwargs |= self.tls.client_kwargs(client_cert=self.auth_clients)
-        return redis.Redis(port=port, socket_timeout=1, **kwargs)
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, **kwargs)
 
     def cluster_client(self) -> Any:
         """A redis-py cluster client (over verified TLS in TLS mode)."""

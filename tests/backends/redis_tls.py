@@ -162,7 +162,7 @@ class TlsRedisServer:
         kwargs = self.files.client_kwargs(client_cert=self.auth_clients)
         if self._cert is not None:  # another certificate than the one naming 127.0.0.1: skip the host name check
             kwargs["ssl_check_hostname"] = False
-        return redis.Redis(port=self.port, socket_timeout=2, **kwargs)
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, **kwargs)
 
     def start(self, timeout: float = 20.0) -> TlsRedisServer:
         """Start the server; return once it answers PING over TLS (:class:`TlsUnavailable` if it never does)."""
