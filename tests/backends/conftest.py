@@ -26,6 +26,7 @@ __all__ = [
     "redis_tls_cluster",
     "redis_tls_files",
     "redis_tls_server",
+    "scratch",
     "tls_service",
 ]
 
@@ -46,6 +47,11 @@ def redis_tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return TlsFiles.make(tmp_path_factory.mktemp("redis-pki"))
 
 
+def scratch(prefix: str) -> Path:
+    """A new temporary directory (made only once a server is really started: see :func:`tls_service`)."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 def tls_service(start: Callable[[], T]) -> T:
     """``start()``, turning a missing redis-server or one without TLS into a loud skip (a failure under CI)."""
     if not tls_binaries_available():
@@ -59,8 +65,7 @@ def tls_service(start: Callable[[], T]) -> T:
 @pytest.fixture(scope="session")
 def redis_tls_server(redis_tls_files: TlsFiles) -> Iterator[TlsRedisServer]:
     """One TLS-only redis-server (client certificates not required) for the session."""
-    workdir = Path(tempfile.mkdtemp(prefix="ladle-redis-tls-"))
-    server = tls_service(TlsRedisServer(workdir, redis_tls_files).start)
+    server = tls_service(lambda: TlsRedisServer(scratch("ladle-redis-tls-"), redis_tls_files).start())
     yield server
     server.stop()
 
@@ -68,8 +73,7 @@ def redis_tls_server(redis_tls_files: TlsFiles) -> Iterator[TlsRedisServer]:
 @pytest.fixture(scope="session")
 def redis_tls_cluster(redis_tls_files: TlsFiles) -> Iterator[LocalRedisCluster]:
     """A TLS-only 3-master Redis Cluster (clients and bus) for the session."""
-    workdir = Path(tempfile.mkdtemp(prefix="ladle-redis-tls-cluster-"))
-    cluster = tls_service(LocalRedisCluster(workdir, tls=redis_tls_files).start)
+    cluster = tls_service(lambda: LocalRedisCluster(scratch("ladle-redis-tls-cluster-"), tls=redis_tls_files).start())
     yield cluster
     cluster.stop()
 
@@ -77,8 +81,9 @@ def redis_tls_cluster(redis_tls_files: TlsFiles) -> Iterator[LocalRedisCluster]:
 @pytest.fixture(scope="session")
 def redis_mtls_server(redis_tls_files: TlsFiles) -> Iterator[TlsRedisServer]:
     """A TLS-only redis-server that requires a client certificate from the test CA."""
-    workdir = Path(tempfile.mkdtemp(prefix="ladle-redis-mtls-"))
-    server = tls_service(TlsRedisServer(workdir, redis_tls_files, auth_clients=True).start)
+    server = tls_service(
+        lambda: TlsRedisServer(scratch("ladle-redis-mtls-"), redis_tls_files, auth_clients=True).start()
+    )
     yield server
     server.stop()
 
@@ -86,8 +91,8 @@ def redis_mtls_server(redis_tls_files: TlsFiles) -> Iterator[TlsRedisServer]:
 @pytest.fixture(scope="session")
 def misnamed_server(redis_tls_files: TlsFiles) -> Iterator[TlsRedisServer]:
     """A TLS-only redis-server whose certificate (from the test CA) names only redis.invalid."""
-    workdir = Path(tempfile.mkdtemp(prefix="ladle-redis-misnamed-"))
     files = redis_tls_files
-    server = tls_service(TlsRedisServer(workdir, files, cert=files.misnamed_cert, key=files.misnamed_key).start)
+    misnamed = {"cert": files.misnamed_cert, "key": files.misnamed_key}
+    server = tls_service(lambda: TlsRedisServer(scratch("ladle-redis-misnamed-"), files, **misnamed).start())
     yield server
     server.stop()

@@ -13,17 +13,15 @@ from __future__ import annotations
 import signal
 import socket
 import ssl
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from backends.conftest import tls_service
+from backends.conftest import scratch, tls_service
 from backends.redis_cluster import LocalRedisCluster
 from backends.redis_tls import TlsFiles, TlsRedisServer
 from backends.test_redis_cluster_reads import CODES, VIEW, expected, read, restart, rows
@@ -70,8 +68,7 @@ def store(redis_tls_cluster: LocalRedisCluster, project: str) -> Iterator[RedisO
 @pytest.fixture
 def own_tls_cluster(redis_tls_files: TlsFiles) -> Iterator[LocalRedisCluster]:
     """A TLS 3-master cluster for this test alone (it gets killed or password-protected)."""
-    workdir = Path(tempfile.mkdtemp(prefix="ladle-own-tls-cluster-"))
-    cluster = tls_service(LocalRedisCluster(workdir, tls=redis_tls_files).start)
+    cluster = tls_service(lambda: LocalRedisCluster(scratch("ladle-own-tls-cluster-"), tls=redis_tls_files).start())
     yield cluster
     cluster.stop()
 

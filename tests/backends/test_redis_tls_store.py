@@ -9,19 +9,17 @@ tests/backends/conftest.py (a throwaway CA per session, servers on free loopback
 from __future__ import annotations
 
 import hashlib
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from backends.conftest import tls_service
+from backends.conftest import scratch, tls_service
 from backends.redis_cluster import LocalRedisCluster
 from backends.redis_tls import TlsFiles, TlsRedisServer
 from ladle.config import load_config
@@ -246,8 +244,9 @@ def client_cert_target(request: pytest.FixtureRequest, redis_tls_files: TlsFiles
         server: TlsRedisServer = request.getfixturevalue("redis_mtls_server")
         yield Target("redis", server.address, redis_tls_files, server=server)
         return
-    workdir = Path(tempfile.mkdtemp(prefix="ladle-redis-mtls-cluster-"))
-    cluster = tls_service(LocalRedisCluster(workdir, tls=redis_tls_files, auth_clients=True).start)
+    cluster = tls_service(
+        lambda: LocalRedisCluster(scratch("ladle-redis-mtls-cluster-"), tls=redis_tls_files, auth_clients=True).start()
+    )
     yield Target("redis_cluster", cluster.nodes, redis_tls_files, cluster=cluster)
     cluster.stop()
 
