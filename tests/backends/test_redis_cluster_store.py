@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -159,19 +159,23 @@ def test_ping(store: RedisOnlineStore) -> None:
     store.ping()
 
 
-def _move_slot(cluster: Any, slot: int) -> tuple[Any, Any]:
-    """Migrate ``slot`` (and its keys) to another master, as a resharding does; return (source, target)."""
+def _move_slot(cluster: Any, slot: int, connect: Callable[[str, int], redis.Redis] | None = None) -> tuple[Any, Any]:
+    """Migrate ``slot`` (and its keys) to another master, as a resharding does; return (source, target).
+
+    ``connect(host, port)`` opens a client of one node (plain by default; TLS clusters pass their own).
+    """
+    connect = connect or (lambda host, port: redis.Redis(host=host, port=port))
     source = cluster.nodes_manager.get_node_from_slot(slot)
     target = next(n for n in cluster.get_primaries() if n.name != source.name)
-    src = redis.Redis(host=source.host, port=source.port)
-    dst = redis.Redis(host=target.host, port=target.port)
+    src = connect(source.host, source.port)
+    dst = connect(target.host, target.port)
     src_id, dst_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
     dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
     src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
     while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1000):
         src.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys)
     for node in cluster.get_primaries():
-        redis.Redis(host=node.host, port=node.port).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        connect(node.host, node.port).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
     return source, target
 
 

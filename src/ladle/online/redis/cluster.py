@@ -4,9 +4,9 @@ Multi-key commands must stay inside one hash slot, and keys are hash-tagged by e
 one entity is in the same slot). Writes send one ``MSETNX`` or upsert-script call per slot group
 (:mod:`.cluster_write`), grouped by the master serving the slot, each master's pipeline in one write
 on its own thread (:mod:`.fanout`). Reads send one ``GET`` per key on raw sockets, one pipeline per
-master, every master written before any reply is read (:mod:`.cluster_read`); keys a master
-redirects, and every read over TLS, take the general path: one ``MGET`` per slot through
-:func:`.fanout.fan_out` on redis-py's connections. redis-py's own cluster pipeline refuses ``MGET``
+master, every master written before any reply is read (:mod:`.cluster_read`, over TLS too); keys a
+master redirects take the general path: one ``MGET`` per slot through :func:`.fanout.fan_out` on
+redis-py's connections. redis-py's own cluster pipeline refuses ``MGET``
 and scripts, hence this small fan-out; it follows MOVED / ASK / TRYAGAIN by refreshing the slot map
 and re-sending (every command here is idempotent).
 """
@@ -111,8 +111,8 @@ class ClusterNodes:
     def read_rows(self, project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[bytes | None]:
         """Stored rows of ``(view id, entities)`` groups, in order (``None`` when absent).
 
-        One pipeline of GETs per master on raw sockets (:mod:`.cluster_read`); TLS, and keys a
-        master redirected (a stale slot map), take the general path (:meth:`mget`).
+        One pipeline of GETs per master on raw sockets, plain or TLS (:mod:`.cluster_read`); keys a
+        master redirected (a stale slot map) take the general path (:meth:`mget`).
         """
         if not any(entities for _, entities in groups):
             return []

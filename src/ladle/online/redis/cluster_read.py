@@ -16,9 +16,13 @@ or a failover, a slot being migrated) leaves that key to the caller's general pa
 (:func:`.fanout.fan_out`, which follows the redirection and refreshes the slot map), so later reads
 are routed by the refreshed map. A lost connection or a timeout raises :class:`LinkLost` /
 :class:`LinkTimeout`; the caller decides on retries (:meth:`.cluster.ClusterNodes.read_rows`).
-Passwords, ACL users and client names are sent on connect as redis-py would; TLS is not served
-here (:attr:`RawReads.usable` is False and the caller keeps the general path, on redis-py's TLS
-connections).
+Passwords, ACL users and client names are sent on connect as redis-py would.
+
+Over TLS (``ssl=true``) each link is a :class:`_TlsLink`: its socket is wrapped with one
+:class:`ssl.SSLContext` per endpoint, built from the connection string's ``ssl_*`` options as
+redis-py builds its own (:func:`tls_context`); the handshake runs blocking within the connect timeout,
+then the socket is non-blocking like a plain one. A TLS socket can hold decrypted bytes that ``poll``
+cannot see, so a TLS link's receive takes them too before it returns (:meth:`_TlsLink.receive`).
 """
 
 from __future__ import annotations
@@ -27,16 +31,17 @@ import binascii
 import os
 import select
 import socket
+import ssl
 import threading
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
 import hiredis
 
-from ladle.errors import BackendError
+from ladle.errors import BackendError, ConfigError
 from ladle.online.redis.conn import RedisEndpoint
 from ladle.online.redis.fanout import slot_table
 from ladle.online.redis.keys import key_prefix, key_suffix
@@ -74,7 +79,9 @@ class _Link:
     bounded by the socket timeout.
     """
 
-    def __init__(self, host: str, port: int, endpoint: RedisEndpoint, settings: IOSettings) -> None:
+    def __init__(
+        self, host: str, port: int, endpoint: RedisEndpoint, settings: IOSettings, context: ssl.SSLContext | None = None
+    ) -> None:
         self.name = f"{host}:{port}"
         self.timeout = settings.socket_timeout
         try:
@@ -83,6 +90,8 @@ class _Link:
             raise LinkLost(f"{self.name}: {exc}") from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if context is not None:
+            sock = _handshake(sock, context, host, self.name)  # still blocking, within the connect timeout
         sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
@@ -159,6 +168,103 @@ class _Link:
         self.sock.close()  # never raises for a socket the kernel already dropped
 
 
+class _TlsLink(_Link):
+    """A :class:`_Link` over TLS: the same non-blocking socket, with TLS's two extra ways to wait.
+
+    A non-blocking TLS socket raises :class:`ssl.SSLWantReadError` / :class:`ssl.SSLWantWriteError`
+    where a plain one raises :class:`BlockingIOError` (either way round: TLS may need to read to
+    write, or the reverse). A receive returns at most one TLS record's bytes and may leave more
+    decrypted bytes inside the SSL object (:meth:`ssl.SSLSocket.pending`), where ``poll`` cannot see
+    them: :meth:`receive` takes them all, so whatever is left to read is in the kernel, where ``poll``
+    sees it. The plain :class:`_Link` keeps its own two methods untouched.
+    """
+
+    sock: ssl.SSLSocket
+
+    def receive(self) -> bool:
+        """Feed what the socket holds to the reader; False if no application data has arrived yet."""
+        sock, buffer, feed = self.sock, self.buffer, self.reader.feed
+        try:
+            size = sock.recv_into(buffer)
+            if size:
+                feed(buffer, 0, size)  # type: ignore[arg-type]  # (hiredis takes any buffer: see _Link)
+                while sock.pending():  # decrypted already: poll would never report it
+                    feed(buffer, 0, sock.recv_into(buffer))  # type: ignore[arg-type]
+        except ssl.SSLWantReadError:  # no whole record yet (or only TLS's own messages, e.g. session tickets)
+            return False
+        except ssl.SSLWantWriteError:  # TLS must send before it can read: wait until it can
+            self.wait(select.POLLOUT)
+            return False
+        except OSError as exc:
+            raise LinkLost(f"{self.name}: {exc}") from exc
+        if not size:
+            raise LinkLost(f"{self.name} closed the connection")
+        return True
+
+    def send(self, payload: bytes) -> None:
+        """Write a whole pipeline; a retry after a want-error sends the same bytes, as OpenSSL requires."""
+        view = memoryview(payload)
+        while True:
+            event = select.POLLOUT
+            try:
+                sent = self.sock.send(view)
+            except ssl.SSLWantWriteError:
+                sent = 0
+            except ssl.SSLWantReadError:
+                sent, event = 0, select.POLLIN
+            except OSError as exc:
+                raise LinkLost(f"{self.name}: {exc}") from exc
+            if sent == len(view):
+                return
+            view = view[sent:]
+            self.wait(event)
+
+
+def _handshake(sock: socket.socket, context: ssl.SSLContext, host: str, name: str) -> ssl.SSLSocket:
+    """``sock`` wrapped in TLS, handshake done (blocking, within the socket's current timeout)."""
+    try:
+        return context.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        raise LinkLost(f"{name}: TLS certificate verification failed: {exc.verify_message}") from exc
+    except (ssl.SSLError, OSError) as exc:
+        sock.close()
+        raise LinkLost(f"{name}: TLS handshake failed: {exc}") from exc
+
+
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def tls_context(options: Mapping[str, Any]) -> ssl.SSLContext:
+    """The client :class:`ssl.SSLContext` for a connection string's ``ssl_*`` options.
+
+    Read as redis-py's ``SSLConnection`` reads them: the system's default context; ``ssl_cert_reqs``
+    (default ``required``) is the verify mode; host names are checked unless ``ssl_check_hostname``
+    is false or nothing is verified; ``ssl_certfile`` / ``ssl_keyfile`` are the client certificate;
+    ``ssl_ca_certs`` / ``ssl_ca_path`` are trusted besides the system's CAs. A file that cannot be
+    loaded is a :class:`~ladle.errors.ConfigError` naming the option.
+
+    >>> tls_context({"ssl_cert_reqs": "none"}).verify_mode == ssl.CERT_NONE
+    True
+    """
+    mode = _CERT_REQS[options.get("ssl_cert_reqs", "required")]
+    context = ssl.create_default_context()
+    context.check_hostname = bool(options.get("ssl_check_hostname", True)) and mode != ssl.CERT_NONE
+    context.verify_mode = mode
+    keyfile: str | None = options.get("ssl_keyfile")
+    chain: str | None = options.get("ssl_certfile") or keyfile  # a key file may hold the certificate too
+    cafile, capath = options.get("ssl_ca_certs"), options.get("ssl_ca_path")
+    try:
+        if chain:
+            context.load_cert_chain(certfile=chain, keyfile=keyfile)
+        if cafile or capath:
+            context.load_verify_locations(cafile=cafile, capath=capath)
+    except (OSError, ssl.SSLError) as exc:
+        given = "ssl_certfile / ssl_keyfile" if chain else "ssl_ca_certs / ssl_ca_path"
+        raise ConfigError(f"invalid configuration: online_store.connection_string: {given}: {exc}") from exc
+    return context
+
+
 def _command(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%b\r\n" % (len(a), a) for a in args])
 
@@ -182,8 +288,10 @@ class RawReads:
     def __init__(self, endpoint: RedisEndpoint, settings: IOSettings) -> None:
         self._endpoint = endpoint
         self._settings = settings
-        #: False for TLS: the caller keeps the general path.
-        self.usable = not endpoint.ssl
+        #: Whether reads may take this path (every connection string the store accepts can, TLS included).
+        self.usable = True
+        self._link: type[_Link] = _TlsLink if endpoint.ssl else _Link
+        self._context: ssl.SSLContext | None = None  # built on the first TLS link, then shared by all
         self._idle: list[dict[str, _Link]] = []  # each: one link per master, used by one read at a time
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -201,6 +309,16 @@ class RawReads:
                 return
         for link in links.values():
             link.close()
+
+    def _open(self, host: str, port: int) -> _Link:
+        """A new link to one master (over TLS with the endpoint's context, built once)."""
+        if self._link is _Link:
+            return _Link(host, port, self._endpoint, self._settings)
+        with self._lock:
+            if self._context is None:
+                self._context = tls_context(self._endpoint.options)
+            context = self._context
+        return self._link(host, port, self._endpoint, self._settings, context)
 
     def close(self) -> None:
         """Close every idle link (a link in use is closed when its read fails, or kept if it succeeds)."""
@@ -241,7 +359,7 @@ class RawReads:
                 node = nodes[k]
                 link = links.get(node.name)
                 if link is None:
-                    link = links[node.name] = _Link(node.host, node.port, self._endpoint, self._settings)
+                    link = links[node.name] = self._open(node.host, node.port)
                 link.send(payload[0] if len(payload) == 1 else b"".join(payload))
             replies = self._collect([links[nodes[k].name] for k in plan], [len(t) for t, _ in plan.values()])
             healthy = True
