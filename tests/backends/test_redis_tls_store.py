@@ -9,11 +9,13 @@ tests/backends/conftest.py (a throwaway CA per session, servers on free loopback
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -24,7 +26,7 @@ from backends.redis_cluster import LocalRedisCluster
 from backends.redis_tls import TlsFiles, TlsRedisServer
 from ladle.config import load_config
 from ladle.definitions import Entity, FeatureView, Field, FileSource
-from ladle.errors import BackendUnavailableError
+from ladle.errors import BackendUnavailableError, ConfigError
 from ladle.online.base import ReadRequest
 from ladle.online.redis import cluster_read
 from ladle.online.redis.cluster import ClusterNodes
@@ -201,9 +203,17 @@ def test_certificate_verification(target: Target, project: str, options: str, ok
             store.read(project, [ReadRequest(VIEWS[0], ["price"], {"code": CODES[:100]})])
         message = str(caught.value)
         assert "certificate verify failed" in message, message
+        assert "check ssl_ca_certs" in message, message  # the hint says which options to look at
         assert target.nodes.split(",")[0] in message
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("option", ["ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_ca_path"])
+def test_a_missing_tls_file_is_named_when_the_store_opens(target: Target, option: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "cert.pem"
+    with pytest.raises(ConfigError, match=rf"option '{option}': no such (file|directory): {re.escape(str(missing))}"):
+        target.store(f"ssl=true,{option}={missing}")
 
 
 def test_plain_client_against_a_tls_server_is_a_typed_error(target: Target, project: str) -> None:

@@ -14,6 +14,7 @@ a password.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,3 +195,31 @@ def parse_connection_string(text: str) -> RedisEndpoint:
     if len(set(nodes)) != len(nodes):
         raise ConfigError(f"{_WHERE}: a node is listed twice")
     return RedisEndpoint(tuple(nodes), options)
+
+
+#: TLS options naming files (or, for ``ssl_ca_path``, a directory) the client must read.
+_TLS_FILES = {"ssl_ca_certs": os.path.isfile, "ssl_certfile": os.path.isfile, "ssl_keyfile": os.path.isfile}
+_TLS_DIRS = {"ssl_ca_path": os.path.isdir}
+
+
+def check_tls_files(endpoint: RedisEndpoint) -> None:
+    """:class:`~ladle.errors.ConfigError` naming the option when a TLS file or directory it names is
+    not there (checked when a store opens, not when a configuration is read: the files may live only
+    where the store runs). Without this, the client's own error is "Error 2 connecting to host:port.
+    No such file or directory." with no word of which file."""
+    for name, exists in {**_TLS_FILES, **_TLS_DIRS}.items():
+        path = endpoint.options.get(name)
+        if path is not None and not exists(path):
+            kind = "directory" if name in _TLS_DIRS else "file"
+            raise ConfigError(f"{_WHERE}: option '{name}': no such {kind}: {path}")
+
+
+def unavailable_hint(error: BaseException) -> str:
+    """A hint to append to "unavailable" errors whose cause is a certificate the client did not trust."""
+    text = str(error)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verification failed" in text:
+        return (
+            " (the server's TLS certificate was not accepted: check ssl_ca_certs / ssl_ca_path, the server's"
+            " host name against ssl_check_hostname, or ssl_cert_reqs)"
+        )
+    return ""

@@ -41,7 +41,7 @@ from ladle.online.keys import (
     text_entity_keys_arrow,
 )
 from ladle.online.redis.cluster import ClusterNodes
-from ladle.online.redis.conn import parse_connection_string
+from ladle.online.redis.conn import check_tls_files, parse_connection_string
 from ladle.online.redis.keys import (
     key_prefix,
     key_suffix,
@@ -122,6 +122,7 @@ class RedisOnlineStore:
                 raise ConfigError(f"{_WHERE}: not a Redis online store block: {exc.errors()[0]['msg']}") from None
         self.config = cfg
         endpoint = parse_connection_string(cfg.connection_string)
+        check_tls_files(endpoint)
         settings = IOSettings(
             socket_timeout=cfg.socket_timeout_seconds,
             connect_timeout=cfg.connect_timeout_seconds,
