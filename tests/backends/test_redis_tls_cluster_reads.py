@@ -35,7 +35,7 @@ from ladle.online.redis.conn import parse_connection_string
 from ladle.online.redis.single import IOSettings
 from ladle.online.redis.store import RedisOnlineStore
 
-pytestmark = pytest.mark.redis_cluster
+pytestmark = [pytest.mark.redis_cluster, pytest.mark.redis_tls]
 
 SETTINGS = IOSettings(socket_timeout=2.0, connect_timeout=2.0, max_connections=4, chunk_rows=1000, ttl_ms=0)
 

@@ -33,7 +33,7 @@ from ladle.online.redis.cluster import ClusterNodes
 from ladle.online.redis.store import RedisOnlineStore
 from ladle.types import Float64, String
 
-pytestmark = pytest.mark.redis_cluster
+pytestmark = pytest.mark.redis_tls
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SOURCE = FileSource(path="ticks.parquet", timestamp_field="event_timestamp")
