@@ -223,3 +223,27 @@ def wait_tls(client: Any, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
     state = f"exited with {proc.returncode}" if proc.poll() is not None else "running"
     raise TlsUnavailable(f"redis-server ({state}) never answered PING over TLS: {last}; its log ends: {tail}")
+
+
+class TlsSends:
+    """Records which master each of the cluster's raw TLS pipelines went to, and every general-path
+    read (``ClusterNodes.mget``, with its key count); the real servers still answer."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        from ladle.online.redis import cluster_read
+        from ladle.online.redis.cluster import ClusterNodes
+
+        self.masters: list[str] = []
+        self.general: list[int] = []
+        send, mget = cluster_read._TlsLink.send, ClusterNodes.mget
+
+        def spy_send(link: Any, payload: bytes) -> None:
+            self.masters.append(link.name)
+            send(link, payload)
+
+        def spy_mget(nodes: Any, keys: Any, slots: Any = None) -> Any:
+            self.general.append(len(keys))
+            return mget(nodes, keys, slots)
+
+        monkeypatch.setattr(cluster_read._TlsLink, "send", spy_send)
+        monkeypatch.setattr(ClusterNodes, "mget", spy_mget)

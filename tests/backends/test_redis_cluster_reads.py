@@ -24,7 +24,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from backends.redis_cluster import LocalRedisCluster, binaries_available
-from backends.test_redis_cluster_store import _move_slot
+from backends.test_redis_cluster_store import _move_slot, reads_during
 from ladle.config import load_config
 from ladle.definitions import Entity, FeatureView, Field, FileSource
 from ladle.errors import BackendUnavailableError
@@ -171,30 +171,12 @@ def test_a_slot_moved_during_concurrent_reads(
         return plain_mget(nodes, keys, slots)
 
     monkeypatch.setattr(ClusterNodes, "mget", counting)
-    errors: list[BaseException] = []
-    wrong: list[list[Any]] = []
-    stop = threading.Event()
     sample = [moved, *CODES[:200]]
-
-    def reader() -> None:
-        while not stop.is_set():
-            try:
-                got = original(store, project, [ReadRequest(VIEW, ["price"], {"code": sample})])[0].values["price"]
-            except BaseException as exc:
-                errors.append(exc)
-                return
-            if got != expected(sample):
-                wrong.append(got)
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
-        time.sleep(0.05)
-        _, target = _move_slot(c, slot)
-        time.sleep(0.2)
-    finally:
-        stop.set()
-        thread.join()
+    errors, wrong, (_, target) = reads_during(
+        lambda: original(store, project, [ReadRequest(VIEW, ["price"], {"code": sample})])[0].values["price"],
+        expected(sample),
+        lambda: _move_slot(c, slot),
+    )
     try:
         assert not errors and not wrong
         assert redirected, "no read met the moved slot: the redirection path did not run"

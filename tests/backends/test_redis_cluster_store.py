@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -157,6 +159,38 @@ def test_teardown_on_a_cluster_removes_only_the_project(store: RedisOnlineStore,
 
 def test_ping(store: RedisOnlineStore) -> None:
     store.ping()
+
+
+def reads_during(
+    read_once: Callable[[], Any], want: Any, change: Callable[[], Any]
+) -> tuple[list[BaseException], list[Any], Any]:
+    """Run ``read_once`` in a loop on a thread while ``change()`` runs (after 50 ms, with 200 ms of reads
+    after it); return the errors the reads raised, the answers that differed from ``want``, and what
+    ``change`` returned."""
+    errors: list[BaseException] = []
+    wrong: list[Any] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                got = read_once()
+            except BaseException as exc:
+                errors.append(exc)
+                return
+            if got != want:
+                wrong.append(got)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        time.sleep(0.05)
+        changed = change()
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+    return errors, wrong, changed
 
 
 def _move_slot(cluster: Any, slot: int, connect: Callable[[str, int], redis.Redis] | None = None) -> tuple[Any, Any]:

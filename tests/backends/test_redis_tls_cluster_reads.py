@@ -23,9 +23,9 @@ import pytest
 
 from backends.conftest import scratch, tls_service
 from backends.redis_cluster import LocalRedisCluster
-from backends.redis_tls import TlsFiles, TlsRedisServer
+from backends.redis_tls import TlsFiles, TlsRedisServer, TlsSends
 from backends.test_redis_cluster_reads import CODES, VIEW, expected, read, restart, rows
-from backends.test_redis_cluster_store import _move_slot
+from backends.test_redis_cluster_store import _move_slot, reads_during
 from ladle.config import load_config
 from ladle.errors import BackendUnavailableError, ConfigError
 from ladle.online.base import ReadRequest
@@ -73,26 +73,6 @@ def own_tls_cluster(redis_tls_files: TlsFiles) -> Iterator[LocalRedisCluster]:
     cluster.stop()
 
 
-class Sends:
-    """Records which master each raw TLS pipeline went to, and every general-path read."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.masters: list[str] = []
-        self.general: list[int] = []
-        send, mget = cluster_read._TlsLink.send, ClusterNodes.mget
-
-        def spy_send(link: Any, payload: bytes) -> None:
-            self.masters.append(link.name)
-            send(link, payload)
-
-        def spy_mget(nodes: Any, keys: Any, slots: Any = None) -> Any:
-            self.general.append(len(keys))
-            return mget(nodes, keys, slots)
-
-        monkeypatch.setattr(cluster_read._TlsLink, "send", spy_send)
-        monkeypatch.setattr(ClusterNodes, "mget", spy_mget)
-
-
 def idle_links(store: RedisOnlineStore) -> list[Any]:
     return [link for links in nodes_of(store)._raw._idle for link in links.values()]
 
@@ -105,7 +85,7 @@ def test_reads_take_the_raw_path_on_tls_sockets(
     codes = CODES[:300]
     raw = nodes_of(store)._raw
     assert raw.usable
-    sends = Sends(monkeypatch)
+    sends = TlsSends(monkeypatch)
     assert read(store, project, codes) == expected(codes)
     assert len(sends.masters) == 3 and len(set(sends.masters)) == 3 and sends.general == []
     links = idle_links(store)
@@ -170,7 +150,7 @@ def test_replies_out_of_order_across_masters(
     codes = CODES[:300]
     assert read(store, project, codes) == expected(codes)  # links open, routing known
     nodes, _ = nodes_of(store).run(cluster_read.routing)
-    sends = Sends(monkeypatch)
+    sends = TlsSends(monkeypatch)
     arrivals: list[str] = []
     receive = cluster_read._TlsLink.receive
 
@@ -204,31 +184,11 @@ def test_a_slot_moved_during_concurrent_reads(
     connect = lambda host, port: redis_tls_cluster.client(port)  # noqa: E731
     moved = CODES[123]
     slot = c.keyslot(f"{{{project}:{moved}}}")
-    sends = Sends(monkeypatch)
-    errors: list[BaseException] = []
-    wrong: list[list[Any]] = []
-    stop = threading.Event()
+    sends = TlsSends(monkeypatch)
     sample = [moved, *CODES[:200]]
-
-    def reader() -> None:
-        while not stop.is_set():
-            try:
-                got = read(store, project, sample)
-            except BaseException as exc:
-                errors.append(exc)
-                return
-            if got != expected(sample):
-                wrong.append(got)
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
-        time.sleep(0.05)
-        _move_slot(c, slot, connect)
-        time.sleep(0.2)
-    finally:
-        stop.set()
-        thread.join()
+    errors, wrong, _ = reads_during(
+        lambda: read(store, project, sample), expected(sample), lambda: _move_slot(c, slot, connect)
+    )
     try:
         assert not errors and not wrong
         assert sends.general, "no read met the moved slot: the redirection path did not run"

@@ -23,13 +23,11 @@ import pytest
 
 from backends.conftest import scratch, tls_service
 from backends.redis_cluster import LocalRedisCluster
-from backends.redis_tls import TlsFiles, TlsRedisServer
+from backends.redis_tls import TlsFiles, TlsRedisServer, TlsSends
 from ladle.config import load_config
 from ladle.definitions import Entity, FeatureView, Field, FileSource
 from ladle.errors import BackendUnavailableError, ConfigError
 from ladle.online.base import ReadRequest
-from ladle.online.redis import cluster_read
-from ladle.online.redis.cluster import ClusterNodes
 from ladle.online.redis.store import RedisOnlineStore
 from ladle.types import Float64, String
 
@@ -107,26 +105,6 @@ def store(target: Target, project: str) -> Iterator[RedisOnlineStore]:
     s.close()
 
 
-class RawPathSpy:
-    """Counts the cluster's raw TLS sends and its general-path reads (the real servers still answer)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.raw_sends: list[str] = []
-        self.general: list[int] = []
-        send, mget = cluster_read._TlsLink.send, ClusterNodes.mget
-
-        def spy_send(link: Any, payload: bytes) -> None:
-            self.raw_sends.append(link.name)
-            send(link, payload)
-
-        def spy_mget(nodes: Any, keys: Any, slots: Any = None) -> Any:
-            self.general.append(len(keys))
-            return mget(nodes, keys, slots)
-
-        monkeypatch.setattr(cluster_read._TlsLink, "send", spy_send)
-        monkeypatch.setattr(ClusterNodes, "mget", spy_mget)
-
-
 def test_writes_and_reads_of_many_entities_and_views(
     store: RedisOnlineStore, target: Target, project: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -136,7 +114,7 @@ def test_writes_and_reads_of_many_entities_and_views(
         assert store.write(project, v, rows(CODES, base=1000.0 * n)) == len(CODES)
     assert target.exists(b"{%s:%s}:%s" % (project.encode(), CODES[7].encode(), _vid("prices")))  # on the server
     asked = [*CODES[::3], "absent-1", *CODES[1::7], "absent-2"]
-    spy = RawPathSpy(monkeypatch)
+    spy = TlsSends(monkeypatch)
     out = store.read(project, [ReadRequest(v, ["price", "volume"], {"code": asked}) for v in VIEWS])
     stamp = int((T0 + timedelta(hours=1)).timestamp() * 1_000_000)
     for n, got in enumerate(out):
@@ -146,7 +124,7 @@ def test_writes_and_reads_of_many_entities_and_views(
         assert got.values["volume"] == volumes
         assert got.event_ts == [None if w is None else stamp for w in want]
     if target.kind == "redis_cluster":
-        assert len(spy.raw_sends) == 3 and len(set(spy.raw_sends)) == 3  # one pipeline per master
+        assert len(spy.masters) == 3 and len(set(spy.masters)) == 3  # one pipeline per master
         assert spy.general == []
 
 
@@ -268,11 +246,11 @@ def test_client_certificates(client_cert_target: Target, project: str, monkeypat
     store = target.store(files.options(client_cert=True))
     try:
         assert store.write(project, VIEWS[0], rows(CODES[:300])) == 300
-        spy = RawPathSpy(monkeypatch)
+        spy = TlsSends(monkeypatch)
         got = store.read(project, [ReadRequest(VIEWS[0], ["price"], {"code": CODES[:300]})])[0]
         assert got.values["price"] == [float(i) for i in range(300)]
         if target.kind == "redis_cluster":
-            assert len(spy.raw_sends) == 3 and spy.general == []
+            assert len(spy.masters) == 3 and spy.general == []
         store.teardown(project, [])
     finally:
         store.close()
