@@ -256,7 +256,7 @@ def main() -> None:
         written += sum(t.num_rows for t in step.rows.values())
     elapsed = time.perf_counter() - began
     cpu = time.process_time() - cpu
-    state = sum(a.nbytes for g in engine._groups for a in g.runs.cols.values())  # the state's arrays
+    state = engine.state_bytes
     print(
         f"history {history:,} events restored in {restored:.1f} s; {args.events:,} events in batches of "
         f"{args.batch}: {args.events / elapsed:,.0f} events/s wall, {args.events / cpu:,.0f} per CPU second "

@@ -218,6 +218,7 @@ def test_state_is_bounded_by_the_longest_window() -> None:
     # W - 60 s < t <= newest = W + 2 s: 62 s of events, 31,000; eviction runs once a quarter of the
     # state arrived anew, so at most about 1.25 x that
     assert 30_000 <= engine.retained <= 40_000
+    assert engine.state_bytes >= 8 * 2 * engine.retained  # at least a timestamp and a value per held event
 
 
 def test_precision_small_windows_after_a_long_history_of_large_values() -> None:

@@ -135,6 +135,11 @@ class SourceEngine:
         """Events held in state, all partitions (summed over groups of views with different join keys)."""
         return sum(g.runs.live for g in self._groups)
 
+    @property
+    def state_bytes(self) -> int:
+        """Bytes held by the state's column arrays, all groups."""
+        return sum(a.nbytes for g in self._groups for a in g.runs.cols.values())
+
     def retained_by_partition(self) -> dict[int, int]:
         """Events held in state per partition."""
         out: dict[int, int] = {}
@@ -286,6 +291,11 @@ class PartitionEngine:
     def retained(self) -> int:
         """Events held in state (summed over groups of views with different join keys)."""
         return self._engine.retained
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes held by the state's column arrays."""
+        return self._engine.state_bytes
 
     def restore(self, accepted: pa.Table) -> None:
         """Rebuild state and watermark from events this partition accepted before (any order). Emits nothing."""
