@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="requests per round")
     parser.add_argument("--repeat", type=int, default=7, help="rounds (the best is reported)")
     args = parser.parse_args()
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "refs": {"features": [f"prices:{f}" for f in FEATURES]},
         "pinned": {"features": [f"prices@v1:{f}" for f in FEATURES]},
         "split": {"feature_service": "price_ab"},

@@ -24,7 +24,7 @@ def local_cluster(masters: int = 3) -> Iterator[str]:
     """Start a Redis Cluster of ``masters`` masters; yield its startup nodes; stop it afterwards."""
     if str(_TESTS) not in sys.path:
         sys.path.insert(0, str(_TESTS))
-    from backends.redis_cluster import LocalRedisCluster
+    from backends.redis_cluster import LocalRedisCluster  # type: ignore[import-not-found]  # tests/, on the path above
 
     cluster = LocalRedisCluster(Path(tempfile.mkdtemp(prefix="ladle-bench-cluster-")), masters=masters).start()
     try:

@@ -48,7 +48,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from bench.common import emit, percentile
 from bench.data import DEFAULT_DIR, FEATURES, ensure_ticks
@@ -122,7 +122,7 @@ def _odfv(repo: Path, view: Any, mode: str) -> Any:
     request = RequestSource(name="order", schema=[Field(name="quantity", dtype=Float64)])
     return OnDemandFeatureView(
         name=ODFV, schema=[Field(name="order_value", dtype=Float64)], sources=[view[["current_price"]], request],
-        udf=getattr(module, f"order_value_{mode}"), mode=mode,
+        udf=getattr(module, f"order_value_{mode}"), mode=cast(Literal["pandas", "python"], mode),
     )  # fmt: skip
 
 
@@ -221,7 +221,8 @@ def check_answers(server: Server, rows: int) -> None:
     assert all(s == "PRESENT" for r in reply["results"] for s in r["statuses"]), "REST answered without values"
     metadata = tuple((k.lower(), v) for k, v in headers.items())
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-        answer = serving_grpc.ServingServiceStub(channel).GetOnlineFeatures(_grpc_request(body), metadata=metadata)
+        stub = serving_grpc.ServingServiceStub(channel)  # type: ignore[no-untyped-call]  # generated code
+        answer = stub.GetOnlineFeatures(_grpc_request(body), metadata=metadata)
     assert all(s == 1 for r in answer.results for s in r.statuses), "gRPC answered without values"
 
 

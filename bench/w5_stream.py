@@ -64,7 +64,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.common import emit, percentile
 
@@ -197,7 +197,7 @@ def bare_consumer(servers: str, topic: str, group: str, kafka: dict[str, Any], a
         sent_chunks.append(sent[sent >= after])
     consumer.close()
     lat = np.concatenate(chunks) if chunks else np.zeros(0)
-    summary = {"consumed": count, "samples": int(lat.size)}
+    summary: dict[str, Any] = {"consumed": count, "samples": int(lat.size)}
     if lat.size:
         summary.update({f"p{q}_ms": round(float(np.percentile(lat, q)) * 1000, 1) for q in (50, 90, 99)})
         summary["max_ms"] = round(float(lat.max()) * 1000, 1)
@@ -230,7 +230,7 @@ def quix_app(servers: str, topic: str, group: str, prefix: str, state_dir: str) 
         use_changelog_topics=False,
         # the consumer settings ladle stream uses, so both join the group and fetch alike
         consumer_extra_config={"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000, "fetch.wait.max.ms": 5},
-        loglevel=os.environ.get("W5_QUIX_LOGLEVEL", "WARNING"),
+        loglevel=cast(Any, os.environ.get("W5_QUIX_LOGLEVEL", "WARNING")),  # a level name
     )
     source = app.topic(
         topic, value_deserializer="json", timestamp_extractor=lambda v, h, ts, tt: int(v["sent_at"] * 1000)
@@ -272,7 +272,7 @@ class Observation:
 
 def _rss_tree(pid: int) -> tuple[float, float]:
     """(current RSS, peak RSS = VmHWM) of a process and its children, in MB."""
-    import psutil
+    import psutil  # type: ignore[import-untyped]  # (no stubs installed)
 
     try:
         proc = psutil.Process(pid)
@@ -360,7 +360,7 @@ def _wait_line(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: flo
         if text in log.read_text(errors="replace"):
             return
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"{proc.args!r} exited:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
     raise RuntimeError(f"{text!r} did not appear in {log} in {timeout} s")
 

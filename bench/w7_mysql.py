@@ -77,7 +77,8 @@ def load_ticks(args: argparse.Namespace, ticks: Path) -> dict[str, Any]:
             found = cur.fetchone()
             if found is not None:
                 cur.execute(f"SELECT COUNT(*) FROM `{DATABASE}`.`{name}`")
-                if cur.fetchone()[0] == table.num_rows:
+                counted = cur.fetchone()
+                if counted is not None and counted[0] == table.num_rows:
                     return {"loaded": False, "rows": table.num_rows}
                 cur.execute(f"DROP TABLE `{DATABASE}`.`{name}`")
             features = ", ".join(f"`{f}` DOUBLE" for f in FEATURES)

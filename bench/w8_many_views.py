@@ -145,7 +145,8 @@ def check_answers(server: Server, rows: int, service: bool) -> None:
     statuses = [s for r in reply["results"][1:] for s in r["statuses"]]
     assert len(statuses) == rows * VIEWS * PER_VIEW and set(statuses) == {"PRESENT"}, "REST answered without values"
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-        answer = serving_grpc.ServingServiceStub(channel).GetOnlineFeatures(_grpc_request(codes, service))
+        stub = serving_grpc.ServingServiceStub(channel)  # type: ignore[no-untyped-call]  # generated code
+        answer = stub.GetOnlineFeatures(_grpc_request(codes, service))
     assert len(answer.results) == 1 + VIEWS * PER_VIEW, "gRPC answered the wrong columns"
     assert all(s == 1 for r in answer.results for s in r.statuses), "gRPC answered without values"
 
