@@ -272,7 +272,7 @@ class Observation:
 
 def _rss_tree(pid: int) -> tuple[float, float]:
     """(current RSS, peak RSS = VmHWM) of a process and its children, in MB."""
-    import psutil  # type: ignore[import-untyped]  # (no stubs installed)
+    import psutil
 
     try:
         proc = psutil.Process(pid)
