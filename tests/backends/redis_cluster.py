@@ -26,6 +26,7 @@ from typing import Any
 
 import redis
 
+from backends.processes import stop_processes
 from backends.redis_tls import TlsFiles, tls_arguments, wait_tls
 
 BUS_OFFSET = 10_000  # Redis Cluster's bus port is the client port + 10000
@@ -150,14 +151,7 @@ class LocalRedisCluster:
 
     def stop(self) -> None:
         """Stop every node and remove the working directory."""
-        for proc in self._procs:
-            proc.terminate()
-        for proc in self._procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self._procs)
         self._procs.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
 

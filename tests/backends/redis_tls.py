@@ -24,6 +24,8 @@ from typing import Any
 
 import redis
 
+from backends.processes import stop_processes
+
 
 class TlsUnavailable(RuntimeError):
     """redis-server started but never answered over TLS (built without TLS, most likely)."""
@@ -191,12 +193,7 @@ class TlsRedisServer:
     def stop(self) -> None:
         """Stop the server and remove its working directory."""
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            stop_processes([self._proc])
             self._proc = None
         shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -70,6 +70,17 @@ def read(store: RedisOnlineStore, project: str, codes: list[str]) -> list[Any]:
     return store.read(project, [ReadRequest(VIEW, ["price"], {"code": codes})])[0].values["price"]
 
 
+def assert_wrong_password_refused(nodes: str, project: str) -> None:
+    """A store with a wrong password fails with a typed error that repeats neither password."""
+    wrong = open_store(nodes + ",password=wrong-pw")
+    try:
+        with pytest.raises(BackendUnavailableError) as caught:
+            read(wrong, project, CODES[:10])
+        assert "wrong-pw" not in str(caught.value) and "s3cret" not in str(caught.value)
+    finally:
+        wrong.close()
+
+
 def client(nodes: str) -> Any:
     return RedisCluster(startup_nodes=[ClusterNode(h, int(p)) for h, p in (n.split(":") for n in nodes.split(","))])
 
@@ -266,10 +277,4 @@ def test_password_authentication(own_cluster: LocalRedisCluster, project: str) -
         assert read(store, project, CODES[:300]) == expected(CODES[:300])
     finally:
         store.close()
-    wrong = open_store(nodes + ",password=wrong-pw")
-    try:
-        with pytest.raises(BackendUnavailableError) as caught:
-            read(wrong, project, CODES[:10])
-        assert "wrong-pw" not in str(caught.value) and "s3cret" not in str(caught.value)
-    finally:
-        wrong.close()
+    assert_wrong_password_refused(nodes, project)

@@ -24,7 +24,16 @@ import pytest
 from backends.conftest import scratch, tls_service
 from backends.redis_cluster import LocalRedisCluster
 from backends.redis_tls import TlsFiles, TlsRedisServer, TlsSends
-from backends.test_redis_cluster_reads import CODES, VIEW, expected, read, restart, rows
+from backends.test_redis_cluster_reads import (
+    CODES,
+    VIEW,
+    assert_wrong_password_refused,
+    expected,
+    open_store,
+    read,
+    restart,
+    rows,
+)
 from backends.test_redis_cluster_store import _move_slot, reads_during
 from ladle.config import load_config
 from ladle.errors import BackendUnavailableError, ConfigError
@@ -38,11 +47,6 @@ from ladle.online.redis.store import RedisOnlineStore
 pytestmark = [pytest.mark.redis_cluster, pytest.mark.redis_tls]
 
 SETTINGS = IOSettings(socket_timeout=2.0, connect_timeout=2.0, max_connections=4, chunk_rows=1000, ttl_ms=0)
-
-
-def open_store(connection_string: str, **extra: Any) -> RedisOnlineStore:
-    block = {"type": "redis", "connection_string": connection_string, "redis_type": "redis_cluster", **extra}
-    return RedisOnlineStore(load_config({"project": "unused", "online_store": block}))
 
 
 def nodes_of(store: RedisOnlineStore) -> ClusterNodes:
@@ -256,13 +260,7 @@ def test_password_over_tls(own_tls_cluster: LocalRedisCluster, project: str) -> 
         assert len(idle_links(store)) == 3
     finally:
         store.close()
-    wrong = open_store(cluster.connection_string + ",password=wrong-pw")
-    try:
-        with pytest.raises(BackendUnavailableError) as caught:
-            read(wrong, project, CODES[:10])
-        assert "wrong-pw" not in str(caught.value) and "s3cret" not in str(caught.value)
-    finally:
-        wrong.close()
+    assert_wrong_password_refused(cluster.connection_string, project)
 
 
 # -- the raw link's TLS, against single TLS servers ----------------------------------------------
