@@ -109,6 +109,71 @@ def rss_mb() -> float:
         return 0.0
 
 
+def redis_servers(backend: str, address: str) -> list[tuple[str, int]]:
+    """The Redis servers behind a bench's ``--redis`` address, as ``(host, port)``.
+
+    ``redis``: the one ``host:port``. ``redis_cluster``: every node (masters and replicas) that the
+    first startup node of the comma list names in ``CLUSTER NODES``. Anything else: none.
+    """
+    if backend not in ("redis", "redis_cluster"):
+        return []
+    host, port = address.split(",", maxsplit=1)[0].strip().rsplit(":", 1)
+    if backend == "redis":
+        return [(host, int(port))]
+    import redis
+
+    nodes = redis.Redis(host=host, port=int(port)).execute_command("CLUSTER NODES")  # type: ignore[no-untyped-call]
+    return [(h, int(p)) for h, p in (name.rsplit(":", 1) for name in nodes)]
+
+
+def redis_cpu_s(servers: Sequence[tuple[str, int]]) -> float:
+    """CPU seconds (user + sys, ``INFO cpu``, all threads) the ``servers`` have used so far, summed."""
+    import redis
+
+    total = 0.0
+    for host, port in servers:
+        with redis.Redis(host=host, port=port) as client:
+            info = client.info("cpu")
+        total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return total
+
+
+class CpuMeter:
+    """CPU used during a block: this process's user and system time, and some Redis servers' total.
+
+        with CpuMeter(redis_servers("redis", "127.0.0.1:6391")) as cpu:
+            work()
+        cpu.per_call(1000)   # {"client_user_us": ..., "client_sys_us": ..., "servers_us": ...}
+
+    The servers' figure comes from ``INFO cpu`` before and after (so it includes whatever else they
+    served meanwhile); the process's from ``getrusage`` (tick-sampled on some kernels: use many calls).
+    """
+
+    def __init__(self, servers: Sequence[tuple[str, int]] = ()) -> None:
+        self.servers = list(servers)
+        self.user = self.sys = self.server = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._server0 = redis_cpu_s(self.servers) if self.servers else 0.0
+        self._usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.user = usage.ru_utime - self._usage0.ru_utime
+        self.sys = usage.ru_stime - self._usage0.ru_stime
+        self.server = (redis_cpu_s(self.servers) - self._server0) if self.servers else 0.0
+
+    def per_call(self, calls: int) -> dict[str, float | None]:
+        """Each figure in µs per call (``servers_us`` is None when no server was measured)."""
+        scale = 1e6 / max(calls, 1)
+        return {
+            "client_user_us": round(self.user * scale, 1),
+            "client_sys_us": round(self.sys * scale, 1),
+            "servers_us": round(self.server * scale, 1) if self.servers else None,
+        }
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0-100), linear interpolation between closest ranks."""
     if not values:

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import Timer, emit, median, peak_rss_mb, run_child
+from bench.common import Timer, emit, median, peak_rss_mb, redis_cpu_s, redis_servers, run_child
 from bench.data import DEFAULT_DIR, FEATURES, TickSpec, ensure_distinct_ticks, ensure_ticks
 
 VIEW = "commodity_price_features"
@@ -115,13 +115,7 @@ def child(args: argparse.Namespace) -> None:
 
 def server_cpu(args: argparse.Namespace) -> float:
     """CPU seconds (user + sys) the single Redis server has used so far; 0 for other backends."""
-    if args.backend != "redis":
-        return 0.0
-    import redis
-
-    host, port = args.redis.rsplit(":", 1)
-    info = redis.Redis(host=host, port=int(port)).info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return redis_cpu_s(redis_servers(args.backend, args.redis)) if args.backend == "redis" else 0.0
 
 
 def verify(store: Any, ticks: Path, count: int) -> int:

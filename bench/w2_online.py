@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import emit, percentile
+from bench.common import CpuMeter, emit, percentile, redis_servers
 from bench.data import DEFAULT_DIR, FEATURES, ensure_ticks, entity_codes
 from bench.w1_materialize import END, START, VIEW, build_store
 
@@ -85,20 +85,24 @@ def release_store(store: Any, backend: str, project: str) -> None:
         store.close()
 
 
-def _latencies(call: Any, requests: list[Any], warmup: int, freeze: bool) -> list[float]:
+def _latencies(
+    call: Any, requests: list[Any], warmup: int, freeze: bool, servers: Sequence[tuple[str, int]]
+) -> tuple[list[float], dict[str, float | None]]:
+    """Each timed call's latency in µs, and the CPU per call of this process and of ``servers``."""
     for req in requests[:warmup]:
         call(req)
     out = []
     perf = time.perf_counter_ns
     settle_gc(freeze)
-    for req in requests[warmup:]:
-        started = perf()
-        call(req)
-        out.append((perf() - started) / 1000)
-    return out
+    with CpuMeter(servers) as cpu:
+        for req in requests[warmup:]:
+            started = perf()
+            call(req)
+            out.append((perf() - started) / 1000)
+    return out, cpu.per_call(len(out))
 
 
-def _summary(name: str, lat: list[float], args: argparse.Namespace) -> dict[str, Any]:
+def _summary(name: str, lat: list[float], cpu: dict[str, float | None], args: argparse.Namespace) -> dict[str, Any]:
     return {
         "workload": name,
         "backend": args.backend,
@@ -108,6 +112,7 @@ def _summary(name: str, lat: list[float], args: argparse.Namespace) -> dict[str,
         "p50_us": round(percentile(lat, 50), 1),
         "p99_us": round(percentile(lat, 99), 1),
         "mean_us": round(statistics.fmean(lat), 1),
+        "cpu_per_call": cpu,
     }
 
 
@@ -123,13 +128,17 @@ def run(args: argparse.Namespace) -> None:
             total = args.warmup + args.calls
             requests_a = [draw_rows(rng, codes, 1, args.form) for _ in range(total)]
             requests_b = [draw_rows(rng, codes, 100, args.form) for _ in range(total)]
-            freeze = args.gc_freeze
-            lat_a = _latencies(lambda r: store.get_online_features(W2A_REFS, r), requests_a, args.warmup, freeze)
-            lat_b = _latencies(lambda r: store.get_online_features(W2B_REFS, r), requests_b, args.warmup, freeze)
+            freeze, servers = args.gc_freeze, redis_servers(args.backend, args.redis)
+            lat_a, cpu_a = _latencies(
+                lambda r: store.get_online_features(W2A_REFS, r), requests_a, args.warmup, freeze, servers
+            )
+            lat_b, cpu_b = _latencies(
+                lambda r: store.get_online_features(W2B_REFS, r), requests_b, args.warmup, freeze, servers
+            )
         finally:
             release_store(store, args.backend, project)
-    emit(_summary("W2a", lat_a, args))
-    emit(_summary("W2b", lat_b, args))
+    emit(_summary("W2a", lat_a, cpu_a, args))
+    emit(_summary("W2b", lat_b, cpu_b, args))
 
 
 def main(argv: list[str] | None = None) -> int:
