@@ -447,6 +447,8 @@ def test_connection_strings_parse(text: str, nodes: list[tuple[str, int]], optio
         ("http://localhost:6379", "scheme 'http://'"),
         ("::1:6379", "IPv6"),
         ("redis://localhost:6379,redis://other:6379", "one node"),
+        ("localhost:6379,ssl=true,ssl_keyfile=/k.pem", "'ssl_keyfile' needs 'ssl_certfile'"),
+        ("rediss://localhost:6379?ssl_keyfile=/k.pem", "'ssl_keyfile' needs 'ssl_certfile'"),
     ],
 )
 def test_bad_connection_strings_are_config_errors(text: str, message: str) -> None:

@@ -190,8 +190,15 @@ def test_certificate_verification(target: Target, project: str, options: str, ok
 @pytest.mark.parametrize("option", ["ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_ca_path"])
 def test_a_missing_tls_file_is_named_when_the_store_opens(target: Target, option: str, tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "cert.pem"
+    pair = f",ssl_certfile={target.files.client_cert}" if option == "ssl_keyfile" else ""  # a key needs its cert
     with pytest.raises(ConfigError, match=rf"option '{option}': no such (file|directory): {re.escape(str(missing))}"):
-        target.store(f"ssl=true,{option}={missing}")
+        target.store(f"ssl=true,{option}={missing}{pair}")
+
+
+def test_a_client_key_without_its_certificate_is_refused_before_any_connection(target: Target) -> None:
+    """redis-py would raise a bare ``TypeError`` on first connect; the store names the missing option."""
+    with pytest.raises(ConfigError, match="'ssl_keyfile' needs 'ssl_certfile'"):
+        target.store(f"{target.files.options()},ssl_keyfile={target.files.client_key}")
 
 
 def test_plain_client_against_a_tls_server_is_a_typed_error(target: Target, project: str) -> None:

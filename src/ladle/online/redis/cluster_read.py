@@ -252,7 +252,7 @@ def tls_context(options: Mapping[str, Any]) -> ssl.SSLContext:
     context.check_hostname = bool(options.get("ssl_check_hostname", True)) and mode != ssl.CERT_NONE
     context.verify_mode = mode
     keyfile: str | None = options.get("ssl_keyfile")
-    chain: str | None = options.get("ssl_certfile") or keyfile  # a key file may hold the certificate too
+    chain: str | None = options.get("ssl_certfile")  # (a key file without it is refused when parsed)
     cafile, capath = options.get("ssl_ca_certs"), options.get("ssl_ca_path")
     try:
         if chain:

@@ -176,7 +176,7 @@ def parse_connection_string(text: str) -> RedisEndpoint:
         if len(tokens) > 1:
             raise ConfigError(f"{_WHERE}: a redis:// URL names one node; use host:port,host:port,... for several")
         nodes.append(_parse_url(tokens[0], options))
-        return RedisEndpoint(tuple(nodes), options)
+        return RedisEndpoint(tuple(nodes), _consistent(options))
     if "://" in tokens[0]:
         scheme = tokens[0].split("://", 1)[0]
         raise ConfigError(f"{_WHERE}: scheme '{scheme}://' is not supported; use redis://, rediss:// or host:port")
@@ -194,7 +194,22 @@ def parse_connection_string(text: str) -> RedisEndpoint:
         raise ConfigError(f"{_WHERE}: no host:port given")
     if len(set(nodes)) != len(nodes):
         raise ConfigError(f"{_WHERE}: a node is listed twice")
-    return RedisEndpoint(tuple(nodes), options)
+    return RedisEndpoint(tuple(nodes), _consistent(options))
+
+
+def _consistent(options: dict[str, Any]) -> dict[str, Any]:
+    """``options``, once the ones that only make sense together are checked.
+
+    A client key without its certificate: redis-py (every single-server connection, and a cluster's
+    commands) fails on it with a bare ``TypeError`` when it first connects, so it is refused here. A
+    PEM file holding both is named twice.
+    """
+    if "ssl_keyfile" in options and "ssl_certfile" not in options:
+        raise ConfigError(
+            f"{_WHERE}: option 'ssl_keyfile' needs 'ssl_certfile' (the client certificate; if one file holds"
+            " both, name it in both options)"
+        )
+    return options
 
 
 #: TLS options naming files (or, for ``ssl_ca_path``, a directory) the client must read.
