@@ -13,10 +13,15 @@ receive timestamps (``SO_TIMESTAMPNS``). Per read it records, from the moment be
 * ``total_us``: the whole exchange, as a read sees it.
 
 Framing and routing are done before the clock starts and replies are not decoded: this is the I/O
-alone. Reads alternate one server / cluster, the same random entities for both.
+alone. Reads alternate one server / cluster, the same random entities for both. ``--only`` times one
+of them alone (the other's servers stay idle: run it once per backend, one process each), and
+``--between-us`` keeps the client busy that long between reads, off the clock, as a store's own work
+around its reads does (key building, decoding): on a 2-vCPU VM that busy time changes how fast the
+servers answer, more for three masters than for one (docs/scaling.md, ninth pass).
 
     .venv/bin/python -m bench.redis_timeline --redis 127.0.0.1:6391                # starts a local cluster
     .venv/bin/python -m bench.redis_timeline --redis 127.0.0.1:6391 --redis-nodes <nodes>
+    .venv/bin/python -m bench.redis_timeline --redis 127.0.0.1:6391 --redis-nodes <nodes> --only redis --between-us 150
 """
 
 from __future__ import annotations
@@ -119,6 +124,16 @@ def summarize_timelines(reads: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def busy(micros: float) -> None:
+    """Keep this thread on its CPU for ``micros`` µs (Python work, no system calls)."""
+    if micros <= 0:
+        return
+    until = time.perf_counter_ns() + int(micros * 1000)
+    scratch = list(range(64))
+    while time.perf_counter_ns() < until:
+        scratch.sort(reverse=scratch[0] == 0)
+
+
 def run(args: argparse.Namespace, cluster_nodes: str) -> None:
     """Write the rows, then alternate single / cluster exchanges; one JSON line per backend."""
     from ladle.online.keys import entity_join_keys, text_entity_keys
@@ -152,7 +167,8 @@ def run(args: argparse.Namespace, cluster_nodes: str) -> None:
             used = [k for k in range(len(masters)) if mine[k]]
             gets = [framed_gets(pre, suf, mine[k]) for k in used]
             order = ("redis", "redis_cluster") if i % 2 == 0 else ("redis_cluster", "redis")
-            for name in order:
+            for name in order if args.only is None else (args.only,):
+                busy(args.between_us)
                 if name == "redis":
                     mark = exchange([one], [mget], [1])
                 else:
@@ -160,15 +176,19 @@ def run(args: argparse.Namespace, cluster_nodes: str) -> None:
                 if i >= args.warmup:
                     timelines[name].append(mark)
         for name, reads in timelines.items():
+            if not reads:
+                continue
             emit(
                 {
                     "bench": "redis_timeline",
                     "backend": name,
                     "batch": args.batch,
                     "reads": len(reads),
+                    "alone": args.only is not None,
+                    "between_us": args.between_us,
                     **summarize_timelines(reads),
                 },
-                machine=name == "redis",
+                machine=name == (args.only or "redis"),
             )
     finally:
         for wire in wires:
@@ -184,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     add_backend_options(parser)
     parser.add_argument("--reads", type=int, default=3_000, help="timed reads per backend")
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument(
+        "--only", choices=["redis", "redis_cluster"], default=None, help="time one backend alone (default: both)"
+    )
+    parser.add_argument(
+        "--between-us", type=float, default=0.0, help="client busy time between reads, off the clock (µs)"
+    )
     on_cluster(parser.parse_args(argv), run)
     return 0
 

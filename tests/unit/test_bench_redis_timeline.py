@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+import time
 import uuid
 
 import pytest
-from bench.redis_timeline import _Wire, exchange, summarize_timelines
+from bench.redis_timeline import _Wire, busy, exchange, main, summarize_timelines
 
 
 def test_exchange_reads_every_reply_and_orders_its_marks(redis_address: str) -> None:
@@ -59,3 +61,25 @@ def test_a_closed_connection_is_an_error_not_a_hang(redis_address: str) -> None:
             wire.replies(2)  # +OK, then the server closes
     finally:
         wire.close()
+
+
+def test_busy_keeps_the_thread_busy_at_least_that_long() -> None:
+    started = time.perf_counter_ns()
+    busy(300)
+    assert time.perf_counter_ns() - started >= 300_000
+    started = time.perf_counter_ns()
+    busy(0)
+    assert time.perf_counter_ns() - started < 300_000
+
+
+def test_only_times_one_backend_alone(
+    redis_address: str, redis_cluster_nodes: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--redis", redis_address, "--redis-nodes", redis_cluster_nodes, "--entities", "300", "--batch", "20"]
+    main([*argv, "--reads", "6", "--warmup", "1", "--only", "redis_cluster", "--between-us", "50"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [line["backend"] for line in lines] == ["redis_cluster"]
+    (result,) = lines
+    assert result["alone"] is True and result["between_us"] == 50 and result["reads"] == 6
+    assert len(result["send_us"]) == 3  # 20 random entities of 300 reach all three masters
+    assert 0 < result["last_arrival_us"] <= result["total_us"]
