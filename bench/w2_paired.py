@@ -1,4 +1,4 @@
-"""W2 on one Redis and on a Redis Cluster, call by call: two stores in one process, interleaved.
+"""W2 on one Redis and on a Redis Cluster, call by call: two stores, interleaved (in one process or two).
 
 Issue #16 asks that W2b (100 entities x 8 features, in-process ``get_online_features``) on a
 3-master local cluster stay within 1.5x of one Redis server. ``bench/w2_online.py`` run once per
@@ -35,27 +35,49 @@ in W2b the store set up first answers ~1.2-1.5 % faster than the one set up seco
 (2026-12-07 sittings, bench/README.md). The single server's store is set up first by default
 (``--build-first``), so that bias counts against the cluster, never for it.
 
+``--processes`` puts each arm's store in its own child process (``multiprocessing``, "spawn"), set
+up the same way and in the same order (the same ``rng`` passes from one set-up to the next), warmed
+up by the same pairs and settled (:func:`settle_gc`) there. The parent draws the pairs as above
+and sends each child a run's entity rows; the child times each ``get_online_features`` call alone
+and sends the nanoseconds back (the pipe is outside the clock), with its answer on spot-check pairs.
+Why: the one-process design favours the cluster (2026-12-07). In W2b one server's p50 was 234-292 µs
+with both stores in one process but 182-195 µs with each arm in its own process (the cluster's
+336-396 µs either way), a ratio of ~1.85-2.0 instead of ~1.3-1.47. The likely cause is where the
+scheduler puts the client against the Redis server: one server answers ~90 µs sooner when it shares
+the client's vCPU, and a process that also drives the three masters keeps it off that vCPU.
+A child that dies, raises or stalls fails the run (:class:`ChildFailed`), and the children are
+always stopped and their projects torn down.
+
     redis-server --port 6392 --save '' --appendonly no --daemonize yes
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --workloads W2b --pairs 10000
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --run 20 --settle 4 --pairs 300
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --control
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --control --build-first cluster
+    PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --processes --run 20 --settle 4
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
+import multiprocessing
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench.common import PairedMeasure, block_bootstrap_intervals, emit, paired_blocks, summarize
 from bench.data import DEFAULT_DIR, ensure_ticks, entity_codes
@@ -67,7 +89,13 @@ ARMS = ("single", "cluster")
 #: Every how many pairs both answers are compared (outside the clock).
 SPOT_CHECK_EVERY = 97
 
+#: Seconds the parent waits for a child (``--processes``): its set-up, one run, its stop.
+CHILD_SETUP_TIMEOUT, CHILD_RUN_TIMEOUT, CHILD_STOP_TIMEOUT = 900.0, 120.0, 120.0
+
 Call = Callable[[Any], Any]
+#: Times one run of one arm: ``(arguments, answer) -> (nanoseconds per call, answer to the first
+#: argument)``; the answer may be ``None`` unless ``answer`` asks for it (the spot checks).
+RunTimer = Callable[[list[Any], bool], tuple[list[int], Any]]
 
 
 def pair_order(rng: random.Random) -> tuple[str, str]:
@@ -75,8 +103,24 @@ def pair_order(rng: random.Random) -> tuple[str, str]:
     return ARMS if rng.random() < 0.5 else (ARMS[1], ARMS[0])
 
 
+def time_calls(call: Call, arguments: Sequence[Any]) -> tuple[list[int], Any]:
+    """Calls ``call`` with each argument in turn, each call alone between two ``perf_counter_ns()``;
+    the nanoseconds of each call and the answer to the first argument. Both paths time with it: in
+    this process, and in an arm's child process (``--processes``)."""
+    perf = time.perf_counter_ns
+    times: list[int] = []
+    first: Any = None
+    for k, argument in enumerate(arguments):
+        started = perf()
+        answer = call(argument)
+        times.append(perf() - started)
+        if k == 0:
+            first = answer
+    return times, first
+
+
 def interleave(
-    calls: Mapping[str, Call],
+    runs: Mapping[str, RunTimer],
     draw: Callable[[], Any],
     rng: random.Random,
     pairs: int,
@@ -85,37 +129,31 @@ def interleave(
     run: int = 1,
     settle: int = 0,
 ) -> tuple[dict[str, list[int]], list[str]]:
-    """Pairs of runs: each pair draws ``run`` arguments with ``draw`` (outside the clock) and hands
-    them, one call each, to one arm of ``calls`` and then to the other, in the order
-    :func:`pair_order` picks, timing each call alone; the first ``settle`` calls of each run are not
-    kept. With ``run=1`` (the default) a pair is two calls with one argument. Runs ``pairs`` pairs,
-    or with ``seconds`` until that much time has passed. Every ``SPOT_CHECK_EVERY``-th pair (the
-    first included), ``check(argument, answers)`` sees both arms' answers to the pair's first argument.
-    Returns each arm's kept nanoseconds in order (the k-th of one arm pairs with the k-th of the
-    other: same argument, adjacent runs) and, per kept call, the arm whose run came first."""
+    """Pairs of runs: each pair draws ``run`` arguments with ``draw`` and hands the same list to one
+    arm's :data:`RunTimer` in ``runs`` and then to the other's, in the order :func:`pair_order` picks
+    (each timer times each call alone, :func:`time_calls`); the first ``settle`` calls of each run are
+    not kept. With ``run=1`` (the default) a pair is two calls with one argument. Runs ``pairs``
+    pairs, or with ``seconds`` until that much time has passed. Every ``SPOT_CHECK_EVERY``-th pair
+    (the first included) the timers are asked for their answers to the pair's first argument, and
+    ``check(argument, answers)`` sees both. Returns each arm's kept nanoseconds in order (the k-th of
+    one arm pairs with the k-th of the other: same argument, adjacent runs) and, per kept call, the
+    arm whose run came first."""
     if run < 1 or not 0 <= settle < run:
         raise ValueError(f"a run is at least 1 call and keeps at least one: run={run}, settle={settle}")
     times: dict[str, list[int]] = {arm: [] for arm in ARMS}
     firsts: list[str] = []
-    perf = time.perf_counter_ns
     deadline = None if seconds is None else time.monotonic() + seconds
     pair = 0
     while (pair < pairs) if deadline is None else (time.monotonic() < deadline):
         arguments = [draw() for _ in range(run)]
         order = pair_order(rng)
+        spot = check is not None and pair % SPOT_CHECK_EVERY == 0
         answers: dict[str, Any] = {}
         for arm in order:
-            call, kept = calls[arm], times[arm]
-            for k, argument in enumerate(arguments):
-                started = perf()
-                answer = call(argument)
-                elapsed = perf() - started
-                if k >= settle:
-                    kept.append(elapsed)
-                if k == 0:
-                    answers[arm] = answer
+            elapsed, answers[arm] = runs[arm](arguments, spot)
+            times[arm] += elapsed[settle:]
         firsts += [order[0]] * (run - settle)
-        if check is not None and pair % SPOT_CHECK_EVERY == 0:
+        if check is not None and spot:
             check(arguments[0], answers)
         pair += 1
     return times, firsts
@@ -187,23 +225,24 @@ def by_position(times: Mapping[str, Sequence[int]], firsts: Sequence[str]) -> di
 
 
 def measure(
-    workload: str, stores: Mapping[str, Any], labels: Mapping[str, str], args: argparse.Namespace
+    workload: str, arms: Mapping[str, Arm], labels: Mapping[str, str], args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Warm-up, then the timed pairs of one workload on ``stores`` (described by ``labels``); one result."""
+    """Warm-up, then the timed pairs of one workload on ``arms`` (described by ``labels``); one result."""
     rows, refs = WORKLOADS[workload]
     codes = entity_codes(10_000).to_pylist()
     rng = random.Random(args.seed)
-    calls = {arm: _caller(stores[arm], refs) for arm in ARMS}
+    runs = {arm: functools.partial(arms[arm].time_run, refs) for arm in ARMS}
 
     def draw() -> Any:
         return draw_rows(rng, codes, rows, args.form)
 
-    interleave(calls, draw, rng, args.warmup, check=check_answers, run=args.run, settle=args.settle)
-    settle_gc(args.gc_freeze)
+    interleave(runs, draw, rng, args.warmup, check=check_answers, run=args.run, settle=args.settle)
+    for arm in ARMS:  # in one process the second is a cheap no-op: the first froze everything
+        arms[arm].settle(args.gc_freeze)
     load_before = os.getloadavg()
     started = time.perf_counter()
     times, firsts = interleave(
-        calls, draw, rng, args.pairs, args.duration, check=check_answers, run=args.run, settle=args.settle
+        runs, draw, rng, args.pairs, args.duration, check=check_answers, run=args.run, settle=args.settle
     )
     seconds = time.perf_counter() - started
     load_after = os.getloadavg()
@@ -213,6 +252,7 @@ def measure(
         "entities": rows,
         "features": len(refs),
         "control": args.control,
+        "processes": args.processes,
         "arms": dict(labels),
         "entity_rows": args.form,
         "gc_freeze": args.gc_freeze,
@@ -232,11 +272,139 @@ def measure(
     }
 
 
-def _caller(store: Any, refs: list[str]) -> Call:
-    def call(entity_rows: Any) -> Any:
-        return store.get_online_features(refs, entity_rows)
+class Arm(Protocol):
+    """One arm's store, wherever it lives: it times runs of calls and settles its process's GC."""
 
-    return call
+    def time_run(self, refs: list[str], arguments: list[Any], answer: bool) -> tuple[list[int], Any]:
+        """:func:`time_calls` of ``get_online_features(refs, argument)`` per argument (see :data:`RunTimer`)."""
+        ...
+
+    def settle(self, freeze: bool) -> None:
+        """:func:`settle_gc` in the process that holds the store."""
+        ...
+
+
+@dataclass
+class LocalArm:
+    """An arm whose store lives in this process."""
+
+    store: Any
+
+    def time_run(self, refs: list[str], arguments: list[Any], answer: bool) -> tuple[list[int], Any]:
+        """See :class:`Arm`."""
+        return time_calls(functools.partial(self.store.get_online_features, refs), arguments)
+
+    def settle(self, freeze: bool) -> None:
+        """See :class:`Arm`."""
+        settle_gc(freeze)
+
+
+@dataclass
+class ChildArm:
+    """An arm whose store lives in its own child process (``--processes``, :func:`_serve`); every
+    request waits for the answer, and a child that dies or stalls raises :class:`ChildFailed`."""
+
+    process: BaseProcess
+    conn: Connection
+
+    def time_run(self, refs: list[str], arguments: list[Any], answer: bool) -> tuple[list[int], Any]:
+        """See :class:`Arm`: the child times the calls; the pipe traffic is outside its clock."""
+        times, first = self.ask(("run", refs, arguments, answer), CHILD_RUN_TIMEOUT)
+        return times, first
+
+    def settle(self, freeze: bool) -> None:
+        """See :class:`Arm`."""
+        self.ask(("gc", freeze), CHILD_RUN_TIMEOUT)
+
+    def ask(self, message: tuple[Any, ...] | None, timeout: float) -> Any:
+        """Send ``message`` (``None``: nothing) and return the child's reply within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        try:
+            if message is not None:
+                self.conn.send(message)
+            while not self.conn.poll(0.5):  # blocks in the kernel, wakes as soon as the reply comes
+                if not self.process.is_alive():
+                    raise EOFError
+                if time.monotonic() > deadline:
+                    raise ChildFailed(f"{self.process.name} did not answer within {timeout:.0f} s")
+            status, payload = self.conn.recv()
+        except (EOFError, OSError):  # the child's end is closed (BrokenPipeError on a send)
+            self.process.join(5)
+            raise ChildFailed(f"{self.process.name} died (exit code {self.process.exitcode})") from None
+        if status == "error":
+            raise ChildFailed(f"{self.process.name} failed:\n{payload}")
+        return payload
+
+
+class ChildFailed(RuntimeError):
+    """An arm's child process died, stalled or raised (its traceback in the message)."""
+
+
+def _serve(conn: Connection, ticks: Path, backend: str, address: str, rng: random.Random) -> None:
+    """A child's life (``--processes``): set up its store as :func:`_store` does, send back ``rng``
+    (advanced by the set-up's check, for the next arm's set-up), then answer ``("run", refs,
+    arguments, answer)`` with :func:`time_calls`'s nanoseconds (and with ``answer`` a picklable copy
+    of the first answer) and ``("gc", freeze)`` with :func:`settle_gc`, until ``None`` or the
+    parent's end closes; the store's project is torn down on every way out. Ctrl-C is left to the
+    parent, which stops its children; SIGTERM (the parent's last resort) still tears down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        with _store(ticks, backend, address, rng) as store:
+            conn.send(("ok", rng))
+            arm = LocalArm(store)
+            while (message := conn.recv()) is not None:
+                reply: Any = None
+                if message[0] == "gc":
+                    arm.settle(message[1])
+                else:
+                    _, refs, arguments, answer = message
+                    times, first = arm.time_run(refs, arguments, answer)
+                    # The answer's raw-record views (struct layouts) do not pickle; check_answers compares the rest.
+                    reply = (times, dataclasses.replace(first, records=None, base=None, arms=None) if answer else None)
+                conn.send(("ok", reply))
+    except EOFError:
+        return  # the parent went away; the store was torn down on the way out
+    except BaseException:
+        with contextlib.suppress(OSError):
+            conn.send(("error", traceback.format_exc()))
+        raise
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _child(ticks: Path, backend: str, address: str, rng: random.Random) -> Iterator[ChildArm]:
+    """A :class:`ChildArm` on a fresh store in a spawned child, set up before this returns (``rng``
+    advanced as :func:`_store` would have); stopped and its project torn down afterwards."""
+    context = multiprocessing.get_context("spawn")
+    conn, child_end = context.Pipe()
+    process = context.Process(
+        target=_serve, args=(child_end, ticks, backend, address, rng), name=f"w2_paired {backend} child", daemon=True
+    )
+    process.start()
+    child_end.close()  # so that the child's death reads as the end of the pipe
+    arm = ChildArm(process, conn)
+    try:
+        rng.setstate(arm.ask(None, CHILD_SETUP_TIMEOUT).getstate())
+        yield arm
+    finally:
+        with contextlib.suppress(OSError):
+            conn.send(None)
+        process.join(CHILD_STOP_TIMEOUT)
+        if process.is_alive():
+            process.terminate()  # SIGTERM: the child still tears its project down
+            process.join(CHILD_STOP_TIMEOUT)
+        conn.close()
+
+
+@contextlib.contextmanager
+def _local(ticks: Path, backend: str, address: str, rng: random.Random) -> Iterator[LocalArm]:
+    """A :class:`LocalArm` on a fresh store in this process (:func:`_store`)."""
+    with _store(ticks, backend, address, rng) as store:
+        yield LocalArm(store)
 
 
 @contextlib.contextmanager
@@ -252,9 +420,10 @@ def _store(ticks: Path, backend: str, address: str, rng: random.Random) -> Itera
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Set up both stores (and the cluster, unless given), measure each workload; the results."""
+    """Set up both arms (and the cluster, unless given), measure each workload; the results."""
     ticks = ensure_ticks(args.data)
     rng = random.Random(args.seed)
+    arm_in: Callable[..., contextlib.AbstractContextManager[Arm]] = _child if args.processes else _local
     with contextlib.ExitStack() as stack:
         targets = {"single": ("redis", args.redis)}
         if args.control:
@@ -266,13 +435,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
                 nodes = stack.enter_context(local_cluster())
             targets["cluster"] = ("redis_cluster", nodes)
-        stores: dict[str, Any] = {}
+        arms: dict[str, Arm] = {}
         for arm in build_order(args.build_first):  # the order the control shows a bias of (see the docstring)
-            stores[arm] = stack.enter_context(_store(ticks, *targets[arm], rng))
+            arms[arm] = stack.enter_context(arm_in(ticks, *targets[arm], rng))
         labels = {arm: f"{backend} {address}" for arm, (backend, address) in targets.items()}
         if args.control:
             labels["cluster"] += " (A/A control: a second store, own project)"
-        return [measure(workload, stores, labels, args) for workload in args.workloads]
+        return [measure(workload, arms, labels, args) for workload in args.workloads]
 
 
 def build_order(first: str) -> tuple[str, str]:
@@ -329,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--control", action="store_true", help="A/A: the second arm is a store on the single server")
     parser.add_argument("--build-first", choices=ARMS, default="single", help="whose store is set up first")
+    parser.add_argument(
+        "--processes", action="store_true", help="each arm's store in its own child process (see the docstring)"
+    )
     args = parser.parse_args(argv)
     if args.pairs < 1 or args.block < 1 or args.warmup < 0 or (args.duration is not None and args.duration <= 0):
         parser.error("--pairs and --block must be at least 1, --warmup at least 0, --duration positive")

@@ -23,10 +23,54 @@ from bench.w2_paired import (
     pair_order,
     paired_stats,
     parse_workloads,
+    time_calls,
 )
 
 from ladle.retrieval.response import OnlineResponse
 from ladle.types import FieldStatus
+
+
+def _runs(calls: dict[str, Any]) -> dict[str, Any]:
+    """In-process run timers (as ``LocalArm.time_run`` makes them) of plain one-argument callables."""
+    return {arm: (lambda arguments, _answer, call=call: time_calls(call, arguments)) for arm, call in calls.items()}
+
+
+def test_time_calls_times_each_call_and_keeps_the_first_answer() -> None:
+    nap = 0.01
+    seen: list[int] = []
+
+    def call(argument: int) -> int:
+        seen.append(argument)
+        if argument == 2:
+            time.sleep(nap)
+        return argument * 10
+
+    times, first = time_calls(call, [1, 2, 3])
+    assert seen == [1, 2, 3] and first == 10
+    assert len(times) == 3 and all(isinstance(t, int) and t > 0 for t in times)
+    assert times[1] >= nap * 1e9 > max(times[0], times[2])  # each call alone, the sleep in its own slot
+    assert time_calls(call, []) == ([], None)
+
+
+def test_interleave_asks_for_answers_only_on_spot_check_pairs() -> None:
+    asked: list[tuple[str, int, bool]] = []
+
+    def timer(arm: str) -> Any:
+        def run(arguments: list[int], answer: bool) -> tuple[list[int], Any]:
+            asked.append((arm, arguments[0], answer))
+            return [1] * len(arguments), (arm if answer else None)
+
+        return run
+
+    counter = iter(range(10**6))
+    checked: list[dict[str, Any]] = []
+    interleave({a: timer(a) for a in ARMS}, lambda: next(counter), random.Random(2), 200,
+               check=lambda _arg, answers: checked.append(answers), run=3, settle=1)  # fmt: skip
+    spot_pairs = set(range(0, 200, SPOT_CHECK_EVERY))
+    assert all(answer == ((first // 3) in spot_pairs) for _, first, answer in asked)
+    assert checked == [{"single": "single", "cluster": "cluster"}] * len(spot_pairs)
+    times, _ = interleave({a: timer(a) for a in ARMS}, lambda: 0, random.Random(2), 4)  # no check: never asked
+    assert not any(answer for _, _, answer in asked[-8:]) and times["single"] == [1] * 4
 
 
 def test_pair_order_is_a_fair_coin_and_reproducible() -> None:
@@ -54,7 +98,7 @@ def test_interleave_calls_both_arms_with_one_draw_per_pair() -> None:
         return call
 
     calls = {a: arm(a) for a in ARMS}
-    times, firsts = interleave(calls, lambda: next(counter), random.Random(3), 250,
+    times, firsts = interleave(_runs(calls), lambda: next(counter), random.Random(3), 250,
                                check=lambda arg, answers: checked.append((arg, answers)))  # fmt: skip
     assert len(firsts) == 250 and all(len(times[a]) == 250 for a in ARMS)
     assert all(isinstance(t, int) and t > 0 for a in ARMS for t in times[a])
@@ -80,7 +124,7 @@ def test_interleave_in_runs_keeps_all_but_the_settling_calls() -> None:
         return call
 
     calls = {a: arm(a) for a in ARMS}
-    times, firsts = interleave(calls, lambda: next(counter), random.Random(5), 30,
+    times, firsts = interleave(_runs(calls), lambda: next(counter), random.Random(5), 30,
                                check=lambda arg, answers: checked.append(arg), run=6, settle=2)  # fmt: skip
     assert len(log) == 30 * 2 * 6  # every call is made, settling ones too
     assert all(len(times[a]) == 30 * 4 for a in ARMS) and len(firsts) == 30 * 4
@@ -92,7 +136,7 @@ def test_interleave_in_runs_keeps_all_but_the_settling_calls() -> None:
         assert [a for _, a in first] == [a for _, a in second] == list(range(6 * pair, 6 * pair + 6))
     assert checked == [6 * p for p in range(0, 30, SPOT_CHECK_EVERY)]
     with pytest.raises(ValueError, match="run"):
-        interleave(calls, lambda: 0, random.Random(1), 1, run=3, settle=3)
+        interleave(_runs(calls), lambda: 0, random.Random(1), 1, run=3, settle=3)
 
 
 def test_interleave_in_runs_times_the_kept_calls() -> None:
@@ -105,7 +149,7 @@ def test_interleave_in_runs_times_the_kept_calls() -> None:
             time.sleep(nap)
         return argument
 
-    times, _ = interleave({"single": lambda a: a, "cluster": slow_at_first}, lambda: 0, random.Random(1), 5,
+    times, _ = interleave(_runs({"single": lambda a: a, "cluster": slow_at_first}), lambda: 0, random.Random(1), 5,
                           run=4, settle=2)  # fmt: skip
     assert len(times["cluster"]) == 10 and max(times["cluster"]) < nap * 1e9  # the sleeping calls were not kept
 
@@ -117,14 +161,14 @@ def test_interleave_times_each_call_alone() -> None:
         time.sleep(nap)
         return argument
 
-    times, _ = interleave({"single": lambda a: a, "cluster": slow}, lambda: 0, random.Random(1), 9)
+    times, _ = interleave(_runs({"single": lambda a: a, "cluster": slow}), lambda: 0, random.Random(1), 9)
     assert min(times["cluster"]) >= nap * 1e9  # the clock holds the whole call
     assert np.median(times["single"]) < nap * 1e9  # and not the other arm's call
 
 
 def test_interleave_for_a_duration() -> None:
     started = time.monotonic()
-    times, firsts = interleave({a: (lambda x: x) for a in ARMS}, lambda: 1, random.Random(1), 1, seconds=0.05)
+    times, firsts = interleave(_runs({a: (lambda x: x) for a in ARMS}), lambda: 1, random.Random(1), 1, seconds=0.05)
     assert time.monotonic() - started >= 0.05
     assert len(firsts) > 1  # --duration replaces --pairs
     assert len(times["single"]) == len(times["cluster"]) == len(firsts)
