@@ -30,10 +30,12 @@ interval from the block bootstrap (blocks of ``--block`` consecutive pairs resam
 replacement, so slow drift stays inside a block), the spread of the blocks' own ratios, and each
 arm's p50 when it was called first and second in its pair (the order effect the random order
 cancels). ``--control`` is an A/A run: the second arm is another store on the same single server
-(its own project and connection), so the ratio shows the design's own bias. It is not quite 1.00:
-in W2b the store set up first answers ~1.2-1.5 % faster than the one set up second, whichever arm it is
-(2026-12-07 sittings, bench/README.md). The single server's store is set up first by default
-(``--build-first``), so that bias counts against the cluster, never for it.
+(its own project and connection), so the ratio shows the design's own bias. It is not quite 1.00,
+and its sign depends on the design (2026-12-07 sittings, bench/README.md): with single calls
+(``--run 1``) the store set up first answers ~1.2-1.5 % faster, with runs (``--run 20 --settle
+4``) the store set up second answers ~4-5 % faster (A/A 0.952-0.957, 1.054 with the order
+flipped), whichever arm it is. So by default (``--build-first auto``) the cluster's store is set up
+second with single calls and first with runs: the bias counts against the cluster, never for it.
 
 ``--processes`` puts each arm's store in its own child process (``multiprocessing``, "spawn"), set
 up the same way and in the same order (the same ``rng`` passes from one set-up to the next), warmed
@@ -444,6 +446,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         return [measure(workload, arms, labels, args) for workload in args.workloads]
 
 
+def default_build_first(run: int) -> str:
+    """The arm set up first by default: the single server's with single calls (the first-built store
+    is faster then), the cluster's with runs (the second-built is), so the bias counts against the cluster."""
+    return ARMS[0] if run == 1 else ARMS[1]
+
+
 def build_order(first: str) -> tuple[str, str]:
     """The arms in the order their stores are built, ``first`` first."""
     if first not in ARMS:
@@ -497,11 +505,17 @@ def main(argv: list[str] | None = None) -> int:
         "--gc-freeze", action=argparse.BooleanOptionalAction, default=True, help="gc.freeze() after warm-up"
     )
     parser.add_argument("--control", action="store_true", help="A/A: the second arm is a store on the single server")
-    parser.add_argument("--build-first", choices=ARMS, default="single", help="whose store is set up first")
+    parser.add_argument(
+        "--build-first",
+        choices=(*ARMS, "auto"),
+        default="auto",
+        help="whose store is set up first (auto: the one the design's bias favours less, see the docstring)",
+    )
     parser.add_argument(
         "--processes", action="store_true", help="each arm's store in its own child process (see the docstring)"
     )
     args = parser.parse_args(argv)
+    args.build_first = default_build_first(args.run) if args.build_first == "auto" else args.build_first
     if args.pairs < 1 or args.block < 1 or args.warmup < 0 or (args.duration is not None and args.duration <= 0):
         parser.error("--pairs and --block must be at least 1, --warmup at least 0, --duration positive")
     if args.run < 1 or not 0 <= args.settle < args.run:

@@ -19,6 +19,7 @@ from bench.w2_paired import (
     build_order,
     by_position,
     check_answers,
+    default_build_first,
     interleave,
     pair_order,
     paired_stats,
@@ -303,3 +304,9 @@ def test_build_order() -> None:
     assert build_order("cluster") == ("cluster", "single")
     with pytest.raises(ValueError, match="build first"):
         build_order("both")
+
+
+def test_the_default_build_order_puts_the_known_bias_against_the_cluster() -> None:
+    # single calls favour the store set up first, runs the one set up second (the docstring's A/A sittings)
+    assert default_build_first(1) == "single"
+    assert default_build_first(20) == "cluster"
