@@ -89,7 +89,7 @@ def measured(runner: Any, server: Server, *args: Any, settle: float = SETTLE_SEC
     CPU is taken over the run and a short settle after it, divided by the requests the load
     generator counted: a shared machine disturbs it far less than throughput or latency.
     """
-    from bench.w8_many_views import tree_cpu_seconds
+    from bench.common import tree_cpu_seconds
 
     workers = _workers(server.process.pid)
     per_worker = [tree_cpu_seconds(pid) for pid in workers]

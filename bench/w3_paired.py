@@ -50,11 +50,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import PairedMeasure, block_bootstrap_intervals, emit, paired_blocks, percentile
+from bench.common import PairedMeasure, block_bootstrap_intervals, emit, paired_blocks, percentile, tree_cpu_seconds
 from bench.data import FEATURES, ensure_ticks
 from bench.w3_feature_log import FLUSH_INTERVAL, _workers, add_common_options, add_services, pa_ts
 from bench.w3_server import ENTITIES, W3A_FEATURES, Server, build_repo, grpc_frame, teardown
-from bench.w8_many_views import tree_cpu_seconds
 
 #: Entities per request of each workload (both at concurrency 1).
 WORKLOADS = {"W3a": 1, "W3c": 100}

@@ -50,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from bench.common import emit, percentile
+from bench.common import emit, percentile, tree_cpu_seconds
 from bench.data import DEFAULT_DIR, FEATURES, ensure_ticks
 from bench.w3_auth import AUTH_KINDS, configure
 
@@ -309,6 +309,20 @@ def run_h2load_file(server: Server, data: Path, connections: int, seconds: float
 WORKLOADS = (("W3a", 1, 1), ("W3b", 1, 32), ("W3c", 100, 1))
 
 
+def measured(runner: Any, server: Server, *args: Any) -> dict[str, Any]:
+    """One load run plus the server's CPU per answered request (all worker processes).
+
+    The CPU is taken over the load generator's whole run (warm-up included), so it is divided by
+    the request rate times that wall time; a shared machine disturbs it less than latency.
+    """
+    cpu, wall = tree_cpu_seconds(server.process.pid), time.perf_counter()
+    result: dict[str, Any] = runner(server, *args)
+    cpu, wall = tree_cpu_seconds(server.process.pid) - cpu, time.perf_counter() - wall
+    answered = result["req_per_s"] * wall
+    result["server_cpu_us_per_req"] = round(cpu / answered * 1e6) if answered else None
+    return result
+
+
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median throughput, plus every run's rate and p50 (so the spread is visible)."""
     ordered = sorted(runs, key=lambda r: r["req_per_s"])
@@ -332,8 +346,6 @@ def run(args: argparse.Namespace) -> None:
     for tool in ("wrk", "h2load"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing: apt-get install -y wrk nghttp2-client")
-    from bench.w8_many_views import measured  # here: w8 imports this module
-
     ticks = ensure_ticks(args.data)
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)

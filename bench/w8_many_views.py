@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.common import emit
-from bench.w3_server import Server, _median_run, grpc_frame, run_h2load_file, run_wrk_script, teardown
+from bench.w3_server import Server, _median_run, grpc_frame, measured, run_h2load_file, run_wrk_script, teardown
 
 VIEWS = 25
 PER_VIEW = 10
@@ -181,36 +181,6 @@ def run_h2load(server: Server, rows: int, connections: int, seconds: float, tmp:
 
 
 WORKLOADS = (("W8a", 1, 1), ("W8b", 1, 32), ("W8c", 10, 1), ("W8d", 10, 32))
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and all its descendants (Linux /proc)."""
-    total, stack = 0.0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / _TICK
-            for task in Path(f"/proc/{current}/task").iterdir():
-                stack += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
-
-
-def measured(runner: Any, server: Server, *args: Any) -> dict[str, Any]:
-    """One load run plus the server's CPU per answered request (all worker processes).
-
-    The CPU is taken over the load generator's whole run (warm-up included), so it is divided by
-    the request rate times that wall time; a shared machine disturbs it less than latency.
-    """
-    cpu, wall = tree_cpu_seconds(server.process.pid), time.perf_counter()
-    result: dict[str, Any] = runner(server, *args)
-    cpu, wall = tree_cpu_seconds(server.process.pid) - cpu, time.perf_counter() - wall
-    answered = result["req_per_s"] * wall
-    result["server_cpu_us_per_req"] = round(cpu / answered * 1e6) if answered else None
-    return result
 
 
 def run(args: argparse.Namespace) -> None:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import redis
-from bench.common import CpuMeter, redis_cpu_s, redis_servers
+from bench.common import CpuMeter, redis_cpu_s, redis_servers, tree_cpu_seconds
 
 
 def _busy_server(host: str, port: int, calls: int) -> None:
@@ -47,3 +53,22 @@ def test_the_meter_splits_our_cpu_from_the_servers(redis_address: str) -> None:
     with CpuMeter() as local:  # no servers: their figure is None, not 0
         sum(i * i for i in range(200_000))
     assert local.per_call(10)["servers_us"] is None
+
+
+def test_tree_cpu_counts_a_process_and_its_children() -> None:
+    """A parent that only sleeps, whose child burns ~0.4 s of CPU: the tree's CPU includes the child's."""
+    burn = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass\ntime.sleep(30)"
+    spawn = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {burn!r}]); time.sleep(30)"
+    parent = subprocess.Popen([sys.executable, "-c", spawn])
+    try:
+        deadline = time.monotonic() + 10
+        while tree_cpu_seconds(parent.pid) < 0.4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tree_cpu_seconds(parent.pid) >= 0.4
+        own = os.times()
+        assert tree_cpu_seconds(os.getpid()) >= own.user + own.system - 0.05  # ticks round down
+    finally:
+        for child in Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split():
+            os.kill(int(child), 9)
+        parent.kill()
+        parent.wait()
