@@ -81,6 +81,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench.cluster_floor import BareClusterReads
 from bench.common import PairedMeasure, block_bootstrap_intervals, emit, paired_blocks, summarize
 from bench.data import DEFAULT_DIR, ensure_ticks, entity_codes
 from bench.w2_online import W2A_REFS, W2B_REFS, draw_rows, prepared_store, release_store, settle_gc
@@ -255,6 +256,7 @@ def measure(
         "features": len(refs),
         "control": args.control,
         "processes": args.processes,
+        "cluster_floor": args.cluster_floor,
         "arms": dict(labels),
         "entity_rows": args.form,
         "gc_freeze": args.gc_freeze,
@@ -291,10 +293,15 @@ class LocalArm:
     """An arm whose store lives in this process."""
 
     store: Any
+    #: ``--cluster-floor``: the store's cluster reads replaced by :class:`~bench.cluster_floor.BareClusterReads`.
+    floor: BareClusterReads | None = None
 
     def time_run(self, refs: list[str], arguments: list[Any], answer: bool) -> tuple[list[int], Any]:
-        """See :class:`Arm`."""
-        return time_calls(functools.partial(self.store.get_online_features, refs), arguments)
+        """See :class:`Arm` (with a floor, the run's reads are planned first, off the clock)."""
+        call = functools.partial(self.store.get_online_features, refs)
+        if self.floor is not None:
+            self.floor.prepare(call, arguments)
+        return time_calls(call, arguments)
 
     def settle(self, freeze: bool) -> None:
         """See :class:`Arm`."""
@@ -342,19 +349,19 @@ class ChildFailed(RuntimeError):
     """An arm's child process died, stalled or raised (its traceback in the message)."""
 
 
-def _serve(conn: Connection, ticks: Path, backend: str, address: str, rng: random.Random) -> None:
+def _serve(conn: Connection, ticks: Path, backend: str, address: str, rng: random.Random, floor: bool) -> None:
     """A child's life (``--processes``): set up its store as :func:`_store` does, send back ``rng``
     (advanced by the set-up's check, for the next arm's set-up), then answer ``("run", refs,
     arguments, answer)`` with :func:`time_calls`'s nanoseconds (and with ``answer`` a picklable copy
     of the first answer) and ``("gc", freeze)`` with :func:`settle_gc`, until ``None`` or the
     parent's end closes; the store's project is torn down on every way out. Ctrl-C is left to the
-    parent, which stops its children; SIGTERM (the parent's last resort) still tears down."""
+    parent, which stops its children; SIGTERM (the parent's last resort) still tears down. ``floor``:
+    see :func:`_local`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        with _store(ticks, backend, address, rng) as store:
+        with _local(ticks, backend, address, rng, floor) as arm:
             conn.send(("ok", rng))
-            arm = LocalArm(store)
             while (message := conn.recv()) is not None:
                 reply: Any = None
                 if message[0] == "gc":
@@ -378,13 +385,16 @@ def _exit_on_signal(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def _child(ticks: Path, backend: str, address: str, rng: random.Random) -> Iterator[ChildArm]:
+def _child(ticks: Path, backend: str, address: str, rng: random.Random, floor: bool = False) -> Iterator[ChildArm]:
     """A :class:`ChildArm` on a fresh store in a spawned child, set up before this returns (``rng``
     advanced as :func:`_store` would have); stopped and its project torn down afterwards."""
     context = multiprocessing.get_context("spawn")
     conn, child_end = context.Pipe()
     process = context.Process(
-        target=_serve, args=(child_end, ticks, backend, address, rng), name=f"w2_paired {backend} child", daemon=True
+        target=_serve,
+        args=(child_end, ticks, backend, address, rng, floor),
+        name=f"w2_paired {backend} child",
+        daemon=True,
     )
     process.start()
     child_end.close()  # so that the child's death reads as the end of the pipe
@@ -403,10 +413,16 @@ def _child(ticks: Path, backend: str, address: str, rng: random.Random) -> Itera
 
 
 @contextlib.contextmanager
-def _local(ticks: Path, backend: str, address: str, rng: random.Random) -> Iterator[LocalArm]:
-    """A :class:`LocalArm` on a fresh store in this process (:func:`_store`)."""
+def _local(ticks: Path, backend: str, address: str, rng: random.Random, floor: bool = False) -> Iterator[LocalArm]:
+    """A :class:`LocalArm` on a fresh store in this process (:func:`_store`); with ``floor`` (a cluster
+    store only) its reads go through :class:`~bench.cluster_floor.BareClusterReads`."""
     with _store(ticks, backend, address, rng) as store:
-        yield LocalArm(store)
+        bare = BareClusterReads(store) if floor else None
+        try:
+            yield LocalArm(store, bare)
+        finally:
+            if bare is not None:
+                bare.close()
 
 
 @contextlib.contextmanager
@@ -439,10 +455,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             targets["cluster"] = ("redis_cluster", nodes)
         arms: dict[str, Arm] = {}
         for arm in build_order(args.build_first):  # the order the control shows a bias of (see the docstring)
-            arms[arm] = stack.enter_context(arm_in(ticks, *targets[arm], rng))
+            arms[arm] = stack.enter_context(arm_in(ticks, *targets[arm], rng, arm == "cluster" and args.cluster_floor))
         labels = {arm: f"{backend} {address}" for arm, (backend, address) in targets.items()}
         if args.control:
             labels["cluster"] += " (A/A control: a second store, own project)"
+        if args.cluster_floor:
+            labels["cluster"] += " (floor: routing, framing and reordering done ahead, bench/cluster_floor.py)"
         return [measure(workload, arms, labels, args) for workload in args.workloads]
 
 
@@ -514,8 +532,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--processes", action="store_true", help="each arm's store in its own child process (see the docstring)"
     )
+    parser.add_argument(
+        "--cluster-floor",
+        action="store_true",
+        help="what-if: the cluster's reads cost only their I/O (bench/cluster_floor.py; not with --control)",
+    )
     args = parser.parse_args(argv)
     args.build_first = default_build_first(args.run) if args.build_first == "auto" else args.build_first
+    if args.cluster_floor and args.control:
+        parser.error("--cluster-floor replaces the cluster's reads: there is no cluster with --control")
     if args.pairs < 1 or args.block < 1 or args.warmup < 0 or (args.duration is not None and args.duration <= 0):
         parser.error("--pairs and --block must be at least 1, --warmup at least 0, --duration positive")
     if args.run < 1 or not 0 <= args.settle < args.run:
