@@ -50,6 +50,10 @@ the client's vCPU, and a process that also drives the three masters keeps it off
 A child that dies, raises or stalls fails the run (:class:`ChildFailed`), and the children are
 always stopped and their projects torn down.
 
+``--cluster-floor`` swaps the cluster store's reads for :class:`~bench.cluster_floor.BareClusterReads`
+(each run's routing, framing and reply order worked out before it is timed): the cluster's W2b
+with a read path that costs only its I/O, the floor no client could beat on the same machine.
+
     redis-server --port 6392 --save '' --appendonly no --daemonize yes
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --workloads W2b --pairs 10000
@@ -57,6 +61,7 @@ always stopped and their projects torn down.
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --control
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --control --build-first cluster
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --processes --run 20 --settle 4
+    PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --processes --cluster-floor
 """
 
 from __future__ import annotations
