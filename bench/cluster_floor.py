@@ -4,10 +4,11 @@
 each request it has been shown beforehand (:meth:`~BareClusterReads.prepare`, off the clock), it
 keeps the work a native read path could do in no time: the routing, the framed ``GET`` pipeline of
 each master and the permutation that puts the replies back in order. A timed call then only sends
-the pipelines, takes the replies (hiredis, on the store's own kind of non-blocking sockets, one per
-master) and applies the permutation with one C-level ``map``; everything around the read (key
-building, decoding, the response) is the store's own code. It measures the floor under the
-cluster's W2b ratio on a machine: what no client could beat with the same servers.
+the pipelines, takes the replies as the store does (hiredis, the store's own kind of non-blocking
+socket per master, sleeping on the last-written master still owing replies) and applies the
+permutation with one C-level ``map``; everything around the read (key building, decoding, the
+response) is the store's own code. It measures the floor under the cluster's W2b ratio on a
+machine: what a client with no routing, framing or reordering cost would measure there.
 
 Used by ``bench.w2_paired --cluster-floor``. Not a read path for serving: a request it was not shown
 raises ``KeyError``, and a redirection (``MOVED``) is not followed.
@@ -59,14 +60,19 @@ class BareClusterReads:
         links, payloads, counts, order = self._plans[key]
         for link, payload in zip(links, payloads, strict=True):
             link.sock.send(payload)
-        replies: list[Any] = []
-        for link, count in zip(links, counts, strict=True):  # the first written is the first to answer
-            got: list[Any] = []
-            while len(got) < count:
-                if not link.receive():
-                    select.select([link.sock], [], [], link.timeout)
-                got += iter(link.reader.gets, False)
-            replies += got
+        got: list[list[Any]] = [[] for _ in links]
+        waiting = list(range(len(links)))
+        while waiting:
+            # the store's own way (RawReads._collect): sleep on the last-written master still owing
+            # replies, then take what every waiting master has sent
+            last = links[waiting[-1]]
+            if not select.select([last.sock], [], [], last.timeout)[0]:
+                raise TimeoutError(f"no reply from {last.name} within {last.timeout} s")
+            for n in waiting:
+                if links[n].receive():
+                    got[n] += iter(links[n].reader.gets, False)
+            waiting = [n for n in waiting if len(got[n]) < counts[n]]
+        replies = [reply for mine in got for reply in mine]
         return list(map(replies.__getitem__, order))
 
     def _plan(self, project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> Plan:

@@ -52,7 +52,7 @@ always stopped and their projects torn down.
 
 ``--cluster-floor`` swaps the cluster store's reads for :class:`~bench.cluster_floor.BareClusterReads`
 (each run's routing, framing and reply order worked out before it is timed): the cluster's W2b
-with a read path that costs only its I/O, the floor no client could beat on the same machine.
+with a read path that costs only its I/O: the floor under its ratio on the machine.
 
     redis-server --port 6392 --save '' --appendonly no --daemonize yes
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392
