@@ -16,12 +16,10 @@ raises ``KeyError``, and a redirection (``MOVED``) is not followed.
 
 from __future__ import annotations
 
-import select
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ladle.online.redis.cluster_read import _Link, by_master, framed_gets, routing
-from ladle.online.redis.keys import key_prefix, key_suffix
+from ladle.online.redis.cluster_read import RawReads, _Link, plan_gets, routing
 
 #: What one prepared request needs: the links to write, their pipelines, the replies each owes, and
 #: the position of each entity's value among the replies taken master by master.
@@ -35,7 +33,9 @@ class BareClusterReads:
         self._io = store.online_store._io
         self._real: Callable[[str, Sequence[tuple[bytes, Sequence[bytes]]]], list[bytes | None]] = self._io.read_rows
         self._nodes, self._by_crc = self._io.run(routing)
-        self._links = [_Link(node.host, int(node.port), self._io._endpoint, self._io.settings) for node in self._nodes]
+        # the store's own kind of reads: its links (plain or TLS) and its way of collecting replies
+        self._raw = RawReads(self._io._endpoint, self._io.settings)
+        self._links = [self._raw._open(node.host, int(node.port)) for node in self._nodes]
         self._plans: dict[tuple[str, tuple[tuple[bytes, tuple[bytes, ...]], ...]], Plan] = {}
         self._recording = False
         self._io.read_rows = self.read_rows
@@ -60,42 +60,18 @@ class BareClusterReads:
         links, payloads, counts, order = self._plans[key]
         for link, payload in zip(links, payloads, strict=True):
             link.sock.send(payload)
-        got: list[list[Any]] = [[] for _ in links]
-        waiting = list(range(len(links)))
-        while waiting:
-            # the store's own way (RawReads._collect): sleep on the last-written master still owing
-            # replies, then take what every waiting master has sent
-            last = links[waiting[-1]]
-            if not select.select([last.sock], [], [], last.timeout)[0]:
-                raise TimeoutError(f"no reply from {last.name} within {last.timeout} s")
-            for n in waiting:
-                if links[n].receive():
-                    got[n] += iter(links[n].reader.gets, False)
-            waiting = [n for n in waiting if len(got[n]) < counts[n]]
-        replies = [reply for mine in got for reply in mine]
+        replies = [reply for mine in self._raw._collect(links, counts) for reply in mine]
         return list(map(replies.__getitem__, order))
 
     def _plan(self, project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> Plan:
-        pre = key_prefix(project)
-        masters = len(self._nodes)
-        pipelines: list[list[bytes]] = [[] for _ in range(masters)]
-        positions: list[list[int]] = [[] for _ in range(masters)]
-        base = 0
-        for vid, entities in groups:
-            mine, where = by_master(project, entities, self._by_crc, masters)
-            for k in range(masters):
-                if mine[k]:
-                    pipelines[k].append(framed_gets(pre, key_suffix(vid), mine[k]))
-                    positions[k] += [base + i for i in where[k]]
-            base += len(entities)
-        used = [k for k in range(masters) if positions[k]]
-        order = [0] * base
-        for j, i in enumerate(i for k in used for i in positions[k]):
+        plan, size = plan_gets(project, groups, self._by_crc, len(self._nodes))
+        order = [0] * size
+        for j, i in enumerate(i for targets, _ in plan.values() for i in targets):
             order[i] = j
         return (
-            [self._links[k] for k in used],
-            [b"".join(pipelines[k]) for k in used],
-            [len(positions[k]) for k in used],
+            [self._links[k] for k in plan],
+            [b"".join(payload) for _, payload in plan.values()],
+            [len(targets) for targets, _ in plan.values()],
             order,
         )
 

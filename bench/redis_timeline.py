@@ -137,8 +137,8 @@ def busy(micros: float) -> None:
 def run(args: argparse.Namespace, cluster_nodes: str) -> None:
     """Write the rows, then alternate single / cluster exchanges; one JSON line per backend."""
     from ladle.online.keys import entity_join_keys, text_entity_keys
-    from ladle.online.redis.cluster_read import by_master, framed_gets, routing
-    from ladle.online.redis.keys import key_prefix, key_suffix, view_id
+    from ladle.online.redis.cluster_read import plan_gets, routing
+    from ladle.online.redis.keys import view_id
     from ladle.online.redis.resp import resp_row_keys
 
     view = _view()
@@ -156,23 +156,21 @@ def run(args: argparse.Namespace, cluster_nodes: str) -> None:
         per_master = [_Wire(node.host, int(node.port)) for node in masters]
         wires = [one, *per_master]
         vid = view_id(view.name)
-        pre, suf = key_prefix(project), key_suffix(vid)
         join_keys = entity_join_keys(view)
         rng = random.Random(11)
         timelines: dict[str, list[dict[str, Any]]] = {"redis": [], "redis_cluster": []}
         for i in range(args.warmup + args.reads):
             entities = text_entity_keys(join_keys, {"code": rng.sample(codes, args.batch)})
             mget = b"*%d\r\n$4\r\nMGET\r\n%b" % (len(entities) + 1, resp_row_keys(project, vid, entities))
-            mine, _ = by_master(project, entities, by_crc, len(masters))
-            used = [k for k in range(len(masters)) if mine[k]]
-            gets = [framed_gets(pre, suf, mine[k]) for k in used]
+            plan, _ = plan_gets(project, [(vid, entities)], by_crc, len(masters))
+            gets = [pieces[0] for _, pieces in plan.values()]  # one group: one piece per master
             order = ("redis", "redis_cluster") if i % 2 == 0 else ("redis_cluster", "redis")
             for name in order if args.only is None else (args.only,):
                 busy(args.between_us)
                 if name == "redis":
                     mark = exchange([one], [mget], [1])
                 else:
-                    mark = exchange([per_master[k] for k in used], gets, [len(mine[k]) for k in used])
+                    mark = exchange([per_master[k] for k in plan], gets, [len(t) for t, _ in plan.values()])
                 if i >= args.warmup:
                     timelines[name].append(mark)
         for name, reads in timelines.items():

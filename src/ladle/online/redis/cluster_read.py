@@ -337,21 +337,7 @@ class RawReads:
         ``.port``, ``.name``) and the index of the one serving each raw CRC16. Positions count over
         all groups in order; redirected positions are left ``None``.
         """
-        plan: dict[int, tuple[list[int], list[bytes]]] = {}  # master → positions, framed GETs
-        pre = key_prefix(project)
-        routes: dict[int, tuple[list[list[bytes]], list[list[int]]]] = {}  # views often share the entities
-        base = 0
-        for vid, entities in groups:
-            route = routes.get(id(entities))
-            if route is None:
-                route = routes[id(entities)] = by_master(project, entities, by_crc, len(nodes))
-            suf = key_suffix(vid)
-            for k, (mine, positions) in enumerate(zip(*route, strict=True)):
-                if mine:
-                    targets, payload = plan.setdefault(k, ([], []))
-                    targets += [base + i for i in positions] if base else positions
-                    payload.append(framed_gets(pre, suf, mine))
-            base += len(entities)
+        plan, base = plan_gets(project, groups, by_crc, len(nodes))
         links = self._take()
         healthy = False
         try:
@@ -430,6 +416,33 @@ class RawReads:
             if not events:
                 raise LinkTimeout(f"no reply from {links[waiting[-1]].name} within {self._settings.socket_timeout} s")
             ready = waiting
+
+
+def plan_gets(
+    project: str, groups: Sequence[tuple[bytes, Sequence[bytes]]], by_crc: Sequence[int], masters: int
+) -> tuple[dict[int, tuple[list[int], list[bytes]]], int]:
+    """What a read of ``groups`` (view id, entities) sends each master, and how many values it reads.
+
+    Per master index (the :func:`routing` table's), in the order first used: the positions it
+    serves, counting over all groups in order, and its framed ``GET`` pipelines, one piece per
+    group; a master answers its positions in that order.
+    """
+    plan: dict[int, tuple[list[int], list[bytes]]] = {}
+    pre = key_prefix(project)
+    routes: dict[int, tuple[list[list[bytes]], list[list[int]]]] = {}  # views often share the entities
+    base = 0
+    for vid, entities in groups:
+        route = routes.get(id(entities))
+        if route is None:
+            route = routes[id(entities)] = by_master(project, entities, by_crc, masters)
+        suf = key_suffix(vid)
+        for k, (mine, positions) in enumerate(zip(*route, strict=True)):
+            if mine:
+                targets, payload = plan.setdefault(k, ([], []))
+                targets += [base + i for i in positions] if base else positions
+                payload.append(framed_gets(pre, suf, mine))
+        base += len(entities)
+    return plan, base
 
 
 def by_master(
