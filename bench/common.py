@@ -123,7 +123,8 @@ def redis_servers(backend: str, address: str) -> list[tuple[str, int]]:
         return [(host, int(port))]
     import redis
 
-    nodes = redis.Redis(host=host, port=int(port)).execute_command("CLUSTER NODES")  # type: ignore[no-untyped-call]
+    with redis.Redis(host=host, port=int(port)) as client:
+        nodes = client.execute_command("CLUSTER NODES")
     return [(h, int(p)) for h, p in (name.rsplit(":", 1) for name in nodes)]
 
 
