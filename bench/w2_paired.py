@@ -263,6 +263,7 @@ def measure(
         "processes": args.processes,
         "cluster_floor": args.cluster_floor,
         "arms": dict(labels),
+        "projects": {arm: arms[arm].project for arm in ARMS},
         "entity_rows": args.form,
         "gc_freeze": args.gc_freeze,
         "built_first": args.build_first,
@@ -284,6 +285,11 @@ def measure(
 class Arm(Protocol):
     """One arm's store, wherever it lives: it times runs of calls and settles its process's GC."""
 
+    @property
+    def project(self) -> str:
+        """The store's project (its keys are torn down with it)."""
+        ...
+
     def time_run(self, refs: list[str], arguments: list[Any], answer: bool) -> tuple[list[int], Any]:
         """:func:`time_calls` of ``get_online_features(refs, argument)`` per argument (see :data:`RunTimer`)."""
         ...
@@ -300,6 +306,11 @@ class LocalArm:
     store: Any
     #: ``--cluster-floor``: the store's cluster reads replaced by :class:`~bench.cluster_floor.BareClusterReads`.
     floor: BareClusterReads | None = None
+
+    @property
+    def project(self) -> str:
+        """See :class:`Arm`."""
+        return str(self.store.project)
 
     def time_run(self, refs: list[str], arguments: list[Any], answer: bool) -> tuple[list[int], Any]:
         """See :class:`Arm` (with a floor, the run's reads are planned first, off the clock)."""
@@ -320,6 +331,7 @@ class ChildArm:
 
     process: BaseProcess
     conn: Connection
+    project: str = ""  # (sent by the child once its store is set up)
 
     def time_run(self, refs: list[str], arguments: list[Any], answer: bool) -> tuple[list[int], Any]:
         """See :class:`Arm`: the child times the calls; the pipe traffic is outside its clock."""
@@ -356,7 +368,7 @@ class ChildFailed(RuntimeError):
 
 def _serve(conn: Connection, ticks: Path, backend: str, address: str, rng: random.Random, floor: bool) -> None:
     """A child's life (``--processes``): set up its store as :func:`_store` does, send back ``rng``
-    (advanced by the set-up's check, for the next arm's set-up), then answer ``("run", refs,
+    (advanced by the set-up's check, for the next arm's set-up) and the store's project, then answer ``("run", refs,
     arguments, answer)`` with :func:`time_calls`'s nanoseconds (and with ``answer`` a picklable copy
     of the first answer) and ``("gc", freeze)`` with :func:`settle_gc`, until ``None`` or the
     parent's end closes; the store's project is torn down on every way out. Ctrl-C is left to the
@@ -366,7 +378,7 @@ def _serve(conn: Connection, ticks: Path, backend: str, address: str, rng: rando
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         with _local(ticks, backend, address, rng, floor) as arm:
-            conn.send(("ok", rng))
+            conn.send(("ok", (rng, arm.project)))
             while (message := conn.recv()) is not None:
                 reply: Any = None
                 if message[0] == "gc":
@@ -405,7 +417,8 @@ def _child(ticks: Path, backend: str, address: str, rng: random.Random, floor: b
     child_end.close()  # so that the child's death reads as the end of the pipe
     arm = ChildArm(process, conn)
     try:
-        rng.setstate(arm.ask(None, CHILD_SETUP_TIMEOUT).getstate())
+        advanced, arm.project = arm.ask(None, CHILD_SETUP_TIMEOUT)
+        rng.setstate(advanced.getstate())
         yield arm
     finally:
         with contextlib.suppress(OSError):
