@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ladle.errors import BackendError, BackendUnavailableError, ConfigError
 from ladle.online.redis.cluster_read import LinkLost, LinkTimeout, RawReads, routing
 from ladle.online.redis.cluster_write import ClusterUpsert
-from ladle.online.redis.conn import RedisEndpoint, unavailable_hint
+from ladle.online.redis.conn import RedisEndpoint, unavailable
 from ladle.online.redis.fanout import Cluster, fan_out, slot_table
 from ladle.online.redis.keys import row_keys_py
 from ladle.online.redis.single import IOSettings
@@ -98,9 +98,7 @@ class ClusterNodes:
             return operation(self._cluster())
         except (*_UNAVAILABLE, RedisClusterException) as exc:
             self._forget_topology()
-            raise BackendUnavailableError(
-                f"Redis Cluster at {self.address} is unavailable: {exc}{unavailable_hint(exc)}"
-            ) from exc
+            raise unavailable(f"Redis Cluster at {self.address}", exc) from exc
         except ResponseError as exc:
             raise BackendError(f"Redis Cluster at {self.address} refused a command: {exc}") from exc
         except RedisError as exc:
@@ -143,9 +141,7 @@ class ClusterNodes:
             except LinkLost as exc:
                 self._forget_topology()  # a master restarted or failed over: ask the cluster again
                 if attempt:
-                    raise BackendUnavailableError(
-                        f"Redis Cluster at {self.address} is unavailable: {exc}{unavailable_hint(exc)}"
-                    ) from exc
+                    raise unavailable(f"Redis Cluster at {self.address}", exc) from exc
                 continue
             if refused:  # keys whose slot moved: one GET each, following MOVED / ASK (refreshes the map)
                 refused.sort()

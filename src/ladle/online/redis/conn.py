@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ladle.errors import ConfigError
+from ladle.errors import BackendUnavailableError, ConfigError
 
 DEFAULT_PORT = 6379
 _WHERE = "invalid configuration: online_store.connection_string"
@@ -229,12 +229,14 @@ def check_tls_files(endpoint: RedisEndpoint) -> None:
             raise ConfigError(f"{_WHERE}: option '{name}': no such {kind}: {path}")
 
 
-def unavailable_hint(error: BaseException) -> str:
-    """A hint to append to "unavailable" errors whose cause is a certificate the client did not trust."""
+def unavailable(server: str, error: BaseException) -> BackendUnavailableError:
+    """The error for ``server`` (e.g. "Redis at host:port") failing with ``error``; when the cause is
+    a certificate the client did not trust, it names the options to check."""
     text = str(error)
+    hint = ""
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verification failed" in text:
-        return (
+        hint = (
             " (the server's TLS certificate was not accepted: check ssl_ca_certs / ssl_ca_path, the server's"
             " host name against ssl_check_hostname, or ssl_cert_reqs)"
         )
-    return ""
+    return BackendUnavailableError(f"{server} is unavailable: {error}{hint}")

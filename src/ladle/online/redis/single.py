@@ -26,7 +26,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ladle.errors import BackendError, BackendUnavailableError
-from ladle.online.redis.conn import RedisEndpoint, unavailable_hint
+from ladle.online.redis.conn import RedisEndpoint, unavailable
 from ladle.online.redis.resp import resp_command, resp_row_keys
 from ladle.online.redis.scripts import UPSERT_LUA
 from ladle.online.redis.upsert import Upsert
@@ -118,9 +118,7 @@ class SingleNode:
             except (RedisConnectionError, OSError) as exc:
                 self._drain()
                 if attempt > 0:
-                    raise BackendUnavailableError(
-                        f"Redis at {self.address} is unavailable: {exc}{unavailable_hint(exc)}"
-                    ) from exc
+                    raise unavailable(f"Redis at {self.address}", exc) from exc
             except ResponseError as exc:
                 raise BackendError(f"Redis at {self.address} refused a command: {exc}") from exc
             finally:
