@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 unset PYTHONDONTWRITEBYTECODE
 bash scripts/bootstrap.sh
 bash scripts/services.sh
-.venv/bin/ruff check src tests bench scripts feature_repo
+.venv/bin/ruff check src tests bench scripts feature_repo hatch_build.py
 cache="${LADLE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ladle}"
 mkdir -p "$cache"
 MYPY_CACHE_DIR="$cache/mypy" .venv/bin/mypy
