@@ -10,7 +10,8 @@ PRESENT (the ttl check still runs on every call). Then each workload does ``--wa
 ``--calls`` timed calls (2,000 by default) with random entities (fixed seed), through the public
 ``FeatureStore.get_online_features`` with entity rows as a list of dicts (Feast's usual form; ``--form
 columns`` passes a dict of columns instead). ``--gc-freeze`` calls ``gc.freeze()`` after set-up, as a
-long-running server would: without it, p99 includes Python's full garbage collections.
+long-running server would: without it, p99 includes Python's full garbage collections. ``--pin 1:0``
+times with this process on CPU 1 and every Redis server of the run on CPU 0 (:mod:`bench.pin`).
 
     .venv/bin/python -m bench.w2_online                       # SQLite
     .venv/bin/python -m bench.w2_online --backend redis --redis 127.0.0.1:6379
@@ -34,6 +35,7 @@ from typing import Any
 
 from bench.common import CpuMeter, emit, percentile, redis_servers
 from bench.data import DEFAULT_DIR, FEATURES, ensure_ticks, entity_codes
+from bench.pin import parse_pin, pinned
 from bench.w1_materialize import END, START, VIEW, build_store
 
 CLOCK = datetime(2024, 1, 6, tzinfo=UTC).timestamp()
@@ -129,16 +131,17 @@ def run(args: argparse.Namespace) -> None:
             requests_a = [draw_rows(rng, codes, 1, args.form) for _ in range(total)]
             requests_b = [draw_rows(rng, codes, 100, args.form) for _ in range(total)]
             freeze, servers = args.gc_freeze, redis_servers(args.backend, args.redis)
-            lat_a, cpu_a = _latencies(
-                lambda r: store.get_online_features(W2A_REFS, r), requests_a, args.warmup, freeze, servers
-            )
-            lat_b, cpu_b = _latencies(
-                lambda r: store.get_online_features(W2B_REFS, r), requests_b, args.warmup, freeze, servers
-            )
+            with pinned(args.pin, servers) as pins:
+                lat_a, cpu_a = _latencies(
+                    lambda r: store.get_online_features(W2A_REFS, r), requests_a, args.warmup, freeze, servers
+                )
+                lat_b, cpu_b = _latencies(
+                    lambda r: store.get_online_features(W2B_REFS, r), requests_b, args.warmup, freeze, servers
+                )
         finally:
             release_store(store, args.backend, project)
-    emit(_summary("W2a", lat_a, cpu_a, args))
-    emit(_summary("W2b", lat_b, cpu_b, args))
+    emit({**_summary("W2a", lat_a, cpu_a, args), "pinned": pins})
+    emit({**_summary("W2b", lat_b, cpu_b, args), "pinned": pins})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--form", choices=["records", "columns"], default="records")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after set-up, as a server would")
+    parser.add_argument(
+        "--pin", type=parse_pin, default=None, help="CLIENT:SERVERS CPUs while timing, e.g. 1:0 (bench/pin.py)"
+    )
     args = parser.parse_args(argv)
     if args.backend == "redis_cluster":
         if args.redis_nodes:

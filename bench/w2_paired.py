@@ -50,6 +50,13 @@ the client's vCPU, and a process that also drives the three masters keeps it off
 A child that dies, raises or stalls fails the run (:class:`ChildFailed`), and the children are
 always stopped and their projects torn down.
 
+But with each arm in its own process the single server's arm is the one that can share the client's
+vCPU, which production never does: ``--processes`` read one server at 104-124 µs on an Intel VM
+(2026-12-07), exactly what it takes pinned to the client's vCPU (104 µs; 183 µs on the other).
+``--pin 1:0`` (:mod:`bench.pin`) keeps every server of both arms off the client's CPU for the whole
+run (the children inherit it): the fair comparison on a 2-vCPU machine, where the three masters
+then share one CPU, against the cluster.
+
 ``--cluster-floor`` swaps the cluster store's reads for :class:`~bench.cluster_floor.BareClusterReads`
 (each run's routing, framing and reply order worked out before it is timed): the cluster's W2b
 with a read path that costs only its I/O: the floor under its ratio on the machine.
@@ -62,6 +69,7 @@ with a read path that costs only its I/O: the floor under its ratio on the machi
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --control --build-first cluster
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --processes --run 20 --settle 4
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --processes --cluster-floor
+    PYTHONPATH=$PWD/src:$PWD .venv/bin/python -m bench.w2_paired --redis 127.0.0.1:6392 --processes --run 20 --pin 1:0
 """
 
 from __future__ import annotations
@@ -87,8 +95,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bench.cluster_floor import BareClusterReads
-from bench.common import PairedMeasure, block_bootstrap_intervals, emit, paired_blocks, summarize
+from bench.common import PairedMeasure, block_bootstrap_intervals, emit, paired_blocks, redis_servers, summarize
 from bench.data import DEFAULT_DIR, ensure_ticks, entity_codes
+from bench.pin import parse_pin, pinned
 from bench.w2_online import W2A_REFS, W2B_REFS, draw_rows, prepared_store, release_store, settle_gc
 
 #: Entities per call and feature references of each workload.
@@ -471,6 +480,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
                 nodes = stack.enter_context(local_cluster())
             targets["cluster"] = ("redis_cluster", nodes)
+        # --pin before the arms are built: the child processes of --processes inherit it
+        servers = (
+            {s for backend, address in targets.values() for s in redis_servers(backend, address)} if args.pin else ()
+        )
+        pins = stack.enter_context(pinned(args.pin, sorted(servers)))
         arms: dict[str, Arm] = {}
         for arm in build_order(args.build_first):  # the order the control shows a bias of (see the docstring)
             arms[arm] = stack.enter_context(arm_in(ticks, *targets[arm], rng, arm == "cluster" and args.cluster_floor))
@@ -479,7 +493,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             labels["cluster"] += " (A/A control: a second store, own project)"
         if args.cluster_floor:
             labels["cluster"] += " (floor: routing, framing and reordering done ahead, bench/cluster_floor.py)"
-        return [measure(workload, arms, labels, args) for workload in args.workloads]
+        return [{**measure(workload, arms, labels, args), "pinned": pins} for workload in args.workloads]
 
 
 def default_build_first(run: int) -> str:
@@ -549,6 +563,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--processes", action="store_true", help="each arm's store in its own child process (see the docstring)"
+    )
+    parser.add_argument(
+        "--pin",
+        type=parse_pin,
+        default=None,
+        help="CLIENT:SERVERS CPUs for the whole run, e.g. 1:0: no server on the client's CPU (bench/pin.py)",
     )
     parser.add_argument(
         "--cluster-floor",
