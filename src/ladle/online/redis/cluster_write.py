@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from ladle.online.arrays import int64_array
 from ladle.online.redis.fanout import Cluster, fan_out, slot_table
 from ladle.online.redis.scripts import UPSERT_SHA
 from ladle.online.redis.slots import entity_slots
@@ -40,9 +41,9 @@ def _binary(data: memoryview, offsets: Offsets) -> pa.Array:
     return pa.Array.from_buffers(pa.large_binary(), len(offsets) - 1, buffers)
 
 
-def _ordered(data: memoryview, offsets: Offsets, order: pa.Array) -> tuple[memoryview, Offsets]:
+def _ordered(data: memoryview, offsets: Offsets, order: npt.NDArray[np.int64]) -> tuple[memoryview, Offsets]:
     """Rows of a contiguous buffer re-laid in ``order`` (one Arrow take)."""
-    taken = _binary(data, offsets).take(order)
+    taken = _binary(data, offsets).take(int64_array(order))
     _, offsets_buf, data_buf = taken.buffers()
     out = np.frombuffer(offsets_buf, dtype=np.int64)[taken.offset : taken.offset + len(taken) + 1]
     return memoryview(data_buf), out
@@ -66,7 +67,7 @@ class _SortedBatch:
     """One batch in slot order, cut into groups of one slot; what it wrote and what MSETNX refused."""
 
     batch: FramedBatch
-    order: pa.Array
+    order: npt.NDArray[np.int64]  # (NumPy: pyarrow's to_numpy and pa.array import pandas on first use)
     slots: list[int]
     starts: list[int]
     stops: list[int]
@@ -82,8 +83,8 @@ class _SortedBatch:
             fused = self.batch.fused_rows()
             if fused is not None:  # fixed-width records: a row gather in NumPy (Arrow's take is slower)
                 width = fused.shape[1]
-                gathered = fused[self.order.to_numpy()]
-                self._pairs = (memoryview(gathered).cast("B"), list(range(0, (len(gathered) + 1) * width, width)))
+                gathered = fused[self.order]
+                self._pairs = (gathered.data.cast("B"), list(range(0, (len(gathered) + 1) * width, width)))
             else:
                 data, offsets = _ordered(*self.batch.pairs(), self.order)
                 self._pairs = (data, offsets.tolist())
@@ -113,9 +114,7 @@ def sort_batch(project: str, batch: FramedBatch, chunk_rows: int) -> _SortedBatc
                 cut_starts.append(s)
                 cut_stops.append(min(s + chunk_rows, b))
         starts, stops = np.array(cut_starts, dtype=np.int64), np.array(cut_stops, dtype=np.int64)
-    return _SortedBatch(
-        batch, pa.array(order), ordered[starts].tolist(), starts.tolist(), stops.tolist(), unique=batch.unique()
-    )
+    return _SortedBatch(batch, order, ordered[starts].tolist(), starts.tolist(), stops.tolist(), unique=batch.unique())
 
 
 class ClusterUpsert:
