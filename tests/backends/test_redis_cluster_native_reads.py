@@ -9,26 +9,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pyarrow as pa
 import pytest
 
-from backends.test_redis_cluster_reads import CODES, VIEW, open_store
-from ladle.definitions import Entity, FeatureView, Field, FileSource
+from backends.test_redis_cluster_reads import CODES, T0, VIEW, open_store
+from ladle.definitions import FeatureView, Field
 from ladle.online.base import ReadRequest
 from ladle.online.redis import cluster_read
 from ladle.online.redis.store import RedisOnlineStore
-from ladle.types import Float64, String
+from ladle.types import Float64
 
 pytestmark = pytest.mark.redis_cluster
 
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
+# a second view of the same entity: a request of both is two groups sharing one entity list
 VOLUME = FeatureView(
-    name="volumes",
-    source=FileSource(path="ticks.parquet", timestamp_field="event_timestamp"),
-    entities=[Entity(name="commodity", join_keys=["code"], value_type=String)],
-    schema=[Field(name="volume", dtype=Float64)],
+    name="volumes", source=VIEW.source, entities=VIEW.entities, schema=[Field(name="volume", dtype=Float64)]
 )
 
 
