@@ -59,8 +59,8 @@ class NativeBuildHook(BuildHookInterface):  # type: ignore[misc]
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         """Compile ``_cluster_plan`` for this wheel (or in place for an editable install)."""
-        if os.environ.get("LADLE_NO_NATIVE") == "1":
-            return
+        if self.target_name != "wheel" or os.environ.get("LADLE_NO_NATIVE") == "1":
+            return  # an sdist ships the C source, never a built module
         source = Path(self.root) / SOURCE
         name = "_cluster_plan" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
         if version == "editable":
