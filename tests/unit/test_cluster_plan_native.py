@@ -9,8 +9,10 @@ path's contract must fall back (``plan`` returns ``None``) or raise a clear erro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import sys
 import sysconfig
 from pathlib import Path
 from typing import Any
@@ -248,3 +250,50 @@ def test_ladle_no_native_turns_the_accelerator_off() -> None:
         env["LADLE_NO_NATIVE"] = "0"
         on = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
         assert on.stdout.strip() == "False"
+
+
+@needs_native
+def test_no_reference_leaks_on_success_or_error_paths() -> None:
+    """50,000 rounds of plans, placements and refused arguments leave the process's resident memory
+    where it was (a leaked 100-key plan per round would be hundreds of MB)."""
+    assert native is not None
+    by_crc = table(3)
+    entities = [b"CMD%05d" % i for i in range(100)]
+    bad_plans: list[tuple[Any, ...]] = [
+        (b"{p:", [b"}:v"], [entities], b"\0" * 10, 3),
+        (b"{p:", [b"}:v"], [[b"a", "s"]], by_crc, 3),
+        (b"{p:", [b"}:v"], [[b"a}"]], by_crc, 3),
+        (b"{p:", [1], [entities], by_crc, 3),
+    ]
+
+    suffixes, lists, value = [b"}:v1", b"}:v2"], [entities, entities], b"x" * 10
+
+    def round_trip() -> None:
+        planned = native.plan(b"{proj:", suffixes, lists, by_crc, 3)
+        assert planned is not None
+        _, _, counts, positions, total = planned
+        replies: list[list[Any]] = [[value] * c for c in counts]
+        replies[0][0] = hiredis.ReplyError("MOVED 1 127.0.0.1:1")
+        assert native.place(total, positions, replies)[1] is False
+        for bad in bad_plans:
+            with contextlib.suppress(ValueError, TypeError):
+                native.plan(*bad)
+        for args in ((total, positions, replies[:1]), (2, positions, replies)):
+            with contextlib.suppress(ValueError, TypeError):
+                native.place(*args)
+
+    held = (suffixes, suffixes[0], lists, entities, entities[0], by_crc, value, None)  # None: place() fills with it
+    counts_before = [sys.getrefcount(o) for o in held]
+    for _ in range(5_000):
+        round_trip()
+    assert [sys.getrefcount(o) for o in held] == counts_before  # no reference kept to an argument
+    before = _resident_bytes()
+    for _ in range(50_000):
+        round_trip()
+    assert _resident_bytes() - before < 4 << 20
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory now (not its peak, which an earlier test may have set)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
