@@ -7,12 +7,18 @@
 * **W6** (materialization at 10x scale): ``commodity_ticks_100000x100_s42.parquet`` (100,000
   entities x 100 hours = 10,000,000 rows, ``bench.data --entities 100000``), same window: read 10M
   rows, write the newest row of each of the 100,000 entities, under the default memory budget.
+* **W6's W1b** (``--workload w6b``): ``commodity_ticks_distinct_10000000.parquet`` (10,000,000
+  distinct entities x 1 row, generated once, ~1 GB while it is made), same window: 10,000,000 online
+  writes (~2 GB in Redis).
 
 Each run is a fresh child process (its own peak RSS) with a throw-away SQLite registry and, for
 ``--backend sqlite``, a fresh online database; for ``--backend redis`` / ``redis_cluster`` a fresh project on the server
 (torn down afterwards). ``apply`` is not timed; ``store.materialize(start, end)`` is. After the timer,
 ``--verify`` entities (default 2,000, random) are read back and compared with the source's newest row
 of each; on Redis, ``server_cpu_s`` is the server's CPU (``INFO cpu``; a cluster's nodes summed) during the timed call.
+``--engine ray`` materializes with ``batch_engine: ray`` on a local Ray of ``--ray-cpus`` CPUs
+(started before the clock), one task per CPU unless ``--partitions``; the result lists the median
+run's tasks (rows, seconds, worker, its peak RSS) and the peak RSS of the driver plus its workers.
 
     .venv/bin/python -m bench.w1_materialize                          # W1a and W1b on SQLite
     .venv/bin/python -m bench.w1_materialize --workload w1a --repeat 5
@@ -20,6 +26,7 @@ of each; on Redis, ``server_cpu_s`` is the server's CPU (``INFO cpu``; a cluster
     .venv/bin/python -m bench.w1_materialize --backend redis_cluster --workload w1b  # starts a 3-master cluster
     .venv/bin/python -m bench.w1_materialize --data /path/to/dir      # the files Feast reads
     .venv/bin/python -m bench.w1_materialize --workload w6 --backend redis   # 10,000,000 source rows
+    .venv/bin/python -m bench.w1_materialize --workload w6 --backend redis --memory-budget 1GB --engine ray
 """
 
 from __future__ import annotations
@@ -41,8 +48,11 @@ START = datetime(2023, 12, 31, tzinfo=UTC)
 END = datetime(2024, 1, 6, tzinfo=UTC)
 
 
-def build_store(repo: Path, ticks: Path, backend: str, redis: str, project: str, memory_budget: str = "") -> Any:
-    """A store with the W1 view applied (SQLite registry in ``repo``); ``memory_budget`` '' keeps the default."""
+def build_store(
+    repo: Path, ticks: Path, backend: str, redis: str, project: str, memory_budget: str = "", engine: Any = "local"
+) -> Any:
+    """A store with the W1 view applied (SQLite registry in ``repo``); ``memory_budget`` '' keeps the
+    default; ``engine`` is the ``batch_engine`` block."""
     from ladle import Entity, FeatureStore, FeatureView, Field, FileSource, Float64, ValueType
 
     online: dict[str, Any] = {"type": "sqlite", "path": str(repo / "online.db")}
@@ -55,6 +65,7 @@ def build_store(repo: Path, ticks: Path, backend: str, redis: str, project: str,
             "online_store": online,
             "offline_store": {"type": "duckdb"},
             **({"materialization": {"memory_budget": memory_budget}} if memory_budget else {}),
+            "batch_engine": engine,
         },
         repo_path=repo,
     )
@@ -81,15 +92,29 @@ def child(args: argparse.Namespace) -> None:
     importlib.import_module("ladle.materialize.local")
     source_rows = pq.ParquetFile(args.ticks).metadata.num_rows
     project = f"w1_{uuid.uuid4().hex[:8]}"
+    engine: Any = "local"
+    if args.engine == "ray":
+        engine = {"type": "ray", "num_cpus": args.ray_cpus, "partitions": args.partitions or args.ray_cpus}
     with tempfile.TemporaryDirectory() as tmp:
-        store = build_store(Path(tmp), args.ticks, args.backend, args.redis, project, args.memory_budget)
+        store = build_store(Path(tmp), args.ticks, args.backend, args.redis, project, args.memory_budget, engine)
         store.online_store.ping()
+        made = _keep_materializers(store)
         try:
+            ray_start = None
+            if args.engine == "ray":  # start Ray before the clock: a long-running cluster is the point of it
+                with Timer() as started:
+                    store._ray.connect()
+                ray_start = round(started.seconds, 3)
             cpu_before = server_cpu(args)
             with Timer() as t:
                 (result,) = store.materialize(START, END, [VIEW])
             cpu = server_cpu(args) - cpu_before
             peak = peak_rss_mb()  # before the check, which reads the source again
+            tasks = [
+                {"part": str(r.part), "rows_read": r.rows_read, "rows_written": r.rows_written,
+                 "seconds": round(r.seconds, 3), "pid": r.pid, "peak_rss_mb": r.peak_rss_mb}
+                for m in made for r in getattr(m, "reports", [])
+            ]  # fmt: skip
             mismatches = verify(store, args.ticks, args.verify)
         finally:
             if args.backend != "sqlite":
@@ -104,6 +129,7 @@ def child(args: argparse.Namespace) -> None:
             "written_rows_per_s": round(result.rows_written / t.seconds),
             "peak_rss_mb": peak,
             **({"server_cpu_s": round(cpu, 3)} if args.backend in REDIS else {}),
+            **({"ray_start_s": ray_start, "tasks": tasks} if args.engine == "ray" else {}),
             "verified": args.verify,
             "mismatches": mismatches,
         },
@@ -114,6 +140,19 @@ def child(args: argparse.Namespace) -> None:
 
 
 REDIS = ("redis", "redis_cluster")
+
+
+def _keep_materializers(store: Any) -> list[Any]:
+    """Every materializer ``store`` makes from now on (the Ray one keeps its tasks' reports)."""
+    made: list[Any] = []
+    make = store._materializer
+
+    def keeping() -> Any:
+        made.append(make())
+        return made[-1]
+
+    store._materializer = keeping
+    return made
 
 
 def server_cpu(args: argparse.Namespace) -> float:
@@ -164,11 +203,14 @@ def parent(args: argparse.Namespace) -> None:
         files["W1b"] = ensure_distinct_ticks(args.data)
     if args.workload == "w6":
         files["W6"] = ensure_ticks(args.data, TickSpec(entities=100_000))
+    if args.workload == "w6b":
+        files["W6-W1b"] = ensure_distinct_ticks(args.data, 10_000_000)
     for name, path in files.items():
         address = args.redis_nodes if args.backend == "redis_cluster" else args.redis
         child_args = ["--child", "--ticks", str(path), "--backend", args.backend, "--redis", address]
         child_args += ["--memory-budget", args.memory_budget] if args.memory_budget else []
-        child_args += ["--verify", str(args.verify)]
+        child_args += ["--verify", str(args.verify), "--engine", args.engine]
+        child_args += ["--ray-cpus", str(args.ray_cpus), "--partitions", str(args.partitions)]
         runs = [run_child("bench.w1_materialize", child_args) for _ in range(args.repeat)]
         walls = [r["wall_s"] for r in runs]
         best = min(runs, key=lambda r: abs(r["wall_s"] - median(walls)))
@@ -186,6 +228,7 @@ def parent(args: argparse.Namespace) -> None:
                 "rows_written": best["rows_written"],
                 "written_rows_per_s": round(best["rows_written"] / median(walls)),
                 "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs),
+                **(_ray_summary(runs, best) if args.engine == "ray" else {}),
                 **({"server_cpu_s_all": [r["server_cpu_s"] for r in runs]} if args.backend in REDIS else {}),
                 "verified_per_run": args.verify,
                 "mismatches": sum(r["mismatches"] for r in runs),
@@ -193,11 +236,23 @@ def parent(args: argparse.Namespace) -> None:
         )
 
 
+def _ray_summary(runs: list[dict[str, Any]], best: dict[str, Any]) -> dict[str, Any]:
+    """Ray's part of a result: the median run's tasks, and peak RSS counting the workers'."""
+    workers = [{t["pid"]: t["peak_rss_mb"] for t in r["tasks"]} for r in runs]
+    return {
+        "engine": "ray",
+        "ray_start_s_all": [r["ray_start_s"] for r in runs],
+        "tasks": best["tasks"],
+        "workers_peak_rss_mb_max": max((mb for w in workers for mb in w.values()), default=0.0),
+        "all_peak_rss_mb_max": max(r["peak_rss_mb"] + sum(w.values()) for r, w in zip(runs, workers, strict=True)),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DIR, help="directory of the Parquet files")
-    parser.add_argument("--workload", choices=["w1a", "w1b", "both", "w6"], default="both")
+    parser.add_argument("--workload", choices=["w1a", "w1b", "both", "w6", "w6b"], default="both")
     parser.add_argument("--backend", choices=["sqlite", "redis", "redis_cluster"], default="sqlite")
     parser.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port for --backend redis")
     parser.add_argument(
@@ -208,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--verify", type=int, default=2000, help="entities read back and checked after each run (0: none)"
     )
+    parser.add_argument("--engine", choices=["local", "ray"], default="local", help="batch_engine")
+    parser.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray (--engine ray)")
+    parser.add_argument("--partitions", type=int, default=0, help="Ray tasks per view (default: --ray-cpus)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ticks", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
