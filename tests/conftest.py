@@ -97,6 +97,18 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(reason)
 
 
+def require_module(module: str, why: str) -> None:
+    """Skip (loudly) or, under CI=true, fail when an optional package is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        return
+    reason = f"{module.upper()} MISSING: {why}"
+    if IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def redis_address() -> str:
     """``host:port`` of the real Redis server."""

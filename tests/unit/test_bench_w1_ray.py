@@ -5,24 +5,19 @@ the driver plus the workers, and reads back what it wrote. No speed is asserted.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from bench.data import ensure_ticks
 from bench.w1_materialize import main
 
-pytestmark = pytest.mark.ray
+from conftest import require_module
 
-try:
-    import ray  # noqa: F401  (only whether it is installed)
-except ImportError:  # pragma: no cover
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("Ray is not installed (the ray extra): the bench's Ray engine cannot run", allow_module_level=True)
+pytestmark = pytest.mark.ray
 
 
 def test_w1a_on_ray_reports_its_tasks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    require_module("ray", "the ray extra is not installed: the bench's Ray engine cannot run")
     ensure_ticks(tmp_path)
     argv = ["--data", str(tmp_path), "--workload", "w1a", "--backend", "sqlite", "--engine", "ray"]
     assert main([*argv, "--repeat", "1", "--verify", "200", "--memory-budget", "512MB"]) == 0
