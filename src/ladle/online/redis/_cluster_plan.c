@@ -94,8 +94,8 @@ plan(PyObject *module, PyObject *args)
     PyObject *sfast = NULL, *lfast = NULL;
     PyObject **fasts = NULL;   /* each group's entities as a fast sequence */
     uint8_t *route = NULL;     /* each key's master */
-    Py_ssize_t *sizes = NULL;  /* per master: payload bytes, then keys */
-    Py_ssize_t *keys = NULL;
+    Py_ssize_t *sizes = NULL;  /* per master: its pipeline's bytes */
+    Py_ssize_t *keys = NULL;   /* per master: its keys */
     Py_ssize_t groups = 0;
     PyObject *used_list = NULL, *payloads = NULL, *counts = NULL, *positions = NULL, *total_obj = NULL;
 
@@ -163,36 +163,25 @@ plan(PyObject *module, PyObject *args)
         Py_ssize_t n = PySequence_Fast_GET_SIZE(fasts[g]);
         PyObject **items = PySequence_Fast_ITEMS(fasts[g]);
         Py_ssize_t suf = PyBytes_GET_SIZE(PySequence_Fast_GET_ITEM(sfast, g));
-        /* views of one request usually share one entity list: route it once */
-        if (g > 0 && fasts[g] == fasts[g - 1]) {
-            Py_ssize_t from = at - n;
-            for (Py_ssize_t i = 0; i < n; i++) {
-                uint8_t k = route[from + i];
-                Py_ssize_t len = prefix.len + PyBytes_GET_SIZE(items[i]) + suf;
-                route[at + i] = k;
-                sizes[k] += fixed + PyBytes_GET_SIZE(items[i]) + suf + digits(len);
-                keys[k]++;
-            }
-            at += n;
-            continue;
-        }
+        /* views of one request usually share one entity list: route it once (checked already) */
+        int shared = g > 0 && fasts[g] == fasts[g - 1];
         for (Py_ssize_t i = 0; i < n; i++) {
             PyObject *item = items[i];
-            if (!PyBytes_Check(item)) {
-                result = Py_NewRef(Py_None);
-                goto done;
+            uint8_t k;
+            if (shared) {
+                k = route[at - n + i];
+            } else {
+                if (!PyBytes_Check(item) || memchr(PyBytes_AS_STRING(item), '}', (size_t)PyBytes_GET_SIZE(item))) {
+                    result = Py_NewRef(Py_None);
+                    goto done;
+                }
+                k = by_crc[crc16(seed, (const unsigned char *)PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item))];
+                if (k >= masters) {
+                    PyErr_SetString(PyExc_ValueError, "by_crc names a master beyond masters");
+                    goto done;
+                }
             }
-            const unsigned char *e = (const unsigned char *)PyBytes_AS_STRING(item);
             Py_ssize_t size = PyBytes_GET_SIZE(item);
-            if (memchr(e, '}', (size_t)size) != NULL) {
-                result = Py_NewRef(Py_None);
-                goto done;
-            }
-            uint8_t k = by_crc[crc16(seed, e, size)];
-            if (k >= masters) {
-                PyErr_SetString(PyExc_ValueError, "by_crc names a master beyond masters");
-                goto done;
-            }
             Py_ssize_t len = prefix.len + size + suf;
             route[at + i] = k;
             sizes[k] += fixed + size + suf + digits(len);

@@ -3,8 +3,9 @@
 A read of N random entities touches N slots (keys are hash-tagged by entity) and a multi-key
 command cannot span slots, so it is N ``GET``s. Going through redis-py's connection layer cost the
 client several µs per master and per key; here each master has one plain socket (reused across
-reads) with its own hiredis reader. Each master's ``GET``s are framed in one ``bytes.join`` per view
-and sent in one write; all masters are written first, then their replies are taken as they arrive,
+reads) with its own hiredis reader. Each master's ``GET``s are framed into one pipeline
+(:func:`plan_reads`: in C when the accelerator is built, else :func:`plan_gets`) and sent in one
+write; all masters are written first, then their replies are taken as they arrive,
 in whatever order the masters answer. The sockets are non-blocking, so a read is one ``send`` and
 (usually) one ``recv`` per master and nothing else: each master is tried in the order written and
 :func:`select.poll` waits only for masters with nothing yet. (A read-only cross-slot Lua
